@@ -1,0 +1,73 @@
+//! The pmap layer: the hardware's stage-2 translation, behind the seed's pmap interface.
+//!
+//! `Pmap` is the interface the fault routine uses (`pmap_enter`, `pmap_remove`, …). `Stage2` is the
+//! real implementation: a VMSAv8-64 stage-2 table (4 KiB granule, 40-bit IPA, start level 1) that
+//! lives in frames reached through `PhysMem`, with break-before-make on every change of a valid
+//! descriptor and TLB maintenance through `Tlb`. The reverse map (which VM/IPA maps a frame) is
+//! kept here, like a pmap's pv lists, so that `page_protect` can find every mapping of a frame.
+//!
+//! # Locks
+//! A `Stage2`'s own lock is taken after ANON and before PAGE QUEUES; the reverse-map lock is the
+//! innermost lock of all. Nothing here sleeps or calls back into the engine.
+
+use crate::addr::{Ipa, Pa, Prot};
+
+/// VM identifier programmed into VTTBR_EL2.VMID; tags that VM's stage-2 TLB entries.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Vmid(pub u16);
+
+bitflags::bitflags! {
+    /// Flags of `Pmap::enter` (the seed's `PMAP_CANFAIL`, `PMAP_WIRED`).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+    pub struct EnterFlags: u8 {
+        /// Return `PmapError::NoMemory` instead of treating a table-frame shortage as fatal.
+        const CANFAIL = 1 << 0;
+        /// The mapping is wired: `unwire` must be called before it may be removed by paging.
+        const WIRED = 1 << 1;
+    }
+}
+
+/// Why `Pmap::enter` failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PmapError {
+    /// No frame was available for an intermediate table (only with `CANFAIL`).
+    NoMemory,
+    /// The IPA is outside the stage-2 input range.
+    OutOfRange,
+}
+
+/// TLB maintenance for stage-2 changes. The hypervisor implements it with `TLBI IPAS2E1IS` /
+/// `TLBI VMALLS12E1IS` and the barriers the Arm ARM requires; host tests with a recorder.
+pub trait Tlb: Send + Sync {
+    /// Invalidate stage-2 (and combined stage-1+2) entries for `ipa` in `vmid`, all CPUs, and wait.
+    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa);
+    /// Invalidate every entry of `vmid`, all CPUs, and wait.
+    fn invalidate_vm(&self, vmid: Vmid);
+}
+
+/// Frames for intermediate translation tables (taken from the same pool as guest pages).
+pub trait TableFrames: Send + Sync {
+    /// A zeroed frame, or `None` when the pool is empty.
+    fn alloc_table(&self) -> Option<Pa>;
+    /// Return a table frame that no descriptor points to any more.
+    fn free_table(&self, frame: Pa);
+}
+
+/// The seed's pmap interface, over one VM's IPA space.
+pub trait Pmap: Send + Sync {
+    /// Map `ipa` (page aligned) to `pa` with `prot`. Replacing a valid mapping with a different
+    /// output address goes through break-before-make.
+    fn enter(&self, ipa: Ipa, pa: Pa, prot: Prot, flags: EnterFlags) -> Result<(), PmapError>;
+    /// Unmap every page in `[start, end)`.
+    fn remove(&self, start: Ipa, end: Ipa);
+    /// The frame and protection `ipa` maps to, if any.
+    fn extract(&self, ipa: Ipa) -> Option<(Pa, Prot)>;
+    /// Lower the protection of every mapping in `[start, end)` to at most `prot` (NONE removes).
+    fn protect(&self, start: Ipa, end: Ipa, prot: Prot);
+    /// Clear the wired flag of the mapping at `ipa`.
+    fn unwire(&self, ipa: Ipa);
+    /// Make deferred changes visible (TLB maintenance is immediate here, so this is a barrier).
+    fn update(&self);
+    /// Test and clear the access flag of the mapping at `ipa` (pagedaemon reference bit).
+    fn clear_access(&self, ipa: Ipa) -> bool;
+}
