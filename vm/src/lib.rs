@@ -23,6 +23,7 @@ pub mod addr;
 pub mod fault;
 pub mod physmem;
 pub mod pmap;
+pub mod sim;
 pub mod trace;
 
 pub use addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};

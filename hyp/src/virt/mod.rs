@@ -1,0 +1,1 @@
+//! Virtualization: VMs, vCPUs, traps, scheduling. (VIRT HELPER owns this directory.)
