@@ -1,0 +1,67 @@
+//! `badaddr`: bad input from a guest never stops EL2 (runs with its MMU off).
+//!
+//! - Loads from IPAs with neither RAM nor a device (0x2000_0000, RAM end) must take a synchronous
+//!   external abort at EL1: ESR_EL1.EC 0x25, DFSC 0b010000, FAR_EL1 == the address; we resume.
+//! - An unknown HVC and an unknown SMC return NOT_SUPPORTED (-1).
+//! - PRINT of bytes outside RAM returns INVALID_PARAMETERS (-2); so does an unknown counter id.
+#![no_std]
+#![no_main]
+
+use guest::exceptions::{probe_read, DFSC_SEA, EC_DATA_ABORT_SAME_EL};
+use guest::hvc::{self, Conduit, INVALID_PARAMETERS, NOT_SUPPORTED};
+use guest::{check, println};
+
+guest::entry!(main);
+
+const UNKNOWN_ID: u32 = 0xC600_00FF;
+
+fn expect_sea(addr: u64, status: u32) {
+    match probe_read(addr) {
+        Ok(v) => guest::fail!(status, "load from {:#x} returned {:#x}, expected an abort", addr, v),
+        Err(a) => {
+            println!("badaddr: {:#x}: ESR_EL1 {:#010x} FAR_EL1 {:#x} ELR_EL1 {:#x}", addr, a.esr, a.far, a.elr);
+            check!(a.ec() == EC_DATA_ABORT_SAME_EL, status, "EC {:#x}, expected {:#x}", a.ec(), EC_DATA_ABORT_SAME_EL);
+            check!(a.fsc() == DFSC_SEA, status, "DFSC {:#x}, expected {:#x}", a.fsc(), DFSC_SEA);
+            check!(a.far == addr, status, "FAR_EL1 {:#x}, expected {:#x}", a.far, addr);
+        }
+    }
+}
+
+fn main(_cpu: usize, _arg: u64) -> u32 {
+    check!(!guest::mmu::is_on(), 1, "expected to start with the MMU off");
+    let info = hvc::info();
+    let ram_end = guest::layout::RAM_BASE + info.ram_bytes;
+    println!("badaddr: vm {} ram {} MiB, MMU off", info.vm, info.ram_bytes >> 20);
+
+    expect_sea(0x2000_0000, 2);
+    expect_sea(ram_end, 3);
+    expect_sea(ram_end + 0x10_0008, 4);
+
+    // RAM still works after the aborts.
+    let ok = probe_read(guest::layout::RAM_BASE);
+    check!(ok.is_ok(), 5, "load from RAM base aborted: {:?}", ok);
+
+    let r = hvc::call(Conduit::Hvc, UNKNOWN_ID, 1, 2, 3)[0] as i64;
+    check!(r == NOT_SUPPORTED, 6, "unknown HVC {:#x} returned {}, expected -1", UNKNOWN_ID, r);
+    let r = hvc::call(Conduit::Smc, UNKNOWN_ID, 1, 2, 3)[0] as i64;
+    check!(r == NOT_SUPPORTED, 7, "unknown SMC {:#x} returned {}, expected -1", UNKNOWN_ID, r);
+    let r = hvc::call(Conduit::Hvc, 0x8400_00FF, 0, 0, 0)[0] as i64;
+    check!(r == NOT_SUPPORTED, 8, "unknown PSCI call returned {}, expected -1", r);
+
+    let r = hvc::print_raw(0x2000_0000, 16);
+    check!(r == INVALID_PARAMETERS, 9, "PRINT from {:#x} returned {}, expected -2", 0x2000_0000u64, r);
+    let r = hvc::print_raw(ram_end - 8, 64);
+    check!(r == INVALID_PARAMETERS, 10, "PRINT across RAM end returned {}, expected -2", r);
+    let r = hvc::counter_raw(999);
+    check!(r == INVALID_PARAMETERS, 11, "COUNTER(999) returned {}, expected -2", r);
+
+    let v = hvc::hvc(hvc::PSCI_VERSION, 0, 0, 0);
+    check!(v == 0x1_0000, 12, "PSCI_VERSION {:#x}, expected 0x10000", v);
+    let f = hvc::hvc(hvc::PSCI_FEATURES, hvc::PSCI_CPU_ON as u64, 0, 0);
+    check!(f == 0, 13, "PSCI_FEATURES(CPU_ON) {}, expected 0", f);
+    let f = hvc::hvc(hvc::PSCI_FEATURES, UNKNOWN_ID as u64, 0, 0);
+    check!(f == NOT_SUPPORTED, 14, "PSCI_FEATURES(unknown) {}, expected -1", f);
+
+    println!("badaddr: ok");
+    0
+}

@@ -1,0 +1,131 @@
+//! `smp`: 4 vCPUs of one VM fault the same and different pages at once.
+//!
+//! vCPU 0 turns on its identity MMU (Normal memory, so atomics are sane), starts vCPUs 1..3 with
+//! PSCI CPU_ON at `_start`, and then every vCPU, after a barrier:
+//! - writes its own slots in each of the SHARED pages (all vCPUs fault those pages together),
+//! - writes its private range of PRIVATE pages,
+//!
+//! then, after a second barrier, verifies every slot of every shared page and every vCPU's private
+//! range. vCPU 0 waits for the others to finish and exits 0.
+#![no_std]
+#![no_main]
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use guest::hvc::{self, Counter};
+use guest::layout::{self, PAGE_SIZE};
+use guest::{check, println};
+
+guest::entry!(main);
+
+const CPUS: u64 = 4;
+const SHARED: u64 = 256;
+const PRIVATE: u64 = 512;
+const WORDS: u64 = 4;
+
+static ARRIVED: AtomicU64 = AtomicU64::new(0);
+static DONE: AtomicU64 = AtomicU64::new(0);
+
+/// Wait until all vCPUs reached barrier number `n` (1, 2, ...).
+fn barrier(n: u64) {
+    ARRIVED.fetch_add(1, Ordering::AcqRel);
+    let mut spins = 0u64;
+    while ARRIVED.load(Ordering::Acquire) < n * CPUS {
+        core::hint::spin_loop();
+        spins += 1;
+        if spins.is_multiple_of(256) {
+            hvc::yield_now();
+        }
+    }
+}
+
+fn shared_page(p: u64) -> u64 {
+    layout::free_start() + p * PAGE_SIZE
+}
+
+fn private_page(cpu: u64, p: u64) -> u64 {
+    layout::free_start() + (SHARED + cpu * PRIVATE + p) * PAGE_SIZE
+}
+
+/// Slot `w` of `cpu` in a shared page: the vCPUs' slots interleave within one cache line.
+fn slot(cpu: u64, w: u64) -> u64 {
+    w * (PAGE_SIZE / WORDS) + cpu * 8
+}
+
+fn main(cpu: usize, _arg: u64) -> u32 {
+    let cpu = cpu as u64;
+    guest::mmu::enable();
+    let info = hvc::info();
+    check!(info.vcpu == cpu, 2, "INFO says vCPU {}, MPIDR says {}", info.vcpu, cpu);
+    if cpu == 0 {
+        let need = layout::free_start() + (SHARED + CPUS * PRIVATE) * PAGE_SIZE;
+        check!(need <= layout::RAM_BASE + info.ram_bytes, 2, "RAM too small");
+        println!("smp: vm {}: starting vCPUs 1..{}", info.vm, CPUS - 1);
+        for c in 1..CPUS {
+            let r = hvc::psci_cpu_on(c, guest::rt::entry_point(), c);
+            check!(r == 0, 3, "CPU_ON({}) returned {}", c, r);
+        }
+        let r = hvc::psci_cpu_on(1, guest::rt::entry_point(), 1);
+        check!(r == hvc::ALREADY_ON, 3, "second CPU_ON(1) returned {}, expected -4", r);
+    }
+
+    barrier(1);
+    for p in 0..SHARED {
+        for w in 0..WORDS {
+            // SAFETY: free RAM; each vCPU writes only its own 8-byte slots.
+            unsafe { guest::poke(shared_page(p) + slot(cpu, w), guest::pattern(info.vm, p, cpu * WORDS + w)) };
+        }
+    }
+    for p in 0..PRIVATE {
+        for w in 0..WORDS {
+            // SAFETY: free RAM, this vCPU's private range.
+            unsafe { guest::poke(private_page(cpu, p) + w * (PAGE_SIZE / WORDS), guest::pattern(info.vm, 1000 + p, cpu)) };
+        }
+    }
+
+    barrier(2);
+    for p in 0..SHARED {
+        for c in 0..CPUS {
+            for w in 0..WORDS {
+                let addr = shared_page(p) + slot(c, w);
+                // SAFETY: free RAM; every writer finished before barrier 2.
+                let v = unsafe { guest::peek(addr) };
+                let want = guest::pattern(info.vm, p, c * WORDS + w);
+                check!(v == want, 4, "vCPU {}: shared {:#x} (vCPU {}'s) is {:#x}, expected {:#x}", cpu, addr, c, v, want);
+            }
+        }
+    }
+    for c in 0..CPUS {
+        for p in 0..PRIVATE {
+            for w in 0..WORDS {
+                let addr = private_page(c, p) + w * (PAGE_SIZE / WORDS);
+                // SAFETY: as above.
+                let v = unsafe { guest::peek(addr) };
+                let want = guest::pattern(info.vm, 1000 + p, c);
+                check!(v == want, 5, "vCPU {}: private {:#x} (vCPU {}'s) is {:#x}, expected {:#x}", cpu, addr, c, v, want);
+            }
+        }
+    }
+
+    if cpu != 0 {
+        DONE.fetch_add(1, Ordering::AcqRel);
+        return 0;
+    }
+    let mut spins = 0u64;
+    while DONE.load(Ordering::Acquire) < CPUS - 1 {
+        spins += 1;
+        if spins.is_multiple_of(64) {
+            hvc::yield_now();
+        }
+        core::hint::spin_loop();
+    }
+    println!(
+        "smp: {} vCPUs verified {} shared and {} private pages; faults {} zero-fill {}",
+        CPUS,
+        SHARED,
+        CPUS * PRIVATE,
+        hvc::counter(Counter::Faults),
+        hvc::counter(Counter::FltPrzero)
+    );
+    println!("smp: ok");
+    0
+}

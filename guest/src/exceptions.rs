@@ -1,0 +1,199 @@
+//! EL1 exception vectors: record ESR_EL1/FAR_EL1/ELR_EL1 and resume after an expected abort.
+//!
+//! All sixteen entries save the caller-saved state (x0..x18, x29, x30, q0..q31) and call
+//! [`guest_exception`] with the entry's index. If the program armed [`probe_read`] and the exception
+//! is a synchronous one from the current EL, the syndrome is recorded and ELR_EL1 is moved past the
+//! faulting load (one 4-byte instruction); otherwise the exception is reported and the VM exits
+//! with [`crate::EXIT_UNEXPECTED_EXCEPTION`].
+
+use core::arch::{asm, global_asm};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+global_asm!(
+    r#"
+    .macro GUEST_VECTOR index
+    .balign 0x80
+    sub     sp, sp, #(22 * 8 + 32 * 16)
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\index
+    b       guest_vector_common
+    .endm
+
+    .section .text.vectors, "ax"
+    .balign 2048
+    .global guest_vectors
+guest_vectors:
+    GUEST_VECTOR 0
+    GUEST_VECTOR 1
+    GUEST_VECTOR 2
+    GUEST_VECTOR 3
+    GUEST_VECTOR 4
+    GUEST_VECTOR 5
+    GUEST_VECTOR 6
+    GUEST_VECTOR 7
+    GUEST_VECTOR 8
+    GUEST_VECTOR 9
+    GUEST_VECTOR 10
+    GUEST_VECTOR 11
+    GUEST_VECTOR 12
+    GUEST_VECTOR 13
+    GUEST_VECTOR 14
+    GUEST_VECTOR 15
+
+guest_vector_common:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x29, [sp, #144]
+    str     x30, [sp, #160]
+    add     x1, sp, #176
+    stp     q0, q1, [x1], #32
+    stp     q2, q3, [x1], #32
+    stp     q4, q5, [x1], #32
+    stp     q6, q7, [x1], #32
+    stp     q8, q9, [x1], #32
+    stp     q10, q11, [x1], #32
+    stp     q12, q13, [x1], #32
+    stp     q14, q15, [x1], #32
+    stp     q16, q17, [x1], #32
+    stp     q18, q19, [x1], #32
+    stp     q20, q21, [x1], #32
+    stp     q22, q23, [x1], #32
+    stp     q24, q25, [x1], #32
+    stp     q26, q27, [x1], #32
+    stp     q28, q29, [x1], #32
+    stp     q30, q31, [x1], #32
+    bl      guest_exception
+    add     x1, sp, #176
+    ldp     q0, q1, [x1], #32
+    ldp     q2, q3, [x1], #32
+    ldp     q4, q5, [x1], #32
+    ldp     q6, q7, [x1], #32
+    ldp     q8, q9, [x1], #32
+    ldp     q10, q11, [x1], #32
+    ldp     q12, q13, [x1], #32
+    ldp     q14, q15, [x1], #32
+    ldp     q16, q17, [x1], #32
+    ldp     q18, q19, [x1], #32
+    ldp     q20, q21, [x1], #32
+    ldp     q22, q23, [x1], #32
+    ldp     q24, q25, [x1], #32
+    ldp     q26, q27, [x1], #32
+    ldp     q28, q29, [x1], #32
+    ldp     q30, q31, [x1], #32
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x29, [sp, #144]
+    ldr     x30, [sp, #160]
+    ldp     x0, x1, [sp, #0]
+    add     sp, sp, #(22 * 8 + 32 * 16)
+    eret
+    "#
+);
+
+/// ESR_EL1.EC of a data abort taken without a change in exception level.
+pub const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
+/// ESR_EL1.EC of an instruction abort taken without a change in exception level.
+pub const EC_INSN_ABORT_SAME_EL: u64 = 0x21;
+/// DFSC of a synchronous external abort, not on a translation table walk.
+pub const DFSC_SEA: u64 = 0b01_0000;
+
+/// Vector index of "current EL with SP_ELx, synchronous".
+const VECTOR_CURRENT_SPX_SYNC: u64 = 4;
+
+/// A recorded exception.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Abort {
+    pub esr: u64,
+    pub far: u64,
+    pub elr: u64,
+}
+
+impl Abort {
+    /// ESR_EL1.EC.
+    pub fn ec(&self) -> u64 {
+        (self.esr >> 26) & 0x3f
+    }
+    /// ESR_EL1.ISS.DFSC / IFSC.
+    pub fn fsc(&self) -> u64 {
+        self.esr & 0x3f
+    }
+}
+
+// One armed probe at a time, on vCPU 0 only (the probing programs are single-vCPU).
+static ARMED: AtomicBool = AtomicBool::new(false);
+static TAKEN: AtomicBool = AtomicBool::new(false);
+static ESR: AtomicU64 = AtomicU64::new(0);
+static FAR: AtomicU64 = AtomicU64::new(0);
+static ELR: AtomicU64 = AtomicU64::new(0);
+
+fn read_syndrome() -> Abort {
+    let (esr, far, elr): (u64, u64, u64);
+    // SAFETY: reading EL1 system registers at EL1 has no side effects.
+    unsafe {
+        asm!("mrs {}, esr_el1", out(reg) esr, options(nomem, nostack));
+        asm!("mrs {}, far_el1", out(reg) far, options(nomem, nostack));
+        asm!("mrs {}, elr_el1", out(reg) elr, options(nomem, nostack));
+    }
+    Abort { esr, far, elr }
+}
+
+/// Called by the vectors with the entry index (0..16).
+#[no_mangle]
+extern "C" fn guest_exception(index: u64) {
+    let a = read_syndrome();
+    if index == VECTOR_CURRENT_SPX_SYNC && ARMED.swap(false, Ordering::SeqCst) {
+        ESR.store(a.esr, Ordering::SeqCst);
+        FAR.store(a.far, Ordering::SeqCst);
+        ELR.store(a.elr, Ordering::SeqCst);
+        TAKEN.store(true, Ordering::SeqCst);
+        let next = a.elr + 4;
+        // SAFETY: ELR_EL1 points at the probe's single load instruction; resuming 4 bytes later
+        // continues the probe's asm block, which declares its output as clobbered.
+        unsafe { asm!("msr elr_el1, {}", in(reg) next, options(nomem, nostack)) };
+        return;
+    }
+    crate::println!(
+        "FAIL: unexpected exception: vector {} ESR_EL1 {:#010x} (EC {:#04x}) FAR_EL1 {:#x} ELR_EL1 {:#x}",
+        index,
+        a.esr,
+        a.ec(),
+        a.far,
+        a.elr
+    );
+    crate::hvc::exit(crate::EXIT_UNEXPECTED_EXCEPTION)
+}
+
+/// Load 8 bytes from `addr` with an abort expected or allowed: `Ok(value)` if the load completed,
+/// `Err(abort)` with the recorded ESR/FAR/ELR if it took a synchronous exception.
+pub fn probe_read(addr: u64) -> Result<u64, Abort> {
+    TAKEN.store(false, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    let value: u64;
+    // SAFETY: the load may touch any address: an abort is caught by our vector, which skips the
+    // instruction. No Rust object is aliased (the address is not one the program owns).
+    unsafe {
+        asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) value, options(nostack));
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    if TAKEN.swap(false, Ordering::SeqCst) {
+        Err(Abort {
+            esr: ESR.load(Ordering::SeqCst),
+            far: FAR.load(Ordering::SeqCst),
+            elr: ELR.load(Ordering::SeqCst),
+        })
+    } else {
+        Ok(value)
+    }
+}

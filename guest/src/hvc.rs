@@ -1,0 +1,155 @@
+//! The hypercall ABI (contracts §B): SMCCC calls through `HVC #0` (or `SMC #0`), function id in x0,
+//! arguments in x1..x3, result in x0 (negative SMCCC codes for errors).
+
+use core::arch::asm;
+
+/// UVMHYP_EXIT(status): does not return.
+pub const UVMHYP_EXIT: u32 = 0xC600_0000;
+/// UVMHYP_PRINT(ipa, len): one line of UTF-8.
+pub const UVMHYP_PRINT: u32 = 0xC600_0001;
+/// UVMHYP_COUNTER(id): a per-VM uvmexp counter.
+pub const UVMHYP_COUNTER: u32 = 0xC600_0002;
+/// UVMHYP_YIELD: give up the time slice.
+pub const UVMHYP_YIELD: u32 = 0xC600_0003;
+/// UVMHYP_INFO: VM id, vCPU index, RAM size, image size.
+pub const UVMHYP_INFO: u32 = 0xC600_0004;
+/// PSCI_VERSION.
+pub const PSCI_VERSION: u32 = 0x8400_0000;
+/// PSCI_CPU_ON (SMC64).
+pub const PSCI_CPU_ON: u32 = 0xC400_0003;
+/// PSCI_CPU_OFF.
+pub const PSCI_CPU_OFF: u32 = 0x8400_0002;
+/// PSCI_SYSTEM_OFF.
+pub const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
+/// PSCI_FEATURES.
+pub const PSCI_FEATURES: u32 = 0x8400_000A;
+
+/// SMCCC NOT_SUPPORTED.
+pub const NOT_SUPPORTED: i64 = -1;
+/// SMCCC INVALID_PARAMETERS.
+pub const INVALID_PARAMETERS: i64 = -2;
+/// PSCI ALREADY_ON.
+pub const ALREADY_ON: i64 = -4;
+
+/// Most bytes one PRINT may carry.
+pub const PRINT_MAX: usize = 1024;
+
+/// The conduit of a call.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Conduit {
+    Hvc,
+    Smc,
+}
+
+/// Raw SMCCC call: returns x0..x3 after the call.
+pub fn call(conduit: Conduit, id: u32, a1: u64, a2: u64, a3: u64) -> [u64; 4] {
+    let (mut r0, mut r1, mut r2, mut r3) = (id as u64, a1, a2, a3);
+    match conduit {
+        // SAFETY: HVC #0 traps to the hypervisor, which follows SMCCC: it may write x0..x17 and
+        // nothing else of ours (the clobbers below say so); no memory of ours is touched except
+        // what the call's arguments point to, which the caller keeps alive across the call.
+        Conduit::Hvc => unsafe {
+            asm!("hvc #0",
+                inout("x0") r0, inout("x1") r1, inout("x2") r2, inout("x3") r3,
+                lateout("x4") _, lateout("x5") _, lateout("x6") _, lateout("x7") _,
+                lateout("x8") _, lateout("x9") _, lateout("x10") _, lateout("x11") _,
+                lateout("x12") _, lateout("x13") _, lateout("x14") _, lateout("x15") _,
+                lateout("x16") _, lateout("x17") _,
+                options(nostack))
+        },
+        // SAFETY: as for HVC: the hypervisor traps SMC #0 (HCR_EL2.TSC) and treats it the same.
+        Conduit::Smc => unsafe {
+            asm!("smc #0",
+                inout("x0") r0, inout("x1") r1, inout("x2") r2, inout("x3") r3,
+                lateout("x4") _, lateout("x5") _, lateout("x6") _, lateout("x7") _,
+                lateout("x8") _, lateout("x9") _, lateout("x10") _, lateout("x11") _,
+                lateout("x12") _, lateout("x13") _, lateout("x14") _, lateout("x15") _,
+                lateout("x16") _, lateout("x17") _,
+                options(nostack))
+        },
+    }
+    [r0, r1, r2, r3]
+}
+
+/// HVC call returning x0 as a signed SMCCC result.
+pub fn hvc(id: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    call(Conduit::Hvc, id, a1, a2, a3)[0] as i64
+}
+
+/// UVMHYP_EXIT: stop every vCPU of this VM with `status`.
+pub fn exit(status: u32) -> ! {
+    hvc(UVMHYP_EXIT, status as u64, 0, 0);
+    // The hypervisor must not return from EXIT; if it does, stop this vCPU another way.
+    loop {
+        hvc(PSCI_SYSTEM_OFF, 0, 0, 0);
+        hvc(PSCI_CPU_OFF, 0, 0, 0);
+    }
+}
+
+/// UVMHYP_PRINT of raw bytes: 0, or -2 when `[ipa, ipa+len)` is not readable guest RAM or too long.
+///
+/// The address is passed as is: an allegation the hypervisor must check.
+pub fn print_raw(ipa: u64, len: u64) -> i64 {
+    hvc(UVMHYP_PRINT, ipa, len, 0)
+}
+
+/// UVMHYP_PRINT of one line (the hypervisor adds the prefix and newline). Identity-mapped VA == IPA.
+pub fn print(line: &[u8]) -> i64 {
+    print_raw(line.as_ptr() as u64, line.len() as u64)
+}
+
+/// Per-VM counters readable through UVMHYP_COUNTER.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u64)]
+pub enum Counter {
+    Faults = 0,
+    FltAnon = 1,
+    FltAcow = 2,
+    FltObj = 3,
+    FltPrcopy = 4,
+    FltPrzero = 5,
+    Fltnamap = 6,
+    Fltnomap = 7,
+}
+
+/// UVMHYP_COUNTER: the counter's value for this VM.
+pub fn counter(c: Counter) -> u64 {
+    hvc(UVMHYP_COUNTER, c as u64, 0, 0) as u64
+}
+
+/// UVMHYP_COUNTER with a raw id (for probing invalid ids).
+pub fn counter_raw(id: u64) -> i64 {
+    hvc(UVMHYP_COUNTER, id, 0, 0)
+}
+
+/// UVMHYP_YIELD.
+pub fn yield_now() {
+    hvc(UVMHYP_YIELD, 0, 0, 0);
+}
+
+/// What UVMHYP_INFO tells about this VM and vCPU.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Info {
+    pub vm: u64,
+    pub vcpu: u64,
+    pub ram_bytes: u64,
+    pub image_bytes: u64,
+}
+
+/// UVMHYP_INFO.
+pub fn info() -> Info {
+    let [vm, vcpu, ram_bytes, image_bytes] = call(Conduit::Hvc, UVMHYP_INFO, 0, 0, 0);
+    Info { vm, vcpu, ram_bytes, image_bytes }
+}
+
+/// PSCI_CPU_ON: start vCPU `index` (MPIDR Aff0) at `entry` with x0 = `context`.
+pub fn psci_cpu_on(index: u64, entry: u64, context: u64) -> i64 {
+    hvc(PSCI_CPU_ON, index, entry, context)
+}
+
+/// PSCI_CPU_OFF: stop this vCPU.
+pub fn psci_cpu_off() -> ! {
+    loop {
+        hvc(PSCI_CPU_OFF, 0, 0, 0);
+    }
+}

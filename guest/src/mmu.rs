@@ -1,0 +1,94 @@
+//! Optional identity stage-1 translation for EL1: one level-1 table of 1 GiB blocks.
+//!
+//! | VA = IPA | block | attributes |
+//! |---|---|---|
+//! | 0x0000_0000..0x4000_0000 | device | MAIR attr 0 (Device-nGnRnE), PXN/UXN |
+//! | 0x4000_0000..0x8000_0000 | RAM | MAIR attr 1 (Normal WB RA WA), inner shareable |
+//! | above | none | translation fault |
+//!
+//! With the MMU off every data access is Device-nGnRnE, where exclusives and atomics are not
+//! architecturally guaranteed; programs that share memory between vCPUs turn this on first.
+//! vCPU 0 builds the table once ([`enable`]); secondaries call [`enable`] too and only load it.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+#[repr(C, align(4096))]
+struct Table([AtomicU64; 512]);
+
+// In .bss: a zeroed page, beyond the image.
+static L1: Table = Table([const { AtomicU64::new(0) }; 512]);
+static BUILT: AtomicBool = AtomicBool::new(false);
+
+const DESC_BLOCK: u64 = 0b01;
+const ATTR_INDX_SHIFT: u64 = 2;
+const AF: u64 = 1 << 10;
+const SH_INNER: u64 = 0b11 << 8;
+const PXN: u64 = 1 << 53;
+const UXN: u64 = 1 << 54;
+/// MAIR_EL1: attr 0 = Device-nGnRnE (0x00), attr 1 = Normal, inner/outer WB non-transient RA WA (0xff).
+const MAIR: u64 = 0xff << 8;
+/// TCR_EL1: T0SZ = 32 (4 GiB, walk starts at level 1), IRGN0/ORGN0 = WB WA, SH0 inner, TG0 4 KiB,
+/// EPD1 (no TTBR1 walks), IPS = 32 bits.
+const TCR: u64 = 32 | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (1 << 23);
+/// SCTLR_EL1 bits set: M (MMU), C (data cache), I (instruction cache), plus the RES1 bits of ARMv8.0
+/// (11, 20, 22, 23, 28, 29).
+const SCTLR_RES1: u64 = (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
+const SCTLR_ON: u64 = SCTLR_RES1 | 1 | (1 << 2) | (1 << 12);
+
+fn build() {
+    let device = DESC_BLOCK | AF | PXN | UXN; // attr index 0
+    let ram = DESC_BLOCK | AF | SH_INNER | (1 << ATTR_INDX_SHIFT);
+    L1.0[0].store(device, Ordering::Relaxed);
+    L1.0[1].store(0x4000_0000 | ram, Ordering::Relaxed);
+    // Written with the MMU off (non-cacheable); the walker reads with cacheable attributes: clean
+    // and invalidate the lines so no stale copy hides the descriptors.
+    let base = L1.0.as_ptr() as u64;
+    for line in (base..base + 4096).step_by(64) {
+        // SAFETY: cache maintenance by VA on our own table page has no effect on program state.
+        unsafe { asm!("dc civac, {}", in(reg) line, options(nostack)) };
+    }
+    // SAFETY: a barrier only.
+    unsafe { asm!("dsb ish", options(nostack)) };
+}
+
+/// Turn on the identity map on this vCPU (building the table on first use).
+pub fn enable() {
+    if !BUILT.load(Ordering::Acquire) {
+        build();
+        BUILT.store(true, Ordering::Release);
+    }
+    let ttbr = L1.0.as_ptr() as u64;
+    // SAFETY: the table maps all of RAM (where code, data and stacks live) at VA == IPA with
+    // Normal memory, so every address in use keeps its meaning across the switch; the sequence is
+    // the architecture's: program MAIR/TCR/TTBR0, invalidate the TLB, barriers, then SCTLR.M.
+    unsafe {
+        asm!(
+            "msr mair_el1, {mair}",
+            "msr tcr_el1, {tcr}",
+            "msr ttbr0_el1, {ttbr}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            "mrs {tmp}, sctlr_el1",
+            "orr {tmp}, {tmp}, {on}",
+            "msr sctlr_el1, {tmp}",
+            "isb",
+            mair = in(reg) MAIR,
+            tcr = in(reg) TCR,
+            ttbr = in(reg) ttbr,
+            on = in(reg) SCTLR_ON,
+            tmp = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+/// True when this vCPU runs with stage-1 translation on.
+pub fn is_on() -> bool {
+    let sctlr: u64;
+    // SAFETY: reading SCTLR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, sctlr_el1", out(reg) sctlr, options(nomem, nostack)) };
+    sctlr & 1 == 1
+}
