@@ -6,11 +6,28 @@
 //! descriptor and TLB maintenance through `Tlb`. The reverse map (which VM/IPA maps a frame) is
 //! kept here, like a pmap's pv lists, so that `page_protect` can find every mapping of a frame.
 //!
+//! Files: `desc` (descriptor encoding, the break-before-make rule), `stage2` (the table),
+//! `rmap` (the reverse map).
+//!
 //! # Locks
 //! A `Stage2`'s own lock is taken after ANON and before PAGE QUEUES; the reverse-map lock is the
-//! innermost lock of all. Nothing here sleeps or calls back into the engine.
+//! innermost lock of all (Stage2 → Rmap). `Rmap` operations that change tables copy the frame's
+//! list under the rmap lock and release it before taking any `Stage2` lock. Nothing here sleeps or
+//! calls back into the engine.
 
-use crate::addr::{Ipa, Pa, Prot};
+use alloc::vec::Vec;
+
+use crate::addr::{Ipa, Pa, Prot, PAGE_SIZE};
+
+pub mod desc;
+pub mod rmap;
+pub mod stage2;
+#[cfg(test)]
+mod tests;
+
+pub use desc::{Descriptor, Entry, Level, MemAttr, Stage2Attributes};
+pub use rmap::Rmap;
+pub use stage2::Stage2;
 
 /// VM identifier programmed into VTTBR_EL2.VMID; tags that VM's stage-2 TLB entries.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -51,7 +68,47 @@ pub trait TableFrames: Send + Sync {
     fn alloc_table(&self) -> Option<Pa>;
     /// Return a table frame that no descriptor points to any more.
     fn free_table(&self, frame: Pa);
+
+    /// Two physically contiguous zeroed frames, the first 8 KiB aligned: the concatenated
+    /// level-1 root of a 40-bit stage-2 table (see `Stage2`). `None` when there is no such pair.
+    ///
+    /// The provided version looks for an aligned adjacent pair among up to
+    /// [`ROOT_SEARCH_FRAMES`] frames from `alloc_table` and returns the others; it works for
+    /// allocators that hand out ascending frames (a fresh free list). A pool that can allocate
+    /// contiguous frames should override it (and `free_root`).
+    fn alloc_root(&self) -> Option<Pa> {
+        let mut got: Vec<Pa> = Vec::new();
+        let mut found = None;
+        while got.len() < ROOT_SEARCH_FRAMES {
+            let Some(f) = self.alloc_table() else { break };
+            got.push(f);
+            let pair = |a: Pa, b: Pa| a.0.is_multiple_of(2 * PAGE_SIZE) && b.0 == a.0 + PAGE_SIZE;
+            if let Some(lo) = got
+                .iter()
+                .copied()
+                .find(|&a| got.iter().any(|&b| pair(a, b)))
+            {
+                found = Some(lo);
+                break;
+            }
+        }
+        for &f in &got {
+            if found.is_none_or(|lo: Pa| f != lo && f.0 != lo.0 + PAGE_SIZE) {
+                self.free_table(f);
+            }
+        }
+        found
+    }
+
+    /// Return a root obtained from `alloc_root`.
+    fn free_root(&self, root: Pa) {
+        self.free_table(root);
+        self.free_table(root.add_pages(1));
+    }
 }
+
+/// How many frames the provided `TableFrames::alloc_root` tries before giving up.
+pub const ROOT_SEARCH_FRAMES: usize = 16;
 
 /// The seed's pmap interface, over one VM's IPA space.
 pub trait Pmap: Send + Sync {

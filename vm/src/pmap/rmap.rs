@@ -1,0 +1,152 @@
+//! The reverse map: for each frame, every (VM, IPA) that maps it — the seed's pv lists.
+//!
+//! The pagedaemon, dedup and copy-on-write need "all mappings of this frame" (`pmap_page_protect`,
+//! `pmap_clear_reference`). One `Rmap` is shared by every `Stage2` of the engine.
+//!
+//! # Locks
+//! Order: a `Stage2`'s lock, then the rmap lock (innermost of all). `Stage2` updates the rmap while
+//! holding its own lock, so the rmap is exact with respect to each table. The operations here that
+//! must change tables go the other way round and therefore never hold the rmap lock while taking a
+//! `Stage2` lock: they copy the frame's list under the rmap lock, drop it, then take each `Stage2`'s
+//! lock in turn and re-check that the descriptor at that IPA still maps the frame before touching
+//! it (it may have been removed or replaced meanwhile). A mapping entered concurrently, after the
+//! copy, is not seen: as in the seed, callers that need "no mapping remains" hold the page busy
+//! (or its owner locked) so no new mapping of it can be entered.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+
+use spin::Mutex;
+
+use super::{Stage2, Vmid};
+use crate::addr::{Ipa, Pa, Prot};
+
+#[derive(Clone)]
+struct RmapEntry {
+    s2: Weak<Stage2>,
+    ipa: Ipa,
+}
+
+/// Frame → every (stage-2 table, IPA) mapping it.
+#[derive(Default)]
+pub struct Rmap {
+    /// Keyed by the frame's `Pa`. A frame with no mapping has no key.
+    lists: Mutex<BTreeMap<u64, Vec<RmapEntry>>>,
+}
+
+impl Rmap {
+    /// An empty reverse map, to be shared by every `Stage2` of one engine.
+    pub fn new() -> Arc<Rmap> {
+        Arc::new(Rmap::default())
+    }
+
+    /// Number of mappings of `pa`, across every VM.
+    ///
+    /// # Locks
+    /// Takes the rmap lock.
+    pub fn mappings(&self, pa: Pa) -> usize {
+        self.lists.lock().get(&pa.page_base().0).map_or(0, Vec::len)
+    }
+
+    /// Every (VM, IPA) mapping `pa` (VMs being destroyed are left out).
+    ///
+    /// # Locks
+    /// Takes the rmap lock.
+    pub fn mappings_of(&self, pa: Pa) -> Vec<(Vmid, Ipa)> {
+        self.snapshot(pa)
+            .into_iter()
+            .filter_map(|e| e.s2.upgrade().map(|s2| (s2.vmid(), e.ipa)))
+            .collect()
+    }
+
+    /// Number of frames with at least one mapping.
+    pub fn frames(&self) -> usize {
+        self.lists.lock().len()
+    }
+
+    /// The seed's `pmap_page_protect`: lower every mapping of `pa` to at most `prot`. `Prot::NONE`
+    /// (or any `prot` that leaves a mapping nothing) removes the mappings, in every VM; `READ`
+    /// takes write permission away.
+    ///
+    /// # Locks
+    /// Takes the rmap lock (to copy the list), then each affected `Stage2`'s lock in turn, never
+    /// two at once. See the module's note on concurrent `enter`.
+    pub fn page_protect(&self, pa: Pa, prot: Prot) {
+        for e in self.snapshot(pa) {
+            if let Some(s2) = e.s2.upgrade() {
+                s2.rmap_protect(e.ipa, pa.page_base(), prot);
+            }
+        }
+    }
+
+    /// True when some mapping of `pa` has its access flag set (the pagedaemon's reference bit).
+    ///
+    /// # Locks
+    /// As [`Rmap::page_protect`].
+    pub fn is_referenced(&self, pa: Pa) -> bool {
+        self.snapshot(pa).into_iter().any(|e| {
+            e.s2.upgrade()
+                .is_some_and(|s2| s2.rmap_reference(e.ipa, pa.page_base(), false))
+        })
+    }
+
+    /// Clear the access flag of every mapping of `pa`; true when any was set. The next guest
+    /// access to such a mapping takes an access-flag fault, which the fault path resolves by
+    /// entering the mapping again.
+    ///
+    /// # Locks
+    /// As [`Rmap::page_protect`].
+    pub fn clear_reference(&self, pa: Pa) -> bool {
+        let mut any = false;
+        for e in self.snapshot(pa) {
+            if let Some(s2) = e.s2.upgrade() {
+                any |= s2.rmap_reference(e.ipa, pa.page_base(), true);
+            }
+        }
+        any
+    }
+
+    fn snapshot(&self, pa: Pa) -> Vec<RmapEntry> {
+        self.lists
+            .lock()
+            .get(&pa.page_base().0)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Record that `s2` maps `ipa` to `pa`.
+    ///
+    /// # Locks
+    /// Called with `s2`'s lock held; takes the rmap lock.
+    pub(super) fn insert(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa) {
+        let entry = RmapEntry {
+            s2: s2.clone(),
+            ipa,
+        };
+        self.lists.lock().entry(pa.0).or_default().push(entry);
+    }
+
+    /// Forget that `s2` maps `ipa` to `pa`.
+    ///
+    /// # Locks
+    /// Called with `s2`'s lock held (or from its `Drop`); takes the rmap lock.
+    pub(super) fn remove(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa) {
+        let mut lists = self.lists.lock();
+        let Some(list) = lists.get_mut(&pa.0) else {
+            debug_assert!(false, "rmap: {pa:?} has no list");
+            return;
+        };
+        if let Some(i) = list
+            .iter()
+            .position(|e| e.ipa == ipa && Weak::ptr_eq(&e.s2, s2))
+        {
+            list.swap_remove(i);
+        } else {
+            debug_assert!(false, "rmap: {pa:?} not mapped at {ipa:?}");
+        }
+        if list.is_empty() {
+            lists.remove(&pa.0);
+        }
+    }
+}

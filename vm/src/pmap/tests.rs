@@ -1,0 +1,529 @@
+//! Unit tests of `Stage2` and `Rmap` over the host simulations.
+
+extern crate std;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use super::stage2::vtcr_el2;
+use super::*;
+use crate::sim::{Event, EventLog, RecordingTlb, SimFrames, SimMem};
+
+const TABLES: Pa = Pa(0x1000_0000);
+const RW: Prot = Prot::READ.union(Prot::WRITE);
+const P1: Pa = Pa(0x8000_0000);
+const P2: Pa = Pa(0x8000_1000);
+const IPA: Ipa = Ipa(0x4000_0000);
+
+struct Fx {
+    mem: Arc<SimMem>,
+    tlb: Arc<RecordingTlb>,
+    frames: Arc<SimFrames>,
+    rmap: Arc<Rmap>,
+    log: Arc<EventLog>,
+}
+
+impl Fx {
+    fn new(table_frames: usize) -> Fx {
+        let log = EventLog::new();
+        let mem = Arc::new(SimMem::with_log(TABLES, table_frames, log.clone()));
+        let frames = Arc::new(SimFrames::new(mem.clone(), TABLES, table_frames));
+        Fx {
+            mem,
+            tlb: Arc::new(RecordingTlb::with_log(log.clone())),
+            frames,
+            rmap: Rmap::new(),
+            log,
+        }
+    }
+    fn stage2(&self, vmid: u16) -> Result<Arc<Stage2>, PmapError> {
+        Stage2::new(
+            self.mem.clone(),
+            self.tlb.clone(),
+            self.frames.clone(),
+            self.rmap.clone(),
+            Vmid(vmid),
+        )
+    }
+    fn clean(&self) {
+        assert_eq!(self.mem.bad_accesses(), 0);
+        assert_eq!(self.frames.bad_frees(), 0);
+    }
+}
+
+fn mappings(s2: &Stage2) -> Vec<(Ipa, Pa, Prot)> {
+    let mut v = Vec::new();
+    s2.for_each_mapping(|i, p, pr| v.push((i, p, pr)));
+    v
+}
+
+#[test]
+fn vtcr_el2_value() {
+    assert_eq!(Stage2::VTCR_EL2, 0x8002_3558);
+    // DESIGN §7's working value is the same configuration with a 32-bit IPA space.
+    let t0sz_mask = 0x3f;
+    assert_eq!(
+        (Stage2::VTCR_EL2 & !t0sz_mask) | vtcr_el2::t0sz(32),
+        0x8002_3560
+    );
+}
+
+#[test]
+fn new_table_has_an_aligned_concatenated_root() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(7).unwrap();
+    assert_eq!(s2.root().0 % 0x2000, 0);
+    assert_eq!(s2.vttbr(), 7 << 48 | s2.root().0);
+    assert_eq!(s2.vmid(), Vmid(7));
+    assert_eq!(
+        (s2.resident(), s2.table_frames(), fx.frames.in_use()),
+        (0, 0, 2)
+    );
+    drop(s2);
+    assert_eq!(fx.frames.in_use(), 0);
+    fx.clean();
+}
+
+#[test]
+fn enter_extract_remove_round_trip() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    assert_eq!(s2.extract(IPA), Some((P1, RW)));
+    assert_eq!(s2.extract(Ipa(IPA.0 + 0x1000)), None);
+    assert_eq!(s2.descriptor(IPA).bits(), 0x0040_0000_8000_07ff);
+    assert_eq!(
+        (s2.resident(), s2.table_frames(), fx.frames.in_use()),
+        (1, 2, 4)
+    );
+    assert_eq!(fx.rmap.mappings(P1), 1);
+    assert_eq!(fx.rmap.mappings_of(P1), [(Vmid(1), IPA)]);
+    assert_eq!(mappings(&s2), [(IPA, P1, RW)]);
+
+    s2.remove(IPA, Ipa(IPA.0 + 0x1000));
+    assert_eq!(s2.extract(IPA), None);
+    assert_eq!(
+        (s2.resident(), s2.table_frames(), fx.frames.in_use()),
+        (0, 0, 2)
+    );
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    fx.clean();
+}
+
+#[test]
+fn tables_are_allocated_on_demand_and_shared() {
+    let fx = Fx::new(32);
+    let s2 = fx.stage2(1).unwrap();
+    for i in 0..512 {
+        s2.enter(IPA.add_pages(i), P1, Prot::READ, EnterFlags::empty())
+            .unwrap();
+    }
+    assert_eq!(s2.table_frames(), 2, "one 2 MiB range: one L2 + one L3");
+    s2.enter(Ipa(IPA.0 + (2 << 20)), P2, Prot::READ, EnterFlags::empty())
+        .unwrap();
+    assert_eq!(s2.table_frames(), 3, "next 2 MiB: a new L3");
+    // Both ends of the 40-bit space.
+    s2.enter(Ipa(0), P2, Prot::READ, EnterFlags::empty())
+        .unwrap();
+    s2.enter(Ipa((1 << 40) - 0x1000), P2, Prot::READ, EnterFlags::empty())
+        .unwrap();
+    assert_eq!(s2.table_frames(), 7);
+    assert_eq!(s2.resident(), 515);
+    assert_eq!(fx.rmap.mappings(P1), 512);
+    let m = mappings(&s2);
+    assert_eq!(m.len(), 515);
+    assert_eq!(m[0], (Ipa(0), P2, Prot::READ));
+    assert_eq!(m[514], (Ipa((1 << 40) - 0x1000), P2, Prot::READ));
+    // Removing everything frees every table but the root.
+    s2.remove(Ipa(0), Ipa(u64::MAX));
+    assert_eq!(
+        (s2.resident(), s2.table_frames(), fx.frames.in_use()),
+        (0, 0, 2)
+    );
+    assert_eq!(fx.rmap.frames(), 0);
+    fx.clean();
+}
+
+#[test]
+fn no_tlb_invalidation_for_invalid_to_valid() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    for i in 0..8 {
+        s2.enter(IPA.add_pages(i), P1, Prot::ALL, EnterFlags::empty())
+            .unwrap();
+    }
+    s2.enter(IPA, P1, Prot::ALL, EnterFlags::empty()).unwrap(); // identical: no-op
+    assert!(fx.tlb.ops().is_empty());
+}
+
+#[test]
+fn break_before_make_on_output_address_change() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(3).unwrap();
+    s2.enter(IPA, P1, Prot::READ, EnterFlags::empty()).unwrap();
+    let old = s2.descriptor(IPA);
+    fx.log.clear();
+    s2.enter(IPA, P2, RW, EnterFlags::empty()).unwrap();
+    let new = s2.descriptor(IPA);
+    assert_ne!(old, new);
+    let ev = fx.log.events();
+    let [Event::Write { pa: slot, value: 0 }, Event::InvalidateIpa {
+        vmid: Vmid(3),
+        ipa: IPA,
+    }, Event::Write { pa: slot2, value }] = ev[..]
+    else {
+        panic!("expected invalid write, TLBI, new write: {ev:?}");
+    };
+    assert_eq!((slot, value), (slot2, new.bits()));
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    assert_eq!(fx.rmap.mappings(P2), 1);
+    assert_eq!(s2.resident(), 1);
+}
+
+#[test]
+fn permission_changes_write_in_place_then_invalidate() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    s2.enter(IPA, P1, Prot::READ, EnterFlags::empty()).unwrap();
+    fx.log.clear();
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap(); // upgrade, e.g. after a write fault
+    let rw = s2.descriptor(IPA).bits();
+    assert_eq!(
+        fx.log.events(),
+        [
+            write_of(&fx, &s2, rw),
+            Event::InvalidateIpa {
+                vmid: Vmid(1),
+                ipa: IPA
+            }
+        ]
+    );
+    fx.log.clear();
+    s2.protect(IPA, Ipa(IPA.0 + 0x1000), Prot::READ | Prot::EXEC);
+    let ro = s2.descriptor(IPA).bits();
+    assert_eq!(
+        ro, 0x0040_0000_8000_077f,
+        "protect only lowers: EXEC was not granted"
+    );
+    assert_eq!(
+        fx.log.events(),
+        [
+            write_of(&fx, &s2, ro),
+            Event::InvalidateIpa {
+                vmid: Vmid(1),
+                ipa: IPA
+            }
+        ]
+    );
+    // Protecting to what is already there changes nothing.
+    fx.log.clear();
+    s2.protect(Ipa(0), Ipa(u64::MAX), Prot::ALL);
+    assert!(fx.log.events().is_empty());
+}
+
+/// The `Write` event of `value` into `ipa`'s slot (found from the log itself).
+fn write_of(fx: &Fx, _s2: &Stage2, value: u64) -> Event {
+    let ev = fx.log.events();
+    let pa = ev
+        .iter()
+        .find_map(|e| match *e {
+            Event::Write { pa, value: v } if v == value => Some(pa),
+            _ => None,
+        })
+        .unwrap_or(Pa(0));
+    Event::Write { pa, value }
+}
+
+#[test]
+fn protect_none_removes_and_holes_are_skipped() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    s2.enter(IPA.add_pages(2), P2, RW, EnterFlags::empty())
+        .unwrap();
+    s2.protect(Ipa(0), Ipa(IPA.0 + 0x2000), Prot::NONE);
+    assert_eq!(mappings(&s2), [(IPA.add_pages(2), P2, RW)]);
+    s2.protect(IPA, Ipa(u64::MAX), Prot::EXEC);
+    assert_eq!(s2.extract(IPA.add_pages(2)), None, "RW ∩ X is nothing");
+    assert_eq!(fx.frames.in_use(), 2);
+    fx.clean();
+}
+
+#[test]
+fn enter_with_no_protection_removes() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    s2.enter(IPA, P1, Prot::NONE, EnterFlags::empty()).unwrap();
+    assert_eq!(s2.extract(IPA), None);
+    assert_eq!(fx.rmap.mappings(P1), 0);
+}
+
+#[test]
+fn out_of_range_inputs_are_errors() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    let e = EnterFlags::empty();
+    assert_eq!(
+        s2.enter(Ipa(1 << 40), P1, RW, e),
+        Err(PmapError::OutOfRange)
+    );
+    assert_eq!(s2.enter(Ipa(!0xfff), P1, RW, e), Err(PmapError::OutOfRange));
+    assert_eq!(
+        s2.enter(Ipa(IPA.0 + 8), P1, RW, e),
+        Err(PmapError::OutOfRange)
+    );
+    assert_eq!(
+        s2.enter(IPA, Pa(P1.0 + 8), RW, e),
+        Err(PmapError::OutOfRange)
+    );
+    assert_eq!(
+        s2.enter(IPA, Pa(1 << 40), RW, e),
+        Err(PmapError::OutOfRange)
+    );
+    assert_eq!(s2.extract(Ipa(u64::MAX)), None);
+    s2.remove(Ipa(u64::MAX - 5), Ipa(u64::MAX));
+    s2.protect(Ipa(1 << 40), Ipa(u64::MAX), Prot::NONE);
+    s2.unwire(Ipa(u64::MAX));
+    assert!(!s2.clear_access(Ipa(u64::MAX)));
+    assert_eq!((s2.resident(), fx.frames.in_use()), (0, 2));
+    fx.clean();
+}
+
+#[test]
+fn out_of_table_frames() {
+    let fx = Fx::new(1);
+    assert_eq!(
+        fx.stage2(1).err(),
+        Some(PmapError::NoMemory),
+        "no room for the root"
+    );
+    let fx = Fx::new(3); // root + one table
+    let s2 = fx.stage2(1).unwrap();
+    assert_eq!(
+        s2.enter(IPA, P1, RW, EnterFlags::CANFAIL),
+        Err(PmapError::NoMemory)
+    );
+    assert_eq!(
+        (s2.resident(), s2.table_frames(), fx.frames.in_use()),
+        (0, 0, 2),
+        "L2 given back"
+    );
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    fx.clean();
+}
+
+#[test]
+fn wired_mappings_are_counted() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    s2.enter(IPA, P1, RW, EnterFlags::WIRED).unwrap();
+    s2.enter(IPA.add_pages(1), P1, RW, EnterFlags::empty())
+        .unwrap();
+    assert_eq!(s2.wired(), 1);
+    assert!(s2.is_wired(IPA));
+    assert!(s2
+        .descriptor(IPA)
+        .attributes()
+        .contains(Stage2Attributes::SW_WIRED));
+    fx.tlb.clear();
+    s2.unwire(IPA);
+    assert_eq!(s2.wired(), 0);
+    assert!(!s2.is_wired(IPA));
+    assert!(fx.tlb.ops().is_empty(), "software bit: no TLBI");
+    assert_eq!(s2.extract(IPA), Some((P1, RW)));
+    s2.enter(IPA, P1, RW, EnterFlags::WIRED).unwrap();
+    assert_eq!(s2.wired(), 1);
+    s2.remove(Ipa(0), Ipa(1 << 40));
+    assert_eq!(s2.wired(), 0);
+}
+
+#[test]
+fn access_flag_test_and_clear() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    assert!(s2.clear_access(IPA));
+    assert!(!s2
+        .descriptor(IPA)
+        .attributes()
+        .contains(Stage2Attributes::AF));
+    assert_eq!(fx.tlb.invalidations(), [(Vmid(1), IPA)]);
+    assert!(!s2.clear_access(IPA));
+    assert_eq!(
+        s2.extract(IPA),
+        Some((P1, RW)),
+        "still mapped, faults on access"
+    );
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    assert!(s2
+        .descriptor(IPA)
+        .attributes()
+        .contains(Stage2Attributes::AF));
+}
+
+#[test]
+fn drop_frees_tables_and_forgets_mappings() {
+    let fx = Fx::new(32);
+    let a = fx.stage2(1).unwrap();
+    let b = fx.stage2(2).unwrap();
+    for i in 0..4u64 {
+        a.enter(Ipa(i << 30), P1, RW, EnterFlags::empty()).unwrap();
+        b.enter(Ipa(i << 30), P1, RW, EnterFlags::empty()).unwrap();
+    }
+    assert_eq!(fx.rmap.mappings(P1), 8);
+    drop(b);
+    assert_eq!(fx.rmap.mappings(P1), 4);
+    assert!(fx.rmap.mappings_of(P1).iter().all(|&(v, _)| v == Vmid(1)));
+    assert_eq!(fx.tlb.vm_invalidations(), [Vmid(2)]);
+    assert_eq!(fx.frames.in_use(), 2 + 8);
+    drop(a);
+    assert_eq!((fx.frames.in_use(), fx.rmap.frames()), (0, 0));
+    fx.clean();
+}
+
+#[test]
+fn rmap_page_protect_across_two_vms() {
+    let fx = Fx::new(32);
+    let a = fx.stage2(1).unwrap();
+    let b = fx.stage2(2).unwrap();
+    let ib = Ipa(0x9000_0000);
+    a.enter(IPA, P1, Prot::ALL, EnterFlags::empty()).unwrap();
+    b.enter(ib, P1, RW, EnterFlags::empty()).unwrap();
+    b.enter(ib.add_pages(1), P2, RW, EnterFlags::empty())
+        .unwrap();
+    assert_eq!(fx.rmap.mappings(P1), 2);
+
+    fx.rmap.page_protect(P1, Prot::READ | Prot::EXEC);
+    assert_eq!(a.extract(IPA), Some((P1, Prot::READ | Prot::EXEC)));
+    assert_eq!(b.extract(ib), Some((P1, Prot::READ)));
+    assert_eq!(
+        b.extract(ib.add_pages(1)),
+        Some((P2, RW)),
+        "other frames untouched"
+    );
+    let mut inv = fx.tlb.invalidations();
+    inv.sort();
+    assert_eq!(inv, [(Vmid(1), IPA), (Vmid(2), ib)]);
+
+    fx.rmap.page_protect(P1, Prot::NONE);
+    assert_eq!((a.extract(IPA), b.extract(ib)), (None, None));
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    assert_eq!((a.resident(), b.resident()), (0, 1));
+    assert_eq!(a.table_frames(), 0, "emptied tables freed");
+    fx.clean();
+}
+
+#[test]
+fn rmap_reference_bits() {
+    let fx = Fx::new(32);
+    let a = fx.stage2(1).unwrap();
+    let b = fx.stage2(2).unwrap();
+    a.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    b.enter(IPA, P1, Prot::READ, EnterFlags::empty()).unwrap();
+    assert!(fx.rmap.is_referenced(P1));
+    assert!(fx.rmap.clear_reference(P1));
+    assert!(!fx.rmap.is_referenced(P1));
+    assert!(!fx.rmap.clear_reference(P1));
+    b.enter(IPA, P1, Prot::READ, EnterFlags::empty()).unwrap(); // the access-flag fault path
+    assert!(fx.rmap.is_referenced(P1));
+    assert!(!fx.rmap.is_referenced(P2));
+    assert_eq!(fx.rmap.mappings(P1), 2);
+}
+
+#[test]
+fn rmap_ignores_stale_entries() {
+    // page_protect of a frame no longer mapped at a recorded IPA must not touch the new mapping.
+    let fx = Fx::new(16);
+    let a = fx.stage2(1).unwrap();
+    a.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    a.enter(IPA, P2, RW, EnterFlags::empty()).unwrap();
+    fx.rmap.page_protect(P1, Prot::NONE);
+    assert_eq!(a.extract(IPA), Some((P2, RW)));
+}
+
+#[test]
+fn concurrent_enter_and_page_protect() {
+    use std::thread;
+    let fx = Fx::new(64);
+    let vms: Vec<_> = (1..=2).map(|v| fx.stage2(v).unwrap()).collect();
+    let rounds = 2000;
+    thread::scope(|s| {
+        for (t, vm) in vms.iter().enumerate() {
+            let vm = vm.clone();
+            s.spawn(move || {
+                for r in 0..rounds {
+                    let ipa = IPA.add_pages(((r * 7 + t) % 1024) as u64);
+                    let pa = if r % 3 == 0 { P2 } else { P1 };
+                    vm.enter(ipa, pa, RW, EnterFlags::empty()).unwrap();
+                    if r % 5 == 0 {
+                        vm.remove(ipa, Ipa(ipa.0 + 0x1000));
+                    }
+                    if r % 11 == 0 {
+                        vm.protect(IPA, Ipa(IPA.0 + (4 << 20)), Prot::READ);
+                    }
+                }
+            });
+        }
+        let rmap = fx.rmap.clone();
+        s.spawn(move || {
+            for r in 0..rounds {
+                let prot = if r % 2 == 0 { Prot::NONE } else { Prot::READ };
+                rmap.page_protect(P1, prot);
+                rmap.clear_reference(P2);
+                rmap.page_protect(P2, Prot::READ);
+            }
+        });
+    });
+    // The rmap is exact: it lists precisely the mappings the tables hold.
+    for pa in [P1, P2] {
+        let mut listed = fx.rmap.mappings_of(pa);
+        listed.sort();
+        let mut actual = Vec::new();
+        for vm in &vms {
+            vm.for_each_mapping(|ipa, p, _| {
+                if p == pa {
+                    actual.push((vm.vmid(), ipa));
+                }
+            });
+        }
+        actual.sort();
+        assert_eq!(listed, actual, "{pa:?}");
+    }
+    for vm in &vms {
+        assert_eq!(vm.resident(), mappings(vm).len());
+    }
+    drop(vms);
+    assert_eq!((fx.frames.in_use(), fx.rmap.frames()), (0, 0));
+    fx.clean();
+}
+
+#[test]
+fn provided_alloc_root_finds_an_aligned_pair() {
+    /// A `TableFrames` without its own `alloc_root`, handing out ascending frames from 0x1000.
+    struct Plain(spin::Mutex<(u64, Vec<Pa>)>);
+    impl TableFrames for Plain {
+        fn alloc_table(&self) -> Option<Pa> {
+            let mut g = self.0.lock();
+            if let Some(f) = g.1.pop() {
+                return Some(f);
+            }
+            g.0 += 0x1000;
+            (g.0 <= 0x10_000).then_some(Pa(g.0))
+        }
+        fn free_table(&self, frame: Pa) {
+            self.0.lock().1.push(frame);
+        }
+    }
+    let p = Plain(spin::Mutex::new((0, Vec::new())));
+    assert_eq!(p.alloc_root(), Some(Pa(0x2000)));
+    assert_eq!(p.0.lock().1, [Pa(0x1000)], "the unaligned frame went back");
+    assert_eq!(p.alloc_table(), Some(Pa(0x1000)));
+    let mem = Arc::new(SimMem::new(Pa(0), 0x11));
+    let fx_tlb = Arc::new(RecordingTlb::new());
+    let s2 = Stage2::new(mem.clone(), fx_tlb, Arc::new(p), Rmap::new(), Vmid(1)).unwrap();
+    assert_eq!(s2.root(), Pa(0x4000));
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    assert_eq!(s2.extract(IPA), Some((P1, RW)));
+    assert_eq!(mem.bad_accesses(), 0);
+}
