@@ -1,0 +1,252 @@
+//! Building the QEMU command line (contracts §C, §E) and running it with a timeout.
+
+use crate::console::Console;
+use crate::scenarios::Scenario;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-aarch64";
+/// Where the bare-metal binaries are, relative to the workspace root.
+pub const BIN_DIR: &str = "target/aarch64-unknown-none/release";
+
+/// The fixed part of the QEMU line (contracts §E); `-kernel` and `-append` follow.
+pub const QEMU_ARGS: &[&str] = &[
+    "-M",
+    "virt,virtualization=on,gic-version=3",
+    "-cpu",
+    "cortex-a72",
+    "-smp",
+    "4",
+    "-m",
+    "1G",
+    "-nographic",
+    "-nic",
+    "none",
+    "-chardev",
+    "stdio,id=semi0",
+    "-semihosting-config",
+    "enable=on,target=native,chardev=semi0",
+];
+
+/// The hypervisor ELF, relative to the root.
+pub fn hyp_path() -> String {
+    format!("{BIN_DIR}/hyp")
+}
+
+/// A guest ELF, relative to the root.
+pub fn guest_path(guest: &str) -> String {
+    format!("{BIN_DIR}/{guest}")
+}
+
+/// Directory of a scenario's outputs (trace, console log), relative to the root.
+pub fn out_dir(scenario: &str) -> String {
+    format!("target/uvmhyp/{scenario}")
+}
+
+/// Trace file of a scenario, relative to the root (QEMU runs in the root, so semihosting resolves it there).
+pub fn trace_path(scenario: &str) -> String {
+    format!("{}/uvmhyp.trace", out_dir(scenario))
+}
+
+/// The `-append` string of a scenario (contracts §C).
+pub fn append(s: &Scenario, trace: &str) -> String {
+    let mut tokens = vec![format!("trace={trace}")];
+    if let Some(p) = s.pool_mib {
+        tokens.push(format!("pool={p}"));
+    }
+    for v in s.vms {
+        let mut t = format!("vm={}:{}", v.name, guest_path(v.guest));
+        if let Some(r) = v.ram_mib {
+            t.push_str(&format!(",ram={r}"));
+        }
+        if let Some(c) = v.cpus {
+            t.push_str(&format!(",cpus={c}"));
+        }
+        tokens.push(t);
+    }
+    tokens.join(" ")
+}
+
+/// All arguments after the QEMU binary name.
+pub fn qemu_args(append: &str, gdb: bool) -> Vec<String> {
+    let mut a: Vec<String> = QEMU_ARGS.iter().map(|s| s.to_string()).collect();
+    if gdb {
+        a.push("-s".into());
+        a.push("-S".into());
+    }
+    a.extend(["-kernel".into(), hyp_path(), "-append".into(), append.to_string()]);
+    a
+}
+
+/// Quote an argument for a shell line shown to people.
+pub fn shell_quote(a: &str) -> String {
+    if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c)) {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+/// The whole command as one shell line.
+pub fn command_line(args: &[String]) -> String {
+    std::iter::once(QEMU.to_string()).chain(args.iter().map(|a| shell_quote(a))).collect::<Vec<_>>().join(" ")
+}
+
+/// What a finished (or killed) QEMU run left.
+#[derive(Debug)]
+pub struct Outcome {
+    /// QEMU's exit status; `None` if it was killed by a signal or by the timeout.
+    pub status: Option<i32>,
+    pub timed_out: bool,
+    pub console: Console,
+    /// Every line, stdout and stderr interleaved as received.
+    pub lines: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Check that the binaries a scenario needs exist (this tool builds nothing).
+pub fn check_binaries(root: &Path, s: &Scenario) -> Result<(), String> {
+    let mut missing = Vec::new();
+    for p in std::iter::once(hyp_path()).chain(s.vms.iter().map(|v| guest_path(v.guest))) {
+        if !root.join(&p).is_file() {
+            missing.push(p);
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("missing {} (build with `make build`)", missing.join(", ")))
+    }
+}
+
+fn pump<R: Read + Send + 'static>(r: R, tx: mpsc::Sender<String>) {
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_string();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Run a scenario in QEMU from `root`: fresh output directory, streams lines to stdout when `echo`,
+/// kills QEMU after `timeout`. The console log is written to `<out_dir>/console.log`.
+pub fn run(root: &Path, s: &Scenario, echo: bool, timeout: Duration) -> std::io::Result<Outcome> {
+    let dir = root.join(out_dir(s.name));
+    std::fs::create_dir_all(&dir)?;
+    let trace = trace_path(s.name);
+    let _ = std::fs::remove_file(root.join(&trace));
+    let args = qemu_args(&append(s, &trace), false);
+    if echo {
+        println!("$ {}", command_line(&args));
+    }
+    let start = Instant::now();
+    let mut child = Command::new(QEMU)
+        .args(&args)
+        .current_dir(root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (tx, rx) = mpsc::channel();
+    pump(child.stdout.take().expect("piped"), tx.clone());
+    pump(child.stderr.take().expect("piped"), tx);
+
+    let mut console = Console::default();
+    let mut lines = Vec::new();
+    let deadline = start + timeout;
+    let mut timed_out = false;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        match rx.recv_timeout(deadline - now) {
+            Ok(line) => {
+                if echo {
+                    println!("{line}");
+                }
+                console.feed(&line);
+                lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait()?;
+    // Lines still queued after a kill.
+    for line in rx.try_iter() {
+        console.feed(&line);
+        lines.push(line);
+    }
+    let elapsed = start.elapsed();
+    let mut log = std::fs::File::create(dir.join("console.log"))?;
+    writeln!(log, "$ {}", command_line(&args))?;
+    for l in &lines {
+        writeln!(log, "{l}")?;
+    }
+    Ok(Outcome { status: if timed_out { None } else { status.code() }, timed_out, console, lines, elapsed })
+}
+
+/// The workspace root: `$UVMHYP_ROOT`, else the parent of this crate's manifest directory.
+pub fn root() -> PathBuf {
+    match std::env::var_os("UVMHYP_ROOT") {
+        Some(r) => PathBuf::from(r),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tools/ has a parent").to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::find;
+
+    #[test]
+    fn append_lists_trace_and_vms_in_order() {
+        let s = find("default").unwrap();
+        assert_eq!(
+            append(s, "target/uvmhyp/default/uvmhyp.trace"),
+            "trace=target/uvmhyp/default/uvmhyp.trace \
+             vm=image1:target/aarch64-unknown-none/release/image \
+             vm=image2:target/aarch64-unknown-none/release/image \
+             vm=touch:target/aarch64-unknown-none/release/touch,ram=72"
+        );
+        let smp = find("smp").unwrap();
+        assert!(append(smp, "t").ends_with("vm=smp:target/aarch64-unknown-none/release/smp,cpus=4"));
+    }
+
+    #[test]
+    fn qemu_line_is_the_contract_line() {
+        let args = qemu_args("vm=a:b", false);
+        assert_eq!(
+            command_line(&args),
+            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G \
+             -nographic -nic none -chardev stdio,id=semi0 \
+             -semihosting-config enable=on,target=native,chardev=semi0 \
+             -kernel target/aarch64-unknown-none/release/hyp -append vm=a:b"
+        );
+        let dbg = qemu_args("x y", true);
+        assert!(dbg.windows(2).any(|w| w == ["-s", "-S"]));
+        assert!(command_line(&dbg).ends_with("-append 'x y'"));
+    }
+
+    #[test]
+    fn quoting_survives_single_quotes() {
+        assert_eq!(shell_quote("a'b c"), r"'a'\''b c'");
+    }
+}

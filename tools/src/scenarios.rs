@@ -1,0 +1,226 @@
+//! The QEMU scenarios, as data: which guests run in which VMs, what each VM must end with, which
+//! trace checks must hold, and how long it may take.
+
+use vm::fault::FaultCase;
+
+/// Guest RAM base (IPA) of every VM.
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// RAM of a VM when its spec gives none (contracts §C).
+pub const DEFAULT_RAM_MIB: u64 = 64;
+
+/// How a VM must stop.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Expect {
+    /// `uvmhyp: vmN (name) exited S` with this S.
+    Exit(u32),
+    /// `uvmhyp: vmN (name) crashed: ...`.
+    Crash,
+}
+
+/// One VM of a scenario (VM ids are 1, 2, … in order).
+#[derive(Clone, Copy, Debug)]
+pub struct VmSpec {
+    /// Name shown by the hypervisor (`vmN (name)`).
+    pub name: &'static str,
+    /// Guest binary under `target/aarch64-unknown-none/release/`.
+    pub guest: &'static str,
+    /// RAM in MiB; `None` = the hypervisor's default (64).
+    pub ram_mib: Option<u64>,
+    /// vCPUs; `None` = 1.
+    pub cpus: Option<u32>,
+    pub expect: Expect,
+}
+
+impl VmSpec {
+    /// RAM in bytes.
+    pub fn ram_bytes(&self) -> u64 {
+        self.ram_mib.unwrap_or(DEFAULT_RAM_MIB) << 20
+    }
+}
+
+/// A check on the decoded trace. `vm` is the VM id (1-based).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Check {
+    /// Resolved faults of `vm` with IPA in its RAM: `min ..= max`; and none of them failed
+    /// (a `Restart` is allowed: the guest re-faults).
+    RamFaults { vm: u16, min: u64, max: u64 },
+    /// At least `min` records of `vm` resolved by `case`.
+    CaseAtLeast { vm: u16, case: FaultCase, min: u64 },
+    /// An `AbortInjected` record of `vm` at exactly `ipa`.
+    AbortAt { vm: u16, ipa: u64 },
+    /// Resolved faults of `vm` come from at least `min` distinct vCPUs.
+    Vcpus { vm: u16, min: u16 },
+}
+
+/// A scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub vms: &'static [VmSpec],
+    /// `pool=MIB`, if set.
+    pub pool_mib: Option<u64>,
+    pub checks: &'static [Check],
+    pub timeout_s: u64,
+}
+
+impl Scenario {
+    /// QEMU's exit status when the scenario goes as expected (contracts §D: 0 iff every VM exited 0).
+    pub fn expected_status(&self) -> i32 {
+        if self.vms.iter().all(|v| v.expect == Expect::Exit(0)) {
+            0
+        } else {
+            1
+        }
+    }
+
+    /// How many VMs are expected to count as failed in the last line.
+    pub fn expected_failed(&self) -> usize {
+        self.vms.iter().filter(|v| v.expect != Expect::Exit(0)).count()
+    }
+}
+
+const fn vm(name: &'static str, guest: &'static str) -> VmSpec {
+    VmSpec { name, guest, ram_mib: None, cpus: None, expect: Expect::Exit(0) }
+}
+
+const fn vm_ram(name: &'static str, guest: &'static str, ram_mib: u64) -> VmSpec {
+    VmSpec { name, guest, ram_mib: Some(ram_mib), cpus: None, expect: Expect::Exit(0) }
+}
+
+/// 72 MiB leaves 64 MiB beyond `touch`'s image, bss and stacks: it touches exactly 64 MiB.
+const TOUCH_RAM_MIB: u64 = 72;
+/// Pages `touch` writes with 72 MiB.
+const TOUCH_PAGES: u64 = 64 << 8;
+/// Image, .bss, stacks and table pages a guest may fault besides its working set.
+const SLACK: u64 = 128;
+
+/// Every scenario, in the order `test` runs them.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "default",
+        about: "two VMs sharing the image guest + one touch VM (make run)",
+        vms: &[vm("image1", "image"), vm("image2", "image"), vm_ram("touch", "touch", TOUCH_RAM_MIB)],
+        pool_mib: None,
+        checks: &[
+            Check::CaseAtLeast { vm: 1, case: FaultCase::Obj2A, min: 1 },
+            Check::CaseAtLeast { vm: 1, case: FaultCase::ObjCopy2B, min: 1 },
+            Check::CaseAtLeast { vm: 2, case: FaultCase::Obj2A, min: 1 },
+            Check::CaseAtLeast { vm: 2, case: FaultCase::ObjCopy2B, min: 1 },
+            Check::RamFaults { vm: 3, min: TOUCH_PAGES / 8, max: TOUCH_PAGES + SLACK },
+        ],
+        timeout_s: 110,
+    },
+    Scenario {
+        name: "touch",
+        about: "one VM writes and verifies 64 MiB, every page demand-faulted",
+        vms: &[vm_ram("touch", "touch", TOUCH_RAM_MIB)],
+        pool_mib: None,
+        checks: &[
+            Check::RamFaults { vm: 1, min: TOUCH_PAGES / 8, max: TOUCH_PAGES + SLACK },
+            Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: TOUCH_PAGES / 8 },
+        ],
+        timeout_s: 90,
+    },
+    Scenario {
+        name: "image",
+        about: "two VMs run the same image: shared read-only object (2A), private COW copy (2B)",
+        vms: &[vm("image1", "image"), vm("image2", "image")],
+        pool_mib: None,
+        checks: &[
+            Check::CaseAtLeast { vm: 1, case: FaultCase::Obj2A, min: 1 },
+            Check::CaseAtLeast { vm: 1, case: FaultCase::ObjCopy2B, min: 1 },
+            Check::CaseAtLeast { vm: 2, case: FaultCase::Obj2A, min: 1 },
+            Check::CaseAtLeast { vm: 2, case: FaultCase::ObjCopy2B, min: 1 },
+        ],
+        timeout_s: 60,
+    },
+    Scenario {
+        name: "badaddr",
+        about: "aborts injected for IPAs with no RAM/device, unknown HVC/SMC -> -1, bad PRINT -> -2 (MMU off)",
+        vms: &[vm("badaddr", "badaddr")],
+        pool_mib: None,
+        checks: &[
+            Check::AbortAt { vm: 1, ipa: 0x2000_0000 },
+            Check::AbortAt { vm: 1, ipa: RAM_BASE + (DEFAULT_RAM_MIB << 20) },
+        ],
+        timeout_s: 60,
+    },
+    Scenario {
+        name: "crash",
+        about: "a VM executing from an IPA with no RAM is stopped as crashed; a touch VM still exits 0",
+        vms: &[
+            VmSpec { name: "crash", guest: "crash", ram_mib: None, cpus: None, expect: Expect::Crash },
+            vm_ram("touch", "touch", 16),
+        ],
+        pool_mib: None,
+        checks: &[Check::RamFaults { vm: 2, min: (16 << 8) / 8 - SLACK, max: (16 << 8) + SLACK }],
+        timeout_s: 60,
+    },
+    Scenario {
+        name: "smp",
+        about: "4 vCPUs of one VM fault shared and private pages at once",
+        vms: &[VmSpec { name: "smp", guest: "smp", ram_mib: None, cpus: Some(4), expect: Expect::Exit(0) }],
+        pool_mib: None,
+        checks: &[
+            Check::Vcpus { vm: 1, min: 4 },
+            Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: (256 + 4 * 512) / 8 },
+        ],
+        timeout_s: 90,
+    },
+    Scenario {
+        name: "multi",
+        about: "4 VMs at once, each sees zeroed private memory",
+        vms: &[vm("multi1", "multi"), vm("multi2", "multi"), vm("multi3", "multi"), vm("multi4", "multi")],
+        pool_mib: None,
+        checks: &[
+            Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: 1024 / 8 },
+            Check::CaseAtLeast { vm: 2, case: FaultCase::Zero2B, min: 1024 / 8 },
+            Check::CaseAtLeast { vm: 3, case: FaultCase::Zero2B, min: 1024 / 8 },
+            Check::CaseAtLeast { vm: 4, case: FaultCase::Zero2B, min: 1024 / 8 },
+        ],
+        timeout_s: 90,
+    },
+];
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_checks_name_existing_vms() {
+        for (i, s) in SCENARIOS.iter().enumerate() {
+            assert!(SCENARIOS[..i].iter().all(|o| o.name != s.name), "duplicate {}", s.name);
+            assert!(!s.vms.is_empty());
+            for c in s.checks {
+                let vm = match *c {
+                    Check::RamFaults { vm, .. }
+                    | Check::CaseAtLeast { vm, .. }
+                    | Check::AbortAt { vm, .. }
+                    | Check::Vcpus { vm, .. } => vm,
+                };
+                assert!(vm >= 1 && (vm as usize) <= s.vms.len(), "{}: check on vm{}", s.name, vm);
+            }
+        }
+    }
+
+    #[test]
+    fn expected_status_follows_the_vms() {
+        assert_eq!(find("default").unwrap().expected_status(), 0);
+        let crash = find("crash").unwrap();
+        assert_eq!(crash.expected_status(), 1);
+        assert_eq!(crash.expected_failed(), 1);
+    }
+
+    #[test]
+    fn every_guest_of_the_issue_is_covered() {
+        for g in ["touch", "image", "badaddr", "crash", "smp", "multi"] {
+            assert!(SCENARIOS.iter().any(|s| s.vms.iter().any(|v| v.guest == g)), "{g}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Judging a finished run: QEMU's exit status, each VM's stop line, the last line, and the trace.
+
+use crate::checks;
+use crate::console::{Console, Stop};
+use crate::scenarios::{Expect, Scenario};
+use vm::trace::Record;
+
+/// Everything that went wrong in a run, one message each (empty = passed).
+pub fn judge(s: &Scenario, status: Option<i32>, timed_out: bool, console: &Console, trace: Result<Vec<u8>, String>) -> Vec<String> {
+    let mut f = Vec::new();
+    if timed_out {
+        f.push(format!("timed out after {} s", s.timeout_s));
+    }
+    if let Some(p) = &console.panic {
+        f.push(format!("hypervisor panic: {p}"));
+    }
+    match status {
+        Some(st) if st == s.expected_status() => {}
+        Some(st) => f.push(format!("QEMU exited {st}, expected {}", s.expected_status())),
+        None if !timed_out => f.push("QEMU was killed by a signal".into()),
+        None => {}
+    }
+    f.extend(judge_console(s, console));
+    match trace.and_then(|b| checks::decode(&b)) {
+        Ok(records) => f.extend(checks::run_checks(s, &records)),
+        Err(e) => f.push(format!("trace: {e}")),
+    }
+    f
+}
+
+/// The console's per-VM stop lines and its last line against the scenario.
+pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
+    let mut f = Vec::new();
+    for (i, spec) in s.vms.iter().enumerate() {
+        let id = i as u16 + 1;
+        match (console.stop_of(id), spec.expect) {
+            (None, _) => f.push(format!("vm{id} ({}): no exit or crash line", spec.name)),
+            (Some((_, name, _)), _) if name != spec.name => {
+                f.push(format!("vm{id}: named {name:?}, expected {:?}", spec.name))
+            }
+            (Some((_, _, Stop::Exited(st))), Expect::Exit(want)) if *st == want => {}
+            (Some((_, _, Stop::Crashed(_))), Expect::Crash) => {}
+            (Some((_, _, got)), want) => f.push(format!("vm{id} ({}): {got:?}, expected {want:?}", spec.name)),
+        }
+    }
+    match console.summary {
+        Some((n, k)) if n == s.vms.len() && k == s.expected_failed() => {}
+        Some((n, k)) => f.push(format!(
+            "last line says {n} VMs, {k} failed; expected {}, {}",
+            s.vms.len(),
+            s.expected_failed()
+        )),
+        None => f.push("no `uvmhyp: N VMs, K failed` line".into()),
+    }
+    if console.counters.get("faults", "total").is_none() {
+        f.push("no counters table with a `faults` row".into());
+    }
+    f
+}
+
+/// Per-VM counts of each case, for reports.
+pub fn case_counts(records: &[Record]) -> std::collections::BTreeMap<(u16, String), u64> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in records {
+        let key = match r.outcome {
+            vm::trace::Outcome::Resolved => checks::case_name(r.case).to_string(),
+            o => checks::outcome_name(o),
+        };
+        *m.entry((r.vm, key)).or_insert(0) += 1;
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenarios::find;
+
+    fn console(text: &str) -> Console {
+        let mut c = Console::default();
+        text.lines().for_each(|l| c.feed(l));
+        c
+    }
+
+    #[test]
+    fn crash_scenario_wants_a_crash_and_an_exit_0() {
+        let s = find("crash").unwrap();
+        let good = console("uvmhyp: vm1 (crash) crashed: instruction abort\nuvmhyp: vm2 (touch) exited 0\ncounter vm1 vm2 total\nfaults 1 2 3\nuvmhyp: 2 VMs, 1 failed");
+        assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
+        let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
+        assert_eq!(judge_console(s, &bad).len(), 2);
+    }
+
+    #[test]
+    fn missing_lines_status_and_trace_are_failures() {
+        let s = find("touch").unwrap();
+        let f = judge(s, Some(0), false, &console(""), Err("no trace file".into()));
+        assert_eq!(f.len(), 4, "{f:?}");
+        let f = judge(s, None, true, &console("uvmhyp: PANIC at x:1: y"), Ok(vec![]));
+        assert!(f.iter().any(|m| m.contains("timed out")));
+        assert!(f.iter().any(|m| m.contains("panic")));
+        assert!(f.iter().any(|m| m.contains("bad trace")));
+    }
+}
