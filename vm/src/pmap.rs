@@ -12,8 +12,10 @@
 //! # Locks
 //! A `Stage2`'s own lock is taken after ANON and before PAGE QUEUES; the reverse-map lock is the
 //! innermost lock of all (Stage2 → Rmap). `Rmap` operations that change tables copy the frame's
-//! list under the rmap lock and release it before taking any `Stage2` lock. Nothing here sleeps or
-//! calls back into the engine.
+//! list under the rmap lock and release it before taking any `Stage2` lock, so they must be called
+//! with no PMAP-or-later lock held (no `Stage2` lock, no PAGE QUEUES lock). `Stage2` calls `Tlb`
+//! and `TableFrames` (PAGE QUEUES) with its lock held. Nothing here sleeps or calls back into the
+//! engine.
 
 use alloc::vec::Vec;
 
@@ -79,16 +81,21 @@ pub trait TableFrames: Send + Sync {
     fn alloc_root(&self) -> Option<Pa> {
         let mut got: Vec<Pa> = Vec::new();
         let mut found = None;
+        let pair = |a: Pa, b: Pa| a.0.is_multiple_of(2 * PAGE_SIZE) && b.0 == a.0 + PAGE_SIZE;
         while got.len() < ROOT_SEARCH_FRAMES {
             let Some(f) = self.alloc_table() else { break };
+            // Only pairs involving the newest frame are new.
+            found = got.iter().find_map(|&g| {
+                if pair(f, g) {
+                    Some(f)
+                } else if pair(g, f) {
+                    Some(g)
+                } else {
+                    None
+                }
+            });
             got.push(f);
-            let pair = |a: Pa, b: Pa| a.0.is_multiple_of(2 * PAGE_SIZE) && b.0 == a.0 + PAGE_SIZE;
-            if let Some(lo) = got
-                .iter()
-                .copied()
-                .find(|&a| got.iter().any(|&b| pair(a, b)))
-            {
-                found = Some(lo);
+            if found.is_some() {
                 break;
             }
         }
@@ -108,7 +115,7 @@ pub trait TableFrames: Send + Sync {
 }
 
 /// How many frames the provided `TableFrames::alloc_root` tries before giving up.
-pub const ROOT_SEARCH_FRAMES: usize = 16;
+pub const ROOT_SEARCH_FRAMES: usize = 64;
 
 /// The seed's pmap interface, over one VM's IPA space.
 pub trait Pmap: Send + Sync {

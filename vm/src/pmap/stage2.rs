@@ -127,7 +127,8 @@ impl Stage2 {
     const ROOT_ENTRIES: u64 = 1 << (Self::IPA_BITS - Level::L1.shift());
 
     /// VTCR_EL2 for this geometry: T0SZ = 24 (40-bit IPA), SL0 = level 1, walks inner/outer
-    /// WB RA WA inner shareable, 4 KiB granule, 40-bit PS, RES1 bit 31 = 0x8002_3558.
+    /// WB RA WA inner shareable, 4 KiB granule, 40-bit PS, 8-bit VMID (VS = 0), no hardware AF
+    /// or dirty management (HA = HD = 0), RES1 bit 31: 0x8002_3558.
     /// (DESIGN §7's 0x8002_3560 is the same with T0SZ = 32, a 4 GiB IPA space.)
     pub const VTCR_EL2: u64 = vtcr_el2::RES1
         | vtcr_el2::PS_40BIT
@@ -138,10 +139,14 @@ impl Stage2 {
         | vtcr_el2::SL0_LEVEL1
         | vtcr_el2::t0sz(Self::IPA_BITS);
 
+    /// Largest VMID: VTCR_EL2.VS = 0 selects 8-bit VMIDs (VTTBR_EL2 bits [55:48]).
+    pub const MAX_VMID: u16 = 0xff;
+
     /// A new, empty stage-2 table for `vmid`, its root taken from `frames`.
     ///
     /// # Errors
-    /// `NoMemory` when `frames` has no 8 KiB-aligned pair of frames for the root.
+    /// `OutOfRange` when `vmid` exceeds [`Stage2::MAX_VMID`]; `NoMemory` when `frames` has no
+    /// 8 KiB-aligned pair of frames for the root.
     pub fn new(
         mem: Arc<dyn PhysMem>,
         tlb: Arc<dyn Tlb>,
@@ -149,6 +154,9 @@ impl Stage2 {
         rmap: Arc<Rmap>,
         vmid: Vmid,
     ) -> Result<Arc<Stage2>, PmapError> {
+        if vmid.0 > Self::MAX_VMID {
+            return Err(PmapError::OutOfRange);
+        }
         let root = frames.alloc_root().ok_or(PmapError::NoMemory)?;
         if !root.0.is_multiple_of(PAGE_SIZE * Self::ROOT_FRAMES as u64) {
             frames.free_root(root);

@@ -527,3 +527,232 @@ fn provided_alloc_root_finds_an_aligned_pair() {
     assert_eq!(s2.extract(IPA), Some((P1, RW)));
     assert_eq!(mem.bad_accesses(), 0);
 }
+
+mod model {
+    //! Random operation sequences on two `Stage2`s sharing an `Rmap`, checked after every step
+    //! against a plain map of (VM, IPA) → (frame, prot, wired, accessed).
+
+    use super::*;
+    use alloc::collections::{BTreeMap, BTreeSet};
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Enter {
+            vm: usize,
+            page: u64,
+            frame: u64,
+            prot: u8,
+            wired: bool,
+        },
+        Remove {
+            vm: usize,
+            page: u64,
+            n: u64,
+        },
+        Protect {
+            vm: usize,
+            page: u64,
+            n: u64,
+            prot: u8,
+        },
+        Unwire {
+            vm: usize,
+            page: u64,
+        },
+        ClearAccess {
+            vm: usize,
+            page: u64,
+        },
+        PageProtect {
+            frame: u64,
+            prot: u8,
+        },
+        ClearReference {
+            frame: u64,
+        },
+    }
+
+    /// Pages spread over four 1 GiB regions, two 2 MiB tables each.
+    fn ipa(page: u64) -> u64 {
+        ((page / 1024) << 30) | ((page % 1024) << 12)
+    }
+    fn frame(f: u64) -> Pa {
+        Pa(0x8000_0000 + f * 0x1000)
+    }
+    fn norm(p: Prot) -> Prot {
+        if p.contains(Prot::WRITE) {
+            p | Prot::READ
+        } else {
+            p
+        }
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let page = 0u64..4096;
+        prop_oneof![
+            4 => (0..2usize, page.clone(), 0u64..6, 0u8..8, any::<bool>())
+                .prop_map(|(vm, page, frame, prot, wired)| Op::Enter { vm, page, frame, prot, wired }),
+            1 => (0..2usize, page.clone(), 1u64..1500)
+                .prop_map(|(vm, page, n)| Op::Remove { vm, page, n }),
+            1 => (0..2usize, page.clone(), 1u64..1500, 0u8..8)
+                .prop_map(|(vm, page, n, prot)| Op::Protect { vm, page, n, prot }),
+            1 => (0..2usize, page.clone()).prop_map(|(vm, page)| Op::Unwire { vm, page }),
+            1 => (0..2usize, page).prop_map(|(vm, page)| Op::ClearAccess { vm, page }),
+            1 => (0u64..6, 0u8..8).prop_map(|(frame, prot)| Op::PageProtect { frame, prot }),
+            1 => (0u64..6).prop_map(|frame| Op::ClearReference { frame }),
+        ]
+    }
+
+    #[derive(Clone, Copy, PartialEq, Debug)]
+    struct M {
+        pa: Pa,
+        prot: Prot,
+        wired: bool,
+        af: bool,
+    }
+    type Model = BTreeMap<(usize, u64), M>;
+
+    fn lower(model: &mut Model, key: (usize, u64), prot: Prot) {
+        if let Some(m) = model.get_mut(&key) {
+            let p = norm(m.prot & prot);
+            if p.is_empty() {
+                model.remove(&key);
+            } else {
+                m.prot = p;
+            }
+        }
+    }
+
+    fn check(fx: &Fx, vms: &[Arc<Stage2>], model: &Model) {
+        let mut frames_in_use = 0;
+        for (v, s2) in vms.iter().enumerate() {
+            let want: Vec<_> = model
+                .iter()
+                .filter(|((vm, _), _)| *vm == v)
+                .map(|(&(_, i), m)| (Ipa(i), m.pa, m.prot))
+                .collect();
+            assert_eq!(mappings(s2), want, "vm {v}");
+            assert_eq!(s2.resident(), want.len());
+            let wired = model
+                .iter()
+                .filter(|((vm, _), m)| *vm == v && m.wired)
+                .count();
+            assert_eq!(s2.wired(), wired);
+            for (&(_, i), m) in model.iter().filter(|((vm, _), _)| *vm == v) {
+                let a = s2.descriptor(Ipa(i)).attributes();
+                assert_eq!(a.contains(Stage2Attributes::AF), m.af);
+                assert_eq!(a.contains(Stage2Attributes::SW_WIRED), m.wired);
+            }
+            let l2: BTreeSet<_> = want.iter().map(|(i, ..)| i.0 >> 30).collect();
+            let l3: BTreeSet<_> = want.iter().map(|(i, ..)| i.0 >> 21).collect();
+            assert_eq!(s2.table_frames(), l2.len() + l3.len(), "vm {v} tables");
+            frames_in_use += 2 + l2.len() + l3.len();
+        }
+        assert_eq!(fx.frames.in_use(), frames_in_use);
+        for f in 0..6 {
+            let n = model.values().filter(|m| m.pa == frame(f)).count();
+            assert_eq!(fx.rmap.mappings(frame(f)), n, "frame {f}");
+        }
+        fx.clean();
+    }
+
+    fn run(ops: &[Op]) {
+        let fx = Fx::new(64);
+        let vms = [fx.stage2(1).unwrap(), fx.stage2(2).unwrap()];
+        let mut model = Model::new();
+        for op in ops {
+            match *op {
+                Op::Enter {
+                    vm,
+                    page,
+                    frame: f,
+                    prot,
+                    wired,
+                } => {
+                    let prot = Prot::from_bits_truncate(prot);
+                    let flags = if wired {
+                        EnterFlags::WIRED
+                    } else {
+                        EnterFlags::empty()
+                    };
+                    vms[vm]
+                        .enter(Ipa(ipa(page)), frame(f), prot, flags)
+                        .unwrap();
+                    if prot.is_empty() {
+                        model.remove(&(vm, ipa(page)));
+                    } else {
+                        let m = M {
+                            pa: frame(f),
+                            prot: norm(prot),
+                            wired,
+                            af: true,
+                        };
+                        model.insert((vm, ipa(page)), m);
+                    }
+                }
+                Op::Remove { vm, page, n } => {
+                    vms[vm].remove(Ipa(ipa(page)), Ipa(ipa(page) + n * 0x1000));
+                    model.retain(|&(v, i), _| {
+                        v != vm || i < ipa(page) || i >= ipa(page) + n * 0x1000
+                    });
+                }
+                Op::Protect { vm, page, n, prot } => {
+                    let prot = Prot::from_bits_truncate(prot);
+                    let (s, e) = (ipa(page), ipa(page) + n * 0x1000);
+                    vms[vm].protect(Ipa(s), Ipa(e), prot);
+                    let keys: Vec<_> = model.range((vm, s)..(vm, e)).map(|(k, _)| *k).collect();
+                    for k in keys {
+                        lower(&mut model, k, prot);
+                    }
+                }
+                Op::Unwire { vm, page } => {
+                    vms[vm].unwire(Ipa(ipa(page)));
+                    if let Some(m) = model.get_mut(&(vm, ipa(page))) {
+                        m.wired = false;
+                    }
+                }
+                Op::ClearAccess { vm, page } => {
+                    let was = vms[vm].clear_access(Ipa(ipa(page)));
+                    let m = model.get_mut(&(vm, ipa(page)));
+                    assert_eq!(was, m.as_ref().is_some_and(|m| m.af));
+                    if let Some(m) = m {
+                        m.af = false;
+                    }
+                }
+                Op::PageProtect { frame: f, prot } => {
+                    let prot = Prot::from_bits_truncate(prot);
+                    fx.rmap.page_protect(frame(f), prot);
+                    let keys: Vec<_> = model
+                        .iter()
+                        .filter(|(_, m)| m.pa == frame(f))
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for k in keys {
+                        lower(&mut model, k, prot);
+                    }
+                }
+                Op::ClearReference { frame: f } => {
+                    let any = fx.rmap.clear_reference(frame(f));
+                    let mut want = false;
+                    for m in model.values_mut().filter(|m| m.pa == frame(f)) {
+                        want |= m.af;
+                        m.af = false;
+                    }
+                    assert_eq!(any, want);
+                }
+            }
+            check(&fx, &vms, &model);
+        }
+        drop(vms);
+        assert_eq!((fx.frames.in_use(), fx.rmap.frames()), (0, 0));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+        #[test]
+        fn stage2_and_rmap_agree_with_the_model(ops in proptest::collection::vec(op(), 1..160)) {
+            run(&ops);
+        }
+    }
+}
