@@ -1,0 +1,60 @@
+# uvmhyp: `make run` and `make test` set up everything they need on a fresh Debian 12 (as root),
+# build the hypervisor, the test guests and the host tools, then run.
+#
+#   make run                 default scenario: two VMs sharing the `image` guest + one `touch` VM
+#   make test                host unit tests (vm, tools) + every QEMU scenario, with a summary
+#   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
+#   make build               build only
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+TARGET   := aarch64-unknown-none
+TOOLS    := target/release/tools
+SCENARIO ?= default
+# Soak/bench targets arrive with their tests (vm/tests/model.rs, benches).
+HAVE_MODEL := $(wildcard vm/tests/model.rs)
+
+.PHONY: run test debug build setup soak list
+
+# Host packages and the pinned Rust toolchain (rust-toolchain.toml: version, target, components).
+setup:
+	@missing=""; \
+	command -v qemu-system-aarch64 >/dev/null || missing="$$missing qemu-system-arm"; \
+	command -v cc >/dev/null || missing="$$missing gcc libc6-dev"; \
+	if ! command -v cargo >/dev/null && ! command -v rustup >/dev/null; then \
+	  command -v curl >/dev/null || missing="$$missing curl ca-certificates"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: apt-get install$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+	@if ! command -v rustup >/dev/null; then \
+	  echo "setup: installing rustup"; \
+	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none; fi
+	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+
+build: setup
+	cargo build --release --target $(TARGET) -p hyp -p guest
+	cargo build --release -p tools
+
+run: build
+	$(TOOLS) run $(SCENARIO)
+
+# Host unit tests, then every QEMU scenario; the runner's summary line comes last.
+test: build
+	@cargo test -p vm -p tools; host=$$?; \
+	$(TOOLS) test; qemu=$$?; \
+	if [ $$host -ne 0 ]; then echo "host unit tests failed (cargo test -p vm -p tools)"; fi; \
+	exit $$(( host != 0 || qemu != 0 ))
+
+debug: build
+	$(TOOLS) debug $(SCENARIO)
+
+list: build
+	$(TOOLS) list
+
+ifneq ($(HAVE_MODEL),)
+soak: setup
+	cargo test -p vm --release --test model -- --ignored
+endif
