@@ -1,5 +1,35 @@
 //! uvmhyp: a type-1 hypervisor for AArch64 whose guests' RAM is demand-faulted by the UVM engine.
-//! (BOOT HELPER owns this file.)
+//!
+//! This file is the boot sequence and the hand-off to the virtualization layer (`virt`).
+//!
+//! ```text
+//! CPU 0 (_start, EL2, MMU off)            CPUs 1..N-1 (_secondary_start via PSCI CPU_ON)
+//!   console/log (semihosting)
+//!   DTB at 0x4000_0000: RAM, CPU MPIDRs
+//!   EL2 stage-1 identity map, MMU+caches on
+//!   heap; GICv3 (dist + redist 0); timer off
+//!   PSCI CPU_ON each secondary ───────────►  MMU on, GIC redistributor + CPU interface,
+//!                                            timer off, "online"; wait for RELEASE
+//!   config: cmdline + guest ELFs (exit 2 on error)
+//!   carve the page pool
+//!   virt::start(config, pool)   (once)
+//!   RELEASE ─────────────────────────────►  virt::cpu_main(i)
+//!   virt::cpu_main(0)
+//! ```
+//!
+//! Memory carving (QEMU virt, `-m 1G`): `[0x4000_0000, +DTB)` device tree, then our image at
+//! 0x4020_0000 (text, data, bss, 4 x 64 KiB stacks), the heap up to RAM base + 128 MiB, and every
+//! remaining 4 KiB frame up to the end of RAM is the guest page pool (or `pool=MIB` of it).
+//!
+//! # Debugging with gdb
+//! Start QEMU halted with its gdb stub (`make debug SCENARIO=…` does this): add `-s -S` to the
+//! QEMU line of contracts.md section E. Then:
+//! ```text
+//! gdb-multiarch target/aarch64-unknown-none/release/hyp \
+//!     -ex 'target remote :1234' -ex 'break boot_main' -ex 'continue'
+//! ```
+//! Each QEMU vCPU is a gdb thread (`info threads`, `thread 2`); `-ex 'set scheduler-locking step'`
+//! keeps the other CPUs still while stepping. Release builds keep debug info (workspace profile).
 #![no_std]
 #![no_main]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -8,4 +38,194 @@
 extern crate alloc;
 
 mod arch;
+mod config;
+mod console;
+mod dtb;
+mod loader;
 mod virt;
+
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use log::{error, info, LevelFilter};
+use vm::Pa;
+
+use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer};
+
+/// QEMU exit status for a bad scenario (command line or guest file).
+const EXIT_BAD_SCENARIO: u32 = 2;
+/// QEMU exit status after a hypervisor panic.
+const EXIT_PANIC: u32 = 101;
+/// The heap ends here (relative to RAM base) when RAM is large enough; see [`carve`].
+const HEAP_END_OFFSET: u64 = 128 << 20;
+const PAGE: u64 = 4096;
+
+/// Set by CPU 0 after `virt::start` returned; secondaries wait for it.
+static RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// The hypervisor's RAM layout.
+struct Carving {
+    heap: Range<u64>,
+    pool: Range<Pa>,
+}
+
+/// Splits RAM above our image into heap and pool. RAM below `image.end` (DTB, image, stacks) is
+/// never handed out.
+fn carve(ram: &Range<u64>, image: &Range<u64>) -> Carving {
+    let ram_size = ram.end - ram.start;
+    let heap_start = image.end.next_multiple_of(PAGE);
+    let heap_end = if ram_size >= 4 * HEAP_END_OFFSET {
+        ram.start + HEAP_END_OFFSET
+    } else {
+        (heap_start + ram_size / 8).next_multiple_of(2 << 20)
+    };
+    assert!(heap_end < ram.end, "RAM ({} MiB) too small for the hypervisor", ram_size >> 20);
+    let pool_end = ram.end & !(PAGE - 1);
+    Carving { heap: heap_start..heap_end, pool: Pa(heap_end)..Pa(pool_end) }
+}
+
+/// Boot CPU: everything up to the hand-off to `virt`. Called by `arch::entry` with the MMU off.
+pub(crate) fn boot_main() -> ! {
+    console::init(LevelFilter::Info);
+    assert_eq!(cpu::current_el(), 2, "uvmhyp must be entered at EL2 (QEMU -M virt,virtualization=on)");
+
+    let blob = boot::dtb().expect("no device tree at 0x4000_0000: link the hypervisor at or above 0x4020_0000");
+    let platform = dtb::parse(blob).unwrap_or_else(|e| panic!("cannot parse QEMU's device tree: {e:?}"));
+    let ram = platform.ram.clone();
+    mmu::init(ram.clone()).unwrap_or_else(|e| panic!("EL2 identity map for RAM {ram:#x?}: {e:?}"));
+    mmu::enable();
+
+    let image = boot::image();
+    let carving = carve(&ram, &image);
+    heap::init(carving.heap.clone());
+
+    let mpidrs = &platform.cpu_mpidrs[..platform.cpu_count];
+    cpu::set_present(mpidrs);
+    cpu::current().mpidr.store(cpu::read_mpidr(), Ordering::Relaxed);
+    timer::disarm();
+    gic::init(cpu::count());
+
+    info!(
+        "EL2 up: RAM {:#x}..{:#x} ({} MiB), image {:#x}..{:#x}, heap {} MiB, {} CPU(s), timer {} Hz",
+        ram.start,
+        ram.end,
+        (ram.end - ram.start) >> 20,
+        image.start,
+        image.end,
+        (carving.heap.end - carving.heap.start) >> 20,
+        cpu::count(),
+        timer::freq()
+    );
+
+    start_secondaries();
+
+    let config = config::load().unwrap_or_else(|e| {
+        error!("bad scenario: {e}");
+        semihosting::exit(EXIT_BAD_SCENARIO)
+    });
+    let pool = limit_pool(carving.pool, config.pool_limit);
+    info!(
+        "{} VM(s); page pool {:#x}..{:#x} ({} frames)",
+        config.vms.len(),
+        pool.start.0,
+        pool.end.0,
+        (pool.end.0 - pool.start.0) / PAGE
+    );
+
+    virt_start(config, pool);
+    RELEASE.store(true, Ordering::Release);
+    cpu::sev();
+    virt_cpu_main(0)
+}
+
+/// Applies `pool=` (rounded down to whole frames; more than is free is clamped with a warning).
+fn limit_pool(pool: Range<Pa>, limit: Option<u64>) -> Range<Pa> {
+    let Some(limit) = limit else { return pool };
+    let avail = pool.end.0 - pool.start.0;
+    if limit > avail {
+        log::warn!("pool={} MiB exceeds the {} MiB of free RAM; using all of it", limit >> 20, avail >> 20);
+        return pool;
+    }
+    pool.start..Pa(pool.start.0 + (limit & !(PAGE - 1)))
+}
+
+/// Starts CPUs 1.. with PSCI CPU_ON and waits until each has finished its bring-up.
+fn start_secondaries() {
+    if let Ok((major, minor)) = psci::version() {
+        log::debug!("PSCI {major}.{minor}");
+    }
+    for i in 1..cpu::count() {
+        let mpidr = cpu::mpidr_affinity(cpu::mpidr_of(i));
+        if let Err(e) = psci::cpu_on(mpidr, arch::entry::secondary_entry(), i as u64) {
+            panic!("PSCI CPU_ON for CPU {i} (MPIDR {mpidr:#x}) failed: {e:?}");
+        }
+        let deadline = timer::now() + timer::freq() * 2;
+        while cpu::online() <= i {
+            assert!(timer::now() < deadline, "CPU {i} (MPIDR {mpidr:#x}) did not come up within 2 s");
+            core::hint::spin_loop();
+        }
+    }
+    info!("{} CPU(s) online", cpu::online());
+}
+
+/// A secondary CPU, entered from `arch::entry` with the MMU off.
+pub(crate) fn secondary_main(index: usize) -> ! {
+    mmu::enable();
+    cpu::current().mpidr.store(cpu::read_mpidr(), Ordering::Relaxed);
+    timer::disarm();
+    gic::init_cpu();
+    cpu::mark_online();
+    while !RELEASE.load(Ordering::Acquire) {
+        cpu::wfe();
+    }
+    virt_cpu_main(index)
+}
+
+/// Hands the scenario to the virtualization layer (placeholder until `virt::start` exists).
+fn virt_start(config: config::Config, pool: Range<Pa>) {
+    for (i, vm) in config.vms.iter().enumerate() {
+        info!(
+            "vm{} ({}): {} image {} KiB entry {:#x}, RAM {} MiB, {} vCPU(s)",
+            i + 1,
+            vm.name,
+            vm.path,
+            vm.image.len() >> 10,
+            vm.entry.0,
+            vm.ram_bytes >> 20,
+            vm.cpus
+        );
+    }
+    info!("trace -> {}", config.trace_path);
+    let _ = pool;
+}
+
+/// Per-CPU scheduler loop of the virtualization layer (placeholder: exits once all CPUs got here).
+fn virt_cpu_main(index: usize) -> ! {
+    static ARRIVED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    let n = ARRIVED.fetch_add(1, Ordering::AcqRel) + 1;
+    if index == 0 {
+        while ARRIVED.load(Ordering::Acquire) < cpu::count() {
+            core::hint::spin_loop();
+        }
+        info!("all {} CPUs reached cpu_main (MMU on: {}); no virt layer yet, exiting", n.max(cpu::count()), mmu::is_enabled());
+        semihosting::exit(0);
+    }
+    loop {
+        cpu::wfe();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    cpu::mask_interrupts();
+    match info.location() {
+        Some(l) => console::write_line_forced(format_args!(
+            "uvmhyp: PANIC at {}:{}: {}",
+            l.file(),
+            l.line(),
+            info.message()
+        )),
+        None => console::write_line_forced(format_args!("uvmhyp: PANIC at unknown location: {}", info.message())),
+    }
+    semihosting::exit(EXIT_PANIC)
+}

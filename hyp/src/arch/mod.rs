@@ -1,4 +1,20 @@
-//! The only place with `asm!`, system registers and raw pointers. (BOOT HELPER owns this file.)
+//! The only place with `asm!`, system registers and raw pointers. One facade over AArch64 / QEMU
+//! virt for the rest of the hypervisor.
 //!
-//! Boot-helper files: entry, mmu, semihosting, psci, gic, timer, cpu.
-//! Virt-helper files: vectors, vcpu, tlb, physmem.
+//! Boot and platform (boot helper): [`entry`] (EL2 entry points, boot vectors), [`boot`] (DTB and
+//! image extent), [`sysreg`] (boot register values), [`mmu`] (EL2 stage-1 identity map),
+//! [`cpu`] (per-CPU state via TPIDR_EL2), [`heap`], [`semihosting`], [`psci`] (caller side),
+//! [`gic`] (physical GICv3), [`timer`] (EL2 hypervisor timer).
+//!
+//! Virtualization (virt helper): vectors, vcpu, tlb, physmem.
+
+pub mod boot;
+pub mod cpu;
+pub mod entry;
+pub mod gic;
+pub mod heap;
+pub mod mmu;
+pub mod psci;
+pub mod semihosting;
+pub mod sysreg;
+pub mod timer;

@@ -1,0 +1,160 @@
+//! Physical CPUs: per-CPU state reached through `TPIDR_EL2`, CPU numbering, barriers.
+//!
+//! Every physical CPU owns one [`PerCpu`] in the static [`PERCPU`] array; `entry.rs` points
+//! `TPIDR_EL2` at it before the first Rust instruction runs on that CPU, and nothing ever changes
+//! it afterwards. CPU *indices* are dense (0 = the boot CPU, 1.. = secondaries in DTB order) and are
+//! what the rest of the hypervisor uses; MPIDRs are only needed to start a CPU with PSCI.
+
+use core::arch::asm;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+/// Largest number of physical CPUs the hypervisor drives (stacks are sized for this many).
+pub const MAX_CPUS: usize = 4;
+/// Size of each CPU's EL2 stack (must match `.stacks` in `hyp.ld`).
+pub const STACK_SIZE: usize = 64 * 1024;
+
+/// Per-CPU state. `#[repr(C)]` so `entry.rs` (and assembly elsewhere) may rely on field offsets:
+/// `index` at 0, `stack_top` at 8, `scratch` at 16.
+#[repr(C)]
+pub struct PerCpu {
+    /// Dense CPU index (0 = boot CPU).
+    pub index: usize,
+    /// Initial stack pointer of this CPU (top of its 64 KiB stack).
+    pub stack_top: AtomicUsize,
+    /// Scratch words for exception entry code (owned by the vectors; boot code never touches them).
+    pub scratch: [AtomicU64; 8],
+    /// MPIDR_EL1 of this CPU as read by the CPU itself once it runs (0 until then).
+    pub mpidr: AtomicU64,
+    /// Slot for the virtualization layer's own per-CPU structure (null until it sets one).
+    pub virt: AtomicPtr<()>,
+}
+
+impl PerCpu {
+    const fn new(index: usize) -> Self {
+        PerCpu {
+            index,
+            stack_top: AtomicUsize::new(0),
+            scratch: [const { AtomicU64::new(0) }; 8],
+            mpidr: AtomicU64::new(0),
+            virt: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+}
+
+/// One [`PerCpu`] per possible CPU; entry code indexes it by CPU index.
+#[unsafe(no_mangle)]
+pub static PERCPU: [PerCpu; MAX_CPUS] = [PerCpu::new(0), PerCpu::new(1), PerCpu::new(2), PerCpu::new(3)];
+
+/// Byte size of one [`PerCpu`] (used by the entry assembly to index [`PERCPU`]).
+pub const PERCPU_SIZE: usize = core::mem::size_of::<PerCpu>();
+
+/// Number of CPUs that are online (set by the boot CPU as secondaries come up).
+static ONLINE: AtomicUsize = AtomicUsize::new(1);
+
+/// The calling CPU's [`PerCpu`].
+pub fn current() -> &'static PerCpu {
+    let p: usize;
+    // SAFETY: reading TPIDR_EL2 has no side effects.
+    unsafe { asm!("mrs {}, tpidr_el2", out(reg) p, options(nomem, nostack, preserves_flags)) };
+    debug_assert!(p != 0, "TPIDR_EL2 not set up");
+    // SAFETY: entry.rs sets TPIDR_EL2 to `&PERCPU[i]` before any Rust code runs on this CPU and
+    // never changes it; PERCPU is a `static`, so the reference is valid for 'static.
+    unsafe { &*(p as *const PerCpu) }
+}
+
+/// Dense index of the calling CPU (0 = boot CPU).
+pub fn index() -> usize {
+    current().index
+}
+
+/// Number of physical CPUs online (1 until secondaries have been started).
+pub fn online() -> usize {
+    ONLINE.load(Ordering::Acquire)
+}
+
+/// Records that one more secondary CPU finished its bring-up.
+pub(crate) fn mark_online() {
+    ONLINE.fetch_add(1, Ordering::AcqRel);
+}
+
+/// MPIDR_EL1 of the calling CPU.
+pub fn read_mpidr() -> u64 {
+    let v: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// The affinity fields (Aff3..Aff0) of an MPIDR value, as PSCI CPU_ON expects them.
+pub const fn mpidr_affinity(mpidr: u64) -> u64 {
+    mpidr & 0xff_00ff_ffff
+}
+
+/// Waits for an interrupt (or any event that wakes the core).
+pub fn wfi() {
+    // SAFETY: WFI only suspends execution until a wake-up event.
+    unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Waits for an event (SEV from another CPU, or an interrupt).
+pub fn wfe() {
+    // SAFETY: WFE only suspends execution until an event.
+    unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Signals an event to every CPU (wakes CPUs in `wfe`).
+pub fn sev() {
+    // SAFETY: SEV has no effect other than setting the event register of every PE.
+    unsafe { asm!("dsb ish", "sev", options(nostack, preserves_flags)) };
+}
+
+/// Masks IRQ, FIQ, SError and debug exceptions at EL2 (PSTATE.DAIF = 0b1111).
+pub fn mask_interrupts() {
+    // SAFETY: masking exceptions cannot break memory safety.
+    unsafe { asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Unmasks IRQs at EL2 (PSTATE.I = 0).
+pub fn unmask_irq() {
+    // SAFETY: unmasking IRQ is sound once vectors are installed (the caller's responsibility
+    // is only correctness, not memory safety: an IRQ without vectors is a boot-vector panic).
+    unsafe { asm!("msr daifclr, #0x2", options(nomem, nostack, preserves_flags)) };
+}
+
+// entry.rs stores the initial SP at offset 8.
+const _: () = assert!(core::mem::offset_of!(PerCpu, stack_top) == 8);
+const _: () = assert!(core::mem::offset_of!(PerCpu, scratch) == 16);
+
+/// MPIDR of each CPU index (from the device tree), set once by the boot CPU.
+static MPIDRS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Number of CPUs the platform has (≤ MAX_CPUS), set once by the boot CPU.
+static PRESENT: AtomicUsize = AtomicUsize::new(1);
+
+/// Records the platform's CPUs (boot CPU, before starting secondaries). Extra CPUs beyond
+/// [`MAX_CPUS`] are ignored.
+pub(crate) fn set_present(mpidrs: &[u64]) {
+    let n = mpidrs.len().clamp(1, MAX_CPUS);
+    for (slot, &m) in MPIDRS.iter().zip(mpidrs.iter().take(n)) {
+        slot.store(m, Ordering::Relaxed);
+    }
+    PRESENT.store(n, Ordering::Release);
+}
+
+/// Number of physical CPUs the hypervisor uses (all of them are online once `virt::cpu_main`
+/// runs anywhere).
+pub fn count() -> usize {
+    PRESENT.load(Ordering::Acquire)
+}
+
+/// MPIDR_EL1 of CPU `index` (as the device tree lists it).
+pub fn mpidr_of(index: usize) -> u64 {
+    MPIDRS[index].load(Ordering::Relaxed)
+}
+
+/// The current exception level (CurrentEL.EL, bits [3:2]).
+pub fn current_el() -> u8 {
+    let v: u64;
+    // SAFETY: reading CurrentEL has no side effects.
+    unsafe { asm!("mrs {}, currentel", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    ((v >> 2) & 3) as u8
+}

@@ -1,0 +1,171 @@
+//! The hypervisor's own EL2 stage-1 translation: an identity map (VA == PA) of
+//! - all RAM, Normal Write-Back cacheable, Inner Shareable, executable;
+//! - the device window [`DEVICE_WINDOW`] (GIC, PL011, virtio-mmio), Device-nGnRE, execute-never;
+//!
+//! and nothing else. Built once by CPU 0 with the MMU still off ([`init`]), then switched on by
+//! every CPU ([`enable`]). Uses 1 GiB level-1 blocks where RAM covers a whole GiB and 2 MiB level-2
+//! blocks elsewhere; RAM is rounded down to 2 MiB.
+//!
+//! The tables live in `.bss` (zeroed by the boot CPU before Rust runs) and are written only by
+//! `init` before any CPU has its MMU on, so walks (cacheable, Inner Shareable: see TCR_EL2) read
+//! exactly what was written to memory.
+
+use core::arch::asm;
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::sysreg::{
+    MAIR_EL2_VALUE, MAIR_IDX_DEVICE, MAIR_IDX_NORMAL, SCTLR_EL2_MMU_ON, TCR_EL2_VALUE,
+};
+
+/// Device MMIO window identity-mapped as Device-nGnRE: GICD 0x0800_0000, ITS, GICR 0x080A_0000
+/// (0xF6_0000), PL011 0x0900_0000, RTC/GPIO, virtio-mmio 0x0A00_0000.. (DESIGN.md section 7).
+pub const DEVICE_WINDOW: Range<u64> = 0x0800_0000..0x0B00_0000;
+
+const ENTRIES: usize = 512;
+const L1_BLOCK: u64 = 1 << 30;
+const L2_BLOCK: u64 = 1 << 21;
+/// Highest address the 39-bit VA range (TCR_EL2.T0SZ = 25) can map.
+const VA_LIMIT: u64 = 1 << 39;
+
+/// Stage-1 descriptor bits (Arm ARM D8.3, VMSAv8-64 descriptor formats).
+mod desc {
+    /// bit[0]: valid.
+    pub const VALID: u64 = 1 << 0;
+    /// bit[1] at levels 0..2: 1 = table descriptor, 0 = block descriptor.
+    pub const TABLE: u64 = 1 << 1;
+    /// AttrIndx, bits [4:2]: index into MAIR_EL2.
+    pub const fn attr_index(idx: u64) -> u64 {
+        idx << 2
+    }
+    /// AP[1], bit [6]: RES1 in the EL2 (single privilege level) regime. AP[2] = 0: read/write.
+    pub const AP1_RES1: u64 = 1 << 6;
+    /// SH, bits [9:8] = 0b11: Inner Shareable.
+    pub const SH_INNER: u64 = 0b11 << 8;
+    /// AF, bit [10]: access flag (set, or the first access faults).
+    pub const AF: u64 = 1 << 10;
+    /// XN, bit [54]: execute-never (EL2 regime).
+    pub const XN: u64 = 1 << 54;
+    /// Output address bits [47:12].
+    pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
+}
+
+/// A 4 KiB translation table. Atomics so it can be a plain (non-`mut`) static in `.bss`.
+#[repr(C, align(4096))]
+struct Table([AtomicU64; ENTRIES]);
+
+impl Table {
+    const fn new() -> Self {
+        Table([const { AtomicU64::new(0) }; ENTRIES])
+    }
+    fn addr(&self) -> u64 {
+        self as *const Table as u64
+    }
+    fn set(&self, i: usize, v: u64) {
+        self.0[i].store(v, Ordering::Relaxed);
+    }
+}
+
+static L1: Table = Table::new();
+/// Level-2 tables for GiB slots only partly covered by RAM or the device window.
+static L2: [Table; 3] = [Table::new(), Table::new(), Table::new()];
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Attribute bits of a block mapping RAM.
+const NORMAL: u64 = desc::VALID | desc::attr_index(MAIR_IDX_NORMAL) | desc::AP1_RES1 | desc::SH_INNER | desc::AF;
+/// Attribute bits of a block mapping devices.
+const DEVICE: u64 = desc::VALID | desc::attr_index(MAIR_IDX_DEVICE) | desc::AP1_RES1 | desc::AF | desc::XN;
+
+/// Errors building the map (boot-time configuration problems, reported by the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MmuError {
+    /// RAM overlaps the first GiB (where the device window is) or exceeds the 512 GiB VA range.
+    RamLayout,
+    /// More partly-covered GiB slots than level-2 tables.
+    TooManyTables,
+}
+
+/// Builds the identity map for `ram` (CPU 0 only, MMU off, once). RAM is rounded to 2 MiB.
+pub fn init(ram: Range<u64>) -> Result<(), MmuError> {
+    let start = ram.start.next_multiple_of(L2_BLOCK);
+    let end = ram.end & !(L2_BLOCK - 1);
+    if start < L1_BLOCK || end > VA_LIMIT || start >= end {
+        return Err(MmuError::RamLayout);
+    }
+    let mut next_l2 = 0usize;
+    let mut l2_for = |slot: usize| -> Result<&'static Table, MmuError> {
+        let t = L2.get(next_l2).ok_or(MmuError::TooManyTables)?;
+        next_l2 += 1;
+        L1.set(slot, desc::VALID | desc::TABLE | (t.addr() & desc::OA_MASK));
+        Ok(t)
+    };
+
+    // Device window: 2 MiB Device blocks inside GiB slot 0.
+    let dev = l2_for(0)?;
+    let mut a = DEVICE_WINDOW.start;
+    while a < DEVICE_WINDOW.end {
+        dev.set((a / L2_BLOCK) as usize % ENTRIES, (a & desc::OA_MASK) | DEVICE);
+        a += L2_BLOCK;
+    }
+
+    // RAM: whole GiBs as level-1 blocks, partial GiBs through a level-2 table.
+    let mut a = start;
+    while a < end {
+        let slot = (a / L1_BLOCK) as usize;
+        let slot_end = (slot as u64 + 1) * L1_BLOCK;
+        if a % L1_BLOCK == 0 && end >= slot_end {
+            L1.set(slot, (a & desc::OA_MASK) | NORMAL);
+            a = slot_end;
+        } else {
+            let t = l2_for(slot)?;
+            let stop = end.min(slot_end);
+            while a < stop {
+                t.set((a / L2_BLOCK) as usize % ENTRIES, (a & desc::OA_MASK) | NORMAL);
+                a += L2_BLOCK;
+            }
+        }
+    }
+    // SAFETY: DSB only orders memory accesses; it makes the table writes visible to the walker.
+    unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
+    READY.store(true, Ordering::Release);
+    Ok(())
+}
+
+/// Turns the EL2 stage-1 MMU and caches on for the calling CPU (tables from [`init`]).
+///
+/// Every CPU calls this once, early, before relying on cacheable memory. Panics if `init` has
+/// not run.
+pub fn enable() {
+    assert!(READY.load(Ordering::Acquire), "mmu::enable before mmu::init");
+    let ttbr = L1.addr();
+    // SAFETY: the tables map every byte the hypervisor uses (image, stacks, heap, pool: all RAM;
+    // devices) at VA == PA with the attributes above, so the instruction stream and all live
+    // pointers remain valid across the switch. TLBs are invalidated first so no stale entries
+    // from before reset can be used.
+    unsafe {
+        asm!(
+            "msr mair_el2, {mair}",
+            "msr tcr_el2, {tcr}",
+            "msr ttbr0_el2, {ttbr}",
+            "isb",
+            "tlbi alle2",
+            "dsb nsh",
+            "isb",
+            "msr sctlr_el2, {sctlr}",
+            "isb",
+            mair = in(reg) MAIR_EL2_VALUE,
+            tcr = in(reg) TCR_EL2_VALUE,
+            ttbr = in(reg) ttbr,
+            sctlr = in(reg) SCTLR_EL2_MMU_ON,
+            options(nostack),
+        );
+    }
+}
+
+/// True once the calling CPU runs with its MMU on.
+pub fn is_enabled() -> bool {
+    let v: u64;
+    // SAFETY: reading SCTLR_EL2 has no side effects.
+    unsafe { asm!("mrs {}, sctlr_el2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v & super::sysreg::SCTLR_EL2_M != 0
+}

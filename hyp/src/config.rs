@@ -1,0 +1,235 @@
+//! The scenario: QEMU's `-append` string (read through semihosting SYS_GET_CMDLINE), parsed per
+//! contracts.md section C, and the guest images it names (read through semihosting, loaded by
+//! [`crate::loader`]).
+//!
+//! Grammar (space-separated tokens, any order):
+//! - `trace=PATH` — host path of the trace file (default [`DEFAULT_TRACE`]);
+//! - `pool=MIB` — size of the guest page pool in MiB (default: all free RAM);
+//! - `vm=NAME:PATH[,ram=MIB][,cpus=N]` — one VM; RAM default 64 MiB, vCPUs default 1.
+//!
+//! VM ids are 1, 2, … in command-line order. VMs naming the same PATH share one image
+//! (`Arc::ptr_eq` holds between their `image`s). Any error is the user's: boot prints it and
+//! exits QEMU with status 2.
+
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+
+use vm::Ipa;
+
+use crate::loader::{self, ElfError, RAM_BASE};
+
+/// Trace file used when the command line has no `trace=`.
+pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
+/// Guest RAM when `vm=` has no `ram=` (MiB).
+pub const DEFAULT_RAM_MIB: u64 = 64;
+/// Largest guest RAM: the IPA space ends at 4 GiB (VTCR_EL2.T0SZ = 32), RAM starts at 1 GiB.
+pub const MAX_RAM_MIB: u64 = 3 * 1024;
+/// Largest number of vCPUs per VM.
+pub const MAX_VCPUS: u32 = 8;
+
+const MIB: u64 = 1 << 20;
+
+/// One VM of the scenario.
+#[derive(Clone)]
+pub struct VmConfig {
+    /// Name given on the command line (used in reports: `vm1 (name)`).
+    pub name: String,
+    /// Host path of the guest ELF.
+    pub path: String,
+    /// The flattened guest image, to be mapped at IPA 0x4000_0000 (shared between VMs with the
+    /// same `path`).
+    pub image: Arc<[u8]>,
+    /// Entry point of vCPU 0 (IPA).
+    pub entry: Ipa,
+    /// Guest RAM size in bytes (a multiple of 1 MiB, ≥ the image).
+    pub ram_bytes: u64,
+    /// Number of vCPUs (only vCPU 0 runs until PSCI CPU_ON).
+    pub cpus: u32,
+}
+
+/// The whole scenario, handed to `virt::start`.
+#[derive(Clone)]
+pub struct Config {
+    /// Host path of the trace file.
+    pub trace_path: String,
+    /// VMs in id order (vm1 = `vms[0]`).
+    pub vms: Vec<VmConfig>,
+    /// `pool=` in bytes, if given (boot has already applied it to the pool range).
+    pub pool_limit: Option<u64>,
+}
+
+/// A VM as written on the command line, before its image is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    pub name: String,
+    pub path: String,
+    pub ram_bytes: u64,
+    pub cpus: u32,
+}
+
+/// The command line, parsed but with no file read yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scenario {
+    pub trace_path: String,
+    pub pool_limit: Option<u64>,
+    pub vms: Vec<VmSpec>,
+}
+
+/// What is wrong with the scenario (always the user's mistake).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A token that is not `trace=`, `pool=` or `vm=`.
+    UnknownToken(String),
+    /// A `vm=` option other than `ram=` / `cpus=`.
+    UnknownOption { token: String, option: String },
+    /// A number that does not parse or is out of range.
+    BadNumber { token: String, what: &'static str, range: &'static str },
+    /// A `key=` with nothing after it, or `vm=` without `NAME:PATH`.
+    Missing { token: String, what: &'static str },
+    /// The command line is not UTF-8 or could not be read.
+    Cmdline,
+    /// The guest file could not be read through semihosting.
+    File { vm: String, path: String, why: String },
+    /// The guest file is not a loadable AArch64 ELF for its VM.
+    Elf { vm: String, path: String, why: ElfError },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownToken(t) => {
+                write!(f, "unknown token `{t}` (expected trace=PATH, pool=MIB or vm=NAME:PATH[,ram=MIB][,cpus=N])")
+            }
+            ConfigError::UnknownOption { token, option } => {
+                write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB or cpus=N)")
+            }
+            ConfigError::BadNumber { token, what, range } => {
+                write!(f, "in `{token}`: bad {what} (expected a decimal number in {range})")
+            }
+            ConfigError::Missing { token, what } => write!(f, "in `{token}`: missing {what}"),
+            ConfigError::Cmdline => write!(f, "cannot read the command line (semihosting SYS_GET_CMDLINE)"),
+            ConfigError::File { vm, path, why } => write!(f, "vm `{vm}`: cannot read `{path}`: {why}"),
+            ConfigError::Elf { vm, path, why } => write!(f, "vm `{vm}`: `{path}`: {why}"),
+        }
+    }
+}
+
+fn number(token: &str, text: &str, what: &'static str, range: &'static str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let bad = || ConfigError::BadNumber { token: token.to_string(), what, range };
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let v: u64 = text.parse().map_err(|_| bad())?;
+    if v < min || v > max {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// Parses one `vm=` value (`NAME:PATH[,ram=MIB][,cpus=N]`); `token` is the whole token for errors.
+fn parse_vm(token: &str, value: &str) -> Result<VmSpec, ConfigError> {
+    let mut parts = value.split(',');
+    let head = parts.next().unwrap_or("");
+    let (name, path) = head
+        .split_once(':')
+        .ok_or_else(|| ConfigError::Missing { token: token.to_string(), what: "NAME:PATH" })?;
+    if name.is_empty() {
+        return Err(ConfigError::Missing { token: token.to_string(), what: "VM name" });
+    }
+    if path.is_empty() {
+        return Err(ConfigError::Missing { token: token.to_string(), what: "guest ELF path" });
+    }
+    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1 };
+    for opt in parts {
+        match opt.split_once('=') {
+            Some(("ram", v)) => spec.ram_bytes = number(token, v, "ram size in MiB", "1..=3072", 1, MAX_RAM_MIB)? * MIB,
+            Some(("cpus", v)) => spec.cpus = number(token, v, "vCPU count", "1..=8", 1, MAX_VCPUS as u64)? as u32,
+            _ => return Err(ConfigError::UnknownOption { token: token.to_string(), option: opt.to_string() }),
+        }
+    }
+    Ok(spec)
+}
+
+/// Parses the command line (no file access).
+///
+/// A first token without `=` is skipped: QEMU's SYS_GET_CMDLINE puts the `-kernel` file name in
+/// front of the `-append` text.
+pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
+    let mut sc = Scenario { trace_path: DEFAULT_TRACE.to_string(), pool_limit: None, vms: Vec::new() };
+    for (i, token) in cmdline.split_ascii_whitespace().enumerate() {
+        let Some((key, value)) = token.split_once('=') else {
+            if i == 0 {
+                continue;
+            }
+            return Err(ConfigError::UnknownToken(token.to_string()));
+        };
+        match key {
+            "trace" if value.is_empty() => {
+                return Err(ConfigError::Missing { token: token.to_string(), what: "trace file path" })
+            }
+            "trace" => sc.trace_path = value.to_string(),
+            "pool" => sc.pool_limit = Some(number(token, value, "pool size in MiB", "1..=1048576", 1, 1 << 20)? * MIB),
+            "vm" => sc.vms.push(parse_vm(token, value)?),
+            _ => return Err(ConfigError::UnknownToken(token.to_string())),
+        }
+    }
+    Ok(sc)
+}
+
+/// Reads every VM's image with `read(path) -> Result<bytes, why>` (each distinct path once) and
+/// builds the [`Config`].
+pub fn resolve(
+    sc: Scenario,
+    mut read: impl FnMut(&str) -> Result<Vec<u8>, String>,
+) -> Result<Config, ConfigError> {
+    // (path, raw ELF) for each distinct path, and the flattened image once validated.
+    let mut files: Vec<(String, Vec<u8>, Option<loader::Image>)> = Vec::new();
+    let mut vms = Vec::with_capacity(sc.vms.len());
+    for spec in sc.vms {
+        let idx = match files.iter().position(|(p, _, _)| *p == spec.path) {
+            Some(i) => i,
+            None => {
+                let bytes = read(&spec.path).map_err(|why| ConfigError::File {
+                    vm: spec.name.clone(),
+                    path: spec.path.clone(),
+                    why,
+                })?;
+                files.push((spec.path.clone(), bytes, None));
+                files.len() - 1
+            }
+        };
+        let (_, elf, cached) = &mut files[idx];
+        // Validate against this VM's RAM size (it may differ between VMs sharing the image).
+        let image = loader::load(elf, spec.ram_bytes).map_err(|why| ConfigError::Elf {
+            vm: spec.name.clone(),
+            path: spec.path.clone(),
+            why,
+        })?;
+        let image = cached.get_or_insert(image).clone();
+        debug_assert!(RAM_BASE + image.bytes.len() as u64 <= RAM_BASE + spec.ram_bytes);
+        vms.push(VmConfig {
+            name: spec.name,
+            path: spec.path,
+            image: image.bytes,
+            entry: image.entry,
+            ram_bytes: spec.ram_bytes,
+            cpus: spec.cpus,
+        });
+    }
+    Ok(Config { trace_path: sc.trace_path, vms, pool_limit: sc.pool_limit })
+}
+
+/// Reads the command line and the guest images through semihosting.
+pub fn load() -> Result<Config, ConfigError> {
+    let mut buf = alloc::vec![0u8; 8192];
+    let line = crate::arch::semihosting::get_cmdline(&mut buf).map_err(|_| ConfigError::Cmdline)?;
+    let line = core::str::from_utf8(line).map_err(|_| ConfigError::Cmdline)?;
+    let sc = parse(line)?;
+    resolve(sc, |path| {
+        let mut v = Vec::new();
+        crate::arch::semihosting::read_file(path, &mut v).map_err(|e| e.to_string())?;
+        Ok(v)
+    })
+}

@@ -1,0 +1,160 @@
+//! Guest ELF loading: validate an ELF64 AArch64 executable and flatten its PT_LOAD segments into
+//! one image that starts at guest RAM base (IPA 0x4000_0000).
+//!
+//! The image covers `[RAM_BASE, highest segment end)`: file bytes where segments have them, zeroes
+//! in gaps and in each segment's `memsz` beyond `filesz`. It becomes the VM's read-only image
+//! object; the guest sees it copy-on-write. Segments are placed by their physical address
+//! (`p_paddr`), as QEMU's `-kernel` loader does, because guests start with their MMU off.
+//!
+//! Pure functions over byte slices (no hardware, no allocation but the result).
+
+use alloc::sync::Arc;
+use alloc::vec;
+use core::fmt;
+
+use vm::Ipa;
+
+/// Guest RAM base (QEMU virt layout, DESIGN.md section 5).
+pub const RAM_BASE: u64 = 0x4000_0000;
+
+const EI_CLASS_64: u8 = 2;
+const EI_DATA_LE: u8 = 1;
+const ET_EXEC: u16 = 2;
+const EM_AARCH64: u16 = 183;
+const PT_LOAD: u32 = 1;
+const EHDR_SIZE: usize = 64;
+const PHDR_SIZE: usize = 56;
+
+/// Why an ELF was refused (the guest image file is at fault).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElfError {
+    /// Not an ELF file, or not 64-bit little-endian.
+    NotElf64,
+    /// Not an AArch64 (EM_AARCH64) file.
+    NotAarch64,
+    /// Not ET_EXEC (a static executable).
+    NotExec,
+    /// A header or segment points outside the file.
+    Truncated,
+    /// A PT_LOAD lies outside guest RAM `[0x4000_0000, 0x4000_0000 + ram)`.
+    SegmentOutsideRam { paddr: u64, memsz: u64 },
+    /// No PT_LOAD with a non-zero size.
+    NoSegments,
+    /// The entry point is not inside a loaded segment.
+    EntryOutside { entry: u64 },
+}
+
+impl fmt::Display for ElfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ElfError::NotElf64 => write!(f, "not a 64-bit little-endian ELF file"),
+            ElfError::NotAarch64 => write!(f, "not an AArch64 ELF (e_machine != 183)"),
+            ElfError::NotExec => write!(f, "not a static executable (e_type != ET_EXEC)"),
+            ElfError::Truncated => write!(f, "truncated or inconsistent ELF headers"),
+            ElfError::SegmentOutsideRam { paddr, memsz } => write!(
+                f,
+                "PT_LOAD at {paddr:#x} (+{memsz:#x}) is outside guest RAM"
+            ),
+            ElfError::NoSegments => write!(f, "no loadable segments"),
+            ElfError::EntryOutside { entry } => write!(f, "entry point {entry:#x} is not in a loaded segment"),
+        }
+    }
+}
+
+/// A loaded guest image.
+#[derive(Clone)]
+pub struct Image {
+    /// The flattened bytes, starting at IPA [`RAM_BASE`].
+    pub bytes: Arc<[u8]>,
+    /// Entry point (IPA).
+    pub entry: Ipa,
+}
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16, ElfError> {
+    let s = b.get(off..off + 2).ok_or(ElfError::Truncated)?;
+    Ok(u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, ElfError> {
+    let s = b.get(off..off + 4).ok_or(ElfError::Truncated)?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Result<u64, ElfError> {
+    let s = b.get(off..off + 8).ok_or(ElfError::Truncated)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Ok(u64::from_le_bytes(a))
+}
+
+/// One PT_LOAD: file range and placement.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    offset: u64,
+    filesz: u64,
+    paddr: u64,
+    memsz: u64,
+}
+
+/// Validates `elf` for a VM with `ram_bytes` of RAM and flattens it (see the module docs).
+pub fn load(elf: &[u8], ram_bytes: u64) -> Result<Image, ElfError> {
+    if elf.len() < EHDR_SIZE || elf[0..4] != [0x7f, b'E', b'L', b'F'] || elf[4] != EI_CLASS_64 || elf[5] != EI_DATA_LE {
+        return Err(ElfError::NotElf64);
+    }
+    if u16_at(elf, 18)? != EM_AARCH64 {
+        return Err(ElfError::NotAarch64);
+    }
+    if u16_at(elf, 16)? != ET_EXEC {
+        return Err(ElfError::NotExec);
+    }
+    let entry = u64_at(elf, 24)?;
+    let phoff = u64_at(elf, 32)? as usize;
+    let phentsize = u16_at(elf, 54)? as usize;
+    let phnum = u16_at(elf, 56)? as usize;
+    if phentsize < PHDR_SIZE {
+        return Err(ElfError::Truncated);
+    }
+    let ram_end = RAM_BASE.checked_add(ram_bytes).ok_or(ElfError::Truncated)?;
+
+    let mut segs = vec::Vec::new();
+    let mut end = RAM_BASE;
+    for i in 0..phnum {
+        let ph = phoff.checked_add(i.checked_mul(phentsize).ok_or(ElfError::Truncated)?).ok_or(ElfError::Truncated)?;
+        if u32_at(elf, ph)? != PT_LOAD {
+            continue;
+        }
+        let s = Segment {
+            offset: u64_at(elf, ph + 8)?,
+            paddr: u64_at(elf, ph + 24)?,
+            filesz: u64_at(elf, ph + 32)?,
+            memsz: u64_at(elf, ph + 40)?,
+        };
+        if s.memsz == 0 {
+            continue;
+        }
+        let file_end = s.offset.checked_add(s.filesz).ok_or(ElfError::Truncated)?;
+        if s.filesz > s.memsz || file_end > elf.len() as u64 {
+            return Err(ElfError::Truncated);
+        }
+        let seg_end = s.paddr.checked_add(s.memsz);
+        match seg_end {
+            Some(e) if s.paddr >= RAM_BASE && e <= ram_end => end = end.max(e),
+            _ => return Err(ElfError::SegmentOutsideRam { paddr: s.paddr, memsz: s.memsz }),
+        }
+        segs.push(s);
+    }
+    if segs.is_empty() {
+        return Err(ElfError::NoSegments);
+    }
+    if !segs.iter().any(|s| entry >= s.paddr && entry < s.paddr + s.memsz) {
+        return Err(ElfError::EntryOutside { entry });
+    }
+
+    let mut bytes = vec![0u8; (end - RAM_BASE) as usize];
+    for s in &segs {
+        let dst = (s.paddr - RAM_BASE) as usize;
+        let src = &elf[s.offset as usize..(s.offset + s.filesz) as usize];
+        bytes[dst..dst + src.len()].copy_from_slice(src);
+    }
+    Ok(Image { bytes: Arc::from(bytes), entry: Ipa(entry) })
+}
