@@ -18,3 +18,7 @@ pub mod psci;
 pub mod semihosting;
 pub mod sysreg;
 pub mod timer;
+pub mod physmem;
+pub mod tlb;
+pub mod vcpu;
+pub mod vectors;

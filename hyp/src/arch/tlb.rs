@@ -1,0 +1,96 @@
+//! Stage-2 TLB maintenance: the hypervisor's `vm::pmap::Tlb`.
+//!
+//! `TLBI IPAS2E1IS` and `TLBI VMALLS12E1IS` act on the VMID *currently in VTTBR_EL2*, but the
+//! engine may change the stage-2 table of any VM from any CPU (a COW on one VM, `page_protect`
+//! over every VM that maps a frame). So each operation:
+//! 1. masks interrupts (EL2 already runs with DAIF masked; the guard makes it a local fact),
+//! 2. writes VTTBR_EL2 = target VMID << 48 (the base address is irrelevant to TLBI) and ISB,
+//! 3. `DSB ISHST` (the descriptor write is visible before the invalidation), the TLBI(s),
+//!    `DSB ISH` (complete on every CPU of the inner-shareable domain), `ISB`,
+//! 4. restores the previous VTTBR_EL2 and DAIF.
+//!
+//! By IPA (Arm ARM D8.13 "TLB maintenance requirements for stage 2"): `TLBI IPAS2E1IS` removes
+//! the stage-2-only entries; combined stage-1+2 entries derived from it may remain, hence the
+//! following `DSB ISH; TLBI VMALLE1IS` for that VMID. `TLBI VMALLS12E1IS` drops both kinds at once.
+//!
+//! Nothing else on this CPU can observe the temporary VTTBR: EL2 never takes an interrupt and no
+//! EL1&0 code runs until the next ERET, before which `El2Controls::load` or the restore puts the
+//! right value back.
+
+use core::arch::asm;
+use vm::pmap::{Tlb, Vmid};
+use vm::Ipa;
+
+/// VTTBR_EL2.VMID position.
+const VTTBR_VMID_SHIFT: u32 = 48;
+
+/// The real TLB of this machine (one instance serves every VM).
+pub struct HwTlb;
+
+/// Runs `f` with VTTBR_EL2 holding `vmid` and interrupts masked; restores both afterwards.
+fn with_vmid(vmid: Vmid, f: impl FnOnce()) {
+    let (daif, saved): (u64, u64);
+    // SAFETY: masking interrupts and switching the VMID only affects EL1&0 translation, which
+    // does not run on this CPU inside this function.
+    unsafe {
+        asm!(
+            "mrs {daif}, daif",
+            "msr daifset, #0xf",
+            "mrs {saved}, vttbr_el2",
+            "msr vttbr_el2, {new}",
+            "isb",
+            daif = out(reg) daif,
+            saved = out(reg) saved,
+            new = in(reg) u64::from(vmid.0) << VTTBR_VMID_SHIFT,
+            options(nostack),
+        )
+    };
+    f();
+    // SAFETY: restores the values read above.
+    unsafe {
+        asm!(
+            "msr vttbr_el2, {saved}",
+            "isb",
+            "msr daif, {daif}",
+            saved = in(reg) saved,
+            daif = in(reg) daif,
+            options(nostack),
+        )
+    };
+}
+
+impl Tlb for HwTlb {
+    fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa) {
+        let operand = ipa.0 >> 12; // TLBI IPAS2E1IS Xt: IPA[51:12] in bits [39:0]
+        with_vmid(vmid, || {
+            // SAFETY: TLB invalidation never makes memory unsafe; barriers per the module comment.
+            unsafe {
+                asm!(
+                    "dsb ishst",
+                    "tlbi ipas2e1is, {x}",
+                    "dsb ish",
+                    "tlbi vmalle1is",
+                    "dsb ish",
+                    "isb",
+                    x = in(reg) operand,
+                    options(nostack, preserves_flags),
+                )
+            };
+        });
+    }
+
+    fn invalidate_vm(&self, vmid: Vmid) {
+        with_vmid(vmid, || {
+            // SAFETY: as above.
+            unsafe {
+                asm!(
+                    "dsb ishst",
+                    "tlbi vmalls12e1is",
+                    "dsb ish",
+                    "isb",
+                    options(nostack, preserves_flags),
+                )
+            };
+        });
+    }
+}

@@ -1,0 +1,336 @@
+//! EL2 exception vectors and the guest entry/exit trampolines.
+//!
+//! The model is a run loop (KVM's `__guest_enter`/`__guest_exit`): Rust calls [`enter_guest`] with a
+//! vCPU's register file; the assembly saves the hypervisor's callee-saved registers on the EL2
+//! stack, loads the guest's general and FP/SIMD registers, and ERETs. The next exception from the
+//! guest lands in the lower-EL vectors, which store every guest register back into the same
+//! register file (whose address was left at the top of the EL2 stack), restore the hypervisor's
+//! registers and return from `enter_guest` with the kind of exit. All trap *logic* is then safe Rust
+//! in `virt::trap`.
+//!
+//! FP/SIMD registers are saved eagerly on every exit because the hypervisor's own Rust code uses
+//! NEON registers (aarch64-unknown-none enables them).
+//!
+//! Exceptions taken from EL2 itself are hypervisor bugs: they print ESR/ELR/FAR and panic.
+//!
+//! Stack frame of `enter_guest` while the guest runs (EL2 runs on SP_EL2, EL2h):
+//! ```text
+//!   sp+0    *mut GuestRegs
+//!   sp+16   x19..x30  (96 bytes)
+//!   sp+112  d8..d15   (64 bytes)
+//! ```
+
+use core::arch::global_asm;
+use core::mem::offset_of;
+
+/// The guest's state that the trampolines move; everything else lives in `vcpu::El1Sysregs`.
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub struct GuestRegs {
+    /// x0..x30.
+    pub x: [u64; 31],
+    /// Where the guest resumes (ELR_EL2).
+    pub elr_el2: u64,
+    /// The guest's PSTATE (SPSR_EL2).
+    pub spsr_el2: u64,
+    /// Syndrome of the last exit (ESR_EL2), captured by the exit trampoline.
+    pub esr_el2: u64,
+    /// FAR_EL2 of the last exit.
+    pub far_el2: u64,
+    /// HPFAR_EL2 of the last exit.
+    pub hpfar_el2: u64,
+    pub fpcr: u64,
+    pub fpsr: u64,
+    /// q0..q31.
+    pub q: [u128; 32],
+}
+
+impl GuestRegs {
+    /// All zero: the state of a vCPU that has never run.
+    pub const fn zeroed() -> Self {
+        GuestRegs {
+            x: [0; 31],
+            elr_el2: 0,
+            spsr_el2: 0,
+            esr_el2: 0,
+            far_el2: 0,
+            hpfar_el2: 0,
+            fpcr: 0,
+            fpsr: 0,
+            q: [0; 32],
+        }
+    }
+
+    /// General register `n` as an instruction operand reads it (31 = XZR).
+    pub fn reg(&self, n: u8) -> u64 {
+        self.x.get(usize::from(n)).copied().unwrap_or(0)
+    }
+
+    /// Write general register `n` (31 = XZR: ignored).
+    pub fn set_reg(&mut self, n: u8, value: u64) {
+        if let Some(r) = self.x.get_mut(usize::from(n)) {
+            *r = value;
+        }
+    }
+}
+
+/// Why `enter_guest` returned: which lower-EL vector the guest's exception used.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Exit {
+    /// Synchronous exception (ESR_EL2 says which).
+    Sync,
+    /// Physical IRQ (routed to EL2 by HCR_EL2.IMO).
+    Irq,
+    /// Physical FIQ.
+    Fiq,
+    /// SError.
+    SError,
+    /// Any exception from AArch32 EL0: not supported by the vCPU model.
+    Aarch32,
+}
+
+impl Exit {
+    fn from_code(code: u64) -> Exit {
+        match code {
+            EXIT_SYNC => Exit::Sync,
+            EXIT_IRQ => Exit::Irq,
+            EXIT_FIQ => Exit::Fiq,
+            EXIT_SERROR => Exit::SError,
+            _ => Exit::Aarch32,
+        }
+    }
+}
+
+const EXIT_SYNC: u64 = 0;
+const EXIT_IRQ: u64 = 1;
+const EXIT_FIQ: u64 = 2;
+const EXIT_SERROR: u64 = 3;
+const EXIT_AARCH32: u64 = 4;
+
+extern "C" {
+    fn __uvmhyp_guest_enter(regs: *mut GuestRegs) -> u64;
+    static __uvmhyp_vectors: u8;
+}
+
+/// Run the guest whose general/FP registers are `regs` (its EL1 system registers, VTTBR_EL2 and
+/// HCR_EL2 must already be loaded on this CPU) until its next exception to EL2.
+///
+/// # Locks
+/// Must be called with no spin lock held: the guest may run for a whole time slice.
+pub fn enter_guest(regs: &mut GuestRegs) -> Exit {
+    // SAFETY: `regs` is a valid, exclusively borrowed GuestRegs for the whole call; the trampoline
+    // only reads/writes inside it and the EL2 stack frame it pushes, restores every callee-saved
+    // register (x19-x30, d8-d15) before returning, and VBAR_EL2 points at `__uvmhyp_vectors`
+    // (installed by `install` on this CPU before any guest runs).
+    let code = unsafe { __uvmhyp_guest_enter(regs) };
+    Exit::from_code(code)
+}
+
+/// Point VBAR_EL2 at the vector table. Call once per CPU before entering any guest (cpu_main does).
+pub fn install() {
+    // SAFETY: taking the address of a linker symbol defined in the global_asm below.
+    let base = unsafe { core::ptr::addr_of!(__uvmhyp_vectors) } as u64;
+    // SAFETY: the table is 2 KiB aligned and every entry is valid code; ISB makes it effective.
+    unsafe { core::arch::asm!("msr vbar_el2, {0}", "isb", in(reg) base, options(nostack)) };
+}
+
+/// Called by the current-EL vectors: an exception taken from EL2 itself is a hypervisor bug.
+#[no_mangle]
+extern "C" fn uvmhyp_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    panic!("EL2 exception (vector {kind}) ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}");
+}
+
+global_asm!(
+    r#"
+.pushsection .text.uvmhyp_vectors, "ax"
+.macro el2_bug kind
+    .balign 0x80
+    mov x0, #\kind
+    b __uvmhyp_el2_bug
+.endm
+.macro lower code
+    .balign 0x80
+    stp x0, x1, [sp, #-16]!
+    mov x1, #\code
+    b __uvmhyp_guest_exit
+.endm
+
+    .balign 0x800
+.global __uvmhyp_vectors
+__uvmhyp_vectors:
+    // Current EL with SP_EL0.
+    el2_bug 0
+    el2_bug 1
+    el2_bug 2
+    el2_bug 3
+    // Current EL with SP_ELx.
+    el2_bug 4
+    el2_bug 5
+    el2_bug 6
+    el2_bug 7
+    // Lower EL, AArch64.
+    lower {sync}
+    lower {irq}
+    lower {fiq}
+    lower {serror}
+    // Lower EL, AArch32.
+    lower {aarch32}
+    lower {aarch32}
+    lower {aarch32}
+    lower {aarch32}
+
+__uvmhyp_el2_bug:
+    mrs x1, esr_el2
+    mrs x2, elr_el2
+    mrs x3, far_el2
+    bl uvmhyp_el2_exception
+    b .
+
+// u64 __uvmhyp_guest_enter(GuestRegs *x0)
+.global __uvmhyp_guest_enter
+__uvmhyp_guest_enter:
+    sub sp, sp, #176
+    stp x19, x20, [sp, #16]
+    stp x21, x22, [sp, #32]
+    stp x23, x24, [sp, #48]
+    stp x25, x26, [sp, #64]
+    stp x27, x28, [sp, #80]
+    stp x29, x30, [sp, #96]
+    stp d8, d9, [sp, #112]
+    stp d10, d11, [sp, #128]
+    stp d12, d13, [sp, #144]
+    stp d14, d15, [sp, #160]
+    str x0, [sp]
+
+    ldr x1, [x0, #{elr}]
+    msr elr_el2, x1
+    ldr x1, [x0, #{spsr}]
+    msr spsr_el2, x1
+    ldr x1, [x0, #{fpcr}]
+    msr fpcr, x1
+    ldr x1, [x0, #{fpsr}]
+    msr fpsr, x1
+    add x1, x0, #{q}
+    ldp q0, q1, [x1, #0]
+    ldp q2, q3, [x1, #32]
+    ldp q4, q5, [x1, #64]
+    ldp q6, q7, [x1, #96]
+    ldp q8, q9, [x1, #128]
+    ldp q10, q11, [x1, #160]
+    ldp q12, q13, [x1, #192]
+    ldp q14, q15, [x1, #224]
+    ldp q16, q17, [x1, #256]
+    ldp q18, q19, [x1, #288]
+    ldp q20, q21, [x1, #320]
+    ldp q22, q23, [x1, #352]
+    ldp q24, q25, [x1, #384]
+    ldp q26, q27, [x1, #416]
+    ldp q28, q29, [x1, #448]
+    ldp q30, q31, [x1, #480]
+    // Stage-2 descriptors written by the fault path must be visible to the table walker.
+    dsb ish
+    ldp x2, x3, [x0, #16]
+    ldp x4, x5, [x0, #32]
+    ldp x6, x7, [x0, #48]
+    ldp x8, x9, [x0, #64]
+    ldp x10, x11, [x0, #80]
+    ldp x12, x13, [x0, #96]
+    ldp x14, x15, [x0, #112]
+    ldp x16, x17, [x0, #128]
+    ldp x18, x19, [x0, #144]
+    ldp x20, x21, [x0, #160]
+    ldp x22, x23, [x0, #176]
+    ldp x24, x25, [x0, #192]
+    ldp x26, x27, [x0, #208]
+    ldp x28, x29, [x0, #224]
+    ldr x30, [x0, #240]
+    ldp x0, x1, [x0]
+    eret
+    dsb nsh
+    isb
+
+// Entered from a lower-EL vector: guest x0/x1 at [sp], the GuestRegs pointer at [sp + 16],
+// x1 = exit code.
+__uvmhyp_guest_exit:
+    ldr x0, [sp, #16]
+    stp x2, x3, [x0, #16]
+    stp x4, x5, [x0, #32]
+    stp x6, x7, [x0, #48]
+    stp x8, x9, [x0, #64]
+    stp x10, x11, [x0, #80]
+    stp x12, x13, [x0, #96]
+    stp x14, x15, [x0, #112]
+    stp x16, x17, [x0, #128]
+    stp x18, x19, [x0, #144]
+    stp x20, x21, [x0, #160]
+    stp x22, x23, [x0, #176]
+    stp x24, x25, [x0, #192]
+    stp x26, x27, [x0, #208]
+    stp x28, x29, [x0, #224]
+    str x30, [x0, #240]
+    ldp x2, x3, [sp], #16
+    stp x2, x3, [x0]
+    mrs x2, elr_el2
+    str x2, [x0, #{elr}]
+    mrs x2, spsr_el2
+    str x2, [x0, #{spsr}]
+    mrs x2, esr_el2
+    str x2, [x0, #{esr}]
+    mrs x2, far_el2
+    str x2, [x0, #{far}]
+    mrs x2, hpfar_el2
+    str x2, [x0, #{hpfar}]
+    mrs x2, fpcr
+    str x2, [x0, #{fpcr}]
+    mrs x2, fpsr
+    str x2, [x0, #{fpsr}]
+    add x2, x0, #{q}
+    stp q0, q1, [x2, #0]
+    stp q2, q3, [x2, #32]
+    stp q4, q5, [x2, #64]
+    stp q6, q7, [x2, #96]
+    stp q8, q9, [x2, #128]
+    stp q10, q11, [x2, #160]
+    stp q12, q13, [x2, #192]
+    stp q14, q15, [x2, #224]
+    stp q16, q17, [x2, #256]
+    stp q18, q19, [x2, #288]
+    stp q20, q21, [x2, #320]
+    stp q22, q23, [x2, #352]
+    stp q24, q25, [x2, #384]
+    stp q26, q27, [x2, #416]
+    stp q28, q29, [x2, #448]
+    stp q30, q31, [x2, #480]
+    ldp x19, x20, [sp, #16]
+    ldp x21, x22, [sp, #32]
+    ldp x23, x24, [sp, #48]
+    ldp x25, x26, [sp, #64]
+    ldp x27, x28, [sp, #80]
+    ldp x29, x30, [sp, #96]
+    ldp d8, d9, [sp, #112]
+    ldp d10, d11, [sp, #128]
+    ldp d12, d13, [sp, #144]
+    ldp d14, d15, [sp, #160]
+    add sp, sp, #176
+    mov x0, x1
+    ret
+.popsection
+"#,
+    sync = const EXIT_SYNC,
+    irq = const EXIT_IRQ,
+    fiq = const EXIT_FIQ,
+    serror = const EXIT_SERROR,
+    aarch32 = const EXIT_AARCH32,
+    elr = const offset_of!(GuestRegs, elr_el2),
+    spsr = const offset_of!(GuestRegs, spsr_el2),
+    esr = const offset_of!(GuestRegs, esr_el2),
+    far = const offset_of!(GuestRegs, far_el2),
+    hpfar = const offset_of!(GuestRegs, hpfar_el2),
+    fpcr = const offset_of!(GuestRegs, fpcr),
+    fpsr = const offset_of!(GuestRegs, fpsr),
+    q = const offset_of!(GuestRegs, q),
+);
+
+const _: () = assert!(offset_of!(GuestRegs, x) == 0);
+const _: () = assert!(offset_of!(GuestRegs, elr_el2) == 248);
+const _: () = assert!(offset_of!(GuestRegs, q) % 16 == 0);
