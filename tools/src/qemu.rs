@@ -14,6 +14,11 @@ pub const QEMU: &str = "qemu-system-aarch64";
 pub const BIN_DIR: &str = "target/aarch64-unknown-none/release";
 
 /// The fixed part of the QEMU line (contracts §E); `-kernel` and `-append` follow.
+///
+/// `-serial none -monitor none` are added to the contract's line: with `-nographic` alone QEMU 7.2
+/// puts its serial/monitor mux on stdio too and refuses to start ("cannot use stdio by multiple
+/// character devices") next to the semihosting `-chardev stdio`. The hypervisor's console is
+/// semihosting, so nothing is lost.
 pub const QEMU_ARGS: &[&str] = &[
     "-M",
     "virt,virtualization=on,gic-version=3",
@@ -24,6 +29,10 @@ pub const QEMU_ARGS: &[&str] = &[
     "-m",
     "1G",
     "-nographic",
+    "-serial",
+    "none",
+    "-monitor",
+    "none",
     "-nic",
     "none",
     "-chardev",
@@ -236,7 +245,7 @@ mod tests {
         assert_eq!(
             command_line(&args),
             "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G \
-             -nographic -nic none -chardev stdio,id=semi0 \
+             -nographic -serial none -monitor none -nic none -chardev stdio,id=semi0 \
              -semihosting-config enable=on,target=native,chardev=semi0 \
              -kernel target/aarch64-unknown-none/release/hyp -append vm=a:b"
         );
