@@ -138,6 +138,16 @@ static ESR: AtomicU64 = AtomicU64::new(0);
 static FAR: AtomicU64 = AtomicU64::new(0);
 static ELR: AtomicU64 = AtomicU64::new(0);
 
+/// vCPUs (bit per MPIDR_EL1.Aff0) currently reporting an unexpected exception.
+static REPORTING: AtomicU64 = AtomicU64::new(0);
+
+fn mpidr_aff0() -> u64 {
+    let mpidr: u64;
+    // SAFETY: reading MPIDR_EL1 has no side effects.
+    unsafe { asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack)) };
+    mpidr & 0xff
+}
+
 fn read_syndrome() -> Abort {
     let (esr, far, elr): (u64, u64, u64);
     // SAFETY: reading EL1 system registers at EL1 has no side effects.
@@ -163,6 +173,11 @@ extern "C" fn guest_exception(index: u64) {
         // continues the probe's asm block, which declares its output as clobbered.
         unsafe { asm!("msr elr_el1, {}", in(reg) next, options(nomem, nostack)) };
         return;
+    }
+    // An exception while reporting one (e.g. PRINT itself faults): do not recurse, just exit.
+    let cpu_bit = 1u64 << (mpidr_aff0() & 63);
+    if REPORTING.fetch_or(cpu_bit, Ordering::SeqCst) & cpu_bit != 0 {
+        crate::hvc::exit(crate::EXIT_UNEXPECTED_EXCEPTION)
     }
     crate::println!(
         "FAIL: unexpected exception: vector {} ESR_EL1 {:#010x} (EC {:#04x}) FAR_EL1 {:#x} ELR_EL1 {:#x}",
