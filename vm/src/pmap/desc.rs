@@ -11,17 +11,17 @@
 //! ```
 //!
 //! - V (bit 0) valid; T (bit 1) at level 3 must be 1 (page; 0b01 is reserved and faults), at levels
-//!   1 and 2 selects table (1) or block (0). A level-2 block maps 2 MiB (OA bits [47:21]), a level-1
-//!   block 1 GiB (OA bits [47:30]).
-//! - MemAttr[5:2] (without FEAT_S2FWB): [5:4] outer, [3:2] inner; 0b1111 Normal Write-Back
+//!   1 and 2 selects table (1) or block (0). A level-2 block maps 2 MiB (OA bits \[47:21\]), a level-1
+//!   block 1 GiB (OA bits \[47:30\]).
+//! - MemAttr\[5:2\] (without FEAT_S2FWB): \[5:4\] outer, \[3:2\] inner; 0b1111 Normal Write-Back
 //!   (outer and inner), 0b0001 Device-nGnRE.
-//! - S2AP[7:6]: 0b00 no data access, 0b01 read-only, 0b10 write-only, 0b11 read/write.
-//! - SH[9:8]: 0b00 non-shareable, 0b10 outer, 0b11 inner shareable.
+//! - S2AP\[7:6\]: 0b00 no data access, 0b01 read-only, 0b10 write-only, 0b11 read/write.
+//! - SH\[9:8\]: 0b00 non-shareable, 0b10 outer, 0b11 inner shareable.
 //! - AF (bit 10): access flag; an access through a descriptor with AF = 0 takes an access-flag
 //!   fault (VTCR_EL2.HA = 0: the hardware never sets it for us).
-//! - XN[54:53]: without FEAT_XNX only bit 54 exists (1 = execute never); with FEAT_XNX the value
+//! - XN\[54:53\]: without FEAT_XNX only bit 54 exists (1 = execute never); with FEAT_XNX the value
 //!   0b10 also means "not executable at EL1 nor EL0". We write 0b10, correct under both.
-//! - Bits [58:55] are IGNORED by the hardware: software uses them (we keep the wired bit there).
+//! - Bits \[58:55\] are IGNORED by the hardware: software uses them (we keep the wired bit there).
 //! - A stage-2 table descriptor has no attribute fields: 0b11 plus the next table's address.
 //!
 //! Break-before-make (Arm ARM D8.16.1): changing a valid descriptor's output address, its size
@@ -36,31 +36,31 @@ bitflags::bitflags! {
     /// in [`Stage2Attributes::MEMATTR_MASK`] and friends, not with `contains`.
     #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
     pub struct Stage2Attributes: u64 {
-        /// bit[0]: the descriptor is valid.
+        /// bit\[0\]: the descriptor is valid.
         const VALID = 1 << 0;
-        /// bit[1]: page at level 3; table (1) or block (0) at levels 1 and 2.
+        /// bit\[1\]: page at level 3; table (1) or block (0) at levels 1 and 2.
         const TABLE_OR_PAGE = 1 << 1;
-        /// MemAttr[5:2] = 0b0001: Device-nGnRE (MMIO windows).
+        /// MemAttr\[5:2\] = 0b0001: Device-nGnRE (MMIO windows).
         const MEMATTR_DEVICE_NGNRE = 0b0001 << 2;
-        /// MemAttr[5:2] = 0b1111: Normal, outer and inner Write-Back cacheable (guest RAM).
+        /// MemAttr\[5:2\] = 0b1111: Normal, outer and inner Write-Back cacheable (guest RAM).
         const MEMATTR_NORMAL_WB = 0b1111 << 2;
-        /// S2AP[6]: data reads allowed.
+        /// S2AP\[6\]: data reads allowed.
         const S2AP_READ = 0b01 << 6;
-        /// S2AP[7]: data writes allowed.
+        /// S2AP\[7\]: data writes allowed.
         const S2AP_WRITE = 0b10 << 6;
-        /// SH[9:8] = 0b10: outer shareable.
+        /// SH\[9:8\] = 0b10: outer shareable.
         const SH_OUTER = 0b10 << 8;
-        /// SH[9:8] = 0b11: inner shareable.
+        /// SH\[9:8\] = 0b11: inner shareable.
         const SH_INNER = 0b11 << 8;
-        /// bit[10]: access flag.
+        /// bit\[10\]: access flag.
         const AF = 1 << 10;
-        /// bit[51]: dirty bit modifier (FEAT_HAFDBS; unused).
+        /// bit\[51\]: dirty bit modifier (FEAT_HAFDBS; unused).
         const DBM = 1 << 51;
-        /// bit[52]: contiguous hint (unused).
+        /// bit\[52\]: contiguous hint (unused).
         const CONTIGUOUS = 1 << 52;
-        /// XN[54:53] = 0b10: execute never at EL1 and EL0.
+        /// XN\[54:53\] = 0b10: execute never at EL1 and EL0.
         const XN = 0b10 << 53;
-        /// bit[55], software (IGNORED by hardware): the mapping is wired.
+        /// bit\[55\], software (IGNORED by hardware): the mapping is wired.
         const SW_WIRED = 1 << 55;
     }
 }
@@ -75,15 +75,15 @@ pub enum MemAttr {
 }
 
 impl Stage2Attributes {
-    /// MemAttr[5:2].
+    /// MemAttr\[5:2\].
     pub const MEMATTR_MASK: u64 = 0b1111 << 2;
-    /// S2AP[7:6].
+    /// S2AP\[7:6\].
     pub const S2AP_MASK: u64 = 0b11 << 6;
-    /// SH[9:8].
+    /// SH\[9:8\].
     pub const SH_MASK: u64 = 0b11 << 8;
-    /// XN[54:53].
+    /// XN\[54:53\].
     pub const XN_MASK: u64 = 0b11 << 53;
-    /// Software bits [58:55] (ignored by the hardware).
+    /// Software bits \[58:55\] (ignored by the hardware).
     pub const SW_MASK: u64 = 0b1111 << 55;
 
     /// Leaf attributes for a mapping with `prot` (AF set, inner shareable), without VALID/type
@@ -139,11 +139,11 @@ impl Stage2Attributes {
 /// Translation level of a descriptor (4 KiB granule; we start at level 1).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Level {
-    /// IPA[39:30] (concatenated root of our 40-bit IPA space); blocks map 1 GiB.
+    /// IPA\[39:30\] (concatenated root of our 40-bit IPA space); blocks map 1 GiB.
     L1,
-    /// IPA[29:21]; blocks map 2 MiB.
+    /// IPA\[29:21\]; blocks map 2 MiB.
     L2,
-    /// IPA[20:12]; pages map 4 KiB.
+    /// IPA\[20:12\]; pages map 4 KiB.
     L3,
 }
 
@@ -165,7 +165,7 @@ impl Level {
 /// A decoded descriptor.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Entry {
-    /// bit[0] clear: translation fault.
+    /// bit\[0\] clear: translation fault.
     Invalid,
     /// A table descriptor (levels 1 and 2): the next-level table.
     Table(Pa),
@@ -193,9 +193,9 @@ impl core::fmt::Debug for Descriptor {
 impl Descriptor {
     /// An invalid (faulting) descriptor.
     pub const INVALID: Descriptor = Descriptor(0);
-    /// Output-address bits [47:12] of a page or table descriptor.
+    /// Output-address bits \[47:12\] of a page or table descriptor.
     pub const OA_MASK: u64 = 0x0000_ffff_ffff_f000;
-    /// Bits [1:0].
+    /// Bits \[1:0\].
     const TYPE_MASK: u64 = 0b11;
 
     /// A level-3 page descriptor for the frame at `pa` (page aligned) with `attrs`.
@@ -223,7 +223,7 @@ impl Descriptor {
         self.0
     }
 
-    /// bit[0].
+    /// bit\[0\].
     pub const fn is_valid(self) -> bool {
         self.0 & 1 != 0
     }
@@ -279,10 +279,16 @@ impl Descriptor {
         (old.0 ^ new.0) & must_match != 0
     }
 
-    /// True when replacing `old` by `new` requires a TLB invalidation: `old` was valid and
-    /// something the hardware reads changed (software bits [58:55] are ignored by it).
+    /// True when replacing `old` by `new` requires a TLB invalidation: `old` was valid, had its
+    /// access flag set, and something the hardware reads changed (software bits \[58:55\] are
+    /// ignored by it). A descriptor with AF = 0 is never held in a TLB ("the architecture
+    /// guarantees that a translation table entry that generates a Translation fault, an Address
+    /// size fault, or an Access flag fault is not cached in a TLB"; VTCR_EL2.HA = 0), so setting
+    /// AF again after the pagedaemon cleared it costs no TLBI.
     pub fn needs_tlb_invalidation(old: Descriptor, new: Descriptor) -> bool {
-        old.is_valid() && (old.0 ^ new.0) & !Stage2Attributes::SW_MASK != 0
+        old.is_valid()
+            && old.attributes().contains(Stage2Attributes::AF)
+            && (old.0 ^ new.0) & !Stage2Attributes::SW_MASK != 0
     }
 }
 

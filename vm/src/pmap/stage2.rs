@@ -1,7 +1,7 @@
 //! `Stage2`: one VM's stage-2 translation table, the real `Pmap`.
 //!
 //! Geometry: 4 KiB granule, 40-bit IPA (T0SZ = 24), lookup starting at level 1. A 40-bit IPA
-//! resolves IPA[39:30] (10 bits) at level 1, so the root is two *concatenated* level-1 tables: two
+//! resolves IPA\[39:30\] (10 bits) at level 1, so the root is two *concatenated* level-1 tables: two
 //! physically contiguous frames, 8 KiB aligned, 1024 entries (Arm ARM D8.2, "concatenated
 //! translation tables"; KVM does the same for its default 40-bit IPA). Levels 2 and 3 are ordinary
 //! 512-entry tables in single frames. We only write 4 KiB pages (level-3 descriptors); blocks are
@@ -42,21 +42,21 @@ use crate::physmem::PhysMem;
 /// Named fields of VTCR_EL2 (Arm ARM D19, "VTCR_EL2, Virtualization Translation Control
 /// Register").
 pub mod vtcr_el2 {
-    /// T0SZ, bits [5:0]: the IPA space is 2^(64 - T0SZ) bytes.
+    /// T0SZ, bits \[5:0\]: the IPA space is 2^(64 - T0SZ) bytes.
     pub const fn t0sz(ipa_bits: u32) -> u64 {
         (64 - ipa_bits as u64) & 0x3f
     }
-    /// SL0, bits [7:6], with TG0 = 4 KiB: 0b01 = start at level 1.
+    /// SL0, bits \[7:6\], with TG0 = 4 KiB: 0b01 = start at level 1.
     pub const SL0_LEVEL1: u64 = 0b01 << 6;
-    /// IRGN0, bits [9:8]: table walks Normal inner Write-Back Read-Allocate Write-Allocate.
+    /// IRGN0, bits \[9:8\]: table walks Normal inner Write-Back Read-Allocate Write-Allocate.
     pub const IRGN0_WBRAWA: u64 = 0b01 << 8;
-    /// ORGN0, bits [11:10]: table walks Normal outer Write-Back Read-Allocate Write-Allocate.
+    /// ORGN0, bits \[11:10\]: table walks Normal outer Write-Back Read-Allocate Write-Allocate.
     pub const ORGN0_WBRAWA: u64 = 0b01 << 10;
-    /// SH0, bits [13:12]: table walks inner shareable.
+    /// SH0, bits \[13:12\]: table walks inner shareable.
     pub const SH0_INNER: u64 = 0b11 << 12;
-    /// TG0, bits [15:14]: 0b00 = 4 KiB granule.
+    /// TG0, bits \[15:14\]: 0b00 = 4 KiB granule.
     pub const TG0_4K: u64 = 0b00 << 14;
-    /// PS, bits [18:16]: 0b010 = 40-bit output (physical) addresses.
+    /// PS, bits \[18:16\]: 0b010 = 40-bit output (physical) addresses.
     pub const PS_40BIT: u64 = 0b010 << 16;
     /// Bit 31 is RES1.
     pub const RES1: u64 = 1 << 31;
@@ -139,7 +139,7 @@ impl Stage2 {
         | vtcr_el2::SL0_LEVEL1
         | vtcr_el2::t0sz(Self::IPA_BITS);
 
-    /// Largest VMID: VTCR_EL2.VS = 0 selects 8-bit VMIDs (VTTBR_EL2 bits [55:48]).
+    /// Largest VMID: VTCR_EL2.VS = 0 selects 8-bit VMIDs (VTTBR_EL2 bits \[55:48\]).
     pub const MAX_VMID: u16 = 0xff;
 
     /// A new, empty stage-2 table for `vmid`, its root taken from `frames`.
@@ -158,7 +158,8 @@ impl Stage2 {
             return Err(PmapError::OutOfRange);
         }
         let root = frames.alloc_root().ok_or(PmapError::NoMemory)?;
-        if !root.0.is_multiple_of(PAGE_SIZE * Self::ROOT_FRAMES as u64) {
+        let aligned = root.0.is_multiple_of(PAGE_SIZE * Self::ROOT_FRAMES as u64);
+        if !aligned || root.0 >> Self::PA_BITS != 0 {
             frames.free_root(root);
             return Err(PmapError::NoMemory);
         }
@@ -190,7 +191,7 @@ impl Stage2 {
         self.vmid
     }
 
-    /// VTTBR_EL2 for this VM: VMID in bits [63:48], root table base in BADDR.
+    /// VTTBR_EL2 for this VM: VMID in bits \[63:48\], root table base in BADDR.
     pub fn vttbr(&self) -> u64 {
         (u64::from(self.vmid.0) << 48) | self.root.0
     }
@@ -319,6 +320,12 @@ impl Stage2 {
     /// Allocate a zeroed table and link it into `slot` (of table `parent`, `None` for the root).
     fn new_table(&self, inner: &mut Inner, slot: Pa, parent: Option<Pa>) -> Result<Pa, PmapError> {
         let frame = self.frames.alloc_table().ok_or(PmapError::NoMemory)?;
+        if !frame.is_page_aligned() || frame.0 >> Self::PA_BITS != 0 {
+            // Not a frame a descriptor can point to: a broken allocator; refuse it.
+            debug_assert!(false, "TableFrames gave {frame:?}");
+            self.frames.free_table(frame);
+            return Err(PmapError::NoMemory);
+        }
         self.mem.zero(frame);
         inner.live.insert(frame.0, 0);
         // Invalid -> valid: no TLB maintenance.
