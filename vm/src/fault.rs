@@ -1,7 +1,103 @@
-//! The fault routine (the seed's `uvm_fault`). ENGINE HELPER: replace this placeholder header with
-//! the essay and the implementation; keep the public types below (hyp and tools use them).
+//! The fault routine: a re-design of the seed's `uvm_fault` over guest-physical addresses.
+//!
+//! # A word on stage-2 faults
+//!
+//! A guest access to an IPA that its stage-2 table does not map (or maps without the right
+//! permission) traps to the hypervisor, which calls [`fault`]. The map entry covering the IPA has
+//! up to two layers, and the fault is resolved in one of four ways:
+//!
+//! ```text
+//!   CASE 1: upper layer (an anon is there)        CASE 2: lower layer (no anon there)
+//!
+//!     1A               1B                           2A                2B
+//!     read, or         write, an_ref > 1            read, or write    write to COW, or
+//!     write an_ref==1                               not COW           no object (zero fill)
+//!        |                |                            |               |
+//!     +--|--+          +--|--+     +-----+          +  |  +          | +-----+
+//! amap|  V  |          |  -------->| new |             |             | |  ^  |
+//!     +-----+          +-----+     +-----+          +  |  +          | +--|--+
+//!                                                      |             |    |
+//!     +-----+          +-----+                      +--|--+          | +--|--+
+//!  obj| d/c |          | d/c |                      |  V  |          +----|  |
+//!     +-----+          +-----+                      +-----+            +-----+
+//! ```
+//!
+//! - case 0: neither amap nor object: an error ([`FaultError::NoBacking`]).
+//! - 1A: the anon's page is mapped (read-only while `an_ref > 1`).
+//! - 1B: a write to a shared anon: a new anon gets a copy, the old one loses a reference.
+//! - 2A: the object's page is mapped directly (read-only if the entry is copy-on-write or the
+//!   object needs write faults).
+//! - 2B: the data is promoted into a new anon: copied from the object page, or zero-filled.
+//!
+//! # Lock order
+//!
+//! ```text
+//! MAPS → AMAP → OBJECT → ANON → PMAP → PAGE → PAGE QUEUES
+//! ```
+//!
+//! All are `spin` locks. The OBJECT lock lives inside each object and is only held during a pager
+//! call; a page handed out by the pager is BUSY, which is what keeps it in place afterwards (see
+//! `object.rs`). No lock is held when `fault` returns, whatever it returns.
+//!
+//! # How the code is structured
+//!
+//! - [`fault`] counts the fault and loops over `attempt` (the seed's `ReFault` label).
+//! - `attempt`: look the entry up (read-locking the map), check protection, handle
+//!   `needs_copy` (write-lock, copy the amap, refault), reject case 0, establish the
+//!   neighbourhood from the advice, lock the amap and extract the anons, deactivate the pages
+//!   behind a sequential fault, map resident neighbour anons, ask the object (LOCKED get) for
+//!   resident neighbour pages and map them, then go to case 1 or case 2.
+//! - `upper.rs`: case 1 — `anonget` (make the anon's data resident: swap-in), loan handling,
+//!   1A or 1B (`promote` with copy), enter the mapping.
+//! - `lower.rs`: case 2 — get the object page (SYNC get, with the map unlocked), 2A (with loan
+//!   break) or 2B (promote with copy or zero fill), enter the mapping.
+//!
+//! # Unlocking for I/O
+//!
+//! When the data must be read (swap-in in `anonget`, a SYNC object get), the page is made BUSY and
+//! every lock is dropped. Afterwards the world must be re-verified. The seed weighs three
+//! alternatives: (1) unbusy and restart from scratch, (2) remember the map's version number (bumped
+//! on every write lock) and, on relocking, continue only if it is unchanged, (3) pin parts of the
+//! map. Like the seed we use (2): `relock` compares the version and otherwise the fault goes back
+//! to `attempt` (counted in `fltrelck`/`fltrelckok`).
+//!
+//! # Where the seed sleeps, we return `Restart`
+//!
+//! A hypervisor CPU must never block on a guest's behalf while holding engine state, and a vCPU
+//! that faults again simply re-executes the access. So every place where the seed sleeps returns
+//! [`FaultError::Restart`] with everything unlocked, and the hypervisor re-enters the guest:
+//!
+//! - a BUSY anon page in `anonget` (`UVM_UNLOCK_AND_WAIT` "anonget1/2"), counted `fltpgwait`;
+//! - a BUSY object page in the SYNC get (`EAGAIN`, "fltagain2");
+//! - more refaults than `MAX_REFAULTS` in one call (the seed could loop forever).
+//!
+//! Where the seed waits for memory (`uvm_wait` "flt_noram*", "flt_pmfail*"), we run the
+//! pagedaemon synchronously ([`crate::pdaemon`]) with nothing locked: if it freed something the
+//! fault refaults, otherwise it fails with [`FaultError::NoMemory`] (the seed's `ENOMEM` when
+//! `!uvm_reclaimable()`). The seed's "spare anon" dance exists because its kernel map cannot
+//! allocate anons while locked; our anons come from the heap, so there is none.
+//!
+//! # Not applicable
+//!
+//! `kernel_map` special cases (the hypervisor's own memory is never faulted), rusage counters,
+//! and `PQ_AOBJ` swap dropping (our only object is a read-only image).
 
-use crate::addr::Access;
+mod lower;
+mod upper;
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::AtomicU64;
+
+use crate::addr::{Access, Ipa, Prot, PAGE_SIZE};
+use crate::amap::{AmapRef, AmapState};
+use crate::anon::Anon;
+use crate::map::{Advice, Map, MapInner};
+use crate::object::{GetMode, ObjFault, Object, PageSlot};
+use crate::page::PageFlags;
+use crate::pmap::{EnterFlags, Pmap};
+use crate::stats::Stats;
+use crate::uvm::Uvm;
 
 /// Which of the seed's cases resolved a fault (recorded in the trace).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -51,4 +147,496 @@ pub struct Resolved {
     pub neighbours: u8,
     /// How many times the routine went back to ReFault internally.
     pub refaults: u8,
+}
+
+bitflags::bitflags! {
+    /// Kind of fault (the seed's `fault_flag`).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+    pub struct FaultFlags: u8 {
+        /// Wiring fault: full access, no neighbourhood, the page gets wired (`UVM_FAULT_WIRE`).
+        const WIRE = 1 << 0;
+        /// Wiring fault checked against the maximum protection (`UVM_FAULT_WIREMAX`).
+        const WIREMAX = 1 << 1;
+    }
+}
+
+/// Internal refaults allowed in one call before giving `Restart` back to the caller.
+pub const MAX_REFAULTS: u8 = 8;
+
+/// Pages the pagedaemon is asked to free when a fault runs out of memory.
+const RECLAIM_BATCH: usize = 16;
+
+/// How an attempt ended short of success.
+enum Step {
+    /// Go back to the top (`goto ReFault`); nothing is locked.
+    ReFault,
+    /// Give up; nothing is locked.
+    Fail(FaultError),
+}
+
+impl From<FaultError> for Step {
+    fn from(e: FaultError) -> Step {
+        Step::Fail(e)
+    }
+}
+
+/// The locks held across the phases of one attempt: MAPS (read) and, if the entry has one, AMAP.
+struct Held<'a> {
+    #[allow(dead_code, reason = "held for its lock, never read")]
+    map: spin::RwLockReadGuard<'a, MapInner>,
+    amap: Option<spin::MutexGuard<'a, AmapState>>,
+}
+
+/// What an attempt learned from the entry (copied out, so the map lock can come and go).
+struct View {
+    start: Ipa,
+    version: u64,
+    advice: Advice,
+    copy_on_write: bool,
+    wired_entry: bool,
+    aref: Option<AmapRef>,
+    object: Option<(Arc<dyn Object>, u64)>,
+}
+
+impl View {
+    /// Amap slot of `ipa`.
+    fn slot(&self, ipa: Ipa) -> Option<usize> {
+        let aref = self.aref.as_ref()?;
+        aref.slotoff.checked_add(usize::try_from(ipa.pages_since(self.start)).ok()?)
+    }
+
+    /// Object offset of `ipa`.
+    fn offset(&self, ipa: Ipa) -> Option<u64> {
+        let (_, off) = self.object.as_ref()?;
+        off.checked_add(ipa.0.checked_sub(self.start.0)?)
+    }
+
+    /// The seed's `MASK(entry)`: a copy-on-write entry never maps an object page writable.
+    fn mask(&self) -> Prot {
+        if self.copy_on_write {
+            Prot::ALL - Prot::WRITE
+        } else {
+            Prot::ALL
+        }
+    }
+}
+
+/// Protections and flags decided at the top of an attempt.
+#[derive(Clone, Copy)]
+struct Want {
+    /// Protection to enter the page with (may be lowered on the way).
+    enter_prot: Prot,
+    /// Access the fault needs (full entry protection for wiring faults).
+    access_type: Prot,
+    /// The fault will write now: copy-on-write must happen now.
+    cow_now: bool,
+    /// Enter the mapping WIRED.
+    wired: bool,
+    /// This is a wiring fault: wire the page.
+    wire_fault: bool,
+}
+
+/// One call of `fault`.
+struct Fault<'m> {
+    map: &'m Map,
+    uvm: &'m Uvm,
+    ipa: Ipa,
+    access: Access,
+    flags: FaultFlags,
+    narrow: bool,
+    neighbours: u8,
+}
+
+/// Resolve a stage-2 fault at `ipa` for `access` (the seed's `uvm_fault_internal`).
+///
+/// # Locks
+/// Entry: nothing held by the caller for this map. Exit: nothing held, on every path.
+pub fn fault(map: &Map, ipa: Ipa, access: Access, flags: FaultFlags) -> Result<Resolved, FaultError> {
+    let wire = flags.intersects(FaultFlags::WIRE | FaultFlags::WIREMAX);
+    let mut f = Fault {
+        map,
+        uvm: map.uvm(),
+        ipa: ipa.page_base(),
+        access,
+        flags,
+        narrow: wire,
+        neighbours: 0,
+    };
+    f.bump(|s| &s.faults);
+    let mut refaults = 0u8;
+    loop {
+        match f.attempt() {
+            Ok(case) => return Ok(Resolved { case, neighbours: f.neighbours, refaults }),
+            Err(Step::ReFault) if refaults < MAX_REFAULTS => refaults += 1,
+            Err(Step::ReFault) => {
+                f.bump(|s| &s.fltrestart);
+                return Err(FaultError::Restart);
+            }
+            Err(Step::Fail(e)) => {
+                if e == FaultError::Restart {
+                    f.bump(|s| &s.fltrestart);
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl<'m> Fault<'m> {
+    /// Count in the VM's and the global counters.
+    fn bump(&self, counter: impl Fn(&Stats) -> &AtomicU64) {
+        Stats::bump(counter(self.map.stats()));
+        Stats::bump(counter(self.uvm.stats()));
+    }
+
+    fn pmap(&self) -> &'m crate::pmap::Stage2 {
+        self.map.stage2()
+    }
+
+    /// One pass from the top (the seed's code from `ReFault:` on).
+    ///
+    /// # Locks
+    /// Entry: nothing. Exit: nothing.
+    fn attempt(&mut self) -> Result<FaultCase, Step> {
+        let map: &'m Map = self.map;
+        let guard = map.read();
+        let version = map.version();
+        let Some(e) = guard.lookup(self.ipa) else {
+            return Err(FaultError::NoMapping.into());
+        };
+
+        // Check protection.
+        let wire_fault = self.flags.intersects(FaultFlags::WIRE | FaultFlags::WIREMAX);
+        let check_prot = if self.flags.contains(FaultFlags::WIREMAX) { e.max_prot } else { e.prot };
+        if !check_prot.contains(self.access.prot()) {
+            return Err(FaultError::Protection.into());
+        }
+        let wired = e.is_wired() || wire_fault;
+        let mut want = Want {
+            enter_prot: e.prot,
+            access_type: if wired { e.prot } else { self.access.prot() },
+            cow_now: if wired {
+                check_prot.contains(Prot::WRITE)
+            } else {
+                self.access == Access::Write
+            },
+            wired,
+            wire_fault,
+        };
+
+        // needs_copy: copy the amap (write lock) and refault, or map read-only for now.
+        if e.needs_copy {
+            if want.cow_now || e.object.is_none() {
+                drop(guard);
+                self.amapcopy();
+                self.bump(|s| &s.fltamcopy);
+                return Err(Step::ReFault);
+            }
+            want.enter_prot -= Prot::WRITE;
+        }
+
+        let view = View {
+            start: e.start,
+            version,
+            advice: e.advice,
+            copy_on_write: e.copy_on_write,
+            wired_entry: e.is_wired(),
+            aref: e.aref.clone(),
+            object: e.object.clone(),
+        };
+        let end = e.end;
+
+        // Case 0.
+        if view.aref.is_none() && view.object.is_none() {
+            return Err(FaultError::NoBacking.into());
+        }
+
+        // The neighbourhood, only on the first pass (then "narrow").
+        let (mut nback, nforw) = if self.narrow {
+            (0, 0)
+        } else {
+            let (b, f) = view.advice.range();
+            (b.min(self.ipa.pages_since(view.start)), f.min(end.pages_since(self.ipa).saturating_sub(1)))
+        };
+        self.narrow = true;
+        let mut startva = Ipa(self.ipa.0 - nback * PAGE_SIZE);
+        let mut npages = usize::try_from(nback + nforw + 1).unwrap_or(1);
+        let mut centeridx = usize::try_from(nback).unwrap_or(0);
+
+        // Lock the amap and extract the anons.
+        let held_amap = view.aref.as_ref().map(|a| a.amap.lock());
+        let mut anons: Vec<Option<Arc<Anon>>> = match (&held_amap, view.slot(startva)) {
+            (Some(st), Some(slot)) => st.lookups(slot, npages),
+            _ => alloc::vec![None; npages],
+        };
+        let held = Held { map: guard, amap: held_amap };
+
+        // Sequential: deactivate the pages behind us and forget them.
+        if view.advice == Advice::Sequential && nback > 0 {
+            self.anonflush(anons.get(..centeridx).unwrap_or(&[]));
+            if let (Some((obj, _)), Some(uoff)) = (&view.object, view.offset(startva)) {
+                let _ = obj.put(
+                    self.uvm,
+                    uoff,
+                    uoff.saturating_add(nback * PAGE_SIZE),
+                    crate::object::PutFlags::DEACTIVATE,
+                );
+            }
+            anons.drain(..centeridx);
+            startva = self.ipa;
+            npages -= centeridx;
+            centeridx = 0;
+            nback = 0;
+        }
+        let _ = nback;
+
+        // Map in resident neighbour anons; note whether the center is shadowed by an anon.
+        let mut pages = alloc::vec![PageSlot::Empty; npages];
+        let mut shadowed = false;
+        for (lcv, (slot, anon)) in pages.iter_mut().zip(anons.iter()).enumerate() {
+            let currva = startva.add_pages(lcv as u64);
+            if lcv != centeridx && self.pmap().extract(currva).is_some() {
+                *slot = PageSlot::DontCare;
+                continue;
+            }
+            let Some(anon) = anon else { continue };
+            *slot = PageSlot::DontCare;
+            if lcv == centeridx {
+                shadowed = true;
+                continue;
+            }
+            self.map_neighbour_anon(anon, currva, want.enter_prot, view.wired_entry);
+        }
+
+        // Object: its own fault routine, or resident neighbours from a LOCKED get.
+        let mut uobjpage = None;
+        if let (Some((obj, _)), false) = (&view.object, shadowed) {
+            let Some(uoff) = view.offset(startva) else {
+                return Err(FaultError::NoBacking.into());
+            };
+            let mut args = ObjFault {
+                uvm: self.uvm,
+                pmap: self.pmap(),
+                start: startva,
+                offset: uoff,
+                pages: &mut pages,
+                center: centeridx,
+                access: want.access_type,
+                enter_prot: want.enter_prot,
+                wired: want.wired,
+            };
+            if let Some(r) = obj.fault(&mut args) {
+                drop(held);
+                return match r {
+                    Ok(()) => Ok(FaultCase::ObjFault),
+                    Err(FaultError::Restart) => Err(Step::ReFault),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            self.bump(|s| &s.fltlget);
+            let access = want.access_type & view.mask();
+            let got = obj
+                .get(self.uvm, uoff, &mut pages, centeridx, access, view.advice, GetMode::Locked)
+                .unwrap_or(0);
+            if got > 0 {
+                uobjpage = self.map_neighbour_pages(obj.as_ref(), &pages, startva, centeridx, want, &view);
+            }
+        }
+
+        if shadowed {
+            let anon = anons.get(centeridx).cloned().flatten();
+            let Some(anon) = anon else { return Err(Step::ReFault) };
+            self.case1(held, &view, &anon, want)
+        } else {
+            self.case2(held, &view, uobjpage, want)
+        }
+    }
+
+    /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`); busy and wired
+    /// pages are left alone.
+    ///
+    /// # Locks
+    /// Entry and exit: MAPS, AMAP held. Takes each ANON, then PAGE and PAGE QUEUES.
+    fn anonflush(&self, anons: &[Option<Arc<Anon>>]) {
+        for anon in anons.iter().flatten() {
+            let a = anon.lock();
+            if let Some(pg) = a.page {
+                let busy = self.uvm.page_meta(pg).lock().flags.contains(PageFlags::BUSY);
+                if !busy {
+                    self.uvm.deactivate(pg);
+                }
+            }
+        }
+    }
+
+    /// Map a resident, unloaned, non-busy neighbour anon page (read-only while shared). A pmap
+    /// failure is ignored: this page is not the one faulting.
+    ///
+    /// # Locks
+    /// Entry and exit: MAPS, AMAP held. Takes the ANON lock, then PMAP, PAGE, PAGE QUEUES.
+    fn map_neighbour_anon(&mut self, anon: &Arc<Anon>, currva: Ipa, enter_prot: Prot, wired: bool) {
+        let a = anon.lock();
+        let Some(pg) = a.page else { return };
+        let ok = {
+            let m = self.uvm.page_meta(pg).lock();
+            m.loan_count == 0 && !m.flags.contains(PageFlags::BUSY)
+        };
+        if !ok {
+            return;
+        }
+        self.uvm.enqueue(pg);
+        self.bump(|s| &s.fltnamap);
+        let prot = if a.an_ref > 1 { enter_prot - Prot::WRITE } else { enter_prot };
+        let flags = EnterFlags::CANFAIL | if wired { EnterFlags::WIRED } else { EnterFlags::empty() };
+        if self.pmap().enter(currva, self.uvm.pa(pg), prot, flags).is_ok() {
+            self.neighbours = self.neighbours.saturating_add(1);
+        }
+    }
+
+    /// Map the neighbour pages a LOCKED get found, clearing their BUSY; return the center page
+    /// (still BUSY) if it was found.
+    ///
+    /// # Locks
+    /// Entry and exit: MAPS, AMAP (if any) held; the returned page is BUSY. Takes PMAP, PAGE,
+    /// PAGE QUEUES.
+    fn map_neighbour_pages(
+        &mut self,
+        obj: &dyn Object,
+        pages: &[PageSlot],
+        startva: Ipa,
+        centeridx: usize,
+        want: Want,
+        view: &View,
+    ) -> Option<crate::addr::PageIdx> {
+        let mut center = None;
+        for (lcv, slot) in pages.iter().enumerate() {
+            let PageSlot::Page(pg) = *slot else { continue };
+            if lcv == centeridx {
+                center = Some(pg);
+                continue;
+            }
+            let currva = startva.add_pages(lcv as u64);
+            self.uvm.enqueue(pg);
+            self.bump(|s| &s.fltnomap);
+            let readonly = {
+                let m = self.uvm.page_meta(pg).lock();
+                m.flags.contains(PageFlags::RDONLY) || m.loan_count > 0 || obj.needs_write_fault()
+            };
+            let prot = if readonly {
+                want.enter_prot - Prot::WRITE
+            } else {
+                want.enter_prot & view.mask()
+            };
+            let flags =
+                EnterFlags::CANFAIL | if want.wired { EnterFlags::WIRED } else { EnterFlags::empty() };
+            if self.pmap().enter(currva, self.uvm.pa(pg), prot, flags).is_ok() {
+                self.neighbours = self.neighbours.saturating_add(1);
+            }
+            self.uvm.unbusy(pg);
+        }
+        center
+    }
+
+    /// Clear `needs_copy` for the faulting IPA's entry (the seed's `uvmfault_amapcopy`). If the
+    /// entry is gone the refault reports it.
+    ///
+    /// # Locks
+    /// Entry: nothing. Takes MAPS for writing (bumping the version), then AMAP and ANON locks.
+    /// Exit: nothing.
+    fn amapcopy(&self) {
+        let mut g = self.map.write();
+        if let Some(e) = g.lookup_mut(self.ipa) {
+            if e.needs_copy {
+                crate::fork::entry_amap_copy(self.uvm, e);
+            }
+        }
+    }
+
+    /// Relock after I/O (the seed's `uvmfault_relock`): MAPS for reading, then AMAP, if the map's
+    /// version is unchanged; `None` (nothing locked) otherwise.
+    fn relock<'a>(&self, view: &'a View) -> Option<Held<'a>>
+    where
+        'm: 'a,
+    {
+        self.bump(|s| &s.fltrelck);
+        let map: &'m Map = self.map;
+        let g = map.read();
+        if map.version() != view.version {
+            return None;
+        }
+        self.bump(|s| &s.fltrelckok);
+        Some(Held { map: g, amap: view.aref.as_ref().map(|a| a.amap.lock()) })
+    }
+
+    /// Out of memory with nothing locked: run the pagedaemon; refault if it freed something,
+    /// otherwise fail with `NoMemory` (the seed's `uvm_reclaimable()` test).
+    fn reclaim_or_nomem(&self) -> Step {
+        if self.uvm.reclaim(RECLAIM_BATCH) > 0 {
+            Step::ReFault
+        } else {
+            self.bump(|s| &s.fltnoanon);
+            Step::Fail(FaultError::NoMemory)
+        }
+    }
+
+    /// Enter the faulting page's mapping with the fault's flags.
+    fn enter(&self, pg: crate::addr::PageIdx, prot: Prot, want: Want) -> bool {
+        let flags =
+            EnterFlags::CANFAIL | if want.wired { EnterFlags::WIRED } else { EnterFlags::empty() };
+        let ok = self.pmap().enter(self.ipa, self.uvm.pa(pg), prot, flags).is_ok();
+        if !ok {
+            self.bump(|s| &s.fltpmapfail);
+        }
+        ok
+    }
+}
+
+/// Wire `[start, end)` page by page (the seed's `uvm_fault_wire`): each page faulted in with full
+/// access, no neighbourhood, its page wired and its mapping entered WIRED. `wiremax` checks the
+/// entry's maximum protection instead of its current one. On failure the pages already wired are
+/// unwired.
+///
+/// # Locks
+/// Entry: nothing held for this map. Exit: nothing.
+pub fn fault_wire(map: &Map, start: Ipa, end: Ipa, wiremax: bool) -> Result<(), FaultError> {
+    if start > end {
+        return Err(FaultError::NoMapping);
+    }
+    let flags = if wiremax { FaultFlags::WIREMAX } else { FaultFlags::WIRE };
+    for va in crate::fork::pages(start.page_base(), end) {
+        if let Err(e) = fault(map, va, Access::Read, flags) {
+            if va != start.page_base() {
+                unwire(map, start.page_base(), va);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Unwire `[start, end)` (the seed's `uvm_fault_unwire`): every mapped page is unwired, and its
+/// mapping made pageable when its entry is no longer wired.
+///
+/// # Locks
+/// Entry: nothing held for this map. Takes MAPS for reading. Exit: nothing.
+pub fn unwire(map: &Map, start: Ipa, end: Ipa) {
+    let g = map.read();
+    unwire_pages(map, &g, start, end);
+}
+
+/// The guts of [`unwire`] (the seed's `uvm_fault_unwire_locked`).
+///
+/// # Locks
+/// Entry and exit: MAPS held (read or write) by the caller. Takes PMAP, PAGE, PAGE QUEUES.
+pub(crate) fn unwire_pages(map: &Map, g: &MapInner, start: Ipa, end: Ipa) {
+    let uvm = map.uvm();
+    for va in crate::fork::pages(start.page_base(), end) {
+        let Some((pa, _)) = map.stage2().extract(va) else { continue };
+        if !g.lookup(va).is_some_and(|e| e.is_wired()) {
+            map.stage2().unwire(va);
+        }
+        if let Some(pg) = uvm.page_at(pa) {
+            uvm.unwire(pg);
+        }
+    }
 }

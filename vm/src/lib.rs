@@ -20,10 +20,20 @@
 extern crate alloc;
 
 pub mod addr;
+pub mod amap;
+pub mod anon;
 pub mod fault;
+pub mod fork;
+pub mod map;
+pub mod object;
+pub mod page;
+pub mod pdaemon;
 pub mod physmem;
 pub mod pmap;
 pub mod sim;
+pub mod stats;
+pub mod swap;
 pub mod trace;
+pub mod uvm;
 
 pub use addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};

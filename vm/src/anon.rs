@@ -1,0 +1,145 @@
+//! Anons: the upper layer's unit of memory (the seed's `struct vm_anon`).
+//!
+//! An anon is one page of private memory. Its data is in a resident page, in a swap slot, or in
+//! both (a clean resident copy of a swapped page). `an_ref` counts the amap slots that point at it:
+//! an anon with `an_ref > 1` is shared copy-on-write (after a fork) and is never written in place;
+//! the first write promotes it (case 1B).
+//!
+//! # Locks
+//! `Anon::lock` is the ANON lock: taken after AMAP and OBJECT, before PMAP and PAGE. It protects
+//! `an_ref`, `page` and `swslot`; the page's own flags are changed with it held (or by the holder
+//! of BUSY).
+
+use alloc::sync::Arc;
+
+use crate::addr::{PageIdx, Prot};
+use crate::page::{Owner, PageFlags};
+use crate::uvm::Uvm;
+
+/// Where an anon's data lives on swap.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum SwapSlot {
+    /// Never swapped (or the slot was dropped): the resident page is the only copy.
+    #[default]
+    None,
+    /// A slot holding a copy of the data (1-based, as the seed's `an_swslot`).
+    Slot(u32),
+    /// A read from the slot failed: the data is lost and the slot is never used again
+    /// (the seed's `SWSLOT_BAD`).
+    Bad,
+}
+
+/// The state behind an anon's lock.
+#[derive(Debug)]
+pub struct AnonState {
+    /// Amap slots referring to this anon.
+    pub an_ref: u32,
+    /// The resident page, if any.
+    pub page: Option<PageIdx>,
+    /// The swap copy, if any.
+    pub swslot: SwapSlot,
+}
+
+/// One anonymous page.
+#[derive(Debug)]
+pub struct Anon {
+    state: spin::Mutex<AnonState>,
+}
+
+impl Anon {
+    /// A new anon with `an_ref == 1`, no page and no swap slot.
+    pub fn new() -> Arc<Anon> {
+        Arc::new(Anon {
+            state: spin::Mutex::new(AnonState {
+                an_ref: 1,
+                page: None,
+                swslot: SwapSlot::None,
+            }),
+        })
+    }
+
+    /// Take the ANON lock.
+    pub fn lock(&self) -> spin::MutexGuard<'_, AnonState> {
+        self.state.lock()
+    }
+
+    /// Try the ANON lock (used when walking the lock order backwards, e.g. from the queues).
+    pub fn try_lock(&self) -> Option<spin::MutexGuard<'_, AnonState>> {
+        self.state.try_lock()
+    }
+}
+
+/// Drop one amap reference of `anon`; free it when it was the last (the seed's
+/// `an_ref--; if (an_ref == 0) uvm_anfree(anon)`).
+///
+/// # Locks
+/// Entry: the AMAP that held the reference is locked by the caller, the anon is not.
+/// Exit: same.
+pub(crate) fn anon_unref(uvm: &Uvm, anon: &Arc<Anon>) {
+    let mut st = anon.lock();
+    st.an_ref = st.an_ref.saturating_sub(1);
+    if st.an_ref == 0 {
+        anon_free_locked(uvm, &mut st);
+    }
+}
+
+/// Free an anon whose `an_ref` reached zero: its page and its swap slot (the seed's `uvm_anfree`).
+///
+/// A BUSY page (I/O in progress) is marked RELEASED and left to the BUSY holder, who frees it when
+/// it relocks. A loaned page is given up but lives on while the loan lasts.
+///
+/// # Locks
+/// Entry and exit: the anon is locked. Takes PMAP (through the reverse map), PAGE and PAGE QUEUES.
+pub(crate) fn anon_free_locked(uvm: &Uvm, st: &mut AnonState) {
+    if let Some(pg) = st.page.take() {
+        release_anon_page(uvm, pg);
+    }
+    anon_dropswap_locked(uvm, st);
+}
+
+/// Give up the anon's hold on `pg` (see [`anon_free_locked`]).
+pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
+    enum Then {
+        Nothing,
+        Free,
+        Orphan,
+    }
+    let then = {
+        let mut m = uvm.page_meta(pg).lock();
+        if m.flags.contains(PageFlags::BUSY) {
+            m.flags.insert(PageFlags::RELEASED);
+            Then::Nothing
+        } else if matches!(m.owner, Owner::Object { .. }) {
+            // We were the receiver of an object → anon loan: end our loan.
+            m.loan_count = m.loan_count.saturating_sub(1);
+            m.loan_anon = None;
+            Then::Nothing
+        } else if m.loan_count > 0 {
+            // We lent the page out: it lives on, owned by nobody, until the loans end.
+            m.owner = Owner::Orphan;
+            Then::Orphan
+        } else {
+            Then::Free
+        }
+    };
+    match then {
+        Then::Nothing => {}
+        Then::Orphan => uvm.dequeue(pg),
+        Then::Free => {
+            uvm.page_protect(pg, Prot::NONE);
+            uvm.free_page(pg);
+        }
+    }
+}
+
+/// Release the anon's swap slot (the seed's `uvm_anon_dropswap`). A BAD slot stays BAD on the
+/// device but the anon forgets it.
+///
+/// # Locks
+/// Entry and exit: the anon is locked.
+pub(crate) fn anon_dropswap_locked(uvm: &Uvm, st: &mut AnonState) {
+    if let SwapSlot::Slot(slot) = st.swslot {
+        uvm.swap_free(slot);
+    }
+    st.swslot = SwapSlot::None;
+}

@@ -1,0 +1,191 @@
+//! Case 2: no anon at the faulting IPA: the object's page (2A) or a promotion of it or of zeroes
+//! into a new anon (2B).
+
+use alloc::sync::Arc;
+
+use super::{Fault, FaultCase, FaultError, Held, Step, View, Want};
+use crate::addr::{PageIdx, Prot};
+use crate::anon::{anon_unref, Anon};
+use crate::object::{GetMode, PageSlot, PagerError};
+use crate::page::{Owner, PageFlags};
+
+impl<'m> Fault<'m> {
+    /// Handle case 2. `uobjpage` is the center object page if the LOCKED get found it (BUSY).
+    ///
+    /// If the object page is not resident, everything is unlocked for a SYNC get, then relocked
+    /// and re-verified (version unchanged, page not released, amap slot still empty).
+    ///
+    /// # Locks
+    /// Entry: MAPS (read) and AMAP (if any) held in `held`; `uobjpage` BUSY. Takes OBJECT (inside
+    /// the pager), ANON (the new anon's), PMAP, PAGE, PAGE QUEUES. Exit: nothing, on every path.
+    pub(super) fn case2<'a>(
+        &mut self,
+        held: Held<'a>,
+        view: &'a View,
+        uobjpage: Option<PageIdx>,
+        mut want: Want,
+    ) -> Result<FaultCase, Step>
+    where
+        'm: 'a,
+    {
+        let promote = match &view.object {
+            None => true,
+            Some(_) => want.cow_now && view.copy_on_write,
+        };
+        let mut held = held;
+        let mut uobjpage = uobjpage;
+
+        if let (Some((obj, _)), None) = (&view.object, uobjpage) {
+            drop(held);
+            self.bump(|s| &s.fltget);
+            let uoff = view.offset(self.ipa).ok_or(FaultError::NoBacking)?;
+            let mut slot = [PageSlot::Empty];
+            let access = want.access_type & view.mask();
+            let got = obj.get(self.uvm, uoff, &mut slot, 0, access, view.advice, GetMode::Sync);
+            let pg = match (got, slot) {
+                (Ok(_), [PageSlot::Page(pg)]) => pg,
+                (Err(PagerError::Again), _) => {
+                    self.bump(|s| &s.fltpgwait);
+                    return Err(FaultError::Restart.into());
+                }
+                (Err(PagerError::NoMemory), _) => {
+                    self.bump(|s| &s.fltnoram);
+                    return Err(self.reclaim_or_nomem());
+                }
+                (Err(PagerError::OutOfRange), _) => return Err(FaultError::NoBacking.into()),
+                _ => return Err(FaultError::Io.into()),
+            };
+            self.uvm.activate(pg);
+
+            let relocked = self.relock(view);
+            let released = self.uvm.page_meta(pg).lock().flags.contains(PageFlags::RELEASED);
+            let slot_taken = match (&relocked, view.slot(self.ipa)) {
+                (Some(Held { amap: Some(st), .. }), Some(s)) => st.lookup(s).is_some(),
+                _ => false,
+            };
+            match relocked {
+                Some(h) if !released && !slot_taken => held = h,
+                other => {
+                    drop(other);
+                    if released {
+                        self.bump(|s| &s.fltpgrele);
+                    }
+                    self.uvm.unbusy(pg);
+                    return Err(Step::ReFault);
+                }
+            }
+            uobjpage = Some(pg);
+        }
+
+        if !promote {
+            // Case 2A: map the object's page.
+            let (Some((obj, _)), Some(mut pg)) = (&view.object, uobjpage) else {
+                return Err(FaultError::NoBacking.into());
+            };
+            self.bump(|s| &s.flt_obj);
+            if view.copy_on_write || obj.needs_write_fault() {
+                want.enter_prot -= Prot::WRITE;
+            }
+            let loaned = self.uvm.page_meta(pg).lock().loan_count > 0;
+            if loaned {
+                if !want.cow_now {
+                    want.enter_prot -= Prot::WRITE;
+                } else {
+                    let uoff = view.offset(self.ipa).unwrap_or(0);
+                    match obj.loan_break(self.uvm, uoff, pg) {
+                        Some(npg) => {
+                            self.bump(|s| &s.fltloanbreak);
+                            pg = npg;
+                        }
+                        None => {
+                            self.uvm.unbusy(pg);
+                            drop(held);
+                            self.bump(|s| &s.fltnoram);
+                            return Err(self.reclaim_or_nomem());
+                        }
+                    }
+                }
+            }
+            return self.finish_case2(held, pg, None, want, FaultCase::Obj2A);
+        }
+
+        // Case 2B: promote into a new anon (copy of the object page, or zeroes).
+        let (Some(st), Some(slot)) = (held.amap.as_mut(), view.slot(self.ipa)) else {
+            if let Some(opg) = uobjpage {
+                self.uvm.unbusy(opg);
+            }
+            return Err(FaultError::NoBacking.into());
+        };
+        let new = Anon::new();
+        let owner = Owner::Anon(Arc::downgrade(&new));
+        let Some(npg) = self.uvm.alloc_page(owner, uobjpage.is_none()) else {
+            if let Some(opg) = uobjpage {
+                self.uvm.unbusy(opg);
+            }
+            drop(held);
+            self.bump(|s| &s.fltnoram);
+            return Err(self.reclaim_or_nomem());
+        };
+        let case = match uobjpage {
+            Some(opg) => {
+                self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(opg));
+                self.bump(|s| &s.flt_prcopy);
+                if st.shared() {
+                    // Every sharer must see the new anon, not the object page.
+                    self.uvm.page_protect(opg, Prot::NONE);
+                }
+                self.uvm.unbusy(opg);
+                FaultCase::ObjCopy2B
+            }
+            None => {
+                self.bump(|s| &s.flt_przero);
+                FaultCase::Zero2B
+            }
+        };
+        new.lock().page = Some(npg);
+        if let Some(Some(old)) = st.add(slot, new.clone()) {
+            anon_unref(self.uvm, &old);
+        }
+        self.finish_case2(held, npg, Some(&new), want, case)
+    }
+
+    /// Enter the BUSY page `pg`, then wire or activate it and clear BUSY.
+    ///
+    /// # Locks
+    /// Entry: MAPS, AMAP (if any) held; `pg` BUSY. Exit: nothing.
+    fn finish_case2(
+        &self,
+        held: Held<'_>,
+        pg: PageIdx,
+        anon: Option<&Arc<Anon>>,
+        want: Want,
+        case: FaultCase,
+    ) -> Result<FaultCase, Step> {
+        // Hold the new anon's lock until its page is mapped and unbusied.
+        let anon_guard = anon.map(|a| a.lock());
+        let rdonly = self.uvm.page_meta(pg).lock().flags.contains(PageFlags::RDONLY);
+        let prot = if rdonly { want.enter_prot - Prot::WRITE } else { want.enter_prot };
+        if !self.enter(pg, prot, want) {
+            self.uvm.unbusy(pg);
+            drop(anon_guard);
+            drop(held);
+            return Err(self.reclaim_or_nomem());
+        }
+        if want.wire_fault {
+            self.uvm.wire(pg);
+            if anon.is_some() {
+                self.uvm.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
+            }
+        } else {
+            self.uvm.activate(pg);
+        }
+        if anon.is_none() && prot.contains(Prot::WRITE) {
+            // Written through a shared mapping: no longer equal to the object's source.
+            self.uvm.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
+        }
+        self.uvm.unbusy(pg);
+        drop(anon_guard);
+        drop(held);
+        Ok(case)
+    }
+}

@@ -1,0 +1,209 @@
+//! Map-wide operations that copy or pin: clearing `needs_copy` (the entry side of the seed's
+//! `amap_copy`), fork with inheritance (the seed's `uvmspace_fork`), and wiring
+//! (the seed's `uvm_map_pageable`).
+//!
+//! # Locks
+//! Each operation write-locks the map(s) it changes (bumping their versions), then AMAP and ANON
+//! locks in the usual order. Wiring drops the write lock before faulting the pages in.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::addr::{Ipa, Prot, PAGE_SIZE};
+use crate::amap::{amap_copy_range, amap_ref, Amap, AmapRef};
+use crate::anon::Anon;
+use crate::fault::{fault_wire, unwire_pages};
+use crate::map::{check_range, Entry, Inherit, Map, MapError};
+use crate::page::Owner;
+use crate::pmap::{Pmap, Vmid};
+use crate::uvm::Uvm;
+
+/// Clear `needs_copy` on an entry: give it an amap of its own (the seed's `amap_copy`). An entry
+/// without an amap gets a new empty one; an amap nobody else refers to is kept as it is; a shared
+/// one is copied (same anons, each `an_ref` raised).
+///
+/// # Locks
+/// Entry: the map is write-locked by the caller. Takes AMAP, then ANON locks.
+pub(crate) fn entry_amap_copy(uvm: &Uvm, e: &mut Entry) {
+    let npages = e.npages();
+    match &e.aref {
+        None => e.aref = Some(AmapRef { amap: Amap::new(npages), slotoff: 0 }),
+        Some(aref) => {
+            let alone = aref.amap.lock().refs() == 1;
+            if !alone {
+                e.aref = Some(amap_copy_range(uvm, aref, npages));
+            }
+        }
+    }
+    e.needs_copy = false;
+}
+
+/// Give every anon of `e`'s (private, freshly copied) amap that is still shared a copy of its own,
+/// now (the seed's `amap_cow_now`, used when the parent entry is wired and must not be
+/// write-protected). Anons without a resident page stay shared: nobody maps them writable.
+///
+/// # Locks
+/// Entry: the maps are write-locked. Takes the AMAP lock, then ANON locks.
+fn amap_cow_now(uvm: &Uvm, e: &Entry) -> Result<(), MapError> {
+    let Some(aref) = &e.aref else { return Ok(()) };
+    let mut st = aref.amap.lock();
+    for i in 0..e.npages() {
+        let Some(slot) = aref.slotoff.checked_add(i) else { break };
+        let Some(old) = st.lookup(slot).cloned() else { continue };
+        let mut o = old.lock();
+        let Some(opg) = o.page else { continue };
+        if o.an_ref <= 1 {
+            continue;
+        }
+        let new = Anon::new();
+        let npg = uvm
+            .alloc_page(Owner::Anon(Arc::downgrade(&new)), false)
+            .ok_or(MapError::NoMemory)?;
+        uvm.mem().copy(uvm.pa(npg), uvm.pa(opg));
+        new.lock().page = Some(npg);
+        uvm.activate(npg);
+        uvm.unbusy(npg);
+        let _ = st.add(slot, new);
+        o.an_ref -= 1;
+    }
+    Ok(())
+}
+
+impl Map {
+    /// A child map with a new stage-2 table tagged `vmid`, holding each entry according to its
+    /// inheritance (the seed's `uvmspace_fork`). COPY entries share the amap lazily: both sides
+    /// get `needs_copy` and the parent's writable mappings lose write permission, so the first
+    /// write on either side copies (case 1B). Cost is independent of how much is resident.
+    pub fn fork(&self, vmid: Vmid) -> Result<Arc<Map>, MapError> {
+        let uvm = self.uvm().clone();
+        let child = Map::new(&uvm, vmid)?;
+        let mut pg = self.write();
+        let mut cg = child.write();
+        let keys: Vec<u64> = pg.entries.keys().copied().collect();
+        for k in keys {
+            let Some(pe) = pg.entries.get_mut(&k) else { continue };
+            let npages = pe.npages();
+            match pe.inherit {
+                Inherit::None => continue,
+                Inherit::Share => {
+                    if pe.needs_copy || pe.aref.is_none() {
+                        entry_amap_copy(&uvm, pe);
+                    }
+                    let mut ce = pe.clone();
+                    ce.wired_count = 0;
+                    if let Some(aref) = &ce.aref {
+                        amap_ref(aref, npages, true);
+                    }
+                    cg.entries.insert(k, ce);
+                }
+                Inherit::Copy => {
+                    let mut ce = pe.clone();
+                    ce.wired_count = 0;
+                    ce.needs_copy = true;
+                    ce.copy_on_write = true;
+                    if let Some(aref) = &pe.aref {
+                        amap_ref(aref, npages, false);
+                        let shared = aref.amap.lock().shared();
+                        if shared || pe.is_wired() {
+                            // The parent cannot wait: copy the child's amap now.
+                            entry_amap_copy(&uvm, &mut ce);
+                            if pe.is_wired() {
+                                amap_cow_now(&uvm, &ce)?;
+                            }
+                        } else {
+                            if !pe.needs_copy && pe.prot.contains(Prot::WRITE) {
+                                self.stage2().protect(pe.start, pe.end, pe.prot - Prot::WRITE);
+                            }
+                            pe.needs_copy = true;
+                        }
+                    }
+                    cg.entries.insert(k, ce);
+                }
+            }
+        }
+        drop(cg);
+        drop(pg);
+        Ok(child)
+    }
+
+    /// Wire `[start, end)` (the seed's `uvm_map_pageable` with `new_pageable = false`): every
+    /// entry's wired count is raised, and the entries that became wired are faulted in with
+    /// `fault_wire` (pages wired, mappings entered WIRED). On failure everything is undone.
+    pub fn wire(&self, start: Ipa, end: Ipa) -> Result<(), MapError> {
+        check_range(start, end)?;
+        let newly: Vec<(Ipa, Ipa)> = {
+            let mut g = self.write();
+            if !g.covers(start, end) {
+                return Err(MapError::NoEntry);
+            }
+            let uvm = self.uvm().clone();
+            let mut newly = Vec::new();
+            for k in g.clip_range(start, end) {
+                let Some(e) = g.entries.get_mut(&k) else { continue };
+                e.wired_count = e.wired_count.saturating_add(1);
+                if e.wired_count == 1 {
+                    if e.needs_copy && (e.prot.contains(Prot::WRITE) || e.object.is_none()) {
+                        entry_amap_copy(&uvm, e);
+                    }
+                    newly.push((e.start, e.end));
+                }
+            }
+            newly
+        };
+        for (i, &(s, e)) in newly.iter().enumerate() {
+            if let Err(err) = fault_wire(self, s, e, false) {
+                // fault_wire unwound its own range; undo the counts and the earlier entries.
+                let mut g = self.write();
+                for k in g.clip_range(start, end) {
+                    if let Some(en) = g.entries.get_mut(&k) {
+                        en.wired_count = en.wired_count.saturating_sub(1);
+                    }
+                }
+                for &(s2, e2) in newly.get(..i).unwrap_or(&[]) {
+                    unwire_pages(self, &g, s2, e2);
+                }
+                return Err(MapError::Fault(err));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unwire `[start, end)` (the seed's `uvm_map_pageable` with `new_pageable = true`): entries
+    /// whose wired count drops to zero have their pages unwired and their mappings made pageable.
+    pub fn unwire(&self, start: Ipa, end: Ipa) -> Result<(), MapError> {
+        check_range(start, end)?;
+        let mut g = self.write();
+        if !g.covers(start, end) {
+            return Err(MapError::NoEntry);
+        }
+        let mut done = Vec::new();
+        for k in g.clip_range(start, end) {
+            let Some(e) = g.entries.get_mut(&k) else { continue };
+            if e.wired_count == 0 {
+                continue;
+            }
+            e.wired_count -= 1;
+            if e.wired_count == 0 {
+                done.push((e.start, e.end));
+            }
+        }
+        for (s, e) in done {
+            unwire_pages(self, &g, s, e);
+        }
+        Ok(())
+    }
+
+    /// Page out the anon at `ipa` now, if it is resident and may be paged out (for tests and
+    /// explicit reclaim). Returns true when the page went to swap.
+    pub fn pageout(&self, ipa: Ipa) -> bool {
+        match self.anon_at(ipa) {
+            Some(anon) => crate::pdaemon::pageout_anon(self.uvm(), &anon),
+            None => false,
+        }
+    }
+}
+
+/// Page-aligned IPAs from `start` to `end`.
+pub(crate) fn pages(start: Ipa, end: Ipa) -> impl Iterator<Item = Ipa> {
+    (start.0..end.0).step_by(PAGE_SIZE as usize).map(Ipa)
+}

@@ -1,0 +1,548 @@
+//! Maps: one VM's IPA space as sorted entries (the seed's `struct vm_map`).
+//!
+//! Each [`Entry`] covers `[start, end)` with a protection (and the maximum it may be raised to),
+//! an inheritance for fork, an advice for the fault neighbourhood, a wired count, and its two
+//! layers: an amap reference (upper, private anons) and an object reference (lower, shared pages).
+//! `needs_copy` says the amap is shared copy-on-write with another map and must be copied before
+//! this entry may write into it; `copy_on_write` says writes never reach the object (they promote
+//! into the amap).
+//!
+//! The map's `version` is bumped every time it is write-locked: a fault that unlocked the map for
+//! I/O relocks it and compares versions to know whether its lookup still holds (the seed's
+//! alternative 2).
+//!
+//! # Locks
+//! `Map` holds the MAPS lock (a reader–writer spin lock), first in the order MAPS → AMAP → OBJECT
+//! → ANON → PMAP → PAGE → PAGE QUEUES. Faults take it for reading; every change of entries takes
+//! it for writing (and bumps the version).
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::addr::{Ipa, PageIdx, Prot, PAGE_SIZE};
+use crate::amap::{amap_split, amap_unref, Amap, AmapRef};
+use crate::anon::Anon;
+use crate::fault::FaultError;
+use crate::object::Object;
+use crate::pmap::{Pmap, Stage2, Vmid};
+use crate::stats::Stats;
+use crate::uvm::Uvm;
+
+/// What a child map gets of an entry at fork (the seed's `MAP_INHERIT_*`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Inherit {
+    /// Both maps share the amap: writes in one are seen by the other.
+    Share,
+    /// The child gets a copy-on-write copy.
+    #[default]
+    Copy,
+    /// The child gets nothing.
+    None,
+}
+
+/// Expected access pattern, choosing the fault neighbourhood (the seed's `MADV_*`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Advice {
+    /// 3 pages back, 4 forward.
+    #[default]
+    Normal,
+    /// The faulting page only.
+    Random,
+    /// 8 back (deactivated, not mapped), 7 forward.
+    Sequential,
+}
+
+impl Advice {
+    /// (pages back, pages forward) looked at around a fault (the seed's `uvmadvice` table).
+    pub const fn range(self) -> (u64, u64) {
+        match self {
+            Advice::Normal => (3, 4),
+            Advice::Random => (0, 0),
+            Advice::Sequential => (8, 7),
+        }
+    }
+}
+
+/// Why a map operation failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MapError {
+    /// An address or offset is not page aligned.
+    Unaligned,
+    /// `start >= end`, or the range leaves the stage-2 input range.
+    BadRange,
+    /// The new entry overlaps an existing one.
+    Overlap,
+    /// Part of the range is not mapped.
+    NoEntry,
+    /// The protection exceeds the entry's maximum.
+    Protection,
+    /// The object is smaller than the entry needs.
+    ObjectRange,
+    /// No frame for the stage-2 root, or for a copy.
+    NoMemory,
+    /// Wiring faulted and failed.
+    Fault(FaultError),
+}
+
+/// How to create an entry (`Map::insert`).
+#[derive(Clone)]
+pub struct EntrySpec {
+    pub start: Ipa,
+    pub end: Ipa,
+    pub prot: Prot,
+    pub max_prot: Prot,
+    pub inherit: Inherit,
+    pub advice: Advice,
+    /// The lower layer and the byte offset of `start` in it.
+    pub object: Option<(Arc<dyn Object>, u64)>,
+    /// Give the entry an amap (anonymous memory) now.
+    pub anon: bool,
+    /// Writes promote into the amap instead of reaching the object.
+    pub copy_on_write: bool,
+}
+
+/// One map entry (the seed's `struct vm_map_entry`).
+#[derive(Clone)]
+pub struct Entry {
+    pub start: Ipa,
+    pub end: Ipa,
+    pub prot: Prot,
+    pub max_prot: Prot,
+    pub inherit: Inherit,
+    pub advice: Advice,
+    pub wired_count: u32,
+    pub needs_copy: bool,
+    pub copy_on_write: bool,
+    pub aref: Option<AmapRef>,
+    pub object: Option<(Arc<dyn Object>, u64)>,
+}
+
+impl Entry {
+    /// Pages covered.
+    pub fn npages(&self) -> usize {
+        usize::try_from(self.end.pages_since(self.start)).unwrap_or(usize::MAX)
+    }
+
+    /// True when `ipa` is inside the entry.
+    pub fn contains(&self, ipa: Ipa) -> bool {
+        self.start <= ipa && ipa < self.end
+    }
+
+    /// Amap slot of `ipa` (which must be inside the entry).
+    pub fn slot(&self, ipa: Ipa) -> Option<usize> {
+        let aref = self.aref.as_ref()?;
+        let page = usize::try_from(ipa.pages_since(self.start)).ok()?;
+        aref.slotoff.checked_add(page)
+    }
+
+    /// Object offset of `ipa` (which must be inside the entry).
+    pub fn object_offset(&self, ipa: Ipa) -> Option<u64> {
+        let (_, off) = self.object.as_ref()?;
+        off.checked_add(ipa.0 - self.start.0)
+    }
+
+    /// The seed's `VM_MAPENT_ISWIRED`.
+    pub fn is_wired(&self) -> bool {
+        self.wired_count > 0
+    }
+}
+
+impl core::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Entry")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("prot", &self.prot)
+            .field("max_prot", &self.max_prot)
+            .field("inherit", &self.inherit)
+            .field("advice", &self.advice)
+            .field("wired_count", &self.wired_count)
+            .field("needs_copy", &self.needs_copy)
+            .field("copy_on_write", &self.copy_on_write)
+            .field("amap", &self.aref.as_ref().map(|a| a.slotoff))
+            .field("object", &self.object.as_ref().map(|o| o.1))
+            .finish()
+    }
+}
+
+/// The entries, behind the MAPS lock.
+#[derive(Default)]
+pub struct MapInner {
+    pub(crate) entries: BTreeMap<u64, Entry>,
+}
+
+impl MapInner {
+    /// The entry covering `ipa` (the seed's `uvm_map_lookup_entry`).
+    pub fn lookup(&self, ipa: Ipa) -> Option<&Entry> {
+        let (_, e) = self.entries.range(..=ipa.0).next_back()?;
+        e.contains(ipa).then_some(e)
+    }
+
+    pub(crate) fn lookup_mut(&mut self, ipa: Ipa) -> Option<&mut Entry> {
+        let (_, e) = self.entries.range_mut(..=ipa.0).next_back()?;
+        e.contains(ipa).then_some(e)
+    }
+
+    /// Split the entry containing `at` so that an entry starts at `at` (the seed's
+    /// `UVM_MAP_CLIP_START`/`_END`). The amap is split along (see `amap_split`).
+    pub(crate) fn clip(&mut self, at: Ipa) {
+        let Some(e) = self.lookup_mut(at) else { return };
+        if e.start == at {
+            return;
+        }
+        let total = e.npages();
+        let head_pages = usize::try_from(at.pages_since(e.start)).unwrap_or(usize::MAX);
+        let mut upper = e.clone();
+        upper.start = at;
+        e.end = at;
+        if let Some(aref) = &e.aref {
+            upper.aref = Some(amap_split(aref, head_pages, total));
+        }
+        if let Some((_, off)) = &mut upper.object {
+            *off = off.saturating_add(at.0 - e.start.0);
+        }
+        self.entries.insert(at.0, upper);
+    }
+
+    /// Clip at both ends and return the starts of the entries inside `[start, end)`.
+    pub(crate) fn clip_range(&mut self, start: Ipa, end: Ipa) -> Vec<u64> {
+        self.clip(start);
+        self.clip(end);
+        self.entries.range(start.0..end.0).map(|(k, _)| *k).collect()
+    }
+
+    /// True when entries cover all of `[start, end)` with no hole.
+    pub(crate) fn covers(&self, start: Ipa, end: Ipa) -> bool {
+        let mut at = start;
+        while at < end {
+            match self.lookup(at) {
+                Some(e) => at = e.end,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// One VM's address space.
+pub struct Map {
+    uvm: Arc<Uvm>,
+    stage2: Arc<Stage2>,
+    vmid: Vmid,
+    stats: Stats,
+    version: AtomicU64,
+    inner: spin::RwLock<MapInner>,
+}
+
+/// Guard of a write-locked map; the version was bumped when it was taken.
+pub type MapWriteGuard<'a> = spin::RwLockWriteGuard<'a, MapInner>;
+
+impl Map {
+    /// An empty map with a fresh stage-2 table tagged `vmid`.
+    pub fn new(uvm: &Arc<Uvm>, vmid: Vmid) -> Result<Arc<Map>, MapError> {
+        let frames: Arc<dyn crate::pmap::TableFrames> = uvm.clone();
+        let stage2 = Stage2::new(
+            uvm.mem().clone(),
+            uvm.tlb().clone(),
+            frames,
+            uvm.rmap().clone(),
+            vmid,
+        )
+        .map_err(|_| MapError::NoMemory)?;
+        Ok(Arc::new(Map {
+            uvm: uvm.clone(),
+            stage2,
+            vmid,
+            stats: Stats::default(),
+            version: AtomicU64::new(0),
+            inner: spin::RwLock::new(MapInner::default()),
+        }))
+    }
+
+    /// The engine context.
+    pub fn uvm(&self) -> &Arc<Uvm> {
+        &self.uvm
+    }
+
+    /// The VM's stage-2 table.
+    pub fn stage2(&self) -> &Arc<Stage2> {
+        &self.stage2
+    }
+
+    /// The VM's VMID.
+    pub fn vmid(&self) -> Vmid {
+        self.vmid
+    }
+
+    /// Per-VM counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Current version (bumped by every write lock).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// Take the MAPS lock for reading.
+    pub fn read(&self) -> spin::RwLockReadGuard<'_, MapInner> {
+        self.inner.read()
+    }
+
+    /// Take the MAPS lock for writing and bump the version.
+    pub fn write(&self) -> MapWriteGuard<'_> {
+        let g = self.inner.write();
+        self.version.fetch_add(1, Ordering::AcqRel);
+        g
+    }
+
+    /// True when an entry covers `ipa`.
+    pub fn contains(&self, ipa: Ipa) -> bool {
+        self.read().lookup(ipa).is_some()
+    }
+
+    /// A copy of the entry covering `ipa`.
+    pub fn entry(&self, ipa: Ipa) -> Option<Entry> {
+        self.read().lookup(ipa).cloned()
+    }
+
+    /// Copies of every entry, in address order.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.read().entries.values().cloned().collect()
+    }
+
+    /// The anon in the amap slot of `ipa`, if any.
+    pub fn anon_at(&self, ipa: Ipa) -> Option<Arc<Anon>> {
+        let g = self.read();
+        let e = g.lookup(ipa)?;
+        let slot = e.slot(ipa.page_base())?;
+        let aref = e.aref.as_ref()?;
+        let st = aref.amap.lock();
+        st.lookup(slot).cloned()
+    }
+
+    /// The pool page the stage-2 table maps at `ipa`, with its protection.
+    pub fn mapped_page(&self, ipa: Ipa) -> Option<(PageIdx, Prot)> {
+        let (pa, prot) = self.stage2.extract(ipa.page_base())?;
+        Some((self.uvm.page_at(pa)?, prot))
+    }
+
+    /// Add an entry (the seed's `uvm_map`). An entry that is copy-on-write without an amap
+    /// starts with `needs_copy`, so its first write creates the amap.
+    pub fn insert(&self, spec: EntrySpec) -> Result<(), MapError> {
+        let EntrySpec { start, end, prot, max_prot, inherit, advice, object, anon, copy_on_write } =
+            spec;
+        if !start.is_page_aligned() || !end.is_page_aligned() {
+            return Err(MapError::Unaligned);
+        }
+        if start >= end || end.0 > Stage2::IPA_LIMIT {
+            return Err(MapError::BadRange);
+        }
+        if !max_prot.contains(prot) {
+            return Err(MapError::Protection);
+        }
+        if let Some((obj, off)) = &object {
+            if !off.is_multiple_of(PAGE_SIZE) {
+                return Err(MapError::Unaligned);
+            }
+            let need = off.checked_add(end.0 - start.0).ok_or(MapError::ObjectRange)?;
+            if need > obj.size() {
+                return Err(MapError::ObjectRange);
+            }
+        }
+        let npages = usize::try_from(end.pages_since(start)).map_err(|_| MapError::BadRange)?;
+        let mut g = self.write();
+        let overlaps = g.lookup(start).is_some() || g.entries.range(start.0..end.0).next().is_some();
+        if overlaps {
+            return Err(MapError::Overlap);
+        }
+        let entry = Entry {
+            start,
+            end,
+            prot,
+            max_prot,
+            inherit,
+            advice,
+            wired_count: 0,
+            needs_copy: copy_on_write && !anon,
+            copy_on_write,
+            aref: anon.then(|| AmapRef { amap: Amap::new(npages), slotoff: 0 }),
+            object,
+        };
+        g.entries.insert(start.0, entry);
+        Ok(())
+    }
+
+    /// Remove every mapping in `[start, end)` (the seed's `uvm_unmap`): entries are clipped,
+    /// wired pages unwired, the stage-2 range emptied, amap slots released.
+    pub fn remove(&self, start: Ipa, end: Ipa) -> Result<(), MapError> {
+        check_range(start, end)?;
+        let mut g = self.write();
+        let keys = g.clip_range(start, end);
+        let removed: Vec<Entry> = keys.iter().filter_map(|k| g.entries.remove(k)).collect();
+        for e in &removed {
+            if e.is_wired() {
+                crate::fault::unwire_pages(self, &g, e.start, e.end);
+            }
+        }
+        self.stage2.remove(start, end);
+        drop(g);
+        for e in removed {
+            self.release_entry(&e);
+        }
+        Ok(())
+    }
+
+    /// Set the protection of `[start, end)` (the seed's `uvm_map_protect`); holes are skipped.
+    /// Lowering takes the rights away from the stage-2 mappings now; raising waits for faults.
+    pub fn protect(&self, start: Ipa, end: Ipa, prot: Prot) -> Result<(), MapError> {
+        check_range(start, end)?;
+        let mut g = self.write();
+        let exceeds = g
+            .entries
+            .values()
+            .any(|e| e.start < end && start < e.end && !e.max_prot.contains(prot));
+        if exceeds {
+            return Err(MapError::Protection);
+        }
+        for k in g.clip_range(start, end) {
+            if let Some(e) = g.entries.get_mut(&k) {
+                let old = e.prot;
+                e.prot = prot;
+                if !prot.contains(old) {
+                    self.stage2.protect(e.start, e.end, prot);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Set the advice of `[start, end)` (the seed's `uvm_map_advice`).
+    pub fn advise(&self, start: Ipa, end: Ipa, advice: Advice) -> Result<(), MapError> {
+        self.modify(start, end, |e| e.advice = advice)
+    }
+
+    /// Set the inheritance of `[start, end)` (the seed's `uvm_map_inherit`).
+    pub fn set_inherit(&self, start: Ipa, end: Ipa, inherit: Inherit) -> Result<(), MapError> {
+        self.modify(start, end, |e| e.inherit = inherit)
+    }
+
+    fn modify(&self, start: Ipa, end: Ipa, f: impl Fn(&mut Entry)) -> Result<(), MapError> {
+        check_range(start, end)?;
+        let mut g = self.write();
+        for k in g.clip_range(start, end) {
+            if let Some(e) = g.entries.get_mut(&k) {
+                f(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Put `anon` into the amap slot of `ipa` (for loans and dedup), replacing what was there.
+    /// Unmaps the IPA first; the entry must have an amap and no `needs_copy`.
+    pub fn install_anon(&self, ipa: Ipa, anon: Arc<Anon>) -> Result<(), MapError> {
+        let ipa = ipa.page_base();
+        let g = self.write();
+        let e = g.lookup(ipa).ok_or(MapError::NoEntry)?;
+        let (Some(aref), Some(slot), false) = (&e.aref, e.slot(ipa), e.needs_copy) else {
+            return Err(MapError::NoEntry);
+        };
+        self.stage2.remove(ipa, Ipa(ipa.0 + PAGE_SIZE));
+        let mut st = aref.amap.lock();
+        let old = st.add(slot, anon).ok_or(MapError::NoEntry)?;
+        if let Some(old) = old {
+            crate::anon::anon_unref(&self.uvm, &old);
+        }
+        Ok(())
+    }
+
+    /// Read guest memory at `ipa` (faulting pages in for reading as the guest would).
+    pub fn copy_in(&self, ipa: Ipa, buf: &mut [u8]) -> Result<(), FaultError> {
+        self.copy(ipa, buf.len(), crate::addr::Access::Read, |pa, range| {
+            if let Some(b) = buf.get_mut(range) {
+                self.uvm.mem().read(pa, b);
+            }
+        })
+    }
+
+    /// Write guest memory at `ipa` (faulting pages in for writing as the guest would).
+    pub fn copy_out(&self, ipa: Ipa, buf: &[u8]) -> Result<(), FaultError> {
+        self.copy(ipa, buf.len(), crate::addr::Access::Write, |pa, range| {
+            if let Some(b) = buf.get(range) {
+                self.uvm.mem().write(pa, b);
+            }
+        })
+    }
+
+    fn copy(
+        &self,
+        ipa: Ipa,
+        len: usize,
+        access: crate::addr::Access,
+        mut f: impl FnMut(crate::addr::Pa, core::ops::Range<usize>),
+    ) -> Result<(), FaultError> {
+        let mut done = 0usize;
+        while done < len {
+            let at = ipa.checked_add(done as u64).ok_or(FaultError::NoMapping)?;
+            let n = ((PAGE_SIZE - at.page_offset()) as usize).min(len - done);
+            let pa = self.translate(at, access)?;
+            f(crate::addr::Pa(pa.0 + at.page_offset()), done..done + n);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The frame `ipa`'s page is mapped to with at least `access`, faulting it in if needed.
+    fn translate(&self, ipa: Ipa, access: crate::addr::Access) -> Result<crate::addr::Pa, FaultError> {
+        for _ in 0..4 {
+            if let Some((pa, prot)) = self.stage2.extract(ipa.page_base()) {
+                if prot.contains(access.prot()) {
+                    return Ok(pa);
+                }
+            }
+            crate::fault::fault(self, ipa, access, crate::fault::FaultFlags::empty())?;
+        }
+        Err(FaultError::Restart)
+    }
+
+    /// Drop an entry's layers (after it left the map and the stage-2 table).
+    pub(crate) fn release_entry(&self, e: &Entry) {
+        if let Some(aref) = &e.aref {
+            amap_unref(&self.uvm, aref, e.npages());
+        }
+    }
+}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        let entries = core::mem::take(&mut self.inner.get_mut().entries);
+        for e in entries.values() {
+            if e.is_wired() {
+                let g = self.inner.read();
+                crate::fault::unwire_pages(self, &g, e.start, e.end);
+            }
+        }
+        self.stage2.remove(Ipa(0), Ipa(Stage2::IPA_LIMIT));
+        for e in entries.values() {
+            self.release_entry(e);
+        }
+    }
+}
+
+impl core::fmt::Debug for Map {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Map").field("vmid", &self.vmid).field("version", &self.version()).finish()
+    }
+}
+
+pub(crate) fn check_range(start: Ipa, end: Ipa) -> Result<(), MapError> {
+    if !start.is_page_aligned() || !end.is_page_aligned() {
+        return Err(MapError::Unaligned);
+    }
+    if start >= end || end.0 > Stage2::IPA_LIMIT {
+        return Err(MapError::BadRange);
+    }
+    Ok(())
+}

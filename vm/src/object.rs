@@ -1,0 +1,386 @@
+//! Objects: the lower layer of a map entry (the seed's `struct uvm_object` and its pager ops).
+//!
+//! An object is a sequence of pages addressed by byte offset, filled on demand by its pager. The
+//! fault routine talks to it through [`Object`]: `get` in LOCKED mode (resident pages only, never
+//! blocks: the neighbourhood and the center page if it is there) and in SYNC mode (make the center
+//! page resident, doing I/O), `put` (deactivate / flush / free a range), an optional `fault` hook
+//! that takes over the whole fault, and `needs_write_fault` (never map writable: the object wants
+//! to see every write).
+//!
+//! [`ImageObject`] is the real object uvmhyp uses: a guest image, its pages filled from a byte
+//! source on first get. Pages past the bytes read as zero up to the page-rounded size; past that,
+//! a get is an error.
+//!
+//! # Locks
+//! The OBJECT lock is internal to each object: taken inside `get`/`put`/`loan_break`, after MAPS
+//! and AMAP, before ANON, PMAP, PAGE and PAGE QUEUES. Unlike the seed, the fault routine does not
+//! hold it between calls: a page handed out by `get` is BUSY, and BUSY is what keeps it from
+//! being freed or changed (the seed holds both; BUSY alone suffices because every path that frees
+//! an object page checks BUSY and marks it RELEASED instead).
+
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+
+use crate::addr::{Ipa, PageIdx, Prot, PAGE_SIZE};
+use crate::anon::Anon;
+use crate::fault::FaultError;
+use crate::map::Advice;
+use crate::page::{Owner, PageFlags};
+use crate::pmap::Pmap;
+use crate::uvm::Uvm;
+
+/// One position of a `get`: in, whether the caller wants it; out, the page found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PageSlot {
+    /// The caller does not want this page (already mapped); left untouched (`PGO_DONTCARE`).
+    DontCare,
+    /// Wanted, nothing found.
+    Empty,
+    /// Found: resident, now BUSY for the caller, who must clear BUSY when done.
+    Page(PageIdx),
+}
+
+/// How `get` may behave.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GetMode {
+    /// Resident pages only; never does I/O or allocates (`PGO_LOCKED`).
+    Locked,
+    /// Make the center page resident, allocating and filling it (`PGO_SYNCIO`).
+    Sync,
+}
+
+/// Why a pager operation failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PagerError {
+    /// The page is busy: try again later (`EAGAIN`).
+    Again,
+    /// No free frame.
+    NoMemory,
+    /// The backing store failed.
+    Io,
+    /// The offset is past the object's end.
+    OutOfRange,
+}
+
+bitflags::bitflags! {
+    /// What `put` does to each resident page of the range (the seed's `PGO_*`).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+    pub struct PutFlags: u8 {
+        /// Move to the inactive queue.
+        const DEACTIVATE = 1 << 0;
+        /// Write dirty pages back.
+        const FLUSH = 1 << 1;
+        /// Free the pages (dirty pages with no backing store are kept).
+        const FREE = 1 << 2;
+    }
+}
+
+/// What an object's `fault` hook gets (the seed's `pgo_fault` arguments).
+pub struct ObjFault<'a> {
+    pub uvm: &'a Uvm,
+    pub pmap: &'a dyn Pmap,
+    /// IPA of `pages[0]`.
+    pub start: Ipa,
+    /// Object offset of `pages[0]`.
+    pub offset: u64,
+    pub pages: &'a mut [PageSlot],
+    pub center: usize,
+    pub access: Prot,
+    pub enter_prot: Prot,
+    pub wired: bool,
+}
+
+/// A pager-backed object.
+pub trait Object: Send + Sync {
+    /// Size in bytes (a multiple of the page size); offsets at or past it are out of range.
+    fn size(&self) -> u64;
+
+    /// Find (LOCKED) or make resident (SYNC) the pages of `pages`, the first at byte `offset`.
+    /// Returns how many pages were found. In SYNC mode only `pages[center]` is made resident;
+    /// it comes back BUSY, or the call fails.
+    ///
+    /// # Locks
+    /// Entry: MAPS and AMAP may be held (LOCKED) or nothing (SYNC). Takes OBJECT inside.
+    #[allow(clippy::too_many_arguments)]
+    fn get(
+        &self,
+        uvm: &Uvm,
+        offset: u64,
+        pages: &mut [PageSlot],
+        center: usize,
+        access: Prot,
+        advice: Advice,
+        mode: GetMode,
+    ) -> Result<usize, PagerError>;
+
+    /// Apply `flags` to every resident page in `[start, end)`.
+    fn put(&self, uvm: &Uvm, start: u64, end: u64, flags: PutFlags) -> Result<(), PagerError>;
+
+    /// The object wants to see every write: its pages are always mapped read-only.
+    fn needs_write_fault(&self) -> bool {
+        false
+    }
+
+    /// An object that resolves faults itself returns `Some` (the seed's optional `pgo_fault`);
+    /// the default is no hook. The hook enters mappings itself; `Err(Restart)` refaults.
+    fn fault(&self, _args: &mut ObjFault<'_>) -> Option<Result<(), FaultError>> {
+        None
+    }
+
+    /// The resident page at `offset`, if any (inspection; no flags change).
+    fn resident(&self, offset: u64) -> Option<PageIdx>;
+
+    /// Break the loans of the BUSY page `pg` at `offset` (the seed's `uvm_loanbreak`): a copy
+    /// replaces it in the object and is returned BUSY; the loaned page goes to its borrowers.
+    /// `None` when no frame is free.
+    fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx>;
+}
+
+/// A read-only guest image (kernel, initrd, test program) shared by every VM that maps it.
+pub struct ImageObject {
+    me: Weak<ImageObject>,
+    uvm: Arc<Uvm>,
+    bytes: Arc<[u8]>,
+    size: u64,
+    pages: spin::Mutex<BTreeMap<u64, PageIdx>>,
+}
+
+impl ImageObject {
+    /// An object of `bytes.len()` rounded up to whole pages; nothing resident yet.
+    pub fn new(uvm: &Arc<Uvm>, bytes: Arc<[u8]>) -> Arc<ImageObject> {
+        let size = (bytes.len() as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        Arc::new_cyclic(|me| ImageObject {
+            me: me.clone(),
+            uvm: uvm.clone(),
+            bytes,
+            size,
+            pages: spin::Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Number of resident pages.
+    pub fn resident_count(&self) -> usize {
+        self.pages.lock().len()
+    }
+
+    fn owner(&self, offset: u64) -> Owner {
+        let object: Weak<dyn Object> = self.me.clone();
+        Owner::Object { object, offset }
+    }
+
+    /// Fill a FAKE page from the image bytes (zero past them).
+    fn fill(&self, uvm: &Uvm, offset: u64, pg: PageIdx) {
+        let pa = uvm.pa(pg);
+        uvm.mem().zero(pa);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(PAGE_SIZE as usize).min(self.bytes.len());
+        if let Some(src) = self.bytes.get(start..end) {
+            uvm.mem().write(pa, src);
+        }
+    }
+
+    fn get_sync(&self, uvm: &Uvm, offset: u64) -> Result<PageIdx, PagerError> {
+        if offset >= self.size {
+            return Err(PagerError::OutOfRange);
+        }
+        let pg = {
+            let mut table = self.pages.lock();
+            if let Some(&pg) = table.get(&offset) {
+                let mut m = uvm.page_meta(pg).lock();
+                if m.flags.intersects(PageFlags::BUSY | PageFlags::RELEASED) {
+                    m.flags.insert(PageFlags::WANTED);
+                    return Err(PagerError::Again);
+                }
+                m.flags.insert(PageFlags::BUSY);
+                return Ok(pg);
+            }
+            let pg = uvm.alloc_page(self.owner(offset), false).ok_or(PagerError::NoMemory)?;
+            table.insert(offset, pg);
+            pg
+        };
+        // The page is BUSY|FAKE and in the table: fill it without the object lock.
+        self.fill(uvm, offset, pg);
+        let mut m = uvm.page_meta(pg).lock();
+        m.flags.remove(PageFlags::FAKE);
+        m.flags.insert(PageFlags::CLEAN);
+        Ok(pg)
+    }
+}
+
+impl Object for ImageObject {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn get(
+        &self,
+        uvm: &Uvm,
+        offset: u64,
+        pages: &mut [PageSlot],
+        center: usize,
+        _access: Prot,
+        _advice: Advice,
+        mode: GetMode,
+    ) -> Result<usize, PagerError> {
+        match mode {
+            GetMode::Sync => {
+                let off = (center as u64).checked_mul(PAGE_SIZE).and_then(|d| offset.checked_add(d));
+                let pg = self.get_sync(uvm, off.ok_or(PagerError::OutOfRange)?)?;
+                if let Some(slot) = pages.get_mut(center) {
+                    *slot = PageSlot::Page(pg);
+                }
+                Ok(1)
+            }
+            GetMode::Locked => {
+                let table = self.pages.lock();
+                let mut got = 0;
+                for (i, slot) in pages.iter_mut().enumerate() {
+                    if *slot == PageSlot::DontCare {
+                        continue;
+                    }
+                    *slot = PageSlot::Empty;
+                    let off = (i as u64).checked_mul(PAGE_SIZE).and_then(|d| offset.checked_add(d));
+                    let Some(&pg) = off.and_then(|o| table.get(&o)) else { continue };
+                    let mut m = uvm.page_meta(pg).lock();
+                    if m.flags.intersects(PageFlags::BUSY | PageFlags::RELEASED) {
+                        continue;
+                    }
+                    m.flags.insert(PageFlags::BUSY);
+                    *slot = PageSlot::Page(pg);
+                    got += 1;
+                }
+                Ok(got)
+            }
+        }
+    }
+
+    fn put(&self, uvm: &Uvm, start: u64, end: u64, flags: PutFlags) -> Result<(), PagerError> {
+        let mut table = self.pages.lock();
+        let offsets: alloc::vec::Vec<u64> = table.range(start..end).map(|(o, _)| *o).collect();
+        for off in offsets {
+            let Some(&pg) = table.get(&off) else { continue };
+            let (busy, clean, loaned, wired) = {
+                let m = uvm.page_meta(pg).lock();
+                (
+                    m.flags.contains(PageFlags::BUSY),
+                    m.flags.contains(PageFlags::CLEAN),
+                    m.loan_count > 0,
+                    m.wire_count > 0,
+                )
+            };
+            if flags.contains(PutFlags::DEACTIVATE) && !busy {
+                uvm.deactivate(pg);
+            }
+            // FLUSH: the image is a read-only source; a page written through a shared writable
+            // mapping has no backing store to go to, so it is simply kept (never freed below).
+            if !flags.contains(PutFlags::FREE) || !clean || wired {
+                continue;
+            }
+            table.remove(&off);
+            let mut m = uvm.page_meta(pg).lock();
+            if busy {
+                m.flags.insert(PageFlags::RELEASED);
+            } else if loaned {
+                m.owner = match m.loan_anon.take() {
+                    Some(a) => {
+                        m.loan_count -= 1;
+                        Owner::Anon(a)
+                    }
+                    None => Owner::Orphan,
+                };
+            } else {
+                drop(m);
+                uvm.page_protect(pg, Prot::NONE);
+                uvm.free_page(pg);
+            }
+        }
+        Ok(())
+    }
+
+    fn resident(&self, offset: u64) -> Option<PageIdx> {
+        self.pages.lock().get(&offset).copied()
+    }
+
+    fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx> {
+        let mut table = self.pages.lock();
+        let new = uvm.alloc_page(self.owner(offset), false)?;
+        uvm.mem().copy(uvm.pa(new), uvm.pa(pg));
+        uvm.page_protect(pg, Prot::NONE);
+        table.insert(offset, new);
+        {
+            let mut m = uvm.page_meta(new).lock();
+            m.flags.remove(PageFlags::FAKE);
+        }
+        let to_orphan = {
+            let mut m = uvm.page_meta(pg).lock();
+            m.flags.remove(PageFlags::BUSY | PageFlags::WANTED);
+            match m.loan_anon.take() {
+                // An anon borrowed it: the anon owns it now.
+                Some(a) => {
+                    m.owner = Owner::Anon(a);
+                    m.loan_count = m.loan_count.saturating_sub(1);
+                    false
+                }
+                None => {
+                    m.owner = Owner::Orphan;
+                    true
+                }
+            }
+        };
+        if to_orphan {
+            uvm.dequeue(pg);
+        }
+        Some(new)
+    }
+}
+
+impl Drop for ImageObject {
+    fn drop(&mut self) {
+        let pages = core::mem::take(&mut *self.pages.lock());
+        for (_, pg) in pages {
+            let loaned = {
+                let mut m = self.uvm.page_meta(pg).lock();
+                if m.loan_count > 0 {
+                    m.owner = match m.loan_anon.take() {
+                        Some(a) => {
+                            m.loan_count -= 1;
+                            Owner::Anon(a)
+                        }
+                        None => Owner::Orphan,
+                    };
+                    true
+                } else {
+                    false
+                }
+            };
+            if !loaned {
+                self.uvm.page_protect(pg, Prot::NONE);
+                self.uvm.free_page(pg);
+            }
+        }
+    }
+}
+
+/// Lend the object page at `offset` to a new anon (the seed's object → anon loan, `uvm_loananon`):
+/// the anon's page is the object's page, with `loan_count` raised. Writes through the anon break
+/// the loan (case 1 loan handling); the object keeps its page.
+pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<Anon>, PagerError> {
+    let mut slot = [PageSlot::Empty];
+    object.get(uvm, offset, &mut slot, 0, Prot::READ, Advice::Normal, GetMode::Sync)?;
+    let PageSlot::Page(pg) = slot[0] else { return Err(PagerError::Io) };
+    let anon = Anon::new();
+    {
+        let mut m = uvm.page_meta(pg).lock();
+        if m.loan_anon.is_some() {
+            drop(m);
+            uvm.unbusy(pg);
+            return Err(PagerError::Again);
+        }
+        m.loan_count = m.loan_count.saturating_add(1);
+        m.loan_anon = Some(Arc::downgrade(&anon));
+    }
+    anon.lock().page = Some(pg);
+    uvm.enqueue(pg);
+    uvm.unbusy(pg);
+    Ok(anon)
+}

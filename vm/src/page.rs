@@ -1,0 +1,337 @@
+//! Pages: the metadata of every frame in the pool, and the page queues.
+//!
+//! A frame of the pool is named by its [`PageIdx`]. Its metadata ([`PageMeta`]: flags, owner,
+//! loan and wire counts) sits behind a per-frame spin lock; the queues (free, active, inactive)
+//! sit behind one global lock ([`Queues`]). Both are leaves of the lock order:
+//!
+//! ```text
+//! MAPS → AMAP → OBJECT → ANON → PMAP → PAGE (per-frame meta) → PAGE QUEUES
+//! ```
+//!
+//! Nothing is ever locked while a page's metadata or the queues are held, except that the queues
+//! may be taken while one page's metadata is held. Who may change a page's flags follows the seed:
+//! the owner's lock (anon or object) is held, or the page is BUSY and the changer set BUSY.
+
+use alloc::sync::Weak;
+use alloc::vec::Vec;
+
+use crate::addr::PageIdx;
+use crate::anon::Anon;
+use crate::object::Object;
+
+bitflags::bitflags! {
+    /// Page flags (the seed's `PG_*`).
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+    pub struct PageFlags: u8 {
+        /// Someone owns the page for I/O or a fault in progress; nobody else may touch its data.
+        const BUSY = 1 << 0;
+        /// Someone found it BUSY and gave up (the seed sleeps on it; we restart).
+        const WANTED = 1 << 1;
+        /// The owner let go while the page was BUSY: whoever clears BUSY frees it.
+        const RELEASED = 1 << 2;
+        /// The contents equal the backing store (swap slot or object source).
+        const CLEAN = 1 << 3;
+        /// The contents are not valid yet (being filled).
+        const FAKE = 1 << 4;
+        /// The page must never be mapped writable.
+        const RDONLY = 1 << 5;
+    }
+}
+
+/// Who owns a frame.
+#[derive(Clone, Debug, Default)]
+pub enum Owner {
+    /// On the free queue (or being handed out).
+    #[default]
+    Free,
+    /// An intermediate stage-2 translation table.
+    Table,
+    /// The resident page of an anon.
+    Anon(Weak<Anon>),
+    /// A page of an object, at a byte offset in it.
+    Object {
+        object: Weak<dyn Object>,
+        offset: u64,
+    },
+    /// A page whose owner dropped it while it was on loan: it lives until the last loan ends.
+    Orphan,
+}
+
+/// Short form of [`Owner`] for inspection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OwnerKind {
+    Free,
+    Table,
+    Anon,
+    Object { offset: u64 },
+    Orphan,
+}
+
+/// Metadata of one frame.
+#[derive(Debug, Default)]
+pub struct PageMeta {
+    pub flags: PageFlags,
+    pub owner: Owner,
+    /// The anon that holds this object page on loan (object → anon loan), if any.
+    pub loan_anon: Option<Weak<Anon>>,
+    /// Number of loans outstanding. A loaned page is never written in place.
+    pub loan_count: u32,
+    /// Number of wirings. A wired page is on no paging queue and is never paged out.
+    pub wire_count: u32,
+}
+
+impl PageMeta {
+    /// The inspection form of the owner.
+    pub fn owner_kind(&self) -> OwnerKind {
+        match &self.owner {
+            Owner::Free => OwnerKind::Free,
+            Owner::Table => OwnerKind::Table,
+            Owner::Anon(_) => OwnerKind::Anon,
+            Owner::Object { offset, .. } => OwnerKind::Object { offset: *offset },
+            Owner::Orphan => OwnerKind::Orphan,
+        }
+    }
+}
+
+/// Which queue a frame is on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Queue {
+    /// On no queue (allocated and not yet enqueued, wired, or a table frame).
+    #[default]
+    None,
+    Free,
+    Active,
+    Inactive,
+}
+
+/// A snapshot of one page, for tests and diagnostics.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PageInfo {
+    pub flags: PageFlags,
+    pub owner: OwnerKind,
+    pub loan_count: u32,
+    pub wire_count: u32,
+    pub queue: Queue,
+}
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    prev: u32,
+    next: u32,
+}
+
+/// A doubly linked list threaded through `Queues::links` (head = oldest).
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
+}
+
+/// The page queues (the seed's `uvm_pageqlock` domain).
+#[derive(Debug)]
+pub struct Queues {
+    free: Vec<u32>,
+    links: Vec<Link>,
+    which: Vec<Queue>,
+    active: List,
+    inactive: List,
+}
+
+impl Queues {
+    /// `n` frames, all free (lowest index handed out first).
+    pub(crate) fn new(n: u32) -> Queues {
+        Queues {
+            free: (0..n).rev().collect(),
+            links: alloc::vec![Link { prev: NIL, next: NIL }; n as usize],
+            which: alloc::vec![Queue::Free; n as usize],
+            active: List::EMPTY,
+            inactive: List::EMPTY,
+        }
+    }
+
+    /// Number of free frames.
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Number of active frames.
+    pub fn active_count(&self) -> usize {
+        self.active.len
+    }
+
+    /// Number of inactive frames.
+    pub fn inactive_count(&self) -> usize {
+        self.inactive.len
+    }
+
+    /// Which queue `pg` is on.
+    pub fn queue_of(&self, pg: PageIdx) -> Queue {
+        self.which.get(pg.0 as usize).copied().unwrap_or(Queue::None)
+    }
+
+    /// Take a free frame off the free queue.
+    pub(crate) fn pop_free(&mut self) -> Option<PageIdx> {
+        let i = self.free.pop()?;
+        if let Some(w) = self.which.get_mut(i as usize) {
+            *w = Queue::None;
+        }
+        Some(PageIdx(i))
+    }
+
+    /// Take two adjacent free frames `i, i + 1` with `first_ok(i)` (a contiguous pair for a
+    /// stage-2 root); returns the first.
+    pub(crate) fn take_pair(&mut self, first_ok: impl Fn(u32) -> bool) -> Option<PageIdx> {
+        let n = u32::try_from(self.which.len()).ok()?;
+        let i = (0..n.saturating_sub(1)).find(|&i| {
+            first_ok(i)
+                && self.queue_of(PageIdx(i)) == Queue::Free
+                && self.queue_of(PageIdx(i + 1)) == Queue::Free
+        })?;
+        self.free.retain(|&f| f != i && f != i + 1);
+        for f in [i, i + 1] {
+            if let Some(w) = self.which.get_mut(f as usize) {
+                *w = Queue::None;
+            }
+        }
+        Some(PageIdx(i))
+    }
+
+    /// Put `pg` on the free queue (off any other queue first).
+    pub(crate) fn push_free(&mut self, pg: PageIdx) {
+        match self.queue_of(pg) {
+            Queue::Free => return,
+            Queue::Active | Queue::Inactive => self.unlink(pg),
+            Queue::None => {}
+        }
+        if let Some(w) = self.which.get_mut(pg.0 as usize) {
+            *w = Queue::Free;
+            self.free.push(pg.0);
+        }
+    }
+
+    /// Move `pg` to the tail of `q` (Active or Inactive). A free frame is left alone.
+    pub(crate) fn move_to(&mut self, pg: PageIdx, q: Queue) {
+        let cur = self.queue_of(pg);
+        if cur == Queue::Free || (pg.0 as usize) >= self.links.len() {
+            return;
+        }
+        if cur == Queue::Active || cur == Queue::Inactive {
+            self.unlink(pg);
+        }
+        match q {
+            Queue::Active | Queue::Inactive => self.link_tail(pg, q),
+            Queue::None | Queue::Free => {}
+        }
+    }
+
+    /// Take `pg` off the active or inactive queue (no-op otherwise).
+    pub(crate) fn dequeue(&mut self, pg: PageIdx) {
+        if matches!(self.queue_of(pg), Queue::Active | Queue::Inactive) {
+            self.unlink(pg);
+        }
+    }
+
+    /// Up to `max` frames from the head (oldest end) of `q`, without removing them.
+    pub(crate) fn oldest(&self, q: Queue, max: usize) -> Vec<PageIdx> {
+        let list = match q {
+            Queue::Active => self.active,
+            Queue::Inactive => self.inactive,
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        let mut cur = list.head;
+        while cur != NIL && out.len() < max {
+            out.push(PageIdx(cur));
+            cur = self.links.get(cur as usize).map_or(NIL, |l| l.next);
+        }
+        out
+    }
+
+    fn list_mut(&mut self, q: Queue) -> Option<&mut List> {
+        match q {
+            Queue::Active => Some(&mut self.active),
+            Queue::Inactive => Some(&mut self.inactive),
+            _ => None,
+        }
+    }
+
+    fn link_tail(&mut self, pg: PageIdx, q: Queue) {
+        let i = pg.0;
+        let Some(list) = self.list_mut(q) else { return };
+        let old_tail = list.tail;
+        list.tail = i;
+        if list.head == NIL {
+            list.head = i;
+        }
+        list.len += 1;
+        if let Some(t) = self.links.get_mut(old_tail as usize) {
+            t.next = i;
+        }
+        if let Some(l) = self.links.get_mut(i as usize) {
+            *l = Link { prev: old_tail, next: NIL };
+        }
+        if let Some(w) = self.which.get_mut(i as usize) {
+            *w = q;
+        }
+    }
+
+    fn unlink(&mut self, pg: PageIdx) {
+        let i = pg.0;
+        let q = self.queue_of(pg);
+        let Some(link) = self.links.get(i as usize).copied() else { return };
+        if let Some(p) = self.links.get_mut(link.prev as usize) {
+            p.next = link.next;
+        }
+        if let Some(n) = self.links.get_mut(link.next as usize) {
+            n.prev = link.prev;
+        }
+        if let Some(list) = self.list_mut(q) {
+            if list.head == i {
+                list.head = link.next;
+            }
+            if list.tail == i {
+                list.tail = link.prev;
+            }
+            list.len = list.len.saturating_sub(1);
+        }
+        if let Some(l) = self.links.get_mut(i as usize) {
+            *l = Link { prev: NIL, next: NIL };
+        }
+        if let Some(w) = self.which.get_mut(i as usize) {
+            *w = Queue::None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_move_and_count() {
+        let mut q = Queues::new(4);
+        assert_eq!(q.free_count(), 4);
+        let a = q.pop_free().unwrap();
+        let b = q.pop_free().unwrap();
+        assert_eq!((a, b), (PageIdx(0), PageIdx(1)));
+        q.move_to(a, Queue::Active);
+        q.move_to(b, Queue::Active);
+        assert_eq!(q.active_count(), 2);
+        q.move_to(a, Queue::Inactive);
+        assert_eq!((q.active_count(), q.inactive_count()), (1, 1));
+        assert_eq!(q.oldest(Queue::Active, 8), alloc::vec![b]);
+        q.dequeue(b);
+        assert_eq!(q.queue_of(b), Queue::None);
+        q.push_free(a);
+        q.push_free(b);
+        assert_eq!((q.free_count(), q.inactive_count(), q.active_count()), (4, 0, 0));
+        assert_eq!(q.queue_of(PageIdx(99)), Queue::None);
+    }
+}

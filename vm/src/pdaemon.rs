@@ -1,0 +1,171 @@
+//! The pagedaemon: freeing frames by paging anons out to swap and dropping clean object pages.
+//!
+//! Mechanism ([`pageout_anon`]) is apart from policy ([`Uvm::reclaim`]), as the seed keeps
+//! `uvm_pdaemon.c` apart from `uvm_pdpolicy_clock.c`. The policy is a clock over the inactive
+//! queue with a second chance: a page whose stage-2 access flag is set (in any VM) goes back to
+//! the active queue and loses the flag; the next pass may take it. The inactive queue is refilled
+//! from the oldest active pages.
+//!
+//! The daemon runs synchronously: when a fault runs out of memory it calls `reclaim` with nothing
+//! locked (the seed wakes a thread and sleeps); tests and the hypervisor may call it any time.
+//!
+//! # Locks
+//! Pages are found through the PAGE QUEUES, which is backwards in the lock order, so the queue
+//! lock is dropped before an owner is locked. An anon is paged out with its lock held except
+//! during the write, when the page is BUSY (and unmapped everywhere): a fault finding it BUSY
+//! restarts; a free finding it BUSY marks it RELEASED and the daemon frees it afterwards.
+
+use alloc::sync::Arc;
+
+use crate::addr::{PageIdx, Prot, PAGE_SIZE};
+use crate::anon::{Anon, SwapSlot};
+use crate::page::{Owner, PageFlags, Queue};
+use crate::stats::Stats;
+use crate::uvm::Uvm;
+
+/// Write `anon`'s page to swap and free it (the seed's pageout of an anon page). Returns true when
+/// the frame was freed. Refuses (false) when there is no swap or no free slot, or the page is
+/// BUSY, wired or loaned. A CLEAN page that already has a slot is freed without writing. A write
+/// error keeps the page (its slot is marked bad).
+///
+/// # Locks
+/// Entry: nothing. Takes ANON (dropped during the write), PMAP, PAGE, PAGE QUEUES. Exit: nothing.
+pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
+    let Some(swap) = uvm.swap() else { return false };
+    let mut a = anon.lock();
+    let Some(pg) = a.page else { return false };
+    let clean = {
+        let m = uvm.page_meta(pg).lock();
+        let pageable = !m.flags.contains(PageFlags::BUSY)
+            && m.wire_count == 0
+            && m.loan_count == 0
+            && matches!(m.owner, Owner::Anon(_));
+        if !pageable {
+            return false;
+        }
+        m.flags.contains(PageFlags::CLEAN)
+    };
+    if let (SwapSlot::Slot(_), true) = (a.swslot, clean) {
+        // The swap copy is current: just drop the frame.
+        uvm.page_protect(pg, Prot::NONE);
+        a.page = None;
+        uvm.free_page(pg);
+        Stats::bump(&uvm.stats().pdfreed);
+        return true;
+    }
+    let slot = match a.swslot {
+        SwapSlot::Slot(s) => s,
+        SwapSlot::None | SwapSlot::Bad => match swap.map.lock().alloc() {
+            Some(s) => s,
+            None => return false,
+        },
+    };
+    a.swslot = SwapSlot::Slot(slot);
+    uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
+    uvm.page_protect(pg, Prot::NONE);
+    drop(a);
+
+    let result = swap.dev.write(slot, uvm.mem().as_ref(), uvm.pa(pg));
+    Stats::bump(&uvm.stats().pageouts);
+
+    let mut a = anon.lock();
+    let released = uvm.page_meta(pg).lock().flags.contains(PageFlags::RELEASED);
+    if released {
+        // The anon was freed during the write (its slot went with it).
+        uvm.unbusy(pg);
+        Stats::bump(&uvm.stats().pdfreed);
+        return true;
+    }
+    if result.is_err() {
+        uvm.swap_mark_bad(slot);
+        Stats::bump(&uvm.stats().swpgbad);
+        if a.swslot == SwapSlot::Slot(slot) {
+            a.swslot = SwapSlot::None;
+        }
+        uvm.activate(pg);
+        uvm.unbusy(pg);
+        return false;
+    }
+    a.page = None;
+    uvm.free_page(pg);
+    Stats::bump(&uvm.stats().pdfreed);
+    true
+}
+
+/// Drop a clean, unmapped-able object page through its pager (`put` with FREE). True when freed.
+fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
+    let (object, offset) = {
+        let m = uvm.page_meta(pg).lock();
+        let Owner::Object { object, offset } = &m.owner else { return false };
+        let ok = m.flags.contains(PageFlags::CLEAN)
+            && !m.flags.contains(PageFlags::BUSY)
+            && m.loan_count == 0
+            && m.wire_count == 0;
+        if !ok {
+            return false;
+        }
+        (object.clone(), *offset)
+    };
+    let Some(object) = object.upgrade() else { return false };
+    let end = offset.saturating_add(PAGE_SIZE);
+    if object.put(uvm, offset, end, crate::object::PutFlags::FREE).is_err() {
+        return false;
+    }
+    let freed = object.resident(offset) != Some(pg);
+    if freed {
+        Stats::bump(&uvm.stats().pdfreed);
+    }
+    freed
+}
+
+impl Uvm {
+    /// Try to free `target` frames (the pagedaemon's policy): refill the inactive queue from the
+    /// oldest active pages, then sweep it like a clock — referenced pages get a second chance,
+    /// anon pages go to swap, clean object pages are dropped. Returns how many frames were freed.
+    ///
+    /// # Locks
+    /// Entry: nothing held. Exit: nothing.
+    pub fn reclaim(&self, target: usize) -> usize {
+        let mut freed = 0;
+        for _round in 0..3 {
+            if freed >= target {
+                break;
+            }
+            let want = target.saturating_mul(2);
+            let (_, _, inactive) = self.queue_counts();
+            if inactive < want {
+                for pg in self.oldest(Queue::Active, want - inactive) {
+                    self.deactivate(pg);
+                    Stats::bump(&self.stats().pddeact);
+                }
+            }
+            let scan = self.oldest(Queue::Inactive, target.saturating_mul(4).max(16));
+            if scan.is_empty() {
+                break;
+            }
+            for pg in scan {
+                if freed >= target {
+                    break;
+                }
+                Stats::bump(&self.stats().pdscans);
+                if self.rmap().clear_reference(self.pa(pg)) {
+                    self.activate(pg);
+                    continue;
+                }
+                let anon = match &self.page_meta(pg).lock().owner {
+                    Owner::Anon(w) => Some(w.upgrade()),
+                    _ => None,
+                };
+                let ok = match anon {
+                    Some(Some(anon)) => pageout_anon(self, &anon),
+                    Some(None) => false,
+                    None => free_object_page(self, pg),
+                };
+                if ok {
+                    freed += 1;
+                }
+            }
+        }
+        freed
+    }
+}

@@ -1,0 +1,137 @@
+//! Fault and paging counters, named exactly as NetBSD's `uvmexp` fields.
+//!
+//! Every `Map` has its own [`Stats`] (per VM) and the [`crate::uvm::Uvm`] has a global one; the
+//! fault routine bumps both. Counters are relaxed atomics: they are statistics, not
+//! synchronisation, and a reader may see them mid-update.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Live counters (relaxed atomics).
+        #[derive(Default, Debug)]
+        pub struct Stats {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        /// A copy of every counter at one moment.
+        #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+        pub struct StatsSnapshot {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        /// The counter names, in table order.
+        pub const COUNTER_NAMES: &[&str] = &[$(stringify!($name),)*];
+
+        impl Stats {
+            /// Read every counter.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// `(name, value)` of every counter, in table order.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+                [$((stringify!($name), self.$name),)*].into_iter()
+            }
+
+            /// Counter-wise sum (for a "total" column).
+            pub fn add(&self, other: &StatsSnapshot) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.wrapping_add(other.$name),)* }
+            }
+
+            /// Counter-wise difference `self - earlier` (saturating at zero).
+            pub fn since(&self, earlier: &StatsSnapshot) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.saturating_sub(earlier.$name),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Faults entered (every call of `fault`).
+    faults,
+    /// Calls of anonget (case 1 needed the anon's data).
+    fltanget,
+    /// anonget went round its loop again after relocking.
+    fltanretry,
+    /// needs_copy cleared by an amap copy before refaulting.
+    fltamcopy,
+    /// Neighbouring anon pages mapped.
+    fltnamap,
+    /// Neighbouring object pages mapped.
+    fltnomap,
+    /// Locked (non-blocking) object gets.
+    fltlget,
+    /// Synchronous object gets (I/O or fill).
+    fltget,
+    /// Case 1A.
+    flt_anon,
+    /// Case 1B.
+    flt_acow,
+    /// Case 2A.
+    flt_obj,
+    /// Case 2B from an object page.
+    flt_prcopy,
+    /// Case 2B zero fill.
+    flt_przero,
+    /// No free page when one was needed.
+    fltnoram,
+    /// No anon/page and nothing reclaimable (ENOMEM).
+    fltnoanon,
+    /// A busy page was found (the seed sleeps; we restart).
+    fltpgwait,
+    /// A page was released while we had it busy.
+    fltpgrele,
+    /// Relock attempts after unlocking for I/O.
+    fltrelck,
+    /// Relocks that found the map unchanged.
+    fltrelckok,
+    /// Pages read from swap.
+    pageins,
+    /// Pages written to swap.
+    pageouts,
+    /// Loaned pages whose loan was broken by a write.
+    fltloanbreak,
+    /// The pmap could not enter a mapping (table frame shortage).
+    fltpmapfail,
+    /// Faults returned as `Restart` to the caller.
+    fltrestart,
+    /// Swap slots marked bad after an I/O error.
+    swpgbad,
+    /// Pages the pagedaemon scanned.
+    pdscans,
+    /// Pages the pagedaemon freed.
+    pdfreed,
+    /// Pages moved from the active to the inactive queue.
+    pddeact,
+}
+
+impl Stats {
+    /// Increment one counter by one.
+    #[inline]
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_and_fields_agree() {
+        let s = Stats::default();
+        Stats::bump(&s.faults);
+        Stats::bump(&s.flt_przero);
+        Stats::bump(&s.flt_przero);
+        let snap = s.snapshot();
+        assert_eq!(snap.faults, 1);
+        let names: alloc::vec::Vec<_> = snap.fields().map(|(n, _)| n).collect();
+        assert_eq!(names.as_slice(), COUNTER_NAMES);
+        assert_eq!(snap.fields().find(|(n, _)| *n == "flt_przero"), Some(("flt_przero", 2)));
+        assert_eq!(snap.add(&snap).faults, 2);
+        assert_eq!(snap.since(&snap.add(&snap)).faults, 0);
+    }
+}

@@ -1,0 +1,229 @@
+//! Swap: the device trait, the slot allocator, and an in-memory device for host tests.
+//!
+//! A swap device stores whole frames in numbered slots (1-based, as the seed's `an_swslot`; 0 is
+//! "no slot"). The hypervisor implements [`SwapDevice`] over virtio-blk; the host tests use
+//! [`MemSwap`], which can be told to fail. A read that fails marks the slot BAD (the seed's
+//! `uvm_swap_markbad` + `SWSLOT_BAD`): it is never allocated again and the anon's data is lost.
+//!
+//! # Locks
+//! The slot map's lock is a leaf: nothing is locked while it is held. Device I/O is done with no
+//! engine lock held (the page being read or written is BUSY instead).
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::addr::Pa;
+use crate::physmem::{PhysMem, FRAME_BYTES};
+
+/// A swap I/O failed (device error, or the slot is out of the device's range).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SwapIoError;
+
+/// A block device holding swapped pages.
+pub trait SwapDevice: Send + Sync {
+    /// Number of slots: valid slots are `1..=slots()`.
+    fn slots(&self) -> u32;
+    /// Read slot `slot` into `frame`.
+    fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError>;
+    /// Write `frame` to slot `slot`.
+    fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError>;
+}
+
+/// State of one slot.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SlotState {
+    Free,
+    Used,
+    /// An I/O error happened on it: never used again.
+    Bad,
+}
+
+/// Slot allocator (next-fit over a state array).
+#[derive(Debug)]
+pub struct SlotMap {
+    state: Vec<SlotState>,
+    hint: usize,
+    used: u32,
+    bad: u32,
+}
+
+impl SlotMap {
+    /// `n` free slots, numbered `1..=n`.
+    pub fn new(n: u32) -> SlotMap {
+        SlotMap { state: alloc::vec![SlotState::Free; n as usize], hint: 0, used: 0, bad: 0 }
+    }
+
+    /// A free slot, now used; `None` when the device is full.
+    pub fn alloc(&mut self) -> Option<u32> {
+        let n = self.state.len();
+        for k in 0..n {
+            let i = (self.hint + k) % n;
+            if let Some(s @ SlotState::Free) = self.state.get_mut(i) {
+                *s = SlotState::Used;
+                self.hint = (i + 1) % n;
+                self.used += 1;
+                return u32::try_from(i + 1).ok();
+            }
+        }
+        None
+    }
+
+    /// Return a used slot (a free or bad slot is left as it is).
+    pub fn free(&mut self, slot: u32) {
+        if let Some(s @ SlotState::Used) = self.slot_mut(slot) {
+            *s = SlotState::Free;
+            self.used -= 1;
+        }
+    }
+
+    /// Mark a slot bad: it stays allocated forever.
+    pub fn mark_bad(&mut self, slot: u32) {
+        match self.slot_mut(slot) {
+            Some(s @ SlotState::Used) => {
+                *s = SlotState::Bad;
+                self.used -= 1;
+                self.bad += 1;
+            }
+            Some(s @ SlotState::Free) => {
+                *s = SlotState::Bad;
+                self.bad += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// State of a slot (`None` when out of range).
+    pub fn state(&self, slot: u32) -> Option<SlotState> {
+        self.state.get((slot as usize).checked_sub(1)?).copied()
+    }
+
+    /// (free, used, bad) slot counts.
+    pub fn counts(&self) -> (u32, u32, u32) {
+        let total = u32::try_from(self.state.len()).unwrap_or(u32::MAX);
+        (total - self.used - self.bad, self.used, self.bad)
+    }
+
+    fn slot_mut(&mut self, slot: u32) -> Option<&mut SlotState> {
+        self.state.get_mut((slot as usize).checked_sub(1)?)
+    }
+}
+
+/// A swap device with its slot map (what `Uvm` holds once swap is configured).
+pub struct Swap {
+    pub(crate) dev: Arc<dyn SwapDevice>,
+    pub(crate) map: spin::Mutex<SlotMap>,
+}
+
+impl Swap {
+    /// Wrap a device; every slot starts free.
+    pub fn new(dev: Arc<dyn SwapDevice>) -> Swap {
+        let n = dev.slots();
+        Swap { dev, map: spin::Mutex::new(SlotMap::new(n)) }
+    }
+
+    /// (free, used, bad) slot counts.
+    pub fn counts(&self) -> (u32, u32, u32) {
+        self.map.lock().counts()
+    }
+}
+
+/// An in-memory swap device for host tests and benches; reads and writes can be made to fail.
+pub struct MemSwap {
+    slots: spin::Mutex<Vec<Option<Box<[u8]>>>>,
+    fail_reads: AtomicU32,
+    fail_writes: AtomicU32,
+    /// Completed reads.
+    pub reads: AtomicU64,
+    /// Completed writes.
+    pub writes: AtomicU64,
+}
+
+impl MemSwap {
+    /// A device of `n` slots.
+    pub fn new(n: u32) -> Arc<MemSwap> {
+        Arc::new(MemSwap {
+            slots: spin::Mutex::new((0..n).map(|_| None).collect()),
+            fail_reads: AtomicU32::new(0),
+            fail_writes: AtomicU32::new(0),
+            reads: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    /// Make the next `n` reads fail.
+    pub fn fail_next_reads(&self, n: u32) {
+        self.fail_reads.store(n, Ordering::SeqCst);
+    }
+
+    /// Make the next `n` writes fail.
+    pub fn fail_next_writes(&self, n: u32) {
+        self.fail_writes.store(n, Ordering::SeqCst);
+    }
+
+    fn take_failure(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+            .is_ok()
+    }
+}
+
+impl SwapDevice for MemSwap {
+    fn slots(&self) -> u32 {
+        u32::try_from(self.slots.lock().len()).unwrap_or(u32::MAX)
+    }
+
+    fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        if Self::take_failure(&self.fail_reads) {
+            return Err(SwapIoError);
+        }
+        let slots = self.slots.lock();
+        let i = (slot as usize).checked_sub(1).ok_or(SwapIoError)?;
+        match slots.get(i) {
+            Some(Some(data)) => mem.write(frame, data),
+            Some(None) => mem.zero(frame),
+            None => return Err(SwapIoError),
+        }
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        if Self::take_failure(&self.fail_writes) {
+            return Err(SwapIoError);
+        }
+        let mut buf = alloc::vec![0u8; FRAME_BYTES].into_boxed_slice();
+        mem.read(frame, &mut buf);
+        let mut slots = self.slots.lock();
+        let i = (slot as usize).checked_sub(1).ok_or(SwapIoError)?;
+        let s = slots.get_mut(i).ok_or(SwapIoError)?;
+        *s = Some(buf);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_map_alloc_free_bad() {
+        let mut m = SlotMap::new(3);
+        let a = m.alloc().unwrap();
+        let b = m.alloc().unwrap();
+        let c = m.alloc().unwrap();
+        assert_eq!((a, b, c), (1, 2, 3));
+        assert_eq!(m.alloc(), None);
+        m.mark_bad(b);
+        m.free(b); // a bad slot is never freed
+        m.free(a);
+        assert_eq!(m.counts(), (1, 1, 1));
+        assert_eq!(m.alloc(), Some(1));
+        assert_eq!(m.alloc(), None);
+        assert_eq!(m.state(2), Some(SlotState::Bad));
+        assert_eq!(m.state(0), None);
+        assert_eq!(m.state(9), None);
+    }
+}

@@ -1,0 +1,295 @@
+//! `Uvm`: the engine's global context (the seed's `uvm` + `uvmexp` globals, as one value).
+//!
+//! It owns the page pool (the frames the hypervisor handed over, with per-frame metadata), the page
+//! queues, the physical-memory and TLB back ends, the reverse map, the optional swap device and
+//! the global counters. Nothing here is a hidden singleton: several `Uvm`s can coexist (the host
+//! tests make one per test).
+//!
+//! It also hands frames to the stage-2 tables ([`TableFrames`]), from the same pool.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::ops::Range;
+
+use crate::addr::{Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};
+use crate::page::{Owner, PageFlags, PageInfo, PageMeta, Queue, Queues};
+use crate::physmem::PhysMem;
+use crate::pmap::{Rmap, TableFrames, Tlb};
+use crate::stats::Stats;
+use crate::swap::{Swap, SwapDevice};
+
+/// The global context of the engine.
+pub struct Uvm {
+    mem: Arc<dyn PhysMem>,
+    tlb: Arc<dyn Tlb>,
+    rmap: Arc<Rmap>,
+    base: Pa,
+    pages: Vec<spin::Mutex<PageMeta>>,
+    /// Stands in for the metadata of an index outside the pool, so a bad index cannot panic.
+    dummy: spin::Mutex<PageMeta>,
+    queues: spin::Mutex<Queues>,
+    swap: spin::RwLock<Option<Arc<Swap>>>,
+    reserve: core::sync::atomic::AtomicUsize,
+    stats: Stats,
+}
+
+impl Uvm {
+    /// A context whose page pool is every whole frame inside `pool`.
+    pub fn new(mem: Arc<dyn PhysMem>, tlb: Arc<dyn Tlb>, pool: Range<Pa>) -> Arc<Uvm> {
+        let start = pool.start.0.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let end = pool.end.0 & !(PAGE_SIZE - 1);
+        let n = if end > start { (end - start) >> PAGE_SHIFT } else { 0 };
+        let n = u32::try_from(n).unwrap_or(u32::MAX - 1).min(u32::MAX - 1);
+        Arc::new(Uvm {
+            mem,
+            tlb,
+            rmap: Rmap::new(),
+            base: Pa(start),
+            pages: (0..n).map(|_| spin::Mutex::new(PageMeta::default())).collect(),
+            dummy: spin::Mutex::new(PageMeta::default()),
+            queues: spin::Mutex::new(Queues::new(n)),
+            swap: spin::RwLock::new(None),
+            reserve: core::sync::atomic::AtomicUsize::new(0),
+            stats: Stats::default(),
+        })
+    }
+
+    /// Global counters (every VM's faults together).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The physical-memory back end.
+    pub fn mem(&self) -> &Arc<dyn PhysMem> {
+        &self.mem
+    }
+
+    /// The TLB back end.
+    pub fn tlb(&self) -> &Arc<dyn Tlb> {
+        &self.tlb
+    }
+
+    /// The reverse map shared by every VM's stage-2 table.
+    pub fn rmap(&self) -> &Arc<Rmap> {
+        &self.rmap
+    }
+
+    /// Attach (or replace) the swap device. Slots of a replaced device are forgotten: only call
+    /// this before anything was paged out.
+    pub fn set_swap(&self, dev: Arc<dyn SwapDevice>) {
+        *self.swap.write() = Some(Arc::new(Swap::new(dev)));
+    }
+
+    /// The swap device and its slot map, if configured.
+    pub fn swap(&self) -> Option<Arc<Swap>> {
+        self.swap.read().clone()
+    }
+
+    /// Keep `frames` free frames for stage-2 tables: guest pages are not allocated below it.
+    pub fn set_reserve(&self, frames: usize) {
+        self.reserve.store(frames, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Number of frames in the pool.
+    pub fn total_pages(&self) -> usize {
+        self.pages.len()
+    }
+
+    /// (free, active, inactive) queue lengths.
+    pub fn queue_counts(&self) -> (usize, usize, usize) {
+        let q = self.queues.lock();
+        (q.free_count(), q.active_count(), q.inactive_count())
+    }
+
+    /// Number of free frames.
+    pub fn free_pages(&self) -> usize {
+        self.queues.lock().free_count()
+    }
+
+    /// Physical address of a pool frame.
+    pub fn pa(&self, pg: PageIdx) -> Pa {
+        self.base.add_pages(u64::from(pg.0))
+    }
+
+    /// The pool frame at `pa`, if `pa` is inside the pool.
+    pub fn page_at(&self, pa: Pa) -> Option<PageIdx> {
+        let off = pa.0.checked_sub(self.base.0)?;
+        let i = u32::try_from(off >> PAGE_SHIFT).ok()?;
+        ((i as usize) < self.pages.len()).then_some(PageIdx(i))
+    }
+
+    /// A snapshot of one page's metadata and queue.
+    pub fn page_info(&self, pg: PageIdx) -> PageInfo {
+        let (flags, owner, loan_count, wire_count) = {
+            let m = self.page_meta(pg).lock();
+            (m.flags, m.owner_kind(), m.loan_count, m.wire_count)
+        };
+        PageInfo { flags, owner, loan_count, wire_count, queue: self.queues.lock().queue_of(pg) }
+    }
+
+    /// The metadata lock of a frame (PAGE: a leaf, only PAGE QUEUES may be taken inside).
+    pub(crate) fn page_meta(&self, pg: PageIdx) -> &spin::Mutex<PageMeta> {
+        self.pages.get(pg.0 as usize).unwrap_or(&self.dummy)
+    }
+
+    /// Allocate a frame for `owner` (the seed's `uvm_pagealloc`): BUSY, and zeroed when `zero`
+    /// (otherwise FAKE: its contents are garbage until filled). On no queue. `None` when only the
+    /// reserve is left.
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES then PAGE; any lock above them may be held.
+    pub(crate) fn alloc_page(&self, owner: Owner, zero: bool) -> Option<PageIdx> {
+        let reserve = self.reserve.load(core::sync::atomic::Ordering::Relaxed);
+        let pg = {
+            let mut q = self.queues.lock();
+            if q.free_count() <= reserve {
+                return None;
+            }
+            q.pop_free()?
+        };
+        if zero {
+            self.mem.zero(self.pa(pg));
+        }
+        let mut m = self.page_meta(pg).lock();
+        *m = PageMeta {
+            flags: if zero { PageFlags::BUSY } else { PageFlags::BUSY | PageFlags::FAKE },
+            owner,
+            ..PageMeta::default()
+        };
+        Some(pg)
+    }
+
+    /// Return a frame to the free queue. The caller made sure nothing maps it.
+    pub(crate) fn free_page(&self, pg: PageIdx) {
+        *self.page_meta(pg).lock() = PageMeta::default();
+        self.queues.lock().push_free(pg);
+    }
+
+    /// Clear BUSY (and WANTED, FAKE) on a page the caller made BUSY. A page RELEASED meanwhile is
+    /// freed instead; returns true in that case. (The seed wakes WANTED sleepers here; our
+    /// waiters restarted and will simply re-fault.)
+    pub(crate) fn unbusy(&self, pg: PageIdx) -> bool {
+        let released = {
+            let mut m = self.page_meta(pg).lock();
+            let released = m.flags.contains(PageFlags::RELEASED);
+            m.flags.remove(PageFlags::BUSY | PageFlags::WANTED | PageFlags::FAKE);
+            released
+        };
+        if released {
+            self.page_protect(pg, Prot::NONE);
+            self.free_page(pg);
+        }
+        released
+    }
+
+    /// Put a page at the tail of the active queue (wired pages stay off the queues).
+    pub(crate) fn activate(&self, pg: PageIdx) {
+        self.requeue(pg, Queue::Active);
+    }
+
+    /// Put a page at the tail of the inactive queue (wired pages stay off the queues).
+    pub(crate) fn deactivate(&self, pg: PageIdx) {
+        self.requeue(pg, Queue::Inactive);
+    }
+
+    /// Activate a page that is on no queue (the seed's `uvm_pageenqueue`).
+    pub(crate) fn enqueue(&self, pg: PageIdx) {
+        let m = self.page_meta(pg).lock();
+        if m.wire_count == 0 {
+            let mut q = self.queues.lock();
+            if q.queue_of(pg) == Queue::None {
+                q.move_to(pg, Queue::Active);
+            }
+        }
+    }
+
+    /// Take a page off the paging queues.
+    pub(crate) fn dequeue(&self, pg: PageIdx) {
+        self.queues.lock().dequeue(pg);
+    }
+
+    fn requeue(&self, pg: PageIdx, to: Queue) {
+        let m = self.page_meta(pg).lock();
+        if m.wire_count == 0 && !matches!(m.owner, Owner::Free | Owner::Table) {
+            self.queues.lock().move_to(pg, to);
+        }
+    }
+
+    /// Wire a page (the seed's `uvm_pagewire`): off the queues, never paged out.
+    pub(crate) fn wire(&self, pg: PageIdx) {
+        let mut m = self.page_meta(pg).lock();
+        m.wire_count = m.wire_count.saturating_add(1);
+        self.queues.lock().dequeue(pg);
+    }
+
+    /// Unwire a page (the seed's `uvm_pageunwire`): back on the active queue at zero.
+    pub(crate) fn unwire(&self, pg: PageIdx) {
+        let mut m = self.page_meta(pg).lock();
+        m.wire_count = m.wire_count.saturating_sub(1);
+        if m.wire_count == 0 && !matches!(m.owner, Owner::Free | Owner::Table) {
+            self.queues.lock().move_to(pg, Queue::Active);
+        }
+    }
+
+    /// Lower every mapping of a page, in every VM, to `prot` (NONE removes them).
+    pub(crate) fn page_protect(&self, pg: PageIdx, prot: Prot) {
+        self.rmap.page_protect(self.pa(pg), prot);
+    }
+
+    /// Up to `max` pages from the oldest end of a queue.
+    pub(crate) fn oldest(&self, q: Queue, max: usize) -> Vec<PageIdx> {
+        self.queues.lock().oldest(q, max)
+    }
+
+    /// Give a swap slot back.
+    pub(crate) fn swap_free(&self, slot: u32) {
+        if let Some(s) = self.swap() {
+            s.map.lock().free(slot);
+        }
+    }
+
+    /// Mark a swap slot bad.
+    pub(crate) fn swap_mark_bad(&self, slot: u32) {
+        if let Some(s) = self.swap() {
+            s.map.lock().mark_bad(slot);
+        }
+    }
+}
+
+impl TableFrames for Uvm {
+    fn alloc_table(&self) -> Option<Pa> {
+        let pg = self.queues.lock().pop_free()?;
+        let pa = self.pa(pg);
+        self.mem.zero(pa);
+        *self.page_meta(pg).lock() = PageMeta { owner: Owner::Table, ..PageMeta::default() };
+        Some(pa)
+    }
+
+    fn free_table(&self, frame: Pa) {
+        if let Some(pg) = self.page_at(frame) {
+            self.free_page(pg);
+        }
+    }
+
+    fn alloc_root(&self) -> Option<Pa> {
+        let base = self.base.0;
+        let first = self
+            .queues
+            .lock()
+            .take_pair(|i| (base + u64::from(i) * PAGE_SIZE).is_multiple_of(2 * PAGE_SIZE))?;
+        for pg in [first, PageIdx(first.0 + 1)] {
+            self.mem.zero(self.pa(pg));
+            *self.page_meta(pg).lock() = PageMeta { owner: Owner::Table, ..PageMeta::default() };
+        }
+        Some(self.pa(first))
+    }
+}
+
+impl core::fmt::Debug for Uvm {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Uvm")
+            .field("base", &self.base)
+            .field("pages", &self.pages.len())
+            .finish_non_exhaustive()
+    }
+}
