@@ -499,6 +499,32 @@ fn concurrent_enter_and_page_protect() {
 }
 
 #[test]
+fn concurrent_drop_and_page_protect() {
+    use std::thread;
+    let fx = Fx::new(64);
+    thread::scope(|s| {
+        let fx = &fx;
+        s.spawn(move || {
+            for r in 0..300u64 {
+                let vm = fx.stage2(1 + (r % 200) as u16).unwrap();
+                for i in 0..8 {
+                    vm.enter(IPA.add_pages(i * 3), P1, RW, EnterFlags::empty()).unwrap();
+                }
+                drop(vm); // races with page_protect holding an upgraded reference
+            }
+        });
+        s.spawn(move || {
+            for r in 0..3000 {
+                fx.rmap.page_protect(P1, if r % 2 == 0 { Prot::READ } else { Prot::NONE });
+                fx.rmap.clear_reference(P1);
+            }
+        });
+    });
+    assert_eq!((fx.frames.in_use(), fx.rmap.frames()), (0, 0));
+    fx.clean();
+}
+
+#[test]
 fn provided_alloc_root_finds_an_aligned_pair() {
     /// A `TableFrames` without its own `alloc_root`, handing out ascending frames from 0x1000.
     struct Plain(spin::Mutex<(u64, Vec<Pa>)>);
