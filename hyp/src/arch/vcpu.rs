@@ -270,3 +270,11 @@ pub fn translate_s1e1r(va: u64) -> Option<u64> {
         Some((par & PAR_PA_MASK) | (va & 0xfff))
     }
 }
+
+/// Per-CPU setup before the first guest: HCR_EL2 = [`HCR_GUEST`] so that physical IRQs are
+/// routed to EL2 (and wake an idle `WFI`) even before any vCPU was loaded on this CPU.
+pub fn init_cpu() {
+    // SAFETY: HCR_EL2 controls EL1&0 only (no E2H/TGE), and no EL1&0 code runs until a vCPU is
+    // loaded with `El2Controls::load`.
+    unsafe { asm!("msr hcr_el2, {}", "isb", in(reg) HCR_GUEST, options(nomem, nostack, preserves_flags)) };
+}

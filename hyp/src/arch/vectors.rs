@@ -128,8 +128,7 @@ pub fn enter_guest(regs: &mut GuestRegs) -> Exit {
 
 /// Point VBAR_EL2 at the vector table. Call once per CPU before entering any guest (cpu_main does).
 pub fn install() {
-    // SAFETY: taking the address of a linker symbol defined in the global_asm below.
-    let base = unsafe { core::ptr::addr_of!(__uvmhyp_vectors) } as u64;
+    let base = core::ptr::addr_of!(__uvmhyp_vectors) as u64;
     // SAFETY: the table is 2 KiB aligned and every entry is valid code; ISB makes it effective.
     unsafe { core::arch::asm!("msr vbar_el2, {0}", "isb", in(reg) base, options(nostack)) };
 }

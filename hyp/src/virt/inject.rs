@@ -1,0 +1,124 @@
+//! Injecting synchronous exceptions into a guest's EL1 (Arm ARM D1.10 "Exception entry",
+//! `AArch64.TakeException`).
+//!
+//! Taking an exception to EL1 from the vCPU's current PSTATE:
+//! - ESR_EL1 = syndrome, FAR_EL1 = faulting VA (aborts), ELR_EL1 = preferred return address (the
+//!   faulting instruction), SPSR_EL1 = the interrupted PSTATE;
+//! - PC = VBAR_EL1 + vector offset: 0x000 from EL1 with SP_EL0 (EL1t), 0x200 from EL1 with SP_EL1
+//!   (EL1h), 0x400 from EL0 in AArch64; + 0x000 for a synchronous exception;
+//! - PSTATE = EL1h with D, A, I, F masked (ARMv8.0: no PAN/SSBS/BTYPE/… to set).
+//! The EC of an abort depends on the source EL: "same EL" (0x21/0x25) from EL1, "lower EL"
+//! (0x20/0x24) from EL0.
+//!
+//! Guest crash policy (contracts §B): injecting while VBAR_EL1 does not lead to guest RAM, or the
+//! third injection in a row at the same ELR and FAR, stops the VM instead of looping forever.
+
+use alloc::format;
+use alloc::string::String;
+
+use super::esr::inject_ec;
+use super::vm::Vcpu;
+use crate::arch::vcpu::{self, pstate, El1Exception, SCTLR_EL1_M};
+use vm::Ipa;
+
+/// Offsets inside the EL1 vector table (synchronous entries).
+const VECTOR_CURRENT_SP0: u64 = 0x000;
+const VECTOR_CURRENT_SPX: u64 = 0x200;
+const VECTOR_LOWER_AARCH64: u64 = 0x400;
+/// Size of the whole vector table.
+const VECTOR_TABLE_BYTES: u64 = 0x800;
+/// Injections in a row at the same ELR before the VM is declared crashed.
+const MAX_INJECT_STREAK: u8 = 3;
+
+/// The exception cannot be delivered: the VM must be stopped with this reason.
+pub type Undeliverable = String;
+
+/// What to inject.
+#[derive(Clone, Copy, Debug)]
+pub enum Injection {
+    /// Synchronous external abort on a data access at `far`.
+    DataAbort { far: u64 },
+    /// Synchronous external abort on an instruction fetch at `far`.
+    InstrAbort { far: u64 },
+    /// Undefined instruction.
+    Undefined,
+}
+
+impl Injection {
+    fn name(self) -> &'static str {
+        match self {
+            Injection::DataAbort { .. } => "data abort",
+            Injection::InstrAbort { .. } => "instruction abort",
+            Injection::Undefined => "undefined instruction",
+        }
+    }
+}
+
+/// Deliver `what` to the loaded vCPU `v` (its EL1 registers are live on this CPU).
+pub fn inject(v: &mut Vcpu, what: Injection) -> Result<(), Undeliverable> {
+    let spsr = v.regs.spsr_el2;
+    if spsr & pstate::MODE_RW_AARCH32 != 0 {
+        return Err(String::from("exception in AArch32 state"));
+    }
+    let (offset, same_el) = match spsr & pstate::MODE_MASK {
+        pstate::MODE_EL1T => (VECTOR_CURRENT_SP0, true),
+        pstate::MODE_EL1H => (VECTOR_CURRENT_SPX, true),
+        pstate::MODE_EL0T => (VECTOR_LOWER_AARCH64, false),
+        m => return Err(format!("exception from unexpected mode {m:#x}")),
+    };
+    let (ec, iss, far) = match what {
+        Injection::DataAbort { far } => {
+            let ec = if same_el { inject_ec::DATA_ABORT_SAME_EL } else { inject_ec::DATA_ABORT_LOWER_EL };
+            (ec, inject_ec::FSC_SEA, far)
+        }
+        Injection::InstrAbort { far } => {
+            let ec = if same_el { inject_ec::INSTR_ABORT_SAME_EL } else { inject_ec::INSTR_ABORT_LOWER_EL };
+            (ec, inject_ec::FSC_SEA, far)
+        }
+        Injection::Undefined => (inject_ec::UNKNOWN, 0, 0),
+    };
+
+    let (vbar, sctlr) = vcpu::live_vbar_sctlr();
+    check_vector(v, vbar, sctlr)?;
+
+    // A guest that keeps re-executing the same faulting access (its handler returns to it, or
+    // the handler itself faults) is looping: same ELR and same FAR three times in a row.
+    let elr = v.regs.elr_el2;
+    if elr == v.last_inject_elr && far == v.last_inject_far {
+        v.inject_streak = v.inject_streak.saturating_add(1);
+    } else {
+        v.last_inject_elr = elr;
+        v.last_inject_far = far;
+        v.inject_streak = 1;
+    }
+    if v.inject_streak >= MAX_INJECT_STREAK {
+        return Err(format!(
+            "{} injected {MAX_INJECT_STREAK} times in a row at ELR {elr:#x} (FAR {far:#x})",
+            what.name()
+        ));
+    }
+
+    vcpu::inject(&El1Exception {
+        esr_el1: (ec << inject_ec::SHIFT) | inject_ec::IL | iss,
+        far_el1: far,
+        elr_el1: elr,
+        spsr_el1: spsr,
+    });
+    v.regs.elr_el2 = vbar + offset;
+    v.regs.spsr_el2 = pstate::MODE_EL1H | pstate::DAIF;
+    Ok(())
+}
+
+/// The vector table must be guest RAM: with the MMU off VBAR_EL1 is an IPA; with it on, the
+/// loaded stage-1 tables say where it is.
+fn check_vector(v: &Vcpu, vbar: u64, sctlr: u64) -> Result<(), Undeliverable> {
+    let ipa = if sctlr & SCTLR_EL1_M == 0 { Some(vbar) } else { vcpu::translate_s1e1r(vbar) };
+    let in_ram = ipa.is_some_and(|ipa| {
+        v.vm.map.contains(Ipa(ipa)) && v.vm.map.contains(Ipa(ipa + VECTOR_TABLE_BYTES - 1))
+    });
+    if in_ram {
+        Ok(())
+    } else {
+        Err(format!("exception vectors (VBAR_EL1 {vbar:#x}) are not in guest RAM"))
+    }
+}

@@ -1,0 +1,66 @@
+//! PSCI 1.0 for guests (the subset of contracts §B), reached through HVC or SMC.
+
+use super::hvc::{ret, set_ret};
+use super::sched;
+use super::vm::{Stopped, Vcpu};
+use super::{Hyp, Next};
+
+/// PSCI function ids (DEN0022, "PSCI function IDs").
+mod fid {
+    pub const PSCI_VERSION: u32 = 0x8400_0000;
+    pub const CPU_OFF: u32 = 0x8400_0002;
+    pub const CPU_ON_64: u32 = 0xC400_0003;
+    pub const SYSTEM_OFF: u32 = 0x8400_0008;
+    pub const PSCI_FEATURES: u32 = 0x8400_000A;
+}
+
+/// PSCI 1.0.
+const VERSION_1_0: i64 = 0x0001_0000;
+/// PSCI ALREADY_ON.
+const ALREADY_ON: i64 = -4;
+/// Every function implemented here (PSCI_FEATURES answers 0 for these).
+const IMPLEMENTED: &[u32] = &[fid::PSCI_VERSION, fid::CPU_OFF, fid::CPU_ON_64, fid::SYSTEM_OFF, fid::PSCI_FEATURES];
+/// MPIDR Aff0 (the vCPU index); higher affinity fields must be 0.
+const MPIDR_AFF0_MASK: u64 = 0xff;
+const MPIDR_AFF_HIGH_MASK: u64 = 0xff_00ff_ff00;
+
+pub fn handle(h: &Hyp, v: &mut Vcpu, id: u32) -> Next {
+    match id {
+        fid::PSCI_VERSION => set_ret(v, VERSION_1_0),
+        fid::PSCI_FEATURES => {
+            let f = v.regs.x[1] as u32;
+            set_ret(v, if IMPLEMENTED.contains(&f) { ret::SUCCESS } else { ret::NOT_SUPPORTED });
+        }
+        fid::CPU_ON_64 => {
+            let r = cpu_on(h, v, v.regs.x[1], v.regs.x[2], v.regs.x[3]);
+            set_ret(v, r);
+        }
+        fid::CPU_OFF => return Next::Off,
+        fid::SYSTEM_OFF => return h.stop_vm(&v.vm, Stopped::Exited(0)),
+        _ => set_ret(v, ret::NOT_SUPPORTED),
+    }
+    Next::Resume
+}
+
+/// Power on vCPU `mpidr` of the caller's VM at `entry` with x0 = `context`.
+fn cpu_on(h: &Hyp, v: &Vcpu, mpidr: u64, entry: u64, context: u64) -> i64 {
+    if mpidr & MPIDR_AFF_HIGH_MASK != 0 {
+        return ret::INVALID_PARAMETERS;
+    }
+    let index = (mpidr & MPIDR_AFF0_MASK) as usize;
+    if index >= usize::from(v.vm.nr_vcpus) {
+        return ret::INVALID_PARAMETERS;
+    }
+    let target = {
+        let mut parked = v.vm.parked.lock();
+        match parked.get_mut(index) {
+            Some(slot) => slot.take(),
+            None => return ret::INVALID_PARAMETERS,
+        }
+    };
+    let Some(mut target) = target else { return ALREADY_ON };
+    target.power_on(entry, context);
+    v.vm.online.fetch_add(1, core::sync::atomic::Ordering::AcqRel);
+    sched::push(h, target);
+    ret::SUCCESS
+}

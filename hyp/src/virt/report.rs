@@ -1,0 +1,58 @@
+//! The end-of-run report (contracts §D): per-VM exit lines as VMs stop, then the uvmexp counters
+//! table (one column per VM and a total) and the summary line.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::out::outln;
+use super::vm::{Stopped, Vm};
+use alloc::sync::Arc;
+use vm::stats::StatsSnapshot;
+
+/// `uvmhyp: vm<N> (<name>) exited <status>` / `… crashed: <reason>`.
+pub fn vm_stopped(vm: &Vm, why: &Stopped) {
+    match why {
+        Stopped::Exited(s) => outln!("uvmhyp: vm{} ({}) exited {}", vm.id, vm.name, s),
+        Stopped::Crashed(r) => outln!("uvmhyp: vm{} ({}) crashed: {}", vm.id, vm.name, r),
+    }
+}
+
+/// Print the counters table and the summary; returns the number of failed VMs.
+pub fn table(vms: &[Arc<Vm>]) -> usize {
+    let snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.map.stats().snapshot()).collect();
+    let total = snaps.iter().fold(StatsSnapshot::default(), |acc, s| acc.add(s));
+
+    let mut header: Vec<String> = vec![String::from("counter")];
+    header.extend(vms.iter().map(|v| format!("vm{}", v.id)));
+    header.push(String::from("total"));
+
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for (i, (name, t)) in total.fields().enumerate() {
+        let mut row = vec![String::from(name)];
+        row.extend(snaps.iter().map(|s| s.fields().nth(i).map_or(0, |(_, x)| x).to_string()));
+        row.push(t.to_string());
+        rows.push(row);
+    }
+
+    let cols = header.len();
+    let width: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().chain(core::iter::once(&header)).map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let fmt_row = |r: &[String]| {
+        let mut s = format!("{:<w$}", r[0], w = width[0]);
+        for c in 1..cols {
+            s.push_str(&format!("  {:>w$}", r[c], w = width[c]));
+        }
+        s
+    };
+    outln!("{}", fmt_row(&header));
+    for r in &rows {
+        outln!("{}", fmt_row(r));
+    }
+
+    let failed = vms.iter().filter(|v| v.stopped_state() != Some(Stopped::Exited(0))).count();
+    outln!("uvmhyp: {} VMs, {} failed", vms.len(), failed);
+    failed
+}

@@ -1,0 +1,161 @@
+//! Virtual machines and virtual CPUs.
+//!
+//! A [`Vm`] is a `vm::map::Map` (whose stage-2 table carries the VM's VMID = its id), a console
+//! line buffer, and its vCPUs. A [`Vcpu`] is plain data owned by whoever runs it: it moves by
+//! `Box` between the run queue, a physical CPU, and its VM's `parked` slots (powered off), so no
+//! lock protects a vCPU's registers and none is held while a guest runs.
+//!
+//! # Locks
+//! `Vm::state` and `Vm::parked` are leaves (never held while taking another lock, except that
+//! `stop` takes `state` alone). The run queue lock is never held with a VM lock.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use spin::Mutex;
+
+use crate::arch::vcpu::{pstate, El1Sysregs, El2Controls};
+use crate::arch::vectors::GuestRegs;
+use vm::map::Map;
+use vm::pmap::Stage2;
+
+/// Why a VM is no longer running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// UVMHYP_EXIT or PSCI SYSTEM_OFF with this status.
+    Exited(u32),
+    /// The hypervisor stopped it (guest bug or resource failure); the reason is reported.
+    Crashed(String),
+}
+
+/// One guest.
+pub struct Vm {
+    /// VM id (1, 2, …); also its VMID.
+    pub id: u16,
+    pub name: String,
+    pub map: Arc<Map>,
+    /// Guest RAM size in bytes (from 0x4000_0000).
+    pub ram_bytes: u64,
+    /// Size of the guest image in bytes.
+    pub image_bytes: u64,
+    /// Number of vCPUs.
+    pub nr_vcpus: u16,
+    stopped: AtomicBool,
+    state: Mutex<Option<Stopped>>,
+    /// Powered-off vCPUs, by index (`Some` = off and available to PSCI CPU_ON).
+    pub parked: Mutex<Vec<Option<Box<Vcpu>>>>,
+    /// vCPUs powered on (running, queued or being handled).
+    pub online: AtomicU32,
+    /// Partial console line (PL011 writes).
+    pub console: Mutex<Vec<u8>>,
+    /// MMIO accesses to unknown device registers (read 0 / write ignored).
+    pub mmio_unknown: AtomicU64,
+    /// Set once the first unknown MMIO access has been logged.
+    pub mmio_logged: AtomicBool,
+}
+
+impl Vm {
+    pub fn new(id: u16, name: String, map: Arc<Map>, ram_bytes: u64, image_bytes: u64, nr_vcpus: u16) -> Arc<Vm> {
+        Arc::new(Vm {
+            id,
+            name,
+            map,
+            ram_bytes,
+            image_bytes,
+            nr_vcpus,
+            stopped: AtomicBool::new(false),
+            state: Mutex::new(None),
+            parked: Mutex::new(Vec::new()),
+            online: AtomicU32::new(0),
+            console: Mutex::new(Vec::new()),
+            mmio_unknown: AtomicU64::new(0),
+            mmio_logged: AtomicBool::new(false),
+        })
+    }
+
+    pub fn stage2(&self) -> &Arc<Stage2> {
+        self.map.stage2()
+    }
+
+    /// True once the VM exited or crashed: its vCPUs are dropped at their next exit.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Stop the VM. Returns true for the first caller (who reports it); later calls are ignored.
+    ///
+    /// # Locks
+    /// Takes `state`; call with no VM lock held.
+    pub fn stop(&self, why: Stopped) -> bool {
+        let mut st = self.state.lock();
+        if st.is_some() {
+            return false;
+        }
+        *st = Some(why);
+        self.stopped.store(true, Ordering::Release);
+        true
+    }
+
+    /// How the VM stopped, if it did.
+    pub fn stopped_state(&self) -> Option<Stopped> {
+        self.state.lock().clone()
+    }
+
+    /// EL2 controls of vCPU `index` of this VM.
+    pub fn controls(&self, index: u16) -> El2Controls {
+        El2Controls {
+            vttbr_el2: self.stage2().vttbr(),
+            vtcr_el2: Stage2::VTCR_EL2,
+            vmpidr_el2: vmpidr(index),
+            cntvoff_el2: 0,
+        }
+    }
+}
+
+/// VMPIDR_EL2 for vCPU `index`: Aff0 = index, bit 31 RES1 (multiprocessor format).
+fn vmpidr(index: u16) -> u64 {
+    const MPIDR_RES1: u64 = 1 << 31;
+    MPIDR_RES1 | u64::from(index & 0xff)
+}
+
+/// One virtual CPU of a VM.
+pub struct Vcpu {
+    pub vm: Arc<Vm>,
+    pub index: u16,
+    pub regs: GuestRegs,
+    pub el1: El1Sysregs,
+    /// Exception-injection loop detection: ELR and FAR of the last injected exception and how
+    /// many times in a row they were the same.
+    pub last_inject_elr: u64,
+    pub last_inject_far: u64,
+    pub inject_streak: u8,
+}
+
+impl Vcpu {
+    /// A powered-off vCPU in its reset state.
+    pub fn new(vm: Arc<Vm>, index: u16) -> Box<Vcpu> {
+        Box::new(Vcpu {
+            vm,
+            index,
+            regs: GuestRegs::zeroed(),
+            el1: El1Sysregs::reset(),
+            last_inject_elr: u64::MAX,
+            last_inject_far: u64::MAX,
+            inject_streak: 0,
+        })
+    }
+
+    /// Reset to power on at `entry` with x0 = `context`: EL1h, MMU off, DAIF masked.
+    pub fn power_on(&mut self, entry: u64, context: u64) {
+        self.regs = GuestRegs::zeroed();
+        self.regs.x[0] = context;
+        self.regs.elr_el2 = entry;
+        self.regs.spsr_el2 = pstate::MODE_EL1H | pstate::DAIF;
+        self.el1 = El1Sysregs::reset();
+        self.last_inject_elr = u64::MAX;
+        self.last_inject_far = u64::MAX;
+        self.inject_streak = 0;
+    }
+}
