@@ -56,7 +56,7 @@ use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer};
 const EXIT_BAD_SCENARIO: u32 = 2;
 /// QEMU exit status after a hypervisor panic.
 const EXIT_PANIC: u32 = 101;
-/// The heap ends here (relative to RAM base) when RAM is large enough; see [`carve`].
+/// The heap ends at least this far above RAM base when RAM is large enough; see [`carve`].
 const HEAP_END_OFFSET: u64 = 128 << 20;
 const PAGE: u64 = 4096;
 
@@ -71,11 +71,16 @@ struct Carving {
 
 /// Splits RAM above our image into heap and pool. RAM below `image.end` (DTB, image, stacks) is
 /// never handed out.
+///
+/// The heap holds the engine's per-frame metadata, so it grows with RAM: up to RAM base +
+/// max(128 MiB, RAM / 8) (about 125 MiB for `-m 1G`, room for ~500 bytes per pool frame), or
+/// RAM / 8 above the image on machines under 512 MiB. Its end is 2 MiB aligned, which also lets
+/// the buddy allocator form large blocks.
 fn carve(ram: &Range<u64>, image: &Range<u64>) -> Carving {
     let ram_size = ram.end - ram.start;
     let heap_start = image.end.next_multiple_of(PAGE);
     let heap_end = if ram_size >= 4 * HEAP_END_OFFSET {
-        ram.start + HEAP_END_OFFSET
+        ram.start + HEAP_END_OFFSET.max((ram_size / 8).next_multiple_of(2 << 20))
     } else {
         (heap_start + ram_size / 8).next_multiple_of(2 << 20)
     };
@@ -117,6 +122,7 @@ pub(crate) fn boot_main() -> ! {
         timer::freq()
     );
 
+    timer_selftest();
     start_secondaries();
 
     let config = config::load().unwrap_or_else(|e| {
@@ -149,6 +155,27 @@ fn limit_pool(pool: Range<Pa>, limit: Option<u64>) -> Range<Pa> {
     pool.start..Pa(pool.start.0 + (limit & !(PAGE - 1)))
 }
 
+/// Checks that the EL2 hypervisor timer reaches this CPU through the GIC as INTID 26: arms it
+/// 1 ms ahead, then acknowledges it by polling (IRQs stay masked, no vectors involved).
+fn timer_selftest() {
+    timer::arm_in(timer::us_to_ticks(1000));
+    let deadline = timer::now() + timer::us_to_ticks(200_000);
+    let got = loop {
+        if let Some(intid) = gic::ack() {
+            gic::eoi(intid);
+            break Some(intid);
+        }
+        if timer::now() > deadline {
+            break None;
+        }
+        core::hint::spin_loop();
+    };
+    timer::disarm();
+    if got != Some(gic::HYP_TIMER_INTID) {
+        log::warn!("CPU {}: hypervisor timer self-test: expected INTID 26, got {got:?}", cpu::index());
+    }
+}
+
 /// Starts CPUs 1.. with PSCI CPU_ON and waits until each has finished its bring-up.
 fn start_secondaries() {
     if let Ok((major, minor)) = psci::version() {
@@ -165,15 +192,17 @@ fn start_secondaries() {
             core::hint::spin_loop();
         }
     }
-    info!("{} CPU(s) online", cpu::online());
+    info!("{} CPU(s) online, EL2 MMU and GIC up on each", cpu::online());
 }
 
 /// A secondary CPU, entered from `arch::entry` with the MMU off.
 pub(crate) fn secondary_main(index: usize) -> ! {
     mmu::enable();
+    assert!(mmu::is_enabled(), "CPU {index}: EL2 MMU did not turn on");
     cpu::current().mpidr.store(cpu::read_mpidr(), Ordering::Relaxed);
     timer::disarm();
     gic::init_cpu();
+    timer_selftest();
     cpu::mark_online();
     while !RELEASE.load(Ordering::Acquire) {
         cpu::wfe();

@@ -115,6 +115,7 @@ pub fn mask_interrupts() {
 }
 
 /// Unmasks IRQs at EL2 (PSTATE.I = 0).
+#[allow(dead_code)] // API
 pub fn unmask_irq() {
     // SAFETY: unmasking IRQ is sound once vectors are installed (the caller's responsibility
     // is only correctness, not memory safety: an IRQ without vectors is a boot-vector panic).

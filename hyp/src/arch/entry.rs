@@ -103,7 +103,7 @@ unsafe extern "C" {
 
 /// Physical (= virtual, identity-mapped) address of the secondary-CPU entry point, for CPU_ON.
 pub fn secondary_entry() -> u64 {
-    _secondary_start as usize as u64
+    _secondary_start as *const () as u64
 }
 
 /// First Rust code on every CPU. Stack, `TPIDR_EL2` and (CPU 0) `.bss` are ready; MMU is off.

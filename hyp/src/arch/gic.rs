@@ -83,6 +83,7 @@ fn enable_private(cpu: usize, intid: u32) {
     let _ = g.enable_interrupt(id, Some(cpu), true);
 }
 
+#[allow(dead_code)] // API for the virtualization layer
 /// Enables a private interrupt (SGI 0..15 or PPI 16..31, by INTID) on the calling CPU.
 pub fn enable_ppi(intid: u32) {
     assert!(intid < 32, "enable_ppi: INTID {intid} is not private");
@@ -103,6 +104,7 @@ pub fn eoi(intid: u32) {
     }
 }
 
+#[allow(dead_code)] // API for the virtualization layer (IPIs)
 /// Sends SGI `sgi` (0..15) to physical CPU `cpu` (dense index; QEMU virt: MPIDR Aff0 = index).
 /// The target must have enabled that SGI with [`enable_ppi`].
 pub fn send_sgi(cpu: usize, sgi: u32) {

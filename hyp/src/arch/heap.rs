@@ -40,12 +40,13 @@ unsafe impl GlobalAlloc for Allocator {
 /// Hands `region` (page-aligned RAM, identity-mapped cacheable, used by nothing else — the caller
 /// carved it out of RAM) to the allocator. CPU 0, once, before the first allocation.
 pub fn init(region: Range<u64>) {
-    assert!(region.start < region.end && region.start % 4096 == 0, "bad heap region");
+    assert!(region.start < region.end && region.start.is_multiple_of(4096), "bad heap region");
     // SAFETY: `region` is RAM that boot carved for the heap alone (above the image and stacks,
     // below the page pool); it is mapped Normal cacheable by mmu.rs and never accessed otherwise.
     unsafe { HEAP.0.lock().add_to_heap(region.start as usize, region.end as usize) };
 }
 
+#[allow(dead_code)] // diagnostics for the virtualization layer
 /// (bytes allocated as requested by callers, bytes actually reserved, total heap bytes).
 pub fn stats() -> (usize, usize, usize) {
     let h = HEAP.0.lock();

@@ -113,7 +113,7 @@ pub fn init(ram: Range<u64>) -> Result<(), MmuError> {
     while a < end {
         let slot = (a / L1_BLOCK) as usize;
         let slot_end = (slot as u64 + 1) * L1_BLOCK;
-        if a % L1_BLOCK == 0 && end >= slot_end {
+        if a.is_multiple_of(L1_BLOCK) && end >= slot_end {
             L1.set(slot, (a & desc::OA_MASK) | NORMAL);
             a = slot_end;
         } else {

@@ -16,6 +16,7 @@ pub fn cpu_on(mpidr: u64, entry: u64, context_id: u64) -> Result<(), Error> {
     smccc::psci::cpu_on::<Smc>(mpidr, entry, context_id)
 }
 
+#[allow(dead_code)] // API
 /// Powers the whole machine off (QEMU exits with status 0). Prefer `semihosting::exit`, which
 /// carries a status.
 pub fn system_off() -> Result<(), Error> {

@@ -12,6 +12,7 @@ use core::arch::asm;
 
 const SYS_OPEN: u64 = 0x01;
 const SYS_CLOSE: u64 = 0x02;
+#[allow(dead_code)]
 const SYS_WRITEC: u64 = 0x03;
 const SYS_WRITE0: u64 = 0x04;
 const SYS_WRITE: u64 = 0x05;
@@ -52,6 +53,7 @@ impl core::fmt::Display for Error {
 pub struct Handle(u64);
 
 /// `fopen`-style modes (the semihosting mode numbers).
+#[allow(clippy::enum_variant_names)] // named after the C modes "rb", "wb", "ab"
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// "rb": read, binary.
@@ -80,6 +82,7 @@ unsafe fn call(op: u64, param: u64) -> u64 {
 }
 
 /// Writes one byte to the host console.
+#[allow(dead_code)] // API
 pub fn writec(c: u8) {
     let b = c;
     // SAFETY: SYS_WRITEC reads one byte at `&b`, which lives across the call.
