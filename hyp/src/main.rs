@@ -138,10 +138,10 @@ pub(crate) fn boot_main() -> ! {
         (pool.end.0 - pool.start.0) / PAGE
     );
 
-    virt_start(config, pool);
+    virt::start(config, pool);
     RELEASE.store(true, Ordering::Release);
     cpu::sev();
-    virt_cpu_main(0)
+    virt::cpu_main(0)
 }
 
 /// Applies `pool=` (rounded down to whole frames; more than is free is clamped with a warning).
@@ -207,41 +207,7 @@ pub(crate) fn secondary_main(index: usize) -> ! {
     while !RELEASE.load(Ordering::Acquire) {
         cpu::wfe();
     }
-    virt_cpu_main(index)
-}
-
-/// Hands the scenario to the virtualization layer (placeholder until `virt::start` exists).
-fn virt_start(config: config::Config, pool: Range<Pa>) {
-    for (i, vm) in config.vms.iter().enumerate() {
-        info!(
-            "vm{} ({}): {} image {} KiB entry {:#x}, RAM {} MiB, {} vCPU(s)",
-            i + 1,
-            vm.name,
-            vm.path,
-            vm.image.len() >> 10,
-            vm.entry.0,
-            vm.ram_bytes >> 20,
-            vm.cpus
-        );
-    }
-    info!("trace -> {}", config.trace_path);
-    let _ = pool;
-}
-
-/// Per-CPU scheduler loop of the virtualization layer (placeholder: exits once all CPUs got here).
-fn virt_cpu_main(index: usize) -> ! {
-    static ARRIVED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
-    let n = ARRIVED.fetch_add(1, Ordering::AcqRel) + 1;
-    if index == 0 {
-        while ARRIVED.load(Ordering::Acquire) < cpu::count() {
-            core::hint::spin_loop();
-        }
-        info!("all {} CPUs reached cpu_main (MMU on: {}); no virt layer yet, exiting", n.max(cpu::count()), mmu::is_enabled());
-        semihosting::exit(0);
-    }
-    loop {
-        cpu::wfe();
-    }
+    virt::cpu_main(index)
 }
 
 #[panic_handler]
