@@ -73,7 +73,9 @@ impl AmapState {
     /// The anons of `n` slots from `slot` (the seed's `amap_lookups`); slots past the end read
     /// as empty.
     pub fn lookups(&self, slot: usize, n: usize) -> Vec<Option<Arc<Anon>>> {
-        (0..n).map(|i| slot.checked_add(i).and_then(|s| self.lookup(s)).cloned()).collect()
+        (0..n)
+            .map(|i| slot.checked_add(i).and_then(|s| self.lookup(s)).cloned())
+            .collect()
     }
 
     /// Put `anon` into `slot` (the seed's `amap_add`), returning the anon it replaces. The caller
@@ -143,7 +145,9 @@ fn unref_locked(uvm: &Uvm, st: &mut AmapState, slotoff: usize, npages: usize) {
     }
     let r = st.range(slotoff, npages);
     for i in r {
-        let Some(c) = st.slot_refs.get_mut(i) else { continue };
+        let Some(c) = st.slot_refs.get_mut(i) else {
+            continue;
+        };
         *c = c.saturating_sub(1);
         if *c == 0 {
             if let Some(anon) = st.slots.get_mut(i).and_then(Option::take) {
@@ -175,7 +179,10 @@ pub(crate) fn amap_copy_range(uvm: &Uvm, old: &AmapRef, npages: usize) -> AmapRe
         }
         unref_locked(uvm, &mut ost, old.slotoff, npages);
     }
-    AmapRef { amap: new, slotoff: 0 }
+    AmapRef {
+        amap: new,
+        slotoff: 0,
+    }
 }
 
 /// Split `aref` (covering `total` pages) at page `at`, for an entry being clipped: returns the
@@ -192,12 +199,23 @@ pub(crate) fn amap_split(aref: &AmapRef, at: usize, total: usize) -> AmapRef {
         let slot_refs = st.slot_refs.split_off(cut);
         drop(st);
         let new = Arc::new(Amap {
-            state: spin::Mutex::new(AmapState { slots, slot_refs, refs: 1, shared: false }),
+            state: spin::Mutex::new(AmapState {
+                slots,
+                slot_refs,
+                refs: 1,
+                shared: false,
+            }),
         });
-        AmapRef { amap: new, slotoff: 0 }
+        AmapRef {
+            amap: new,
+            slotoff: 0,
+        }
     } else {
         st.refs = st.refs.saturating_add(1);
-        AmapRef { amap: aref.amap.clone(), slotoff: cut }
+        AmapRef {
+            amap: aref.amap.clone(),
+            slotoff: cut,
+        }
     }
 }
 
@@ -219,17 +237,27 @@ mod tests {
         let a = Amap::new(4);
         let anon = Anon::new();
         let _ = a.lock().add(3, anon.clone());
-        let aref = AmapRef { amap: a.clone(), slotoff: 0 };
+        let aref = AmapRef {
+            amap: a.clone(),
+            slotoff: 0,
+        };
         let upper = amap_split(&aref, 2, 4);
         assert!(!Arc::ptr_eq(&upper.amap, &a));
         assert_eq!(a.lock().nslots(), 2);
-        assert!(upper.amap.lock().lookup(1).is_some_and(|x| Arc::ptr_eq(x, &anon)));
+        assert!(upper
+            .amap
+            .lock()
+            .lookup(1)
+            .is_some_and(|x| Arc::ptr_eq(x, &anon)));
     }
 
     #[test]
     fn split_shared_takes_a_reference() {
         let a = Amap::new(4);
-        let aref = AmapRef { amap: a.clone(), slotoff: 0 };
+        let aref = AmapRef {
+            amap: a.clone(),
+            slotoff: 0,
+        };
         amap_ref(&aref, 4, true);
         let upper = amap_split(&aref, 1, 4);
         assert!(Arc::ptr_eq(&upper.amap, &a));

@@ -83,6 +83,8 @@
 //! and `PQ_AOBJ` swap dropping (our only object is a read-only image).
 
 mod lower;
+#[cfg(test)]
+mod tests;
 mod upper;
 
 use alloc::sync::Arc;
@@ -202,7 +204,8 @@ impl View {
     /// Amap slot of `ipa`.
     fn slot(&self, ipa: Ipa) -> Option<usize> {
         let aref = self.aref.as_ref()?;
-        aref.slotoff.checked_add(usize::try_from(ipa.pages_since(self.start)).ok()?)
+        aref.slotoff
+            .checked_add(usize::try_from(ipa.pages_since(self.start)).ok()?)
     }
 
     /// Object offset of `ipa`.
@@ -251,7 +254,12 @@ struct Fault<'m> {
 ///
 /// # Locks
 /// Entry: nothing held by the caller for this map. Exit: nothing held, on every path.
-pub fn fault(map: &Map, ipa: Ipa, access: Access, flags: FaultFlags) -> Result<Resolved, FaultError> {
+pub fn fault(
+    map: &Map,
+    ipa: Ipa,
+    access: Access,
+    flags: FaultFlags,
+) -> Result<Resolved, FaultError> {
     let wire = flags.intersects(FaultFlags::WIRE | FaultFlags::WIREMAX);
     let mut f = Fault {
         map,
@@ -266,7 +274,13 @@ pub fn fault(map: &Map, ipa: Ipa, access: Access, flags: FaultFlags) -> Result<R
     let mut refaults = 0u8;
     loop {
         match f.attempt() {
-            Ok(case) => return Ok(Resolved { case, neighbours: f.neighbours, refaults }),
+            Ok(case) => {
+                return Ok(Resolved {
+                    case,
+                    neighbours: f.neighbours,
+                    refaults,
+                })
+            }
             Err(Step::ReFault) if refaults < MAX_REFAULTS => refaults += 1,
             Err(Step::ReFault) => {
                 f.bump(|s| &s.fltrestart);
@@ -306,8 +320,14 @@ impl<'m> Fault<'m> {
         };
 
         // Check protection.
-        let wire_fault = self.flags.intersects(FaultFlags::WIRE | FaultFlags::WIREMAX);
-        let check_prot = if self.flags.contains(FaultFlags::WIREMAX) { e.max_prot } else { e.prot };
+        let wire_fault = self
+            .flags
+            .intersects(FaultFlags::WIRE | FaultFlags::WIREMAX);
+        let check_prot = if self.flags.contains(FaultFlags::WIREMAX) {
+            e.max_prot
+        } else {
+            e.prot
+        };
         if !check_prot.contains(self.access.prot()) {
             return Err(FaultError::Protection.into());
         }
@@ -356,7 +376,10 @@ impl<'m> Fault<'m> {
             (0, 0)
         } else {
             let (b, f) = view.advice.range();
-            (b.min(self.ipa.pages_since(view.start)), f.min(end.pages_since(self.ipa).saturating_sub(1)))
+            (
+                b.min(self.ipa.pages_since(view.start)),
+                f.min(end.pages_since(self.ipa).saturating_sub(1)),
+            )
         };
         self.narrow = true;
         let mut startva = Ipa(self.ipa.0 - nback * PAGE_SIZE);
@@ -369,7 +392,10 @@ impl<'m> Fault<'m> {
             (Some(st), Some(slot)) => st.lookups(slot, npages),
             _ => alloc::vec![None; npages],
         };
-        let held = Held { map: guard, amap: held_amap };
+        let held = Held {
+            map: guard,
+            amap: held_amap,
+        };
 
         // Sequential: deactivate the pages behind us and forget them.
         if view.advice == Advice::Sequential && nback > 0 {
@@ -436,16 +462,27 @@ impl<'m> Fault<'m> {
             self.bump(|s| &s.fltlget);
             let access = want.access_type & view.mask();
             let got = obj
-                .get(self.uvm, uoff, &mut pages, centeridx, access, view.advice, GetMode::Locked)
+                .get(
+                    self.uvm,
+                    uoff,
+                    &mut pages,
+                    centeridx,
+                    access,
+                    view.advice,
+                    GetMode::Locked,
+                )
                 .unwrap_or(0);
             if got > 0 {
-                uobjpage = self.map_neighbour_pages(obj.as_ref(), &pages, startva, centeridx, want, &view);
+                uobjpage =
+                    self.map_neighbour_pages(obj.as_ref(), &pages, startva, centeridx, want, &view);
             }
         }
 
         if shadowed {
             let anon = anons.get(centeridx).cloned().flatten();
-            let Some(anon) = anon else { return Err(Step::ReFault) };
+            let Some(anon) = anon else {
+                return Err(Step::ReFault);
+            };
             self.case1(held, &view, &anon, want)
         } else {
             self.case2(held, &view, uobjpage, want)
@@ -461,7 +498,12 @@ impl<'m> Fault<'m> {
         for anon in anons.iter().flatten() {
             let a = anon.lock();
             if let Some(pg) = a.page {
-                let busy = self.uvm.page_meta(pg).lock().flags.contains(PageFlags::BUSY);
+                let busy = self
+                    .uvm
+                    .page_meta(pg)
+                    .lock()
+                    .flags
+                    .contains(PageFlags::BUSY);
                 if !busy {
                     self.uvm.deactivate(pg);
                 }
@@ -486,9 +528,22 @@ impl<'m> Fault<'m> {
         }
         self.uvm.enqueue(pg);
         self.bump(|s| &s.fltnamap);
-        let prot = if a.an_ref > 1 { enter_prot - Prot::WRITE } else { enter_prot };
-        let flags = EnterFlags::CANFAIL | if wired { EnterFlags::WIRED } else { EnterFlags::empty() };
-        if self.pmap().enter(currva, self.uvm.pa(pg), prot, flags).is_ok() {
+        let prot = if a.an_ref > 1 {
+            enter_prot - Prot::WRITE
+        } else {
+            enter_prot
+        };
+        let flags = EnterFlags::CANFAIL
+            | if wired {
+                EnterFlags::WIRED
+            } else {
+                EnterFlags::empty()
+            };
+        if self
+            .pmap()
+            .enter(currva, self.uvm.pa(pg), prot, flags)
+            .is_ok()
+        {
             self.neighbours = self.neighbours.saturating_add(1);
         }
     }
@@ -527,9 +582,17 @@ impl<'m> Fault<'m> {
             } else {
                 want.enter_prot & view.mask()
             };
-            let flags =
-                EnterFlags::CANFAIL | if want.wired { EnterFlags::WIRED } else { EnterFlags::empty() };
-            if self.pmap().enter(currva, self.uvm.pa(pg), prot, flags).is_ok() {
+            let flags = EnterFlags::CANFAIL
+                | if want.wired {
+                    EnterFlags::WIRED
+                } else {
+                    EnterFlags::empty()
+                };
+            if self
+                .pmap()
+                .enter(currva, self.uvm.pa(pg), prot, flags)
+                .is_ok()
+            {
                 self.neighbours = self.neighbours.saturating_add(1);
             }
             self.uvm.unbusy(pg);
@@ -565,7 +628,10 @@ impl<'m> Fault<'m> {
             return None;
         }
         self.bump(|s| &s.fltrelckok);
-        Some(Held { map: g, amap: view.aref.as_ref().map(|a| a.amap.lock()) })
+        Some(Held {
+            map: g,
+            amap: view.aref.as_ref().map(|a| a.amap.lock()),
+        })
     }
 
     /// Out of memory with nothing locked: run the pagedaemon; refault if it freed something,
@@ -581,9 +647,16 @@ impl<'m> Fault<'m> {
 
     /// Enter the faulting page's mapping with the fault's flags.
     fn enter(&self, pg: crate::addr::PageIdx, prot: Prot, want: Want) -> bool {
-        let flags =
-            EnterFlags::CANFAIL | if want.wired { EnterFlags::WIRED } else { EnterFlags::empty() };
-        let ok = self.pmap().enter(self.ipa, self.uvm.pa(pg), prot, flags).is_ok();
+        let flags = EnterFlags::CANFAIL
+            | if want.wired {
+                EnterFlags::WIRED
+            } else {
+                EnterFlags::empty()
+            };
+        let ok = self
+            .pmap()
+            .enter(self.ipa, self.uvm.pa(pg), prot, flags)
+            .is_ok();
         if !ok {
             self.bump(|s| &s.fltpmapfail);
         }
@@ -602,7 +675,11 @@ pub fn fault_wire(map: &Map, start: Ipa, end: Ipa, wiremax: bool) -> Result<(), 
     if start > end {
         return Err(FaultError::NoMapping);
     }
-    let flags = if wiremax { FaultFlags::WIREMAX } else { FaultFlags::WIRE };
+    let flags = if wiremax {
+        FaultFlags::WIREMAX
+    } else {
+        FaultFlags::WIRE
+    };
     for va in crate::fork::pages(start.page_base(), end) {
         if let Err(e) = fault(map, va, Access::Read, flags) {
             if va != start.page_base() {
@@ -631,7 +708,9 @@ pub fn unwire(map: &Map, start: Ipa, end: Ipa) {
 pub(crate) fn unwire_pages(map: &Map, g: &MapInner, start: Ipa, end: Ipa) {
     let uvm = map.uvm();
     for va in crate::fork::pages(start.page_base(), end) {
-        let Some((pa, _)) = map.stage2().extract(va) else { continue };
+        let Some((pa, _)) = map.stage2().extract(va) else {
+            continue;
+        };
         if !g.lookup(va).is_some_and(|e| e.is_wired()) {
             map.stage2().unwire(va);
         }

@@ -27,7 +27,12 @@ use crate::uvm::Uvm;
 pub(crate) fn entry_amap_copy(uvm: &Uvm, e: &mut Entry) {
     let npages = e.npages();
     match &e.aref {
-        None => e.aref = Some(AmapRef { amap: Amap::new(npages), slotoff: 0 }),
+        None => {
+            e.aref = Some(AmapRef {
+                amap: Amap::new(npages),
+                slotoff: 0,
+            })
+        }
         Some(aref) => {
             let alone = aref.amap.lock().refs() == 1;
             if !alone {
@@ -48,8 +53,12 @@ fn amap_cow_now(uvm: &Uvm, e: &Entry) -> Result<(), MapError> {
     let Some(aref) = &e.aref else { return Ok(()) };
     let mut st = aref.amap.lock();
     for i in 0..e.npages() {
-        let Some(slot) = aref.slotoff.checked_add(i) else { break };
-        let Some(old) = st.lookup(slot).cloned() else { continue };
+        let Some(slot) = aref.slotoff.checked_add(i) else {
+            break;
+        };
+        let Some(old) = st.lookup(slot).cloned() else {
+            continue;
+        };
         let mut o = old.lock();
         let Some(opg) = o.page else { continue };
         if o.an_ref <= 1 {
@@ -81,7 +90,9 @@ impl Map {
         let mut cg = child.write();
         let keys: Vec<u64> = pg.entries.keys().copied().collect();
         for k in keys {
-            let Some(pe) = pg.entries.get_mut(&k) else { continue };
+            let Some(pe) = pg.entries.get_mut(&k) else {
+                continue;
+            };
             let npages = pe.npages();
             match pe.inherit {
                 Inherit::None => continue,
@@ -112,7 +123,8 @@ impl Map {
                             }
                         } else {
                             if !pe.needs_copy && pe.prot.contains(Prot::WRITE) {
-                                self.stage2().protect(pe.start, pe.end, pe.prot - Prot::WRITE);
+                                self.stage2()
+                                    .protect(pe.start, pe.end, pe.prot - Prot::WRITE);
                             }
                             pe.needs_copy = true;
                         }
@@ -139,7 +151,9 @@ impl Map {
             let uvm = self.uvm().clone();
             let mut newly = Vec::new();
             for k in g.clip_range(start, end) {
-                let Some(e) = g.entries.get_mut(&k) else { continue };
+                let Some(e) = g.entries.get_mut(&k) else {
+                    continue;
+                };
                 e.wired_count = e.wired_count.saturating_add(1);
                 if e.wired_count == 1 {
                     if e.needs_copy && (e.prot.contains(Prot::WRITE) || e.object.is_none()) {
@@ -178,7 +192,9 @@ impl Map {
         }
         let mut done = Vec::new();
         for k in g.clip_range(start, end) {
-            let Some(e) = g.entries.get_mut(&k) else { continue };
+            let Some(e) = g.entries.get_mut(&k) else {
+                continue;
+            };
             if e.wired_count == 0 {
                 continue;
             }

@@ -36,4 +36,7 @@ pub mod swap;
 pub mod trace;
 pub mod uvm;
 
+#[cfg(test)]
+mod testenv;
+
 pub use addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};

@@ -210,7 +210,10 @@ impl MapInner {
     pub(crate) fn clip_range(&mut self, start: Ipa, end: Ipa) -> Vec<u64> {
         self.clip(start);
         self.clip(end);
-        self.entries.range(start.0..end.0).map(|(k, _)| *k).collect()
+        self.entries
+            .range(start.0..end.0)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// True when entries cover all of `[start, end)` with no hole.
@@ -332,8 +335,17 @@ impl Map {
     /// Add an entry (the seed's `uvm_map`). An entry that is copy-on-write without an amap
     /// starts with `needs_copy`, so its first write creates the amap.
     pub fn insert(&self, spec: EntrySpec) -> Result<(), MapError> {
-        let EntrySpec { start, end, prot, max_prot, inherit, advice, object, anon, copy_on_write } =
-            spec;
+        let EntrySpec {
+            start,
+            end,
+            prot,
+            max_prot,
+            inherit,
+            advice,
+            object,
+            anon,
+            copy_on_write,
+        } = spec;
         if !start.is_page_aligned() || !end.is_page_aligned() {
             return Err(MapError::Unaligned);
         }
@@ -347,14 +359,17 @@ impl Map {
             if !off.is_multiple_of(PAGE_SIZE) {
                 return Err(MapError::Unaligned);
             }
-            let need = off.checked_add(end.0 - start.0).ok_or(MapError::ObjectRange)?;
+            let need = off
+                .checked_add(end.0 - start.0)
+                .ok_or(MapError::ObjectRange)?;
             if need > obj.size() {
                 return Err(MapError::ObjectRange);
             }
         }
         let npages = usize::try_from(end.pages_since(start)).map_err(|_| MapError::BadRange)?;
         let mut g = self.write();
-        let overlaps = g.lookup(start).is_some() || g.entries.range(start.0..end.0).next().is_some();
+        let overlaps =
+            g.lookup(start).is_some() || g.entries.range(start.0..end.0).next().is_some();
         if overlaps {
             return Err(MapError::Overlap);
         }
@@ -368,7 +383,10 @@ impl Map {
             wired_count: 0,
             needs_copy: copy_on_write && !anon,
             copy_on_write,
-            aref: anon.then(|| AmapRef { amap: Amap::new(npages), slotoff: 0 }),
+            aref: anon.then(|| AmapRef {
+                amap: Amap::new(npages),
+                slotoff: 0,
+            }),
             object,
         };
         g.entries.insert(start.0, entry);
@@ -495,7 +513,11 @@ impl Map {
     }
 
     /// The frame `ipa`'s page is mapped to with at least `access`, faulting it in if needed.
-    fn translate(&self, ipa: Ipa, access: crate::addr::Access) -> Result<crate::addr::Pa, FaultError> {
+    fn translate(
+        &self,
+        ipa: Ipa,
+        access: crate::addr::Access,
+    ) -> Result<crate::addr::Pa, FaultError> {
         for _ in 0..4 {
             if let Some((pa, prot)) = self.stage2.extract(ipa.page_base()) {
                 if prot.contains(access.prot()) {
@@ -533,7 +555,10 @@ impl Drop for Map {
 
 impl core::fmt::Debug for Map {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Map").field("vmid", &self.vmid).field("version", &self.version()).finish()
+        f.debug_struct("Map")
+            .field("vmid", &self.vmid)
+            .field("version", &self.version())
+            .finish()
     }
 }
 

@@ -173,7 +173,9 @@ impl ImageObject {
         let pa = uvm.pa(pg);
         uvm.mem().zero(pa);
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        let end = start.saturating_add(PAGE_SIZE as usize).min(self.bytes.len());
+        let end = start
+            .saturating_add(PAGE_SIZE as usize)
+            .min(self.bytes.len());
         if let Some(src) = self.bytes.get(start..end) {
             uvm.mem().write(pa, src);
         }
@@ -194,7 +196,9 @@ impl ImageObject {
                 m.flags.insert(PageFlags::BUSY);
                 return Ok(pg);
             }
-            let pg = uvm.alloc_page(self.owner(offset), false).ok_or(PagerError::NoMemory)?;
+            let pg = uvm
+                .alloc_page(self.owner(offset), false)
+                .ok_or(PagerError::NoMemory)?;
             table.insert(offset, pg);
             pg
         };
@@ -224,7 +228,9 @@ impl Object for ImageObject {
     ) -> Result<usize, PagerError> {
         match mode {
             GetMode::Sync => {
-                let off = (center as u64).checked_mul(PAGE_SIZE).and_then(|d| offset.checked_add(d));
+                let off = (center as u64)
+                    .checked_mul(PAGE_SIZE)
+                    .and_then(|d| offset.checked_add(d));
                 let pg = self.get_sync(uvm, off.ok_or(PagerError::OutOfRange)?)?;
                 if let Some(slot) = pages.get_mut(center) {
                     *slot = PageSlot::Page(pg);
@@ -239,8 +245,12 @@ impl Object for ImageObject {
                         continue;
                     }
                     *slot = PageSlot::Empty;
-                    let off = (i as u64).checked_mul(PAGE_SIZE).and_then(|d| offset.checked_add(d));
-                    let Some(&pg) = off.and_then(|o| table.get(&o)) else { continue };
+                    let off = (i as u64)
+                        .checked_mul(PAGE_SIZE)
+                        .and_then(|d| offset.checked_add(d));
+                    let Some(&pg) = off.and_then(|o| table.get(&o)) else {
+                        continue;
+                    };
                     let mut m = uvm.page_meta(pg).lock();
                     if m.flags.intersects(PageFlags::BUSY | PageFlags::RELEASED) {
                         continue;
@@ -366,8 +376,18 @@ impl Drop for ImageObject {
 /// the loan (case 1 loan handling); the object keeps its page.
 pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<Anon>, PagerError> {
     let mut slot = [PageSlot::Empty];
-    object.get(uvm, offset, &mut slot, 0, Prot::READ, Advice::Normal, GetMode::Sync)?;
-    let PageSlot::Page(pg) = slot[0] else { return Err(PagerError::Io) };
+    object.get(
+        uvm,
+        offset,
+        &mut slot,
+        0,
+        Prot::READ,
+        Advice::Normal,
+        GetMode::Sync,
+    )?;
+    let PageSlot::Page(pg) = slot[0] else {
+        return Err(PagerError::Io);
+    };
     let anon = Anon::new();
     {
         let mut m = uvm.page_meta(pg).lock();

@@ -131,7 +131,11 @@ struct List {
 }
 
 impl List {
-    const EMPTY: List = List { head: NIL, tail: NIL, len: 0 };
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
 }
 
 /// The page queues (the seed's `uvm_pageqlock` domain).
@@ -173,7 +177,10 @@ impl Queues {
 
     /// Which queue `pg` is on.
     pub fn queue_of(&self, pg: PageIdx) -> Queue {
-        self.which.get(pg.0 as usize).copied().unwrap_or(Queue::None)
+        self.which
+            .get(pg.0 as usize)
+            .copied()
+            .unwrap_or(Queue::None)
     }
 
     /// Take a free frame off the free queue.
@@ -275,7 +282,10 @@ impl Queues {
             t.next = i;
         }
         if let Some(l) = self.links.get_mut(i as usize) {
-            *l = Link { prev: old_tail, next: NIL };
+            *l = Link {
+                prev: old_tail,
+                next: NIL,
+            };
         }
         if let Some(w) = self.which.get_mut(i as usize) {
             *w = q;
@@ -285,7 +295,9 @@ impl Queues {
     fn unlink(&mut self, pg: PageIdx) {
         let i = pg.0;
         let q = self.queue_of(pg);
-        let Some(link) = self.links.get(i as usize).copied() else { return };
+        let Some(link) = self.links.get(i as usize).copied() else {
+            return;
+        };
         if let Some(p) = self.links.get_mut(link.prev as usize) {
             p.next = link.next;
         }
@@ -302,7 +314,10 @@ impl Queues {
             list.len = list.len.saturating_sub(1);
         }
         if let Some(l) = self.links.get_mut(i as usize) {
-            *l = Link { prev: NIL, next: NIL };
+            *l = Link {
+                prev: NIL,
+                next: NIL,
+            };
         }
         if let Some(w) = self.which.get_mut(i as usize) {
             *w = Queue::None;
@@ -331,7 +346,10 @@ mod tests {
         assert_eq!(q.queue_of(b), Queue::None);
         q.push_free(a);
         q.push_free(b);
-        assert_eq!((q.free_count(), q.inactive_count(), q.active_count()), (4, 0, 0));
+        assert_eq!(
+            (q.free_count(), q.inactive_count(), q.active_count()),
+            (4, 0, 0)
+        );
         assert_eq!(q.queue_of(PageIdx(99)), Queue::None);
     }
 }

@@ -96,7 +96,9 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
 fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
     let (object, offset) = {
         let m = uvm.page_meta(pg).lock();
-        let Owner::Object { object, offset } = &m.owner else { return false };
+        let Owner::Object { object, offset } = &m.owner else {
+            return false;
+        };
         let ok = m.flags.contains(PageFlags::CLEAN)
             && !m.flags.contains(PageFlags::BUSY)
             && m.loan_count == 0
@@ -106,9 +108,14 @@ fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
         }
         (object.clone(), *offset)
     };
-    let Some(object) = object.upgrade() else { return false };
+    let Some(object) = object.upgrade() else {
+        return false;
+    };
     let end = offset.saturating_add(PAGE_SIZE);
-    if object.put(uvm, offset, end, crate::object::PutFlags::FREE).is_err() {
+    if object
+        .put(uvm, offset, end, crate::object::PutFlags::FREE)
+        .is_err()
+    {
         return false;
     }
     let freed = object.resident(offset) != Some(pg);

@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(snap.faults, 1);
         let names: alloc::vec::Vec<_> = snap.fields().map(|(n, _)| n).collect();
         assert_eq!(names.as_slice(), COUNTER_NAMES);
-        assert_eq!(snap.fields().find(|(n, _)| *n == "flt_przero"), Some(("flt_przero", 2)));
+        assert_eq!(
+            snap.fields().find(|(n, _)| *n == "flt_przero"),
+            Some(("flt_przero", 2))
+        );
         assert_eq!(snap.add(&snap).faults, 2);
         assert_eq!(snap.since(&snap.add(&snap)).faults, 0);
     }

@@ -52,7 +52,12 @@ pub struct SlotMap {
 impl SlotMap {
     /// `n` free slots, numbered `1..=n`.
     pub fn new(n: u32) -> SlotMap {
-        SlotMap { state: alloc::vec![SlotState::Free; n as usize], hint: 0, used: 0, bad: 0 }
+        SlotMap {
+            state: alloc::vec![SlotState::Free; n as usize],
+            hint: 0,
+            used: 0,
+            bad: 0,
+        }
     }
 
     /// A free slot, now used; `None` when the device is full.
@@ -120,7 +125,10 @@ impl Swap {
     /// Wrap a device; every slot starts free.
     pub fn new(dev: Arc<dyn SwapDevice>) -> Swap {
         let n = dev.slots();
-        Swap { dev, map: spin::Mutex::new(SlotMap::new(n)) }
+        Swap {
+            dev,
+            map: spin::Mutex::new(SlotMap::new(n)),
+        }
     }
 
     /// (free, used, bad) slot counts.

@@ -38,14 +38,20 @@ impl Uvm {
     pub fn new(mem: Arc<dyn PhysMem>, tlb: Arc<dyn Tlb>, pool: Range<Pa>) -> Arc<Uvm> {
         let start = pool.start.0.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let end = pool.end.0 & !(PAGE_SIZE - 1);
-        let n = if end > start { (end - start) >> PAGE_SHIFT } else { 0 };
+        let n = if end > start {
+            (end - start) >> PAGE_SHIFT
+        } else {
+            0
+        };
         let n = u32::try_from(n).unwrap_or(u32::MAX - 1).min(u32::MAX - 1);
         Arc::new(Uvm {
             mem,
             tlb,
             rmap: Rmap::new(),
             base: Pa(start),
-            pages: (0..n).map(|_| spin::Mutex::new(PageMeta::default())).collect(),
+            pages: (0..n)
+                .map(|_| spin::Mutex::new(PageMeta::default()))
+                .collect(),
             dummy: spin::Mutex::new(PageMeta::default()),
             queues: spin::Mutex::new(Queues::new(n)),
             swap: spin::RwLock::new(None),
@@ -87,7 +93,8 @@ impl Uvm {
 
     /// Keep `frames` free frames for stage-2 tables: guest pages are not allocated below it.
     pub fn set_reserve(&self, frames: usize) {
-        self.reserve.store(frames, core::sync::atomic::Ordering::Relaxed);
+        self.reserve
+            .store(frames, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// Number of frames in the pool.
@@ -124,7 +131,13 @@ impl Uvm {
             let m = self.page_meta(pg).lock();
             (m.flags, m.owner_kind(), m.loan_count, m.wire_count)
         };
-        PageInfo { flags, owner, loan_count, wire_count, queue: self.queues.lock().queue_of(pg) }
+        PageInfo {
+            flags,
+            owner,
+            loan_count,
+            wire_count,
+            queue: self.queues.lock().queue_of(pg),
+        }
     }
 
     /// The metadata lock of a frame (PAGE: a leaf, only PAGE QUEUES may be taken inside).
@@ -152,7 +165,11 @@ impl Uvm {
         }
         let mut m = self.page_meta(pg).lock();
         *m = PageMeta {
-            flags: if zero { PageFlags::BUSY } else { PageFlags::BUSY | PageFlags::FAKE },
+            flags: if zero {
+                PageFlags::BUSY
+            } else {
+                PageFlags::BUSY | PageFlags::FAKE
+            },
             owner,
             ..PageMeta::default()
         };
@@ -172,7 +189,8 @@ impl Uvm {
         let released = {
             let mut m = self.page_meta(pg).lock();
             let released = m.flags.contains(PageFlags::RELEASED);
-            m.flags.remove(PageFlags::BUSY | PageFlags::WANTED | PageFlags::FAKE);
+            m.flags
+                .remove(PageFlags::BUSY | PageFlags::WANTED | PageFlags::FAKE);
             released
         };
         if released {
@@ -261,7 +279,10 @@ impl TableFrames for Uvm {
         let pg = self.queues.lock().pop_free()?;
         let pa = self.pa(pg);
         self.mem.zero(pa);
-        *self.page_meta(pg).lock() = PageMeta { owner: Owner::Table, ..PageMeta::default() };
+        *self.page_meta(pg).lock() = PageMeta {
+            owner: Owner::Table,
+            ..PageMeta::default()
+        };
         Some(pa)
     }
 
@@ -279,7 +300,10 @@ impl TableFrames for Uvm {
             .take_pair(|i| (base + u64::from(i) * PAGE_SIZE).is_multiple_of(2 * PAGE_SIZE))?;
         for pg in [first, PageIdx(first.0 + 1)] {
             self.mem.zero(self.pa(pg));
-            *self.page_meta(pg).lock() = PageMeta { owner: Owner::Table, ..PageMeta::default() };
+            *self.page_meta(pg).lock() = PageMeta {
+                owner: Owner::Table,
+                ..PageMeta::default()
+            };
         }
         Some(self.pa(first))
     }

@@ -41,7 +41,15 @@ impl<'m> Fault<'m> {
             let uoff = view.offset(self.ipa).ok_or(FaultError::NoBacking)?;
             let mut slot = [PageSlot::Empty];
             let access = want.access_type & view.mask();
-            let got = obj.get(self.uvm, uoff, &mut slot, 0, access, view.advice, GetMode::Sync);
+            let got = obj.get(
+                self.uvm,
+                uoff,
+                &mut slot,
+                0,
+                access,
+                view.advice,
+                GetMode::Sync,
+            );
             let pg = match (got, slot) {
                 (Ok(_), [PageSlot::Page(pg)]) => pg,
                 (Err(PagerError::Again), _) => {
@@ -58,7 +66,12 @@ impl<'m> Fault<'m> {
             self.uvm.activate(pg);
 
             let relocked = self.relock(view);
-            let released = self.uvm.page_meta(pg).lock().flags.contains(PageFlags::RELEASED);
+            let released = self
+                .uvm
+                .page_meta(pg)
+                .lock()
+                .flags
+                .contains(PageFlags::RELEASED);
             let slot_taken = match (&relocked, view.slot(self.ipa)) {
                 (Some(Held { amap: Some(st), .. }), Some(s)) => st.lookup(s).is_some(),
                 _ => false,
@@ -163,8 +176,17 @@ impl<'m> Fault<'m> {
     ) -> Result<FaultCase, Step> {
         // Hold the new anon's lock until its page is mapped and unbusied.
         let anon_guard = anon.map(|a| a.lock());
-        let rdonly = self.uvm.page_meta(pg).lock().flags.contains(PageFlags::RDONLY);
-        let prot = if rdonly { want.enter_prot - Prot::WRITE } else { want.enter_prot };
+        let rdonly = self
+            .uvm
+            .page_meta(pg)
+            .lock()
+            .flags
+            .contains(PageFlags::RDONLY);
+        let prot = if rdonly {
+            want.enter_prot - Prot::WRITE
+        } else {
+            want.enter_prot
+        };
         if !self.enter(pg, prot, want) {
             self.uvm.unbusy(pg);
             drop(anon_guard);

@@ -28,7 +28,9 @@ impl<'m> Fault<'m> {
     {
         let a = anon.lock();
         let (mut held, mut a) = self.anonget(held, view, anon, a)?;
-        let Some(mut pg) = a.page else { return Err(Step::ReFault) };
+        let Some(mut pg) = a.page else {
+            return Err(Step::ReFault);
+        };
 
         // Loaned page: never written in place.
         let loaned = self.uvm.page_meta(pg).lock().loan_count > 0;
@@ -52,7 +54,10 @@ impl<'m> Fault<'m> {
             // Case 1B: promote into a new anon with a copy of the data.
             self.bump(|s| &s.flt_acow);
             let new = Anon::new();
-            let Some(npg) = self.uvm.alloc_page(Owner::Anon(Arc::downgrade(&new)), false) else {
+            let Some(npg) = self
+                .uvm
+                .alloc_page(Owner::Anon(Arc::downgrade(&new)), false)
+            else {
                 drop(a);
                 drop(held);
                 self.bump(|s| &s.fltnoram);
@@ -120,7 +125,9 @@ impl<'m> Fault<'m> {
     /// # Locks
     /// Entry and exit: MAPS, AMAP, ANON held. Takes PMAP, PAGE, PAGE QUEUES.
     fn break_anon_loan(&self, anon: &Arc<Anon>, a: &mut AnonState, pg: PageIdx) -> Option<PageIdx> {
-        let npg = self.uvm.alloc_page(Owner::Anon(Arc::downgrade(anon)), false)?;
+        let npg = self
+            .uvm
+            .alloc_page(Owner::Anon(Arc::downgrade(anon)), false)?;
         self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(pg));
         self.uvm.page_protect(pg, Prot::NONE);
         let lender = {
@@ -187,8 +194,13 @@ impl<'m> Fault<'m> {
                 SwapSlot::Slot(s) => s,
                 SwapSlot::Bad | SwapSlot::None => return Err(FaultError::Io.into()),
             };
-            let Some(swap) = self.uvm.swap() else { return Err(FaultError::Io.into()) };
-            let Some(pg) = self.uvm.alloc_page(Owner::Anon(Arc::downgrade(anon)), false) else {
+            let Some(swap) = self.uvm.swap() else {
+                return Err(FaultError::Io.into());
+            };
+            let Some(pg) = self
+                .uvm
+                .alloc_page(Owner::Anon(Arc::downgrade(anon)), false)
+            else {
                 drop(a);
                 drop(held);
                 self.bump(|s| &s.fltnoram);
@@ -201,11 +213,18 @@ impl<'m> Fault<'m> {
 
             // Everything is unlocked; the BUSY page stands for us.
             self.bump(|s| &s.pageins);
-            let result = swap.dev.read(slot, self.uvm.mem().as_ref(), self.uvm.pa(pg));
+            let result = swap
+                .dev
+                .read(slot, self.uvm.mem().as_ref(), self.uvm.pa(pg));
 
             let relocked = self.relock(view);
             let mut a2 = anon.lock();
-            let released = self.uvm.page_meta(pg).lock().flags.contains(PageFlags::RELEASED);
+            let released = self
+                .uvm
+                .page_meta(pg)
+                .lock()
+                .flags
+                .contains(PageFlags::RELEASED);
             if result.is_err() {
                 if let SwapSlot::Slot(s) = a2.swslot {
                     self.uvm.swap_mark_bad(s);

@@ -1,0 +1,553 @@
+//! Unit tests of the fault routine, named after the seed's cases and paths.
+
+use alloc::sync::Arc;
+
+use super::*;
+use crate::map::{EntrySpec, Inherit};
+use crate::page::Queue;
+use crate::swap::MemSwap;
+use crate::testenv::*;
+
+fn snap(map: &Map) -> crate::stats::StatsSnapshot {
+    map.stats().snapshot()
+}
+
+#[test]
+fn case_0_layerless_entry_is_an_error() {
+    let e = env(64);
+    let m = e.map(1);
+    m.insert(EntrySpec {
+        anon: false,
+        ..anon_spec(0, 4)
+    })
+    .unwrap();
+    assert_eq!(rd(&m, page(1)), Err(FaultError::NoBacking));
+    assert_eq!(snap(&m).faults, 1);
+    assert_eq!(prot(&m, page(1)), None);
+}
+
+#[test]
+fn no_entry_and_protection_failures() {
+    let e = env(64);
+    let m = e.anon_map(4);
+    assert_eq!(rd(&m, page(4)), Err(FaultError::NoMapping));
+    assert_eq!(rd(&m, Ipa(0)), Err(FaultError::NoMapping));
+    assert_eq!(
+        fault(&m, page(0), Access::Exec, FaultFlags::empty()),
+        Err(FaultError::Protection)
+    );
+    m.protect(page(0), page(4), Prot::READ).unwrap();
+    assert_eq!(wr(&m, page(0)), Err(FaultError::Protection));
+    // WIREMAX checks the maximum protection instead.
+    assert!(fault(&m, page(0), Access::Exec, FaultFlags::WIREMAX).is_ok());
+}
+
+#[test]
+fn case_2b_zero_fill_maps_a_private_zero_page() {
+    let e = env(64);
+    let m = e.anon_map(8);
+    let r = rd(&m, page(2)).unwrap();
+    assert_eq!(r.case, FaultCase::Zero2B);
+    assert_eq!(prot(&m, page(2)), Some(Prot::READ | Prot::WRITE));
+    assert_eq!(e.byte(&m, page(2)), 0);
+    let s = snap(&m);
+    assert_eq!(
+        (s.faults, s.flt_przero, s.fltnamap, s.fltlget),
+        (1, 1, 0, 0)
+    );
+    let (pg, _) = m.mapped_page(page(2)).unwrap();
+    let info = e.uvm.page_info(pg);
+    assert_eq!(info.queue, Queue::Active);
+    assert!(!info.flags.contains(crate::page::PageFlags::BUSY));
+    assert_eq!(e.uvm.stats().snapshot().flt_przero, 1);
+}
+
+#[test]
+fn case_1a_maps_the_anon_page_again() {
+    let e = env(64);
+    let m = e.anon_map(8);
+    m.copy_out(page(3), &[0xab]).unwrap();
+    let (pg, _) = m.mapped_page(page(3)).unwrap();
+    m.stage2().remove(page(3), page(4));
+    let r = wr(&m, page(3)).unwrap();
+    assert_eq!(r.case, FaultCase::Anon1A);
+    assert_eq!(m.mapped_page(page(3)).unwrap().0, pg);
+    assert_eq!(e.byte(&m, page(3)), 0xab);
+    assert_eq!(snap(&m).flt_anon, 1);
+}
+
+#[test]
+fn case_2a_maps_the_image_page_read_only_when_cow() {
+    let e = env(64);
+    let img = e.image(2 * 4096 + 100);
+    let m = e.map(1);
+    assert_eq!(
+        m.insert(image_spec(&img, 0, 4)),
+        Err(crate::map::MapError::ObjectRange)
+    );
+    m.insert(image_spec(&img, 0, 3)).unwrap();
+    let r = rd(&m, page(1)).unwrap();
+    assert_eq!(r.case, FaultCase::Obj2A);
+    assert_eq!(prot(&m, page(1)), Some(Prot::READ | Prot::EXEC));
+    assert_eq!(e.byte(&m, page(1)), 2);
+    // Past the bytes, inside the rounded size: zeroes.
+    let mut b = [0xffu8; 8];
+    m.copy_in(page(2).checked_add(200).unwrap(), &mut b)
+        .unwrap();
+    assert_eq!(b, [0; 8]);
+    assert_eq!(rd(&m, page(3)), Err(FaultError::NoMapping));
+    let s = snap(&m);
+    assert_eq!((s.flt_obj, s.fltget), (2, 2));
+}
+
+#[test]
+fn case_2b_copies_the_image_page_on_write() {
+    let e = env(64);
+    let img = e.image(4 * 4096);
+    let m = e.map(1);
+    m.insert(image_spec(&img, 0, 4)).unwrap();
+    rd(&m, page(0)).unwrap();
+    let objpg = img.resident(0).unwrap();
+    let r = wr(&m, page(0)).unwrap();
+    assert_eq!(r.case, FaultCase::ObjCopy2B);
+    let (pg, p) = m.mapped_page(page(0)).unwrap();
+    assert_ne!(pg, objpg);
+    assert!(p.contains(Prot::WRITE));
+    assert_eq!(e.byte(&m, page(0)), 1);
+    m.copy_out(page(0), &[9]).unwrap();
+    let mut b = [0u8];
+    e.uvm.mem().read(e.uvm.pa(objpg), &mut b);
+    assert_eq!(b, [1], "the shared image page is untouched");
+    assert_eq!(snap(&m).flt_prcopy, 1);
+}
+
+#[test]
+fn needs_copy_fork_then_write_is_case_1b() {
+    let e = env(128);
+    let parent = e.anon_map(4);
+    parent.copy_out(page(0), &[7]).unwrap();
+    let child = parent.fork(crate::pmap::Vmid(2)).unwrap();
+    // The parent lost write permission: its next write is a fault.
+    assert_eq!(prot(&parent, page(0)), Some(Prot::READ));
+    assert!(child.entry(page(0)).unwrap().needs_copy);
+
+    // Child read: no object, so the amap is copied first (fltamcopy), then 1A read-only.
+    let r = rd(&child, page(0)).unwrap();
+    assert_eq!((r.case, r.refaults), (FaultCase::Anon1A, 1));
+    assert_eq!(snap(&child).fltamcopy, 1);
+    assert_eq!(prot(&child, page(0)), Some(Prot::READ));
+    assert_eq!(e.byte(&child, page(0)), 7);
+
+    // Child write: 1B.
+    assert_eq!(wr(&child, page(0)).unwrap().case, FaultCase::AnonCow1B);
+    child.copy_out(page(0), &[8]).unwrap();
+    assert_eq!(snap(&child).flt_acow, 1);
+
+    // Parent write: its amap is alone now (no copy), the anon has an_ref 1: 1A writable.
+    let r = wr(&parent, page(0)).unwrap();
+    assert_eq!(r.case, FaultCase::Anon1A);
+    assert_eq!(snap(&parent).fltamcopy, 1);
+    assert_eq!(e.byte(&parent, page(0)), 7);
+    assert_eq!(e.byte(&child, page(0)), 8);
+}
+
+#[test]
+fn fork_with_share_inheritance_shares_writes() {
+    let e = env(128);
+    let parent = e.map(1);
+    parent
+        .insert(EntrySpec {
+            inherit: Inherit::Share,
+            ..anon_spec(0, 2)
+        })
+        .unwrap();
+    parent
+        .insert(EntrySpec {
+            inherit: Inherit::None,
+            ..anon_spec(2, 2)
+        })
+        .unwrap();
+    parent.copy_out(page(0), &[1]).unwrap();
+    let child = parent.fork(crate::pmap::Vmid(2)).unwrap();
+    assert!(!child.contains(page(2)));
+    child.copy_out(page(0), &[5]).unwrap();
+    let mut b = [0u8];
+    parent.copy_in(page(0), &mut b).unwrap();
+    assert_eq!(b, [5]);
+}
+
+#[test]
+fn advice_normal_maps_three_back_four_forward() {
+    let e = env(128);
+    let m = e.anon_map(16);
+    for i in 0..16 {
+        m.copy_out(page(i), &[i as u8]).unwrap();
+    }
+    m.stage2().remove(page(0), page(16));
+    let before = snap(&m);
+    let r = rd(&m, page(8)).unwrap();
+    let d = snap(&m).since(&before);
+    assert_eq!(
+        (r.case, r.neighbours, d.fltnamap),
+        (FaultCase::Anon1A, 7, 7)
+    );
+    for i in 5..=12 {
+        assert!(prot(&m, page(i)).is_some(), "page {i}");
+    }
+    assert!(prot(&m, page(4)).is_none() && prot(&m, page(13)).is_none());
+    // Near the start of the entry the range is clipped; mapped pages are not counted again.
+    m.stage2().remove(page(0), page(16));
+    let r = rd(&m, page(1)).unwrap();
+    assert_eq!(r.neighbours, 1 + 4);
+}
+
+#[test]
+fn advice_random_maps_only_the_fault() {
+    let e = env(128);
+    let m = e.anon_map(16);
+    for i in 0..16 {
+        m.copy_out(page(i), &[1]).unwrap();
+    }
+    m.stage2().remove(page(0), page(16));
+    m.advise(page(0), page(16), Advice::Random).unwrap();
+    let r = rd(&m, page(8)).unwrap();
+    assert_eq!(r.neighbours, 0);
+    assert_eq!(e.uvm.rmap().frames(), 1);
+}
+
+#[test]
+fn advice_sequential_deactivates_behind_and_maps_seven_ahead() {
+    let e = env(128);
+    let m = e.anon_map(32);
+    for i in 0..32 {
+        m.copy_out(page(i), &[1]).unwrap();
+    }
+    m.stage2().remove(page(0), page(32));
+    m.advise(page(0), page(32), Advice::Sequential).unwrap();
+    let r = rd(&m, page(10)).unwrap();
+    assert_eq!(r.neighbours, 7);
+    for i in 2..10 {
+        assert!(prot(&m, page(i)).is_none());
+        let (pg, _) = (m.anon_at(page(i)).unwrap().lock().page.unwrap(), ());
+        assert_eq!(
+            e.uvm.page_info(pg).queue,
+            Queue::Inactive,
+            "page {i} deactivated"
+        );
+    }
+    for i in 11..=17 {
+        assert!(prot(&m, page(i)).is_some());
+    }
+    assert!(prot(&m, page(18)).is_none());
+}
+
+#[test]
+fn object_neighbours_come_from_the_locked_get() {
+    let e = env(128);
+    let img = e.image(16 * 4096);
+    let m = e.map(1);
+    m.insert(image_spec(&img, 0, 16)).unwrap();
+    m.advise(page(0), page(16), Advice::Random).unwrap();
+    for i in 0..16 {
+        rd(&m, page(i)).unwrap();
+    }
+    m.stage2().remove(page(0), page(16));
+    m.advise(page(0), page(16), Advice::Normal).unwrap();
+    let before = snap(&m);
+    let r = rd(&m, page(8)).unwrap();
+    let d = snap(&m).since(&before);
+    assert_eq!(
+        (r.case, d.fltlget, d.fltnomap, d.fltget),
+        (FaultCase::Obj2A, 1, 7, 0)
+    );
+    assert_eq!(prot(&m, page(5)), Some(Prot::READ | Prot::EXEC));
+}
+
+#[test]
+fn anonget_swaps_the_page_back_in() {
+    let e = env(64);
+    let swap = MemSwap::new(16);
+    e.uvm.set_swap(swap.clone());
+    let m = e.anon_map(4);
+    m.copy_out(page(1), &[0x5a]).unwrap();
+    let free_before = e.uvm.free_pages();
+    assert!(m.pageout(page(1)));
+    assert!(
+        e.uvm.free_pages() > free_before,
+        "the page (and emptied tables) are free"
+    );
+    assert_eq!(prot(&m, page(1)), None);
+    let r = rd(&m, page(1)).unwrap();
+    assert_eq!(r.case, FaultCase::Anon1A);
+    assert_eq!(e.byte(&m, page(1)), 0x5a);
+    let s = snap(&m);
+    assert_eq!(
+        (
+            s.fltanget,
+            s.pageins,
+            s.fltrelck,
+            s.fltrelckok,
+            s.fltanretry
+        ),
+        (1, 1, 1, 1, 1)
+    );
+    // Clean with a slot: a second pageout does not write again.
+    let writes = swap.writes.load(core::sync::atomic::Ordering::Relaxed);
+    assert!(m.pageout(page(1)));
+    assert_eq!(
+        swap.writes.load(core::sync::atomic::Ordering::Relaxed),
+        writes
+    );
+}
+
+#[test]
+fn anonget_io_error_marks_the_slot_bad() {
+    let e = env(64);
+    let swap = MemSwap::new(4);
+    e.uvm.set_swap(swap.clone());
+    let m = e.anon_map(4);
+    m.copy_out(page(0), &[1]).unwrap();
+    assert!(m.pageout(page(0)));
+    swap.fail_next_reads(1);
+    let free = e.uvm.free_pages();
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Io));
+    assert_eq!(e.uvm.free_pages(), free, "the page was freed");
+    assert_eq!(e.uvm.swap().unwrap().counts(), (3, 0, 1));
+    assert_eq!(
+        m.anon_at(page(0)).unwrap().lock().swslot,
+        crate::anon::SwapSlot::Bad
+    );
+    // The data is gone for good.
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Io));
+}
+
+#[test]
+fn busy_anon_page_returns_restart() {
+    let e = env(64);
+    let m = e.anon_map(4);
+    m.copy_out(page(0), &[1]).unwrap();
+    m.stage2().remove(page(0), page(1));
+    let pg = m.anon_at(page(0)).unwrap().lock().page.unwrap();
+    e.uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    let s = snap(&m);
+    assert_eq!((s.fltpgwait, s.fltrestart), (1, 1));
+    assert!(e.uvm.page_info(pg).flags.contains(PageFlags::WANTED));
+    e.uvm.unbusy(pg);
+    assert_eq!(rd(&m, page(0)).unwrap().case, FaultCase::Anon1A);
+}
+
+#[test]
+fn pool_exhaustion_without_swap_is_no_memory() {
+    let e = env(24);
+    let m = e.anon_map(64);
+    let mut n = 0;
+    let err = loop {
+        match wr(&m, page(n)) {
+            Ok(_) => n += 1,
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(err, FaultError::NoMemory);
+    assert!(n > 10);
+    let s = snap(&m);
+    assert!(s.fltnoram >= 1 && s.fltnoanon >= 1);
+}
+
+#[test]
+fn pmap_enter_failure_reclaims_through_swap() {
+    let e = env(24);
+    e.uvm.set_swap(MemSwap::new(64));
+    let m = e.anon_map(64);
+    for i in 0..64u64 {
+        m.copy_out(page(i), &[i as u8 + 1]).unwrap();
+    }
+    // Every page still reads back what was written (some came back from swap).
+    for i in 0..64u64 {
+        let mut b = [0u8];
+        m.copy_in(page(i), &mut b).unwrap();
+        assert_eq!(b, [i as u8 + 1], "page {i}");
+    }
+    assert!(e.uvm.stats().snapshot().pageouts > 0);
+    assert!(snap(&m).pageins > 0);
+}
+
+#[test]
+fn wire_and_unwire_pin_pages() {
+    let e = env(64);
+    e.uvm.set_swap(MemSwap::new(8));
+    let m = e.anon_map(4);
+    m.wire(page(0), page(2)).unwrap();
+    for i in 0..2 {
+        let (pg, p) = m.mapped_page(page(i)).unwrap();
+        let info = e.uvm.page_info(pg);
+        assert_eq!((info.wire_count, info.queue), (1, Queue::None));
+        assert_eq!(p, Prot::READ | Prot::WRITE);
+        assert!(m.stage2().is_wired(page(i)));
+    }
+    assert!(!m.pageout(page(0)), "wired pages stay");
+    assert!(m.entry(page(0)).unwrap().is_wired());
+    assert!(!m.entry(page(2)).unwrap().is_wired());
+    m.unwire(page(0), page(2)).unwrap();
+    let (pg, _) = m.mapped_page(page(0)).unwrap();
+    assert_eq!(e.uvm.page_info(pg).wire_count, 0);
+    assert_eq!(e.uvm.page_info(pg).queue, Queue::Active);
+    assert!(!m.stage2().is_wired(page(0)));
+    assert!(m.pageout(page(0)));
+    assert_eq!(m.wire(page(3), page(5)), Err(crate::map::MapError::NoEntry));
+}
+
+#[test]
+fn loaned_anon_page_read_is_capped_and_write_breaks_the_loan() {
+    let e = env(64);
+    let img = e.image(4 * 4096);
+    let m = e.anon_map(4);
+    let anon = crate::object::loan_to_anon(&e.uvm, img.as_ref(), 4096).unwrap();
+    m.install_anon(page(0), anon).unwrap();
+    let objpg = img.resident(4096).unwrap();
+    assert_eq!(e.uvm.page_info(objpg).loan_count, 1);
+    assert_eq!(rd(&m, page(0)).unwrap().case, FaultCase::Anon1A);
+    assert_eq!(prot(&m, page(0)), Some(Prot::READ), "loaned: read-only");
+    assert_eq!(e.byte(&m, page(0)), 2);
+    let r = wr(&m, page(0)).unwrap();
+    assert_eq!(r.case, FaultCase::Anon1A);
+    let (pg, p) = m.mapped_page(page(0)).unwrap();
+    assert_ne!(pg, objpg);
+    assert!(p.contains(Prot::WRITE));
+    assert_eq!(e.byte(&m, page(0)), 2);
+    assert_eq!(e.uvm.page_info(objpg).loan_count, 0);
+    assert_eq!(snap(&m).fltloanbreak, 1);
+}
+
+#[test]
+fn loaned_object_page_write_breaks_the_loan_in_the_object() {
+    let e = env(64);
+    let img = e.image(4 * 4096);
+    let m = e.map(1);
+    let object: Arc<dyn crate::object::Object> = img.clone();
+    m.insert(EntrySpec {
+        object: Some((object, 0)),
+        anon: false,
+        copy_on_write: false,
+        ..anon_spec(0, 4)
+    })
+    .unwrap();
+    let anon = crate::object::loan_to_anon(&e.uvm, img.as_ref(), 0).unwrap();
+    let objpg = img.resident(0).unwrap();
+    assert_eq!(rd(&m, page(0)).unwrap().case, FaultCase::Obj2A);
+    assert_eq!(prot(&m, page(0)), Some(Prot::READ), "loaned: read-only");
+    assert_eq!(wr(&m, page(0)).unwrap().case, FaultCase::Obj2A);
+    let newpg = img.resident(0).unwrap();
+    assert_ne!(newpg, objpg);
+    assert_eq!(m.mapped_page(page(0)).unwrap().0, newpg);
+    let info = e.uvm.page_info(objpg);
+    assert_eq!(
+        (info.owner, info.loan_count),
+        (crate::page::OwnerKind::Anon, 0)
+    );
+    assert_eq!(anon.lock().page, Some(objpg));
+}
+
+/// A swap device that runs a hook in the middle of each read (another CPU changing the world
+/// while the fault is unlocked for I/O).
+struct HookSwap {
+    inner: Arc<MemSwap>,
+    hook: spin::Mutex<Option<alloc::boxed::Box<dyn FnOnce() + Send>>>,
+}
+
+impl crate::swap::SwapDevice for HookSwap {
+    fn slots(&self) -> u32 {
+        self.inner.slots()
+    }
+    fn read(
+        &self,
+        slot: u32,
+        mem: &dyn crate::physmem::PhysMem,
+        frame: crate::addr::Pa,
+    ) -> Result<(), crate::swap::SwapIoError> {
+        if let Some(h) = self.hook.lock().take() {
+            h();
+        }
+        self.inner.read(slot, mem, frame)
+    }
+    fn write(
+        &self,
+        slot: u32,
+        mem: &dyn crate::physmem::PhysMem,
+        frame: crate::addr::Pa,
+    ) -> Result<(), crate::swap::SwapIoError> {
+        self.inner.write(slot, mem, frame)
+    }
+}
+
+fn hook_env(hook: impl FnOnce(&Arc<Map>) + Send + 'static) -> (Env, Arc<Map>) {
+    let e = env(64);
+    let hs = Arc::new(HookSwap {
+        inner: MemSwap::new(8),
+        hook: spin::Mutex::new(None),
+    });
+    e.uvm.set_swap(hs.clone());
+    let m = e.anon_map(4);
+    m.copy_out(page(0), &[3]).unwrap();
+    assert!(m.pageout(page(0)));
+    let m2 = m.clone();
+    *hs.hook.lock() = Some(alloc::boxed::Box::new(move || hook(&m2)));
+    (e, m)
+}
+
+#[test]
+fn anonget_released_during_swap_in_refaults() {
+    let (e, m) = hook_env(|m| m.remove(page(0), page(4)).unwrap());
+    let free = e.uvm.free_pages();
+    assert_eq!(rd(&m, page(0)), Err(FaultError::NoMapping));
+    let s = snap(&m);
+    assert_eq!((s.fltpgrele, s.fltrelck, s.fltrelckok), (1, 1, 0));
+    assert_eq!(e.uvm.free_pages(), free, "the released page was freed");
+}
+
+#[test]
+fn relock_after_a_map_change_refaults() {
+    let (_e, m) = hook_env(|m| m.advise(page(0), page(4), Advice::Random).unwrap());
+    let r = rd(&m, page(0)).unwrap();
+    assert_eq!((r.case, r.refaults), (FaultCase::Anon1A, 1));
+    let s = snap(&m);
+    assert_eq!((s.fltrelck, s.fltrelckok, s.pageins), (1, 0, 1));
+}
+
+#[test]
+fn wired_parent_fork_copies_now() {
+    let e = env(128);
+    let parent = e.anon_map(2);
+    parent.copy_out(page(0), &[4]).unwrap();
+    parent.wire(page(0), page(2)).unwrap();
+    let child = parent.fork(crate::pmap::Vmid(2)).unwrap();
+    assert!(
+        prot(&parent, page(0)).unwrap().contains(Prot::WRITE),
+        "wired: not write-protected"
+    );
+    parent.copy_out(page(0), &[5]).unwrap();
+    let mut b = [0u8];
+    child.copy_in(page(0), &mut b).unwrap();
+    assert_eq!(b, [4]);
+}
+
+#[test]
+fn remove_frees_pages_and_clip_splits_the_amap() {
+    let e = env(64);
+    let m = e.anon_map(8);
+    for i in 0..8 {
+        m.copy_out(page(i), &[i as u8]).unwrap();
+    }
+    m.remove(page(2), page(4)).unwrap();
+    assert!(!m.contains(page(2)) && m.contains(page(4)) && m.contains(page(1)));
+    assert_eq!(m.entries().len(), 2);
+    let mut b = [0u8];
+    m.copy_in(page(5), &mut b).unwrap();
+    assert_eq!(b, [5]);
+    drop(m);
+    assert_eq!(
+        e.uvm.free_pages(),
+        e.uvm.total_pages(),
+        "pages and tables are all back"
+    );
+}
