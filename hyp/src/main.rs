@@ -26,8 +26,9 @@
 //! QEMU line of contracts.md section E. Then:
 //! ```text
 //! gdb-multiarch target/aarch64-unknown-none/release/hyp \
-//!     -ex 'target remote :1234' -ex 'break boot_main' -ex 'continue'
+//!     -ex 'target remote :1234' -ex 'break hyp::boot_main' -ex 'continue'
 //! ```
+//! (Rust paths: `hyp::secondary_main`, `hyp::virt::cpu_main`, `core::panicking::panic_fmt` for panics.)
 //! Each QEMU vCPU is a gdb thread (`info threads`, `thread 2`); `-ex 'set scheduler-locking step'`
 //! keeps the other CPUs still while stepping. Release builds keep debug info (workspace profile).
 #![no_std]
@@ -105,6 +106,9 @@ pub(crate) fn boot_main() -> ! {
     heap::init(carving.heap.clone());
 
     let mpidrs = &platform.cpu_mpidrs[..platform.cpu_count];
+    if mpidrs.len() > cpu::MAX_CPUS {
+        log::warn!("{} CPUs present; using the first {}", mpidrs.len(), cpu::MAX_CPUS);
+    }
     cpu::set_present(mpidrs);
     cpu::current().mpidr.store(cpu::read_mpidr(), Ordering::Relaxed);
     timer::disarm();
