@@ -100,7 +100,7 @@ impl PhysMem for IdentityMem {
 
 impl IdentityMem {
     fn word(&self, pa: Pa) -> &AtomicU64 {
-        assert!(pa.0 % 8 == 0, "unaligned descriptor {pa}");
+        assert!(pa.0.is_multiple_of(8), "unaligned descriptor {pa}");
         let p = self.check(pa, 8);
         // SAFETY: 8-byte aligned, inside the identity-mapped pool (checked), and descriptor words
         // are only ever accessed atomically through this function.

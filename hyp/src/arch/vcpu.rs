@@ -74,8 +74,6 @@ pub const SCTLR_EL1_RESET: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) |
 pub const SCTLR_EL1_M: u64 = 1 << 0;
 /// CPACR_EL1.FPEN = 0b11: FP/SIMD does not trap at EL1/EL0 (Rust guests use NEON from the start).
 pub const CPACR_EL1_FPEN: u64 = 0b11 << 20;
-/// CNTV_CTL_EL0.IMASK.
-pub const CNTV_CTL_IMASK: u64 = 1 << 1;
 /// CNTHCTL_EL2: EL1PCTEN (EL1/EL0 may read the physical counter); EL1PCEN clear (the physical timer
 /// traps: guests use the virtual timer).
 pub const CNTHCTL_EL2_GUEST: u64 = 1 << 0;
@@ -186,15 +184,6 @@ fn isb() {
 fn write_cntv_ctl(v: u64) {
     // SAFETY: writing the EL1 virtual timer control only affects the virtual timer interrupt.
     unsafe { asm!("msr cntv_ctl_el0, {}", "isb", in(reg) v, options(nomem, nostack, preserves_flags)) };
-}
-
-/// Mask the loaded vCPU's virtual timer interrupt (used when the physical PPI fires and there is
-/// no virtual interrupt controller to deliver it yet).
-pub fn mask_live_vtimer() {
-    let v: u64;
-    // SAFETY: reading CNTV_CTL_EL0 has no side effect.
-    unsafe { asm!("mrs {}, cntv_ctl_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    write_cntv_ctl(v | CNTV_CTL_IMASK);
 }
 
 /// The loaded vCPU's VBAR_EL1 and SCTLR_EL1.

@@ -24,8 +24,6 @@ impl Field {
 
 /// ESR_EL2.EC [31:26].
 const EC: Field = Field::new(31, 26);
-/// ESR_EL2.IL [25]: 32-bit instruction.
-const IL: Field = Field::bit(25);
 /// ESR_EL2.ISS [24:0].
 const ISS: Field = Field::new(24, 0);
 
@@ -83,10 +81,6 @@ impl ExceptionClass {
 pub mod inject_ec {
     /// Unknown reason (undefined instruction).
     pub const UNKNOWN: u64 = 0x00;
-    /// Instruction abort taken without a change in EL (from EL1).
-    pub const INSTR_ABORT_SAME_EL: u64 = 0x21;
-    /// Instruction abort from a lower EL (from EL0).
-    pub const INSTR_ABORT_LOWER_EL: u64 = 0x20;
     /// Data abort taken without a change in EL (from EL1).
     pub const DATA_ABORT_SAME_EL: u64 = 0x25;
     /// Data abort from a lower EL (from EL0).
@@ -104,8 +98,6 @@ pub mod inject_ec {
 pub struct Syndrome {
     pub raw: u64,
     pub class: ExceptionClass,
-    /// 32-bit instruction (always true from AArch64).
-    pub il: bool,
     pub iss: u64,
 }
 
@@ -114,7 +106,6 @@ impl Syndrome {
         Syndrome {
             raw: esr,
             class: ExceptionClass::decode(EC.get(esr) as u8),
-            il: IL.is_set(esr),
             iss: ISS.get(esr),
         }
     }

@@ -7,6 +7,7 @@
 //! - PC = VBAR_EL1 + vector offset: 0x000 from EL1 with SP_EL0 (EL1t), 0x200 from EL1 with SP_EL1
 //!   (EL1h), 0x400 from EL0 in AArch64; + 0x000 for a synchronous exception;
 //! - PSTATE = EL1h with D, A, I, F masked (ARMv8.0: no PAN/SSBS/BTYPE/… to set).
+//!
 //! The EC of an abort depends on the source EL: "same EL" (0x21/0x25) from EL1, "lower EL"
 //! (0x20/0x24) from EL0.
 //!
@@ -38,8 +39,6 @@ pub type Undeliverable = String;
 pub enum Injection {
     /// Synchronous external abort on a data access at `far`.
     DataAbort { far: u64 },
-    /// Synchronous external abort on an instruction fetch at `far`.
-    InstrAbort { far: u64 },
     /// Undefined instruction.
     Undefined,
 }
@@ -48,7 +47,6 @@ impl Injection {
     fn name(self) -> &'static str {
         match self {
             Injection::DataAbort { .. } => "data abort",
-            Injection::InstrAbort { .. } => "instruction abort",
             Injection::Undefined => "undefined instruction",
         }
     }
@@ -69,10 +67,6 @@ pub fn inject(v: &mut Vcpu, what: Injection) -> Result<(), Undeliverable> {
     let (ec, iss, far) = match what {
         Injection::DataAbort { far } => {
             let ec = if same_el { inject_ec::DATA_ABORT_SAME_EL } else { inject_ec::DATA_ABORT_LOWER_EL };
-            (ec, inject_ec::FSC_SEA, far)
-        }
-        Injection::InstrAbort { far } => {
-            let ec = if same_el { inject_ec::INSTR_ABORT_SAME_EL } else { inject_ec::INSTR_ABORT_LOWER_EL };
             (ec, inject_ec::FSC_SEA, far)
         }
         Injection::Undefined => (inject_ec::UNKNOWN, 0, 0),

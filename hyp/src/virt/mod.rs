@@ -118,21 +118,35 @@ impl Hyp {
             return;
         }
         let failed = report::table(&self.vms);
+        log::info!(
+            "virt: {} of {} pool pages free at exit",
+            self.uvm.free_pages(),
+            self.uvm.total_pages()
+        );
         self.trace.finish();
         semihosting::exit(if failed == 0 { 0 } else { 1 });
     }
 }
 
-/// Why a VM could not be built.
+/// Why a VM could not be built (a hypervisor configuration error: the run cannot start).
 #[derive(Debug)]
 enum BuildError {
-    Map(::vm::map::MapError),
+    /// The engine refused a map or one of its entries.
+    Map { vm: usize, error: ::vm::map::MapError },
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BuildError::Map { vm, error } => write!(f, "vm{vm}: map: {error:?}"),
+        }
+    }
 }
 
 /// Build every VM of `config` over the page pool `pool`. Called once, on CPU 0, before any
 /// `cpu_main`.
 pub fn start(config: Config, pool: Range<Pa>) {
-    HYP.call_once(|| build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e:?}")));
+    HYP.call_once(|| build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
 }
 
 fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
@@ -161,7 +175,8 @@ fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
                 o
             }
         };
-        let map = Map::new(&uvm, Vmid(id)).map_err(BuildError::Map)?;
+        let map_err = |error| BuildError::Map { vm: usize::from(id), error };
+        let map = Map::new(&uvm, Vmid(id)).map_err(map_err)?;
         let image_len = vc.image.len() as u64;
         let image_end = RAM_BASE + image_len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let ram_end = RAM_BASE + vc.ram_bytes;
@@ -177,7 +192,7 @@ fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
             anon: true,
             copy_on_write: true,
         })
-        .map_err(BuildError::Map)?;
+        .map_err(map_err)?;
         if image_end < ram_end {
             map.insert(EntrySpec {
                 start: Ipa(image_end),
@@ -190,7 +205,7 @@ fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
                 anon: true,
                 copy_on_write: false,
             })
-            .map_err(BuildError::Map)?;
+            .map_err(map_err)?;
         }
         let nr = vc.cpus as u16;
         let vm = Vm::new(id, vc.name.clone(), map, vc.ram_bytes, image_len, nr);
