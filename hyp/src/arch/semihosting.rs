@@ -61,6 +61,7 @@ pub enum Mode {
     /// "wb": write (truncate/create), binary.
     WriteBinary = 5,
     /// "ab": append (create), binary.
+    #[allow(dead_code)] // API
     AppendBinary = 9,
 }
 
