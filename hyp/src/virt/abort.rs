@@ -9,8 +9,12 @@
 //!   ├─ a device window, data access, ISV=1 ─► mmio::access, skip the instruction
 //!   └─ nothing (or ISV=0) ─► data: inject SEA into the guest; instruction fetch: VM crashed
 //! ```
-//! Access kind: instruction abort → exec; a stage-1 walk (S1PTW) or a cache-maintenance
-//! instruction → read unless WnR says the walker wrote (hardware AF/DBM update); else WnR.
+//! Access kind: instruction abort → exec; otherwise WnR. For a stage-1 walk (S1PTW) WnR is set
+//! only when the walker itself writes (hardware AF/DBM update, not on ARMv8.0 cores), so a walk
+//! is a read of the table page. A cache-maintenance instruction (CM) reports WnR = 1 when it
+//! needs write permission (DC IVAC): treating it as a read would map the page read-only again and
+//! loop. A cache-maintenance instruction on an IPA that is not RAM is skipped (as KVM does):
+//! there is nothing to maintain.
 
 use alloc::format;
 
@@ -44,7 +48,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, instr: bool) -> Next {
     let ipa = page | (far & 0xfff);
     let access = if instr {
         Access::Exec
-    } else if iss.write && !iss.cache_maintenance {
+    } else if iss.write {
         Access::Write
     } else {
         Access::Read
@@ -52,6 +56,11 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, instr: bool) -> Next {
 
     if v.vm.map.contains(Ipa(ipa)) {
         return ram(h, v, Ipa(ipa), access, instr, far);
+    }
+    if !instr && iss.cache_maintenance {
+        v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(4);
+        trace(h, v, Ipa(ipa), access, None, Outcome::Mmio, 0, 0);
+        return Next::Resume;
     }
     if !instr {
         if let Some(w) = mmio::find(ipa) {

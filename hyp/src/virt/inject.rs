@@ -108,7 +108,7 @@ pub fn inject(v: &mut Vcpu, what: Injection) -> Result<(), Undeliverable> {
 fn check_vector(v: &Vcpu, vbar: u64, sctlr: u64) -> Result<(), Undeliverable> {
     let ipa = if sctlr & SCTLR_EL1_M == 0 { Some(vbar) } else { vcpu::translate_s1e1r(vbar) };
     let in_ram = ipa.is_some_and(|ipa| {
-        v.vm.map.contains(Ipa(ipa)) && v.vm.map.contains(Ipa(ipa + VECTOR_TABLE_BYTES - 1))
+        v.vm.map.contains(Ipa(ipa)) && v.vm.map.contains(Ipa(ipa.saturating_add(VECTOR_TABLE_BYTES - 1)))
     });
     if in_ram {
         Ok(())

@@ -117,12 +117,12 @@ impl Hyp {
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
-        let failed = report::table(&self.vms);
         log::info!(
             "virt: {} of {} pool pages free at exit",
             self.uvm.free_pages(),
             self.uvm.total_pages()
         );
+        let failed = report::table(&self.vms);
         self.trace.finish();
         semihosting::exit(if failed == 0 { 0 } else { 1 });
     }
