@@ -30,6 +30,10 @@ use vm::{Access, Ipa};
 
 /// Handle one stage-2 abort of the loaded vCPU `v`.
 pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, instr: bool) -> Next {
+    if v.vm.is_stopped() {
+        // Its RAM may already be gone; the vCPU is dropped.
+        return Next::Drop;
+    }
     let iss = AbortIss::decode(syn.iss);
     let far = v.regs.far_el2;
     let page = match iss.kind {

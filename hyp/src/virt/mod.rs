@@ -82,7 +82,11 @@ pub struct Hyp {
 static HYP: Once<Hyp> = Once::new();
 
 impl Hyp {
-    /// Stop `vm` (first call wins), report it, and tell the caller to drop its vCPU.
+    /// Stop `vm` (first call wins), report it, release its RAM, and tell the caller to drop its
+    /// vCPU.
+    ///
+    /// # Locks
+    /// Call with no lock held (takes the VM's `state` and `console`, then the engine's map lock).
     pub fn stop_vm(&self, vm: &Arc<Vm>, why: Stopped) -> Next {
         if vm.stop(why.clone()) {
             if let Some(mut line) = vm.console.try_lock() {
@@ -92,6 +96,11 @@ impl Hyp {
                 }
             }
             report::vm_stopped(vm, &why);
+            // Give the VM's pages back to the pool for the VMs still running. A vCPU of this VM
+            // still in a guest elsewhere re-faults at worst, and is dropped at that exit.
+            if let Err(e) = vm.map.remove(Ipa(RAM_BASE), Ipa(RAM_BASE + vm.ram_bytes)) {
+                log::warn!("vm{}: cannot release its RAM: {e:?}", vm.id);
+            }
             self.stopped.fetch_add(1, Ordering::AcqRel);
         }
         Next::Drop
