@@ -119,6 +119,8 @@ pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
             m.owner = Owner::Orphan;
             Then::Orphan
         } else {
+            // Claim it so that nobody starts using it while the mappings go.
+            m.flags.insert(PageFlags::BUSY);
             Then::Free
         }
     };

@@ -545,6 +545,9 @@ impl<'m> Fault<'m> {
             .is_ok()
         {
             self.neighbours = self.neighbours.saturating_add(1);
+            if prot.contains(Prot::WRITE) {
+                self.uvm.mark_dirty(pg);
+            }
         }
     }
 
@@ -659,6 +662,9 @@ impl<'m> Fault<'m> {
             .is_ok();
         if !ok {
             self.bump(|s| &s.fltpmapfail);
+        } else if prot.contains(Prot::WRITE) {
+            // We track no modified bit: a page the guest may write is no longer CLEAN.
+            self.uvm.mark_dirty(pg);
         }
         ok
     }

@@ -494,6 +494,11 @@ impl Map {
         })
     }
 
+    /// Copy page by page. Each page is held BUSY (with the map read-locked) while `f` runs, so
+    /// the pagedaemon, a free or a fork cannot pull it away mid-copy.
+    ///
+    /// # Locks
+    /// Takes MAPS (read), then PAGE; drops both before faulting. Exit: nothing.
     fn copy(
         &self,
         ipa: Ipa,
@@ -505,28 +510,44 @@ impl Map {
         while done < len {
             let at = ipa.checked_add(done as u64).ok_or(FaultError::NoMapping)?;
             let n = ((PAGE_SIZE - at.page_offset()) as usize).min(len - done);
-            let pa = self.translate(at, access)?;
-            f(crate::addr::Pa(pa.0 + at.page_offset()), done..done + n);
+            let mut copied = false;
+            for _ in 0..4 {
+                if let Some((pa, pg)) = self.hold(at, access) {
+                    f(crate::addr::Pa(pa.0 + at.page_offset()), done..done + n);
+                    self.uvm.unbusy(pg);
+                    copied = true;
+                    break;
+                }
+                crate::fault::fault(self, at, access, crate::fault::FaultFlags::empty())?;
+            }
+            if !copied {
+                return Err(FaultError::Restart);
+            }
             done += n;
         }
         Ok(())
     }
 
-    /// The frame `ipa`'s page is mapped to with at least `access`, faulting it in if needed.
-    fn translate(
-        &self,
-        ipa: Ipa,
-        access: crate::addr::Access,
-    ) -> Result<crate::addr::Pa, FaultError> {
-        for _ in 0..4 {
-            if let Some((pa, prot)) = self.stage2.extract(ipa.page_base()) {
-                if prot.contains(access.prot()) {
-                    return Ok(pa);
-                }
-            }
-            crate::fault::fault(self, ipa, access, crate::fault::FaultFlags::empty())?;
+    /// If `ipa` is mapped with `access` to a pool page that is not BUSY, make it BUSY and return
+    /// it; the caller unbusies it.
+    fn hold(&self, ipa: Ipa, access: crate::addr::Access) -> Option<(crate::addr::Pa, PageIdx)> {
+        let _g = self.read();
+        let (pa, prot) = self.stage2.extract(ipa.page_base())?;
+        if !prot.contains(access.prot()) {
+            return None;
         }
-        Err(FaultError::Restart)
+        let pg = self.uvm.page_at(pa)?;
+        let mut m = self.uvm.page_meta(pg).lock();
+        if m.flags.contains(crate::page::PageFlags::BUSY)
+            || matches!(
+                m.owner,
+                crate::page::Owner::Free | crate::page::Owner::Table
+            )
+        {
+            return None;
+        }
+        m.flags.insert(crate::page::PageFlags::BUSY);
+        Some((pa, pg))
     }
 
     /// Drop an entry's layers (after it left the map and the stage-2 table).

@@ -269,37 +269,42 @@ impl Object for ImageObject {
         let offsets: alloc::vec::Vec<u64> = table.range(start..end).map(|(o, _)| *o).collect();
         for off in offsets {
             let Some(&pg) = table.get(&off) else { continue };
-            let (busy, clean, loaned, wired) = {
-                let m = uvm.page_meta(pg).lock();
-                (
-                    m.flags.contains(PageFlags::BUSY),
-                    m.flags.contains(PageFlags::CLEAN),
-                    m.loan_count > 0,
-                    m.wire_count > 0,
-                )
-            };
-            if flags.contains(PutFlags::DEACTIVATE) && !busy {
-                uvm.deactivate(pg);
+            if flags.contains(PutFlags::DEACTIVATE) {
+                let busy = uvm.page_meta(pg).lock().flags.contains(PageFlags::BUSY);
+                if !busy {
+                    uvm.deactivate(pg);
+                }
             }
             // FLUSH: the image is a read-only source; a page written through a shared writable
             // mapping has no backing store to go to, so it is simply kept (never freed below).
-            if !flags.contains(PutFlags::FREE) || !clean || wired {
+            if !flags.contains(PutFlags::FREE) {
                 continue;
             }
-            table.remove(&off);
-            let mut m = uvm.page_meta(pg).lock();
-            if busy {
-                m.flags.insert(PageFlags::RELEASED);
-            } else if loaned {
-                m.owner = match m.loan_anon.take() {
-                    Some(a) => {
-                        m.loan_count -= 1;
-                        Owner::Anon(a)
-                    }
-                    None => Owner::Orphan,
-                };
-            } else {
-                drop(m);
+            let free_now = {
+                // Decide and claim in one step under the page's lock.
+                let mut m = uvm.page_meta(pg).lock();
+                if !m.flags.contains(PageFlags::CLEAN) || m.wire_count > 0 {
+                    continue;
+                }
+                table.remove(&off);
+                if m.flags.contains(PageFlags::BUSY) {
+                    m.flags.insert(PageFlags::RELEASED);
+                    false
+                } else if m.loan_count > 0 {
+                    m.owner = match m.loan_anon.take() {
+                        Some(a) => {
+                            m.loan_count -= 1;
+                            Owner::Anon(a)
+                        }
+                        None => Owner::Orphan,
+                    };
+                    false
+                } else {
+                    m.flags.insert(PageFlags::BUSY);
+                    true
+                }
+            };
+            if free_now {
                 uvm.page_protect(pg, Prot::NONE);
                 uvm.free_page(pg);
             }

@@ -34,8 +34,9 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     let Some(swap) = uvm.swap() else { return false };
     let mut a = anon.lock();
     let Some(pg) = a.page else { return false };
+    // Check and claim the page (BUSY) in one step: nobody may start using it in between.
     let clean = {
-        let m = uvm.page_meta(pg).lock();
+        let mut m = uvm.page_meta(pg).lock();
         let pageable = !m.flags.contains(PageFlags::BUSY)
             && m.wire_count == 0
             && m.loan_count == 0
@@ -43,6 +44,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
         if !pageable {
             return false;
         }
+        m.flags.insert(PageFlags::BUSY);
         m.flags.contains(PageFlags::CLEAN)
     };
     if let (SwapSlot::Slot(_), true) = (a.swslot, clean) {
@@ -57,11 +59,13 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
         SwapSlot::Slot(s) => s,
         SwapSlot::None | SwapSlot::Bad => match swap.map.lock().alloc() {
             Some(s) => s,
-            None => return false,
+            None => {
+                uvm.unbusy(pg);
+                return false;
+            }
         },
     };
     a.swslot = SwapSlot::Slot(slot);
-    uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
     uvm.page_protect(pg, Prot::NONE);
     drop(a);
 

@@ -200,6 +200,13 @@ impl Uvm {
         released
     }
 
+    /// Clear CLEAN: the page is (or may become) different from its backing store. Stage-2 has no
+    /// modified bit we track, so a writable mapping counts as a modification (the seed asks
+    /// `pmap_clear_modify` instead).
+    pub(crate) fn mark_dirty(&self, pg: PageIdx) {
+        self.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
+    }
+
     /// Put a page at the tail of the active queue (wired pages stay off the queues).
     pub(crate) fn activate(&self, pg: PageIdx) {
         self.requeue(pg, Queue::Active);

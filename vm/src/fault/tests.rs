@@ -291,9 +291,19 @@ fn anonget_swaps_the_page_back_in() {
         ),
         (1, 1, 1, 1, 1)
     );
-    // Clean with a slot: a second pageout does not write again.
+    // Mapped writable: dirty, written again.
     let writes = swap.writes.load(core::sync::atomic::Ordering::Relaxed);
     assert!(m.pageout(page(1)));
+    assert_eq!(
+        swap.writes.load(core::sync::atomic::Ordering::Relaxed),
+        writes + 1
+    );
+    // Swapped in for a read-only entry: CLEAN with a slot, dropped without writing again.
+    m.protect(page(0), page(4), Prot::READ).unwrap();
+    rd(&m, page(1)).unwrap();
+    assert_eq!(prot(&m, page(1)), Some(Prot::READ));
+    assert!(m.pageout(page(1)));
+    let writes = writes + 1;
     assert_eq!(
         swap.writes.load(core::sync::atomic::Ordering::Relaxed),
         writes
@@ -550,4 +560,82 @@ fn remove_frees_pages_and_clip_splits_the_amap() {
         e.uvm.total_pages(),
         "pages and tables are all back"
     );
+}
+
+#[test]
+fn threads_fault_page_out_and_fork_without_deadlock() {
+    extern crate std;
+    let e = env(96);
+    e.uvm.set_swap(MemSwap::new(512));
+    let m = e.anon_map(64);
+    let nthreads: u64 = option_env!("VM_TEST_THREADS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let threads: alloc::vec::Vec<_> = (0..nthreads)
+        .map(|t| {
+            let m = m.clone();
+            let uvm = e.uvm.clone();
+            std::thread::spawn(move || {
+                let mut seed = t.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+                let mut last = [0u8; 16];
+                for i in 0..3000u32 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    // Thread t owns pages t, t + 4, t + 8, ...
+                    let k = (seed % 16) as usize;
+                    let ipa = page(t + 4 * k as u64);
+                    let retry = |f: &mut dyn FnMut() -> Result<(), FaultError>| loop {
+                        match f() {
+                            Err(FaultError::Restart) => std::thread::yield_now(),
+                            r => break r,
+                        }
+                    };
+                    match seed >> 60 {
+                        0..=5 => {
+                            let v = (i % 251) as u8 + 1;
+                            retry(&mut || m.copy_out(ipa, &[v])).unwrap();
+                            last[k] = v;
+                        }
+                        6..=11 => {
+                            let mut b = [0u8];
+                            retry(&mut || m.copy_in(ipa, &mut b)).unwrap();
+                            assert_eq!(b[0], last[k], "thread {t} page {k}");
+                        }
+                        12 | 13 => {
+                            m.pageout(ipa);
+                        }
+                        14 => {
+                            uvm.reclaim(4);
+                        }
+                        _ => {
+                            let child = m.fork(crate::pmap::Vmid(100 + t as u16)).unwrap();
+                            let mut b = [0u8];
+                            retry(&mut || child.copy_in(ipa, &mut b)).unwrap();
+                            assert_eq!(b[0], last[k]);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(m);
+    assert_eq!(e.uvm.free_pages(), e.uvm.total_pages());
+}
+
+#[test]
+fn swap_in_then_write_is_paged_out_again() {
+    let e = env(64);
+    e.uvm.set_swap(MemSwap::new(8));
+    let m = e.anon_map(4);
+    m.copy_out(page(0), &[1]).unwrap();
+    assert!(m.pageout(page(0)));
+    m.copy_out(page(0), &[2]).unwrap();
+    assert!(m.pageout(page(0)));
+    let mut b = [0u8];
+    m.copy_in(page(0), &mut b).unwrap();
+    assert_eq!(b, [2]);
 }
