@@ -147,7 +147,7 @@ pub fn check(bytes: &[u8]) -> Result<usize, DecodeError> {
         return Err(DecodeError::BadHeader);
     }
     let body = bytes.len() - HEADER_BYTES;
-    if body % RECORD_BYTES != 0 {
+    if !body.is_multiple_of(RECORD_BYTES) {
         return Err(DecodeError::Truncated);
     }
     Ok(body / RECORD_BYTES)

@@ -70,6 +70,20 @@ struct Inner {
     resident: usize,
     /// Valid leaf descriptors with the software wired bit.
     wired: usize,
+    /// Set while a large `remove` batches its TLB maintenance (see [`Deferred`]).
+    deferred: Option<Deferred>,
+}
+
+/// Work a large `remove` postpones until one `invalidate_vm` has run: per-page broadcast TLBIs
+/// dominate the cost of tearing down a VM's RAM under QEMU. Until that invalidation, other CPUs may
+/// still hold TLB entries for the removed pages, so neither the rmap entries (which tell owners the
+/// frame is still mapped) nor the freed table frames may be released before it.
+#[derive(Default)]
+struct Deferred {
+    /// (frame, ipa) of every leaf removed.
+    unmapped: alloc::vec::Vec<(Pa, u64)>,
+    /// Table frames unlinked.
+    tables: alloc::vec::Vec<Pa>,
 }
 
 /// The slots a walk passed through to reach a level-3 descriptor.
@@ -123,6 +137,8 @@ impl Stage2 {
     pub const PA_BITS: u32 = 40;
     /// Frames of the concatenated level-1 root.
     pub const ROOT_FRAMES: usize = 2;
+    /// A `remove` of more pages than this uses one `invalidate_vm` instead of per-page TLBIs.
+    pub const BATCH_REMOVE_PAGES: u64 = 64;
     /// Entries of the concatenated level-1 root.
     const ROOT_ENTRIES: u64 = 1 << (Self::IPA_BITS - Level::L1.shift());
 
@@ -177,6 +193,7 @@ impl Stage2 {
                 live: BTreeMap::new(),
                 resident: 0,
                 wired: 0,
+                deferred: None,
             }),
         }))
     }
@@ -340,11 +357,15 @@ impl Stage2 {
     /// parent, unlink and free the parent too (with `grand_slot` being the parent's slot).
     fn release_table(&self, inner: &mut Inner, table: Pa, slot: Pa, parent: Option<Pa>, ipa: u64) {
         self.write(slot, Descriptor::INVALID);
-        // Walk caches may hold the table descriptor: invalidate before the frame is reused.
-        self.tlb
-            .invalidate_ipa(self.vmid, Ipa(ipa & !(PAGE_SIZE - 1)));
         inner.live.remove(&table.0);
-        self.frames.free_table(table);
+        if let Some(deferred) = inner.deferred.as_mut() {
+            deferred.tables.push(table);
+        } else {
+            // Walk caches may hold the table descriptor: invalidate before the frame is reused.
+            self.tlb
+                .invalidate_ipa(self.vmid, Ipa(ipa & !(PAGE_SIZE - 1)));
+            self.frames.free_table(table);
+        }
         if let Some(p) = parent {
             if let Some(n) = inner.live.get_mut(&p.0) {
                 *n = n.saturating_sub(1);
@@ -389,13 +410,18 @@ impl Stage2 {
     /// Remove the valid leaf `old` at `path`, keep counters and rmap exact, free emptied tables.
     fn remove_leaf(&self, inner: &mut Inner, ipa: u64, path: Path, old: Descriptor) {
         self.write(path.l3_slot, Descriptor::INVALID);
-        self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
         inner.resident = inner.resident.saturating_sub(1);
         if old.attributes().contains(Stage2Attributes::SW_WIRED) {
             inner.wired = inner.wired.saturating_sub(1);
         }
         if let Entry::Leaf { oa, .. } = old.decode(Level::L3) {
-            self.rmap.remove(oa, &self.me, Ipa(ipa));
+            match inner.deferred.as_mut() {
+                Some(deferred) => deferred.unmapped.push((oa, ipa)),
+                None => {
+                    self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
+                    self.rmap.remove(oa, &self.me, Ipa(ipa));
+                }
+            }
         }
         let l3_left = match inner.live.get_mut(&path.l3_table.0) {
             Some(n) => {
@@ -425,6 +451,20 @@ impl Stage2 {
                 old,
                 old.with_attributes(attrs.with_prot(new_prot)),
             );
+        }
+    }
+
+    /// One invalidation for the whole VM, then what a batched `remove` postponed.
+    fn finish_deferred(&self, deferred: Deferred) {
+        if deferred.unmapped.is_empty() && deferred.tables.is_empty() {
+            return;
+        }
+        self.tlb.invalidate_vm(self.vmid);
+        for (oa, ipa) in deferred.unmapped {
+            self.rmap.remove(oa, &self.me, Ipa(ipa));
+        }
+        for table in deferred.tables {
+            self.frames.free_table(table);
         }
     }
 
@@ -541,10 +581,16 @@ impl Pmap for Stage2 {
 
     /// # Locks
     /// Takes this table's lock, then the rmap lock.
+    ///
+    /// Ranges of more than [`Stage2::BATCH_REMOVE_PAGES`] pages are torn down with a single
+    /// `invalidate_vm` instead of one `invalidate_ipa` per page (see [`Deferred`]).
     fn remove(&self, start: Ipa, end: Ipa) {
         let mut inner = self.inner.lock();
         let mut ipa = start.0 & !(PAGE_SIZE - 1);
         let end = end.0.min(Self::IPA_LIMIT);
+        if end.saturating_sub(ipa) > Self::BATCH_REMOVE_PAGES * PAGE_SIZE {
+            inner.deferred = Some(Deferred::default());
+        }
         // Not `for_each_leaf`: removing may free the table the walk is in.
         while ipa < end {
             match self.walk(ipa) {
@@ -557,6 +603,9 @@ impl Pmap for Stage2 {
                     ipa += PAGE_SIZE;
                 }
             }
+        }
+        if let Some(deferred) = inner.deferred.take() {
+            self.finish_deferred(deferred);
         }
     }
 

@@ -111,6 +111,40 @@ fn enter_extract_remove_round_trip() {
 }
 
 #[test]
+fn large_remove_batches_tlb_maintenance_and_releases_after_it() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(3).unwrap();
+    let pages = Stage2::BATCH_REMOVE_PAGES + 1;
+    for p in 0..pages {
+        let pa = Pa(P1.0 + p * PAGE_SIZE);
+        s2.enter(Ipa(IPA.0 + p * PAGE_SIZE), pa, RW, EnterFlags::empty()).unwrap();
+    }
+    fx.tlb.clear();
+    fx.log.clear();
+    s2.remove(IPA, Ipa(IPA.0 + pages * PAGE_SIZE));
+    // One whole-VM invalidation, after every descriptor was cleared, and no per-page ones.
+    assert_eq!((fx.tlb.ipa_count(), fx.tlb.vm_count()), (0, 1));
+    let events = fx.log.events();
+    let inval = events
+        .iter()
+        .position(|e| matches!(e, Event::InvalidateVm { .. }))
+        .unwrap();
+    assert!(events[inval + 1..].iter().all(|e| !matches!(e, Event::Write { .. })));
+    assert_eq!(s2.resident(), 0);
+    assert_eq!((s2.table_frames(), fx.frames.in_use()), (0, 2));
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    assert_eq!(fx.rmap.mappings(Pa(P1.0 + (pages - 1) * PAGE_SIZE)), 0);
+
+    // A small remove still invalidates page by page.
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    fx.tlb.clear();
+    s2.remove(IPA, Ipa(IPA.0 + PAGE_SIZE));
+    assert_eq!(fx.tlb.vm_count(), 0);
+    assert!(fx.tlb.ipa_count() >= 1);
+    fx.clean();
+}
+
+#[test]
 fn tables_are_allocated_on_demand_and_shared() {
     let fx = Fx::new(32);
     let s2 = fx.stage2(1).unwrap();
