@@ -24,7 +24,8 @@ use crate::loader::{self, ElfError, RAM_BASE};
 pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
 /// Guest RAM when `vm=` has no `ram=` (MiB).
 pub const DEFAULT_RAM_MIB: u64 = 64;
-/// Largest guest RAM: the IPA space ends at 4 GiB (VTCR_EL2.T0SZ = 32), RAM starts at 1 GiB.
+/// Largest guest RAM (RAM starts at 1 GiB; the stage-2 IPA space is 40 bits, this is a policy
+/// limit that keeps every VM inside the 4 GiB the QEMU virt layout describes).
 pub const MAX_RAM_MIB: u64 = 3 * 1024;
 /// Largest number of vCPUs per VM.
 pub const MAX_VCPUS: u32 = 8;
@@ -37,7 +38,6 @@ pub struct VmConfig {
     /// Name given on the command line (used in reports: `vm1 (name)`).
     pub name: String,
     /// Host path of the guest ELF (for reports; images with equal paths are shared).
-    #[allow(dead_code)] // part of the contract with virt, which may report it
     pub path: String,
     /// The flattened guest image, to be mapped at IPA 0x4000_0000 (shared between VMs with the
     /// same `path`).
@@ -222,15 +222,66 @@ pub fn resolve(
     Ok(Config { trace_path: sc.trace_path, vms, pool_limit: sc.pool_limit })
 }
 
-/// Reads the command line and the guest images through semihosting.
-pub fn load() -> Result<Config, ConfigError> {
-    let mut buf = alloc::vec![0u8; 8192];
-    let line = crate::arch::semihosting::get_cmdline(&mut buf).map_err(|_| ConfigError::Cmdline)?;
-    let line = core::str::from_utf8(line).map_err(|_| ConfigError::Cmdline)?;
-    let sc = parse(line)?;
-    resolve(sc, |path| {
-        let mut v = Vec::new();
-        crate::arch::semihosting::read_file(path, &mut v).map_err(|e| e.to_string())?;
-        Ok(v)
-    })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::test_elf;
+    use alloc::format;
+
+    #[test]
+    fn grammar() {
+        let sc = parse("hyp trace=x.tr pool=100 vm=a:/p/a,ram=32,cpus=2 vm=b:/p/b").unwrap();
+        assert_eq!(sc.trace_path, "x.tr");
+        assert_eq!(sc.pool_limit, Some(100 * MIB));
+        assert_eq!(
+            sc.vms[0],
+            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2 }
+        );
+        assert_eq!((sc.vms[1].ram_bytes, sc.vms[1].cpus), (DEFAULT_RAM_MIB * MIB, 1));
+        assert_eq!(parse("").unwrap().trace_path, DEFAULT_TRACE);
+        // A path may contain ':' after the name.
+        assert_eq!(parse("vm=a:c:/x").unwrap().vms[0].path, "c:/x");
+    }
+
+    #[test]
+    fn grammar_errors_name_the_token() {
+        assert!(matches!(parse("hyp foo"), Err(ConfigError::UnknownToken(t)) if t == "foo"));
+        assert!(matches!(parse("x=1"), Err(ConfigError::UnknownToken(_))));
+        for bad in ["pool=-1", "pool=0", "pool=99999999999999999999999", "vm=a:b,ram=0", "vm=a:b,cpus=9", "vm=a:b,cpus="] {
+            assert!(matches!(parse(bad), Err(ConfigError::BadNumber { .. })), "{bad}");
+        }
+        assert!(matches!(parse("vm=a:b,x=1"), Err(ConfigError::UnknownOption { .. })));
+        for bad in ["vm=ab", "vm=a:", "vm=:p", "trace="] {
+            assert!(matches!(parse(bad), Err(ConfigError::Missing { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolve_reads_each_file_once_and_shares_images() {
+        let code = test_elf(RAM_BASE, &[(RAM_BASE, b"one", 3)]);
+        let other = test_elf(RAM_BASE, &[(RAM_BASE, b"two", 3)]);
+        let sc = parse("vm=a:/g/one vm=b:/g/two vm=c:/g/one,ram=16").unwrap();
+        let mut reads = Vec::new();
+        let c = resolve(sc, |p| {
+            reads.push(p.to_string());
+            Ok(if p == "/g/one" { code.clone() } else { other.clone() })
+        })
+        .unwrap();
+        assert_eq!(reads, ["/g/one", "/g/two"]);
+        assert!(Arc::ptr_eq(&c.vms[0].image, &c.vms[2].image));
+        assert!(!Arc::ptr_eq(&c.vms[0].image, &c.vms[1].image));
+        assert_eq!(&c.vms[1].image[..], b"two");
+        assert_eq!((c.vms[2].entry, c.vms[2].ram_bytes), (Ipa(RAM_BASE), 16 * MIB));
+    }
+
+    #[test]
+    fn resolve_reports_unreadable_and_invalid_guests() {
+        let missing = resolve(parse("vm=z:/nope").unwrap(), |_| Err("no such file".into()));
+        assert!(matches!(&missing, Err(ConfigError::File { vm, .. }) if vm == "z"));
+        let big = test_elf(RAM_BASE, &[(RAM_BASE, b"x", 2 * MIB)]);
+        let too_big = resolve(parse("vm=z:/big,ram=1").unwrap(), |_| Ok(big.clone()));
+        assert!(matches!(too_big, Err(ConfigError::Elf { why: ElfError::SegmentOutsideRam { .. }, .. })));
+        let e = format!("{}", missing.err().unwrap());
+        assert!(e.contains("/nope") && e.contains("no such file"), "{e}");
+    }
 }

@@ -157,3 +157,38 @@ pub fn parse(blob: &[u8]) -> Result<Platform, DtbError> {
     p.ram = ram.ok_or(DtbError::NoMemory)?;
     Ok(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QEMU 7.2's own device tree for `-M virt,virtualization=on,gic-version=3 -cpu cortex-a72
+    /// -smp 4 -m 1G` (`-machine dumpdtb=`, trimmed to its used size).
+    const QEMU_VIRT: &[u8] = include_bytes!("../fixtures/qemu-virt-a72-smp4-1g.dtb");
+
+    #[test]
+    fn qemu_virt_ram_and_cpus() {
+        let p = parse(QEMU_VIRT).unwrap();
+        assert_eq!(p.ram, 0x4000_0000..0x8000_0000);
+        assert_eq!(&p.cpu_mpidrs[..p.cpu_count], &[0, 1, 2, 3]);
+        assert_eq!(total_size(QEMU_VIRT), Ok(QEMU_VIRT.len()));
+    }
+
+    #[test]
+    fn corrupt_blobs_are_errors_not_panics() {
+        assert_eq!(parse(b"\0\0\0\0").err(), Some(DtbError::BadMagic));
+        assert_eq!(parse(&QEMU_VIRT[..64]).err(), Some(DtbError::Malformed));
+        // Every truncation and every single-byte corruption of the structure block must be
+        // either parsed or refused: never a panic.
+        for len in (0..QEMU_VIRT.len()).step_by(97) {
+            let _ = parse(&QEMU_VIRT[..len]);
+        }
+        let mut blob = QEMU_VIRT.to_vec();
+        for i in (40..blob.len()).step_by(13) {
+            let old = blob[i];
+            blob[i] = 0xff;
+            let _ = parse(&blob);
+            blob[i] = old;
+        }
+    }
+}

@@ -158,3 +158,87 @@ pub fn load(elf: &[u8], ram_bytes: u64) -> Result<Image, ElfError> {
     }
     Ok(Image { bytes: Arc::from(bytes), entry: Ipa(entry) })
 }
+
+/// Builds small ELF files for tests: one PT_LOAD per `(paddr, file bytes, memsz)`.
+#[cfg(test)]
+pub(crate) fn test_elf(entry: u64, segments: &[(u64, &[u8], u64)]) -> vec::Vec<u8> {
+    let phoff = EHDR_SIZE;
+    let data_off = phoff + PHDR_SIZE * segments.len();
+    let mut elf = vec![0u8; data_off];
+    elf[0..4].copy_from_slice(&[0x7f, b'E', b'L', b'F']);
+    elf[4] = EI_CLASS_64;
+    elf[5] = EI_DATA_LE;
+    elf[6] = 1;
+    elf[16..18].copy_from_slice(&ET_EXEC.to_le_bytes());
+    elf[18..20].copy_from_slice(&EM_AARCH64.to_le_bytes());
+    elf[24..32].copy_from_slice(&entry.to_le_bytes());
+    elf[32..40].copy_from_slice(&(phoff as u64).to_le_bytes());
+    elf[54..56].copy_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
+    elf[56..58].copy_from_slice(&(segments.len() as u16).to_le_bytes());
+    for (i, (paddr, data, memsz)) in segments.iter().enumerate() {
+        let ph = phoff + i * PHDR_SIZE;
+        let offset = elf.len() as u64;
+        elf.extend_from_slice(data);
+        elf[ph..ph + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+        elf[ph + 8..ph + 16].copy_from_slice(&offset.to_le_bytes());
+        elf[ph + 16..ph + 24].copy_from_slice(&paddr.to_le_bytes());
+        elf[ph + 24..ph + 32].copy_from_slice(&paddr.to_le_bytes());
+        elf[ph + 32..ph + 40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        elf[ph + 40..ph + 48].copy_from_slice(&memsz.to_le_bytes());
+    }
+    elf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn segments_are_flattened_at_ram_base_with_zeroed_gaps_and_bss() {
+        let elf = test_elf(RAM_BASE + 2, &[(RAM_BASE, b"text", 4), (RAM_BASE + 0x2000, b"data", 0x1800)]);
+        let img = load(&elf, 64 * MIB).unwrap();
+        assert_eq!(img.entry, Ipa(RAM_BASE + 2));
+        assert_eq!(img.bytes.len(), 0x3800);
+        assert_eq!(&img.bytes[..4], b"text");
+        assert_eq!(&img.bytes[0x2000..0x2004], b"data");
+        assert!(img.bytes[4..0x2000].iter().chain(&img.bytes[0x2004..]).all(|&b| b == 0));
+    }
+
+    #[test]
+    fn malformed_files_are_refused_with_the_reason() {
+        let elf = test_elf(RAM_BASE, &[(RAM_BASE, b"code", 4)]);
+        assert_eq!(load(b"not an elf", MIB).err(), Some(ElfError::NotElf64));
+        assert_eq!(load(&elf[..EHDR_SIZE + 10], MIB).err(), Some(ElfError::Truncated));
+        let mut bad = elf.clone();
+        bad[18] = 62;
+        assert_eq!(load(&bad, MIB).err(), Some(ElfError::NotAarch64));
+        let mut bad = elf.clone();
+        bad[16] = 3;
+        assert_eq!(load(&bad, MIB).err(), Some(ElfError::NotExec));
+        let mut bad = elf.clone();
+        // filesz larger than the file.
+        bad[EHDR_SIZE + 32..EHDR_SIZE + 40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert_eq!(load(&bad, MIB).err(), Some(ElfError::Truncated));
+        assert_eq!(load(&test_elf(RAM_BASE, &[]), MIB).err(), Some(ElfError::NoSegments));
+        assert_eq!(
+            load(&test_elf(RAM_BASE + 8, &[(RAM_BASE, b"code", 4)]), MIB).err(),
+            Some(ElfError::EntryOutside { entry: RAM_BASE + 8 })
+        );
+    }
+
+    #[test]
+    fn segments_outside_the_vms_ram_are_refused() {
+        let below = test_elf(0x1000, &[(0x1000, b"code", 4)]);
+        assert_eq!(load(&below, MIB).err(), Some(ElfError::SegmentOutsideRam { paddr: 0x1000, memsz: 4 }));
+        let beyond = test_elf(RAM_BASE, &[(RAM_BASE, b"code", 2 * MIB)]);
+        assert!(load(&beyond, 2 * MIB).is_ok());
+        assert_eq!(
+            load(&beyond, MIB).err(),
+            Some(ElfError::SegmentOutsideRam { paddr: RAM_BASE, memsz: 2 * MIB })
+        );
+        let wraps = test_elf(RAM_BASE, &[(u64::MAX - 1, b"code", 4)]);
+        assert!(matches!(load(&wraps, MIB), Err(ElfError::SegmentOutsideRam { .. })));
+    }
+}

@@ -39,17 +39,16 @@
 extern crate alloc;
 
 mod arch;
-mod config;
 mod console;
-mod dtb;
-mod loader;
 mod virt;
 
-use core::ops::Range;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use log::{error, info, LevelFilter};
-use vm::Pa;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use hyp::config::{self, Config, ConfigError};
+use hyp::{dtb, layout};
 
 use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer};
 
@@ -57,38 +56,8 @@ use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer};
 const EXIT_BAD_SCENARIO: u32 = 2;
 /// QEMU exit status after a hypervisor panic.
 const EXIT_PANIC: u32 = 101;
-/// The heap ends at least this far above RAM base when RAM is large enough; see [`carve`].
-const HEAP_END_OFFSET: u64 = 128 << 20;
-const PAGE: u64 = 4096;
-
 /// Set by CPU 0 after `virt::start` returned; secondaries wait for it.
 static RELEASE: AtomicBool = AtomicBool::new(false);
-
-/// The hypervisor's RAM layout.
-struct Carving {
-    heap: Range<u64>,
-    pool: Range<Pa>,
-}
-
-/// Splits RAM above our image into heap and pool. RAM below `image.end` (DTB, image, stacks) is
-/// never handed out.
-///
-/// The heap holds the engine's per-frame metadata, so it grows with RAM: up to RAM base +
-/// max(128 MiB, RAM / 8) (about 125 MiB for `-m 1G`, room for ~500 bytes per pool frame), or
-/// RAM / 8 above the image on machines under 512 MiB. Its end is 2 MiB aligned, which also lets
-/// the buddy allocator form large blocks.
-fn carve(ram: &Range<u64>, image: &Range<u64>) -> Carving {
-    let ram_size = ram.end - ram.start;
-    let heap_start = image.end.next_multiple_of(PAGE);
-    let heap_end = if ram_size >= 4 * HEAP_END_OFFSET {
-        ram.start + HEAP_END_OFFSET.max((ram_size / 8).next_multiple_of(2 << 20))
-    } else {
-        (heap_start + ram_size / 8).next_multiple_of(2 << 20)
-    };
-    assert!(heap_end < ram.end, "RAM ({} MiB) too small for the hypervisor", ram_size >> 20);
-    let pool_end = ram.end & !(PAGE - 1);
-    Carving { heap: heap_start..heap_end, pool: Pa(heap_end)..Pa(pool_end) }
-}
 
 /// Boot CPU: everything up to the hand-off to `virt`. Called by `arch::entry` with the MMU off.
 pub(crate) fn boot_main() -> ! {
@@ -102,7 +71,8 @@ pub(crate) fn boot_main() -> ! {
     mmu::enable();
 
     let image = boot::image();
-    let carving = carve(&ram, &image);
+    let carving = layout::carve(&ram, &image)
+        .unwrap_or_else(|| panic!("RAM {ram:#x?} is too small for the hypervisor"));
     heap::init(carving.heap.clone());
 
     let mpidrs = &platform.cpu_mpidrs[..platform.cpu_count];
@@ -129,34 +99,26 @@ pub(crate) fn boot_main() -> ! {
     timer_selftest();
     start_secondaries();
 
-    let config = config::load().unwrap_or_else(|e| {
+    let config = load_scenario().unwrap_or_else(|e| {
         error!("bad scenario: {e}");
         semihosting::exit(EXIT_BAD_SCENARIO)
     });
-    let pool = limit_pool(carving.pool, config.pool_limit);
+    let (pool, clamped) = layout::limit_pool(carving.pool, config.pool_limit);
+    if clamped {
+        log::warn!("pool= exceeds the free RAM; using all {} MiB of it", (pool.end.0 - pool.start.0) >> 20);
+    }
     info!(
         "{} VM(s); page pool {:#x}..{:#x} ({} frames)",
         config.vms.len(),
         pool.start.0,
         pool.end.0,
-        (pool.end.0 - pool.start.0) / PAGE
+        (pool.end.0 - pool.start.0) / vm::PAGE_SIZE
     );
 
     virt::start(config, pool);
     RELEASE.store(true, Ordering::Release);
     cpu::sev();
     virt::cpu_main(0)
-}
-
-/// Applies `pool=` (rounded down to whole frames; more than is free is clamped with a warning).
-fn limit_pool(pool: Range<Pa>, limit: Option<u64>) -> Range<Pa> {
-    let Some(limit) = limit else { return pool };
-    let avail = pool.end.0 - pool.start.0;
-    if limit > avail {
-        log::warn!("pool={} MiB exceeds the {} MiB of free RAM; using all of it", limit >> 20, avail >> 20);
-        return pool;
-    }
-    pool.start..Pa(pool.start.0 + (limit & !(PAGE - 1)))
 }
 
 /// Checks that the EL2 hypervisor timer reaches this CPU through the GIC as INTID 26: arms it
@@ -212,6 +174,18 @@ pub(crate) fn secondary_main(index: usize) -> ! {
         cpu::wfe();
     }
     virt::cpu_main(index)
+}
+
+/// Reads the scenario (QEMU's `-append`) and the guest images it names through semihosting.
+fn load_scenario() -> Result<Config, ConfigError> {
+    let mut buf = alloc::vec![0u8; 8192];
+    let line = semihosting::get_cmdline(&mut buf).map_err(|_| ConfigError::Cmdline)?;
+    let line = core::str::from_utf8(line).map_err(|_| ConfigError::Cmdline)?;
+    config::resolve(config::parse(line)?, |path| {
+        let mut bytes = Vec::new();
+        semihosting::read_file(path, &mut bytes).map_err(|e| e.to_string())?;
+        Ok(bytes)
+    })
 }
 
 #[panic_handler]

@@ -25,7 +25,7 @@ pub fn dtb() -> Option<&'static [u8]> {
     // written by us). We read the 8-byte header first, then trust its total size only up to
     // DTB_MAX, which stays inside the 2 MiB below our image at 0x4020_0000.
     let header = unsafe { core::slice::from_raw_parts(DTB_ADDR as *const u8, 8) };
-    let size = crate::dtb::total_size(header).ok()?;
+    let size = hyp::dtb::total_size(header).ok()?;
     if size > DTB_MAX {
         return None;
     }

@@ -41,7 +41,7 @@ use spin::{Mutex, Once};
 use crate::arch::physmem::IdentityMem;
 use crate::arch::tlb::HwTlb;
 use crate::arch::{cpu, semihosting, vectors};
-use crate::config::Config;
+use hyp::config::Config;
 use ::vm::map::{Advice, EntrySpec, Inherit, Map};
 use ::vm::object::{ImageObject, Object};
 use ::vm::pmap::Vmid;
