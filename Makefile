@@ -2,7 +2,7 @@
 # build the hypervisor, the test guests and the host tools, then run.
 #
 #   make run                 default scenario: two VMs sharing the `image` guest + one `touch` VM
-#   make test                host unit tests (vm, tools) + every QEMU scenario, with a summary
+#   make test                host unit tests (vm, tools, hyp's library) + every QEMU scenario, with a summary
 #   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
 #   make build               build only
 
@@ -43,9 +43,9 @@ run: build
 
 # Host unit tests, then every QEMU scenario; the runner's summary line comes last.
 test: build
-	@cargo test -p vm -p tools; host=$$?; \
+	@cargo test -p vm -p tools -p hyp; host=$$?; \
 	$(TOOLS) test; qemu=$$?; \
-	if [ $$host -ne 0 ]; then echo "host unit tests failed (cargo test -p vm -p tools)"; fi; \
+	if [ $$host -ne 0 ]; then echo "host unit tests failed (cargo test -p vm -p tools -p hyp)"; fi; \
 	exit $$(( host != 0 || qemu != 0 ))
 
 debug: build

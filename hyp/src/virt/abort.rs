@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! IPA = HPFAR_EL2.FIPA | FAR_EL2[11:0]   (permission fault, not on a walk: AT S1E1R of FAR_EL2)
-//!   ├─ guest RAM (a map entry covers it) ─► vm::fault ─► Resolved / Restart: re-enter, retry
+//!   ├─ guest RAM (a map entry covers it) ─► vm::fault ─► Resolved: re-enter
+//!   │                                                    Restart: yield, then retry
 //!   │                                                    NoMemory / Io / NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
 //!   ├─ a device window, data access, ISV=1 ─► mmio::access, skip the instruction
@@ -85,7 +86,10 @@ fn ram(h: &Hyp, v: &mut Vcpu, ipa: Ipa, access: Access, instr: bool, far: u64) -
         Err(e) => {
             trace(h, v, ipa, access, None, Outcome::Failed(e), 0, 0);
             match e {
-                FaultError::Restart => Next::Resume,
+                // Where the seed sleeps (a busy page, memory to reclaim): let whoever holds the
+                // page run first instead of spinning on the fault; the guest retries when it is
+                // next scheduled.
+                FaultError::Restart => Next::Yield,
                 FaultError::NoMapping | FaultError::Protection => {
                     bad_access(h, v, instr, far, &format!("{access:?} at IPA {ipa} refused: {e:?}"))
                 }
