@@ -76,3 +76,71 @@ fn bug2_protect_none_on_wired_range_leaks_the_wiring() {
     );
     assert!(map.pageout(ipa(0)), "an unwired anon page must be pageable");
 }
+
+/// BUG 3 (engine-bugs.md): a write fault on a wired entry that promotes (2B from the object page,
+/// or 1B) maps the new page WIRED but does not wire it, and leaves the old page wired: `unwire`
+/// then unwires whatever is mapped now (the new page, saturating at 0) and the old frame stays
+/// wired for ever.
+#[test]
+fn bug3_promotion_on_wired_entry_strands_the_wiring() {
+    let env = Env::new(256, 16);
+    let map = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
+    let img = vm::object::ImageObject::new(&env.uvm, image_bytes(0, 4 * PAGE));
+    let mut spec = image_spec(&img, 0, 0, 4);
+    spec.prot = Prot::READ;
+    map.insert(spec).unwrap();
+    map.wire(ipa(0), ipa(1)).unwrap(); // 2A: the object page is wired, mapped read-only
+    let (objpg, _) = map.mapped_page(ipa(0)).expect("wired page is mapped");
+    map.protect(ipa(0), ipa(4), Prot::READ | Prot::WRITE).unwrap();
+    guest_write(&map, &env, 0, 7); // 2B: promoted into an anon
+    let (newpg, _) = map.mapped_page(ipa(0)).expect("mapped");
+    assert_ne!(newpg, objpg);
+    map.unwire(ipa(0), ipa(1)).unwrap();
+    assert_eq!(env.uvm.page_info(objpg).wire_count, 0, "the object page is still wired");
+    assert_eq!(env.uvm.page_info(newpg).wire_count, 0);
+}
+
+/// BUG 4 (engine-bugs.md): neighbour object pages of a non-copy-on-write object entry are mapped
+/// writable but stay CLEAN; a guest write through such a mapping takes no fault, and the
+/// pagedaemon later frees the "clean" page: the write is lost.
+#[test]
+fn bug4_writable_neighbour_object_page_stays_clean_and_is_dropped() {
+    let env = Env::new(256, 16);
+    let img = vm::object::ImageObject::new(&env.uvm, image_bytes(0, 8 * PAGE));
+    let a = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
+    a.insert(image_spec(&img, 0, 0, 8)).unwrap();
+    let b = vm::map::Map::new(&env.uvm, Vmid(2)).unwrap();
+    let mut shared = image_spec(&img, 0, 0, 8);
+    shared.copy_on_write = false;
+    shared.anon = false;
+    b.insert(shared).unwrap();
+    a.advise(ipa(0), ipa(8), vm::map::Advice::Random).unwrap();
+    let _ = guest_read(&a, &env, 2); // object page 2 resident, CLEAN
+    let _ = guest_read(&b, &env, 1); // neighbour page 2 mapped into b
+    guest_write(&b, &env, 2, 0xdead_beef); // no fault if the neighbour mapping is writable
+    a.remove(ipa(0), ipa(8)).unwrap();
+    for _ in 0..8 {
+        env.uvm.reclaim(64);
+    }
+    assert_eq!(guest_read(&b, &env, 2), 0xdead_beef, "a guest write to an object page was lost");
+}
+
+/// BUG 5 (engine-bugs.md): case 1B in an amap shared by several maps (SHARE inheritance) puts the
+/// new anon in the slot but leaves the other sharers' mappings of the old anon's page: they keep
+/// reading the old data (the seed's `amap_add(replace)` does `pmap_page_protect(old, NONE)` for a
+/// shared amap).
+#[test]
+fn bug5_1b_in_shared_amap_leaves_sharers_on_the_old_page() {
+    let env = Env::new(256, 16);
+    let p = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
+    p.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE)).unwrap();
+    guest_write(&p, &env, 0, 1);
+    let _c = p.fork(Vmid(2)).unwrap(); // COPY: the anon will have an_ref 2
+    p.set_inherit(ipa(0), ipa(4), Inherit::Share).unwrap();
+    let s = p.fork(Vmid(3)).unwrap(); // SHARE: p and s share one amap
+    assert_eq!(guest_read(&p, &env, 0), 1);
+    assert_eq!(guest_read(&s, &env, 0), 1);
+    guest_write(&s, &env, 0, 2); // 1B into the shared amap
+    assert_eq!(guest_read(&s, &env, 0), 2);
+    assert_eq!(guest_read(&p, &env, 0), 2, "a SHARE sharer still reads the old anon's page");
+}

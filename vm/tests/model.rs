@@ -387,6 +387,15 @@ impl World {
         Ok(())
     }
 
+    /// BUG 5: would a write at `page` be a 1B inside an amap shared with another map?
+    fn shared_1b(&self, map: &Map, page: u64) -> bool {
+        let shared = map
+            .entry(ipa(page))
+            .and_then(|e| e.aref)
+            .is_some_and(|a| a.amap.lock().shared());
+        shared && map.anon_at(ipa(page)).is_some_and(|a| a.lock().an_ref > 1)
+    }
+
     fn read_failures(&self) -> u64 {
         self.env.uvm.stats().pageins.load(Ordering::Relaxed)
             - self.env.swap.reads.load(Ordering::Relaxed)
@@ -405,6 +414,9 @@ impl World {
             Some(_) => Ok(()),
         };
         let what = format!("step {} {access:?} map{mi} page {page} word {k}", self.step);
+        if self.avoid_known && access == Access::Write && self.shared_1b(&map, page) {
+            return Ok(()); // BUG 5
+        }
         let (mut oks, mut restarts) = (0, 0);
         loop {
             if let Some(pa) = cpu_frame(&map, at, access) {
@@ -412,6 +424,15 @@ impl World {
                     return fail(format!("{what}: stage 2 allows it, the model says {expect:?}"));
                 };
                 let mem = self.env.mem.clone();
+                if self.avoid_known && access == Access::Write && matches!(p.kind, Kind::Shared { .. }) {
+                    // BUG 4: a writable neighbour object page that is still CLEAN.
+                    let clean = self.env.uvm.page_at(Pa(pa.0 & !(PAGE_SIZE - 1))).is_some_and(|pg| {
+                        self.env.uvm.page_info(pg).flags.contains(vm::page::PageFlags::CLEAN)
+                    });
+                    if clean {
+                        return Ok(());
+                    }
+                }
                 if access == Access::Write {
                     write_u64(mem.as_ref(), pa, val);
                     self.write_model(p, k, val);
@@ -563,6 +584,9 @@ impl World {
         let covered = (s..e).all(|pg| self.maps[mi].pos.contains_key(&pg));
         let map = self.maps[mi].map.clone();
         let what = format!("step {} wire map{mi} {s}..{e}", self.step);
+        if self.avoid_known && (s..e).any(|pg| self.shared_1b(&map, pg)) {
+            return Ok(()); // BUG 5 (a wiring fault with WRITE does 1B too)
+        }
         // The model's prediction: the first newly wired page that cannot be faulted in.
         let predicted = (s..e).find_map(|pg| {
             let p = self.maps[mi].pos.get(&pg)?;
@@ -678,7 +702,10 @@ impl World {
                 let prot = PROTS[usize::from(prot) % PROTS.len()];
                 // BUG 2: emptying a wired mapping leaks the page's wiring.
                 let wired = self.maps[mi].pos.range(s..e).any(|(_, p)| p.wired > 0);
-                if self.avoid_known && wired && !prot.contains(Prot::READ) {
+                // BUG 3: a promotion on a wired entry (made writable later) strands the wiring.
+                let raises_w = prot.contains(Prot::WRITE)
+                    && self.maps[mi].pos.range(s..e).any(|(_, p)| p.wired > 0 && !p.prot.contains(Prot::WRITE));
+                if self.avoid_known && wired && (!prot.contains(Prot::READ) || raises_w) {
                     return Ok(());
                 }
                 let exceeds = self.maps[mi].pos.range(s..e).any(|(_, p)| !p.max_prot.contains(prot));
@@ -914,7 +941,7 @@ fn model_fault_engine() {
     });
     let cases = total.div_ceil(OPS_PER_CASE as u64) as u32;
     if std::env::var_os("UVMHYP_MODEL_KNOWN_BUGS").is_none() {
-        println!("model: steering around known engine bugs: BUG 1, BUG 2 (engine_bugs.rs; set \
+        println!("model: steering around known engine bugs: BUG 1-5 (engine_bugs.rs; set \
                   UVMHYP_MODEL_KNOWN_BUGS=1 to include them)");
     }
     println!("model: {total} operations in {cases} cases of {OPS_PER_CASE}, seed {seed} \
