@@ -144,3 +144,32 @@ fn bug5_1b_in_shared_amap_leaves_sharers_on_the_old_page() {
     assert_eq!(guest_read(&s, &env, 0), 2);
     assert_eq!(guest_read(&p, &env, 0), 2, "a SHARE sharer still reads the old anon's page");
 }
+
+/// BUG 6 (engine-bugs.md): `Map::fork` of a wired COPY entry that runs out of memory in
+/// `amap_cow_now` returns `NoMemory` but drops the half-built child entry without releasing its
+/// amap: the anons it references (and the frames already copied for it) are never freed.
+#[test]
+fn bug6_fork_nomemory_in_cow_now_leaks_anons() {
+    let mut failed_forks = 0;
+    for fill in 0..48 {
+        let env = Env::new(64, 0);
+        let total = env.uvm.total_pages();
+        {
+            let map = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
+            map.insert(anon_spec(0, 8, Prot::READ | Prot::WRITE)).unwrap();
+            map.insert(anon_spec(8, 64, Prot::READ | Prot::WRITE)).unwrap();
+            map.wire(ipa(0), ipa(8)).unwrap();
+            for n in 0..fill {
+                if fault(&map, ipa(8 + n), Access::Write, FaultFlags::empty()).is_err() {
+                    break;
+                }
+            }
+            if let Err(e) = map.fork(Vmid(2)) {
+                assert_eq!(e, vm::map::MapError::NoMemory);
+                failed_forks += 1;
+            }
+        }
+        assert_eq!(env.uvm.free_pages(), total, "fill {fill}: frames leaked after everything was dropped");
+    }
+    assert!(failed_forks > 0, "no fork ran out of memory: the test did not reach the path");
+}
