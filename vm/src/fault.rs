@@ -47,10 +47,13 @@
 //!   neighbourhood from the advice, lock the amap and extract the anons, deactivate the pages
 //!   behind a sequential fault, map resident neighbour anons, ask the object (LOCKED get) for
 //!   resident neighbour pages and map them, then go to case 1 or case 2.
-//! - `upper.rs`: case 1 — `anonget` (make the anon's data resident: swap-in), loan handling,
-//!   1A or 1B (`promote` with copy), enter the mapping.
+//! - `neighbours.rs`: the neighbour loops of `attempt` (map resident neighbour anons and object
+//!   pages, deactivate the pages behind a sequential fault).
+//! - `upper.rs`: case 1 — `anonget` (in `anonget.rs`: make the anon's data resident, swap-in),
+//!   loan handling, 1A or 1B (`promote` with copy), enter the mapping.
 //! - `lower.rs`: case 2 — get the object page (SYNC get, with the map unlocked), 2A (with loan
 //!   break) or 2B (promote with copy or zero fill), enter the mapping.
+//! - `wire.rs`: `fault_wire` / `unwire` (the seed's `uvm_fault_wire` / `uvm_fault_unwire`).
 //!
 //! # Unlocking for I/O
 //!
@@ -82,10 +85,16 @@
 //! `kernel_map` special cases (the hypervisor's own memory is never faulted), rusage counters,
 //! and `PQ_AOBJ` swap dropping (our only object is a read-only image).
 
+mod anonget;
 mod lower;
+mod neighbours;
 #[cfg(test)]
 mod tests;
 mod upper;
+mod wire;
+
+pub(crate) use wire::unwire_pages;
+pub use wire::{fault_wire, unwire};
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -96,7 +105,6 @@ use crate::amap::{AmapRef, AmapState};
 use crate::anon::Anon;
 use crate::map::{Advice, Map, MapInner};
 use crate::object::{GetMode, ObjFault, Object, PageSlot};
-use crate::page::PageFlags;
 use crate::pmap::{EnterFlags, Pmap};
 use crate::stats::Stats;
 use crate::uvm::Uvm;
@@ -489,120 +497,6 @@ impl<'m> Fault<'m> {
         }
     }
 
-    /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`); busy and wired
-    /// pages are left alone.
-    ///
-    /// # Locks
-    /// Entry and exit: MAPS, AMAP held. Takes each ANON, then PAGE and PAGE QUEUES.
-    fn anonflush(&self, anons: &[Option<Arc<Anon>>]) {
-        for anon in anons.iter().flatten() {
-            let a = anon.lock();
-            if let Some(pg) = a.page {
-                let busy = self
-                    .uvm
-                    .page_meta(pg)
-                    .lock()
-                    .flags
-                    .contains(PageFlags::BUSY);
-                if !busy {
-                    self.uvm.deactivate(pg);
-                }
-            }
-        }
-    }
-
-    /// Map a resident, unloaned, non-busy neighbour anon page (read-only while shared). A pmap
-    /// failure is ignored: this page is not the one faulting.
-    ///
-    /// # Locks
-    /// Entry and exit: MAPS, AMAP held. Takes the ANON lock, then PMAP, PAGE, PAGE QUEUES.
-    fn map_neighbour_anon(&mut self, anon: &Arc<Anon>, currva: Ipa, enter_prot: Prot, wired: bool) {
-        let a = anon.lock();
-        let Some(pg) = a.page else { return };
-        let ok = {
-            let m = self.uvm.page_meta(pg).lock();
-            m.loan_count == 0 && !m.flags.contains(PageFlags::BUSY)
-        };
-        if !ok {
-            return;
-        }
-        self.uvm.enqueue(pg);
-        self.bump(|s| &s.fltnamap);
-        let prot = if a.an_ref > 1 {
-            enter_prot - Prot::WRITE
-        } else {
-            enter_prot
-        };
-        let flags = EnterFlags::CANFAIL
-            | if wired {
-                EnterFlags::WIRED
-            } else {
-                EnterFlags::empty()
-            };
-        if self
-            .pmap()
-            .enter(currva, self.uvm.pa(pg), prot, flags)
-            .is_ok()
-        {
-            self.neighbours = self.neighbours.saturating_add(1);
-            if prot.contains(Prot::WRITE) {
-                self.uvm.mark_dirty(pg);
-            }
-        }
-    }
-
-    /// Map the neighbour pages a LOCKED get found, clearing their BUSY; return the center page
-    /// (still BUSY) if it was found.
-    ///
-    /// # Locks
-    /// Entry and exit: MAPS, AMAP (if any) held; the returned page is BUSY. Takes PMAP, PAGE,
-    /// PAGE QUEUES.
-    fn map_neighbour_pages(
-        &mut self,
-        obj: &dyn Object,
-        pages: &[PageSlot],
-        startva: Ipa,
-        centeridx: usize,
-        want: Want,
-        view: &View,
-    ) -> Option<crate::addr::PageIdx> {
-        let mut center = None;
-        for (lcv, slot) in pages.iter().enumerate() {
-            let PageSlot::Page(pg) = *slot else { continue };
-            if lcv == centeridx {
-                center = Some(pg);
-                continue;
-            }
-            let currva = startva.add_pages(lcv as u64);
-            self.uvm.enqueue(pg);
-            self.bump(|s| &s.fltnomap);
-            let readonly = {
-                let m = self.uvm.page_meta(pg).lock();
-                m.flags.contains(PageFlags::RDONLY) || m.loan_count > 0 || obj.needs_write_fault()
-            };
-            let prot = if readonly {
-                want.enter_prot - Prot::WRITE
-            } else {
-                want.enter_prot & view.mask()
-            };
-            let flags = EnterFlags::CANFAIL
-                | if want.wired {
-                    EnterFlags::WIRED
-                } else {
-                    EnterFlags::empty()
-                };
-            if self
-                .pmap()
-                .enter(currva, self.uvm.pa(pg), prot, flags)
-                .is_ok()
-            {
-                self.neighbours = self.neighbours.saturating_add(1);
-            }
-            self.uvm.unbusy(pg);
-        }
-        center
-    }
-
     /// Clear `needs_copy` for the faulting IPA's entry (the seed's `uvmfault_amapcopy`). If the
     /// entry is gone the refault reports it.
     ///
@@ -667,61 +561,5 @@ impl<'m> Fault<'m> {
             self.uvm.mark_dirty(pg);
         }
         ok
-    }
-}
-
-/// Wire `[start, end)` page by page (the seed's `uvm_fault_wire`): each page faulted in with full
-/// access, no neighbourhood, its page wired and its mapping entered WIRED. `wiremax` checks the
-/// entry's maximum protection instead of its current one. On failure the pages already wired are
-/// unwired.
-///
-/// # Locks
-/// Entry: nothing held for this map. Exit: nothing.
-pub fn fault_wire(map: &Map, start: Ipa, end: Ipa, wiremax: bool) -> Result<(), FaultError> {
-    if start > end {
-        return Err(FaultError::NoMapping);
-    }
-    let flags = if wiremax {
-        FaultFlags::WIREMAX
-    } else {
-        FaultFlags::WIRE
-    };
-    for va in crate::fork::pages(start.page_base(), end) {
-        if let Err(e) = fault(map, va, Access::Read, flags) {
-            if va != start.page_base() {
-                unwire(map, start.page_base(), va);
-            }
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// Unwire `[start, end)` (the seed's `uvm_fault_unwire`): every mapped page is unwired, and its
-/// mapping made pageable when its entry is no longer wired.
-///
-/// # Locks
-/// Entry: nothing held for this map. Takes MAPS for reading. Exit: nothing.
-pub fn unwire(map: &Map, start: Ipa, end: Ipa) {
-    let g = map.read();
-    unwire_pages(map, &g, start, end);
-}
-
-/// The guts of [`unwire`] (the seed's `uvm_fault_unwire_locked`).
-///
-/// # Locks
-/// Entry and exit: MAPS held (read or write) by the caller. Takes PMAP, PAGE, PAGE QUEUES.
-pub(crate) fn unwire_pages(map: &Map, g: &MapInner, start: Ipa, end: Ipa) {
-    let uvm = map.uvm();
-    for va in crate::fork::pages(start.page_base(), end) {
-        let Some((pa, _)) = map.stage2().extract(va) else {
-            continue;
-        };
-        if !g.lookup(va).is_some_and(|e| e.is_wired()) {
-            map.stage2().unwire(va);
-        }
-        if let Some(pg) = uvm.page_at(pa) {
-            uvm.unwire(pg);
-        }
     }
 }

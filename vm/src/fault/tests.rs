@@ -4,7 +4,7 @@ use alloc::sync::Arc;
 
 use super::*;
 use crate::map::{EntrySpec, Inherit};
-use crate::page::Queue;
+use crate::page::{PageFlags, Queue};
 use crate::swap::MemSwap;
 use crate::testenv::*;
 

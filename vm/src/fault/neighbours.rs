@@ -1,0 +1,134 @@
+//! The fault's neighbourhood: pages around the faulting IPA that are mapped on the way (the
+//! neighbour loops of the seed's `uvm_fault_upper_lookup` and `uvm_fault_lower_lookup`), and the
+//! deactivation of the pages behind a sequential fault (`uvmfault_anonflush`).
+
+use alloc::sync::Arc;
+
+use super::{Fault, View, Want};
+use crate::addr::{Ipa, PageIdx, Prot};
+use crate::anon::Anon;
+use crate::object::{Object, PageSlot};
+use crate::page::PageFlags;
+use crate::pmap::{EnterFlags, Pmap};
+
+impl<'m> Fault<'m> {
+    /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`); busy and wired
+    /// pages are left alone.
+    ///
+    /// # Locks
+    /// Entry and exit: MAPS, AMAP held. Takes each ANON, then PAGE and PAGE QUEUES.
+    pub(super) fn anonflush(&self, anons: &[Option<Arc<Anon>>]) {
+        for anon in anons.iter().flatten() {
+            let a = anon.lock();
+            if let Some(pg) = a.page {
+                let busy = self
+                    .uvm
+                    .page_meta(pg)
+                    .lock()
+                    .flags
+                    .contains(PageFlags::BUSY);
+                if !busy {
+                    self.uvm.deactivate(pg);
+                }
+            }
+        }
+    }
+
+    /// Map a resident, unloaned, non-busy neighbour anon page (read-only while shared). A pmap
+    /// failure is ignored: this page is not the one faulting.
+    ///
+    /// # Locks
+    /// Entry and exit: MAPS, AMAP held. Takes the ANON lock, then PMAP, PAGE, PAGE QUEUES.
+    pub(super) fn map_neighbour_anon(
+        &mut self,
+        anon: &Arc<Anon>,
+        currva: Ipa,
+        enter_prot: Prot,
+        wired: bool,
+    ) {
+        let a = anon.lock();
+        let Some(pg) = a.page else { return };
+        let ok = {
+            let m = self.uvm.page_meta(pg).lock();
+            m.loan_count == 0 && !m.flags.contains(PageFlags::BUSY)
+        };
+        if !ok {
+            return;
+        }
+        self.uvm.enqueue(pg);
+        self.bump(|s| &s.fltnamap);
+        let prot = if a.an_ref > 1 {
+            enter_prot - Prot::WRITE
+        } else {
+            enter_prot
+        };
+        let flags = EnterFlags::CANFAIL
+            | if wired {
+                EnterFlags::WIRED
+            } else {
+                EnterFlags::empty()
+            };
+        if self
+            .pmap()
+            .enter(currva, self.uvm.pa(pg), prot, flags)
+            .is_ok()
+        {
+            self.neighbours = self.neighbours.saturating_add(1);
+            if prot.contains(Prot::WRITE) {
+                self.uvm.mark_dirty(pg);
+            }
+        }
+    }
+
+    /// Map the neighbour pages a LOCKED get found, clearing their BUSY; return the center page
+    /// (still BUSY) if it was found.
+    ///
+    /// # Locks
+    /// Entry and exit: MAPS, AMAP (if any) held; the returned page is BUSY. Takes PMAP, PAGE,
+    /// PAGE QUEUES.
+    pub(super) fn map_neighbour_pages(
+        &mut self,
+        obj: &dyn Object,
+        pages: &[PageSlot],
+        startva: Ipa,
+        centeridx: usize,
+        want: Want,
+        view: &View,
+    ) -> Option<PageIdx> {
+        let mut center = None;
+        for (lcv, slot) in pages.iter().enumerate() {
+            let PageSlot::Page(pg) = *slot else { continue };
+            if lcv == centeridx {
+                center = Some(pg);
+                continue;
+            }
+            let currva = startva.add_pages(lcv as u64);
+            self.uvm.enqueue(pg);
+            self.bump(|s| &s.fltnomap);
+            let readonly = {
+                let m = self.uvm.page_meta(pg).lock();
+                m.flags.contains(PageFlags::RDONLY) || m.loan_count > 0 || obj.needs_write_fault()
+            };
+            let prot = if readonly {
+                want.enter_prot - Prot::WRITE
+            } else {
+                want.enter_prot & view.mask()
+            };
+            let flags = EnterFlags::CANFAIL
+                | if want.wired {
+                    EnterFlags::WIRED
+                } else {
+                    EnterFlags::empty()
+                };
+            if self
+                .pmap()
+                .enter(currva, self.uvm.pa(pg), prot, flags)
+                .is_ok()
+            {
+                self.neighbours = self.neighbours.saturating_add(1);
+            }
+            self.uvm.unbusy(pg);
+        }
+        center
+    }
+}
