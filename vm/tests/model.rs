@@ -75,8 +75,18 @@ enum Seen {
     Pageins,
 }
 const SEEN_NAMES: [&str; 12] = [
-    "accesses ok", "NoMapping", "Protection", "Io", "NoMemory", "forks", "wires ok", "pageouts",
-    "flt_przero", "flt_prcopy", "flt_acow", "pageins",
+    "accesses ok",
+    "NoMapping",
+    "Protection",
+    "Io",
+    "NoMemory",
+    "forks",
+    "wires ok",
+    "pageouts",
+    "flt_przero",
+    "flt_prcopy",
+    "flt_acow",
+    "pageins",
 ];
 static SEEN: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
 
@@ -105,7 +115,11 @@ struct Content {
 
 impl Content {
     fn of(base: Base) -> Content {
-        Content { base, words: [None; OFFS.len()], lost: false }
+        Content {
+            base,
+            words: [None; OFFS.len()],
+            lost: false,
+        }
     }
 }
 
@@ -158,24 +172,81 @@ enum SpecKind {
     Anon,
     /// Anonymous, amap created lazily by the first fault (copy_on_write + needs_copy).
     LazyAnon,
-    Cow { obj: u8, off: u8, anon: bool },
-    Shared { obj: u8, off: u8 },
+    Cow {
+        obj: u8,
+        off: u8,
+        anon: bool,
+    },
+    Shared {
+        obj: u8,
+        off: u8,
+    },
 }
 
 #[derive(Clone, Debug)]
 enum Op {
-    Access { map: u8, page: u8, word: u8, access: Access, val: u16 },
-    Insert { map: u8, start: u8, len: u8, kind: SpecKind, prot: u8, max_all: bool, inherit: u8 },
-    Remove { map: u8, start: u8, len: u8 },
-    Protect { map: u8, start: u8, len: u8, prot: u8 },
-    Advise { map: u8, start: u8, len: u8, advice: u8 },
-    SetInherit { map: u8, start: u8, len: u8, inherit: u8 },
-    Fork { map: u8 },
-    DropMap { map: u8 },
-    Wire { map: u8, start: u8, len: u8 },
-    Unwire { map: u8, start: u8, len: u8 },
-    Pageout { map: u8, page: u8 },
-    Reclaim { n: u8 },
+    Access {
+        map: u8,
+        page: u8,
+        word: u8,
+        access: Access,
+        val: u16,
+    },
+    Insert {
+        map: u8,
+        start: u8,
+        len: u8,
+        kind: SpecKind,
+        prot: u8,
+        max_all: bool,
+        inherit: u8,
+    },
+    Remove {
+        map: u8,
+        start: u8,
+        len: u8,
+    },
+    Protect {
+        map: u8,
+        start: u8,
+        len: u8,
+        prot: u8,
+    },
+    Advise {
+        map: u8,
+        start: u8,
+        len: u8,
+        advice: u8,
+    },
+    SetInherit {
+        map: u8,
+        start: u8,
+        len: u8,
+        inherit: u8,
+    },
+    Fork {
+        map: u8,
+    },
+    DropMap {
+        map: u8,
+    },
+    Wire {
+        map: u8,
+        start: u8,
+        len: u8,
+    },
+    Unwire {
+        map: u8,
+        start: u8,
+        len: u8,
+    },
+    Pageout {
+        map: u8,
+        page: u8,
+    },
+    Reclaim {
+        n: u8,
+    },
     FailRead,
     FailWrite,
 }
@@ -197,7 +268,8 @@ fn advice_of(a: u8) -> Advice {
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
-    let access = prop_oneof![5 => Just(Access::Read), 4 => Just(Access::Write), 1 => Just(Access::Exec)];
+    let access =
+        prop_oneof![5 => Just(Access::Read), 4 => Just(Access::Write), 1 => Just(Access::Exec)];
     let kind = prop_oneof![
         3 => Just(SpecKind::Anon),
         2 => Just(SpecKind::LazyAnon),
@@ -269,7 +341,10 @@ impl World {
         let env = Env::new(frames, slots);
         let len = OBJ_PAGES as usize * PAGE - 100; // the last page ends in zeroes
         let bytes: Vec<Arc<[u8]>> = (0..NOBJ).map(|j| image_bytes(j, len)).collect();
-        let images = bytes.iter().map(|b| ImageObject::new(&env.uvm, b.clone())).collect();
+        let images = bytes
+            .iter()
+            .map(|b| ImageObject::new(&env.uvm, b.clone()))
+            .collect();
         World {
             env,
             images,
@@ -288,7 +363,10 @@ impl World {
         self.next_vmid += 1;
         match Map::new(&self.env.uvm, Vmid(vmid)) {
             Ok(map) => {
-                self.maps.push(MapModel { map, pos: BTreeMap::new() });
+                self.maps.push(MapModel {
+                    map,
+                    pos: BTreeMap::new(),
+                });
                 Ok(Some(self.maps.len() - 1))
             }
             Err(MapError::NoMemory) => Ok(None),
@@ -297,7 +375,10 @@ impl World {
     }
 
     fn obj_content(&self, obj: usize, page: u64) -> Content {
-        self.objects[obj].get(&page).cloned().unwrap_or_else(|| Content::of(Base::Image(obj, page)))
+        self.objects[obj]
+            .get(&page)
+            .cloned()
+            .unwrap_or_else(|| Content::of(Base::Image(obj, page)))
     }
 
     /// What the guest must see at `p`.
@@ -321,7 +402,10 @@ impl World {
     fn base_byte(&self, base: Base, o: usize) -> u8 {
         match base {
             Base::Zero => 0,
-            Base::Image(j, p) => self.bytes[j].get(p as usize * PAGE + o).copied().unwrap_or(0),
+            Base::Image(j, p) => self.bytes[j]
+                .get(p as usize * PAGE + o)
+                .copied()
+                .unwrap_or(0),
         }
     }
 
@@ -367,7 +451,9 @@ impl World {
     fn pick_page(&self, mi: usize, p: u8) -> u64 {
         let pos = &self.maps[mi].pos;
         if p < 224 && !pos.is_empty() {
-            *pos.keys().nth(usize::from(p) % pos.len()).expect("non-empty")
+            *pos.keys()
+                .nth(usize::from(p) % pos.len())
+                .expect("non-empty")
         } else {
             u64::from(p) % WINDOW
         }
@@ -466,14 +552,27 @@ impl World {
         loop {
             if let Some(pa) = cpu_frame(&map, at, access) {
                 let Some(p) = pos.as_ref().filter(|_| expect.is_ok()) else {
-                    return fail(format!("{what}: stage 2 allows it, the model says {expect:?}"));
+                    return fail(format!(
+                        "{what}: stage 2 allows it, the model says {expect:?}"
+                    ));
                 };
                 let mem = self.env.mem.clone();
-                if self.avoid_known && access == Access::Write && matches!(p.kind, Kind::Shared { .. }) {
+                if self.avoid_known
+                    && access == Access::Write
+                    && matches!(p.kind, Kind::Shared { .. })
+                {
                     // BUG 4: a writable neighbour object page that is still CLEAN.
-                    let clean = self.env.uvm.page_at(Pa(pa.0 & !(PAGE_SIZE - 1))).is_some_and(|pg| {
-                        self.env.uvm.page_info(pg).flags.contains(vm::page::PageFlags::CLEAN)
-                    });
+                    let clean = self
+                        .env
+                        .uvm
+                        .page_at(Pa(pa.0 & !(PAGE_SIZE - 1)))
+                        .is_some_and(|pg| {
+                            self.env
+                                .uvm
+                                .page_info(pg)
+                                .flags
+                                .contains(vm::page::PageFlags::CLEAN)
+                        });
                     if clean {
                         return Ok(());
                     }
@@ -496,7 +595,10 @@ impl World {
             let r = fault(&map, at, access, FaultFlags::empty());
             let faults1 = self.env.uvm.stats().faults.load(Ordering::Relaxed);
             if faults1 != faults0 + 1 {
-                return fail(format!("{what}: stats.faults moved by {}", faults1 - faults0));
+                return fail(format!(
+                    "{what}: stats.faults moved by {}",
+                    faults1 - faults0
+                ));
             }
             let rf = self.read_failures() - rf0;
             match r {
@@ -506,7 +608,9 @@ impl World {
                         return fail(format!("{what}: fault succeeds but stage 2 still refuses"));
                     }
                 }
-                Ok(res) => return fail(format!("{what}: fault {res:?}, the model says {expect:?}")),
+                Ok(res) => {
+                    return fail(format!("{what}: fault {res:?}, the model says {expect:?}"))
+                }
                 Err(FaultError::Restart) => {
                     restarts += 1;
                     if restarts > 16 {
@@ -534,25 +638,48 @@ impl World {
         }
     }
 
-    fn insert(&mut self, mi: usize, s: u64, e: u64, kind: SpecKind, prot: Prot, max_all: bool, inh: Inherit) -> R {
+    fn insert(
+        &mut self,
+        mi: usize,
+        s: u64,
+        e: u64,
+        kind: SpecKind,
+        prot: Prot,
+        max_all: bool,
+        inh: Inherit,
+    ) -> R {
         let n = e - s;
-        let (object, anon, cow, kinds): (Option<(Arc<dyn Object>, u64)>, bool, bool, Box<dyn Fn(u64) -> Kind>) =
-            match kind {
-                SpecKind::Anon => (None, true, false, Box::new(|_| Kind::Anon)),
-                SpecKind::LazyAnon => (None, false, true, Box::new(|_| Kind::Anon)),
-                SpecKind::Cow { obj, off, anon } => {
-                    let obj = usize::from(obj) % NOBJ;
-                    let off = u64::from(off) % (OBJ_PAGES - n + 1);
-                    let o: Arc<dyn Object> = self.images[obj].clone();
-                    (Some((o, off * PAGE_SIZE)), anon, true, Box::new(move |i| Kind::Cow { obj, page: off + i }))
-                }
-                SpecKind::Shared { obj, off } => {
-                    let obj = usize::from(obj) % NOBJ;
-                    let off = u64::from(off) % (OBJ_PAGES - n + 1);
-                    let o: Arc<dyn Object> = self.images[obj].clone();
-                    (Some((o, off * PAGE_SIZE)), false, false, Box::new(move |i| Kind::Shared { obj, page: off + i }))
-                }
-            };
+        let (object, anon, cow, kinds): (
+            Option<(Arc<dyn Object>, u64)>,
+            bool,
+            bool,
+            Box<dyn Fn(u64) -> Kind>,
+        ) = match kind {
+            SpecKind::Anon => (None, true, false, Box::new(|_| Kind::Anon)),
+            SpecKind::LazyAnon => (None, false, true, Box::new(|_| Kind::Anon)),
+            SpecKind::Cow { obj, off, anon } => {
+                let obj = usize::from(obj) % NOBJ;
+                let off = u64::from(off) % (OBJ_PAGES - n + 1);
+                let o: Arc<dyn Object> = self.images[obj].clone();
+                (
+                    Some((o, off * PAGE_SIZE)),
+                    anon,
+                    true,
+                    Box::new(move |i| Kind::Cow { obj, page: off + i }),
+                )
+            }
+            SpecKind::Shared { obj, off } => {
+                let obj = usize::from(obj) % NOBJ;
+                let off = u64::from(off) % (OBJ_PAGES - n + 1);
+                let o: Arc<dyn Object> = self.images[obj].clone();
+                (
+                    Some((o, off * PAGE_SIZE)),
+                    false,
+                    false,
+                    Box::new(move |i| Kind::Shared { obj, page: off + i }),
+                )
+            }
+        };
         let max_prot = if max_all { Prot::ALL } else { prot };
         let spec = EntrySpec {
             start: ipa(s),
@@ -583,7 +710,10 @@ impl World {
                 Ok(())
             }
             (Err(MapError::Overlap), true) => Ok(()),
-            (r, overlap) => fail(format!("step {}: insert {s}..{e} gave {r:?}, overlap {overlap}", self.step)),
+            (r, overlap) => fail(format!(
+                "step {}: insert {s}..{e} gave {r:?}, overlap {overlap}",
+                self.step
+            )),
         }
     }
 
@@ -597,10 +727,14 @@ impl World {
             // The engine's own "shared" flag decides (it outlives the sharing map when the entry
             // was clipped meanwhile), so ask the engine.
             let shared_copy = self.maps[mi].map.entries().iter().any(|e| {
-                e.inherit == Inherit::Copy && e.aref.as_ref().is_some_and(|a| a.amap.lock().shared())
+                e.inherit == Inherit::Copy
+                    && e.aref.as_ref().is_some_and(|a| a.amap.lock().shared())
             });
             // BUG 3: a SHARE child's promotion would replace a wired page of the parent.
-            let wired_share = self.maps[mi].pos.values().any(|p| p.inherit == Inherit::Share && p.wired > 0);
+            let wired_share = self.maps[mi]
+                .pos
+                .values()
+                .any(|p| p.inherit == Inherit::Share && p.wired > 0);
             if shared_copy || wired_share {
                 return Ok(());
             }
@@ -610,11 +744,16 @@ impl World {
         let child = match self.maps[mi].map.fork(Vmid(vmid)) {
             Ok(c) => c,
             Err(MapError::NoMemory) => {
-                self.cow_now_failed |=
-                    self.maps[mi].pos.values().any(|p| p.wired > 0 && p.inherit == Inherit::Copy);
+                self.cow_now_failed |= self.maps[mi]
+                    .pos
+                    .values()
+                    .any(|p| p.wired > 0 && p.inherit == Inherit::Copy);
                 let free = self.env.uvm.free_pages();
                 if free > self.env.uvm.total_pages() / 2 {
-                    return fail(format!("step {}: fork NoMemory with {free} free frames", self.step));
+                    return fail(format!(
+                        "step {}: fork NoMemory with {free} free frames",
+                        self.step
+                    ));
                 }
                 return Ok(());
             }
@@ -624,7 +763,10 @@ impl World {
         for (&pg, p) in &self.maps[mi].pos {
             let c = match p.inherit {
                 Inherit::None => continue,
-                Inherit::Share => Pos { wired: 0, ..p.clone() },
+                Inherit::Share => Pos {
+                    wired: 0,
+                    ..p.clone()
+                },
                 Inherit::Copy => {
                     let kind = match p.kind {
                         Kind::Shared { obj, page } => Kind::Cow { obj, page },
@@ -634,7 +776,12 @@ impl World {
                         Kind::Shared { .. } => None,
                         _ => p.cell.borrow().content.clone(),
                     };
-                    Pos { wired: 0, kind, cell: Rc::new(RefCell::new(Cell { content })), ..p.clone() }
+                    Pos {
+                        wired: 0,
+                        kind,
+                        cell: Rc::new(RefCell::new(Cell { content })),
+                        ..p.clone()
+                    }
                 }
             };
             pos.insert(pg, c);
@@ -651,7 +798,12 @@ impl World {
         if self.avoid_known && (s..e).any(|pg| self.shared_1b(&map, pg)) {
             return Ok(()); // BUG 5 (a wiring fault with WRITE does 1B too)
         }
-        let aliased = (s..e).any(|pg| self.maps[mi].pos.get(&pg).is_some_and(|p| Rc::strong_count(&p.cell) > 1));
+        let aliased = (s..e).any(|pg| {
+            self.maps[mi]
+                .pos
+                .get(&pg)
+                .is_some_and(|p| Rc::strong_count(&p.cell) > 1)
+        });
         if self.avoid_known && aliased {
             return Ok(()); // BUG 3: a sharer's promotion would replace the wired page
         }
@@ -674,7 +826,9 @@ impl World {
         // Promotions done on the way stay even when wiring fails: COW pages with an anon now
         // have private contents (same bytes as now).
         for pg in s..e {
-            let Some(p) = self.maps[mi].pos.get(&pg).cloned() else { continue };
+            let Some(p) = self.maps[mi].pos.get(&pg).cloned() else {
+                continue;
+            };
             if matches!(p.kind, Kind::Cow { .. })
                 && p.cell.borrow().content.is_none()
                 && map.anon_at(ipa(pg)).is_some()
@@ -706,11 +860,14 @@ impl World {
                 // comes before any failure the model predicted).
                 let limit = predicted.map_or(e, |p| p.0);
                 let pg = (s..limit).find(|&pg| {
-                    map.anon_at(ipa(pg)).is_some_and(|a| a.lock().swslot == SwapSlot::Bad)
+                    map.anon_at(ipa(pg))
+                        .is_some_and(|a| a.lock().swslot == SwapSlot::Bad)
                 });
                 match pg {
                     Some(pg) => self.check_io(mi, pg, rf, &what),
-                    None => fail(format!("{what}: Io and no anon before {limit} lost its data")),
+                    None => fail(format!(
+                        "{what}: Io and no anon before {limit} lost its data"
+                    )),
                 }
             }
             Err(MapError::Fault(e)) if predicted.map(|p| p.1) == Some(e) => Ok(()),
@@ -731,7 +888,10 @@ impl World {
                 Ok(())
             }
             (Err(MapError::NoEntry), false) => Ok(()),
-            (r, c) => fail(format!("step {}: unwire {s}..{e}: {r:?}, covered {c}", self.step)),
+            (r, c) => fail(format!(
+                "step {}: unwire {s}..{e}: {r:?}, covered {c}",
+                self.step
+            )),
         }
     }
 
@@ -742,13 +902,27 @@ impl World {
             }
         }
         match *op {
-            Op::Access { map, page, word, access, val } => {
+            Op::Access {
+                map,
+                page,
+                word,
+                access,
+                val,
+            } => {
                 let mi = self.map_index(map);
                 let v = ((self.step as u64) << 20) | (u64::from(val) << 2) | 1;
                 let pg = self.pick_page(mi, page);
                 self.access(mi, pg, usize::from(word) % OFFS.len(), access, v)?;
             }
-            Op::Insert { map, start, len, kind, prot, max_all, inherit } => {
+            Op::Insert {
+                map,
+                start,
+                len,
+                kind,
+                prot,
+                max_all,
+                inherit,
+            } => {
                 let mi = self.map_index(map);
                 let (s, e) = page_range(start, len);
                 let prot = PROTS[usize::from(prot) % PROTS.len()];
@@ -766,7 +940,12 @@ impl World {
                     self.maps[mi].pos.remove(&k);
                 }
             }
-            Op::Protect { map, start, len, prot } => {
+            Op::Protect {
+                map,
+                start,
+                len,
+                prot,
+            } => {
                 let mi = self.map_index(map);
                 let (s, e) = page_range(start, len);
                 let prot = PROTS[usize::from(prot) % PROTS.len()];
@@ -774,11 +953,17 @@ impl World {
                 let wired = self.maps[mi].pos.range(s..e).any(|(_, p)| p.wired > 0);
                 // BUG 3: a promotion on a wired entry (made writable later) strands the wiring.
                 let raises_w = prot.contains(Prot::WRITE)
-                    && self.maps[mi].pos.range(s..e).any(|(_, p)| p.wired > 0 && !p.prot.contains(Prot::WRITE));
+                    && self.maps[mi]
+                        .pos
+                        .range(s..e)
+                        .any(|(_, p)| p.wired > 0 && !p.prot.contains(Prot::WRITE));
                 if self.avoid_known && wired && (!prot.contains(Prot::READ) || raises_w) {
                     return Ok(());
                 }
-                let exceeds = self.maps[mi].pos.range(s..e).any(|(_, p)| !p.max_prot.contains(prot));
+                let exceeds = self.maps[mi]
+                    .pos
+                    .range(s..e)
+                    .any(|(_, p)| !p.max_prot.contains(prot));
                 match (self.maps[mi].map.protect(ipa(s), ipa(e), prot), exceeds) {
                     (Ok(()), false) => {
                         for (_, p) in self.maps[mi].pos.range_mut(s..e) {
@@ -786,10 +971,17 @@ impl World {
                         }
                     }
                     (Err(MapError::Protection), true) => {}
-                    (r, x) => return fail(format!("step {}: protect: {r:?}, exceeds {x}", self.step)),
+                    (r, x) => {
+                        return fail(format!("step {}: protect: {r:?}, exceeds {x}", self.step))
+                    }
                 }
             }
-            Op::Advise { map, start, len, advice } => {
+            Op::Advise {
+                map,
+                start,
+                len,
+                advice,
+            } => {
                 let mi = self.map_index(map);
                 let (s, e) = page_range(start, len);
                 let r = self.maps[mi].map.advise(ipa(s), ipa(e), advice_of(advice));
@@ -797,7 +989,12 @@ impl World {
                     return fail(format!("step {}: advise: {r:?}", self.step));
                 }
             }
-            Op::SetInherit { map, start, len, inherit } => {
+            Op::SetInherit {
+                map,
+                start,
+                len,
+                inherit,
+            } => {
                 let mi = self.map_index(map);
                 let (s, e) = page_range(start, len);
                 let inh = inherit_of(inherit);
@@ -857,7 +1054,9 @@ impl World {
         for (mi, m) in self.maps.iter().enumerate() {
             let mut maps: Vec<(Ipa, Pa, Prot)> = Vec::new();
             if full {
-                m.map.stage2().for_each_mapping(|i, pa, prot| maps.push((i, pa, prot)));
+                m.map
+                    .stage2()
+                    .for_each_mapping(|i, pa, prot| maps.push((i, pa, prot)));
             } else {
                 for pg in 0..WINDOW {
                     if let Some((pa, prot)) = m.map.stage2().extract(ipa(pg)) {
@@ -885,8 +1084,13 @@ impl World {
                     let mut buf = vec![0u8; PAGE];
                     mem.read(pa, &mut buf);
                     if buf != self.full_page(&c) {
-                        let o = buf.iter().zip(self.full_page(&c)).position(|(a, b)| *a != b);
-                        return fail(format!("{where_}: page differs from the model at byte {o:?}"));
+                        let o = buf
+                            .iter()
+                            .zip(self.full_page(&c))
+                            .position(|(a, b)| *a != b);
+                        return fail(format!(
+                            "{where_}: page differs from the model at byte {o:?}"
+                        ));
                     }
                 } else {
                     for k in 0..OFFS.len() {
@@ -900,11 +1104,16 @@ impl World {
                         }
                     }
                 }
-                by_pa.entry(pa.0).or_default().push((mi, pg, prot, Self::ident(p)));
+                by_pa
+                    .entry(pa.0)
+                    .or_default()
+                    .push((mi, pg, prot, Self::ident(p)));
             }
         }
         for (pa, users) in &by_pa {
-            let Some(w) = users.iter().find(|u| u.2.contains(Prot::WRITE)) else { continue };
+            let Some(w) = users.iter().find(|u| u.2.contains(Prot::WRITE)) else {
+                continue;
+            };
             if let Some(o) = users.iter().find(|u| u.3 != w.3) {
                 return fail(format!(
                     "step {}: frame {pa:#x} writable at map{} page {} and also mapped at map{} page {} \
@@ -927,7 +1136,8 @@ impl World {
         // Unwire everything the model says is wired: then no frame may stay wired.
         for mi in 0..self.maps.len() {
             while let Some((&s, _)) = self.maps[mi].pos.iter().find(|(_, p)| p.wired > 0) {
-                let e = (s..WINDOW).find(|pg| self.maps[mi].pos.get(pg).is_none_or(|p| p.wired == 0));
+                let e =
+                    (s..WINDOW).find(|pg| self.maps[mi].pos.get(pg).is_none_or(|p| p.wired == 0));
                 self.unwire(mi, s, e.unwrap_or(WINDOW))?;
             }
         }
@@ -936,7 +1146,9 @@ impl World {
             .filter(|i| i.wire_count > 0)
             .collect();
         if !wired.is_empty() {
-            return fail(format!("teardown: frames still wired after unwiring everything: {wired:?}"));
+            return fail(format!(
+                "teardown: frames still wired after unwiring everything: {wired:?}"
+            ));
         }
         self.maps.clear();
         self.images.clear();
@@ -947,10 +1159,15 @@ impl World {
             for i in 0..total {
                 let info = uvm.page_info(vm::addr::PageIdx(i as u32));
                 if info.queue != vm::page::Queue::Free {
-                    *owners.entry(format!("{:?} wire {}", info.owner, info.wire_count)).or_default() += 1;
+                    *owners
+                        .entry(format!("{:?} wire {}", info.owner, info.wire_count))
+                        .or_default() += 1;
                 }
             }
-            return fail(format!("teardown: {} of {total} frames leaked: {owners:?}", total - free));
+            return fail(format!(
+                "teardown: {} of {total} frames leaked: {owners:?}",
+                total - free
+            ));
         }
         if let Some((_, used, _)) = swap {
             if used != 0 {
@@ -972,15 +1189,38 @@ fn run_case(frames: usize, slots: u32, ops: &[Op]) -> Result<(), (usize, String)
     let (rw, all) = (2, 4);
     let layout: [(usize, u64, u64, SpecKind, usize, u8); 6] = [
         (0, 0, 16, SpecKind::Anon, rw, 0),
-        (0, 16, 40, SpecKind::Cow { obj: 0, off: 0, anon: true }, all, 0),
+        (
+            0,
+            16,
+            40,
+            SpecKind::Cow {
+                obj: 0,
+                off: 0,
+                anon: true,
+            },
+            all,
+            0,
+        ),
         (0, 40, 48, SpecKind::Shared { obj: 1, off: 8 }, all, 2),
         (0, 48, 64, SpecKind::LazyAnon, rw, 1),
-        (1, 0, 24, SpecKind::Cow { obj: 1, off: 20, anon: false }, all, 0),
+        (
+            1,
+            0,
+            24,
+            SpecKind::Cow {
+                obj: 1,
+                off: 20,
+                anon: false,
+            },
+            all,
+            0,
+        ),
         (1, 24, 64, SpecKind::Anon, all, 2),
     ];
     for (mi, s, e, kind, prot, inh) in layout {
         if mi < w.maps.len() {
-            w.insert(mi, s, e, kind, PROTS[prot], true, inherit_of(inh)).map_err(at(0))?;
+            w.insert(mi, s, e, kind, PROTS[prot], true, inherit_of(inh))
+                .map_err(at(0))?;
         }
     }
     for (i, op) in ops.iter().enumerate() {
@@ -1001,7 +1241,9 @@ fn minimise(frames: usize, slots: u32, mut ops: Vec<Op>) -> Vec<Op> {
         let s: String = why.chars().filter(|c| !c.is_ascii_digit()).collect();
         s.split(':').nth(1).unwrap_or("").chars().take(48).collect()
     };
-    let Err((step, why)) = run_case(frames, slots, &ops) else { return ops };
+    let Err((step, why)) = run_case(frames, slots, &ops) else {
+        return ops;
+    };
     let want = class(&why);
     ops.truncate(step + 1);
     let mut chunk = ops.len().div_ceil(2).max(1);
@@ -1039,11 +1281,15 @@ fn model_fault_engine() {
     });
     let cases = total.div_ceil(OPS_PER_CASE as u64) as u32;
     if std::env::var_os("UVMHYP_MODEL_KNOWN_BUGS").is_none() {
-        println!("model: steering around known engine bugs: BUG 1-6 (engine_bugs.rs; set \
-                  UVMHYP_MODEL_KNOWN_BUGS=1 to include them)");
+        println!(
+            "model: steering around known engine bugs: BUG 1-6 (engine_bugs.rs; set \
+                  UVMHYP_MODEL_KNOWN_BUGS=1 to include them)"
+        );
     }
-    println!("model: {total} operations in {cases} cases of {OPS_PER_CASE}, seed {seed} \
-              (replay: UVMHYP_MODEL_SEED={seed} UVMHYP_MODEL_OPS={total})");
+    println!(
+        "model: {total} operations in {cases} cases of {OPS_PER_CASE}, seed {seed} \
+              (replay: UVMHYP_MODEL_SEED={seed} UVMHYP_MODEL_OPS={total})"
+    );
     let mut bytes = [0u8; 32];
     bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = Config {
@@ -1052,16 +1298,28 @@ fn model_fault_engine() {
         failure_persistence: None,
         ..Config::default()
     };
-    let mut runner = TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
-    let strategy = (64usize..=256, 8u32..=96, prop::collection::vec(op_strategy(), OPS_PER_CASE));
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes));
+    let strategy = (
+        64usize..=256,
+        8u32..=96,
+        prop::collection::vec(op_strategy(), OPS_PER_CASE),
+    );
     let start = std::time::Instant::now();
     let result = runner.run(&strategy, |(frames, slots, ops)| {
-        run_case(frames, slots, &ops).map_err(|(i, why)| TestCaseError::fail(format!("step {i}: {why}")))
+        run_case(frames, slots, &ops)
+            .map_err(|(i, why)| TestCaseError::fail(format!("step {i}: {why}")))
     });
     let ran = OPS_RUN.load(Ordering::Relaxed);
-    println!("model: {ran} operations executed in {:.1?}, seed {seed}", start.elapsed());
-    let seen: Vec<String> =
-        SEEN.iter().zip(SEEN_NAMES).map(|(n, name)| format!("{name} {}", n.load(Ordering::Relaxed))).collect();
+    println!(
+        "model: {ran} operations executed in {:.1?}, seed {seed}",
+        start.elapsed()
+    );
+    let seen: Vec<String> = SEEN
+        .iter()
+        .zip(SEEN_NAMES)
+        .map(|(n, name)| format!("{name} {}", n.load(Ordering::Relaxed)))
+        .collect();
     println!("model: exercised: {}", seen.join(", "));
     match result {
         Ok(()) => {}
@@ -1072,8 +1330,11 @@ fn model_fault_engine() {
             for (i, op) in ops.iter().enumerate() {
                 shown.push_str(&format!("  {i}: {op:?}\n"));
             }
-            panic!("model failed (seed {seed}): {why}\nminimal case: frames {frames}, slots {slots}, \
-                    {} ops:\n{shown}replay: {r:?}", ops.len());
+            panic!(
+                "model failed (seed {seed}): {why}\nminimal case: frames {frames}, slots {slots}, \
+                    {} ops:\n{shown}replay: {r:?}",
+                ops.len()
+            );
         }
         Err(e) => panic!("model: {e} (seed {seed})"),
     }
