@@ -1,0 +1,234 @@
+//! Fault-path benchmarks, each beside its physical baseline measured in the same run:
+//!
+//! - `zero_fill/fault_2b_zero` vs `zero_fill/baseline_zero_4k`: a Zero2B fault vs zeroing 4 KiB;
+//! - `cow_1b/fault_1b` vs `cow_1b/baseline_copy_4k`: a 1B copy-on-write fault vs copying 4 KiB;
+//! - `seq_64m/<advice>` vs `seq_64m/baseline_copy_64m`: reading 64 MiB of a resident image in a
+//!   new VM page by page (faulting where stage 2 refuses), per advice; faults per MiB printed;
+//! - `fork/<n>MiB` vs `fork/baseline_copy_<n>MiB`: fork of a map with 16 / 256 MiB resident vs
+//!   copying that memory eagerly.
+//!
+//! Memory is the host simulation (`SimMem`, a Vec of frames), the TLB a counter.
+#![forbid(unsafe_code)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use vm::addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
+use vm::fault::{fault, FaultFlags};
+use vm::map::{Advice, EntrySpec, Inherit, Map};
+use vm::object::{ImageObject, Object};
+use vm::physmem::PhysMem;
+use vm::pmap::{Entry, Level, Stage2Attributes, Vmid};
+use vm::sim::{RecordingTlb, SimMem};
+use vm::uvm::Uvm;
+
+const RAM: u64 = 0x4000_0000;
+const MIB_PAGES: u64 = (1 << 20) / PAGE_SIZE;
+
+fn ipa(n: u64) -> Ipa {
+    Ipa(RAM + n * PAGE_SIZE)
+}
+
+struct Env {
+    mem: Arc<SimMem>,
+    uvm: Arc<Uvm>,
+}
+
+fn env(frames: usize) -> Env {
+    let mem = Arc::new(SimMem::new(Pa(0x1_0000_0000), frames));
+    let tlb = Arc::new(RecordingTlb::counting());
+    let uvm = Uvm::new(mem.clone(), tlb, mem.range());
+    Env { mem, uvm }
+}
+
+fn anon(pages: u64, advice: Advice) -> EntrySpec {
+    EntrySpec {
+        start: ipa(0),
+        end: ipa(pages),
+        prot: Prot::READ | Prot::WRITE,
+        max_prot: Prot::ALL,
+        inherit: Inherit::Copy,
+        advice,
+        object: None,
+        anon: true,
+        copy_on_write: false,
+    }
+}
+
+/// True when stage 2 lets the CPU do `access` at `at`.
+fn allowed(map: &Map, at: Ipa, access: Access) -> bool {
+    match map.stage2().descriptor(at).decode(Level::L3) {
+        Entry::Leaf { attrs, .. } => {
+            attrs.contains(Stage2Attributes::AF) && attrs.prot().contains(access.prot())
+        }
+        _ => false,
+    }
+}
+
+/// Zero2B fault vs zeroing one frame.
+fn zero_fill(c: &mut Criterion) {
+    const BATCH: u64 = 8192;
+    let mut g = c.benchmark_group("zero_fill");
+    g.bench_function("fault_2b_zero", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH);
+                let e = env(BATCH as usize + 64);
+                let map = Map::new(&e.uvm, Vmid(1)).unwrap();
+                map.insert(anon(BATCH, Advice::Random)).unwrap();
+                let t = Instant::now();
+                for i in 0..n {
+                    black_box(fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap());
+                }
+                total += t.elapsed();
+                left -= n;
+            }
+            total
+        });
+    });
+    let e = env(16);
+    let pa = e.mem.range().start;
+    g.bench_function("baseline_zero_4k", |b| b.iter(|| e.mem.zero(black_box(pa))));
+    g.finish();
+}
+
+/// 1B copy-on-write fault vs copying one frame.
+fn cow_1b(c: &mut Criterion) {
+    const BATCH: u64 = 4096;
+    let mut g = c.benchmark_group("cow_1b");
+    g.bench_function("fault_1b", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(BATCH);
+                let e = env(2 * BATCH as usize + 128);
+                let map = Map::new(&e.uvm, Vmid(1)).unwrap();
+                map.insert(anon(BATCH, Advice::Random)).unwrap();
+                for i in 0..BATCH {
+                    fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap();
+                }
+                let child = map.fork(Vmid(2)).unwrap();
+                // Resolve needs_copy outside the timing (one amap copy for the whole entry).
+                fault(&map, ipa(BATCH - 1), Access::Write, FaultFlags::empty()).unwrap();
+                let t = Instant::now();
+                for i in 0..n.min(BATCH - 1) {
+                    black_box(fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap());
+                }
+                total += t.elapsed();
+                assert!(e.uvm.stats().snapshot().flt_acow >= n.min(BATCH - 1));
+                drop(child);
+                left -= n.min(BATCH - 1);
+            }
+            total
+        });
+    });
+    let e = env(16);
+    let (dst, src) = (e.mem.range().start, Pa(e.mem.range().start.0 + PAGE_SIZE));
+    e.mem.write(src, &[0x5a; 4096]);
+    g.bench_function("baseline_copy_4k", |b| b.iter(|| e.mem.copy(black_box(dst), black_box(src))));
+    g.finish();
+}
+
+/// Read 64 MiB of an image that another VM already made resident, page by page, in a new VM with
+/// each advice; the neighbourhood decides how many faults that takes.
+fn seq_64m(c: &mut Criterion) {
+    const PAGES: u64 = 64 * MIB_PAGES;
+    let e = env(PAGES as usize + 4096);
+    let bytes: Vec<u8> = (0..PAGES as usize * 4096).map(|i| (i >> 12) as u8 ^ i as u8).collect();
+    let img = ImageObject::new(&e.uvm, bytes.into());
+    let spec = |advice| {
+        let object: Arc<dyn Object> = img.clone();
+        EntrySpec {
+            object: Some((object, 0)),
+            copy_on_write: true,
+            prot: Prot::ALL,
+            ..anon(PAGES, advice)
+        }
+    };
+    {
+        // Warm: a first VM makes every image page resident.
+        let warm = Map::new(&e.uvm, Vmid(1)).unwrap();
+        warm.insert(spec(Advice::Random)).unwrap();
+        for i in 0..PAGES {
+            fault(&warm, ipa(i), Access::Read, FaultFlags::empty()).unwrap();
+        }
+    }
+    let mut g = c.benchmark_group("seq_64m");
+    g.sample_size(10);
+    for (name, advice) in [("normal", Advice::Normal), ("random", Advice::Random), ("sequential", Advice::Sequential)] {
+        let mut faults = 0;
+        g.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let m = Map::new(&e.uvm, Vmid(2)).unwrap();
+                    m.insert(spec(advice)).unwrap();
+                    m
+                },
+                |m| {
+                    for i in 0..PAGES {
+                        if !allowed(&m, ipa(i), Access::Read) {
+                            fault(&m, ipa(i), Access::Read, FaultFlags::empty()).unwrap();
+                        }
+                    }
+                    faults = m.stats().snapshot().faults;
+                    m
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        println!("seq_64m/{name}: {} faults per MiB", faults as f64 / 64.0);
+    }
+    let frames = e.mem.range().start;
+    g.bench_function("baseline_copy_64m", |b| {
+        b.iter(|| {
+            for i in 0..PAGES {
+                e.mem.copy(Pa(frames.0 + i * PAGE_SIZE), Pa(frames.0 + ((i + 1) % PAGES) * PAGE_SIZE));
+            }
+        })
+    });
+    g.finish();
+    drop(img);
+}
+
+/// Fork of a map with `mib` MiB resident (amap shared with needs_copy: the child copies nothing)
+/// vs copying that memory.
+fn fork(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fork");
+    g.sample_size(10);
+    for mib in [16u64, 256] {
+        let pages = mib * MIB_PAGES;
+        let e = env(2 * pages as usize + 4096);
+        let map = Map::new(&e.uvm, Vmid(1)).unwrap();
+        map.insert(anon(pages, Advice::Normal)).unwrap();
+        for i in 0..pages {
+            fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap();
+        }
+        g.bench_function(format!("{mib}MiB"), |b| {
+            b.iter_batched(
+                // The parent writes once (clearing needs_copy left by the previous fork).
+                || fault(&map, ipa(0), Access::Write, FaultFlags::empty()).unwrap(),
+                |_| map.fork(Vmid(2)).unwrap(),
+                BatchSize::PerIteration,
+            );
+        });
+        assert!(map.stage2().resident() as u64 >= pages - 1);
+        let base = e.mem.range().start.0;
+        g.bench_function(format!("baseline_copy_{mib}MiB"), |b| {
+            b.iter(|| {
+                for i in 0..pages {
+                    let src = e.uvm.pa(PageIdx(i as u32));
+                    e.mem.copy(Pa(base + (pages + 64 + i) * PAGE_SIZE), src);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, zero_fill, cow_1b, seq_64m, fork);
+criterion_main!(benches);
