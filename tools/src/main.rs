@@ -220,7 +220,7 @@ fn cmd_debug(root: &Path, name: &str) -> Result<bool, String> {
     let s = scenario(name)?;
     qemu::check_binaries(root, s)?;
     std::fs::create_dir_all(root.join(qemu::out_dir(s.name))).map_err(|e| e.to_string())?;
-    let args = qemu::qemu_args(&qemu::append(s, &qemu::trace_path(s.name)), true);
+    let args = qemu::qemu_args(&qemu::append(s, &qemu::trace_path(s.name)), true, s.machine);
     println!("QEMU is halted with a gdb stub on :1234. In another terminal, from {}:", root.display());
     println!(
         "  gdb-multiarch -q -ex 'file {}' -ex 'target remote :1234'",

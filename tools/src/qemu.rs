@@ -1,7 +1,7 @@
 //! Building the QEMU command line (contracts §C, §E) and running it with a timeout.
 
 use crate::console::Console;
-use crate::scenarios::Scenario;
+use crate::scenarios::{Machine, Scenario};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,7 +13,8 @@ pub const QEMU: &str = "qemu-system-aarch64";
 /// Where the bare-metal binaries are, relative to the workspace root.
 pub const BIN_DIR: &str = "target/aarch64-unknown-none/release";
 
-/// The fixed part of the QEMU line (contracts §E); `-kernel` and `-append` follow.
+/// The fixed part of the QEMU line (contracts §E) but for `-smp` (4 unless the scenario's
+/// [`Machine`] says otherwise); `-kernel` and `-append` follow.
 ///
 /// `-serial none -monitor none` are added to the contract's line: with `-nographic` alone QEMU 7.2
 /// puts its serial/monitor mux on stdio too and refuses to start ("cannot use stdio by multiple
@@ -25,7 +26,7 @@ pub const QEMU_ARGS: &[&str] = &[
     "-cpu",
     "cortex-a72",
     "-smp",
-    "4",
+    SMP_PLACEHOLDER,
     "-m",
     "1G",
     "-nographic",
@@ -80,9 +81,21 @@ pub fn append(s: &Scenario, trace: &str) -> String {
     tokens.join(" ")
 }
 
+/// Stands for the scenario's CPU count in [`QEMU_ARGS`].
+const SMP_PLACEHOLDER: &str = "<cpus>";
+
+/// Deterministic instruction counting (DESIGN §7): 1 ns of virtual time per instruction.
+pub const ICOUNT_ARGS: &[&str] = &["-icount", "shift=0,align=off,sleep=off"];
+
 /// All arguments after the QEMU binary name.
-pub fn qemu_args(append: &str, gdb: bool) -> Vec<String> {
-    let mut a: Vec<String> = QEMU_ARGS.iter().map(|s| s.to_string()).collect();
+pub fn qemu_args(append: &str, gdb: bool, machine: Machine) -> Vec<String> {
+    let mut a: Vec<String> = QEMU_ARGS
+        .iter()
+        .map(|&s| if s == SMP_PLACEHOLDER { machine.cpus.to_string() } else { s.to_string() })
+        .collect();
+    if machine.icount {
+        a.extend(ICOUNT_ARGS.iter().map(|s| s.to_string()));
+    }
     if gdb {
         a.push("-s".into());
         a.push("-S".into());
@@ -158,7 +171,7 @@ pub fn run(root: &Path, s: &Scenario, echo: bool, timeout: Duration) -> std::io:
     std::fs::create_dir_all(&dir)?;
     let trace = trace_path(s.name);
     let _ = std::fs::remove_file(root.join(&trace));
-    let args = qemu_args(&append(s, &trace), false);
+    let args = qemu_args(&append(s, &trace), false, s.machine);
     if echo {
         println!("$ {}", command_line(&args));
     }
@@ -241,7 +254,7 @@ mod tests {
 
     #[test]
     fn qemu_line_is_the_contract_line() {
-        let args = qemu_args("vm=a:b", false);
+        let args = qemu_args("vm=a:b", false, Machine::DEFAULT);
         assert_eq!(
             command_line(&args),
             "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G \
@@ -249,7 +262,9 @@ mod tests {
              -semihosting-config enable=on,target=native,chardev=semi0 \
              -kernel target/aarch64-unknown-none/release/hyp -append vm=a:b"
         );
-        let dbg = qemu_args("x y", true);
+        let counting = command_line(&qemu_args("vm=a:b", false, Machine::COUNTING));
+        assert!(counting.contains(" -smp 1 ") && counting.contains(" -icount shift=0,align=off,sleep=off "));
+        let dbg = qemu_args("x y", true, Machine::DEFAULT);
         assert!(dbg.windows(2).any(|w| w == ["-s", "-S"]));
         assert!(command_line(&dbg).ends_with("-append 'x y'"));
     }

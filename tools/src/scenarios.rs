@@ -62,6 +62,26 @@ pub struct Scenario {
     pub pool_mib: Option<u64>,
     pub checks: &'static [Check],
     pub timeout_s: u64,
+    /// The emulated machine's settings that vary between scenarios.
+    pub machine: Machine,
+}
+
+/// What of the QEMU line a scenario may change (contracts §E fixes the rest).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Machine {
+    /// Physical CPUs (`-smp`).
+    pub cpus: u32,
+    /// Run with `-icount shift=0,align=off,sleep=off`: the virtual counter then advances with
+    /// executed instructions (1 ns each), so what a guest measures with CNTVCT is a repeatable
+    /// instruction count. With one CPU nothing else (another CPU's idle loop) adds to it.
+    pub icount: bool,
+}
+
+impl Machine {
+    /// The QEMU line of the README: 4 CPUs, real time.
+    pub const DEFAULT: Machine = Machine { cpus: 4, icount: false };
+    /// One CPU, counting instructions: for measurements.
+    pub const COUNTING: Machine = Machine { cpus: 1, icount: true };
 }
 
 impl Scenario {
@@ -110,6 +130,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::RamFaults { vm: 3, min: TOUCH_PAGES / 8, max: TOUCH_PAGES + SLACK },
         ],
         timeout_s: 110,
+        machine: Machine::DEFAULT,
     },
     Scenario {
         name: "touch",
@@ -121,6 +142,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: TOUCH_PAGES / 8 },
         ],
         timeout_s: 90,
+        machine: Machine::DEFAULT,
     },
     Scenario {
         name: "image",
@@ -134,6 +156,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 2, case: FaultCase::ObjCopy2B, min: 1 },
         ],
         timeout_s: 60,
+        machine: Machine::DEFAULT,
     },
     Scenario {
         name: "badaddr",
@@ -145,6 +168,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::AbortAt { vm: 1, ipa: RAM_BASE + (DEFAULT_RAM_MIB << 20) },
         ],
         timeout_s: 60,
+        machine: Machine::DEFAULT,
     },
     Scenario {
         name: "crash",
@@ -156,6 +180,7 @@ pub const SCENARIOS: &[Scenario] = &[
         pool_mib: None,
         checks: &[Check::RamFaults { vm: 2, min: (16 << 8) / 8 - SLACK, max: (16 << 8) + SLACK }],
         timeout_s: 60,
+        machine: Machine::DEFAULT,
     },
     Scenario {
         name: "smp",
@@ -167,6 +192,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: (256 + 4 * 512) / 8 },
         ],
         timeout_s: 90,
+        machine: Machine::DEFAULT,
     },
     Scenario {
         name: "multi",
@@ -180,6 +206,19 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 4, case: FaultCase::Zero2B, min: 1024 / 8 },
         ],
         timeout_s: 90,
+        machine: Machine::DEFAULT,
+    },
+    Scenario {
+        name: "bench",
+        about: "fault cost against its work, in instructions (-icount): zero fill vs memset, COW vs copy",
+        vms: &[vm("bench", "bench")],
+        pool_mib: None,
+        checks: &[
+            Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: 4096 },
+            Check::CaseAtLeast { vm: 1, case: FaultCase::ObjCopy2B, min: 256 },
+        ],
+        timeout_s: 120,
+        machine: Machine::COUNTING,
     },
 ];
 
@@ -219,7 +258,7 @@ mod tests {
 
     #[test]
     fn every_guest_of_the_issue_is_covered() {
-        for g in ["touch", "image", "badaddr", "crash", "smp", "multi"] {
+        for g in ["touch", "image", "badaddr", "crash", "smp", "multi", "bench"] {
             assert!(SCENARIOS.iter().any(|s| s.vms.iter().any(|v| v.guest == g)), "{g}");
         }
     }
