@@ -19,7 +19,9 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::anon::{anon_unref, Anon};
+use crate::addr::Prot;
+use crate::anon::{anon_unref, Anon, AnonState};
+use crate::page::{Owner, PageFlags};
 use crate::uvm::Uvm;
 
 /// The state behind an amap's lock.
@@ -161,28 +163,103 @@ fn unref_locked(uvm: &Uvm, st: &mut AmapState, slotoff: usize, npages: usize) {
 /// `amap_copy`): the new amap points at the same anons, each `an_ref` raised, and `old` loses
 /// this entry's reference. The caller decided a copy is needed (`old` has other references).
 ///
+/// An anon with `an_ref > 1` is never mapped writable anywhere (1A and the neighbour loop enter
+/// it read-only; case 1B copies before writing). Raising `an_ref` from 1 is what makes an anon
+/// shared, so it is here — the one place that raises it — that a resident anon's page loses write
+/// permission, in every VM (through the reverse map): the mappings entered while the anon was
+/// private may be writable, in this map and in every other map sharing `old` (an amap shared by
+/// SHARE inheritance is copied for a COPY fork right away). The seed only write-protects the
+/// parent's pmap in `uvmspace_fork`, which misses the other sharers.
+///
+/// With `copy_resident` (a COPY fork of a wired entry: the seed's `amap_cow_now`), a resident
+/// anon is not shared at all: the new amap gets a new anon with a copy of its data, so the
+/// existing mappings keep their write permission and their frames (a wired parent's frames must
+/// not change under it, which a later 1B would do). An anon whose page is BUSY is shared as above
+/// instead. When no frame is free the copy is undone (the new amap released, `old` still loses
+/// the caller's reference) and `NoFrame` returned.
+///
 /// # Locks
-/// Takes the AMAP lock of `old`, then each anon's lock in turn. The new amap is unreachable by
+/// Takes the AMAP lock of `old`, then each anon's lock in turn, and with the anon locked the
+/// PMAP locks of the mappings of its page (through `Rmap::page_protect`, so no PMAP-or-later lock
+/// may be held by the caller). Holding `old`'s AMAP lock keeps every fault of a map using `old`
+/// from entering a new writable mapping of these anons meanwhile. The new amap is unreachable by
 /// anyone else until returned.
-pub(crate) fn amap_copy_range(uvm: &Uvm, old: &AmapRef, npages: usize) -> AmapRef {
+pub(crate) fn amap_copy_range(
+    uvm: &Uvm,
+    old: &AmapRef,
+    npages: usize,
+    copy_resident: bool,
+) -> Result<AmapRef, NoFrame> {
     let new = Amap::new(npages);
-    {
-        let mut nst = new.lock();
-        let mut ost = old.amap.lock();
-        for (i, slot) in nst.slots.iter_mut().enumerate() {
-            if let Some(anon) = old.slotoff.checked_add(i).and_then(|s| ost.lookup(s)) {
-                let mut a = anon.lock();
-                a.an_ref = a.an_ref.saturating_add(1);
-                drop(a);
-                *slot = Some(anon.clone());
+    let mut nst = new.lock();
+    let mut ost = old.amap.lock();
+    let mut result = Ok(());
+    for (i, slot) in nst.slots.iter_mut().enumerate() {
+        let Some(anon) = old.slotoff.checked_add(i).and_then(|s| ost.lookup(s)) else {
+            continue;
+        };
+        let mut a = anon.lock();
+        if copy_resident && a.page.is_some() {
+            match anon_copy_now(uvm, &a) {
+                Ok(Some(copy)) => {
+                    *slot = Some(copy);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
         }
-        unref_locked(uvm, &mut ost, old.slotoff, npages);
+        a.an_ref = a.an_ref.saturating_add(1);
+        if a.an_ref == 2 {
+            if let Some(pg) = a.page {
+                uvm.page_protect(pg, Prot::ALL - Prot::WRITE);
+            }
+        }
+        drop(a);
+        *slot = Some(anon.clone());
     }
-    AmapRef {
+    // Either way the caller's entry gives up its reference to `old`.
+    unref_locked(uvm, &mut ost, old.slotoff, npages);
+    drop(ost);
+    if let Err(e) = result {
+        // Undo the half-built copy: its anons lose their new references, copies are freed.
+        let n = nst.slots.len();
+        unref_locked(uvm, &mut nst, 0, n);
+        return Err(e);
+    }
+    drop(nst);
+    Ok(AmapRef {
         amap: new,
         slotoff: 0,
+    })
+}
+
+/// No frame was free for a copy (`amap_copy_range` with `copy_resident`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct NoFrame;
+
+/// A new anon holding a copy of the resident page of `a`. `Ok(None)` when the page is BUSY (its
+/// data may not be there yet: the anon is shared instead), `Err` when no frame is free.
+///
+/// # Locks
+/// Entry and exit: `a`'s ANON lock held. Takes PAGE and PAGE QUEUES.
+fn anon_copy_now(uvm: &Uvm, a: &AnonState) -> Result<Option<Arc<Anon>>, NoFrame> {
+    let Some(opg) = a.page else { return Ok(None) };
+    if uvm.page_meta(opg).lock().flags.contains(PageFlags::BUSY) {
+        return Ok(None);
     }
+    let new = Anon::new();
+    let npg = uvm
+        .alloc_page(Owner::Anon(Arc::downgrade(&new)), false)
+        .ok_or(NoFrame)?;
+    uvm.mem().copy(uvm.pa(npg), uvm.pa(opg));
+    new.lock().page = Some(npg);
+    uvm.activate(npg);
+    uvm.unbusy(npg);
+    Ok(Some(new))
 }
 
 /// Split `aref` (covering `total` pages) at page `at`, for an entry being clipped: returns the
@@ -249,6 +326,42 @@ mod tests {
             .lock()
             .lookup(1)
             .is_some_and(|x| Arc::ptr_eq(x, &anon)));
+    }
+
+    /// BUG 1 of engine-bugs.md: a COPY fork of an entry whose amap is shared (SHARE) copies the
+    /// child's amap at once; every map sharing the amap loses write permission on the anons that
+    /// became shared, so the parent's next write copies (1B) and the child keeps the fork-time
+    /// data.
+    #[test]
+    fn copying_a_shared_amap_write_protects_every_sharer() {
+        use crate::addr::Ipa;
+        use crate::map::{Inherit, Map};
+        use crate::pmap::Vmid;
+        use crate::testenv::*;
+        let e = env(128);
+        let p = e.anon_map(4);
+        p.set_inherit(page(0), page(4), Inherit::Share).unwrap();
+        p.copy_out(page(1), &[0x11]).unwrap();
+        let s = p.fork(Vmid(2)).unwrap();
+        let mut b = [0u8];
+        s.copy_in(page(1), &mut b).unwrap();
+        s.copy_out(page(1), &[0x11]).unwrap(); // s maps the anon writable too (an_ref 1)
+        let rw = Prot::READ | Prot::WRITE;
+        assert_eq!((prot(&p, page(1)), prot(&s, page(1))), (Some(rw), Some(rw)));
+        p.set_inherit(page(0), page(4), Inherit::Copy).unwrap();
+        let c = p.fork(Vmid(3)).unwrap();
+        for m in [&p, &s] {
+            assert!(!prot(m, page(1)).unwrap().contains(Prot::WRITE), "{m:?}");
+        }
+        p.copy_out(page(1), &[0x22]).unwrap();
+        c.copy_in(page(1), &mut b).unwrap();
+        assert_eq!(b, [0x11], "the child keeps the data of fork time");
+        let read = |m: &Map, at: Ipa| {
+            let mut b = [0u8];
+            m.copy_in(at, &mut b).unwrap();
+            b[0]
+        };
+        assert_eq!(read(&p, page(1)), 0x22);
     }
 
     #[test]

@@ -92,6 +92,8 @@ mod neighbours;
 mod tests;
 mod upper;
 mod wire;
+#[cfg(test)]
+mod wiring_tests;
 
 pub(crate) use wire::unwire_pages;
 pub use wire::{fault_wire, unwire};
@@ -105,7 +107,7 @@ use crate::amap::{AmapRef, AmapState};
 use crate::anon::Anon;
 use crate::map::{Advice, Map, MapInner};
 use crate::object::{GetMode, ObjFault, Object, PageSlot};
-use crate::pmap::{EnterFlags, Pmap};
+use crate::pmap::Pmap;
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
@@ -241,10 +243,9 @@ struct Want {
     access_type: Prot,
     /// The fault will write now: copy-on-write must happen now.
     cow_now: bool,
-    /// Enter the mapping WIRED.
+    /// Enter the mapping WIRED (an entry's wiring or a wiring fault); the page is wired with
+    /// it (see `wire.rs`).
     wired: bool,
-    /// This is a wiring fault: wire the page.
-    wire_fault: bool,
 }
 
 /// One call of `fault`.
@@ -349,7 +350,6 @@ impl<'m> Fault<'m> {
                 self.access == Access::Write
             },
             wired,
-            wire_fault,
         };
 
         // needs_copy: copy the amap (write lock) and refault, or map read-only for now.
@@ -507,7 +507,8 @@ impl<'m> Fault<'m> {
         let mut g = self.map.write();
         if let Some(e) = g.lookup_mut(self.ipa) {
             if e.needs_copy {
-                crate::fork::entry_amap_copy(self.uvm, e);
+                // Cannot fail: only a copy of resident pages allocates.
+                let _ = crate::fork::entry_amap_copy(self.uvm, e, false);
             }
         }
     }
@@ -542,18 +543,10 @@ impl<'m> Fault<'m> {
         }
     }
 
-    /// Enter the faulting page's mapping with the fault's flags.
+    /// Enter the faulting page's mapping with the fault's flags; the page's wiring follows the
+    /// mapping (see `wire.rs`).
     fn enter(&self, pg: crate::addr::PageIdx, prot: Prot, want: Want) -> bool {
-        let flags = EnterFlags::CANFAIL
-            | if want.wired {
-                EnterFlags::WIRED
-            } else {
-                EnterFlags::empty()
-            };
-        let ok = self
-            .pmap()
-            .enter(self.ipa, self.uvm.pa(pg), prot, flags)
-            .is_ok();
+        let ok = wire::enter_page(self.uvm, self.map, self.ipa, pg, prot, want.wired).is_ok();
         if !ok {
             self.bump(|s| &s.fltpmapfail);
         } else if prot.contains(Prot::WRITE) {

@@ -11,20 +11,29 @@ use alloc::vec::Vec;
 
 use crate::addr::{Ipa, Prot, PAGE_SIZE};
 use crate::amap::{amap_copy_range, amap_ref, Amap, AmapRef};
-use crate::anon::Anon;
 use crate::fault::{fault_wire, unwire_pages};
 use crate::map::{check_range, Entry, Inherit, Map, MapError};
-use crate::page::Owner;
 use crate::pmap::{Pmap, Vmid};
 use crate::uvm::Uvm;
 
 /// Clear `needs_copy` on an entry: give it an amap of its own (the seed's `amap_copy`). An entry
 /// without an amap gets a new empty one; an amap nobody else refers to is kept as it is; a shared
-/// one is copied (same anons, each `an_ref` raised).
+/// one is copied (same anons, each `an_ref` raised and each resident one write-protected
+/// everywhere; with `copy_resident`, resident anons are copied now instead: see
+/// `amap_copy_range`).
 ///
 /// # Locks
-/// Entry: the map is write-locked by the caller. Takes AMAP, then ANON locks.
-pub(crate) fn entry_amap_copy(uvm: &Uvm, e: &mut Entry) {
+/// Entry: the map is write-locked by the caller. Takes AMAP, then ANON locks, then (through the
+/// reverse map) PMAP locks.
+///
+/// # Errors
+/// `NoMemory` only with `copy_resident`: then the entry is left with no amap (its reference
+/// was dropped) and must be discarded.
+pub(crate) fn entry_amap_copy(
+    uvm: &Uvm,
+    e: &mut Entry,
+    copy_resident: bool,
+) -> Result<(), MapError> {
     let npages = e.npages();
     match &e.aref {
         None => {
@@ -36,45 +45,17 @@ pub(crate) fn entry_amap_copy(uvm: &Uvm, e: &mut Entry) {
         Some(aref) => {
             let alone = aref.amap.lock().refs() == 1;
             if !alone {
-                e.aref = Some(amap_copy_range(uvm, aref, npages));
+                match amap_copy_range(uvm, aref, npages, copy_resident) {
+                    Ok(copy) => e.aref = Some(copy),
+                    Err(_) => {
+                        e.aref = None;
+                        return Err(MapError::NoMemory);
+                    }
+                }
             }
         }
     }
     e.needs_copy = false;
-}
-
-/// Give every anon of `e`'s (private, freshly copied) amap that is still shared a copy of its own,
-/// now (the seed's `amap_cow_now`, used when the parent entry is wired and must not be
-/// write-protected). Anons without a resident page stay shared: nobody maps them writable.
-///
-/// # Locks
-/// Entry: the maps are write-locked. Takes the AMAP lock, then ANON locks.
-fn amap_cow_now(uvm: &Uvm, e: &Entry) -> Result<(), MapError> {
-    let Some(aref) = &e.aref else { return Ok(()) };
-    let mut st = aref.amap.lock();
-    for i in 0..e.npages() {
-        let Some(slot) = aref.slotoff.checked_add(i) else {
-            break;
-        };
-        let Some(old) = st.lookup(slot).cloned() else {
-            continue;
-        };
-        let mut o = old.lock();
-        let Some(opg) = o.page else { continue };
-        if o.an_ref <= 1 {
-            continue;
-        }
-        let new = Anon::new();
-        let npg = uvm
-            .alloc_page(Owner::Anon(Arc::downgrade(&new)), false)
-            .ok_or(MapError::NoMemory)?;
-        uvm.mem().copy(uvm.pa(npg), uvm.pa(opg));
-        new.lock().page = Some(npg);
-        uvm.activate(npg);
-        uvm.unbusy(npg);
-        let _ = st.add(slot, new);
-        o.an_ref -= 1;
-    }
     Ok(())
 }
 
@@ -98,7 +79,7 @@ impl Map {
                 Inherit::None => continue,
                 Inherit::Share => {
                     if pe.needs_copy || pe.aref.is_none() {
-                        entry_amap_copy(&uvm, pe);
+                        let _ = entry_amap_copy(&uvm, pe, false);
                     }
                     let mut ce = pe.clone();
                     ce.wired_count = 0;
@@ -116,11 +97,14 @@ impl Map {
                         amap_ref(aref, npages, false);
                         let shared = aref.amap.lock().shared();
                         if shared || pe.is_wired() {
-                            // The parent cannot wait: copy the child's amap now.
-                            entry_amap_copy(&uvm, &mut ce);
-                            if pe.is_wired() {
-                                amap_cow_now(&uvm, &ce)?;
-                            }
+                            // The parent cannot wait: copy the child's amap now. That
+                            // write-protects the shared anons in every map (other sharers of a
+                            // SHARE amap included), except for a wired parent, whose resident
+                            // pages are copied for the child instead (the seed's
+                            // `amap_cow_now`): its wired mappings keep their rights and frames.
+                            // Out of memory: `ce` gave its amap reference up; entries already
+                            // in the child are released when it drops.
+                            entry_amap_copy(&uvm, &mut ce, pe.is_wired())?;
                         } else {
                             if !pe.needs_copy && pe.prot.contains(Prot::WRITE) {
                                 self.stage2()
@@ -157,7 +141,7 @@ impl Map {
                 e.wired_count = e.wired_count.saturating_add(1);
                 if e.wired_count == 1 {
                     if e.needs_copy && (e.prot.contains(Prot::WRITE) || e.object.is_none()) {
-                        entry_amap_copy(&uvm, e);
+                        let _ = entry_amap_copy(&uvm, e, false);
                     }
                     newly.push((e.start, e.end));
                 }

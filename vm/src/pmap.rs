@@ -126,7 +126,8 @@ pub trait Pmap: Send + Sync {
     fn remove(&self, start: Ipa, end: Ipa);
     /// The frame and protection `ipa` maps to, if any.
     fn extract(&self, ipa: Ipa) -> Option<(Pa, Prot)>;
-    /// Lower the protection of every mapping in `[start, end)` to at most `prot` (NONE removes).
+    /// Lower the protection of every mapping in `[start, end)` to at most `prot` (NONE removes,
+    /// except a wired mapping, which stays as a valid no-access mapping until it is unwired).
     fn protect(&self, start: Ipa, end: Ipa, prot: Prot);
     /// Clear the wired flag of the mapping at `ipa`.
     fn unwire(&self, ipa: Ipa);

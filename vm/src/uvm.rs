@@ -256,9 +256,17 @@ impl Uvm {
         }
     }
 
-    /// Lower every mapping of a page, in every VM, to `prot` (NONE removes them).
+    /// Lower every mapping of a page, in every VM, to `prot` (NONE removes them). Page wiring
+    /// follows wired mappings (one wiring per wired stage-2 leaf, see `fault::wire`): each wired
+    /// mapping removed here takes its wiring off the page.
+    ///
+    /// # Locks
+    /// No PMAP-or-later lock may be held (see `Rmap::page_protect`). Takes PMAP locks, then PAGE
+    /// and PAGE QUEUES.
     pub(crate) fn page_protect(&self, pg: PageIdx, prot: Prot) {
-        self.rmap.page_protect(self.pa(pg), prot);
+        for _ in 0..self.rmap.page_protect_wired(self.pa(pg), prot) {
+            self.unwire(pg);
+        }
     }
 
     /// Up to `max` pages from the oldest end of a queue.

@@ -162,7 +162,8 @@ impl<'m> Fault<'m> {
         self.finish_case2(held, npg, Some(&new), want, case)
     }
 
-    /// Enter the BUSY page `pg`, then wire or activate it and clear BUSY.
+    /// Enter the BUSY page `pg` (wiring it with a wired mapping), activate it otherwise, and
+    /// clear BUSY.
     ///
     /// # Locks
     /// Entry: MAPS, AMAP (if any) held; `pg` BUSY. Exit: nothing.
@@ -193,8 +194,8 @@ impl<'m> Fault<'m> {
             drop(held);
             return Err(self.reclaim_or_nomem());
         }
-        if want.wire_fault {
-            self.uvm.wire(pg);
+        // `enter` wired the page if the mapping is wired (see `wire.rs`).
+        if want.wired {
             if anon.is_some() {
                 self.uvm.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
             }

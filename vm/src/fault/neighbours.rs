@@ -9,7 +9,6 @@ use crate::addr::{Ipa, PageIdx, Prot};
 use crate::anon::Anon;
 use crate::object::{Object, PageSlot};
 use crate::page::PageFlags;
-use crate::pmap::{EnterFlags, Pmap};
 
 impl<'m> Fault<'m> {
     /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`); busy and wired
@@ -62,17 +61,7 @@ impl<'m> Fault<'m> {
         } else {
             enter_prot
         };
-        let flags = EnterFlags::CANFAIL
-            | if wired {
-                EnterFlags::WIRED
-            } else {
-                EnterFlags::empty()
-            };
-        if self
-            .pmap()
-            .enter(currva, self.uvm.pa(pg), prot, flags)
-            .is_ok()
-        {
+        if super::wire::enter_page(self.uvm, self.map, currva, pg, prot, wired).is_ok() {
             self.neighbours = self.neighbours.saturating_add(1);
             if prot.contains(Prot::WRITE) {
                 self.uvm.mark_dirty(pg);
@@ -114,17 +103,7 @@ impl<'m> Fault<'m> {
             } else {
                 want.enter_prot & view.mask()
             };
-            let flags = EnterFlags::CANFAIL
-                | if want.wired {
-                    EnterFlags::WIRED
-                } else {
-                    EnterFlags::empty()
-                };
-            if self
-                .pmap()
-                .enter(currva, self.uvm.pa(pg), prot, flags)
-                .is_ok()
-            {
+            if super::wire::enter_page(self.uvm, self.map, currva, pg, prot, want.wired).is_ok() {
                 self.neighbours = self.neighbours.saturating_add(1);
             }
             self.uvm.unbusy(pg);

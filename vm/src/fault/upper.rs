@@ -104,11 +104,11 @@ impl<'m> Fault<'m> {
         Ok(FaultCase::Anon1A)
     }
 
-    /// After a successful enter: wire (dropping the swap copy: a wired page is never paged out,
-    /// and a page without swap is not CLEAN) or activate, and clear BUSY.
+    /// After a successful enter (which wired the page if the mapping is wired, see `wire.rs`):
+    /// drop a wired page's swap copy (a wired page is never paged out, and a page without swap
+    /// is not CLEAN) or activate, and clear BUSY.
     fn finish_anon_page(&self, a: &mut AnonState, pg: PageIdx, want: Want) {
-        if want.wire_fault {
-            self.uvm.wire(pg);
+        if want.wired {
             self.uvm.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
             anon_dropswap_locked(self.uvm, a);
         } else {

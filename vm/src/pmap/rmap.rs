@@ -73,11 +73,25 @@ impl Rmap {
     /// Takes the rmap lock (to copy the list), then each affected `Stage2`'s lock in turn, never
     /// two at once. See the module's note on concurrent `enter`.
     pub fn page_protect(&self, pa: Pa, prot: Prot) {
+        let _ = self.page_protect_wired(pa, prot);
+    }
+
+    /// [`Rmap::page_protect`], returning how many *wired* mappings it removed (a wired mapping is
+    /// removed like any other here: the caller is taking the frame away). Each wired mapping
+    /// stands for one wiring of the page, which the caller drops (`Uvm::page_protect`).
+    ///
+    /// # Locks
+    /// As [`Rmap::page_protect`].
+    pub fn page_protect_wired(&self, pa: Pa, prot: Prot) -> usize {
+        let mut wired = 0;
         for e in self.snapshot(pa) {
             if let Some(s2) = e.s2.upgrade() {
-                s2.rmap_protect(e.ipa, pa.page_base(), prot);
+                if s2.rmap_protect(e.ipa, pa.page_base(), prot) {
+                    wired += 1;
+                }
             }
         }
+        wired
     }
 
     /// True when some mapping of `pa` has its access flag set (the pagedaemon's reference bit).

@@ -438,12 +438,24 @@ impl Stage2 {
         }
     }
 
-    /// Lower the leaf at `path` to at most `prot` (removing it if nothing is left).
-    fn protect_leaf(&self, inner: &mut Inner, ipa: u64, path: Path, old: Descriptor, prot: Prot) {
+    /// Lower the leaf at `path` to at most `prot`. A leaf left with nothing is removed, except a
+    /// wired one when `keep_wired` (see [`Pmap::protect`] below). Returns true when a wired leaf
+    /// was removed.
+    fn protect_leaf(
+        &self,
+        inner: &mut Inner,
+        ipa: u64,
+        path: Path,
+        old: Descriptor,
+        prot: Prot,
+        keep_wired: bool,
+    ) -> bool {
         let attrs = old.attributes();
         let new_prot = attrs.prot() & prot;
-        if new_prot.is_empty() {
+        let wired = attrs.contains(Stage2Attributes::SW_WIRED);
+        if new_prot.is_empty() && !(wired && keep_wired) {
             self.remove_leaf(inner, ipa, path, old);
+            wired
         } else {
             self.replace(
                 path.l3_slot,
@@ -451,6 +463,7 @@ impl Stage2 {
                 old,
                 old.with_attributes(attrs.with_prot(new_prot)),
             );
+            false
         }
     }
 
@@ -478,13 +491,125 @@ impl Stage2 {
     // ---- operations for the rmap (called without the rmap lock) ------------------------------
 
     /// `page_protect` of one mapping: lower `ipa`'s mapping to at most `prot` if it still maps `pa`.
+    /// Unlike [`Pmap::protect`], a wired mapping left with nothing is removed too: the caller is
+    /// taking the frame away (freeing, replacing or paging it out). Returns true when a wired
+    /// mapping was removed, so that the caller can take that wiring off the page.
     ///
     /// # Locks
     /// Takes this table's lock, then the rmap lock. The caller holds neither.
-    pub(super) fn rmap_protect(&self, ipa: Ipa, pa: Pa, prot: Prot) {
+    pub(super) fn rmap_protect(&self, ipa: Ipa, pa: Pa, prot: Prot) -> bool {
         let mut inner = self.inner.lock();
-        if let Some((path, old)) = self.leaf_mapping(ipa, pa) {
-            self.protect_leaf(&mut inner, ipa.0, path, old, prot);
+        match self.leaf_mapping(ipa, pa) {
+            Some((path, old)) => self.protect_leaf(&mut inner, ipa.0, path, old, prot, false),
+            None => false,
+        }
+    }
+
+    /// [`Pmap::enter`], returning the leaf it replaced: its frame and whether it was wired. The
+    /// fault routine moves page wiring along with wired mappings through this (see
+    /// `fault::wire`), so reading the old leaf and writing the new one is one step under this
+    /// table's lock.
+    ///
+    /// # Errors
+    /// As [`Pmap::enter`].
+    ///
+    /// # Locks
+    /// Takes this table's lock, then the rmap lock.
+    pub fn enter_replacing(
+        &self,
+        ipa: Ipa,
+        pa: Pa,
+        prot: Prot,
+        flags: EnterFlags,
+    ) -> Result<Option<(Pa, bool)>, PmapError> {
+        let ipa = Self::check_ipa(ipa)?;
+        if !pa.is_page_aligned() || pa.0 >> Self::PA_BITS != 0 {
+            return Err(PmapError::OutOfRange);
+        }
+        let mut inner = self.inner.lock();
+        if prot.is_empty() {
+            let old = match self.walk(ipa) {
+                Walk::Found(path) => {
+                    let d = self.read(path.l3_slot);
+                    let old = Self::leaf_of(d);
+                    if d.is_valid() {
+                        self.remove_leaf(&mut inner, ipa, path, d);
+                    }
+                    old
+                }
+                Walk::Hole(_) => None,
+            };
+            return Ok(old);
+        }
+        let mut attrs = Stage2Attributes::for_prot(prot, MemAttr::NormalWriteBack);
+        if flags.contains(EnterFlags::WIRED) {
+            attrs |= Stage2Attributes::SW_WIRED;
+        }
+        let new = Descriptor::page(pa, attrs);
+
+        let path = self.walk_alloc(&mut inner, ipa)?;
+        let old = self.read(path.l3_slot);
+        let old_leaf = Self::leaf_of(old);
+        if old == new {
+            return Ok(old_leaf);
+        }
+        let old_wired = old.is_valid() && old.attributes().contains(Stage2Attributes::SW_WIRED);
+        let new_wired = flags.contains(EnterFlags::WIRED);
+        match old.decode(Level::L3) {
+            Entry::Leaf { oa, .. } => {
+                self.replace(path.l3_slot, ipa, old, new);
+                if oa != pa {
+                    self.rmap.remove(oa, &self.me, Ipa(ipa));
+                    self.rmap.insert(pa, &self.me, Ipa(ipa));
+                }
+            }
+            _ => {
+                // Invalid -> valid: no TLB maintenance needed.
+                self.write(path.l3_slot, new);
+                inner.resident += 1;
+                *inner.live.entry(path.l3_table.0).or_insert(0) += 1;
+                self.rmap.insert(pa, &self.me, Ipa(ipa));
+            }
+        }
+        match (old_wired, new_wired) {
+            (false, true) => inner.wired += 1,
+            (true, false) => inner.wired = inner.wired.saturating_sub(1),
+            _ => {}
+        }
+        Ok(old_leaf)
+    }
+
+    /// Clear the wired bit of `ipa`'s mapping; returns its frame if it was wired. A mapping that
+    /// grants no access (kept only because it was wired, see [`Pmap::protect`]) is removed.
+    ///
+    /// # Locks
+    /// Takes this table's lock, then the rmap lock.
+    pub fn unwire_leaf(&self, ipa: Ipa) -> Option<Pa> {
+        let mut inner = self.inner.lock();
+        let ipa = ipa.page_base().0;
+        let Walk::Found(path) = self.walk(ipa) else {
+            return None;
+        };
+        let d = self.read(path.l3_slot);
+        let Some((pa, true)) = Self::leaf_of(d) else {
+            return None;
+        };
+        let unwired = d.with_attributes(d.attributes() - Stage2Attributes::SW_WIRED);
+        inner.wired = inner.wired.saturating_sub(1);
+        if unwired.attributes().prot().is_empty() {
+            self.remove_leaf(&mut inner, ipa, path, unwired);
+        } else {
+            // The wired bit is ignored by the hardware: no TLB maintenance.
+            self.write(path.l3_slot, unwired);
+        }
+        Some(pa)
+    }
+
+    /// The frame of a valid level-3 leaf and whether it is wired.
+    fn leaf_of(d: Descriptor) -> Option<(Pa, bool)> {
+        match d.decode(Level::L3) {
+            Entry::Leaf { oa, attrs, .. } => Some((oa, attrs.contains(Stage2Attributes::SW_WIRED))),
+            _ => None,
         }
     }
 
@@ -533,50 +658,7 @@ impl Pmap for Stage2 {
     /// # Locks
     /// Takes this table's lock, then the rmap lock.
     fn enter(&self, ipa: Ipa, pa: Pa, prot: Prot, flags: EnterFlags) -> Result<(), PmapError> {
-        let ipa = Self::check_ipa(ipa)?;
-        if !pa.is_page_aligned() || pa.0 >> Self::PA_BITS != 0 {
-            return Err(PmapError::OutOfRange);
-        }
-        if prot.is_empty() {
-            self.remove(Ipa(ipa), Ipa(ipa + PAGE_SIZE));
-            return Ok(());
-        }
-        let mut attrs = Stage2Attributes::for_prot(prot, MemAttr::NormalWriteBack);
-        if flags.contains(EnterFlags::WIRED) {
-            attrs |= Stage2Attributes::SW_WIRED;
-        }
-        let new = Descriptor::page(pa, attrs);
-
-        let mut inner = self.inner.lock();
-        let path = self.walk_alloc(&mut inner, ipa)?;
-        let old = self.read(path.l3_slot);
-        if old == new {
-            return Ok(());
-        }
-        let old_wired = old.is_valid() && old.attributes().contains(Stage2Attributes::SW_WIRED);
-        let new_wired = flags.contains(EnterFlags::WIRED);
-        match old.decode(Level::L3) {
-            Entry::Leaf { oa, .. } => {
-                self.replace(path.l3_slot, ipa, old, new);
-                if oa != pa {
-                    self.rmap.remove(oa, &self.me, Ipa(ipa));
-                    self.rmap.insert(pa, &self.me, Ipa(ipa));
-                }
-            }
-            _ => {
-                // Invalid -> valid: no TLB maintenance needed.
-                self.write(path.l3_slot, new);
-                inner.resident += 1;
-                *inner.live.entry(path.l3_table.0).or_insert(0) += 1;
-                self.rmap.insert(pa, &self.me, Ipa(ipa));
-            }
-        }
-        match (old_wired, new_wired) {
-            (false, true) => inner.wired += 1,
-            (true, false) => inner.wired = inner.wired.saturating_sub(1),
-            _ => {}
-        }
-        Ok(())
+        self.enter_replacing(ipa, pa, prot, flags).map(|_| ())
     }
 
     /// # Locks
@@ -620,6 +702,15 @@ impl Pmap for Stage2 {
         }
     }
 
+    /// A wired mapping left with nothing (`prot` NONE, or EXEC over a read-only mapping) is not
+    /// removed but kept as a valid descriptor that permits nothing (S2AP = 0b00, XN; the guest
+    /// takes a permission fault on it). The wired leaf is what remembers which frame the wiring
+    /// pinned: `unwire` finds wired pages through their mappings (as the seed's
+    /// `uvm_fault_unwire_locked` does) and takes the no-access leaf away with the wiring. The
+    /// alternative, finding the page through the amap or object at unwire time, would have to
+    /// guess which layer's page the wiring went to (the anon's, or the object page under it) and
+    /// take the object's lock on an unwire path; the leaf knows.
+    ///
     /// # Locks
     /// Takes this table's lock, then the rmap lock.
     fn protect(&self, start: Ipa, end: Ipa, prot: Prot) {
@@ -632,7 +723,7 @@ impl Pmap for Stage2 {
                 Walk::Found(path) => {
                     let d = self.read(path.l3_slot);
                     if d.is_valid() {
-                        self.protect_leaf(&mut inner, ipa, path, d, prot);
+                        self.protect_leaf(&mut inner, ipa, path, d, prot, true);
                     }
                     ipa += PAGE_SIZE;
                 }
@@ -640,20 +731,9 @@ impl Pmap for Stage2 {
         }
     }
 
-    /// Clears the software wired bit: hardware ignores it, so no TLB maintenance.
+    /// Clears the software wired bit (see [`Stage2::unwire_leaf`]).
     fn unwire(&self, ipa: Ipa) {
-        let mut inner = self.inner.lock();
-        let Walk::Found(path) = self.walk(ipa.page_base().0) else {
-            return;
-        };
-        let d = self.read(path.l3_slot);
-        if d.is_valid() && d.attributes().contains(Stage2Attributes::SW_WIRED) {
-            self.write(
-                path.l3_slot,
-                d.with_attributes(d.attributes() - Stage2Attributes::SW_WIRED),
-            );
-            inner.wired = inner.wired.saturating_sub(1);
-        }
+        let _ = self.unwire_leaf(ipa);
     }
 
     /// TLB maintenance is done at each change: nothing is deferred.

@@ -117,7 +117,8 @@ fn large_remove_batches_tlb_maintenance_and_releases_after_it() {
     let pages = Stage2::BATCH_REMOVE_PAGES + 1;
     for p in 0..pages {
         let pa = Pa(P1.0 + p * PAGE_SIZE);
-        s2.enter(Ipa(IPA.0 + p * PAGE_SIZE), pa, RW, EnterFlags::empty()).unwrap();
+        s2.enter(Ipa(IPA.0 + p * PAGE_SIZE), pa, RW, EnterFlags::empty())
+            .unwrap();
     }
     fx.tlb.clear();
     fx.log.clear();
@@ -129,7 +130,9 @@ fn large_remove_batches_tlb_maintenance_and_releases_after_it() {
         .iter()
         .position(|e| matches!(e, Event::InvalidateVm { .. }))
         .unwrap();
-    assert!(events[inval + 1..].iter().all(|e| !matches!(e, Event::Write { .. })));
+    assert!(events[inval + 1..]
+        .iter()
+        .all(|e| !matches!(e, Event::Write { .. })));
     assert_eq!(s2.resident(), 0);
     assert_eq!((s2.table_frames(), fx.frames.in_use()), (0, 2));
     assert_eq!(fx.rmap.mappings(P1), 0);
@@ -280,6 +283,34 @@ fn protect_none_removes_and_holes_are_skipped() {
     s2.protect(IPA, Ipa(u64::MAX), Prot::EXEC);
     assert_eq!(s2.extract(IPA.add_pages(2)), None, "RW ∩ X is nothing");
     assert_eq!(fx.frames.in_use(), 2);
+    fx.clean();
+}
+
+/// BUG 2 of engine-bugs.md: `protect` leaving a wired leaf nothing keeps it as a valid no-access
+/// descriptor (so unwire still finds the page); `unwire` then removes it; `page_protect` removes
+/// a wired leaf like any other and reports it.
+#[test]
+fn protect_none_keeps_a_wired_leaf_until_unwired() {
+    let fx = Fx::new(16);
+    let s2 = fx.stage2(1).unwrap();
+    s2.enter(IPA, P1, RW, EnterFlags::WIRED).unwrap();
+    s2.enter(IPA.add_pages(1), P2, Prot::READ, EnterFlags::WIRED)
+        .unwrap();
+    s2.protect(IPA, IPA.add_pages(1), Prot::NONE);
+    s2.protect(IPA.add_pages(1), IPA.add_pages(2), Prot::EXEC); // R ∩ X = nothing
+    for (ipa, pa) in [(IPA, P1), (IPA.add_pages(1), P2)] {
+        assert_eq!(s2.extract(ipa), Some((pa, Prot::NONE)));
+        let d = s2.descriptor(ipa);
+        assert!(d.is_valid() && s2.is_wired(ipa));
+        assert_eq!(d.attributes().prot(), Prot::NONE, "S2AP = 00 and XN");
+    }
+    assert_eq!((s2.resident(), s2.wired()), (2, 2));
+    assert_eq!(s2.unwire_leaf(IPA), Some(P1));
+    assert_eq!(s2.extract(IPA), None, "kept only for its wiring");
+    assert_eq!(s2.unwire_leaf(IPA), None);
+    assert_eq!(fx.rmap.page_protect_wired(P2, Prot::NONE), 1);
+    assert_eq!(s2.extract(IPA.add_pages(1)), None);
+    assert_eq!((s2.resident(), s2.wired()), (0, 0));
     fx.clean();
 }
 
@@ -542,14 +573,16 @@ fn concurrent_drop_and_page_protect() {
             for r in 0..300u64 {
                 let vm = fx.stage2(1 + (r % 200) as u16).unwrap();
                 for i in 0..8 {
-                    vm.enter(IPA.add_pages(i * 3), P1, RW, EnterFlags::empty()).unwrap();
+                    vm.enter(IPA.add_pages(i * 3), P1, RW, EnterFlags::empty())
+                        .unwrap();
                 }
                 drop(vm); // races with page_protect holding an upgraded reference
             }
         });
         s.spawn(move || {
             for r in 0..3000 {
-                fx.rmap.page_protect(P1, if r % 2 == 0 { Prot::READ } else { Prot::NONE });
+                fx.rmap
+                    .page_protect(P1, if r % 2 == 0 { Prot::READ } else { Prot::NONE });
                 fx.rmap.clear_reference(P1);
             }
         });
@@ -673,10 +706,12 @@ mod model {
     }
     type Model = BTreeMap<(usize, u64), M>;
 
-    fn lower(model: &mut Model, key: (usize, u64), prot: Prot) {
+    /// `keep_wired`: `Pmap::protect` keeps a wired leaf left with nothing as a no-access leaf;
+    /// `page_protect` removes it.
+    fn lower(model: &mut Model, key: (usize, u64), prot: Prot, keep_wired: bool) {
         if let Some(m) = model.get_mut(&key) {
             let p = norm(m.prot & prot);
-            if p.is_empty() {
+            if p.is_empty() && !(m.wired && keep_wired) {
                 model.remove(&key);
             } else {
                 m.prot = p;
@@ -763,13 +798,17 @@ mod model {
                     vms[vm].protect(Ipa(s), Ipa(e), prot);
                     let keys: Vec<_> = model.range((vm, s)..(vm, e)).map(|(k, _)| *k).collect();
                     for k in keys {
-                        lower(&mut model, k, prot);
+                        lower(&mut model, k, prot, true);
                     }
                 }
                 Op::Unwire { vm, page } => {
                     vms[vm].unwire(Ipa(ipa(page)));
                     if let Some(m) = model.get_mut(&(vm, ipa(page))) {
                         m.wired = false;
+                        if m.prot.is_empty() {
+                            // Kept only for its wiring.
+                            model.remove(&(vm, ipa(page)));
+                        }
                     }
                 }
                 Op::ClearAccess { vm, page } => {
@@ -789,7 +828,7 @@ mod model {
                         .map(|(k, _)| *k)
                         .collect();
                     for k in keys {
-                        lower(&mut model, k, prot);
+                        lower(&mut model, k, prot, false);
                     }
                 }
                 Op::ClearReference { frame: f } => {

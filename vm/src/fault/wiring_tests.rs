@@ -1,0 +1,81 @@
+//! Unit tests of page wiring following wired mappings (`wire.rs`): BUG 2 and BUG 3 of
+//! /work/notes/engine-bugs.md.
+
+use super::*;
+use crate::testenv::*;
+
+fn wire_count(e: &Env, m: &Map, ipa: Ipa) -> u32 {
+    let (pg, _) = m.mapped_page(ipa).expect("mapped");
+    e.uvm.page_info(pg).wire_count
+}
+
+#[test]
+fn protect_none_on_a_wired_range_keeps_the_wiring_reachable() {
+    let e = env(64);
+    let m = e.anon_map(2);
+    m.wire(page(0), page(2)).unwrap();
+    let (pg, _) = m.mapped_page(page(0)).unwrap();
+    m.protect(page(0), page(2), Prot::NONE).unwrap();
+    // Still mapped, with no access: the guest takes a permission fault, the entry refuses it.
+    assert_eq!(prot(&m, page(0)), Some(Prot::NONE));
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Protection));
+    m.unwire(page(0), page(2)).unwrap();
+    assert_eq!(e.uvm.page_info(pg).wire_count, 0);
+    assert_eq!(
+        prot(&m, page(0)),
+        None,
+        "the no-access leaf goes with the wiring"
+    );
+    assert_eq!(m.stage2().wired(), 0);
+    assert_eq!(
+        e.uvm.page_info(pg).queue,
+        crate::page::Queue::Active,
+        "pageable again"
+    );
+}
+
+#[test]
+fn promotion_on_a_wired_entry_moves_the_wiring_2b() {
+    let e = env(64);
+    let img = e.image(4 * PAGE_SIZE as usize);
+    let m = e.map(1);
+    let mut spec = image_spec(&img, 0, 4);
+    spec.prot = Prot::READ;
+    m.insert(spec).unwrap();
+    m.wire(page(0), page(1)).unwrap();
+    let (objpg, _) = m.mapped_page(page(0)).unwrap();
+    assert_eq!(e.uvm.page_info(objpg).wire_count, 1);
+    m.protect(page(0), page(4), Prot::READ | Prot::WRITE)
+        .unwrap();
+    assert_eq!(wr(&m, page(0)).unwrap().case, FaultCase::ObjCopy2B);
+    let (newpg, _) = m.mapped_page(page(0)).unwrap();
+    assert_ne!(newpg, objpg);
+    assert_eq!(e.uvm.page_info(objpg).wire_count, 0, "old page unwired");
+    assert_eq!(e.uvm.page_info(newpg).wire_count, 1, "new page wired");
+    assert!(m.stage2().is_wired(page(0)));
+    m.unwire(page(0), page(1)).unwrap();
+    assert_eq!(e.uvm.page_info(newpg).wire_count, 0);
+    assert_eq!(m.stage2().wired(), 0);
+}
+
+#[test]
+fn promotion_on_a_wired_entry_moves_the_wiring_1b() {
+    let e = env(64);
+    let p = e.anon_map(1);
+    p.copy_out(page(0), &[7]).unwrap();
+    let c = p.fork(crate::pmap::Vmid(2)).unwrap(); // the anon: an_ref 2 after the amap copy
+    p.protect(page(0), page(1), Prot::READ).unwrap();
+    p.wire(page(0), page(1)).unwrap(); // read-only: the shared anon's page is wired
+    let (old, _) = p.mapped_page(page(0)).unwrap();
+    assert_eq!(e.uvm.page_info(old).wire_count, 1);
+    p.protect(page(0), page(1), Prot::READ | Prot::WRITE)
+        .unwrap();
+    assert_eq!(wr(&p, page(0)).unwrap().case, FaultCase::AnonCow1B);
+    assert_eq!(e.uvm.page_info(old).wire_count, 0, "old page unwired");
+    assert_eq!(wire_count(&e, &p, page(0)), 1, "new page wired");
+    p.unwire(page(0), page(1)).unwrap();
+    assert_eq!(wire_count(&e, &p, page(0)), 0);
+    let mut b = [0u8];
+    c.copy_in(page(0), &mut b).unwrap();
+    assert_eq!(b, [7]);
+}
