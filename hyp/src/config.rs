@@ -7,7 +7,8 @@
 //! - `pool=MIB` — size of the guest page pool in MiB (default: all free RAM);
 //! - `vm=NAME:PATH[,ram=MIB][,cpus=N]` — one VM; RAM default 64 MiB, vCPUs default 1.
 //!
-//! VM ids are 1, 2, … in command-line order. VMs naming the same PATH share one image
+//! VM ids are 1, 2, … in command-line order, at most [`MAX_VMS`] of them (the id is the VM's
+//! 8-bit VMID). VMs naming the same PATH share one image
 //! (`Arc::ptr_eq` holds between their `image`s). Any error is the user's: boot prints it and
 //! exits QEMU with status 2.
 
@@ -24,9 +25,15 @@ use crate::loader::{self, ElfError, RAM_BASE};
 pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
 /// Guest RAM when `vm=` has no `ram=` (MiB).
 pub const DEFAULT_RAM_MIB: u64 = 64;
-/// Largest guest RAM (RAM starts at 1 GiB; the stage-2 IPA space is 40 bits, this is a policy
-/// limit that keeps every VM inside the 4 GiB the QEMU virt layout describes).
+/// Largest guest RAM. RAM starts at 1 GiB and must end inside the stage-2 IPA space
+/// (`Stage2::IPA_LIMIT`, 40 bits = 1 TiB); below that the limit is policy: the engine keeps a slot
+/// per guest page in the VM's amap (heap memory), and 3 GiB keeps a VM's RAM in QEMU virt's low
+/// 4 GiB like a real virt machine's.
 pub const MAX_RAM_MIB: u64 = 3 * 1024;
+const _: () = assert!(RAM_BASE + MAX_RAM_MIB * MIB <= vm::pmap::Stage2::IPA_LIMIT);
+/// Largest number of VMs: VM ids are VMIDs 1..=255 (8-bit VMIDs, `Stage2::MAX_VMID`; VMID 0 is
+/// the hypervisor's empty stage 2).
+pub const MAX_VMS: usize = vm::pmap::Stage2::MAX_VMID as usize;
 /// Largest number of vCPUs per VM.
 pub const MAX_VCPUS: u32 = 8;
 
@@ -85,6 +92,8 @@ pub enum ConfigError {
     UnknownToken(String),
     /// A `vm=` option other than `ram=` / `cpus=`.
     UnknownOption { token: String, option: String },
+    /// More `vm=` tokens than [`MAX_VMS`].
+    TooManyVms { count: usize },
     /// A number that does not parse or is out of range.
     BadNumber { token: String, what: &'static str, range: &'static str },
     /// A `key=` with nothing after it, or `vm=` without `NAME:PATH`.
@@ -106,6 +115,7 @@ impl fmt::Display for ConfigError {
             ConfigError::UnknownOption { token, option } => {
                 write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB or cpus=N)")
             }
+            ConfigError::TooManyVms { count } => write!(f, "{count} VMs (at most {MAX_VMS})"),
             ConfigError::BadNumber { token, what, range } => {
                 write!(f, "in `{token}`: bad {what} (expected a decimal number in {range})")
             }
@@ -175,6 +185,9 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
             "vm" => sc.vms.push(parse_vm(token, value)?),
             _ => return Err(ConfigError::UnknownToken(token.to_string())),
         }
+    }
+    if sc.vms.len() > MAX_VMS {
+        return Err(ConfigError::TooManyVms { count: sc.vms.len() });
     }
     Ok(sc)
 }
@@ -254,6 +267,14 @@ mod tests {
         for bad in ["vm=ab", "vm=a:", "vm=:p", "trace="] {
             assert!(matches!(parse(bad), Err(ConfigError::Missing { .. })), "{bad}");
         }
+    }
+
+    #[test]
+    fn at_most_255_vms() {
+        let line = |n: usize| (0..n).map(|i| format!("vm=v{i}:/g")).collect::<Vec<_>>().join(" ");
+        assert_eq!(parse(&line(MAX_VMS)).unwrap().vms.len(), 255);
+        assert_eq!(parse(&line(MAX_VMS + 1)), Err(ConfigError::TooManyVms { count: 256 }));
+        assert!(format!("{}", ConfigError::TooManyVms { count: 256 }).contains("at most 255"));
     }
 
     #[test]

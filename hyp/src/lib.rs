@@ -1,6 +1,7 @@
 //! The parts of the hypervisor that need no hardware: the scenario grammar, guest ELF loading,
-//! the device-tree reader and the carving of RAM. They are plain safe Rust over byte slices, built
-//! into the EL2 binary and unit-tested on the host (`cargo test -p hyp --lib`).
+//! the device-tree reader, the carving of RAM, and the console's guest-text rules (escaping, line
+//! budget). They are plain safe Rust over byte slices, built into the EL2 binary and unit-tested
+//! on the host (`cargo test -p hyp --lib`).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -8,7 +9,9 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod budget;
 pub mod config;
 pub mod dtb;
 pub mod layout;
 pub mod loader;
+pub mod text;

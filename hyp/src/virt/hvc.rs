@@ -1,13 +1,15 @@
 //! Hypercalls: HVC #0 and (trapped by HCR_EL2.TSC) SMC #0 from a guest's EL1, SMCCC convention
 //! (contracts §B). Function id in w0, arguments x1..x3, result in x0.
 
+use alloc::format;
 use alloc::vec;
+use alloc::vec::Vec;
 
 use super::esr::Syndrome;
-use super::out;
 use super::psci;
-use super::vm::{Stopped, Vcpu};
+use super::vm::{Stopped, Vcpu, Vm};
 use super::{Hyp, Next};
+use vm::fault::FaultError;
 use vm::Ipa;
 
 /// UVMHYP vendor-specific hypervisor service calls (SMCCC owner 6, fast, SMC64).
@@ -52,11 +54,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, smc: bool) -> Next {
     let (a1, a2) = (v.regs.x[1], v.regs.x[2]);
     match id {
         fid::UVMHYP_EXIT => h.stop_vm(&v.vm, Stopped::Exited(a1 as u32)),
-        fid::UVMHYP_PRINT => {
-            let r = print(v, a1, a2);
-            set_ret(v, r);
-            Next::Resume
-        }
+        fid::UVMHYP_PRINT => print(h, v, a1, a2),
         fid::UVMHYP_COUNTER => {
             let r = counter(v, a1);
             set_ret(v, r);
@@ -82,24 +80,66 @@ pub fn set_ret(v: &mut Vcpu, r: i64) {
     v.regs.x[0] = r as u64;
 }
 
-/// UVMHYP_PRINT: the guest's bytes at IPA `ipa`, `len` long, are an allegation until the engine
-/// has translated every page of them as guest RAM (faulting pages in for reading).
-fn print(v: &mut Vcpu, ipa: u64, len: u64) -> i64 {
-    if len > PRINT_MAX {
-        return ret::INVALID_PARAMETERS;
-    }
-    let Some(end) = ipa.checked_add(len) else { return ret::INVALID_PARAMETERS };
-    if len != 0 && !(v.vm.map.contains(Ipa(ipa)) && v.vm.map.contains(Ipa(end - 1))) {
-        return ret::INVALID_PARAMETERS;
-    }
-    let mut buf = vec![0u8; len as usize];
-    // Pages faulted in here are counted by the engine but not traced (no stage-2 abort).
-    match v.vm.map.copy_in(Ipa(ipa), &mut buf) {
-        Ok(()) => {
-            out::guest_line(v.vm.id, &buf);
-            ret::SUCCESS
+/// A guest buffer that has been checked to lie inside the VM's RAM entries: the (IPA, length)
+/// pair a guest passes is an allegation until [`GuestRange::check`] accepts it.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestRange {
+    start: Ipa,
+    len: usize,
+}
+
+impl GuestRange {
+    /// `[ipa, ipa + len)` if it is at most `max` bytes and both ends are in the VM's map.
+    pub fn check(vm: &Vm, ipa: u64, len: u64, max: u64) -> Option<GuestRange> {
+        if len > max {
+            return None;
         }
-        Err(_) => ret::INVALID_PARAMETERS,
+        let start = Ipa(ipa);
+        let last = start.checked_add(len.checked_sub(1)?)?;
+        (vm.map.contains(start) && vm.map.contains(last)).then_some(GuestRange { start, len: len as usize })
+    }
+
+    /// Copy the bytes out of guest memory, faulting pages in for reading as the guest would.
+    pub fn read(&self, vm: &Vm) -> Result<Vec<u8>, FaultError> {
+        let mut buf = vec![0u8; self.len];
+        vm.map.copy_in(self.start, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+/// UVMHYP_PRINT of `len` bytes at IPA `ipa`.
+///
+/// A page the engine reports busy (`Restart`: another vCPU is faulting it) makes the HVC
+/// re-execute, like any refault: ELR is moved back onto the HVC/SMC and the vCPU yields. Pages
+/// faulted in here are counted by the engine but not traced (`Map::copy_in` takes no abort).
+fn print(h: &Hyp, v: &mut Vcpu, ipa: u64, len: u64) -> Next {
+    if len == 0 {
+        v.vm.print_line(&[]);
+        set_ret(v, ret::SUCCESS);
+        return Next::Resume;
+    }
+    let Some(range) = GuestRange::check(&v.vm, ipa, len, PRINT_MAX) else {
+        set_ret(v, ret::INVALID_PARAMETERS);
+        return Next::Resume;
+    };
+    match range.read(&v.vm) {
+        Ok(bytes) => {
+            v.vm.print_line(&bytes);
+            set_ret(v, ret::SUCCESS);
+            Next::Resume
+        }
+        Err(FaultError::Restart) => {
+            v.regs.elr_el2 = v.regs.elr_el2.wrapping_sub(4);
+            Next::Yield
+        }
+        Err(FaultError::NoMapping | FaultError::Protection) => {
+            set_ret(v, ret::INVALID_PARAMETERS);
+            Next::Resume
+        }
+        Err(e @ (FaultError::NoMemory | FaultError::Io | FaultError::NoBacking)) => {
+            let vm = v.vm.clone();
+            h.stop_vm(&vm, Stopped::Crashed(format!("UVMHYP_PRINT at IPA {ipa:#x}: fault failed: {e:?}")))
+        }
     }
 }
 

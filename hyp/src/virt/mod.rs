@@ -89,11 +89,9 @@ impl Hyp {
     /// Call with no lock held (takes the VM's `state` and `console`, then the engine's map lock).
     pub fn stop_vm(&self, vm: &Arc<Vm>, why: Stopped) -> Next {
         if vm.stop(why.clone()) {
-            if let Some(mut line) = vm.console.try_lock() {
-                if !line.is_empty() {
-                    out::guest_line(vm.id, &line);
-                    line.clear();
-                }
+            let line = core::mem::take(&mut *vm.console.lock());
+            if !line.is_empty() {
+                vm.print_line(&line);
             }
             report::vm_stopped(vm, &why);
             // Give the VM's pages back to the pool for the VMs still running. A vCPU of this VM
@@ -131,6 +129,12 @@ impl Hyp {
             self.uvm.free_pages(),
             self.uvm.total_pages()
         );
+        for vm in &self.vms {
+            let dropped = vm.dropped_lines();
+            if dropped != 0 {
+                log::warn!("vm{}: {dropped} console lines dropped (over the console budget)", vm.id);
+            }
+        }
         let failed = report::table(&self.vms);
         self.trace.finish();
         semihosting::exit(if failed == 0 { 0 } else { 1 });

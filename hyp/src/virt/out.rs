@@ -23,9 +23,8 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// A guest's console line: `[vm<N>] <text>`, invalid UTF-8 replaced.
+/// A guest's console line: `[vm<N>] <text>`, with the guest's control characters escaped
+/// (`hyp::text`: a guest cannot start a line of its own).
 pub fn guest_line(vm: u16, text: &[u8]) {
-    let text = String::from_utf8_lossy(text);
-    let text = text.trim_end_matches(['\r', '\n']);
-    line(format_args!("[vm{vm}] {text}"));
+    line(format_args!("[vm{vm}] {}", hyp::text::guest_line(text)));
 }

@@ -3,7 +3,6 @@
 //! `[vm<N>] text` lines; UARTFR always says "transmit FIFO empty, receive FIFO empty".
 
 use super::mmio::MmioDevice;
-use super::out;
 use super::vm::Vm;
 
 /// Data register.
@@ -65,13 +64,20 @@ impl MmioDevice for Pl011 {
 }
 
 /// Append a byte to the VM's console line; a newline (or a full buffer) emits it.
+///
+/// # Locks
+/// Takes the VM's `console` only to move the line out: it is printed after the lock is dropped,
+/// so other vCPUs of the VM (and `stop_vm`) never wait for a semihosting call.
 fn put_byte(vm: &Vm, b: u8) {
-    let mut line = vm.console.lock();
-    if b == b'\n' || line.len() >= MAX_LINE {
-        out::guest_line(vm.id, &line);
-        line.clear();
-    }
-    if b != b'\n' {
-        line.push(b);
+    let full = {
+        let mut line = vm.console.lock();
+        let full = (b == b'\n' || line.len() >= MAX_LINE).then(|| core::mem::take(&mut *line));
+        if b != b'\n' {
+            line.push(b);
+        }
+        full
+    };
+    if let Some(line) = full {
+        vm.print_line(&line);
     }
 }

@@ -4,6 +4,7 @@ use super::hvc::{ret, set_ret};
 use super::sched;
 use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
+use vm::Ipa;
 
 /// PSCI function ids (DEN0022, "PSCI function IDs").
 mod fid {
@@ -18,6 +19,10 @@ mod fid {
 const VERSION_1_0: i64 = 0x0001_0000;
 /// PSCI ALREADY_ON.
 const ALREADY_ON: i64 = -4;
+/// PSCI INVALID_ADDRESS: the entry point is not a valid physical address for the caller.
+const INVALID_ADDRESS: i64 = -9;
+/// A64 instructions are 4 bytes, 4-byte aligned.
+const INSN_ALIGN: u64 = 4;
 /// Every function implemented here (PSCI_FEATURES answers 0 for these).
 const IMPLEMENTED: &[u32] = &[fid::PSCI_VERSION, fid::CPU_OFF, fid::CPU_ON_64, fid::SYSTEM_OFF, fid::PSCI_FEATURES];
 /// MPIDR Aff0 (the vCPU index); higher affinity fields must be 0.
@@ -43,6 +48,10 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, id: u32) -> Next {
 }
 
 /// Power on vCPU `mpidr` of the caller's VM at `entry` with x0 = `context`.
+///
+/// `entry` is an allegation: it must be 4-byte aligned and inside the VM's RAM, or the call
+/// returns INVALID_ADDRESS and the target stays off (a vCPU started at garbage would crash the
+/// whole VM on its first fetch).
 fn cpu_on(h: &Hyp, v: &Vcpu, mpidr: u64, entry: u64, context: u64) -> i64 {
     if mpidr & MPIDR_AFF_HIGH_MASK != 0 {
         return ret::INVALID_PARAMETERS;
@@ -50,6 +59,9 @@ fn cpu_on(h: &Hyp, v: &Vcpu, mpidr: u64, entry: u64, context: u64) -> i64 {
     let index = (mpidr & MPIDR_AFF0_MASK) as usize;
     if index >= usize::from(v.vm.nr_vcpus) {
         return ret::INVALID_PARAMETERS;
+    }
+    if !entry.is_multiple_of(INSN_ALIGN) || !v.vm.map.contains(Ipa(entry)) {
+        return INVALID_ADDRESS;
     }
     let target = {
         let mut parked = v.vm.parked.lock();

@@ -16,7 +16,10 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
 
+use super::out;
+use crate::arch::timer;
 use crate::arch::vcpu::{pstate, El1Sysregs, El2Controls};
+use hyp::budget::LineBudget;
 use crate::arch::vectors::GuestRegs;
 use vm::map::Map;
 use vm::pmap::Stage2;
@@ -50,6 +53,8 @@ pub struct Vm {
     pub online: AtomicU32,
     /// Partial console line (PL011 writes).
     pub console: Mutex<Vec<u8>>,
+    /// Rate limit of the VM's console lines (PRINT and PL011).
+    budget: Mutex<LineBudget>,
     /// MMIO accesses to unknown device registers (read 0 / write ignored).
     pub mmio_unknown: AtomicU64,
     /// Set once the first unknown MMIO access has been logged.
@@ -70,6 +75,7 @@ impl Vm {
             parked: Mutex::new(Vec::new()),
             online: AtomicU32::new(0),
             console: Mutex::new(Vec::new()),
+            budget: Mutex::new(LineBudget::new()),
             mmio_unknown: AtomicU64::new(0),
             mmio_logged: AtomicBool::new(false),
         })
@@ -96,6 +102,24 @@ impl Vm {
         *st = Some(why);
         self.stopped.store(true, Ordering::Release);
         true
+    }
+
+    /// Print one guest console line (`[vm<N>] text`), unless the VM is over its console budget
+    /// (then the line is dropped and counted).
+    ///
+    /// # Locks
+    /// Takes `budget` alone, and prints with no lock held (a semihosting call takes
+    /// milliseconds).
+    pub fn print_line(&self, text: &[u8]) {
+        let ok = self.budget.lock().take(timer::now(), timer::freq());
+        if ok {
+            out::guest_line(self.id, text);
+        }
+    }
+
+    /// Console lines dropped by the budget so far.
+    pub fn dropped_lines(&self) -> u64 {
+        self.budget.lock().dropped()
     }
 
     /// How the VM stopped, if it did.
