@@ -320,8 +320,6 @@ struct World {
     /// Steer around the engine bugs of /work/notes/engine-bugs.md (they have their own failing
     /// tests in engine_bugs.rs); `UVMHYP_MODEL_KNOWN_BUGS=1` turns this off.
     avoid_known: bool,
-    /// A fork of a map with wired COPY pages failed with NoMemory (BUG 6 leaks then).
-    cow_now_failed: bool,
 }
 
 type R<T = ()> = Result<T, TestCaseError>;
@@ -354,7 +352,6 @@ impl World {
             next_vmid: 1,
             step: 0,
             avoid_known: std::env::var_os("UVMHYP_MODEL_KNOWN_BUGS").is_none(),
-            cow_now_failed: false,
         }
     }
 
@@ -721,33 +718,11 @@ impl World {
         if self.maps.len() >= MAX_MAPS || self.next_vmid >= 250 {
             return Ok(());
         }
-        if self.avoid_known {
-            // BUG 1: a COPY fork of an entry whose amap is shared with another map leaves
-            // writable mappings of the anons it now shares with the child.
-            // The engine's own "shared" flag decides (it outlives the sharing map when the entry
-            // was clipped meanwhile), so ask the engine.
-            let shared_copy = self.maps[mi].map.entries().iter().any(|e| {
-                e.inherit == Inherit::Copy
-                    && e.aref.as_ref().is_some_and(|a| a.amap.lock().shared())
-            });
-            // BUG 3: a SHARE child's promotion would replace a wired page of the parent.
-            let wired_share = self.maps[mi]
-                .pos
-                .values()
-                .any(|p| p.inherit == Inherit::Share && p.wired > 0);
-            if shared_copy || wired_share {
-                return Ok(());
-            }
-        }
         let vmid = self.next_vmid;
         self.next_vmid += 1;
         let child = match self.maps[mi].map.fork(Vmid(vmid)) {
             Ok(c) => c,
             Err(MapError::NoMemory) => {
-                self.cow_now_failed |= self.maps[mi]
-                    .pos
-                    .values()
-                    .any(|p| p.wired > 0 && p.inherit == Inherit::Copy);
                 let free = self.env.uvm.free_pages();
                 if free > self.env.uvm.total_pages() / 2 {
                     return fail(format!(
@@ -797,15 +772,6 @@ impl World {
         let what = format!("step {} wire map{mi} {s}..{e}", self.step);
         if self.avoid_known && (s..e).any(|pg| self.shared_1b(&map, pg)) {
             return Ok(()); // BUG 5 (a wiring fault with WRITE does 1B too)
-        }
-        let aliased = (s..e).any(|pg| {
-            self.maps[mi]
-                .pos
-                .get(&pg)
-                .is_some_and(|p| Rc::strong_count(&p.cell) > 1)
-        });
-        if self.avoid_known && aliased {
-            return Ok(()); // BUG 3: a sharer's promotion would replace the wired page
         }
         // The model's prediction: the first newly wired page that cannot be faulted in.
         let predicted = (s..e).find_map(|pg| {
@@ -949,17 +915,6 @@ impl World {
                 let mi = self.map_index(map);
                 let (s, e) = page_range(start, len);
                 let prot = PROTS[usize::from(prot) % PROTS.len()];
-                // BUG 2: emptying a wired mapping leaks the page's wiring.
-                let wired = self.maps[mi].pos.range(s..e).any(|(_, p)| p.wired > 0);
-                // BUG 3: a promotion on a wired entry (made writable later) strands the wiring.
-                let raises_w = prot.contains(Prot::WRITE)
-                    && self.maps[mi]
-                        .pos
-                        .range(s..e)
-                        .any(|(_, p)| p.wired > 0 && !p.prot.contains(Prot::WRITE));
-                if self.avoid_known && wired && (!prot.contains(Prot::READ) || raises_w) {
-                    return Ok(());
-                }
                 let exceeds = self.maps[mi]
                     .pos
                     .range(s..e)
@@ -1154,7 +1109,7 @@ impl World {
         self.images.clear();
         let (free, total) = (uvm.free_pages(), uvm.total_pages());
         let swap = uvm.swap().map(|s| s.counts());
-        if free != total && !(self.avoid_known && self.cow_now_failed) {
+        if free != total  {
             let mut owners: HashMap<String, usize> = HashMap::new();
             for i in 0..total {
                 let info = uvm.page_info(vm::addr::PageIdx(i as u32));
@@ -1282,7 +1237,7 @@ fn model_fault_engine() {
     let cases = total.div_ceil(OPS_PER_CASE as u64) as u32;
     if std::env::var_os("UVMHYP_MODEL_KNOWN_BUGS").is_none() {
         println!(
-            "model: steering around known engine bugs: BUG 1-6 (engine_bugs.rs; set \
+            "model: steering around known engine bugs: BUG 4, BUG 5 (engine_bugs.rs; set \
                   UVMHYP_MODEL_KNOWN_BUGS=1 to include them)"
         );
     }
