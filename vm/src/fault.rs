@@ -89,6 +89,8 @@ mod anonget;
 mod lower;
 mod neighbours;
 #[cfg(test)]
+mod sharing_tests;
+#[cfg(test)]
 mod tests;
 mod upper;
 mod wire;

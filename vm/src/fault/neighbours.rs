@@ -105,6 +105,10 @@ impl<'m> Fault<'m> {
             };
             if super::wire::enter_page(self.uvm, self.map, currva, pg, prot, want.wired).is_ok() {
                 self.neighbours = self.neighbours.saturating_add(1);
+                if prot.contains(Prot::WRITE) {
+                    // Writable without a fault: no longer equal to the object's source.
+                    self.uvm.mark_dirty(pg);
+                }
             }
             self.uvm.unbusy(pg);
         }

@@ -78,6 +78,12 @@ impl<'m> Fault<'m> {
             }
             // The amap no longer refers to the old anon from this slot (cannot reach zero: > 1).
             a.an_ref -= 1;
+            if held.amap.as_ref().is_some_and(|st| st.shared()) {
+                // Other maps share this amap (SHARE): they must find the new anon, not keep
+                // mapping the old page (the seed's `amap_add(replace)` does the same). The
+                // maps holding the old anon through another amap refault it (1A).
+                self.uvm.page_protect(pg, Prot::NONE);
+            }
             if !self.enter(npg, want.enter_prot, want) {
                 self.uvm.activate(npg);
                 self.uvm.unbusy(npg);
