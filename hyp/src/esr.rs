@@ -1,31 +1,18 @@
-//! Decoding of ESR_EL2 and HPFAR_EL2 by named fields (Arm ARM D19.2.41 ESR_EL2, D19.2.53 HPFAR_EL2).
+//! Decoding of ESR_EL2, HPFAR_EL2 and PAR_EL1 by named fields (Arm ARM D19.2.41 ESR_EL2,
+//! D19.2.53 HPFAR_EL2, D19.2.106 PAR_EL1), and the ESR_EL1 encodings used to inject exceptions.
+//! The one place where syndrome bits are named; pure functions, unit-tested on the host.
 
-/// A bit field `[hi:lo]` of a system register.
-#[derive(Clone, Copy)]
-struct Field {
-    lo: u32,
-    width: u32,
-}
+pub use crate::bits::Field;
+use vm::{Ipa, PAGE_SHIFT};
 
-impl Field {
-    const fn new(hi: u32, lo: u32) -> Field {
-        Field { lo, width: hi - lo + 1 }
-    }
-    const fn bit(n: u32) -> Field {
-        Field { lo: n, width: 1 }
-    }
-    const fn get(self, v: u64) -> u64 {
-        (v >> self.lo) & ((1u64 << self.width) - 1)
-    }
-    const fn is_set(self, v: u64) -> bool {
-        self.get(v) != 0
-    }
-}
-
-/// ESR_EL2.EC [31:26].
-const EC: Field = Field::new(31, 26);
-/// ESR_EL2.ISS [24:0].
-const ISS: Field = Field::new(24, 0);
+/// ESR_ELx.EC [31:26].
+pub const EC: Field = Field::new(31, 26);
+/// ESR_ELx.IL [25]: the trapped instruction is 32 bits (0: a 16-bit T32 instruction).
+pub const IL: Field = Field::bit(25);
+/// ESR_ELx.ISS [24:0].
+pub const ISS: Field = Field::new(24, 0);
+/// ISS of an HVC/SMC trap (EC 0x16/0x17): imm16 [15:0], the instruction's immediate.
+pub const IMM16: Field = Field::new(15, 0);
 
 /// Exception classes the hypervisor distinguishes (ESR_ELx.EC).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,12 +33,6 @@ pub enum ExceptionClass {
     InstrAbortLower,
     /// 0x24: data abort from a lower EL.
     DataAbortLower,
-    /// 0x22: PC alignment fault.
-    PcAlignment,
-    /// 0x26: SP alignment fault.
-    SpAlignment,
-    /// 0x2F: SError.
-    SError,
     /// Anything else (raw EC value).
     Other(u8),
 }
@@ -66,32 +47,71 @@ impl ExceptionClass {
         (0x17, ExceptionClass::Smc64),
         (0x18, ExceptionClass::SysReg),
         (0x20, ExceptionClass::InstrAbortLower),
-        (0x22, ExceptionClass::PcAlignment),
         (0x24, ExceptionClass::DataAbortLower),
-        (0x26, ExceptionClass::SpAlignment),
-        (0x2f, ExceptionClass::SError),
     ];
 
-    fn decode(ec: u8) -> ExceptionClass {
+    /// The class of EC value `ec`.
+    pub fn decode(ec: u8) -> ExceptionClass {
         Self::TABLE.iter().find(|(v, _)| *v == ec).map_or(ExceptionClass::Other(ec), |(_, c)| *c)
     }
 }
 
-/// Encodings of ESR_EL1.EC used when injecting exceptions into a guest.
-pub mod inject_ec {
-    /// Unknown reason (undefined instruction).
-    pub const UNKNOWN: u64 = 0x00;
-    /// Data abort taken without a change in EL (from EL1).
-    pub const DATA_ABORT_SAME_EL: u64 = 0x25;
-    /// Data abort from a lower EL (from EL0).
-    pub const DATA_ABORT_LOWER_EL: u64 = 0x24;
-    /// ESR_ELx.EC position.
-    pub const SHIFT: u32 = 26;
-    /// ESR_ELx.IL: 32-bit instruction.
-    pub const IL: u64 = 1 << 25;
-    /// DFSC/IFSC = 0b010000: synchronous external abort, not on a translation table walk.
-    pub const FSC_SEA: u64 = 0b01_0000;
+/// A synchronous external abort as injected into a guest's EL1 (ESR_EL1 encodings, Arm ARM
+/// D19.2.40 "ISS encoding for an exception from a Data/Instruction Abort").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ExternalAbort {
+    /// An instruction fetch (EC 0x20/0x21) rather than a data access (EC 0x24/0x25).
+    pub fetch: bool,
+    /// The exception is taken from EL1 to EL1 ("same EL") rather than from EL0.
+    pub same_el: bool,
+    /// A data access that was a write (ISS.WnR).
+    pub write: bool,
+    /// The abort happened on the guest's stage-1 table walk, at this stage-1 level.
+    pub walk_level: Option<u8>,
+    /// FAR_EL1 is not valid (ISS.FnV).
+    pub far_unknown: bool,
+    /// The trapped instruction was 32 bits (ESR.IL).
+    pub il32: bool,
 }
+
+/// ESR_ELx.EC values used when injecting.
+mod inject_ec {
+    pub const UNKNOWN: u64 = 0x00;
+    pub const INSTR_ABORT_LOWER_EL: u64 = 0x20;
+    pub const INSTR_ABORT_SAME_EL: u64 = 0x21;
+    pub const DATA_ABORT_LOWER_EL: u64 = 0x24;
+    pub const DATA_ABORT_SAME_EL: u64 = 0x25;
+}
+
+/// FSC = 0b010000: synchronous external abort, not on a translation table walk.
+const FSC_SEA: u64 = 0b01_0000;
+/// FSC = 0b0101LL: synchronous external abort on a translation table walk at level LL.
+const FSC_SEA_WALK: u64 = 0b01_0100;
+
+impl ExternalAbort {
+    /// ESR_EL1 for this abort.
+    pub fn esr(self) -> u64 {
+        use abort_iss::*;
+        let ec = match (self.fetch, self.same_el) {
+            (true, true) => inject_ec::INSTR_ABORT_SAME_EL,
+            (true, false) => inject_ec::INSTR_ABORT_LOWER_EL,
+            (false, true) => inject_ec::DATA_ABORT_SAME_EL,
+            (false, false) => inject_ec::DATA_ABORT_LOWER_EL,
+        };
+        let fsc = match self.walk_level {
+            Some(level) => FSC_SEA_WALK | FSC_LEVEL.place(u64::from(level)),
+            None => FSC_SEA,
+        };
+        EC.place(ec)
+            | IL.place(u64::from(self.il32))
+            | FSC.place(fsc)
+            | FNV.place(u64::from(self.far_unknown))
+            | WNR.place(u64::from(self.write && !self.fetch))
+    }
+}
+
+/// ESR_EL1 of an undefined instruction (EC 0x00, IL = 1).
+pub const ESR_UNDEFINED: u64 = EC.place(inject_ec::UNKNOWN) | IL.place(1);
 
 /// A decoded ESR_EL2.
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +119,8 @@ pub struct Syndrome {
     pub raw: u64,
     pub class: ExceptionClass,
     pub iss: u64,
+    /// ESR.IL: the trapped instruction is 32 bits.
+    pub il32: bool,
 }
 
 impl Syndrome {
@@ -107,8 +129,32 @@ impl Syndrome {
             raw: esr,
             class: ExceptionClass::decode(EC.get(esr) as u8),
             iss: ISS.get(esr),
+            il32: IL.is_set(esr),
         }
     }
+
+    /// Length in bytes of the trapped instruction (to step over it).
+    pub fn insn_len(&self) -> u64 {
+        if self.il32 {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// The immediate of a trapped `HVC #imm16` / `SMC #imm16`.
+    pub fn imm16(&self) -> u64 {
+        IMM16.get(self.iss)
+    }
+}
+
+/// ISS of a trapped WFI/WFE (EC 0x01): TI [1:0], 0b00 = WFI, 0b01 = WFE (0b1x: the FEAT_WFxT
+/// forms with a timeout, WFIT/WFET).
+const WFX_TI: Field = Field::new(1, 0);
+
+/// True when a trapped WFx (EC 0x01) is a WFE or WFET rather than a WFI or WFIT.
+pub fn is_wfe(iss: u64) -> bool {
+    WFX_TI.get(iss) & 1 != 0
 }
 
 /// ISS fields of a data or instruction abort (ISS encoding for EC 0x20/0x24).
@@ -214,10 +260,147 @@ impl AbortIss {
     }
 }
 
+/// ISS fields of a trapped MSR/MRS (EC 0x18, Arm ARM D19.2.41 "ISS encoding for an exception
+/// from MSR, MRS, or System instruction execution in AArch64 state").
+mod sysreg_iss {
+    use super::Field;
+    pub const OP0: Field = Field::new(21, 20);
+    pub const OP2: Field = Field::new(19, 17);
+    pub const OP1: Field = Field::new(16, 14);
+    pub const CRN: Field = Field::new(13, 10);
+    pub const RT: Field = Field::new(9, 5);
+    pub const CRM: Field = Field::new(4, 1);
+    /// Direction [0]: 1 = read (MRS), 0 = write (MSR).
+    pub const DIRECTION: Field = Field::bit(0);
+}
+
+/// A decoded trapped system-register access.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SysRegIss {
+    pub op0: u8,
+    pub op1: u8,
+    pub crn: u8,
+    pub crm: u8,
+    pub op2: u8,
+    /// Register transferred (31 = XZR).
+    pub rt: u8,
+    /// MRS (the guest reads the register).
+    pub read: bool,
+}
+
+impl SysRegIss {
+    pub fn decode(iss: u64) -> SysRegIss {
+        use sysreg_iss::*;
+        SysRegIss {
+            op0: OP0.get(iss) as u8,
+            op1: OP1.get(iss) as u8,
+            crn: CRN.get(iss) as u8,
+            crm: CRM.get(iss) as u8,
+            op2: OP2.get(iss) as u8,
+            rt: RT.get(iss) as u8,
+            read: DIRECTION.is_set(iss),
+        }
+    }
+
+    /// A debug (or trace) register: the op0 = 0b10 space (MDSCR_EL1, OSLAR_EL1, DBGB*, DBGW*, …),
+    /// trapped by MDCR_EL2.{TDA, TDOSA, TDRA}.
+    pub fn is_debug(&self) -> bool {
+        self.op0 == 2
+    }
+
+    /// A PMU register, trapped by MDCR_EL2.{TPM, TPMCR}: `S3_<op1>_C9_C12..C14_<op2>` (PMCR_EL0,
+    /// PMCNTEN*, PMCCNTR_EL0, PMINTEN*_EL1, …) and `S3_3_C14_C8..C15_<op2>` (PMEVCNTR<n>_EL0,
+    /// PMEVTYPER<n>_EL0, PMCCFILTR_EL0).
+    pub fn is_pmu(&self) -> bool {
+        self.op0 == 3 && ((self.crn == 9 && (12..=14).contains(&self.crm)) || (self.op1 == 3 && self.crn == 14 && self.crm >= 8))
+    }
+}
+
 /// HPFAR_EL2.FIPA [43:4]: IPA[51:12] of the faulting access.
 const HPFAR_FIPA: Field = Field::new(43, 4);
 
 /// The faulting IPA's page base from HPFAR_EL2.
-pub fn hpfar_page(hpfar: u64) -> u64 {
-    HPFAR_FIPA.get(hpfar) << 12
+pub fn hpfar_page(hpfar: u64) -> Ipa {
+    Ipa(HPFAR_FIPA.get(hpfar) << PAGE_SHIFT)
+}
+
+/// PAR_EL1 after an address-translation (AT) instruction.
+mod par {
+    use super::Field;
+    /// F [0]: the translation failed.
+    pub const F: Field = Field::bit(0);
+    /// S [9] (F = 1): the fault was at stage 2 (on the stage-1 walk, for AT S1E*).
+    pub const S: Field = Field::bit(9);
+    /// PA [51:12] (F = 0): the output address (an IPA for AT S1E*).
+    pub const PA: Field = Field::new(51, 12);
+}
+
+/// Why an AT S1E* instruction did not translate.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum AtFault {
+    /// The guest's own stage-1 tables do not map the VA.
+    Stage1,
+    /// The stage-1 walk hit a stage-2 fault (a table page not mapped yet at stage 2).
+    Stage2Walk,
+}
+
+/// The IPA an AT S1E* instruction reported in PAR_EL1 for `va`.
+pub fn par_to_ipa(par_el1: u64, va: u64) -> Result<Ipa, AtFault> {
+    if par::F.is_set(par_el1) {
+        Err(if par::S.is_set(par_el1) { AtFault::Stage2Walk } else { AtFault::Stage1 })
+    } else {
+        Ok(Ipa((par::PA.get(par_el1) << PAGE_SHIFT) | Ipa(va).page_offset()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_abort_seen_on_qemu() {
+        // DESIGN §7: EC 0x24, WnR, level-2 translation fault.
+        let s = Syndrome::decode(0x93c6_8046);
+        assert_eq!(s.class, ExceptionClass::DataAbortLower);
+        assert!(s.il32);
+        let a = AbortIss::decode(s.iss);
+        assert_eq!(a.kind, FaultKind::Translation(2));
+        assert!(a.write && !a.s1ptw && a.far_valid);
+        assert_eq!(a.access.map(|x| (x.size, x.reg)), Some((8, 6)));
+        // HPFAR_EL2 = IPA >> 8.
+        assert_eq!(hpfar_page(0x4012_3000 >> 8), Ipa(0x4012_3000));
+    }
+
+    #[test]
+    fn injected_aborts() {
+        let sea = ExternalAbort { fetch: false, same_el: true, write: true, walk_level: None, far_unknown: false, il32: true };
+        assert_eq!(sea.esr(), 0x9600_0050);
+        let walk = ExternalAbort { fetch: true, same_el: false, walk_level: Some(1), far_unknown: true, ..sea };
+        assert_eq!(walk.esr(), 0x8200_0415);
+        assert_eq!(ESR_UNDEFINED, 0x0200_0000);
+    }
+
+    #[test]
+    fn trapped_system_registers() {
+        // MRS x3, PMCCNTR_EL0 (S3_3_C9_C13_0).
+        let s = SysRegIss::decode((3 << 20) | (3 << 14) | (9 << 10) | (3 << 5) | (13 << 1) | 1);
+        assert_eq!((s.op0, s.op1, s.crn, s.crm, s.op2, s.rt, s.read), (3, 3, 9, 13, 0, 3, true));
+        assert!(s.is_pmu() && !s.is_debug());
+        // MSR MDSCR_EL1, x0 (S2_0_C0_C2_2).
+        let s = SysRegIss::decode((2 << 20) | (2 << 17) | (2 << 1));
+        assert!(s.is_debug() && !s.read);
+        // MRS x0, MIDR_EL1 (S3_0_C0_C0_0) is neither.
+        let s = SysRegIss::decode((3 << 20) | 1);
+        assert!(!s.is_pmu() && !s.is_debug());
+        // PMEVTYPER3_EL0 (S3_3_C14_C12_3).
+        assert!(SysRegIss::decode((3 << 20) | (3 << 17) | (3 << 14) | (14 << 10) | (12 << 1)).is_pmu());
+    }
+
+    #[test]
+    fn par_decoding() {
+        assert_eq!(par_to_ipa(0x0000_0000_4012_3f00, 0xffff_0000_0000_0abc), Ok(Ipa(0x4012_3abc)));
+        assert_eq!(par_to_ipa(0x201, 0), Err(AtFault::Stage2Walk));
+        assert_eq!(par_to_ipa(0x9, 0), Err(AtFault::Stage1));
+        assert_eq!(Syndrome::decode(0x5a00_1234).imm16(), 0x1234);
+    }
 }

@@ -9,9 +9,11 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod bits;
 pub mod budget;
 pub mod config;
 pub mod dtb;
+pub mod esr;
 pub mod layout;
 pub mod loader;
 pub mod text;

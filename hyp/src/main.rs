@@ -126,16 +126,15 @@ pub(crate) fn boot_main() -> ! {
 fn timer_selftest() {
     timer::arm_in(timer::us_to_ticks(1000));
     let deadline = timer::now() + timer::us_to_ticks(200_000);
-    let got = loop {
-        if let Some(intid) = gic::ack() {
-            gic::eoi(intid);
-            break Some(intid);
-        }
-        if timer::now() > deadline {
-            break None;
-        }
+    let mut got = None;
+    while got.is_none() && timer::now() <= deadline {
+        gic::drain(gic::Group::One, |intid| {
+            // Level-sensitive: quieten it before the EOI, or it is pending again at once.
+            timer::disarm();
+            got = Some(intid);
+        });
         core::hint::spin_loop();
-    };
+    }
     timer::disarm();
     if got != Some(gic::HYP_TIMER_INTID) {
         log::warn!("CPU {}: hypervisor timer self-test: expected INTID 26, got {got:?}", cpu::index());

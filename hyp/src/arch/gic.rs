@@ -1,5 +1,5 @@
 //! The physical GICv3, used by the hypervisor for its own interrupts (the EL2 "hypervisor timer",
-//! PPI 10 = INTID 26, and SGIs between physical CPUs).
+//! PPI 10 = INTID 26, and SGI [`KICK_SGI`] between physical CPUs).
 //!
 //! Driven through the `arm-gic` crate: distributor with affinity routing and Group 1 enabled,
 //! each CPU's redistributor woken up, the CPU interface through system registers
@@ -11,7 +11,7 @@
 //!
 //! # Locks
 //! [`GIC`] (the distributor/redistributor MMIO driver) is a spin lock taken only for configuration;
-//! [`ack`]/[`eoi`]/[`send_sgi`] are system-register operations and take no lock.
+//! [`ack`]/[`eoi`]/[`drain`]/[`kick`] are system-register operations and take no lock.
 
 use core::ptr::NonNull;
 
@@ -27,6 +27,8 @@ pub const GICD_BASE: u64 = 0x0800_0000;
 pub const GICR_BASE: u64 = 0x080A_0000;
 /// INTID of the EL2 physical timer ("hypervisor timer", CNTHP_*): PPI 10.
 pub const HYP_TIMER_INTID: u32 = 26;
+/// SGI sent to an idle CPU when there is work for it ([`kick`]).
+pub const KICK_SGI: u32 = 0;
 /// Priority given to the interrupts the hypervisor enables (mid-range; all unmasked by PMR).
 const DEFAULT_PRIORITY: u8 = 0x80;
 
@@ -74,6 +76,7 @@ pub fn init_cpu() {
 fn finish_cpu(cpu: usize) {
     GicCpuInterface::set_priority_mask(0xff);
     enable_private(cpu, HYP_TIMER_INTID);
+    enable_private(cpu, KICK_SGI);
 }
 
 fn enable_private(cpu: usize, intid: u32) {
@@ -83,37 +86,46 @@ fn enable_private(cpu: usize, intid: u32) {
     let _ = g.enable_interrupt(id, Some(cpu), true);
 }
 
-#[allow(dead_code)] // API for the virtualization layer
-/// Enables a private interrupt (SGI 0..15 or PPI 16..31, by INTID) on the calling CPU.
-pub fn enable_ppi(intid: u32) {
-    assert!(intid < 32, "enable_ppi: INTID {intid} is not private");
-    enable_private(super::cpu::index(), intid);
+/// Interrupt groups of the CPU interface.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Group {
+    /// Group 0 (signalled as FIQ; the hypervisor enables none).
+    Zero,
+    /// Group 1 (IRQ): the hypervisor timer and the kick SGI.
+    One,
 }
 
-/// Acknowledges the highest-priority pending Group 1 interrupt (reads ICC_IAR1_EL1).
-/// Returns its INTID, or `None` if nothing is pending (spurious, INTID 1023).
-pub fn ack() -> Option<u32> {
-    GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1).map(u32::from)
-}
-
-/// Ends (drops priority and deactivates, EOImode 0) an interrupt returned by [`ack`]
-/// (writes ICC_EOIR1_EL1).
-pub fn eoi(intid: u32) {
-    if let Ok(id) = IntId::try_from(intid) {
-        GicCpuInterface::end_interrupt(id, InterruptGroup::Group1);
+impl Group {
+    fn arm(self) -> InterruptGroup {
+        match self {
+            Group::Zero => InterruptGroup::Group0,
+            Group::One => InterruptGroup::Group1,
+        }
     }
 }
 
-#[allow(dead_code)] // API for the virtualization layer (IPIs)
-/// Sends SGI `sgi` (0..15) to physical CPU `cpu` (dense index; QEMU virt: MPIDR Aff0 = index).
-/// The target must have enabled that SGI with [`enable_ppi`].
-pub fn send_sgi(cpu: usize, sgi: u32) {
-    let mpidr = super::cpu::mpidr_of(cpu);
+/// Acknowledge every pending interrupt of `group` (ICC_IAR0/1_EL1), call `f` with its INTID, then
+/// end it (ICC_EOIR0/1_EL1; EOImode 0: priority drop and deactivation). A level interrupt must
+/// have its source quietened by `f`, or it is pending again at once.
+pub fn drain(group: Group, mut f: impl FnMut(u32)) {
+    while let Some(id) = GicCpuInterface::get_and_acknowledge_interrupt(group.arm()) {
+        f(u32::from(id));
+        GicCpuInterface::end_interrupt(id, group.arm());
+    }
+}
+
+/// Sends the kick SGI to physical CPU `cpu` (dense index), to wake it from an idle `WFI`.
+pub fn kick(cpu: usize) {
+    use hyp::bits::mpidr;
+    let m = super::cpu::mpidr_of(cpu);
+    let aff0 = mpidr::AFF0.get(m);
+    // SGI target lists address Aff0 values 0..15 of one Aff3.Aff2.Aff1 cluster.
+    debug_assert!(aff0 < 16, "kick: MPIDR {m:#x} has Aff0 >= 16 (needs range selection)");
     let target = SgiTarget::List {
-        affinity3: (mpidr >> 32) as u8,
-        affinity2: (mpidr >> 16) as u8,
-        affinity1: (mpidr >> 8) as u8,
-        target_list: 1 << (mpidr & 0xf),
+        affinity3: mpidr::AFF3.get(m) as u8,
+        affinity2: mpidr::AFF2.get(m) as u8,
+        affinity1: mpidr::AFF1.get(m) as u8,
+        target_list: 1 << (aff0 & 0xf),
     };
-    let _ = GicCpuInterface::send_sgi(IntId::sgi(sgi), target, SgiTargetGroup::CurrentGroup1);
+    let _ = GicCpuInterface::send_sgi(IntId::sgi(KICK_SGI), target, SgiTargetGroup::CurrentGroup1);
 }

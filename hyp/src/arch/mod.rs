@@ -6,12 +6,16 @@
 //! [`cpu`] (per-CPU state via TPIDR_EL2), [`heap`], [`semihosting`], [`psci`] (caller side),
 //! [`gic`] (physical GICv3), [`timer`] (EL2 hypervisor timer).
 //!
-//! Virtualization (virt helper): vectors, vcpu, tlb, physmem.
+//! Virtualization: [`vectors`] (EL2 vectors, guest entry/exit), [`vcpu`] (EL1 context),
+//! [`hcr`] (EL2 controls and trap policy), [`at`] (guest VA translation), [`tlb`] (stage-2 TLB
+//! maintenance), [`physmem`] (the engine's view of frames).
 
+pub mod at;
 pub mod boot;
 pub mod cpu;
 pub mod entry;
 pub mod gic;
+pub mod hcr;
 pub mod heap;
 pub mod mmu;
 pub mod psci;

@@ -4,7 +4,9 @@
 //! engine may change the stage-2 table of any VM from any CPU (a COW on one VM, `page_protect`
 //! over every VM that maps a frame). So each operation:
 //! 1. masks interrupts (EL2 already runs with DAIF masked; the guard makes it a local fact),
-//! 2. writes VTTBR_EL2 = target VMID << 48 (the base address is irrelevant to TLBI) and ISB,
+//! 2. writes VTTBR_EL2 = the target VM's *real* VTTBR (its root | VMID, [`HwTlb::register`]) and
+//!    ISB. TLBI only needs the VMID, but HCR_EL2.VM is 1 and the EL1&0 regime may walk
+//!    speculatively: a base of 0 would let it fill the VMID's TLB from whatever sits at PA 0.
 //! 3. `DSB ISHST` (the descriptor write is visible before the invalidation), the TLBI(s),
 //!    `DSB ISH` (complete on every CPU of the inner-shareable domain), `ISB`,
 //! 4. restores the previous VTTBR_EL2 and DAIF.
@@ -18,20 +20,53 @@
 //! right value back.
 
 use core::arch::asm;
-use vm::pmap::{Tlb, Vmid};
+use core::sync::atomic::{AtomicU64, Ordering};
+use vm::pmap::{Stage2, Tlb, Vmid};
 use vm::Ipa;
 
 /// VTTBR_EL2.VMID position.
 const VTTBR_VMID_SHIFT: u32 = 48;
+/// One slot per 8-bit VMID.
+const VMIDS: usize = Stage2::MAX_VMID as usize + 1;
 
 /// The real TLB of this machine (one instance serves every VM).
-pub struct HwTlb;
+pub struct HwTlb {
+    /// VTTBR_EL2 of each VMID's stage 2 (0 = none registered).
+    vttbr: [AtomicU64; VMIDS],
+}
 
-/// Runs `f` with VTTBR_EL2 holding `vmid` and interrupts masked; restores both afterwards.
-fn with_vmid(vmid: Vmid, f: impl FnOnce()) {
+impl HwTlb {
+    pub const fn new() -> HwTlb {
+        HwTlb { vttbr: [const { AtomicU64::new(0) }; VMIDS] }
+    }
+
+    /// Record the stage 2 of `stage2.vmid()` (when the VM is built, before any vCPU runs).
+    pub fn register(&self, stage2: &Stage2) {
+        if let Some(slot) = self.vttbr.get(usize::from(stage2.vmid().0)) {
+            slot.store(stage2.vttbr(), Ordering::Release);
+        }
+    }
+
+    /// The VTTBR_EL2 to maintain `vmid` with: its stage 2's, or the empty root tagged with
+    /// `vmid` while none is registered (the engine builds a stage 2 before registering it).
+    fn vttbr_of(&self, vmid: Vmid) -> u64 {
+        match self.vttbr.get(usize::from(vmid.0)).map(|v| v.load(Ordering::Acquire)) {
+            Some(v) if v != 0 => v,
+            _ => super::hcr::idle_vttbr() | (u64::from(vmid.0) << VTTBR_VMID_SHIFT),
+        }
+    }
+
+    /// Runs `f` with VTTBR_EL2 holding `vmid`'s stage 2 and interrupts masked; restores both
+    /// afterwards.
+    fn with_vmid(&self, vmid: Vmid, f: impl FnOnce()) {
+        with_vttbr(self.vttbr_of(vmid), f)
+    }
+}
+
+fn with_vttbr(vttbr: u64, f: impl FnOnce()) {
     let (daif, saved): (u64, u64);
-    // SAFETY: masking interrupts and switching the VMID only affects EL1&0 translation, which
-    // does not run on this CPU inside this function.
+    // SAFETY: masking interrupts and switching stage 2 (to a valid root) only affects EL1&0
+    // translation, which does not run on this CPU inside this function.
     unsafe {
         asm!(
             "mrs {daif}, daif",
@@ -41,7 +76,7 @@ fn with_vmid(vmid: Vmid, f: impl FnOnce()) {
             "isb",
             daif = out(reg) daif,
             saved = out(reg) saved,
-            new = in(reg) u64::from(vmid.0) << VTTBR_VMID_SHIFT,
+            new = in(reg) vttbr,
             options(nostack),
         )
     };
@@ -62,7 +97,7 @@ fn with_vmid(vmid: Vmid, f: impl FnOnce()) {
 impl Tlb for HwTlb {
     fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa) {
         let operand = ipa.0 >> 12; // TLBI IPAS2E1IS Xt: IPA[51:12] in bits [39:0]
-        with_vmid(vmid, || {
+        self.with_vmid(vmid, || {
             // SAFETY: TLB invalidation never makes memory unsafe; barriers per the module comment.
             unsafe {
                 asm!(
@@ -80,7 +115,7 @@ impl Tlb for HwTlb {
     }
 
     fn invalidate_vm(&self, vmid: Vmid) {
-        with_vmid(vmid, || {
+        self.with_vmid(vmid, || {
             // SAFETY: as above.
             unsafe {
                 asm!(

@@ -74,40 +74,48 @@ impl GuestRegs {
     }
 }
 
-/// Why `enter_guest` returned: which lower-EL vector the guest's exception used.
+/// Which lower-EL vector the guest's exception used.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Exit {
+pub enum ExitKind {
     /// Synchronous exception (ESR_EL2 says which).
     Sync,
     /// Physical IRQ (routed to EL2 by HCR_EL2.IMO).
     Irq,
-    /// Physical FIQ.
+    /// Physical FIQ (HCR_EL2.FMO).
     Fiq,
-    /// SError.
+    /// SError (HCR_EL2.AMO).
     SError,
-    /// Any exception from AArch32 EL0: not supported by the vCPU model.
-    Aarch32,
+}
+
+/// Why `enter_guest` returned.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Exit {
+    pub kind: ExitKind,
+    /// The guest was in AArch32 state (EL0 only: HCR_EL2.RW makes EL1 AArch64).
+    pub from_aarch32: bool,
 }
 
 impl Exit {
     fn from_code(code: u64) -> Exit {
-        match code {
-            EXIT_SYNC => Exit::Sync,
-            EXIT_IRQ => Exit::Irq,
-            EXIT_FIQ => Exit::Fiq,
-            EXIT_SERROR => Exit::SError,
-            _ => Exit::Aarch32,
-        }
+        let kind = match code & EXIT_KIND_MASK {
+            EXIT_SYNC => ExitKind::Sync,
+            EXIT_IRQ => ExitKind::Irq,
+            EXIT_FIQ => ExitKind::Fiq,
+            _ => ExitKind::SError,
+        };
+        Exit { kind, from_aarch32: code & EXIT_AARCH32 != 0 }
     }
 }
 
+/// Exit codes left by the vectors in x0: the kind, plus [`EXIT_AARCH32`] from the AArch32 half.
 const EXIT_SYNC: u64 = 0;
 const EXIT_IRQ: u64 = 1;
 const EXIT_FIQ: u64 = 2;
 const EXIT_SERROR: u64 = 3;
+const EXIT_KIND_MASK: u64 = 3;
 const EXIT_AARCH32: u64 = 4;
 
-extern "C" {
+unsafe extern "C" {
     fn __uvmhyp_guest_enter(regs: *mut GuestRegs) -> u64;
     static __uvmhyp_vectors: u8;
 }
@@ -134,7 +142,7 @@ pub fn install() {
 }
 
 /// Called by the current-EL vectors: an exception taken from EL2 itself is a hypervisor bug.
-#[no_mangle]
+#[unsafe(no_mangle)]
 extern "C" fn uvmhyp_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
     panic!("EL2 exception (vector {kind}) ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}");
 }
@@ -172,11 +180,11 @@ __uvmhyp_vectors:
     lower {irq}
     lower {fiq}
     lower {serror}
-    // Lower EL, AArch32.
-    lower {aarch32}
-    lower {aarch32}
-    lower {aarch32}
-    lower {aarch32}
+    // Lower EL, AArch32 (EL0 only).
+    lower {sync32}
+    lower {irq32}
+    lower {fiq32}
+    lower {serror32}
 
 __uvmhyp_el2_bug:
     mrs x1, esr_el2
@@ -319,7 +327,10 @@ __uvmhyp_guest_exit:
     irq = const EXIT_IRQ,
     fiq = const EXIT_FIQ,
     serror = const EXIT_SERROR,
-    aarch32 = const EXIT_AARCH32,
+    sync32 = const EXIT_SYNC | EXIT_AARCH32,
+    irq32 = const EXIT_IRQ | EXIT_AARCH32,
+    fiq32 = const EXIT_FIQ | EXIT_AARCH32,
+    serror32 = const EXIT_SERROR | EXIT_AARCH32,
     elr = const offset_of!(GuestRegs, elr_el2),
     spsr = const offset_of!(GuestRegs, spsr_el2),
     esr = const offset_of!(GuestRegs, esr_el2),

@@ -2,99 +2,126 @@
 //! table does not map (or maps with too little permission).
 //!
 //! ```text
-//! IPA = HPFAR_EL2.FIPA | FAR_EL2[11:0]   (permission fault, not on a walk: AT S1E1R of FAR_EL2)
+//! IPA = HPFAR_EL2.FIPA | FAR_EL2[11:0]   (permission fault, not on a walk: AT S1E1R/S1E0R of FAR)
 //!   ├─ guest RAM (a map entry covers it) ─► vm::fault ─► Resolved: re-enter
 //!   │                                                    Restart: yield, then retry
 //!   │                                                    NoMemory / Io / NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
 //!   ├─ a device window, data access, ISV=1 ─► mmio::access, skip the instruction
-//!   └─ nothing (or ISV=0) ─► data: inject SEA into the guest; instruction fetch: VM crashed
+//!   └─ nothing (or ISV=0) ─► data access or stage-1 walk: inject SEA into the guest;
+//!                            instruction fetch: VM crashed
 //! ```
-//! Access kind: instruction abort → exec; otherwise WnR. For a stage-1 walk (S1PTW) WnR is set
-//! only when the walker itself writes (hardware AF/DBM update, not on ARMv8.0 cores), so a walk
-//! is a read of the table page. A cache-maintenance instruction (CM) reports WnR = 1 when it
-//! needs write permission (DC IVAC): treating it as a read would map the page read-only again and
-//! loop. A cache-maintenance instruction on an IPA that is not RAM is skipped (as KVM does):
+//! Access kind: a fault on the guest's stage-1 table walk (S1PTW) is a read of the *table page*
+//! — whether the walk was for a fetch or a data access — and a write only when the walker itself
+//! writes (hardware AF/DBM update, not on ARMv8.0 cores); its IPA is HPFAR's page alone (FAR is
+//! the VA being translated, its offset says nothing about the table). Otherwise an instruction
+//! abort is an exec, a data abort WnR. A cache-maintenance instruction (CM) reports WnR = 1 when
+//! it needs write permission (DC IVAC): treating it as a read would map the page read-only again
+//! and loop. A cache-maintenance instruction on an IPA that is not RAM is skipped (as KVM does):
 //! there is nothing to maintain.
+//!
+//! The same ISS describes aborts from AArch32 EL0; the only difference handled here is the
+//! instruction length (ESR.IL) when stepping over an emulated access.
 
 use alloc::format;
 
-use super::esr::{hpfar_page, AbortIss, FaultKind, Syndrome};
-use super::inject::Injection;
+use super::inject::{self, Injection};
 use super::mmio;
 use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
-use crate::arch::vcpu::translate_s1e1r;
+use crate::arch::at;
+use hyp::esr::{hpfar_page, AbortIss, FaultKind, Syndrome};
 use vm::fault::{FaultError, FaultFlags};
 use vm::trace::{Outcome, Record};
 use vm::{Access, Ipa};
 
+/// One decoded stage-2 abort.
+struct Abort {
+    /// The faulting IPA (page and, except on a walk, offset).
+    ipa: Ipa,
+    access: Access,
+    /// An instruction fetch (EC 0x20), not a data access.
+    fetch: bool,
+    /// On the guest's stage-1 table walk (S1PTW).
+    walk: bool,
+    write: bool,
+    /// FAR_EL2 (the guest VA), when valid (ISS.FnV = 0).
+    far: Option<u64>,
+    iss: AbortIss,
+    il32: bool,
+}
+
 /// Handle one stage-2 abort of the loaded vCPU `v`.
-pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, instr: bool) -> Next {
+pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
     if v.vm.is_stopped() {
         // Its RAM may already be gone; the vCPU is dropped.
         return Next::Drop;
     }
     let iss = AbortIss::decode(syn.iss);
-    let far = v.regs.far_el2;
+    let far = iss.far_valid.then_some(v.regs.far_el2);
+    let walk = iss.s1ptw;
     let page = match iss.kind {
         FaultKind::Translation(_) | FaultKind::AccessFlag(_) => hpfar_page(v.regs.hpfar_el2),
         // HPFAR_EL2 may be invalid for a permission fault that is not on a stage-1 walk.
-        FaultKind::Permission(_) if iss.s1ptw => hpfar_page(v.regs.hpfar_el2),
-        FaultKind::Permission(_) => match translate_s1e1r(far) {
-            Some(ipa) => ipa & !0xfff,
-            // The guest's stage 1 changed under us: re-execute and see.
-            None => return Next::Resume,
+        FaultKind::Permission(_) if walk => hpfar_page(v.regs.hpfar_el2),
+        FaultKind::Permission(_) => match far.map(|va| at::translate(va, inject::regime(v.regs.spsr_el2))) {
+            Some(Ok(ipa)) => ipa.page_base(),
+            // The guest's stage 1 changed under us, or its walk is not mapped at stage 2:
+            // re-execute; the access faults again with a syndrome that says more.
+            Some(Err(_)) | None => return Next::Resume,
         },
         FaultKind::Other(fsc) => {
-            return bad_access(h, v, instr, far, &format!("unhandled stage-2 fault status {fsc:#x}"));
+            let a = Abort { ipa: Ipa(0), access: Access::Read, fetch, walk, write: iss.write, far, iss, il32: syn.il32 };
+            return bad_access(h, v, &a, &format!("unhandled stage-2 fault status {fsc:#x}"));
         }
     };
-    let ipa = page | (far & 0xfff);
-    let access = if instr {
-        Access::Exec
-    } else if iss.write {
-        Access::Write
-    } else {
-        Access::Read
+    let ipa = match far {
+        Some(va) if !walk => Ipa(page.0 | Ipa(va).page_offset()),
+        _ => page,
     };
+    let access = match (walk, fetch, iss.write) {
+        (true, _, true) | (false, false, true) => Access::Write,
+        (true, _, false) | (false, false, false) => Access::Read,
+        (false, true, _) => Access::Exec,
+    };
+    let a = Abort { ipa, access, fetch, walk, write: iss.write, far, iss, il32: syn.il32 };
 
-    if v.vm.map.contains(Ipa(ipa)) {
-        return ram(h, v, Ipa(ipa), access, instr, far);
+    if v.vm.map.contains(ipa) {
+        return ram(h, v, &a);
     }
-    if !instr && iss.cache_maintenance {
-        v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(4);
-        trace(h, v, Ipa(ipa), access, None, Outcome::Mmio, 0, 0);
+    if !fetch && !walk && iss.cache_maintenance {
+        v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
+        trace(h, v, &a, None, Outcome::Mmio, 0, 0);
         return Next::Resume;
     }
-    if !instr {
+    if !fetch && !walk {
         if let Some(w) = mmio::find(ipa) {
-            return device(h, v, w, ipa, &iss, access);
+            return device(h, v, w, &a, syn.insn_len());
         }
     }
-    trace(h, v, Ipa(ipa), access, None, Outcome::AbortInjected, 0, 0);
-    bad_access(h, v, instr, far, &format!("{access:?} at IPA {ipa:#x} outside RAM and devices"))
+    trace(h, v, &a, None, Outcome::AbortInjected, 0, 0);
+    bad_access(h, v, &a, &format!("{:?} at IPA {ipa} outside RAM and devices", a.access))
 }
 
 /// A fault on guest RAM: the engine decides.
-fn ram(h: &Hyp, v: &mut Vcpu, ipa: Ipa, access: Access, instr: bool, far: u64) -> Next {
-    match vm::fault::fault(&v.vm.map, ipa, access, FaultFlags::empty()) {
+fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
+    match vm::fault::fault(&v.vm.map, a.ipa, a.access, FaultFlags::empty()) {
         Ok(r) => {
-            trace(h, v, ipa, access, Some(r.case), Outcome::Resolved, r.neighbours, r.refaults);
+            trace(h, v, a, Some(r.case), Outcome::Resolved, r.neighbours, r.refaults);
             Next::Resume
         }
         Err(e) => {
-            trace(h, v, ipa, access, None, Outcome::Failed(e), 0, 0);
+            trace(h, v, a, None, Outcome::Failed(e), 0, 0);
             match e {
                 // Where the seed sleeps (a busy page, memory to reclaim): let whoever holds the
                 // page run first instead of spinning on the fault; the guest retries when it is
                 // next scheduled.
                 FaultError::Restart => Next::Yield,
                 FaultError::NoMapping | FaultError::Protection => {
-                    bad_access(h, v, instr, far, &format!("{access:?} at IPA {ipa} refused: {e:?}"))
+                    bad_access(h, v, a, &format!("{:?} at IPA {} refused: {e:?}", a.access, a.ipa))
                 }
                 FaultError::NoMemory | FaultError::Io | FaultError::NoBacking => {
-                    h.stop_vm(&v.vm, Stopped::Crashed(format!("fault at IPA {ipa} failed: {e:?}")))
+                    h.stop_vm(&v.vm, Stopped::Crashed(format!("fault at IPA {} failed: {e:?}", a.ipa)))
                 }
             }
         }
@@ -102,50 +129,50 @@ fn ram(h: &Hyp, v: &mut Vcpu, ipa: Ipa, access: Access, instr: bool, far: u64) -
 }
 
 /// A data access to an emulated device.
-fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, ipa: u64, iss: &AbortIss, access: Access) -> Next {
-    let Some(acc) = iss.access else {
-        trace(h, v, Ipa(ipa), access, None, Outcome::AbortInjected, 0, 0);
-        let far = v.regs.far_el2;
-        return bad_access(h, v, false, far, "MMIO access without a valid syndrome (ISV=0)");
+fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> Next {
+    let Some(acc) = a.iss.access else {
+        trace(h, v, a, None, Outcome::AbortInjected, 0, 0);
+        return bad_access(h, v, a, "MMIO access without a valid syndrome (ISV=0)");
     };
     let value = v.regs.reg(acc.reg);
-    let loaded = mmio::access(&v.vm, w, ipa, &acc, iss.write, value);
-    if !iss.write {
+    let loaded = mmio::access(&v.vm, w, a.ipa, &acc, a.write, value);
+    if !a.write {
         v.regs.set_reg(acc.reg, loaded);
     }
-    v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(4);
-    trace(h, v, Ipa(ipa), access, None, Outcome::Mmio, 0, 0);
+    v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(insn_len);
+    trace(h, v, a, None, Outcome::Mmio, 0, 0);
     Next::Resume
 }
 
-/// The guest accessed something that is not there: a data access gets a synchronous external
-/// abort; an instruction fetch (or an undeliverable abort) stops the VM.
-fn bad_access(h: &Hyp, v: &mut Vcpu, instr: bool, far: u64, what: &str) -> Next {
-    if instr {
+/// The guest accessed something that is not there: a data access, or a stage-1 walk (for a fetch
+/// or a data access), gets a synchronous external abort; an instruction fetch (or an
+/// undeliverable abort) stops the VM.
+fn bad_access(h: &Hyp, v: &mut Vcpu, a: &Abort, what: &str) -> Next {
+    if a.fetch && !a.walk {
         let elr = v.regs.elr_el2;
         return h.stop_vm(&v.vm, Stopped::Crashed(format!("instruction abort at {elr:#x}: {what}")));
     }
-    log::debug!("vm{}: data abort at {:#x} (FAR {far:#x}): {what}; injecting SEA", v.vm.id, v.regs.elr_el2);
-    h.inject(v, Injection::DataAbort { far })
+    log::debug!(
+        "vm{}: abort at {:#x} (FAR {:x?}): {what}; injecting SEA{}",
+        v.vm.id,
+        v.regs.elr_el2,
+        a.far,
+        if a.walk { " on a table walk" } else { "" }
+    );
+    // The stage-1 level of the walk is not known at EL2 without walking the guest's tables
+    // ourselves; level 0 (the start of any walk) is reported.
+    let walk_level = a.walk.then_some(0);
+    h.inject(v, Injection::Abort { far: a.far, fetch: a.fetch, write: a.write, walk_level, il32: a.il32 })
 }
 
 #[allow(clippy::too_many_arguments)]
-fn trace(
-    h: &Hyp,
-    v: &Vcpu,
-    ipa: Ipa,
-    access: Access,
-    case: Option<vm::fault::FaultCase>,
-    outcome: Outcome,
-    neighbours: u8,
-    refaults: u8,
-) {
+fn trace(h: &Hyp, v: &Vcpu, a: &Abort, case: Option<vm::fault::FaultCase>, outcome: Outcome, neighbours: u8, refaults: u8) {
     let rec = Record {
         seq: h.trace.next_seq(),
-        ipa,
+        ipa: a.ipa,
         vm: v.vm.id,
         vcpu: v.index,
-        access,
+        access: a.access,
         case,
         outcome,
         neighbours,

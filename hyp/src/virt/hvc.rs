@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::esr::Syndrome;
+use hyp::esr::Syndrome;
 use super::psci;
 use super::vm::{Stopped, Vcpu, Vm};
 use super::{Hyp, Next};
@@ -35,18 +35,13 @@ const PRINT_MAX: u64 = 1024;
 const COUNTERS: &[&str] =
     &["faults", "flt_anon", "flt_acow", "flt_obj", "flt_prcopy", "flt_przero", "fltnamap", "fltnomap"];
 
-/// The immediate of `HVC #imm16` / `SMC #imm16` (ISS[15:0]).
-fn imm16(syn: &Syndrome) -> u64 {
-    syn.iss & 0xffff
-}
-
 /// A hypercall trap. For a trapped SMC the preferred return address is the SMC itself, so the
 /// guest's PC is moved past it first; for HVC ELR_EL2 already points at the next instruction.
 pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, smc: bool) -> Next {
     if smc {
         v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(4);
     }
-    if imm16(syn) != 0 {
+    if syn.imm16() != 0 {
         set_ret(v, ret::NOT_SUPPORTED);
         return Next::Resume;
     }

@@ -2,10 +2,12 @@
 //! `AArch64.TakeException`).
 //!
 //! Taking an exception to EL1 from the vCPU's current PSTATE:
-//! - ESR_EL1 = syndrome, FAR_EL1 = faulting VA (aborts), ELR_EL1 = preferred return address (the
-//!   faulting instruction), SPSR_EL1 = the interrupted PSTATE;
+//! - ESR_EL1 = syndrome, FAR_EL1 = faulting VA (aborts; 0 with ESR.FnV when it is unknown),
+//!   ELR_EL1 = preferred return address (the faulting instruction), SPSR_EL1 = the interrupted
+//!   PSTATE;
 //! - PC = VBAR_EL1 + vector offset: 0x000 from EL1 with SP_EL0 (EL1t), 0x200 from EL1 with SP_EL1
-//!   (EL1h), 0x400 from EL0 in AArch64; + 0x000 for a synchronous exception;
+//!   (EL1h), 0x400 from EL0 in AArch64, 0x600 from EL0 in AArch32; + 0x000 for a synchronous
+//!   exception;
 //! - PSTATE = EL1h with D, A, I, F masked (ARMv8.0: no PAN/SSBS/BTYPE/… to set).
 //!
 //! The EC of an abort depends on the source EL: "same EL" (0x21/0x25) from EL1, "lower EL"
@@ -17,15 +19,17 @@
 use alloc::format;
 use alloc::string::String;
 
-use super::esr::inject_ec;
 use super::vm::Vcpu;
+use crate::arch::at::{self, AtFault, Regime};
 use crate::arch::vcpu::{self, pstate, El1Exception, SCTLR_EL1_M};
+use hyp::esr::{ExternalAbort, ESR_UNDEFINED};
 use vm::Ipa;
 
 /// Offsets inside the EL1 vector table (synchronous entries).
 const VECTOR_CURRENT_SP0: u64 = 0x000;
 const VECTOR_CURRENT_SPX: u64 = 0x200;
 const VECTOR_LOWER_AARCH64: u64 = 0x400;
+const VECTOR_LOWER_AARCH32: u64 = 0x600;
 /// Size of the whole vector table.
 const VECTOR_TABLE_BYTES: u64 = 0x800;
 /// Injections in a row at the same ELR before the VM is declared crashed.
@@ -37,8 +41,8 @@ pub type Undeliverable = String;
 /// What to inject.
 #[derive(Clone, Copy, Debug)]
 pub enum Injection {
-    /// Synchronous external abort on a data access at `far`.
-    DataAbort { far: u64 },
+    /// Synchronous external abort at guest VA `far` (`None`: unknown, FnV).
+    Abort { far: Option<u64>, fetch: bool, write: bool, walk_level: Option<u8>, il32: bool },
     /// Undefined instruction.
     Undefined,
 }
@@ -46,30 +50,43 @@ pub enum Injection {
 impl Injection {
     fn name(self) -> &'static str {
         match self {
-            Injection::DataAbort { .. } => "data abort",
+            Injection::Abort { fetch: true, .. } => "instruction abort",
+            Injection::Abort { fetch: false, .. } => "data abort",
             Injection::Undefined => "undefined instruction",
         }
+    }
+}
+
+/// The stage-1 regime the vCPU was running in when it trapped (from SPSR_EL2.M).
+pub fn regime(spsr: u64) -> Regime {
+    let el0 = spsr & pstate::MODE_RW_AARCH32 != 0 || spsr & pstate::MODE_MASK == pstate::MODE_EL0T;
+    if el0 {
+        Regime::El0
+    } else {
+        Regime::El1
     }
 }
 
 /// Deliver `what` to the loaded vCPU `v` (its EL1 registers are live on this CPU).
 pub fn inject(v: &mut Vcpu, what: Injection) -> Result<(), Undeliverable> {
     let spsr = v.regs.spsr_el2;
-    if spsr & pstate::MODE_RW_AARCH32 != 0 {
-        return Err(String::from("exception in AArch32 state"));
-    }
-    let (offset, same_el) = match spsr & pstate::MODE_MASK {
-        pstate::MODE_EL1T => (VECTOR_CURRENT_SP0, true),
-        pstate::MODE_EL1H => (VECTOR_CURRENT_SPX, true),
-        pstate::MODE_EL0T => (VECTOR_LOWER_AARCH64, false),
-        m => return Err(format!("exception from unexpected mode {m:#x}")),
-    };
-    let (ec, iss, far) = match what {
-        Injection::DataAbort { far } => {
-            let ec = if same_el { inject_ec::DATA_ABORT_SAME_EL } else { inject_ec::DATA_ABORT_LOWER_EL };
-            (ec, inject_ec::FSC_SEA, far)
+    let (offset, same_el) = if spsr & pstate::MODE_RW_AARCH32 != 0 {
+        // HCR_EL2.RW: only EL0 can be AArch32.
+        (VECTOR_LOWER_AARCH32, false)
+    } else {
+        match spsr & pstate::MODE_MASK {
+            pstate::MODE_EL1T => (VECTOR_CURRENT_SP0, true),
+            pstate::MODE_EL1H => (VECTOR_CURRENT_SPX, true),
+            pstate::MODE_EL0T => (VECTOR_LOWER_AARCH64, false),
+            m => return Err(format!("exception from unexpected mode {m:#x}")),
         }
-        Injection::Undefined => (inject_ec::UNKNOWN, 0, 0),
+    };
+    let (esr, far) = match what {
+        Injection::Abort { far, fetch, write, walk_level, il32 } => {
+            let abort = ExternalAbort { fetch, same_el, write, walk_level, far_unknown: far.is_none(), il32 };
+            (abort.esr(), far.unwrap_or(0))
+        }
+        Injection::Undefined => (ESR_UNDEFINED, 0),
     };
 
     let (vbar, sctlr) = vcpu::live_vbar_sctlr();
@@ -92,24 +109,25 @@ pub fn inject(v: &mut Vcpu, what: Injection) -> Result<(), Undeliverable> {
         ));
     }
 
-    vcpu::inject(&El1Exception {
-        esr_el1: (ec << inject_ec::SHIFT) | inject_ec::IL | iss,
-        far_el1: far,
-        elr_el1: elr,
-        spsr_el1: spsr,
-    });
+    vcpu::inject(&El1Exception { esr_el1: esr, far_el1: far, elr_el1: elr, spsr_el1: spsr });
     v.regs.elr_el2 = vbar + offset;
     v.regs.spsr_el2 = pstate::MODE_EL1H | pstate::DAIF;
     Ok(())
 }
 
 /// The vector table must be guest RAM: with the MMU off VBAR_EL1 is an IPA; with it on, the
-/// loaded stage-1 tables say where it is.
+/// loaded stage-1 tables say where it is. When the stage-1 walk itself is not mapped at stage 2
+/// yet (PAR.S = 1) nothing can be said: the exception is delivered, the fetch from the vectors
+/// faults the tables in, and a vector that really is not RAM ends in the 3-in-a-row rule.
 fn check_vector(v: &Vcpu, vbar: u64, sctlr: u64) -> Result<(), Undeliverable> {
-    let ipa = if sctlr & SCTLR_EL1_M == 0 { Some(vbar) } else { vcpu::translate_s1e1r(vbar) };
-    let in_ram = ipa.is_some_and(|ipa| {
-        v.vm.map.contains(Ipa(ipa)) && v.vm.map.contains(Ipa(ipa.saturating_add(VECTOR_TABLE_BYTES - 1)))
-    });
+    let ipa = if sctlr & SCTLR_EL1_M == 0 { Ok(Ipa(vbar)) } else { at::translate(vbar, Regime::El1) };
+    let in_ram = match ipa {
+        Ok(ipa) => {
+            v.vm.map.contains(ipa) && ipa.checked_add(VECTOR_TABLE_BYTES - 1).is_some_and(|end| v.vm.map.contains(end))
+        }
+        Err(AtFault::Stage2Walk) => true,
+        Err(AtFault::Stage1) => false,
+    };
     if in_ram {
         Ok(())
     } else {

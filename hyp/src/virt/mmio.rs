@@ -6,7 +6,8 @@
 //! emulated from the syndrome and gets a synchronous external abort. An offset the device does not
 //! implement reads as zero and ignores writes; it is counted and logged once per VM.
 
-use super::esr::AccessSyndrome;
+use hyp::esr::AccessSyndrome;
+use vm::Ipa;
 use super::pl011::Pl011;
 use super::vm::Vm;
 use core::sync::atomic::Ordering;
@@ -23,17 +24,17 @@ pub trait MmioDevice: Sync {
 
 /// One device window: `[base, base + size)` of the IPA space.
 pub struct Window {
-    pub base: u64,
+    pub base: Ipa,
     pub size: u64,
     pub device: &'static dyn MmioDevice,
 }
 
 /// Every emulated device (QEMU virt's layout).
-pub static WINDOWS: &[Window] = &[Window { base: 0x0900_0000, size: 0x1000, device: &Pl011 }];
+pub static WINDOWS: &[Window] = &[Window { base: Ipa(0x0900_0000), size: 0x1000, device: &Pl011 }];
 
 /// The window covering `ipa`.
-pub fn find(ipa: u64) -> Option<&'static Window> {
-    WINDOWS.iter().find(|w| ipa >= w.base && ipa - w.base < w.size)
+pub fn find(ipa: Ipa) -> Option<&'static Window> {
+    WINDOWS.iter().find(|w| ipa >= w.base && ipa.0 - w.base.0 < w.size)
 }
 
 /// Mask of an access of `size` bytes.
@@ -46,8 +47,8 @@ fn size_mask(size: u8) -> u64 {
 
 /// Perform a decoded access on `w`. For a write `value` is the register's content; for a read the
 /// return value is what to put in the register (extended per the syndrome).
-pub fn access(vm: &Vm, w: &Window, ipa: u64, acc: &AccessSyndrome, write: bool, value: u64) -> u64 {
-    let offset = ipa - w.base;
+pub fn access(vm: &Vm, w: &Window, ipa: Ipa, acc: &AccessSyndrome, write: bool, value: u64) -> u64 {
+    let offset = ipa.0 - w.base.0;
     let known = if write {
         w.device.write(vm, offset, acc.size, value & size_mask(acc.size))
     } else {

@@ -17,7 +17,6 @@
 //! buffer → trace file. No lock is held across guest entry.
 
 mod abort;
-mod esr;
 mod hvc;
 mod inject;
 mod mmio;
@@ -26,6 +25,7 @@ mod pl011;
 mod psci;
 mod report;
 mod sched;
+mod sysreg;
 mod trace;
 mod trap;
 mod vm;
@@ -61,6 +61,8 @@ pub enum Next {
     Resume,
     /// Give up the physical CPU; back to the tail of the run queue.
     Yield,
+    /// WFI: sleep until the system counter reaches `until` (see `sched`).
+    Sleep { until: u64 },
     /// PSCI CPU_OFF: park the vCPU until a CPU_ON.
     Off,
     /// The VM stopped: drop the vCPU.
@@ -73,6 +75,10 @@ pub struct Hyp {
     pub uvm: Arc<Uvm>,
     pub trace: trace::Trace,
     pub runq: Mutex<VecDeque<Box<Vcpu>>>,
+    /// vCPUs waiting in WFI, with the counter value they wake at.
+    pub sleepers: Mutex<Vec<(u64, Box<Vcpu>)>>,
+    /// Bit i: physical CPU i is idle in WFI (kick it when there is work).
+    pub idle_cpus: AtomicUsize,
     /// vCPUs taken from the queue and not yet returned.
     pub busy: AtomicUsize,
     stopped: AtomicUsize,
@@ -166,7 +172,8 @@ fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     outln!("uvmhyp: trace -> {}", config.trace_path);
     let trace = trace::Trace::open(&config.trace_path);
     let mem = Arc::new(IdentityMem::new(pool.clone()));
-    let uvm = Uvm::new(mem, Arc::new(HwTlb), pool.clone());
+    let tlb = Arc::new(HwTlb::new());
+    let uvm = Uvm::new(mem, tlb.clone(), pool.clone());
     log::info!(
         "virt: page pool {}..{} ({} MiB), {} VM(s)",
         pool.start,
@@ -190,6 +197,7 @@ fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         };
         let map_err = |error| BuildError::Map { vm: usize::from(id), error };
         let map = Map::new(&uvm, Vmid(id)).map_err(map_err)?;
+        tlb.register(map.stage2());
         let image_len = vc.image.len() as u64;
         let image_end = RAM_BASE + image_len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let ram_end = RAM_BASE + vc.ram_bytes;
@@ -247,6 +255,8 @@ fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         uvm,
         trace,
         runq: Mutex::new(runq),
+        sleepers: Mutex::new(Vec::new()),
+        idle_cpus: AtomicUsize::new(0),
         busy: AtomicUsize::new(0),
         stopped: AtomicUsize::new(0),
         finished: AtomicBool::new(false),
@@ -258,7 +268,7 @@ fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
 pub fn cpu_main(cpu: usize) -> ! {
     vectors::install();
     cpu::mask_interrupts();
-    crate::arch::vcpu::init_cpu();
+    crate::arch::hcr::init_cpu();
     let h = HYP.wait();
     log::debug!("virt: cpu{cpu} scheduling");
     if h.vms.is_empty() {

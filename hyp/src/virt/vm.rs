@@ -18,7 +18,8 @@ use spin::Mutex;
 
 use super::out;
 use crate::arch::timer;
-use crate::arch::vcpu::{pstate, El1Sysregs, El2Controls};
+use crate::arch::hcr::El2Controls;
+use crate::arch::vcpu::{pstate, El1Sysregs};
 use hyp::budget::LineBudget;
 use crate::arch::vectors::GuestRegs;
 use vm::map::Map;
