@@ -13,9 +13,11 @@ pub const MAX_CPUS: usize = 4;
 /// Size of each CPU's EL2 stack (must match `.stacks` in `hyp.ld`).
 pub const STACK_SIZE: usize = 64 * 1024;
 
-/// Per-CPU state. `#[repr(C)]` so `entry.rs` (and assembly elsewhere) may rely on field offsets:
-/// `index` at 0, `stack_top` at 8, `scratch` at 16.
-#[repr(C)]
+/// Per-CPU state. `#[repr(C)]` so `entry.rs` may rely on field offsets (`stack_top` at 8).
+/// Each one fills whole 64-byte cache lines: a secondary CPU writes its own `stack_top` with its
+/// MMU (and so its cache) off while CPU 0 uses its `PerCpu` cacheably, and one line must never be
+/// accessed with both attributes (Arm ARM B2.8, mismatched memory attributes).
+#[repr(C, align(64))]
 pub struct PerCpu {
     /// Dense CPU index (0 = boot CPU).
     pub index: usize,

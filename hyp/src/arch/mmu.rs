@@ -140,8 +140,9 @@ pub fn enable() {
     let ttbr = L1.addr();
     // SAFETY: the tables map every byte the hypervisor uses (image, stacks, heap, pool: all RAM;
     // devices) at VA == PA with the attributes above, so the instruction stream and all live
-    // pointers remain valid across the switch. TLBs are invalidated first so no stale entries
-    // from before reset can be used.
+    // pointers remain valid across the switch. The EL2 and EL1&0 (stage 1 and 2) TLBs and the
+    // I-cache are invalidated first: their contents are UNKNOWN after reset, and nothing from
+    // before may be used once SCTLR_EL2.{M, I} are on.
     unsafe {
         asm!(
             "msr mair_el2, {mair}",
@@ -149,6 +150,8 @@ pub fn enable() {
             "msr ttbr0_el2, {ttbr}",
             "isb",
             "tlbi alle2",
+            "tlbi alle1",
+            "ic iallu",
             "dsb nsh",
             "isb",
             "msr sctlr_el2, {sctlr}",

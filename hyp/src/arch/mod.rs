@@ -8,10 +8,12 @@
 //!
 //! Virtualization: [`vectors`] (EL2 vectors, guest entry/exit), [`vcpu`] (EL1 context),
 //! [`hcr`] (EL2 controls and trap policy), [`at`] (guest VA translation), [`tlb`] (stage-2 TLB
-//! maintenance), [`physmem`] (the engine's view of frames).
+//! maintenance), [`physmem`] (the engine's view of frames), [`cache`] (making hypervisor-written guest memory
+//! visible to the guest).
 
 pub mod at;
 pub mod boot;
+pub mod cache;
 pub mod cpu;
 pub mod entry;
 pub mod gic;

@@ -1,17 +1,30 @@
 //! The hypervisor's `vm::physmem::PhysMem`: frames reached through EL2's identity map.
 //!
-//! BOOT's EL2 stage-1 map covers all of RAM with VA == PA, normal write-back memory, so a frame's
+//! EL2's stage-1 map covers all of RAM with VA == PA, normal write-back memory, so a frame's
 //! address is directly a pointer. The engine only passes frames it owns (pool pages and stage-2
 //! table frames, inside `pool`); every method checks that and treats anything else as a broken
 //! hypervisor invariant (panic), never as something a guest could cause.
 //!
+//! Guests write the frames they map at any time, from other CPUs, outside the Rust abstract
+//! machine. So no Rust reference (`&[u8]`) is ever formed over a frame: bytes move with volatile
+//! loads and stores, a word at a time where aligned (memory shared with a foreign agent, as with
+//! DMA), and a read racing a guest write yields old or new bytes, never undefined behaviour.
 //! Descriptor words are read and written with 64-bit atomics (single-copy atomic `LDR`/`STR`), so
 //! a concurrent stage-2 walker on another CPU sees the old or the new descriptor, never a mix.
+//!
+//! Every write of guest-visible bytes (`zero`, `copy`, `write`) ends with
+//! [`cache::sync_for_guest`](super::cache::sync_for_guest): clean to the point of coherency and
+//! I-cache invalidation, see `cache.rs` for why it is done here.
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 use vm::physmem::{PhysMem, FRAME_BYTES};
 use vm::Pa;
+
+use super::cache::sync_for_guest;
+
+/// 64-bit words in a frame.
+const FRAME_WORDS: usize = FRAME_BYTES / 8;
 
 /// Physical memory of the page pool.
 pub struct IdentityMem {
@@ -33,60 +46,97 @@ impl IdentityMem {
         pa.0 as *mut u8
     }
 
-    fn frame(&self, pa: Pa) -> &[u8] {
+    /// The frame at `pa` as a pointer to its words.
+    fn frame(&self, pa: Pa) -> *mut u64 {
         assert!(pa.is_page_aligned(), "unaligned frame {pa}");
-        let p = self.check(pa, FRAME_BYTES);
-        // SAFETY: `p` is inside the identity-mapped pool (checked), frame aligned, FRAME_BYTES
-        // long; the engine serialises writers of a frame under its own locks, and guests only
-        // write frames it maps to them — a read racing with a guest write yields stale bytes,
-        // never undefined behaviour at the machine level (plain loads).
-        unsafe { core::slice::from_raw_parts(p, FRAME_BYTES) }
+        self.check(pa, FRAME_BYTES).cast::<u64>()
+    }
+
+    /// Word `i` of `frame` (a pointer from [`Self::frame`], `i < FRAME_WORDS`).
+    fn load(frame: *mut u64, i: usize) -> u64 {
+        debug_assert!(i < FRAME_WORDS);
+        // SAFETY: `frame` is a checked, aligned pool frame and `i` is inside it; a volatile load
+        // of memory a guest may write concurrently reads old or new bytes.
+        unsafe { frame.add(i).read_volatile() }
+    }
+
+    /// Folds every word of the frame at `pa`.
+    fn fold_words<T>(&self, pa: Pa, init: T, mut f: impl FnMut(T, u64) -> T) -> T {
+        let p = self.frame(pa);
+        (0..FRAME_WORDS).fold(init, |acc, i| f(acc, Self::load(p, i)))
     }
 }
 
 impl PhysMem for IdentityMem {
     fn zero(&self, frame: Pa) {
-        assert!(frame.is_page_aligned(), "unaligned frame {frame}");
-        let p = self.check(frame, FRAME_BYTES);
-        // SAFETY: a whole frame inside the pool (checked) that the engine owns exclusively.
-        unsafe { core::ptr::write_bytes(p, 0, FRAME_BYTES) };
+        let p = self.frame(frame);
+        for i in 0..FRAME_WORDS {
+            // SAFETY: a whole frame inside the pool (checked) that the engine owns exclusively.
+            unsafe { p.add(i).write_volatile(0) };
+        }
+        sync_for_guest(frame.0, FRAME_BYTES);
     }
 
     fn copy(&self, dst: Pa, src: Pa) {
-        assert!(dst.is_page_aligned() && src.is_page_aligned() && dst != src, "bad copy {dst} <- {src}");
-        let d = self.check(dst, FRAME_BYTES);
-        let s = self.check(src, FRAME_BYTES);
-        // SAFETY: two distinct, frame-aligned frames inside the pool (checked), so they do not
-        // overlap; the engine owns `dst` exclusively.
-        unsafe { core::ptr::copy_nonoverlapping(s, d, FRAME_BYTES) };
+        assert!(dst != src, "bad copy {dst} <- {src}");
+        let (d, s) = (self.frame(dst), self.frame(src));
+        for i in 0..FRAME_WORDS {
+            // SAFETY: two distinct frames inside the pool (checked); the engine owns `dst`
+            // exclusively, `src` may be read by guests meanwhile (a volatile load, see above).
+            unsafe { d.add(i).write_volatile(Self::load(s, i)) };
+        }
+        sync_for_guest(dst.0, FRAME_BYTES);
     }
 
     fn read(&self, pa: Pa, buf: &mut [u8]) {
         let s = self.check(pa, buf.len());
-        // SAFETY: the range is inside the pool (checked) and cannot overlap `buf` (hypervisor heap
-        // or stack memory, outside the pool).
-        unsafe { core::ptr::copy_nonoverlapping(s, buf.as_mut_ptr(), buf.len()) };
+        let mut i = 0;
+        while i < buf.len() {
+            let at = s.wrapping_add(i);
+            if at.cast::<u64>().is_aligned() && buf.len() - i >= 8 {
+                // SAFETY: 8 aligned bytes inside the checked range; volatile (guests may write).
+                let w = unsafe { at.cast::<u64>().read_volatile() };
+                buf[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+                i += 8;
+            } else {
+                // SAFETY: one byte inside the checked range; volatile (guests may write).
+                buf[i] = unsafe { at.read_volatile() };
+                i += 1;
+            }
+        }
     }
 
     fn write(&self, pa: Pa, buf: &[u8]) {
         let d = self.check(pa, buf.len());
-        // SAFETY: as `read`, in the other direction; the engine owns the target bytes.
-        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), d, buf.len()) };
+        let mut i = 0;
+        while i < buf.len() {
+            let at = d.wrapping_add(i);
+            if at.cast::<u64>().is_aligned() && buf.len() - i >= 8 {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&buf[i..i + 8]);
+                // SAFETY: 8 aligned bytes inside the checked range, which the engine owns for
+                // this write; volatile (guests may read them concurrently).
+                unsafe { at.cast::<u64>().write_volatile(u64::from_ne_bytes(w)) };
+                i += 8;
+            } else {
+                // SAFETY: as above, one byte.
+                unsafe { at.write_volatile(buf[i]) };
+                i += 1;
+            }
+        }
+        sync_for_guest(pa.0, buf.len());
     }
 
     fn same(&self, a: Pa, b: Pa) -> bool {
-        self.frame(a) == self.frame(b)
+        let (pa, pb) = (self.frame(a), self.frame(b));
+        (0..FRAME_WORDS).all(|i| Self::load(pa, i) == Self::load(pb, i))
     }
 
     fn hash(&self, frame: Pa) -> u64 {
-        // FNV-1a over 64-bit words: cheap, and equal frames hash equal.
-        self.frame(frame)
-            .chunks_exact(8)
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, w| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(w);
-                (h ^ u64::from_le_bytes(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            })
+        // FNV-1a over 64-bit (little-endian) words: cheap, and equal frames hash equal.
+        self.fold_words(frame, 0xcbf2_9ce4_8422_2325u64, |h, w| {
+            (h ^ u64::from_le(w)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
     }
 
     fn read_u64(&self, pa: Pa) -> u64 {
