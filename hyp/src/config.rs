@@ -270,6 +270,13 @@ mod tests {
     }
 
     #[test]
+    fn ram_limit_matches_its_message() {
+        assert!(parse(&format!("vm=a:b,ram={MAX_RAM_MIB}")).is_ok());
+        let e = parse(&format!("vm=a:b,ram={}", MAX_RAM_MIB + 1)).unwrap_err();
+        assert!(format!("{e}").contains(&format!("1..={MAX_RAM_MIB}")), "{e}");
+    }
+
+    #[test]
     fn at_most_255_vms() {
         let line = |n: usize| (0..n).map(|i| format!("vm=v{i}:/g")).collect::<Vec<_>>().join(" ");
         assert_eq!(parse(&line(MAX_VMS)).unwrap().vms.len(), 255);

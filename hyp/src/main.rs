@@ -80,7 +80,6 @@ pub(crate) fn boot_main() -> ! {
         log::warn!("{} CPUs present; using the first {}", mpidrs.len(), cpu::MAX_CPUS);
     }
     cpu::set_present(mpidrs);
-    cpu::current().mpidr.store(cpu::read_mpidr(), Ordering::Relaxed);
     timer::disarm();
     gic::init(cpu::count());
 
@@ -164,7 +163,6 @@ fn start_secondaries() {
 pub(crate) fn secondary_main(index: usize) -> ! {
     mmu::enable();
     assert!(mmu::is_enabled(), "CPU {index}: EL2 MMU did not turn on");
-    cpu::current().mpidr.store(cpu::read_mpidr(), Ordering::Relaxed);
     timer::disarm();
     gic::init_cpu();
     timer_selftest();

@@ -6,7 +6,7 @@
 //! what the rest of the hypervisor uses; MPIDRs are only needed to start a CPU with PSCI.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Largest number of physical CPUs the hypervisor drives (stacks are sized for this many).
 pub const MAX_CPUS: usize = 4;
@@ -21,14 +21,8 @@ pub const STACK_SIZE: usize = 64 * 1024;
 pub struct PerCpu {
     /// Dense CPU index (0 = boot CPU).
     pub index: usize,
-    /// Initial stack pointer of this CPU (top of its 64 KiB stack).
+    /// Initial stack pointer of this CPU (top of its 64 KiB stack), written by `entry.rs`.
     pub stack_top: AtomicUsize,
-    /// Scratch words for exception entry code (owned by the vectors; boot code never touches them).
-    pub scratch: [AtomicU64; 8],
-    /// MPIDR_EL1 of this CPU as read by the CPU itself once it runs (0 until then).
-    pub mpidr: AtomicU64,
-    /// Slot for the virtualization layer's own per-CPU structure (null until it sets one).
-    pub virt: AtomicPtr<()>,
 }
 
 impl PerCpu {
@@ -36,9 +30,6 @@ impl PerCpu {
         PerCpu {
             index,
             stack_top: AtomicUsize::new(0),
-            scratch: [const { AtomicU64::new(0) }; 8],
-            mpidr: AtomicU64::new(0),
-            virt: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 }
@@ -79,17 +70,9 @@ pub(crate) fn mark_online() {
     ONLINE.fetch_add(1, Ordering::AcqRel);
 }
 
-/// MPIDR_EL1 of the calling CPU.
-pub fn read_mpidr() -> u64 {
-    let v: u64;
-    // SAFETY: reading MPIDR_EL1 has no side effects.
-    unsafe { asm!("mrs {}, mpidr_el1", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
 /// The affinity fields (Aff3..Aff0) of an MPIDR value, as PSCI CPU_ON expects them.
 pub const fn mpidr_affinity(mpidr: u64) -> u64 {
-    mpidr & 0xff_00ff_ffff
+    mpidr & hyp::bits::mpidr::AFFINITY_MASK
 }
 
 /// Waits for an interrupt (or any event that wakes the core).
@@ -116,17 +99,8 @@ pub fn mask_interrupts() {
     unsafe { asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
 }
 
-/// Unmasks IRQs at EL2 (PSTATE.I = 0).
-#[allow(dead_code)] // API
-pub fn unmask_irq() {
-    // SAFETY: unmasking IRQ is sound once vectors are installed (the caller's responsibility
-    // is only correctness, not memory safety: an IRQ without vectors is a boot-vector panic).
-    unsafe { asm!("msr daifclr, #0x2", options(nomem, nostack, preserves_flags)) };
-}
-
 // entry.rs stores the initial SP at offset 8.
 const _: () = assert!(core::mem::offset_of!(PerCpu, stack_top) == 8);
-const _: () = assert!(core::mem::offset_of!(PerCpu, scratch) == 16);
 
 /// MPIDR of each CPU index (from the device tree), set once by the boot CPU.
 static MPIDRS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
@@ -159,5 +133,7 @@ pub fn current_el() -> u8 {
     let v: u64;
     // SAFETY: reading CurrentEL has no side effects.
     unsafe { asm!("mrs {}, currentel", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    ((v >> 2) & 3) as u8
+    /// CurrentEL.EL [3:2].
+    const EL: hyp::bits::Field = hyp::bits::Field::new(3, 2);
+    EL.get(v) as u8
 }

@@ -129,10 +129,10 @@ const VECTOR_KIND: [&str; 16] = [
 /// syndrome (which exits QEMU with status 101).
 extern "C" fn boot_exception(esr: u64, elr: u64, far: u64, kind: usize) -> ! {
     panic!(
-        "unexpected exception at EL2 during boot: {} ESR_EL2={:#x} (EC {:#x}) ELR_EL2={:#x} FAR_EL2={:#x}",
+        "unexpected exception at EL2 during boot: {} ESR_EL2={:#x} ({:?}) ELR_EL2={:#x} FAR_EL2={:#x}",
         VECTOR_KIND[kind & 15],
         esr,
-        (esr >> 26) & 0x3f,
+        hyp::esr::Syndrome::decode(esr).class,
         elr,
         far
     )

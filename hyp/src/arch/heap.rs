@@ -45,10 +45,3 @@ pub fn init(region: Range<u64>) {
     // below the page pool); it is mapped Normal cacheable by mmu.rs and never accessed otherwise.
     unsafe { HEAP.0.lock().add_to_heap(region.start as usize, region.end as usize) };
 }
-
-#[allow(dead_code)] // diagnostics for the virtualization layer
-/// (bytes allocated as requested by callers, bytes actually reserved, total heap bytes).
-pub fn stats() -> (usize, usize, usize) {
-    let h = HEAP.0.lock();
-    (h.stats_alloc_user(), h.stats_alloc_actual(), h.stats_total_bytes())
-}

@@ -1,7 +1,7 @@
 //! The only place with `asm!`, system registers and raw pointers. One facade over AArch64 / QEMU
 //! virt for the rest of the hypervisor.
 //!
-//! Boot and platform (boot helper): [`entry`] (EL2 entry points, boot vectors), [`boot`] (DTB and
+//! Boot and platform: [`entry`] (EL2 entry points, boot vectors), [`boot`] (DTB and
 //! image extent), [`sysreg`] (boot register values), [`mmu`] (EL2 stage-1 identity map),
 //! [`cpu`] (per-CPU state via TPIDR_EL2), [`heap`], [`semihosting`], [`psci`] (caller side),
 //! [`gic`] (physical GICv3), [`timer`] (EL2 hypervisor timer).

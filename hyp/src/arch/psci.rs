@@ -1,5 +1,6 @@
 //! PSCI as a *caller*: the hypervisor asks QEMU's firmware (conduit SMC, as QEMU virt's DTB says)
-//! to start secondary CPUs and to power off. Emulating PSCI for guests is the virtualization
+//! to start secondary CPUs. (QEMU is ended through semihosting `SYS_EXIT`, which carries a
+//! status.) Emulating PSCI for guests is the virtualization
 //! layer's (it may reuse `smccc::psci` constants to decode calls).
 
 use smccc::Smc;
@@ -14,11 +15,4 @@ pub fn version() -> Result<(u16, u16), Error> {
 /// x0 = `context_id`.
 pub fn cpu_on(mpidr: u64, entry: u64, context_id: u64) -> Result<(), Error> {
     smccc::psci::cpu_on::<Smc>(mpidr, entry, context_id)
-}
-
-#[allow(dead_code)] // API
-/// Powers the whole machine off (QEMU exits with status 0). Prefer `semihosting::exit`, which
-/// carries a status.
-pub fn system_off() -> Result<(), Error> {
-    smccc::psci::system_off::<Smc>()
 }

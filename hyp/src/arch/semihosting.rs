@@ -12,8 +12,6 @@ use core::arch::asm;
 
 const SYS_OPEN: u64 = 0x01;
 const SYS_CLOSE: u64 = 0x02;
-#[allow(dead_code)]
-const SYS_WRITEC: u64 = 0x03;
 const SYS_WRITE0: u64 = 0x04;
 const SYS_WRITE: u64 = 0x05;
 const SYS_READ: u64 = 0x06;
@@ -53,16 +51,12 @@ impl core::fmt::Display for Error {
 pub struct Handle(u64);
 
 /// `fopen`-style modes (the semihosting mode numbers).
-#[allow(clippy::enum_variant_names)] // named after the C modes "rb", "wb", "ab"
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// "rb": read, binary.
     ReadBinary = 1,
     /// "wb": write (truncate/create), binary.
     WriteBinary = 5,
-    /// "ab": append (create), binary.
-    #[allow(dead_code)] // API
-    AppendBinary = 9,
 }
 
 /// Performs one semihosting call.
@@ -80,14 +74,6 @@ unsafe fn call(op: u64, param: u64) -> u64 {
         asm!("hlt #0xf000", inout("x0") op => ret, in("x1") param, options(nostack));
     }
     ret
-}
-
-/// Writes one byte to the host console.
-#[allow(dead_code)] // API
-pub fn writec(c: u8) {
-    let b = c;
-    // SAFETY: SYS_WRITEC reads one byte at `&b`, which lives across the call.
-    unsafe { call(SYS_WRITEC, &b as *const u8 as u64) };
 }
 
 /// Writes a NUL-terminated byte string to the host console. `s` must end with a 0 byte; bytes

@@ -9,10 +9,8 @@ const CPTR_EL2_RES1: u64 = (1 << 13) | (1 << 9) | 0xff;
 const CPTR_EL2_TSM: u64 = 1 << 12;
 /// CPTR_EL2.TZ, bit [8]: trap SVE (RES1 when SVE is not implemented).
 const CPTR_EL2_TZ: u64 = 1 << 8;
-/// CPTR_EL2.TFP, bit [10]: trap FP/SIMD. Left 0: the hypervisor itself uses NEON registers.
-#[allow(dead_code)]
-const CPTR_EL2_TFP: u64 = 1 << 10;
-/// Boot value of CPTR_EL2: FP/SIMD untrapped, SVE/SME trapped, no trace/AMU/CPACR traps.
+/// Boot value of CPTR_EL2: FP/SIMD untrapped (TFP, bit [10], = 0: the hypervisor itself uses NEON
+/// registers), SVE/SME trapped, no trace/AMU/CPACR traps.
 pub const CPTR_EL2_BOOT: u64 = CPTR_EL2_RES1 | CPTR_EL2_TSM | CPTR_EL2_TZ;
 
 /// SCTLR_EL2 (E2H == 0) RES1 bits: [29:28], [23:22], [18], [16], [11], [5:4].
@@ -28,16 +26,11 @@ pub const SCTLR_EL2_C: u64 = 1 << 2;
 pub const SCTLR_EL2_SA: u64 = 1 << 3;
 /// SCTLR_EL2.I, bit [12]: instruction cacheability.
 pub const SCTLR_EL2_I: u64 = 1 << 12;
-/// SCTLR_EL2.WXN, bit [19]: write permission implies XN. Kept 0.
-#[allow(dead_code)]
-pub const SCTLR_EL2_WXN: u64 = 1 << 19;
-/// SCTLR_EL2.EE, bit [25]: big-endian at EL2. Kept 0 (little endian).
-#[allow(dead_code)]
-pub const SCTLR_EL2_EE: u64 = 1 << 25;
 
 /// SCTLR_EL2 before the MMU is on: MMU and caches off, strict alignment and SP alignment checks.
 pub const SCTLR_EL2_MMU_OFF: u64 = SCTLR_EL2_RES1 | SCTLR_EL2_A | SCTLR_EL2_SA;
-/// SCTLR_EL2 once the MMU is on: + M, C, I (WXN off, little endian).
+/// SCTLR_EL2 once the MMU is on: + M, C, I (WXN, bit [19], and EE, bit [25], stay 0: little
+/// endian; execute-never is in the map itself, see `mmu.rs`).
 pub const SCTLR_EL2_MMU_ON: u64 = SCTLR_EL2_MMU_OFF | SCTLR_EL2_M | SCTLR_EL2_C | SCTLR_EL2_I;
 
 /// TCR_EL2 (E2H == 0) RES1 bits: [31] and [23].

@@ -11,8 +11,6 @@ use core::arch::asm;
 const CTL_ENABLE: u64 = 1 << 0;
 /// CNTHP_CTL_EL2.IMASK, bit [1]: interrupt masked.
 const CTL_IMASK: u64 = 1 << 1;
-/// CNTHP_CTL_EL2.ISTATUS, bit [2] (read-only): the timer condition is met.
-const CTL_ISTATUS: u64 = 1 << 2;
 
 /// Counter frequency in Hz (CNTFRQ_EL0; 62.5 MHz on QEMU virt).
 pub fn freq() -> u64 {
@@ -58,15 +56,6 @@ pub fn disarm() {
         asm!("msr cnthp_ctl_el2, {ctl}", "isb", ctl = in(reg) CTL_IMASK,
             options(nomem, nostack, preserves_flags));
     }
-}
-
-/// True when the armed deadline has passed (CNTHP_CTL_EL2.ISTATUS).
-#[allow(dead_code)] // API
-pub fn expired() -> bool {
-    let c: u64;
-    // SAFETY: reading CNTHP_CTL_EL2 has no side effects.
-    unsafe { asm!("mrs {}, cnthp_ctl_el2", out(reg) c, options(nomem, nostack, preserves_flags)) };
-    c & CTL_ENABLE != 0 && c & CTL_ISTATUS != 0
 }
 
 /// Converts microseconds to counter ticks.

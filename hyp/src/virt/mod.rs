@@ -1,22 +1,28 @@
-//! Virtualization: VMs, vCPUs, traps, scheduling. (VIRT HELPER owns this directory.)
+//! Virtualization: VMs, vCPUs, traps, scheduling.
 //!
-//! - [`start`] (CPU 0, once): builds the shared `vm::uvm::Uvm` over the page pool with the real
-//!   `PhysMem`/`Tlb`, one `ImageObject` per distinct guest image, one `Map` per VM with its RAM
-//!   entries (contracts §A), the vCPUs, and opens the trace.
+//! - [`start`] (CPU 0, once): [`build`]s the engine, the VMs and the trace from the scenario.
 //! - [`cpu_main`] (every CPU): installs the EL2 vectors and runs vCPUs from the global run queue
 //!   ([`sched`]) until every VM has stopped; then one CPU prints the report and ends QEMU.
+//! - [`Hyp`]: the global state, and the stop policy ([`Hyp::stop_vm`], [`Hyp::inject`]).
 //!
 //! Trap path: `arch::vectors::enter_guest` returns an exit → [`trap::handle`] → one module per
 //! exception class: [`abort`] (stage-2 aborts → `vm::fault`, MMIO via [`mmio`], SEA injection),
-//! [`hvc`] (+ [`psci`]), WFI/WFE (yield), anything else → undefined instruction ([`inject`]).
+//! [`hvc`] (+ [`psci`]), [`sysreg`] (trapped PMU/debug registers), WFI/WFE ([`sched::wait`]),
+//! anything else → undefined instruction ([`inject`]).
 //!
 //! EL2 runs with every interrupt masked; physical IRQs only arrive as guest exits (HCR_EL2.IMO).
 //!
-//! # Lock order
-//! MAP (engine locks, inside `vm::fault`) → VM `state`/`parked`/`console` → run queue → trace
-//! buffer → trace file. No lock is held across guest entry.
+//! # Locks
+//! The rule is simple: **no VM lock is held while calling into the engine (`vm::`)**, and no
+//! lock at all across guest entry. The hypervisor's own locks — a VM's `state`, `parked`,
+//! `console` and `budget`, the run queue, the sleepers — are leaves: each is taken alone, for a
+//! push, a pop or a copy, and dropped before anything else is locked (`stop_vm` takes `state`,
+//! then `console`, then calls `Map::remove` with neither held). The trace takes a CPU's buffer,
+//! then the file (buffer → file). The engine's own order (MAPS → AMAP → … → PAGE QUEUES) is
+//! documented in `vm`.
 
 mod abort;
+mod build;
 mod hvc;
 mod inject;
 mod mmio;
@@ -38,21 +44,13 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
-use crate::arch::physmem::IdentityMem;
-use crate::arch::tlb::HwTlb;
 use crate::arch::{cpu, semihosting, vectors};
-use hyp::config::Config;
-use ::vm::map::{Advice, EntrySpec, Inherit, Map};
-use ::vm::object::{ImageObject, Object};
-use ::vm::pmap::Vmid;
 use ::vm::uvm::Uvm;
-use ::vm::{Ipa, Pa, Prot, PAGE_SIZE};
+use ::vm::{Ipa, Pa};
+use hyp::config::Config;
+use hyp::loader::RAM_BASE;
 use inject::Injection;
-use out::outln;
 use vm::{Stopped, Vcpu, Vm};
-
-/// Guest RAM starts here in every VM (QEMU virt's layout).
-pub const RAM_BASE: u64 = 0x4000_0000;
 
 /// What a trap handler wants next for its vCPU.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -147,124 +145,14 @@ impl Hyp {
     }
 }
 
-/// Why a VM could not be built (a hypervisor configuration error: the run cannot start).
-#[derive(Debug)]
-enum BuildError {
-    /// The engine refused a map or one of its entries.
-    Map { vm: usize, error: ::vm::map::MapError },
-}
-
-impl core::fmt::Display for BuildError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            BuildError::Map { vm, error } => write!(f, "vm{vm}: map: {error:?}"),
-        }
-    }
-}
-
 /// Build every VM of `config` over the page pool `pool`. Called once, on CPU 0, before any
 /// `cpu_main`.
 pub fn start(config: Config, pool: Range<Pa>) {
-    HYP.call_once(|| build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
-}
-
-fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
-    outln!("uvmhyp: trace -> {}", config.trace_path);
-    let trace = trace::Trace::open(&config.trace_path);
-    let mem = Arc::new(IdentityMem::new(pool.clone()));
-    let tlb = Arc::new(HwTlb::new());
-    let uvm = Uvm::new(mem, tlb.clone(), pool.clone());
-    log::info!(
-        "virt: page pool {}..{} ({} MiB), {} VM(s)",
-        pool.start,
-        pool.end,
-        (pool.end.0 - pool.start.0) >> 20,
-        config.vms.len()
-    );
-
-    let mut images: Vec<(Arc<[u8]>, Arc<ImageObject>)> = Vec::new();
-    let mut vms = Vec::new();
-    let mut runq = VecDeque::new();
-    for (i, vc) in config.vms.iter().enumerate() {
-        let id = (i + 1) as u16;
-        let object = match images.iter().find(|(b, _)| Arc::ptr_eq(b, &vc.image)) {
-            Some((_, o)) => o.clone(),
-            None => {
-                let o = ImageObject::new(&uvm, vc.image.clone());
-                images.push((vc.image.clone(), o.clone()));
-                o
-            }
-        };
-        let map_err = |error| BuildError::Map { vm: usize::from(id), error };
-        let map = Map::new(&uvm, Vmid(id)).map_err(map_err)?;
-        tlb.register(map.stage2());
-        let image_len = vc.image.len() as u64;
-        let image_end = RAM_BASE + image_len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let ram_end = RAM_BASE + vc.ram_bytes;
-        let object: Arc<dyn Object> = object;
-        map.insert(EntrySpec {
-            start: Ipa(RAM_BASE),
-            end: Ipa(image_end),
-            prot: Prot::ALL,
-            max_prot: Prot::ALL,
-            inherit: Inherit::Copy,
-            advice: Advice::Normal,
-            object: Some((object, 0)),
-            anon: true,
-            copy_on_write: true,
-        })
-        .map_err(map_err)?;
-        if image_end < ram_end {
-            map.insert(EntrySpec {
-                start: Ipa(image_end),
-                end: Ipa(ram_end),
-                prot: Prot::ALL,
-                max_prot: Prot::ALL,
-                inherit: Inherit::Copy,
-                advice: Advice::Normal,
-                object: None,
-                anon: true,
-                copy_on_write: false,
-            })
-            .map_err(map_err)?;
-        }
-        let nr = vc.cpus as u16;
-        let vm = Vm::new(id, vc.name.clone(), map, vc.ram_bytes, image_len, nr);
-        {
-            let mut parked = vm.parked.lock();
-            for idx in 0..nr {
-                parked.push(if idx == 0 { None } else { Some(Vcpu::new(vm.clone(), idx)) });
-            }
-        }
-        let mut boot = Vcpu::new(vm.clone(), 0);
-        boot.power_on(vc.entry.0, 0);
-        vm.online.store(1, Ordering::Release);
-        runq.push_back(boot);
-        log::info!(
-            "virt: vm{id} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}",
-            vc.name,
-            vc.ram_bytes >> 20,
-            image_len,
-            nr,
-            vc.entry.0
-        );
-        vms.push(vm);
-    }
-    Ok(Hyp {
-        vms,
-        uvm,
-        trace,
-        runq: Mutex::new(runq),
-        sleepers: Mutex::new(Vec::new()),
-        idle_cpus: AtomicUsize::new(0),
-        busy: AtomicUsize::new(0),
-        stopped: AtomicUsize::new(0),
-        finished: AtomicBool::new(false),
-    })
+    HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
 }
 
 /// Every physical CPU, after boot: run vCPUs until the end of the run. Installs the EL2 vectors
-/// itself (BOOT need not).
+/// and the per-CPU EL2 controls itself (boot only installs its boot vectors).
 pub fn cpu_main(cpu: usize) -> ! {
     vectors::install();
     cpu::mask_interrupts();

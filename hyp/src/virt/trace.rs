@@ -1,6 +1,7 @@
-//! Fault trace: one `vm::trace::Record` per stage-2 abort (and per page a hypercall faulted in),
-//! buffered per physical CPU and written in bulk to the host file through semihosting, because a
-//! semihosting call costs milliseconds.
+//! Fault trace: one `vm::trace::Record` per stage-2 abort, buffered per physical CPU and written
+//! in bulk to the host file through semihosting, because a semihosting call costs milliseconds. Pages a hypercall faults in (UVMHYP_PRINT through
+//! `Map::copy_in`) take no abort and are counted by the engine but not traced: `copy_in` does not
+//! report which pages it faulted (a change in `vm`).
 //!
 //! # Locks
 //! A CPU's buffer lock is only contended at the final flush; the file lock is taken inside a
