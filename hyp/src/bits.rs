@@ -19,7 +19,7 @@ impl Field {
     }
     /// The field's value in `v`.
     pub const fn get(self, v: u64) -> u64 {
-        (v >> self.lo) & ((1u64 << self.width) - 1)
+        (v >> self.lo) & self.ones()
     }
     /// True when the field is not zero in `v`.
     pub const fn is_set(self, v: u64) -> bool {
@@ -27,11 +27,19 @@ impl Field {
     }
     /// The field's bits in place.
     pub const fn mask(self) -> u64 {
-        ((1u64 << self.width) - 1) << self.lo
+        self.ones() << self.lo
+    }
+    /// `width` one bits (a 64-bit field is all ones).
+    const fn ones(self) -> u64 {
+        if self.width >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.width) - 1
+        }
     }
     /// `value` placed in the field (truncated to its width).
     pub const fn place(self, value: u64) -> u64 {
-        (value & ((1u64 << self.width) - 1)) << self.lo
+        (value & self.ones()) << self.lo
     }
 }
 
@@ -58,5 +66,7 @@ mod tests {
         assert!(Field::bit(0).is_set(1));
         assert_eq!(mpidr::AFFINITY_MASK, 0xff_00ff_ffff);
         assert_eq!(mpidr::AFF1.get(0x8000_0203), 2);
+        assert_eq!(Field::new(63, 0).mask(), u64::MAX);
+        assert_eq!(Field::new(63, 0).get(u64::MAX), u64::MAX);
     }
 }

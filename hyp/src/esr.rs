@@ -308,6 +308,21 @@ impl SysRegIss {
         self.op0 == 2
     }
 
+    /// An ID register (`S3_0_C0_C1..C7_<op2>`), trapped by HCR_EL2.TID3.
+    pub fn is_id_register(&self) -> bool {
+        self.op0 == 3 && self.op1 == 0 && self.crn == 0 && (1..=7).contains(&self.crm)
+    }
+
+    /// ACTLR_EL1 (`S3_0_C1_C0_1`), trapped by HCR_EL2.TACR.
+    pub fn is_actlr_el1(&self) -> bool {
+        (self.op0, self.op1, self.crn, self.crm, self.op2) == (3, 0, 1, 0, 1)
+    }
+
+    /// DC ISW / CSW / CISW (`S1_0_C7_C6/C10/C14_2`), trapped by HCR_EL2.TSW.
+    pub fn is_dc_set_way(&self) -> bool {
+        self.op0 == 1 && self.op1 == 0 && self.crn == 7 && matches!(self.crm, 6 | 10 | 14) && self.op2 == 2
+    }
+
     /// A PMU register, trapped by MDCR_EL2.{TPM, TPMCR}: `S3_<op1>_C9_C12..C14_<op2>` (PMCR_EL0,
     /// PMCNTEN*, PMCCNTR_EL0, PMINTEN*_EL1, …) and `S3_3_C14_C8..C15_<op2>` (PMEVCNTR<n>_EL0,
     /// PMEVTYPER<n>_EL0, PMCCFILTR_EL0).
@@ -392,6 +407,10 @@ mod tests {
         // MRS x0, MIDR_EL1 (S3_0_C0_C0_0) is neither.
         let s = SysRegIss::decode((3 << 20) | 1);
         assert!(!s.is_pmu() && !s.is_debug());
+        // MRS x1, ID_AA64PFR0_EL1 (S3_0_C0_C4_0); MSR ACTLR_EL1, x0; DC CISW, x2.
+        assert!(SysRegIss::decode((3 << 20) | (4 << 1) | (1 << 5) | 1).is_id_register());
+        assert!(SysRegIss::decode((3 << 20) | (1 << 17) | (1 << 10)).is_actlr_el1());
+        assert!(SysRegIss::decode((1 << 20) | (2 << 17) | (7 << 10) | (14 << 1) | (2 << 5)).is_dc_set_way());
         // PMEVTYPER3_EL0 (S3_3_C14_C12_3).
         assert!(SysRegIss::decode((3 << 20) | (3 << 17) | (3 << 14) | (14 << 10) | (12 << 1)).is_pmu());
     }

@@ -36,6 +36,14 @@ fn ctr_el0() -> u64 {
     v
 }
 
+/// A guest's data-cache set/way operation (trapped by HCR_EL2.TSW), executed on this CPU as
+/// clean and invalidate: `set_way` is the guest's operand (level, set and way of one line).
+pub fn clean_invalidate_set_way(set_way: u64) {
+    // SAFETY: DC CISW writes a line back before invalidating it: no data is lost, whatever line
+    // the operand selects.
+    unsafe { asm!("dc cisw, {}", "dsb ish", in(reg) set_way, options(nostack, preserves_flags)) };
+}
+
 /// Make `[start, start + len)` (identity-mapped RAM the hypervisor just wrote) visible to a
 /// guest that reads it uncached or executes it: clean to the PoC, invalidate the I-cache.
 pub fn sync_for_guest(start: u64, len: usize) {

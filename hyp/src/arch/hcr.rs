@@ -20,8 +20,14 @@
 //! - TSC: SMC traps to EL2 (otherwise a guest would reach the real firmware's PSCI and could power
 //!   off the machine); it is handled like HVC.
 //! - TIDCP: implementation-defined system registers trap (and get an undefined instruction).
+//! - TID3: the ID registers trap, so guests see them without the features the vCPU model does
+//!   not switch (SVE, SME, PAuth, MTE, PMU: `idregs.rs`). Needed for `-cpu max`.
+//! - TACR: ACTLR_EL1 (implementation defined, affects the physical core) traps; RAZ/WI.
+//! - TSW: data-cache set/way operations trap; they act on one physical CPU's caches only, which
+//!   means nothing to a vCPU that migrates, so they are executed as clean+invalidate on the CPU
+//!   the vCPU happens to run on (what they would have done untrapped with SWIO), never as a bare
+//!   invalidate that would lose other VMs' and the hypervisor's dirty lines.
 //! - PTW is not set: a guest whose page tables sit in device memory gets what it asked for.
-//! - TID* are not set: the guest sees the real ID registers (cortex-a72 features).
 //!
 //! MDCR_EL2 ([`init_cpu`]): TPM, TPMCR, TDA, TDOSA, TDRA — the physical PMU and the debug
 //! registers are not context-switched, so guests must not reach them (a guest could read or reset
@@ -43,7 +49,10 @@ pub mod bits {
     pub const BSU_INNER: u64 = 0b01 << 10;
     pub const TWI: u64 = 1 << 13;
     pub const TWE: u64 = 1 << 14;
+    pub const TID3: u64 = 1 << 18;
     pub const TSC: u64 = 1 << 19;
+    pub const TACR: u64 = 1 << 21;
+    pub const TSW: u64 = 1 << 22;
     pub const TIDCP: u64 = 1 << 20;
     pub const RW: u64 = 1 << 31;
 }
@@ -58,7 +67,10 @@ pub const HCR_GUEST: u64 = bits::VM
     | bits::BSU_INNER
     | bits::TWI
     | bits::TWE
+    | bits::TID3
     | bits::TSC
+    | bits::TACR
+    | bits::TSW
     | bits::TIDCP
     | bits::RW;
 

@@ -8,7 +8,9 @@
 //! - PC = VBAR_EL1 + vector offset: 0x000 from EL1 with SP_EL0 (EL1t), 0x200 from EL1 with SP_EL1
 //!   (EL1h), 0x400 from EL0 in AArch64, 0x600 from EL0 in AArch32; + 0x000 for a synchronous
 //!   exception;
-//! - PSTATE = EL1h with D, A, I, F masked (ARMv8.0: no PAN/SSBS/BTYPE/… to set).
+//! - PSTATE = EL1h with D, A, I, F masked; PAN set if SCTLR_EL1.SPAN = 0 (else kept), SSBS =
+//!   SCTLR_EL1.DSSBS; BTYPE 0. (On an ARMv8.0 core SPAN is RES1 and DSSBS RES0, so both are
+//!   no-ops there; MTE's TCO is not needed: MTE is hidden from guests.)
 //!
 //! The EC of an abort depends on the source EL: "same EL" (0x21/0x25) from EL1, "lower EL"
 //! (0x20/0x24) from EL0.
@@ -21,7 +23,7 @@ use alloc::string::String;
 
 use super::vm::Vcpu;
 use crate::arch::at::{self, AtFault, Regime};
-use crate::arch::vcpu::{self, pstate, El1Exception, SCTLR_EL1_M};
+use crate::arch::vcpu::{self, pstate, El1Exception, SCTLR_EL1_DSSBS, SCTLR_EL1_M, SCTLR_EL1_SPAN};
 use hyp::esr::{ExternalAbort, ESR_UNDEFINED};
 use vm::Ipa;
 
@@ -111,8 +113,16 @@ pub fn inject(v: &mut Vcpu, what: Injection) -> Result<(), Undeliverable> {
 
     vcpu::inject(&El1Exception { esr_el1: esr, far_el1: far, elr_el1: elr, spsr_el1: spsr });
     v.regs.elr_el2 = vbar + offset;
-    v.regs.spsr_el2 = pstate::MODE_EL1H | pstate::DAIF;
+    v.regs.spsr_el2 = entry_pstate(spsr, sctlr);
     Ok(())
+}
+
+/// PSTATE on exception entry to EL1 (`AArch64.TakeException`), from the interrupted `spsr` and
+/// the live SCTLR_EL1.
+fn entry_pstate(spsr: u64, sctlr: u64) -> u64 {
+    let pan = if sctlr & SCTLR_EL1_SPAN == 0 { pstate::PAN } else { spsr & pstate::PAN };
+    let ssbs = if sctlr & SCTLR_EL1_DSSBS != 0 { pstate::SSBS } else { 0 };
+    pstate::MODE_EL1H | pstate::DAIF | pan | ssbs
 }
 
 /// The vector table must be guest RAM: with the MMU off VBAR_EL1 is an IPA; with it on, the

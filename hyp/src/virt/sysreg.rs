@@ -1,23 +1,39 @@
 //! Trapped system-register accesses (ESR_EL2.EC 0x18).
 //!
-//! MDCR_EL2 traps the debug and PMU registers (see `arch::hcr`): they are not context-switched,
-//! so guests get a machine without them — reads as zero, writes ignored, as KVM does for a VM
-//! without a PMU. Everything else that traps here (HCR_EL2.TIDCP: implementation-defined
-//! registers) is an undefined instruction for the guest.
+//! What traps here and what the guest gets (the trap bits are in `arch::hcr`):
+//! - debug and PMU registers (MDCR_EL2): not context-switched, so guests get a machine without
+//!   them — reads as zero, writes ignored, as KVM does for a VM without a PMU;
+//! - ID registers (HCR_EL2.TID3): the real value minus what is hidden (`arch::idregs`);
+//! - ACTLR_EL1 (HCR_EL2.TACR): reads as zero, writes ignored;
+//! - DC ISW/CSW/CISW (HCR_EL2.TSW): clean and invalidate of that line on this CPU;
+//! - anything else (HCR_EL2.TIDCP: implementation-defined registers; writes to ID registers):
+//!   an undefined instruction.
 
 use hyp::esr::{SysRegIss, Syndrome};
 
 use super::inject::Injection;
+use crate::arch::{cache, idregs};
 use super::vm::Vcpu;
 use super::{Hyp, Next};
 
 /// Handle a trapped MSR/MRS of the loaded vCPU `v`.
 pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
     let s = SysRegIss::decode(syn.iss);
-    if s.is_debug() || s.is_pmu() {
+    let emulated = if s.is_debug() || s.is_pmu() || s.is_actlr_el1() {
         if s.read {
             v.regs.set_reg(s.rt, 0);
         }
+        true
+    } else if s.is_id_register() && s.read {
+        v.regs.set_reg(s.rt, idregs::guest_view(s.crm, s.op2));
+        true
+    } else if s.is_dc_set_way() && !s.read {
+        cache::clean_invalidate_set_way(v.regs.reg(s.rt));
+        true
+    } else {
+        false
+    };
+    if emulated {
         v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
         return Next::Resume;
     }
