@@ -11,6 +11,13 @@ const DTB_MAX: usize = 2 << 20;
 unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;
+    static __text_end: u8;
+}
+
+/// The hypervisor's code, from `_start` to the end of `.text`.
+pub fn text() -> Range<u64> {
+    // Only the addresses of the linker-script symbols are taken.
+    (&raw const __image_start) as u64..(&raw const __text_end) as u64
 }
 
 /// The hypervisor image in memory, from `_start` to the end of the stacks (page aligned).

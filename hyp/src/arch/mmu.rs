@@ -1,5 +1,8 @@
 //! The hypervisor's own EL2 stage-1 translation: an identity map (VA == PA) of
-//! - all RAM, Normal Write-Back cacheable, Inner Shareable, executable;
+//! - all RAM, Normal Write-Back cacheable, Inner Shareable, execute-never except the 2 MiB
+//!   block(s) holding the hypervisor's code (`_start..__text_end`): the heap's first bytes share
+//!   that block, but the guest page pool (which starts 2 MiB aligned, `layout.rs`) and the rest of
+//!   the heap are never executable at EL2, so an EL2 bug cannot run guest-written bytes;
 //! - the device window [`DEVICE_WINDOW`] (GIC, PL011, virtio-mmio), Device-nGnRE, execute-never;
 //!
 //! and nothing else. Built once by CPU 0 with the MMU still off ([`init`]), then switched on by
@@ -71,7 +74,7 @@ static L1: Table = Table::new();
 static L2: [Table; 3] = [Table::new(), Table::new(), Table::new()];
 static READY: AtomicBool = AtomicBool::new(false);
 
-/// Attribute bits of a block mapping RAM.
+/// Attribute bits of a block mapping RAM (executable; `init` adds XN outside the code).
 const NORMAL: u64 = desc::VALID | desc::attr_index(MAIR_IDX_NORMAL) | desc::AP1_RES1 | desc::SH_INNER | desc::AF;
 /// Attribute bits of a block mapping devices.
 const DEVICE: u64 = desc::VALID | desc::attr_index(MAIR_IDX_DEVICE) | desc::AP1_RES1 | desc::AF | desc::XN;
@@ -85,8 +88,12 @@ pub enum MmuError {
     TooManyTables,
 }
 
-/// Builds the identity map for `ram` (CPU 0 only, MMU off, once). RAM is rounded to 2 MiB.
-pub fn init(ram: Range<u64>) -> Result<(), MmuError> {
+/// Builds the identity map for `ram` (CPU 0 only, MMU off, once), executable only around `text`.
+/// RAM is rounded to 2 MiB.
+pub fn init(ram: Range<u64>, text: Range<u64>) -> Result<(), MmuError> {
+    let exec = text.start & !(L2_BLOCK - 1)..text.end.next_multiple_of(L2_BLOCK);
+    let overlaps = |a: u64, size: u64| a < exec.end && exec.start < a + size;
+    let attrs = |a: u64, size: u64| if overlaps(a, size) { NORMAL } else { NORMAL | desc::XN };
     let start = ram.start.next_multiple_of(L2_BLOCK);
     let end = ram.end & !(L2_BLOCK - 1);
     if start < L1_BLOCK || end > VA_LIMIT || start >= end {
@@ -113,14 +120,14 @@ pub fn init(ram: Range<u64>) -> Result<(), MmuError> {
     while a < end {
         let slot = (a / L1_BLOCK) as usize;
         let slot_end = (slot as u64 + 1) * L1_BLOCK;
-        if a.is_multiple_of(L1_BLOCK) && end >= slot_end {
-            L1.set(slot, (a & desc::OA_MASK) | NORMAL);
+        if a.is_multiple_of(L1_BLOCK) && end >= slot_end && !overlaps(a, L1_BLOCK) {
+            L1.set(slot, (a & desc::OA_MASK) | NORMAL | desc::XN);
             a = slot_end;
         } else {
             let t = l2_for(slot)?;
             let stop = end.min(slot_end);
             while a < stop {
-                t.set((a / L2_BLOCK) as usize % ENTRIES, (a & desc::OA_MASK) | NORMAL);
+                t.set((a / L2_BLOCK) as usize % ENTRIES, (a & desc::OA_MASK) | attrs(a, L2_BLOCK));
                 a += L2_BLOCK;
             }
         }

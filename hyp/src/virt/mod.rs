@@ -17,7 +17,7 @@
 //! lock at all across guest entry. The hypervisor's own locks — a VM's `state`, `parked`,
 //! `console` and `budget`, the run queue, the sleepers — are leaves: each is taken alone, for a
 //! push, a pop or a copy, and dropped before anything else is locked (`stop_vm` takes `state`,
-//! then `console`, then calls `Map::remove` with neither held). The trace takes a CPU's buffer,
+//! then `console`, `parked`, the sleepers, each alone, then calls `Map::remove` with none held). The trace takes a CPU's buffer,
 //! then the file (buffer → file). The engine's own order (MAPS → AMAP → … → PAGE QUEUES) is
 //! documented in `vm`.
 
@@ -98,6 +98,17 @@ impl Hyp {
                 vm.print_line(&line);
             }
             report::vm_stopped(vm, &why);
+            // Powered-off vCPUs hold an `Arc<Vm>` inside `vm.parked` (a cycle) and sleepers
+            // would wake only to be dropped: drop both now.
+            let parked = core::mem::take(&mut *vm.parked.lock());
+            drop(parked);
+            let asleep: Vec<Box<Vcpu>> = {
+                let mut s = self.sleepers.lock();
+                let (mine, others) = core::mem::take(&mut *s).into_iter().partition(|(_, v)| Arc::ptr_eq(&v.vm, vm));
+                *s = others;
+                mine.into_iter().map(|(_, v)| v).collect()
+            };
+            drop(asleep);
             // Give the VM's pages back to the pool for the VMs still running. A vCPU of this VM
             // still in a guest elsewhere re-faults at worst, and is dropped at that exit.
             if let Err(e) = vm.map.remove(Ipa(RAM_BASE), Ipa(RAM_BASE + vm.ram_bytes)) {
