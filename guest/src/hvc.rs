@@ -30,6 +30,8 @@ pub const NOT_SUPPORTED: i64 = -1;
 pub const INVALID_PARAMETERS: i64 = -2;
 /// PSCI ALREADY_ON.
 pub const ALREADY_ON: i64 = -4;
+/// PSCI INVALID_ADDRESS (a CPU_ON entry point that is misaligned or not in the VM's RAM).
+pub const INVALID_ADDRESS: i64 = -9;
 
 /// Most bytes one PRINT may carry.
 pub const PRINT_MAX: usize = 1024;

@@ -101,6 +101,8 @@ pub struct Console {
     pub counters: Counters,
     /// Guest output per VM id.
     pub guest_lines: Vec<(u16, String)>,
+    /// The hypervisor's `uvmhyp: warning: …` lines (text after the prefix).
+    pub warnings: Vec<String>,
     in_table: bool,
 }
 
@@ -125,6 +127,10 @@ impl Console {
             Line::Summary { vms, failed } => self.summary = Some((vms, failed)),
             Line::Panic(m) => self.panic = Some(m),
             Line::Other(text) => {
+                if let Some(w) = text.strip_prefix("uvmhyp: warning: ") {
+                    self.warnings.push(w.to_string());
+                    return;
+                }
                 let mut words = text.split_whitespace();
                 if words.next() == Some("counter") {
                     let cols: Vec<String> = words.map(str::to_string).collect();
@@ -202,6 +208,8 @@ uvmhyp: 2 VMs, 1 failed
         assert_eq!(c.counters.get("nope", "vm1"), None);
         assert_eq!(c.guest_lines.len(), 2);
         assert!(c.panic.is_none());
+        c.feed("uvmhyp: warning: vm1: 5 console lines dropped (over the console budget)");
+        assert_eq!(c.warnings, ["vm1: 5 console lines dropped (over the console budget)"]);
     }
 
     #[test]

@@ -52,6 +52,17 @@ pub enum Check {
     Vcpus { vm: u16, min: u16 },
 }
 
+/// A check on the hypervisor's console.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ConsoleCheck {
+    /// At least `min` lines of `vm`'s output are exactly `text`.
+    GuestLine { vm: u16, text: &'static str, min: usize },
+    /// At most `max` lines of `vm`'s output start with `prefix`.
+    GuestLinesAtMost { vm: u16, prefix: &'static str, max: usize },
+    /// A `uvmhyp: warning:` line contains `text`.
+    Warning { text: &'static str },
+}
+
 /// A scenario.
 #[derive(Clone, Copy, Debug)]
 pub struct Scenario {
@@ -61,6 +72,7 @@ pub struct Scenario {
     /// `pool=MIB`, if set.
     pub pool_mib: Option<u64>,
     pub checks: &'static [Check],
+    pub console: &'static [ConsoleCheck],
     pub timeout_s: u64,
     /// The emulated machine's settings that vary between scenarios.
     pub machine: Machine,
@@ -129,6 +141,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 2, case: FaultCase::ObjCopy2B, min: 1 },
             Check::RamFaults { vm: 3, min: TOUCH_PAGES / 8, max: TOUCH_PAGES + SLACK },
         ],
+        console: &[],
         timeout_s: 110,
         machine: Machine::DEFAULT,
     },
@@ -141,6 +154,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::RamFaults { vm: 1, min: TOUCH_PAGES / 8, max: TOUCH_PAGES + SLACK },
             Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: TOUCH_PAGES / 8 },
         ],
+        console: &[],
         timeout_s: 90,
         machine: Machine::DEFAULT,
     },
@@ -155,6 +169,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 2, case: FaultCase::Obj2A, min: 1 },
             Check::CaseAtLeast { vm: 2, case: FaultCase::ObjCopy2B, min: 1 },
         ],
+        console: &[],
         timeout_s: 60,
         machine: Machine::DEFAULT,
     },
@@ -167,6 +182,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::AbortAt { vm: 1, ipa: 0x2000_0000 },
             Check::AbortAt { vm: 1, ipa: RAM_BASE + (DEFAULT_RAM_MIB << 20) },
         ],
+        console: &[],
         timeout_s: 60,
         machine: Machine::DEFAULT,
     },
@@ -179,6 +195,7 @@ pub const SCENARIOS: &[Scenario] = &[
         ],
         pool_mib: None,
         checks: &[Check::RamFaults { vm: 2, min: (16 << 8) / 8 - SLACK, max: (16 << 8) + SLACK }],
+        console: &[],
         timeout_s: 60,
         machine: Machine::DEFAULT,
     },
@@ -191,6 +208,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::Vcpus { vm: 1, min: 4 },
             Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: (256 + 4 * 512) / 8 },
         ],
+        console: &[],
         timeout_s: 90,
         machine: Machine::DEFAULT,
     },
@@ -205,6 +223,7 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 3, case: FaultCase::Zero2B, min: 1024 / 8 },
             Check::CaseAtLeast { vm: 4, case: FaultCase::Zero2B, min: 1024 / 8 },
         ],
+        console: &[],
         timeout_s: 90,
         machine: Machine::DEFAULT,
     },
@@ -217,8 +236,26 @@ pub const SCENARIOS: &[Scenario] = &[
             Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: 4096 },
             Check::CaseAtLeast { vm: 1, case: FaultCase::ObjCopy2B, min: 256 },
         ],
+        console: &[],
         timeout_s: 120,
         machine: Machine::COUNTING,
+    },
+    Scenario {
+        name: "hostile",
+        about: "forged console lines stay inside the guest's line, bad CPU_ON entries -> -9, a console flood is cut",
+        vms: &[VmSpec { name: "hostile", guest: "hostile", ram_mib: None, cpus: Some(2), expect: Expect::Exit(0) }],
+        pool_mib: None,
+        checks: &[Check::CaseAtLeast { vm: 1, case: FaultCase::Obj2A, min: 1 }],
+        console: &[
+            // PRINT is one line: its newline is shown escaped.
+            ConsoleCheck::GuestLine { vm: 1, text: r"x\x0auvmhyp: vm9 (fake) exited 0", min: 1 },
+            // The PL011 is a byte stream: its newline ends a line, the next one is still the VM's.
+            ConsoleCheck::GuestLine { vm: 1, text: "uvmhyp: vm9 (fake) exited 0", min: 1 },
+            ConsoleCheck::GuestLinesAtMost { vm: 1, prefix: "hostile: flood ", max: 999 },
+            ConsoleCheck::Warning { text: "console lines dropped" },
+        ],
+        timeout_s: 60,
+        machine: Machine::DEFAULT,
     },
 ];
 
@@ -258,7 +295,7 @@ mod tests {
 
     #[test]
     fn every_guest_of_the_issue_is_covered() {
-        for g in ["touch", "image", "badaddr", "crash", "smp", "multi", "bench"] {
+        for g in ["touch", "image", "badaddr", "crash", "smp", "multi", "bench", "hostile"] {
             assert!(SCENARIOS.iter().any(|s| s.vms.iter().any(|v| v.guest == g)), "{g}");
         }
     }

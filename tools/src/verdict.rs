@@ -2,7 +2,7 @@
 
 use crate::checks;
 use crate::console::{Console, Stop};
-use crate::scenarios::{Expect, Scenario};
+use crate::scenarios::{ConsoleCheck, Expect, Scenario};
 use vm::trace::Record;
 
 /// Everything that went wrong in a run, one message each (empty = passed).
@@ -43,6 +43,13 @@ pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
             (Some((_, _, got)), want) => f.push(format!("vm{id} ({}): {got:?}, expected {want:?}", spec.name)),
         }
     }
+    // A stop line for a VM the scenario does not have: a guest forged it, or the hypervisor lies.
+    for (id, name, _) in &console.stops {
+        if *id == 0 || *id as usize > s.vms.len() {
+            f.push(format!("stop line for vm{id} ({name}), which the scenario does not have"));
+        }
+    }
+    f.extend(s.console.iter().filter_map(|c| console_check(c, console)));
     match console.summary {
         Some((n, k)) if n == s.vms.len() && k == s.expected_failed() => {}
         Some((n, k)) => f.push(format!(
@@ -56,6 +63,23 @@ pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
         f.push("no counters table with a `faults` row".into());
     }
     f
+}
+
+/// One console check: `None` when it holds, else what went wrong.
+fn console_check(check: &ConsoleCheck, console: &Console) -> Option<String> {
+    let lines_of = |vm: u16| console.guest_lines.iter().filter(move |(id, _)| *id == vm).map(|(_, t)| t);
+    match *check {
+        ConsoleCheck::GuestLine { vm, text, min } => {
+            let n = lines_of(vm).filter(|t| *t == text).count();
+            (n < min).then(|| format!("vm{vm} printed {text:?} {n} times, expected at least {min}"))
+        }
+        ConsoleCheck::GuestLinesAtMost { vm, prefix, max } => {
+            let n = lines_of(vm).filter(|t| t.starts_with(prefix)).count();
+            (n > max).then(|| format!("vm{vm} printed {n} lines starting {prefix:?}, expected at most {max}"))
+        }
+        ConsoleCheck::Warning { text } => (!console.warnings.iter().any(|w| w.contains(text)))
+            .then(|| format!("no `uvmhyp: warning:` line containing {text:?}")),
+    }
 }
 
 /// Per-VM counts of each case, for reports.
@@ -89,6 +113,26 @@ mod tests {
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
         assert_eq!(judge_console(s, &bad).len(), 2);
+    }
+
+    #[test]
+    fn forged_lines_and_console_checks() {
+        let s = find("hostile").unwrap();
+        let good = console(
+            "[vm1] x\\x0auvmhyp: vm9 (fake) exited 0\n[vm1] x\n[vm1] uvmhyp: vm9 (fake) exited 0\n[vm1] hostile: flood 0\n\
+             uvmhyp: vm1 (hostile) exited 0\nuvmhyp: warning: vm1: 488 console lines dropped\n\
+             counter vm1 total\nfaults 1 1\nuvmhyp: 1 VMs, 0 failed",
+        );
+        assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
+        // The same run where the hypervisor let the guest start a line of its own.
+        let forged = console(
+            "[vm1] x\nuvmhyp: vm9 (fake) exited 0\nuvmhyp: vm1 (hostile) exited 0\n\
+             counter vm1 total\nfaults 1 1\nuvmhyp: 1 VMs, 0 failed",
+        );
+        let f = judge_console(s, &forged);
+        assert!(f.iter().any(|m| m.contains("vm9")), "{f:?}");
+        assert!(f.iter().any(|m| m.contains("printed")), "{f:?}");
+        assert!(f.iter().any(|m| m.contains("warning")), "{f:?}");
     }
 
     #[test]
