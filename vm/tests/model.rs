@@ -317,9 +317,6 @@ struct World {
     maps: Vec<MapModel>,
     next_vmid: u16,
     step: usize,
-    /// Steer around the engine bugs of /work/notes/engine-bugs.md (they have their own failing
-    /// tests in engine_bugs.rs); `UVMHYP_MODEL_KNOWN_BUGS=1` turns this off.
-    avoid_known: bool,
 }
 
 type R<T = ()> = Result<T, TestCaseError>;
@@ -351,7 +348,6 @@ impl World {
             maps: Vec::new(),
             next_vmid: 1,
             step: 0,
-            avoid_known: std::env::var_os("UVMHYP_MODEL_KNOWN_BUGS").is_none(),
         }
     }
 
@@ -515,15 +511,6 @@ impl World {
         Ok(())
     }
 
-    /// BUG 5: would a write at `page` be a 1B inside an amap shared with another map?
-    fn shared_1b(&self, map: &Map, page: u64) -> bool {
-        let shared = map
-            .entry(ipa(page))
-            .and_then(|e| e.aref)
-            .is_some_and(|a| a.amap.lock().shared());
-        shared && map.anon_at(ipa(page)).is_some_and(|a| a.lock().an_ref > 1)
-    }
-
     fn read_failures(&self) -> u64 {
         self.env.uvm.stats().pageins.load(Ordering::Relaxed)
             - self.env.swap.reads.load(Ordering::Relaxed)
@@ -542,9 +529,6 @@ impl World {
             Some(_) => Ok(()),
         };
         let what = format!("step {} {access:?} map{mi} page {page} word {k}", self.step);
-        if self.avoid_known && access == Access::Write && self.shared_1b(&map, page) {
-            return Ok(()); // BUG 5
-        }
         let (mut oks, mut restarts) = (0, 0);
         loop {
             if let Some(pa) = cpu_frame(&map, at, access) {
@@ -554,26 +538,6 @@ impl World {
                     ));
                 };
                 let mem = self.env.mem.clone();
-                if self.avoid_known
-                    && access == Access::Write
-                    && matches!(p.kind, Kind::Shared { .. })
-                {
-                    // BUG 4: a writable neighbour object page that is still CLEAN.
-                    let clean = self
-                        .env
-                        .uvm
-                        .page_at(Pa(pa.0 & !(PAGE_SIZE - 1)))
-                        .is_some_and(|pg| {
-                            self.env
-                                .uvm
-                                .page_info(pg)
-                                .flags
-                                .contains(vm::page::PageFlags::CLEAN)
-                        });
-                    if clean {
-                        return Ok(());
-                    }
-                }
                 if access == Access::Write {
                     write_u64(mem.as_ref(), pa, val);
                     self.write_model(p, k, val);
@@ -770,9 +734,6 @@ impl World {
         let covered = (s..e).all(|pg| self.maps[mi].pos.contains_key(&pg));
         let map = self.maps[mi].map.clone();
         let what = format!("step {} wire map{mi} {s}..{e}", self.step);
-        if self.avoid_known && (s..e).any(|pg| self.shared_1b(&map, pg)) {
-            return Ok(()); // BUG 5 (a wiring fault with WRITE does 1B too)
-        }
         // The model's prediction: the first newly wired page that cannot be faulted in.
         let predicted = (s..e).find_map(|pg| {
             let p = self.maps[mi].pos.get(&pg)?;
@@ -1235,12 +1196,6 @@ fn model_fault_engine() {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     let cases = total.div_ceil(OPS_PER_CASE as u64) as u32;
-    if std::env::var_os("UVMHYP_MODEL_KNOWN_BUGS").is_none() {
-        println!(
-            "model: steering around known engine bugs: BUG 4, BUG 5 (engine_bugs.rs; set \
-                  UVMHYP_MODEL_KNOWN_BUGS=1 to include them)"
-        );
-    }
     println!(
         "model: {total} operations in {cases} cases of {OPS_PER_CASE}, seed {seed} \
               (replay: UVMHYP_MODEL_SEED={seed} UVMHYP_MODEL_OPS={total})"
