@@ -12,6 +12,7 @@
 //!   expects ([`exceptions::probe_read`]) resumes after the faulting load, anything else reports and
 //!   exits with [`EXIT_UNEXPECTED_EXCEPTION`].
 //! - [`hvc`]: the hypercall wrappers; [`console`]: `println!` over PRINT.
+//! - [`idregs`]: the CPU features the hypervisor must hide from guests.
 //! - [`mmu`]: an optional identity stage-1 map (1 GiB blocks, Device below RAM, Normal WB for RAM)
 //!   so exclusives and atomics have Normal-memory semantics.
 //!
@@ -24,6 +25,7 @@
 pub mod console;
 pub mod exceptions;
 pub mod hvc;
+pub mod idregs;
 pub mod layout;
 pub mod mmu;
 pub mod rt;

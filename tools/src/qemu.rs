@@ -13,8 +13,8 @@ pub const QEMU: &str = "qemu-system-aarch64";
 /// Where the bare-metal binaries are, relative to the workspace root.
 pub const BIN_DIR: &str = "target/aarch64-unknown-none/release";
 
-/// The fixed part of the QEMU line (contracts §E) but for `-smp` (4 unless the scenario's
-/// [`Machine`] says otherwise); `-kernel` and `-append` follow.
+/// The fixed part of the QEMU line (contracts §E) but for `-cpu` and `-smp` (cortex-a72 and 4
+/// unless the scenario's [`Machine`] says otherwise); `-kernel` and `-append` follow.
 ///
 /// `-serial none -monitor none` are added to the contract's line: with `-nographic` alone QEMU 7.2
 /// puts its serial/monitor mux on stdio too and refuses to start ("cannot use stdio by multiple
@@ -24,7 +24,7 @@ pub const QEMU_ARGS: &[&str] = &[
     "-M",
     "virt,virtualization=on,gic-version=3",
     "-cpu",
-    "cortex-a72",
+    CPU_PLACEHOLDER,
     "-smp",
     SMP_PLACEHOLDER,
     "-m",
@@ -81,7 +81,8 @@ pub fn append(s: &Scenario, trace: &str) -> String {
     tokens.join(" ")
 }
 
-/// Stands for the scenario's CPU count in [`QEMU_ARGS`].
+/// Stand for the scenario's CPU model and count in [`QEMU_ARGS`].
+const CPU_PLACEHOLDER: &str = "<cpu>";
 const SMP_PLACEHOLDER: &str = "<cpus>";
 
 /// Deterministic instruction counting (DESIGN §7): 1 ns of virtual time per instruction.
@@ -91,7 +92,11 @@ pub const ICOUNT_ARGS: &[&str] = &["-icount", "shift=0,align=off,sleep=off"];
 pub fn qemu_args(append: &str, gdb: bool, machine: Machine) -> Vec<String> {
     let mut a: Vec<String> = QEMU_ARGS
         .iter()
-        .map(|&s| if s == SMP_PLACEHOLDER { machine.cpus.to_string() } else { s.to_string() })
+        .map(|&s| match s {
+            CPU_PLACEHOLDER => machine.cpu.to_string(),
+            SMP_PLACEHOLDER => machine.cpus.to_string(),
+            _ => s.to_string(),
+        })
         .collect();
     if machine.icount {
         a.extend(ICOUNT_ARGS.iter().map(|s| s.to_string()));

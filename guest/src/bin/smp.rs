@@ -6,7 +6,9 @@
 //! - writes its private range of PRIVATE pages,
 //!
 //! then, after a second barrier, verifies every slot of every shared page and every vCPU's private
-//! range. vCPU 0 waits for the others to finish and exits 0.
+//! range. vCPU 0 waits for the others to finish and exits 0. Every vCPU also checks that the ID
+//! registers hide SVE, SME, MTE and pointer authentication (the `max` scenario runs it on
+//! `-cpu max`).
 #![no_std]
 #![no_main]
 
@@ -56,6 +58,9 @@ fn main(cpu: usize, _arg: u64) -> u32 {
     guest::mmu::enable();
     let info = hvc::info();
     check!(info.vcpu == cpu, 2, "INFO says vCPU {}, MPIDR says {}", info.vcpu, cpu);
+    if let Some((field, v)) = guest::idregs::visible_hidden_feature() {
+        guest::fail!(6, "vCPU {} sees {} = {} (state the hypervisor does not switch)", cpu, field, v);
+    }
     if cpu == 0 {
         let need = layout::free_start() + (SHARED + CPUS * PRIVATE) * PAGE_SIZE;
         check!(need <= layout::RAM_BASE + info.ram_bytes, 2, "RAM too small");
