@@ -75,9 +75,11 @@
 //! - more refaults than `MAX_REFAULTS` in one call (the seed could loop forever).
 //!
 //! Where the seed waits for memory (`uvm_wait` "flt_noram*", "flt_pmfail*"), we run the
-//! pagedaemon synchronously ([`crate::pdaemon`]) with nothing locked: if it freed something the
+//! pagedaemon synchronously ([`crate::pdaemon`]) with nothing locked but the page the fault will
+//! use afterwards (kept BUSY, so the daemon cannot take it): if the allocation can succeed now the
 //! fault refaults, otherwise it fails with [`FaultError::NoMemory`] (the seed's `ENOMEM` when
-//! `!uvm_reclaimable()`). The seed's "spare anon" dance exists because its kernel map cannot
+//! `!uvm_reclaimable()`), and so does a fault that has reclaimed [`MAX_RECLAIMS`] times in one
+//! call: a fault that makes no progress ends, it never restarts for ever. The seed's "spare anon" dance exists because its kernel map cannot
 //! allocate anons while locked; our anons come from the heap, so there is none.
 //!
 //! # Not applicable
@@ -88,6 +90,8 @@
 mod anonget;
 mod lower;
 mod neighbours;
+#[cfg(test)]
+mod reclaim_tests;
 #[cfg(test)]
 mod sharing_tests;
 #[cfg(test)]
@@ -180,6 +184,18 @@ pub const MAX_REFAULTS: u8 = 8;
 /// Pages the pagedaemon is asked to free when a fault runs out of memory.
 const RECLAIM_BATCH: usize = 16;
 
+/// Times one call of `fault` runs the pagedaemon before it gives up with `NoMemory`.
+pub const MAX_RECLAIMS: u8 = 3;
+
+/// What allocation failed, for [`Fault::reclaim_or_nomem`]'s progress test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// A guest page (`Uvm::alloc_page`, which keeps the reserve).
+    Page,
+    /// A stage-2 table frame (`pmap_enter` failed).
+    Table,
+}
+
 /// How an attempt ended short of success.
 enum Step {
     /// Go back to the top (`goto ReFault`); nothing is locked.
@@ -259,6 +275,8 @@ struct Fault<'m> {
     flags: FaultFlags,
     narrow: bool,
     neighbours: u8,
+    /// Pagedaemon runs in this call (see [`Fault::reclaim_or_nomem`]).
+    reclaims: core::cell::Cell<u8>,
 }
 
 /// Resolve a stage-2 fault at `ipa` for `access` (the seed's `uvm_fault_internal`).
@@ -280,6 +298,7 @@ pub fn fault(
         flags,
         narrow: wire,
         neighbours: 0,
+        reclaims: core::cell::Cell::new(0),
     };
     f.bump(|s| &s.faults);
     let mut refaults = 0u8;
@@ -534,10 +553,35 @@ impl<'m> Fault<'m> {
         })
     }
 
-    /// Out of memory with nothing locked: run the pagedaemon; refault if it freed something,
-    /// otherwise fail with `NoMemory` (the seed's `uvm_reclaimable()` test).
-    fn reclaim_or_nomem(&self) -> Step {
-        if self.uvm.reclaim(RECLAIM_BATCH) > 0 {
+    /// Out of memory with no map, amap or anon lock held: run the pagedaemon, then refault if the
+    /// allocation that failed can succeed now, otherwise fail with `NoMemory` (the seed's
+    /// `uvm_reclaimable()` test).
+    ///
+    /// Progress is judged by what the fault needs, not by what the daemon freed: "freed one
+    /// frame" is no progress when that frame is the very page this fault read and will read again
+    /// on the refault (an object page for 2B, the old anon page for 1B), which is how a fault
+    /// livelocked with most frames wired (found by the model, seed 1795627362871842251). So:
+    ///
+    /// - `keep` is the page the fault holds and will use after the refault; the caller leaves it
+    ///   BUSY, which the pagedaemon never takes, and it is unbusied here after the reclaim;
+    /// - the fault refaults only if a frame is now allocatable (`need`: a guest page above the
+    ///   reserve, or a stage-2 table frame);
+    /// - a fault that has reclaimed [`MAX_RECLAIMS`] times in one call without succeeding fails
+    ///   with `NoMemory` (frames freed for it went to someone else, or to its own neighbours'
+    ///   tables): a fault that cannot make progress ends, it never restarts for ever.
+    ///
+    /// # Locks
+    /// Entry: nothing locked except `keep`'s BUSY. Exit: nothing; `keep` unbusied.
+    fn reclaim_or_nomem(&self, keep: Option<crate::addr::PageIdx>, need: Need) -> Step {
+        let rounds = self.reclaims.get().saturating_add(1);
+        self.reclaims.set(rounds);
+        if rounds <= MAX_RECLAIMS {
+            self.uvm.reclaim(RECLAIM_BATCH);
+        }
+        if let Some(pg) = keep {
+            self.uvm.unbusy(pg);
+        }
+        if rounds <= MAX_RECLAIMS && self.uvm.can_allocate(need == Need::Table) {
             Step::ReFault
         } else {
             self.bump(|s| &s.fltnoanon);

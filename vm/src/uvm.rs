@@ -176,6 +176,17 @@ impl Uvm {
         Some(pg)
     }
 
+    /// True when an allocation can succeed now: a stage-2 table frame (`table`), or a guest page
+    /// (`alloc_page`, which leaves the reserve alone).
+    pub fn can_allocate(&self, table: bool) -> bool {
+        let reserve = if table {
+            0
+        } else {
+            self.reserve.load(core::sync::atomic::Ordering::Relaxed)
+        };
+        self.free_pages() > reserve
+    }
+
     /// Return a frame to the free queue. The caller made sure nothing maps it.
     pub(crate) fn free_page(&self, pg: PageIdx) {
         *self.page_meta(pg).lock() = PageMeta::default();

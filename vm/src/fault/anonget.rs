@@ -3,7 +3,7 @@
 
 use alloc::sync::Arc;
 
-use super::{Fault, FaultError, Held, Step, View};
+use super::{Need, Fault, FaultError, Held, Step, View};
 use crate::anon::{Anon, AnonState, SwapSlot};
 use crate::page::{Owner, PageFlags};
 
@@ -61,7 +61,7 @@ impl<'m> Fault<'m> {
                 drop(a);
                 drop(held);
                 self.bump(|s| &s.fltnoram);
-                return Err(self.reclaim_or_nomem());
+                return Err(self.reclaim_or_nomem(None, Need::Page));
             };
             self.uvm.page_meta(pg).lock().flags.insert(PageFlags::CLEAN);
             a.page = Some(pg);

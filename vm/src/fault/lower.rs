@@ -3,7 +3,7 @@
 
 use alloc::sync::Arc;
 
-use super::{Fault, FaultCase, FaultError, Held, Step, View, Want};
+use super::{Need, Fault, FaultCase, FaultError, Held, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_unref, Anon};
 use crate::object::{GetMode, PageSlot, PagerError};
@@ -58,7 +58,7 @@ impl<'m> Fault<'m> {
                 }
                 (Err(PagerError::NoMemory), _) => {
                     self.bump(|s| &s.fltnoram);
-                    return Err(self.reclaim_or_nomem());
+                    return Err(self.reclaim_or_nomem(None, Need::Page));
                 }
                 (Err(PagerError::OutOfRange), _) => return Err(FaultError::NoBacking.into()),
                 _ => return Err(FaultError::Io.into()),
@@ -111,10 +111,10 @@ impl<'m> Fault<'m> {
                             pg = npg;
                         }
                         None => {
-                            self.uvm.unbusy(pg);
+                            // `pg` stays BUSY through the reclaim: it is what we refault for.
                             drop(held);
                             self.bump(|s| &s.fltnoram);
-                            return Err(self.reclaim_or_nomem());
+                            return Err(self.reclaim_or_nomem(Some(pg), Need::Page));
                         }
                     }
                 }
@@ -132,12 +132,11 @@ impl<'m> Fault<'m> {
         let new = Anon::new();
         let owner = Owner::Anon(Arc::downgrade(&new));
         let Some(npg) = self.uvm.alloc_page(owner, uobjpage.is_none()) else {
-            if let Some(opg) = uobjpage {
-                self.uvm.unbusy(opg);
-            }
+            // The object page stays BUSY through the reclaim: freeing the page we just read, to
+            // read it again on the refault, is no progress.
             drop(held);
             self.bump(|s| &s.fltnoram);
-            return Err(self.reclaim_or_nomem());
+            return Err(self.reclaim_or_nomem(uobjpage, Need::Page));
         };
         let case = match uobjpage {
             Some(opg) => {
@@ -189,10 +188,10 @@ impl<'m> Fault<'m> {
             want.enter_prot
         };
         if !self.enter(pg, prot, want) {
-            self.uvm.unbusy(pg);
+            // `pg` stays BUSY through the reclaim (see `reclaim_or_nomem`).
             drop(anon_guard);
             drop(held);
-            return Err(self.reclaim_or_nomem());
+            return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
         }
         // `enter` wired the page if the mapping is wired (see `wire.rs`).
         if want.wired {

@@ -2,7 +2,7 @@
 
 use alloc::sync::Arc;
 
-use super::{Fault, FaultCase, Held, Step, View, Want};
+use super::{Need, Fault, FaultCase, Held, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_dropswap_locked, Anon, AnonState};
 use crate::page::{Owner, PageFlags};
@@ -39,10 +39,11 @@ impl<'m> Fault<'m> {
                 match self.break_anon_loan(anon, &mut a, pg) {
                     Some(npg) => pg = npg,
                     None => {
+                        self.hold_busy(pg);
                         drop(a);
                         drop(held);
                         self.bump(|s| &s.fltnoram);
-                        return Err(self.reclaim_or_nomem());
+                        return Err(self.reclaim_or_nomem(Some(pg), Need::Page));
                     }
                 }
             }
@@ -56,10 +57,12 @@ impl<'m> Fault<'m> {
                 .uvm
                 .alloc_page(Owner::Anon(Arc::downgrade(&new)), false)
             else {
+                // Keep the page we copy from through the reclaim (see `reclaim_or_nomem`).
+                self.hold_busy(pg);
                 drop(a);
                 drop(held);
                 self.bump(|s| &s.fltnoram);
-                return Err(self.reclaim_or_nomem());
+                return Err(self.reclaim_or_nomem(Some(pg), Need::Page));
             };
             self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(pg));
             let mut na = new.lock();
@@ -85,12 +88,12 @@ impl<'m> Fault<'m> {
                 self.uvm.page_protect(pg, Prot::NONE);
             }
             if !self.enter(npg, want.enter_prot, want) {
+                // The new anon is in the amap; its page stays BUSY through the reclaim.
                 self.uvm.activate(npg);
-                self.uvm.unbusy(npg);
                 drop(na);
                 drop(a);
                 drop(held);
-                return Err(self.reclaim_or_nomem());
+                return Err(self.reclaim_or_nomem(Some(npg), Need::Table));
             }
             self.finish_anon_page(&mut na, npg, want);
             return Ok(FaultCase::AnonCow1B);
@@ -102,12 +105,22 @@ impl<'m> Fault<'m> {
             want.enter_prot -= Prot::WRITE;
         }
         if !self.enter(pg, want.enter_prot, want) {
+            self.hold_busy(pg);
             drop(a);
             drop(held);
-            return Err(self.reclaim_or_nomem());
+            return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
         }
         self.finish_anon_page(&mut a, pg, want);
         Ok(FaultCase::Anon1A)
+    }
+
+    /// Make the anon page `pg` BUSY so that it stays resident while the fault unlocks to reclaim
+    /// memory (the pagedaemon never takes a BUSY page); `reclaim_or_nomem` unbusies it.
+    ///
+    /// # Locks
+    /// Entry and exit: the anon's lock held (the anonget found `pg` not BUSY). Takes PAGE.
+    fn hold_busy(&self, pg: PageIdx) {
+        self.uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
     }
 
     /// After a successful enter (which wired the page if the mapping is wired, see `wire.rs`):
