@@ -459,19 +459,52 @@ impl Map {
     }
 
     /// Put `anon` into the amap slot of `ipa` (for loans and dedup), replacing what was there.
-    /// Unmaps the IPA first; the entry must have an amap and no `needs_copy`.
+    /// The entry must have an amap and no `needs_copy`.
+    ///
+    /// The IPA is unmapped first. Page wiring follows wired mappings (see `fault::wire`), so a
+    /// wired leaf is unwired through `Stage2::unwire_leaf` and its page loses that wiring (the old
+    /// anon may live on in another amap: its page must not stay wired for ever). In a shared amap
+    /// the other sharers' mappings of the old page go too (as in 1B). A wired entry keeps its
+    /// invariant "wired means mapped": the new anon's page is faulted in wired afterwards.
+    ///
+    /// # Errors
+    /// `NoEntry` when no entry with an amap covers `ipa`; `Fault` when the new page of a wired
+    /// entry cannot be wired (the anon is installed all the same).
+    ///
+    /// # Locks
+    /// Takes MAPS (write), AMAP, then (through the reverse map) PMAP, PAGE, PAGE QUEUES; the
+    /// wiring fault runs after they are released.
     pub fn install_anon(&self, ipa: Ipa, anon: Arc<Anon>) -> Result<(), MapError> {
         let ipa = ipa.page_base();
-        let g = self.write();
-        let e = g.lookup(ipa).ok_or(MapError::NoEntry)?;
-        let (Some(aref), Some(slot), false) = (&e.aref, e.slot(ipa), e.needs_copy) else {
-            return Err(MapError::NoEntry);
+        let wired = {
+            let g = self.write();
+            let e = g.lookup(ipa).ok_or(MapError::NoEntry)?;
+            let (Some(aref), Some(slot), false) = (&e.aref, e.slot(ipa), e.needs_copy) else {
+                return Err(MapError::NoEntry);
+            };
+            if let Some(pg) = self
+                .stage2
+                .unwire_leaf(ipa)
+                .and_then(|pa| self.uvm.page_at(pa))
+            {
+                self.uvm.unwire(pg);
+            }
+            self.stage2.remove(ipa, Ipa(ipa.0 + PAGE_SIZE));
+            let mut st = aref.amap.lock();
+            let shared = st.shared();
+            let old = st.add(slot, anon).ok_or(MapError::NoEntry)?;
+            if let Some(old) = old {
+                let old_pg = old.lock().page;
+                if let (true, Some(pg)) = (shared, old_pg) {
+                    self.uvm.page_protect(pg, Prot::NONE);
+                }
+                crate::anon::anon_unref(&self.uvm, &old);
+            }
+            e.is_wired()
         };
-        self.stage2.remove(ipa, Ipa(ipa.0 + PAGE_SIZE));
-        let mut st = aref.amap.lock();
-        let old = st.add(slot, anon).ok_or(MapError::NoEntry)?;
-        if let Some(old) = old {
-            crate::anon::anon_unref(&self.uvm, &old);
+        if wired {
+            crate::fault::fault_wire(self, ipa, Ipa(ipa.0 + PAGE_SIZE), false)
+                .map_err(MapError::Fault)?;
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::testenv::*;
+use alloc::sync::Arc;
 
 fn wire_count(e: &Env, m: &Map, ipa: Ipa) -> u32 {
     let (pg, _) = m.mapped_page(ipa).expect("mapped");
@@ -78,4 +79,55 @@ fn promotion_on_a_wired_entry_moves_the_wiring_1b() {
     let mut b = [0u8];
     c.copy_in(page(0), &mut b).unwrap();
     assert_eq!(b, [7]);
+}
+
+#[test]
+fn install_anon_on_a_wired_entry_moves_the_wiring() {
+    let e = env(64);
+    let img = e.image(4 * PAGE_SIZE as usize);
+    let m = e.anon_map(4);
+    m.wire(page(0), page(1)).unwrap();
+    let old = m.anon_at(page(0)).unwrap();
+    let (oldpg, _) = m.mapped_page(page(0)).unwrap();
+    assert_eq!(e.uvm.page_info(oldpg).wire_count, 1);
+    // The old anon lives on elsewhere (another amap holds it).
+    old.lock().an_ref += 1;
+    let loan = crate::object::loan_to_anon(&e.uvm, img.as_ref(), PAGE_SIZE).unwrap();
+    m.install_anon(page(0), loan.clone()).unwrap();
+    assert_eq!(e.uvm.page_info(oldpg).wire_count, 0, "old page unwired");
+    assert_eq!(
+        e.uvm.page_info(oldpg).queue,
+        crate::page::Queue::Active,
+        "old page pageable again"
+    );
+    // Wired means mapped: the new anon's page is mapped WIRED and wired once.
+    assert!(m.stage2().is_wired(page(0)));
+    assert!(m.anon_at(page(0)).is_some_and(|a| Arc::ptr_eq(&a, &loan)));
+    let (newpg, _) = m.mapped_page(page(0)).unwrap();
+    assert_eq!(e.uvm.page_info(newpg).wire_count, 1);
+    assert_eq!(m.stage2().wired(), 1);
+    assert_eq!(e.byte(&m, page(0)), 2);
+    m.unwire(page(0), page(1)).unwrap();
+    assert_eq!(e.uvm.page_info(newpg).wire_count, 0);
+    assert_eq!(m.stage2().wired(), 0);
+    crate::anon::anon_unref(&e.uvm, &old);
+    assert_eq!(e.uvm.page_info(oldpg).owner, crate::page::OwnerKind::Free);
+}
+
+#[test]
+fn install_anon_in_a_shared_amap_unmaps_the_old_page_from_the_sharers() {
+    let e = env(64);
+    let img = e.image(4 * PAGE_SIZE as usize);
+    let p = e.anon_map(4);
+    p.set_inherit(page(0), page(4), crate::map::Inherit::Share)
+        .unwrap();
+    p.copy_out(page(0), &[9]).unwrap();
+    let s = p.fork(crate::pmap::Vmid(2)).unwrap();
+    assert_eq!(rd(&s, page(0)).unwrap().case, FaultCase::Anon1A);
+    let loan = crate::object::loan_to_anon(&e.uvm, img.as_ref(), PAGE_SIZE).unwrap();
+    p.install_anon(page(0), loan).unwrap();
+    assert_eq!(prot(&s, page(0)), None, "the sharer refaults");
+    let mut b = [0u8];
+    s.copy_in(page(0), &mut b).unwrap();
+    assert_eq!(b, [2], "and finds the new anon");
 }
