@@ -127,8 +127,9 @@ fn needs_copy_fork_then_write_is_case_1b() {
     let parent = e.anon_map(4);
     parent.copy_out(page(0), &[7]).unwrap();
     let child = parent.fork(crate::pmap::Vmid(2)).unwrap();
-    // The parent lost write permission: its next write is a fault.
-    assert_eq!(prot(&parent, page(0)), Some(Prot::READ));
+    // The parent lost write permission (its stage 2 was cleared): its next access is a fault.
+    assert_eq!(prot(&parent, page(0)), None);
+    assert_eq!(parent.stage2().resident(), 0);
     assert!(child.entry(page(0)).unwrap().needs_copy);
 
     // Child read: no object, so the amap is copied first (fltamcopy), then 1A read-only.
@@ -638,4 +639,61 @@ fn swap_in_then_write_is_paged_out_again() {
     let mut b = [0u8];
     m.copy_in(page(0), &mut b).unwrap();
     assert_eq!(b, [2]);
+}
+
+#[test]
+fn fork_clears_the_parent_stage2_in_one_step() {
+    let e = env(256);
+    let parent = e.anon_map(64);
+    for i in 0..64u64 {
+        parent.copy_out(page(i), &[i as u8]).unwrap();
+    }
+    let tables = parent.stage2().table_frames();
+    assert!(tables >= 2);
+    let pg0 = parent.mapped_page(page(0)).unwrap().0;
+    let free = e.uvm.free_pages();
+    e.tlb.clear();
+    let child = parent.fork(crate::pmap::Vmid(2)).unwrap();
+    // One VM-wide invalidation and no per-page one; the table frames came back.
+    assert_eq!(e.tlb.invalidations(), []);
+    assert_eq!(e.tlb.vm_invalidations(), [crate::pmap::Vmid(1)]);
+    assert_eq!(parent.stage2().table_frames(), 0);
+    assert_eq!(e.uvm.free_pages() + 2, free + tables, "tables freed, child root taken");
+    // The stale reverse-map entries never count.
+    assert_eq!(e.uvm.rmap().mappings(e.uvm.pa(pg0)), 0);
+    assert_eq!(e.uvm.rmap().frames(), 0);
+
+    // Parent write: 1B (the child still sees the old data).
+    assert_eq!(wr(&parent, page(0)).unwrap().case, FaultCase::AnonCow1B);
+    parent.copy_out(page(0), &[0xaa]).unwrap();
+    assert_eq!(e.byte(&parent, page(0)), 0xaa);
+    let mut b = [0u8];
+    child.copy_in(page(0), &mut b).unwrap();
+    assert_eq!(b, [0]);
+    // Parent read elsewhere: 1A read-only (the anon is shared), neighbours mapped on the way.
+    let r = rd(&parent, page(10)).unwrap();
+    assert_eq!(r.case, FaultCase::Anon1A);
+    assert!(r.neighbours > 0);
+    assert_eq!(prot(&parent, page(10)), Some(Prot::READ));
+    assert_eq!(e.byte(&parent, page(10)), 10);
+    // Live mappings only: the parent's and the child's of page 10's frame.
+    child.copy_in(page(10), &mut b).unwrap();
+    let pa10 = parent.stage2().extract(page(10)).unwrap().0;
+    assert_eq!(e.uvm.rmap().mappings(pa10), 2);
+    // page_protect reaches the live mappings and ignores the stale ones.
+    e.uvm.rmap().page_protect(pa10, Prot::NONE);
+    assert_eq!(e.uvm.rmap().mappings(pa10), 0);
+    assert_eq!(prot(&parent, page(10)), None);
+}
+
+#[test]
+fn fork_of_a_map_with_wired_leaves_write_protects_per_range() {
+    let e = env(256);
+    let parent = e.anon_map(8);
+    parent.wire(page(0), page(1)).unwrap();
+    parent.copy_out(page(4), &[4]).unwrap();
+    let _child = parent.fork(crate::pmap::Vmid(2)).unwrap();
+    // The wired leaf stays (wired means mapped) and so does the rest, read-only.
+    assert!(parent.stage2().is_wired(page(0)));
+    assert_eq!(prot(&parent, page(4)), Some(Prot::READ));
 }

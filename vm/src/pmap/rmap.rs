@@ -12,6 +12,12 @@
 //! it (it may have been removed or replaced meanwhile). A mapping entered concurrently, after the
 //! copy, is not seen: as in the seed, callers that need "no mapping remains" hold the page busy
 //! (or its owner locked) so no new mapping of it can be entered.
+//!
+//! # Stale entries
+//! An entry is *stale* when its table was dropped or cleared (`Stage2::clear` bumps the table's
+//! generation instead of visiting each leaf's entry). Stale entries are never counted, listed or
+//! acted on, and are pruned from a frame's list whenever the list is changed; `frames` prunes
+//! every list.
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
@@ -26,6 +32,17 @@ use crate::addr::{Ipa, Pa, Prot};
 struct RmapEntry {
     s2: Weak<Stage2>,
     ipa: Ipa,
+    /// The table's generation when the mapping was made (see `Stage2::clear`).
+    generation: u64,
+}
+
+impl RmapEntry {
+    /// The table, if the entry is live: the table still exists and was not cleared since.
+    fn live(&self) -> Option<Arc<Stage2>> {
+        self.s2
+            .upgrade()
+            .filter(|s2| s2.generation() == self.generation)
+    }
 }
 
 /// Frame → every (stage-2 table, IPA) mapping it.
@@ -46,7 +63,10 @@ impl Rmap {
     /// # Locks
     /// Takes the rmap lock.
     pub fn mappings(&self, pa: Pa) -> usize {
-        self.lists.lock().get(&pa.page_base().0).map_or(0, Vec::len)
+        self.lists
+            .lock()
+            .get(&pa.page_base().0)
+            .map_or(0, |l| l.iter().filter(|e| e.live().is_some()).count())
     }
 
     /// Every (VM, IPA) mapping `pa` (VMs being destroyed are left out).
@@ -56,13 +76,18 @@ impl Rmap {
     pub fn mappings_of(&self, pa: Pa) -> Vec<(Vmid, Ipa)> {
         self.snapshot(pa)
             .into_iter()
-            .filter_map(|e| e.s2.upgrade().map(|s2| (s2.vmid(), e.ipa)))
+            .filter_map(|e| e.live().map(|s2| (s2.vmid(), e.ipa)))
             .collect()
     }
 
-    /// Number of frames with at least one mapping.
+    /// Number of frames with at least one mapping (prunes every stale entry).
     pub fn frames(&self) -> usize {
-        self.lists.lock().len()
+        let mut lists = self.lists.lock();
+        lists.retain(|_, l| {
+            l.retain(|e| e.live().is_some());
+            !l.is_empty()
+        });
+        lists.len()
     }
 
     /// The seed's `pmap_page_protect`: lower every mapping of `pa` to at most `prot`. `Prot::NONE`
@@ -86,7 +111,7 @@ impl Rmap {
         let mut wired = 0;
         for e in self.snapshot(pa) {
             if let Some(s2) = e.s2.upgrade() {
-                if s2.rmap_protect(e.ipa, pa.page_base(), prot) {
+                if s2.rmap_protect(e.ipa, pa.page_base(), prot, e.generation) {
                     wired += 1;
                 }
             }
@@ -101,7 +126,7 @@ impl Rmap {
     pub fn is_referenced(&self, pa: Pa) -> bool {
         self.snapshot(pa).into_iter().any(|e| {
             e.s2.upgrade()
-                .is_some_and(|s2| s2.rmap_reference(e.ipa, pa.page_base(), false))
+                .is_some_and(|s2| s2.rmap_reference(e.ipa, pa.page_base(), false, e.generation))
         })
     }
 
@@ -115,7 +140,7 @@ impl Rmap {
         let mut any = false;
         for e in self.snapshot(pa) {
             if let Some(s2) = e.s2.upgrade() {
-                any |= s2.rmap_reference(e.ipa, pa.page_base(), true);
+                any |= s2.rmap_reference(e.ipa, pa.page_base(), true, e.generation);
             }
         }
         any
@@ -129,23 +154,29 @@ impl Rmap {
             .unwrap_or_default()
     }
 
-    /// Record that `s2` maps `ipa` to `pa`.
+    /// Record that `s2` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale entries.
     ///
     /// # Locks
     /// Called with `s2`'s lock held; takes the rmap lock.
-    pub(super) fn insert(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa) {
+    pub(super) fn insert(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) {
         let entry = RmapEntry {
             s2: s2.clone(),
             ipa,
+            generation,
         };
-        self.lists.lock().entry(pa.0).or_default().push(entry);
+        let mut lists = self.lists.lock();
+        let list = lists.entry(pa.0).or_default();
+        if !list.is_empty() {
+            list.retain(|e| e.live().is_some());
+        }
+        list.push(entry);
     }
 
-    /// Forget that `s2` maps `ipa` to `pa`.
+    /// Forget that `s2` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale entries.
     ///
     /// # Locks
-    /// Called with `s2`'s lock held (or from its `Drop`); takes the rmap lock.
-    pub(super) fn remove(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa) {
+    /// Called with `s2`'s lock held; takes the rmap lock.
+    pub(super) fn remove(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) {
         let mut lists = self.lists.lock();
         let Some(list) = lists.get_mut(&pa.0) else {
             debug_assert!(false, "rmap: {pa:?} has no list");
@@ -153,11 +184,14 @@ impl Rmap {
         };
         if let Some(i) = list
             .iter()
-            .position(|e| e.ipa == ipa && Weak::ptr_eq(&e.s2, s2))
+            .position(|e| e.ipa == ipa && e.generation == generation && Weak::ptr_eq(&e.s2, s2))
         {
             list.swap_remove(i);
         } else {
             debug_assert!(false, "rmap: {pa:?} not mapped at {ipa:?}");
+        }
+        if !list.is_empty() {
+            list.retain(|e| e.live().is_some());
         }
         if list.is_empty() {
             lists.remove(&pa.0);

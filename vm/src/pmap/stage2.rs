@@ -24,6 +24,17 @@
 //! hardware reads is followed by `Tlb::invalidate_ipa`; a change that needs break-before-make
 //! writes the invalid descriptor, invalidates, and only then writes the new one.
 //!
+//! # Clearing in O(tables), and stale reverse-map entries
+//!
+//! Stage 2 has no hierarchical permissions (no APTable), so taking write permission from every
+//! mapping of a VM means rewriting every leaf: O(resident). [`Stage2::clear`] instead drops the
+//! whole contents: the root is zeroed, one `invalidate_vm`, and the level-2/3 table frames are
+//! freed (O(resident / 512)). The leaves' reverse-map entries are not visited: each entry
+//! records the *generation* of its table when it was made, and `clear` bumps the generation, so
+//! all of them become stale at once. The rmap ignores stale entries (and entries of dropped
+//! tables) everywhere — `page_protect`, reference bits, `mappings` — and prunes them whenever it
+//! touches their frame's list. The VM refaults what it uses; a fault maps its neighbours too.
+//!
 //! # Locks
 //! One spin lock per `Stage2` serialises every change and walk of its tables. Order: this lock,
 //! then the rmap lock. `Tlb` and `TableFrames` are called with the lock held; they must not call
@@ -31,6 +42,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
@@ -113,6 +125,9 @@ pub struct Stage2 {
     rmap: Arc<Rmap>,
     vmid: Vmid,
     root: Pa,
+    /// Bumped (under the lock) by [`Stage2::clear`]: reverse-map entries of an older generation
+    /// are stale (see the module documentation).
+    generation: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -189,6 +204,7 @@ impl Stage2 {
             rmap,
             vmid,
             root,
+            generation: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 live: BTreeMap::new(),
                 resident: 0,
@@ -211,6 +227,45 @@ impl Stage2 {
     /// VTTBR_EL2 for this VM: VMID in bits \[63:48\], root table base in BADDR.
     pub fn vttbr(&self) -> u64 {
         (u64::from(self.vmid.0) << 48) | self.root.0
+    }
+
+    /// The current generation (see [`Stage2::clear`]).
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Unmap everything at once, in time proportional to the number of tables, not of mappings:
+    /// the root is cleared, one `invalidate_vm` is issued, and every level-2 and level-3 table
+    /// frame is freed. The reverse-map entries of the leaves are not visited: the generation
+    /// is bumped, which makes them all stale at once (see the module documentation). This is
+    /// fork's way of taking write permission from the parent (see `fork.rs`).
+    ///
+    /// Refused (returns false, nothing changed) while any leaf is wired: a wired leaf is what
+    /// keeps a page's wiring reachable (see `fault::wire`), and wired means mapped.
+    ///
+    /// # Locks
+    /// Takes this table's lock; calls `Tlb` and `TableFrames` with it held. Not the rmap lock.
+    pub fn clear(&self) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.wired > 0 {
+            return false;
+        }
+        if inner.resident == 0 && inner.live.is_empty() {
+            return true;
+        }
+        debug_assert!(inner.deferred.is_none());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        // Break: every level-1 table descriptor invalid, then one invalidation for the VMID
+        // (walk caches included) before a table frame can be reused.
+        self.mem.zero(self.root);
+        self.mem.zero(self.root.add_pages(1));
+        self.tlb.invalidate_vm(self.vmid);
+        for (&frame, _) in inner.live.iter() {
+            self.frames.free_table(Pa(frame));
+        }
+        inner.live.clear();
+        inner.resident = 0;
+        true
     }
 
     /// Number of pages mapped.
@@ -419,7 +474,7 @@ impl Stage2 {
                 Some(deferred) => deferred.unmapped.push((oa, ipa)),
                 None => {
                     self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
-                    self.rmap.remove(oa, &self.me, Ipa(ipa));
+                    self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
                 }
             }
         }
@@ -474,7 +529,7 @@ impl Stage2 {
         }
         self.tlb.invalidate_vm(self.vmid);
         for (oa, ipa) in deferred.unmapped {
-            self.rmap.remove(oa, &self.me, Ipa(ipa));
+            self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
         }
         for table in deferred.tables {
             self.frames.free_table(table);
@@ -497,8 +552,11 @@ impl Stage2 {
     ///
     /// # Locks
     /// Takes this table's lock, then the rmap lock. The caller holds neither.
-    pub(super) fn rmap_protect(&self, ipa: Ipa, pa: Pa, prot: Prot) -> bool {
+    pub(super) fn rmap_protect(&self, ipa: Ipa, pa: Pa, prot: Prot, generation: u64) -> bool {
         let mut inner = self.inner.lock();
+        if generation != self.generation() {
+            return false;
+        }
         match self.leaf_mapping(ipa, pa) {
             Some((path, old)) => self.protect_leaf(&mut inner, ipa.0, path, old, prot, false),
             None => false,
@@ -559,8 +617,8 @@ impl Stage2 {
             Entry::Leaf { oa, .. } => {
                 self.replace(path.l3_slot, ipa, old, new);
                 if oa != pa {
-                    self.rmap.remove(oa, &self.me, Ipa(ipa));
-                    self.rmap.insert(pa, &self.me, Ipa(ipa));
+                    self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
+                    self.rmap.insert(pa, &self.me, Ipa(ipa), self.generation());
                 }
             }
             _ => {
@@ -568,7 +626,7 @@ impl Stage2 {
                 self.write(path.l3_slot, new);
                 inner.resident += 1;
                 *inner.live.entry(path.l3_table.0).or_insert(0) += 1;
-                self.rmap.insert(pa, &self.me, Ipa(ipa));
+                self.rmap.insert(pa, &self.me, Ipa(ipa), self.generation());
             }
         }
         match (old_wired, new_wired) {
@@ -617,8 +675,11 @@ impl Stage2 {
     ///
     /// # Locks
     /// As [`Stage2::rmap_protect`].
-    pub(super) fn rmap_reference(&self, ipa: Ipa, pa: Pa, clear: bool) -> bool {
+    pub(super) fn rmap_reference(&self, ipa: Ipa, pa: Pa, clear: bool, generation: u64) -> bool {
         let _g = self.inner.lock();
+        if generation != self.generation() {
+            return false;
+        }
         let Some((path, old)) = self.leaf_mapping(ipa, pa) else {
             return false;
         };
@@ -755,17 +816,10 @@ impl Pmap for Stage2 {
 }
 
 impl Drop for Stage2 {
-    /// Forget every mapping in the rmap, invalidate the VMID's TLB entries, free every table.
+    /// Invalidate the VMID's TLB entries, free every table. The rmap entries of this table need
+    /// no walk: they can no longer be upgraded, so they are stale and pruned lazily (see the
+    /// module documentation).
     fn drop(&mut self) {
-        let mut leaves = alloc::vec::Vec::new();
-        self.for_each_leaf(0, Self::IPA_LIMIT, |ipa, _path, d| {
-            if let Entry::Leaf { oa, .. } = d.decode(Level::L3) {
-                leaves.push((ipa, oa));
-            }
-        });
-        for (ipa, oa) in leaves {
-            self.rmap.remove(oa, &self.me, Ipa(ipa));
-        }
         self.tlb.invalidate_vm(self.vmid);
         let inner = self.inner.get_mut();
         for (&frame, _) in inner.live.iter() {

@@ -664,6 +664,11 @@ mod model {
         ClearReference {
             frame: u64,
         },
+        /// `Stage2::clear`: everything unmapped at once (refused while a leaf is wired); the
+        /// rmap entries go stale and must never be counted or acted on again.
+        Clear {
+            vm: usize,
+        },
     }
 
     /// Pages spread over four 1 GiB regions, two 2 MiB tables each.
@@ -694,6 +699,7 @@ mod model {
             1 => (0..2usize, page).prop_map(|(vm, page)| Op::ClearAccess { vm, page }),
             1 => (0u64..6, 0u8..8).prop_map(|(frame, prot)| Op::PageProtect { frame, prot }),
             1 => (0u64..6).prop_map(|frame| Op::ClearReference { frame }),
+            1 => (0..2usize).prop_map(|vm| Op::Clear { vm }),
         ]
     }
 
@@ -829,6 +835,13 @@ mod model {
                         .collect();
                     for k in keys {
                         lower(&mut model, k, prot, false);
+                    }
+                }
+                Op::Clear { vm } => {
+                    let wired = model.iter().any(|(&(v, _), m)| v == vm && m.wired);
+                    assert_eq!(vms[vm].clear(), !wired);
+                    if !wired {
+                        model.retain(|&(v, _), _| v != vm);
                     }
                 }
                 Op::ClearReference { frame: f } => {
