@@ -20,6 +20,13 @@
 //!
 //! Scale: `UVMHYP_MODEL_OPS` (default 100,000) operations in cases of 500;
 //! `UVMHYP_MODEL_SEED` replays a run (the seed is printed).
+#![allow(
+    clippy::too_many_arguments,
+    clippy::type_complexity,
+    clippy::needless_range_loop,
+    clippy::collapsible_if,
+    reason = "a test harness: operation arguments mirror the model's fields one to one"
+)]
 #![forbid(unsafe_code)]
 
 mod common;
@@ -281,25 +288,25 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let start = 0..WINDOW as u8;
     let len = 1u8..24;
     prop_oneof![
-        60 => (m.clone(), start.clone(), 0u8..OFFS.len() as u8, access, any::<u16>())
+        60 => (m, start.clone(), 0u8..OFFS.len() as u8, access, any::<u16>())
             .prop_map(|(map, page, word, access, val)| Op::Access { map, page, word, access, val }),
-        5 => (m.clone(), start.clone(), len.clone(), kind, any::<u8>(), prop::bool::weighted(0.8), any::<u8>())
+        5 => (m, start.clone(), len.clone(), kind, any::<u8>(), prop::bool::weighted(0.8), any::<u8>())
             .prop_map(|(map, start, len, kind, prot, max_all, inherit)| Op::Insert {
                 map, start, len, kind, prot, max_all, inherit
             }),
-        3 => (m.clone(), start.clone(), len.clone())
+        3 => (m, start.clone(), len.clone())
             .prop_map(|(map, start, len)| Op::Remove { map, start, len }),
-        5 => (m.clone(), start.clone(), len.clone(), any::<u8>())
+        5 => (m, start.clone(), len.clone(), any::<u8>())
             .prop_map(|(map, start, len, prot)| Op::Protect { map, start, len, prot }),
-        2 => (m.clone(), start.clone(), len.clone(), any::<u8>())
+        2 => (m, start.clone(), len.clone(), any::<u8>())
             .prop_map(|(map, start, len, advice)| Op::Advise { map, start, len, advice }),
-        2 => (m.clone(), start.clone(), len.clone(), any::<u8>())
+        2 => (m, start.clone(), len.clone(), any::<u8>())
             .prop_map(|(map, start, len, inherit)| Op::SetInherit { map, start, len, inherit }),
-        3 => m.clone().prop_map(|map| Op::Fork { map }),
-        1 => m.clone().prop_map(|map| Op::DropMap { map }),
-        2 => (m.clone(), start.clone(), 1u8..8).prop_map(|(map, start, len)| Op::Wire { map, start, len }),
-        2 => (m.clone(), start.clone(), 1u8..24).prop_map(|(map, start, len)| Op::Unwire { map, start, len }),
-        8 => (m.clone(), start.clone()).prop_map(|(map, page)| Op::Pageout { map, page }),
+        3 => m.prop_map(|map| Op::Fork { map }),
+        1 => m.prop_map(|map| Op::DropMap { map }),
+        2 => (m, start.clone(), 1u8..8).prop_map(|(map, start, len)| Op::Wire { map, start, len }),
+        2 => (m, start.clone(), 1u8..24).prop_map(|(map, start, len)| Op::Unwire { map, start, len }),
+        8 => (m, start.clone()).prop_map(|(map, page)| Op::Pageout { map, page }),
         2 => (1u8..32).prop_map(|n| Op::Reclaim { n }),
         1 => Just(Op::FailRead),
         1 => Just(Op::FailWrite),
