@@ -105,7 +105,6 @@ pub(crate) use wire::unwire_pages;
 pub use wire::{fault_wire, unwire};
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use core::sync::atomic::AtomicU64;
 
 use crate::addr::{Access, Ipa, Prot, PAGE_SIZE};
@@ -177,6 +176,16 @@ bitflags::bitflags! {
         const WIREMAX = 1 << 1;
     }
 }
+
+/// Most pages in one fault's neighbourhood (the seed's `UVM_MAXRANGE`): the largest advice
+/// range, SEQUENTIAL's 8 back + 7 forward + the faulting page. The neighbourhood's anons and
+/// object pages live in arrays of this size on the stack.
+pub const MAXRANGE: usize = 16;
+
+const _: () = {
+    let (b, f) = Advice::Sequential.range();
+    assert!(b + f + 1 <= MAXRANGE as u64);
+};
 
 /// Internal refaults allowed in one call before giving `Restart` back to the caller.
 pub const MAX_REFAULTS: u8 = 8;
@@ -412,21 +421,24 @@ impl<'m> Fault<'m> {
         };
         self.narrow = true;
         let mut startva = Ipa(self.ipa.0 - nback * PAGE_SIZE);
-        let mut npages = usize::try_from(nback + nforw + 1).unwrap_or(1);
+        let mut npages = usize::try_from(nback + nforw + 1)
+            .unwrap_or(1)
+            .min(MAXRANGE);
         let mut centeridx = usize::try_from(nback).unwrap_or(0);
 
-        // Lock the amap and extract the anons.
+        // Lock the amap and extract the anons (fixed-size: no allocation on the fault path).
         let held_amap = view.aref.as_ref().map(|a| a.amap.lock());
-        let mut anons: Vec<Option<Arc<Anon>>> = match (&held_amap, view.slot(startva)) {
-            (Some(st), Some(slot)) => st.lookups(slot, npages),
-            _ => alloc::vec![None; npages],
-        };
+        let mut anons: [Option<Arc<Anon>>; MAXRANGE] = Default::default();
+        if let (Some(st), Some(slot)) = (&held_amap, view.slot(startva)) {
+            st.lookups_into(slot, anons.get_mut(..npages).unwrap_or(&mut []));
+        }
         let held = Held {
             map: guard,
             amap: held_amap,
         };
 
         // Sequential: deactivate the pages behind us and forget them.
+        let mut first = 0;
         if view.advice == Advice::Sequential && nback > 0 {
             self.anonflush(anons.get(..centeridx).unwrap_or(&[]));
             if let (Some((obj, _)), Some(uoff)) = (&view.object, view.offset(startva)) {
@@ -437,16 +449,18 @@ impl<'m> Fault<'m> {
                     crate::object::PutFlags::DEACTIVATE,
                 );
             }
-            anons.drain(..centeridx);
+            first = centeridx;
             startva = self.ipa;
             npages -= centeridx;
             centeridx = 0;
             nback = 0;
         }
         let _ = nback;
+        let anons = anons.get(first..first + npages).unwrap_or(&[]);
 
         // Map in resident neighbour anons; note whether the center is shadowed by an anon.
-        let mut pages = alloc::vec![PageSlot::Empty; npages];
+        let mut pages_buf = [PageSlot::Empty; MAXRANGE];
+        let pages = pages_buf.get_mut(..npages).unwrap_or(&mut []);
         let mut shadowed = false;
         for (lcv, (slot, anon)) in pages.iter_mut().zip(anons.iter()).enumerate() {
             let currva = startva.add_pages(lcv as u64);
@@ -474,7 +488,7 @@ impl<'m> Fault<'m> {
                 pmap: self.pmap(),
                 start: startva,
                 offset: uoff,
-                pages: &mut pages,
+                pages,
                 center: centeridx,
                 access: want.access_type,
                 enter_prot: want.enter_prot,
@@ -494,7 +508,7 @@ impl<'m> Fault<'m> {
                 .get(
                     self.uvm,
                     uoff,
-                    &mut pages,
+                    pages,
                     centeridx,
                     access,
                     view.advice,
@@ -503,7 +517,7 @@ impl<'m> Fault<'m> {
                 .unwrap_or(0);
             if got > 0 {
                 uobjpage =
-                    self.map_neighbour_pages(obj.as_ref(), &pages, startva, centeridx, want, &view);
+                    self.map_neighbour_pages(obj.as_ref(), pages, startva, centeridx, want, &view);
             }
         }
 

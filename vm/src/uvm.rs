@@ -47,7 +47,7 @@ impl Uvm {
         Arc::new(Uvm {
             mem,
             tlb,
-            rmap: Rmap::new(),
+            rmap: Rmap::for_frames(Pa(start), n as usize),
             base: Pa(start),
             pages: (0..n)
                 .map(|_| spin::Mutex::new(PageMeta::default()))

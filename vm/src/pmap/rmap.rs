@@ -4,7 +4,8 @@
 //! `pmap_clear_reference`). One `Rmap` is shared by every `Stage2` of the engine.
 //!
 //! # Locks
-//! Order: a `Stage2`'s lock, then the rmap lock (innermost of all). `Stage2` updates the rmap while
+//! Order: a `Stage2`'s lock, then an rmap lock (innermost of all; one per pool frame, one for
+//! the frames outside the pool, never two at once). `Stage2` updates the rmap while
 //! holding its own lock, so the rmap is exact with respect to each table. The operations here that
 //! must change tables go the other way round and therefore never hold the rmap lock while taking a
 //! `Stage2` lock: they copy the frame's list under the rmap lock, drop it, then take each `Stage2`'s
@@ -26,7 +27,7 @@ use alloc::vec::Vec;
 use spin::Mutex;
 
 use super::{Stage2, Vmid};
-use crate::addr::{Ipa, Pa, Prot};
+use crate::addr::{Ipa, Pa, Prot, PAGE_SHIFT};
 
 #[derive(Clone)]
 struct RmapEntry {
@@ -43,19 +44,112 @@ impl RmapEntry {
             .upgrade()
             .filter(|s2| s2.generation() == self.generation)
     }
+
+    fn is(&self, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) -> bool {
+        self.ipa == ipa && self.generation == generation && Weak::ptr_eq(&self.s2, s2)
+    }
+}
+
+/// The entries of one frame. Almost every frame is mapped once (by one VM, at one IPA), so the
+/// first entry is kept inline and only a second one allocates. Invariant: `more` is empty when
+/// `first` is `None`. The order of entries means nothing.
+#[derive(Clone, Default)]
+struct List {
+    first: Option<RmapEntry>,
+    more: Vec<RmapEntry>,
+}
+
+impl List {
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &RmapEntry> {
+        self.first.iter().chain(self.more.iter())
+    }
+
+    fn push(&mut self, e: RmapEntry) {
+        match self.first {
+            None => self.first = Some(e),
+            Some(_) => self.more.push(e),
+        }
+    }
+
+    /// Remove the entry `(s2, ipa, generation)`; false when there is none.
+    fn remove(&mut self, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) -> bool {
+        if self.first.as_ref().is_some_and(|e| e.is(s2, ipa, generation)) {
+            self.first = self.more.pop();
+            true
+        } else if let Some(i) = self.more.iter().position(|e| e.is(s2, ipa, generation)) {
+            self.more.swap_remove(i);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drop the stale entries.
+    fn prune(&mut self) {
+        if self.is_empty() {
+            return;
+        }
+        self.more.retain(|e| e.live().is_some());
+        if self.first.as_ref().is_some_and(|e| e.live().is_none()) {
+            self.first = self.more.pop();
+        }
+    }
 }
 
 /// Frame → every (stage-2 table, IPA) mapping it.
+///
+/// The frames of the engine's pool (given to [`Rmap::for_frames`]) are indexed directly, each
+/// with its own lock: entering or removing the one mapping of a pool frame takes that lock and
+/// allocates nothing. Any other frame (a test's, or one outside the pool) goes to a map.
 #[derive(Default)]
 pub struct Rmap {
-    /// Keyed by the frame's `Pa`. A frame with no mapping has no key.
-    lists: Mutex<BTreeMap<u64, Vec<RmapEntry>>>,
+    /// Address of `frames[0]`.
+    base: u64,
+    /// One list per indexed frame, each behind its own lock.
+    frames: Vec<Mutex<List>>,
+    /// Frames outside the indexed range, keyed by `Pa`. A frame with no mapping has no key.
+    others: Mutex<BTreeMap<u64, List>>,
 }
 
 impl Rmap {
-    /// An empty reverse map, to be shared by every `Stage2` of one engine.
+    /// An empty reverse map, to be shared by every `Stage2` of one engine; no frame indexed.
     pub fn new() -> Arc<Rmap> {
         Arc::new(Rmap::default())
+    }
+
+    /// An empty reverse map indexing the `n` frames from `base` (the engine's page pool).
+    pub fn for_frames(base: Pa, n: usize) -> Arc<Rmap> {
+        Arc::new(Rmap {
+            base: base.page_base().0,
+            frames: (0..n).map(|_| Mutex::new(List::default())).collect(),
+            others: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Run `f` on the list of `pa` with its lock held (the list is created empty if needed, and
+    /// forgotten again if `f` leaves it empty).
+    fn with<R>(&self, pa: Pa, f: impl FnOnce(&mut List) -> R) -> R {
+        let pa = pa.page_base().0;
+        let slot = pa
+            .checked_sub(self.base)
+            .and_then(|off| usize::try_from(off >> PAGE_SHIFT).ok())
+            .and_then(|i| self.frames.get(i));
+        match slot {
+            Some(list) => f(&mut list.lock()),
+            None => {
+                let mut others = self.others.lock();
+                let list = others.entry(pa).or_default();
+                let r = f(list);
+                if list.is_empty() {
+                    others.remove(&pa);
+                }
+                r
+            }
+        }
     }
 
     /// Number of mappings of `pa`, across every VM.
@@ -63,10 +157,7 @@ impl Rmap {
     /// # Locks
     /// Takes the rmap lock.
     pub fn mappings(&self, pa: Pa) -> usize {
-        self.lists
-            .lock()
-            .get(&pa.page_base().0)
-            .map_or(0, |l| l.iter().filter(|e| e.live().is_some()).count())
+        self.with(pa, |l| l.iter().filter(|e| e.live().is_some()).count())
     }
 
     /// Every (VM, IPA) mapping `pa` (VMs being destroyed are left out).
@@ -75,19 +166,28 @@ impl Rmap {
     /// Takes the rmap lock.
     pub fn mappings_of(&self, pa: Pa) -> Vec<(Vmid, Ipa)> {
         self.snapshot(pa)
-            .into_iter()
+            .iter()
             .filter_map(|e| e.live().map(|s2| (s2.vmid(), e.ipa)))
             .collect()
     }
 
     /// Number of frames with at least one mapping (prunes every stale entry).
+    ///
+    /// # Locks
+    /// Takes each frame's rmap lock in turn, then the lock of the frames outside the pool.
     pub fn frames(&self) -> usize {
-        let mut lists = self.lists.lock();
-        lists.retain(|_, l| {
-            l.retain(|e| e.live().is_some());
+        let mut n = 0;
+        for list in &self.frames {
+            let mut l = list.lock();
+            l.prune();
+            n += usize::from(!l.is_empty());
+        }
+        let mut others = self.others.lock();
+        others.retain(|_, l| {
+            l.prune();
             !l.is_empty()
         });
-        lists.len()
+        n + others.len()
     }
 
     /// The seed's `pmap_page_protect`: lower every mapping of `pa` to at most `prot`. `Prot::NONE`
@@ -109,7 +209,7 @@ impl Rmap {
     /// As [`Rmap::page_protect`].
     pub fn page_protect_wired(&self, pa: Pa, prot: Prot) -> usize {
         let mut wired = 0;
-        for e in self.snapshot(pa) {
+        for e in self.snapshot(pa).iter() {
             if let Some(s2) = e.s2.upgrade() {
                 if s2.rmap_protect(e.ipa, pa.page_base(), prot, e.generation) {
                     wired += 1;
@@ -124,7 +224,7 @@ impl Rmap {
     /// # Locks
     /// As [`Rmap::page_protect`].
     pub fn is_referenced(&self, pa: Pa) -> bool {
-        self.snapshot(pa).into_iter().any(|e| {
+        self.snapshot(pa).iter().any(|e| {
             e.s2.upgrade()
                 .is_some_and(|s2| s2.rmap_reference(e.ipa, pa.page_base(), false, e.generation))
         })
@@ -138,7 +238,7 @@ impl Rmap {
     /// As [`Rmap::page_protect`].
     pub fn clear_reference(&self, pa: Pa) -> bool {
         let mut any = false;
-        for e in self.snapshot(pa) {
+        for e in self.snapshot(pa).iter() {
             if let Some(s2) = e.s2.upgrade() {
                 any |= s2.rmap_reference(e.ipa, pa.page_base(), true, e.generation);
             }
@@ -146,12 +246,9 @@ impl Rmap {
         any
     }
 
-    fn snapshot(&self, pa: Pa) -> Vec<RmapEntry> {
-        self.lists
-            .lock()
-            .get(&pa.page_base().0)
-            .cloned()
-            .unwrap_or_default()
+    /// A copy of the list of `pa` (allocates only for a frame mapped more than once).
+    fn snapshot(&self, pa: Pa) -> List {
+        self.with(pa, |l| l.clone())
     }
 
     /// Record that `s2` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale entries.
@@ -164,12 +261,10 @@ impl Rmap {
             ipa,
             generation,
         };
-        let mut lists = self.lists.lock();
-        let list = lists.entry(pa.0).or_default();
-        if !list.is_empty() {
-            list.retain(|e| e.live().is_some());
-        }
-        list.push(entry);
+        self.with(pa, |list| {
+            list.prune();
+            list.push(entry);
+        });
     }
 
     /// Forget that `s2` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale entries.
@@ -177,24 +272,11 @@ impl Rmap {
     /// # Locks
     /// Called with `s2`'s lock held; takes the rmap lock.
     pub(super) fn remove(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) {
-        let mut lists = self.lists.lock();
-        let Some(list) = lists.get_mut(&pa.0) else {
-            debug_assert!(false, "rmap: {pa:?} has no list");
-            return;
-        };
-        if let Some(i) = list
-            .iter()
-            .position(|e| e.ipa == ipa && e.generation == generation && Weak::ptr_eq(&e.s2, s2))
-        {
-            list.swap_remove(i);
-        } else {
-            debug_assert!(false, "rmap: {pa:?} not mapped at {ipa:?}");
-        }
-        if !list.is_empty() {
-            list.retain(|e| e.live().is_some());
-        }
-        if list.is_empty() {
-            lists.remove(&pa.0);
-        }
+        let found = self.with(pa, |list| {
+            let found = list.remove(s2, ipa, generation);
+            list.prune();
+            found
+        });
+        debug_assert!(found, "rmap: {pa:?} not mapped at {ipa:?}");
     }
 }

@@ -32,7 +32,8 @@ impl Fx {
             mem,
             tlb: Arc::new(RecordingTlb::with_log(log.clone())),
             frames,
-            rmap: Rmap::new(),
+            // P1..P1+3 are indexed, the frames after them are not: both kinds of list are tested.
+            rmap: Rmap::for_frames(P1, 3),
             log,
         }
     }
