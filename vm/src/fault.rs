@@ -604,14 +604,13 @@ impl<'m> Fault<'m> {
     }
 
     /// Enter the faulting page's mapping with the fault's flags; the page's wiring follows the
-    /// mapping (see `wire.rs`).
+    /// mapping (see `wire.rs`). The caller then clears CLEAN if `prot` has WRITE (we track no
+    /// modified bit: a page the guest may write is no longer CLEAN), in the same PAGE lock round
+    /// trip that activates and unbusies the page (`Uvm::finish_page`).
     fn enter(&self, pg: crate::addr::PageIdx, prot: Prot, want: Want) -> bool {
         let ok = wire::enter_page(self.uvm, self.map, self.ipa, pg, prot, want.wired).is_ok();
         if !ok {
             self.bump(|s| &s.fltpmapfail);
-        } else if prot.contains(Prot::WRITE) {
-            // We track no modified bit: a page the guest may write is no longer CLEAN.
-            self.uvm.mark_dirty(pg);
         }
         ok
     }

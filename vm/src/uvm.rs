@@ -211,6 +211,34 @@ impl Uvm {
         released
     }
 
+    /// The end of a fault for its page, under one PAGE lock (the fault path would otherwise take
+    /// it three times in a row): clear CLEAN when `dirty`, move the page to the tail of the
+    /// active queue when `activate` (as [`Uvm::activate`]), then clear BUSY (as [`Uvm::unbusy`],
+    /// freeing a page RELEASED meanwhile; returns true in that case).
+    ///
+    /// # Locks
+    /// Takes PAGE, then PAGE QUEUES inside it; any lock above them may be held.
+    pub(crate) fn finish_page(&self, pg: PageIdx, dirty: bool, activate: bool) -> bool {
+        let released = {
+            let mut m = self.page_meta(pg).lock();
+            if dirty {
+                m.flags.remove(PageFlags::CLEAN);
+            }
+            if activate && m.wire_count == 0 && !matches!(m.owner, Owner::Free | Owner::Table) {
+                self.queues.lock().move_to(pg, Queue::Active);
+            }
+            let released = m.flags.contains(PageFlags::RELEASED);
+            m.flags
+                .remove(PageFlags::BUSY | PageFlags::WANTED | PageFlags::FAKE);
+            released
+        };
+        if released {
+            self.page_protect(pg, Prot::NONE);
+            self.free_page(pg);
+        }
+        released
+    }
+
     /// Clear CLEAN: the page is (or may become) different from its backing store. Stage-2 has no
     /// modified bit we track, so a writable mapping counts as a modification (the seed asks
     /// `pmap_clear_modify` instead).

@@ -176,12 +176,14 @@ impl<'m> Fault<'m> {
     ) -> Result<FaultCase, Step> {
         // Hold the new anon's lock until its page is mapped and unbusied.
         let anon_guard = anon.map(|a| a.lock());
-        let rdonly = self
-            .uvm
-            .page_meta(pg)
-            .lock()
-            .flags
-            .contains(PageFlags::RDONLY);
+        // A new anon's page was just allocated: never RDONLY.
+        let rdonly = anon.is_none()
+            && self
+                .uvm
+                .page_meta(pg)
+                .lock()
+                .flags
+                .contains(PageFlags::RDONLY);
         let prot = if rdonly {
             want.enter_prot - Prot::WRITE
         } else {
@@ -193,19 +195,11 @@ impl<'m> Fault<'m> {
             drop(held);
             return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
         }
-        // `enter` wired the page if the mapping is wired (see `wire.rs`).
-        if want.wired {
-            if anon.is_some() {
-                self.uvm.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
-            }
-        } else {
-            self.uvm.activate(pg);
-        }
-        if anon.is_none() && prot.contains(Prot::WRITE) {
-            // Written through a shared mapping: no longer equal to the object's source.
-            self.uvm.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
-        }
-        self.uvm.unbusy(pg);
+        // `enter` wired the page if the mapping is wired (see `wire.rs`). A page mapped writable
+        // (written through a shared mapping, for an object page) is no longer CLEAN, nor is a
+        // wired anon page (it has no swap copy). One PAGE lock round trip for all of it.
+        let dirty = prot.contains(Prot::WRITE) || (want.wired && anon.is_some());
+        self.uvm.finish_page(pg, dirty, !want.wired);
         drop(anon_guard);
         drop(held);
         Ok(case)

@@ -95,7 +95,7 @@ impl<'m> Fault<'m> {
                 drop(held);
                 return Err(self.reclaim_or_nomem(Some(npg), Need::Table));
             }
-            self.finish_anon_page(&mut na, npg, want);
+            self.finish_anon_page(&mut na, npg, want, want.enter_prot);
             return Ok(FaultCase::AnonCow1B);
         }
 
@@ -110,7 +110,7 @@ impl<'m> Fault<'m> {
             drop(held);
             return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
         }
-        self.finish_anon_page(&mut a, pg, want);
+        self.finish_anon_page(&mut a, pg, want, want.enter_prot);
         Ok(FaultCase::Anon1A)
     }
 
@@ -123,17 +123,21 @@ impl<'m> Fault<'m> {
         self.uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
     }
 
-    /// After a successful enter (which wired the page if the mapping is wired, see `wire.rs`):
-    /// drop a wired page's swap copy (a wired page is never paged out, and a page without swap
-    /// is not CLEAN) or activate, and clear BUSY.
-    fn finish_anon_page(&self, a: &mut AnonState, pg: PageIdx, want: Want) {
+    /// After a successful enter with `prot` (which wired the page if the mapping is wired, see
+    /// `wire.rs`): drop a wired page's swap copy (a wired page is never paged out, and a page
+    /// without swap is not CLEAN) or activate; a page mapped writable is no longer CLEAN; clear
+    /// BUSY. The page part is one PAGE lock round trip ([`Uvm::finish_page`]).
+    ///
+    /// # Locks
+    /// Entry and exit: the anon's lock held. Takes PAGE, PAGE QUEUES.
+    ///
+    /// [`Uvm::finish_page`]: crate::uvm::Uvm::finish_page
+    fn finish_anon_page(&self, a: &mut AnonState, pg: PageIdx, want: Want, prot: Prot) {
         if want.wired {
-            self.uvm.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
             anon_dropswap_locked(self.uvm, a);
-        } else {
-            self.uvm.activate(pg);
         }
-        self.uvm.unbusy(pg);
+        let dirty = want.wired || prot.contains(Prot::WRITE);
+        self.uvm.finish_page(pg, dirty, !want.wired);
     }
 
     /// Write fault on a loaned page of an anon nobody else refers to: give the anon a private
