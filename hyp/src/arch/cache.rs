@@ -44,35 +44,97 @@ pub fn clean_invalidate_set_way(set_way: u64) {
     unsafe { asm!("dc cisw, {}", "dsb ish", in(reg) set_way, options(nostack, preserves_flags)) };
 }
 
-/// Make `[start, start + len)` (identity-mapped RAM the hypervisor just wrote) visible to a
-/// guest that reads it uncached or executes it: clean to the PoC, invalidate the I-cache.
-pub fn sync_for_guest(start: u64, len: usize) {
-    if len == 0 {
-        return;
+/// DCZID_EL0.BS [3:0]: log2 of the `DC ZVA` block size, in 4-byte words.
+const DCZID_BS: Field = Field::new(3, 0);
+/// DCZID_EL0.DZP [4]: `DC ZVA` is prohibited.
+const DCZID_DZP: Field = Field::bit(4);
+
+fn dczid_el0() -> u64 {
+    let v: u64;
+    // SAFETY: reading DCZID_EL0 has no side effect.
+    unsafe { asm!("mrs {}, dczid_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// The cache geometry the maintenance loops need, read from CTR_EL0 (a few instructions: cheaper
+/// than a cached copy that would need synchronisation).
+#[derive(Clone, Copy)]
+struct Lines {
+    /// Smallest D-cache line, bytes.
+    d: u64,
+    /// Smallest I-cache line, bytes.
+    i: u64,
+    /// No I-cache invalidation is needed for instruction-to-data coherence (CTR_EL0.DIC).
+    dic: bool,
+    /// PIPT I-cache: invalidating by PA-equal VA reaches every alias.
+    pipt: bool,
+}
+
+impl Lines {
+    fn read() -> Lines {
+        let ctr = ctr_el0();
+        Lines {
+            d: 4 << CTR_DMINLINE.get(ctr),
+            i: 4 << CTR_IMINLINE.get(ctr),
+            dic: CTR_DIC.is_set(ctr),
+            pipt: CTR_L1IP.get(ctr) == L1IP_PIPT,
+        }
     }
-    let ctr = ctr_el0();
-    let end = start + len as u64;
-    let dline = 4u64 << CTR_DMINLINE.get(ctr);
-    let mut a = start & !(dline - 1);
-    while a < end {
-        // SAFETY: DC CVAC writes a line back to memory; it does not change its contents, and the
-        // address is mapped (identity map of RAM).
-        unsafe { asm!("dc cvac, {}", in(reg) a, options(nostack, preserves_flags)) };
-        a += dline;
-    }
+}
+
+/// Runs the cache instruction `$op` (e.g. `"dc cvac"`) on every `$step`-byte line of
+/// `[$start, $end)`; `$start` is line aligned and `$start < $end`. Four lines an iteration when
+/// the length is a multiple of four lines (every whole frame: lines are at most 2 KiB).
+macro_rules! each_line {
+    ($op:literal, $start:expr, $end:expr, $step:expr) => {{
+        let (start, end, step): (u64, u64, u64) = ($start, $end, $step);
+        debug_assert!(start < end && start.is_multiple_of(step));
+        if (end - start).is_multiple_of(4 * step) {
+            // SAFETY: the cache operation only moves or discards copies of identity-mapped RAM
+            // (the caller's range); it never changes what memory holds.
+            unsafe {
+                asm!(
+                    "2:",
+                    concat!($op, ", {a}"), "add {a}, {a}, {s}",
+                    concat!($op, ", {a}"), "add {a}, {a}, {s}",
+                    concat!($op, ", {a}"), "add {a}, {a}, {s}",
+                    concat!($op, ", {a}"), "add {a}, {a}, {s}",
+                    "cmp {a}, {e}",
+                    "b.lo 2b",
+                    a = inout(reg) start => _, s = in(reg) step, e = in(reg) end,
+                    options(nostack),
+                )
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe {
+                asm!(
+                    "2:",
+                    concat!($op, ", {a}"), "add {a}, {a}, {s}",
+                    "cmp {a}, {e}",
+                    "b.lo 2b",
+                    a = inout(reg) start => _, s = in(reg) step, e = in(reg) end,
+                    options(nostack),
+                )
+            }
+        }
+    }};
+}
+
+/// `DSB ISH`.
+fn dsb_ish() {
     // SAFETY: a barrier has no memory-safety effect.
     unsafe { asm!("dsb ish", options(nostack, preserves_flags)) };
-    if CTR_DIC.is_set(ctr) {
+}
+
+/// The I-cache half of [`sync_for_guest`], after the D-cache clean of `[start, end)` completed
+/// (`DSB ISH`): invalidate the range to the PoU on every CPU, then `DSB ISH; ISB`.
+fn invalidate_icache(start: u64, end: u64, lines: Lines) {
+    if lines.dic {
         return;
     }
-    if CTR_L1IP.get(ctr) == L1IP_PIPT {
-        let iline = 4u64 << CTR_IMINLINE.get(ctr);
-        let mut a = start & !(iline - 1);
-        while a < end {
-            // SAFETY: IC IVAU only discards I-cache lines.
-            unsafe { asm!("ic ivau, {}", in(reg) a, options(nostack, preserves_flags)) };
-            a += iline;
-        }
+    if lines.pipt {
+        each_line!("ic ivau", start & !(lines.i - 1), end, lines.i);
     } else {
         // A VIPT I-cache may hold the frame under other virtual indexes (the guest's VAs).
         // SAFETY: IC IALLUIS only discards I-cache lines.
@@ -80,4 +142,68 @@ pub fn sync_for_guest(start: u64, len: usize) {
     }
     // SAFETY: barriers have no memory-safety effect.
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Make `[start, start + len)` (identity-mapped RAM the hypervisor just wrote) visible to a
+/// guest that reads it uncached or executes it: clean to the PoC, invalidate the I-cache.
+pub fn sync_for_guest(start: u64, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let lines = Lines::read();
+    let end = start + len as u64;
+    each_line!("dc cvac", start & !(lines.d - 1), end, lines.d);
+    dsb_ish();
+    invalidate_icache(start, end, lines);
+}
+
+/// Zero the 4 KiB frame at `frame` (identity-mapped RAM the caller owns) and make it visible
+/// to the guest as [`sync_for_guest`] does. With `DC ZVA` allowed (DCZID_EL0.DZP = 0) each block
+/// is zeroed by one instruction, and when its block is the D-cache line the clean of that line
+/// follows in the same loop; otherwise 16-byte stores of zero.
+pub fn zero_frame_for_guest(frame: u64) {
+    const FRAME: u64 = 4096;
+    debug_assert!(frame.is_multiple_of(FRAME));
+    let lines = Lines::read();
+    let dczid = dczid_el0();
+    let zva = 4u64 << DCZID_BS.get(dczid);
+    let end = frame + FRAME;
+    if DCZID_DZP.is_set(dczid) || zva > FRAME {
+        // SAFETY: 16-byte aligned stores inside the caller's frame.
+        unsafe {
+            asm!(
+                "2:",
+                "stp xzr, xzr, [{a}], #16",
+                "stp xzr, xzr, [{a}], #16",
+                "stp xzr, xzr, [{a}], #16",
+                "stp xzr, xzr, [{a}], #16",
+                "cmp {a}, {e}",
+                "b.lo 2b",
+                a = inout(reg) frame => _, e = in(reg) end,
+                options(nostack),
+            )
+        };
+        each_line!("dc cvac", frame, end, lines.d);
+    } else if zva == lines.d && FRAME.is_multiple_of(4 * zva) {
+        // SAFETY: DC ZVA zeroes one aligned block of the caller's frame (Normal memory, EL2 may
+        // use it: SCTLR_EL1.DZE only governs EL0); DC CVAC then cleans that same line.
+        unsafe {
+            asm!(
+                "2:",
+                "dc zva, {a}", "dc cvac, {a}", "add {a}, {a}, {s}",
+                "dc zva, {a}", "dc cvac, {a}", "add {a}, {a}, {s}",
+                "dc zva, {a}", "dc cvac, {a}", "add {a}, {a}, {s}",
+                "dc zva, {a}", "dc cvac, {a}", "add {a}, {a}, {s}",
+                "cmp {a}, {e}",
+                "b.lo 2b",
+                a = inout(reg) frame => _, s = in(reg) zva, e = in(reg) end,
+                options(nostack),
+            )
+        };
+    } else {
+        each_line!("dc zva", frame, end, zva);
+        each_line!("dc cvac", frame, end, lines.d);
+    }
+    dsb_ish();
+    invalidate_icache(frame, end, lines);
 }
