@@ -127,13 +127,24 @@ impl PhysMem for IdentityMem {
 }
 
 impl IdentityMem {
+    /// The descriptor word at `pa`. Called a few dozen times per fault (table walks), so the
+    /// checks branch to a cold panic and the fast path needs no stack frame.
+    #[inline]
     fn word(&self, pa: Pa) -> &AtomicU64 {
-        assert!(pa.0.is_multiple_of(8), "unaligned descriptor {pa}");
-        let p = self.check(pa, 8);
+        if !pa.0.is_multiple_of(8) || pa.0 < self.pool.start || pa.0 >= self.pool.end {
+            bad_word(pa);
+        }
+        let p = pa.0 as *mut u8;
         // SAFETY: 8-byte aligned, inside the identity-mapped pool (checked), and descriptor words
         // are only ever accessed atomically through this function.
         unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_word(pa: Pa) -> ! {
+    panic!("PhysMem descriptor access outside the pool or unaligned: {pa}")
 }
 
 /// Copy `words` 64-bit words from `src` to `dst`, 16 at a time with `LDP`/`STP`, as volatile
