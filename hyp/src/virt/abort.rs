@@ -86,7 +86,10 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
     };
     let a = Abort { ipa, access, fetch, walk, write: iss.write, far, iss, il32: syn.il32 };
 
-    if v.vm.map.contains(ipa) {
+    // The map covers the RAM window with entries until the VM stops (`build.rs`, `stop_vm`), so
+    // the window decides without the map's lock; a hole would fail the fault with NoMapping,
+    // which ends where an access outside RAM ends (`bad_access`).
+    if v.vm.in_ram(ipa) {
         return ram(h, v, &a);
     }
     if !fetch && !walk && iss.cache_maintenance {

@@ -21,6 +21,7 @@ use crate::arch::timer;
 use crate::arch::hcr::El2Controls;
 use crate::arch::vcpu::{pstate, El1Sysregs};
 use hyp::budget::LineBudget;
+use hyp::loader::RAM_BASE;
 use crate::arch::vectors::GuestRegs;
 use vm::map::Map;
 use vm::pmap::Stage2;
@@ -84,6 +85,11 @@ impl Vm {
 
     pub fn stage2(&self) -> &Arc<Stage2> {
         self.map.stage2()
+    }
+
+    /// True when `ipa` is in the VM's RAM window `[RAM_BASE, RAM_BASE + ram_bytes)`.
+    pub fn in_ram(&self, ipa: vm::Ipa) -> bool {
+        ipa.0.checked_sub(RAM_BASE).is_some_and(|off| off < self.ram_bytes)
     }
 
     /// True once the VM exited or crashed: its vCPUs are dropped at their next exit.
