@@ -67,7 +67,7 @@ pub(crate) fn boot_main() -> ! {
     let blob = boot::dtb().expect("no device tree at 0x4000_0000: link the hypervisor at or above 0x4020_0000");
     let platform = dtb::parse(blob).unwrap_or_else(|e| panic!("cannot parse QEMU's device tree: {e:?}"));
     let ram = platform.ram.clone();
-    mmu::init(ram.clone(), boot::text()).unwrap_or_else(|e| panic!("EL2 identity map for RAM {ram:#x?}: {e:?}"));
+    mmu::init(ram.clone(), boot::text(), &boot::stack_guards()).unwrap_or_else(|e| panic!("EL2 identity map for RAM {ram:#x?}: {e:?}"));
     mmu::enable();
 
     let image = boot::image();

@@ -12,6 +12,7 @@ unsafe extern "C" {
     static __image_start: u8;
     static __image_end: u8;
     static __text_end: u8;
+    static __stacks_start: u8;
 }
 
 /// The hypervisor's code, from `_start` to the end of `.text`.
@@ -24,6 +25,13 @@ pub fn text() -> Range<u64> {
 pub fn image() -> Range<u64> {
     // Only the addresses of the linker-script symbols are taken (`&raw const` needs no `unsafe`).
     (&raw const __image_start) as u64..(&raw const __image_end) as u64
+}
+
+/// The guard page at the bottom of each CPU's stack slot (`hyp.ld`, `cpu::STACK_SIZE`): left
+/// unmapped by `mmu.rs`, so a stack overflow faults instead of overwriting what lies below.
+pub fn stack_guards() -> [u64; super::cpu::MAX_CPUS] {
+    let base = (&raw const __stacks_start) as u64;
+    core::array::from_fn(|i| base + (i * super::cpu::STACK_SIZE) as u64)
 }
 
 /// The device tree QEMU left at [`DTB_ADDR`], or `None` if there is no FDT magic there.

@@ -10,8 +10,16 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Largest number of physical CPUs the hypervisor drives (stacks are sized for this many).
 pub const MAX_CPUS: usize = 4;
-/// Size of each CPU's EL2 stack (must match `.stacks` in `hyp.ld`).
+/// Size of each CPU's EL2 stack slot (must match `.stacks` in `hyp.ld`, which aligns the slots to
+/// it). Its lowest 4 KiB page is an unmapped guard (`mmu.rs`): 60 KiB of stack.
 pub const STACK_SIZE: usize = 64 * 1024;
+/// Size of the guard page at the bottom of each stack slot.
+pub const STACK_GUARD_SIZE: usize = 4096;
+/// The SP bits that are all zero inside a slot's guard page (slots are `STACK_SIZE` aligned).
+pub const STACK_GUARD_MASK: usize = (STACK_SIZE - 1) & !(STACK_GUARD_SIZE - 1);
+/// Size of each CPU's emergency stack (`.emergency_stacks` in `hyp.ld`): the bug vectors switch
+/// to it to report an exception at EL2, whatever state the EL2 stack is in.
+pub const EMERGENCY_STACK_SIZE: usize = 16 * 1024;
 
 /// Per-CPU state. `#[repr(C)]` so `entry.rs` may rely on field offsets (`stack_top` at 8).
 /// Each one fills whole 64-byte cache lines: a secondary CPU writes its own `stack_top` with its

@@ -5,15 +5,16 @@
 //! 1. mask DAIF;
 //! 2. `CPTR_EL2` so FP/SIMD instructions do not trap (the Rust target uses NEON registers);
 //! 3. `SCTLR_EL2` to a known state: MMU and caches off, alignment checks on (strict alignment);
-//! 4. `VBAR_EL2` to [`boot_vectors`](self) so that an exception during boot panics with its ESR
-//!    instead of looping silently (the virtualization layer installs its own vectors later);
-//! 5. `TPIDR_EL2 = &PERCPU[index]`, `SP` = top of this CPU's 64 KiB stack;
+//! 4. `TPIDR_EL2 = &PERCPU[index]`;
+//! 5. `VBAR_EL2` to [`boot_vectors`](self) so that an exception during boot panics with its ESR
+//!    (on this CPU's emergency stack) instead of looping silently (the virtualization layer
+//!    installs its own vectors later); `SP` = top of this CPU's 64 KiB stack slot;
 //! 6. CPU 0 only: zero `.bss`;
 //! 7. call [`rust_entry`], which never returns.
 
 use core::arch::global_asm;
 
-use super::cpu::{MAX_CPUS, PERCPU, PERCPU_SIZE, STACK_SIZE};
+use super::cpu::{EMERGENCY_STACK_SIZE, MAX_CPUS, PERCPU, PERCPU_SIZE, STACK_SIZE};
 use super::sysreg::{CPTR_EL2_BOOT, SCTLR_EL2_MMU_OFF};
 
 global_asm!(
@@ -37,15 +38,15 @@ _secondary_start:
     ldr     x1, ={sctlr}
     msr     sctlr_el2, x1
     isb
-    adrp    x1, boot_vectors
-    add     x1, x1, :lo12:boot_vectors
-    msr     vbar_el2, x1
-
     adrp    x2, {percpu}
     add     x2, x2, :lo12:{percpu}
     ldr     x3, ={percpu_size}
     madd    x2, x19, x3, x2
     msr     tpidr_el2, x2
+
+    adrp    x1, boot_vectors
+    add     x1, x1, :lo12:boot_vectors
+    msr     vbar_el2, x1
 
     adrp    x4, __stacks_start
     add     x4, x4, :lo12:__stacks_start
@@ -79,12 +80,24 @@ _secondary_start:
 boot_vectors:
     .irp    kind, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15
     .balign 128
+    mov     x3, #\kind
+    b       boot_vector
+    .endr
+
+    /* Report on this CPU's emergency stack: the boot stack may be what failed (a guard page). */
+boot_vector:
+    mrs     x0, tpidr_el2
+    ldr     x0, [x0]
+    add     x0, x0, #1
+    mov     x1, #{emergency_size}
+    adrp    x2, __emergency_stacks_start
+    add     x2, x2, :lo12:__emergency_stacks_start
+    madd    x0, x0, x1, x2
+    mov     sp, x0
     mrs     x0, esr_el2
     mrs     x1, elr_el2
     mrs     x2, far_el2
-    mov     x3, #\kind
     b       {boot_exception}
-    .endr
     "#,
     max_cpus = const MAX_CPUS,
     cptr = const CPTR_EL2_BOOT,
@@ -92,6 +105,7 @@ boot_vectors:
     percpu = sym PERCPU,
     percpu_size = const PERCPU_SIZE,
     stack_size = const STACK_SIZE,
+    emergency_size = const EMERGENCY_STACK_SIZE,
     rust_entry = sym rust_entry,
     boot_exception = sym boot_exception,
 );
@@ -128,12 +142,14 @@ const VECTOR_KIND: [&str; 16] = [
 /// Any exception taken while the boot vectors are installed is a hypervisor bug: panic with the
 /// syndrome (which exits QEMU with status 101).
 extern "C" fn boot_exception(esr: u64, elr: u64, far: u64, kind: usize) -> ! {
+    let guard = super::boot::stack_guards().iter().any(|&g| (g..g + super::cpu::STACK_GUARD_SIZE as u64).contains(&far));
     panic!(
-        "unexpected exception at EL2 during boot: {} ESR_EL2={:#x} ({:?}) ELR_EL2={:#x} FAR_EL2={:#x}",
+        "unexpected exception at EL2 during boot: {} ESR_EL2={:#x} ({:?}) ELR_EL2={:#x} FAR_EL2={:#x}{}",
         VECTOR_KIND[kind & 15],
         esr,
         hyp::esr::Syndrome::decode(esr).class,
         elr,
-        far
+        far,
+        if guard { " (stack overflow: FAR is in a stack guard page)" } else { "" }
     )
 }

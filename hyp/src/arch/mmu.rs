@@ -5,9 +5,12 @@
 //!   the heap are never executable at EL2, so an EL2 bug cannot run guest-written bytes;
 //! - the device window [`DEVICE_WINDOW`] (GIC, PL011, virtio-mmio), Device-nGnRE, execute-never;
 //!
-//! and nothing else. Built once by CPU 0 with the MMU still off ([`init`]), then switched on by
+//! and nothing else: the guard page under each CPU's stack (`boot::stack_guards`) is a hole, so
+//! a stack overflow takes a translation fault (reported on the emergency stack, `vectors.rs`)
+//! instead of silently overwriting `.bss` or another CPU's stack. Built once by CPU 0 with the MMU still off ([`init`]), then switched on by
 //! every CPU ([`enable`]). Uses 1 GiB level-1 blocks where RAM covers a whole GiB and 2 MiB level-2
-//! blocks elsewhere; RAM is rounded down to 2 MiB.
+//! blocks elsewhere, and 4 KiB level-3 pages in the 2 MiB block(s) holding a guard page; RAM is
+//! rounded down to 2 MiB.
 //!
 //! The tables live in `.bss` (zeroed by the boot CPU before Rust runs) and are written only by
 //! `init` before any CPU has its MMU on, so walks (cacheable, Inner Shareable: see TCR_EL2) read
@@ -28,6 +31,7 @@ pub const DEVICE_WINDOW: Range<u64> = 0x0800_0000..0x0B00_0000;
 const ENTRIES: usize = 512;
 const L1_BLOCK: u64 = 1 << 30;
 const L2_BLOCK: u64 = 1 << 21;
+const L3_PAGE: u64 = 1 << 12;
 /// Highest address the 39-bit VA range (TCR_EL2.T0SZ = 25) can map.
 const VA_LIMIT: u64 = 1 << 39;
 
@@ -37,6 +41,8 @@ mod desc {
     pub const VALID: u64 = 1 << 0;
     /// bit[1] at levels 0..2: 1 = table descriptor, 0 = block descriptor.
     pub const TABLE: u64 = 1 << 1;
+    /// bit[1] at level 3: must be 1 for a page descriptor.
+    pub const PAGE: u64 = 1 << 1;
     /// AttrIndx, bits [4:2]: index into MAIR_EL2.
     pub const fn attr_index(idx: u64) -> u64 {
         idx << 2
@@ -72,6 +78,9 @@ impl Table {
 static L1: Table = Table::new();
 /// Level-2 tables for GiB slots only partly covered by RAM or the device window.
 static L2: [Table; 3] = [Table::new(), Table::new(), Table::new()];
+/// Level-3 tables for the 2 MiB blocks holding stack guard pages (the stacks span 256 KiB, so
+/// at most two blocks).
+static L3: [Table; 2] = [Table::new(), Table::new()];
 static READY: AtomicBool = AtomicBool::new(false);
 
 /// Attribute bits of a block mapping RAM (executable; `init` adds XN outside the code).
@@ -84,15 +93,18 @@ const DEVICE: u64 = desc::VALID | desc::attr_index(MAIR_IDX_DEVICE) | desc::AP1_
 pub enum MmuError {
     /// RAM overlaps the first GiB (where the device window is) or exceeds the 512 GiB VA range.
     RamLayout,
-    /// More partly-covered GiB slots than level-2 tables.
+    /// More partly-covered GiB slots than level-2 tables, or guard pages in more 2 MiB blocks
+    /// than level-3 tables.
     TooManyTables,
 }
 
-/// Builds the identity map for `ram` (CPU 0 only, MMU off, once), executable only around `text`.
-/// RAM is rounded to 2 MiB.
-pub fn init(ram: Range<u64>, text: Range<u64>) -> Result<(), MmuError> {
+/// Builds the identity map for `ram` (CPU 0 only, MMU off, once), executable only around `text`,
+/// with the 4 KiB pages at `guards` left unmapped. RAM is rounded to 2 MiB.
+pub fn init(ram: Range<u64>, text: Range<u64>, guards: &[u64]) -> Result<(), MmuError> {
     let exec = text.start & !(L2_BLOCK - 1)..text.end.next_multiple_of(L2_BLOCK);
     let overlaps = |a: u64, size: u64| a < exec.end && exec.start < a + size;
+    let guarded = |a: u64, size: u64| guards.iter().any(|&g| a <= g && g < a + size);
+    let mut next_l3 = 0usize;
     let attrs = |a: u64, size: u64| if overlaps(a, size) { NORMAL } else { NORMAL | desc::XN };
     let start = ram.start.next_multiple_of(L2_BLOCK);
     let end = ram.end & !(L2_BLOCK - 1);
@@ -120,14 +132,26 @@ pub fn init(ram: Range<u64>, text: Range<u64>) -> Result<(), MmuError> {
     while a < end {
         let slot = (a / L1_BLOCK) as usize;
         let slot_end = (slot as u64 + 1) * L1_BLOCK;
-        if a.is_multiple_of(L1_BLOCK) && end >= slot_end && !overlaps(a, L1_BLOCK) {
+        if a.is_multiple_of(L1_BLOCK) && end >= slot_end && !overlaps(a, L1_BLOCK) && !guarded(a, L1_BLOCK) {
             L1.set(slot, (a & desc::OA_MASK) | NORMAL | desc::XN);
             a = slot_end;
         } else {
             let t = l2_for(slot)?;
             let stop = end.min(slot_end);
             while a < stop {
-                t.set((a / L2_BLOCK) as usize % ENTRIES, (a & desc::OA_MASK) | attrs(a, L2_BLOCK));
+                let i = (a / L2_BLOCK) as usize % ENTRIES;
+                if guarded(a, L2_BLOCK) {
+                    let l3 = L3.get(next_l3).ok_or(MmuError::TooManyTables)?;
+                    next_l3 += 1;
+                    for (j, p) in (a..a + L2_BLOCK).step_by(L3_PAGE as usize).enumerate() {
+                        if !guarded(p, L3_PAGE) {
+                            l3.set(j, (p & desc::OA_MASK) | desc::PAGE | attrs(a, L2_BLOCK));
+                        }
+                    }
+                    t.set(i, desc::VALID | desc::TABLE | (l3.addr() & desc::OA_MASK));
+                } else {
+                    t.set(i, (a & desc::OA_MASK) | attrs(a, L2_BLOCK));
+                }
                 a += L2_BLOCK;
             }
         }

@@ -11,7 +11,10 @@
 //! FP/SIMD registers are saved eagerly on every exit because the hypervisor's own Rust code uses
 //! NEON registers (aarch64-unknown-none enables them).
 //!
-//! Exceptions taken from EL2 itself are hypervisor bugs: they print ESR/ELR/FAR and panic.
+//! Exceptions taken from EL2 itself are hypervisor bugs: they print ESR/ELR/FAR and panic, on a
+//! per-CPU emergency stack (the EL2 stack may be the problem: a stack overflow hits the unmapped
+//! guard page under it, `mmu.rs`). A fault taken while already on the emergency stack exits QEMU
+//! with the panic status directly (semihosting SYS_EXIT), so nothing recurses or hangs.
 //!
 //! Stack frame of `enter_guest` while the guest runs (EL2 runs on SP_EL2, EL2h):
 //! ```text
@@ -22,6 +25,8 @@
 
 use core::arch::global_asm;
 use core::mem::offset_of;
+
+use super::cpu::{PerCpu, EMERGENCY_STACK_SIZE, STACK_GUARD_MASK};
 
 /// The guest's state that the trampolines move; everything else lives in `vcpu::El1Sysregs`.
 #[repr(C, align(16))]
@@ -144,6 +149,9 @@ pub fn install() {
 /// Called by the current-EL vectors: an exception taken from EL2 itself is a hypervisor bug.
 #[unsafe(no_mangle)]
 extern "C" fn uvmhyp_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
+    if kind == KIND_STACK_OVERFLOW {
+        panic!("EL2 stack overflow (guard page hit) ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}");
+    }
     panic!("EL2 exception (vector {kind}) ESR_EL2={esr:#x} ELR_EL2={elr:#x} FAR_EL2={far:#x}");
 }
 
@@ -170,8 +178,20 @@ __uvmhyp_vectors:
     el2_bug 1
     el2_bug 2
     el2_bug 3
-    // Current EL with SP_ELx.
-    el2_bug 4
+    // Current EL with SP_ELx, synchronous. (No test of ESR: every exception at EL2 is a bug.) If
+    // the stack overflowed into its guard page, say so. Test the interrupted SP without a free
+    // register (KVM's trick): the 64 KiB stack slots are 64 KiB aligned and their lowest 4 KiB
+    // page is the guard, so SP[15:12] = 0 there (and at the top of an empty stack, which EL2
+    // code never runs with). The flags are free: SPSR_EL2 holds the interrupted ones.
+    .balign 0x80
+    add sp, sp, x0
+    sub x0, sp, x0
+    tst x0, #{guard_mask}
+    b.eq 1f
+    mov x0, #4
+    b __uvmhyp_el2_bug
+1:  mov x0, #{kind_overflow}
+    b __uvmhyp_el2_bug
     el2_bug 5
     el2_bug 6
     el2_bug 7
@@ -186,12 +206,35 @@ __uvmhyp_vectors:
     lower {fiq32}
     lower {serror32}
 
+// A bug at EL2 (x0 = vector kind; x1-x3 and SP are not needed any more): report it on this
+// CPU's emergency stack. If SP already is on it, reporting faulted too: end the run with the
+// panic status through semihosting (SYS_EXIT, ADP_Stopped_ApplicationExit, 101).
 __uvmhyp_el2_bug:
+    mrs x1, tpidr_el2
+    ldr x1, [x1, #{percpu_index}]
+    add x1, x1, #1
+    mov x2, #{emergency_size}
+    adrp x3, __emergency_stacks_start
+    add x3, x3, :lo12:__emergency_stacks_start
+    madd x1, x1, x2, x3
+    mov x2, sp
+    sub x3, x1, #{emergency_size}
+    cmp x2, x3
+    b.lo 2f
+    cmp x2, x1
+    b.hi 2f
+    mov x0, #0x18
+    adr x1, 3f
+    hlt #0xf000
+    b .
+2:  mov sp, x1
     mrs x1, esr_el2
     mrs x2, elr_el2
     mrs x3, far_el2
     bl uvmhyp_el2_exception
     b .
+    .balign 8
+3:  .quad 0x20026, 101
 
 // u64 __uvmhyp_guest_enter(GuestRegs *x0)
 .global __uvmhyp_guest_enter
@@ -339,7 +382,15 @@ __uvmhyp_guest_exit:
     fpcr = const offset_of!(GuestRegs, fpcr),
     fpsr = const offset_of!(GuestRegs, fpsr),
     q = const offset_of!(GuestRegs, q),
+    percpu_index = const offset_of!(PerCpu, index),
+    emergency_size = const EMERGENCY_STACK_SIZE,
+    guard_mask = const STACK_GUARD_MASK,
+    kind_overflow = const KIND_STACK_OVERFLOW,
 );
+
+/// The vector kind `__uvmhyp_el2_bug` reports for a synchronous exception at EL2 with SP inside a
+/// stack's guard page (the 16 table entries are kinds 0-15).
+const KIND_STACK_OVERFLOW: u64 = 16;
 
 const _: () = assert!(offset_of!(GuestRegs, x) == 0);
 const _: () = assert!(offset_of!(GuestRegs, elr_el2) == 248);
