@@ -47,6 +47,14 @@ impl HwTlb {
         }
     }
 
+    /// Forget `vmid`'s stage 2 (its VM stopped and its tables are about to be freed): from now
+    /// on its maintenance uses the empty root tagged with the VMID.
+    pub fn unregister(&self, vmid: Vmid) {
+        if let Some(slot) = self.vttbr.get(usize::from(vmid.0)) {
+            slot.store(0, Ordering::Release);
+        }
+    }
+
     /// The VTTBR_EL2 to maintain `vmid` with: its stage 2's, or the empty root tagged with
     /// `vmid` while none is registered (the engine builds a stage 2 before registering it).
     fn vttbr_of(&self, vmid: Vmid) -> u64 {

@@ -108,7 +108,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
 
 /// A fault on guest RAM: the engine decides.
 fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
-    match vm::fault::fault(&v.vm.map, a.ipa, a.access, FaultFlags::empty()) {
+    match vm::fault::fault(&v.map, a.ipa, a.access, FaultFlags::empty()) {
         Ok(r) => {
             trace(h, v, a, Some(r.case), Outcome::Resolved, r.neighbours, r.refaults);
             Next::Resume

@@ -101,14 +101,14 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
             .map_err(map_err)?;
         }
         let nr = vc.cpus as u16;
-        let vm = Vm::new(id, vc.name.clone(), map, vc.ram_bytes, image_len, nr);
+        let vm = Vm::new(id, vc.name.clone(), map.clone(), vc.ram_bytes, image_len, nr);
         {
             let mut parked = vm.parked.lock();
             for idx in 0..nr {
-                parked.push(if idx == 0 { None } else { Some(Vcpu::new(vm.clone(), idx)) });
+                parked.push(if idx == 0 { None } else { Some(Vcpu::new(vm.clone(), map.clone(), idx)) });
             }
         }
-        let mut boot = Vcpu::new(vm.clone(), 0);
+        let mut boot = Vcpu::new(vm.clone(), map, 0);
         boot.power_on(vc.entry.0, 0);
         vm.online.store(1, Ordering::Release);
         runq.push_back(boot);
@@ -125,6 +125,7 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     Ok(Hyp {
         vms,
         uvm,
+        tlb,
         trace,
         runq: Mutex::new(runq),
         sleepers: Mutex::new(Vec::new()),

@@ -7,9 +7,10 @@ use alloc::vec::Vec;
 
 use hyp::esr::Syndrome;
 use super::psci;
-use super::vm::{Stopped, Vcpu, Vm};
+use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
 use vm::fault::FaultError;
+use vm::map::Map;
 use vm::Ipa;
 
 /// UVMHYP vendor-specific hypervisor service calls (SMCCC owner 6, fast, SMC64).
@@ -85,19 +86,19 @@ pub struct GuestRange {
 
 impl GuestRange {
     /// `[ipa, ipa + len)` if it is at most `max` bytes and both ends are in the VM's map.
-    pub fn check(vm: &Vm, ipa: u64, len: u64, max: u64) -> Option<GuestRange> {
+    pub fn check(map: &Map, ipa: u64, len: u64, max: u64) -> Option<GuestRange> {
         if len > max {
             return None;
         }
         let start = Ipa(ipa);
         let last = start.checked_add(len.checked_sub(1)?)?;
-        (vm.map.contains(start) && vm.map.contains(last)).then_some(GuestRange { start, len: len as usize })
+        (map.contains(start) && map.contains(last)).then_some(GuestRange { start, len: len as usize })
     }
 
     /// Copy the bytes out of guest memory, faulting pages in for reading as the guest would.
-    pub fn read(&self, vm: &Vm) -> Result<Vec<u8>, FaultError> {
+    pub fn read(&self, map: &Map) -> Result<Vec<u8>, FaultError> {
         let mut buf = vec![0u8; self.len];
-        vm.map.copy_in(self.start, &mut buf)?;
+        map.copy_in(self.start, &mut buf)?;
         Ok(buf)
     }
 }
@@ -113,11 +114,11 @@ fn print(h: &Hyp, v: &mut Vcpu, ipa: u64, len: u64) -> Next {
         set_ret(v, ret::SUCCESS);
         return Next::Resume;
     }
-    let Some(range) = GuestRange::check(&v.vm, ipa, len, PRINT_MAX) else {
+    let Some(range) = GuestRange::check(&v.map, ipa, len, PRINT_MAX) else {
         set_ret(v, ret::INVALID_PARAMETERS);
         return Next::Resume;
     };
-    match range.read(&v.vm) {
+    match range.read(&v.map) {
         Ok(bytes) => {
             v.vm.print_line(&bytes);
             set_ret(v, ret::SUCCESS);
@@ -143,5 +144,5 @@ fn counter(v: &Vcpu, id: u64) -> i64 {
     let Some(name) = usize::try_from(id).ok().and_then(|i| COUNTERS.get(i)) else {
         return ret::INVALID_PARAMETERS;
     };
-    v.vm.map.stats().snapshot().fields().find(|(n, _)| n == name).map_or(ret::INVALID_PARAMETERS, |(_, x)| x as i64)
+    v.map.stats().snapshot().fields().find(|(n, _)| n == name).map_or(ret::INVALID_PARAMETERS, |(_, x)| x as i64)
 }

@@ -133,7 +133,7 @@ fn check_vector(v: &Vcpu, vbar: u64, sctlr: u64) -> Result<(), Undeliverable> {
     let ipa = if sctlr & SCTLR_EL1_M == 0 { Ok(Ipa(vbar)) } else { at::translate(vbar, Regime::El1) };
     let in_ram = match ipa {
         Ok(ipa) => {
-            v.vm.map.contains(ipa) && ipa.checked_add(VECTOR_TABLE_BYTES - 1).is_some_and(|end| v.vm.map.contains(end))
+            v.map.contains(ipa) && ipa.checked_add(VECTOR_TABLE_BYTES - 1).is_some_and(|end| v.map.contains(end))
         }
         Err(AtFault::Stage2Walk) => true,
         Err(AtFault::Stage1) => false,

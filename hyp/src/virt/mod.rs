@@ -17,7 +17,8 @@
 //! lock at all across guest entry. The hypervisor's own locks — a VM's `state`, `parked`,
 //! `console` and `budget`, the run queue, the sleepers — are leaves: each is taken alone, for a
 //! push, a pop or a copy, and dropped before anything else is locked (`stop_vm` takes `state`,
-//! then `console`, `parked`, the sleepers, each alone, then calls `Map::remove` with none held). The trace takes a CPU's buffer,
+//! then `console`, `parked`, the sleepers, each alone, then calls `Map::remove` with none held,
+//! then the VM's `map` and `final_stats` slots, each alone). The trace takes a CPU's buffer,
 //! then the file (buffer → file). The engine's own order (MAPS → AMAP → … → PAGE QUEUES) is
 //! documented in `vm`.
 
@@ -44,6 +45,7 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
+use crate::arch::tlb::HwTlb;
 use crate::arch::{cpu, semihosting, vectors};
 use ::vm::uvm::Uvm;
 use ::vm::{Ipa, Pa};
@@ -69,8 +71,11 @@ pub enum Next {
 
 /// Global hypervisor state (built once by [`start`]).
 pub struct Hyp {
+    /// Every VM of the run; a stopped one only as report data (its map is released).
     pub vms: Vec<Arc<Vm>>,
     pub uvm: Arc<Uvm>,
+    /// The stage-2 TLB, which knows each live VMID's root.
+    pub tlb: Arc<HwTlb>,
     pub trace: trace::Trace,
     pub runq: Mutex<VecDeque<Box<Vcpu>>>,
     /// vCPUs waiting in WFI, with the counter value they wake at.
@@ -86,8 +91,8 @@ pub struct Hyp {
 static HYP: Once<Hyp> = Once::new();
 
 impl Hyp {
-    /// Stop `vm` (first call wins), report it, release its RAM, and tell the caller to drop its
-    /// vCPU.
+    /// Stop `vm` (first call wins), report it, release its RAM and its map (stage 2 included),
+    /// and tell the caller to drop its vCPU.
     ///
     /// # Locks
     /// Call with no lock held (takes the VM's `state` and `console`, then the engine's map lock).
@@ -111,8 +116,16 @@ impl Hyp {
             drop(asleep);
             // Give the VM's pages back to the pool for the VMs still running. A vCPU of this VM
             // still in a guest elsewhere re-faults at worst, and is dropped at that exit.
-            if let Err(e) = vm.map.remove(Ipa(RAM_BASE), Ipa(RAM_BASE + vm.ram_bytes)) {
-                log::warn!("vm{}: cannot release its RAM: {e:?}", vm.id);
+            if let Some(map) = vm.map() {
+                if let Err(e) = map.remove(Ipa(RAM_BASE), Ipa(RAM_BASE + vm.ram_bytes)) {
+                    log::warn!("vm{}: cannot release its RAM: {e:?}", vm.id);
+                }
+            }
+            // Then the map itself: its stage-2 tables, root and VMID go when the last vCPU
+            // holding it is dropped (at once unless one is still in a guest elsewhere). From
+            // now on TLB maintenance for the VMID walks the empty root, never a freed one.
+            if let Some(vmid) = vm.release_map() {
+                self.tlb.unregister(vmid);
             }
             self.stopped.fetch_add(1, Ordering::AcqRel);
         }

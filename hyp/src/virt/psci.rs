@@ -60,7 +60,7 @@ fn cpu_on(h: &Hyp, v: &Vcpu, mpidr: u64, entry: u64, context: u64) -> i64 {
     if index >= usize::from(v.vm.nr_vcpus) {
         return ret::INVALID_PARAMETERS;
     }
-    if !entry.is_multiple_of(INSN_ALIGN) || !v.vm.map.contains(Ipa(entry)) {
+    if !entry.is_multiple_of(INSN_ALIGN) || !v.map.contains(Ipa(entry)) {
         return INVALID_ADDRESS;
     }
     let target = {

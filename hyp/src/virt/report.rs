@@ -21,7 +21,7 @@ pub fn vm_stopped(vm: &Vm, why: &Stopped) {
 
 /// Print the counters table and the summary; returns the number of failed VMs.
 pub fn table(vms: &[Arc<Vm>]) -> usize {
-    let snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.map.stats().snapshot()).collect();
+    let snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.stats()).collect();
     let total = snaps.iter().fold(StatsSnapshot::default(), |acc, s| acc.add(s));
 
     let mut header: Vec<String> = vec![String::from("counter")];

@@ -117,7 +117,7 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
         return Next::Drop;
     }
     // Stage 2 first, then the EL1 context (see `El2Controls::load`).
-    v.vm.controls(v.index).load();
+    v.controls().load();
     v.el1.restore();
     timer::arm_in(timer::us_to_ticks(SLICE_US));
     let next = loop {

@@ -1,7 +1,10 @@
 //! Virtual machines and virtual CPUs.
 //!
 //! A [`Vm`] is a `vm::map::Map` (whose stage-2 table carries the VM's VMID = its id), a console
-//! line buffer, and its vCPUs. A [`Vcpu`] is plain data owned by whoever runs it: it moves by
+//! line buffer, and its vCPUs. Each vCPU holds the map too (its fault path needs no VM lock), so
+//! when the VM stops and drops its own reference ([`Vm::release_map`]), the map — its entries,
+//! pages, stage-2 tables and root — goes back to the pool as the last vCPU is dropped. What is
+//! left of a stopped VM is report data: its name, how it stopped, its final counters. A [`Vcpu`] is plain data owned by whoever runs it: it moves by
 //! `Box` between the run queue, a physical CPU, and its VM's `parked` slots (powered off), so no
 //! lock protects a vCPU's registers and none is held while a guest runs.
 //!
@@ -24,7 +27,8 @@ use hyp::budget::LineBudget;
 use hyp::loader::RAM_BASE;
 use crate::arch::vectors::GuestRegs;
 use vm::map::Map;
-use vm::pmap::Stage2;
+use vm::pmap::{Stage2, Vmid};
+use vm::stats::StatsSnapshot;
 
 /// Why a VM is no longer running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +44,10 @@ pub struct Vm {
     /// VM id (1, 2, …); also its VMID.
     pub id: u16,
     pub name: String,
-    pub map: Arc<Map>,
+    /// The VM's memory, until it stops ([`Vm::release_map`]).
+    map: Mutex<Option<Arc<Map>>>,
+    /// The map's counters when it was released.
+    final_stats: Mutex<Option<StatsSnapshot>>,
     /// Guest RAM size in bytes (from 0x4000_0000).
     pub ram_bytes: u64,
     /// Size of the guest image in bytes.
@@ -68,7 +75,8 @@ impl Vm {
         Arc::new(Vm {
             id,
             name,
-            map,
+            map: Mutex::new(Some(map)),
+            final_stats: Mutex::new(None),
             ram_bytes,
             image_bytes,
             nr_vcpus,
@@ -83,8 +91,32 @@ impl Vm {
         })
     }
 
-    pub fn stage2(&self) -> &Arc<Stage2> {
-        self.map.stage2()
+    /// The VM's map, or `None` once it stopped and released it.
+    ///
+    /// # Locks
+    /// Takes the `map` slot's lock alone, for the clone.
+    pub fn map(&self) -> Option<Arc<Map>> {
+        self.map.lock().clone()
+    }
+
+    /// The map's counters: live while the VM runs, as they were at release after.
+    pub fn stats(&self) -> StatsSnapshot {
+        match self.map() {
+            Some(m) => m.stats().snapshot(),
+            None => (*self.final_stats.lock()).unwrap_or_default(),
+        }
+    }
+
+    /// Drop the VM's own reference to its map after keeping its counters (the VM stopped: the
+    /// map is freed once its vCPUs are dropped too). Returns the map's VMID, for the caller to
+    /// retire, the first time.
+    ///
+    /// # Locks
+    /// Takes `map`, then `final_stats`, each alone.
+    pub fn release_map(&self) -> Option<Vmid> {
+        let map = self.map.lock().take()?;
+        *self.final_stats.lock() = Some(map.stats().snapshot());
+        Some(map.vmid())
     }
 
     /// True when `ipa` is in the VM's RAM window `[RAM_BASE, RAM_BASE + ram_bytes)`.
@@ -134,15 +166,6 @@ impl Vm {
         self.state.lock().clone()
     }
 
-    /// EL2 controls of vCPU `index` of this VM.
-    pub fn controls(&self, index: u16) -> El2Controls {
-        El2Controls {
-            vttbr_el2: self.stage2().vttbr(),
-            vtcr_el2: Stage2::VTCR_EL2,
-            vmpidr_el2: vmpidr(index),
-            cntvoff_el2: 0,
-        }
-    }
 }
 
 /// VMPIDR_EL2 for vCPU `index`: Aff0 = index, bit 31 RES1 (multiprocessor format).
@@ -154,6 +177,8 @@ fn vmpidr(index: u16) -> u64 {
 /// One virtual CPU of a VM.
 pub struct Vcpu {
     pub vm: Arc<Vm>,
+    /// The VM's map (a reference of this vCPU's own: see the module comment).
+    pub map: Arc<Map>,
     pub index: u16,
     pub regs: GuestRegs,
     pub el1: El1Sysregs,
@@ -166,9 +191,10 @@ pub struct Vcpu {
 
 impl Vcpu {
     /// A powered-off vCPU in its reset state.
-    pub fn new(vm: Arc<Vm>, index: u16) -> Box<Vcpu> {
+    pub fn new(vm: Arc<Vm>, map: Arc<Map>, index: u16) -> Box<Vcpu> {
         Box::new(Vcpu {
             vm,
+            map,
             index,
             regs: GuestRegs::zeroed(),
             el1: El1Sysregs::reset(),
@@ -176,6 +202,16 @@ impl Vcpu {
             last_inject_far: u64::MAX,
             inject_streak: 0,
         })
+    }
+
+    /// EL2 controls of this vCPU.
+    pub fn controls(&self) -> El2Controls {
+        El2Controls {
+            vttbr_el2: self.map.stage2().vttbr(),
+            vtcr_el2: Stage2::VTCR_EL2,
+            vmpidr_el2: vmpidr(self.index),
+            cntvoff_el2: 0,
+        }
     }
 
     /// Reset to power on at `entry` with x0 = `context`: EL1h, MMU off, DAIF masked.
