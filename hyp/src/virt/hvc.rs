@@ -9,9 +9,10 @@ use hyp::esr::Syndrome;
 use super::psci;
 use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
-use vm::fault::FaultError;
+use super::trace;
+use vm::fault::{FaultError, FaultFlags};
 use vm::map::Map;
-use vm::Ipa;
+use vm::{Access, Ipa, PAGE_SIZE};
 
 /// UVMHYP vendor-specific hypervisor service calls (SMCCC owner 6, fast, SMC64).
 pub mod fid {
@@ -96,7 +97,26 @@ impl GuestRange {
     }
 
     /// Copy the bytes out of guest memory, faulting pages in for reading as the guest would.
-    pub fn read(&self, map: &Map) -> Result<Vec<u8>, FaultError> {
+    ///
+    /// `Map::copy_in` faults what it needs itself but does not say which pages it faulted or
+    /// how (that would take a change of its API in `vm`), so every page of the range that is not
+    /// mapped readable is faulted here first, through the same `vm::fault::fault` call, and each
+    /// such fault is traced as a Read by the vCPU `v` (`trace.rs`); `copy_in` then finds the
+    /// pages mapped. (A page unmapped again in between, by another CPU, is refaulted by
+    /// `copy_in` and not traced.)
+    pub fn read(&self, h: &Hyp, v: &Vcpu) -> Result<Vec<u8>, FaultError> {
+        let map = &*v.map;
+        let end = self.start.0 + self.len as u64;
+        let mut page = self.start.page_base();
+        while page.0 < end {
+            let readable = map.mapped_page(page).is_some_and(|(_, prot)| prot.contains(Access::Read.prot()));
+            if !readable {
+                let r = vm::fault::fault(map, page, Access::Read, FaultFlags::empty());
+                trace::fault(h, v, page, Access::Read, &r);
+                r?;
+            }
+            page = Ipa(page.0 + PAGE_SIZE);
+        }
         let mut buf = vec![0u8; self.len];
         map.copy_in(self.start, &mut buf)?;
         Ok(buf)
@@ -107,7 +127,7 @@ impl GuestRange {
 ///
 /// A page the engine reports busy (`Restart`: another vCPU is faulting it) makes the HVC
 /// re-execute, like any refault: ELR is moved back onto the HVC/SMC and the vCPU yields. Pages
-/// faulted in here are counted by the engine but not traced (`Map::copy_in` takes no abort).
+/// faulted in here are traced as reads ([`GuestRange::read`]).
 fn print(h: &Hyp, v: &mut Vcpu, ipa: u64, len: u64) -> Next {
     if len == 0 {
         v.vm.print_line(&[]);
@@ -118,7 +138,7 @@ fn print(h: &Hyp, v: &mut Vcpu, ipa: u64, len: u64) -> Next {
         set_ret(v, ret::INVALID_PARAMETERS);
         return Next::Resume;
     };
-    match range.read(&v.map) {
+    match range.read(h, v) {
         Ok(bytes) => {
             v.vm.print_line(&bytes);
             set_ret(v, ret::SUCCESS);

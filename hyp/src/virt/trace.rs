@@ -1,7 +1,6 @@
-//! Fault trace: one `vm::trace::Record` per stage-2 abort, buffered per physical CPU and written
-//! in bulk to the host file through semihosting, because a semihosting call costs milliseconds. Pages a hypercall faults in (UVMHYP_PRINT through
-//! `Map::copy_in`) take no abort and are counted by the engine but not traced: `copy_in` does not
-//! report which pages it faulted (a change in `vm`).
+//! Fault trace: one `vm::trace::Record` per stage-2 abort, and one per page a hypercall faults in
+//! (UVMHYP_PRINT, access Read: `hvc.rs`), buffered per physical CPU and written in bulk to the
+//! host file through semihosting, because a semihosting call costs milliseconds.
 //!
 //! # Locks
 //! A CPU's buffer lock is only contended at the final flush; the file lock is taken inside a
@@ -13,7 +12,22 @@ use spin::Mutex;
 
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::semihosting::{self, Handle, Mode};
-use vm::trace::{header, Record, RECORD_BYTES};
+use super::vm::Vcpu;
+use super::Hyp;
+use vm::fault::{FaultError, Resolved};
+use vm::trace::{header, Outcome, Record, RECORD_BYTES};
+use vm::{Access, Ipa};
+
+/// Trace the engine's answer `r` to a fault of `v` at `ipa` that the hypervisor raised itself
+/// (not a stage-2 abort: those are traced by `abort.rs` with their decoding).
+pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
+    let (case, outcome, neighbours, refaults) = match r {
+        Ok(r) => (Some(r.case), Outcome::Resolved, r.neighbours, r.refaults),
+        Err(e) => (None, Outcome::Failed(*e), 0, 0),
+    };
+    let rec = Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case, outcome, neighbours, refaults };
+    h.trace.record(crate::arch::cpu::index(), &rec);
+}
 
 /// Bytes buffered per CPU before a flush.
 const BUFFER_BYTES: usize = 64 * 1024;
