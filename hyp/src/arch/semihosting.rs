@@ -118,6 +118,19 @@ pub fn write(h: Handle, buf: &[u8]) -> Result<(), Error> {
     }
 }
 
+/// Writes the bytes of `words` (in memory order: little endian) to `h`, all or an error.
+pub fn write_words(h: Handle, words: &[u64]) -> Result<(), Error> {
+    let len = core::mem::size_of_val(words);
+    let block = [h.0, words.as_ptr() as u64, len as u64];
+    // SAFETY: the host reads `len` bytes from `words`, which is borrowed for the call.
+    let left = unsafe { call(SYS_WRITE, block.as_ptr() as u64) } as usize;
+    match left {
+        0 => Ok(()),
+        l if l == len => Err(Error::Host),
+        l => Err(Error::Short { left: l }),
+    }
+}
+
 /// Reads up to `buf.len()` bytes; returns how many were read (0 at end of file).
 pub fn read(h: Handle, buf: &mut [u8]) -> Result<usize, Error> {
     let block = [h.0, buf.as_mut_ptr() as u64, buf.len() as u64];

@@ -29,12 +29,31 @@ pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, F
     h.trace.record(crate::arch::cpu::index(), &rec);
 }
 
-/// Bytes buffered per CPU before a flush.
-const BUFFER_BYTES: usize = 64 * 1024;
+/// Records buffered per CPU before a flush (64 KiB).
+const BUFFER_RECORDS: usize = 64 * 1024 / RECORD_BYTES;
+
+/// 64-bit words of one record.
+const RECORD_WORDS: usize = RECORD_BYTES / 8;
+
+/// One encoded record as the words of its bytes: with strict alignment at EL2 appending a byte
+/// array goes through a `memcpy` call; words are a few loads and stores (on every fault's path).
+type Slot = [u64; RECORD_WORDS];
+
+/// `rec` encoded, as words in memory order.
+fn slot(rec: &Record) -> Slot {
+    #[repr(C, align(8))]
+    struct Aligned([u8; RECORD_BYTES]);
+    let b = Aligned(rec.encode());
+    core::array::from_fn(|i| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b.0[i * 8..i * 8 + 8]);
+        u64::from_ne_bytes(w)
+    })
+}
 
 pub struct Trace {
     file: Mutex<Option<Handle>>,
-    bufs: [Mutex<Vec<u8>>; MAX_CPUS],
+    bufs: [Mutex<Vec<Slot>>; MAX_CPUS],
     seq: AtomicU64,
     dropped: AtomicU64,
 }
@@ -58,7 +77,7 @@ impl Trace {
         };
         Trace {
             file: Mutex::new(file),
-            bufs: core::array::from_fn(|_| Mutex::new(Vec::with_capacity(BUFFER_BYTES))),
+            bufs: core::array::from_fn(|_| Mutex::new(Vec::with_capacity(BUFFER_RECORDS))),
             seq: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         }
@@ -73,8 +92,8 @@ impl Trace {
     pub fn record(&self, cpu: usize, rec: &Record) {
         let Some(buf) = self.bufs.get(cpu) else { return };
         let mut buf = buf.lock();
-        buf.extend_from_slice(&rec.encode());
-        if buf.len() + RECORD_BYTES > BUFFER_BYTES {
+        buf.push(slot(rec));
+        if buf.len() >= BUFFER_RECORDS {
             self.write_out(&mut buf);
         }
     }
@@ -93,15 +112,16 @@ impl Trace {
         }
     }
 
-    fn write_out(&self, buf: &mut Vec<u8>) {
+    fn write_out(&self, buf: &mut Vec<Slot>) {
         if buf.is_empty() {
             return;
         }
+        let words = buf.as_flattened();
         let file = self.file.lock();
         match *file {
-            Some(h) if semihosting::write(h, buf).is_ok() => {}
+            Some(h) if semihosting::write_words(h, words).is_ok() => {}
             _ => {
-                self.dropped.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                self.dropped.fetch_add((words.len() * 8) as u64, Ordering::Relaxed);
             }
         }
         buf.clear();
