@@ -9,7 +9,13 @@
 //! in `virt::trap`.
 //!
 //! FP/SIMD registers are saved eagerly on every exit because the hypervisor's own Rust code uses
-//! NEON registers (aarch64-unknown-none enables them).
+//! NEON registers (aarch64-unknown-none enables them): the engine's fault path itself zeroes
+//! stack structures with `movi`/`stp q`, so a lazy switch (CPTR_EL2.TFP, which traps EL2's own
+//! FP/SIMD use too) would take that trap on every fault and cost more than it saves (measured:
+//! +32 instructions per zero-fill fault). Lazy switching needs a hypervisor built without FP
+//! (the `aarch64-unknown-none-softfloat` target; `-C target-feature=-neon` on
+//! aarch64-unknown-none is being phased out by rustc, rust-lang/rust#116344). The eager cost is
+//! about 50 instructions per exit.
 //!
 //! Exceptions taken from EL2 itself are hypervisor bugs: they print ESR/ELR/FAR and panic, on a
 //! per-CPU emergency stack (the EL2 stack may be the problem: a stack overflow hits the unmapped
