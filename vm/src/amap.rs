@@ -2,8 +2,12 @@
 //!
 //! An amap is an array of slots, each empty or pointing at an [`Anon`]. Map entries refer to a
 //! run of its slots through an [`AmapRef`] (amap + slot offset). `refs` counts those entry
-//! references; `slot_refs` counts them per slot (the seed's optional `ppref` array, kept always:
-//! it lets an entry that was clipped and then removed free exactly its own slots). An amap
+//! references; `slot_refs` counts them per slot (the seed's `ppref` array). Like the seed, it
+//! exists only once some reference covers part of the amap (an entry clipped while the amap is
+//! shared): while every reference covers every slot, each slot's count is `refs`, so taking or
+//! dropping a reference is O(1) — which is what makes fork independent of the entries' sizes.
+//! Once created it stays: it lets an entry that was clipped and then removed free exactly its
+//! own slots. An amap
 //! referenced by entries that *share* it (inheritance SHARE) is flagged `shared`: promoting a page
 //! into a shared amap must hide the object page from every sharer first.
 //!
@@ -28,7 +32,9 @@ use crate::uvm::Uvm;
 #[derive(Debug)]
 pub struct AmapState {
     slots: Vec<Option<Arc<Anon>>>,
-    slot_refs: Vec<u32>,
+    /// Per-slot reference counts; `None` while every reference covers every slot (then each
+    /// slot's count is `refs`).
+    slot_refs: Option<Vec<u32>>,
     refs: u32,
     shared: bool,
 }
@@ -53,7 +59,7 @@ impl Amap {
         Arc::new(Amap {
             state: spin::Mutex::new(AmapState {
                 slots: (0..nslots).map(|_| None).collect(),
-                slot_refs: alloc::vec![1; nslots],
+                slot_refs: None,
                 refs: 1,
                 shared: false,
             }),
@@ -119,6 +125,26 @@ impl AmapState {
         let end = slotoff.saturating_add(n).min(self.slots.len());
         slotoff.min(end)..end
     }
+
+    /// True when `n` slots from `slotoff` are all the amap's slots.
+    fn whole(&self, slotoff: usize, n: usize) -> bool {
+        slotoff == 0 && n >= self.slots.len()
+    }
+
+    /// The per-slot counts, created (each slot at `refs`) if they did not exist: a reference to
+    /// part of the amap is about to be taken or dropped (the seed's `amap_pp_establish`).
+    fn slot_refs_mut(&mut self) -> &mut Vec<u32> {
+        let (n, refs) = (self.slots.len(), self.refs);
+        self.slot_refs.get_or_insert_with(|| alloc::vec![refs; n])
+    }
+
+    /// The reference count of `slot` (for tests and assertions).
+    pub fn slot_refs(&self, slot: usize) -> u32 {
+        match &self.slot_refs {
+            None => self.refs,
+            Some(v) => v.get(slot).copied().unwrap_or(0),
+        }
+    }
 }
 
 /// Add one entry reference to `npages` slots of `aref` (the seed's `amap_ref`); `share` marks
@@ -128,14 +154,16 @@ impl AmapState {
 /// Takes and releases the AMAP lock.
 pub(crate) fn amap_ref(aref: &AmapRef, npages: usize, share: bool) {
     let mut st = aref.amap.lock();
-    st.refs = st.refs.saturating_add(1);
     if share {
         st.shared = true;
     }
-    let r = st.range(aref.slotoff, npages);
-    for c in st.slot_refs.get_mut(r).into_iter().flatten() {
-        *c = c.saturating_add(1);
+    if st.slot_refs.is_some() || !st.whole(aref.slotoff, npages) {
+        let r = st.range(aref.slotoff, npages);
+        for c in st.slot_refs_mut().get_mut(r).into_iter().flatten() {
+            *c = c.saturating_add(1);
+        }
     }
+    st.refs = st.refs.saturating_add(1);
 }
 
 /// Drop one entry reference to `npages` slots of `aref` (the seed's `amap_unref`): slots no entry
@@ -149,18 +177,35 @@ pub(crate) fn amap_unref(uvm: &Uvm, aref: &AmapRef, npages: usize) {
 }
 
 fn unref_locked(uvm: &Uvm, st: &mut AmapState, slotoff: usize, npages: usize) {
+    if st.slot_refs.is_none() && st.whole(slotoff, npages) {
+        // Every slot's count is `refs`: they all reach zero together, or none does.
+        st.refs = st.refs.saturating_sub(1);
+        if st.refs <= 1 {
+            st.shared = false;
+        }
+        if st.refs == 0 {
+            for anon in st.slots.iter_mut().filter_map(Option::take) {
+                anon_unref(uvm, &anon);
+            }
+        }
+        return;
+    }
+    let r = st.range(slotoff, npages);
+    st.slot_refs_mut();
     st.refs = st.refs.saturating_sub(1);
     if st.refs <= 1 {
         st.shared = false;
     }
-    let r = st.range(slotoff, npages);
+    let AmapState {
+        slots, slot_refs, ..
+    } = st;
     for i in r {
-        let Some(c) = st.slot_refs.get_mut(i) else {
+        let Some(c) = slot_refs.as_mut().and_then(|v| v.get_mut(i)) else {
             continue;
         };
         *c = c.saturating_sub(1);
         if *c == 0 {
-            if let Some(anon) = st.slots.get_mut(i).and_then(Option::take) {
+            if let Some(anon) = slots.get_mut(i).and_then(Option::take) {
                 anon_unref(uvm, &anon);
             }
         }
@@ -281,7 +326,7 @@ pub(crate) fn amap_split(aref: &AmapRef, at: usize, total: usize) -> AmapRef {
     let cut = aref.slotoff.saturating_add(at);
     if st.refs == 1 && !st.shared && aref.slotoff == 0 && total == st.slots.len() && cut <= total {
         let slots = st.slots.split_off(cut);
-        let slot_refs = st.slot_refs.split_off(cut);
+        let slot_refs = st.slot_refs.as_mut().map(|v| v.split_off(cut));
         drop(st);
         let new = Arc::new(Amap {
             state: spin::Mutex::new(AmapState {
@@ -296,6 +341,9 @@ pub(crate) fn amap_split(aref: &AmapRef, at: usize, total: usize) -> AmapRef {
             slotoff: 0,
         }
     } else {
+        // Two references now cover what one did: each slot's count is unchanged, but they no
+        // longer cover the whole amap.
+        st.slot_refs_mut();
         st.refs = st.refs.saturating_add(1);
         AmapRef {
             amap: aref.amap.clone(),
@@ -370,6 +418,46 @@ mod tests {
             b[0]
         };
         assert_eq!(read(&p, page(1)), 0x22);
+    }
+
+    /// Whole references keep no per-slot counts (O(1) fork); the first partial one creates them
+    /// at the whole references' count, and the slots then go exactly when their count does.
+    #[test]
+    fn per_slot_counts_only_for_partial_references() {
+        let e = crate::testenv::env(16);
+        let a = Amap::new(4);
+        let anons: Vec<_> = (0..4).map(|_| Anon::new()).collect();
+        for (i, anon) in anons.iter().enumerate() {
+            let _ = a.lock().add(i, anon.clone());
+        }
+        let whole = AmapRef {
+            amap: a.clone(),
+            slotoff: 0,
+        };
+        amap_ref(&whole, 4, false);
+        {
+            let st = a.lock();
+            assert!(st.slot_refs.is_none());
+            assert_eq!((st.refs(), st.slot_refs(3)), (2, 2));
+        }
+        let tail = AmapRef {
+            amap: a.clone(),
+            slotoff: 2,
+        };
+        amap_ref(&tail, 2, false);
+        let counts: Vec<u32> = {
+            let st = a.lock();
+            (0..4).map(|i| st.slot_refs(i)).collect()
+        };
+        assert_eq!(counts, [2, 2, 3, 3]);
+        amap_unref(&e.uvm, &whole, 4);
+        amap_unref(&e.uvm, &whole, 4);
+        assert_eq!(a.lock().nused(), 2, "the head slots went with the whole references");
+        assert_eq!(anons[0].lock().an_ref, 0);
+        assert_eq!(anons[3].lock().an_ref, 1);
+        amap_unref(&e.uvm, &tail, 2);
+        let st = a.lock();
+        assert_eq!((st.nused(), st.refs()), (0, 0));
     }
 
     #[test]
