@@ -1,7 +1,10 @@
 //! Fault-path benchmarks, each beside its physical baseline measured in the same run:
 //!
-//! - `zero_fill/fault_2b_zero` vs `zero_fill/baseline_zero_4k`: a Zero2B fault vs zeroing 4 KiB;
-//! - `cow_1b/fault_1b` vs `cow_1b/baseline_copy_4k`: a 1B copy-on-write fault vs copying 4 KiB;
+//! - `zero_fill/fault_2b_zero` vs `zero_fill/baseline_zero_4k`: a Zero2B fault vs zeroing 4 KiB
+//!   (one frame, cache-hot), and vs `baseline_zero_4k_cold`: zeroing each of the batch's frames
+//!   in turn, the memory traffic the faults have;
+//! - `cow_1b/fault_1b` vs `cow_1b/baseline_copy_4k`: a 1B copy-on-write fault vs copying 4 KiB
+//!   (cache-hot), and vs `baseline_copy_4k_cold` (each of the batch's frames in turn);
 //! - `seq_64m/<advice>` vs `seq_64m/baseline_copy_64m`: reading 64 MiB of a resident image in a
 //!   new VM page by page (faulting where stage 2 refuses), per advice; faults per MiB printed;
 //! - `fork/<n>MiB` vs `fork/baseline_copy_<n>MiB`: fork of the same map (one 512 MiB entry) with
@@ -98,6 +101,18 @@ fn zero_fill(c: &mut Criterion) {
     let e = env(16);
     let pa = e.mem.range().start;
     g.bench_function("baseline_zero_4k", |b| b.iter(|| e.mem.zero(black_box(pa))));
+    // The fault zeroes a different frame each time, over as many frames as the batch: the same
+    // memory traffic without the engine.
+    let e = env(BATCH as usize);
+    e.mem.materialise();
+    let base = e.mem.range().start.0;
+    let mut i = 0;
+    g.bench_function("baseline_zero_4k_cold", |b| {
+        b.iter(|| {
+            e.mem.zero(black_box(Pa(base + i * PAGE_SIZE)));
+            i = (i + 1) % BATCH;
+        })
+    });
     g.finish();
 }
 
@@ -137,6 +152,19 @@ fn cow_1b(c: &mut Criterion) {
     let (dst, src) = (e.mem.range().start, Pa(e.mem.range().start.0 + PAGE_SIZE));
     e.mem.write(src, &[0x5a; 4096]);
     g.bench_function("baseline_copy_4k", |b| b.iter(|| e.mem.copy(black_box(dst), black_box(src))));
+    // The fault copies a different frame into a different frame each time (BATCH sources, BATCH
+    // destinations): the same memory traffic without the engine.
+    let e = env(2 * BATCH as usize);
+    e.mem.materialise();
+    let base = e.mem.range().start.0;
+    let mut i = 0;
+    g.bench_function("baseline_copy_4k_cold", |b| {
+        b.iter(|| {
+            let (dst, src) = (Pa(base + (BATCH + i) * PAGE_SIZE), Pa(base + i * PAGE_SIZE));
+            e.mem.copy(black_box(dst), black_box(src));
+            i = (i + 1) % BATCH;
+        })
+    });
     g.finish();
 }
 

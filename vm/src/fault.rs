@@ -184,7 +184,7 @@ pub const MAXRANGE: usize = 16;
 
 const _: () = {
     let (b, f) = Advice::Sequential.range();
-    assert!(b + f + 1 <= MAXRANGE as u64);
+    assert!(b + f < MAXRANGE as u64);
 };
 
 /// Internal refaults allowed in one call before giving `Restart` back to the caller.
