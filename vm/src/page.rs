@@ -138,10 +138,12 @@ impl List {
     };
 }
 
-/// The page queues (the seed's `uvm_pageqlock` domain).
+/// The page queues (the seed's `uvm_pageqlock` domain). All three are lists threaded through
+/// `links`, so taking any frame off any queue is O(1). The free list is a stack (head = the frame
+/// freed last), first handing out the pool's frames from the lowest.
 #[derive(Debug)]
 pub struct Queues {
-    free: Vec<u32>,
+    free: List,
     links: Vec<Link>,
     which: Vec<Queue>,
     active: List,
@@ -151,9 +153,21 @@ pub struct Queues {
 impl Queues {
     /// `n` frames, all free (lowest index handed out first).
     pub(crate) fn new(n: u32) -> Queues {
+        let link = |i: u32| Link {
+            prev: i.checked_sub(1).unwrap_or(NIL),
+            next: if i + 1 < n { i + 1 } else { NIL },
+        };
         Queues {
-            free: (0..n).rev().collect(),
-            links: alloc::vec![Link { prev: NIL, next: NIL }; n as usize],
+            free: if n == 0 {
+                List::EMPTY
+            } else {
+                List {
+                    head: 0,
+                    tail: n - 1,
+                    len: n as usize,
+                }
+            },
+            links: (0..n).map(link).collect(),
             which: alloc::vec![Queue::Free; n as usize],
             active: List::EMPTY,
             inactive: List::EMPTY,
@@ -162,7 +176,7 @@ impl Queues {
 
     /// Number of free frames.
     pub fn free_count(&self) -> usize {
-        self.free.len()
+        self.free.len
     }
 
     /// Number of active frames.
@@ -185,28 +199,30 @@ impl Queues {
 
     /// Take a free frame off the free queue.
     pub(crate) fn pop_free(&mut self) -> Option<PageIdx> {
-        let i = self.free.pop()?;
-        if let Some(w) = self.which.get_mut(i as usize) {
-            *w = Queue::None;
+        let i = self.free.head;
+        if i == NIL {
+            return None;
         }
+        self.unlink(PageIdx(i));
         Some(PageIdx(i))
     }
 
     /// Take two adjacent free frames `i, i + 1` with `first_ok(i)` (a contiguous pair for a
     /// stage-2 root); returns the first.
+    ///
+    /// The search starts at the top of the pool, which single frames reach last (they are handed
+    /// out from the bottom): there a pair is found at once, whatever is allocated below, so a
+    /// fork's new root costs the same with 16 MiB or 256 MiB resident. Only a pool fragmented to
+    /// its top makes the search long.
     pub(crate) fn take_pair(&mut self, first_ok: impl Fn(u32) -> bool) -> Option<PageIdx> {
         let n = u32::try_from(self.which.len()).ok()?;
-        let i = (0..n.saturating_sub(1)).find(|&i| {
+        let i = (0..n.saturating_sub(1)).rev().find(|&i| {
             first_ok(i)
                 && self.queue_of(PageIdx(i)) == Queue::Free
                 && self.queue_of(PageIdx(i + 1)) == Queue::Free
         })?;
-        self.free.retain(|&f| f != i && f != i + 1);
-        for f in [i, i + 1] {
-            if let Some(w) = self.which.get_mut(f as usize) {
-                *w = Queue::None;
-            }
-        }
+        self.unlink(PageIdx(i));
+        self.unlink(PageIdx(i + 1));
         Some(PageIdx(i))
     }
 
@@ -217,10 +233,7 @@ impl Queues {
             Queue::Active | Queue::Inactive => self.unlink(pg),
             Queue::None => {}
         }
-        if let Some(w) = self.which.get_mut(pg.0 as usize) {
-            *w = Queue::Free;
-            self.free.push(pg.0);
-        }
+        self.link_head_free(pg);
     }
 
     /// Move `pg` to the tail of `q` (Active or Inactive). A free frame is left alone.
@@ -265,7 +278,34 @@ impl Queues {
         match q {
             Queue::Active => Some(&mut self.active),
             Queue::Inactive => Some(&mut self.inactive),
-            _ => None,
+            Queue::Free => Some(&mut self.free),
+            Queue::None => None,
+        }
+    }
+
+    /// Push `pg` (on no queue) on the free stack.
+    fn link_head_free(&mut self, pg: PageIdx) {
+        let i = pg.0;
+        if (i as usize) >= self.links.len() {
+            return;
+        }
+        let old_head = self.free.head;
+        self.free.head = i;
+        if self.free.tail == NIL {
+            self.free.tail = i;
+        }
+        self.free.len += 1;
+        if let Some(h) = self.links.get_mut(old_head as usize) {
+            h.prev = i;
+        }
+        if let Some(l) = self.links.get_mut(i as usize) {
+            *l = Link {
+                prev: NIL,
+                next: old_head,
+            };
+        }
+        if let Some(w) = self.which.get_mut(i as usize) {
+            *w = Queue::Free;
         }
     }
 
