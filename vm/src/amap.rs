@@ -86,14 +86,6 @@ impl AmapState {
             .collect()
     }
 
-    /// [`AmapState::lookups`] into `out` (one per slot from `slot`), without allocating: the
-    /// fault path's form.
-    pub fn lookups_into(&self, slot: usize, out: &mut [Option<Arc<Anon>>]) {
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = slot.checked_add(i).and_then(|s| self.lookup(s)).cloned();
-        }
-    }
-
     /// Put `anon` into `slot` (the seed's `amap_add`), returning the anon it replaces. The caller
     /// drops the replaced anon's reference itself (with its lock held, as case 1B does).
     pub(crate) fn add(&mut self, slot: usize, anon: Arc<Anon>) -> Option<Option<Arc<Anon>>> {

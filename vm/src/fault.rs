@@ -426,21 +426,21 @@ impl<'m> Fault<'m> {
             .min(MAXRANGE);
         let mut centeridx = usize::try_from(nback).unwrap_or(0);
 
-        // Lock the amap and extract the anons (fixed-size: no allocation on the fault path).
-        let held_amap = view.aref.as_ref().map(|a| a.amap.lock());
-        let mut anons: [Option<Arc<Anon>>; MAXRANGE] = Default::default();
-        if let (Some(st), Some(slot)) = (&held_amap, view.slot(startva)) {
-            st.lookups_into(slot, anons.get_mut(..npages).unwrap_or(&mut []));
-        }
+        // Lock the amap. The neighbourhood's anons are looked up in it in place (borrowed from
+        // the locked amap: nothing is copied or allocated on the fault path).
         let held = Held {
             map: guard,
-            amap: held_amap,
+            amap: view.aref.as_ref().map(|a| a.amap.lock()),
+        };
+        let first_slot = view.slot(startva);
+        let anon_at = |i: usize| -> Option<&Arc<Anon>> {
+            held.amap.as_ref()?.lookup(first_slot?.checked_add(i)?)
         };
 
         // Sequential: deactivate the pages behind us and forget them.
         let mut first = 0;
         if view.advice == Advice::Sequential && nback > 0 {
-            self.anonflush(anons.get(..centeridx).unwrap_or(&[]));
+            self.anonflush((0..centeridx).filter_map(anon_at));
             if let (Some((obj, _)), Some(uoff)) = (&view.object, view.offset(startva)) {
                 let _ = obj.put(
                     self.uvm,
@@ -456,13 +456,13 @@ impl<'m> Fault<'m> {
             nback = 0;
         }
         let _ = nback;
-        let anons = anons.get(first..first + npages).unwrap_or(&[]);
 
         // Map in resident neighbour anons; note whether the center is shadowed by an anon.
         let mut pages_buf = [PageSlot::Empty; MAXRANGE];
         let pages = pages_buf.get_mut(..npages).unwrap_or(&mut []);
         let mut shadowed = false;
-        for (lcv, (slot, anon)) in pages.iter_mut().zip(anons.iter()).enumerate() {
+        for (lcv, slot) in pages.iter_mut().enumerate() {
+            let anon = anon_at(first + lcv);
             let currva = startva.add_pages(lcv as u64);
             if lcv != centeridx && self.pmap().extract(currva).is_some() {
                 *slot = PageSlot::DontCare;
@@ -522,8 +522,7 @@ impl<'m> Fault<'m> {
         }
 
         if shadowed {
-            let anon = anons.get(centeridx).cloned().flatten();
-            let Some(anon) = anon else {
+            let Some(anon) = anon_at(first + centeridx).cloned() else {
                 return Err(Step::ReFault);
             };
             self.case1(held, &view, &anon, want)

@@ -16,8 +16,8 @@ impl<'m> Fault<'m> {
     ///
     /// # Locks
     /// Entry and exit: MAPS, AMAP held. Takes each ANON, then PAGE and PAGE QUEUES.
-    pub(super) fn anonflush(&self, anons: &[Option<Arc<Anon>>]) {
-        for anon in anons.iter().flatten() {
+    pub(super) fn anonflush<'a>(&self, anons: impl Iterator<Item = &'a Arc<Anon>>) {
+        for anon in anons {
             let a = anon.lock();
             if let Some(pg) = a.page {
                 let busy = self
