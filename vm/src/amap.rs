@@ -220,8 +220,8 @@ fn unref_locked(uvm: &Uvm, st: &mut AmapState, slotoff: usize, npages: usize) {
 /// anon is not shared at all: the new amap gets a new anon with a copy of its data, so the
 /// existing mappings keep their write permission and their frames (a wired parent's frames must
 /// not change under it, which a later 1B would do). An anon whose page is BUSY is shared as above
-/// instead. When no frame is free the copy is undone (the new amap released, `old` still loses
-/// the caller's reference) and `NoFrame` returned.
+/// instead. When no frame is free the copy is undone (the new amap released, the caller keeps
+/// its reference to `old`) and `NoFrame` returned.
 ///
 /// # Locks
 /// Takes the AMAP lock of `old`, then each anon's lock in turn, and with the anon locked the
@@ -266,15 +266,18 @@ pub(crate) fn amap_copy_range(
         drop(a);
         *slot = Some(anon.clone());
     }
-    // Either way the caller's entry gives up its reference to `old`.
-    unref_locked(uvm, &mut ost, old.slotoff, npages);
-    drop(ost);
     if let Err(e) = result {
         // Undo the half-built copy: its anons lose their new references, copies are freed.
+        // The caller's entry keeps its reference to `old`: nothing it can see has changed
+        // (write-protections done on the way only cost a refault).
+        drop(ost);
         let n = nst.slots.len();
         unref_locked(uvm, &mut nst, 0, n);
         return Err(e);
     }
+    // The caller's entry gives up its reference to `old` for the copy.
+    unref_locked(uvm, &mut ost, old.slotoff, npages);
+    drop(ost);
     drop(nst);
     Ok(AmapRef {
         amap: new,

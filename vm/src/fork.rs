@@ -27,8 +27,8 @@ use crate::uvm::Uvm;
 /// reverse map) PMAP locks.
 ///
 /// # Errors
-/// `NoMemory` only with `copy_resident`: then the entry is left with no amap (its reference
-/// was dropped) and must be discarded.
+/// `NoMemory` only with `copy_resident`: then the entry is left exactly as it was (its amap
+/// reference, `needs_copy` still set), so nothing is silently zero-filled later.
 pub(crate) fn entry_amap_copy(
     uvm: &Uvm,
     e: &mut Entry,
@@ -45,13 +45,9 @@ pub(crate) fn entry_amap_copy(
         Some(aref) => {
             let alone = aref.amap.lock().refs() == 1;
             if !alone {
-                match amap_copy_range(uvm, aref, npages, copy_resident) {
-                    Ok(copy) => e.aref = Some(copy),
-                    Err(_) => {
-                        e.aref = None;
-                        return Err(MapError::NoMemory);
-                    }
-                }
+                let copy = amap_copy_range(uvm, aref, npages, copy_resident)
+                    .map_err(|_| MapError::NoMemory)?;
+                e.aref = Some(copy);
             }
         }
     }
@@ -74,14 +70,33 @@ impl Map {
     /// (1A maps an anon read-only while `an_ref > 1`; each fault maps its neighbours too), which is
     /// the price paid later and only for the pages used. A map with wired leaves keeps them
     /// (wired means mapped): then the per-range write-protection is used.
+    ///
+    /// The parent's entries get `needs_copy` only once every entry is in the child, together
+    /// with the write-protection: `needs_copy` on an entry promises that none of its anons is
+    /// mapped writable (a later fork skips such an entry's write-protection), so the two never
+    /// part. A fork that fails (no frame for the eager copy of a wired entry) leaves the parent
+    /// as it was (a SHARE entry may have been given an amap of its own, which no access can
+    /// tell).
+    ///
+    /// # Locks
+    /// Write-locks the parent, then the child (which nobody else can reach yet); AMAP, ANON and
+    /// PMAP locks under them (`entry_amap_copy`). The parent's stage-2 is cleared or
+    /// write-protected before its write lock is released, so no fault of the parent can see
+    /// `needs_copy` and a writable leaf together.
+    ///
+    /// # Errors
+    /// `NoMemory` when the child's stage-2 root or an eager copy finds no frame; the parent is
+    /// unchanged and the half-built child released.
     pub fn fork(&self, vmid: Vmid) -> Result<Arc<Map>, MapError> {
         let uvm = self.uvm().clone();
         let child = Map::new(&uvm, vmid)?;
         let mut pg = self.write();
         let mut cg = child.write();
         let keys: Vec<u64> = pg.entries.keys().copied().collect();
-        // Ranges of the parent whose mappings must lose write permission.
+        // Ranges of the parent whose mappings must lose write permission, and the parent
+        // entries that get `needs_copy` (both applied only once the child is complete).
         let mut write_protect: Vec<(Ipa, Ipa, Prot)> = Vec::new();
+        let mut mark: Vec<u64> = Vec::new();
         for k in keys {
             let Some(pe) = pg.entries.get_mut(&k) else {
                 continue;
@@ -114,18 +129,27 @@ impl Map {
                             // SHARE amap included), except for a wired parent, whose resident
                             // pages are copied for the child instead (the seed's
                             // `amap_cow_now`): its wired mappings keep their rights and frames.
-                            // Out of memory: `ce` gave its amap reference up; entries already
-                            // in the child are released when it drops.
-                            entry_amap_copy(&uvm, &mut ce, pe.is_wired())?;
+                            // Out of memory: `ce` still holds the reference taken above;
+                            // give it back. Entries already in the child are released when
+                            // it drops, and the parent has not been touched yet.
+                            if let Err(err) = entry_amap_copy(&uvm, &mut ce, pe.is_wired()) {
+                                child.release_entry(&ce);
+                                return Err(err);
+                            }
                         } else {
                             if !pe.needs_copy && pe.prot.contains(Prot::WRITE) {
                                 write_protect.push((pe.start, pe.end, pe.prot - Prot::WRITE));
                             }
-                            pe.needs_copy = true;
+                            mark.push(k);
                         }
                     }
                     cg.entries.insert(k, ce);
                 }
+            }
+        }
+        for k in mark {
+            if let Some(pe) = pg.entries.get_mut(&k) {
+                pe.needs_copy = true;
             }
         }
         // Take write permission from the parent: drop its stage-2 contents in O(tables) (see

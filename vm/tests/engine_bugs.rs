@@ -173,3 +173,35 @@ fn bug6_fork_nomemory_in_cow_now_leaks_anons() {
     }
     assert!(failed_forks > 0, "no fork ran out of memory: the test did not reach the path");
 }
+
+/// BUG 7 (model seed 2123558330067161677): a `Map::fork` that runs out of memory half-way (the
+/// eager copy of a wired COPY entry) had already set `needs_copy` on the parent's earlier COPY
+/// entries, but the write-protection that goes with it only ran on success. The parent kept its
+/// writable mappings under `needs_copy`; the next fork (which skips entries already marked) then
+/// shared the anons with a child while the parent still wrote into their frames.
+#[test]
+fn bug7_failed_fork_leaves_needs_copy_without_write_protection() {
+    let env = Env::new(64, 0);
+    let parent = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
+    parent.insert(anon_spec(0, 2, Prot::READ | Prot::WRITE)).unwrap();
+    parent.insert(anon_spec(2, 6, Prot::READ | Prot::WRITE)).unwrap();
+    guest_write(&parent, &env, 0, 0x1111);
+    parent.wire(ipa(2), ipa(8)).unwrap();
+    // Another VM takes the guest frames, leaving the child's root (2 frames) and one copy. (It
+    // stops short of running out: the pagedaemon would clear the parent's access flags, and the
+    // parent's next write would fault and copy, hiding the bug.)
+    let hog = vm::map::Map::new(&env.uvm, Vmid(9)).unwrap();
+    hog.insert(anon_spec(0, 64, Prot::READ | Prot::WRITE)).unwrap();
+    let mut n = 0;
+    while env.uvm.free_pages() > 3 {
+        fault(&hog, ipa(n), Access::Write, FaultFlags::empty()).expect("hog write");
+        n += 1;
+    }
+    assert_eq!(env.uvm.free_pages(), 3);
+    assert_eq!(parent.fork(Vmid(2)).err(), Some(vm::map::MapError::NoMemory));
+    drop(hog);
+    let child = parent.fork(Vmid(3)).unwrap();
+    guest_write(&parent, &env, 0, 0x2222); // after the fork: the child must not see it
+    assert_eq!(guest_read(&parent, &env, 0), 0x2222);
+    assert_eq!(guest_read(&child, &env, 0), 0x1111, "the child sees the parent's post-fork write");
+}

@@ -697,3 +697,52 @@ fn fork_of_a_map_with_wired_leaves_write_protects_per_range() {
     assert!(parent.stage2().is_wired(page(0)));
     assert_eq!(prot(&parent, page(4)), Some(Prot::READ));
 }
+
+/// A fork that runs out of memory half-way (the eager copy of a wired entry, the seed's
+/// `amap_cow_now`, finds no frame) must leave the parent as it was. It used to leave
+/// `needs_copy` set on the parent's earlier COPY entries without taking their mappings' write
+/// permission: the next fork then skipped them ("needs_copy: already write-protected"), and the
+/// parent kept writing into a frame its new child shares (the model, seed 2123558330067161677).
+#[test]
+fn failed_fork_leaves_the_parent_unchanged() {
+    let e = env(64);
+    let parent = e.map(1);
+    parent.insert(anon_spec(0, 2)).unwrap();
+    parent.insert(anon_spec(2, 6)).unwrap();
+    parent.copy_out(page(0), &[1]).unwrap();
+    parent.wire(page(2), page(8)).unwrap();
+    assert_eq!(prot(&parent, page(0)), Some(Prot::READ | Prot::WRITE));
+    // Another VM takes every guest frame left.
+    let hog = e.map(9);
+    hog.insert(anon_spec(0, 64)).unwrap();
+    let mut n = 0;
+    while wr(&hog, page(n)).is_ok() {
+        n += 1;
+    }
+    // Leave enough for the child's root and one copy: the second copy fails.
+    let root = 2;
+    hog.remove(page(0), page(root + 1)).unwrap();
+    assert_eq!(e.uvm.free_pages(), root as usize + 1);
+    let before = parent.entry(page(0)).unwrap();
+    let refs = |m: &Map| m.entry(page(0)).unwrap().aref.unwrap().amap.lock().refs();
+    assert_eq!(
+        parent.fork(crate::pmap::Vmid(2)).err(),
+        Some(crate::map::MapError::NoMemory)
+    );
+    let after = parent.entry(page(0)).unwrap();
+    assert_eq!(after.needs_copy, before.needs_copy, "needs_copy changed by a failed fork");
+    assert_eq!(refs(&parent), 1, "the failed child's amap reference was not given back");
+    assert!(parent.entry(page(2)).unwrap().aref.is_some());
+
+    // With memory back, a fork succeeds and the parent's writes stay its own.
+    drop(hog);
+    let child = parent.fork(crate::pmap::Vmid(3)).unwrap();
+    assert!(
+        !prot(&parent, page(0)).is_some_and(|p| p.contains(Prot::WRITE)),
+        "the parent still maps a frame shared with its child writable"
+    );
+    parent.copy_out(page(0), &[2]).unwrap();
+    let mut b = [0u8];
+    child.copy_in(page(0), &mut b).unwrap();
+    assert_eq!(b, [1]);
+}
