@@ -18,8 +18,13 @@
 //! with `Stage2::for_each_mapping`. At the end of each case every map and object is dropped and
 //! the pool must be entirely free (no frame leaked) with no swap slot left in use.
 //!
-//! Scale: `UVMHYP_MODEL_OPS` (default 100,000) operations in cases of 500;
-//! `UVMHYP_MODEL_SEED` replays a run (the seed is printed).
+//! Scale: `UVMHYP_MODEL_OPS` (default 100,000) operations in cases of 500.
+//!
+//! Seed: without `UVMHYP_MODEL_SEED` the run uses [`DEFAULT_SEED`], so CI is deterministic (a
+//! rare failing seed cannot make it flaky); `UVMHYP_MODEL_SEED=<n>` replays a run;
+//! `UVMHYP_MODEL_SEED=random` explores with a seed from the clock. The seed is always printed,
+//! with the command that replays it. A soak run that explores:
+//! `UVMHYP_MODEL_SEED=random UVMHYP_MODEL_OPS=1000000 cargo test -p vm --release --test model -- --nocapture`.
 #![allow(
     clippy::too_many_arguments,
     clippy::type_complexity,
@@ -1190,18 +1195,33 @@ fn minimise(frames: usize, slots: u32, mut ops: Vec<Op>) -> Vec<Op> {
     }
 }
 
+/// The seed CI uses (no `UVMHYP_MODEL_SEED`): the one that found the failed-fork bug
+/// (`engine_bugs.rs`, bug 7), so every CI run replays it.
+const DEFAULT_SEED: u64 = 2_123_558_330_067_161_677;
+
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// The run's seed: `UVMHYP_MODEL_SEED` (a number, or `random` for one from the clock), else
+/// [`DEFAULT_SEED`]. Anything else is a mistake in the command line: refuse it rather than
+/// silently run another seed.
+fn model_seed() -> u64 {
+    match std::env::var("UVMHYP_MODEL_SEED") {
+        Err(_) => DEFAULT_SEED,
+        Ok(v) if v.trim() == "random" => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64),
+        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+            panic!("UVMHYP_MODEL_SEED={v:?}: expected a number or `random`")
+        }),
+    }
 }
 
 #[test]
 fn model_fault_engine() {
     let total = env_u64("UVMHYP_MODEL_OPS").unwrap_or(100_000);
-    let seed = env_u64("UVMHYP_MODEL_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = model_seed();
     let cases = total.div_ceil(OPS_PER_CASE as u64) as u32;
     println!(
         "model: {total} operations in {cases} cases of {OPS_PER_CASE}, seed {seed} \
