@@ -367,7 +367,15 @@ impl<'m> Fault<'m> {
         } else {
             e.prot
         };
-        if !check_prot.contains(self.access.prot()) {
+        // A WIREMAX fault asks for the maximum protection itself (the seed's `uvm_fault_wire`
+        // passes `access_type = max_protection`), so its check passes by construction: an entry
+        // is wired whatever its current protection (even NONE: the leaf then permits nothing).
+        let asked = if self.flags.contains(FaultFlags::WIREMAX) {
+            check_prot
+        } else {
+            self.access.prot()
+        };
+        if !check_prot.contains(asked) {
             return Err(FaultError::Protection.into());
         }
         let wired = e.is_wired() || wire_fault;

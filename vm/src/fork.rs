@@ -137,7 +137,9 @@ impl Map {
                                 return Err(err);
                             }
                         } else {
-                            if !pe.needs_copy && pe.prot.contains(Prot::WRITE) {
+                            // The seed tests max_protection: a leaf may be writable
+                            // only if the maximum protection allows it.
+                            if !pe.needs_copy && pe.max_prot.contains(Prot::WRITE) {
                                 write_protect.push((pe.start, pe.end, pe.prot - Prot::WRITE));
                             }
                             mark.push(k);
@@ -168,6 +170,19 @@ impl Map {
     /// Wire `[start, end)` (the seed's `uvm_map_pageable` with `new_pageable = false`): every
     /// entry's wired count is raised, and the entries that became wired are faulted in with
     /// `fault_wire` (pages wired, mappings entered WIRED). On failure everything is undone.
+    ///
+    /// As in the seed, wiring is checked against the entry's maximum protection (WIREMAX), not
+    /// its current one: a range protected NONE can be wired (its leaves permit nothing until a
+    /// `protect` raises them), and an entry whose maximum protection allows writes is copied
+    /// now (`needs_copy` cleared here, copy-on-write done by the wiring fault), so that a later
+    /// `protect(RW)` never makes a wired page copy-on-write.
+    ///
+    /// # Locks
+    /// Write-locks the map to count and clip, then faults with nothing held (`fault_wire`).
+    ///
+    /// # Errors
+    /// `NoEntry` when `[start, end)` is not covered; `Fault` when a page cannot be faulted in
+    /// (then the range's wired counts and the pages wired so far are undone).
     pub fn wire(&self, start: Ipa, end: Ipa) -> Result<(), MapError> {
         check_range(start, end)?;
         let newly: Vec<(Ipa, Ipa)> = {
@@ -183,7 +198,9 @@ impl Map {
                 };
                 e.wired_count = e.wired_count.saturating_add(1);
                 if e.wired_count == 1 {
-                    if e.needs_copy && (e.prot.contains(Prot::WRITE) || e.object.is_none()) {
+                    // The seed's test: the maximum protection, since wiring faults are
+                    // WIREMAX and copy-on-write happens now when writes may ever be allowed.
+                    if e.needs_copy && (e.max_prot.contains(Prot::WRITE) || e.object.is_none()) {
                         let _ = entry_amap_copy(&uvm, e, false);
                     }
                     newly.push((e.start, e.end));
@@ -192,7 +209,7 @@ impl Map {
             newly
         };
         for (i, &(s, e)) in newly.iter().enumerate() {
-            if let Err(err) = fault_wire(self, s, e, false) {
+            if let Err(err) = fault_wire(self, s, e, true) {
                 // fault_wire unwound its own range; undo the counts and the earlier entries.
                 let mut g = self.write();
                 for k in g.clip_range(start, end) {

@@ -503,7 +503,7 @@ impl Map {
             e.is_wired()
         };
         if wired {
-            crate::fault::fault_wire(self, ipa, Ipa(ipa.0 + PAGE_SIZE), false)
+            crate::fault::fault_wire(self, ipa, Ipa(ipa.0 + PAGE_SIZE), true)
                 .map_err(MapError::Fault)?;
         }
         Ok(())

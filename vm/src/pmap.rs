@@ -120,7 +120,9 @@ pub const ROOT_SEARCH_FRAMES: usize = 64;
 /// The seed's pmap interface, over one VM's IPA space.
 pub trait Pmap: Send + Sync {
     /// Map `ipa` (page aligned) to `pa` with `prot`. Replacing a valid mapping with a different
-    /// output address goes through break-before-make.
+    /// output address goes through break-before-make. `prot` NONE removes the mapping, except
+    /// with WIRED: a wiring fault on an entry protected NONE (WIREMAX) enters a valid no-access
+    /// leaf, which keeps the wired frame until it is unwired (as `protect` does).
     fn enter(&self, ipa: Ipa, pa: Pa, prot: Prot, flags: EnterFlags) -> Result<(), PmapError>;
     /// Unmap every page in `[start, end)`.
     fn remove(&self, start: Ipa, end: Ipa);

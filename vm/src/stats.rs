@@ -76,13 +76,24 @@ counters! {
     flt_prcopy,
     /// Case 2B zero fill.
     flt_przero,
-    /// No free page when one was needed.
+    /// No free page when one was needed. Deliberately wider than the seed, which counts it in
+    /// anonget (before its reclaimable test) and in promote only when it is about to wait: we
+    /// count every failed allocation on the fault path (anonget, 1A loan break, 1B/2B promote,
+    /// 2A loan break, a pager's `NoMemory`) before the reclaim decision, so a fault that ends
+    /// `NoMemory` counts both this and `fltnoanon`.
     fltnoram,
-    /// No anon/page and nothing reclaimable (ENOMEM).
+    /// No anon/page and nothing reclaimable (ENOMEM). Deliberately wider than the seed (only a
+    /// failed promote with `!uvm_reclaimable()`): counted for every fault that ends `NoMemory`
+    /// (`Fault::reclaim_or_nomem`), whatever allocation failed, so it equals the number of
+    /// `NoMemory` results.
     fltnoanon,
-    /// A busy page was found (the seed sleeps; we restart).
+    /// A busy page was found (the seed sleeps; we restart). Also counted, unlike the seed, when
+    /// the case-2 SYNC get finds the object page BUSY (`Again`, the seed's "fltagain2" sleep):
+    /// both are a fault that waits on another's I/O.
     fltpgwait,
-    /// A page was released while we had it busy.
+    /// A page was released while we had it busy. The seed counts it only in case 2 (the object
+    /// page released during the SYNC get); we also count the anon page released during a
+    /// swap-in in anonget, which the seed handles without a counter.
     fltpgrele,
     /// Relock attempts after unlocking for I/O.
     fltrelck,
@@ -92,7 +103,8 @@ counters! {
     pageins,
     /// Pages written to swap.
     pageouts,
-    /// Loaned pages whose loan was broken by a write.
+    /// Loaned pages whose loan was broken by a write. Not in the seed (ours, as are the next
+    /// three).
     fltloanbreak,
     /// The pmap could not enter a mapping (table frame shortage).
     fltpmapfail,

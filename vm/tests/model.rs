@@ -749,10 +749,9 @@ impl World {
         // The model's prediction: the first newly wired page that cannot be faulted in.
         let predicted = (s..e).find_map(|pg| {
             let p = self.maps[mi].pos.get(&pg)?;
+            // Wiring checks the maximum protection (WIREMAX), which always allows it.
             if p.wired > 0 {
                 None
-            } else if !p.prot.contains(Prot::READ) {
-                Some((pg, FaultError::Protection))
             } else if self.expected(p).lost {
                 Some((pg, FaultError::Io))
             } else {

@@ -585,7 +585,9 @@ impl Stage2 {
             return Err(PmapError::OutOfRange);
         }
         let mut inner = self.inner.lock();
-        if prot.is_empty() {
+        // No access: nothing to map, unless the mapping is wired, which keeps a no-access leaf
+        // (see `protect`: the leaf is what remembers the wired frame).
+        if prot.is_empty() && !flags.contains(EnterFlags::WIRED) {
             let old = match self.walk(ipa) {
                 Walk::Found(path) => {
                     let d = self.read(path.l3_slot);

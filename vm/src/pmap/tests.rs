@@ -781,7 +781,7 @@ mod model {
                     vms[vm]
                         .enter(Ipa(ipa(page)), frame(f), prot, flags)
                         .unwrap();
-                    if prot.is_empty() {
+                    if prot.is_empty() && !wired {
                         model.remove(&(vm, ipa(page)));
                     } else {
                         let m = M {
