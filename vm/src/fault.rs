@@ -337,11 +337,18 @@ pub fn fault(
 
 impl<'m> Fault<'m> {
     /// Count in the VM's and the global counters.
+    ///
+    /// # Locks
+    /// None taken (atomic counters); callable with any lock held.
     fn bump(&self, counter: impl Fn(&Stats) -> &AtomicU64) {
         Stats::bump(counter(self.map.stats()));
         Stats::bump(counter(self.uvm.stats()));
     }
 
+    /// This map's stage-2 table.
+    ///
+    /// # Locks
+    /// None taken; the table's own methods take PMAP.
     fn pmap(&self) -> &'m crate::pmap::Stage2 {
         self.map.stage2()
     }
@@ -557,6 +564,11 @@ impl<'m> Fault<'m> {
 
     /// Relock after I/O (the seed's `uvmfault_relock`): MAPS for reading, then AMAP, if the map's
     /// version is unchanged; `None` (nothing locked) otherwise.
+    ///
+    /// # Locks
+    /// Entry: nothing held but the BUSY page the caller did I/O on. Exit: MAPS (read) and AMAP
+    /// held in the returned `Held` if the version matched; on failure nothing is held (the
+    /// caller unbusies its page and refaults).
     fn relock<'a>(&self, view: &'a View) -> Option<Held<'a>>
     where
         'm: 'a,
@@ -614,6 +626,12 @@ impl<'m> Fault<'m> {
     /// mapping (see `wire.rs`). The caller then clears CLEAN if `prot` has WRITE (we track no
     /// modified bit: a page the guest may write is no longer CLEAN), in the same PAGE lock round
     /// trip that activates and unbusies the page (`Uvm::finish_page`).
+    ///
+    /// # Locks
+    /// Entry and exit: MAPS, AMAP (if any) and the page's owner lock (ANON) or its BUSY held.
+    /// Takes PMAP, then PAGE and PAGE QUEUES. On failure (false, counted `fltpmapfail`)
+    /// nothing was entered and the caller still holds everything: it unlocks and goes to
+    /// `reclaim_or_nomem`.
     fn enter(&self, pg: crate::addr::PageIdx, prot: Prot, want: Want) -> bool {
         let ok = wire::enter_page(self.uvm, self.map, self.ipa, pg, prot, want.wired).is_ok();
         if !ok {

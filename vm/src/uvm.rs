@@ -141,6 +141,9 @@ impl Uvm {
     }
 
     /// The metadata lock of a frame (PAGE: a leaf, only PAGE QUEUES may be taken inside).
+    ///
+    /// # Locks
+    /// Takes nothing; the caller locks the returned PAGE lock, holding no PAGE or PAGE QUEUES.
     pub(crate) fn page_meta(&self, pg: PageIdx) -> &spin::Mutex<PageMeta> {
         self.pages.get(pg.0 as usize).unwrap_or(&self.dummy)
     }
@@ -178,6 +181,9 @@ impl Uvm {
 
     /// True when an allocation can succeed now: a stage-2 table frame (`table`), or a guest page
     /// (`alloc_page`, which leaves the reserve alone).
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES (to count); any lock above it may be held.
     pub fn can_allocate(&self, table: bool) -> bool {
         let reserve = if table {
             0
@@ -188,6 +194,9 @@ impl Uvm {
     }
 
     /// Return a frame to the free queue. The caller made sure nothing maps it.
+    ///
+    /// # Locks
+    /// Takes PAGE, then PAGE QUEUES (not nested); the caller holds neither.
     pub(crate) fn free_page(&self, pg: PageIdx) {
         *self.page_meta(pg).lock() = PageMeta::default();
         self.queues.lock().push_free(pg);
@@ -196,6 +205,10 @@ impl Uvm {
     /// Clear BUSY (and WANTED, FAKE) on a page the caller made BUSY. A page RELEASED meanwhile is
     /// freed instead; returns true in that case. (The seed wakes WANTED sleepers here; our
     /// waiters restarted and will simply re-fault.)
+    ///
+    /// # Locks
+    /// Takes PAGE; for a RELEASED page then PMAP locks (through the reverse map, to remove
+    /// every mapping), PAGE and PAGE QUEUES: the caller must hold no PMAP-or-later lock.
     pub(crate) fn unbusy(&self, pg: PageIdx) -> bool {
         let released = {
             let mut m = self.page_meta(pg).lock();
@@ -242,21 +255,33 @@ impl Uvm {
     /// Clear CLEAN: the page is (or may become) different from its backing store. Stage-2 has no
     /// modified bit we track, so a writable mapping counts as a modification (the seed asks
     /// `pmap_clear_modify` instead).
+    ///
+    /// # Locks
+    /// Takes PAGE; no PAGE or PAGE QUEUES lock may be held.
     pub(crate) fn mark_dirty(&self, pg: PageIdx) {
         self.page_meta(pg).lock().flags.remove(PageFlags::CLEAN);
     }
 
     /// Put a page at the tail of the active queue (wired pages stay off the queues).
+    ///
+    /// # Locks
+    /// Takes PAGE, then PAGE QUEUES inside it; no PAGE or PAGE QUEUES lock may be held.
     pub(crate) fn activate(&self, pg: PageIdx) {
         self.requeue(pg, Queue::Active);
     }
 
     /// Put a page at the tail of the inactive queue (wired pages stay off the queues).
+    ///
+    /// # Locks
+    /// As [`Uvm::activate`].
     pub(crate) fn deactivate(&self, pg: PageIdx) {
         self.requeue(pg, Queue::Inactive);
     }
 
     /// Activate a page that is on no queue (the seed's `uvm_pageenqueue`).
+    ///
+    /// # Locks
+    /// As [`Uvm::activate`].
     pub(crate) fn enqueue(&self, pg: PageIdx) {
         let m = self.page_meta(pg).lock();
         if m.wire_count == 0 {
@@ -268,6 +293,9 @@ impl Uvm {
     }
 
     /// Take a page off the paging queues.
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES; the caller may hold PAGE.
     pub(crate) fn dequeue(&self, pg: PageIdx) {
         self.queues.lock().dequeue(pg);
     }
@@ -280,6 +308,9 @@ impl Uvm {
     }
 
     /// Wire a page (the seed's `uvm_pagewire`): off the queues, never paged out.
+    ///
+    /// # Locks
+    /// Takes PAGE, then PAGE QUEUES inside it; no PAGE or PAGE QUEUES lock may be held.
     pub(crate) fn wire(&self, pg: PageIdx) {
         let mut m = self.page_meta(pg).lock();
         m.wire_count = m.wire_count.saturating_add(1);
@@ -287,6 +318,9 @@ impl Uvm {
     }
 
     /// Unwire a page (the seed's `uvm_pageunwire`): back on the active queue at zero.
+    ///
+    /// # Locks
+    /// As [`Uvm::wire`].
     pub(crate) fn unwire(&self, pg: PageIdx) {
         let mut m = self.page_meta(pg).lock();
         m.wire_count = m.wire_count.saturating_sub(1);
@@ -314,6 +348,9 @@ impl Uvm {
     }
 
     /// Give a swap slot back.
+    ///
+    /// # Locks
+    /// Takes the swap map's lock (a leaf); the caller may hold anything above it.
     pub(crate) fn swap_free(&self, slot: u32) {
         if let Some(s) = self.swap() {
             s.map.lock().free(slot);
@@ -321,6 +358,9 @@ impl Uvm {
     }
 
     /// Mark a swap slot bad.
+    ///
+    /// # Locks
+    /// As [`Uvm::swap_free`].
     pub(crate) fn swap_mark_bad(&self, slot: u32) {
         if let Some(s) = self.swap() {
             s.map.lock().mark_bad(slot);

@@ -381,6 +381,22 @@ fn pmap_enter_failure_reclaims_through_swap() {
     }
     assert!(e.uvm.stats().snapshot().pageouts > 0);
     assert!(snap(&m).pageins > 0);
+    // One page in each 2 MiB block: each needs its own level-3 table, so when the data page
+    // takes the last frame, pmap_enter fails and the fault reclaims through swap.
+    let far = e.map(2);
+    far.insert(anon_spec(0, 512 * 8)).unwrap();
+    for i in 0..8u64 {
+        far.copy_out(page(512 * i), &[i as u8 + 1]).unwrap();
+    }
+    for i in 0..8u64 {
+        let mut b = [0u8];
+        far.copy_in(page(512 * i), &mut b).unwrap();
+        assert_eq!(b, [i as u8 + 1], "far page {i}");
+    }
+    assert!(
+        e.uvm.stats().snapshot().fltpmapfail > 0,
+        "no pmap_enter failed: the test did not reach the path it is named after"
+    );
 }
 
 #[test]
