@@ -61,6 +61,8 @@ pub enum ConsoleCheck {
     GuestLinesAtMost { vm: u16, prefix: &'static str, max: usize },
     /// A `uvmhyp: warning:` line contains `text`.
     Warning { text: &'static str },
+    /// VM `first` stopped before VM `then` (their stop lines are in that order).
+    StopsBefore { first: u16, then: u16 },
 }
 
 /// A scenario.
@@ -281,6 +283,24 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_s: 120,
         machine: Machine::MAX,
     },
+    Scenario {
+        name: "preempt",
+        about: "5 VMs spin 15 s without a trap on 4 CPUs; a VM that yielded its first second must still finish first (time slices)",
+        vms: &[
+            vm("spin1", "spin"),
+            vm("spin2", "spin"),
+            vm("spin3", "spin"),
+            vm("spin4", "spin"),
+            vm("spin5", "spin"),
+            vm("polite", "polite"),
+        ],
+        pool_mib: None,
+        checks: &[Check::CaseAtLeast { vm: 6, case: FaultCase::Zero2B, min: 256 }],
+        // Without preemption the polite VM would wait for a spinner to end.
+        console: &[ConsoleCheck::StopsBefore { first: 6, then: 1 }],
+        timeout_s: 120,
+        machine: Machine::DEFAULT,
+    },
 ];
 
 /// The scenario called `name`.
@@ -319,7 +339,7 @@ mod tests {
 
     #[test]
     fn every_guest_of_the_issue_is_covered() {
-        for g in ["touch", "image", "badaddr", "crash", "smp", "multi", "bench", "hostile"] {
+        for g in ["touch", "image", "badaddr", "crash", "smp", "multi", "bench", "hostile", "spin", "polite"] {
             assert!(SCENARIOS.iter().any(|s| s.vms.iter().any(|v| v.guest == g)), "{g}");
         }
     }

@@ -79,6 +79,13 @@ fn console_check(check: &ConsoleCheck, console: &Console) -> Option<String> {
         }
         ConsoleCheck::Warning { text } => (!console.warnings.iter().any(|w| w.contains(text)))
             .then(|| format!("no `uvmhyp: warning:` line containing {text:?}")),
+        ConsoleCheck::StopsBefore { first, then } => {
+            let at = |vm: u16| console.stops.iter().position(|(id, _, _)| *id == vm);
+            match (at(first), at(then)) {
+                (Some(a), Some(b)) if a < b => None,
+                _ => Some(format!("vm{first} did not stop before vm{then}")),
+            }
+        }
     }
 }
 
@@ -133,6 +140,19 @@ mod tests {
         assert!(f.iter().any(|m| m.contains("vm9")), "{f:?}");
         assert!(f.iter().any(|m| m.contains("printed")), "{f:?}");
         assert!(f.iter().any(|m| m.contains("warning")), "{f:?}");
+    }
+
+    #[test]
+    fn stop_order_is_checked() {
+        let s = find("preempt").unwrap();
+        let tail = "counter vm1 total\nfaults 1 1\nuvmhyp: 6 VMs, 0 failed";
+        let mut lines: Vec<String> = (1..=5).map(|i| format!("uvmhyp: vm{i} (spin{i}) exited 0")).collect();
+        lines.insert(0, "uvmhyp: vm6 (polite) exited 0".into());
+        let good = console(&format!("{}\n{tail}", lines.join("\n")));
+        assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
+        lines.rotate_left(1);
+        let starved = console(&format!("{}\n{tail}", lines.join("\n")));
+        assert_eq!(judge_console(s, &starved), ["vm6 did not stop before vm1"]);
     }
 
     #[test]
