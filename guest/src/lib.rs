@@ -11,7 +11,8 @@
 //! - [`exceptions`]: EL1 vectors that record ESR_EL1/FAR_EL1/ELR_EL1; an abort the program said it
 //!   expects ([`exceptions::probe_read`]) resumes after the faulting load, anything else reports and
 //!   exits with [`EXIT_UNEXPECTED_EXCEPTION`].
-//! - [`hvc`]: the hypercall wrappers; [`console`]: `println!` over PRINT.
+//! - [`hvc`]: the hypercall wrappers; [`console`]: `println!` over PRINT; [`timer`]: the virtual
+//!   counter.
 //! - [`idregs`]: the CPU features the hypervisor must hide from guests.
 //! - [`mmu`]: an optional identity stage-1 map (1 GiB blocks, Device below RAM, Normal WB for RAM)
 //!   so exclusives and atomics have Normal-memory semantics.
@@ -29,6 +30,7 @@ pub mod idregs;
 pub mod layout;
 pub mod mmu;
 pub mod rt;
+pub mod timer;
 
 /// Exit status when an exception nobody expected reached our vectors.
 pub const EXIT_UNEXPECTED_EXCEPTION: u32 = 0xE0;

@@ -16,7 +16,6 @@
 #![no_std]
 #![no_main]
 
-use core::arch::asm;
 use guest::hvc::{self, Counter};
 use guest::layout::{self, PAGE_SIZE};
 use guest::{check, println};
@@ -40,19 +39,9 @@ const fn make_image_data() -> [u64; IMAGE_WORDS] {
 /// 1 MiB of initialised, writable data: 256 pages of the image object.
 static mut IMAGE_DATA: [u64; IMAGE_WORDS] = make_image_data();
 
-fn ticks() -> u64 {
-    let t: u64;
-    // SAFETY: reading the virtual counter has no side effect; the ISB keeps it in program order.
-    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) t, options(nomem, nostack)) };
-    t
-}
-
 /// Nanoseconds of virtual time per counter tick (= instructions per tick under `-icount shift=0`).
 fn ns_per_tick() -> u64 {
-    let freq: u64;
-    // SAFETY: reading CNTFRQ_EL0 has no side effect.
-    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) freq, options(nomem, nostack)) };
-    1_000_000_000 / freq.max(1)
+    1_000_000_000 / guest::timer::frequency()
 }
 
 /// A timed phase: instructions per page and the faults the hypervisor counted for it.
@@ -65,11 +54,11 @@ struct Phase {
 
 fn timed(name: &'static str, pages: u64, mut body: impl FnMut(u64)) -> Phase {
     let f0 = hvc::counter(Counter::Faults);
-    let t0 = ticks();
+    let t0 = guest::timer::now();
     for p in 0..pages {
         body(p);
     }
-    let t1 = ticks();
+    let t1 = guest::timer::now();
     let faults = hvc::counter(Counter::Faults) - f0;
     let phase = Phase { name, pages, per_page: (t1 - t0) * ns_per_tick() / pages, faults };
     println!(
