@@ -91,6 +91,8 @@ mod anonget;
 mod lower;
 mod neighbours;
 #[cfg(test)]
+mod path_tests;
+#[cfg(test)]
 mod reclaim_tests;
 #[cfg(test)]
 mod sharing_tests;
