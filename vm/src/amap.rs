@@ -55,6 +55,9 @@ pub struct AmapRef {
 
 impl Amap {
     /// An empty amap of `nslots` slots, referenced once (by the entry about to hold it).
+    ///
+    /// # Locks
+    /// None: the new amap is unreachable by anyone else until the caller stores it.
     pub fn new(nslots: usize) -> Arc<Amap> {
         Arc::new(Amap {
             state: spin::Mutex::new(AmapState {
@@ -67,6 +70,10 @@ impl Amap {
     }
 
     /// Take the AMAP lock.
+    ///
+    /// # Locks
+    /// Takes AMAP (after MAPS, before OBJECT, ANON and everything below); held until the guard
+    /// drops.
     pub fn lock(&self) -> spin::MutexGuard<'_, AmapState> {
         self.state.lock()
     }
@@ -74,12 +81,20 @@ impl Amap {
 
 impl AmapState {
     /// The anon in `slot`, if any (the seed's `amap_lookup`).
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state). Takes nothing; the anon returned is
+    /// not locked.
     pub fn lookup(&self, slot: usize) -> Option<&Arc<Anon>> {
         self.slots.get(slot)?.as_ref()
     }
 
     /// The anons of `n` slots from `slot` (the seed's `amap_lookups`); slots past the end read
     /// as empty.
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state). Takes nothing: each anon is cloned,
+    /// not locked.
     pub fn lookups(&self, slot: usize, n: usize) -> Vec<Option<Arc<Anon>>> {
         (0..n)
             .map(|i| slot.checked_add(i).and_then(|s| self.lookup(s)).cloned())
@@ -88,49 +103,77 @@ impl AmapState {
 
     /// Put `anon` into `slot` (the seed's `amap_add`), returning the anon it replaces. The caller
     /// drops the replaced anon's reference itself (with its lock held, as case 1B does).
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); the new anon's lock may be held (1B
+    /// and 2B hold it, as the seed calls `amap_add` with the anon locked); takes nothing. A slot
+    /// past the end returns `None` and changes nothing.
     pub(crate) fn add(&mut self, slot: usize, anon: Arc<Anon>) -> Option<Option<Arc<Anon>>> {
         let s = self.slots.get_mut(slot)?;
         Some(s.replace(anon))
     }
 
     /// Number of entry references.
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     pub fn refs(&self) -> u32 {
         self.refs
     }
 
     /// True when entries share this amap (inheritance SHARE).
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     pub fn shared(&self) -> bool {
         self.shared
     }
 
     /// Number of slots.
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     pub fn nslots(&self) -> usize {
         self.slots.len()
     }
 
     /// Number of occupied slots.
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     pub fn nused(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
 
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     fn range(&self, slotoff: usize, n: usize) -> core::ops::Range<usize> {
         let end = slotoff.saturating_add(n).min(self.slots.len());
         slotoff.min(end)..end
     }
 
     /// True when `n` slots from `slotoff` are all the amap's slots.
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     fn whole(&self, slotoff: usize, n: usize) -> bool {
         slotoff == 0 && n >= self.slots.len()
     }
 
     /// The per-slot counts, created (each slot at `refs`) if they did not exist: a reference to
     /// part of the amap is about to be taken or dropped (the seed's `amap_pp_establish`).
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     fn slot_refs_mut(&mut self) -> &mut Vec<u32> {
         let (n, refs) = (self.slots.len(), self.refs);
         self.slot_refs.get_or_insert_with(|| alloc::vec![refs; n])
     }
 
     /// The reference count of `slot` (for tests and assertions).
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing.
     pub fn slot_refs(&self, slot: usize) -> u32 {
         match &self.slot_refs {
             None => self.refs,
@@ -168,6 +211,9 @@ pub(crate) fn amap_unref(uvm: &Uvm, aref: &AmapRef, npages: usize) {
     unref_locked(uvm, &mut st, aref.slotoff, npages);
 }
 
+/// # Locks
+/// Entry and exit: AMAP held by the caller (`st`). Takes each dropped anon's lock in turn
+/// (`anon_unref`), and for an anon freed, PMAP (through the reverse map), PAGE and PAGE QUEUES.
 fn unref_locked(uvm: &Uvm, st: &mut AmapState, slotoff: usize, npages: usize) {
     if st.slot_refs.is_none() && st.whole(slotoff, npages) {
         // Every slot's count is `refs`: they all reach zero together, or none does.

@@ -48,6 +48,9 @@ pub struct Anon {
 
 impl Anon {
     /// A new anon with `an_ref == 1`, no page and no swap slot.
+    ///
+    /// # Locks
+    /// None: the new anon is unreachable by anyone else until the caller stores it.
     pub fn new() -> Arc<Anon> {
         Arc::new(Anon {
             state: spin::Mutex::new(AnonState {
@@ -59,11 +62,19 @@ impl Anon {
     }
 
     /// Take the ANON lock.
+    ///
+    /// # Locks
+    /// Takes ANON (after MAPS, AMAP and OBJECT, before PMAP, PAGE and PAGE QUEUES); held until the
+    /// guard drops.
     pub fn lock(&self) -> spin::MutexGuard<'_, AnonState> {
         self.state.lock()
     }
 
     /// Try the ANON lock (used when walking the lock order backwards, e.g. from the queues).
+    ///
+    /// # Locks
+    /// Tries ANON without spinning, the one way to take it against the lock order (the pagedaemon
+    /// coming from PAGE QUEUES). On failure nothing is taken and the caller skips the anon.
     pub fn try_lock(&self) -> Option<spin::MutexGuard<'_, AnonState>> {
         self.state.try_lock()
     }
@@ -98,6 +109,12 @@ pub(crate) fn anon_free_locked(uvm: &Uvm, st: &mut AnonState) {
 }
 
 /// Give up the anon's hold on `pg` (see [`anon_free_locked`]).
+///
+/// # Locks
+/// Entry and exit: the owning anon locked, its `page` already taken; `pg` not BUSY for the caller.
+/// Takes PAGE; then, with PAGE released, PMAP (through the reverse map) and PAGE QUEUES to free the
+/// page, or PAGE QUEUES alone to dequeue a page lent out. A BUSY page is only marked RELEASED: its
+/// BUSY holder frees it when it unbusies (`Uvm::unbusy`).
 pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
     enum Then {
         Nothing,

@@ -93,6 +93,9 @@ pub struct ObjFault<'a> {
 /// A pager-backed object.
 pub trait Object: Send + Sync {
     /// Size in bytes (a multiple of the page size); offsets at or past it are out of range.
+    ///
+    /// # Locks
+    /// None (the size never changes).
     fn size(&self) -> u64;
 
     /// Find (LOCKED) or make resident (SYNC) the pages of `pages`, the first at byte `offset`.
@@ -114,25 +117,48 @@ pub trait Object: Send + Sync {
     ) -> Result<usize, PagerError>;
 
     /// Apply `flags` to every resident page in `[start, end)`.
+    ///
+    /// # Locks
+    /// Entry: MAPS and AMAP may be held (the sequential deactivate-behind holds them); no ANON,
+    /// PMAP, PAGE or PAGE QUEUES lock. Takes OBJECT, and under it each page's PAGE lock, PAGE
+    /// QUEUES, and for a page it frees PMAP (through the reverse map). Exit: as on entry. A BUSY
+    /// page is marked RELEASED instead of freed; a dirty or wired page is kept.
     fn put(&self, uvm: &Uvm, start: u64, end: u64, flags: PutFlags) -> Result<(), PagerError>;
 
     /// The object wants to see every write: its pages are always mapped read-only.
+    ///
+    /// # Locks
+    /// None.
     fn needs_write_fault(&self) -> bool {
         false
     }
 
     /// An object that resolves faults itself returns `Some` (the seed's optional `pgo_fault`);
     /// the default is no hook. The hook enters mappings itself; `Err(Restart)` refaults.
+    ///
+    /// # Locks
+    /// Entry: MAPS (read) and AMAP (if any) held, as the seed calls `pgo_fault`; the hook takes
+    /// OBJECT and anything below itself. Exit: the hook releases what it took; the caller then
+    /// drops MAPS and AMAP (in the seed the hook unlocks them).
     fn fault(&self, _args: &mut ObjFault<'_>) -> Option<Result<(), FaultError>> {
         None
     }
 
     /// The resident page at `offset`, if any (inspection; no flags change).
+    ///
+    /// # Locks
+    /// Takes OBJECT briefly; anything above it may be held, nothing below.
     fn resident(&self, offset: u64) -> Option<PageIdx>;
 
     /// Break the loans of the BUSY page `pg` at `offset` (the seed's `uvm_loanbreak`): a copy
     /// replaces it in the object and is returned BUSY; the loaned page goes to its borrowers.
     /// `None` when no frame is free.
+    ///
+    /// # Locks
+    /// Entry: MAPS (read) and AMAP (if any) held (case 2A), `pg` BUSY for the caller, no ANON,
+    /// PMAP, PAGE or PAGE QUEUES lock. Takes OBJECT, under it PAGE QUEUES and PAGE (allocation),
+    /// PMAP (the old page's `page_protect`), PAGE. Exit: as on entry, the returned page BUSY and
+    /// the old page unbusied. On failure (`None`) nothing changed and `pg` is still BUSY.
     fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx>;
 }
 
@@ -147,6 +173,9 @@ pub struct ImageObject {
 
 impl ImageObject {
     /// An object of `bytes.len()` rounded up to whole pages; nothing resident yet.
+    ///
+    /// # Locks
+    /// None: the new object is unreachable by anyone else until returned.
     pub fn new(uvm: &Arc<Uvm>, bytes: Arc<[u8]>) -> Arc<ImageObject> {
         let size = (bytes.len() as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
         Arc::new_cyclic(|me| ImageObject {
@@ -159,16 +188,25 @@ impl ImageObject {
     }
 
     /// Number of resident pages.
+    ///
+    /// # Locks
+    /// Takes OBJECT briefly.
     pub fn resident_count(&self) -> usize {
         self.pages.lock().len()
     }
 
+    /// # Locks
+    /// None.
     fn owner(&self, offset: u64) -> Owner {
         let object: Weak<dyn Object> = self.me.clone();
         Owner::Object { object, offset }
     }
 
     /// Fill a FAKE page from the image bytes (zero past them).
+    ///
+    /// # Locks
+    /// Entry: nothing but the BUSY|FAKE page `pg`, which stands in for the OBJECT lock while it is
+    /// filled. Takes nothing.
     fn fill(&self, uvm: &Uvm, offset: u64, pg: PageIdx) {
         let pa = uvm.pa(pg);
         uvm.mem().zero(pa);
@@ -181,6 +219,11 @@ impl ImageObject {
         }
     }
 
+    /// # Locks
+    /// Entry: nothing held (a SYNC get runs with the fault unlocked). Takes OBJECT, and under it
+    /// PAGE (flags) or PAGE QUEUES then PAGE (allocation); fills the new BUSY|FAKE page after
+    /// releasing OBJECT, then takes PAGE. Exit: nothing held; the page BUSY on success. On `Again`
+    /// the resident page got WANTED and nothing else changed; on `NoMemory` nothing changed.
     fn get_sync(&self, uvm: &Uvm, offset: u64) -> Result<PageIdx, PagerError> {
         if offset >= self.size {
             return Err(PagerError::OutOfRange);
@@ -212,10 +255,15 @@ impl ImageObject {
 }
 
 impl Object for ImageObject {
+    /// # Locks
+    /// None.
     fn size(&self) -> u64 {
         self.size
     }
 
+    /// # Locks
+    /// As [`Object::get`]. LOCKED: takes OBJECT and under it each page's PAGE lock (MAPS and AMAP
+    /// may be held). SYNC: see `get_sync`. Exit: the pages returned are BUSY.
     fn get(
         &self,
         uvm: &Uvm,
@@ -264,6 +312,9 @@ impl Object for ImageObject {
         }
     }
 
+    /// # Locks
+    /// As [`Object::put`]: OBJECT held across the walk; under it PAGE per page, PAGE QUEUES, and
+    /// PMAP, PAGE, PAGE QUEUES (`page_protect`, `free_page`) for a page it frees.
     fn put(&self, uvm: &Uvm, start: u64, end: u64, flags: PutFlags) -> Result<(), PagerError> {
         let mut table = self.pages.lock();
         let offsets: alloc::vec::Vec<u64> = table.range(start..end).map(|(o, _)| *o).collect();
@@ -312,10 +363,16 @@ impl Object for ImageObject {
         Ok(())
     }
 
+    /// # Locks
+    /// Takes OBJECT briefly.
     fn resident(&self, offset: u64) -> Option<PageIdx> {
         self.pages.lock().get(&offset).copied()
     }
 
+    /// # Locks
+    /// As [`Object::loan_break`]: OBJECT held throughout; under it PAGE QUEUES and PAGE
+    /// (allocation), PMAP (`page_protect` of the old page), PAGE, then PAGE QUEUES to dequeue an
+    /// orphaned page.
     fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx> {
         let mut table = self.pages.lock();
         let new = uvm.alloc_page(self.owner(offset), false)?;
@@ -350,6 +407,9 @@ impl Object for ImageObject {
 }
 
 impl Drop for ImageObject {
+    /// # Locks
+    /// Entry: no OBJECT-or-later lock held (whoever drops the last reference may hold MAPS). Takes
+    /// OBJECT to empty the table, then per page PAGE, and PMAP, PAGE QUEUES to free it.
     fn drop(&mut self) {
         let pages = core::mem::take(&mut *self.pages.lock());
         for (_, pg) in pages {
@@ -379,6 +439,10 @@ impl Drop for ImageObject {
 /// Lend the object page at `offset` to a new anon (the seed's object → anon loan, `uvm_loananon`):
 /// the anon's page is the object's page, with `loan_count` raised. Writes through the anon break
 /// the loan (case 1 loan handling); the object keeps its page.
+///
+/// # Locks
+/// Entry: no OBJECT-or-later lock held. Takes OBJECT (a SYNC get), PAGE, PAGE QUEUES, and the new
+/// anon's lock (unreachable by anyone else). Exit: nothing held; on failure the page is unbusied.
 pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<Anon>, PagerError> {
     let mut slot = [PageSlot::Empty];
     object.get(

@@ -82,6 +82,9 @@ pub struct PageMeta {
 
 impl PageMeta {
     /// The inspection form of the owner.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE held (`self` is the locked metadata); takes nothing.
     pub fn owner_kind(&self) -> OwnerKind {
         match &self.owner {
             Owner::Free => OwnerKind::Free,
@@ -152,6 +155,9 @@ pub struct Queues {
 
 impl Queues {
     /// `n` frames, all free (lowest index handed out first).
+    ///
+    /// # Locks
+    /// None: the queues are unreachable by anyone else until the caller stores them.
     pub(crate) fn new(n: u32) -> Queues {
         let link = |i: u32| Link {
             prev: i.checked_sub(1).unwrap_or(NIL),
@@ -175,21 +181,33 @@ impl Queues {
     }
 
     /// Number of free frames.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub fn free_count(&self) -> usize {
         self.free.len
     }
 
     /// Number of active frames.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub fn active_count(&self) -> usize {
         self.active.len
     }
 
     /// Number of inactive frames.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub fn inactive_count(&self) -> usize {
         self.inactive.len
     }
 
     /// Which queue `pg` is on.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub fn queue_of(&self, pg: PageIdx) -> Queue {
         self.which
             .get(pg.0 as usize)
@@ -198,6 +216,9 @@ impl Queues {
     }
 
     /// Take a free frame off the free queue.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub(crate) fn pop_free(&mut self) -> Option<PageIdx> {
         let i = self.free.head;
         if i == NIL {
@@ -214,6 +235,9 @@ impl Queues {
     /// out from the bottom): there a pair is found at once, whatever is allocated below, so a
     /// fork's new root costs the same with 16 MiB or 256 MiB resident. Only a pool fragmented to
     /// its top makes the search long.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub(crate) fn take_pair(&mut self, first_ok: impl Fn(u32) -> bool) -> Option<PageIdx> {
         let n = u32::try_from(self.which.len()).ok()?;
         let i = (0..n.saturating_sub(1)).rev().find(|&i| {
@@ -227,6 +251,9 @@ impl Queues {
     }
 
     /// Put `pg` on the free queue (off any other queue first).
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub(crate) fn push_free(&mut self, pg: PageIdx) {
         match self.queue_of(pg) {
             Queue::Free => return,
@@ -237,6 +264,9 @@ impl Queues {
     }
 
     /// Move `pg` to the tail of `q` (Active or Inactive). A free frame is left alone.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub(crate) fn move_to(&mut self, pg: PageIdx, q: Queue) {
         let cur = self.queue_of(pg);
         if cur == Queue::Free || (pg.0 as usize) >= self.links.len() {
@@ -252,6 +282,9 @@ impl Queues {
     }
 
     /// Take `pg` off the active or inactive queue (no-op otherwise).
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub(crate) fn dequeue(&mut self, pg: PageIdx) {
         if matches!(self.queue_of(pg), Queue::Active | Queue::Inactive) {
             self.unlink(pg);
@@ -259,6 +292,9 @@ impl Queues {
     }
 
     /// Up to `max` frames from the head (oldest end) of `q`, without removing them.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
     pub(crate) fn oldest(&self, q: Queue, max: usize) -> Vec<PageIdx> {
         let list = match q {
             Queue::Active => self.active,

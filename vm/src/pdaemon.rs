@@ -97,6 +97,12 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
 }
 
 /// Drop a clean, unmapped-able object page through its pager (`put` with FREE). True when freed.
+///
+/// # Locks
+/// Entry: nothing held (the pagedaemon runs outside every fault lock). Takes PAGE to check the
+/// page, releases it, then OBJECT through the pager's `put` (and under it PAGE, PMAP, PAGE QUEUES).
+/// Exit: nothing. The page may change between the check and the `put`; `put` checks CLEAN, BUSY and
+/// wiring again under PAGE, so a page that stopped qualifying is kept (false).
 fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
     let (object, offset) = {
         let m = uvm.page_meta(pg).lock();

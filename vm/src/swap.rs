@@ -51,6 +51,9 @@ pub struct SlotMap {
 
 impl SlotMap {
     /// `n` free slots, numbered `1..=n`.
+    ///
+    /// # Locks
+    /// None: the map is unreachable by anyone else until the caller stores it.
     pub fn new(n: u32) -> SlotMap {
         SlotMap {
             state: alloc::vec![SlotState::Free; n as usize],
@@ -61,6 +64,9 @@ impl SlotMap {
     }
 
     /// A free slot, now used; `None` when the device is full.
+    ///
+    /// # Locks
+    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
     pub fn alloc(&mut self) -> Option<u32> {
         let n = self.state.len();
         for k in 0..n {
@@ -76,6 +82,9 @@ impl SlotMap {
     }
 
     /// Return a used slot (a free or bad slot is left as it is).
+    ///
+    /// # Locks
+    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
     pub fn free(&mut self, slot: u32) {
         if let Some(s @ SlotState::Used) = self.slot_mut(slot) {
             *s = SlotState::Free;
@@ -84,6 +93,9 @@ impl SlotMap {
     }
 
     /// Mark a slot bad: it stays allocated forever.
+    ///
+    /// # Locks
+    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
     pub fn mark_bad(&mut self, slot: u32) {
         match self.slot_mut(slot) {
             Some(s @ SlotState::Used) => {
@@ -100,11 +112,17 @@ impl SlotMap {
     }
 
     /// State of a slot (`None` when out of range).
+    ///
+    /// # Locks
+    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
     pub fn state(&self, slot: u32) -> Option<SlotState> {
         self.state.get((slot as usize).checked_sub(1)?).copied()
     }
 
     /// (free, used, bad) slot counts.
+    ///
+    /// # Locks
+    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
     pub fn counts(&self) -> (u32, u32, u32) {
         let total = u32::try_from(self.state.len()).unwrap_or(u32::MAX);
         (total - self.used - self.bad, self.used, self.bad)
@@ -123,6 +141,9 @@ pub struct Swap {
 
 impl Swap {
     /// Wrap a device; every slot starts free.
+    ///
+    /// # Locks
+    /// None: the swap is unreachable by anyone else until the caller stores it.
     pub fn new(dev: Arc<dyn SwapDevice>) -> Swap {
         let n = dev.slots();
         Swap {
@@ -132,6 +153,9 @@ impl Swap {
     }
 
     /// (free, used, bad) slot counts.
+    ///
+    /// # Locks
+    /// Takes the slot map's lock (a leaf); anything above it may be held.
     pub fn counts(&self) -> (u32, u32, u32) {
         self.map.lock().counts()
     }
@@ -150,6 +174,9 @@ pub struct MemSwap {
 
 impl MemSwap {
     /// A device of `n` slots.
+    ///
+    /// # Locks
+    /// None.
     pub fn new(n: u32) -> Arc<MemSwap> {
         Arc::new(MemSwap {
             slots: spin::Mutex::new((0..n).map(|_| None).collect()),
@@ -161,11 +188,17 @@ impl MemSwap {
     }
 
     /// Make the next `n` reads fail.
+    ///
+    /// # Locks
+    /// None (an atomic).
     pub fn fail_next_reads(&self, n: u32) {
         self.fail_reads.store(n, Ordering::SeqCst);
     }
 
     /// Make the next `n` writes fail.
+    ///
+    /// # Locks
+    /// None (an atomic).
     pub fn fail_next_writes(&self, n: u32) {
         self.fail_writes.store(n, Ordering::SeqCst);
     }

@@ -35,6 +35,9 @@ pub struct Uvm {
 
 impl Uvm {
     /// A context whose page pool is every whole frame inside `pool`.
+    ///
+    /// # Locks
+    /// None: the context is unreachable by anyone else until returned.
     pub fn new(mem: Arc<dyn PhysMem>, tlb: Arc<dyn Tlb>, pool: Range<Pa>) -> Arc<Uvm> {
         let start = pool.start.0.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let end = pool.end.0 & !(PAGE_SIZE - 1);
@@ -61,64 +64,100 @@ impl Uvm {
     }
 
     /// Global counters (every VM's faults together).
+    ///
+    /// # Locks
+    /// None.
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
 
     /// The physical-memory back end.
+    ///
+    /// # Locks
+    /// None.
     pub fn mem(&self) -> &Arc<dyn PhysMem> {
         &self.mem
     }
 
     /// The TLB back end.
+    ///
+    /// # Locks
+    /// None.
     pub fn tlb(&self) -> &Arc<dyn Tlb> {
         &self.tlb
     }
 
     /// The reverse map shared by every VM's stage-2 table.
+    ///
+    /// # Locks
+    /// None.
     pub fn rmap(&self) -> &Arc<Rmap> {
         &self.rmap
     }
 
     /// Attach (or replace) the swap device. Slots of a replaced device are forgotten: only call
     /// this before anything was paged out.
+    ///
+    /// # Locks
+    /// Takes the swap configuration lock for writing (a leaf); no fault may be running.
     pub fn set_swap(&self, dev: Arc<dyn SwapDevice>) {
         *self.swap.write() = Some(Arc::new(Swap::new(dev)));
     }
 
     /// The swap device and its slot map, if configured.
+    ///
+    /// # Locks
+    /// Takes the swap configuration lock for reading (a leaf); anything above it may be held.
     pub fn swap(&self) -> Option<Arc<Swap>> {
         self.swap.read().clone()
     }
 
     /// Keep `frames` free frames for stage-2 tables: guest pages are not allocated below it.
+    ///
+    /// # Locks
+    /// None (an atomic).
     pub fn set_reserve(&self, frames: usize) {
         self.reserve
             .store(frames, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// Number of frames in the pool.
+    ///
+    /// # Locks
+    /// None.
     pub fn total_pages(&self) -> usize {
         self.pages.len()
     }
 
     /// (free, active, inactive) queue lengths.
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES; the caller may hold PAGE, not PAGE QUEUES.
     pub fn queue_counts(&self) -> (usize, usize, usize) {
         let q = self.queues.lock();
         (q.free_count(), q.active_count(), q.inactive_count())
     }
 
     /// Number of free frames.
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES; the caller may hold PAGE, not PAGE QUEUES.
     pub fn free_pages(&self) -> usize {
         self.queues.lock().free_count()
     }
 
     /// Physical address of a pool frame.
+    ///
+    /// # Locks
+    /// None.
     pub fn pa(&self, pg: PageIdx) -> Pa {
         self.base.add_pages(u64::from(pg.0))
     }
 
     /// The pool frame at `pa`, if `pa` is inside the pool.
+    ///
+    /// # Locks
+    /// None.
     pub fn page_at(&self, pa: Pa) -> Option<PageIdx> {
         let off = pa.0.checked_sub(self.base.0)?;
         let i = u32::try_from(off >> PAGE_SHIFT).ok()?;
@@ -126,6 +165,9 @@ impl Uvm {
     }
 
     /// A snapshot of one page's metadata and queue.
+    ///
+    /// # Locks
+    /// Takes PAGE, then PAGE QUEUES (not nested); the caller holds neither.
     pub fn page_info(&self, pg: PageIdx) -> PageInfo {
         let (flags, owner, loan_count, wire_count) = {
             let m = self.page_meta(pg).lock();
@@ -343,6 +385,9 @@ impl Uvm {
     }
 
     /// Up to `max` pages from the oldest end of a queue.
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES; the caller holds neither PAGE nor PAGE QUEUES.
     pub(crate) fn oldest(&self, q: Queue, max: usize) -> Vec<PageIdx> {
         self.queues.lock().oldest(q, max)
     }
