@@ -6,7 +6,8 @@
 //! descriptor and TLB maintenance through `Tlb`. The reverse map (which VM/IPA maps a frame) is
 //! kept here, like a pmap's pv lists, so that `page_protect` can find every mapping of a frame.
 //!
-//! Files: `desc` (descriptor encoding, the break-before-make rule), `stage2` (the table),
+//! Files: `desc` (descriptor encoding, the break-before-make rule), `stage2` (the table, split
+//! into `stage2/{walk,leaf,clear,remove}.rs`),
 //! `rmap` (the reverse map).
 //!
 //! # Locks

@@ -174,7 +174,11 @@ fn case_2_relock_finds_the_object_page_released() {
     let r = rd(&m, page(1)).unwrap();
     assert_eq!((r.case, r.refaults), (FaultCase::Obj2A, 1));
     let s = snap(&m);
-    assert_eq!((s.fltpgrele, s.fltget, s.flt_obj), (1, 2, 1), "read again on the refault");
+    assert_eq!(
+        (s.fltpgrele, s.fltget, s.flt_obj),
+        (1, 2, 1),
+        "read again on the refault"
+    );
     assert_eq!((s.fltrelck, s.fltrelckok), (2, 2), "both relocks succeeded");
     assert_eq!(e.byte(&m, page(1)), 2);
     // The released page was freed: one object page resident, plus the stage-2 tables.
@@ -184,7 +188,11 @@ fn case_2_relock_finds_the_object_page_released() {
     assert_eq!(m.mapped_page(page(1)).unwrap().0, pg);
     assert_eq!(obj.resident(0), None, "the other pages stay freed");
     let tables = m.stage2().table_frames() - tables;
-    assert_eq!(e.uvm.free_pages() + 1 + tables, free, "the released page was freed");
+    assert_eq!(
+        e.uvm.free_pages() + 1 + tables,
+        free,
+        "the released page was freed"
+    );
 }
 
 #[test]
@@ -205,10 +213,21 @@ fn neighbour_anon_with_an_ref_above_one_is_mapped_read_only() {
     let before = snap(&child);
     let r = rd(&child, page(0)).unwrap();
     let d = snap(&child).since(&before);
-    assert_eq!((r.case, r.neighbours, d.fltnamap), (FaultCase::Anon1A, 3, 3));
-    assert_eq!(prot(&child, page(1)), Some(Prot::READ), "an_ref 2: read-only");
+    assert_eq!(
+        (r.case, r.neighbours, d.fltnamap),
+        (FaultCase::Anon1A, 3, 3)
+    );
+    assert_eq!(
+        prot(&child, page(1)),
+        Some(Prot::READ),
+        "an_ref 2: read-only"
+    );
     assert_eq!(prot(&child, page(2)), Some(Prot::READ | Prot::WRITE));
-    assert_eq!(prot(&child, page(3)), Some(Prot::READ), "an_ref 2: read-only");
+    assert_eq!(
+        prot(&child, page(3)),
+        Some(Prot::READ),
+        "an_ref 2: read-only"
+    );
 
     // A write to the read-only neighbour is a fault, and it is 1B: the parent keeps its data.
     let before = snap(&child);
@@ -243,7 +262,10 @@ fn busy_and_loaned_neighbour_anons_are_skipped() {
     let before = snap(&m);
     let r = rd(&m, page(1)).unwrap();
     let d = snap(&m).since(&before);
-    assert_eq!((r.case, r.neighbours, d.fltnamap), (FaultCase::Anon1A, 2, 2));
+    assert_eq!(
+        (r.case, r.neighbours, d.fltnamap),
+        (FaultCase::Anon1A, 2, 2)
+    );
     assert!(prot(&m, page(0)).is_some() && prot(&m, page(4)).is_some());
     assert_eq!(prot(&m, page(2)), None, "loaned neighbour skipped");
     assert_eq!(prot(&m, page(3)), None, "busy neighbour skipped");
@@ -254,7 +276,11 @@ fn busy_and_loaned_neighbour_anons_are_skipped() {
     assert_eq!(e.byte(&m, page(3)), 4);
     assert_eq!(rd(&m, page(2)).unwrap().case, FaultCase::Anon1A);
     assert_eq!(e.byte(&m, page(2)), 1);
-    assert_eq!(prot(&m, page(2)), Some(Prot::READ), "loaned: read-only when faulted");
+    assert_eq!(
+        prot(&m, page(2)),
+        Some(Prot::READ),
+        "loaned: read-only when faulted"
+    );
 }
 
 /// A swap device that runs a hook once in the middle of a read.
@@ -348,7 +374,10 @@ fn wire_fault_on_a_swapped_out_anon_drops_its_swap_slot() {
     assert_eq!(p, Prot::READ | Prot::WRITE);
     let info = e.uvm.page_info(pg);
     assert_eq!(info.wire_count, 1);
-    assert!(!info.flags.contains(PageFlags::CLEAN), "no swap copy: not clean");
+    assert!(
+        !info.flags.contains(PageFlags::CLEAN),
+        "no swap copy: not clean"
+    );
     assert_eq!(anon.lock().swslot, SwapSlot::None, "the slot was dropped");
     assert_eq!(e.uvm.swap().unwrap().counts(), (8, 0, 0));
     assert_eq!(e.byte(&m, page(1)), 0x3c);

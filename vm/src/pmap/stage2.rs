@@ -24,16 +24,13 @@
 //! hardware reads is followed by `Tlb::invalidate_ipa`; a change that needs break-before-make
 //! writes the invalid descriptor, invalidates, and only then writes the new one.
 //!
-//! # Clearing in O(tables), and stale reverse-map entries
+//! Clearing the whole table in one step (fork) is in `clear`, with the generations that make its
+//! reverse-map entries stale.
 //!
-//! Stage 2 has no hierarchical permissions (no APTable), so taking write permission from every
-//! mapping of a VM means rewriting every leaf: O(resident). [`Stage2::clear`] instead drops the
-//! whole contents: the root is zeroed, one `invalidate_vm`, and the level-2/3 table frames are
-//! freed (O(resident / 512)). The leaves' reverse-map entries are not visited: each entry
-//! records the *generation* of its table when it was made, and `clear` bumps the generation, so
-//! all of them become stale at once. The rmap ignores stale entries (and entries of dropped
-//! tables) everywhere — `page_protect`, reference bits, `mappings` — and prunes them whenever it
-//! touches their frame's list. The VM refaults what it uses; a fault maps its neighbours too.
+//! Files: this one (the table, its geometry and the `Pmap` operations), `walk` (descriptor slots,
+//! walks, allocating and releasing tables), `leaf` (changing level-3 descriptors:
+//! enter, protect, unwire, the rmap's operations), `clear` (the one-step clear with generations),
+//! `remove` (the batched `remove`).
 //!
 //! # Locks
 //! One spin lock per `Stage2` serialises every change and walk of its tables. Order: this lock,
@@ -42,14 +39,22 @@
 
 use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::AtomicU64;
 
 use spin::Mutex;
 
-use super::desc::{Descriptor, Entry, Level, MemAttr, Stage2Attributes};
+use super::desc::{Descriptor, Entry, Level, Stage2Attributes};
 use super::{EnterFlags, Pmap, PmapError, Rmap, TableFrames, Tlb, Vmid};
 use crate::addr::{Ipa, Pa, Prot, PAGE_SIZE};
 use crate::physmem::PhysMem;
+
+mod clear;
+mod leaf;
+mod remove;
+mod walk;
+
+use remove::Deferred;
+use walk::Walk;
 
 /// Named fields of VTCR_EL2 (Arm ARM D19, "VTCR_EL2, Virtualization Translation Control
 /// Register").
@@ -82,38 +87,8 @@ struct Inner {
     resident: usize,
     /// Valid leaf descriptors with the software wired bit.
     wired: usize,
-    /// Set while a large `remove` batches its TLB maintenance (see [`Deferred`]).
+    /// Set while a large `remove` batches its TLB maintenance (see `remove.rs`).
     deferred: Option<Deferred>,
-}
-
-/// Work a large `remove` postpones until one `invalidate_vm` has run: per-page broadcast TLBIs
-/// dominate the cost of tearing down a VM's RAM under QEMU. Until that invalidation, other CPUs may
-/// still hold TLB entries for the removed pages, so neither the rmap entries (which tell owners the
-/// frame is still mapped) nor the freed table frames may be released before it.
-#[derive(Default)]
-struct Deferred {
-    /// (frame, ipa) of every leaf removed.
-    unmapped: alloc::vec::Vec<(Pa, u64)>,
-    /// Table frames unlinked.
-    tables: alloc::vec::Vec<Pa>,
-}
-
-/// The slots a walk passed through to reach a level-3 descriptor.
-#[derive(Clone, Copy)]
-struct Path {
-    l1_slot: Pa,
-    l2_table: Pa,
-    l2_slot: Pa,
-    l3_table: Pa,
-    l3_slot: Pa,
-}
-
-/// Result of a non-allocating walk.
-enum Walk {
-    /// The level-3 slot exists (its descriptor may be invalid).
-    Found(Path),
-    /// Nothing is mapped up to this IPA (exclusive), where the next table would start.
-    Hole(u64),
 }
 
 /// One VM's stage-2 translation table. See the module documentation.
@@ -126,7 +101,7 @@ pub struct Stage2 {
     vmid: Vmid,
     root: Pa,
     /// Bumped (under the lock) by [`Stage2::clear`]: reverse-map entries of an older generation
-    /// are stale (see the module documentation).
+    /// are stale (see `stage2/clear.rs`).
     generation: AtomicU64,
     inner: Mutex<Inner>,
 }
@@ -139,9 +114,6 @@ impl core::fmt::Debug for Stage2 {
             .finish()
     }
 }
-
-const DESC_BYTES: u64 = 8;
-const ENTRIES: u64 = 512;
 
 impl Stage2 {
     /// Width of the IPA space.
@@ -229,45 +201,6 @@ impl Stage2 {
         (u64::from(self.vmid.0) << 48) | self.root.0
     }
 
-    /// The current generation (see [`Stage2::clear`]).
-    pub(super) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Unmap everything at once, in time proportional to the number of tables, not of mappings:
-    /// the root is cleared, one `invalidate_vm` is issued, and every level-2 and level-3 table
-    /// frame is freed. The reverse-map entries of the leaves are not visited: the generation
-    /// is bumped, which makes them all stale at once (see the module documentation). This is
-    /// fork's way of taking write permission from the parent (see `fork.rs`).
-    ///
-    /// Refused (returns false, nothing changed) while any leaf is wired: a wired leaf is what
-    /// keeps a page's wiring reachable (see `fault::wire`), and wired means mapped.
-    ///
-    /// # Locks
-    /// Takes this table's lock; calls `Tlb` and `TableFrames` with it held. Not the rmap lock.
-    pub fn clear(&self) -> bool {
-        let mut inner = self.inner.lock();
-        if inner.wired > 0 {
-            return false;
-        }
-        if inner.resident == 0 && inner.live.is_empty() {
-            return true;
-        }
-        debug_assert!(inner.deferred.is_none());
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        // Break: every level-1 table descriptor invalid, then one invalidation for the VMID
-        // (walk caches included) before a table frame can be reused.
-        self.mem.zero(self.root);
-        self.mem.zero(self.root.add_pages(1));
-        self.tlb.invalidate_vm(self.vmid);
-        for (&frame, _) in inner.live.iter() {
-            self.frames.free_table(Pa(frame));
-        }
-        inner.live.clear();
-        inner.resident = 0;
-        true
-    }
-
     /// Number of pages mapped.
     pub fn resident(&self) -> usize {
         self.inner.lock().resident
@@ -310,404 +243,6 @@ impl Stage2 {
             }
         });
     }
-
-    // ---- walking -------------------------------------------------------------------------
-
-    fn read(&self, slot: Pa) -> Descriptor {
-        Descriptor(self.mem.read_u64(slot))
-    }
-
-    fn write(&self, slot: Pa, d: Descriptor) {
-        self.mem.write_u64(slot, d.bits());
-    }
-
-    fn slot(table: Pa, ipa: u64, level: Level) -> Pa {
-        let entries = if level == Level::L1 {
-            Self::ROOT_ENTRIES
-        } else {
-            ENTRIES
-        };
-        Pa(table.0 + ((ipa >> level.shift()) & (entries - 1)) * DESC_BYTES)
-    }
-
-    fn next_boundary(ipa: u64, level: Level) -> u64 {
-        (ipa | (level.leaf_size() - 1)).saturating_add(1)
-    }
-
-    /// Walk to the level-3 slot of `ipa` without allocating. A block met on the way (never
-    /// written by us) is reported as a hole.
-    fn walk(&self, ipa: u64) -> Walk {
-        let l1_slot = Self::slot(self.root, ipa, Level::L1);
-        let Entry::Table(l2_table) = self.read(l1_slot).decode(Level::L1) else {
-            return Walk::Hole(Self::next_boundary(ipa, Level::L1));
-        };
-        let l2_slot = Self::slot(l2_table, ipa, Level::L2);
-        let Entry::Table(l3_table) = self.read(l2_slot).decode(Level::L2) else {
-            return Walk::Hole(Self::next_boundary(ipa, Level::L2));
-        };
-        let l3_slot = Self::slot(l3_table, ipa, Level::L3);
-        Walk::Found(Path {
-            l1_slot,
-            l2_table,
-            l2_slot,
-            l3_table,
-            l3_slot,
-        })
-    }
-
-    /// Walk to the level-3 slot of `ipa`, allocating missing tables.
-    fn walk_alloc(&self, inner: &mut Inner, ipa: u64) -> Result<Path, PmapError> {
-        let l1_slot = Self::slot(self.root, ipa, Level::L1);
-        let (l2_table, l2_new) = match self.read(l1_slot).decode(Level::L1) {
-            Entry::Table(t) => (t, false),
-            Entry::Invalid | Entry::Reserved => (self.new_table(inner, l1_slot, None)?, true),
-            Entry::Leaf { .. } => return Err(PmapError::OutOfRange),
-        };
-        let l2_slot = Self::slot(l2_table, ipa, Level::L2);
-        let l3_table = match self.read(l2_slot).decode(Level::L2) {
-            Entry::Table(t) => t,
-            Entry::Invalid | Entry::Reserved => {
-                match self.new_table(inner, l2_slot, Some(l2_table)) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        if l2_new {
-                            self.release_table(inner, l2_table, l1_slot, None, ipa);
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-            Entry::Leaf { .. } => return Err(PmapError::OutOfRange),
-        };
-        let l3_slot = Self::slot(l3_table, ipa, Level::L3);
-        Ok(Path {
-            l1_slot,
-            l2_table,
-            l2_slot,
-            l3_table,
-            l3_slot,
-        })
-    }
-
-    /// Allocate a zeroed table and link it into `slot` (of table `parent`, `None` for the root).
-    fn new_table(&self, inner: &mut Inner, slot: Pa, parent: Option<Pa>) -> Result<Pa, PmapError> {
-        let frame = self.frames.alloc_table().ok_or(PmapError::NoMemory)?;
-        if !frame.is_page_aligned() || frame.0 >> Self::PA_BITS != 0 {
-            // Not a frame a descriptor can point to: a broken allocator; refuse it.
-            debug_assert!(false, "TableFrames gave {frame:?}");
-            self.frames.free_table(frame);
-            return Err(PmapError::NoMemory);
-        }
-        self.mem.zero(frame);
-        inner.live.insert(frame.0, 0);
-        // Invalid -> valid: no TLB maintenance.
-        self.write(slot, Descriptor::table(frame));
-        if let Some(p) = parent {
-            *inner.live.entry(p.0).or_insert(0) += 1;
-        }
-        Ok(frame)
-    }
-
-    /// Unlink the (empty) table `table` from `slot` in `parent` and free it; if that empties the
-    /// parent, unlink and free the parent too (with `grand_slot` being the parent's slot).
-    fn release_table(&self, inner: &mut Inner, table: Pa, slot: Pa, parent: Option<Pa>, ipa: u64) {
-        self.write(slot, Descriptor::INVALID);
-        inner.live.remove(&table.0);
-        if let Some(deferred) = inner.deferred.as_mut() {
-            deferred.tables.push(table);
-        } else {
-            // Walk caches may hold the table descriptor: invalidate before the frame is reused.
-            self.tlb
-                .invalidate_ipa(self.vmid, Ipa(ipa & !(PAGE_SIZE - 1)));
-            self.frames.free_table(table);
-        }
-        if let Some(p) = parent {
-            if let Some(n) = inner.live.get_mut(&p.0) {
-                *n = n.saturating_sub(1);
-            }
-        }
-    }
-
-    /// Visit every level-3 slot holding a valid descriptor in `[start, end)`.
-    fn for_each_leaf(&self, start: u64, end: u64, mut f: impl FnMut(u64, Path, Descriptor)) {
-        let end = end.min(Self::IPA_LIMIT);
-        let mut ipa = start & !(PAGE_SIZE - 1);
-        while ipa < end {
-            match self.walk(ipa) {
-                Walk::Hole(next) => ipa = next,
-                Walk::Found(path) => {
-                    let d = self.read(path.l3_slot);
-                    if d.is_valid() {
-                        f(ipa, path, d);
-                    }
-                    ipa += PAGE_SIZE;
-                }
-            }
-        }
-    }
-
-    // ---- changing leaves -------------------------------------------------------------------
-
-    /// Replace the valid leaf `old` at `slot` by `new` with the TLB maintenance it needs.
-    fn replace(&self, slot: Pa, ipa: u64, old: Descriptor, new: Descriptor) {
-        if Descriptor::needs_break_before_make(old, new) {
-            self.write(slot, Descriptor::INVALID);
-            self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
-            self.write(slot, new);
-        } else if Descriptor::needs_tlb_invalidation(old, new) {
-            self.write(slot, new);
-            self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
-        } else if old != new {
-            self.write(slot, new);
-        }
-    }
-
-    /// Remove the valid leaf `old` at `path`, keep counters and rmap exact, free emptied tables.
-    fn remove_leaf(&self, inner: &mut Inner, ipa: u64, path: Path, old: Descriptor) {
-        self.write(path.l3_slot, Descriptor::INVALID);
-        inner.resident = inner.resident.saturating_sub(1);
-        if old.attributes().contains(Stage2Attributes::SW_WIRED) {
-            inner.wired = inner.wired.saturating_sub(1);
-        }
-        if let Entry::Leaf { oa, .. } = old.decode(Level::L3) {
-            match inner.deferred.as_mut() {
-                Some(deferred) => deferred.unmapped.push((oa, ipa)),
-                None => {
-                    self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
-                    self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
-                }
-            }
-        }
-        let l3_left = match inner.live.get_mut(&path.l3_table.0) {
-            Some(n) => {
-                *n = n.saturating_sub(1);
-                *n
-            }
-            None => return,
-        };
-        if l3_left == 0 {
-            self.release_table(inner, path.l3_table, path.l2_slot, Some(path.l2_table), ipa);
-            if inner.live.get(&path.l2_table.0) == Some(&0) {
-                self.release_table(inner, path.l2_table, path.l1_slot, None, ipa);
-            }
-        }
-    }
-
-    /// Lower the leaf at `path` to at most `prot`. A leaf left with nothing is removed, except a
-    /// wired one when `keep_wired` (see [`Pmap::protect`] below). Returns true when a wired leaf
-    /// was removed.
-    fn protect_leaf(
-        &self,
-        inner: &mut Inner,
-        ipa: u64,
-        path: Path,
-        old: Descriptor,
-        prot: Prot,
-        keep_wired: bool,
-    ) -> bool {
-        let attrs = old.attributes();
-        let new_prot = attrs.prot() & prot;
-        let wired = attrs.contains(Stage2Attributes::SW_WIRED);
-        if new_prot.is_empty() && !(wired && keep_wired) {
-            self.remove_leaf(inner, ipa, path, old);
-            wired
-        } else {
-            self.replace(
-                path.l3_slot,
-                ipa,
-                old,
-                old.with_attributes(attrs.with_prot(new_prot)),
-            );
-            false
-        }
-    }
-
-    /// One invalidation for the whole VM, then what a batched `remove` postponed.
-    fn finish_deferred(&self, deferred: Deferred) {
-        if deferred.unmapped.is_empty() && deferred.tables.is_empty() {
-            return;
-        }
-        self.tlb.invalidate_vm(self.vmid);
-        for (oa, ipa) in deferred.unmapped {
-            self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
-        }
-        for table in deferred.tables {
-            self.frames.free_table(table);
-        }
-    }
-
-    fn check_ipa(ipa: Ipa) -> Result<u64, PmapError> {
-        if !ipa.is_page_aligned() || ipa.0 >= Self::IPA_LIMIT {
-            return Err(PmapError::OutOfRange);
-        }
-        Ok(ipa.0)
-    }
-
-    // ---- operations for the rmap (called without the rmap lock) ------------------------------
-
-    /// `page_protect` of one mapping: lower `ipa`'s mapping to at most `prot` if it still maps `pa`.
-    /// Unlike [`Pmap::protect`], a wired mapping left with nothing is removed too: the caller is
-    /// taking the frame away (freeing, replacing or paging it out). Returns true when a wired
-    /// mapping was removed, so that the caller can take that wiring off the page.
-    ///
-    /// # Locks
-    /// Takes this table's lock, then the rmap lock. The caller holds neither.
-    pub(super) fn rmap_protect(&self, ipa: Ipa, pa: Pa, prot: Prot, generation: u64) -> bool {
-        let mut inner = self.inner.lock();
-        if generation != self.generation() {
-            return false;
-        }
-        match self.leaf_mapping(ipa, pa) {
-            Some((path, old)) => self.protect_leaf(&mut inner, ipa.0, path, old, prot, false),
-            None => false,
-        }
-    }
-
-    /// [`Pmap::enter`], returning the leaf it replaced: its frame and whether it was wired. The
-    /// fault routine moves page wiring along with wired mappings through this (see
-    /// `fault::wire`), so reading the old leaf and writing the new one is one step under this
-    /// table's lock.
-    ///
-    /// # Errors
-    /// As [`Pmap::enter`].
-    ///
-    /// # Locks
-    /// Takes this table's lock, then the rmap lock.
-    pub fn enter_replacing(
-        &self,
-        ipa: Ipa,
-        pa: Pa,
-        prot: Prot,
-        flags: EnterFlags,
-    ) -> Result<Option<(Pa, bool)>, PmapError> {
-        let ipa = Self::check_ipa(ipa)?;
-        if !pa.is_page_aligned() || pa.0 >> Self::PA_BITS != 0 {
-            return Err(PmapError::OutOfRange);
-        }
-        let mut inner = self.inner.lock();
-        // No access: nothing to map, unless the mapping is wired, which keeps a no-access leaf
-        // (see `protect`: the leaf is what remembers the wired frame).
-        if prot.is_empty() && !flags.contains(EnterFlags::WIRED) {
-            let old = match self.walk(ipa) {
-                Walk::Found(path) => {
-                    let d = self.read(path.l3_slot);
-                    let old = Self::leaf_of(d);
-                    if d.is_valid() {
-                        self.remove_leaf(&mut inner, ipa, path, d);
-                    }
-                    old
-                }
-                Walk::Hole(_) => None,
-            };
-            return Ok(old);
-        }
-        let mut attrs = Stage2Attributes::for_prot(prot, MemAttr::NormalWriteBack);
-        if flags.contains(EnterFlags::WIRED) {
-            attrs |= Stage2Attributes::SW_WIRED;
-        }
-        let new = Descriptor::page(pa, attrs);
-
-        let path = self.walk_alloc(&mut inner, ipa)?;
-        let old = self.read(path.l3_slot);
-        let old_leaf = Self::leaf_of(old);
-        if old == new {
-            return Ok(old_leaf);
-        }
-        let old_wired = old.is_valid() && old.attributes().contains(Stage2Attributes::SW_WIRED);
-        let new_wired = flags.contains(EnterFlags::WIRED);
-        match old.decode(Level::L3) {
-            Entry::Leaf { oa, .. } => {
-                self.replace(path.l3_slot, ipa, old, new);
-                if oa != pa {
-                    self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
-                    self.rmap.insert(pa, &self.me, Ipa(ipa), self.generation());
-                }
-            }
-            _ => {
-                // Invalid -> valid: no TLB maintenance needed.
-                self.write(path.l3_slot, new);
-                inner.resident += 1;
-                *inner.live.entry(path.l3_table.0).or_insert(0) += 1;
-                self.rmap.insert(pa, &self.me, Ipa(ipa), self.generation());
-            }
-        }
-        match (old_wired, new_wired) {
-            (false, true) => inner.wired += 1,
-            (true, false) => inner.wired = inner.wired.saturating_sub(1),
-            _ => {}
-        }
-        Ok(old_leaf)
-    }
-
-    /// Clear the wired bit of `ipa`'s mapping; returns its frame if it was wired. A mapping that
-    /// grants no access (kept only because it was wired, see [`Pmap::protect`]) is removed.
-    ///
-    /// # Locks
-    /// Takes this table's lock, then the rmap lock.
-    pub fn unwire_leaf(&self, ipa: Ipa) -> Option<Pa> {
-        let mut inner = self.inner.lock();
-        let ipa = ipa.page_base().0;
-        let Walk::Found(path) = self.walk(ipa) else {
-            return None;
-        };
-        let d = self.read(path.l3_slot);
-        let Some((pa, true)) = Self::leaf_of(d) else {
-            return None;
-        };
-        let unwired = d.with_attributes(d.attributes() - Stage2Attributes::SW_WIRED);
-        inner.wired = inner.wired.saturating_sub(1);
-        if unwired.attributes().prot().is_empty() {
-            self.remove_leaf(&mut inner, ipa, path, unwired);
-        } else {
-            // The wired bit is ignored by the hardware: no TLB maintenance.
-            self.write(path.l3_slot, unwired);
-        }
-        Some(pa)
-    }
-
-    /// The frame of a valid level-3 leaf and whether it is wired.
-    fn leaf_of(d: Descriptor) -> Option<(Pa, bool)> {
-        match d.decode(Level::L3) {
-            Entry::Leaf { oa, attrs, .. } => Some((oa, attrs.contains(Stage2Attributes::SW_WIRED))),
-            _ => None,
-        }
-    }
-
-    /// Test (and with `clear`, clear) the access flag of `ipa`'s mapping if it still maps `pa`.
-    ///
-    /// # Locks
-    /// As [`Stage2::rmap_protect`].
-    pub(super) fn rmap_reference(&self, ipa: Ipa, pa: Pa, clear: bool, generation: u64) -> bool {
-        let _g = self.inner.lock();
-        if generation != self.generation() {
-            return false;
-        }
-        let Some((path, old)) = self.leaf_mapping(ipa, pa) else {
-            return false;
-        };
-        let was = old.attributes().contains(Stage2Attributes::AF);
-        if was && clear {
-            self.replace(
-                path.l3_slot,
-                ipa.0,
-                old,
-                old.with_attributes(old.attributes() - Stage2Attributes::AF),
-            );
-        }
-        was
-    }
-
-    /// The valid leaf at `ipa` if it maps `pa`. Lock held by the caller.
-    fn leaf_mapping(&self, ipa: Ipa, pa: Pa) -> Option<(Path, Descriptor)> {
-        let Walk::Found(path) = self.walk(ipa.0) else {
-            return None;
-        };
-        let d = self.read(path.l3_slot);
-        match d.decode(Level::L3) {
-            Entry::Leaf { oa, .. } if oa == pa => Some((path, d)),
-            _ => None,
-        }
-    }
 }
 
 impl Pmap for Stage2 {
@@ -728,30 +263,9 @@ impl Pmap for Stage2 {
     /// Takes this table's lock, then the rmap lock.
     ///
     /// Ranges of more than [`Stage2::BATCH_REMOVE_PAGES`] pages are torn down with a single
-    /// `invalidate_vm` instead of one `invalidate_ipa` per page (see [`Deferred`]).
+    /// `invalidate_vm` instead of one `invalidate_ipa` per page (see `remove.rs`).
     fn remove(&self, start: Ipa, end: Ipa) {
-        let mut inner = self.inner.lock();
-        let mut ipa = start.0 & !(PAGE_SIZE - 1);
-        let end = end.0.min(Self::IPA_LIMIT);
-        if end.saturating_sub(ipa) > Self::BATCH_REMOVE_PAGES * PAGE_SIZE {
-            inner.deferred = Some(Deferred::default());
-        }
-        // Not `for_each_leaf`: removing may free the table the walk is in.
-        while ipa < end {
-            match self.walk(ipa) {
-                Walk::Hole(next) => ipa = next,
-                Walk::Found(path) => {
-                    let d = self.read(path.l3_slot);
-                    if d.is_valid() {
-                        self.remove_leaf(&mut inner, ipa, path, d);
-                    }
-                    ipa += PAGE_SIZE;
-                }
-            }
-        }
-        if let Some(deferred) = inner.deferred.take() {
-            self.finish_deferred(deferred);
-        }
+        self.remove_range(start, end);
     }
 
     fn extract(&self, ipa: Ipa) -> Option<(Pa, Prot)> {
@@ -819,8 +333,8 @@ impl Pmap for Stage2 {
 
 impl Drop for Stage2 {
     /// Invalidate the VMID's TLB entries, free every table. The rmap entries of this table need
-    /// no walk: they can no longer be upgraded, so they are stale and pruned lazily (see the
-    /// module documentation).
+    /// no walk: they can no longer be upgraded, so they are stale and pruned lazily (see
+    /// `stage2/clear.rs`).
     fn drop(&mut self) {
         self.tlb.invalidate_vm(self.vmid);
         let inner = self.inner.get_mut();

@@ -1,0 +1,59 @@
+//! `Stage2::clear`: unmapping a whole VM in one step, and the generations that make the
+//! reverse-map entries of its leaves stale without visiting them.
+//!
+//! # Clearing in O(tables), and stale reverse-map entries
+//!
+//! Stage 2 has no hierarchical permissions (no APTable), so taking write permission from every
+//! mapping of a VM means rewriting every leaf: O(resident). [`Stage2::clear`] instead drops the
+//! whole contents: the root is zeroed, one `invalidate_vm`, and the level-2/3 table frames are
+//! freed (O(resident / 512)). The leaves' reverse-map entries are not visited: each entry
+//! records the *generation* of its table when it was made, and `clear` bumps the generation, so
+//! all of them become stale at once. The rmap ignores stale entries (and entries of dropped
+//! tables) everywhere — `page_protect`, reference bits, `mappings` — and prunes them whenever it
+//! touches their frame's list. The VM refaults what it uses; a fault maps its neighbours too.
+
+use core::sync::atomic::Ordering;
+
+use super::Stage2;
+use crate::addr::Pa;
+
+impl Stage2 {
+    /// The current generation (see [`Stage2::clear`]).
+    pub(in crate::pmap) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Unmap everything at once, in time proportional to the number of tables, not of mappings:
+    /// the root is cleared, one `invalidate_vm` is issued, and every level-2 and level-3 table
+    /// frame is freed. The reverse-map entries of the leaves are not visited: the generation
+    /// is bumped, which makes them all stale at once (see the module documentation). This is
+    /// fork's way of taking write permission from the parent (see `fork.rs`).
+    ///
+    /// Refused (returns false, nothing changed) while any leaf is wired: a wired leaf is what
+    /// keeps a page's wiring reachable (see `fault::wire`), and wired means mapped.
+    ///
+    /// # Locks
+    /// Takes this table's lock; calls `Tlb` and `TableFrames` with it held. Not the rmap lock.
+    pub fn clear(&self) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.wired > 0 {
+            return false;
+        }
+        if inner.resident == 0 && inner.live.is_empty() {
+            return true;
+        }
+        debug_assert!(inner.deferred.is_none());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        // Break: every level-1 table descriptor invalid, then one invalidation for the VMID
+        // (walk caches included) before a table frame can be reused.
+        self.mem.zero(self.root);
+        self.mem.zero(self.root.add_pages(1));
+        self.tlb.invalidate_vm(self.vmid);
+        for (&frame, _) in inner.live.iter() {
+            self.frames.free_table(Pa(frame));
+        }
+        inner.live.clear();
+        inner.resident = 0;
+        true
+    }
+}

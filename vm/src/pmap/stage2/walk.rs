@@ -1,0 +1,192 @@
+//! Walking a `Stage2` table: descriptor slots, the non-allocating and allocating walks to a
+//! level-3 slot, linking a new table and releasing an emptied one, and visiting the valid leaves
+//! of a range. Geometry: see the parent module.
+//!
+//! # Locks
+//! Every function here runs with the table's lock held by its caller (the `Inner` it is passed,
+//! or a guard the caller keeps); `release_table` calls `Tlb` and `TableFrames` with it held.
+
+use super::{Inner, Stage2};
+use crate::addr::{Ipa, Pa, PAGE_SIZE};
+use crate::pmap::desc::{Descriptor, Entry, Level};
+use crate::pmap::PmapError;
+
+const DESC_BYTES: u64 = 8;
+const ENTRIES: u64 = 512;
+
+/// The slots a walk passed through to reach a level-3 descriptor.
+#[derive(Clone, Copy)]
+pub(super) struct Path {
+    pub(super) l1_slot: Pa,
+    pub(super) l2_table: Pa,
+    pub(super) l2_slot: Pa,
+    pub(super) l3_table: Pa,
+    pub(super) l3_slot: Pa,
+}
+
+/// Result of a non-allocating walk.
+pub(super) enum Walk {
+    /// The level-3 slot exists (its descriptor may be invalid).
+    Found(Path),
+    /// Nothing is mapped up to this IPA (exclusive), where the next table would start.
+    Hole(u64),
+}
+
+impl Stage2 {
+    pub(super) fn read(&self, slot: Pa) -> Descriptor {
+        Descriptor(self.mem.read_u64(slot))
+    }
+
+    pub(super) fn write(&self, slot: Pa, d: Descriptor) {
+        self.mem.write_u64(slot, d.bits());
+    }
+
+    pub(super) fn slot(table: Pa, ipa: u64, level: Level) -> Pa {
+        let entries = if level == Level::L1 {
+            Self::ROOT_ENTRIES
+        } else {
+            ENTRIES
+        };
+        Pa(table.0 + ((ipa >> level.shift()) & (entries - 1)) * DESC_BYTES)
+    }
+
+    pub(super) fn next_boundary(ipa: u64, level: Level) -> u64 {
+        (ipa | (level.leaf_size() - 1)).saturating_add(1)
+    }
+
+    /// Walk to the level-3 slot of `ipa` without allocating. A block met on the way (never
+    /// written by us) is reported as a hole.
+    pub(super) fn walk(&self, ipa: u64) -> Walk {
+        let l1_slot = Self::slot(self.root, ipa, Level::L1);
+        let Entry::Table(l2_table) = self.read(l1_slot).decode(Level::L1) else {
+            return Walk::Hole(Self::next_boundary(ipa, Level::L1));
+        };
+        let l2_slot = Self::slot(l2_table, ipa, Level::L2);
+        let Entry::Table(l3_table) = self.read(l2_slot).decode(Level::L2) else {
+            return Walk::Hole(Self::next_boundary(ipa, Level::L2));
+        };
+        let l3_slot = Self::slot(l3_table, ipa, Level::L3);
+        Walk::Found(Path {
+            l1_slot,
+            l2_table,
+            l2_slot,
+            l3_table,
+            l3_slot,
+        })
+    }
+
+    /// Walk to the level-3 slot of `ipa`, allocating missing tables.
+    pub(super) fn walk_alloc(&self, inner: &mut Inner, ipa: u64) -> Result<Path, PmapError> {
+        let l1_slot = Self::slot(self.root, ipa, Level::L1);
+        let (l2_table, l2_new) = match self.read(l1_slot).decode(Level::L1) {
+            Entry::Table(t) => (t, false),
+            Entry::Invalid | Entry::Reserved => (self.new_table(inner, l1_slot, None)?, true),
+            Entry::Leaf { .. } => return Err(PmapError::OutOfRange),
+        };
+        let l2_slot = Self::slot(l2_table, ipa, Level::L2);
+        let l3_table = match self.read(l2_slot).decode(Level::L2) {
+            Entry::Table(t) => t,
+            Entry::Invalid | Entry::Reserved => {
+                match self.new_table(inner, l2_slot, Some(l2_table)) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        if l2_new {
+                            self.release_table(inner, l2_table, l1_slot, None, ipa);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Entry::Leaf { .. } => return Err(PmapError::OutOfRange),
+        };
+        let l3_slot = Self::slot(l3_table, ipa, Level::L3);
+        Ok(Path {
+            l1_slot,
+            l2_table,
+            l2_slot,
+            l3_table,
+            l3_slot,
+        })
+    }
+
+    /// Allocate a zeroed table and link it into `slot` (of table `parent`, `None` for the root).
+    pub(super) fn new_table(
+        &self,
+        inner: &mut Inner,
+        slot: Pa,
+        parent: Option<Pa>,
+    ) -> Result<Pa, PmapError> {
+        let frame = self.frames.alloc_table().ok_or(PmapError::NoMemory)?;
+        if !frame.is_page_aligned() || frame.0 >> Self::PA_BITS != 0 {
+            // Not a frame a descriptor can point to: a broken allocator; refuse it.
+            debug_assert!(false, "TableFrames gave {frame:?}");
+            self.frames.free_table(frame);
+            return Err(PmapError::NoMemory);
+        }
+        self.mem.zero(frame);
+        inner.live.insert(frame.0, 0);
+        // Invalid -> valid: no TLB maintenance.
+        self.write(slot, Descriptor::table(frame));
+        if let Some(p) = parent {
+            *inner.live.entry(p.0).or_insert(0) += 1;
+        }
+        Ok(frame)
+    }
+
+    /// Unlink the (empty) table `table` from `slot` in `parent` and free it; if that empties the
+    /// parent, unlink and free the parent too (with `grand_slot` being the parent's slot).
+    pub(super) fn release_table(
+        &self,
+        inner: &mut Inner,
+        table: Pa,
+        slot: Pa,
+        parent: Option<Pa>,
+        ipa: u64,
+    ) {
+        self.write(slot, Descriptor::INVALID);
+        inner.live.remove(&table.0);
+        if let Some(deferred) = inner.deferred.as_mut() {
+            deferred.tables.push(table);
+        } else {
+            // Walk caches may hold the table descriptor: invalidate before the frame is reused.
+            self.tlb
+                .invalidate_ipa(self.vmid, Ipa(ipa & !(PAGE_SIZE - 1)));
+            self.frames.free_table(table);
+        }
+        if let Some(p) = parent {
+            if let Some(n) = inner.live.get_mut(&p.0) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Visit every level-3 slot holding a valid descriptor in `[start, end)`.
+    pub(super) fn for_each_leaf(
+        &self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(u64, Path, Descriptor),
+    ) {
+        let end = end.min(Self::IPA_LIMIT);
+        let mut ipa = start & !(PAGE_SIZE - 1);
+        while ipa < end {
+            match self.walk(ipa) {
+                Walk::Hole(next) => ipa = next,
+                Walk::Found(path) => {
+                    let d = self.read(path.l3_slot);
+                    if d.is_valid() {
+                        f(ipa, path, d);
+                    }
+                    ipa += PAGE_SIZE;
+                }
+            }
+        }
+    }
+
+    pub(super) fn check_ipa(ipa: Ipa) -> Result<u64, PmapError> {
+        if !ipa.is_page_aligned() || ipa.0 >= Self::IPA_LIMIT {
+            return Err(PmapError::OutOfRange);
+        }
+        Ok(ipa.0)
+    }
+}
