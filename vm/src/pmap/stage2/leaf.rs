@@ -12,6 +12,8 @@ use super::{Inner, Stage2};
 use crate::addr::{Ipa, Pa, Prot};
 use crate::pmap::desc::{Descriptor, Entry, Level, MemAttr, Stage2Attributes};
 use crate::pmap::{EnterFlags, PmapError};
+#[cfg(doc)]
+use crate::pmap::Pmap;
 
 impl Stage2 {
     /// Replace the valid leaf `old` at `slot` by `new` with the TLB maintenance it needs.
@@ -60,7 +62,7 @@ impl Stage2 {
     }
 
     /// Lower the leaf at `path` to at most `prot`. A leaf left with nothing is removed, except a
-    /// wired one when `keep_wired` (see [`Pmap::protect`](crate::pmap::Pmap::protect)(crate::pmap::Pmap::protect)). Returns true when a wired leaf
+    /// wired one when `keep_wired` (see [`Pmap::protect`]). Returns true when a wired leaf
     /// was removed.
     pub(super) fn protect_leaf(
         &self,
@@ -91,7 +93,7 @@ impl Stage2 {
     // ---- operations for the rmap (called without the rmap lock) ------------------------------
 
     /// `page_protect` of one mapping: lower `ipa`'s mapping to at most `prot` if it still maps `pa`.
-    /// Unlike [`Pmap::protect`](crate::pmap::Pmap::protect), a wired mapping left with nothing is removed too: the caller is
+    /// Unlike [`Pmap::protect`], a wired mapping left with nothing is removed too: the caller is
     /// taking the frame away (freeing, replacing or paging it out). Returns true when a wired
     /// mapping was removed, so that the caller can take that wiring off the page.
     ///
@@ -114,13 +116,13 @@ impl Stage2 {
         }
     }
 
-    /// [`Pmap::enter`](crate::pmap::Pmap::enter), returning the leaf it replaced: its frame and whether it was wired. The
+    /// [`Pmap::enter`], returning the leaf it replaced: its frame and whether it was wired. The
     /// fault routine moves page wiring along with wired mappings through this (see
     /// `fault::wire`), so reading the old leaf and writing the new one is one step under this
     /// table's lock.
     ///
     /// # Errors
-    /// As [`Pmap::enter`](crate::pmap::Pmap::enter).
+    /// As [`Pmap::enter`].
     ///
     /// # Locks
     /// Takes this table's lock, then the rmap lock.
@@ -191,7 +193,7 @@ impl Stage2 {
     }
 
     /// Clear the wired bit of `ipa`'s mapping; returns its frame if it was wired. A mapping that
-    /// grants no access (kept only because it was wired, see [`Pmap::protect`](crate::pmap::Pmap::protect)) is removed.
+    /// grants no access (kept only because it was wired, see [`Pmap::protect`]) is removed.
     ///
     /// # Locks
     /// Takes this table's lock, then the rmap lock.
