@@ -38,13 +38,16 @@ macro_rules! address_type {
                     None => None,
                 }
             }
-            /// `self + pages * PAGE_SIZE`; callers stay inside a range they already checked.
+            /// `self + pages * PAGE_SIZE`, saturating at `u64::MAX` (never panics). Callers
+            /// stay inside a range they already checked; a saturated result lies outside any
+            /// range, so range checks still refuse it. Use [`Self::checked_add`] to detect it.
             pub const fn add_pages(self, pages: u64) -> Self {
-                Self(self.0 + pages * PAGE_SIZE)
+                Self(self.0.saturating_add(pages.saturating_mul(PAGE_SIZE)))
             }
-            /// Number of whole pages from `base` up to `self` (`self >= base`).
+            /// Number of whole pages from `base` up to `self`, saturating at 0 when
+            /// `self < base` (never panics).
             pub const fn pages_since(self, base: Self) -> u64 {
-                (self.0 - base.0) >> PAGE_SHIFT
+                self.0.saturating_sub(base.0) >> PAGE_SHIFT
             }
         }
 
