@@ -25,7 +25,7 @@ use crate::addr::{Ipa, PageIdx, Prot, PAGE_SIZE};
 use crate::anon::Anon;
 use crate::fault::FaultError;
 use crate::map::Advice;
-use crate::page::{Owner, PageFlags};
+use crate::page::{Owner, PageFlags, PageMeta};
 use crate::pmap::Pmap;
 use crate::uvm::Uvm;
 
@@ -342,13 +342,7 @@ impl Object for ImageObject {
                     m.flags.insert(PageFlags::RELEASED);
                     false
                 } else if m.loan_count > 0 {
-                    m.owner = match m.loan_anon.take() {
-                        Some(a) => {
-                            m.loan_count -= 1;
-                            Owner::Anon(a)
-                        }
-                        None => Owner::Orphan,
-                    };
+                    hand_back_loan(&mut m);
                     false
                 } else {
                     m.flags.insert(PageFlags::BUSY);
@@ -386,23 +380,33 @@ impl Object for ImageObject {
         let to_orphan = {
             let mut m = uvm.page_meta(pg).lock();
             m.flags.remove(PageFlags::BUSY | PageFlags::WANTED);
-            match m.loan_anon.take() {
-                // An anon borrowed it: the anon owns it now.
-                Some(a) => {
-                    m.owner = Owner::Anon(a);
-                    m.loan_count = m.loan_count.saturating_sub(1);
-                    false
-                }
-                None => {
-                    m.owner = Owner::Orphan;
-                    true
-                }
-            }
+            !hand_back_loan(&mut m)
         };
         if to_orphan {
             uvm.dequeue(pg);
         }
         Some(new)
+    }
+}
+
+/// The object lets go of a page it loaned: the anon that borrowed it (if still alive) owns it
+/// now, with `loan_count` lowered (saturating at 0); with no borrower the page becomes an orphan.
+/// Returns true when an anon took the page, false when it was orphaned (the caller then dequeues
+/// or frees it as its path requires).
+///
+/// # Locks
+/// The caller holds the page's PAGE lock (`m` is its guarded metadata).
+fn hand_back_loan(m: &mut PageMeta) -> bool {
+    match m.loan_anon.take() {
+        Some(a) => {
+            m.owner = Owner::Anon(a);
+            m.loan_count = m.loan_count.saturating_sub(1);
+            true
+        }
+        None => {
+            m.owner = Owner::Orphan;
+            false
+        }
     }
 }
 
@@ -416,13 +420,7 @@ impl Drop for ImageObject {
             let loaned = {
                 let mut m = self.uvm.page_meta(pg).lock();
                 if m.loan_count > 0 {
-                    m.owner = match m.loan_anon.take() {
-                        Some(a) => {
-                            m.loan_count -= 1;
-                            Owner::Anon(a)
-                        }
-                        None => Owner::Orphan,
-                    };
+                    hand_back_loan(&mut m);
                     true
                 } else {
                     false

@@ -252,18 +252,7 @@ impl Uvm {
     /// Takes PAGE; for a RELEASED page then PMAP locks (through the reverse map, to remove
     /// every mapping), PAGE and PAGE QUEUES: the caller must hold no PMAP-or-later lock.
     pub(crate) fn unbusy(&self, pg: PageIdx) -> bool {
-        let released = {
-            let mut m = self.page_meta(pg).lock();
-            let released = m.flags.contains(PageFlags::RELEASED);
-            m.flags
-                .remove(PageFlags::BUSY | PageFlags::WANTED | PageFlags::FAKE);
-            released
-        };
-        if released {
-            self.page_protect(pg, Prot::NONE);
-            self.free_page(pg);
-        }
-        released
+        self.finish_page(pg, false, false)
     }
 
     /// The end of a fault for its page, under one PAGE lock (the fault path would otherwise take

@@ -292,20 +292,9 @@ impl Pmap for Stage2 {
     /// Takes this table's lock, then the rmap lock.
     fn protect(&self, start: Ipa, end: Ipa, prot: Prot) {
         let mut inner = self.inner.lock();
-        let mut ipa = start.0 & !(PAGE_SIZE - 1);
-        let end = end.0.min(Self::IPA_LIMIT);
-        while ipa < end {
-            match self.walk(ipa) {
-                Walk::Hole(next) => ipa = next,
-                Walk::Found(path) => {
-                    let d = self.read(path.l3_slot);
-                    if d.is_valid() {
-                        self.protect_leaf(&mut inner, ipa, path, d, prot, true);
-                    }
-                    ipa += PAGE_SIZE;
-                }
-            }
-        }
+        self.for_each_leaf(start.0, end.0, |ipa, path, d| {
+            self.protect_leaf(&mut inner, ipa, path, d, prot, true);
+        });
     }
 
     /// Clears the software wired bit (see [`Stage2::unwire_leaf`]).
