@@ -427,7 +427,7 @@ impl<'m> Fault<'m> {
         }
 
         // The neighbourhood, only on the first pass (then "narrow").
-        let (mut nback, nforw) = if self.narrow {
+        let (nback, nforw) = if self.narrow {
             (0, 0)
         } else {
             let (b, f) = view.advice.range();
@@ -470,9 +470,7 @@ impl<'m> Fault<'m> {
             startva = self.ipa;
             npages -= centeridx;
             centeridx = 0;
-            nback = 0;
         }
-        let _ = nback;
 
         // Map in resident neighbour anons; note whether the center is shadowed by an anon.
         let mut pages_buf = [PageSlot::Empty; MAXRANGE];
@@ -558,8 +556,7 @@ impl<'m> Fault<'m> {
         let mut g = self.map.write();
         if let Some(e) = g.lookup_mut(self.ipa) {
             if e.needs_copy {
-                // Cannot fail: only a copy of resident pages allocates.
-                let _ = crate::fork::entry_amap_copy(self.uvm, e, false);
+                crate::fork::entry_amap_share_lazy(self.uvm, e);
             }
         }
     }

@@ -55,6 +55,17 @@ pub(crate) fn entry_amap_copy(
     Ok(())
 }
 
+/// [`entry_amap_copy`] without `copy_resident`: the lazy share used by the fault path's
+/// `amapcopy`, a SHARE fork and wiring. Only a copy of resident pages allocates frames, so this
+/// cannot fail; the invariant is checked (`debug_assert!`) rather than its result dropped.
+///
+/// # Locks
+/// As [`entry_amap_copy`].
+pub(crate) fn entry_amap_share_lazy(uvm: &Uvm, e: &mut Entry) {
+    let r = entry_amap_copy(uvm, e, false);
+    debug_assert!(r.is_ok(), "entry_amap_copy without copy_resident failed: {r:?}");
+}
+
 impl Map {
     /// A child map with a new stage-2 table tagged `vmid`, holding each entry according to its
     /// inheritance (the seed's `uvmspace_fork`). COPY entries share the amap lazily: both sides
@@ -106,7 +117,7 @@ impl Map {
                 Inherit::None => continue,
                 Inherit::Share => {
                     if pe.needs_copy || pe.aref.is_none() {
-                        let _ = entry_amap_copy(&uvm, pe, false);
+                        entry_amap_share_lazy(&uvm, pe);
                     }
                     let mut ce = pe.clone();
                     ce.wired_count = 0;
@@ -201,7 +212,7 @@ impl Map {
                     // The seed's test: the maximum protection, since wiring faults are
                     // WIREMAX and copy-on-write happens now when writes may ever be allowed.
                     if e.needs_copy && (e.max_prot.contains(Prot::WRITE) || e.object.is_none()) {
-                        let _ = entry_amap_copy(&uvm, e, false);
+                        entry_amap_share_lazy(&uvm, e);
                     }
                     newly.push((e.start, e.end));
                 }
