@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use vm::addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
 use vm::fault::{fault, FaultFlags};
-use vm::map::{Advice, EntrySpec, Inherit, Map};
-use vm::object::{ImageObject, Object};
+use vm::map::{Advice, EntrySpec, Map};
+use vm::object::ImageObject;
 use vm::physmem::PhysMem;
 use vm::pmap::{Entry, Level, Stage2Attributes, Vmid};
 use vm::sim::{RecordingTlb, SimMem};
@@ -52,15 +52,8 @@ fn env(frames: usize) -> Env {
 
 fn anon(pages: u64, advice: Advice) -> EntrySpec {
     EntrySpec {
-        start: ipa(0),
-        end: ipa(pages),
-        prot: Prot::READ | Prot::WRITE,
-        max_prot: Prot::ALL,
-        inherit: Inherit::Copy,
         advice,
-        object: None,
-        anon: true,
-        copy_on_write: false,
+        ..EntrySpec::anon(ipa(0), ipa(pages), Prot::READ | Prot::WRITE)
     }
 }
 
@@ -176,12 +169,9 @@ fn seq_64m(c: &mut Criterion) {
     let bytes: Vec<u8> = (0..PAGES as usize * 4096).map(|i| (i >> 12) as u8 ^ i as u8).collect();
     let img = ImageObject::new(&e.uvm, bytes.into());
     let spec = |advice| {
-        let object: Arc<dyn Object> = img.clone();
         EntrySpec {
-            object: Some((object, 0)),
-            copy_on_write: true,
-            prot: Prot::ALL,
-            ..anon(PAGES, advice)
+            advice,
+            ..EntrySpec::image(img.clone(), 0, ipa(0), ipa(PAGES))
         }
     };
     {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use vm::addr::{Access, Ipa, Pa, Prot, PAGE_SIZE};
 use vm::fault::{fault, FaultFlags};
-use vm::map::{Advice, EntrySpec, Inherit, Map};
+use vm::map::{Advice, EntrySpec, Map};
 use vm::physmem::PhysMem;
 use vm::pmap::Vmid;
 use vm::sim::{RecordingTlb, SimMem};
@@ -32,15 +32,8 @@ fn setup(frames: usize) -> (Arc<SimMem>, Arc<Uvm>, Arc<Map>) {
     let uvm = Uvm::new(mem.clone(), Arc::new(RecordingTlb::counting()), mem.range());
     let map = Map::new(&uvm, Vmid(1)).unwrap();
     map.insert(EntrySpec {
-        start: ipa(0),
-        end: ipa(N),
-        prot: Prot::READ | Prot::WRITE,
-        max_prot: Prot::ALL,
-        inherit: Inherit::Copy,
         advice: Advice::Random,
-        object: None,
-        anon: true,
-        copy_on_write: false,
+        ..EntrySpec::anon(ipa(0), ipa(N), Prot::READ | Prot::WRITE)
     })
     .unwrap();
     (mem, uvm, map)

@@ -103,6 +103,35 @@ pub struct EntrySpec {
     pub copy_on_write: bool,
 }
 
+impl EntrySpec {
+    /// Anonymous (zero-fill) memory over `[start, end)`: an amap now, no object, protection
+    /// `prot`, maximum protection ALL, COPY inheritance, normal advice.
+    pub fn anon(start: Ipa, end: Ipa, prot: Prot) -> EntrySpec {
+        EntrySpec {
+            start,
+            end,
+            prot,
+            max_prot: Prot::ALL,
+            inherit: Inherit::Copy,
+            advice: Advice::Normal,
+            object: None,
+            anon: true,
+            copy_on_write: false,
+        }
+    }
+
+    /// A copy-on-write mapping of `object` from byte `offset` over `[start, end)`, with an amap
+    /// now (writes promote into it), protection ALL: a guest image as hyp maps it. Otherwise as
+    /// [`EntrySpec::anon`].
+    pub fn image(object: Arc<dyn Object>, offset: u64, start: Ipa, end: Ipa) -> EntrySpec {
+        EntrySpec {
+            object: Some((object, offset)),
+            copy_on_write: true,
+            ..EntrySpec::anon(start, end, Prot::ALL)
+        }
+    }
+}
+
 /// One map entry (the seed's `struct vm_map_entry`).
 #[derive(Clone)]
 pub struct Entry {

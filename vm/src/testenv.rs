@@ -1,15 +1,17 @@
 //! Shared set-up for the engine's unit tests: a `Uvm` over simulated memory, maps, images.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::addr::{Access, Ipa, Pa, Prot, PAGE_SIZE};
 use crate::fault::{fault, FaultError, FaultFlags, Resolved};
-use crate::map::{Advice, EntrySpec, Inherit, Map};
-use crate::object::{ImageObject, Object};
+use crate::map::{EntrySpec, Map};
+use crate::object::ImageObject;
 use crate::physmem::PhysMem;
 use crate::pmap::{Pmap, Vmid};
 use crate::sim::{RecordingTlb, SimMem};
+use crate::swap::{MemSwap, SwapDevice, SwapIoError};
 use crate::uvm::Uvm;
 
 /// Guest RAM base, as in QEMU virt.
@@ -35,30 +37,14 @@ pub fn page(n: u64) -> Ipa {
     RAM.add_pages(n)
 }
 
-/// An anonymous-memory spec of `pages` pages at `RAM + first` pages.
+/// An anonymous-memory spec of `pages` pages at `RAM + first` pages, read-write.
 pub fn anon_spec(first: u64, pages: u64) -> EntrySpec {
-    EntrySpec {
-        start: page(first),
-        end: page(first + pages),
-        prot: Prot::READ | Prot::WRITE,
-        max_prot: Prot::ALL,
-        inherit: Inherit::Copy,
-        advice: Advice::Normal,
-        object: None,
-        anon: true,
-        copy_on_write: false,
-    }
+    EntrySpec::anon(page(first), page(first + pages), Prot::READ | Prot::WRITE)
 }
 
 /// An image-object spec (copy-on-write, with an amap, as hyp's entry 1).
 pub fn image_spec(obj: &Arc<ImageObject>, first: u64, pages: u64) -> EntrySpec {
-    let object: Arc<dyn Object> = obj.clone();
-    EntrySpec {
-        prot: Prot::ALL,
-        object: Some((object, 0)),
-        copy_on_write: true,
-        ..anon_spec(first, pages)
-    }
+    EntrySpec::image(obj.clone(), 0, page(first), page(first + pages))
 }
 
 impl Env {
@@ -101,4 +87,38 @@ pub fn wr(map: &Map, ipa: Ipa) -> Result<Resolved, FaultError> {
 /// Protection of the stage-2 mapping at `ipa`.
 pub fn prot(map: &Map, ipa: Ipa) -> Option<Prot> {
     map.stage2().extract(ipa).map(|(_, p)| p)
+}
+
+/// A swap device that runs a hook once, in the middle of the next read (another CPU changing the
+/// world while a fault is unlocked for I/O).
+pub struct HookSwap {
+    pub inner: Arc<MemSwap>,
+    pub hook: spin::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl HookSwap {
+    /// A device of `slots` slots with no hook set yet.
+    pub fn new(slots: u32) -> Arc<HookSwap> {
+        Arc::new(HookSwap {
+            inner: MemSwap::new(slots),
+            hook: spin::Mutex::new(None),
+        })
+    }
+}
+
+impl SwapDevice for HookSwap {
+    fn slots(&self) -> u32 {
+        self.inner.slots()
+    }
+    fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        // Take the hook first: it may reach this device again.
+        let hook = self.hook.lock().take();
+        if let Some(h) = hook {
+            h();
+        }
+        self.inner.read(slot, mem, frame)
+    }
+    fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        self.inner.write(slot, mem, frame)
+    }
 }

@@ -283,45 +283,10 @@ fn busy_and_loaned_neighbour_anons_are_skipped() {
     );
 }
 
-/// A swap device that runs a hook once in the middle of a read.
-struct HookSwap {
-    inner: Arc<MemSwap>,
-    hook: spin::Mutex<Option<Box<dyn FnOnce() + Send>>>,
-}
-
-impl crate::swap::SwapDevice for HookSwap {
-    fn slots(&self) -> u32 {
-        self.inner.slots()
-    }
-    fn read(
-        &self,
-        slot: u32,
-        mem: &dyn crate::physmem::PhysMem,
-        frame: crate::addr::Pa,
-    ) -> Result<(), crate::swap::SwapIoError> {
-        let hook = self.hook.lock().take();
-        if let Some(h) = hook {
-            h();
-        }
-        self.inner.read(slot, mem, frame)
-    }
-    fn write(
-        &self,
-        slot: u32,
-        mem: &dyn crate::physmem::PhysMem,
-        frame: crate::addr::Pa,
-    ) -> Result<(), crate::swap::SwapIoError> {
-        self.inner.write(slot, mem, frame)
-    }
-}
-
 #[test]
 fn anonget_relock_finds_the_anon_moved_and_refaults() {
     let e = env(64);
-    let hs = Arc::new(HookSwap {
-        inner: MemSwap::new(8),
-        hook: spin::Mutex::new(None),
-    });
+    let hs = HookSwap::new(8);
     e.uvm.set_swap(hs.clone());
     let m = e.anon_map(4);
     m.copy_out(page(0), &[3]).unwrap();

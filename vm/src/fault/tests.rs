@@ -475,44 +475,9 @@ fn loaned_object_page_write_breaks_the_loan_in_the_object() {
     assert_eq!(anon.lock().page, Some(objpg));
 }
 
-/// A swap device that runs a hook in the middle of each read (another CPU changing the world
-/// while the fault is unlocked for I/O).
-struct HookSwap {
-    inner: Arc<MemSwap>,
-    hook: spin::Mutex<Option<alloc::boxed::Box<dyn FnOnce() + Send>>>,
-}
-
-impl crate::swap::SwapDevice for HookSwap {
-    fn slots(&self) -> u32 {
-        self.inner.slots()
-    }
-    fn read(
-        &self,
-        slot: u32,
-        mem: &dyn crate::physmem::PhysMem,
-        frame: crate::addr::Pa,
-    ) -> Result<(), crate::swap::SwapIoError> {
-        if let Some(h) = self.hook.lock().take() {
-            h();
-        }
-        self.inner.read(slot, mem, frame)
-    }
-    fn write(
-        &self,
-        slot: u32,
-        mem: &dyn crate::physmem::PhysMem,
-        frame: crate::addr::Pa,
-    ) -> Result<(), crate::swap::SwapIoError> {
-        self.inner.write(slot, mem, frame)
-    }
-}
-
 fn hook_env(hook: impl FnOnce(&Arc<Map>) + Send + 'static) -> (Env, Arc<Map>) {
     let e = env(64);
-    let hs = Arc::new(HookSwap {
-        inner: MemSwap::new(8),
-        hook: spin::Mutex::new(None),
-    });
+    let hs = HookSwap::new(8);
     e.uvm.set_swap(hs.clone());
     let m = e.anon_map(4);
     m.copy_out(page(0), &[3]).unwrap();

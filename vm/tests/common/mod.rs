@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use vm::addr::{Access, Ipa, Pa, Prot, PAGE_SIZE};
-use vm::map::{Advice, EntrySpec, Inherit, Map};
-use vm::object::{ImageObject, Object};
+use vm::map::{EntrySpec, Map};
+use vm::object::ImageObject;
 use vm::physmem::PhysMem;
 use vm::pmap::{Entry, Level, Stage2Attributes};
 use vm::sim::{RecordingTlb, SimMem};
@@ -55,28 +55,12 @@ pub fn image_bytes(j: usize, len: usize) -> Arc<[u8]> {
 
 /// An anonymous (zero-fill) entry spec.
 pub fn anon_spec(first: u64, pages: u64, prot: Prot) -> EntrySpec {
-    EntrySpec {
-        start: ipa(first),
-        end: ipa(first + pages),
-        prot,
-        max_prot: Prot::ALL,
-        inherit: Inherit::Copy,
-        advice: Advice::Normal,
-        object: None,
-        anon: true,
-        copy_on_write: false,
-    }
+    EntrySpec::anon(ipa(first), ipa(first + pages), prot)
 }
 
 /// A copy-on-write image entry spec (as hyp's entry 1).
 pub fn image_spec(obj: &Arc<ImageObject>, off_pages: u64, first: u64, pages: u64) -> EntrySpec {
-    let object: Arc<dyn Object> = obj.clone();
-    EntrySpec {
-        object: Some((object, off_pages * PAGE_SIZE)),
-        copy_on_write: true,
-        prot: Prot::ALL,
-        ..anon_spec(first, pages, Prot::ALL)
-    }
+    EntrySpec::image(obj.clone(), off_pages * PAGE_SIZE, ipa(first), ipa(first + pages))
 }
 
 /// The frame a CPU would use for `access` at `ipa`: the stage-2 descriptor must be valid, have
