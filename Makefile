@@ -2,7 +2,8 @@
 # build the hypervisor, the test guests and the host tools, then run.
 #
 #   make run                 default scenario: two VMs sharing the `image` guest + one `touch` VM
-#   make test                host unit tests (vm, tools, hyp's library) + every QEMU scenario, with a summary
+#   make test                lints, host unit tests (vm, tools, hyp's library) + every QEMU scenario, with a summary
+#   make lint                clippy with warnings as errors, host and aarch64
 #   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
 #   make soak                the engine's model test at 1,000,000 operations
 #   make bench               QEMU fault-cost scenario (-icount) + criterion benches of the engine
@@ -16,7 +17,7 @@ TARGET   := aarch64-unknown-none
 TOOLS    := target/release/tools
 SCENARIO ?= default
 
-.PHONY: run test debug build setup soak bench list
+.PHONY: run test lint debug build setup soak bench list
 
 # Host packages and the pinned Rust toolchain (rust-toolchain.toml: version, target, components).
 setup:
@@ -33,6 +34,7 @@ setup:
 	  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none; fi
 	@rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 	@rustup target list --installed | grep -qx $(TARGET) || rustup target add $(TARGET)
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
 build: setup
 	cargo build --release --target $(TARGET) -p hyp -p guest
@@ -41,12 +43,21 @@ build: setup
 run: build
 	$(TOOLS) run $(SCENARIO)
 
-# Host unit tests, then every QEMU scenario; the runner's summary line comes last.
+# Clippy with warnings as errors: host crates, hyp's library, and the aarch64 binaries with every
+# `unsafe` block needing its `// SAFETY:` comment.
+lint: setup
+	cargo clippy -p vm -p tools --all-targets -- -D warnings
+	cargo clippy -p hyp --lib --tests -- -D warnings
+	cargo clippy --release --target $(TARGET) -p hyp -p guest -- -D warnings -D clippy::undocumented_unsafe_blocks
+
+# Lints, host unit tests, then every QEMU scenario; the runner's summary line comes last.
 test: build
-	@cargo test -p vm -p tools -p hyp; host=$$?; \
+	@$(MAKE) --no-print-directory lint; lint=$$?; \
+	cargo test -p vm -p tools -p hyp; host=$$?; \
 	$(TOOLS) test; qemu=$$?; \
+	if [ $$lint -ne 0 ]; then echo "lints failed (make lint)"; fi; \
 	if [ $$host -ne 0 ]; then echo "host unit tests failed (cargo test -p vm -p tools -p hyp)"; fi; \
-	exit $$(( host != 0 || qemu != 0 ))
+	exit $$(( lint != 0 || host != 0 || qemu != 0 ))
 
 debug: build
 	$(TOOLS) debug $(SCENARIO)

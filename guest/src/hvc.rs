@@ -1,4 +1,4 @@
-//! The hypercall ABI (contracts §B): SMCCC calls through `HVC #0` (or `SMC #0`), function id in x0,
+//! The hypercall ABI (README, "Hypercall ABI"): SMCCC calls through `HVC #0` (or `SMC #0`), function id in x0,
 //! arguments in x1..x3, result in x0 (negative SMCCC codes for errors).
 
 use core::arch::asm;

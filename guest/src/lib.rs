@@ -1,7 +1,7 @@
 //! Runtime for uvmhyp's bare-metal EL1 test guests.
 //!
 //! A test guest is a small `no_std` program linked at guest RAM base (see `link.ld`) that exercises
-//! the hypervisor's demand-faulted memory and reports through the hypercall ABI (contracts §B):
+//! the hypervisor's demand-faulted memory and reports through the hypercall ABI (README, "Hypercall ABI"):
 //! `exit`, `print`, `counter`, `yield_now`, `info`, PSCI `cpu_on`/`cpu_off`. This crate gives each
 //! program:
 //!

@@ -1,5 +1,5 @@
 //! The scenario: QEMU's `-append` string (read through semihosting SYS_GET_CMDLINE), parsed per
-//! contracts.md section C, and the guest images it names (read through semihosting, loaded by
+//! README's "The QEMU line" (`-append` tokens), and the guest images it names (read through semihosting, loaded by
 //! [`crate::loader`]).
 //!
 //! Grammar (space-separated tokens, any order):

@@ -23,7 +23,7 @@
 //!
 //! # Debugging with gdb
 //! Start QEMU halted with its gdb stub (`make debug SCENARIO=…` does this): add `-s -S` to the
-//! QEMU line of contracts.md section E. Then:
+//! QEMU line of README's "The QEMU line". Then:
 //! ```text
 //! gdb-multiarch target/aarch64-unknown-none/release/hyp \
 //!     -ex 'target remote :1234' -ex 'break hyp::boot_main' -ex 'continue'

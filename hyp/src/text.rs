@@ -1,6 +1,6 @@
 //! Guest text made safe for the hypervisor console.
 //!
-//! Tools parse the console line by line (contracts §D), so a guest must never be able to start a
+//! Tools parse the console line by line (README, "What a run prints"), so a guest must never be able to start a
 //! line of its own: a `\n` inside a UVMHYP_PRINT or a PL011 line could otherwise forge
 //! `uvmhyp: vm2 (touch) exited 0`, a counters row or the summary. Every control character (C0,
 //! DEL and C1) except tab is shown as `\xNN` (`\u{NNNN}` for C1), so a guest line stays one line

@@ -1,4 +1,4 @@
-//! Parser for the hypervisor's console output (contracts §D).
+//! Parser for the hypervisor's console output (README, "What a run prints").
 
 /// One console line, classified.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -1,4 +1,4 @@
-//! Building the QEMU command line (contracts §C, §E) and running it with a timeout.
+//! Building the QEMU command line (README, "The QEMU line") and running it with a timeout.
 
 use crate::console::Console;
 use crate::scenarios::{Machine, Scenario};
@@ -13,7 +13,7 @@ pub const QEMU: &str = "qemu-system-aarch64";
 /// Where the bare-metal binaries are, relative to the workspace root.
 pub const BIN_DIR: &str = "target/aarch64-unknown-none/release";
 
-/// The fixed part of the QEMU line (contracts §E) but for `-cpu` and `-smp` (cortex-a72 and 4
+/// The fixed part of the QEMU line (README, "The QEMU line") but for `-cpu` and `-smp` (cortex-a72 and 4
 /// unless the scenario's [`Machine`] says otherwise); `-kernel` and `-append` follow.
 ///
 /// `-serial none -monitor none` are added to the contract's line: with `-nographic` alone QEMU 7.2
@@ -62,7 +62,7 @@ pub fn trace_path(scenario: &str) -> String {
     format!("{}/uvmhyp.trace", out_dir(scenario))
 }
 
-/// The `-append` string of a scenario (contracts §C).
+/// The `-append` string of a scenario (README, "The QEMU line").
 pub fn append(s: &Scenario, trace: &str) -> String {
     let mut tokens = vec![format!("trace={trace}")];
     if let Some(p) = s.pool_mib {

@@ -5,7 +5,7 @@ use vm::fault::FaultCase;
 
 /// Guest RAM base (IPA) of every VM.
 pub const RAM_BASE: u64 = 0x4000_0000;
-/// RAM of a VM when its spec gives none (contracts §C).
+/// RAM of a VM when its spec gives none (README, "The QEMU line").
 pub const DEFAULT_RAM_MIB: u64 = 64;
 
 /// How a VM must stop.
@@ -80,7 +80,7 @@ pub struct Scenario {
     pub machine: Machine,
 }
 
-/// What of the QEMU line a scenario may change (contracts §E fixes the rest).
+/// What of the QEMU line a scenario may change (README, "The QEMU line", fixes the rest).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Machine {
     /// The CPU model (`-cpu`).
@@ -104,7 +104,7 @@ impl Machine {
 }
 
 impl Scenario {
-    /// QEMU's exit status when the scenario goes as expected (contracts §D: 0 iff every VM exited 0).
+    /// QEMU's exit status when the scenario goes as expected (README, "What a run prints": 0 iff every VM exited 0).
     pub fn expected_status(&self) -> i32 {
         if self.vms.iter().all(|v| v.expect == Expect::Exit(0)) {
             0
@@ -297,7 +297,13 @@ pub const SCENARIOS: &[Scenario] = &[
         pool_mib: None,
         checks: &[Check::CaseAtLeast { vm: 6, case: FaultCase::Zero2B, min: 256 }],
         // Without preemption the polite VM would wait for a spinner to end.
-        console: &[ConsoleCheck::StopsBefore { first: 6, then: 1 }],
+        console: &[
+            ConsoleCheck::StopsBefore { first: 6, then: 1 },
+            ConsoleCheck::StopsBefore { first: 6, then: 2 },
+            ConsoleCheck::StopsBefore { first: 6, then: 3 },
+            ConsoleCheck::StopsBefore { first: 6, then: 4 },
+            ConsoleCheck::StopsBefore { first: 6, then: 5 },
+        ],
         timeout_s: 120,
         machine: Machine::DEFAULT,
     },

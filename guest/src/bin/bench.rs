@@ -16,6 +16,8 @@
 #![no_std]
 #![no_main]
 
+use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use guest::hvc::{self, Counter};
 use guest::layout::{self, PAGE_SIZE};
 use guest::{check, println};
@@ -26,18 +28,32 @@ const ZERO_PAGES: u64 = 4096;
 const IMAGE_WORDS: usize = (1 << 20) / 8;
 const WORDS_PER_PAGE: usize = (PAGE_SIZE / 8) as usize;
 
-const fn make_image_data() -> [u64; IMAGE_WORDS] {
-    let mut t = [0u64; IMAGE_WORDS];
+const fn make_image_data() -> [AtomicU64; IMAGE_WORDS] {
+    let mut t = [const { AtomicU64::new(0) }; IMAGE_WORDS];
     let mut i = 0;
     while i < IMAGE_WORDS {
-        t[i] = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        t[i] = AtomicU64::new((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         i += 1;
     }
     t
 }
 
-/// 1 MiB of initialised, writable data: 256 pages of the image object.
-static mut IMAGE_DATA: [u64; IMAGE_WORDS] = make_image_data();
+/// 1 MiB of initialised, writable data: 256 pages of the image object. Relaxed atomics compile to
+/// plain loads and stores and need no `unsafe`.
+static IMAGE_DATA: [AtomicU64; IMAGE_WORDS] = make_image_data();
+
+/// The first word of image data page `p`.
+fn image_word(p: u64) -> &'static AtomicU64 {
+    &IMAGE_DATA[p as usize * WORDS_PER_PAGE]
+}
+
+/// Store `value` at `addr` in `free`, the RAM beyond image, `.bss` and stacks that this program
+/// alone uses.
+fn store(free: &Range<u64>, addr: u64, value: u64) {
+    debug_assert!(free.contains(&addr) && addr.is_multiple_of(8));
+    // SAFETY: `addr` is an aligned address in `free`, where no Rust object lives.
+    unsafe { guest::poke(addr, value) }
+}
 
 /// Nanoseconds of virtual time per counter tick (= instructions per tick under `-icount shift=0`).
 fn ns_per_tick() -> u64 {
@@ -79,29 +95,25 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     let start = layout::free_start();
     let need = start + ZERO_PAGES * PAGE_SIZE;
     check!(need <= layout::RAM_BASE + info.ram_bytes, 2, "needs {} MiB of RAM", (need - layout::RAM_BASE) >> 20);
+    let free = start..need;
     let page = |p: u64| start + p * PAGE_SIZE;
 
-    // SAFETY (all pokes below): [start, need) is free RAM beyond image, .bss and stacks.
-    let zero_fault = timed("zero-fill-fault", ZERO_PAGES, |p| unsafe { guest::poke(page(p), p | 1) });
+    let zero_fault = timed("zero-fill-fault", ZERO_PAGES, |p| store(&free, page(p), p | 1));
     let memset = timed("memset-4KiB", ZERO_PAGES, |p| {
         for w in 0..WORDS_PER_PAGE as u64 {
-            unsafe { guest::poke(page(p) + w * 8, 0) };
+            store(&free, page(p) + w * 8, 0);
         }
     });
-    let touch = timed("mapped-touch", ZERO_PAGES, |p| unsafe { guest::poke(page(p), p) });
+    let touch = timed("mapped-touch", ZERO_PAGES, |p| store(&free, page(p), p));
 
-    let data = core::ptr::addr_of_mut!(IMAGE_DATA) as *mut u64;
     let data_pages = (IMAGE_WORDS / WORDS_PER_PAGE) as u64;
-    let word = |p: u64| -> *mut u64 { data.wrapping_add(p as usize * WORDS_PER_PAGE) };
     let mut sum = 0u64;
-    // SAFETY (image accesses): in bounds of IMAGE_DATA; this program is single-threaded.
-    let read_fault = timed("2A-read-fault", data_pages, |p| sum ^= unsafe { core::ptr::read_volatile(word(p)) });
-    let cow_fault = timed("2B-cow-fault", data_pages, |p| unsafe { core::ptr::write_volatile(word(p), p) });
+    let read_fault = timed("2A-read-fault", data_pages, |p| sum ^= image_word(p).load(Relaxed));
+    let cow_fault = timed("2B-cow-fault", data_pages, |p| image_word(p).store(p, Relaxed));
     let copy = timed("copy-4KiB", data_pages, |p| {
-        let src = word(p);
-        let dst = page(p) as *mut u64;
-        for w in 0..WORDS_PER_PAGE {
-            unsafe { core::ptr::write_volatile(dst.add(w), core::ptr::read_volatile(src.add(w))) };
+        let src = &IMAGE_DATA[p as usize * WORDS_PER_PAGE..][..WORDS_PER_PAGE];
+        for (w, word) in src.iter().enumerate() {
+            store(&free, page(p) + w as u64 * 8, word.load(Relaxed));
         }
     });
     check!(sum != 0, 3, "image data read back as zero");

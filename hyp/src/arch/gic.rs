@@ -82,8 +82,11 @@ fn finish_cpu(cpu: usize) {
 fn enable_private(cpu: usize, intid: u32) {
     let id = IntId::try_from(intid).expect("valid INTID");
     let mut g = gic().lock();
-    let _ = g.set_interrupt_priority(id, Some(cpu), DEFAULT_PRIORITY);
-    let _ = g.enable_interrupt(id, Some(cpu), true);
+    // Without these the hypervisor timer (time slices) or the kick SGI would silently never fire.
+    g.set_interrupt_priority(id, Some(cpu), DEFAULT_PRIORITY)
+        .unwrap_or_else(|e| panic!("GIC: priority of INTID {intid} on CPU {cpu}: {e:?}"));
+    g.enable_interrupt(id, Some(cpu), true)
+        .unwrap_or_else(|e| panic!("GIC: enabling INTID {intid} on CPU {cpu}: {e:?}"));
 }
 
 /// Interrupt groups of the CPU interface.

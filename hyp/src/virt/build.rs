@@ -1,6 +1,6 @@
 //! Building the VMs of a scenario (CPU 0, once, before any vCPU runs): the shared `vm::uvm::Uvm`
 //! over the page pool with the real `PhysMem`/`Tlb`, one `ImageObject` per distinct guest image,
-//! one `Map` per VM with its RAM entries (contracts §A), the vCPUs, and the trace.
+//! one `Map` per VM with its RAM entries (README, "Guest memory"), the vCPUs, and the trace.
 
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
@@ -39,7 +39,7 @@ impl core::fmt::Display for BuildError {
 }
 
 /// The hypervisor state for `config`: the engine over `pool`, one map per VM with its RAM
-/// entries (contracts §A), vCPU 0 of each VM queued, the others parked.
+/// entries (README, "Guest memory"), vCPU 0 of each VM queued, the others parked.
 pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     outln!("uvmhyp: trace -> {}", config.trace_path);
     let trace = trace::Trace::open(&config.trace_path);

@@ -1,5 +1,5 @@
 //! Hypercalls: HVC #0 and (trapped by HCR_EL2.TSC) SMC #0 from a guest's EL1, SMCCC convention
-//! (contracts §B). Function id in w0, arguments x1..x3, result in x0.
+//! (README, "Hypercall ABI"). Function id in w0, arguments x1..x3, result in x0.
 
 use alloc::format;
 use alloc::vec;

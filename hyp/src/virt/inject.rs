@@ -15,7 +15,7 @@
 //! The EC of an abort depends on the source EL: "same EL" (0x21/0x25) from EL1, "lower EL"
 //! (0x20/0x24) from EL0.
 //!
-//! Guest crash policy (contracts §B): injecting while VBAR_EL1 does not lead to guest RAM, or the
+//! Guest crash policy (README, "Hypercall ABI"): injecting while VBAR_EL1 does not lead to guest RAM, or the
 //! third injection in a row at the same ELR and FAR, stops the VM instead of looping forever.
 
 use alloc::format;

@@ -1,4 +1,4 @@
-//! Console lines of the hypervisor's parsed output (contracts §D): one semihosting SYS_WRITE0 per
+//! Console lines of the hypervisor's parsed output (README, "What a run prints"): one semihosting SYS_WRITE0 per
 //! line, so lines from different CPUs never interleave.
 
 use alloc::string::String;

@@ -1,4 +1,4 @@
-//! PSCI 1.0 for guests (the subset of contracts §B), reached through HVC or SMC.
+//! PSCI 1.0 for guests (the subset of README, "Hypercall ABI"), reached through HVC or SMC.
 
 use super::hvc::{ret, set_ret};
 use super::sched;

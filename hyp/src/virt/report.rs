@@ -1,4 +1,4 @@
-//! The end-of-run report (contracts §D): per-VM exit lines as VMs stop, then the uvmexp counters
+//! The end-of-run report (README, "What a run prints"): per-VM exit lines as VMs stop, then the uvmexp counters
 //! table (one column per VM and a total) and the summary line.
 
 use alloc::format;
