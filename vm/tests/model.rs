@@ -18,6 +18,15 @@
 //! with `Stage2::for_each_mapping`. At the end of each case every map and object is dropped and
 //! the pool must be entirely free (no frame leaked) with no swap slot left in use.
 //!
+//! Accesses mostly pick a page inside an entry; about one in seven picks any page of the window
+//! or a few pages past it, so holes between entries and the space after them are touched and
+//! `NoMapping` is predicted and checked.
+//!
+//! Coverage: the run counts every kind of operation and every outcome (accesses that succeed,
+//! `NoMapping`, `Protection`, `Io`, `NoMemory`; forks, and forks with COPY, SHARE and NONE pages;
+//! successful wires; pageouts; swap-ins; 2B zero-fill, 2B object-copy and 1B faults) and prints
+//! the counts. A run of at least 100,000 operations fails if any count is zero.
+//!
 //! Scale: `UVMHYP_MODEL_OPS` (default 100,000) operations in cases of 500.
 //!
 //! Seed: without `UVMHYP_MODEL_SEED` the run uses [`DEFAULT_SEED`], so CI is deterministic (a
@@ -70,7 +79,8 @@ const FULL_EVERY: usize = 25;
 
 static OPS_RUN: AtomicU64 = AtomicU64::new(0);
 
-/// What the run exercised (printed at the end, so a run that exercises nothing shows it).
+/// What the run exercised: printed at the end, and in a run of at least [`COVERAGE_OPS`]
+/// operations every counter must be non-zero (a run that exercises nothing fails).
 #[derive(Clone, Copy)]
 enum Seen {
     AccessOk,
@@ -79,6 +89,9 @@ enum Seen {
     Io,
     NoMemory,
     Forks,
+    ForkCopy,
+    ForkShare,
+    ForkNone,
     WiresOk,
     Pageouts,
     Zero2B,
@@ -86,21 +99,37 @@ enum Seen {
     Anon1B,
     Pageins,
 }
-const SEEN_NAMES: [&str; 12] = [
+const SEEN_NAMES: [&str; 15] = [
     "accesses ok",
     "NoMapping",
     "Protection",
     "Io",
     "NoMemory",
     "forks",
+    "forks with COPY pages",
+    "forks with SHARE pages",
+    "forks with NONE pages",
     "wires ok",
     "pageouts",
-    "flt_przero",
-    "flt_prcopy",
-    "flt_acow",
-    "pageins",
+    "flt_przero (2B zero-fill)",
+    "flt_prcopy (2B object copy)",
+    "flt_acow (1B)",
+    "pageins (swap-ins)",
 ];
-static SEEN: [AtomicU64; 12] = [const { AtomicU64::new(0) }; 12];
+static SEEN: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
+
+/// Operations applied, by kind (the order of [`Op`]'s variants).
+const OP_NAMES: [&str; 14] = [
+    "Access", "Insert", "Remove", "Protect", "Advise", "SetInherit", "Fork", "DropMap", "Wire",
+    "Unwire", "Pageout", "Reclaim", "FailRead", "FailWrite",
+];
+static OPS_BY_KIND: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
+
+/// From this many operations on, the run asserts its coverage (every `SEEN` and `OPS_BY_KIND`
+/// counter non-zero).
+const COVERAGE_OPS: u64 = 100_000;
+/// Pages past the window that accesses may touch: no entry is ever placed there.
+const BEYOND: u64 = 8;
 
 fn seen(what: Seen) {
     SEEN[what as usize].fetch_add(1, Ordering::Relaxed);
@@ -199,7 +228,9 @@ enum SpecKind {
 enum Op {
     Access {
         map: u8,
+        /// Which page: a mapped one, or with `anywhere` any page of the window and beyond.
         page: u8,
+        anywhere: bool,
         word: u8,
         access: Access,
         val: u16,
@@ -263,6 +294,28 @@ enum Op {
     FailWrite,
 }
 
+impl Op {
+    /// Index of the variant in [`OP_NAMES`].
+    fn kind(&self) -> usize {
+        match self {
+            Op::Access { .. } => 0,
+            Op::Insert { .. } => 1,
+            Op::Remove { .. } => 2,
+            Op::Protect { .. } => 3,
+            Op::Advise { .. } => 4,
+            Op::SetInherit { .. } => 5,
+            Op::Fork { .. } => 6,
+            Op::DropMap { .. } => 7,
+            Op::Wire { .. } => 8,
+            Op::Unwire { .. } => 9,
+            Op::Pageout { .. } => 10,
+            Op::Reclaim { .. } => 11,
+            Op::FailRead => 12,
+            Op::FailWrite => 13,
+        }
+    }
+}
+
 fn inherit_of(i: u8) -> Inherit {
     match i % 4 {
         0 | 1 => Inherit::Copy,
@@ -293,8 +346,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let start = 0..WINDOW as u8;
     let len = 1u8..24;
     prop_oneof![
-        60 => (m, start.clone(), 0u8..OFFS.len() as u8, access, any::<u16>())
-            .prop_map(|(map, page, word, access, val)| Op::Access { map, page, word, access, val }),
+        60 => (m, any::<u8>(), prop::bool::weighted(0.15), 0u8..OFFS.len() as u8, access, any::<u16>())
+            .prop_map(|(map, page, anywhere, word, access, val)| Op::Access {
+                map, page, anywhere, word, access, val
+            }),
         5 => (m, start.clone(), len.clone(), kind, any::<u8>(), prop::bool::weighted(0.8), any::<u8>())
             .prop_map(|(map, start, len, kind, prot, max_all, inherit)| Op::Insert {
                 map, start, len, kind, prot, max_all, inherit
@@ -451,16 +506,17 @@ impl World {
         }
     }
 
-    /// Mostly a page inside an entry of map `mi` (so most accesses reach the engine's cases),
-    /// sometimes any page of the window.
-    fn pick_page(&self, mi: usize, p: u8) -> u64 {
+    /// A page inside an entry of map `mi` (so accesses reach the engine's cases); with
+    /// `anywhere` (or no entry at all), any page of the window or up to [`BEYOND`] pages past it,
+    /// so holes between entries and the unmapped space after them are touched too.
+    fn pick_page(&self, mi: usize, p: u8, anywhere: bool) -> u64 {
         let pos = &self.maps[mi].pos;
-        if p < 224 && !pos.is_empty() {
+        if anywhere || pos.is_empty() {
+            u64::from(p) % (WINDOW + BEYOND)
+        } else {
             *pos.keys()
                 .nth(usize::from(p) % pos.len())
                 .expect("non-empty")
-        } else {
-            u64::from(p) % WINDOW
         }
     }
 
@@ -737,6 +793,15 @@ impl World {
             };
             pos.insert(pg, c);
         }
+        for (inh, what) in [
+            (Inherit::Copy, Seen::ForkCopy),
+            (Inherit::Share, Seen::ForkShare),
+            (Inherit::None, Seen::ForkNone),
+        ] {
+            if self.maps[mi].pos.values().any(|p| p.inherit == inh) {
+                seen(what);
+            }
+        }
         self.maps.push(MapModel { map: child, pos });
         seen(Seen::Forks);
         Ok(())
@@ -839,17 +904,19 @@ impl World {
                 return Ok(());
             }
         }
+        OPS_BY_KIND[op.kind()].fetch_add(1, Ordering::Relaxed);
         match *op {
             Op::Access {
                 map,
                 page,
+                anywhere,
                 word,
                 access,
                 val,
             } => {
                 let mi = self.map_index(map);
                 let v = ((self.step as u64) << 20) | (u64::from(val) << 2) | 1;
-                let pg = self.pick_page(mi, page);
+                let pg = self.pick_page(mi, page, anywhere);
                 self.access(mi, pg, usize::from(word) % OFFS.len(), access, v)?;
             }
             Op::Insert {
@@ -955,7 +1022,7 @@ impl World {
             }
             Op::Pageout { map, page } => {
                 let mi = self.map_index(map);
-                let pg = self.pick_page(mi, page);
+                let pg = self.pick_page(mi, page, false);
                 let out = self.maps[mi].map.pageout(ipa(pg));
                 if out {
                     seen(Seen::Pageouts);
@@ -1257,8 +1324,31 @@ fn model_fault_engine() {
         .map(|(n, name)| format!("{name} {}", n.load(Ordering::Relaxed)))
         .collect();
     println!("model: exercised: {}", seen.join(", "));
+    let ops: Vec<String> = OPS_BY_KIND
+        .iter()
+        .zip(OP_NAMES)
+        .map(|(n, name)| format!("{name} {}", n.load(Ordering::Relaxed)))
+        .collect();
+    println!("model: operations: {}", ops.join(", "));
     match result {
-        Ok(()) => {}
+        Ok(()) => {
+            if total >= COVERAGE_OPS {
+                let missing: Vec<&str> = SEEN
+                    .iter()
+                    .zip(SEEN_NAMES)
+                    .chain(OPS_BY_KIND.iter().zip(OP_NAMES))
+                    .filter(|(n, _)| n.load(Ordering::Relaxed) == 0)
+                    .map(|(_, name)| name)
+                    .collect();
+                assert!(
+                    missing.is_empty(),
+                    "model (seed {seed}): {total} operations never exercised {missing:?}\n\
+                     exercised: {}\noperations: {}",
+                    seen.join(", "),
+                    ops.join(", ")
+                );
+            }
+        }
         Err(TestError::Fail(why, (frames, slots, ops))) => {
             let ops = minimise(frames, slots, ops);
             let r = run_case(frames, slots, &ops);
