@@ -7,16 +7,21 @@
 //!
 //! The simulated CPU checks the stage-2 descriptor and then touches the frame; a real CPU is
 //! protected between the two by TLB invalidation, which waits for accesses in flight. The test
-//! stands that in with a reader–writer lock: CPU accesses (and faults) hold it shared; the
-//! operations that take rights away from live mappings (pageout, reclaim, fork) hold it
-//! exclusively. Memory is ample so that faults never run the pagedaemon themselves (checked).
+//! stands that in with a reader–writer lock: a CPU access (descriptor check + touch, what a TLB
+//! lookup and the access stand for) holds it shared; the operations that take rights away from
+//! live mappings (pageout, reclaim, fork) hold it exclusively. Faults run outside it, so they do
+//! run at the same time as forks, pageouts and reclaims. Memory is ample so that faults never run
+//! the pagedaemon themselves (checked).
+//!
+//! The work is bounded by a count ([`ROUNDS`] per writer), not by time; the time taken is printed
+//! only (this is not a benchmark: those are in `vm/benches/`).
 #![forbid(unsafe_code)]
 
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use vm::addr::{Access, Prot};
@@ -34,7 +39,8 @@ const NSHARED: u64 = 32;
 /// A copy-on-write image entry after the anonymous pages.
 const IMG: u64 = SHARED + NSHARED;
 const NIMG: u64 = 32;
-const ROUNDS: u64 = 20_000;
+/// Rounds each writer runs (each writes and reads back three pages).
+const ROUNDS: u64 = 300_000;
 
 /// Tag of writer `t`'s `n`-th write to page `pg`.
 fn tag(t: u64, pg: u64, n: u64) -> u64 {
@@ -49,6 +55,7 @@ fn cpu(map: &Map, env: &Env, gate: &RwLock<()>, pg: u64, word: u64, write: Optio
     let mut faults = 0;
     loop {
         {
+            // The TLB lookup and the access: nothing may take the rights away in between.
             let _g = gate.read().unwrap();
             if let Some(pa) = cpu_frame(map, at, access) {
                 return match write {
@@ -59,11 +66,12 @@ fn cpu(map: &Map, env: &Env, gate: &RwLock<()>, pg: u64, word: u64, write: Optio
                     None => (read_u64(env.mem.as_ref(), pa), faults),
                 };
             }
-            faults += 1;
-            match fault(map, at, access, FaultFlags::empty()) {
-                Ok(_) | Err(FaultError::Restart) => {}
-                Err(e) => panic!("page {pg}: fault {e:?}"),
-            }
+        }
+        // The stage-2 abort: the fault runs concurrently with fork, pageout and reclaim.
+        faults += 1;
+        match fault(map, at, access, FaultFlags::empty()) {
+            Ok(_) | Err(FaultError::Restart) => {}
+            Err(e) => panic!("page {pg}: fault {e:?}"),
         }
         assert!(faults < 10_000, "page {pg}: no progress");
         if faults % 8 == 0 {
@@ -83,7 +91,6 @@ fn stress_concurrent_faults_fork_pageout() {
     let gate = Arc::new(RwLock::new(()));
     let stop = Arc::new(AtomicBool::new(false));
     let faults_taken = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(3);
     let start = Instant::now();
 
     let writers: Vec<_> = (0..WRITERS)
@@ -91,10 +98,7 @@ fn stress_concurrent_faults_fork_pageout() {
             let (env, map, gate, faults_taken) = (env.clone(), map.clone(), gate.clone(), faults_taken.clone());
             std::thread::spawn(move || {
                 let mut last = std::collections::BTreeMap::new();
-                for n in 1.. {
-                    if n > ROUNDS && Instant::now() > deadline {
-                        break;
-                    }
+                for n in 1..=ROUNDS {
                     // Own page, shared page (own word), image page (own word): write, read back.
                     let pages = [t * OWN + n % OWN, SHARED + (n * 7 + t) % NSHARED, IMG + (n * 3 + t) % NIMG];
                     for pg in pages {
@@ -192,7 +196,7 @@ fn stress_concurrent_faults_fork_pageout() {
          2B copy {}",
         g.faults, g.pageins, g.fltrestart, g.flt_acow, g.flt_przero, g.flt_prcopy
     );
-    assert!(elapsed < Duration::from_secs(20), "stress took {elapsed:?}");
+    assert!(forks > 0 && pageouts > 0, "no fork ({forks}) or no pageout ({pageouts}) ran alongside the writers");
 
     drop(map);
     drop(img);
