@@ -425,10 +425,10 @@ mod tests {
             .is_some_and(|x| Arc::ptr_eq(x, &anon)));
     }
 
-    /// BUG 1 of engine-bugs.md: a COPY fork of an entry whose amap is shared (SHARE) copies the
-    /// child's amap at once; every map sharing the amap loses write permission on the anons that
-    /// became shared, so the parent's next write copies (1B) and the child keeps the fork-time
-    /// data.
+    /// Engine bug 1 (`vm/tests/engine_bugs.rs`): a COPY fork of an entry whose amap is shared
+    /// (SHARE) copies the child's amap at once; every map sharing the amap loses write
+    /// permission on the anons that became shared, so the parent's next write copies (1B) and
+    /// the child keeps the fork-time data.
     #[test]
     fn copying_a_shared_amap_write_protects_every_sharer() {
         use crate::addr::Ipa;

@@ -1,4 +1,5 @@
-//! Unit tests of what sharers see: BUG 4 and BUG 5 of /work/notes/engine-bugs.md.
+//! Unit tests of what sharers see: engine bugs 4 and 5 (described with their regression tests
+//! in `vm/tests/engine_bugs.rs`).
 
 use super::*;
 use crate::map::Inherit;

@@ -1,5 +1,5 @@
-//! Unit tests of page wiring following wired mappings (`wire.rs`): BUG 2 and BUG 3 of
-//! /work/notes/engine-bugs.md.
+//! Unit tests of page wiring following wired mappings (`wire.rs`): engine bugs 2 and 3 (their
+//! regression tests and descriptions are in `vm/tests/engine_bugs.rs`).
 
 use super::*;
 use crate::testenv::*;

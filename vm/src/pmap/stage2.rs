@@ -132,7 +132,8 @@ impl Stage2 {
     /// VTCR_EL2 for this geometry: T0SZ = 24 (40-bit IPA), SL0 = level 1, walks inner/outer
     /// WB RA WA inner shareable, 4 KiB granule, 40-bit PS, 8-bit VMID (VS = 0), no hardware AF
     /// or dirty management (HA = HD = 0), RES1 bit 31: 0x8002_3558.
-    /// (DESIGN §7's 0x8002_3560 is the same with T0SZ = 32, a 4 GiB IPA space.)
+    /// (The design notes' working value, 0x8002_3560, is the same with T0SZ = 32, a 4 GiB IPA
+    /// space.)
     pub const VTCR_EL2: u64 = vtcr_el2::RES1
         | vtcr_el2::PS_40BIT
         | vtcr_el2::TG0_4K

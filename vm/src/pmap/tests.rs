@@ -61,7 +61,8 @@ fn mappings(s2: &Stage2) -> Vec<(Ipa, Pa, Prot)> {
 #[test]
 fn vtcr_el2_value() {
     assert_eq!(Stage2::VTCR_EL2, 0x8002_3558);
-    // DESIGN §7's working value is the same configuration with a 32-bit IPA space.
+    // The design notes' working value (0x8002_3560) is the same configuration with a 32-bit IPA
+    // space.
     let t0sz_mask = 0x3f;
     assert_eq!(
         (Stage2::VTCR_EL2 & !t0sz_mask) | vtcr_el2::t0sz(32),
@@ -287,9 +288,9 @@ fn protect_none_removes_and_holes_are_skipped() {
     fx.clean();
 }
 
-/// BUG 2 of engine-bugs.md: `protect` leaving a wired leaf nothing keeps it as a valid no-access
-/// descriptor (so unwire still finds the page); `unwire` then removes it; `page_protect` removes
-/// a wired leaf like any other and reports it.
+/// Engine bug 2 (`vm/tests/engine_bugs.rs`): `protect` leaving a wired leaf nothing keeps it as
+/// a valid no-access descriptor (so unwire still finds the page); `unwire` then removes it;
+/// `page_protect` removes a wired leaf like any other and reports it.
 #[test]
 fn protect_none_keeps_a_wired_leaf_until_unwired() {
     let fx = Fx::new(16);
