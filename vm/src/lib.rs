@@ -8,7 +8,8 @@
 //!
 //! Principles:
 //! - Simple and clear algorithms over fast and clever ones; the seed's structure stays visible.
-//! - No `unsafe`, no panics on any input: every failure is an error enum saying who is at fault.
+//! - Safe Rust only (`forbid(unsafe_code)`), no panics on any input: every failure is an error enum
+//!   saying who is at fault.
 //! - Nothing here touches hardware. Frames are reached through [`physmem::PhysMem`], TLBs through
 //!   [`pmap::Tlb`], the swap disk through [`swap::SwapDevice`]; the hypervisor implements them for
 //!   real, the host tests with simulations.
