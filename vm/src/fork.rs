@@ -76,8 +76,9 @@ impl Map {
     /// stage 2 means rewriting every resident leaf (there are no hierarchical permissions), a
     /// cost linear in resident memory (~23 ns a page, 1.5 ms for 256 MiB). Instead the parent's
     /// stage-2 table is cleared whole ([`Stage2::clear`](crate::pmap::Stage2::clear): a zeroed
-    /// root, one `invalidate_vm`, the table frames freed, the reverse-map entries made stale by a
-    /// generation bump), which costs O(resident / 512). The parent refaults what it touches next
+    /// root, one `invalidate_vm`, the table frames handed back as one retired set that the
+    /// allocator reuses or frees lazily, the reverse-map entries made stale by a generation
+    /// bump), which costs O(1) in resident memory and tables. The parent refaults what it touches next
     /// (1A maps an anon read-only while `an_ref > 1`; each fault maps its neighbours too), which is
     /// the price paid later and only for the pages used. A map with wired leaves keeps them
     /// (wired means mapped): then the per-range write-protection is used.
@@ -165,7 +166,7 @@ impl Map {
                 pe.needs_copy = true;
             }
         }
-        // Take write permission from the parent: drop its stage-2 contents in O(tables) (see
+        // Take write permission from the parent: drop its stage-2 contents in O(1) (see
         // `Stage2::clear`; it refaults lazily, read-only while an anon is shared), or, when a wired
         // leaf forbids that, write-protect range by range.
         if !write_protect.is_empty() && !self.stage2().clear() {

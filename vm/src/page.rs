@@ -151,6 +151,11 @@ pub struct Queues {
     which: Vec<Queue>,
     active: List,
     inactive: List,
+    /// Stage-2 table frames retired as whole sets (`TableFrames::retire_tables`): on no queue,
+    /// still owned `Table`, but free to be handed out (see `Uvm`'s `TableFrames`).
+    retired: Vec<crate::pmap::RetiredTables>,
+    /// Frames in `retired`.
+    retired_len: usize,
 }
 
 impl Queues {
@@ -177,6 +182,47 @@ impl Queues {
             which: alloc::vec![Queue::Free; n as usize],
             active: List::EMPTY,
             inactive: List::EMPTY,
+            retired: Vec::new(),
+            retired_len: 0,
+        }
+    }
+
+    /// Number of retired stage-2 table frames (kept by `retire`, see `Uvm`).
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
+    pub fn retired_count(&self) -> usize {
+        self.retired_len
+    }
+
+    /// Keep a set of retired stage-2 table frames (O(1): the set is kept whole).
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
+    pub(crate) fn retire(&mut self, tables: crate::pmap::RetiredTables) {
+        if tables.is_empty() {
+            return;
+        }
+        self.retired_len += tables.len();
+        self.retired.push(tables);
+    }
+
+    /// Take one retired table frame.
+    ///
+    /// # Locks
+    /// Entry and exit: PAGE QUEUES held (`self` is the locked queues); takes nothing.
+    pub(crate) fn pop_retired(&mut self) -> Option<crate::addr::Pa> {
+        loop {
+            let set = self.retired.last_mut()?;
+            match set.pop() {
+                Some(frame) => {
+                    self.retired_len = self.retired_len.saturating_sub(1);
+                    return Some(frame);
+                }
+                None => {
+                    self.retired.pop();
+                }
+            }
         }
     }
 

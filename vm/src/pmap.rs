@@ -18,6 +18,7 @@
 //! and `TableFrames` (PAGE QUEUES) with its lock held. Nothing here sleeps or calls back into the
 //! engine.
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::addr::{Ipa, Pa, Prot, PAGE_SIZE};
@@ -72,6 +73,20 @@ pub trait TableFrames: Send + Sync {
     /// Return a table frame that no descriptor points to any more.
     fn free_table(&self, frame: Pa);
 
+    /// Take back a whole set of table frames at once ([`Stage2::clear`]): every one is
+    /// unreachable by the hardware (unlinked, and the invalidation covering their walk-cache
+    /// entries has run), so each may be reused at once. Handing them over costs O(1): an
+    /// implementation keeps the set as it is and takes frames out of it lazily — reused
+    /// (re-zeroed) by `alloc_table`, and returned to the pool before any allocation would
+    /// otherwise fail — rather than freeing each frame now.
+    ///
+    /// The provided version frees each frame with `free_table` (O(frames)).
+    fn retire_tables(&self, tables: RetiredTables) {
+        for frame in tables {
+            self.free_table(frame);
+        }
+    }
+
     /// Two physically contiguous zeroed frames, the first 8 KiB aligned: the concatenated
     /// level-1 root of a 40-bit stage-2 table (see `Stage2`). `None` when there is no such pair.
     ///
@@ -112,6 +127,48 @@ pub trait TableFrames: Send + Sync {
     fn free_root(&self, root: Pa) {
         self.free_table(root);
         self.free_table(root.add_pages(1));
+    }
+}
+
+/// Table frames a [`Stage2`] gave up at once (see [`TableFrames::retire_tables`]): no descriptor
+/// points to any of them and no TLB or walk cache holds them. Taking the set out of the table is
+/// O(1) (it is the table's own index of frames, moved); taking a frame out of it is O(log n).
+#[derive(Debug, Default)]
+pub struct RetiredTables {
+    frames: BTreeMap<u64, u16>,
+}
+
+impl RetiredTables {
+    /// Wrap a `Stage2`'s index of table frames (frame → valid entries; the counts are ignored).
+    pub(crate) fn from_index(frames: BTreeMap<u64, u16>) -> RetiredTables {
+        RetiredTables { frames }
+    }
+
+    /// Number of frames left in the set.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// True when no frame is left.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// True when `frame` is in the set.
+    pub fn contains(&self, frame: Pa) -> bool {
+        self.frames.contains_key(&frame.0)
+    }
+
+    /// Take one frame out of the set.
+    pub fn pop(&mut self) -> Option<Pa> {
+        self.frames.pop_first().map(|(f, _)| Pa(f))
+    }
+}
+
+impl Iterator for RetiredTables {
+    type Item = Pa;
+    fn next(&mut self) -> Option<Pa> {
+        self.pop()
     }
 }
 

@@ -19,7 +19,7 @@ use spin::Mutex;
 
 use crate::addr::{Ipa, Pa, PAGE_SIZE};
 use crate::physmem::{PhysMem, FRAME_BYTES};
-use crate::pmap::{TableFrames, Tlb, Vmid};
+use crate::pmap::{RetiredTables, TableFrames, Tlb, Vmid};
 
 /// One recorded hardware-visible event.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -388,6 +388,8 @@ pub struct SimFrames {
     mem: Arc<dyn PhysMem>,
     range: Range<Pa>,
     free: Mutex<BTreeSet<u64>>,
+    /// Sets given back by `retire_tables`, drained lazily as `Uvm` does (see `uvm.rs`).
+    retired: Mutex<Vec<RetiredTables>>,
     bad_frees: AtomicU64,
 }
 
@@ -401,12 +403,31 @@ impl SimFrames {
             mem,
             range: base..Pa(base.0 + frames as u64 * PAGE_SIZE),
             free: Mutex::new(free),
+            retired: Mutex::new(Vec::new()),
             bad_frees: AtomicU64::new(0),
         }
     }
-    /// Frames currently free.
+    /// Frames currently free, the retired ones included (they are handed out before any
+    /// allocation fails).
     pub fn free_frames(&self) -> usize {
-        self.free.lock().len()
+        self.free.lock().len() + self.retired()
+    }
+    /// Retired table frames not yet reused or freed.
+    pub fn retired(&self) -> usize {
+        self.retired.lock().iter().map(RetiredTables::len).sum()
+    }
+    /// Take one retired frame.
+    fn pop_retired(&self) -> Option<Pa> {
+        let mut retired = self.retired.lock();
+        loop {
+            let set = retired.last_mut()?;
+            match set.pop() {
+                Some(f) => return Some(f),
+                None => {
+                    retired.pop();
+                }
+            }
+        }
     }
     /// Frames currently handed out.
     pub fn in_use(&self) -> usize {
@@ -419,14 +440,20 @@ impl SimFrames {
 }
 
 impl TableFrames for SimFrames {
+    /// A retired frame first (re-zeroed), else the lowest free one.
     fn alloc_table(&self) -> Option<Pa> {
-        let frame = Pa(self.free.lock().pop_first()?);
+        let frame = match self.pop_retired() {
+            Some(f) => f,
+            None => Pa(self.free.lock().pop_first()?),
+        };
         self.mem.zero(frame);
         Some(frame)
     }
 
     fn free_table(&self, frame: Pa) {
-        let ok = frame.is_page_aligned()
+        let retired = self.retired.lock().iter().any(|set| set.contains(frame));
+        let ok = !retired
+            && frame.is_page_aligned()
             && self.range.contains(&frame)
             && self.free.lock().insert(frame.0);
         if !ok {
@@ -434,7 +461,27 @@ impl TableFrames for SimFrames {
         }
     }
 
+    fn retire_tables(&self, tables: RetiredTables) {
+        if !tables.is_empty() {
+            self.retired.lock().push(tables);
+        }
+    }
+
+    /// The lowest aligned free pair; when there is none, the retired frames are freed first and
+    /// the search is made again.
     fn alloc_root(&self) -> Option<Pa> {
+        if let Some(root) = self.take_root() {
+            return Some(root);
+        }
+        while let Some(f) = self.pop_retired() {
+            self.free_table(f);
+        }
+        self.take_root()
+    }
+}
+
+impl SimFrames {
+    fn take_root(&self) -> Option<Pa> {
         let lo = {
             let mut free = self.free.lock();
             let lo = free

@@ -6,6 +6,16 @@
 //! tests make one per test).
 //!
 //! It also hands frames to the stage-2 tables ([`TableFrames`]), from the same pool.
+//!
+//! # Retired table frames
+//! A stage-2 table cleared whole (fork) hands its table frames back as one set
+//! ([`TableFrames::retire_tables`]), kept as it is on the page queues' retired list: O(1), where
+//! freeing each frame would make fork O(tables). The retired frames count as free
+//! ([`Uvm::free_pages`]) and are drained lazily: `alloc_table` reuses them first (re-zeroed),
+//! `alloc_page` takes one when the free queue is empty, and a root allocation that finds no
+//! contiguous pair returns them all to the free queue and searches again. So no allocation
+//! reports a shortage while a retired frame is left, and nothing is reused before the
+//! invalidation that made it unreachable (that ran before `retire_tables`).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -14,7 +24,7 @@ use core::ops::Range;
 use crate::addr::{Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};
 use crate::page::{Owner, PageFlags, PageInfo, PageMeta, Queue, Queues};
 use crate::physmem::PhysMem;
-use crate::pmap::{Rmap, TableFrames, Tlb};
+use crate::pmap::{RetiredTables, Rmap, TableFrames, Tlb};
 use crate::stats::Stats;
 use crate::swap::{Swap, SwapDevice};
 
@@ -129,21 +139,50 @@ impl Uvm {
         self.pages.len()
     }
 
-    /// (free, active, inactive) queue lengths.
+    /// (free, active, inactive) queue lengths; free counts the retired table frames (see the
+    /// module documentation).
     ///
     /// # Locks
     /// Takes PAGE QUEUES; the caller may hold PAGE, not PAGE QUEUES.
     pub fn queue_counts(&self) -> (usize, usize, usize) {
         let q = self.queues.lock();
-        (q.free_count(), q.active_count(), q.inactive_count())
+        (
+            q.free_count() + q.retired_count(),
+            q.active_count(),
+            q.inactive_count(),
+        )
     }
 
-    /// Number of free frames.
+    /// Number of free frames: the free queue and the retired table frames, which any
+    /// allocation takes before it fails (see the module documentation).
     ///
     /// # Locks
     /// Takes PAGE QUEUES; the caller may hold PAGE, not PAGE QUEUES.
     pub fn free_pages(&self) -> usize {
-        self.queues.lock().free_count()
+        let q = self.queues.lock();
+        q.free_count() + q.retired_count()
+    }
+
+    /// Number of retired table frames not yet reused or freed (counted in `free_pages`).
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES; the caller may hold PAGE, not PAGE QUEUES.
+    pub fn retired_tables(&self) -> usize {
+        self.queues.lock().retired_count()
+    }
+
+    /// Return every retired table frame to the free queue.
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES, then PAGE and PAGE QUEUES (not nested) per frame; the caller holds
+    /// neither.
+    fn drain_retired(&self) {
+        loop {
+            let Some(frame) = self.queues.lock().pop_retired() else {
+                return;
+            };
+            self.free_table(frame);
+        }
     }
 
     /// Physical address of a pool frame.
@@ -200,10 +239,15 @@ impl Uvm {
         let reserve = self.reserve.load(core::sync::atomic::Ordering::Relaxed);
         let pg = {
             let mut q = self.queues.lock();
-            if q.free_count() <= reserve {
+            if q.free_count() + q.retired_count() <= reserve {
                 return None;
             }
-            q.pop_free()?
+            // A retired table frame only when the free queue is empty (the meta is rewritten
+            // below, whoever owned the frame).
+            match q.pop_free() {
+                Some(pg) => pg,
+                None => self.page_at(q.pop_retired()?)?,
+            }
         };
         if zero {
             self.mem.zero(self.pa(pg));
@@ -403,8 +447,15 @@ impl Uvm {
 }
 
 impl TableFrames for Uvm {
+    /// A retired table frame first (re-zeroed), else a free one.
     fn alloc_table(&self) -> Option<Pa> {
-        let pg = self.queues.lock().pop_free()?;
+        let pg = {
+            let mut q = self.queues.lock();
+            match q.pop_retired().and_then(|pa| self.page_at(pa)) {
+                Some(pg) => pg,
+                None => q.pop_free()?,
+            }
+        };
         let pa = self.pa(pg);
         self.mem.zero(pa);
         *self.page_meta(pg).lock() = PageMeta {
@@ -420,12 +471,24 @@ impl TableFrames for Uvm {
         }
     }
 
+    /// Kept whole on the retired list (O(1)); see the module documentation.
+    fn retire_tables(&self, tables: RetiredTables) {
+        self.queues.lock().retire(tables);
+    }
+
+    /// A contiguous pair from the free queue; when there is none, the retired table frames are
+    /// returned to the free queue first and the search is made again.
     fn alloc_root(&self) -> Option<Pa> {
         let base = self.base.0;
-        let first = self
-            .queues
-            .lock()
-            .take_pair(|i| (base + u64::from(i) * PAGE_SIZE).is_multiple_of(2 * PAGE_SIZE))?;
+        let ok = |i: u32| (base + u64::from(i) * PAGE_SIZE).is_multiple_of(2 * PAGE_SIZE);
+        let found = self.queues.lock().take_pair(ok);
+        let first = match found {
+            Some(first) => first,
+            None => {
+                self.drain_retired();
+                self.queues.lock().take_pair(ok)?
+            }
+        };
         for pg in [first, PageIdx(first.0 + 1)] {
             self.mem.zero(self.pa(pg));
             *self.page_meta(pg).lock() = PageMeta {
@@ -443,5 +506,46 @@ impl core::fmt::Debug for Uvm {
             .field("base", &self.base)
             .field("pages", &self.pages.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::Owner;
+    use crate::testenv::env;
+
+    /// Retired table frames count as free, are reused by `alloc_table` (re-zeroed), taken by
+    /// `alloc_page` once the free queue is empty, and drained when a root finds no pair.
+    #[test]
+    fn retired_tables_are_handed_out_before_any_allocation_fails() {
+        let e = env(8);
+        let frames: Vec<Pa> = (0..8).map(|_| e.uvm.alloc_table().unwrap()).collect();
+        assert_eq!(e.uvm.free_pages(), 0);
+        assert!(e.uvm.alloc_root().is_none());
+        for &f in &frames[..4] {
+            e.mem.write_u64(f, 0x5a5a);
+        }
+        let set = frames[..4].iter().map(|f| (f.0, 1)).collect();
+        e.uvm.retire_tables(RetiredTables::from_index(set));
+        assert_eq!((e.uvm.free_pages(), e.uvm.retired_tables()), (4, 4));
+        assert_eq!(e.uvm.queue_counts().0, 4);
+
+        let t = e.uvm.alloc_table().unwrap();
+        assert_eq!(t, frames[0], "the lowest retired frame");
+        assert_eq!(e.mem.read_u64(t), 0, "re-zeroed");
+        assert_eq!(e.uvm.retired_tables(), 3);
+
+        let pg = e.uvm.alloc_page(Owner::Free, true).unwrap();
+        assert_eq!(e.uvm.pa(pg), frames[1]);
+        assert_eq!(e.mem.read_u64(frames[1]), 0);
+        assert_eq!(e.uvm.free_pages(), 2);
+
+        // No free pair on the free queue: the retired frames 2 and 3 are drained and used.
+        let root = e.uvm.alloc_root().unwrap();
+        assert_eq!(root, frames[2]);
+        assert_eq!((e.uvm.free_pages(), e.uvm.retired_tables()), (0, 0));
+        assert!(e.uvm.alloc_table().is_none());
+        assert!(e.uvm.alloc_page(Owner::Free, false).is_none());
     }
 }

@@ -640,12 +640,19 @@ fn fork_clears_the_parent_stage2_in_one_step() {
     assert_eq!(e.tlb.vm_invalidations(), [crate::pmap::Vmid(1)]);
     assert_eq!(parent.stage2().table_frames(), 0);
     assert_eq!(e.uvm.free_pages() + 2, free + tables, "tables freed, child root taken");
+    // Freed as one retired set, not one by one; the parent's refaults reuse them.
+    assert_eq!(e.uvm.retired_tables(), tables);
     // The stale reverse-map entries never count.
     assert_eq!(e.uvm.rmap().mappings(e.uvm.pa(pg0)), 0);
     assert_eq!(e.uvm.rmap().frames(), 0);
 
     // Parent write: 1B (the child still sees the old data).
     assert_eq!(wr(&parent, page(0)).unwrap().case, FaultCase::AnonCow1B);
+    assert_eq!(
+        e.uvm.retired_tables(),
+        tables - parent.stage2().table_frames(),
+        "the refault's tables are retired ones"
+    );
     parent.copy_out(page(0), &[0xaa]).unwrap();
     assert_eq!(e.byte(&parent, page(0)), 0xaa);
     let mut b = [0u8];

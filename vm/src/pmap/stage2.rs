@@ -25,7 +25,8 @@
 //! writes the invalid descriptor, invalidates, and only then writes the new one.
 //!
 //! Clearing the whole table in one step (fork) is in `clear`, with the generations that make its
-//! reverse-map entries stale.
+//! reverse-map entries stale; its table frames go back to `TableFrames` as one retired set
+//! (`TableFrames::retire_tables`), reused or freed lazily by the allocator.
 //!
 //! Files: this one (the table, its geometry and the `Pmap` operations), `walk` (descriptor slots,
 //! walks, allocating and releasing tables), `leaf` (changing level-3 descriptors:

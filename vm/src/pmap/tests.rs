@@ -430,6 +430,56 @@ fn access_flag_test_and_clear() {
 }
 
 #[test]
+fn clear_retires_tables_whole_and_they_are_reused_after_the_invalidation() {
+    let fx = Fx::new(32);
+    let s2 = fx.stage2(1).unwrap();
+    for i in 0..4u64 {
+        s2.enter(Ipa(i << 30), P1, RW, EnterFlags::empty()).unwrap();
+    }
+    assert_eq!((s2.table_frames(), fx.frames.in_use()), (8, 10));
+    let free = fx.frames.free_frames();
+    fx.log.clear();
+    assert!(s2.clear());
+    // Nothing freed one by one: the eight frames are one retired set, counted free.
+    assert_eq!(fx.frames.retired(), 8);
+    assert_eq!(fx.frames.free_frames(), free + 8);
+    assert_eq!((s2.table_frames(), fx.frames.in_use()), (0, 2));
+    // The invalidation came before any reuse: the last event of the clear is the TLBI.
+    assert_eq!(
+        fx.log.events().last(),
+        Some(&Event::InvalidateVm { vmid: Vmid(1) })
+    );
+    // New tables come from the retired set first, re-zeroed.
+    s2.enter(IPA, P2, RW, EnterFlags::empty()).unwrap();
+    assert_eq!((fx.frames.retired(), fx.frames.in_use()), (6, 4));
+    assert_eq!(mappings(&s2), [(IPA, P2, RW)]);
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    drop(s2);
+    assert_eq!((fx.frames.in_use(), fx.rmap.frames()), (0, 0));
+    fx.clean();
+}
+
+#[test]
+fn a_root_allocation_drains_the_retired_tables() {
+    // Ten frames: a root and eight tables, one frame left; after the clear only the retired
+    // frames can make a second root.
+    let fx = Fx::new(10);
+    let a = fx.stage2(1).unwrap();
+    for i in 0..4u64 {
+        a.enter(Ipa(i << 30), P1, RW, EnterFlags::empty()).unwrap();
+    }
+    assert_eq!(fx.frames.in_use(), 10);
+    assert_eq!(fx.stage2(2).unwrap_err(), PmapError::NoMemory);
+    assert!(a.clear());
+    assert_eq!(fx.frames.retired(), 8);
+    let b = fx.stage2(2).unwrap();
+    assert_eq!((fx.frames.retired(), fx.frames.in_use()), (0, 4));
+    drop((a, b));
+    assert_eq!(fx.frames.in_use(), 0);
+    fx.clean();
+}
+
+#[test]
 fn drop_frees_tables_and_forgets_mappings() {
     let fx = Fx::new(32);
     let a = fx.stage2(1).unwrap();
@@ -841,9 +891,15 @@ mod model {
                 }
                 Op::Clear { vm } => {
                     let wired = model.iter().any(|(&(v, _), m)| v == vm && m.wired);
+                    let tables = vms[vm].table_frames();
+                    let retired = fx.frames.retired();
                     assert_eq!(vms[vm].clear(), !wired);
                     if !wired {
                         model.retain(|&(v, _), _| v != vm);
+                        // Every table frame retired as one set, none freed one by one.
+                        assert_eq!(fx.frames.retired(), retired + tables);
+                    } else {
+                        assert_eq!(fx.frames.retired(), retired);
                     }
                 }
                 Op::ClearReference { frame: f } => {
@@ -860,6 +916,7 @@ mod model {
         }
         drop(vms);
         assert_eq!((fx.frames.in_use(), fx.rmap.frames()), (0, 0));
+        fx.clean();
     }
 
     proptest! {
