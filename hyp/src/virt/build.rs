@@ -15,7 +15,7 @@ use super::vm::{Vcpu, Vm};
 use super::Hyp;
 use crate::arch::physmem::IdentityMem;
 use crate::arch::tlb::HwTlb;
-use ::vm::map::{Advice, EntrySpec, Inherit, Map};
+use ::vm::map::{EntrySpec, Map};
 use ::vm::object::{ImageObject, Object};
 use ::vm::pmap::Vmid;
 use ::vm::uvm::Uvm;
@@ -74,31 +74,9 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         let image_end = RAM_BASE + image_len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let ram_end = RAM_BASE + vc.ram_bytes;
         let object: Arc<dyn Object> = object;
-        map.insert(EntrySpec {
-            start: Ipa(RAM_BASE),
-            end: Ipa(image_end),
-            prot: Prot::ALL,
-            max_prot: Prot::ALL,
-            inherit: Inherit::Copy,
-            advice: Advice::Normal,
-            object: Some((object, 0)),
-            anon: true,
-            copy_on_write: true,
-        })
-        .map_err(map_err)?;
+        map.insert(EntrySpec::image(object, 0, Ipa(RAM_BASE), Ipa(image_end))).map_err(map_err)?;
         if image_end < ram_end {
-            map.insert(EntrySpec {
-                start: Ipa(image_end),
-                end: Ipa(ram_end),
-                prot: Prot::ALL,
-                max_prot: Prot::ALL,
-                inherit: Inherit::Copy,
-                advice: Advice::Normal,
-                object: None,
-                anon: true,
-                copy_on_write: false,
-            })
-            .map_err(map_err)?;
+            map.insert(EntrySpec::anon(Ipa(image_end), Ipa(ram_end), Prot::ALL)).map_err(map_err)?;
         }
         let nr = vc.cpus as u16;
         let vm = Vm::new(id, vc.name.clone(), map.clone(), vc.ram_bytes, image_len, nr);
