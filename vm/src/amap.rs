@@ -342,7 +342,7 @@ pub(crate) struct NoFrame;
 /// Entry and exit: `a`'s ANON lock held. Takes PAGE and PAGE QUEUES.
 fn anon_copy_now(uvm: &Uvm, a: &AnonState) -> Result<Option<Arc<Anon>>, NoFrame> {
     let Some(opg) = a.page else { return Ok(None) };
-    if uvm.page_meta(opg).lock().flags.contains(PageFlags::BUSY) {
+    if uvm.page_has(opg, PageFlags::BUSY) {
         return Ok(None);
     }
     let new = Anon::new();

@@ -321,7 +321,7 @@ impl Object for ImageObject {
         for off in offsets {
             let Some(&pg) = table.get(&off) else { continue };
             if flags.contains(PutFlags::DEACTIVATE) {
-                let busy = uvm.page_meta(pg).lock().flags.contains(PageFlags::BUSY);
+                let busy = uvm.page_has(pg, PageFlags::BUSY);
                 if !busy {
                     uvm.deactivate(pg);
                 }

@@ -73,7 +73,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     Stats::bump(&uvm.stats().pageouts);
 
     let mut a = anon.lock();
-    let released = uvm.page_meta(pg).lock().flags.contains(PageFlags::RELEASED);
+    let released = uvm.page_has(pg, PageFlags::RELEASED);
     if released {
         // The anon was freed during the write (its slot went with it).
         uvm.unbusy(pg);

@@ -229,6 +229,15 @@ impl Uvm {
         self.pages.get(pg.0 as usize).unwrap_or(&self.dummy)
     }
 
+    /// True when the frame's flags contain `flag` (a snapshot: only the owner's lock or BUSY keep
+    /// it true afterwards).
+    ///
+    /// # Locks
+    /// Takes and drops PAGE; the caller holds no PAGE or PAGE QUEUES.
+    pub(crate) fn page_has(&self, pg: PageIdx, flag: crate::page::PageFlags) -> bool {
+        self.page_meta(pg).lock().flags.contains(flag)
+    }
+
     /// Allocate a frame for `owner` (the seed's `uvm_pagealloc`): BUSY, and zeroed when `zero`
     /// (otherwise FAKE: its contents are garbage until filled). On no queue. `None` when only the
     /// reserve is left.

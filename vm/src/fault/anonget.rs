@@ -77,11 +77,7 @@ impl<'m> Fault<'m> {
             let relocked = self.relock(view);
             let mut a2 = anon.lock();
             let released = self
-                .uvm
-                .page_meta(pg)
-                .lock()
-                .flags
-                .contains(PageFlags::RELEASED);
+                .uvm.page_has(pg, PageFlags::RELEASED);
             if result.is_err() {
                 if let SwapSlot::Slot(s) = a2.swslot {
                     self.uvm.swap_mark_bad(s);

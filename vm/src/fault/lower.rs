@@ -67,11 +67,7 @@ impl<'m> Fault<'m> {
 
             let relocked = self.relock(view);
             let released = self
-                .uvm
-                .page_meta(pg)
-                .lock()
-                .flags
-                .contains(PageFlags::RELEASED);
+                .uvm.page_has(pg, PageFlags::RELEASED);
             let slot_taken = match (&relocked, view.slot(self.ipa)) {
                 (Some(Held { amap: Some(st), .. }), Some(s)) => st.lookup(s).is_some(),
                 _ => false,
@@ -179,11 +175,7 @@ impl<'m> Fault<'m> {
         // A new anon's page was just allocated: never RDONLY.
         let rdonly = anon.is_none()
             && self
-                .uvm
-                .page_meta(pg)
-                .lock()
-                .flags
-                .contains(PageFlags::RDONLY);
+                .uvm.page_has(pg, PageFlags::RDONLY);
         let prot = if rdonly {
             want.enter_prot - Prot::WRITE
         } else {

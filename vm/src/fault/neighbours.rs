@@ -21,11 +21,7 @@ impl<'m> Fault<'m> {
             let a = anon.lock();
             if let Some(pg) = a.page {
                 let busy = self
-                    .uvm
-                    .page_meta(pg)
-                    .lock()
-                    .flags
-                    .contains(PageFlags::BUSY);
+                    .uvm.page_has(pg, PageFlags::BUSY);
                 if !busy {
                     self.uvm.deactivate(pg);
                 }
