@@ -6,7 +6,6 @@
 //! `remove_range` takes the table's lock, then the rmap lock; `finish_deferred` runs with the
 //! table's lock held.
 
-use super::walk::Walk;
 use super::Stage2;
 use crate::addr::{Ipa, Pa, PAGE_SIZE};
 
@@ -30,24 +29,12 @@ impl Stage2 {
     /// Takes this table's lock, then the rmap lock.
     pub(super) fn remove_range(&self, start: Ipa, end: Ipa) {
         let mut inner = self.inner.lock();
-        let mut ipa = start.0 & !(PAGE_SIZE - 1);
-        let end = end.0.min(Self::IPA_LIMIT);
-        if end.saturating_sub(ipa) > Self::BATCH_REMOVE_PAGES * PAGE_SIZE {
+        let first = start.0 & !(PAGE_SIZE - 1);
+        if end.0.min(Self::IPA_LIMIT).saturating_sub(first) > Self::BATCH_REMOVE_PAGES * PAGE_SIZE {
             inner.deferred = Some(Deferred::default());
         }
-        // Not `for_each_leaf`: removing may free the table the walk is in.
-        while ipa < end {
-            match self.walk(ipa) {
-                Walk::Hole(next) => ipa = next,
-                Walk::Found(path) => {
-                    let d = self.read(path.l3_slot);
-                    if d.is_valid() {
-                        self.remove_leaf(&mut inner, ipa, path, d);
-                    }
-                    ipa += PAGE_SIZE;
-                }
-            }
-        }
+        // Each page is walked afresh, so freeing the table a leaf was in is harmless.
+        self.for_each_leaf(first, end.0, |ipa, path, d| self.remove_leaf(&mut inner, ipa, path, d));
         if let Some(deferred) = inner.deferred.take() {
             self.finish_deferred(deferred);
         }
