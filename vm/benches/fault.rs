@@ -144,7 +144,9 @@ fn cow_1b(c: &mut Criterion) {
     let e = env(16);
     let (dst, src) = (e.mem.range().start, Pa(e.mem.range().start.0 + PAGE_SIZE));
     e.mem.write(src, &[0x5a; 4096]);
-    g.bench_function("baseline_copy_4k", |b| b.iter(|| e.mem.copy(black_box(dst), black_box(src))));
+    g.bench_function("baseline_copy_4k", |b| {
+        b.iter(|| e.mem.copy(black_box(dst), black_box(src)))
+    });
     // The fault copies a different frame into a different frame each time (BATCH sources, BATCH
     // destinations): the same memory traffic without the engine.
     let e = env(2 * BATCH as usize);
@@ -166,13 +168,13 @@ fn cow_1b(c: &mut Criterion) {
 fn seq_64m(c: &mut Criterion) {
     const PAGES: u64 = 64 * MIB_PAGES;
     let e = env(PAGES as usize + 4096);
-    let bytes: Vec<u8> = (0..PAGES as usize * 4096).map(|i| (i >> 12) as u8 ^ i as u8).collect();
+    let bytes: Vec<u8> = (0..PAGES as usize * 4096)
+        .map(|i| (i >> 12) as u8 ^ i as u8)
+        .collect();
     let img = ImageObject::new(&e.uvm, bytes.into());
-    let spec = |advice| {
-        EntrySpec {
-            advice,
-            ..EntrySpec::image(img.clone(), 0, ipa(0), ipa(PAGES))
-        }
+    let spec = |advice| EntrySpec {
+        advice,
+        ..EntrySpec::image(img.clone(), 0, ipa(0), ipa(PAGES))
     };
     {
         // Warm: a first VM makes every image page resident.
@@ -184,7 +186,11 @@ fn seq_64m(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("seq_64m");
     g.sample_size(10);
-    for (name, advice) in [("normal", Advice::Normal), ("random", Advice::Random), ("sequential", Advice::Sequential)] {
+    for (name, advice) in [
+        ("normal", Advice::Normal),
+        ("random", Advice::Random),
+        ("sequential", Advice::Sequential),
+    ] {
         let mut faults = 0;
         g.bench_function(name, |b| {
             b.iter_batched(
@@ -211,7 +217,10 @@ fn seq_64m(c: &mut Criterion) {
     g.bench_function("baseline_copy_64m", |b| {
         b.iter(|| {
             for i in 0..PAGES {
-                e.mem.copy(Pa(frames.0 + i * PAGE_SIZE), Pa(frames.0 + ((i + 1) % PAGES) * PAGE_SIZE));
+                e.mem.copy(
+                    Pa(frames.0 + i * PAGE_SIZE),
+                    Pa(frames.0 + ((i + 1) % PAGES) * PAGE_SIZE),
+                );
             }
         })
     });
@@ -234,7 +243,8 @@ fn fork(c: &mut Criterion) {
         let pages = mib * MIB_PAGES;
         let e = env(2 * pages as usize + 4096);
         let map = Map::new(&e.uvm, Vmid(1)).unwrap();
-        map.insert(anon(FORK_MAP_MIB * MIB_PAGES, Advice::Normal)).unwrap();
+        map.insert(anon(FORK_MAP_MIB * MIB_PAGES, Advice::Normal))
+            .unwrap();
         let make_resident = || {
             for i in 0..pages {
                 if !allowed(&map, ipa(i), Access::Write) {

@@ -493,7 +493,11 @@ mod tests {
         assert_eq!(counts, [2, 2, 3, 3]);
         amap_unref(&e.uvm, &whole, 4);
         amap_unref(&e.uvm, &whole, 4);
-        assert_eq!(a.lock().nused(), 2, "the head slots went with the whole references");
+        assert_eq!(
+            a.lock().nused(),
+            2,
+            "the head slots went with the whole references"
+        );
         assert_eq!(anons[0].lock().an_ref, 0);
         assert_eq!(anons[3].lock().an_ref, 1);
         amap_unref(&e.uvm, &tail, 2);

@@ -63,7 +63,10 @@ pub(crate) fn entry_amap_copy(
 /// As [`entry_amap_copy`].
 pub(crate) fn entry_amap_share_lazy(uvm: &Uvm, e: &mut Entry) {
     let r = entry_amap_copy(uvm, e, false);
-    debug_assert!(r.is_ok(), "entry_amap_copy without copy_resident failed: {r:?}");
+    debug_assert!(
+        r.is_ok(),
+        "entry_amap_copy without copy_resident failed: {r:?}"
+    );
 }
 
 impl Map {

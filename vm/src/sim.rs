@@ -211,7 +211,10 @@ impl PhysMem for SimMem {
         }
         // Two frame locks, always taken in index order (every other path takes one): no
         // deadlock, and no allocation once `dst` is materialised.
-        let (mut lo, mut hi) = (self.frames[si.min(di)].lock(), self.frames[si.max(di)].lock());
+        let (mut lo, mut hi) = (
+            self.frames[si.min(di)].lock(),
+            self.frames[si.max(di)].lock(),
+        );
         let (s, d) = if si < di {
             (&mut lo, &mut hi)
         } else {

@@ -154,7 +154,9 @@ pub fn check(bytes: &[u8]) -> Result<usize, DecodeError> {
 }
 
 /// Iterate over the records of a checked trace.
-pub fn records(bytes: &[u8]) -> Result<impl Iterator<Item = Result<Record, DecodeError>> + '_, DecodeError> {
+pub fn records(
+    bytes: &[u8],
+) -> Result<impl Iterator<Item = Result<Record, DecodeError>> + '_, DecodeError> {
     check(bytes)?;
     Ok(bytes[HEADER_BYTES..]
         .chunks_exact(RECORD_BYTES)
@@ -168,9 +170,11 @@ pub fn records(bytes: &[u8]) -> Result<impl Iterator<Item = Result<Record, Decod
 
 fn case_from_u8(v: u8) -> Option<FaultCase> {
     use FaultCase::*;
-    [Layerless0, Anon1A, AnonCow1B, Obj2A, ObjCopy2B, Zero2B, ObjFault]
-        .into_iter()
-        .find(|c| *c as u8 == v)
+    [
+        Layerless0, Anon1A, AnonCow1B, Obj2A, ObjCopy2B, Zero2B, ObjFault,
+    ]
+    .into_iter()
+    .find(|c| *c as u8 == v)
 }
 
 fn error_from_u8(v: u8) -> Option<FaultError> {

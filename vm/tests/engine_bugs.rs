@@ -61,7 +61,11 @@ fn bug1_copy_fork_of_shared_amap_leaves_parent_writable() {
     assert_eq!(guest_read(&child, &env, 1), 0x1111);
     guest_write(&parent, &env, 1, 0x2222); // after the fork: the child must not see it
     assert_eq!(guest_read(&parent, &env, 1), 0x2222);
-    assert_eq!(guest_read(&child, &env, 1), 0x1111, "the child sees the parent's post-fork write");
+    assert_eq!(
+        guest_read(&child, &env, 1),
+        0x1111,
+        "the child sees the parent's post-fork write"
+    );
 }
 
 /// Bug 2, fixed: `protect` to a protection that leaves a wired page's stage-2 mapping
@@ -71,7 +75,8 @@ fn bug1_copy_fork_of_shared_amap_leaves_parent_writable() {
 fn bug2_protect_none_on_wired_range_leaks_the_wiring() {
     let env = Env::new(256, 16);
     let map = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
-    map.insert(anon_spec(0, 2, Prot::READ | Prot::WRITE)).unwrap();
+    map.insert(anon_spec(0, 2, Prot::READ | Prot::WRITE))
+        .unwrap();
     map.wire(ipa(0), ipa(2)).unwrap();
     let (pg, _) = map.mapped_page(ipa(0)).expect("wired page is mapped");
     assert_eq!(env.uvm.page_info(pg).wire_count, 1);
@@ -102,11 +107,16 @@ fn bug3_promotion_on_wired_entry_strands_the_wiring() {
     // wiring must still end on no frame at all.
     map.wire(ipa(0), ipa(1)).unwrap();
     let (objpg, _) = map.mapped_page(ipa(0)).expect("wired page is mapped");
-    map.protect(ipa(0), ipa(4), Prot::READ | Prot::WRITE).unwrap();
+    map.protect(ipa(0), ipa(4), Prot::READ | Prot::WRITE)
+        .unwrap();
     guest_write(&map, &env, 0, 7);
     let (newpg, _) = map.mapped_page(ipa(0)).expect("mapped");
     map.unwire(ipa(0), ipa(1)).unwrap();
-    assert_eq!(env.uvm.page_info(objpg).wire_count, 0, "the object page is still wired");
+    assert_eq!(
+        env.uvm.page_info(objpg).wire_count,
+        0,
+        "the object page is still wired"
+    );
     assert_eq!(env.uvm.page_info(newpg).wire_count, 0);
 }
 
@@ -126,15 +136,30 @@ fn bug4_writable_neighbour_object_page_stays_clean_and_is_dropped() {
     b.insert(shared).unwrap();
     a.advise(ipa(0), ipa(8), vm::map::Advice::Random).unwrap();
     // Object page 2 resident, CLEAN; then b's fault on page 1 maps page 2 as a neighbour.
-    assert_eq!(guest_read(&a, &env, 2), image_word(2), "a reads the image's page 2");
-    assert_eq!(guest_read(&b, &env, 1), image_word(1), "b reads the image's page 1");
-    assert!(b.stage2().extract(ipa(2)).is_some(), "page 2 not mapped into b as a neighbour");
+    assert_eq!(
+        guest_read(&a, &env, 2),
+        image_word(2),
+        "a reads the image's page 2"
+    );
+    assert_eq!(
+        guest_read(&b, &env, 1),
+        image_word(1),
+        "b reads the image's page 1"
+    );
+    assert!(
+        b.stage2().extract(ipa(2)).is_some(),
+        "page 2 not mapped into b as a neighbour"
+    );
     guest_write(&b, &env, 2, 0xdead_beef); // no fault if the neighbour mapping is writable
     a.remove(ipa(0), ipa(8)).unwrap();
     for _ in 0..8 {
         env.uvm.reclaim(64);
     }
-    assert_eq!(guest_read(&b, &env, 2), 0xdead_beef, "a guest write to an object page was lost");
+    assert_eq!(
+        guest_read(&b, &env, 2),
+        0xdead_beef,
+        "a guest write to an object page was lost"
+    );
 }
 
 /// Bug 5, fixed: case 1B in an amap shared by several maps (SHARE inheritance) puts the
@@ -154,7 +179,11 @@ fn bug5_1b_in_shared_amap_leaves_sharers_on_the_old_page() {
     assert_eq!(guest_read(&s, &env, 0), 1);
     guest_write(&s, &env, 0, 2); // 1B into the shared amap
     assert_eq!(guest_read(&s, &env, 0), 2);
-    assert_eq!(guest_read(&p, &env, 0), 2, "a SHARE sharer still reads the old anon's page");
+    assert_eq!(
+        guest_read(&p, &env, 0),
+        2,
+        "a SHARE sharer still reads the old anon's page"
+    );
 }
 
 /// Bug 6, fixed: `Map::fork` of a wired COPY entry that runs out of memory in
@@ -168,8 +197,10 @@ fn bug6_fork_nomemory_in_cow_now_leaks_anons() {
         let total = env.uvm.total_pages();
         {
             let map = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
-            map.insert(anon_spec(0, 8, Prot::READ | Prot::WRITE)).unwrap();
-            map.insert(anon_spec(8, 64, Prot::READ | Prot::WRITE)).unwrap();
+            map.insert(anon_spec(0, 8, Prot::READ | Prot::WRITE))
+                .unwrap();
+            map.insert(anon_spec(8, 64, Prot::READ | Prot::WRITE))
+                .unwrap();
             map.wire(ipa(0), ipa(8)).unwrap();
             for n in 0..fill {
                 if fault(&map, ipa(8 + n), Access::Write, FaultFlags::empty()).is_err() {
@@ -181,9 +212,16 @@ fn bug6_fork_nomemory_in_cow_now_leaks_anons() {
                 failed_forks += 1;
             }
         }
-        assert_eq!(env.uvm.free_pages(), total, "fill {fill}: frames leaked after everything was dropped");
+        assert_eq!(
+            env.uvm.free_pages(),
+            total,
+            "fill {fill}: frames leaked after everything was dropped"
+        );
     }
-    assert!(failed_forks > 0, "no fork ran out of memory: the test did not reach the path");
+    assert!(
+        failed_forks > 0,
+        "no fork ran out of memory: the test did not reach the path"
+    );
 }
 
 /// Bug 7, fixed (found by model seed 2123558330067161677, now the model's default seed): a
@@ -196,25 +234,37 @@ fn bug6_fork_nomemory_in_cow_now_leaks_anons() {
 fn bug7_failed_fork_leaves_needs_copy_without_write_protection() {
     let env = Env::new(64, 0);
     let parent = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
-    parent.insert(anon_spec(0, 2, Prot::READ | Prot::WRITE)).unwrap();
-    parent.insert(anon_spec(2, 6, Prot::READ | Prot::WRITE)).unwrap();
+    parent
+        .insert(anon_spec(0, 2, Prot::READ | Prot::WRITE))
+        .unwrap();
+    parent
+        .insert(anon_spec(2, 6, Prot::READ | Prot::WRITE))
+        .unwrap();
     guest_write(&parent, &env, 0, 0x1111);
     parent.wire(ipa(2), ipa(8)).unwrap();
     // Another VM takes the guest frames, leaving the child's root (2 frames) and one copy. (It
     // stops short of running out: the pagedaemon would clear the parent's access flags, and the
     // parent's next write would fault and copy, hiding the bug.)
     let hog = vm::map::Map::new(&env.uvm, Vmid(9)).unwrap();
-    hog.insert(anon_spec(0, 64, Prot::READ | Prot::WRITE)).unwrap();
+    hog.insert(anon_spec(0, 64, Prot::READ | Prot::WRITE))
+        .unwrap();
     let mut n = 0;
     while env.uvm.free_pages() > 3 {
         fault(&hog, ipa(n), Access::Write, FaultFlags::empty()).expect("hog write");
         n += 1;
     }
     assert_eq!(env.uvm.free_pages(), 3);
-    assert_eq!(parent.fork(Vmid(2)).err(), Some(vm::map::MapError::NoMemory));
+    assert_eq!(
+        parent.fork(Vmid(2)).err(),
+        Some(vm::map::MapError::NoMemory)
+    );
     drop(hog);
     let child = parent.fork(Vmid(3)).unwrap();
     guest_write(&parent, &env, 0, 0x2222); // after the fork: the child must not see it
     assert_eq!(guest_read(&parent, &env, 0), 0x2222);
-    assert_eq!(guest_read(&child, &env, 0), 0x1111, "the child sees the parent's post-fork write");
+    assert_eq!(
+        guest_read(&child, &env, 0),
+        0x1111,
+        "the child sees the parent's post-fork write"
+    );
 }

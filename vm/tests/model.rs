@@ -120,8 +120,20 @@ static SEEN: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
 
 /// Operations applied, by kind (the order of [`Op`]'s variants).
 const OP_NAMES: [&str; 14] = [
-    "Access", "Insert", "Remove", "Protect", "Advise", "SetInherit", "Fork", "DropMap", "Wire",
-    "Unwire", "Pageout", "Reclaim", "FailRead", "FailWrite",
+    "Access",
+    "Insert",
+    "Remove",
+    "Protect",
+    "Advise",
+    "SetInherit",
+    "Fork",
+    "DropMap",
+    "Wire",
+    "Unwire",
+    "Pageout",
+    "Reclaim",
+    "FailRead",
+    "FailWrite",
 ];
 static OPS_BY_KIND: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
 
@@ -1148,7 +1160,7 @@ impl World {
         self.images.clear();
         let (free, total) = (uvm.free_pages(), uvm.total_pages());
         let swap = uvm.swap().map(|s| s.counts());
-        if free != total  {
+        if free != total {
             let mut owners: HashMap<String, usize> = HashMap::new();
             for i in 0..total {
                 let info = uvm.page_info(vm::addr::PageIdx(i as u32));
@@ -1278,9 +1290,10 @@ fn model_seed() -> u64 {
         Ok(v) if v.trim() == "random" => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64),
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            panic!("UVMHYP_MODEL_SEED={v:?}: expected a number or `random`")
-        }),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("UVMHYP_MODEL_SEED={v:?}: expected a number or `random`")),
     }
 }
 

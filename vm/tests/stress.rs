@@ -49,9 +49,20 @@ fn tag(t: u64, pg: u64, n: u64) -> u64 {
 
 /// One access through the simulated CPU, faulting until stage 2 allows it. Returns the number of
 /// faults taken.
-fn cpu(map: &Map, env: &Env, gate: &RwLock<()>, pg: u64, word: u64, write: Option<u64>) -> (u64, u64) {
+fn cpu(
+    map: &Map,
+    env: &Env,
+    gate: &RwLock<()>,
+    pg: u64,
+    word: u64,
+    write: Option<u64>,
+) -> (u64, u64) {
     let at = vm::addr::Ipa(ipa(pg).0 + word * 8);
-    let access = if write.is_some() { Access::Write } else { Access::Read };
+    let access = if write.is_some() {
+        Access::Write
+    } else {
+        Access::Read
+    };
     let mut faults = 0;
     loop {
         {
@@ -85,7 +96,8 @@ fn stress_concurrent_faults_fork_pageout() {
     let env = Arc::new(Env::new(4096, 1024));
     let total = env.uvm.total_pages();
     let map = Map::new(&env.uvm, Vmid(1)).unwrap();
-    map.insert(anon_spec(0, IMG, Prot::READ | Prot::WRITE)).unwrap();
+    map.insert(anon_spec(0, IMG, Prot::READ | Prot::WRITE))
+        .unwrap();
     let img = ImageObject::new(&env.uvm, image_bytes(0, NIMG as usize * PAGE));
     map.insert(image_spec(&img, 0, IMG, NIMG)).unwrap();
     let gate = Arc::new(RwLock::new(()));
@@ -95,12 +107,17 @@ fn stress_concurrent_faults_fork_pageout() {
 
     let writers: Vec<_> = (0..WRITERS)
         .map(|t| {
-            let (env, map, gate, faults_taken) = (env.clone(), map.clone(), gate.clone(), faults_taken.clone());
+            let (env, map, gate, faults_taken) =
+                (env.clone(), map.clone(), gate.clone(), faults_taken.clone());
             std::thread::spawn(move || {
                 let mut last = std::collections::BTreeMap::new();
                 for n in 1..=ROUNDS {
                     // Own page, shared page (own word), image page (own word): write, read back.
-                    let pages = [t * OWN + n % OWN, SHARED + (n * 7 + t) % NSHARED, IMG + (n * 3 + t) % NIMG];
+                    let pages = [
+                        t * OWN + n % OWN,
+                        SHARED + (n * 7 + t) % NSHARED,
+                        IMG + (n * 3 + t) % NIMG,
+                    ];
                     for pg in pages {
                         let v = tag(t, pg, n);
                         let (_, f1) = cpu(&map, &env, &gate, pg, t, Some(v));
@@ -134,8 +151,10 @@ fn stress_concurrent_faults_fork_pageout() {
                         let (v, _) = cpu(&child, &env, &gate, pg, t, None);
                         let owner_ok = v >> 56 == t + 1 && (v >> 32) & 0xff_ffff == pg;
                         let untouched = v == 0 && pg < SHARED + NSHARED;
-                        assert!(owner_ok || untouched || (pg < SHARED && pg / OWN != t),
-                                "child page {pg} word {t}: {v:#x}");
+                        assert!(
+                            owner_ok || untouched || (pg < SHARED && pg / OWN != t),
+                            "child page {pg} word {t}: {v:#x}"
+                        );
                     }
                 }
                 drop(child);
@@ -165,7 +184,10 @@ fn stress_concurrent_faults_fork_pageout() {
         })
     };
 
-    let lasts: Vec<_> = writers.into_iter().map(|h| h.join().expect("writer")).collect();
+    let lasts: Vec<_> = writers
+        .into_iter()
+        .map(|h| h.join().expect("writer"))
+        .collect();
     stop.store(true, Ordering::Relaxed);
     let forks = forker.join().expect("forker");
     let pageouts = pager.join().expect("pager");
@@ -184,22 +206,47 @@ fn stress_concurrent_faults_fork_pageout() {
     let g = env.uvm.stats().snapshot();
     let m = map.stats().snapshot();
     let taken = faults_taken.load(Ordering::Relaxed);
-    assert!(m.faults >= taken, "map faults {} < faults taken by writers {taken}", m.faults);
+    assert!(
+        m.faults >= taken,
+        "map faults {} < faults taken by writers {taken}",
+        m.faults
+    );
     assert!(g.faults >= m.faults);
-    assert_eq!(g.fltnoram, 0, "faults ran out of memory: the test's assumption is broken");
-    assert_eq!(g.pageouts, env.swap.writes.load(Ordering::Relaxed), "pageouts vs device writes");
-    assert_eq!(g.pageins, env.swap.reads.load(Ordering::Relaxed), "pageins vs device reads");
-    assert!(g.flt_acow > 0 || forks == 0, "forks happened but no 1B copy-on-write fault");
+    assert_eq!(
+        g.fltnoram, 0,
+        "faults ran out of memory: the test's assumption is broken"
+    );
+    assert_eq!(
+        g.pageouts,
+        env.swap.writes.load(Ordering::Relaxed),
+        "pageouts vs device writes"
+    );
+    assert_eq!(
+        g.pageins,
+        env.swap.reads.load(Ordering::Relaxed),
+        "pageins vs device reads"
+    );
+    assert!(
+        g.flt_acow > 0 || forks == 0,
+        "forks happened but no 1B copy-on-write fault"
+    );
     println!(
         "stress: {elapsed:.1?}: {WRITERS} writers, {writes} slots checked, {taken} faults by writers \
          ({} total), {forks} forks, {pageouts} pageouts ({} pageins), restarts {}, 1B {}, 2B zero {}, \
          2B copy {}",
         g.faults, g.pageins, g.fltrestart, g.flt_acow, g.flt_przero, g.flt_prcopy
     );
-    assert!(forks > 0 && pageouts > 0, "no fork ({forks}) or no pageout ({pageouts}) ran alongside the writers");
+    assert!(
+        forks > 0 && pageouts > 0,
+        "no fork ({forks}) or no pageout ({pageouts}) ran alongside the writers"
+    );
 
     drop(map);
     drop(img);
     assert_eq!(env.uvm.free_pages(), total, "frames leaked");
-    assert_eq!(env.uvm.swap().map(|s| s.counts().1), Some(0), "swap slots leaked");
+    assert_eq!(
+        env.uvm.swap().map(|s| s.counts().1),
+        Some(0),
+        "swap slots leaked"
+    );
 }

@@ -3,7 +3,7 @@
 
 use alloc::sync::Arc;
 
-use super::{Need, Fault, FaultError, Held, Step, View};
+use super::{Fault, FaultError, Held, Need, Step, View};
 use crate::anon::{Anon, AnonState, SwapSlot};
 use crate::page::{Owner, PageFlags};
 
@@ -76,8 +76,7 @@ impl<'m> Fault<'m> {
 
             let relocked = self.relock(view);
             let mut a2 = anon.lock();
-            let released = self
-                .uvm.page_has(pg, PageFlags::RELEASED);
+            let released = self.uvm.page_has(pg, PageFlags::RELEASED);
             if result.is_err() {
                 if let SwapSlot::Slot(s) = a2.swslot {
                     self.uvm.swap_mark_bad(s);

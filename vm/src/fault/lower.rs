@@ -3,7 +3,7 @@
 
 use alloc::sync::Arc;
 
-use super::{Need, Fault, FaultCase, FaultError, Held, Step, View, Want};
+use super::{Fault, FaultCase, FaultError, Held, Need, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_unref, Anon};
 use crate::object::{GetMode, PageSlot, PagerError};
@@ -66,8 +66,7 @@ impl<'m> Fault<'m> {
             self.uvm.activate(pg);
 
             let relocked = self.relock(view);
-            let released = self
-                .uvm.page_has(pg, PageFlags::RELEASED);
+            let released = self.uvm.page_has(pg, PageFlags::RELEASED);
             let slot_taken = match (&relocked, view.slot(self.ipa)) {
                 (Some(Held { amap: Some(st), .. }), Some(s)) => st.lookup(s).is_some(),
                 _ => false,
@@ -173,9 +172,7 @@ impl<'m> Fault<'m> {
         // Hold the new anon's lock until its page is mapped and unbusied.
         let anon_guard = anon.map(|a| a.lock());
         // A new anon's page was just allocated: never RDONLY.
-        let rdonly = anon.is_none()
-            && self
-                .uvm.page_has(pg, PageFlags::RDONLY);
+        let rdonly = anon.is_none() && self.uvm.page_has(pg, PageFlags::RDONLY);
         let prot = if rdonly {
             want.enter_prot - Prot::WRITE
         } else {

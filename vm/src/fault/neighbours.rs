@@ -20,8 +20,7 @@ impl<'m> Fault<'m> {
         for anon in anons {
             let a = anon.lock();
             if let Some(pg) = a.page {
-                let busy = self
-                    .uvm.page_has(pg, PageFlags::BUSY);
+                let busy = self.uvm.page_has(pg, PageFlags::BUSY);
                 if !busy {
                     self.uvm.deactivate(pg);
                 }

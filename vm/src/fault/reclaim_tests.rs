@@ -38,9 +38,14 @@ fn case_2b_does_not_count_freeing_its_own_object_page_as_progress() {
     assert_eq!(wr(&m, page(50)), Err(FaultError::NoMemory));
     let s = m.stats().snapshot();
     assert!(s.fltnoanon >= 1);
-    assert_eq!(s.fltrestart, 0, "no Restart: the fault could not make progress");
+    assert_eq!(
+        s.fltrestart, 0,
+        "no Restart: the fault could not make progress"
+    );
     // The object page stayed resident and is no longer BUSY.
-    let opg = obj.resident(2 * PAGE_SIZE).expect("the object page was kept");
+    let opg = obj
+        .resident(2 * PAGE_SIZE)
+        .expect("the object page was kept");
     assert!(!e.uvm.page_info(opg).flags.contains(PageFlags::BUSY));
     // A read needs no new frame: 2A.
     assert_eq!(rd(&m, page(50)).unwrap().case, FaultCase::Obj2A);

@@ -639,7 +639,11 @@ fn fork_clears_the_parent_stage2_in_one_step() {
     assert_eq!(e.tlb.invalidations(), []);
     assert_eq!(e.tlb.vm_invalidations(), [crate::pmap::Vmid(1)]);
     assert_eq!(parent.stage2().table_frames(), 0);
-    assert_eq!(e.uvm.free_pages() + 2, free + tables, "tables freed, child root taken");
+    assert_eq!(
+        e.uvm.free_pages() + 2,
+        free + tables,
+        "tables freed, child root taken"
+    );
     // Freed as one retired set, not one by one; the parent's refaults reuse them.
     assert_eq!(e.uvm.retired_tables(), tables);
     // The stale reverse-map entries never count.
@@ -718,8 +722,15 @@ fn failed_fork_leaves_the_parent_unchanged() {
         Some(crate::map::MapError::NoMemory)
     );
     let after = parent.entry(page(0)).unwrap();
-    assert_eq!(after.needs_copy, before.needs_copy, "needs_copy changed by a failed fork");
-    assert_eq!(refs(&parent), 1, "the failed child's amap reference was not given back");
+    assert_eq!(
+        after.needs_copy, before.needs_copy,
+        "needs_copy changed by a failed fork"
+    );
+    assert_eq!(
+        refs(&parent),
+        1,
+        "the failed child's amap reference was not given back"
+    );
     assert!(parent.entry(page(2)).unwrap().aref.is_some());
 
     // With memory back, a fork succeeds and the parent's writes stay its own.

@@ -2,7 +2,7 @@
 
 use alloc::sync::Arc;
 
-use super::{Need, Fault, FaultCase, Held, Step, View, Want};
+use super::{Fault, FaultCase, Held, Need, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_dropswap_locked, Anon, AnonState};
 use crate::page::{Owner, PageFlags};

@@ -53,14 +53,21 @@ fn wiring_a_read_only_cow_entry_promotes_now_2b() {
     m.wire(page(0), page(1)).unwrap();
     let (newpg, p) = m.mapped_page(page(0)).unwrap();
     assert_eq!(p, Prot::READ, "entered with the current protection");
-    assert!(m.anon_at(page(0)).is_some(), "promoted by the wiring fault (2B)");
+    assert!(
+        m.anon_at(page(0)).is_some(),
+        "promoted by the wiring fault (2B)"
+    );
     assert_eq!(snap(&m).flt_prcopy, 1);
     assert_eq!(e.uvm.page_info(newpg).wire_count, 1);
     assert_eq!(e.byte(&m, page(0)), 1);
     m.protect(page(0), page(4), Prot::READ | Prot::WRITE)
         .unwrap();
     assert_eq!(wr(&m, page(0)).unwrap().case, FaultCase::Anon1A);
-    assert_eq!(m.mapped_page(page(0)).unwrap().0, newpg, "the wired frame stays");
+    assert_eq!(
+        m.mapped_page(page(0)).unwrap().0,
+        newpg,
+        "the wired frame stays"
+    );
     assert!(m.stage2().is_wired(page(0)));
     m.unwire(page(0), page(1)).unwrap();
     assert_eq!(e.uvm.page_info(newpg).wire_count, 0);
@@ -78,7 +85,11 @@ fn wiring_a_read_only_shared_anon_promotes_now_1b() {
     p.protect(page(0), page(1), Prot::READ).unwrap();
     p.wire(page(0), page(1)).unwrap(); // WIREMAX: 1B now, the shared page is not wired
     assert_eq!(snap(&p).flt_acow, 1);
-    assert_eq!(e.uvm.page_info(old).wire_count, 0, "the shared page is not wired");
+    assert_eq!(
+        e.uvm.page_info(old).wire_count,
+        0,
+        "the shared page is not wired"
+    );
     let (new, prot_) = p.mapped_page(page(0)).unwrap();
     assert_ne!(new, old);
     assert_eq!(prot_, Prot::READ);
@@ -106,7 +117,8 @@ fn wiring_checks_the_maximum_protection() {
     assert!(m.stage2().is_wired(page(0)));
     assert_eq!(wire_count(&e, &m, page(0)), 1);
     assert_eq!(rd(&m, page(0)), Err(FaultError::Protection));
-    m.protect(page(0), page(4), Prot::READ | Prot::WRITE).unwrap();
+    m.protect(page(0), page(4), Prot::READ | Prot::WRITE)
+        .unwrap();
     assert_eq!(wr(&m, page(1)).unwrap().case, FaultCase::Anon1A);
     m.unwire(page(0), page(2)).unwrap();
     assert_eq!(m.stage2().wired(), 0);

@@ -77,7 +77,11 @@ impl List {
 
     /// Remove the entry `(s2, ipa, generation)`; false when there is none.
     fn remove(&mut self, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) -> bool {
-        if self.first.as_ref().is_some_and(|e| e.is(s2, ipa, generation)) {
+        if self
+            .first
+            .as_ref()
+            .is_some_and(|e| e.is(s2, ipa, generation))
+        {
             self.first = self.more.pop();
             true
         } else if let Some(i) = self.more.iter().position(|e| e.is(s2, ipa, generation)) {

@@ -33,7 +33,12 @@ impl Env {
         let uvm = Uvm::new(mem.clone(), tlb.clone(), mem.range());
         let swap = MemSwap::new(slots);
         uvm.set_swap(swap.clone());
-        Env { mem, tlb, uvm, swap }
+        Env {
+            mem,
+            tlb,
+            uvm,
+            swap,
+        }
     }
 }
 
@@ -50,7 +55,10 @@ pub fn image_byte(j: usize, o: usize) -> u8 {
 
 /// The bytes of image `j`, `len` long.
 pub fn image_bytes(j: usize, len: usize) -> Arc<[u8]> {
-    (0..len).map(|o| image_byte(j, o)).collect::<Vec<u8>>().into()
+    (0..len)
+        .map(|o| image_byte(j, o))
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 /// An anonymous (zero-fill) entry spec.
@@ -60,7 +68,12 @@ pub fn anon_spec(first: u64, pages: u64, prot: Prot) -> EntrySpec {
 
 /// A copy-on-write image entry spec (as hyp's entry 1).
 pub fn image_spec(obj: &Arc<ImageObject>, off_pages: u64, first: u64, pages: u64) -> EntrySpec {
-    EntrySpec::image(obj.clone(), off_pages * PAGE_SIZE, ipa(first), ipa(first + pages))
+    EntrySpec::image(
+        obj.clone(),
+        off_pages * PAGE_SIZE,
+        ipa(first),
+        ipa(first + pages),
+    )
 }
 
 /// The frame a CPU would use for `access` at `ipa`: the stage-2 descriptor must be valid, have

@@ -61,8 +61,7 @@ impl Stage2 {
         let tables = core::mem::take(&mut inner.live);
         inner.resident = 0;
         if !tables.is_empty() {
-            self.frames
-                .retire_tables(RetiredTables::from_index(tables));
+            self.frames.retire_tables(RetiredTables::from_index(tables));
         }
         true
     }

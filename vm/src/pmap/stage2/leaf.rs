@@ -11,9 +11,9 @@ use super::walk::{Path, Walk};
 use super::{Inner, Stage2};
 use crate::addr::{Ipa, Pa, Prot};
 use crate::pmap::desc::{Descriptor, Entry, Level, MemAttr, Stage2Attributes};
-use crate::pmap::{EnterFlags, PmapError};
 #[cfg(doc)]
 use crate::pmap::Pmap;
+use crate::pmap::{EnterFlags, PmapError};
 
 impl Stage2 {
     /// Replace the valid leaf `old` at `slot` by `new` with the TLB maintenance it needs.

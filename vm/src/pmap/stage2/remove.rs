@@ -34,7 +34,9 @@ impl Stage2 {
             inner.deferred = Some(Deferred::default());
         }
         // Each page is walked afresh, so freeing the table a leaf was in is harmless.
-        self.for_each_leaf(first, end.0, |ipa, path, d| self.remove_leaf(&mut inner, ipa, path, d));
+        self.for_each_leaf(first, end.0, |ipa, path, d| {
+            self.remove_leaf(&mut inner, ipa, path, d)
+        });
         if let Some(deferred) = inner.deferred.take() {
             self.finish_deferred(deferred);
         }
