@@ -105,9 +105,10 @@ impl AmapState {
     /// drops the replaced anon's reference itself (with its lock held, as case 1B does).
     ///
     /// # Locks
-    /// Entry and exit: AMAP held (`self` is the locked state); the new anon's lock may be held (1B
-    /// and 2B hold it, as the seed calls `amap_add` with the anon locked); takes nothing. A slot
-    /// past the end returns `None` and changes nothing.
+    /// Entry and exit: AMAP held (`self` is the locked state); takes nothing. A slot past the end
+    /// returns `None` (dropping `anon`) and changes nothing. The seed calls `amap_add` with the
+    /// new anon locked; 1B and 2B add an anon nobody else can reach yet (its page is BUSY) and
+    /// take its lock right after, from the slot, before anything else can see it.
     pub(crate) fn add(&mut self, slot: usize, anon: Arc<Anon>) -> Option<Option<Arc<Anon>>> {
         let s = self.slots.get_mut(slot)?;
         Some(s.replace(anon))

@@ -61,6 +61,32 @@ impl Anon {
         })
     }
 
+    /// A new anon (`an_ref == 1`) owning a new BUSY page: the seed's `uvm_analloc` followed by
+    /// `uvm_pagealloc(..., anon, ...)`, as one step. The page is zero-filled when `zero`, FAKE
+    /// (its contents still to come) otherwise. `None`, with nothing allocated, when no frame is
+    /// free.
+    ///
+    /// The page's owner is the anon under construction, so the anon is born with its page and
+    /// without a lock round trip to store it.
+    ///
+    /// # Locks
+    /// Takes PAGE QUEUES, then PAGE (`Uvm::alloc_page`); any lock above them may be held. The new
+    /// anon is reachable only through its page's owner, and that page is BUSY.
+    pub(crate) fn with_new_page(uvm: &Uvm, zero: bool) -> Option<(Arc<Anon>, PageIdx)> {
+        let mut page = None;
+        let anon = Arc::new_cyclic(|me| {
+            page = uvm.alloc_page(Owner::Anon(me.clone()), zero);
+            Anon {
+                state: spin::Mutex::new(AnonState {
+                    an_ref: 1,
+                    page,
+                    swslot: SwapSlot::None,
+                }),
+            }
+        });
+        Some((anon, page?))
+    }
+
     /// Take the ANON lock.
     ///
     /// # Locks

@@ -338,13 +338,12 @@ pub fn fault(
 }
 
 impl<'m> Fault<'m> {
-    /// Count in the VM's and the global counters.
+    /// Count in the VM's counters (the global totals sum them, see `Uvm::stats`).
     ///
     /// # Locks
     /// None taken (atomic counters); callable with any lock held.
     fn bump(&self, counter: impl Fn(&Stats) -> &AtomicU64) {
         Stats::bump(counter(self.map.stats()));
-        Stats::bump(counter(self.uvm.stats()));
     }
 
     /// This map's stage-2 table.

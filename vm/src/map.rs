@@ -263,7 +263,7 @@ pub struct Map {
     uvm: Arc<Uvm>,
     stage2: Arc<Stage2>,
     vmid: Vmid,
-    stats: Stats,
+    stats: Arc<Stats>,
     version: AtomicU64,
     inner: spin::RwLock<MapInner>,
 }
@@ -283,11 +283,13 @@ impl Map {
             vmid,
         )
         .map_err(|_| MapError::NoMemory)?;
+        let stats = Arc::new(Stats::default());
+        uvm.register_stats(&stats);
         Ok(Arc::new(Map {
             uvm: uvm.clone(),
             stage2,
             vmid,
-            stats: Stats::default(),
+            stats,
             version: AtomicU64::new(0),
             inner: spin::RwLock::new(MapInner::default()),
         }))
@@ -633,6 +635,7 @@ impl Drop for Map {
         for e in entries.values() {
             self.release_entry(e);
         }
+        self.uvm.retire_stats(&self.stats);
     }
 }
 

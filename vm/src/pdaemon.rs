@@ -52,7 +52,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
         uvm.page_protect(pg, Prot::NONE);
         a.page = None;
         uvm.free_page(pg);
-        Stats::bump(&uvm.stats().pdfreed);
+        Stats::bump(&uvm.own_stats().pdfreed);
         return true;
     }
     let slot = match a.swslot {
@@ -70,19 +70,19 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     drop(a);
 
     let result = swap.dev.write(slot, uvm.mem().as_ref(), uvm.pa(pg));
-    Stats::bump(&uvm.stats().pageouts);
+    Stats::bump(&uvm.own_stats().pageouts);
 
     let mut a = anon.lock();
     let released = uvm.page_has(pg, PageFlags::RELEASED);
     if released {
         // The anon was freed during the write (its slot went with it).
         uvm.unbusy(pg);
-        Stats::bump(&uvm.stats().pdfreed);
+        Stats::bump(&uvm.own_stats().pdfreed);
         return true;
     }
     if result.is_err() {
         uvm.swap_mark_bad(slot);
-        Stats::bump(&uvm.stats().swpgbad);
+        Stats::bump(&uvm.own_stats().swpgbad);
         if a.swslot == SwapSlot::Slot(slot) {
             a.swslot = SwapSlot::None;
         }
@@ -92,7 +92,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     }
     a.page = None;
     uvm.free_page(pg);
-    Stats::bump(&uvm.stats().pdfreed);
+    Stats::bump(&uvm.own_stats().pdfreed);
     true
 }
 
@@ -130,7 +130,7 @@ fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
     }
     let freed = object.resident(offset) != Some(pg);
     if freed {
-        Stats::bump(&uvm.stats().pdfreed);
+        Stats::bump(&uvm.own_stats().pdfreed);
     }
     freed
 }
@@ -153,7 +153,7 @@ impl Uvm {
             if inactive < want {
                 for pg in self.oldest(Queue::Active, want - inactive) {
                     self.deactivate(pg);
-                    Stats::bump(&self.stats().pddeact);
+                    Stats::bump(&self.own_stats().pddeact);
                 }
             }
             let scan = self.oldest(Queue::Inactive, target.saturating_mul(4).max(16));
@@ -164,7 +164,7 @@ impl Uvm {
                 if freed >= target {
                     break;
                 }
-                Stats::bump(&self.stats().pdscans);
+                Stats::bump(&self.own_stats().pdscans);
                 if self.rmap().clear_reference(self.pa(pg)) {
                     self.activate(pg);
                     continue;

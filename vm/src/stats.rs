@@ -1,8 +1,9 @@
 //! Fault and paging counters, named exactly as NetBSD's `uvmexp` fields.
 //!
-//! Every `Map` has its own [`Stats`] (per VM) and the [`crate::uvm::Uvm`] has a global one; the
-//! fault routine bumps both. Counters are relaxed atomics: they are statistics, not
-//! synchronisation, and a reader may see them mid-update.
+//! Every `Map` has its own [`Stats`] (per VM), which the fault routine bumps; the
+//! [`crate::uvm::Uvm`] has one for the pagedaemon and sums them all (`Uvm::stats`). Counters are
+//! relaxed atomics: they are statistics, not synchronisation, and a reader may see them
+//! mid-update.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +28,11 @@ macro_rules! counters {
             /// Read every counter.
             pub fn snapshot(&self) -> StatsSnapshot {
                 StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+
+            /// Add every counter of `other` to ours.
+            pub fn absorb(&self, other: &StatsSnapshot) {
+                $(self.$name.fetch_add(other.$name, Ordering::Relaxed);)*
             }
         }
 

@@ -2,7 +2,7 @@
 //!
 //! It owns the page pool (the frames the hypervisor handed over, with per-frame metadata), the page
 //! queues, the physical-memory and TLB back ends, the reverse map, the optional swap device and
-//! the global counters. Nothing here is a hidden singleton: several `Uvm`s can coexist (the host
+//! the engine's own counters (and, through the maps it registered, everyone's: [`Uvm::stats`]). Nothing here is a hidden singleton: several `Uvm`s can coexist (the host
 //! tests make one per test).
 //!
 //! It also hands frames to the stage-2 tables ([`TableFrames`]), from the same pool.
@@ -25,7 +25,7 @@ use crate::addr::{Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};
 use crate::page::{Owner, PageFlags, PageInfo, PageMeta, Queue, Queues};
 use crate::physmem::PhysMem;
 use crate::pmap::{RetiredTables, Rmap, TableFrames, Tlb};
-use crate::stats::Stats;
+use crate::stats::{Stats, StatsSnapshot};
 use crate::swap::{Swap, SwapDevice};
 
 /// The global context of the engine.
@@ -40,7 +40,10 @@ pub struct Uvm {
     queues: spin::Mutex<Queues>,
     swap: spin::RwLock<Option<Arc<Swap>>>,
     reserve: core::sync::atomic::AtomicUsize,
+    /// The pagedaemon's counters, and the fault counters of maps that are gone.
     stats: Stats,
+    /// The counters of every live map (see [`Uvm::stats`]).
+    map_stats: spin::Mutex<Vec<Arc<Stats>>>,
 }
 
 impl Uvm {
@@ -70,15 +73,50 @@ impl Uvm {
             swap: spin::RwLock::new(None),
             reserve: core::sync::atomic::AtomicUsize::new(0),
             stats: Stats::default(),
+            map_stats: spin::Mutex::new(Vec::new()),
         })
     }
 
-    /// Global counters (every VM's faults together).
+    /// Global counters: the engine's own (pagedaemon) plus every VM's, live or gone.
+    ///
+    /// A fault counts only in its map's counters, once: summing here instead of bumping a global
+    /// copy of each counter halves the atomic read-modify-writes a fault does for statistics.
+    ///
+    /// # Locks
+    /// Takes the map-statistics list lock (a leaf lock).
+    pub fn stats(&self) -> StatsSnapshot {
+        let maps = self.map_stats.lock();
+        maps.iter()
+            .fold(self.stats.snapshot(), |sum, m| sum.add(&m.snapshot()))
+    }
+
+    /// The engine's own counters (the pagedaemon's; see [`Uvm::stats`] for the totals).
     ///
     /// # Locks
     /// None.
-    pub fn stats(&self) -> &Stats {
+    pub(crate) fn own_stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Count `stats` (a new map's) in [`Uvm::stats`] from now on.
+    ///
+    /// # Locks
+    /// Takes the map-statistics list lock (a leaf lock).
+    pub(crate) fn register_stats(&self, stats: &Arc<Stats>) {
+        self.map_stats.lock().push(stats.clone());
+    }
+
+    /// A map is going away: keep its counts in the totals and forget its counters.
+    ///
+    /// # Locks
+    /// Takes the map-statistics list lock (a leaf lock); the fold and the removal are one step
+    /// under it, so [`Uvm::stats`] never counts the map twice or not at all.
+    pub(crate) fn retire_stats(&self, stats: &Arc<Stats>) {
+        let mut maps = self.map_stats.lock();
+        if let Some(i) = maps.iter().position(|m| Arc::ptr_eq(m, stats)) {
+            maps.swap_remove(i);
+            self.stats.absorb(&stats.snapshot());
+        }
     }
 
     /// The physical-memory back end.

@@ -592,8 +592,7 @@ impl World {
     }
 
     fn read_failures(&self) -> u64 {
-        self.env.uvm.stats().pageins.load(Ordering::Relaxed)
-            - self.env.swap.reads.load(Ordering::Relaxed)
+        self.env.uvm.stats().pageins - self.env.swap.reads.load(Ordering::Relaxed)
     }
 
     // ---- operations ----------------------------------------------------------------------------
@@ -631,10 +630,10 @@ impl World {
                 seen(Seen::AccessOk);
                 return Ok(());
             }
-            let faults0 = self.env.uvm.stats().faults.load(Ordering::Relaxed);
+            let faults0 = self.env.uvm.stats().faults;
             let rf0 = self.read_failures();
             let r = fault(&map, at, access, FaultFlags::empty());
-            let faults1 = self.env.uvm.stats().faults.load(Ordering::Relaxed);
+            let faults1 = self.env.uvm.stats().faults;
             if faults1 != faults0 + 1 {
                 return fail(format!(
                     "{what}: stats.faults moved by {}",
@@ -1134,7 +1133,7 @@ impl World {
     /// Drop everything: every frame must come back and no swap slot may stay in use.
     fn teardown(mut self) -> R {
         let uvm = self.env.uvm.clone();
-        let st = uvm.stats().snapshot();
+        let st = uvm.stats();
         SEEN[Seen::Zero2B as usize].fetch_add(st.flt_przero, Ordering::Relaxed);
         SEEN[Seen::ObjCopy2B as usize].fetch_add(st.flt_prcopy, Ordering::Relaxed);
         SEEN[Seen::Anon1B as usize].fetch_add(st.flt_acow, Ordering::Relaxed);

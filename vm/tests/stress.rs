@@ -203,7 +203,7 @@ fn stress_concurrent_faults_fork_pageout() {
     let writes: usize = lasts.iter().map(|l| l.len()).sum();
 
     // Counters agree with what the threads did.
-    let g = env.uvm.stats().snapshot();
+    let g = env.uvm.stats();
     let m = map.stats().snapshot();
     let taken = faults_taken.load(Ordering::Relaxed);
     assert!(

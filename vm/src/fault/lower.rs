@@ -1,13 +1,11 @@
 //! Case 2: no anon at the faulting IPA: the object's page (2A) or a promotion of it or of zeroes
 //! into a new anon (2B).
 
-use alloc::sync::Arc;
-
 use super::{Fault, FaultCase, FaultError, Held, Need, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_unref, Anon};
 use crate::object::{GetMode, PageSlot, PagerError};
-use crate::page::{Owner, PageFlags};
+use crate::page::PageFlags;
 
 impl<'m> Fault<'m> {
     /// Handle case 2. `uobjpage` is the center object page if the LOCKED get found it (BUSY).
@@ -124,9 +122,7 @@ impl<'m> Fault<'m> {
             }
             return Err(FaultError::NoBacking.into());
         };
-        let new = Anon::new();
-        let owner = Owner::Anon(Arc::downgrade(&new));
-        let Some(npg) = self.uvm.alloc_page(owner, uobjpage.is_none()) else {
+        let Some((new, npg)) = Anon::with_new_page(self.uvm, uobjpage.is_none()) else {
             // The object page stays BUSY through the reclaim: freeing the page we just read, to
             // read it again on the refault, is no progress.
             drop(held);
@@ -149,15 +145,22 @@ impl<'m> Fault<'m> {
                 FaultCase::Zero2B
             }
         };
-        new.lock().page = Some(npg);
-        if let Some(Some(old)) = st.add(slot, new.clone()) {
-            anon_unref(self.uvm, &old);
+        match st.add(slot, new) {
+            Some(Some(old)) => anon_unref(self.uvm, &old),
+            Some(None) => {}
+            None => {
+                // A slot outside the amap: cannot happen for the entry's own IPA. The new anon is
+                // gone with the slot; give its page back and refault.
+                self.uvm.free_page(npg);
+                return Err(Step::ReFault);
+            }
         }
-        self.finish_case2(held, npg, Some(&new), want, case)
+        self.finish_case2(held, npg, Some(slot), want, case)
     }
 
     /// Enter the BUSY page `pg` (wiring it with a wired mapping), activate it otherwise, and
-    /// clear BUSY.
+    /// clear BUSY. `new_anon` is the amap slot of the new anon owning `pg` (2B), `None` for an
+    /// object page (2A).
     ///
     /// # Locks
     /// Entry: MAPS, AMAP (if any) held; `pg` BUSY. Exit: nothing.
@@ -165,14 +168,16 @@ impl<'m> Fault<'m> {
         &self,
         held: Held<'_>,
         pg: PageIdx,
-        anon: Option<&Arc<Anon>>,
+        new_anon: Option<usize>,
         want: Want,
         case: FaultCase,
     ) -> Result<FaultCase, Step> {
         // Hold the new anon's lock until its page is mapped and unbusied.
-        let anon_guard = anon.map(|a| a.lock());
+        let anon_guard = new_anon
+            .and_then(|slot| held.amap.as_ref()?.lookup(slot))
+            .map(|a| a.lock());
         // A new anon's page was just allocated: never RDONLY.
-        let rdonly = anon.is_none() && self.uvm.page_has(pg, PageFlags::RDONLY);
+        let rdonly = new_anon.is_none() && self.uvm.page_has(pg, PageFlags::RDONLY);
         let prot = if rdonly {
             want.enter_prot - Prot::WRITE
         } else {
@@ -187,7 +192,7 @@ impl<'m> Fault<'m> {
         // `enter` wired the page if the mapping is wired (see `wire.rs`). A page mapped writable
         // (written through a shared mapping, for an object page) is no longer CLEAN, nor is a
         // wired anon page (it has no swap copy). One PAGE lock round trip for all of it.
-        let dirty = prot.contains(Prot::WRITE) || (want.wired && anon.is_some());
+        let dirty = prot.contains(Prot::WRITE) || (want.wired && new_anon.is_some());
         self.uvm.finish_page(pg, dirty, !want.wired);
         drop(anon_guard);
         drop(held);

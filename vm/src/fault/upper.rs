@@ -52,11 +52,7 @@ impl<'m> Fault<'m> {
         if want.cow_now && a.an_ref > 1 {
             // Case 1B: promote into a new anon with a copy of the data.
             self.bump(|s| &s.flt_acow);
-            let new = Anon::new();
-            let Some(npg) = self
-                .uvm
-                .alloc_page(Owner::Anon(Arc::downgrade(&new)), false)
-            else {
+            let Some((new, npg)) = Anon::with_new_page(self.uvm, false) else {
                 // Keep the page we copy from through the reclaim (see `reclaim_or_nomem`).
                 self.hold_busy(pg);
                 drop(a);
@@ -65,20 +61,19 @@ impl<'m> Fault<'m> {
                 return Err(self.reclaim_or_nomem(Some(pg), Need::Page));
             };
             self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(pg));
-            let mut na = new.lock();
-            na.page = Some(npg);
             let slot = view.slot(self.ipa);
             let replaced = match (held.amap.as_mut(), slot) {
-                (Some(st), Some(slot)) => st.add(slot, new.clone()),
+                (Some(st), Some(slot)) => st.add(slot, new),
                 _ => None,
             };
-            if replaced.is_none() {
-                // Cannot happen with the amap locked; undo and refault.
-                na.page = None;
-                drop(na);
+            // The new anon, now in the amap: lock it there (see `AmapState::add`).
+            let na = slot.and_then(|slot| held.amap.as_ref()?.lookup(slot));
+            let (Some(_), Some(mut na)) = (replaced, na.map(|n| n.lock())) else {
+                // Cannot happen with the amap locked: the new anon went with the slot; give its
+                // page back and refault.
                 self.uvm.free_page(npg);
                 return Err(Step::ReFault);
-            }
+            };
             // The amap no longer refers to the old anon from this slot (cannot reach zero: > 1).
             a.an_ref -= 1;
             if held.amap.as_ref().is_some_and(|st| st.shared()) {
