@@ -18,6 +18,8 @@ impl<'m> Fault<'m> {
     /// reads, relocks (version check), and then: released meanwhile → free it and refault; read
     /// error → mark the slot bad, free the page, fail with `Io`; success → activate and loop.
     ///
+    /// Also returns whether the page is loaned (read in the same PAGE lock round trip).
+    ///
     /// # Locks
     /// Entry: MAPS, AMAP, ANON held. Exit on success: all three held (returned). On failure:
     /// nothing held.
@@ -27,7 +29,7 @@ impl<'m> Fault<'m> {
         view: &'a View,
         anon: &'a Arc<Anon>,
         a: AnonGuard<'a>,
-    ) -> Result<(Held<'a>, AnonGuard<'a>), Step>
+    ) -> Result<(Held<'a>, AnonGuard<'a>, bool), Step>
     where
         'm: 'a,
     {
@@ -37,8 +39,9 @@ impl<'m> Fault<'m> {
             if let Some(pg) = a.page {
                 let mut m = self.uvm.page_meta(pg).lock();
                 if !m.flags.contains(PageFlags::BUSY) {
+                    let loaned = m.loan_count > 0;
                     drop(m);
-                    return Ok((held, a));
+                    return Ok((held, a, loaned));
                 }
                 m.flags.insert(PageFlags::WANTED);
                 drop(m);

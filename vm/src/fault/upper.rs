@@ -25,13 +25,12 @@ impl<'m> Fault<'m> {
         'm: 'a,
     {
         let a = anon.lock();
-        let (mut held, mut a) = self.anonget(held, view, anon, a)?;
+        let (mut held, mut a, loaned) = self.anonget(held, view, anon, a)?;
         let Some(mut pg) = a.page else {
             return Err(Step::ReFault);
         };
 
         // Loaned page: never written in place.
-        let loaned = self.uvm.page_meta(pg).lock().loan_count > 0;
         if loaned {
             if !want.cow_now {
                 want.enter_prot -= Prot::WRITE;

@@ -90,6 +90,8 @@ struct Inner {
     wired: usize,
     /// Set while a large `remove` batches its TLB maintenance (see `remove.rs`).
     deferred: Option<Deferred>,
+    /// The tables of the last 2 MiB region an allocating walk reached (see `walk.rs`).
+    last_walk: Option<walk::Cached>,
 }
 
 /// One VM's stage-2 translation table. See the module documentation.
@@ -184,6 +186,7 @@ impl Stage2 {
                 resident: 0,
                 wired: 0,
                 deferred: None,
+                last_walk: None,
             }),
         }))
     }

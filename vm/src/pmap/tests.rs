@@ -184,6 +184,28 @@ fn tables_are_allocated_on_demand_and_shared() {
 }
 
 #[test]
+fn the_walk_cache_forgets_unlinked_tables() {
+    // `enter` remembers the last region's tables; after they are freed (remove) or retired
+    // (clear), an enter in the same region must link new tables, not write into the old ones.
+    let fx = Fx::new(32);
+    let s2 = fx.stage2(1).unwrap();
+    let next = IPA.add_pages(1);
+    s2.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    s2.remove(IPA, next);
+    assert_eq!(s2.table_frames(), 0);
+    s2.enter(next, P2, RW, EnterFlags::empty()).unwrap();
+    assert_eq!(s2.extract(next), Some((P2, RW)), "reachable from the root");
+    assert_eq!(s2.table_frames(), 2);
+
+    assert!(s2.clear());
+    s2.enter(IPA, P1, Prot::READ, EnterFlags::empty()).unwrap();
+    assert_eq!(s2.extract(IPA), Some((P1, Prot::READ)));
+    assert_eq!(s2.extract(next), None);
+    assert_eq!(mappings(&s2), [(IPA, P1, Prot::READ)]);
+    fx.clean();
+}
+
+#[test]
 fn no_tlb_invalidation_for_invalid_to_valid() {
     let fx = Fx::new(16);
     let s2 = fx.stage2(1).unwrap();

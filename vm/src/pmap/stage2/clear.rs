@@ -59,6 +59,7 @@ impl Stage2 {
         self.tlb.invalidate_vm(self.vmid);
         // Only now may a table frame be reused: hand the whole index over, untouched (O(1)).
         let tables = core::mem::take(&mut inner.live);
+        inner.last_walk = None;
         inner.resident = 0;
         if !tables.is_empty() {
             self.frames.retire_tables(RetiredTables::from_index(tables));

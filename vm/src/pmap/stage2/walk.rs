@@ -2,6 +2,12 @@
 //! level-3 slot, linking a new table and releasing an emptied one, and visiting the valid leaves
 //! of a range. Geometry: see the parent module.
 //!
+//! The allocating walk (every `enter`, so every fault) remembers the tables of the last 2 MiB
+//! region it reached, a one-entry software walk cache: faults come in runs over neighbouring
+//! pages, and a hit reads one descriptor instead of three dependent ones. The cache is dropped
+//! whenever a table is unlinked (`release_table`) or the whole table is cleared (`clear`), the
+//! only ways a level-1 or level-2 descriptor stops pointing where it did.
+//!
 //! # Locks
 //! Every function here runs with the table's lock held by its caller (the `Inner` it is passed,
 //! or a guard the caller keeps); `release_table` calls `Tlb` and `TableFrames` with it held.
@@ -22,6 +28,29 @@ pub(super) struct Path {
     pub(super) l2_slot: Pa,
     pub(super) l3_table: Pa,
     pub(super) l3_slot: Pa,
+}
+
+/// The tables above the level-3 slots of one 2 MiB region (see the module documentation).
+#[derive(Clone, Copy)]
+pub(super) struct Cached {
+    /// The region: IPA >> 21.
+    region: u64,
+    l1_slot: Pa,
+    l2_table: Pa,
+    l2_slot: Pa,
+    l3_table: Pa,
+}
+
+impl Cached {
+    fn path(&self, ipa: u64) -> Path {
+        Path {
+            l1_slot: self.l1_slot,
+            l2_table: self.l2_table,
+            l2_slot: self.l2_slot,
+            l3_table: self.l3_table,
+            l3_slot: Stage2::slot(self.l3_table, ipa, Level::L3),
+        }
+    }
 }
 
 /// Result of a non-allocating walk.
@@ -75,8 +104,24 @@ impl Stage2 {
         })
     }
 
-    /// Walk to the level-3 slot of `ipa`, allocating missing tables.
+    /// Walk to the level-3 slot of `ipa`, allocating missing tables (through the walk cache).
     pub(super) fn walk_alloc(&self, inner: &mut Inner, ipa: u64) -> Result<Path, PmapError> {
+        let region = ipa >> Level::L2.shift();
+        if let Some(c) = inner.last_walk.filter(|c| c.region == region) {
+            return Ok(c.path(ipa));
+        }
+        let path = self.walk_alloc_uncached(inner, ipa)?;
+        inner.last_walk = Some(Cached {
+            region,
+            l1_slot: path.l1_slot,
+            l2_table: path.l2_table,
+            l2_slot: path.l2_slot,
+            l3_table: path.l3_table,
+        });
+        Ok(path)
+    }
+
+    fn walk_alloc_uncached(&self, inner: &mut Inner, ipa: u64) -> Result<Path, PmapError> {
         let l1_slot = Self::slot(self.root, ipa, Level::L1);
         let (l2_table, l2_new) = match self.read(l1_slot).decode(Level::L1) {
             Entry::Table(t) => (t, false),
@@ -145,6 +190,7 @@ impl Stage2 {
     ) {
         self.write(slot, Descriptor::INVALID);
         inner.live.remove(&table.0);
+        inner.last_walk = None;
         if let Some(deferred) = inner.deferred.as_mut() {
             deferred.tables.push(table);
         } else {
