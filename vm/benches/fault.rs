@@ -5,6 +5,9 @@
 //!   in turn, the memory traffic the faults have;
 //! - `cow_1b/fault_1b` vs `cow_1b/baseline_copy_4k`: a 1B copy-on-write fault vs copying 4 KiB
 //!   (cache-hot), and vs `baseline_copy_4k_cold` (each of the batch's frames in turn);
+//! - `paired/zero_fill`, `paired/cow_1b` (printed): each fault batch timed back to back with its
+//!   cold baseline's batch, the median ratio of 31 pairs (immune to the drift between two
+//!   criterion runs on a shared machine);
 //! - `seq_64m/<advice>` vs `seq_64m/baseline_copy_64m`: reading 64 MiB of a resident image in a
 //!   new VM page by page (faulting where stage 2 refuses), per advice; faults per MiB printed;
 //! - `fork/<n>MiB` vs `fork/baseline_copy_<n>MiB`: fork of the same map (one 512 MiB entry) with
@@ -67,79 +70,115 @@ fn allowed(map: &Map, at: Ipa, access: Access) -> bool {
     }
 }
 
-/// Zero2B fault vs zeroing one frame.
+/// Frames of a fault batch: criterion's iterations run in batches of at most this many faults,
+/// each batch in a new environment (and so do the cold baselines, like for like). 64 MiB, twice
+/// the host's last-level cache, so that faults and baselines alike touch memory the cache does
+/// not hold: a guest's new pages come from a free list, not from the cache.
+const BATCH: u64 = 16384;
+
+/// `n` (≤ [`BATCH`]) Zero2B faults in a new VM (frames materialised first).
+fn zero_faults(n: u64) -> Duration {
+    let e = env(BATCH as usize + 64);
+    e.mem.materialise();
+    let map = Map::new(&e.uvm, Vmid(1)).unwrap();
+    map.insert(anon(BATCH, Advice::Random)).unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        black_box(fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap());
+    }
+    let took = t.elapsed();
+    assert_eq!(map.stats().snapshot().flt_przero, n);
+    took
+}
+
+/// Zeroing `n` (≤ [`BATCH`]) frames, each in turn, of a new environment: a zero-fill fault's
+/// memory traffic without the engine.
+fn zero_frames(n: u64) -> Duration {
+    let e = env(BATCH as usize + 64);
+    e.mem.materialise();
+    let base = e.mem.range().start.0;
+    let t = Instant::now();
+    for i in 0..n {
+        e.mem.zero(black_box(Pa(base + i * PAGE_SIZE)));
+    }
+    t.elapsed()
+}
+
+/// `n` (< [`BATCH`]) 1B faults: the parent of a fork writes the pages it shares with the child.
+fn cow_faults(n: u64) -> Duration {
+    let n = n.min(BATCH - 1);
+    let e = env(2 * BATCH as usize + 128);
+    e.mem.materialise();
+    let map = Map::new(&e.uvm, Vmid(1)).unwrap();
+    map.insert(anon(BATCH, Advice::Random)).unwrap();
+    for i in 0..BATCH {
+        fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap();
+    }
+    let child = map.fork(Vmid(2)).unwrap();
+    // Resolve needs_copy outside the timing (one amap copy for the whole entry).
+    fault(&map, ipa(BATCH - 1), Access::Write, FaultFlags::empty()).unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        black_box(fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap());
+    }
+    let took = t.elapsed();
+    // The untimed write above was a 1B fault too.
+    assert_eq!(map.stats().snapshot().flt_acow, n + 1);
+    drop(child);
+    took
+}
+
+/// Copying `n` (< [`BATCH`]) frames into `n` others, each in turn, in a new environment: a 1B
+/// fault's memory traffic without the engine.
+fn copy_frames(n: u64) -> Duration {
+    let n = n.min(BATCH - 1);
+    let e = env(2 * BATCH as usize + 128);
+    e.mem.materialise();
+    let base = e.mem.range().start.0;
+    let t = Instant::now();
+    for i in 0..n {
+        let (dst, src) = (Pa(base + (BATCH + i) * PAGE_SIZE), Pa(base + i * PAGE_SIZE));
+        e.mem.copy(black_box(dst), black_box(src));
+    }
+    t.elapsed()
+}
+
+/// Times `n` operations, in a new environment.
+type Batch = fn(u64) -> Duration;
+
+/// Criterion's `iters` run as batches of `batch(n)`.
+fn in_batches(iters: u64, per_batch: u64, batch: Batch) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(per_batch);
+        total += batch(n);
+        left -= n;
+    }
+    total
+}
+
+/// Zero2B fault vs zeroing 4 KiB: one frame over and over (cache-hot), and each frame of a batch
+/// in turn (`_cold`, the fault's own memory traffic).
 fn zero_fill(c: &mut Criterion) {
-    const BATCH: u64 = 8192;
     let mut g = c.benchmark_group("zero_fill");
     g.bench_function("fault_2b_zero", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(BATCH);
-                let e = env(BATCH as usize + 64);
-                e.mem.materialise();
-                let map = Map::new(&e.uvm, Vmid(1)).unwrap();
-                map.insert(anon(BATCH, Advice::Random)).unwrap();
-                let t = Instant::now();
-                for i in 0..n {
-                    black_box(fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap());
-                }
-                total += t.elapsed();
-                left -= n;
-            }
-            total
-        });
+        b.iter_custom(|iters| in_batches(iters, BATCH, zero_faults))
     });
     let e = env(16);
     let pa = e.mem.range().start;
     g.bench_function("baseline_zero_4k", |b| b.iter(|| e.mem.zero(black_box(pa))));
-    // The fault zeroes a different frame each time, over as many frames as the batch: the same
-    // memory traffic without the engine.
-    let e = env(BATCH as usize);
-    e.mem.materialise();
-    let base = e.mem.range().start.0;
-    let mut i = 0;
     g.bench_function("baseline_zero_4k_cold", |b| {
-        b.iter(|| {
-            e.mem.zero(black_box(Pa(base + i * PAGE_SIZE)));
-            i = (i + 1) % BATCH;
-        })
+        b.iter_custom(|iters| in_batches(iters, BATCH, zero_frames))
     });
     g.finish();
 }
 
-/// 1B copy-on-write fault vs copying one frame.
+/// 1B copy-on-write fault vs copying 4 KiB: hot and cold, as [`zero_fill`].
 fn cow_1b(c: &mut Criterion) {
-    const BATCH: u64 = 4096;
     let mut g = c.benchmark_group("cow_1b");
     g.bench_function("fault_1b", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let n = left.min(BATCH);
-                let e = env(2 * BATCH as usize + 128);
-                e.mem.materialise();
-                let map = Map::new(&e.uvm, Vmid(1)).unwrap();
-                map.insert(anon(BATCH, Advice::Random)).unwrap();
-                for i in 0..BATCH {
-                    fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap();
-                }
-                let child = map.fork(Vmid(2)).unwrap();
-                // Resolve needs_copy outside the timing (one amap copy for the whole entry).
-                fault(&map, ipa(BATCH - 1), Access::Write, FaultFlags::empty()).unwrap();
-                let t = Instant::now();
-                for i in 0..n.min(BATCH - 1) {
-                    black_box(fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap());
-                }
-                total += t.elapsed();
-                assert!(e.uvm.stats().flt_acow >= n.min(BATCH - 1));
-                drop(child);
-                left -= n.min(BATCH - 1);
-            }
-            total
-        });
+        b.iter_custom(|iters| in_batches(iters, BATCH - 1, cow_faults))
     });
     let e = env(16);
     let (dst, src) = (e.mem.range().start, Pa(e.mem.range().start.0 + PAGE_SIZE));
@@ -147,20 +186,75 @@ fn cow_1b(c: &mut Criterion) {
     g.bench_function("baseline_copy_4k", |b| {
         b.iter(|| e.mem.copy(black_box(dst), black_box(src)))
     });
-    // The fault copies a different frame into a different frame each time (BATCH sources, BATCH
-    // destinations): the same memory traffic without the engine.
-    let e = env(2 * BATCH as usize);
-    e.mem.materialise();
-    let base = e.mem.range().start.0;
-    let mut i = 0;
     g.bench_function("baseline_copy_4k_cold", |b| {
-        b.iter(|| {
-            let (dst, src) = (Pa(base + (BATCH + i) * PAGE_SIZE), Pa(base + i * PAGE_SIZE));
-            e.mem.copy(black_box(dst), black_box(src));
-            i = (i + 1) % BATCH;
-        })
+        b.iter_custom(|iters| in_batches(iters, BATCH - 1, copy_frames))
     });
     g.finish();
+}
+
+/// The filter criterion was given (its one positional argument), if any.
+fn criterion_filter() -> Option<String> {
+    const VALUED: &[&str] = &[
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--load-baseline",
+        "--profile-time",
+        "--output-format",
+        "--plotting-backend",
+        "--color",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--nresamples",
+        "--format",
+    ];
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if VALUED.contains(&a.as_str()) {
+            args.next();
+        } else if !a.starts_with('-') {
+            return Some(a);
+        }
+    }
+    None
+}
+
+/// Each fault batch timed back to back with its cold baseline's batch, [`PAIRS`] times; prints
+/// the median of the per-pair ratios. On a shared machine two criterion runs taken seconds
+/// apart drift by 10-20 % against each other; a pair is taken within a few milliseconds, so its
+/// ratio does not drift. Honours criterion's filter (as a substring of the group name, or the
+/// group name as a substring of it).
+fn paired(_c: &mut Criterion) {
+    const PAIRS: usize = 31;
+    let filter = criterion_filter();
+    let wanted = |name: &str| {
+        filter
+            .as_deref()
+            .is_none_or(|f| name.contains(f) || f.contains(name))
+    };
+    let cases: [(&str, Batch, Batch, u64); 2] = [
+        ("zero_fill", zero_faults, zero_frames, BATCH),
+        ("cow_1b", cow_faults, copy_frames, BATCH - 1),
+    ];
+    for (name, faults, baseline, n) in cases {
+        if !wanted(name) {
+            continue;
+        }
+        let mut ratios: Vec<f64> = (0..PAIRS)
+            .map(|_| faults(n).as_secs_f64() / baseline(n).as_secs_f64())
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "paired/{name}: fault / cold baseline = {:.2} (median of {PAIRS} pairs of {n}; \
+             quartiles {:.2}-{:.2})",
+            ratios[PAIRS / 2],
+            ratios[PAIRS / 4],
+            ratios[3 * PAIRS / 4]
+        );
+    }
 }
 
 /// Read 64 MiB of an image that another VM already made resident, page by page, in a new VM with
@@ -211,7 +305,10 @@ fn seq_64m(c: &mut Criterion) {
                 BatchSize::PerIteration,
             );
         });
-        println!("seq_64m/{name}: {} faults per MiB", faults as f64 / 64.0);
+        if faults > 0 {
+            // (Zero when the filter left this benchmark out.)
+            println!("seq_64m/{name}: {} faults per MiB", faults as f64 / 64.0);
+        }
     }
     let frames = e.mem.range().start;
     g.bench_function("baseline_copy_64m", |b| {
@@ -283,5 +380,5 @@ fn fork(c: &mut Criterion) {
 /// Size of the forked map's one entry.
 const FORK_MAP_MIB: u64 = 512;
 
-criterion_group!(benches, zero_fill, cow_1b, seq_64m, fork);
+criterion_group!(benches, zero_fill, cow_1b, paired, seq_64m, fork);
 criterion_main!(benches);

@@ -107,8 +107,8 @@ impl AmapState {
     /// # Locks
     /// Entry and exit: AMAP held (`self` is the locked state); takes nothing. A slot past the end
     /// returns `None` (dropping `anon`) and changes nothing. The seed calls `amap_add` with the
-    /// new anon locked; 1B and 2B add an anon nobody else can reach yet (its page is BUSY) and
-    /// take its lock right after, from the slot, before anything else can see it.
+    /// new anon locked; 1B and 2B add an anon nobody else can reach yet without this AMAP lock
+    /// (its page, the only other way to it, is BUSY), so they do not lock it.
     pub(crate) fn add(&mut self, slot: usize, anon: Arc<Anon>) -> Option<Option<Arc<Anon>>> {
         let s = self.slots.get_mut(slot)?;
         Some(s.replace(anon))

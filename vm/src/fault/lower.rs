@@ -112,7 +112,7 @@ impl<'m> Fault<'m> {
                     }
                 }
             }
-            return self.finish_case2(held, pg, None, want, FaultCase::Obj2A);
+            return self.finish_case2(held, pg, false, want, FaultCase::Obj2A);
         }
 
         // Case 2B: promote into a new anon (copy of the object page, or zeroes).
@@ -155,12 +155,17 @@ impl<'m> Fault<'m> {
                 return Err(Step::ReFault);
             }
         }
-        self.finish_case2(held, npg, Some(slot), want, case)
+        self.finish_case2(held, npg, true, want, case)
     }
 
     /// Enter the BUSY page `pg` (wiring it with a wired mapping), activate it otherwise, and
-    /// clear BUSY. `new_anon` is the amap slot of the new anon owning `pg` (2B), `None` for an
-    /// object page (2A).
+    /// clear BUSY. `new_anon`: `pg` is the page of the anon 2B just put in the amap (not an
+    /// object page, 2A).
+    ///
+    /// The new anon is not locked: its state (`an_ref`, `page`, `swslot`) is not changed here,
+    /// faulters reach it only through the AMAP lock we hold, and the pagedaemon (through the
+    /// page's owner) finds the page BUSY until `finish_page`; once that clears BUSY the page is
+    /// mapped and may be paged out like any other.
     ///
     /// # Locks
     /// Entry: MAPS, AMAP (if any) held; `pg` BUSY. Exit: nothing.
@@ -168,16 +173,12 @@ impl<'m> Fault<'m> {
         &self,
         held: Held<'_>,
         pg: PageIdx,
-        new_anon: Option<usize>,
+        new_anon: bool,
         want: Want,
         case: FaultCase,
     ) -> Result<FaultCase, Step> {
-        // Hold the new anon's lock until its page is mapped and unbusied.
-        let anon_guard = new_anon
-            .and_then(|slot| held.amap.as_ref()?.lookup(slot))
-            .map(|a| a.lock());
         // A new anon's page was just allocated: never RDONLY.
-        let rdonly = new_anon.is_none() && self.uvm.page_has(pg, PageFlags::RDONLY);
+        let rdonly = !new_anon && self.uvm.page_has(pg, PageFlags::RDONLY);
         let prot = if rdonly {
             want.enter_prot - Prot::WRITE
         } else {
@@ -185,16 +186,14 @@ impl<'m> Fault<'m> {
         };
         if !self.enter(pg, prot, want) {
             // `pg` stays BUSY through the reclaim (see `reclaim_or_nomem`).
-            drop(anon_guard);
             drop(held);
             return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
         }
         // `enter` wired the page if the mapping is wired (see `wire.rs`). A page mapped writable
         // (written through a shared mapping, for an object page) is no longer CLEAN, nor is a
         // wired anon page (it has no swap copy). One PAGE lock round trip for all of it.
-        let dirty = prot.contains(Prot::WRITE) || (want.wired && new_anon.is_some());
+        let dirty = prot.contains(Prot::WRITE) || (want.wired && new_anon);
         self.uvm.finish_page(pg, dirty, !want.wired);
-        drop(anon_guard);
         drop(held);
         Ok(case)
     }

@@ -65,14 +65,12 @@ impl<'m> Fault<'m> {
                 (Some(st), Some(slot)) => st.add(slot, new),
                 _ => None,
             };
-            // The new anon, now in the amap: lock it there (see `AmapState::add`).
-            let na = slot.and_then(|slot| held.amap.as_ref()?.lookup(slot));
-            let (Some(_), Some(mut na)) = (replaced, na.map(|n| n.lock())) else {
+            if replaced.is_none() {
                 // Cannot happen with the amap locked: the new anon went with the slot; give its
                 // page back and refault.
                 self.uvm.free_page(npg);
                 return Err(Step::ReFault);
-            };
+            }
             // The amap no longer refers to the old anon from this slot (cannot reach zero: > 1).
             a.an_ref -= 1;
             if held.amap.as_ref().is_some_and(|st| st.shared()) {
@@ -84,12 +82,14 @@ impl<'m> Fault<'m> {
             if !self.enter(npg, want.enter_prot, want) {
                 // The new anon is in the amap; its page stays BUSY through the reclaim.
                 self.uvm.activate(npg);
-                drop(na);
                 drop(a);
                 drop(held);
                 return Err(self.reclaim_or_nomem(Some(npg), Need::Table));
             }
-            self.finish_anon_page(&mut na, npg, want, want.enter_prot);
+            // The new anon is not locked, as in 2B (see `finish_case2`); it has no swap slot to
+            // drop if wired, so only its page is finished.
+            let dirty = want.wired || want.enter_prot.contains(Prot::WRITE);
+            self.uvm.finish_page(npg, dirty, !want.wired);
             return Ok(FaultCase::AnonCow1B);
         }
 
