@@ -225,15 +225,14 @@ fn criterion_filter() -> Option<String> {
 /// Each fault batch timed back to back with its cold baseline's batch, [`PAIRS`] times; prints
 /// the median of the per-pair ratios. On a shared machine two criterion runs taken seconds
 /// apart drift by 10-20 % against each other; a pair is taken within a few milliseconds, so its
-/// ratio does not drift. Honours criterion's filter (as a substring of the group name, or the
-/// group name as a substring of it).
+/// ratio does not drift. Honours criterion's filter (a regex) on `paired/<case>`.
 fn paired(_c: &mut Criterion) {
     const PAIRS: usize = 31;
-    let filter = criterion_filter();
+    let filter = criterion_filter().map(|f| regex::Regex::new(&f).expect("criterion's filter"));
     let wanted = |name: &str| {
         filter
-            .as_deref()
-            .is_none_or(|f| name.contains(f) || f.contains(name))
+            .as_ref()
+            .is_none_or(|r| r.is_match(&format!("paired/{name}")))
     };
     let cases: [(&str, Batch, Batch, u64); 2] = [
         ("zero_fill", zero_faults, zero_frames, BATCH),
