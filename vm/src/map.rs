@@ -11,252 +11,29 @@
 //! I/O relocks it and compares versions to know whether its lookup still holds (the seed's
 //! alternative 2).
 //!
+//! Files: this one (the `Map`: its lock, version and operations), `entry` (entries and the
+//! sorted set of them), `access` (the hypervisor reading and writing guest memory).
+//!
 //! # Locks
 //! `Map` holds the MAPS lock (a reader–writer spin lock), first in the order MAPS → AMAP → OBJECT
 //! → ANON → PMAP → PAGE → PAGE QUEUES. Faults take it for reading; every change of entries takes
 //! it for writing (and bumps the version).
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Ipa, PageIdx, Prot, PAGE_SIZE};
-use crate::amap::{amap_split, amap_unref, Amap, AmapRef};
+use crate::amap::{amap_unref, Amap, AmapRef};
 use crate::anon::Anon;
-use crate::fault::FaultError;
-use crate::object::Object;
 use crate::pmap::{Pmap, Stage2, Vmid};
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
-/// What a child map gets of an entry at fork (the seed's `MAP_INHERIT_*`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub enum Inherit {
-    /// Both maps share the amap: writes in one are seen by the other.
-    Share,
-    /// The child gets a copy-on-write copy.
-    #[default]
-    Copy,
-    /// The child gets nothing.
-    None,
-}
+mod access;
+mod entry;
 
-/// Expected access pattern, choosing the fault neighbourhood (the seed's `MADV_*`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub enum Advice {
-    /// 3 pages back, 4 forward.
-    #[default]
-    Normal,
-    /// The faulting page only.
-    Random,
-    /// 8 back (deactivated, not mapped), 7 forward.
-    Sequential,
-}
-
-impl Advice {
-    /// (pages back, pages forward) looked at around a fault (the seed's `uvmadvice` table).
-    pub const fn range(self) -> (u64, u64) {
-        match self {
-            Advice::Normal => (3, 4),
-            Advice::Random => (0, 0),
-            Advice::Sequential => (8, 7),
-        }
-    }
-}
-
-/// Why a map operation failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum MapError {
-    /// An address or offset is not page aligned.
-    Unaligned,
-    /// `start >= end`, or the range leaves the stage-2 input range.
-    BadRange,
-    /// The new entry overlaps an existing one.
-    Overlap,
-    /// Part of the range is not mapped.
-    NoEntry,
-    /// The protection exceeds the entry's maximum.
-    Protection,
-    /// The object is smaller than the entry needs.
-    ObjectRange,
-    /// No frame for the stage-2 root, or for a copy.
-    NoMemory,
-    /// Wiring faulted and failed.
-    Fault(FaultError),
-}
-
-/// How to create an entry (`Map::insert`).
-#[derive(Clone)]
-pub struct EntrySpec {
-    pub start: Ipa,
-    pub end: Ipa,
-    pub prot: Prot,
-    pub max_prot: Prot,
-    pub inherit: Inherit,
-    pub advice: Advice,
-    /// The lower layer and the byte offset of `start` in it.
-    pub object: Option<(Arc<dyn Object>, u64)>,
-    /// Give the entry an amap (anonymous memory) now.
-    pub anon: bool,
-    /// Writes promote into the amap instead of reaching the object.
-    pub copy_on_write: bool,
-}
-
-impl EntrySpec {
-    /// Anonymous (zero-fill) memory over `[start, end)`: an amap now, no object, protection
-    /// `prot`, maximum protection ALL, COPY inheritance, normal advice.
-    pub fn anon(start: Ipa, end: Ipa, prot: Prot) -> EntrySpec {
-        EntrySpec {
-            start,
-            end,
-            prot,
-            max_prot: Prot::ALL,
-            inherit: Inherit::Copy,
-            advice: Advice::Normal,
-            object: None,
-            anon: true,
-            copy_on_write: false,
-        }
-    }
-
-    /// A copy-on-write mapping of `object` from byte `offset` over `[start, end)`, with an amap
-    /// now (writes promote into it), protection ALL: a guest image as hyp maps it. Otherwise as
-    /// [`EntrySpec::anon`].
-    pub fn image(object: Arc<dyn Object>, offset: u64, start: Ipa, end: Ipa) -> EntrySpec {
-        EntrySpec {
-            object: Some((object, offset)),
-            copy_on_write: true,
-            ..EntrySpec::anon(start, end, Prot::ALL)
-        }
-    }
-}
-
-/// One map entry (the seed's `struct vm_map_entry`).
-#[derive(Clone)]
-pub struct Entry {
-    pub start: Ipa,
-    pub end: Ipa,
-    pub prot: Prot,
-    pub max_prot: Prot,
-    pub inherit: Inherit,
-    pub advice: Advice,
-    pub wired_count: u32,
-    pub needs_copy: bool,
-    pub copy_on_write: bool,
-    pub aref: Option<AmapRef>,
-    pub object: Option<(Arc<dyn Object>, u64)>,
-}
-
-impl Entry {
-    /// Pages covered.
-    pub fn npages(&self) -> usize {
-        usize::try_from(self.end.pages_since(self.start)).unwrap_or(usize::MAX)
-    }
-
-    /// True when `ipa` is inside the entry.
-    pub fn contains(&self, ipa: Ipa) -> bool {
-        self.start <= ipa && ipa < self.end
-    }
-
-    /// Amap slot of `ipa` (which must be inside the entry).
-    pub fn slot(&self, ipa: Ipa) -> Option<usize> {
-        let aref = self.aref.as_ref()?;
-        let page = usize::try_from(ipa.pages_since(self.start)).ok()?;
-        aref.slotoff.checked_add(page)
-    }
-
-    /// Object offset of `ipa` (which must be inside the entry).
-    pub fn object_offset(&self, ipa: Ipa) -> Option<u64> {
-        let (_, off) = self.object.as_ref()?;
-        off.checked_add(ipa.0 - self.start.0)
-    }
-
-    /// The seed's `VM_MAPENT_ISWIRED`.
-    pub fn is_wired(&self) -> bool {
-        self.wired_count > 0
-    }
-}
-
-impl core::fmt::Debug for Entry {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Entry")
-            .field("start", &self.start)
-            .field("end", &self.end)
-            .field("prot", &self.prot)
-            .field("max_prot", &self.max_prot)
-            .field("inherit", &self.inherit)
-            .field("advice", &self.advice)
-            .field("wired_count", &self.wired_count)
-            .field("needs_copy", &self.needs_copy)
-            .field("copy_on_write", &self.copy_on_write)
-            .field("amap", &self.aref.as_ref().map(|a| a.slotoff))
-            .field("object", &self.object.as_ref().map(|o| o.1))
-            .finish()
-    }
-}
-
-/// The entries, behind the MAPS lock.
-#[derive(Default)]
-pub struct MapInner {
-    pub(crate) entries: BTreeMap<u64, Entry>,
-}
-
-impl MapInner {
-    /// The entry covering `ipa` (the seed's `uvm_map_lookup_entry`).
-    pub fn lookup(&self, ipa: Ipa) -> Option<&Entry> {
-        let (_, e) = self.entries.range(..=ipa.0).next_back()?;
-        e.contains(ipa).then_some(e)
-    }
-
-    pub(crate) fn lookup_mut(&mut self, ipa: Ipa) -> Option<&mut Entry> {
-        let (_, e) = self.entries.range_mut(..=ipa.0).next_back()?;
-        e.contains(ipa).then_some(e)
-    }
-
-    /// Split the entry containing `at` so that an entry starts at `at` (the seed's
-    /// `UVM_MAP_CLIP_START`/`_END`). The amap is split along (see `amap_split`).
-    pub(crate) fn clip(&mut self, at: Ipa) {
-        let Some(e) = self.lookup_mut(at) else { return };
-        if e.start == at {
-            return;
-        }
-        let total = e.npages();
-        let head_pages = usize::try_from(at.pages_since(e.start)).unwrap_or(usize::MAX);
-        let mut upper = e.clone();
-        upper.start = at;
-        e.end = at;
-        if let Some(aref) = &e.aref {
-            upper.aref = Some(amap_split(aref, head_pages, total));
-        }
-        if let Some((_, off)) = &mut upper.object {
-            *off = off.saturating_add(at.0 - e.start.0);
-        }
-        self.entries.insert(at.0, upper);
-    }
-
-    /// Clip at both ends and return the starts of the entries inside `[start, end)`.
-    pub(crate) fn clip_range(&mut self, start: Ipa, end: Ipa) -> Vec<u64> {
-        self.clip(start);
-        self.clip(end);
-        self.entries
-            .range(start.0..end.0)
-            .map(|(k, _)| *k)
-            .collect()
-    }
-
-    /// True when entries cover all of `[start, end)` with no hole.
-    pub(crate) fn covers(&self, start: Ipa, end: Ipa) -> bool {
-        let mut at = start;
-        while at < end {
-            match self.lookup(at) {
-                Some(e) => at = e.end,
-                None => return false,
-            }
-        }
-        true
-    }
-}
+pub use entry::{Advice, Entry, EntrySpec, Inherit, MapError, MapInner};
 
 /// One VM's address space.
 pub struct Map {
@@ -538,80 +315,6 @@ impl Map {
                 .map_err(MapError::Fault)?;
         }
         Ok(())
-    }
-
-    /// Read guest memory at `ipa` (faulting pages in for reading as the guest would).
-    pub fn copy_in(&self, ipa: Ipa, buf: &mut [u8]) -> Result<(), FaultError> {
-        self.copy(ipa, buf.len(), crate::addr::Access::Read, |pa, range| {
-            if let Some(b) = buf.get_mut(range) {
-                self.uvm.mem().read(pa, b);
-            }
-        })
-    }
-
-    /// Write guest memory at `ipa` (faulting pages in for writing as the guest would).
-    pub fn copy_out(&self, ipa: Ipa, buf: &[u8]) -> Result<(), FaultError> {
-        self.copy(ipa, buf.len(), crate::addr::Access::Write, |pa, range| {
-            if let Some(b) = buf.get(range) {
-                self.uvm.mem().write(pa, b);
-            }
-        })
-    }
-
-    /// Copy page by page. Each page is held BUSY (with the map read-locked) while `f` runs, so
-    /// the pagedaemon, a free or a fork cannot pull it away mid-copy.
-    ///
-    /// # Locks
-    /// Takes MAPS (read), then PAGE; drops both before faulting. Exit: nothing.
-    fn copy(
-        &self,
-        ipa: Ipa,
-        len: usize,
-        access: crate::addr::Access,
-        mut f: impl FnMut(crate::addr::Pa, core::ops::Range<usize>),
-    ) -> Result<(), FaultError> {
-        let mut done = 0usize;
-        while done < len {
-            let at = ipa.checked_add(done as u64).ok_or(FaultError::NoMapping)?;
-            let n = ((PAGE_SIZE - at.page_offset()) as usize).min(len - done);
-            let mut copied = false;
-            for _ in 0..4 {
-                if let Some((pa, pg)) = self.hold(at, access) {
-                    f(crate::addr::Pa(pa.0 + at.page_offset()), done..done + n);
-                    self.uvm.unbusy(pg);
-                    copied = true;
-                    break;
-                }
-                crate::fault::fault(self, at, access, crate::fault::FaultFlags::empty())?;
-            }
-            if !copied {
-                return Err(FaultError::Restart);
-            }
-            done += n;
-        }
-        Ok(())
-    }
-
-    /// If `ipa` is mapped with `access` to a pool page that is not BUSY, make it BUSY and return
-    /// it; the caller unbusies it.
-    fn hold(&self, ipa: Ipa, access: crate::addr::Access) -> Option<(crate::addr::Pa, PageIdx)> {
-        let _g = self.read();
-        let (pa, prot) = self.stage2.extract(ipa.page_base())?;
-        if !prot.contains(access.prot()) {
-            return None;
-        }
-        let pg = self.uvm.page_at(pa)?;
-        let mut m = self.uvm.page_meta(pg).lock();
-        if m.flags.contains(crate::page::PageFlags::BUSY)
-            || matches!(
-                m.owner,
-                crate::page::Owner::Free | crate::page::Owner::Table
-            )
-        {
-            return None;
-        }
-        m.flags.insert(crate::page::PageFlags::BUSY);
-        Some((pa, pg))
     }
 
     /// Drop an entry's layers (after it left the map and the stage-2 table).

@@ -1,0 +1,79 @@
+//! Guest memory read and written by the hypervisor through a map (`copy_in`, `copy_out`), as
+//! the guest would: pages are faulted in and held BUSY while copied.
+
+use super::Map;
+use crate::addr::{Access, Ipa, Pa, PageIdx, PAGE_SIZE};
+use crate::fault::{fault, FaultError, FaultFlags};
+use crate::page::{Owner, PageFlags};
+use crate::pmap::Pmap;
+
+impl Map {
+    /// Read guest memory at `ipa` (faulting pages in for reading as the guest would).
+    pub fn copy_in(&self, ipa: Ipa, buf: &mut [u8]) -> Result<(), FaultError> {
+        self.copy(ipa, buf.len(), Access::Read, |pa, range| {
+            if let Some(b) = buf.get_mut(range) {
+                self.uvm.mem().read(pa, b);
+            }
+        })
+    }
+
+    /// Write guest memory at `ipa` (faulting pages in for writing as the guest would).
+    pub fn copy_out(&self, ipa: Ipa, buf: &[u8]) -> Result<(), FaultError> {
+        self.copy(ipa, buf.len(), Access::Write, |pa, range| {
+            if let Some(b) = buf.get(range) {
+                self.uvm.mem().write(pa, b);
+            }
+        })
+    }
+
+    /// Copy page by page. Each page is held BUSY (with the map read-locked) while `f` runs, so
+    /// the pagedaemon, a free or a fork cannot pull it away mid-copy.
+    ///
+    /// # Locks
+    /// Takes MAPS (read), then PAGE; drops both before faulting. Exit: nothing.
+    fn copy(
+        &self,
+        ipa: Ipa,
+        len: usize,
+        access: Access,
+        mut f: impl FnMut(Pa, core::ops::Range<usize>),
+    ) -> Result<(), FaultError> {
+        let mut done = 0usize;
+        while done < len {
+            let at = ipa.checked_add(done as u64).ok_or(FaultError::NoMapping)?;
+            let n = ((PAGE_SIZE - at.page_offset()) as usize).min(len - done);
+            let mut copied = false;
+            for _ in 0..4 {
+                if let Some((pa, pg)) = self.hold(at, access) {
+                    f(Pa(pa.0 + at.page_offset()), done..done + n);
+                    self.uvm.unbusy(pg);
+                    copied = true;
+                    break;
+                }
+                fault(self, at, access, FaultFlags::empty())?;
+            }
+            if !copied {
+                return Err(FaultError::Restart);
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// If `ipa` is mapped with `access` to a pool page that is not BUSY, make it BUSY and return
+    /// it; the caller unbusies it.
+    fn hold(&self, ipa: Ipa, access: Access) -> Option<(Pa, PageIdx)> {
+        let _g = self.read();
+        let (pa, prot) = self.stage2.extract(ipa.page_base())?;
+        if !prot.contains(access.prot()) {
+            return None;
+        }
+        let pg = self.uvm.page_at(pa)?;
+        let mut m = self.uvm.page_meta(pg).lock();
+        if m.flags.contains(PageFlags::BUSY) || matches!(m.owner, Owner::Free | Owner::Table) {
+            return None;
+        }
+        m.flags.insert(PageFlags::BUSY);
+        Some((pa, pg))
+    }
+}
