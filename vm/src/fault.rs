@@ -114,7 +114,6 @@ use crate::amap::{AmapRef, AmapState};
 use crate::anon::Anon;
 use crate::map::{Advice, Map, MapInner};
 use crate::object::{GetMode, ObjFault, Object, PageSlot};
-use crate::pmap::Pmap;
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
@@ -475,10 +474,11 @@ impl<'m> Fault<'m> {
         let mut pages_buf = [PageSlot::Empty; MAXRANGE];
         let pages = pages_buf.get_mut(..npages).unwrap_or(&mut []);
         let mut shadowed = false;
+        let mapped = self.pmap().mapped_pages(startva, npages);
         for (lcv, slot) in pages.iter_mut().enumerate() {
             let anon = anon_at(first + lcv);
             let currva = startva.add_pages(lcv as u64);
-            if lcv != centeridx && self.pmap().extract(currva).is_some() {
+            if lcv != centeridx && mapped & (1 << lcv) != 0 {
                 *slot = PageSlot::DontCare;
                 continue;
             }

@@ -11,6 +11,7 @@ use crate::anon::{Anon, SwapSlot};
 use crate::map::EntrySpec;
 use crate::object::{GetMode, ImageObject, Object, PageSlot, PagerError, PutFlags};
 use crate::page::{Owner, PageFlags};
+use crate::pmap::Pmap;
 use crate::swap::MemSwap;
 use crate::testenv::*;
 use crate::uvm::Uvm;

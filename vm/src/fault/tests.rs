@@ -5,6 +5,7 @@ use alloc::sync::Arc;
 use super::*;
 use crate::map::{EntrySpec, Inherit};
 use crate::page::{PageFlags, Queue};
+use crate::pmap::Pmap;
 use crate::swap::MemSwap;
 use crate::testenv::*;
 

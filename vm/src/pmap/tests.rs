@@ -206,6 +206,31 @@ fn the_walk_cache_forgets_unlinked_tables() {
 }
 
 #[test]
+fn mapped_pages_agrees_with_extract_across_tables() {
+    let fx = Fx::new(32);
+    let s2 = fx.stage2(1).unwrap();
+    // Three pages below a 2 MiB boundary and two above it (another level-3 table), with holes;
+    // one more far away, out of the range asked.
+    let below = Ipa(0x4020_0000 - 4 * 0x1000);
+    for i in [0, 2, 3, 4, 6] {
+        s2.enter(below.add_pages(i), P1, Prot::READ, EnterFlags::empty())
+            .unwrap();
+    }
+    s2.enter(Ipa(0x8000_0000), P2, Prot::READ, EnterFlags::empty())
+        .unwrap();
+    let want = (0..16u64)
+        .filter(|&i| s2.extract(below.add_pages(i)).is_some())
+        .fold(0u32, |m, i| m | 1 << i);
+    assert_eq!(want, 0b101_1101);
+    assert_eq!(s2.mapped_pages(below, 16), want);
+    assert_eq!(s2.mapped_pages(below.add_pages(2), 3), 0b111);
+    // Nothing mapped there, and nothing past the IPA space.
+    assert_eq!(s2.mapped_pages(Ipa(0x1_0000_0000), 16), 0);
+    assert_eq!(s2.mapped_pages(Ipa((1 << 40) - 0x1000), 16), 0);
+    fx.clean();
+}
+
+#[test]
 fn no_tlb_invalidation_for_invalid_to_valid() {
     let fx = Fx::new(16);
     let s2 = fx.stage2(1).unwrap();

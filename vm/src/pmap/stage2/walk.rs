@@ -83,6 +83,14 @@ impl Stage2 {
         (ipa | (level.leaf_size() - 1)).saturating_add(1)
     }
 
+    /// [`Stage2::walk`] through the walk cache.
+    pub(super) fn walk_cached(&self, inner: &Inner, ipa: u64) -> Walk {
+        match inner.last_walk {
+            Some(c) if c.region == ipa >> Level::L2.shift() => Walk::Found(c.path(ipa)),
+            _ => self.walk(ipa),
+        }
+    }
+
     /// Walk to the level-3 slot of `ipa` without allocating. A block met on the way (never
     /// written by us) is reported as a hole.
     pub(super) fn walk(&self, ipa: u64) -> Walk {
