@@ -474,7 +474,12 @@ impl<'m> Fault<'m> {
         let mut pages_buf = [PageSlot::Empty; MAXRANGE];
         let pages = pages_buf.get_mut(..npages).unwrap_or(&mut []);
         let mut shadowed = false;
-        let mapped = self.pmap().mapped_pages(startva, npages);
+        // Which neighbours are mapped already (the centre is not asked: it faulted).
+        let mapped = if npages > 1 {
+            self.pmap().mapped_pages(startva, npages)
+        } else {
+            0
+        };
         for (lcv, slot) in pages.iter_mut().enumerate() {
             let anon = anon_at(first + lcv);
             let currva = startva.add_pages(lcv as u64);
