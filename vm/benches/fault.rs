@@ -71,9 +71,10 @@ fn allowed(map: &Map, at: Ipa, access: Access) -> bool {
 }
 
 /// Frames of a fault batch: criterion's iterations run in batches of at most this many faults,
-/// each batch in a new environment (and so do the cold baselines, like for like). 64 MiB, twice
-/// the host's last-level cache, so that faults and baselines alike touch memory the cache does
-/// not hold: a guest's new pages come from a free list, not from the cache.
+/// each batch in a new environment (and so do the cold baselines, like for like). 64 MiB: twice
+/// the last-level cache of the machine the README's numbers come from (32 MiB), so that faults
+/// and baselines alike touch memory the cache does not hold, as a guest's new pages, taken from a
+/// free list, are not in the cache. Lower it to see the cache-resident case.
 const BATCH: u64 = 16384;
 
 /// `n` (≤ [`BATCH`]) Zero2B faults in a new VM (frames materialised first).
@@ -192,9 +193,18 @@ fn cow_1b(c: &mut Criterion) {
     g.finish();
 }
 
+/// True when criterion was asked not to measure (`--list`, `--test`, `--profile-time`).
+fn criterion_not_measuring() -> bool {
+    std::env::args().any(|a| matches!(a.as_str(), "--list" | "--test" | "--profile-time"))
+}
+
 /// The filter criterion was given (its one positional argument), if any.
 fn criterion_filter() -> Option<String> {
     const VALUED: &[&str] = &[
+        "-c",
+        "-s",
+        "-b",
+        "--baseline-lenient",
         "--warm-up-time",
         "--measurement-time",
         "--sample-size",
@@ -225,14 +235,26 @@ fn criterion_filter() -> Option<String> {
 /// Each fault batch timed back to back with its cold baseline's batch, [`PAIRS`] times; prints
 /// the median of the per-pair ratios. On a shared machine two criterion runs taken seconds
 /// apart drift by 10-20 % against each other; a pair is taken within a few milliseconds, so its
-/// ratio does not drift. Honours criterion's filter (a regex) on `paired/<case>`.
+/// ratio does not drift. Honours criterion's filter on `paired/<case>`.
 fn paired(_c: &mut Criterion) {
     const PAIRS: usize = 31;
-    let filter = criterion_filter().map(|f| regex::Regex::new(&f).expect("criterion's filter"));
+    if criterion_not_measuring() {
+        return;
+    }
+    // As criterion reads its filter: a regex, or the whole name with `--exact`.
+    let exact = std::env::args().any(|a| a == "--exact");
+    let filter = criterion_filter();
+    let regex = filter
+        .as_deref()
+        .filter(|_| !exact)
+        .map(|f| regex::Regex::new(f).expect("criterion's filter"));
     let wanted = |name: &str| {
-        filter
-            .as_ref()
-            .is_none_or(|r| r.is_match(&format!("paired/{name}")))
+        let id = format!("paired/{name}");
+        match (&filter, &regex) {
+            (None, _) => true,
+            (Some(_), Some(r)) => r.is_match(&id),
+            (Some(f), None) => *f == id,
+        }
     };
     let cases: [(&str, Batch, Batch, u64); 2] = [
         ("zero_fill", zero_faults, zero_frames, BATCH),

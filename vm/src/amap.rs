@@ -25,7 +25,7 @@ use alloc::vec::Vec;
 
 use crate::addr::Prot;
 use crate::anon::{anon_unref, Anon, AnonState};
-use crate::page::{Owner, PageFlags};
+use crate::page::PageFlags;
 use crate::uvm::Uvm;
 
 /// The state behind an amap's lock.
@@ -346,12 +346,8 @@ fn anon_copy_now(uvm: &Uvm, a: &AnonState) -> Result<Option<Arc<Anon>>, NoFrame>
     if uvm.page_has(opg, PageFlags::BUSY) {
         return Ok(None);
     }
-    let new = Anon::new();
-    let npg = uvm
-        .alloc_page(Owner::Anon(Arc::downgrade(&new)), false)
-        .ok_or(NoFrame)?;
+    let (new, npg) = Anon::with_new_page(uvm, false).ok_or(NoFrame)?;
     uvm.mem().copy(uvm.pa(npg), uvm.pa(opg));
-    new.lock().page = Some(npg);
     uvm.activate(npg);
     uvm.unbusy(npg);
     Ok(Some(new))

@@ -63,8 +63,8 @@ impl Anon {
 
     /// A new anon (`an_ref == 1`) owning a new BUSY page: the seed's `uvm_analloc` followed by
     /// `uvm_pagealloc(..., anon, ...)`, as one step. The page is zero-filled when `zero`, FAKE
-    /// (its contents still to come) otherwise. `None`, with nothing allocated, when no frame is
-    /// free.
+    /// (its contents still to come) otherwise. `None` when no frame is free (the anon made for
+    /// it is dropped again).
     ///
     /// The page's owner is the anon under construction, so the anon is born with its page and
     /// without a lock round trip to store it.

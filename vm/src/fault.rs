@@ -183,6 +183,9 @@ bitflags::bitflags! {
 /// object pages live in arrays of this size on the stack.
 pub const MAXRANGE: usize = 16;
 
+// The neighbourhood is asked about as a `u32` bit mask (`Stage2::mapped_pages`).
+const _: () = assert!(MAXRANGE <= 32);
+
 const _: () = {
     let (b, f) = Advice::Sequential.range();
     assert!(b + f < MAXRANGE as u64);

@@ -2,8 +2,9 @@
 //!
 //! It owns the page pool (the frames the hypervisor handed over, with per-frame metadata), the page
 //! queues, the physical-memory and TLB back ends, the reverse map, the optional swap device and
-//! the engine's own counters (and, through the maps it registered, everyone's: [`Uvm::stats`]). Nothing here is a hidden singleton: several `Uvm`s can coexist (the host
-//! tests make one per test).
+//! the engine's own counters (and, through the maps it registered, everyone's: [`Uvm::stats`]).
+//! Nothing here is a hidden singleton: several `Uvm`s can coexist (the host tests make one per
+//! test).
 //!
 //! It also hands frames to the stage-2 tables ([`TableFrames`]), from the same pool.
 //!
@@ -277,8 +278,14 @@ impl Uvm {
     }
 
     /// Allocate a frame for `owner` (the seed's `uvm_pagealloc`): BUSY, and zeroed when `zero`
-    /// (otherwise FAKE: its contents are garbage until filled). On no queue. `None` when only the
-    /// reserve is left.
+    /// (otherwise FAKE: its contents are garbage until filled). `None` when only the reserve is
+    /// left.
+    ///
+    /// The page goes to the tail of the active queue in the PAGE QUEUES round trip that takes it
+    /// off the free queue, so a fault's new page needs no second trip to be activated. The
+    /// pagedaemon leaves it alone meanwhile: BUSY pages are never taken, and in the instant
+    /// before its metadata below is written its owner still reads `Free`, which `deactivate`
+    /// skips. Wiring takes it off the queues again (`Uvm::wire`).
     ///
     /// # Locks
     /// Takes PAGE QUEUES then PAGE; any lock above them may be held.
@@ -291,10 +298,12 @@ impl Uvm {
             }
             // A retired table frame only when the free queue is empty (the meta is rewritten
             // below, whoever owned the frame).
-            match q.pop_free() {
+            let pg = match q.pop_free() {
                 Some(pg) => pg,
                 None => self.page_at(q.pop_retired()?)?,
-            }
+            };
+            q.move_to(pg, Queue::Active);
+            pg
         };
         if zero {
             self.mem.zero(self.pa(pg));

@@ -15,7 +15,8 @@ impl<'m> Fault<'m> {
     ///
     /// # Locks
     /// Entry: MAPS (read) and AMAP (if any) held in `held`; `uobjpage` BUSY. Takes OBJECT (inside
-    /// the pager), ANON (the new anon's), PMAP, PAGE, PAGE QUEUES. Exit: nothing, on every path.
+    /// the pager), ANON (an anon replaced in the slot, never the new one: see `AmapState::add`),
+    /// PMAP, PAGE, PAGE QUEUES. Exit: nothing, on every path.
     pub(super) fn case2<'a>(
         &mut self,
         held: Held<'a>,
@@ -164,8 +165,8 @@ impl<'m> Fault<'m> {
     ///
     /// The new anon is not locked: its state (`an_ref`, `page`, `swslot`) is not changed here,
     /// faulters reach it only through the AMAP lock we hold, and the pagedaemon (through the
-    /// page's owner) finds the page BUSY until `finish_page`; once that clears BUSY the page is
-    /// mapped and may be paged out like any other.
+    /// page's owner) finds the page BUSY until `finish_page` (or, when `enter` fails, until the
+    /// reclaim path unbusies it, the page then unmapped but on the active queue).
     ///
     /// # Locks
     /// Entry: MAPS, AMAP (if any) held; `pg` BUSY. Exit: nothing.
@@ -185,7 +186,9 @@ impl<'m> Fault<'m> {
             want.enter_prot
         };
         if !self.enter(pg, prot, want) {
-            // `pg` stays BUSY through the reclaim (see `reclaim_or_nomem`).
+            // `pg` stays BUSY through the reclaim (see `reclaim_or_nomem`). A new anon's page is
+            // on the active queue since its allocation: should the refault end `NoMemory`, the
+            // page stays in the amap unmapped, where the pagedaemon can take it.
             drop(held);
             return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
         }
@@ -193,7 +196,8 @@ impl<'m> Fault<'m> {
         // (written through a shared mapping, for an object page) is no longer CLEAN, nor is a
         // wired anon page (it has no swap copy). One PAGE lock round trip for all of it.
         let dirty = prot.contains(Prot::WRITE) || (want.wired && new_anon);
-        self.uvm.finish_page(pg, dirty, !want.wired);
+        // A new page is on the active queue since its allocation (or off the queues, wired).
+        self.uvm.finish_page(pg, dirty, !want.wired && !new_anon);
         drop(held);
         Ok(case)
     }

@@ -746,3 +746,28 @@ fn failed_fork_leaves_the_parent_unchanged() {
     child.copy_in(page(0), &mut b).unwrap();
     assert_eq!(b, [1]);
 }
+
+#[test]
+fn case_2b_pmap_failure_leaves_the_new_page_where_the_pagedaemon_finds_it() {
+    // Root (2) + level-2 and level-3 tables (2) + page 0 (1) + the new page of page 512 (1): the
+    // level-3 table page 512 needs is the frame that is not there, and with no swap nothing is
+    // reclaimable, so the fault ends NoMemory with the new anon in the amap, its page unmapped.
+    let e = env(6);
+    let m = e.anon_map(1024);
+    wr(&m, page(0)).unwrap();
+    assert_eq!(wr(&m, page(512)), Err(FaultError::NoMemory));
+    assert!(snap(&m).fltpmapfail > 0);
+    let anon = m
+        .anon_at(page(512))
+        .expect("the new anon stays in the amap");
+    let pg = anon.lock().page.expect("with its page");
+    assert_eq!(prot(&m, page(512)), None);
+    assert!(!e.uvm.page_has(pg, PageFlags::BUSY));
+    // On a paging queue (with page 0's; the failed fault's reclaim deactivated both), where the
+    // pagedaemon looks once swap exists.
+    let (_, active, inactive) = e.uvm.queue_counts();
+    assert_eq!(active + inactive, 2);
+    e.uvm.set_swap(MemSwap::new(8));
+    assert_eq!(e.uvm.reclaim(1), 1);
+    assert_eq!(wr(&m, page(512)).map(|r| r.case), Ok(FaultCase::Anon1A));
+}

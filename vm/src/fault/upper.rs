@@ -12,8 +12,8 @@ impl<'m> Fault<'m> {
     /// it into a new anon and map that).
     ///
     /// # Locks
-    /// Entry: MAPS (read) and AMAP held in `held`. Takes the ANON lock (and the new anon's in 1B),
-    /// then PMAP, PAGE, PAGE QUEUES. Exit: nothing, on every path.
+    /// Entry: MAPS (read) and AMAP held in `held`. Takes the ANON lock (not the new anon's in 1B:
+    /// see `AmapState::add`), then PMAP, PAGE, PAGE QUEUES. Exit: nothing, on every path.
     pub(super) fn case1<'a>(
         &mut self,
         held: Held<'a>,
@@ -80,16 +80,17 @@ impl<'m> Fault<'m> {
                 self.uvm.page_protect(pg, Prot::NONE);
             }
             if !self.enter(npg, want.enter_prot, want) {
-                // The new anon is in the amap; its page stays BUSY through the reclaim.
-                self.uvm.activate(npg);
+                // The new anon is in the amap; its page (on the active queue since its
+                // allocation) stays BUSY through the reclaim.
                 drop(a);
                 drop(held);
                 return Err(self.reclaim_or_nomem(Some(npg), Need::Table));
             }
             // The new anon is not locked, as in 2B (see `finish_case2`); it has no swap slot to
-            // drop if wired, so only its page is finished.
+            // drop if wired, so only its page is finished (already on the active queue, or off
+            // the queues if wired).
             let dirty = want.wired || want.enter_prot.contains(Prot::WRITE);
-            self.uvm.finish_page(npg, dirty, !want.wired);
+            self.uvm.finish_page(npg, dirty, false);
             return Ok(FaultCase::AnonCow1B);
         }
 
@@ -137,29 +138,48 @@ impl<'m> Fault<'m> {
     /// Write fault on a loaned page of an anon nobody else refers to: give the anon a private
     /// copy and end its part in the loan (the seed's "KILL loan"). `None` when no frame is free.
     ///
+    /// The loan is judged again under the page's PAGE lock: the lending object may have broken
+    /// the loan since anonget looked (an object-side write fault, under the object's lock, not
+    /// ours), handing the page to this anon. Then the page is simply ours: the copy is dropped
+    /// and `pg` returned.
+    ///
     /// # Locks
     /// Entry and exit: MAPS, AMAP, ANON held. Takes PMAP, PAGE, PAGE QUEUES.
     fn break_anon_loan(&self, anon: &Arc<Anon>, a: &mut AnonState, pg: PageIdx) -> Option<PageIdx> {
+        enum Loan {
+            /// Broken by the lender meanwhile: the page is this anon's own.
+            Gone,
+            /// We borrowed it from an object: returned.
+            Returned,
+            /// We lent it out: the borrowers keep it, nobody owns it.
+            Lent,
+        }
         let npg = self
             .uvm
             .alloc_page(Owner::Anon(Arc::downgrade(anon)), false)?;
         self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(pg));
         self.uvm.page_protect(pg, Prot::NONE);
-        let lender = {
+        let loan = {
             let mut m = self.uvm.page_meta(pg).lock();
-            if matches!(m.owner, Owner::Object { .. }) {
-                // We borrowed it from an object: return it.
-                m.loan_count = m.loan_count.saturating_sub(1);
+            if m.loan_count == 0 {
+                Loan::Gone
+            } else if matches!(m.owner, Owner::Object { .. }) {
+                m.loan_count -= 1;
                 m.loan_anon = None;
-                false
+                Loan::Returned
             } else {
-                // We lent it out: the borrowers keep it, nobody owns it.
                 m.owner = Owner::Orphan;
-                true
+                Loan::Lent
             }
         };
-        if lender {
-            self.uvm.dequeue(pg);
+        match loan {
+            Loan::Gone => {
+                // Its mappings went with the page_protect above: the caller maps it again.
+                self.uvm.free_page(npg);
+                return Some(pg);
+            }
+            Loan::Lent => self.uvm.dequeue(pg),
+            Loan::Returned => {}
         }
         a.page = Some(npg);
         self.uvm.activate(npg);

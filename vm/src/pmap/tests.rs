@@ -224,6 +224,10 @@ fn mapped_pages_agrees_with_extract_across_tables() {
     assert_eq!(want, 0b101_1101);
     assert_eq!(s2.mapped_pages(below, 16), want);
     assert_eq!(s2.mapped_pages(below.add_pages(2), 3), 0b111);
+    // The same through the walk cache (the last enter was in the range's first table).
+    s2.enter(below, P1, Prot::READ, EnterFlags::empty())
+        .unwrap();
+    assert_eq!(s2.mapped_pages(below, 16), want);
     // Nothing mapped there, and nothing past the IPA space.
     assert_eq!(s2.mapped_pages(Ipa(0x1_0000_0000), 16), 0);
     assert_eq!(s2.mapped_pages(Ipa((1 << 40) - 0x1000), 16), 0);
