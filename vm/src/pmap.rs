@@ -26,6 +26,7 @@ use crate::addr::{Ipa, Pa, Prot, PAGE_SIZE};
 pub mod desc;
 pub mod rmap;
 pub mod stage2;
+mod tables;
 #[cfg(test)]
 mod tests;
 

@@ -15,38 +15,33 @@
 //! (or its owner locked) so no new mapping of it can be entered.
 //!
 //! # Stale entries
-//! An entry is *stale* when its table was dropped or cleared (`Stage2::clear` bumps the table's
-//! generation instead of visiting each leaf's entry). Stale entries are never counted, listed or
+//! An entry names its table by number and generation (see `tables.rs`). It is *stale* when its
+//! table was dropped or cleared (`Stage2::clear` gives the table a new generation instead of
+//! visiting each leaf's entry). Stale entries are never counted, listed or
 //! acted on, and are pruned from a frame's list whenever the list is changed; `frames` prunes
 //! every list.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use spin::Mutex;
 
+use super::tables::{TableId, Tables};
 use super::{Stage2, Vmid};
 use crate::addr::{Ipa, Pa, Prot, PAGE_SHIFT};
 
 #[derive(Clone)]
 struct RmapEntry {
-    s2: Weak<Stage2>,
+    table: TableId,
     ipa: Ipa,
     /// The table's generation when the mapping was made (see `Stage2::clear`).
     generation: u64,
 }
 
 impl RmapEntry {
-    /// The table, if the entry is live: the table still exists and was not cleared since.
-    fn live(&self) -> Option<Arc<Stage2>> {
-        self.s2
-            .upgrade()
-            .filter(|s2| s2.generation() == self.generation)
-    }
-
-    fn is(&self, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) -> bool {
-        self.ipa == ipa && self.generation == generation && Weak::ptr_eq(&self.s2, s2)
+    fn is(&self, table: TableId, ipa: Ipa, generation: u64) -> bool {
+        self.ipa == ipa && self.generation == generation && self.table == table
     }
 }
 
@@ -75,16 +70,16 @@ impl List {
         }
     }
 
-    /// Remove the entry `(s2, ipa, generation)`; false when there is none.
-    fn remove(&mut self, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) -> bool {
+    /// Remove the entry `(table, ipa, generation)`; false when there is none.
+    fn remove(&mut self, table: TableId, ipa: Ipa, generation: u64) -> bool {
         if self
             .first
             .as_ref()
-            .is_some_and(|e| e.is(s2, ipa, generation))
+            .is_some_and(|e| e.is(table, ipa, generation))
         {
             self.first = self.more.pop();
             true
-        } else if let Some(i) = self.more.iter().position(|e| e.is(s2, ipa, generation)) {
+        } else if let Some(i) = self.more.iter().position(|e| e.is(table, ipa, generation)) {
             self.more.swap_remove(i);
             true
         } else {
@@ -93,12 +88,13 @@ impl List {
     }
 
     /// Drop the stale entries.
-    fn prune(&mut self) {
+    fn prune(&mut self, tables: &Tables) {
         if self.is_empty() {
             return;
         }
-        self.more.retain(|e| e.live().is_some());
-        if self.first.as_ref().is_some_and(|e| e.live().is_none()) {
+        let live = |e: &RmapEntry| tables.is_live(e.table, e.generation);
+        self.more.retain(live);
+        if self.first.as_ref().is_some_and(|e| !live(e)) {
             self.first = self.more.pop();
         }
     }
@@ -117,6 +113,8 @@ pub struct Rmap {
     frames: Vec<Mutex<List>>,
     /// Frames outside the indexed range, keyed by `Pa`. A frame with no mapping has no key.
     others: Mutex<BTreeMap<u64, List>>,
+    /// The tables the entries name.
+    pub(super) tables: Tables,
 }
 
 impl Rmap {
@@ -131,6 +129,7 @@ impl Rmap {
             base: base.page_base().0,
             frames: (0..n).map(|_| Mutex::new(List::default())).collect(),
             others: Mutex::new(BTreeMap::new()),
+            tables: Tables::default(),
         })
     }
 
@@ -161,7 +160,7 @@ impl Rmap {
     /// # Locks
     /// Takes the rmap lock.
     pub fn mappings(&self, pa: Pa) -> usize {
-        self.with(pa, |l| l.iter().filter(|e| e.live().is_some()).count())
+        self.with(pa, |l| l.iter().filter(|e| self.live(e).is_some()).count())
     }
 
     /// Every (VM, IPA) mapping `pa` (VMs being destroyed are left out).
@@ -171,7 +170,7 @@ impl Rmap {
     pub fn mappings_of(&self, pa: Pa) -> Vec<(Vmid, Ipa)> {
         self.snapshot(pa)
             .iter()
-            .filter_map(|e| e.live().map(|s2| (s2.vmid(), e.ipa)))
+            .filter_map(|e| self.live(e).map(|s2| (s2.vmid(), e.ipa)))
             .collect()
     }
 
@@ -183,12 +182,12 @@ impl Rmap {
         let mut n = 0;
         for list in &self.frames {
             let mut l = list.lock();
-            l.prune();
+            l.prune(&self.tables);
             n += usize::from(!l.is_empty());
         }
         let mut others = self.others.lock();
         others.retain(|_, l| {
-            l.prune();
+            l.prune(&self.tables);
             !l.is_empty()
         });
         n + others.len()
@@ -214,7 +213,7 @@ impl Rmap {
     pub fn page_protect_wired(&self, pa: Pa, prot: Prot) -> usize {
         let mut wired = 0;
         for e in self.snapshot(pa).iter() {
-            if let Some(s2) = e.s2.upgrade() {
+            if let Some(s2) = self.tables.get(e.table) {
                 if s2.rmap_protect(e.ipa, pa.page_base(), prot, e.generation) {
                     wired += 1;
                 }
@@ -229,7 +228,8 @@ impl Rmap {
     /// As [`Rmap::page_protect`].
     pub fn is_referenced(&self, pa: Pa) -> bool {
         self.snapshot(pa).iter().any(|e| {
-            e.s2.upgrade()
+            self.tables
+                .get(e.table)
                 .is_some_and(|s2| s2.rmap_reference(e.ipa, pa.page_base(), false, e.generation))
         })
     }
@@ -243,11 +243,18 @@ impl Rmap {
     pub fn clear_reference(&self, pa: Pa) -> bool {
         let mut any = false;
         for e in self.snapshot(pa).iter() {
-            if let Some(s2) = e.s2.upgrade() {
+            if let Some(s2) = self.tables.get(e.table) {
                 any |= s2.rmap_reference(e.ipa, pa.page_base(), true, e.generation);
             }
         }
         any
+    }
+
+    /// The table of `e`, if the entry is live: the table still exists and was not cleared since.
+    fn live(&self, e: &RmapEntry) -> Option<Arc<Stage2>> {
+        self.tables
+            .get(e.table)
+            .filter(|s2| s2.generation() == e.generation)
     }
 
     /// A copy of the list of `pa` (allocates only for a frame mapped more than once).
@@ -255,30 +262,32 @@ impl Rmap {
         self.with(pa, |l| l.clone())
     }
 
-    /// Record that `s2` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale entries.
+    /// Record that `table` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale
+    /// entries.
     ///
     /// # Locks
-    /// Called with `s2`'s lock held; takes the rmap lock.
-    pub(super) fn insert(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) {
+    /// Called with the table's lock held; takes the rmap lock (and the tables lock to prune).
+    pub(super) fn insert(&self, pa: Pa, table: TableId, ipa: Ipa, generation: u64) {
         let entry = RmapEntry {
-            s2: s2.clone(),
+            table,
             ipa,
             generation,
         };
         self.with(pa, |list| {
-            list.prune();
+            list.prune(&self.tables);
             list.push(entry);
         });
     }
 
-    /// Forget that `s2` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale entries.
+    /// Forget that `table` (at `generation`) maps `ipa` to `pa`; prunes the frame's stale
+    /// entries.
     ///
     /// # Locks
-    /// Called with `s2`'s lock held; takes the rmap lock.
-    pub(super) fn remove(&self, pa: Pa, s2: &Weak<Stage2>, ipa: Ipa, generation: u64) {
+    /// Called with the table's lock held; takes the rmap lock (and the tables lock to prune).
+    pub(super) fn remove(&self, pa: Pa, table: TableId, ipa: Ipa, generation: u64) {
         let found = self.with(pa, |list| {
-            let found = list.remove(s2, ipa, generation);
-            list.prune();
+            let found = list.remove(table, ipa, generation);
+            list.prune(&self.tables);
             found
         });
         debug_assert!(found, "rmap: {pa:?} not mapped at {ipa:?}");

@@ -39,12 +39,13 @@
 //! back into the pmap.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::{Arc, Weak};
+use alloc::sync::Arc;
 use core::sync::atomic::AtomicU64;
 
 use spin::Mutex;
 
 use super::desc::{Descriptor, Entry, Level, Stage2Attributes};
+use super::tables::TableId;
 use super::{EnterFlags, Pmap, PmapError, Rmap, TableFrames, Tlb, Vmid};
 use crate::addr::{Ipa, Pa, Prot, PAGE_SIZE};
 use crate::physmem::PhysMem;
@@ -96,14 +97,15 @@ struct Inner {
 
 /// One VM's stage-2 translation table. See the module documentation.
 pub struct Stage2 {
-    me: Weak<Stage2>,
+    /// This table's number in the reverse map (see `tables.rs`).
+    id: TableId,
     mem: Arc<dyn PhysMem>,
     tlb: Arc<dyn Tlb>,
     frames: Arc<dyn TableFrames>,
     rmap: Arc<Rmap>,
     vmid: Vmid,
     root: Pa,
-    /// Bumped (under the lock) by [`Stage2::clear`]: reverse-map entries of an older generation
+    /// Renewed (under the lock) by [`Stage2::clear`]: reverse-map entries of an older generation
     /// are stale (see `stage2/clear.rs`).
     generation: AtomicU64,
     inner: Mutex<Inner>,
@@ -172,15 +174,16 @@ impl Stage2 {
         }
         mem.zero(root);
         mem.zero(root.add_pages(1));
+        let generation = rmap.tables.next_generation();
         Ok(Arc::new_cyclic(|me| Stage2 {
-            me: me.clone(),
+            id: rmap.tables.register(me.clone(), generation),
             mem,
             tlb,
             frames,
             rmap,
             vmid,
             root,
-            generation: AtomicU64::new(0),
+            generation: AtomicU64::new(generation),
             inner: Mutex::new(Inner {
                 live: BTreeMap::new(),
                 resident: 0,
@@ -361,6 +364,7 @@ impl Drop for Stage2 {
     /// no walk: they can no longer be upgraded, so they are stale and pruned lazily (see
     /// `stage2/clear.rs`).
     fn drop(&mut self) {
+        self.rmap.tables.unregister(self.id);
         self.tlb.invalidate_vm(self.vmid);
         let inner = self.inner.get_mut();
         for (&frame, _) in inner.live.iter() {

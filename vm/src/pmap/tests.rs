@@ -611,6 +611,28 @@ fn rmap_ignores_stale_entries() {
 }
 
 #[test]
+fn a_table_at_a_dropped_tables_number_does_not_revive_its_entries() {
+    // Entries name tables by number (reused) and generation (never reused).
+    let fx = Fx::new(16);
+    let a = fx.stage2(1).unwrap();
+    a.enter(IPA, P1, RW, EnterFlags::empty()).unwrap();
+    drop(a); // its entry for P1 stays in the list, stale
+    let b = fx.stage2(2).unwrap(); // the same number as `a`
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    b.enter(Ipa(IPA.0 + 0x1000), P1, RW, EnterFlags::empty())
+        .unwrap();
+    assert_eq!(fx.rmap.mappings_of(P1), [(Vmid(2), Ipa(IPA.0 + 0x1000))]);
+    fx.rmap.page_protect(P1, Prot::READ);
+    assert_eq!(b.extract(Ipa(IPA.0 + 0x1000)), Some((P1, Prot::READ)));
+    assert_eq!(b.extract(IPA), None);
+    // A cleared table's entries are stale too, and pruned.
+    assert!(b.clear());
+    assert_eq!(fx.rmap.mappings(P1), 0);
+    assert_eq!(fx.rmap.frames(), 0);
+    fx.clean();
+}
+
+#[test]
 fn concurrent_enter_and_page_protect() {
     use std::thread;
     let fx = Fx::new(64);

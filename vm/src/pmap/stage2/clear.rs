@@ -11,8 +11,9 @@
 //! ([`TableFrames::retire_tables`]): the table's index of its frames is moved out whole, without
 //! visiting a frame, and the allocator reuses or frees them lazily. Freeing them one by one here
 //! would cost ~45 ns a table, O(resident / 512). The leaves' reverse-map entries are not visited
-//! either: each entry records the *generation* of its table when it was made, and `clear` bumps
-//! the generation, so all of them become stale at once. The rmap ignores stale entries (and
+//! either: each entry records the *generation* of its table when it was made, and `clear` gives
+//! the table a new one (from the reverse map's counter, see `pmap/tables.rs`), so all of them
+//! become stale at once. The rmap ignores stale entries (and
 //! entries of dropped tables) everywhere — `page_protect`, reference bits, `mappings` — and
 //! prunes them whenever it touches their frame's list. The VM refaults what it uses; a fault maps
 //! its neighbours too.
@@ -34,7 +35,7 @@ impl Stage2 {
     /// the root is cleared, one `invalidate_vm` is issued, and the level-2 and level-3 table
     /// frames are handed back to `TableFrames` as one set, after that invalidation
     /// ([`TableFrames::retire_tables`]). The reverse-map entries of the leaves are not visited:
-    /// the generation is bumped, which makes them all stale at once (see the module
+    /// the table takes a new generation, which makes them all stale at once (see the module
     /// documentation). This is fork's way of taking write permission from the parent (see `fork.rs`).
     ///
     /// Refused (returns false, nothing changed) while any leaf is wired: a wired leaf is what
@@ -51,7 +52,9 @@ impl Stage2 {
             return true;
         }
         debug_assert!(inner.deferred.is_none());
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        let generation = self.rmap.tables.next_generation();
+        self.generation.store(generation, Ordering::Release);
+        self.rmap.tables.set_generation(self.id, generation);
         // Break: every level-1 table descriptor invalid, then one invalidation for the VMID
         // (walk caches included) before a table frame can be reused.
         self.mem.zero(self.root);

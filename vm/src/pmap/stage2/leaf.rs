@@ -42,7 +42,7 @@ impl Stage2 {
                 Some(deferred) => deferred.unmapped.push((oa, ipa)),
                 None => {
                     self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
-                    self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
+                    self.rmap.remove(oa, self.id, Ipa(ipa), self.generation());
                 }
             }
         }
@@ -172,8 +172,8 @@ impl Stage2 {
             Entry::Leaf { oa, .. } => {
                 self.replace(path.l3_slot, ipa, old, new);
                 if oa != pa {
-                    self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
-                    self.rmap.insert(pa, &self.me, Ipa(ipa), self.generation());
+                    self.rmap.remove(oa, self.id, Ipa(ipa), self.generation());
+                    self.rmap.insert(pa, self.id, Ipa(ipa), self.generation());
                 }
             }
             _ => {
@@ -181,7 +181,7 @@ impl Stage2 {
                 self.write(path.l3_slot, new);
                 inner.resident += 1;
                 *inner.live.entry(path.l3_table.0).or_insert(0) += 1;
-                self.rmap.insert(pa, &self.me, Ipa(ipa), self.generation());
+                self.rmap.insert(pa, self.id, Ipa(ipa), self.generation());
             }
         }
         match (old_wired, new_wired) {

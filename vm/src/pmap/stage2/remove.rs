@@ -49,7 +49,7 @@ impl Stage2 {
         }
         self.tlb.invalidate_vm(self.vmid);
         for (oa, ipa) in deferred.unmapped {
-            self.rmap.remove(oa, &self.me, Ipa(ipa), self.generation());
+            self.rmap.remove(oa, self.id, Ipa(ipa), self.generation());
         }
         for table in deferred.tables {
             self.frames.free_table(table);
