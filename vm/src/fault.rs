@@ -79,8 +79,14 @@
 //! use afterwards (kept BUSY, so the daemon cannot take it): if the allocation can succeed now the
 //! fault refaults, otherwise it fails with [`FaultError::NoMemory`] (the seed's `ENOMEM` when
 //! `!uvm_reclaimable()`), and so does a fault that has reclaimed [`MAX_RECLAIMS`] times in one
-//! call: a fault that makes no progress ends, it never restarts for ever. The seed's "spare anon" dance exists because its kernel map cannot
-//! allocate anons while locked; our anons come from the heap, so there is none.
+//! call: a fault that makes no progress ends, it never restarts for ever. The seed's "spare
+//! anon" dance exists because its kernel map cannot allocate anons while locked; our anons come
+//! from the heap, so there is none.
+//!
+//! A new anon (1B, 2B) goes into the amap without its lock (the seed calls `amap_add` with it
+//! locked): nothing but the AMAP lock the fault holds leads to it, and its page is BUSY until
+//! mapped (see `AmapState::add`). Each lock round trip saved is an atomic read-modify-write, the
+//! dominant cost of a fault after the page's own zeroing or copying.
 //!
 //! # Not applicable
 //!
