@@ -155,12 +155,19 @@ impl Rmap {
         }
     }
 
-    /// Number of mappings of `pa`, across every VM.
+    /// Number of mappings of `pa`, across every VM (a table being dropped still counts until its
+    /// `Drop` unregisters it).
     ///
     /// # Locks
-    /// Takes the rmap lock.
+    /// Takes the rmap lock, then the tables lock. No table reference is taken under the rmap
+    /// lock: dropping the last one there would run the table's `Drop` (which frees frames) inside
+    /// the innermost lock.
     pub fn mappings(&self, pa: Pa) -> usize {
-        self.with(pa, |l| l.iter().filter(|e| self.live(e).is_some()).count())
+        self.with(pa, |l| {
+            l.iter()
+                .filter(|e| self.tables.is_live(e.table, e.generation))
+                .count()
+        })
     }
 
     /// Every (VM, IPA) mapping `pa` (VMs being destroyed are left out).
