@@ -363,10 +363,14 @@ impl Object for ImageObject {
         self.pages.lock().get(&offset).copied()
     }
 
+    /// The loan is judged again under the old page's PAGE lock: the borrowing anon may have
+    /// given it back meanwhile (its own write fault, under the anon's lock, not ours). Then the
+    /// old page belongs to nobody but this object, which has just replaced it: it is freed.
+    ///
     /// # Locks
     /// As [`Object::loan_break`]: OBJECT held throughout; under it PAGE QUEUES and PAGE
     /// (allocation), PMAP (`page_protect` of the old page), PAGE, then PAGE QUEUES to dequeue an
-    /// orphaned page.
+    /// orphaned page or free the old one.
     fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx> {
         let mut table = self.pages.lock();
         let new = uvm.alloc_page(self.owner(offset), false)?;
@@ -377,13 +381,29 @@ impl Object for ImageObject {
             let mut m = uvm.page_meta(new).lock();
             m.flags.remove(PageFlags::FAKE);
         }
-        let to_orphan = {
+        enum Then {
+            Borrowed,
+            Orphan,
+            Free,
+        }
+        let then = {
             let mut m = uvm.page_meta(pg).lock();
-            m.flags.remove(PageFlags::BUSY | PageFlags::WANTED);
-            !hand_back_loan(&mut m)
+            if m.loan_count == 0 && matches!(m.owner, Owner::Object { .. }) {
+                // Given back meanwhile: ours alone, replaced, unmapped, still BUSY for us.
+                Then::Free
+            } else {
+                m.flags.remove(PageFlags::BUSY | PageFlags::WANTED);
+                if hand_back_loan(&mut m) {
+                    Then::Borrowed
+                } else {
+                    Then::Orphan
+                }
+            }
         };
-        if to_orphan {
-            uvm.dequeue(pg);
+        match then {
+            Then::Borrowed => {}
+            Then::Orphan => uvm.dequeue(pg),
+            Then::Free => uvm.free_page(pg),
         }
         Some(new)
     }

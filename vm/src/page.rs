@@ -99,7 +99,7 @@ impl PageMeta {
 /// Which queue a frame is on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub enum Queue {
-    /// On no queue (allocated and not yet enqueued, wired, or a table frame).
+    /// On no queue (wired, a table frame, an orphan, or allocated and taken off again).
     #[default]
     None,
     Free,

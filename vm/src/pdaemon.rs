@@ -152,8 +152,9 @@ impl Uvm {
             let (_, _, inactive) = self.queue_counts();
             if inactive < want {
                 for pg in self.oldest(Queue::Active, want - inactive) {
-                    self.deactivate(pg);
-                    Stats::bump(&self.own_stats().pddeact);
+                    if self.deactivate(pg) {
+                        Stats::bump(&self.own_stats().pddeact);
+                    }
                 }
             }
             let scan = self.oldest(Queue::Inactive, target.saturating_mul(4).max(16));

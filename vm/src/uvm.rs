@@ -283,9 +283,10 @@ impl Uvm {
     ///
     /// The page goes to the tail of the active queue in the PAGE QUEUES round trip that takes it
     /// off the free queue, so a fault's new page needs no second trip to be activated. The
-    /// pagedaemon leaves it alone meanwhile: BUSY pages are never taken, and in the instant
-    /// before its metadata below is written its owner still reads `Free`, which `deactivate`
-    /// skips. Wiring takes it off the queues again (`Uvm::wire`).
+    /// pagedaemon leaves it alone meanwhile: BUSY pages are neither taken nor deactivated, and in
+    /// the instant before its metadata below is written its owner still reads `Free` (`Table`
+    /// for a retired table frame), which `deactivate` skips as well. Wiring takes it off the
+    /// queues again (`Uvm::wire`).
     ///
     /// # Locks
     /// Takes PAGE QUEUES then PAGE; any lock above them may be held.
@@ -398,15 +399,16 @@ impl Uvm {
     /// # Locks
     /// Takes PAGE, then PAGE QUEUES inside it; no PAGE or PAGE QUEUES lock may be held.
     pub(crate) fn activate(&self, pg: PageIdx) {
-        self.requeue(pg, Queue::Active);
+        let _ = self.requeue(pg, Queue::Active);
     }
 
-    /// Put a page at the tail of the inactive queue (wired pages stay off the queues).
+    /// Put a page at the tail of the inactive queue (wired pages stay off the queues, BUSY ones
+    /// where they are); true when it moved.
     ///
     /// # Locks
     /// As [`Uvm::activate`].
-    pub(crate) fn deactivate(&self, pg: PageIdx) {
-        self.requeue(pg, Queue::Inactive);
+    pub(crate) fn deactivate(&self, pg: PageIdx) -> bool {
+        self.requeue(pg, Queue::Inactive)
     }
 
     /// Activate a page that is on no queue (the seed's `uvm_pageenqueue`).
@@ -431,11 +433,18 @@ impl Uvm {
         self.queues.lock().dequeue(pg);
     }
 
-    fn requeue(&self, pg: PageIdx, to: Queue) {
+    /// Move a page to the tail of `to`; true when it was moved. Wired, free and table frames
+    /// stay where they are, and so does a BUSY page asked to go inactive: it is being filled or
+    /// mapped (a new page waits on the active queue, see `alloc_page`), not idle.
+    fn requeue(&self, pg: PageIdx, to: Queue) -> bool {
         let m = self.page_meta(pg).lock();
-        if m.wire_count == 0 && !matches!(m.owner, Owner::Free | Owner::Table) {
+        let busy_to_inactive = to == Queue::Inactive && m.flags.contains(PageFlags::BUSY);
+        if m.wire_count == 0 && !matches!(m.owner, Owner::Free | Owner::Table) && !busy_to_inactive
+        {
             self.queues.lock().move_to(pg, to);
+            return true;
         }
+        false
     }
 
     /// Wire a page (the seed's `uvm_pagewire`): off the queues, never paged out.

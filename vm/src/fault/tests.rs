@@ -771,3 +771,31 @@ fn case_2b_pmap_failure_leaves_the_new_page_where_the_pagedaemon_finds_it() {
     assert_eq!(e.uvm.reclaim(1), 1);
     assert_eq!(wr(&m, page(512)).map(|r| r.case), Ok(FaultCase::Anon1A));
 }
+
+#[test]
+fn a_loan_given_back_by_the_anon_is_not_broken_again_by_the_object() {
+    // An object-side 2A write fault judged the page loaned and made it BUSY for its loan break;
+    // meanwhile the borrowing anon's own write fault gave the loan back (`break_anon_loan`,
+    // which runs under the anon's lock, not the object's). The object's loan break must then
+    // free the old page, not orphan it (an orphan nobody owns is never freed).
+    let e = env(64);
+    let img = e.image(4 * 4096);
+    let free0 = e.uvm.free_pages();
+    let m = e.anon_map(4);
+    let anon = crate::object::loan_to_anon(&e.uvm, img.as_ref(), 0).unwrap();
+    m.install_anon(page(0), anon).unwrap();
+    let objpg = img.resident(0).unwrap();
+    assert_eq!(e.uvm.page_info(objpg).loan_count, 1);
+    wr(&m, page(0)).unwrap(); // the anon's write breaks its side of the loan
+    assert_eq!(e.uvm.page_info(objpg).loan_count, 0);
+    // The object side goes on with its earlier judgement.
+    e.uvm.page_meta(objpg).lock().flags.insert(PageFlags::BUSY);
+    let npg = img.loan_break(&e.uvm, 0, objpg).unwrap();
+    e.uvm.unbusy(npg);
+    assert_eq!(img.resident(0), Some(npg));
+    assert_eq!(e.uvm.page_info(objpg).owner, crate::page::OwnerKind::Free);
+    assert_eq!(e.byte(&m, page(0)), 1, "the anon's copy keeps the data");
+    drop(m);
+    drop(img);
+    assert_eq!(e.uvm.free_pages(), free0, "no frame leaked");
+}

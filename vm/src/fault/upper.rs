@@ -162,6 +162,7 @@ impl<'m> Fault<'m> {
         let loan = {
             let mut m = self.uvm.page_meta(pg).lock();
             if m.loan_count == 0 {
+                debug_assert!(matches!(m.owner, Owner::Anon(_)), "handed to its borrower");
                 Loan::Gone
             } else if matches!(m.owner, Owner::Object { .. }) {
                 m.loan_count -= 1;

@@ -35,7 +35,7 @@
 //!
 //! # Locks
 //! One spin lock per `Stage2` serialises every change and walk of its tables. Order: this lock,
-//! then the rmap lock. `Tlb` and `TableFrames` are called with the lock held; they must not call
+//! then the rmap lock, then the reverse map's tables lock (`pmap/tables.rs`). `Tlb` and `TableFrames` are called with the lock held; they must not call
 //! back into the pmap.
 
 use alloc::collections::BTreeMap;
@@ -360,9 +360,9 @@ impl Pmap for Stage2 {
 }
 
 impl Drop for Stage2 {
-    /// Invalidate the VMID's TLB entries, free every table. The rmap entries of this table need
-    /// no walk: they can no longer be upgraded, so they are stale and pruned lazily (see
-    /// `stage2/clear.rs`).
+    /// Unregister from the reverse map, invalidate the VMID's TLB entries, free every table. The
+    /// rmap entries of this table need no walk: their table number is unregistered, so they are
+    /// stale and pruned lazily (see `pmap/tables.rs`).
     fn drop(&mut self) {
         self.rmap.tables.unregister(self.id);
         self.tlb.invalidate_vm(self.vmid);

@@ -8,8 +8,8 @@
 //! table registered later at a freed number never matches an older table's entries.
 //!
 //! # Locks
-//! One reader-writer spin lock, innermost: taken under a `Stage2` lock or an rmap frame lock,
-//! never while taking another.
+//! One reader-writer spin lock, innermost: taken under a `Stage2` lock or an rmap frame lock
+//! (or by a `Stage2`'s `Drop`, wherever that runs), and no other lock is taken while it is held.
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;

@@ -42,7 +42,8 @@ impl Stage2 {
     /// keeps a page's wiring reachable (see `fault::wire`), and wired means mapped.
     ///
     /// # Locks
-    /// Takes this table's lock; calls `Tlb` and `TableFrames` with it held. Not the rmap lock.
+    /// Takes this table's lock; calls `Tlb` and `TableFrames` with it held, and takes the reverse
+    /// map's tables lock inside it (to record the new generation). Not an rmap frame lock.
     pub fn clear(&self) -> bool {
         let mut inner = self.inner.lock();
         if inner.wired > 0 {
