@@ -154,12 +154,7 @@ impl Map {
             anon,
             copy_on_write,
         } = spec;
-        if !start.is_page_aligned() || !end.is_page_aligned() {
-            return Err(MapError::Unaligned);
-        }
-        if start >= end || end.0 > Stage2::IPA_LIMIT {
-            return Err(MapError::BadRange);
-        }
+        check_range(start, end)?;
         if !max_prot.contains(prot) {
             return Err(MapError::Protection);
         }
