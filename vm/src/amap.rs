@@ -348,7 +348,7 @@ fn anon_copy_now(uvm: &Uvm, a: &AnonState) -> Result<Option<Arc<Anon>>, NoFrame>
     }
     let (new, npg) = Anon::with_new_page(uvm, false).ok_or(NoFrame)?;
     uvm.mem().copy(uvm.pa(npg), uvm.pa(opg));
-    uvm.activate(npg);
+    // Already on the active queue (`alloc_page`), where a BUSY page stays.
     uvm.unbusy(npg);
     Ok(Some(new))
 }

@@ -103,7 +103,7 @@ impl<'m> Fault<'m> {
                 self.uvm.unbusy(pg);
                 return Err(Step::ReFault);
             }
-            self.uvm.activate(pg);
+            // Already on the active queue (`alloc_page`), where a BUSY page stays.
             self.uvm.unbusy(pg);
             let Some(h) = relocked else {
                 return Err(Step::ReFault);

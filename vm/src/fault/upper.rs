@@ -183,7 +183,7 @@ impl<'m> Fault<'m> {
             Loan::Returned => {}
         }
         a.page = Some(npg);
-        self.uvm.activate(npg);
+        // Already on the active queue (`alloc_page`), where a BUSY page stays.
         self.uvm.unbusy(npg);
         self.bump(|s| &s.fltloanbreak);
         Some(npg)
