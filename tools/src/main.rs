@@ -67,20 +67,31 @@ fn read_trace(root: &Path, s: &Scenario, console: &console::Console) -> Result<V
     std::fs::read(root.join(&expected)).map_err(|e| format!("{expected}: {e}"))
 }
 
+/// One scenario run and judged: QEMU's outcome, the trace as read, and every failure (empty =
+/// passed). `Err` when it could not run at all (a binary missing, QEMU not started).
+struct Judged {
+    out: qemu::Outcome,
+    trace: Result<Vec<u8>, String>,
+    failures: Vec<String>,
+}
+
+fn run_judged(root: &Path, s: &Scenario, echo: bool) -> Result<Judged, String> {
+    qemu::check_binaries(root, s)?;
+    let out = qemu::run(root, s, echo, Duration::from_secs(s.timeout_s)).map_err(|e| format!("{}: {e}", qemu::QEMU))?;
+    let trace = read_trace(root, s, &out.console);
+    let failures = verdict::judge(s, out.status, out.timed_out, &out.console, trace.clone());
+    Ok(Judged { out, trace, failures })
+}
+
 /// `run`: stream the console; success iff the scenario's VMs all ended as expected and QEMU's
 /// status agrees (for `default`: every guest exited 0).
 fn cmd_run(root: &Path, name: &str) -> Result<bool, String> {
     let s = scenario(name)?;
-    qemu::check_binaries(root, s)?;
-    let out = qemu::run(root, s, true, Duration::from_secs(s.timeout_s)).map_err(|e| format!("{}: {e}", qemu::QEMU))?;
-    let trace = read_trace(root, s, &out.console);
-    if let Ok(bytes) = &trace {
-        if let Ok(records) = checks::decode(bytes) {
-            println!();
-            print_case_table(&records);
-        }
+    let Judged { out, trace, failures } = run_judged(root, s, true)?;
+    if let Ok(records) = trace.and_then(|bytes| checks::decode(&bytes)) {
+        println!();
+        print_case_table(&records);
     }
-    let failures = verdict::judge(s, out.status, out.timed_out, &out.console, trace);
     println!();
     println!(
         "scenario {}: {} in {:.1}s (QEMU status {}); trace {}, console log {}/console.log",
@@ -108,39 +119,28 @@ fn cmd_test(root: &Path, names: &[String]) -> Result<bool, String> {
     println!("\nrunning {} QEMU scenarios", list.len());
     let mut failed = Vec::new();
     for s in &list {
-        let failures = match qemu::check_binaries(root, s) {
-            Err(e) => vec![e],
-            Ok(()) => match qemu::run(root, s, false, Duration::from_secs(s.timeout_s)) {
-                Err(e) => vec![format!("{}: {e}", qemu::QEMU)],
-                Ok(out) => {
-                    let trace = read_trace(root, s, &out.console);
-                    let f = verdict::judge(s, out.status, out.timed_out, &out.console, trace);
-                    print!("test {} ... ", s.name);
-                    if f.is_empty() {
-                        println!("ok ({:.1}s)", out.elapsed.as_secs_f64());
-                    } else {
-                        println!("FAILED ({:.1}s)", out.elapsed.as_secs_f64());
-                        for m in &f {
-                            println!("    {m}");
-                        }
-                        let tail = out.lines.len().saturating_sub(15);
-                        println!("    --- last console lines ({}/console.log) ---", qemu::out_dir(s.name));
-                        for l in &out.lines[tail..] {
-                            println!("    | {l}");
-                        }
-                    }
-                    if !f.is_empty() {
-                        failed.push(s.name);
-                    }
-                    continue;
+        match run_judged(root, s, false) {
+            Ok(j) if j.failures.is_empty() => {
+                println!("test {} ... ok ({:.1}s)", s.name, j.out.elapsed.as_secs_f64());
+            }
+            Ok(j) => {
+                println!("test {} ... FAILED ({:.1}s)", s.name, j.out.elapsed.as_secs_f64());
+                for m in &j.failures {
+                    println!("    {m}");
                 }
-            },
-        };
-        println!("test {} ... FAILED", s.name);
-        for m in &failures {
-            println!("    {m}");
+                let tail = j.out.lines.len().saturating_sub(15);
+                println!("    --- last console lines ({}/console.log) ---", qemu::out_dir(s.name));
+                for l in &j.out.lines[tail..] {
+                    println!("    | {l}");
+                }
+                failed.push(s.name);
+            }
+            Err(e) => {
+                println!("test {} ... FAILED", s.name);
+                println!("    {e}");
+                failed.push(s.name);
+            }
         }
-        failed.push(s.name);
     }
     if !failed.is_empty() {
         println!("\nfailures:");
