@@ -241,7 +241,20 @@ pub fn root() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenarios::find;
+    use crate::scenarios::{find, SCENARIOS};
+
+    #[test]
+    fn every_scenarios_append_is_what_the_hypervisor_parses() {
+        for s in SCENARIOS {
+            let parsed = hyp::config::parse(&append(s, &trace_path(s.name)))
+                .unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
+            assert_eq!(parsed.trace_path, trace_path(s.name), "{}", s.name);
+            assert_eq!(parsed.pool_limit, s.pool_mib.map(|m| m << 20), "{}", s.name);
+            let vms: Vec<_> = parsed.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes, v.cpus)).collect();
+            let want: Vec<_> = s.vms.iter().map(|v| (v.name, v.ram_bytes(), v.cpus.unwrap_or(1))).collect();
+            assert_eq!(vms, want, "{}", s.name);
+        }
+    }
 
     #[test]
     fn append_lists_trace_and_vms_in_order() {

@@ -3,10 +3,9 @@
 
 use vm::fault::FaultCase;
 
-/// Guest RAM base (IPA) of every VM.
-pub const RAM_BASE: u64 = 0x4000_0000;
-/// RAM of a VM when its spec gives none (README, "The QEMU line").
-pub const DEFAULT_RAM_MIB: u64 = 64;
+/// Guest RAM base (IPA) of every VM, and a VM's RAM when its spec gives none: the hypervisor's.
+pub use hyp::config::DEFAULT_RAM_MIB;
+pub use hyp::loader::RAM_BASE;
 
 /// How a VM must stop.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
