@@ -104,8 +104,6 @@ guest_vector_common:
 
 /// ESR_EL1.EC of a data abort taken without a change in exception level.
 pub const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
-/// ESR_EL1.EC of an instruction abort taken without a change in exception level.
-pub const EC_INSN_ABORT_SAME_EL: u64 = 0x21;
 /// DFSC of a synchronous external abort, not on a translation table walk.
 pub const DFSC_SEA: u64 = 0b01_0000;
 

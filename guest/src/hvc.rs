@@ -46,29 +46,26 @@ pub enum Conduit {
 /// Raw SMCCC call: returns x0..x3 after the call.
 pub fn call(conduit: Conduit, id: u32, a1: u64, a2: u64, a3: u64) -> [u64; 4] {
     let (mut r0, mut r1, mut r2, mut r3) = (id as u64, a1, a2, a3);
+    // One call per conduit, the same registers: SMCCC lets the callee write x0..x17 and nothing
+    // else of ours (the clobbers say so).
+    macro_rules! smccc {
+        ($insn:literal) => {
+            asm!($insn,
+                inout("x0") r0, inout("x1") r1, inout("x2") r2, inout("x3") r3,
+                lateout("x4") _, lateout("x5") _, lateout("x6") _, lateout("x7") _,
+                lateout("x8") _, lateout("x9") _, lateout("x10") _, lateout("x11") _,
+                lateout("x12") _, lateout("x13") _, lateout("x14") _, lateout("x15") _,
+                lateout("x16") _, lateout("x17") _,
+                options(nostack))
+        };
+    }
     match conduit {
         // SAFETY: HVC #0 traps to the hypervisor, which follows SMCCC: it may write x0..x17 and
-        // nothing else of ours (the clobbers below say so); no memory of ours is touched except
-        // what the call's arguments point to, which the caller keeps alive across the call.
-        Conduit::Hvc => unsafe {
-            asm!("hvc #0",
-                inout("x0") r0, inout("x1") r1, inout("x2") r2, inout("x3") r3,
-                lateout("x4") _, lateout("x5") _, lateout("x6") _, lateout("x7") _,
-                lateout("x8") _, lateout("x9") _, lateout("x10") _, lateout("x11") _,
-                lateout("x12") _, lateout("x13") _, lateout("x14") _, lateout("x15") _,
-                lateout("x16") _, lateout("x17") _,
-                options(nostack))
-        },
+        // nothing else of ours (the clobbers say so); no memory of ours is touched except what
+        // the call's arguments point to, which the caller keeps alive across the call.
+        Conduit::Hvc => unsafe { smccc!("hvc #0") },
         // SAFETY: as for HVC: the hypervisor traps SMC #0 (HCR_EL2.TSC) and treats it the same.
-        Conduit::Smc => unsafe {
-            asm!("smc #0",
-                inout("x0") r0, inout("x1") r1, inout("x2") r2, inout("x3") r3,
-                lateout("x4") _, lateout("x5") _, lateout("x6") _, lateout("x7") _,
-                lateout("x8") _, lateout("x9") _, lateout("x10") _, lateout("x11") _,
-                lateout("x12") _, lateout("x13") _, lateout("x14") _, lateout("x15") _,
-                lateout("x16") _, lateout("x17") _,
-                options(nostack))
-        },
+        Conduit::Smc => unsafe { smccc!("smc #0") },
     }
     [r0, r1, r2, r3]
 }

@@ -47,7 +47,7 @@ _start:
     b       2b
     "#,
     max_cpus = const crate::layout::MAX_CPUS,
-    stack_size = const 0x10000,
+    stack_size = const crate::layout::STACK_SIZE,
     cpu_off = const crate::hvc::PSCI_CPU_OFF,
 );
 
