@@ -1,7 +1,7 @@
 //! The hypervisor console: whole lines to the semihosting console, never interleaved across CPUs.
 //!
-//! - [`println!`](crate::println) writes one raw line (used for the exact formats tools parse:
-//!   `[vm1] hello`, the counters table, `uvmhyp: vm1 (name) exited 0`).
+//! - [`write_line`] writes one raw line (through `virt::out`'s `outln!`, for the exact formats
+//!   tools parse: `[vm1] hello`, the counters table, `uvmhyp: vm1 (name) exited 0`).
 //! - The `log` crate goes through [`Logger`]: `info!("x")` prints `uvmhyp: x`, `warn!` prints
 //!   `uvmhyp: warning: x`, `error!` prints `uvmhyp: error: x`, `debug!`/`trace!` print
 //!   `uvmhyp: debug(target): x` (compiled in, filtered at [`LevelFilter::Info`] by default).
@@ -80,15 +80,6 @@ pub fn write_line_forced(args: fmt::Arguments<'_>) {
         core::hint::spin_loop();
     }
     emit(args);
-}
-
-/// Prints one line on the hypervisor console (no prefix added), atomically with respect to other
-/// CPUs. Same syntax as `std::println!`.
-#[macro_export]
-macro_rules! println {
-    ($($arg:tt)*) => {
-        $crate::console::write_line(format_args!($($arg)*))
-    };
 }
 
 /// The `log` backend.

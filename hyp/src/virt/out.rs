@@ -1,20 +1,12 @@
-//! Console lines of the hypervisor's parsed output (README, "What a run prints"): one semihosting SYS_WRITE0 per
-//! line, so lines from different CPUs never interleave.
+//! Console lines of the hypervisor's parsed output (README, "What a run prints"), without the
+//! `uvmhyp:` prefix of log lines; written whole through [`crate::console`], so lines from
+//! different CPUs never interleave.
 
-use alloc::string::String;
-use alloc::vec::Vec;
-use core::fmt::{self, Write};
-
-use crate::arch::semihosting;
+use core::fmt;
 
 /// Print one line (a newline is added).
 pub fn line(args: fmt::Arguments<'_>) {
-    let mut s = String::new();
-    let _ = s.write_fmt(args);
-    let mut bytes: Vec<u8> = s.into_bytes();
-    bytes.retain(|b| *b != 0);
-    bytes.extend_from_slice(b"\n\0");
-    semihosting::write0(&bytes);
+    crate::console::write_line(args);
 }
 
 /// `println!`-style front end of [`line`].
