@@ -26,13 +26,13 @@
 use alloc::format;
 
 use super::inject::{self, Injection};
-use super::mmio;
+use super::{mmio, trace};
 use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
 use crate::arch::at;
 use hyp::esr::{hpfar_page, AbortIss, FaultKind, Syndrome};
 use vm::fault::{FaultError, FaultFlags};
-use vm::trace::{Outcome, Record};
+use vm::trace::Outcome;
 use vm::{Access, Ipa};
 
 /// One decoded stage-2 abort.
@@ -94,7 +94,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
     }
     if !fetch && !walk && iss.cache_maintenance {
         v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
-        trace(h, v, &a, None, Outcome::Mmio, 0, 0);
+        trace::abort(h, v, a.ipa, a.access, Outcome::Mmio);
         return Next::Resume;
     }
     if !fetch && !walk {
@@ -102,31 +102,24 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
             return device(h, v, w, &a, syn.insn_len());
         }
     }
-    trace(h, v, &a, None, Outcome::AbortInjected, 0, 0);
+    trace::abort(h, v, a.ipa, a.access, Outcome::AbortInjected);
     bad_access(h, v, &a, &format!("{:?} at IPA {ipa} outside RAM and devices", a.access))
 }
 
 /// A fault on guest RAM: the engine decides.
 fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
-    match vm::fault::fault(&v.map, a.ipa, a.access, FaultFlags::empty()) {
-        Ok(r) => {
-            trace(h, v, a, Some(r.case), Outcome::Resolved, r.neighbours, r.refaults);
-            Next::Resume
+    let r = vm::fault::fault(&v.map, a.ipa, a.access, FaultFlags::empty());
+    trace::fault(h, v, a.ipa, a.access, &r);
+    match r {
+        Ok(_) => Next::Resume,
+        // Where the seed sleeps (a busy page, memory to reclaim): let whoever holds the page run
+        // first instead of spinning on the fault; the guest retries when it is next scheduled.
+        Err(FaultError::Restart) => Next::Yield,
+        Err(e @ (FaultError::NoMapping | FaultError::Protection)) => {
+            bad_access(h, v, a, &format!("{:?} at IPA {} refused: {e:?}", a.access, a.ipa))
         }
-        Err(e) => {
-            trace(h, v, a, None, Outcome::Failed(e), 0, 0);
-            match e {
-                // Where the seed sleeps (a busy page, memory to reclaim): let whoever holds the
-                // page run first instead of spinning on the fault; the guest retries when it is
-                // next scheduled.
-                FaultError::Restart => Next::Yield,
-                FaultError::NoMapping | FaultError::Protection => {
-                    bad_access(h, v, a, &format!("{:?} at IPA {} refused: {e:?}", a.access, a.ipa))
-                }
-                FaultError::NoMemory | FaultError::Io | FaultError::NoBacking => {
-                    h.stop_vm(&v.vm, Stopped::Crashed(format!("fault at IPA {} failed: {e:?}", a.ipa)))
-                }
-            }
+        Err(e @ (FaultError::NoMemory | FaultError::Io | FaultError::NoBacking)) => {
+            h.stop_vm(&v.vm, Stopped::Crashed(format!("fault at IPA {} failed: {e:?}", a.ipa)))
         }
     }
 }
@@ -134,7 +127,7 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
 /// A data access to an emulated device.
 fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> Next {
     let Some(acc) = a.iss.access else {
-        trace(h, v, a, None, Outcome::AbortInjected, 0, 0);
+        trace::abort(h, v, a.ipa, a.access, Outcome::AbortInjected);
         return bad_access(h, v, a, "MMIO access without a valid syndrome (ISV=0)");
     };
     let value = v.regs.reg(acc.reg);
@@ -143,7 +136,7 @@ fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> 
         v.regs.set_reg(acc.reg, loaded);
     }
     v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(insn_len);
-    trace(h, v, a, None, Outcome::Mmio, 0, 0);
+    trace::abort(h, v, a.ipa, a.access, Outcome::Mmio);
     Next::Resume
 }
 
@@ -168,18 +161,3 @@ fn bad_access(h: &Hyp, v: &mut Vcpu, a: &Abort, what: &str) -> Next {
     h.inject(v, Injection::Abort { far: a.far, fetch: a.fetch, write: a.write, walk_level, il32: a.il32 })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn trace(h: &Hyp, v: &Vcpu, a: &Abort, case: Option<vm::fault::FaultCase>, outcome: Outcome, neighbours: u8, refaults: u8) {
-    let rec = Record {
-        seq: h.trace.next_seq(),
-        ipa: a.ipa,
-        vm: v.vm.id,
-        vcpu: v.index,
-        access: a.access,
-        case,
-        outcome,
-        neighbours,
-        refaults,
-    };
-    h.trace.record(crate::arch::cpu::index(), &rec);
-}

@@ -18,15 +18,25 @@ use vm::fault::{FaultError, Resolved};
 use vm::trace::{header, Outcome, Record, RECORD_BYTES};
 use vm::{Access, Ipa};
 
-/// Trace the engine's answer `r` to a fault of `v` at `ipa` that the hypervisor raised itself
-/// (not a stage-2 abort: those are traced by `abort.rs` with their decoding).
+/// Trace the engine's answer `r` to a fault of `v` at `ipa`: a stage-2 abort on guest RAM
+/// (`abort.rs`), or a page a hypercall faulted in (`hvc.rs`).
 pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
-    let (case, outcome, neighbours, refaults) = match r {
-        Ok(r) => (Some(r.case), Outcome::Resolved, r.neighbours, r.refaults),
-        Err(e) => (None, Outcome::Failed(*e), 0, 0),
+    let rec = match r {
+        Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..record(h, v, ipa, access, Outcome::Resolved) },
+        Err(e) => record(h, v, ipa, access, Outcome::Failed(*e)),
     };
-    let rec = Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case, outcome, neighbours, refaults };
     h.trace.record(crate::arch::cpu::index(), &rec);
+}
+
+/// Trace a stage-2 abort the engine was not asked about: `outcome` is `Mmio` (emulated or
+/// skipped) or `AbortInjected`.
+pub fn abort(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
+    h.trace.record(crate::arch::cpu::index(), &record(h, v, ipa, access, outcome));
+}
+
+/// The next record of `v` at `ipa`, with no case, neighbours or refaults.
+fn record(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
+    Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0 }
 }
 
 /// Records buffered per CPU before a flush (64 KiB).
