@@ -108,21 +108,23 @@ pub fn close(h: Handle) {
 
 /// Writes all of `buf` to the file.
 pub fn write(h: Handle, buf: &[u8]) -> Result<(), Error> {
-    let block = [h.0, buf.as_ptr() as u64, buf.len() as u64];
-    // SAFETY: the host reads `buf.len()` bytes from `buf`, which is borrowed for the call.
-    let left = unsafe { call(SYS_WRITE, block.as_ptr() as u64) } as usize;
-    match left {
-        0 => Ok(()),
-        l if l == buf.len() => Err(Error::Host),
-        l => Err(Error::Short { left: l }),
-    }
+    // SAFETY: `buf` is borrowed for the call and is `buf.len()` bytes long.
+    unsafe { write_raw(h, buf.as_ptr() as u64, buf.len()) }
 }
 
 /// Writes the bytes of `words` (in memory order: little endian) to `h`, all or an error.
 pub fn write_words(h: Handle, words: &[u64]) -> Result<(), Error> {
-    let len = core::mem::size_of_val(words);
-    let block = [h.0, words.as_ptr() as u64, len as u64];
-    // SAFETY: the host reads `len` bytes from `words`, which is borrowed for the call.
+    // SAFETY: `words` is borrowed for the call and is `size_of_val(words)` bytes long.
+    unsafe { write_raw(h, words.as_ptr() as u64, core::mem::size_of_val(words)) }
+}
+
+/// SYS_WRITE of `len` bytes at `ptr`, all or an error.
+///
+/// # Safety
+/// `[ptr, ptr + len)` must be readable memory that stays alive for the call.
+unsafe fn write_raw(h: Handle, ptr: u64, len: usize) -> Result<(), Error> {
+    let block = [h.0, ptr, len as u64];
+    // SAFETY: the host reads `len` bytes from `ptr`, readable for the call (the caller's promise).
     let left = unsafe { call(SYS_WRITE, block.as_ptr() as u64) } as usize;
     match left {
         0 => Ok(()),

@@ -21,6 +21,7 @@
 use alloc::format;
 use alloc::string::String;
 
+use super::hvc::GuestRange;
 use super::vm::Vcpu;
 use crate::arch::at::{self, AtFault, Regime};
 use crate::arch::vcpu::{self, pstate, El1Exception, SCTLR_EL1_DSSBS, SCTLR_EL1_M, SCTLR_EL1_SPAN};
@@ -132,9 +133,7 @@ fn entry_pstate(spsr: u64, sctlr: u64) -> u64 {
 fn check_vector(v: &Vcpu, vbar: u64, sctlr: u64) -> Result<(), Undeliverable> {
     let ipa = if sctlr & SCTLR_EL1_M == 0 { Ok(Ipa(vbar)) } else { at::translate(vbar, Regime::El1) };
     let in_ram = match ipa {
-        Ok(ipa) => {
-            v.map.contains(ipa) && ipa.checked_add(VECTOR_TABLE_BYTES - 1).is_some_and(|end| v.map.contains(end))
-        }
+        Ok(ipa) => GuestRange::check(&v.map, ipa.0, VECTOR_TABLE_BYTES, VECTOR_TABLE_BYTES).is_some(),
         Err(AtFault::Stage2Walk) => true,
         Err(AtFault::Stage1) => false,
     };
