@@ -4,16 +4,9 @@ use super::hvc::{ret, set_ret};
 use super::sched;
 use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
+use hyp::bits::mpidr;
+use smccc::psci::{PSCI_CPU_OFF, PSCI_CPU_ON_64, PSCI_FEATURES, PSCI_SYSTEM_OFF, PSCI_VERSION};
 use vm::Ipa;
-
-/// PSCI function ids (DEN0022, "PSCI function IDs").
-mod fid {
-    pub const PSCI_VERSION: u32 = 0x8400_0000;
-    pub const CPU_OFF: u32 = 0x8400_0002;
-    pub const CPU_ON_64: u32 = 0xC400_0003;
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
-    pub const PSCI_FEATURES: u32 = 0x8400_000A;
-}
 
 /// PSCI 1.0.
 const VERSION_1_0: i64 = 0x0001_0000;
@@ -24,24 +17,21 @@ const INVALID_ADDRESS: i64 = -9;
 /// A64 instructions are 4 bytes, 4-byte aligned.
 const INSN_ALIGN: u64 = 4;
 /// Every function implemented here (PSCI_FEATURES answers 0 for these).
-const IMPLEMENTED: &[u32] = &[fid::PSCI_VERSION, fid::CPU_OFF, fid::CPU_ON_64, fid::SYSTEM_OFF, fid::PSCI_FEATURES];
-/// MPIDR Aff0 (the vCPU index); higher affinity fields must be 0.
-const MPIDR_AFF0_MASK: u64 = 0xff;
-const MPIDR_AFF_HIGH_MASK: u64 = 0xff_00ff_ff00;
+const IMPLEMENTED: &[u32] = &[PSCI_VERSION, PSCI_CPU_OFF, PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_FEATURES];
 
 pub fn handle(h: &Hyp, v: &mut Vcpu, id: u32) -> Next {
     match id {
-        fid::PSCI_VERSION => set_ret(v, VERSION_1_0),
-        fid::PSCI_FEATURES => {
+        PSCI_VERSION => set_ret(v, VERSION_1_0),
+        PSCI_FEATURES => {
             let f = v.regs.x[1] as u32;
             set_ret(v, if IMPLEMENTED.contains(&f) { ret::SUCCESS } else { ret::NOT_SUPPORTED });
         }
-        fid::CPU_ON_64 => {
+        PSCI_CPU_ON_64 => {
             let r = cpu_on(h, v, v.regs.x[1], v.regs.x[2], v.regs.x[3]);
             set_ret(v, r);
         }
-        fid::CPU_OFF => return Next::Off,
-        fid::SYSTEM_OFF => return h.stop_vm(&v.vm, Stopped::Exited(0)),
+        PSCI_CPU_OFF => return Next::Off,
+        PSCI_SYSTEM_OFF => return h.stop_vm(&v.vm, Stopped::Exited(0)),
         _ => set_ret(v, ret::NOT_SUPPORTED),
     }
     Next::Resume
@@ -53,10 +43,11 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, id: u32) -> Next {
 /// returns INVALID_ADDRESS and the target stays off (a vCPU started at garbage would crash the
 /// whole VM on its first fetch).
 fn cpu_on(h: &Hyp, v: &Vcpu, mpidr: u64, entry: u64, context: u64) -> i64 {
-    if mpidr & MPIDR_AFF_HIGH_MASK != 0 {
+    // The vCPU index is Aff0; the higher affinity fields must be 0.
+    if mpidr & (mpidr::AFFINITY_MASK & !mpidr::AFF0.mask()) != 0 {
         return ret::INVALID_PARAMETERS;
     }
-    let index = (mpidr & MPIDR_AFF0_MASK) as usize;
+    let index = mpidr::AFF0.get(mpidr) as usize;
     if index >= usize::from(v.vm.nr_vcpus) {
         return ret::INVALID_PARAMETERS;
     }
