@@ -11,7 +11,7 @@
 //!
 //! # Locks
 //! [`GIC`] (the distributor/redistributor MMIO driver) is a spin lock taken only for configuration;
-//! [`ack`]/[`eoi`]/[`drain`]/[`kick`] are system-register operations and take no lock.
+//! [`drain`]/[`kick`] are system-register operations and take no lock.
 
 use core::ptr::NonNull;
 

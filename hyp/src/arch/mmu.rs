@@ -25,7 +25,7 @@ use super::sysreg::{
 };
 
 /// Device MMIO window identity-mapped as Device-nGnRE: GICD 0x0800_0000, ITS, GICR 0x080A_0000
-/// (0xF6_0000), PL011 0x0900_0000, RTC/GPIO, virtio-mmio 0x0A00_0000.. (DESIGN.md section 7).
+/// (0xF6_0000), PL011 0x0900_0000, RTC/GPIO, virtio-mmio 0x0A00_0000.. (the design notes, `../shared/DESIGN.md` section 7).
 pub const DEVICE_WINDOW: Range<u64> = 0x0800_0000..0x0B00_0000;
 
 const ENTRIES: usize = 512;

@@ -18,8 +18,8 @@
 //!
 //! Cost: these run inside every fault that fills a page, so bulk moves are assembly loops the
 //! compiler can neither split nor merge (which is what volatile asks for): `DC ZVA` for zeroing,
-//! 128 bytes a loop of `LDP`/`STP` of general registers for copies (the hypervisor leaves the
-//! FP/SIMD registers to the guest, `vectors.rs`). Strict alignment is on at EL2, so the bulk path
+//! 128 bytes a loop of `LDP`/`STP` of general registers for copies (general registers are all a
+//! copy needs; the guest's FP/SIMD registers are saved on every exit anyway, `vectors.rs`). Strict alignment is on at EL2, so the bulk path
 //! needs 8-byte aligned source and destination; other byte runs go a byte at a time.
 
 use core::ops::Range;

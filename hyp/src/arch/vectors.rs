@@ -118,7 +118,8 @@ impl Exit {
     }
 }
 
-/// Exit codes left by the vectors in x0: the kind, plus [`EXIT_AARCH32`] from the AArch32 half.
+/// Exit codes: the lower-EL vectors pass them to `__uvmhyp_guest_exit` in x1, and `enter_guest`
+/// returns them: the kind, plus [`EXIT_AARCH32`] from the AArch32 half.
 const EXIT_SYNC: u64 = 0;
 const EXIT_IRQ: u64 = 1;
 const EXIT_FIQ: u64 = 2;
