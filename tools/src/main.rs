@@ -83,8 +83,8 @@ fn run_judged(root: &Path, s: &Scenario, echo: bool) -> Result<Judged, String> {
     Ok(Judged { out, trace, failures })
 }
 
-/// `run`: stream the console; success iff the scenario's VMs all ended as expected and QEMU's
-/// status agrees (for `default`: every guest exited 0).
+/// `run`: stream the console; success iff the scenario's VMs all ended as expected, QEMU's status
+/// agrees (for `default`: every guest exited 0) and its console and trace checks hold.
 fn cmd_run(root: &Path, name: &str) -> Result<bool, String> {
     let s = scenario(name)?;
     let Judged { out, trace, failures } = run_judged(root, s, true)?;
