@@ -209,14 +209,16 @@ impl ImageObject {
     /// filled. Takes nothing.
     fn fill(&self, uvm: &Uvm, offset: u64, pg: PageIdx) {
         let pa = uvm.pa(pg);
-        uvm.mem().zero(pa);
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let end = start
             .saturating_add(PAGE_SIZE as usize)
             .min(self.bytes.len());
-        if let Some(src) = self.bytes.get(start..end) {
-            uvm.mem().write(pa, src);
+        let src = self.bytes.get(start..end).unwrap_or(&[]);
+        // Zero only a page the image does not fill whole (its last, or one past its end).
+        if src.len() < PAGE_SIZE as usize {
+            uvm.mem().zero(pa);
         }
+        uvm.mem().write(pa, src);
     }
 
     /// # Locks
@@ -321,10 +323,8 @@ impl Object for ImageObject {
         for off in offsets {
             let Some(&pg) = table.get(&off) else { continue };
             if flags.contains(PutFlags::DEACTIVATE) {
-                let busy = uvm.page_has(pg, PageFlags::BUSY);
-                if !busy {
-                    uvm.deactivate(pg);
-                }
+                // `deactivate` leaves BUSY (and wired) pages where they are.
+                let _ = uvm.deactivate(pg);
             }
             // FLUSH: the image is a read-only source; a page written through a shared writable
             // mapping has no backing store to go to, so it is simply kept (never freed below).

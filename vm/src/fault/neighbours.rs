@@ -20,10 +20,8 @@ impl<'m> Fault<'m> {
         for anon in anons {
             let a = anon.lock();
             if let Some(pg) = a.page {
-                let busy = self.uvm.page_has(pg, PageFlags::BUSY);
-                if !busy {
-                    self.uvm.deactivate(pg);
-                }
+                // `deactivate` leaves BUSY (and wired) pages where they are.
+                let _ = self.uvm.deactivate(pg);
             }
         }
     }
@@ -49,7 +47,6 @@ impl<'m> Fault<'m> {
         if !ok {
             return;
         }
-        self.uvm.enqueue(pg);
         self.bump(|s| &s.fltnamap);
         let prot = if a.an_ref > 1 {
             enter_prot - Prot::WRITE
@@ -87,7 +84,6 @@ impl<'m> Fault<'m> {
                 continue;
             }
             let currva = startva.add_pages(lcv as u64);
-            self.uvm.enqueue(pg);
             self.bump(|s| &s.fltnomap);
             let readonly = {
                 let m = self.uvm.page_meta(pg).lock();
@@ -98,14 +94,15 @@ impl<'m> Fault<'m> {
             } else {
                 want.enter_prot & view.mask()
             };
-            if super::wire::enter_page(self.uvm, self.map, currva, pg, prot, want.wired).is_ok() {
+            let mapped =
+                super::wire::enter_page(self.uvm, self.map, currva, pg, prot, want.wired).is_ok();
+            if mapped {
                 self.neighbours = self.neighbours.saturating_add(1);
-                if prot.contains(Prot::WRITE) {
-                    // Writable without a fault: no longer equal to the object's source.
-                    self.uvm.mark_dirty(pg);
-                }
             }
-            self.uvm.unbusy(pg);
+            // Mapped writable without a fault: no longer equal to the object's source. The page
+            // is on a paging queue already (`alloc_page`), unless wired.
+            self.uvm
+                .finish_page(pg, mapped && prot.contains(Prot::WRITE), false);
         }
         center
     }
