@@ -172,8 +172,7 @@ impl Stage2 {
             frames.free_root(root);
             return Err(PmapError::NoMemory);
         }
-        mem.zero(root);
-        mem.zero(root.add_pages(1));
+        // Zeroed by `TableFrames`: every level-1 descriptor is invalid already.
         let generation = rmap.tables.next_generation();
         Ok(Arc::new_cyclic(|me| Stage2 {
             id: rmap.tables.register(me.clone(), generation),

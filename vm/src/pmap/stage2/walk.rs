@@ -176,7 +176,7 @@ impl Stage2 {
             self.frames.free_table(frame);
             return Err(PmapError::NoMemory);
         }
-        self.mem.zero(frame);
+        // `TableFrames` hands out zeroed frames: every descriptor is invalid already.
         inner.live.insert(frame.0, 0);
         // Invalid -> valid: no TLB maintenance.
         self.write(slot, Descriptor::table(frame));
