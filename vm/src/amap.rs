@@ -23,7 +23,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::addr::Prot;
+use crate::addr::{Ipa, Prot};
 use crate::anon::{anon_unref, Anon, AnonState};
 use crate::page::PageFlags;
 use crate::uvm::Uvm;
@@ -51,6 +51,14 @@ pub struct AmapRef {
     pub amap: Arc<Amap>,
     /// First slot used by the entry (the entry's first page).
     pub slotoff: usize,
+}
+
+impl AmapRef {
+    /// The slot of `ipa` (inside the entry) for an entry starting at `start`.
+    pub fn slot(&self, start: Ipa, ipa: Ipa) -> Option<usize> {
+        self.slotoff
+            .checked_add(usize::try_from(ipa.pages_since(start)).ok()?)
+    }
 }
 
 impl Amap {

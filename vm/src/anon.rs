@@ -95,15 +95,6 @@ impl Anon {
     pub fn lock(&self) -> spin::MutexGuard<'_, AnonState> {
         self.state.lock()
     }
-
-    /// Try the ANON lock (used when walking the lock order backwards, e.g. from the queues).
-    ///
-    /// # Locks
-    /// Tries ANON without spinning, the one way to take it against the lock order (the pagedaemon
-    /// coming from PAGE QUEUES). On failure nothing is taken and the caller skips the anon.
-    pub fn try_lock(&self) -> Option<spin::MutexGuard<'_, AnonState>> {
-        self.state.try_lock()
-    }
 }
 
 /// Drop one amap reference of `anon`; free it when it was the last (the seed's

@@ -250,9 +250,7 @@ struct View {
 impl View {
     /// Amap slot of `ipa`.
     fn slot(&self, ipa: Ipa) -> Option<usize> {
-        let aref = self.aref.as_ref()?;
-        aref.slotoff
-            .checked_add(usize::try_from(ipa.pages_since(self.start)).ok()?)
+        self.aref.as_ref()?.slot(self.start, ipa)
     }
 
     /// Object offset of `ipa`.

@@ -13,7 +13,7 @@
 //! - Nothing here touches hardware. Frames are reached through [`physmem::PhysMem`], TLBs through
 //!   [`pmap::Tlb`], the swap disk through [`swap::SwapDevice`]; the hypervisor implements them for
 //!   real, the host tests with simulations.
-//! - Lock order, everywhere: MAPS → AMAP → OBJECT → ANON → PMAP → PAGE QUEUES (spin locks; no lock
+//! - Lock order, everywhere: MAPS → AMAP → OBJECT → ANON → PMAP → PAGE → PAGE QUEUES (spin locks; no lock
 //!   is held when control returns to a guest).
 #![no_std]
 #![forbid(unsafe_code)]

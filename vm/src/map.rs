@@ -285,14 +285,9 @@ impl Map {
             let (Some(aref), Some(slot), false) = (&e.aref, e.slot(ipa), e.needs_copy) else {
                 return Err(MapError::NoEntry);
             };
-            if let Some(pg) = self
-                .stage2
-                .unwire_leaf(ipa)
-                .and_then(|pa| self.uvm.page_at(pa))
-            {
-                self.uvm.unwire(pg);
-            }
-            self.stage2.remove(ipa, Ipa(ipa.0 + PAGE_SIZE));
+            let next = Ipa(ipa.0 + PAGE_SIZE);
+            crate::fault::unwire_pages(self, &g, ipa, next);
+            self.stage2.remove(ipa, next);
             let mut st = aref.amap.lock();
             let shared = st.shared();
             let old = st.add(slot, anon).ok_or(MapError::NoEntry)?;

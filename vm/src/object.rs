@@ -187,14 +187,6 @@ impl ImageObject {
         })
     }
 
-    /// Number of resident pages.
-    ///
-    /// # Locks
-    /// Takes OBJECT briefly.
-    pub fn resident_count(&self) -> usize {
-        self.pages.lock().len()
-    }
-
     /// # Locks
     /// None.
     fn owner(&self, offset: u64) -> Owner {

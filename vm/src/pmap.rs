@@ -11,8 +11,8 @@
 //! `rmap` (the reverse map).
 //!
 //! # Locks
-//! A `Stage2`'s own lock is taken after ANON and before PAGE QUEUES; the reverse-map lock is the
-//! innermost lock of all (Stage2 → Rmap). `Rmap` operations that change tables copy the frame's
+//! A `Stage2`'s own lock is taken after ANON and before PAGE QUEUES; the reverse-map locks come
+//! after it (Stage2 → Rmap → the rmap's tables lock, innermost of all, see `tables.rs`). `Rmap` operations that change tables copy the frame's
 //! list under the rmap lock and release it before taking any `Stage2` lock, so they must be called
 //! with no PMAP-or-later lock held (no `Stage2` lock, no PAGE QUEUES lock). `Stage2` calls `Tlb`
 //! and `TableFrames` (PAGE QUEUES) with its lock held. Nothing here sleeps or calls back into the

@@ -16,7 +16,7 @@ impl<'m> Fault<'m> {
     /// A BUSY page means someone else is doing I/O on it: the seed sleeps, we return `Restart`
     /// (after setting WANTED). A swap-in allocates a BUSY|FAKE|CLEAN page, unlocks everything,
     /// reads, relocks (version check), and then: released meanwhile → free it and refault; read
-    /// error → mark the slot bad, free the page, fail with `Io`; success → activate and loop.
+    /// error → mark the slot bad, free the page, fail with `Io`; success → unbusy and loop.
     ///
     /// Also returns whether the page is loaned (read in the same PAGE lock round trip).
     ///

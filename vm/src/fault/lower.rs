@@ -159,8 +159,8 @@ impl<'m> Fault<'m> {
         self.finish_case2(held, npg, true, want, case)
     }
 
-    /// Enter the BUSY page `pg` (wiring it with a wired mapping), activate it otherwise, and
-    /// clear BUSY. `new_anon`: `pg` is the page of the anon 2B just put in the amap (not an
+    /// Enter the BUSY page `pg` (wiring it with a wired mapping; otherwise an object page is
+    /// activated, a new anon's is on the active queue already), and clear BUSY. `new_anon`: `pg` is the page of the anon 2B just put in the amap (not an
     /// object page, 2A).
     ///
     /// The new anon is not locked: its state (`an_ref`, `page`, `swslot`) is not changed here,

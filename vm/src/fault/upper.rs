@@ -105,7 +105,7 @@ impl<'m> Fault<'m> {
             drop(held);
             return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
         }
-        self.finish_anon_page(&mut a, pg, want, want.enter_prot);
+        self.finish_anon_page(&mut a, pg, want);
         Ok(FaultCase::Anon1A)
     }
 
@@ -118,7 +118,7 @@ impl<'m> Fault<'m> {
         self.uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
     }
 
-    /// After a successful enter with `prot` (which wired the page if the mapping is wired, see
+    /// Case 1A, after a successful enter with `want.enter_prot` (which wired the page if the mapping is wired, see
     /// `wire.rs`): drop a wired page's swap copy (a wired page is never paged out, and a page
     /// without swap is not CLEAN) or activate; a page mapped writable is no longer CLEAN; clear
     /// BUSY. The page part is one PAGE lock round trip ([`Uvm::finish_page`]).
@@ -127,11 +127,11 @@ impl<'m> Fault<'m> {
     /// Entry and exit: the anon's lock held. Takes PAGE, PAGE QUEUES.
     ///
     /// [`Uvm::finish_page`]: crate::uvm::Uvm::finish_page
-    fn finish_anon_page(&self, a: &mut AnonState, pg: PageIdx, want: Want, prot: Prot) {
+    fn finish_anon_page(&self, a: &mut AnonState, pg: PageIdx, want: Want) {
         if want.wired {
             anon_dropswap_locked(self.uvm, a);
         }
-        let dirty = want.wired || prot.contains(Prot::WRITE);
+        let dirty = want.wired || want.enter_prot.contains(Prot::WRITE);
         self.uvm.finish_page(pg, dirty, !want.wired);
     }
 

@@ -142,15 +142,7 @@ impl Entry {
 
     /// Amap slot of `ipa` (which must be inside the entry).
     pub fn slot(&self, ipa: Ipa) -> Option<usize> {
-        let aref = self.aref.as_ref()?;
-        let page = usize::try_from(ipa.pages_since(self.start)).ok()?;
-        aref.slotoff.checked_add(page)
-    }
-
-    /// Object offset of `ipa` (which must be inside the entry).
-    pub fn object_offset(&self, ipa: Ipa) -> Option<u64> {
-        let (_, off) = self.object.as_ref()?;
-        off.checked_add(ipa.0 - self.start.0)
+        self.aref.as_ref()?.slot(self.start, ipa)
     }
 
     /// The seed's `VM_MAPENT_ISWIRED`.

@@ -4,8 +4,8 @@
 //! `pmap_clear_reference`). One `Rmap` is shared by every `Stage2` of the engine.
 //!
 //! # Locks
-//! Order: a `Stage2`'s lock, then an rmap lock (innermost of all; one per pool frame, one for
-//! the frames outside the pool, never two at once). `Stage2` updates the rmap while
+//! Order: a `Stage2`'s lock, then an rmap lock (one per pool frame, one for the frames outside
+//! the pool, never two at once), then the tables lock (`tables.rs`, innermost of all). `Stage2` updates the rmap while
 //! holding its own lock, so the rmap is exact with respect to each table. The operations here that
 //! must change tables go the other way round and therefore never hold the rmap lock while taking a
 //! `Stage2` lock: they copy the frame's list under the rmap lock, drop it, then take each `Stage2`'s
