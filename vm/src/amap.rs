@@ -354,10 +354,10 @@ fn anon_copy_now(uvm: &Uvm, a: &AnonState) -> Result<Option<Arc<Anon>>, NoFrame>
     if uvm.page_has(opg, PageFlags::BUSY) {
         return Ok(None);
     }
-    let (new, npg) = Anon::with_new_page(uvm, false).ok_or(NoFrame)?;
-    uvm.mem().copy(uvm.pa(npg), uvm.pa(opg));
+    let (new, nbusy) = Anon::with_new_page(uvm, false).ok_or(NoFrame)?;
+    uvm.mem().copy(uvm.pa(nbusy.page()), uvm.pa(opg));
     // Already on the active queue (`alloc_page`), where a BUSY page stays.
-    uvm.unbusy(npg);
+    uvm.unbusy(nbusy);
     Ok(Some(new))
 }
 

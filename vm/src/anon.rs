@@ -13,7 +13,7 @@
 use alloc::sync::Arc;
 
 use crate::addr::{PageIdx, Prot};
-use crate::page::{Owner, PageFlags};
+use crate::page::{Busy, Owner, PageFlags};
 use crate::uvm::Uvm;
 
 /// Where an anon's data lives on swap.
@@ -63,8 +63,8 @@ impl Anon {
 
     /// A new anon (`an_ref == 1`) owning a new BUSY page: the seed's `uvm_analloc` followed by
     /// `uvm_pagealloc(..., anon, ...)`, as one step. The page is zero-filled when `zero`, FAKE
-    /// (its contents still to come) otherwise. `None` when no frame is free (the anon made for
-    /// it is dropped again).
+    /// (its contents still to come) otherwise; the caller holds it BUSY (the token returned).
+    /// `None` when no frame is free (the anon made for it is dropped again).
     ///
     /// The page's owner is the anon under construction, so the anon is born with its page and
     /// without a lock round trip to store it.
@@ -72,19 +72,19 @@ impl Anon {
     /// # Locks
     /// Takes PAGE QUEUES, then PAGE (`Uvm::alloc_page`); any lock above them may be held. The new
     /// anon is reachable only through its page's owner, and that page is BUSY.
-    pub(crate) fn with_new_page(uvm: &Uvm, zero: bool) -> Option<(Arc<Anon>, PageIdx)> {
-        let mut page = None;
+    pub(crate) fn with_new_page(uvm: &Uvm, zero: bool) -> Option<(Arc<Anon>, Busy)> {
+        let mut busy = None;
         let anon = Arc::new_cyclic(|me| {
-            page = uvm.alloc_page(Owner::Anon(me.clone()), zero);
+            busy = uvm.alloc_page(Owner::Anon(me.clone()), zero);
             Anon {
                 state: spin::Mutex::new(AnonState {
                     an_ref: 1,
-                    page,
+                    page: busy.as_ref().map(Busy::page),
                     swslot: SwapSlot::None,
                 }),
             }
         });
-        Some((anon, page?))
+        Some((anon, busy?))
     }
 
     /// Take the ANON lock.
@@ -135,7 +135,7 @@ pub(crate) fn anon_free_locked(uvm: &Uvm, st: &mut AnonState) {
 pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
     enum Then {
         Nothing,
-        Free,
+        Free(Busy),
         Orphan,
     }
     let then = {
@@ -153,17 +153,17 @@ pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
             m.owner = Owner::Orphan;
             Then::Orphan
         } else {
-            // Claim it so that nobody starts using it while the mappings go.
-            m.flags.insert(PageFlags::BUSY);
-            Then::Free
+            // Claim it so that nobody starts using it while the mappings go (not BUSY: checked
+            // above, under the same lock).
+            Busy::claim(&mut m, pg).map_or(Then::Nothing, Then::Free)
         }
     };
     match then {
         Then::Nothing => {}
         Then::Orphan => uvm.dequeue(pg),
-        Then::Free => {
+        Then::Free(busy) => {
             uvm.page_protect(pg, Prot::NONE);
-            uvm.free_page(pg);
+            uvm.free_page(busy);
         }
     }
 }

@@ -478,7 +478,7 @@ impl<'m> Fault<'m> {
         }
 
         // Map in resident neighbour anons; note whether the center is shadowed by an anon.
-        let mut pages_buf = [PageSlot::Empty; MAXRANGE];
+        let mut pages_buf = [const { PageSlot::Empty }; MAXRANGE];
         let pages = pages_buf.get_mut(..npages).unwrap_or(&mut []);
         let mut shadowed = false;
         // Which neighbours are mapped already (the centre is not asked: it faulted).
@@ -605,8 +605,11 @@ impl<'m> Fault<'m> {
     /// on the refault (an object page for 2B, the old anon page for 1B), which is how a fault
     /// livelocked with most frames wired (found by the model, seed 1795627362871842251). So:
     ///
-    /// - `keep` is the page the fault holds and will use after the refault; the caller leaves it
-    ///   BUSY, which the pagedaemon never takes, and it is unbusied here after the reclaim;
+    /// - `keep` is the page the fault holds BUSY (its token) and will use after the refault: the
+    ///   pagedaemon never takes a BUSY page, and it is unbusied here after the reclaim. A fault
+    ///   that holds the page only through its owner's lock tries to make it BUSY first
+    ///   (`Uvm::try_busy`) and, when someone else holds it BUSY (a `copy_in`), keeps nothing: that
+    ///   BUSY is not the fault's to clear;
     /// - the fault refaults only if a frame is now allocatable (`need`: a guest page above the
     ///   reserve, or a stage-2 table frame);
     /// - a fault that has reclaimed [`MAX_RECLAIMS`] times in one call without succeeding fails
@@ -615,14 +618,14 @@ impl<'m> Fault<'m> {
     ///
     /// # Locks
     /// Entry: nothing locked except `keep`'s BUSY. Exit: nothing; `keep` unbusied.
-    fn reclaim_or_nomem(&self, keep: Option<crate::addr::PageIdx>, need: Need) -> Step {
+    fn reclaim_or_nomem(&self, keep: Option<crate::page::Busy>, need: Need) -> Step {
         let rounds = self.reclaims.get().saturating_add(1);
         self.reclaims.set(rounds);
         if rounds <= MAX_RECLAIMS {
             self.uvm.reclaim(RECLAIM_BATCH);
         }
-        if let Some(pg) = keep {
-            self.uvm.unbusy(pg);
+        if let Some(busy) = keep {
+            self.uvm.unbusy(busy);
         }
         if rounds <= MAX_RECLAIMS && self.uvm.can_allocate(need == Need::Table) {
             Step::ReFault
@@ -635,7 +638,8 @@ impl<'m> Fault<'m> {
     /// Enter the faulting page's mapping with the fault's flags; the page's wiring follows the
     /// mapping (see `wire.rs`). The caller then clears CLEAN if `prot` has WRITE (we track no
     /// modified bit: a page the guest may write is no longer CLEAN), in the same PAGE lock round
-    /// trip that activates and unbusies the page (`Uvm::finish_page`).
+    /// trip that activates the page and unbusies it if the fault holds it BUSY
+    /// (`Uvm::finish_page`; case 1A holds it through the ANON lock: `Uvm::finish_owned_page`).
     ///
     /// # Locks
     /// Entry and exit: MAPS, AMAP (if any) and the page's owner lock (ANON) or its BUSY held.

@@ -25,19 +25,19 @@ use crate::addr::{Ipa, PageIdx, Prot, PAGE_SIZE};
 use crate::anon::Anon;
 use crate::fault::FaultError;
 use crate::map::Advice;
-use crate::page::{Owner, PageFlags, PageMeta};
+use crate::page::{Busy, Owner, PageFlags, PageMeta};
 use crate::pmap::Pmap;
 use crate::uvm::Uvm;
 
 /// One position of a `get`: in, whether the caller wants it; out, the page found.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(PartialEq, Eq, Debug)]
 pub enum PageSlot {
     /// The caller does not want this page (already mapped); left untouched (`PGO_DONTCARE`).
     DontCare,
     /// Wanted, nothing found.
     Empty,
-    /// Found: resident, now BUSY for the caller, who must clear BUSY when done.
-    Page(PageIdx),
+    /// Found: resident, now BUSY for the caller (the token), who must give it back when done.
+    Page(Busy),
 }
 
 /// How `get` may behave.
@@ -100,7 +100,9 @@ pub trait Object: Send + Sync {
 
     /// Find (LOCKED) or make resident (SYNC) the pages of `pages`, the first at byte `offset`.
     /// Returns how many pages were found. In SYNC mode only `pages[center]` is made resident;
-    /// it comes back BUSY, or the call fails.
+    /// it comes back BUSY, or the call fails. Each page found is BUSY for the caller, its token
+    /// in its slot ([`PageSlot::Page`]); a page BUSY for someone else is skipped (LOCKED) or
+    /// refused with `Again` (SYNC).
     ///
     /// # Locks
     /// Entry: MAPS and AMAP may be held (LOCKED) or nothing (SYNC). Takes OBJECT inside.
@@ -152,14 +154,14 @@ pub trait Object: Send + Sync {
 
     /// Break the loans of the BUSY page `pg` at `offset` (the seed's `uvm_loanbreak`): a copy
     /// replaces it in the object and is returned BUSY; the loaned page goes to its borrowers.
-    /// `None` when no frame is free.
+    /// `Err(pg)`, the old page still BUSY for the caller, when no frame is free.
     ///
     /// # Locks
     /// Entry: MAPS (read) and AMAP (if any) held (case 2A), `pg` BUSY for the caller, no ANON,
     /// PMAP, PAGE or PAGE QUEUES lock. Takes OBJECT, under it PAGE QUEUES and PAGE (allocation),
     /// PMAP (the old page's `page_protect`), PAGE. Exit: as on entry, the returned page BUSY and
-    /// the old page unbusied. On failure (`None`) nothing changed and `pg` is still BUSY.
-    fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx>;
+    /// the old page unbusied. On failure nothing changed and `pg` is handed back, still BUSY.
+    fn loan_break(&self, uvm: &Uvm, offset: u64, pg: Busy) -> Result<Busy, Busy>;
 }
 
 /// A read-only guest image (kernel, initrd, test program) shared by every VM that maps it.
@@ -218,33 +220,33 @@ impl ImageObject {
     /// PAGE (flags) or PAGE QUEUES then PAGE (allocation); fills the new BUSY|FAKE page after
     /// releasing OBJECT, then takes PAGE. Exit: nothing held; the page BUSY on success. On `Again`
     /// the resident page got WANTED and nothing else changed; on `NoMemory` nothing changed.
-    fn get_sync(&self, uvm: &Uvm, offset: u64) -> Result<PageIdx, PagerError> {
+    fn get_sync(&self, uvm: &Uvm, offset: u64) -> Result<Busy, PagerError> {
         if offset >= self.size {
             return Err(PagerError::OutOfRange);
         }
-        let pg = {
+        let busy = {
             let mut table = self.pages.lock();
             if let Some(&pg) = table.get(&offset) {
                 let mut m = uvm.page_meta(pg).lock();
-                if m.flags.intersects(PageFlags::BUSY | PageFlags::RELEASED) {
+                // A RELEASED page is BUSY as well: never claimed.
+                return Busy::claim(&mut m, pg).ok_or_else(|| {
                     m.flags.insert(PageFlags::WANTED);
-                    return Err(PagerError::Again);
-                }
-                m.flags.insert(PageFlags::BUSY);
-                return Ok(pg);
+                    PagerError::Again
+                });
             }
-            let pg = uvm
+            let busy = uvm
                 .alloc_page(self.owner(offset), false)
                 .ok_or(PagerError::NoMemory)?;
-            table.insert(offset, pg);
-            pg
+            table.insert(offset, busy.page());
+            busy
         };
         // The page is BUSY|FAKE and in the table: fill it without the object lock.
+        let pg = busy.page();
         self.fill(uvm, offset, pg);
         let mut m = uvm.page_meta(pg).lock();
         m.flags.remove(PageFlags::FAKE);
         m.flags.insert(PageFlags::CLEAN);
-        Ok(pg)
+        Ok(busy)
     }
 }
 
@@ -273,9 +275,13 @@ impl Object for ImageObject {
                 let off = (center as u64)
                     .checked_mul(PAGE_SIZE)
                     .and_then(|d| offset.checked_add(d));
-                let pg = self.get_sync(uvm, off.ok_or(PagerError::OutOfRange)?)?;
-                if let Some(slot) = pages.get_mut(center) {
-                    *slot = PageSlot::Page(pg);
+                let busy = self.get_sync(uvm, off.ok_or(PagerError::OutOfRange)?)?;
+                match pages.get_mut(center) {
+                    Some(slot) => *slot = PageSlot::Page(busy),
+                    None => {
+                        uvm.unbusy(busy);
+                        return Err(PagerError::OutOfRange);
+                    }
                 }
                 Ok(1)
             }
@@ -283,7 +289,7 @@ impl Object for ImageObject {
                 let table = self.pages.lock();
                 let mut got = 0;
                 for (i, slot) in pages.iter_mut().enumerate() {
-                    if *slot == PageSlot::DontCare {
+                    if matches!(slot, PageSlot::DontCare) {
                         continue;
                     }
                     *slot = PageSlot::Empty;
@@ -293,12 +299,11 @@ impl Object for ImageObject {
                     let Some(&pg) = off.and_then(|o| table.get(&o)) else {
                         continue;
                     };
-                    let mut m = uvm.page_meta(pg).lock();
-                    if m.flags.intersects(PageFlags::BUSY | PageFlags::RELEASED) {
+                    // A BUSY (or RELEASED, which is BUSY too) page is someone else's: skipped.
+                    let Some(busy) = Busy::claim(&mut uvm.page_meta(pg).lock(), pg) else {
                         continue;
-                    }
-                    m.flags.insert(PageFlags::BUSY);
-                    *slot = PageSlot::Page(pg);
+                    };
+                    *slot = PageSlot::Page(busy);
                     got += 1;
                 }
                 Ok(got)
@@ -331,19 +336,19 @@ impl Object for ImageObject {
                 }
                 table.remove(&off);
                 if m.flags.contains(PageFlags::BUSY) {
+                    // Someone holds it BUSY: they free it when they let go.
                     m.flags.insert(PageFlags::RELEASED);
-                    false
+                    None
                 } else if m.loan_count > 0 {
                     hand_back_loan(&mut m);
-                    false
+                    None
                 } else {
-                    m.flags.insert(PageFlags::BUSY);
-                    true
+                    Busy::claim(&mut m, pg)
                 }
             };
-            if free_now {
+            if let Some(busy) = free_now {
                 uvm.page_protect(pg, Prot::NONE);
-                uvm.free_page(pg);
+                uvm.free_page(busy);
             }
         }
         Ok(())
@@ -363,28 +368,31 @@ impl Object for ImageObject {
     /// As [`Object::loan_break`]: OBJECT held throughout; under it PAGE QUEUES and PAGE
     /// (allocation), PMAP (`page_protect` of the old page), PAGE, then PAGE QUEUES to dequeue an
     /// orphaned page or free the old one.
-    fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx> {
+    fn loan_break(&self, uvm: &Uvm, offset: u64, old: Busy) -> Result<Busy, Busy> {
         let mut table = self.pages.lock();
-        let new = uvm.alloc_page(self.owner(offset), false)?;
-        uvm.mem().copy(uvm.pa(new), uvm.pa(pg));
+        let Some(new) = uvm.alloc_page(self.owner(offset), false) else {
+            return Err(old);
+        };
+        let pg = old.page();
+        uvm.mem().copy(uvm.pa(new.page()), uvm.pa(pg));
         uvm.page_protect(pg, Prot::NONE);
-        table.insert(offset, new);
-        {
-            let mut m = uvm.page_meta(new).lock();
-            m.flags.remove(PageFlags::FAKE);
-        }
+        table.insert(offset, new.page());
+        uvm.page_meta(new.page())
+            .lock()
+            .flags
+            .remove(PageFlags::FAKE);
         enum Then {
             Borrowed,
             Orphan,
-            Free,
+            Free(Busy),
         }
         let then = {
             let mut m = uvm.page_meta(pg).lock();
             if m.loan_count == 0 && matches!(m.owner, Owner::Object { .. }) {
                 // Given back meanwhile: ours alone, replaced, unmapped, still BUSY for us.
-                Then::Free
+                Then::Free(old)
             } else {
-                m.flags.remove(PageFlags::BUSY | PageFlags::WANTED);
+                old.clear(&mut m);
                 if hand_back_loan(&mut m) {
                     Then::Borrowed
                 } else {
@@ -395,9 +403,9 @@ impl Object for ImageObject {
         match then {
             Then::Borrowed => {}
             Then::Orphan => uvm.dequeue(pg),
-            Then::Free => uvm.free_page(pg),
+            Then::Free(old) => uvm.free_page(old),
         }
-        Some(new)
+        Ok(new)
     }
 }
 
@@ -423,24 +431,32 @@ fn hand_back_loan(m: &mut PageMeta) -> bool {
 }
 
 impl Drop for ImageObject {
+    /// A loaned page goes to its borrowers; a page someone holds BUSY (a `copy_in`, a fault
+    /// between its get and its end) is marked RELEASED, and its holder frees it when it lets go
+    /// (`Uvm::unbusy`): freed here, its frame could be handed to another VM mid-copy.
+    ///
     /// # Locks
     /// Entry: no OBJECT-or-later lock held (whoever drops the last reference may hold MAPS). Takes
     /// OBJECT to empty the table, then per page PAGE, and PMAP, PAGE QUEUES to free it.
     fn drop(&mut self) {
         let pages = core::mem::take(&mut *self.pages.lock());
         for (_, pg) in pages {
-            let loaned = {
+            let free_now = {
                 let mut m = self.uvm.page_meta(pg).lock();
                 if m.loan_count > 0 {
                     hand_back_loan(&mut m);
-                    true
+                    None
                 } else {
-                    false
+                    let claimed = Busy::claim(&mut m, pg);
+                    if claimed.is_none() {
+                        m.flags.insert(PageFlags::RELEASED);
+                    }
+                    claimed
                 }
             };
-            if !loaned {
+            if let Some(busy) = free_now {
                 self.uvm.page_protect(pg, Prot::NONE);
-                self.uvm.free_page(pg);
+                self.uvm.free_page(busy);
             }
         }
     }
@@ -464,15 +480,16 @@ pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<A
         Advice::Normal,
         GetMode::Sync,
     )?;
-    let PageSlot::Page(pg) = slot[0] else {
+    let [PageSlot::Page(busy)] = slot else {
         return Err(PagerError::Io);
     };
+    let pg = busy.page();
     let anon = Anon::new();
     {
         let mut m = uvm.page_meta(pg).lock();
         if m.loan_anon.is_some() {
             drop(m);
-            uvm.unbusy(pg);
+            uvm.unbusy(busy);
             return Err(PagerError::Again);
         }
         m.loan_count = m.loan_count.saturating_add(1);
@@ -480,6 +497,6 @@ pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<A
     }
     anon.lock().page = Some(pg);
     uvm.enqueue(pg);
-    uvm.unbusy(pg);
+    uvm.unbusy(busy);
     Ok(anon)
 }

@@ -11,6 +11,14 @@
 //! Nothing is ever locked while a page's metadata or the queues are held, except that the queues
 //! may be taken while one page's metadata is held. Who may change a page's flags follows the seed:
 //! the owner's lock (anon or object) is held, or the page is BUSY and the changer set BUSY.
+//!
+//! # BUSY has one owner
+//!
+//! BUSY is set only by `Busy::claim`, a test-and-set under the page's PAGE lock that hands the
+//! setter a [`Busy`] token; it is cleared only by giving that token back (`Uvm::unbusy`,
+//! `Uvm::finish_page`, `Uvm::free_page`, `Busy::clear`). Nobody can clear a BUSY they did not
+//! set: a fault that found a page not BUSY under its owner's lock (case 1A) and maps it holds no
+//! token, so a `copy_in` that made the page BUSY meanwhile keeps it BUSY (issue 7, bug 2).
 
 use alloc::sync::Weak;
 use alloc::vec::Vec;
@@ -35,6 +43,48 @@ bitflags::bitflags! {
         const FAKE = 1 << 4;
         /// The page must never be mapped writable.
         const RDONLY = 1 << 5;
+    }
+}
+
+/// Proof that its holder set BUSY on a page (see the module documentation): the only key that
+/// clears it. Neither `Clone` nor `Copy`; made only by `Busy::claim`.
+#[must_use = "the page stays BUSY until its holder gives the token back (Uvm::unbusy)"]
+#[derive(PartialEq, Eq, Debug)]
+pub struct Busy(PageIdx);
+
+impl Busy {
+    /// Set BUSY on `pg`, whose locked metadata is `m`, unless it is BUSY already (then `None`:
+    /// someone else holds it). A page RELEASED is BUSY too, so it is never claimed.
+    ///
+    /// # Locks
+    /// Entry and exit: `pg`'s PAGE lock held (`m`); takes nothing.
+    pub(crate) fn claim(m: &mut PageMeta, pg: PageIdx) -> Option<Busy> {
+        if m.flags.contains(PageFlags::BUSY) {
+            return None;
+        }
+        m.flags.insert(PageFlags::BUSY);
+        Some(Busy(pg))
+    }
+
+    /// The page held BUSY.
+    ///
+    /// # Locks
+    /// None.
+    pub fn page(&self) -> PageIdx {
+        self.0
+    }
+
+    /// Clear BUSY and WANTED in a PAGE lock the caller holds, for a page handed to someone else
+    /// in the same step (a loan break); a RELEASED page is not freed here (`Uvm::unbusy` does).
+    ///
+    /// # Locks
+    /// Entry and exit: this page's PAGE lock held (`m`); takes nothing.
+    pub(crate) fn clear(self, m: &mut PageMeta) {
+        debug_assert!(
+            m.flags.contains(PageFlags::BUSY),
+            "a token means BUSY is set"
+        );
+        m.flags.remove(PageFlags::BUSY | PageFlags::WANTED);
     }
 }
 

@@ -19,7 +19,7 @@ use alloc::sync::Arc;
 
 use crate::addr::{PageIdx, Prot, PAGE_SIZE};
 use crate::anon::{Anon, SwapSlot};
-use crate::page::{Owner, PageFlags, Queue};
+use crate::page::{Busy, Owner, PageFlags, Queue};
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
@@ -35,23 +35,22 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     let mut a = anon.lock();
     let Some(pg) = a.page else { return false };
     // Check and claim the page (BUSY) in one step: nobody may start using it in between.
-    let clean = {
+    let (busy, clean) = {
         let mut m = uvm.page_meta(pg).lock();
-        let pageable = !m.flags.contains(PageFlags::BUSY)
-            && m.wire_count == 0
-            && m.loan_count == 0
-            && matches!(m.owner, Owner::Anon(_));
+        let pageable = m.wire_count == 0 && m.loan_count == 0 && matches!(m.owner, Owner::Anon(_));
         if !pageable {
             return false;
         }
-        m.flags.insert(PageFlags::BUSY);
-        m.flags.contains(PageFlags::CLEAN)
+        let Some(busy) = Busy::claim(&mut m, pg) else {
+            return false;
+        };
+        (busy, m.flags.contains(PageFlags::CLEAN))
     };
     if let (SwapSlot::Slot(_), true) = (a.swslot, clean) {
         // The swap copy is current: just drop the frame.
         uvm.page_protect(pg, Prot::NONE);
         a.page = None;
-        uvm.free_page(pg);
+        uvm.free_page(busy);
         Stats::bump(&uvm.own_stats().pdfreed);
         return true;
     }
@@ -60,7 +59,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
         SwapSlot::None | SwapSlot::Bad => match swap.map.lock().alloc() {
             Some(s) => s,
             None => {
-                uvm.unbusy(pg);
+                uvm.unbusy(busy);
                 return false;
             }
         },
@@ -76,7 +75,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     let released = uvm.page_has(pg, PageFlags::RELEASED);
     if released {
         // The anon was freed during the write (its slot went with it).
-        uvm.unbusy(pg);
+        uvm.unbusy(busy);
         Stats::bump(&uvm.own_stats().pdfreed);
         return true;
     }
@@ -87,11 +86,11 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
             a.swslot = SwapSlot::None;
         }
         uvm.activate(pg);
-        uvm.unbusy(pg);
+        uvm.unbusy(busy);
         return false;
     }
     a.page = None;
-    uvm.free_page(pg);
+    uvm.free_page(busy);
     Stats::bump(&uvm.own_stats().pdfreed);
     true
 }

@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::addr::{Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};
-use crate::page::{Owner, PageFlags, PageInfo, PageMeta, Queue, Queues};
+use crate::page::{Busy, Owner, PageFlags, PageInfo, PageMeta, Queue, Queues};
 use crate::physmem::PhysMem;
 use crate::pmap::{RetiredTables, Rmap, TableFrames, Tlb};
 use crate::stats::{Stats, StatsSnapshot};
@@ -277,9 +277,9 @@ impl Uvm {
         self.page_meta(pg).lock().flags.contains(flag)
     }
 
-    /// Allocate a frame for `owner` (the seed's `uvm_pagealloc`): BUSY, and zeroed when `zero`
-    /// (otherwise FAKE: its contents are garbage until filled). `None` when only the reserve is
-    /// left.
+    /// Allocate a frame for `owner` (the seed's `uvm_pagealloc`): BUSY for the caller (the token
+    /// returned), and zeroed when `zero` (otherwise FAKE: its contents are garbage until
+    /// filled). `None` when only the reserve is left.
     ///
     /// The page goes to the tail of the active queue in the PAGE QUEUES round trip that takes it
     /// off the free queue, so a fault's new page needs no second trip to be activated. The
@@ -290,7 +290,7 @@ impl Uvm {
     ///
     /// # Locks
     /// Takes PAGE QUEUES then PAGE; any lock above them may be held.
-    pub(crate) fn alloc_page(&self, owner: Owner, zero: bool) -> Option<PageIdx> {
+    pub(crate) fn alloc_page(&self, owner: Owner, zero: bool) -> Option<Busy> {
         let reserve = self.reserve.load(core::sync::atomic::Ordering::Relaxed);
         let pg = {
             let mut q = self.queues.lock();
@@ -312,14 +312,23 @@ impl Uvm {
         let mut m = self.page_meta(pg).lock();
         *m = PageMeta {
             flags: if zero {
-                PageFlags::BUSY
+                PageFlags::empty()
             } else {
-                PageFlags::BUSY | PageFlags::FAKE
+                PageFlags::FAKE
             },
             owner,
             ..PageMeta::default()
         };
-        Some(pg)
+        // Fresh metadata: never BUSY, so the claim succeeds.
+        Busy::claim(&mut m, pg)
+    }
+
+    /// Make `pg` BUSY for the caller unless someone holds it BUSY already (`None`).
+    ///
+    /// # Locks
+    /// Takes and drops PAGE; the caller holds no PAGE or PAGE QUEUES lock.
+    pub(crate) fn try_busy(&self, pg: PageIdx) -> Option<Busy> {
+        Busy::claim(&mut self.page_meta(pg).lock(), pg)
     }
 
     /// True when an allocation can succeed now: a stage-2 table frame (`table`), or a guest page
@@ -336,42 +345,52 @@ impl Uvm {
         self.free_pages() > reserve
     }
 
-    /// Return a frame to the free queue. The caller made sure nothing maps it.
+    /// Return a page the caller holds BUSY to the free queue. The caller made sure nothing maps
+    /// it.
     ///
     /// # Locks
     /// Takes PAGE, then PAGE QUEUES (not nested); the caller holds neither.
-    pub(crate) fn free_page(&self, pg: PageIdx) {
+    pub(crate) fn free_page(&self, busy: Busy) {
+        self.free_frame(busy.page());
+    }
+
+    /// Return any frame (a page, a table frame) to the free queue.
+    ///
+    /// # Locks
+    /// As [`Uvm::free_page`].
+    fn free_frame(&self, pg: PageIdx) {
         *self.page_meta(pg).lock() = PageMeta::default();
         self.queues.lock().push_free(pg);
     }
 
-    /// Clear BUSY (and WANTED, FAKE) on a page the caller made BUSY. A page RELEASED meanwhile is
-    /// freed instead; returns true in that case. (The seed wakes WANTED sleepers here; our
-    /// waiters restarted and will simply re-fault.)
+    /// Clear BUSY (and WANTED, FAKE) on a page the caller made BUSY (its token). A page RELEASED
+    /// meanwhile is freed instead; returns true in that case. (The seed wakes WANTED sleepers
+    /// here; our waiters restarted and will simply re-fault.)
     ///
     /// # Locks
     /// Takes PAGE; for a RELEASED page then PMAP locks (through the reverse map, to remove
     /// every mapping), PAGE and PAGE QUEUES: the caller must hold no PMAP-or-later lock.
-    pub(crate) fn unbusy(&self, pg: PageIdx) -> bool {
-        self.finish_page(pg, false, false)
+    pub(crate) fn unbusy(&self, busy: Busy) -> bool {
+        self.finish_page(busy, false, false)
     }
 
-    /// The end of a fault for its page, under one PAGE lock (the fault path would otherwise take
-    /// it three times in a row): clear CLEAN when `dirty`, move the page to the tail of the
-    /// active queue when `activate` (as [`Uvm::activate`]), then clear BUSY (as [`Uvm::unbusy`],
-    /// freeing a page RELEASED meanwhile; returns true in that case).
+    /// The end of a fault for the page it holds BUSY, under one PAGE lock (the fault path would
+    /// otherwise take it three times in a row): clear CLEAN when `dirty`, move the page to the
+    /// tail of the active queue when `activate` (as [`Uvm::activate`]), then clear BUSY (as
+    /// [`Uvm::unbusy`], freeing a page RELEASED meanwhile; returns true in that case).
     ///
     /// # Locks
-    /// Takes PAGE, then PAGE QUEUES inside it; any lock above them may be held.
-    pub(crate) fn finish_page(&self, pg: PageIdx, dirty: bool, activate: bool) -> bool {
+    /// Takes PAGE, then PAGE QUEUES inside it; for a RELEASED page then PMAP, PAGE and PAGE
+    /// QUEUES: the caller must hold no PMAP-or-later lock.
+    pub(crate) fn finish_page(&self, busy: Busy, dirty: bool, activate: bool) -> bool {
+        let pg = busy.page();
         let released = {
             let mut m = self.page_meta(pg).lock();
-            if dirty {
-                m.flags.remove(PageFlags::CLEAN);
-            }
-            if activate && m.wire_count == 0 && !matches!(m.owner, Owner::Free | Owner::Table) {
-                self.queues.lock().move_to(pg, Queue::Active);
-            }
+            self.settle(&mut m, pg, dirty, activate);
+            debug_assert!(
+                m.flags.contains(PageFlags::BUSY),
+                "a token means BUSY is set"
+            );
             let released = m.flags.contains(PageFlags::RELEASED);
             m.flags
                 .remove(PageFlags::BUSY | PageFlags::WANTED | PageFlags::FAKE);
@@ -379,9 +398,33 @@ impl Uvm {
         };
         if released {
             self.page_protect(pg, Prot::NONE);
-            self.free_page(pg);
+            self.free_page(busy);
         }
         released
+    }
+
+    /// The end of a fault for a page that its owner's lock kept in place, not BUSY (case 1A):
+    /// as [`Uvm::finish_page`] but BUSY is left alone, whoever holds it (a `copy_in` may).
+    ///
+    /// # Locks
+    /// Entry and exit: the owner's lock (ANON) held. Takes PAGE, then PAGE QUEUES inside it.
+    pub(crate) fn finish_owned_page(&self, pg: PageIdx, dirty: bool, activate: bool) {
+        let mut m = self.page_meta(pg).lock();
+        self.settle(&mut m, pg, dirty, activate);
+    }
+
+    /// The common part of the fault's end: clear CLEAN when `dirty`; activate when `activate`
+    /// (pages on no paging queue by nature stay off).
+    ///
+    /// # Locks
+    /// Entry and exit: `pg`'s PAGE lock held (`m`). Takes PAGE QUEUES inside it.
+    fn settle(&self, m: &mut PageMeta, pg: PageIdx, dirty: bool, activate: bool) {
+        if dirty {
+            m.flags.remove(PageFlags::CLEAN);
+        }
+        if activate && m.wire_count == 0 && !matches!(m.owner, Owner::Free | Owner::Table) {
+            self.queues.lock().move_to(pg, Queue::Active);
+        }
     }
 
     /// Clear CLEAN: the page is (or may become) different from its backing store. Stage-2 has no
@@ -532,7 +575,7 @@ impl TableFrames for Uvm {
 
     fn free_table(&self, frame: Pa) {
         if let Some(pg) = self.page_at(frame) {
-            self.free_page(pg);
+            self.free_frame(pg);
         }
     }
 
@@ -602,7 +645,7 @@ mod tests {
         assert_eq!(e.uvm.retired_tables(), 3);
 
         let pg = e.uvm.alloc_page(Owner::Free, true).unwrap();
-        assert_eq!(e.uvm.pa(pg), frames[1]);
+        assert_eq!(e.uvm.pa(pg.page()), frames[1]);
         assert_eq!(e.mem.read_u64(frames[1]), 0);
         assert_eq!(e.uvm.free_pages(), 2);
 

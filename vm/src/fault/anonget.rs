@@ -20,6 +20,10 @@ impl<'m> Fault<'m> {
     ///
     /// Also returns whether the page is loaned (read in the same PAGE lock round trip).
     ///
+    /// The page comes back without a BUSY token: the ANON lock is what keeps it in place. A
+    /// `copy_in` may make it BUSY after this looked (it takes no ANON lock); that BUSY is the
+    /// copy's, and the caller must leave it alone (see `page.rs`).
+    ///
     /// # Locks
     /// Entry: MAPS, AMAP, ANON held. Exit on success: all three held (returned). On failure:
     /// nothing held.
@@ -57,7 +61,7 @@ impl<'m> Fault<'m> {
             let Some(swap) = self.uvm.swap() else {
                 return Err(FaultError::Io.into());
             };
-            let Some(pg) = self
+            let Some(busy) = self
                 .uvm
                 .alloc_page(Owner::Anon(Arc::downgrade(anon)), false)
             else {
@@ -66,6 +70,7 @@ impl<'m> Fault<'m> {
                 self.bump(|s| &s.fltnoram);
                 return Err(self.reclaim_or_nomem(None, Need::Page));
             };
+            let pg = busy.page();
             self.uvm.page_meta(pg).lock().flags.insert(PageFlags::CLEAN);
             a.page = Some(pg);
             drop(a);
@@ -91,20 +96,20 @@ impl<'m> Fault<'m> {
                 }
                 // Never unbusied, so never mapped: free it (or let the release path do it).
                 if released {
-                    self.uvm.unbusy(pg);
+                    self.uvm.unbusy(busy);
                 } else {
-                    self.uvm.free_page(pg);
+                    self.uvm.free_page(busy);
                 }
                 return Err(FaultError::Io.into());
             }
             if released {
                 // The anon was freed while we read: drop the page and refault.
                 self.bump(|s| &s.fltpgrele);
-                self.uvm.unbusy(pg);
+                self.uvm.unbusy(busy);
                 return Err(Step::ReFault);
             }
             // Already on the active queue (`alloc_page`), where a BUSY page stays.
-            self.uvm.unbusy(pg);
+            self.uvm.unbusy(busy);
             let Some(h) = relocked else {
                 return Err(Step::ReFault);
             };

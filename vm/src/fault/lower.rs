@@ -2,10 +2,10 @@
 //! into a new anon (2B).
 
 use super::{Fault, FaultCase, FaultError, Held, Need, Step, View, Want};
-use crate::addr::{PageIdx, Prot};
+use crate::addr::Prot;
 use crate::anon::{anon_unref, Anon};
 use crate::object::{GetMode, PageSlot, PagerError};
-use crate::page::PageFlags;
+use crate::page::{Busy, PageFlags};
 
 impl<'m> Fault<'m> {
     /// Handle case 2. `uobjpage` is the center object page if the LOCKED get found it (BUSY).
@@ -21,7 +21,7 @@ impl<'m> Fault<'m> {
         &mut self,
         held: Held<'a>,
         view: &'a View,
-        uobjpage: Option<PageIdx>,
+        uobjpage: Option<Busy>,
         mut want: Want,
     ) -> Result<FaultCase, Step>
     where
@@ -34,7 +34,7 @@ impl<'m> Fault<'m> {
         let mut held = held;
         let mut uobjpage = uobjpage;
 
-        if let (Some((obj, _)), None) = (&view.object, uobjpage) {
+        if let (Some((obj, _)), None) = (&view.object, &uobjpage) {
             drop(held);
             self.bump(|s| &s.fltget);
             let uoff = view.offset(self.ipa).ok_or(FaultError::NoBacking)?;
@@ -49,8 +49,9 @@ impl<'m> Fault<'m> {
                 view.advice,
                 GetMode::Sync,
             );
-            let pg = match (got, slot) {
-                (Ok(_), [PageSlot::Page(pg)]) => pg,
+            let [slot] = slot;
+            let busy = match (got, slot) {
+                (Ok(_), PageSlot::Page(busy)) => busy,
                 (Err(PagerError::Again), _) => {
                     self.bump(|s| &s.fltpgwait);
                     return Err(FaultError::Restart.into());
@@ -62,10 +63,10 @@ impl<'m> Fault<'m> {
                 (Err(PagerError::OutOfRange), _) => return Err(FaultError::NoBacking.into()),
                 _ => return Err(FaultError::Io.into()),
             };
-            self.uvm.activate(pg);
+            self.uvm.activate(busy.page());
 
             let relocked = self.relock(view);
-            let released = self.uvm.page_has(pg, PageFlags::RELEASED);
+            let released = self.uvm.page_has(busy.page(), PageFlags::RELEASED);
             let slot_taken = match (&relocked, view.slot(self.ipa)) {
                 (Some(Held { amap: Some(st), .. }), Some(s)) => st.lookup(s).is_some(),
                 _ => false,
@@ -77,11 +78,11 @@ impl<'m> Fault<'m> {
                     if released {
                         self.bump(|s| &s.fltpgrele);
                     }
-                    self.uvm.unbusy(pg);
+                    self.uvm.unbusy(busy);
                     return Err(Step::ReFault);
                 }
             }
-            uobjpage = Some(pg);
+            uobjpage = Some(busy);
         }
 
         if !promote {
@@ -93,18 +94,18 @@ impl<'m> Fault<'m> {
             if view.copy_on_write || obj.needs_write_fault() {
                 want.enter_prot -= Prot::WRITE;
             }
-            let loaned = self.uvm.page_meta(pg).lock().loan_count > 0;
+            let loaned = self.uvm.page_meta(pg.page()).lock().loan_count > 0;
             if loaned {
                 if !want.cow_now {
                     want.enter_prot -= Prot::WRITE;
                 } else {
                     let uoff = view.offset(self.ipa).unwrap_or(0);
                     match obj.loan_break(self.uvm, uoff, pg) {
-                        Some(npg) => {
+                        Ok(npg) => {
                             self.bump(|s| &s.fltloanbreak);
                             pg = npg;
                         }
-                        None => {
+                        Err(pg) => {
                             // `pg` stays BUSY through the reclaim: it is what we refault for.
                             drop(held);
                             self.bump(|s| &s.fltnoram);
@@ -123,7 +124,7 @@ impl<'m> Fault<'m> {
             }
             return Err(FaultError::NoBacking.into());
         };
-        let Some((new, npg)) = Anon::with_new_page(self.uvm, uobjpage.is_none()) else {
+        let Some((new, nbusy)) = Anon::with_new_page(self.uvm, uobjpage.is_none()) else {
             // The object page stays BUSY through the reclaim: freeing the page we just read, to
             // read it again on the refault, is no progress.
             drop(held);
@@ -132,11 +133,13 @@ impl<'m> Fault<'m> {
         };
         let case = match uobjpage {
             Some(opg) => {
-                self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(opg));
+                self.uvm
+                    .mem()
+                    .copy(self.uvm.pa(nbusy.page()), self.uvm.pa(opg.page()));
                 self.bump(|s| &s.flt_prcopy);
                 if st.shared() {
                     // Every sharer must see the new anon, not the object page.
-                    self.uvm.page_protect(opg, Prot::NONE);
+                    self.uvm.page_protect(opg.page(), Prot::NONE);
                 }
                 self.uvm.unbusy(opg);
                 FaultCase::ObjCopy2B
@@ -152,11 +155,11 @@ impl<'m> Fault<'m> {
             None => {
                 // A slot outside the amap: cannot happen for the entry's own IPA. The new anon is
                 // gone with the slot; give its page back and refault.
-                self.uvm.free_page(npg);
+                self.uvm.free_page(nbusy);
                 return Err(Step::ReFault);
             }
         }
-        self.finish_case2(held, npg, true, want, case)
+        self.finish_case2(held, nbusy, true, want, case)
     }
 
     /// Enter the BUSY page `pg` (wiring it with a wired mapping; otherwise an object page is
@@ -173,12 +176,13 @@ impl<'m> Fault<'m> {
     fn finish_case2(
         &self,
         held: Held<'_>,
-        pg: PageIdx,
+        busy: Busy,
         new_anon: bool,
         want: Want,
         case: FaultCase,
     ) -> Result<FaultCase, Step> {
         // A new anon's page was just allocated: never RDONLY.
+        let pg = busy.page();
         let rdonly = !new_anon && self.uvm.page_has(pg, PageFlags::RDONLY);
         let prot = if rdonly {
             want.enter_prot - Prot::WRITE
@@ -190,14 +194,14 @@ impl<'m> Fault<'m> {
             // on the active queue since its allocation: should the refault end `NoMemory`, the
             // page stays in the amap unmapped, where the pagedaemon can take it.
             drop(held);
-            return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
+            return Err(self.reclaim_or_nomem(Some(busy), Need::Table));
         }
         // `enter` wired the page if the mapping is wired (see `wire.rs`). A page mapped writable
         // (written through a shared mapping, for an object page) is no longer CLEAN, nor is a
         // wired anon page (it has no swap copy). One PAGE lock round trip for all of it.
         let dirty = prot.contains(Prot::WRITE) || (want.wired && new_anon);
         // A new page is on the active queue since its allocation (or off the queues, wired).
-        self.uvm.finish_page(pg, dirty, !want.wired && !new_anon);
+        self.uvm.finish_page(busy, dirty, !want.wired && !new_anon);
         drop(held);
         Ok(case)
     }

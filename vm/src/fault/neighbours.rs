@@ -5,10 +5,10 @@
 use alloc::sync::Arc;
 
 use super::{Fault, View, Want};
-use crate::addr::{Ipa, PageIdx, Prot};
+use crate::addr::{Ipa, Prot};
 use crate::anon::Anon;
 use crate::object::{Object, PageSlot};
-use crate::page::PageFlags;
+use crate::page::{Busy, PageFlags};
 
 impl<'m> Fault<'m> {
     /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`); busy and wired
@@ -61,8 +61,8 @@ impl<'m> Fault<'m> {
         }
     }
 
-    /// Map the neighbour pages a LOCKED get found, clearing their BUSY; return the center page
-    /// (still BUSY) if it was found.
+    /// Map the neighbour pages a LOCKED get found (taking them out of `pages`), giving their BUSY
+    /// back; return the center page (still BUSY) if it was found.
     ///
     /// # Locks
     /// Entry and exit: MAPS, AMAP (if any) held; the returned page is BUSY. Takes PMAP, PAGE,
@@ -70,19 +70,22 @@ impl<'m> Fault<'m> {
     pub(super) fn map_neighbour_pages(
         &mut self,
         obj: &dyn Object,
-        pages: &[PageSlot],
+        pages: &mut [PageSlot],
         startva: Ipa,
         centeridx: usize,
         want: Want,
         view: &View,
-    ) -> Option<PageIdx> {
+    ) -> Option<Busy> {
         let mut center = None;
-        for (lcv, slot) in pages.iter().enumerate() {
-            let PageSlot::Page(pg) = *slot else { continue };
+        for (lcv, slot) in pages.iter_mut().enumerate() {
+            let PageSlot::Page(busy) = core::mem::replace(slot, PageSlot::Empty) else {
+                continue;
+            };
             if lcv == centeridx {
-                center = Some(pg);
+                center = Some(busy);
                 continue;
             }
+            let pg = busy.page();
             let currva = startva.add_pages(lcv as u64);
             self.bump(|s| &s.fltnomap);
             let readonly = {
@@ -102,7 +105,7 @@ impl<'m> Fault<'m> {
             // Mapped writable without a fault: no longer equal to the object's source. The page
             // is on a paging queue already (`alloc_page`), unless wired.
             self.uvm
-                .finish_page(pg, mapped && prot.contains(Prot::WRITE), false);
+                .finish_page(busy, mapped && prot.contains(Prot::WRITE), false);
         }
         center
     }

@@ -10,7 +10,7 @@ use crate::addr::PageIdx;
 use crate::anon::{Anon, SwapSlot};
 use crate::map::EntrySpec;
 use crate::object::{GetMode, ImageObject, Object, PageSlot, PagerError, PutFlags};
-use crate::page::{Owner, PageFlags};
+use crate::page::{Busy, Owner, PageFlags};
 use crate::pmap::Pmap;
 use crate::swap::MemSwap;
 use crate::testenv::*;
@@ -47,10 +47,10 @@ impl Object for HookPager {
         let n = self
             .inner
             .get(uvm, offset, pages, center, access, advice, mode)?;
-        if let (GetMode::Sync, Some(&PageSlot::Page(pg))) = (mode, pages.get(center)) {
+        if let (GetMode::Sync, Some(PageSlot::Page(busy))) = (mode, pages.get(center)) {
             let hook = self.hook.lock().take();
             if let Some(h) = hook {
-                h(pg);
+                h(busy.page());
             }
         }
         Ok(n)
@@ -64,7 +64,7 @@ impl Object for HookPager {
         self.inner.resident(offset)
     }
 
-    fn loan_break(&self, uvm: &Uvm, offset: u64, pg: PageIdx) -> Option<PageIdx> {
+    fn loan_break(&self, uvm: &Uvm, offset: u64, pg: Busy) -> Result<Busy, Busy> {
         self.inner.loan_break(uvm, offset, pg)
     }
 }
@@ -93,13 +93,14 @@ fn hooked_map(e: &Env, hook: impl FnOnce(&Arc<Map>, PageIdx) + Send + 'static) -
 /// A new anon (an_ref 1) with a resident, unbusy, active page whose first byte is `byte`.
 fn resident_anon(uvm: &Uvm, byte: u8) -> Arc<Anon> {
     let anon = Anon::new();
-    let pg = uvm
+    let busy = uvm
         .alloc_page(Owner::Anon(Arc::downgrade(&anon)), true)
         .unwrap();
+    let pg = busy.page();
     uvm.mem().write(uvm.pa(pg), &[byte]);
     anon.lock().page = Some(pg);
     uvm.enqueue(pg);
-    uvm.unbusy(pg);
+    uvm.unbusy(busy);
     anon
 }
 
@@ -255,8 +256,8 @@ fn busy_and_loaned_neighbour_anons_are_skipped() {
     }
     let loaned = crate::object::loan_to_anon(&e.uvm, img.as_ref(), 0).unwrap();
     m.install_anon(page(2), loaned).unwrap();
-    let busy = m.anon_at(page(3)).unwrap().lock().page.unwrap();
-    e.uvm.page_meta(busy).lock().flags.insert(PageFlags::BUSY);
+    let busy_pg = m.anon_at(page(3)).unwrap().lock().page.unwrap();
+    let busy = e.uvm.try_busy(busy_pg).unwrap();
     m.stage2().remove(page(0), page(8));
 
     // NORMAL around page 1: page 0 behind, pages 2..=5 ahead; 5 has no anon.
@@ -270,7 +271,7 @@ fn busy_and_loaned_neighbour_anons_are_skipped() {
     assert!(prot(&m, page(0)).is_some() && prot(&m, page(4)).is_some());
     assert_eq!(prot(&m, page(2)), None, "loaned neighbour skipped");
     assert_eq!(prot(&m, page(3)), None, "busy neighbour skipped");
-    assert!(!e.uvm.page_info(busy).flags.contains(PageFlags::WANTED));
+    assert!(!e.uvm.page_info(busy_pg).flags.contains(PageFlags::WANTED));
 
     e.uvm.unbusy(busy);
     assert_eq!(rd(&m, page(3)).unwrap().case, FaultCase::Anon1A);

@@ -340,12 +340,12 @@ fn busy_anon_page_returns_restart() {
     m.copy_out(page(0), &[1]).unwrap();
     m.stage2().remove(page(0), page(1));
     let pg = m.anon_at(page(0)).unwrap().lock().page.unwrap();
-    e.uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
+    let busy = e.uvm.try_busy(pg).unwrap();
     assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
     let s = snap(&m);
     assert_eq!((s.fltpgwait, s.fltrestart), (1, 1));
     assert!(e.uvm.page_info(pg).flags.contains(PageFlags::WANTED));
-    e.uvm.unbusy(pg);
+    e.uvm.unbusy(busy);
     assert_eq!(rd(&m, page(0)).unwrap().case, FaultCase::Anon1A);
 }
 
@@ -789,10 +789,10 @@ fn a_loan_given_back_by_the_anon_is_not_broken_again_by_the_object() {
     wr(&m, page(0)).unwrap(); // the anon's write breaks its side of the loan
     assert_eq!(e.uvm.page_info(objpg).loan_count, 0);
     // The object side goes on with its earlier judgement.
-    e.uvm.page_meta(objpg).lock().flags.insert(PageFlags::BUSY);
-    let npg = img.loan_break(&e.uvm, 0, objpg).unwrap();
+    let busy = e.uvm.try_busy(objpg).unwrap();
+    let npg = img.loan_break(&e.uvm, 0, busy).unwrap();
+    assert_eq!(img.resident(0), Some(npg.page()));
     e.uvm.unbusy(npg);
-    assert_eq!(img.resident(0), Some(npg));
     assert_eq!(e.uvm.page_info(objpg).owner, crate::page::OwnerKind::Free);
     assert_eq!(e.byte(&m, page(0)), 1, "the anon's copy keeps the data");
     drop(m);

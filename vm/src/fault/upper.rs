@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use super::{Fault, FaultCase, Held, Need, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_dropswap_locked, Anon, AnonState};
-use crate::page::{Owner, PageFlags};
+use crate::page::Owner;
 
 impl<'m> Fault<'m> {
     /// Handle case 1: make the anon's data resident, handle loans, then 1A (map it) or 1B (copy
@@ -14,6 +14,10 @@ impl<'m> Fault<'m> {
     /// # Locks
     /// Entry: MAPS (read) and AMAP held in `held`. Takes the ANON lock (not the new anon's in 1B:
     /// see `AmapState::add`), then PMAP, PAGE, PAGE QUEUES. Exit: nothing, on every path.
+    ///
+    /// The anon's page is kept by the ANON lock, not by BUSY (anonget hands it over without a
+    /// token): 1A maps it and leaves its BUSY bit alone, and a reclaim keeps it only if
+    /// `Uvm::try_busy` gets it (a `copy_in` may hold it BUSY; that BUSY is the copy's).
     pub(super) fn case1<'a>(
         &mut self,
         held: Held<'a>,
@@ -38,11 +42,11 @@ impl<'m> Fault<'m> {
                 match self.break_anon_loan(anon, &mut a, pg) {
                     Some(npg) => pg = npg,
                     None => {
-                        self.hold_busy(pg);
+                        let keep = self.uvm.try_busy(pg);
                         drop(a);
                         drop(held);
                         self.bump(|s| &s.fltnoram);
-                        return Err(self.reclaim_or_nomem(Some(pg), Need::Page));
+                        return Err(self.reclaim_or_nomem(keep, Need::Page));
                     }
                 }
             }
@@ -51,14 +55,15 @@ impl<'m> Fault<'m> {
         if want.cow_now && a.an_ref > 1 {
             // Case 1B: promote into a new anon with a copy of the data.
             self.bump(|s| &s.flt_acow);
-            let Some((new, npg)) = Anon::with_new_page(self.uvm, false) else {
+            let Some((new, nbusy)) = Anon::with_new_page(self.uvm, false) else {
                 // Keep the page we copy from through the reclaim (see `reclaim_or_nomem`).
-                self.hold_busy(pg);
+                let keep = self.uvm.try_busy(pg);
                 drop(a);
                 drop(held);
                 self.bump(|s| &s.fltnoram);
-                return Err(self.reclaim_or_nomem(Some(pg), Need::Page));
+                return Err(self.reclaim_or_nomem(keep, Need::Page));
             };
+            let npg = nbusy.page();
             self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(pg));
             let slot = view.slot(self.ipa);
             let replaced = match (held.amap.as_mut(), slot) {
@@ -68,7 +73,7 @@ impl<'m> Fault<'m> {
             if replaced.is_none() {
                 // Cannot happen with the amap locked: the new anon went with the slot; give its
                 // page back and refault.
-                self.uvm.free_page(npg);
+                self.uvm.free_page(nbusy);
                 return Err(Step::ReFault);
             }
             // The amap no longer refers to the old anon from this slot (cannot reach zero: > 1).
@@ -84,13 +89,13 @@ impl<'m> Fault<'m> {
                 // allocation) stays BUSY through the reclaim.
                 drop(a);
                 drop(held);
-                return Err(self.reclaim_or_nomem(Some(npg), Need::Table));
+                return Err(self.reclaim_or_nomem(Some(nbusy), Need::Table));
             }
             // The new anon is not locked, as in 2B (see `finish_case2`); it has no swap slot to
             // drop if wired, so only its page is finished (already on the active queue, or off
             // the queues if wired).
             let dirty = want.wired || want.enter_prot.contains(Prot::WRITE);
-            self.uvm.finish_page(npg, dirty, false);
+            self.uvm.finish_page(nbusy, dirty, false);
             return Ok(FaultCase::AnonCow1B);
         }
 
@@ -100,39 +105,35 @@ impl<'m> Fault<'m> {
             want.enter_prot -= Prot::WRITE;
         }
         if !self.enter(pg, want.enter_prot, want) {
-            self.hold_busy(pg);
+            // Keep the page through the reclaim, unless someone else holds it BUSY (then it is
+            // theirs to unbusy, not ours: see `reclaim_or_nomem`).
+            let keep = self.uvm.try_busy(pg);
             drop(a);
             drop(held);
-            return Err(self.reclaim_or_nomem(Some(pg), Need::Table));
+            return Err(self.reclaim_or_nomem(keep, Need::Table));
         }
         self.finish_anon_page(&mut a, pg, want);
         Ok(FaultCase::Anon1A)
     }
 
-    /// Make the anon page `pg` BUSY so that it stays resident while the fault unlocks to reclaim
-    /// memory (the pagedaemon never takes a BUSY page); `reclaim_or_nomem` unbusies it.
-    ///
-    /// # Locks
-    /// Entry and exit: the anon's lock held (the anonget found `pg` not BUSY). Takes PAGE.
-    fn hold_busy(&self, pg: PageIdx) {
-        self.uvm.page_meta(pg).lock().flags.insert(PageFlags::BUSY);
-    }
-
-    /// Case 1A, after a successful enter with `want.enter_prot` (which wired the page if the mapping is wired, see
-    /// `wire.rs`): drop a wired page's swap copy (a wired page is never paged out, and a page
-    /// without swap is not CLEAN) or activate; a page mapped writable is no longer CLEAN; clear
-    /// BUSY. The page part is one PAGE lock round trip ([`Uvm::finish_page`]).
+    /// Case 1A, after a successful enter with `want.enter_prot` (which wired the page if the
+    /// mapping is wired, see `wire.rs`): drop a wired page's swap copy (a wired page is never
+    /// paged out, and a page without swap is not CLEAN) or activate; a page mapped writable is
+    /// no longer CLEAN. BUSY is left alone: 1A never set it (the ANON lock keeps the page), so a
+    /// BUSY bit here is someone else's, a `copy_in`'s (issue 7, bug 2: clearing it let the page
+    /// be paged out and its frame reused mid-copy). The page part is one PAGE lock round trip
+    /// ([`Uvm::finish_owned_page`]).
     ///
     /// # Locks
     /// Entry and exit: the anon's lock held. Takes PAGE, PAGE QUEUES.
     ///
-    /// [`Uvm::finish_page`]: crate::uvm::Uvm::finish_page
+    /// [`Uvm::finish_owned_page`]: crate::uvm::Uvm::finish_owned_page
     fn finish_anon_page(&self, a: &mut AnonState, pg: PageIdx, want: Want) {
         if want.wired {
             anon_dropswap_locked(self.uvm, a);
         }
         let dirty = want.wired || want.enter_prot.contains(Prot::WRITE);
-        self.uvm.finish_page(pg, dirty, !want.wired);
+        self.uvm.finish_owned_page(pg, dirty, !want.wired);
     }
 
     /// Write fault on a loaned page of an anon nobody else refers to: give the anon a private
@@ -154,9 +155,10 @@ impl<'m> Fault<'m> {
             /// We lent it out: the borrowers keep it, nobody owns it.
             Lent,
         }
-        let npg = self
+        let nbusy = self
             .uvm
             .alloc_page(Owner::Anon(Arc::downgrade(anon)), false)?;
+        let npg = nbusy.page();
         self.uvm.mem().copy(self.uvm.pa(npg), self.uvm.pa(pg));
         self.uvm.page_protect(pg, Prot::NONE);
         let loan = {
@@ -176,7 +178,7 @@ impl<'m> Fault<'m> {
         match loan {
             Loan::Gone => {
                 // Its mappings went with the page_protect above: the caller maps it again.
-                self.uvm.free_page(npg);
+                self.uvm.free_page(nbusy);
                 return Some(pg);
             }
             Loan::Lent => self.uvm.dequeue(pg),
@@ -184,7 +186,7 @@ impl<'m> Fault<'m> {
         }
         a.page = Some(npg);
         // Already on the active queue (`alloc_page`), where a BUSY page stays.
-        self.uvm.unbusy(npg);
+        self.uvm.unbusy(nbusy);
         self.bump(|s| &s.fltloanbreak);
         Some(npg)
     }

@@ -2,9 +2,9 @@
 //! the guest would: pages are faulted in and held BUSY while copied.
 
 use super::Map;
-use crate::addr::{Access, Ipa, Pa, PageIdx, PAGE_SIZE};
+use crate::addr::{Access, Ipa, Pa, PAGE_SIZE};
 use crate::fault::{fault, FaultError, FaultFlags};
-use crate::page::{Owner, PageFlags};
+use crate::page::{Busy, Owner};
 use crate::pmap::Pmap;
 
 impl Map {
@@ -30,7 +30,8 @@ impl Map {
     /// the pagedaemon, a free or a fork cannot pull it away mid-copy.
     ///
     /// # Locks
-    /// Takes MAPS (read), then PAGE; drops both before faulting. Exit: nothing.
+    /// Takes MAPS (read), PMAP, then PAGE (`hold`); drops them before `f` runs (the page's BUSY
+    /// stands for them) and before faulting. Exit: nothing.
     fn copy(
         &self,
         ipa: Ipa,
@@ -44,9 +45,9 @@ impl Map {
             let n = ((PAGE_SIZE - at.page_offset()) as usize).min(len - done);
             let mut copied = false;
             for _ in 0..4 {
-                if let Some((pa, pg)) = self.hold(at, access) {
+                if let Some((pa, busy)) = self.hold(at, access) {
                     f(Pa(pa.0 + at.page_offset()), done..done + n);
-                    self.uvm.unbusy(pg);
+                    self.uvm.unbusy(busy);
                     copied = true;
                     break;
                 }
@@ -61,8 +62,11 @@ impl Map {
     }
 
     /// If `ipa` is mapped with `access` to a pool page that is not BUSY, make it BUSY and return
-    /// it; the caller unbusies it.
-    fn hold(&self, ipa: Ipa, access: Access) -> Option<(Pa, PageIdx)> {
+    /// it; the caller unbusies it (with the token: nobody else can, see `page.rs`).
+    ///
+    /// # Locks
+    /// Takes MAPS (read), PMAP (the lookup), then PAGE; exit: nothing.
+    fn hold(&self, ipa: Ipa, access: Access) -> Option<(Pa, Busy)> {
         let _g = self.read();
         let (pa, prot) = self.stage2.extract(ipa.page_base())?;
         if !prot.contains(access.prot()) {
@@ -70,10 +74,9 @@ impl Map {
         }
         let pg = self.uvm.page_at(pa)?;
         let mut m = self.uvm.page_meta(pg).lock();
-        if m.flags.contains(PageFlags::BUSY) || matches!(m.owner, Owner::Free | Owner::Table) {
+        if matches!(m.owner, Owner::Free | Owner::Table) {
             return None;
         }
-        m.flags.insert(PageFlags::BUSY);
-        Some((pa, pg))
+        Some((pa, Busy::claim(&mut m, pg)?))
     }
 }
