@@ -60,6 +60,9 @@ pub enum PagerError {
     Io,
     /// The offset is past the object's end.
     OutOfRange,
+    /// The page is wired: it stays where its wiring pinned it, writable in place, and is never
+    /// lent (the seed's loan code refuses wired pages).
+    Wired,
 }
 
 bitflags::bitflags! {
@@ -466,9 +469,16 @@ impl Drop for ImageObject {
 /// the anon's page is the object's page, with `loan_count` raised. Writes through the anon break
 /// the loan (case 1 loan handling); the object keeps its page.
 ///
+/// As the seed's `uvm_loanuobj`: the first loan write-protects every mapping of the page (a VM
+/// mapping it writable through a shared entry would otherwise keep writing into the borrower's
+/// data; its next write faults and breaks the loan instead), and a wired page is never lent
+/// ([`PagerError::Wired`]: its wiring pins it writable in place). While the page is BUSY for the
+/// loan nobody maps it anew, so nothing writable appears between the protection and the count.
+///
 /// # Locks
-/// Entry: no OBJECT-or-later lock held. Takes OBJECT (a SYNC get), PAGE, PAGE QUEUES, and the new
-/// anon's lock (unreachable by anyone else). Exit: nothing held; on failure the page is unbusied.
+/// Entry: no OBJECT-or-later lock held. Takes OBJECT (a SYNC get), PAGE, PMAP (through the
+/// reverse map, on the first loan) and PAGE, PAGE QUEUES, and the new anon's lock (unreachable by
+/// anyone else). Exit: nothing held; on failure the page is unbusied.
 pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<Anon>, PagerError> {
     let mut slot = [PageSlot::Empty];
     object.get(
@@ -485,15 +495,27 @@ pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<A
     };
     let pg = busy.page();
     let anon = Anon::new();
-    {
+    let first = {
         let mut m = uvm.page_meta(pg).lock();
-        if m.loan_anon.is_some() {
+        let refused = if m.wire_count > 0 {
+            Some(PagerError::Wired)
+        } else if m.loan_anon.is_some() {
+            Some(PagerError::Again)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
             drop(m);
             uvm.unbusy(busy);
-            return Err(PagerError::Again);
+            return Err(e);
         }
+        let first = m.loan_count == 0;
         m.loan_count = m.loan_count.saturating_add(1);
         m.loan_anon = Some(Arc::downgrade(&anon));
+        first
+    };
+    if first {
+        uvm.page_protect(pg, Prot::READ);
     }
     anon.lock().page = Some(pg);
     uvm.enqueue(pg);

@@ -1,4 +1,4 @@
-//! Regression tests for the BUSY-ownership bugs of issue 7 (found by review, not by
+//! Regression tests for the BUSY-ownership and loan bugs of issue 7 (found by review, not by
 //! the model: each needs something to happen *during* a copy or a fault). Each test's doc says
 //! what the bug was.
 //!
@@ -19,8 +19,8 @@ use std::thread;
 use common::*;
 use vm::addr::{Access, Pa, Prot};
 use vm::fault::{fault, FaultFlags};
-use vm::map::Map;
-use vm::object::ImageObject;
+use vm::map::{EntrySpec, Map};
+use vm::object::{loan_to_anon, ImageObject, Object, PagerError};
 use vm::physmem::PhysMem;
 use vm::pmap::Vmid;
 use vm::sim::{RecordingTlb, SimMem};
@@ -399,4 +399,62 @@ fn image_drop_does_not_free_a_page_a_copy_holds() {
 /// The first word of image 0's page `n`.
 fn read_u64_of_image(n: usize) -> u64 {
     u64::from_le_bytes(core::array::from_fn(|i| image_byte(0, n * PAGE + i)))
+}
+
+/// A shared (not copy-on-write) mapping of `img` over pages 0..2: its pages are mapped
+/// writable (2A).
+fn shared_image(img: &Arc<ImageObject>) -> EntrySpec {
+    let mut spec = image_spec(img, 0, 0, 2);
+    spec.copy_on_write = false;
+    spec.anon = false;
+    spec
+}
+
+/// Bug 3 (issue 7), fixed: `loan_to_anon` left the lender's existing writable mappings of the
+/// object page in place (the seed's `uvm_loanuobj` write-protects the page on its first loan):
+/// a VM writing through its shared mapping after the loan wrote into the borrower's page.
+#[test]
+fn loan_to_anon_write_protects_the_object_page() {
+    let env = Env::new(64, 16);
+    let img = ImageObject::new(&env.uvm, image_bytes(0, 2 * PAGE));
+    let a = Map::new(&env.uvm, Vmid(1)).unwrap();
+    a.insert(shared_image(&img)).unwrap();
+    guest_write(&a, 0, 0x1111); // a's writable mapping of the object page
+    let anon = loan_to_anon(&env.uvm, img.as_ref(), 0).expect("loan");
+    let b = Map::new(&env.uvm, Vmid(2)).unwrap();
+    b.insert(anon_spec(0, 1, Prot::READ | Prot::WRITE)).unwrap();
+    b.install_anon(ipa(0), anon)
+        .expect("install the loaned anon");
+    assert_eq!(guest_read(&b, 0), 0x1111);
+
+    guest_write(&a, 0, 0x2222); // after the loan: the borrower must not see it
+    assert_eq!(guest_read(&a, 0), 0x2222);
+    assert_eq!(
+        guest_read(&b, 0),
+        0x1111,
+        "the borrower sees a write made after the loan"
+    );
+}
+
+/// Bug 3 (issue 7), fixed: `loan_to_anon` lent wired pages (the seed's loan code refuses
+/// them): a wired page must stay where its wiring pinned it, writable in place, which a loan
+/// forbids.
+#[test]
+fn loan_to_anon_refuses_a_wired_page() {
+    let env = Env::new(64, 16);
+    let img = ImageObject::new(&env.uvm, image_bytes(0, 2 * PAGE));
+    let a = Map::new(&env.uvm, Vmid(1)).unwrap();
+    a.insert(shared_image(&img)).unwrap();
+    a.wire(ipa(0), ipa(1)).unwrap();
+    let pg = img.resident(0).expect("wired, so resident");
+    assert_eq!(
+        loan_to_anon(&env.uvm, img.as_ref(), 0).err(),
+        Some(PagerError::Wired)
+    );
+    let info = env.uvm.page_info(pg);
+    assert_eq!((info.loan_count, info.wire_count), (0, 1));
+    assert!(!info.flags.contains(vm::page::PageFlags::BUSY));
+    // Unwired, it may be lent.
+    a.unwire(ipa(0), ipa(1)).unwrap();
+    assert!(loan_to_anon(&env.uvm, img.as_ref(), 0).is_ok());
 }
