@@ -271,18 +271,28 @@ impl Map {
     /// invariant "wired means mapped": the new anon's page is faulted in wired afterwards.
     ///
     /// # Errors
-    /// `NoEntry` when no entry with an amap covers `ipa`; `Fault` when the new page of a wired
-    /// entry cannot be wired (the anon is installed all the same).
+    /// `NoEntry` when no entry with an amap covers `ipa` (the anon's reference is then dropped
+    /// with `anon_unref`, which ends a loan and frees its page); `Fault` when the new page of a
+    /// wired entry cannot be wired (the anon is installed all the same).
     ///
     /// # Locks
-    /// Takes MAPS (write), AMAP, then (through the reverse map) PMAP, PAGE, PAGE QUEUES; the
-    /// wiring fault runs after they are released.
+    /// Takes MAPS (write), AMAP, the old anon's ANON (held across the sharers' unmapping of its
+    /// page), then (through the reverse map) PMAP, PAGE, PAGE QUEUES; the wiring fault runs after
+    /// they are released.
     pub fn install_anon(&self, ipa: Ipa, anon: Arc<Anon>) -> Result<(), MapError> {
         let ipa = ipa.page_base();
         let wired = {
             let g = self.write();
-            let e = g.lookup(ipa).ok_or(MapError::NoEntry)?;
-            let (Some(aref), Some(slot), false) = (&e.aref, e.slot(ipa), e.needs_copy) else {
+            let target = g
+                .lookup(ipa)
+                .and_then(|e| match (&e.aref, e.slot(ipa), e.needs_copy) {
+                    (Some(aref), Some(slot), false) => Some((e, aref, slot)),
+                    _ => None,
+                });
+            let Some((e, aref, slot)) = target else {
+                // Refused: the anon's reference is ours to drop (it may carry a loan that only
+                // `anon_unref` ends; dropping the `Arc` alone would lose the frame for good).
+                crate::anon::anon_unref(&self.uvm, &anon);
                 return Err(MapError::NoEntry);
             };
             let next = Ipa(ipa.0 + PAGE_SIZE);
@@ -290,11 +300,21 @@ impl Map {
             self.stage2.remove(ipa, next);
             let mut st = aref.amap.lock();
             let shared = st.shared();
-            let old = st.add(slot, anon).ok_or(MapError::NoEntry)?;
+            let old = match st.add(slot, anon.clone()) {
+                Some(old) => old,
+                None => {
+                    crate::anon::anon_unref(&self.uvm, &anon);
+                    return Err(MapError::NoEntry);
+                }
+            };
             if let Some(old) = old {
-                let old_pg = old.lock().page;
-                if let (true, Some(pg)) = (shared, old_pg) {
-                    self.uvm.page_protect(pg, Prot::NONE);
+                if shared {
+                    // Under the old anon's lock, so its page cannot be paged out, freed and given
+                    // to another VM before the sharers' mappings of it go (ANON → PMAP).
+                    let ost = old.lock();
+                    if let Some(pg) = ost.page {
+                        self.uvm.page_protect(pg, Prot::NONE);
+                    }
                 }
                 crate::anon::anon_unref(&self.uvm, &old);
             }
