@@ -223,12 +223,13 @@ impl Stage2 {
         self.inner.lock().live.len()
     }
 
-    /// The raw level-3 descriptor for `ipa` (`INVALID` when no level-3 table covers it).
+    /// The raw level-3 descriptor for `ipa` (`INVALID` when no level-3 table covers it, and
+    /// outside the IPA space: see `walk.rs`).
     pub fn descriptor(&self, ipa: Ipa) -> Descriptor {
         let _g = self.inner.lock();
         match self.walk(ipa.0) {
             Walk::Found(p) => self.read(p.l3_slot),
-            Walk::Hole(_) => Descriptor::INVALID,
+            Walk::Hole(_) | Walk::Outside => Descriptor::INVALID,
         }
     }
 
@@ -245,13 +246,13 @@ impl Stage2 {
         let mut path = None;
         for i in 0..n.min(32) {
             let ipa = start.page_base().0 + i as u64 * PAGE_SIZE;
-            if ipa >= Self::IPA_LIMIT {
+            if !Self::in_space(ipa) {
                 break;
             }
             if i == 0 || ipa.trailing_zeros() >= Level::L2.shift() {
                 path = match self.walk_cached(&inner, ipa) {
                     Walk::Found(p) => Some(p.l3_table),
-                    Walk::Hole(_) => None,
+                    Walk::Hole(_) | Walk::Outside => None,
                 };
             }
             let Some(l3_table) = path else { continue };
@@ -306,6 +307,7 @@ impl Pmap for Stage2 {
         self.remove_range(start, end);
     }
 
+    /// `None` outside the IPA space (the walk's range check, see `walk.rs`).
     fn extract(&self, ipa: Ipa) -> Option<(Pa, Prot)> {
         let _g = self.inner.lock();
         let Walk::Found(path) = self.walk(ipa.0) else {
@@ -343,6 +345,7 @@ impl Pmap for Stage2 {
     /// TLB maintenance is done at each change: nothing is deferred.
     fn update(&self) {}
 
+    /// False outside the IPA space (the walk's range check, see `walk.rs`).
     fn clear_access(&self, ipa: Ipa) -> bool {
         let _g = self.inner.lock();
         let Walk::Found(path) = self.walk(ipa.page_base().0) else {

@@ -8,6 +8,10 @@
 //! whenever a table is unlinked (`release_table`) or the whole table is cleared (`clear`), the
 //! only ways a level-1 or level-2 descriptor stops pointing where it did.
 //!
+//! IPAs outside the IPA space (at or above [`Stage2::IPA_LIMIT`]) are refused by both walks, the
+//! one range check every lookup and change goes through: the level-1 index is masked to the
+//! root's entries, so without it `ipa + 2^40` would walk to the slots of `ipa`.
+//!
 //! # Locks
 //! Every function here runs with the table's lock held by its caller (the `Inner` it is passed,
 //! or a guard the caller keeps); `release_table` calls `Tlb` and `TableFrames` with it held.
@@ -59,6 +63,8 @@ pub(super) enum Walk {
     Found(Path),
     /// Nothing is mapped up to this IPA (exclusive), where the next table would start.
     Hole(u64),
+    /// The IPA is outside the IPA space: nothing is or can be mapped there.
+    Outside,
 }
 
 impl Stage2 {
@@ -83,6 +89,11 @@ impl Stage2 {
         (ipa | (level.leaf_size() - 1)).saturating_add(1)
     }
 
+    /// True when `ipa` is inside the IPA space (the walks' range check).
+    pub(super) fn in_space(ipa: u64) -> bool {
+        ipa < Self::IPA_LIMIT
+    }
+
     /// [`Stage2::walk`] through the walk cache.
     pub(super) fn walk_cached(&self, inner: &Inner, ipa: u64) -> Walk {
         match inner.last_walk {
@@ -92,8 +103,11 @@ impl Stage2 {
     }
 
     /// Walk to the level-3 slot of `ipa` without allocating. A block met on the way (never
-    /// written by us) is reported as a hole.
+    /// written by us) is reported as a hole, an IPA outside the space as `Outside`.
     pub(super) fn walk(&self, ipa: u64) -> Walk {
+        if !Self::in_space(ipa) {
+            return Walk::Outside;
+        }
         let l1_slot = Self::slot(self.root, ipa, Level::L1);
         let Entry::Table(l2_table) = self.read(l1_slot).decode(Level::L1) else {
             return Walk::Hole(Self::next_boundary(ipa, Level::L1));
@@ -113,7 +127,11 @@ impl Stage2 {
     }
 
     /// Walk to the level-3 slot of `ipa`, allocating missing tables (through the walk cache).
+    /// `OutOfRange` for an IPA outside the space.
     pub(super) fn walk_alloc(&self, inner: &mut Inner, ipa: u64) -> Result<Path, PmapError> {
+        if !Self::in_space(ipa) {
+            return Err(PmapError::OutOfRange);
+        }
         let region = ipa >> Level::L2.shift();
         if let Some(c) = inner.last_walk.filter(|c| c.region == region) {
             return Ok(c.path(ipa));
@@ -226,6 +244,7 @@ impl Stage2 {
         while ipa < end {
             match self.walk(ipa) {
                 Walk::Hole(next) => ipa = next,
+                Walk::Outside => break,
                 Walk::Found(path) => {
                     let d = self.read(path.l3_slot);
                     if d.is_valid() {
@@ -238,7 +257,7 @@ impl Stage2 {
     }
 
     pub(super) fn check_ipa(ipa: Ipa) -> Result<u64, PmapError> {
-        if !ipa.is_page_aligned() || ipa.0 >= Self::IPA_LIMIT {
+        if !ipa.is_page_aligned() || !Self::in_space(ipa.0) {
             return Err(PmapError::OutOfRange);
         }
         Ok(ipa.0)
