@@ -78,8 +78,8 @@ impl Map {
     /// Taking write permission away: the seed write-protects each range (`pmap_protect`), which on
     /// stage 2 means rewriting every resident leaf (there are no hierarchical permissions), a
     /// cost linear in resident memory (~23 ns a page, 1.5 ms for 256 MiB). Instead the parent's
-    /// stage-2 table is cleared whole ([`Stage2::clear`](crate::pmap::Stage2::clear): a zeroed
-    /// root, one `invalidate_vm`, the table frames handed back as one retired set that the
+    /// stage-2 table is cleared whole ([`Stage2::clear`](crate::pmap::Stage2::clear): the
+    /// root's descriptors invalidated, one `invalidate_vm`, the table frames handed back as one retired set that the
     /// allocator reuses or frees lazily, the reverse-map entries made stale by a generation
     /// bump), which costs O(1) in resident memory and tables. The parent refaults what it touches next
     /// (1A maps an anon read-only while `an_ref > 1`; each fault maps its neighbours too), which is

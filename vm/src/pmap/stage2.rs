@@ -93,6 +93,39 @@ struct Inner {
     deferred: Option<Deferred>,
     /// The tables of the last 2 MiB region an allocating walk reached (see `walk.rs`).
     last_walk: Option<walk::Cached>,
+    /// Which level-1 slots of the root hold a table descriptor: what `clear` invalidates.
+    root_used: RootSlots,
+}
+
+/// A set of level-1 slots of the root, one bit each.
+#[derive(Default)]
+struct RootSlots([u64; (Stage2::ROOT_ENTRIES / 64) as usize]);
+
+impl RootSlots {
+    fn set(&mut self, index: u64, used: bool) {
+        let bit = 1u64 << (index % 64);
+        if let Some(w) = self.0.get_mut((index / 64) as usize) {
+            if used {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+        }
+    }
+
+    /// Every slot in the set, ascending, emptying it.
+    fn take(&mut self) -> impl Iterator<Item = u64> {
+        let words = core::mem::take(&mut self.0);
+        words.into_iter().enumerate().flat_map(|(i, mut w)| {
+            core::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = u64::from(w.trailing_zeros());
+                    w &= w - 1;
+                    i as u64 * 64 + b
+                })
+            })
+        })
+    }
 }
 
 /// One VM's stage-2 translation table. See the module documentation.
@@ -189,6 +222,7 @@ impl Stage2 {
                 wired: 0,
                 deferred: None,
                 last_walk: None,
+                root_used: RootSlots::default(),
             }),
         }))
     }

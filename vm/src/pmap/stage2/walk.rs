@@ -85,6 +85,16 @@ impl Stage2 {
         Pa(table.0 + ((ipa >> level.shift()) & (entries - 1)) * DESC_BYTES)
     }
 
+    /// The index in the root of a level-1 slot.
+    pub(super) fn root_index(&self, l1_slot: Pa) -> u64 {
+        l1_slot.0.saturating_sub(self.root.0) / DESC_BYTES
+    }
+
+    /// The level-1 slot of index `index` in the root.
+    pub(super) fn root_slot(&self, index: u64) -> Pa {
+        Pa(self.root.0 + index * DESC_BYTES)
+    }
+
     pub(super) fn next_boundary(ipa: u64, level: Level) -> u64 {
         (ipa | (level.leaf_size() - 1)).saturating_add(1)
     }
@@ -198,8 +208,9 @@ impl Stage2 {
         inner.live.insert(frame.0, 0);
         // Invalid -> valid: no TLB maintenance.
         self.write(slot, Descriptor::table(frame));
-        if let Some(p) = parent {
-            *inner.live.entry(p.0).or_insert(0) += 1;
+        match parent {
+            Some(p) => *inner.live.entry(p.0).or_insert(0) += 1,
+            None => inner.root_used.set(self.root_index(slot), true),
         }
         Ok(frame)
     }
@@ -225,10 +236,13 @@ impl Stage2 {
                 .invalidate_ipa(self.vmid, Ipa(ipa & !(PAGE_SIZE - 1)));
             self.frames.free_table(table);
         }
-        if let Some(p) = parent {
-            if let Some(n) = inner.live.get_mut(&p.0) {
-                *n = n.saturating_sub(1);
+        match parent {
+            Some(p) => {
+                if let Some(n) = inner.live.get_mut(&p.0) {
+                    *n = n.saturating_sub(1);
+                }
             }
+            None => inner.root_used.set(self.root_index(slot), false),
         }
     }
 
