@@ -248,3 +248,49 @@ fn clear_writes_the_live_root_with_single_copy_atomic_stores() {
     assert_eq!(b, [7]);
 }
 
+/// A COPY fork of a wired entry copies its resident anons at once (the seed's `amap_cow_now`),
+/// so the parent's wired frames never change. An anon whose page was BUSY (here: held by a
+/// `copy_out` on another CPU, which holds no map lock while it copies) was shared instead, with
+/// `an_ref` 2: the parent's next write took case 1B and replaced the wired frame. The seed waits
+/// for the page and starts over; here the fork is refused as transient (`MapError::Busy`), and
+/// the retry copies.
+#[test]
+fn wired_copy_fork_never_shares_a_busy_anon() {
+    let mem = Watched::new(256);
+    let uvm = mem.uvm();
+    let map = Map::new(&uvm, Vmid(1)).unwrap();
+    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE)).unwrap();
+    map.copy_out(ipa(1), &[0x11]).unwrap();
+    map.wire(ipa(0), ipa(4)).unwrap();
+    let wired = map.mapped_page(ipa(1)).unwrap().0;
+
+    // Fork while the copy_out below holds page 1 BUSY.
+    let during: Arc<Mutex<Option<Result<Arc<Map>, MapError>>>> = Arc::default();
+    let (m, d) = (map.clone(), during.clone());
+    *mem.hook.lock().unwrap() = Some(Box::new(move || {
+        *d.lock().unwrap() = Some(m.fork(Vmid(2)));
+    }));
+    map.copy_out(ipa(1), &[0x22]).unwrap();
+    let during = during.lock().unwrap().take().expect("the hook ran");
+    let child = match during {
+        Ok(child) => child,
+        Err(e) => {
+            assert_eq!(e, MapError::Busy, "refused only as transient");
+            assert!(!map.entry(ipa(1)).unwrap().needs_copy, "parent untouched");
+            map.fork(Vmid(2)).unwrap()
+        }
+    };
+    let (pa, ca) = (map.anon_at(ipa(1)).unwrap(), child.anon_at(ipa(1)).unwrap());
+    assert!(!Arc::ptr_eq(&pa, &ca), "the child got a copy, not the anon");
+    map.copy_out(ipa(1), &[0x33]).unwrap();
+    assert_eq!(
+        map.mapped_page(ipa(1)).map(|(pg, _)| pg),
+        Some(wired),
+        "the parent's wired frame is never replaced"
+    );
+    let mut b = [0u8];
+    child.copy_in(ipa(1), &mut b).unwrap();
+    assert_ne!(b, [0x33], "the child does not see the parent's later write");
+    map.copy_in(ipa(1), &mut b).unwrap();
+    assert_eq!(b, [0x33]);
+}
