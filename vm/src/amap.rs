@@ -28,6 +28,13 @@ use crate::anon::{anon_unref, Anon, AnonState};
 use crate::page::PageFlags;
 use crate::uvm::Uvm;
 
+/// Pages of the chunk a fault copies of a large shared amap (the seed's `UVM_AMAP_CHUNK`): the
+/// first write after a fork clips its entry to the chunk-aligned run around the fault and copies
+/// only that (see `Fault::amapcopy`).
+pub const AMAP_CHUNK_PAGES: u64 = 16;
+/// Entries of at least this many pages are chunked that way (the seed's `UVM_AMAP_LARGE`).
+pub const AMAP_LARGE_PAGES: usize = 256;
+
 /// The state behind an amap's lock.
 #[derive(Debug)]
 pub struct AmapState {
