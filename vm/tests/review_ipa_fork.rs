@@ -29,7 +29,8 @@ fn alias(at: Ipa) -> Ipa {
 fn ipas_beyond_the_ipa_space_do_not_alias_low_ones() {
     let env = Env::new(64, 8);
     let map = Map::new(&env.uvm, Vmid(1)).unwrap();
-    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE)).unwrap();
+    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE))
+        .unwrap();
     map.copy_out(ipa(0), &[0x5a; 8]).unwrap();
     let s2 = map.stage2();
     let low = s2.descriptor(ipa(0));
@@ -58,7 +59,8 @@ fn ipas_beyond_the_ipa_space_do_not_alias_low_ones() {
 fn public_entries_refuse_ipas_outside_the_ipa_space() {
     let env = Env::new(64, 8);
     let map = Map::new(&env.uvm, Vmid(1)).unwrap();
-    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE)).unwrap();
+    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE))
+        .unwrap();
     map.copy_out(ipa(0), &[1]).unwrap();
     let high = alias(ipa(0));
     let past = Ipa(Stage2::IPA_LIMIT);
@@ -68,7 +70,11 @@ fn public_entries_refuse_ipas_outside_the_ipa_space() {
         Err(MapError::BadRange)
     );
     assert_eq!(
-        map.insert(EntrySpec::anon(Ipa(past.0 - PAGE_SIZE), past.add_pages(1), rw)),
+        map.insert(EntrySpec::anon(
+            Ipa(past.0 - PAGE_SIZE),
+            past.add_pages(1),
+            rw
+        )),
         Err(MapError::BadRange)
     );
     for access in [Access::Read, Access::Write, Access::Exec] {
@@ -82,7 +88,10 @@ fn public_entries_refuse_ipas_outside_the_ipa_space() {
     assert_eq!(map.protect(high, end, Prot::NONE), Err(MapError::BadRange));
     assert_eq!(map.wire(high, end), Err(MapError::BadRange));
     assert_eq!(map.unwire(high, end), Err(MapError::BadRange));
-    assert_eq!(map.advise(high, end, Advice::Random), Err(MapError::BadRange));
+    assert_eq!(
+        map.advise(high, end, Advice::Random),
+        Err(MapError::BadRange)
+    );
     assert!(!map.contains(high) && map.entry(high).is_none() && map.anon_at(high).is_none());
     assert!(!map.pageout(high));
     let pa = env.uvm.pa(vm::addr::PageIdx(0));
@@ -226,7 +235,8 @@ fn clear_writes_the_live_root_with_single_copy_atomic_stores() {
     let uvm = mem.uvm();
     let map = Map::new(&uvm, Vmid(1)).unwrap();
     // Two level-1 slots in use (RAM and RAM + 1 GiB).
-    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE)).unwrap();
+    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE))
+        .unwrap();
     let gib = (1 << 30) / PAGE_SIZE;
     map.insert(anon_spec(gib, 4, Prot::READ | Prot::WRITE))
         .unwrap();
@@ -236,7 +246,11 @@ fn clear_writes_the_live_root_with_single_copy_atomic_stores() {
     mem.log.lock().unwrap().watch = Some((root, root.add_pages(Stage2::ROOT_FRAMES as u64)));
     let child = map.fork(Vmid(2)).unwrap();
     let writes = std::mem::take(&mut mem.log.lock().unwrap().writes);
-    assert_eq!(map.stage2().resident(), 0, "fork cleared the parent's table");
+    assert_eq!(
+        map.stage2().resident(),
+        0,
+        "fork cleared the parent's table"
+    );
     assert_eq!(
         writes,
         ["write_u64", "write_u64"],
@@ -259,13 +273,15 @@ fn wired_copy_fork_never_shares_a_busy_anon() {
     let mem = Watched::new(256);
     let uvm = mem.uvm();
     let map = Map::new(&uvm, Vmid(1)).unwrap();
-    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE)).unwrap();
+    map.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE))
+        .unwrap();
     map.copy_out(ipa(1), &[0x11]).unwrap();
     map.wire(ipa(0), ipa(4)).unwrap();
     let wired = map.mapped_page(ipa(1)).unwrap().0;
 
     // Fork while the copy_out below holds page 1 BUSY.
-    let during: Arc<Mutex<Option<Result<Arc<Map>, MapError>>>> = Arc::default();
+    type Forked = Option<Result<Arc<Map>, MapError>>;
+    let during: Arc<Mutex<Forked>> = Arc::default();
     let (m, d) = (map.clone(), during.clone());
     *mem.hook.lock().unwrap() = Some(Box::new(move || {
         *d.lock().unwrap() = Some(m.fork(Vmid(2)));
@@ -320,14 +336,22 @@ fn first_write_after_fork_copies_only_a_chunk_of_the_amap() {
     let chunk = map.entry(ipa(at)).unwrap();
     assert_eq!((chunk.start, chunk.end), (ipa(first), ipa(first + CHUNK)));
     assert!(!chunk.needs_copy);
-    assert_eq!(chunk.aref.as_ref().unwrap().amap.lock().nslots(), CHUNK as usize);
+    assert_eq!(
+        chunk.aref.as_ref().unwrap().amap.lock().nslots(),
+        CHUNK as usize
+    );
     let entries = map.entries();
     assert_eq!(entries.len(), 3, "{entries:?}");
     for e in [&entries[0], &entries[2]] {
         assert!(e.needs_copy, "the rest still shares the amap: {e:?}");
     }
     assert_eq!(
-        (entries[0].start, entries[0].end, entries[2].start, entries[2].end),
+        (
+            entries[0].start,
+            entries[0].end,
+            entries[2].start,
+            entries[2].end
+        ),
         (ipa(0), ipa(first), ipa(first + CHUNK), ipa(pages))
     );
     assert_eq!(child.entries().len(), 1, "the child's entry is untouched");
@@ -352,5 +376,9 @@ fn first_write_after_fork_copies_only_a_chunk_of_the_amap() {
         let kid = if n == 301 { 0xc1 } else { n as u8 };
         assert_eq!((read(&map, n), read(&child, n)), (parent, kid), "page {n}");
     }
-    assert_eq!(map.entries().len(), 5, "the write at 300 copied its own chunk");
+    assert_eq!(
+        map.entries().len(),
+        5,
+        "the write at 300 copied its own chunk"
+    );
 }

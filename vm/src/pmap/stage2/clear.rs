@@ -21,9 +21,9 @@
 use core::sync::atomic::Ordering;
 
 use super::Stage2;
-use crate::pmap::{Descriptor, RetiredTables};
 #[cfg(doc)]
 use crate::pmap::TableFrames;
+use crate::pmap::{Descriptor, RetiredTables};
 
 impl Stage2 {
     /// The current generation (see [`Stage2::clear`]).
