@@ -558,7 +558,9 @@ impl<'m> Fault<'m> {
     }
 
     /// Clear `needs_copy` for the faulting IPA's entry (the seed's `uvmfault_amapcopy`, which
-    /// asks `amap_copy` for the faulting address only and lets it chunk). A large entry
+    /// asks `amap_copy` for the faulting address only and lets it chunk; NetBSD's `amap_copy`
+    /// chunks only the creation of a new amap, here the copy of a shared one is chunked too,
+    /// and an entry without an amap is left whole: see below). A large entry
     /// (at least [`AMAP_LARGE_PAGES`] pages) is first clipped to the [`AMAP_CHUNK_PAGES`]-aligned
     /// chunk around the fault, so only that chunk's slots are copied, under the map write lock
     /// that stops every other fault of the VM meanwhile: copying a whole 256 MiB entry's amap

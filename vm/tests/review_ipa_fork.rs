@@ -313,8 +313,8 @@ fn wired_copy_fork_never_shares_a_busy_anon() {
 
 /// The first write after a fork copied the whole entry's amap (`needs_copy` cleared for all of
 /// it) under the map write lock: for a 256 MiB entry, 65536 anons referenced and
-/// write-protected in one fault (~5 ms with every vCPU of the VM stopped on the lock). The
-/// seed's fault path asks `amap_copy` for the faulting address only and lets it chunk:
+/// write-protected in one fault (~5 ms with every vCPU of the VM stopped on the lock). As the
+/// seed's fault path does for a new amap (`amap_copy` with `canchunk`), the copy is chunked:
 /// the entry is clipped to the `AMAP_CHUNK_PAGES`-aligned chunk around the fault and only that
 /// chunk's slots are copied; the rest of the entry keeps `needs_copy` and the shared amap.
 #[test]
