@@ -12,7 +12,10 @@
 //!   new VM page by page (faulting where stage 2 refuses), per advice; faults per MiB printed;
 //! - `fork/<n>MiB` vs `fork/baseline_copy_<n>MiB`: fork of the same map (one 512 MiB entry) with
 //!   16 / 256 MiB of it resident vs copying the resident memory eagerly: fork's time should not
-//!   depend on how much is resident.
+//!   depend on how much is resident;
+//! - `fork_first_write/256MiB`: the first write fault after a fork of a map whose one 256 MiB
+//!   entry is all resident (the fault that clears `needs_copy`, under the map write lock), vs
+//!   `fork_first_write/baseline_copy_4k`: copying the one page that write needs.
 //!
 //! Memory is the host simulation (`SimMem`, a Vec of frames), the TLB a counter. The fault
 //! benchmarks materialise every simulated frame first, as their baselines' frames are: otherwise
@@ -401,5 +404,51 @@ fn fork(c: &mut Criterion) {
 /// Size of the forked map's one entry.
 const FORK_MAP_MIB: u64 = 512;
 
-criterion_group!(benches, zero_fill, cow_1b, paired, seq_64m, fork);
+/// The first write after a fork: a new map with one all-resident 256 MiB entry is forked (both
+/// untimed), then the parent's first write fault in the middle of the entry is timed: it copies
+/// the amap (what `needs_copy` asks for) and then the page (1B). Building the map costs far more
+/// than the fault, so, as in `fork`, each sample times a few faults and scales their mean.
+fn fork_first_write(c: &mut Criterion) {
+    const MAX_RUNS: u64 = 4;
+    const MIB: u64 = 256;
+    let pages = MIB * MIB_PAGES;
+    let mut g = c.benchmark_group("fork_first_write");
+    g.sample_size(10);
+    let e = env(2 * pages as usize + 4096);
+    let one_run = || {
+        let map = Map::new(&e.uvm, Vmid(1)).unwrap();
+        map.insert(anon(pages, Advice::Normal)).unwrap();
+        for i in 0..pages {
+            fault(&map, ipa(i), Access::Write, FaultFlags::empty()).unwrap();
+        }
+        let child = map.fork(Vmid(2)).unwrap();
+        let t = Instant::now();
+        black_box(fault(&map, ipa(pages / 2), Access::Write, FaultFlags::empty()).unwrap());
+        let took = t.elapsed();
+        drop(child);
+        took
+    };
+    g.bench_function(format!("{MIB}MiB"), |b| {
+        b.iter_custom(|iters| {
+            let runs = iters.clamp(1, MAX_RUNS);
+            let total: Duration = (0..runs).map(|_| one_run()).sum();
+            Duration::from_secs_f64(total.as_secs_f64() / runs as f64 * iters as f64)
+        });
+    });
+    let (src, dst) = (e.uvm.pa(PageIdx(0)), e.uvm.pa(PageIdx(1)));
+    g.bench_function("baseline_copy_4k", |b| {
+        b.iter(|| e.mem.copy(black_box(dst), black_box(src)))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    zero_fill,
+    cow_1b,
+    paired,
+    seq_64m,
+    fork,
+    fork_first_write
+);
 criterion_main!(benches);

@@ -28,6 +28,13 @@ use crate::anon::{anon_unref, Anon, AnonState};
 use crate::page::PageFlags;
 use crate::uvm::Uvm;
 
+/// Pages of the chunk a fault copies of a large shared amap (the seed's `UVM_AMAP_CHUNK`): the
+/// first write after a fork clips its entry to the chunk-aligned run around the fault and copies
+/// only that (see `Fault::amapcopy`).
+pub const AMAP_CHUNK_PAGES: u64 = 16;
+/// Entries of at least this many pages are chunked that way (the seed's `UVM_AMAP_LARGE`).
+pub const AMAP_LARGE_PAGES: usize = 256;
+
 /// The state behind an amap's lock.
 #[derive(Debug)]
 pub struct AmapState {
@@ -274,9 +281,12 @@ fn unref_locked(uvm: &Uvm, st: &mut AmapState, slotoff: usize, npages: usize) {
 /// With `copy_resident` (a COPY fork of a wired entry: the seed's `amap_cow_now`), a resident
 /// anon is not shared at all: the new amap gets a new anon with a copy of its data, so the
 /// existing mappings keep their write permission and their frames (a wired parent's frames must
-/// not change under it, which a later 1B would do). An anon whose page is BUSY is shared as above
-/// instead. When no frame is free the copy is undone (the new amap released, the caller keeps
-/// its reference to `old`) and `NoFrame` returned.
+/// not change under it, which a later 1B would do). An anon whose page is BUSY (a hypervisor
+/// copy, which holds no map lock, or a fill) cannot be copied now and must not be shared either
+/// (sharing is what lets a later 1B replace the wired frame): the copy is undone and `Busy`
+/// returned, for the caller to retry (the seed's `amap_cow_now` sleeps on the page and starts
+/// over). When no frame is free the copy is undone likewise (the new amap released, the caller
+/// keeps its reference to `old`) and `NoFrame` returned.
 ///
 /// # Locks
 /// Takes the AMAP lock of `old`, then each anon's lock in turn, and with the anon locked the
@@ -289,7 +299,7 @@ pub(crate) fn amap_copy_range(
     old: &AmapRef,
     npages: usize,
     copy_resident: bool,
-) -> Result<AmapRef, NoFrame> {
+) -> Result<AmapRef, CopyError> {
     let new = Amap::new(npages);
     let mut nst = new.lock();
     let mut ost = old.amap.lock();
@@ -299,7 +309,7 @@ pub(crate) fn amap_copy_range(
             continue;
         };
         let mut a = anon.lock();
-        if copy_resident && a.page.is_some() {
+        if copy_resident {
             match anon_copy_now(uvm, &a) {
                 Ok(Some(copy)) => {
                     *slot = Some(copy);
@@ -340,21 +350,29 @@ pub(crate) fn amap_copy_range(
     })
 }
 
-/// No frame was free for a copy (`amap_copy_range` with `copy_resident`).
+/// Why `amap_copy_range` with `copy_resident` could not copy a resident anon.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct NoFrame;
+pub(crate) enum CopyError {
+    /// No frame was free for the copy.
+    NoFrame,
+    /// The page was BUSY: its data may be changing or not there yet (transient).
+    Busy,
+}
 
-/// A new anon holding a copy of the resident page of `a`. `Ok(None)` when the page is BUSY (its
-/// data may not be there yet: the anon is shared instead), `Err` when no frame is free.
+/// A new anon holding a copy of the resident page of `a`; `Ok(None)` when `a` has no resident
+/// page (it is shared instead: nothing maps it).
+///
+/// # Errors
+/// `Busy` when the page is BUSY, `NoFrame` when no frame is free.
 ///
 /// # Locks
 /// Entry and exit: `a`'s ANON lock held. Takes PAGE and PAGE QUEUES.
-fn anon_copy_now(uvm: &Uvm, a: &AnonState) -> Result<Option<Arc<Anon>>, NoFrame> {
+fn anon_copy_now(uvm: &Uvm, a: &AnonState) -> Result<Option<Arc<Anon>>, CopyError> {
     let Some(opg) = a.page else { return Ok(None) };
     if uvm.page_has(opg, PageFlags::BUSY) {
-        return Ok(None);
+        return Err(CopyError::Busy);
     }
-    let (new, nbusy) = Anon::with_new_page(uvm, false).ok_or(NoFrame)?;
+    let (new, nbusy) = Anon::with_new_page(uvm, false).ok_or(CopyError::NoFrame)?;
     uvm.mem().copy(uvm.pa(nbusy.page()), uvm.pa(opg));
     // Already on the active queue (`alloc_page`), where a BUSY page stays.
     uvm.unbusy(nbusy);

@@ -116,7 +116,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::AtomicU64;
 
 use crate::addr::{Access, Ipa, Prot, PAGE_SIZE};
-use crate::amap::{AmapRef, AmapState};
+use crate::amap::{AmapRef, AmapState, AMAP_CHUNK_PAGES, AMAP_LARGE_PAGES};
 use crate::anon::Anon;
 use crate::map::{Advice, Map, MapInner};
 use crate::object::{GetMode, ObjFault, Object, PageSlot};
@@ -557,18 +557,38 @@ impl<'m> Fault<'m> {
         }
     }
 
-    /// Clear `needs_copy` for the faulting IPA's entry (the seed's `uvmfault_amapcopy`). If the
-    /// entry is gone the refault reports it.
+    /// Clear `needs_copy` for the faulting IPA's entry (the seed's `uvmfault_amapcopy`, which
+    /// asks `amap_copy` for the faulting address only and lets it chunk; NetBSD's `amap_copy`
+    /// chunks only the creation of a new amap, here the copy of a shared one is chunked too,
+    /// and an entry without an amap is left whole: see below). A large entry
+    /// (at least [`AMAP_LARGE_PAGES`] pages) is first clipped to the [`AMAP_CHUNK_PAGES`]-aligned
+    /// chunk around the fault, so only that chunk's slots are copied, under the map write lock
+    /// that stops every other fault of the VM meanwhile: copying a whole 256 MiB entry's amap
+    /// here took ~5 ms. The rest of the entry keeps `needs_copy` and the shared amap (a clip of a
+    /// shared amap takes a reference, see `amap_split`) until a write reaches it. An entry with
+    /// no amap or an amap of its own is not clipped (nothing is copied). If the entry is gone
+    /// the refault reports it.
     ///
     /// # Locks
-    /// Entry: nothing. Takes MAPS for writing (bumping the version), then AMAP and ANON locks.
-    /// Exit: nothing.
+    /// Entry: nothing. Takes MAPS for writing (bumping the version), then AMAP (the clips) and
+    /// AMAP, ANON and PMAP locks (the copy). Exit: nothing.
     fn amapcopy(&self) {
         let mut g = self.map.write();
+        let Some(e) = g.lookup(self.ipa) else { return };
+        if !e.needs_copy {
+            return;
+        }
+        // Only a copy is chunked: an amap nobody else refers to is taken over whole, at no cost.
+        let copies = e.aref.as_ref().is_some_and(|a| a.amap.lock().refs() > 1);
+        if copies && e.npages() >= AMAP_LARGE_PAGES {
+            let chunk = AMAP_CHUNK_PAGES * PAGE_SIZE;
+            let start = Ipa(self.ipa.0 - self.ipa.0 % chunk).max(e.start);
+            let end = start.checked_add(chunk).map_or(e.end, |end| end.min(e.end));
+            g.clip(start);
+            g.clip(end);
+        }
         if let Some(e) = g.lookup_mut(self.ipa) {
-            if e.needs_copy {
-                crate::fork::entry_amap_share_lazy(self.uvm, e);
-            }
+            crate::fork::entry_amap_share_lazy(self.uvm, e);
         }
     }
 

@@ -10,7 +10,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::addr::{Ipa, Prot, PAGE_SIZE};
-use crate::amap::{amap_copy_range, amap_ref, Amap, AmapRef};
+use crate::amap::{amap_copy_range, amap_ref, Amap, AmapRef, CopyError};
 use crate::fault::{fault_wire, unwire_pages};
 use crate::map::{check_range, Entry, Inherit, Map, MapError};
 use crate::pmap::{Pmap, Vmid};
@@ -27,8 +27,9 @@ use crate::uvm::Uvm;
 /// reverse map) PMAP locks.
 ///
 /// # Errors
-/// `NoMemory` only with `copy_resident`: then the entry is left exactly as it was (its amap
-/// reference, `needs_copy` still set), so nothing is silently zero-filled later.
+/// Only with `copy_resident`, and then the entry is left exactly as it was (its amap reference,
+/// `needs_copy` still set), so nothing is silently zero-filled or shared later: `NoMemory` when
+/// no frame is free for a copy, `Busy` when a resident page is BUSY (see `amap_copy_range`).
 pub(crate) fn entry_amap_copy(
     uvm: &Uvm,
     e: &mut Entry,
@@ -45,8 +46,11 @@ pub(crate) fn entry_amap_copy(
         Some(aref) => {
             let alone = aref.amap.lock().refs() == 1;
             if !alone {
-                let copy = amap_copy_range(uvm, aref, npages, copy_resident)
-                    .map_err(|_| MapError::NoMemory)?;
+                let copy =
+                    amap_copy_range(uvm, aref, npages, copy_resident).map_err(|e| match e {
+                        CopyError::NoFrame => MapError::NoMemory,
+                        CopyError::Busy => MapError::Busy,
+                    })?;
                 e.aref = Some(copy);
             }
         }
@@ -78,8 +82,8 @@ impl Map {
     /// Taking write permission away: the seed write-protects each range (`pmap_protect`), which on
     /// stage 2 means rewriting every resident leaf (there are no hierarchical permissions), a
     /// cost linear in resident memory (~23 ns a page, 1.5 ms for 256 MiB). Instead the parent's
-    /// stage-2 table is cleared whole ([`Stage2::clear`](crate::pmap::Stage2::clear): a zeroed
-    /// root, one `invalidate_vm`, the table frames handed back as one retired set that the
+    /// stage-2 table is cleared whole ([`Stage2::clear`](crate::pmap::Stage2::clear): the
+    /// root's descriptors invalidated, one `invalidate_vm`, the table frames handed back as one retired set that the
     /// allocator reuses or frees lazily, the reverse-map entries made stale by a generation
     /// bump), which costs O(1) in resident memory and tables. The parent refaults what it touches next
     /// (1A maps an anon read-only while `an_ref > 1`; each fault maps its neighbours too), which is
@@ -100,8 +104,10 @@ impl Map {
     /// `needs_copy` and a writable leaf together.
     ///
     /// # Errors
-    /// `NoMemory` when the child's stage-2 root or an eager copy finds no frame; the parent is
-    /// unchanged and the half-built child released.
+    /// `NoMemory` when the child's stage-2 root or an eager copy finds no frame; `Busy` when the
+    /// eager copy of a wired entry meets a BUSY page (transient: retry; sharing it instead would
+    /// let the parent's next write replace a wired frame). Either way the parent is unchanged
+    /// and the half-built child released.
     pub fn fork(&self, vmid: Vmid) -> Result<Arc<Map>, MapError> {
         let uvm = self.uvm().clone();
         let child = Map::new(&uvm, vmid)?;
@@ -144,7 +150,8 @@ impl Map {
                             // SHARE amap included), except for a wired parent, whose resident
                             // pages are copied for the child instead (the seed's
                             // `amap_cow_now`): its wired mappings keep their rights and frames.
-                            // Out of memory: `ce` still holds the reference taken above;
+                            // Out of memory, or a BUSY page that cannot be copied now (the
+                            // caller retries): `ce` still holds the reference taken above;
                             // give it back. Entries already in the child are released when
                             // it drops, and the parent has not been touched yet.
                             if let Err(err) = entry_amap_copy(&uvm, &mut ce, pe.is_wired()) {

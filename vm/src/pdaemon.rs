@@ -151,7 +151,7 @@ impl Uvm {
             let (_, _, inactive) = self.queue_counts();
             if inactive < want {
                 for pg in self.oldest(Queue::Active, want - inactive) {
-                    if self.deactivate(pg) {
+                    if self.age(pg) {
                         Stats::bump(&self.own_stats().pddeact);
                     }
                 }

@@ -445,12 +445,34 @@ impl Uvm {
         let _ = self.requeue(pg, Queue::Active);
     }
 
-    /// Put a page at the tail of the inactive queue (wired pages stay off the queues, BUSY ones
-    /// where they are); true when it moved.
+    /// Deactivate a page (the seed's `uvm_pagedeactivate`): put it at the tail of the inactive
+    /// queue and clear its reference (every mapping's access flag, `pmap_clear_reference`), so
+    /// the clock frees it unless it is used again meanwhile. Wired pages stay off the queues,
+    /// BUSY ones where they are (their reference untouched); true when it moved. Used for the
+    /// pages behind a sequential fault (`uvmfault_anonflush`, an object's `put` with
+    /// DEACTIVATE); the pagedaemon's refill keeps the reference ([`Uvm::age`]).
+    ///
+    /// # Locks
+    /// Takes PAGE, then PAGE QUEUES inside it, then (neither held) PMAP locks through the
+    /// reverse map: no PMAP-or-later lock may be held. The caller holds the page's owner
+    /// (ANON or OBJECT lock), so the page cannot be freed and reused between the two steps.
+    pub(crate) fn deactivate(&self, pg: PageIdx) -> bool {
+        let moved = self.requeue(pg, Queue::Inactive);
+        if moved {
+            let _ = self.rmap.clear_reference(self.pa(pg));
+        }
+        moved
+    }
+
+    /// Move a page to the tail of the inactive queue keeping its reference: the pagedaemon's
+    /// refill, whose clock scan follows at once and gives a referenced page its second chance
+    /// (in the seed the scan comes later and sees the references made after deactivation; here
+    /// the reference made before is what the scan can see). Wired and BUSY pages as
+    /// [`Uvm::deactivate`]; true when it moved.
     ///
     /// # Locks
     /// As [`Uvm::activate`].
-    pub(crate) fn deactivate(&self, pg: PageIdx) -> bool {
+    pub(crate) fn age(&self, pg: PageIdx) -> bool {
         self.requeue(pg, Queue::Inactive)
     }
 

@@ -11,11 +11,12 @@ use crate::object::{Object, PageSlot};
 use crate::page::{Busy, PageFlags};
 
 impl<'m> Fault<'m> {
-    /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`); busy and wired
-    /// pages are left alone.
+    /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`), clearing their
+    /// reference (see `Uvm::deactivate`); busy and wired pages are left alone.
     ///
     /// # Locks
-    /// Entry and exit: MAPS, AMAP held. Takes each ANON, then PAGE and PAGE QUEUES.
+    /// Entry and exit: MAPS, AMAP held. Takes each ANON, then PAGE and PAGE QUEUES, then (with
+    /// the ANON still held) PMAP locks through the reverse map.
     pub(super) fn anonflush<'a>(&self, anons: impl Iterator<Item = &'a Arc<Anon>>) {
         for anon in anons {
             let a = anon.lock();

@@ -63,6 +63,9 @@ pub enum MapError {
     ObjectRange,
     /// No frame for the stage-2 root, or for a copy.
     NoMemory,
+    /// Transient: a page the operation must copy is BUSY (being copied or filled). The seed
+    /// would sleep until it is not; the caller retries.
+    Busy,
     /// Wiring faulted and failed.
     Fault(FaultError),
 }

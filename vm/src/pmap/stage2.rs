@@ -93,6 +93,39 @@ struct Inner {
     deferred: Option<Deferred>,
     /// The tables of the last 2 MiB region an allocating walk reached (see `walk.rs`).
     last_walk: Option<walk::Cached>,
+    /// Which level-1 slots of the root hold a table descriptor: what `clear` invalidates.
+    root_used: RootSlots,
+}
+
+/// A set of level-1 slots of the root, one bit each.
+#[derive(Default)]
+struct RootSlots([u64; (Stage2::ROOT_ENTRIES / 64) as usize]);
+
+impl RootSlots {
+    fn set(&mut self, index: u64, used: bool) {
+        let bit = 1u64 << (index % 64);
+        if let Some(w) = self.0.get_mut((index / 64) as usize) {
+            if used {
+                *w |= bit;
+            } else {
+                *w &= !bit;
+            }
+        }
+    }
+
+    /// Every slot in the set, ascending, emptying it.
+    fn take(&mut self) -> impl Iterator<Item = u64> {
+        let words = core::mem::take(&mut self.0);
+        words.into_iter().enumerate().flat_map(|(i, mut w)| {
+            core::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let b = u64::from(w.trailing_zeros());
+                    w &= w - 1;
+                    i as u64 * 64 + b
+                })
+            })
+        })
+    }
 }
 
 /// One VM's stage-2 translation table. See the module documentation.
@@ -189,6 +222,7 @@ impl Stage2 {
                 wired: 0,
                 deferred: None,
                 last_walk: None,
+                root_used: RootSlots::default(),
             }),
         }))
     }
@@ -223,12 +257,13 @@ impl Stage2 {
         self.inner.lock().live.len()
     }
 
-    /// The raw level-3 descriptor for `ipa` (`INVALID` when no level-3 table covers it).
+    /// The raw level-3 descriptor for `ipa` (`INVALID` when no level-3 table covers it, and
+    /// outside the IPA space: see `walk.rs`).
     pub fn descriptor(&self, ipa: Ipa) -> Descriptor {
         let _g = self.inner.lock();
         match self.walk(ipa.0) {
             Walk::Found(p) => self.read(p.l3_slot),
-            Walk::Hole(_) => Descriptor::INVALID,
+            Walk::Hole(_) | Walk::Outside => Descriptor::INVALID,
         }
     }
 
@@ -245,13 +280,13 @@ impl Stage2 {
         let mut path = None;
         for i in 0..n.min(32) {
             let ipa = start.page_base().0 + i as u64 * PAGE_SIZE;
-            if ipa >= Self::IPA_LIMIT {
+            if !Self::in_space(ipa) {
                 break;
             }
             if i == 0 || ipa.trailing_zeros() >= Level::L2.shift() {
                 path = match self.walk_cached(&inner, ipa) {
                     Walk::Found(p) => Some(p.l3_table),
-                    Walk::Hole(_) => None,
+                    Walk::Hole(_) | Walk::Outside => None,
                 };
             }
             let Some(l3_table) = path else { continue };
@@ -306,6 +341,7 @@ impl Pmap for Stage2 {
         self.remove_range(start, end);
     }
 
+    /// `None` outside the IPA space (the walk's range check, see `walk.rs`).
     fn extract(&self, ipa: Ipa) -> Option<(Pa, Prot)> {
         let _g = self.inner.lock();
         let Walk::Found(path) = self.walk(ipa.0) else {
@@ -343,6 +379,7 @@ impl Pmap for Stage2 {
     /// TLB maintenance is done at each change: nothing is deferred.
     fn update(&self) {}
 
+    /// False outside the IPA space (the walk's range check, see `walk.rs`).
     fn clear_access(&self, ipa: Ipa) -> bool {
         let _g = self.inner.lock();
         let Walk::Found(path) = self.walk(ipa.page_base().0) else {

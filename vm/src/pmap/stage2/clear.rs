@@ -5,8 +5,8 @@
 //!
 //! Stage 2 has no hierarchical permissions (no APTable), so taking write permission from every
 //! mapping of a VM means rewriting every leaf: O(resident). [`Stage2::clear`] instead drops the
-//! whole contents: the root is zeroed and one `invalidate_vm` is issued. The level-2/3 table
-//! frames are then unreachable by the hardware (no descriptor points to them, no walk cache
+//! whole contents: the root's table descriptors are written invalid (at most one per GiB of
+//! IPA space in use) and one `invalidate_vm` is issued. The level-2/3 table frames are then unreachable by the hardware (no descriptor points to them, no walk cache
 //! holds them), so they are handed back to `TableFrames` as one set
 //! ([`TableFrames::retire_tables`]): the table's index of its frames is moved out whole, without
 //! visiting a frame, and the allocator reuses or frees them lazily. Freeing them one by one here
@@ -21,9 +21,9 @@
 use core::sync::atomic::Ordering;
 
 use super::Stage2;
-use crate::pmap::RetiredTables;
 #[cfg(doc)]
 use crate::pmap::TableFrames;
+use crate::pmap::{Descriptor, RetiredTables};
 
 impl Stage2 {
     /// The current generation (see [`Stage2::clear`]).
@@ -32,7 +32,8 @@ impl Stage2 {
     }
 
     /// Unmap everything at once, in time independent of the number of mappings and of tables:
-    /// the root is cleared, one `invalidate_vm` is issued, and the level-2 and level-3 table
+    /// the root's valid descriptors are written invalid (one `write_u64` each, as
+    /// break-before-make on a live table requires), one `invalidate_vm` is issued, and the level-2 and level-3 table
     /// frames are handed back to `TableFrames` as one set, after that invalidation
     /// ([`TableFrames::retire_tables`]). The reverse-map entries of the leaves are not visited:
     /// the table takes a new generation, which makes them all stale at once (see the module
@@ -57,9 +58,13 @@ impl Stage2 {
         self.generation.store(generation, Ordering::Release);
         self.rmap.tables.set_generation(self.id, generation);
         // Break: every level-1 table descriptor invalid, then one invalidation for the VMID
-        // (walk caches included) before a table frame can be reused.
-        self.mem.zero(self.root);
-        self.mem.zero(self.root.add_pages(1));
+        // (walk caches included) before a table frame can be reused. The root is live (other
+        // vCPUs walk it meanwhile), so each descriptor is written with `write_u64`, the one
+        // store a walker sees whole (`PhysMem::zero` promises no single-copy atomicity); only
+        // the slots in use are written, at most one per GiB of IPA space mapped.
+        for index in inner.root_used.take() {
+            self.write(self.root_slot(index), Descriptor::INVALID);
+        }
         self.tlb.invalidate_vm(self.vmid);
         // Only now may a table frame be reused: hand the whole index over, untouched (O(1)).
         let tables = core::mem::take(&mut inner.live);

@@ -150,7 +150,7 @@ impl Stage2 {
                     }
                     old
                 }
-                Walk::Hole(_) => None,
+                Walk::Hole(_) | Walk::Outside => None,
             };
             return Ok(old);
         }

@@ -8,6 +8,10 @@
 //! whenever a table is unlinked (`release_table`) or the whole table is cleared (`clear`), the
 //! only ways a level-1 or level-2 descriptor stops pointing where it did.
 //!
+//! IPAs outside the IPA space (at or above [`Stage2::IPA_LIMIT`]) are refused by both walks, the
+//! one range check every lookup and change goes through: the level-1 index is masked to the
+//! root's entries, so without it `ipa + 2^40` would walk to the slots of `ipa`.
+//!
 //! # Locks
 //! Every function here runs with the table's lock held by its caller (the `Inner` it is passed,
 //! or a guard the caller keeps); `release_table` calls `Tlb` and `TableFrames` with it held.
@@ -59,6 +63,8 @@ pub(super) enum Walk {
     Found(Path),
     /// Nothing is mapped up to this IPA (exclusive), where the next table would start.
     Hole(u64),
+    /// The IPA is outside the IPA space: nothing is or can be mapped there.
+    Outside,
 }
 
 impl Stage2 {
@@ -79,8 +85,23 @@ impl Stage2 {
         Pa(table.0 + ((ipa >> level.shift()) & (entries - 1)) * DESC_BYTES)
     }
 
+    /// The index in the root of a level-1 slot.
+    pub(super) fn root_index(&self, l1_slot: Pa) -> u64 {
+        l1_slot.0.saturating_sub(self.root.0) / DESC_BYTES
+    }
+
+    /// The level-1 slot of index `index` in the root.
+    pub(super) fn root_slot(&self, index: u64) -> Pa {
+        Pa(self.root.0 + index * DESC_BYTES)
+    }
+
     pub(super) fn next_boundary(ipa: u64, level: Level) -> u64 {
         (ipa | (level.leaf_size() - 1)).saturating_add(1)
+    }
+
+    /// True when `ipa` is inside the IPA space (the walks' range check).
+    pub(super) fn in_space(ipa: u64) -> bool {
+        ipa < Self::IPA_LIMIT
     }
 
     /// [`Stage2::walk`] through the walk cache.
@@ -92,8 +113,11 @@ impl Stage2 {
     }
 
     /// Walk to the level-3 slot of `ipa` without allocating. A block met on the way (never
-    /// written by us) is reported as a hole.
+    /// written by us) is reported as a hole, an IPA outside the space as `Outside`.
     pub(super) fn walk(&self, ipa: u64) -> Walk {
+        if !Self::in_space(ipa) {
+            return Walk::Outside;
+        }
         let l1_slot = Self::slot(self.root, ipa, Level::L1);
         let Entry::Table(l2_table) = self.read(l1_slot).decode(Level::L1) else {
             return Walk::Hole(Self::next_boundary(ipa, Level::L1));
@@ -113,7 +137,11 @@ impl Stage2 {
     }
 
     /// Walk to the level-3 slot of `ipa`, allocating missing tables (through the walk cache).
+    /// `OutOfRange` for an IPA outside the space.
     pub(super) fn walk_alloc(&self, inner: &mut Inner, ipa: u64) -> Result<Path, PmapError> {
+        if !Self::in_space(ipa) {
+            return Err(PmapError::OutOfRange);
+        }
         let region = ipa >> Level::L2.shift();
         if let Some(c) = inner.last_walk.filter(|c| c.region == region) {
             return Ok(c.path(ipa));
@@ -180,8 +208,9 @@ impl Stage2 {
         inner.live.insert(frame.0, 0);
         // Invalid -> valid: no TLB maintenance.
         self.write(slot, Descriptor::table(frame));
-        if let Some(p) = parent {
-            *inner.live.entry(p.0).or_insert(0) += 1;
+        match parent {
+            Some(p) => *inner.live.entry(p.0).or_insert(0) += 1,
+            None => inner.root_used.set(self.root_index(slot), true),
         }
         Ok(frame)
     }
@@ -207,10 +236,13 @@ impl Stage2 {
                 .invalidate_ipa(self.vmid, Ipa(ipa & !(PAGE_SIZE - 1)));
             self.frames.free_table(table);
         }
-        if let Some(p) = parent {
-            if let Some(n) = inner.live.get_mut(&p.0) {
-                *n = n.saturating_sub(1);
+        match parent {
+            Some(p) => {
+                if let Some(n) = inner.live.get_mut(&p.0) {
+                    *n = n.saturating_sub(1);
+                }
             }
+            None => inner.root_used.set(self.root_index(slot), false),
         }
     }
 
@@ -226,6 +258,7 @@ impl Stage2 {
         while ipa < end {
             match self.walk(ipa) {
                 Walk::Hole(next) => ipa = next,
+                Walk::Outside => break,
                 Walk::Found(path) => {
                     let d = self.read(path.l3_slot);
                     if d.is_valid() {
@@ -238,7 +271,7 @@ impl Stage2 {
     }
 
     pub(super) fn check_ipa(ipa: Ipa) -> Result<u64, PmapError> {
-        if !ipa.is_page_aligned() || ipa.0 >= Self::IPA_LIMIT {
+        if !ipa.is_page_aligned() || !Self::in_space(ipa.0) {
             return Err(PmapError::OutOfRange);
         }
         Ok(ipa.0)
