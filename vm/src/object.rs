@@ -126,7 +126,8 @@ pub trait Object: Send + Sync {
     /// # Locks
     /// Entry: MAPS and AMAP may be held (the sequential deactivate-behind holds them); no ANON,
     /// PMAP, PAGE or PAGE QUEUES lock. Takes OBJECT, and under it each page's PAGE lock, PAGE
-    /// QUEUES, and for a page it frees PMAP (through the reverse map). Exit: as on entry. A BUSY
+    /// QUEUES, and PMAP (through the reverse map) for a page it frees or deactivates (the
+    /// deactivation clears the page's reference bit in every stage 2). Exit: as on entry. A BUSY
     /// page is marked RELEASED instead of freed; a dirty or wired page is kept.
     fn put(&self, uvm: &Uvm, start: u64, end: u64, flags: PutFlags) -> Result<(), PagerError>;
 
@@ -316,7 +317,8 @@ impl Object for ImageObject {
 
     /// # Locks
     /// As [`Object::put`]: OBJECT held across the walk; under it PAGE per page, PAGE QUEUES, and
-    /// PMAP, PAGE, PAGE QUEUES (`page_protect`, `free_page`) for a page it frees.
+    /// PMAP, PAGE, PAGE QUEUES (`page_protect`, `free_page`) for a page it frees, PMAP
+    /// (`deactivate`) for a page it deactivates.
     fn put(&self, uvm: &Uvm, start: u64, end: u64, flags: PutFlags) -> Result<(), PagerError> {
         let mut table = self.pages.lock();
         let offsets: alloc::vec::Vec<u64> = table.range(start..end).map(|(o, _)| *o).collect();

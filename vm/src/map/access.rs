@@ -26,8 +26,9 @@ impl Map {
         })
     }
 
-    /// Copy page by page. Each page is held BUSY (with the map read-locked) while `f` runs, so
-    /// the pagedaemon, a free or a fork cannot pull it away mid-copy.
+    /// Copy page by page. Each page is held BUSY while `f` runs (the map lock is taken only to
+    /// find and claim it), so the pagedaemon, a free or a fork cannot pull it away mid-copy; a
+    /// fork meeting it is refused as transient (`MapError::Busy`).
     ///
     /// # Locks
     /// Takes MAPS (read), PMAP, then PAGE (`hold`); drops them before `f` runs (the page's BUSY
