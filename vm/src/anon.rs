@@ -11,7 +11,7 @@
 //! of BUSY).
 //!
 //! # A free during I/O
-//! An anon freed while its page is BUSY (a page-out writing it, a swap-in reading into it)
+//! An anon freed while the page it owns is BUSY (a page-out writing it, a swap-in reading into it)
 //! hands its page *and its swap slot* to the BUSY holder (the page is marked RELEASED and keeps
 //! the slot in `released_swslot`), as the seed keeps both until `uvm_anon_release`: the holder's
 //! I/O is still using the slot, which must not be handed out again before it completes. The
@@ -150,8 +150,9 @@ pub(crate) fn anon_free_locked(uvm: &Uvm, st: &mut AnonState) {
 /// # Locks
 /// Entry and exit: the owning anon locked, its `page` already taken; `pg` not BUSY for the caller.
 /// Takes PAGE; then, with PAGE released, PMAP (through the reverse map) and PAGE QUEUES to free the
-/// page, or PAGE QUEUES alone to dequeue a page lent out. A BUSY page is only marked RELEASED: its
-/// BUSY holder frees it when it unbusies (`Uvm::unbusy`).
+/// page, or PAGE QUEUES alone to dequeue a page lent out. A BUSY page the anon owns alone is only
+/// marked RELEASED: its BUSY holder frees it when it unbusies (`Uvm::unbusy`). A borrowed page
+/// ends its loan, BUSY or not (it stays the object's).
 pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx, swslot: &mut SwapSlot) {
     enum Then {
         Nothing,
@@ -160,12 +161,11 @@ pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx, swslot: &mut SwapSlot) {
     }
     let then = {
         let mut m = uvm.page_meta(pg).lock();
-        if m.flags.contains(PageFlags::BUSY) {
-            m.flags.insert(PageFlags::RELEASED);
-            m.released_swslot = core::mem::take(swslot);
-            Then::Nothing
-        } else if matches!(m.owner, Owner::Object { .. }) {
-            // We were the receiver of an object → anon loan: end our loan.
+        // Loans first, as the seed's `uvm_anfree`: a page we do not own alone is never RELEASED,
+        // or its BUSY holder would free a page someone else still has.
+        if matches!(m.owner, Owner::Object { .. }) {
+            // We were the receiver of an object → anon loan: end our loan. The page is the
+            // object's, BUSY or not.
             m.loan_count = m.loan_count.saturating_sub(1);
             m.loan_anon = None;
             Then::Nothing
@@ -173,6 +173,10 @@ pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx, swslot: &mut SwapSlot) {
             // We lent the page out: it lives on, owned by nobody, until the loans end.
             m.owner = Owner::Orphan;
             Then::Orphan
+        } else if m.flags.contains(PageFlags::BUSY) {
+            m.flags.insert(PageFlags::RELEASED);
+            m.released_swslot = core::mem::take(swslot);
+            Then::Nothing
         } else {
             // Claim it so that nobody starts using it while the mappings go.
             m.flags.insert(PageFlags::BUSY);

@@ -12,7 +12,7 @@ use common::*;
 use vm::addr::{Access, Prot};
 use vm::fault::{fault, FaultError, FaultFlags};
 use vm::map::{Map, MapError};
-use vm::object::{loan_to_anon, ImageObject};
+use vm::object::{loan_to_anon, ImageObject, Object};
 use vm::pdaemon::pageout_anon;
 use vm::pmap::Vmid;
 use vm::swap::{SwapIoError, SwapOp};
@@ -165,4 +165,56 @@ fn failed_install_anon_loses_no_frame_when_the_object_goes() {
     assert_eq!(map.install_anon(ipa(0), anon), Err(MapError::NoEntry));
     drop(img);
     assert_eq!(env.uvm.free_pages(), free0, "a frame is lost for good");
+}
+
+/// The first word of page `n` of image 0.
+fn image_word(n: u64) -> u64 {
+    let o = n as usize * PAGE;
+    u64::from_le_bytes(core::array::from_fn(|i| image_byte(0, o + i)))
+}
+
+/// Found while fixing bug 1 (issue 7): freeing an anon that borrows an object page (an object →
+/// anon loan) while someone else held that page BUSY marked the object's page RELEASED instead of
+/// ending the loan, so the BUSY holder freed the object's page while the object still had it.
+/// Here the holder is a case-2B fault on the same object page, keeping it BUSY through the
+/// reclaim its allocation needs; the reclaim's page-out frees the borrower (the swap hook).
+#[test]
+fn anon_freed_while_its_borrowed_page_is_busy_ends_the_loan() {
+    let env = Env::new(64, 8);
+    let img = ImageObject::new(&env.uvm, image_bytes(0, 2 * PAGE));
+    let victim = vm_with_page(&env, 3, 0x3333); // what the pagedaemon will page out
+    let borrower = Map::new(&env.uvm, Vmid(2)).unwrap();
+    borrower
+        .insert(anon_spec(0, 1, Prot::READ | Prot::WRITE))
+        .unwrap();
+    let loan = loan_to_anon(&env.uvm, img.as_ref(), 0).unwrap();
+    let pg = loan.lock().page.unwrap();
+    borrower.install_anon(ipa(0), loan).unwrap();
+    let vm1 = Map::new(&env.uvm, Vmid(1)).unwrap();
+    vm1.insert(image_spec(&img, 0, 0, 1)).unwrap();
+
+    let fired = Arc::new(AtomicBool::new(false));
+    let (hook_fired, hook_borrower) = (fired.clone(), borrower.clone());
+    env.swap.set_hook(Some(Arc::new(move |op, _slot| {
+        if op == SwapOp::Write && !hook_fired.swap(true, Ordering::SeqCst) {
+            hook_borrower.remove(ipa(0), ipa(1)).unwrap();
+        }
+        Ok(())
+    })));
+    // No guest page can be allocated: the 2B write fault reclaims, holding the object page BUSY.
+    env.uvm.set_reserve(env.uvm.free_pages());
+    let r = fault(&vm1, ipa(0), Access::Write, FaultFlags::empty());
+    env.uvm.set_reserve(0);
+    env.swap.set_hook(None);
+    assert!(fired.load(Ordering::SeqCst), "the victim was paged out");
+
+    assert_eq!(env.uvm.page_info(pg).loan_count, 0, "the loan ended");
+    assert_eq!(img.resident(0), Some(pg));
+    assert_eq!(
+        env.uvm.page_info(pg).owner,
+        vm::page::OwnerKind::Object { offset: 0 },
+        "the object's page was freed under it (fault: {r:?})"
+    );
+    assert_eq!(guest_read(&vm1, &env, 0), image_word(0));
+    assert_eq!(guest_read(&victim, &env, 0), 0x3333);
 }
