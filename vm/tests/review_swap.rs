@@ -1,6 +1,7 @@
 //! Regression tests for the swap-slot and `install_anon` bugs of issue 7 (found by review, not
 //! by the model test: they need something to happen *during* an I/O, which the simulated swap
-//! device's hook, `MemSwap::set_hook`, now makes happen). Each test's doc says what the bug was.
+//! device's hook, `MemSwap::set_hook`, now makes happen), and for one found while fixing them (a
+//! borrowed page RELEASED by its borrower). Each test's doc says what the bug was.
 #![forbid(unsafe_code)]
 
 mod common;
@@ -121,6 +122,32 @@ fn failed_read_of_an_anon_freed_during_it_marks_the_slot_bad() {
     assert_eq!(slots(&env), (0, 0, 1), "the slot that failed is marked bad");
     let (_, active, inactive) = env.uvm.queue_counts();
     assert_eq!((active, inactive), (0, 0), "the swap-in page is freed");
+}
+
+/// Bug 1, write side (issue 7): a page-out whose write failed after its anon was freed meanwhile
+/// had no slot left to mark bad (the anon had given it back at once): the failing slot went
+/// back into use. Now the slot comes with the RELEASED page and is marked bad.
+#[test]
+fn failed_write_of_an_anon_freed_during_it_marks_the_slot_bad() {
+    let env = Env::new(64, 1);
+    let a = vm_with_page(&env, 1, 0xaaaa);
+    let anon_a = a.anon_at(ipa(0)).unwrap();
+    let hook_a = a.clone();
+    let fired = Arc::new(AtomicBool::new(false));
+    let hook_fired = fired.clone();
+    env.swap.set_hook(Some(Arc::new(move |op, _slot| {
+        if op == SwapOp::Write && !hook_fired.swap(true, Ordering::SeqCst) {
+            hook_a.remove(ipa(0), ipa(1)).unwrap();
+            return Err(SwapIoError);
+        }
+        Ok(())
+    })));
+    assert!(pageout_anon(&env.uvm, &anon_a), "the released page is freed");
+    env.swap.set_hook(None);
+    assert!(fired.load(Ordering::SeqCst));
+    assert_eq!(slots(&env), (0, 0, 1), "the slot that failed is marked bad");
+    let (_, active, inactive) = env.uvm.queue_counts();
+    assert_eq!((active, inactive), (0, 0), "the page is freed");
 }
 
 /// Bug 4 (issue 7): `Map::install_anon`'s error paths dropped the anon without unreferencing
