@@ -9,6 +9,14 @@
 //! `Anon::lock` is the ANON lock: taken after AMAP and OBJECT, before PMAP and PAGE. It protects
 //! `an_ref`, `page` and `swslot`; the page's own flags are changed with it held (or by the holder
 //! of BUSY).
+//!
+//! # A free during I/O
+//! An anon freed while the page it owns is BUSY (a page-out writing it, a swap-in reading into it)
+//! hands its page *and its swap slot* to the BUSY holder (the page is marked RELEASED and keeps
+//! the slot in `released_swslot`), as the seed keeps both until `uvm_anon_release`: the holder's
+//! I/O is still using the slot, which must not be handed out again before it completes. The
+//! holder frees the page and the slot together (`Uvm::unbusy` → `Uvm::free_page`), or marks the
+//! slot bad when its read failed.
 
 use alloc::sync::Arc;
 
@@ -104,35 +112,48 @@ impl Anon {
 /// Entry: the AMAP that held the reference is locked by the caller, the anon is not.
 /// Exit: same.
 pub(crate) fn anon_unref(uvm: &Uvm, anon: &Arc<Anon>) {
-    let mut st = anon.lock();
+    anon_unref_locked(uvm, &mut anon.lock());
+}
+
+/// [`anon_unref`] for a caller that holds the anon's lock (and needs it held around the drop, so
+/// that the page it saw cannot be paged out and its frame reused meanwhile).
+///
+/// # Locks
+/// Entry and exit: the anon is locked (and the AMAP that held the reference, as for
+/// [`anon_unref`]). Takes what [`anon_free_locked`] takes.
+pub(crate) fn anon_unref_locked(uvm: &Uvm, st: &mut AnonState) {
     st.an_ref = st.an_ref.saturating_sub(1);
     if st.an_ref == 0 {
-        anon_free_locked(uvm, &mut st);
+        anon_free_locked(uvm, st);
     }
 }
 
 /// Free an anon whose `an_ref` reached zero: its page and its swap slot (the seed's `uvm_anfree`).
 ///
-/// A BUSY page (I/O in progress) is marked RELEASED and left to the BUSY holder, who frees it when
-/// it relocks. A loaned page is given up but lives on while the loan lasts.
+/// A BUSY page (I/O in progress) is marked RELEASED and left to the BUSY holder with the swap slot
+/// (see the module documentation): the holder frees both when it unbusies. A loaned page is given
+/// up but lives on while the loan lasts.
 ///
 /// # Locks
-/// Entry and exit: the anon is locked. Takes PMAP (through the reverse map), PAGE and PAGE QUEUES.
+/// Entry and exit: the anon is locked. Takes PMAP (through the reverse map), PAGE and PAGE QUEUES,
+/// and the swap map's lock (a leaf).
 pub(crate) fn anon_free_locked(uvm: &Uvm, st: &mut AnonState) {
     if let Some(pg) = st.page.take() {
-        release_anon_page(uvm, pg);
+        release_anon_page(uvm, pg, &mut st.swslot);
     }
     anon_dropswap_locked(uvm, st);
 }
 
-/// Give up the anon's hold on `pg` (see [`anon_free_locked`]).
+/// Give up the anon's hold on `pg` (see [`anon_free_locked`]). A BUSY `pg` is RELEASED and takes
+/// the anon's `swslot` with it (its BUSY holder frees both); otherwise `swslot` is left alone.
 ///
 /// # Locks
 /// Entry and exit: the owning anon locked, its `page` already taken; `pg` not BUSY for the caller.
 /// Takes PAGE; then, with PAGE released, PMAP (through the reverse map) and PAGE QUEUES to free the
-/// page, or PAGE QUEUES alone to dequeue a page lent out. A BUSY page is only marked RELEASED: its
-/// BUSY holder frees it when it unbusies (`Uvm::unbusy`).
-pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
+/// page, or PAGE QUEUES alone to dequeue a page lent out. A BUSY page the anon owns alone is only
+/// marked RELEASED: its BUSY holder frees it when it unbusies (`Uvm::unbusy`). A borrowed page
+/// ends its loan, BUSY or not (it stays the object's).
+pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx, swslot: &mut SwapSlot) {
     enum Then {
         Nothing,
         Free(Busy),
@@ -140,11 +161,11 @@ pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
     }
     let then = {
         let mut m = uvm.page_meta(pg).lock();
-        if m.flags.contains(PageFlags::BUSY) {
-            m.flags.insert(PageFlags::RELEASED);
-            Then::Nothing
-        } else if matches!(m.owner, Owner::Object { .. }) {
-            // We were the receiver of an object → anon loan: end our loan.
+        // Loans first, as the seed's `uvm_anfree`: a page we do not own alone is never RELEASED,
+        // or its BUSY holder would free a page someone else still has.
+        if matches!(m.owner, Owner::Object { .. }) {
+            // We were the receiver of an object → anon loan: end our loan. The page is the
+            // object's, BUSY or not.
             m.loan_count = m.loan_count.saturating_sub(1);
             m.loan_anon = None;
             Then::Nothing
@@ -152,6 +173,10 @@ pub(crate) fn release_anon_page(uvm: &Uvm, pg: PageIdx) {
             // We lent the page out: it lives on, owned by nobody, until the loans end.
             m.owner = Owner::Orphan;
             Then::Orphan
+        } else if m.flags.contains(PageFlags::BUSY) {
+            m.flags.insert(PageFlags::RELEASED);
+            m.released_swslot = core::mem::take(swslot);
+            Then::Nothing
         } else {
             // Claim it so that nobody starts using it while the mappings go (not BUSY: checked
             // above, under the same lock).

@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::addr::{Ipa, PageIdx, Prot, PAGE_SIZE};
 use crate::amap::{amap_unref, Amap, AmapRef};
-use crate::anon::Anon;
+use crate::anon::{anon_unref, anon_unref_locked, Anon};
 use crate::pmap::{Pmap, Stage2, Vmid};
 use crate::stats::Stats;
 use crate::uvm::Uvm;
@@ -270,15 +270,18 @@ impl Map {
     /// the other sharers' mappings of the old page go too (as in 1B). A wired entry keeps its
     /// invariant "wired means mapped": the new anon's page is faulted in wired afterwards.
     ///
+    /// `anon` comes with one reference (`an_ref`) for the slot. When it cannot be installed that
+    /// reference is dropped (`anon_unref`): a loan it holds ends, a page it owns is freed.
+    ///
     /// # Errors
-    /// `NoEntry` when no entry with an amap covers `ipa` (the anon's reference is then dropped
-    /// with `anon_unref`, which ends a loan and frees its page); `Fault` when the new page of a
-    /// wired entry cannot be wired (the anon is installed all the same).
+    /// `NoEntry` when no entry with an amap covers `ipa`; `Fault` when the new page of a wired
+    /// entry cannot be wired (the anon is installed all the same).
     ///
     /// # Locks
-    /// Takes MAPS (write), AMAP, the old anon's ANON (held across the sharers' unmapping of its
-    /// page), then (through the reverse map) PMAP, PAGE, PAGE QUEUES; the wiring fault runs after
-    /// they are released.
+    /// Takes MAPS (write), AMAP, the old anon's ANON (held while its page's mappings go, so that
+    /// the page cannot be paged out and its frame reused by someone else meanwhile), then
+    /// (through the reverse map) PMAP, PAGE, PAGE QUEUES; the wiring fault runs after they are
+    /// released. On a refusal, `anon`'s ANON (and what freeing it takes) with MAPS released.
     pub fn install_anon(&self, ipa: Ipa, anon: Arc<Anon>) -> Result<(), MapError> {
         let ipa = ipa.page_base();
         let wired = {
@@ -290,9 +293,8 @@ impl Map {
                     _ => None,
                 });
             let Some((e, aref, slot)) = target else {
-                // Refused: the anon's reference is ours to drop (it may carry a loan that only
-                // `anon_unref` ends; dropping the `Arc` alone would lose the frame for good).
-                crate::anon::anon_unref(&self.uvm, &anon);
+                drop(g);
+                anon_unref(&self.uvm, &anon);
                 return Err(MapError::NoEntry);
             };
             let next = Ipa(ipa.0 + PAGE_SIZE);
@@ -300,23 +302,18 @@ impl Map {
             self.stage2.remove(ipa, next);
             let mut st = aref.amap.lock();
             let shared = st.shared();
-            let old = match st.add(slot, anon.clone()) {
-                Some(old) => old,
-                None => {
-                    crate::anon::anon_unref(&self.uvm, &anon);
-                    return Err(MapError::NoEntry);
-                }
+            let Some(old) = st.add(slot, anon.clone()) else {
+                drop(st);
+                drop(g);
+                anon_unref(&self.uvm, &anon);
+                return Err(MapError::NoEntry);
             };
             if let Some(old) = old {
-                if shared {
-                    // Under the old anon's lock, so its page cannot be paged out, freed and given
-                    // to another VM before the sharers' mappings of it go (ANON → PMAP).
-                    let ost = old.lock();
-                    if let Some(pg) = ost.page {
-                        self.uvm.page_protect(pg, Prot::NONE);
-                    }
+                let mut a = old.lock();
+                if let (true, Some(pg)) = (shared, a.page) {
+                    self.uvm.page_protect(pg, Prot::NONE);
                 }
-                crate::anon::anon_unref(&self.uvm, &old);
+                anon_unref_locked(&self.uvm, &mut a);
             }
             e.is_wired()
         };

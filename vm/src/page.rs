@@ -24,7 +24,7 @@ use alloc::sync::Weak;
 use alloc::vec::Vec;
 
 use crate::addr::PageIdx;
-use crate::anon::Anon;
+use crate::anon::{Anon, SwapSlot};
 use crate::object::Object;
 
 bitflags::bitflags! {
@@ -128,6 +128,10 @@ pub struct PageMeta {
     pub loan_count: u32,
     /// Number of wirings. A wired page is on no paging queue and is never paged out.
     pub wire_count: u32,
+    /// The swap slot of the anon that let go of this page while it was BUSY (RELEASED): the
+    /// BUSY holder may still be reading or writing it, so it is freed with the page (by
+    /// `Uvm::free_page`), or marked bad by a holder whose I/O failed, never earlier.
+    pub released_swslot: SwapSlot,
 }
 
 impl PageMeta {

@@ -13,7 +13,8 @@
 //! Pages are found through the PAGE QUEUES, which is backwards in the lock order, so the queue
 //! lock is dropped before an owner is locked. An anon is paged out with its lock held except
 //! during the write, when the page is BUSY (and unmapped everywhere): a fault finding it BUSY
-//! restarts; a free finding it BUSY marks it RELEASED and the daemon frees it afterwards.
+//! restarts; a free finding it BUSY marks it RELEASED and hands it its swap slot, and the daemon
+//! frees both once the write is done (see `anon.rs`).
 
 use alloc::sync::Arc;
 
@@ -26,7 +27,8 @@ use crate::uvm::Uvm;
 /// Write `anon`'s page to swap and free it (the seed's pageout of an anon page). Returns true when
 /// the frame was freed. Refuses (false) when there is no swap or no free slot, or the page is
 /// BUSY, wired or loaned. A CLEAN page that already has a slot is freed without writing. A write
-/// error keeps the page (its slot is marked bad).
+/// error keeps the page (its slot is marked bad). An anon freed during the write leaves its page
+/// and slot to us: both are freed after the write (the slot is marked bad if the write failed).
 ///
 /// # Locks
 /// Entry: nothing. Takes ANON (dropped during the write), PMAP, PAGE, PAGE QUEUES. Exit: nothing.
@@ -74,7 +76,10 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     let mut a = anon.lock();
     let released = uvm.page_has(pg, PageFlags::RELEASED);
     if released {
-        // The anon was freed during the write (its slot went with it).
+        // The anon was freed during the write and left its page and slot to us.
+        if result.is_err() && uvm.mark_released_slot_bad(pg) {
+            Stats::bump(&uvm.own_stats().swpgbad);
+        }
         uvm.unbusy(busy);
         Stats::bump(&uvm.own_stats().pdfreed);
         return true;

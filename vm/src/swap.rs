@@ -2,7 +2,9 @@
 //!
 //! A swap device stores whole frames in numbered slots (1-based, as the seed's `an_swslot`; 0 is
 //! "no slot"). The hypervisor implements [`SwapDevice`] over virtio-blk; the host tests use
-//! [`MemSwap`], which can be told to fail. A read that fails marks the slot BAD (the seed's
+//! [`MemSwap`], which can be told to fail, and can run a test's hook in the middle of an I/O
+//! ([`MemSwap::set_hook`]): the engine's locks are dropped and the page is BUSY then, which is
+//! exactly the window a real, slow device leaves open. A read that fails marks the slot BAD (the seed's
 //! `uvm_swap_markbad` + `SWSLOT_BAD`): it is never allocated again and the anon's data is lost.
 //!
 //! # Locks
@@ -161,9 +163,23 @@ impl Swap {
     }
 }
 
-/// An in-memory swap device for host tests and benches; reads and writes can be made to fail.
+/// Which way a swap I/O goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SwapOp {
+    Read,
+    Write,
+}
+
+/// What [`MemSwap`] runs in the middle of each I/O, given its direction and slot: other engine
+/// operations, typically. An `Err` fails the I/O (failing chosen slots is a hook that returns
+/// `Err` for them).
+pub type SwapHook = dyn Fn(SwapOp, u32) -> Result<(), SwapIoError> + Send + Sync;
+
+/// An in-memory swap device for host tests and benches; reads and writes can be made to fail, and
+/// a hook can act while an I/O is in flight.
 pub struct MemSwap {
     slots: spin::Mutex<Vec<Option<Box<[u8]>>>>,
+    hook: spin::Mutex<Option<Arc<SwapHook>>>,
     fail_reads: AtomicU32,
     fail_writes: AtomicU32,
     /// Completed reads.
@@ -180,6 +196,7 @@ impl MemSwap {
     pub fn new(n: u32) -> Arc<MemSwap> {
         Arc::new(MemSwap {
             slots: spin::Mutex::new((0..n).map(|_| None).collect()),
+            hook: spin::Mutex::new(None),
             fail_reads: AtomicU32::new(0),
             fail_writes: AtomicU32::new(0),
             reads: AtomicU64::new(0),
@@ -203,6 +220,24 @@ impl MemSwap {
         self.fail_writes.store(n, Ordering::SeqCst);
     }
 
+    /// Run `hook` in the middle of every later I/O (`None`: no hook). The I/O has started (the
+    /// engine is waiting for it, its page BUSY) and not completed: the hook runs before a read's
+    /// data reaches the frame or a write's data reaches the slot, and before the result is
+    /// decided. The hook runs with no lock of the device held, so it may start I/O itself (and is
+    /// then called again, inside itself).
+    ///
+    /// # Locks
+    /// Takes the hook's lock (a leaf).
+    pub fn set_hook(&self, hook: Option<Arc<SwapHook>>) {
+        *self.hook.lock() = hook;
+    }
+
+    /// The middle of an I/O: run the hook, if any, with its lock dropped.
+    fn mid_io(&self, op: SwapOp, slot: u32) -> Result<(), SwapIoError> {
+        let hook = self.hook.lock().clone();
+        hook.map_or(Ok(()), |h| h(op, slot))
+    }
+
     fn take_failure(counter: &AtomicU32) -> bool {
         counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
@@ -216,6 +251,7 @@ impl SwapDevice for MemSwap {
     }
 
     fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        self.mid_io(SwapOp::Read, slot)?;
         if Self::take_failure(&self.fail_reads) {
             return Err(SwapIoError);
         }
@@ -231,6 +267,7 @@ impl SwapDevice for MemSwap {
     }
 
     fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        self.mid_io(SwapOp::Write, slot)?;
         if Self::take_failure(&self.fail_writes) {
             return Err(SwapIoError);
         }
@@ -266,5 +303,38 @@ mod tests {
         assert_eq!(m.state(2), Some(SlotState::Bad));
         assert_eq!(m.state(0), None);
         assert_eq!(m.state(9), None);
+    }
+
+    /// The hook runs before the data moves (a write it starts lands first and is overwritten),
+    /// sees the direction and slot, and fails the I/O it returns `Err` for.
+    #[test]
+    fn mem_swap_hook_runs_mid_io_and_can_fail_it() {
+        use crate::sim::SimMem;
+        use core::sync::atomic::AtomicBool;
+        let mem = Arc::new(SimMem::new(Pa(0), 2));
+        let dev = MemSwap::new(2);
+        let (a, b) = (Pa(0), Pa(crate::addr::PAGE_SIZE));
+        mem.write(a, b"first");
+        mem.write(b, b"nested");
+        let inner = AtomicBool::new(false);
+        let (d, m) = (dev.clone(), mem.clone());
+        dev.set_hook(Some(Arc::new(move |op, slot| {
+            if op == SwapOp::Write && !inner.swap(true, Ordering::SeqCst) {
+                assert_eq!(d.write(slot, m.as_ref(), b), Ok(()));
+            }
+            if op == SwapOp::Read && slot == 2 {
+                return Err(SwapIoError);
+            }
+            Ok(())
+        })));
+        assert_eq!(dev.write(1, mem.as_ref(), a), Ok(()));
+        assert_eq!(dev.read(1, mem.as_ref(), b), Ok(()));
+        let mut buf = [0u8; 6];
+        mem.read(b, &mut buf);
+        assert_eq!(&buf[..5], b"first", "the outer write lands last");
+        assert_eq!(dev.read(2, mem.as_ref(), b), Err(SwapIoError));
+        dev.set_hook(None);
+        assert_eq!(dev.read(2, mem.as_ref(), b), Ok(()));
+        assert_eq!(dev.writes.load(Ordering::Relaxed), 2);
     }
 }

@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::addr::{Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};
+use crate::anon::SwapSlot;
 use crate::page::{Busy, Owner, PageFlags, PageInfo, PageMeta, Queue, Queues};
 use crate::physmem::PhysMem;
 use crate::pmap::{RetiredTables, Rmap, TableFrames, Tlb};
@@ -346,21 +347,41 @@ impl Uvm {
     }
 
     /// Return a page the caller holds BUSY to the free queue. The caller made sure nothing maps
-    /// it.
+    /// it. The swap slot a RELEASED page carries (`PageMeta::released_swslot`, see `anon.rs`) is
+    /// freed with it: the caller is the page's BUSY holder, done with its I/O.
     ///
     /// # Locks
-    /// Takes PAGE, then PAGE QUEUES (not nested); the caller holds neither.
+    /// Takes PAGE, then PAGE QUEUES, then the swap map's lock (not nested); the caller holds
+    /// none of them.
     pub(crate) fn free_page(&self, busy: Busy) {
         self.free_frame(busy.page());
     }
 
-    /// Return any frame (a page, a table frame) to the free queue.
+    /// Return any frame (a page, a table frame) to the free queue, with the swap slot it carries.
     ///
     /// # Locks
     /// As [`Uvm::free_page`].
     fn free_frame(&self, pg: PageIdx) {
-        *self.page_meta(pg).lock() = PageMeta::default();
+        let old = core::mem::take(&mut *self.page_meta(pg).lock());
         self.queues.lock().push_free(pg);
+        if let SwapSlot::Slot(slot) = old.released_swslot {
+            self.swap_free(slot);
+        }
+    }
+
+    /// The I/O on RELEASED page `pg` failed: mark the swap slot it carries (see
+    /// [`Uvm::free_page`]) bad instead of letting it be freed with the page. True when there
+    /// was one.
+    ///
+    /// # Locks
+    /// Takes PAGE, then the swap map's lock (not nested); the caller holds neither. The caller
+    /// holds `pg` BUSY.
+    pub(crate) fn mark_released_slot_bad(&self, pg: PageIdx) -> bool {
+        let slot = core::mem::take(&mut self.page_meta(pg).lock().released_swslot);
+        if let SwapSlot::Slot(s) = slot {
+            self.swap_mark_bad(s);
+        }
+        matches!(slot, SwapSlot::Slot(_))
     }
 
     /// Clear BUSY (and WANTED, FAKE) on a page the caller made BUSY (its token). A page RELEASED

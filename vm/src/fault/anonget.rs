@@ -15,8 +15,10 @@ impl<'m> Fault<'m> {
     ///
     /// A BUSY page means someone else is doing I/O on it: the seed sleeps, we return `Restart`
     /// (after setting WANTED). A swap-in allocates a BUSY|FAKE|CLEAN page, unlocks everything,
-    /// reads, relocks (version check), and then: released meanwhile → free it and refault; read
-    /// error → mark the slot bad, free the page, fail with `Io`; success → unbusy and loop.
+    /// reads, relocks (version check), and then: read error → mark the slot bad (the anon's, or
+    /// when the anon was freed meanwhile the one it left with the RELEASED page), free the page,
+    /// fail with `Io`; released meanwhile → free the page and its slot and refault; success →
+    /// unbusy and loop.
     ///
     /// Also returns whether the page is loaned (read in the same PAGE lock round trip).
     ///
@@ -86,6 +88,14 @@ impl<'m> Fault<'m> {
             let mut a2 = anon.lock();
             let released = self.uvm.page_has(pg, PageFlags::RELEASED);
             if result.is_err() {
+                if released {
+                    // The anon was freed while we read: its slot came with the page.
+                    if self.uvm.mark_released_slot_bad(pg) {
+                        self.bump(|s| &s.swpgbad);
+                    }
+                    self.uvm.unbusy(busy);
+                    return Err(FaultError::Io.into());
+                }
                 if let SwapSlot::Slot(s) = a2.swslot {
                     self.uvm.swap_mark_bad(s);
                     self.bump(|s| &s.swpgbad);
@@ -94,16 +104,13 @@ impl<'m> Fault<'m> {
                 if a2.page == Some(pg) {
                     a2.page = None;
                 }
-                // Never unbusied, so never mapped: free it (or let the release path do it).
-                if released {
-                    self.uvm.unbusy(busy);
-                } else {
-                    self.uvm.free_page(busy);
-                }
+                // Never unbusied, so never mapped: free it.
+                self.uvm.free_page(busy);
                 return Err(FaultError::Io.into());
             }
             if released {
-                // The anon was freed while we read: drop the page and refault.
+                // The anon was freed while we read: drop the page (and the slot it carries) and
+                // refault.
                 self.bump(|s| &s.fltpgrele);
                 self.uvm.unbusy(busy);
                 return Err(Step::ReFault);
