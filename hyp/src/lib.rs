@@ -10,6 +10,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod bits;
+pub mod abort;
 pub mod budget;
 pub mod config;
 pub mod dtb;
