@@ -37,19 +37,17 @@ pub fn access_needed(iss: &AbortIss, fetch: bool) -> Access {
 pub enum Unbacked {
     /// A cache-maintenance instruction: there is nothing to maintain, step over it (as KVM does).
     Skip,
-    /// Inject a synchronous external abort — a data abort or one on the stage-1 walk — into the
-    /// guest's EL1, as a physical machine's bus would.
+    /// Inject a synchronous external abort — a data abort, an instruction abort (IFSC
+    /// 0b010000, FAR_EL1 = the VA), or one on the stage-1 walk — into the guest's EL1, as a
+    /// physical machine's bus and KVM would. Only an abort that cannot be delivered (the vectors
+    /// are not RAM, or a nested-abort loop) stops the VM.
     Inject,
-    /// An instruction fetch: stop the VM.
-    Stop,
 }
 
 /// Where an access outside RAM and devices goes.
 pub fn unbacked(iss: &AbortIss, fetch: bool) -> Unbacked {
     if iss.cache_maintenance && !fetch && !iss.s1ptw {
         Unbacked::Skip
-    } else if fetch && !iss.s1ptw {
-        Unbacked::Stop
     } else {
         Unbacked::Inject
     }
@@ -91,5 +89,13 @@ mod tests {
         assert_eq!(unbacked(&iss(false, true, true, false), false), Unbacked::Skip);
         assert_eq!(unbacked(&iss(false, true, false, false), false), Unbacked::Inject);
         assert_eq!(unbacked(&iss(false, false, false, true), false), Unbacked::Inject);
+        assert_eq!(unbacked(&iss(false, false, false, true), true), Unbacked::Inject);
+    }
+
+    #[test]
+    fn a_fetch_from_nothing_is_an_instruction_abort_for_the_guest() {
+        // As KVM does: the guest's EL1 gets the abort; only an undeliverable one stops the VM.
+        assert_eq!(unbacked(&iss(false, false, false, false), true), Unbacked::Inject);
+        assert_eq!(unbacked(&iss(true, false, false, false), true), Unbacked::Inject);
     }
 }

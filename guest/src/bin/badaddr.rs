@@ -2,12 +2,14 @@
 //!
 //! - Loads from IPAs with neither RAM nor a device (0x2000_0000, RAM end) must take a synchronous
 //!   external abort at EL1: ESR_EL1.EC 0x25, DFSC 0b010000, FAR_EL1 == the address; we resume.
+//! - A branch to such an IPA takes an instruction abort at EL1 (EC 0x21, IFSC 0b010000, FAR_EL1 and
+//!   ELR_EL1 == the address); the VM is not stopped.
 //! - An unknown HVC and an unknown SMC return NOT_SUPPORTED (-1).
 //! - PRINT of bytes outside RAM returns INVALID_PARAMETERS (-2); so does an unknown counter id.
 #![no_std]
 #![no_main]
 
-use guest::exceptions::{probe_read, DFSC_SEA, EC_DATA_ABORT_SAME_EL};
+use guest::exceptions::{probe_exec, probe_read, DFSC_SEA, EC_DATA_ABORT_SAME_EL, EC_INSTR_ABORT_SAME_EL};
 use guest::hvc::{self, Conduit, INVALID_PARAMETERS, NOT_SUPPORTED};
 use guest::{check, println};
 
@@ -27,6 +29,18 @@ fn expect_sea(addr: u64, status: u32) {
     }
 }
 
+fn expect_instruction_abort(addr: u64, status: u32) {
+    match probe_exec(addr) {
+        Ok(()) => guest::fail!(status, "branch to {:#x} came back, expected an instruction abort", addr),
+        Err(a) => {
+            println!("badaddr: fetch {:#x}: ESR_EL1 {:#010x} FAR_EL1 {:#x} ELR_EL1 {:#x}", addr, a.esr, a.far, a.elr);
+            check!(a.ec() == EC_INSTR_ABORT_SAME_EL, status, "EC {:#x}, expected {:#x}", a.ec(), EC_INSTR_ABORT_SAME_EL);
+            check!(a.fsc() == DFSC_SEA, status, "IFSC {:#x}, expected {:#x}", a.fsc(), DFSC_SEA);
+            check!(a.far == addr && a.elr == addr, status, "FAR_EL1 {:#x} ELR_EL1 {:#x}, expected {:#x}", a.far, a.elr, addr);
+        }
+    }
+}
+
 fn main(_cpu: usize, _arg: u64) -> u32 {
     check!(!guest::mmu::is_on(), 1, "expected to start with the MMU off");
     let info = hvc::info();
@@ -36,6 +50,8 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     expect_sea(0x2000_0000, 2);
     expect_sea(ram_end, 3);
     expect_sea(ram_end + 0x10_0008, 4);
+
+    expect_instruction_abort(0x2000_0000, 15);
 
     // RAM still works after the aborts.
     let ok = probe_read(guest::layout::RAM_BASE);

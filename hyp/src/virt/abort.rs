@@ -8,8 +8,8 @@
 //!   │                                                    NoMemory / Io / NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
 //!   ├─ a device window, data access, ISV=1 ─► mmio::access, skip the instruction
-//!   └─ nothing (or ISV=0) ─► data access or stage-1 walk: inject SEA into the guest;
-//!                            instruction fetch: VM crashed
+//!   └─ nothing (or ISV=0) ─► inject SEA into the guest (data abort, instruction abort, or on the
+//!                            stage-1 walk); the VM crashes only if it cannot be delivered
 //! ```
 //! Access kind ([`hyp::abort::access_needed`], host-tested): exec for a fetch, a read for a
 //! cache-maintenance instruction (CM = 1; DC ZVA is a write), WnR otherwise; a fault on the
@@ -135,14 +135,9 @@ fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> 
     Next::Resume
 }
 
-/// The guest accessed something that is not there: a data access, or a stage-1 walk (for a fetch
-/// or a data access), gets a synchronous external abort; an instruction fetch (or an
-/// undeliverable abort) stops the VM.
+/// The guest accessed something that is not there: it gets a synchronous external abort (data,
+/// instruction, or on its stage-1 walk); an undeliverable one stops the VM (`Hyp::inject`).
 fn bad_access(h: &Hyp, v: &mut Vcpu, a: &Abort, what: &str) -> Next {
-    if unbacked(&a.iss, a.fetch) == Unbacked::Stop {
-        let elr = v.regs.elr_el2;
-        return h.stop_vm(&v.vm, Stopped::Crashed(format!("instruction abort at {elr:#x}: {what}")));
-    }
     log::debug!(
         "vm{}: abort at {:#x} (FAR {:x?}): {what}; injecting SEA{}",
         v.vm.id,
