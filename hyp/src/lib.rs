@@ -15,6 +15,7 @@ pub mod budget;
 pub mod config;
 pub mod dtb;
 pub mod esr;
+pub mod inject;
 pub mod layout;
 pub mod loader;
 pub mod text;

@@ -4,6 +4,7 @@
 //!   external abort at EL1: ESR_EL1.EC 0x25, DFSC 0b010000, FAR_EL1 == the address; we resume.
 //! - A branch to such an IPA takes an instruction abort at EL1 (EC 0x21, IFSC 0b010000, FAR_EL1 and
 //!   ELR_EL1 == the address); the VM is not stopped.
+//! - Handling the same abort at the same PC four times in a row does not stop the VM either.
 //! - An unknown HVC and an unknown SMC return NOT_SUPPORTED (-1).
 //! - PRINT of bytes outside RAM returns INVALID_PARAMETERS (-2); so does an unknown counter id.
 #![no_std]
@@ -52,6 +53,10 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     expect_sea(ram_end + 0x10_0008, 4);
 
     expect_instruction_abort(0x2000_0000, 15);
+    // The same abort, handled, again and again at one PC is legal: the VM must run on.
+    for _ in 0..4 {
+        expect_sea(0x2000_0000, 16);
+    }
 
     // RAM still works after the aborts.
     let ok = probe_read(guest::layout::RAM_BASE);
