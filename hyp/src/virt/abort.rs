@@ -13,10 +13,11 @@
 //! ```
 //! Access kind ([`hyp::abort::access_needed`], host-tested): exec for a fetch, a read for a
 //! cache-maintenance instruction (CM = 1; DC ZVA is a write), WnR otherwise; a fault on the
-//! guest's stage-1 table walk (S1PTW) is an access to the *table page*, whose IPA is HPFAR's page
-//! alone (FAR is the VA being translated, its offset says nothing about the table). A
-//! cache-maintenance instruction on an IPA that is not RAM is skipped (as KVM does): there is
-//! nothing to maintain ([`hyp::abort::unbacked`]).
+//! guest's stage-1 table walk (S1PTW) is a read of the *table page*, or a write for a permission
+//! fault when TCR_EL1.HA/HD let the walker update descriptors; its IPA is HPFAR's page alone
+//! (FAR is the VA being translated, its offset says nothing about the table). A cache-maintenance
+//! instruction on an IPA that is not RAM is skipped (as KVM does): there is nothing to maintain
+//! ([`hyp::abort::unbacked`]).
 //!
 //! The same ISS describes aborts from AArch32 EL0; the only difference handled here is the
 //! instruction length (ESR.IL) when stepping over an emulated access.
@@ -27,8 +28,8 @@ use super::inject::{self, Injection};
 use super::{mmio, trace};
 use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
-use crate::arch::at;
-use hyp::abort::{access_needed, unbacked, Unbacked};
+use crate::arch::{at, vcpu};
+use hyp::abort::{access_needed, unbacked, walker_updates_descriptors, Unbacked};
 use hyp::esr::{hpfar_page, AbortIss, FaultKind, Syndrome};
 use vm::fault::{FaultError, FaultFlags};
 use vm::trace::Outcome;
@@ -78,7 +79,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
         Some(va) if !walk => Ipa(page.0 | Ipa(va).page_offset()),
         _ => page,
     };
-    let access = access_needed(&iss, fetch);
+    let access = access_needed(&iss, fetch, walk && walker_updates_descriptors(vcpu::live_tcr_el1()));
     let a = Abort { ipa, access, fetch, walk, write: iss.write, far, iss, il32: syn.il32 };
 
     // The map covers the RAM window with entries until the VM stops (`build.rs`, `stop_vm`), so
