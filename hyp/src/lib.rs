@@ -18,4 +18,5 @@ pub mod esr;
 pub mod inject;
 pub mod layout;
 pub mod loader;
+pub mod mmio;
 pub mod text;

@@ -4,6 +4,8 @@
 //!   external abort at EL1: ESR_EL1.EC 0x25, DFSC 0b010000, FAR_EL1 == the address; we resume.
 //! - A branch to such an IPA takes an instruction abort at EL1 (EC 0x21, IFSC 0b010000, FAR_EL1 and
 //!   ELR_EL1 == the address); the VM is not stopped.
+//! - A 32-bit read of the PL011's UARTPeriphID0 (0x11) gives 0x11 little-endian and 0x1100_0000
+//!   with SCTLR_EL1.EE set: MMIO data follows the guest's endianness.
 //! - Handling the same abort at the same PC four times in a row does not stop the VM either.
 //! - An unknown HVC and an unknown SMC return NOT_SUPPORTED (-1).
 //! - PRINT of bytes outside RAM returns INVALID_PARAMETERS (-2); so does an unknown counter id.
@@ -17,6 +19,37 @@ use guest::{check, println};
 guest::entry!(main);
 
 const UNKNOWN_ID: u32 = 0xC600_00FF;
+/// UARTPeriphID0 of the emulated PL011 (QEMU virt's UART at 0x0900_0000); it reads 0x11.
+const UARTPERIPHID0: u64 = 0x0900_0fe0;
+/// SCTLR_EL1.EE: EL1 data accesses are big-endian.
+const SCTLR_EL1_EE: u64 = 1 << 25;
+
+/// A 32-bit load from `addr` with SCTLR_EL1.EE = `big_endian` for that one instruction.
+fn read32(addr: u64, big_endian: bool) -> u32 {
+    let ee = if big_endian { SCTLR_EL1_EE } else { 0 };
+    let v: u32;
+    // SAFETY: with the MMU off, `addr` is the emulated device (no Rust object); EE only changes
+    // the byte order of the one load between the two SCTLR_EL1 writes, which touch no memory
+    // (no stack, no table walk) and run with interrupts masked.
+    unsafe {
+        core::arch::asm!(
+            "mrs {saved}, sctlr_el1",
+            "orr {set}, {saved}, {ee}",
+            "msr sctlr_el1, {set}",
+            "isb",
+            "ldr {v:w}, [{a}]",
+            "msr sctlr_el1, {saved}",
+            "isb",
+            saved = out(reg) _,
+            set = out(reg) _,
+            v = out(reg) v,
+            ee = in(reg) ee,
+            a = in(reg) addr,
+            options(nostack),
+        );
+    }
+    v
+}
 
 fn expect_sea(addr: u64, status: u32) {
     match probe_read(addr) {
@@ -57,6 +90,10 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     for _ in 0..4 {
         expect_sea(0x2000_0000, 16);
     }
+
+    let le = read32(UARTPERIPHID0, false);
+    let be = read32(UARTPERIPHID0, true);
+    check!(le == 0x11 && be == 0x1100_0000, 17, "UARTPeriphID0 read {:#x} little-endian, {:#x} big-endian; expected 0x11, 0x11000000", le, be);
 
     // RAM still works after the aborts.
     let ok = probe_read(guest::layout::RAM_BASE);

@@ -31,6 +31,7 @@ use super::{Hyp, Next};
 use crate::arch::{at, vcpu};
 use hyp::abort::{access_needed, unbacked, walker_updates_descriptors, Unbacked};
 use hyp::esr::{hpfar_page, AbortIss, FaultKind, Syndrome};
+use hyp::mmio::data_endian;
 use vm::fault::{FaultError, FaultFlags};
 use vm::trace::Outcome;
 use vm::{Access, Ipa};
@@ -127,7 +128,9 @@ fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> 
         return bad_access(h, v, a, "MMIO access without a valid syndrome (ISV=0)");
     };
     let value = v.regs.reg(acc.reg);
-    let loaded = mmio::access(&v.vm, w, a.ipa, &acc, a.write, value);
+    let (_, sctlr) = vcpu::live_vbar_sctlr();
+    let endian = data_endian(sctlr, v.regs.spsr_el2);
+    let loaded = mmio::access(&v.vm, w, a.ipa, &acc, endian, a.write, value);
     if !a.write {
         v.regs.set_reg(acc.reg, loaded);
     }
