@@ -1,9 +1,10 @@
 //! EL1 exception vectors: record ESR_EL1/FAR_EL1/ELR_EL1 and resume after an expected abort.
 //!
 //! All sixteen entries save the caller-saved state (x0..x18, x29, x30, q0..q31) and call
-//! [`guest_exception`] with the entry's index. If the program armed [`probe_read`] and the exception
-//! is a synchronous one from the current EL, the syndrome is recorded and ELR_EL1 is moved past the
-//! faulting load (one 4-byte instruction); otherwise the exception is reported and the VM exits
+//! [`guest_exception`] with the entry's index. If the program armed [`probe_read`] or
+//! [`probe_exec`] and the exception is a synchronous one from the current EL, the syndrome is
+//! recorded and ELR_EL1 is moved past the faulting load (one 4-byte instruction) or back to the
+//! branch's return address; otherwise the exception is reported and the VM exits
 //! with [`crate::EXIT_UNEXPECTED_EXCEPTION`].
 
 use core::arch::{asm, global_asm};
@@ -104,7 +105,9 @@ guest_vector_common:
 
 /// ESR_EL1.EC of a data abort taken without a change in exception level.
 pub const EC_DATA_ABORT_SAME_EL: u64 = 0x25;
-/// DFSC of a synchronous external abort, not on a translation table walk.
+/// ESR_EL1.EC of an instruction abort taken without a change in exception level.
+pub const EC_INSTR_ABORT_SAME_EL: u64 = 0x21;
+/// DFSC (and IFSC) of a synchronous external abort, not on a translation table walk.
 pub const DFSC_SEA: u64 = 0b01_0000;
 
 /// Vector index of "current EL with SP_ELx, synchronous".
@@ -135,6 +138,8 @@ static TAKEN: AtomicBool = AtomicBool::new(false);
 static ESR: AtomicU64 = AtomicU64::new(0);
 static FAR: AtomicU64 = AtomicU64::new(0);
 static ELR: AtomicU64 = AtomicU64::new(0);
+/// Where an armed probe resumes (0: after the faulting instruction). Written by [`probe_exec`].
+static RESUME: AtomicU64 = AtomicU64::new(0);
 
 /// vCPUs (bit per MPIDR_EL1.Aff0) currently reporting an unexpected exception.
 static REPORTING: AtomicU64 = AtomicU64::new(0);
@@ -166,9 +171,13 @@ extern "C" fn guest_exception(index: u64) {
         FAR.store(a.far, Ordering::SeqCst);
         ELR.store(a.elr, Ordering::SeqCst);
         TAKEN.store(true, Ordering::SeqCst);
-        let next = a.elr + 4;
-        // SAFETY: ELR_EL1 points at the probe's single load instruction; resuming 4 bytes later
-        // continues the probe's asm block, which declares its output as clobbered.
+        let next = match RESUME.swap(0, Ordering::SeqCst) {
+            0 => a.elr + 4,
+            resume => resume,
+        };
+        // SAFETY: ELR_EL1 points at the probe's single load instruction, and resuming 4 bytes
+        // later continues the probe's asm block, which declares its output as clobbered; or the
+        // probe was a branch and `next` is the label after it in `probe_exec`'s asm block.
         unsafe { asm!("msr elr_el1, {}", in(reg) next, options(nomem, nostack)) };
         return;
     }
@@ -191,6 +200,7 @@ extern "C" fn guest_exception(index: u64) {
 /// Load 8 bytes from `addr` with an abort expected or allowed: `Ok(value)` if the load completed,
 /// `Err(abort)` with the recorded ESR/FAR/ELR if it took a synchronous exception.
 pub fn probe_read(addr: u64) -> Result<u64, Abort> {
+    RESUME.store(0, Ordering::SeqCst);
     TAKEN.store(false, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
     let value: u64;
@@ -208,5 +218,34 @@ pub fn probe_read(addr: u64) -> Result<u64, Abort> {
         })
     } else {
         Ok(value)
+    }
+}
+
+/// Branch to `addr`, which must hold no code, with an instruction abort expected: `Err(abort)`
+/// with the recorded ESR/FAR/ELR when the fetch aborted, `Ok(())` if the branch came back.
+pub fn probe_exec(addr: u64) -> Result<(), Abort> {
+    TAKEN.store(false, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    // SAFETY: the fetch from `addr` aborts (the caller's contract) and our vector resumes at
+    // label 2 through RESUME, written just before the branch; every caller-saved register (x9,
+    // the scratch, among them) is declared clobbered, as for a call.
+    unsafe {
+        asm!(
+            "adr x9, 2f",
+            "str x9, [{resume}]",
+            "blr {a}",
+            "2:",
+            a = in(reg) addr,
+            resume = in(reg) RESUME.as_ptr(),
+            clobber_abi("C"),
+            options(nostack),
+        );
+    }
+    ARMED.store(false, Ordering::SeqCst);
+    RESUME.store(0, Ordering::SeqCst);
+    if TAKEN.swap(false, Ordering::SeqCst) {
+        Err(Abort { esr: ESR.load(Ordering::SeqCst), far: FAR.load(Ordering::SeqCst), elr: ELR.load(Ordering::SeqCst) })
+    } else {
+        Ok(())
     }
 }

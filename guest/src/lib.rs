@@ -9,7 +9,7 @@
 //!   enabled, our own EL1 vectors installed, then the program's `main(cpu, arg)` (see [`entry!`]);
 //!   vCPU 0's return value becomes the VM's exit status, other vCPUs turn themselves off.
 //! - [`exceptions`]: EL1 vectors that record ESR_EL1/FAR_EL1/ELR_EL1; an abort the program said it
-//!   expects ([`exceptions::probe_read`]) resumes after the faulting load, anything else reports and
+//!   expects ([`exceptions::probe_read`], [`exceptions::probe_exec`]) resumes after the faulting access, anything else reports and
 //!   exits with [`EXIT_UNEXPECTED_EXCEPTION`].
 //! - [`hvc`]: the hypercall wrappers; [`console`]: `println!` over PRINT; [`timer`]: the virtual
 //!   counter.

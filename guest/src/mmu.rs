@@ -22,7 +22,8 @@ static BUILT: AtomicBool = AtomicBool::new(false);
 
 const DESC_BLOCK: u64 = 0b01;
 const ATTR_INDX_SHIFT: u64 = 2;
-const AF: u64 = 1 << 10;
+/// A descriptor's Access flag.
+pub const AF: u64 = 1 << 10;
 const SH_INNER: u64 = 0b11 << 8;
 const PXN: u64 = 1 << 53;
 const UXN: u64 = 1 << 54;
@@ -31,6 +32,10 @@ const MAIR: u64 = 0xff << 8;
 /// TCR_EL1: T0SZ = 32 (4 GiB, walk starts at level 1), IRGN0/ORGN0 = WB WA, SH0 inner, TG0 4 KiB,
 /// EPD1 (no TTBR1 walks), IPS = 32 bits.
 const TCR: u64 = 32 | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (1 << 23);
+/// TCR_EL1.HA: the walker sets Access flags itself (FEAT_HAFDBS).
+pub const TCR_HA: u64 = 1 << 39;
+/// The level-1 descriptor of the RAM block (index 1) but for its Access flag.
+pub const RAM_BLOCK_NO_AF: u64 = 0x4000_0000 | DESC_BLOCK | SH_INNER | (1 << ATTR_INDX_SHIFT);
 /// SCTLR_EL1 bits set: M (MMU), C (data cache), I (instruction cache), plus the RES1 bits of ARMv8.0
 /// (11, 20, 22, 23, 28, 29).
 const SCTLR_RES1: u64 = (1 << 11) | (1 << 20) | (1 << 22) | (1 << 23) | (1 << 28) | (1 << 29);
@@ -38,9 +43,8 @@ const SCTLR_ON: u64 = SCTLR_RES1 | 1 | (1 << 2) | (1 << 12);
 
 fn build() {
     let device = DESC_BLOCK | AF | PXN | UXN; // attr index 0
-    let ram = DESC_BLOCK | AF | SH_INNER | (1 << ATTR_INDX_SHIFT);
     L1.0[0].store(device, Ordering::Relaxed);
-    L1.0[1].store(0x4000_0000 | ram, Ordering::Relaxed);
+    L1.0[1].store(RAM_BLOCK_NO_AF | AF, Ordering::Relaxed);
     // Written with the MMU off (non-cacheable); the walker reads with cacheable attributes: clean
     // and invalidate the lines so no stale copy hides the descriptors.
     let base = L1.0.as_ptr() as u64;
@@ -83,6 +87,55 @@ pub fn enable() {
             options(nostack),
         );
     }
+}
+
+/// True when the walker can set Access flags (ID_AA64MMFR1_EL1.HAFDBS != 0).
+pub fn has_hardware_access_flag() -> bool {
+    let mmfr1: u64;
+    // SAFETY: reading an ID register has no side effects.
+    unsafe { asm!("mrs {}, id_aa64mmfr1_el1", out(reg) mmfr1, options(nomem, nostack)) };
+    mmfr1 & 0xf != 0
+}
+
+/// Load 8 bytes from `addr` with `table` as TTBR0_EL1 and `tcr_set` or-ed into TCR_EL1, for that
+/// load and the fetches around it only; the identity map is back on return.
+///
+/// # Safety
+/// `table` must be a level-1 table laid out as this module's (RAM at VA == IPA, the same
+/// attributes) except for the Access flags, and `addr` RAM.
+pub unsafe fn load_with_table(table: u64, tcr_set: u64, addr: u64) -> u64 {
+    let v: u64;
+    // SAFETY: by the caller's contract the code, the stack and `addr` keep their meaning under
+    // `table`; no memory is touched but the load, and the TLB is invalidated after each switch.
+    unsafe {
+        asm!(
+            "mrs {ttbr}, ttbr0_el1",
+            "mrs {tcr}, tcr_el1",
+            "orr {tmp}, {tcr}, {set}",
+            "msr tcr_el1, {tmp}",
+            "msr ttbr0_el1, {table}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            "ldr {v}, [{addr}]",
+            "msr tcr_el1, {tcr}",
+            "msr ttbr0_el1, {ttbr}",
+            "isb",
+            "tlbi vmalle1",
+            "dsb nsh",
+            "isb",
+            ttbr = out(reg) _,
+            tcr = out(reg) _,
+            tmp = out(reg) _,
+            v = out(reg) v,
+            set = in(reg) tcr_set,
+            table = in(reg) table,
+            addr = in(reg) addr,
+            options(nostack),
+        );
+    }
+    v
 }
 
 /// True when this vCPU runs with stage-1 translation on.

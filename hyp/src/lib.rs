@@ -1,7 +1,9 @@
 //! The parts of the hypervisor that need no hardware: the scenario grammar, guest ELF loading,
-//! the device-tree reader, the carving of RAM, and the console's guest-text rules (escaping, line
-//! budget). They are plain safe Rust over byte slices, built into the EL2 binary and unit-tested
-//! on the host (`cargo test -p hyp --lib`).
+//! the device-tree reader, the carving of RAM, the console's guest-text rules (escaping, line
+//! budget), and the trap policy: syndrome decoding (`esr`), abort classification (`abort`), MMIO
+//! data order and extension (`mmio`), the injected-exception loop rule (`inject`). They are plain
+//! safe Rust over bytes and register values, built into the EL2 binary and unit-tested on the
+//! host (`cargo test -p hyp --lib`); the EL2 binary reads the registers and acts on the answers.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -10,10 +12,13 @@ extern crate alloc;
 extern crate std;
 
 pub mod bits;
+pub mod abort;
 pub mod budget;
 pub mod config;
 pub mod dtb;
 pub mod esr;
+pub mod inject;
 pub mod layout;
 pub mod loader;
+pub mod mmio;
 pub mod text;

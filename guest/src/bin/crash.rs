@@ -1,6 +1,7 @@
-//! `crash`: jumps to an IPA with no RAM and no device (MMU off). The instruction abort must make
-//! the hypervisor stop this VM as crashed; its scenario checks that the other VM still exits 0.
-//! Reaching our own vectors instead (or returning) exits with a nonzero status.
+//! `crash`: points its exception vectors at an IPA with no RAM and no device, then jumps there
+//! (MMU off). The instruction abort cannot be delivered, so the hypervisor must stop this VM as
+//! crashed (a deliverable one is `badaddr`'s check); its scenario checks that the other VM still
+//! exits 0. Returning here exits with a nonzero status.
 #![no_std]
 #![no_main]
 
@@ -11,8 +12,8 @@ guest::entry!(main);
 const NOWHERE: u64 = 0x2000_0000;
 
 fn main(_cpu: usize, _arg: u64) -> u32 {
-    println!("crash: jumping to {:#x}", NOWHERE);
-    // SAFETY: deliberately executes from an address with nothing behind it; the hypervisor stops
-    // the VM, and if it does not our vectors report the abort and exit. Nothing returns here.
-    unsafe { core::arch::asm!("br {}", in(reg) NOWHERE, options(noreturn)) }
+    println!("crash: vectors and a jump to {:#x}", NOWHERE);
+    // SAFETY: deliberately executes from an address with nothing behind it, with the vectors
+    // there too; the hypervisor stops the VM. Nothing returns here.
+    unsafe { core::arch::asm!("msr vbar_el1, {0}", "isb", "br {0}", in(reg) NOWHERE, options(noreturn)) }
 }

@@ -6,6 +6,10 @@
 //!    same image wrote its own copy; seeing that write here means the shared object was modified.
 //! 3. Writes the VM id into it (the page is promoted: case 2B copy), yields so the other VM runs,
 //!    and reads it back; checks `flt_prcopy` >= 1.
+//! 4. With FEAT_HAFDBS (`-cpu max`): walks through a level-1 table in `.data`, still read-only at
+//!    stage 2, whose RAM block has its Access flag clear, with TCR_EL1.HA set. The walker's own
+//!    write of the flag faults at stage 2 (S1PTW, WnR = 0) and must be resolved as a write (a
+//!    copy), after which the table's descriptor has AF set; taken as a read it refaults forever.
 #![no_std]
 #![no_main]
 
@@ -53,6 +57,37 @@ const PRISTINE: u64 = 0x1A6E_0B1E_C7ED_A7A0;
 struct CowPage(AtomicU64);
 static COW: CowPage = CowPage(AtomicU64::new(PRISTINE));
 
+/// A level-1 table in `.data` on a page of its own: RAM without its Access flag (step 4).
+#[repr(C, align(4096))]
+struct WalkTable([AtomicU64; 512]);
+static WALK_L1: WalkTable = WalkTable(walk_table());
+
+const fn walk_table() -> [AtomicU64; 512] {
+    let mut t = [const { AtomicU64::new(0) }; 512];
+    t[1] = AtomicU64::new(guest::mmu::RAM_BLOCK_NO_AF);
+    t
+}
+
+/// Step 4; returns false when the CPU has no hardware Access flag.
+fn walker_sets_access_flag() -> bool {
+    if !guest::mmu::has_hardware_access_flag() {
+        return false;
+    }
+    let table = &WALK_L1 as *const WalkTable as u64;
+    let before = WALK_L1.0[1].load(Ordering::SeqCst);
+    let copies = hvc::counter(Counter::FltPrcopy);
+    check!(before & guest::mmu::AF == 0, 6, "walk table descriptor {:#x} has AF before any walk", before);
+    // SAFETY: WALK_L1 maps RAM as the identity map does, Access flag apart; TABLE is in the
+    // image, in RAM.
+    let v = unsafe { guest::mmu::load_with_table(table, guest::mmu::TCR_HA, &TABLE as *const _ as u64) };
+    check!(v as u32 == TABLE[0], 7, "load through the walk table read {:#x}, expected {:#x}", v, TABLE[0]);
+    let after = WALK_L1.0[1].load(Ordering::SeqCst);
+    check!(after & guest::mmu::AF != 0, 8, "the walker did not set AF: descriptor {:#x}", after);
+    let copied = hvc::counter(Counter::FltPrcopy) - copies;
+    check!(copied >= 1, 9, "flt_prcopy rose by {}: the walker's write was not a copy-on-write", copied);
+    true
+}
+
 fn main(_cpu: usize, _arg: u64) -> u32 {
     guest::mmu::enable();
     let info = hvc::info();
@@ -91,6 +126,11 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
         prcopy
     );
     check!(prcopy >= 1, 5, "flt_prcopy is {}, the write to .data was not a copy-on-write promote", prcopy);
+    if walker_sets_access_flag() {
+        println!("image: the walker set AF in a table page copied for it");
+    } else {
+        println!("image: no FEAT_HAFDBS on this CPU: walker Access-flag check not run");
+    }
     println!("image: ok");
     0
 }

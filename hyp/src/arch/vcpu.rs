@@ -133,6 +133,14 @@ pub fn live_vbar_sctlr() -> (u64, u64) {
     (vbar, sctlr)
 }
 
+/// The loaded vCPU's TCR_EL1.
+pub fn live_tcr_el1() -> u64 {
+    let tcr: u64;
+    // SAFETY: reading an EL1 system register has no side effect.
+    unsafe { asm!("mrs {}, tcr_el1", out(reg) tcr, options(nomem, nostack, preserves_flags)) };
+    tcr
+}
+
 /// The exception-entry registers of EL1, written when the hypervisor injects an exception.
 #[derive(Clone, Copy, Debug)]
 pub struct El1Exception {

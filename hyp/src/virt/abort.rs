@@ -8,17 +8,16 @@
 //!   │                                                    NoMemory / Io / NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
 //!   ├─ a device window, data access, ISV=1 ─► mmio::access, skip the instruction
-//!   └─ nothing (or ISV=0) ─► data access or stage-1 walk: inject SEA into the guest;
-//!                            instruction fetch: VM crashed
+//!   └─ nothing (or ISV=0) ─► inject SEA into the guest (data abort, instruction abort, or on the
+//!                            stage-1 walk); the VM crashes only if it cannot be delivered
 //! ```
-//! Access kind: a fault on the guest's stage-1 table walk (S1PTW) is a read of the *table page*
-//! — whether the walk was for a fetch or a data access — and a write only when the walker itself
-//! writes (hardware AF/DBM update, not on ARMv8.0 cores); its IPA is HPFAR's page alone (FAR is
-//! the VA being translated, its offset says nothing about the table). Otherwise an instruction
-//! abort is an exec, a data abort WnR. A cache-maintenance instruction (CM) reports WnR = 1 when
-//! it needs write permission (DC IVAC): treating it as a read would map the page read-only again
-//! and loop. A cache-maintenance instruction on an IPA that is not RAM is skipped (as KVM does):
-//! there is nothing to maintain.
+//! Access kind ([`hyp::abort::access_needed`], host-tested): exec for a fetch, a read for a
+//! cache-maintenance instruction (CM = 1; DC ZVA is a write), WnR otherwise; a fault on the
+//! guest's stage-1 table walk (S1PTW) is a read of the *table page*, or a write for a permission
+//! fault when TCR_EL1.HA/HD let the walker update descriptors; its IPA is HPFAR's page alone
+//! (FAR is the VA being translated, its offset says nothing about the table). A cache-maintenance
+//! instruction on an IPA that is not RAM is skipped (as KVM does): there is nothing to maintain
+//! ([`hyp::abort::unbacked`]).
 //!
 //! The same ISS describes aborts from AArch32 EL0; the only difference handled here is the
 //! instruction length (ESR.IL) when stepping over an emulated access.
@@ -29,8 +28,10 @@ use super::inject::{self, Injection};
 use super::{mmio, trace};
 use super::vm::{Stopped, Vcpu};
 use super::{Hyp, Next};
-use crate::arch::at;
+use crate::arch::{at, vcpu};
+use hyp::abort::{access_needed, unbacked, walker_updates_descriptors, Unbacked};
 use hyp::esr::{hpfar_page, AbortIss, FaultKind, Syndrome};
+use hyp::mmio::data_endian;
 use vm::fault::{FaultError, FaultFlags};
 use vm::trace::Outcome;
 use vm::{Access, Ipa};
@@ -79,11 +80,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
         Some(va) if !walk => Ipa(page.0 | Ipa(va).page_offset()),
         _ => page,
     };
-    let access = match (walk, fetch, iss.write) {
-        (true, _, true) | (false, false, true) => Access::Write,
-        (true, _, false) | (false, false, false) => Access::Read,
-        (false, true, _) => Access::Exec,
-    };
+    let access = access_needed(&iss, fetch, walk && walker_updates_descriptors(vcpu::live_tcr_el1()));
     let a = Abort { ipa, access, fetch, walk, write: iss.write, far, iss, il32: syn.il32 };
 
     // The map covers the RAM window with entries until the VM stops (`build.rs`, `stop_vm`), so
@@ -92,7 +89,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
     if v.vm.in_ram(ipa) {
         return ram(h, v, &a);
     }
-    if !fetch && !walk && iss.cache_maintenance {
+    if unbacked(&iss, fetch) == Unbacked::Skip {
         v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
         trace::abort(h, v, a.ipa, a.access, Outcome::Mmio);
         return Next::Resume;
@@ -131,7 +128,9 @@ fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> 
         return bad_access(h, v, a, "MMIO access without a valid syndrome (ISV=0)");
     };
     let value = v.regs.reg(acc.reg);
-    let loaded = mmio::access(&v.vm, w, a.ipa, &acc, a.write, value);
+    let (_, sctlr) = vcpu::live_vbar_sctlr();
+    let endian = data_endian(sctlr, v.regs.spsr_el2);
+    let loaded = mmio::access(&v.vm, w, a.ipa, &acc, endian, a.write, value);
     if !a.write {
         v.regs.set_reg(acc.reg, loaded);
     }
@@ -140,14 +139,9 @@ fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> 
     Next::Resume
 }
 
-/// The guest accessed something that is not there: a data access, or a stage-1 walk (for a fetch
-/// or a data access), gets a synchronous external abort; an instruction fetch (or an
-/// undeliverable abort) stops the VM.
+/// The guest accessed something that is not there: it gets a synchronous external abort (data,
+/// instruction, or on its stage-1 walk); an undeliverable one stops the VM (`Hyp::inject`).
 fn bad_access(h: &Hyp, v: &mut Vcpu, a: &Abort, what: &str) -> Next {
-    if a.fetch && !a.walk {
-        let elr = v.regs.elr_el2;
-        return h.stop_vm(&v.vm, Stopped::Crashed(format!("instruction abort at {elr:#x}: {what}")));
-    }
     log::debug!(
         "vm{}: abort at {:#x} (FAR {:x?}): {what}; injecting SEA{}",
         v.vm.id,

@@ -15,8 +15,10 @@
 //! The EC of an abort depends on the source EL: "same EL" (0x21/0x25) from EL1, "lower EL"
 //! (0x20/0x24) from EL0.
 //!
-//! Guest crash policy (README, "Hypercall ABI"): injecting while VBAR_EL1 does not lead to guest RAM, or the
-//! third injection in a row at the same ELR and FAR, stops the VM instead of looping forever.
+//! Guest crash policy (README, "Hypercall ABI"): injecting while VBAR_EL1 does not lead to guest
+//! RAM, or the third injection in a row taken inside the guest's vector table (a nested abort
+//! during exception entry, [`hyp::inject`]), stops the VM instead of looping forever. A guest
+//! that handles the same abort again and again runs on.
 
 use alloc::format;
 use alloc::string::String;
@@ -26,6 +28,7 @@ use super::vm::Vcpu;
 use crate::arch::at::{self, AtFault, Regime};
 use crate::arch::vcpu::{self, pstate, El1Exception, SCTLR_EL1_DSSBS, SCTLR_EL1_M, SCTLR_EL1_SPAN};
 use hyp::esr::{ExternalAbort, ESR_UNDEFINED};
+use hyp::inject::{Injected, VECTOR_TABLE_BYTES};
 use vm::Ipa;
 
 /// Offsets inside the EL1 vector table (synchronous entries).
@@ -33,10 +36,6 @@ const VECTOR_CURRENT_SP0: u64 = 0x000;
 const VECTOR_CURRENT_SPX: u64 = 0x200;
 const VECTOR_LOWER_AARCH64: u64 = 0x400;
 const VECTOR_LOWER_AARCH32: u64 = 0x600;
-/// Size of the whole vector table.
-const VECTOR_TABLE_BYTES: u64 = 0x800;
-/// Injections in a row at the same ELR before the VM is declared crashed.
-const MAX_INJECT_STREAK: u8 = 3;
 
 /// The exception cannot be delivered: the VM must be stopped with this reason.
 pub type Undeliverable = String;
@@ -93,23 +92,14 @@ pub fn inject(v: &mut Vcpu, what: Injection) -> Result<(), Undeliverable> {
     };
 
     let (vbar, sctlr) = vcpu::live_vbar_sctlr();
-    check_vector(v, vbar, sctlr)?;
-
-    // A guest that keeps re-executing the same faulting access (its handler returns to it, or
-    // the handler itself faults) is looping: same ELR and same FAR three times in a row.
     let elr = v.regs.elr_el2;
-    if elr == v.last_inject_elr && far == v.last_inject_far {
-        v.inject_streak = v.inject_streak.saturating_add(1);
-    } else {
-        v.last_inject_elr = elr;
-        v.last_inject_far = far;
-        v.inject_streak = 1;
-    }
-    if v.inject_streak >= MAX_INJECT_STREAK {
-        return Err(format!(
-            "{} injected {MAX_INJECT_STREAK} times in a row at ELR {elr:#x} (FAR {far:#x})",
-            what.name()
-        ));
+    let undeliverable = |why: String| format!("{} at {elr:#x} cannot be delivered: {why}", what.name());
+    check_vector(v, vbar, sctlr).map_err(undeliverable)?;
+    if let Err(l) = v.inject_loop.record(Injected { elr, from_el1: same_el, vbar }) {
+        return Err(undeliverable(format!(
+            "nested abort loop ({} exceptions in a row taken inside the vectors at VBAR_EL1 {vbar:#x})",
+            l.streak
+        )));
     }
 
     vcpu::inject(&El1Exception { esr_el1: esr, far_el1: far, elr_el1: elr, spsr_el1: spsr });
@@ -129,7 +119,8 @@ fn entry_pstate(spsr: u64, sctlr: u64) -> u64 {
 /// The vector table must be guest RAM: with the MMU off VBAR_EL1 is an IPA; with it on, the
 /// loaded stage-1 tables say where it is. When the stage-1 walk itself is not mapped at stage 2
 /// yet (PAR.S = 1) nothing can be said: the exception is delivered, the fetch from the vectors
-/// faults the tables in, and a vector that really is not RAM ends in the 3-in-a-row rule.
+/// faults the tables in, and a vector that really is not RAM ends in the nested-abort rule (its
+/// fetch aborts at a PC inside the vector table).
 fn check_vector(v: &Vcpu, vbar: u64, sctlr: u64) -> Result<(), Undeliverable> {
     let ipa = if sctlr & SCTLR_EL1_M == 0 { Ok(Ipa(vbar)) } else { at::translate(vbar, Regime::El1) };
     let in_ram = match ipa {

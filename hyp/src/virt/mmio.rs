@@ -1,12 +1,14 @@
 //! MMIO emulation: a range table of emulated devices in the guest's IPA space.
 //!
 //! A stage-2 abort on an IPA outside guest RAM is looked up in [`WINDOWS`]; the access is decoded
-//! from the ISS (ISV = 1: size, register, sign extension), performed on the device, and the guest
+//! from the ISS (ISV = 1: size, register, sign extension) and the guest's endianness
+//! (SCTLR_EL1.EE/E0E: a big-endian access is byte-reversed), performed on the device, and the guest
 //! resumes after the instruction. An access with ISV = 0 (load/store pair, writeback, …) cannot be
 //! emulated from the syndrome and gets a synchronous external abort. An offset the device does not
 //! implement reads as zero and ignores writes; it is counted and logged once per VM.
 
 use hyp::esr::AccessSyndrome;
+use hyp::mmio::{self, Endian};
 use vm::Ipa;
 use super::pl011::Pl011;
 use super::vm::Vm;
@@ -37,23 +39,16 @@ pub fn find(ipa: Ipa) -> Option<&'static Window> {
     WINDOWS.iter().find(|w| ipa >= w.base && ipa.0 - w.base.0 < w.size)
 }
 
-/// Mask of an access of `size` bytes.
-fn size_mask(size: u8) -> u64 {
-    match size {
-        8 => u64::MAX,
-        s => (1u64 << (u32::from(s) * 8)) - 1,
-    }
-}
-
-/// Perform a decoded access on `w`. For a write `value` is the register's content; for a read the
-/// return value is what to put in the register (extended per the syndrome).
-pub fn access(vm: &Vm, w: &Window, ipa: Ipa, acc: &AccessSyndrome, write: bool, value: u64) -> u64 {
+/// Perform a decoded access on `w`, in the guest's byte order `endian`. For a write `value` is
+/// the register's content; for a read the return value is what to put in the register
+/// (reordered and extended per the syndrome, [`hyp::mmio`]).
+pub fn access(vm: &Vm, w: &Window, ipa: Ipa, acc: &AccessSyndrome, endian: Endian, write: bool, value: u64) -> u64 {
     let offset = ipa.0 - w.base.0;
     let known = if write {
-        w.device.write(vm, offset, acc.size, value & size_mask(acc.size))
+        w.device.write(vm, offset, acc.size, mmio::store_value(value, acc, endian))
     } else {
         match w.device.read(vm, offset, acc.size) {
-            Some(v) => return extend(v & size_mask(acc.size), acc),
+            Some(v) => return mmio::load_value(v, acc, endian),
             None => false,
         }
     };
@@ -70,20 +65,4 @@ pub fn access(vm: &Vm, w: &Window, ipa: Ipa, acc: &AccessSyndrome, write: bool, 
         }
     }
     0
-}
-
-/// Sign- or zero-extend a loaded value into the destination register.
-fn extend(v: u64, acc: &AccessSyndrome) -> u64 {
-    let bits = u32::from(acc.size) * 8;
-    let v = if acc.sign_extend && bits < 64 {
-        let shift = 64 - bits;
-        (((v << shift) as i64) >> shift) as u64
-    } else {
-        v
-    };
-    if acc.sixty_four {
-        v
-    } else {
-        v & 0xffff_ffff
-    }
 }

@@ -24,6 +24,7 @@ use crate::arch::timer;
 use crate::arch::hcr::El2Controls;
 use crate::arch::vcpu::{pstate, El1Sysregs};
 use hyp::budget::LineBudget;
+use hyp::inject::LoopDetector;
 use hyp::loader::RAM_BASE;
 use crate::arch::vectors::GuestRegs;
 use vm::map::Map;
@@ -182,11 +183,8 @@ pub struct Vcpu {
     pub index: u16,
     pub regs: GuestRegs,
     pub el1: El1Sysregs,
-    /// Exception-injection loop detection: ELR and FAR of the last injected exception and how
-    /// many times in a row they were the same.
-    pub last_inject_elr: u64,
-    pub last_inject_far: u64,
-    pub inject_streak: u8,
+    /// Nested-abort loop detection of injected exceptions.
+    pub inject_loop: LoopDetector,
 }
 
 impl Vcpu {
@@ -198,9 +196,7 @@ impl Vcpu {
             index,
             regs: GuestRegs::zeroed(),
             el1: El1Sysregs::reset(),
-            last_inject_elr: u64::MAX,
-            last_inject_far: u64::MAX,
-            inject_streak: 0,
+            inject_loop: LoopDetector::new(),
         })
     }
 
@@ -221,8 +217,6 @@ impl Vcpu {
         self.regs.elr_el2 = entry;
         self.regs.spsr_el2 = pstate::MODE_EL1H | pstate::DAIF;
         self.el1 = El1Sysregs::reset();
-        self.last_inject_elr = u64::MAX;
-        self.last_inject_far = u64::MAX;
-        self.inject_streak = 0;
+        self.inject_loop = LoopDetector::new();
     }
 }
