@@ -8,7 +8,8 @@
 //! tools list                  the scenarios
 //! ```
 //! The tool builds nothing (the Makefile does) and runs QEMU in the workspace root (`$UVMHYP_ROOT`
-//! overrides), where the scenario's trace and console log land under `target/uvmhyp/<scenario>/`.
+//! overrides); each run's scenario file, QEMU command, console log and trace land in a folder of
+//! its own, `target/uvmhyp/runs/<scenario>-<time>/` ([`runs`]), `target/uvmhyp/runs/latest` the newest.
 //! Its exit statuses are [`Status`].
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod out;
 mod checks;
 mod console;
 mod qemu;
+mod runs;
 mod scenario_file;
 mod scenarios;
 mod verdict;
@@ -58,7 +60,7 @@ enum Command {
     },
     /// Decode a trace: per-VM counts of how faults ended, then the first records in sequence order
     Trace {
-        /// A trace file (target/uvmhyp/<scenario>/uvmhyp.trace)
+        /// A trace file (target/uvmhyp/runs/latest/uvmhyp.trace: the last run's)
         file: PathBuf,
         /// How many records to print
         #[arg(short = 'n', default_value_t = 20)]
@@ -149,8 +151,8 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn read_trace(root: &Path, s: &Scenario, console: &console::Console) -> Result<Vec<u8>, String> {
-    let expected = qemu::trace_path(&s.name);
+fn read_trace(root: &Path, run: &runs::RunDir, console: &console::Console) -> Result<Vec<u8>, String> {
+    let expected = run.trace();
     if let Some(p) = &console.trace_path {
         if *p != expected {
             return Err(format!("hypervisor wrote the trace to {p}, not {expected}"));
@@ -162,6 +164,7 @@ fn read_trace(root: &Path, s: &Scenario, console: &console::Console) -> Result<V
 /// One scenario run and judged: QEMU's outcome, the trace as read, and every failure (empty =
 /// passed).
 struct Judged {
+    run: runs::RunDir,
     out: qemu::Outcome,
     trace: Result<Vec<u8>, String>,
     failures: Vec<String>,
@@ -184,13 +187,14 @@ impl Judged {
 /// Run and judge `s`; `Err(CannotRun)` when it could not run at all (a binary missing, QEMU not started).
 fn run_judged(root: &Path, s: &Scenario, echo: bool) -> Result<Judged, Error> {
     qemu::check_binaries(root, s).map_err(Error::CannotRun)?;
-    let out = qemu::run(root, s, echo, Duration::from_secs(s.timeout_s)).map_err(|e| match e {
+    let run = runs::RunDir::create(root, s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
+    let out = qemu::run(root, s, &run, echo, Duration::from_secs(s.timeout_s)).map_err(|e| match e {
         qemu::RunError::Io(e) => Error::CannotRun(format!("{}: {e}", qemu::QEMU)),
         qemu::RunError::Closed => Error::Closed,
     })?;
-    let trace = read_trace(root, s, &out.console);
+    let trace = read_trace(root, &run, &out.console);
     let failures = verdict::judge(s, out.status, out.timed_out, &out.console, trace.clone());
-    Ok(Judged { out, trace, failures })
+    Ok(Judged { run, out, trace, failures })
 }
 
 /// `run`: stream the console; success iff the scenario's VMs all ended as expected, QEMU's status
@@ -204,13 +208,12 @@ fn cmd_run(root: &Path, arg: &str) -> Result<Status, Error> {
     }
     out!()?;
     out!(
-        "scenario {}: {} in {:.1}s (QEMU status {}); trace {}, console log {}/console.log",
+        "scenario {}: {} in {:.1}s (QEMU status {}); trace, console log, QEMU command and scenario in {}/",
         s.name,
         if j.failures.is_empty() { "ok" } else { "FAILED" },
         j.out.elapsed.as_secs_f64(),
         j.out.status.map_or("none".to_string(), |c| c.to_string()),
-        qemu::trace_path(&s.name),
-        qemu::out_dir(&s.name)
+        j.run.path()
     )?;
     for f in &j.failures {
         out!("  {f}")?;
@@ -241,7 +244,7 @@ fn cmd_test(root: &Path, names: &[String]) -> Result<Status, Error> {
                     out!("    {m}")?;
                 }
                 let tail = j.out.lines.len().saturating_sub(15);
-                out!("    --- last console lines ({}/console.log) ---", qemu::out_dir(&s.name))?;
+                out!("    --- last console lines ({}) ---", j.run.console_log())?;
                 for l in &j.out.lines[tail..] {
                     out!("    | {l}")?;
                 }
@@ -339,12 +342,15 @@ fn cmd_trace(file: &Path, head: usize) -> Result<Status, Error> {
 fn cmd_debug(root: &Path, arg: &str) -> Result<Status, Error> {
     let s = scenarios::find(root, arg)?;
     qemu::check_binaries(root, &s).map_err(Error::CannotRun)?;
-    std::fs::create_dir_all(root.join(qemu::out_dir(&s.name))).map_err(|e| Error::CannotRun(e.to_string()))?;
-    let args = qemu::qemu_args(&qemu::append(&s, &qemu::trace_path(&s.name)), true, &s.machine);
+    let run = runs::RunDir::create(root, &s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
+    let args = qemu::qemu_args(&qemu::append(&s, &run.trace()), true, &s.machine);
+    std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", qemu::command_line(&args)))
+        .map_err(|e| Error::CannotRun(format!("{}: {e}", run.qemu_cmd())))?;
     out!("QEMU is halted with a gdb stub on :1234. In another terminal, from {}:", root.display())?;
     out!("  gdb-multiarch -q -ex 'file {}' -ex 'target remote :1234'", qemu::hyp_path())?;
     out!("  (guest symbols: add-symbol-file {} — guests are linked at 0x40000000)", s.vms[0].image.path())?;
     out!("$ {}", qemu::command_line(&args))?;
+    out!("(trace, QEMU command and scenario in {}/)", run.path())?;
     let st = std::process::Command::new(qemu::QEMU)
         .args(&args)
         .current_dir(root)

@@ -2,6 +2,7 @@
 
 use crate::console::Console;
 use crate::out::Closed;
+use crate::runs::RunDir;
 use crate::scenarios::{Machine, Scenario, VmSpec};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,16 +52,6 @@ pub fn hyp_path() -> String {
 /// A guest ELF, relative to the root.
 pub fn guest_path(guest: &str) -> String {
     format!("{BIN_DIR}/{guest}")
-}
-
-/// Directory of a scenario's outputs (trace, console log), relative to the root.
-pub fn out_dir(scenario: &str) -> String {
-    format!("target/uvmhyp/{scenario}")
-}
-
-/// Trace file of a scenario, relative to the root (QEMU runs in the root, so semihosting resolves it there).
-pub fn trace_path(scenario: &str) -> String {
-    format!("{}/uvmhyp.trace", out_dir(scenario))
 }
 
 /// The `-append` string of a scenario (README, "The QEMU line").
@@ -190,14 +181,12 @@ impl From<std::io::Error> for RunError {
     }
 }
 
-/// Run a scenario in QEMU from `root`: fresh output directory, streams lines to stdout when `echo`,
-/// kills QEMU after `timeout` (or when stdout closes). The console log is written to `<out_dir>/console.log`.
-pub fn run(root: &Path, s: &Scenario, echo: bool, timeout: Duration) -> Result<Outcome, RunError> {
-    let dir = root.join(out_dir(&s.name));
-    std::fs::create_dir_all(&dir)?;
-    let trace = trace_path(&s.name);
-    let _ = std::fs::remove_file(root.join(&trace));
-    let args = qemu_args(&append(s, &trace), false, &s.machine);
+/// Run a scenario in QEMU from `root` with its outputs in `run`: writes the command to `qemu.cmd`,
+/// streams lines to stdout when `echo`, kills QEMU after `timeout` (or when stdout closes), and
+/// writes the console log.
+pub fn run(root: &Path, s: &Scenario, run: &RunDir, echo: bool, timeout: Duration) -> Result<Outcome, RunError> {
+    let args = qemu_args(&append(s, &run.trace()), false, &s.machine);
+    std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", command_line(&args)))?;
     if echo {
         out!("$ {}", command_line(&args)).map_err(|Closed| RunError::Closed)?;
     }
@@ -245,7 +234,7 @@ pub fn run(root: &Path, s: &Scenario, echo: bool, timeout: Duration) -> Result<O
         lines.push(line);
     }
     let elapsed = start.elapsed();
-    let mut log = std::fs::File::create(dir.join("console.log"))?;
+    let mut log = std::fs::File::create(root.join(run.console_log()))?;
     writeln!(log, "$ {}", command_line(&args))?;
     for l in &lines {
         writeln!(log, "{l}")?;
@@ -269,9 +258,9 @@ mod tests {
     #[test]
     fn every_scenarios_append_is_what_the_hypervisor_parses() {
         for s in &crate::scenarios::all(&root()).unwrap() {
-            let parsed = hyp::config::parse(&append(s, &trace_path(&s.name)))
-                .unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
-            assert_eq!(parsed.trace_path, trace_path(&s.name), "{}", s.name);
+            let trace = format!("target/uvmhyp/runs/{}-20261202T143405Z/uvmhyp.trace", s.name);
+            let parsed = hyp::config::parse(&append(s, &trace)).unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
+            assert_eq!(parsed.trace_path, trace, "{}", s.name);
             assert_eq!(parsed.pool_limit, s.pool_mib.map(|m| m << 20), "{}", s.name);
             let vms: Vec<_> = parsed.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes, v.cpus)).collect();
             let want: Vec<_> = s.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes(), v.cpus.unwrap_or(1))).collect();
@@ -283,8 +272,8 @@ mod tests {
     fn append_lists_trace_and_vms_in_order() {
         let s = &builtin("default");
         assert_eq!(
-            append(s, "target/uvmhyp/default/uvmhyp.trace"),
-            "trace=target/uvmhyp/default/uvmhyp.trace \
+            append(s, "target/uvmhyp/runs/default-20261202T123203Z/uvmhyp.trace"),
+            "trace=target/uvmhyp/runs/default-20261202T123203Z/uvmhyp.trace \
              vm=image1:target/aarch64-unknown-none/release/image \
              vm=image2:target/aarch64-unknown-none/release/image \
              vm=touch:target/aarch64-unknown-none/release/touch,ram=72"
