@@ -76,7 +76,7 @@ enum Command {
     },
 }
 
-/// The exit statuses (README, "Scenarios"). When `test` runs several scenarios, the most serious
+/// The exit statuses (README, "The `tools` command"). When `test` runs several scenarios, the most serious
 /// one wins: 101, then 3, then 4, then 1.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Status {
