@@ -12,6 +12,22 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Record>, String> {
     it.collect::<Result<Vec<_>, _>>().map_err(|e| format!("bad trace record: {e:?}"))
 }
 
+/// Every fault case, in the order of their trace codes.
+pub const CASES: &[FaultCase] = &[
+    FaultCase::Layerless0,
+    FaultCase::Anon1A,
+    FaultCase::AnonCow1B,
+    FaultCase::Obj2A,
+    FaultCase::ObjCopy2B,
+    FaultCase::Zero2B,
+    FaultCase::ObjFault,
+];
+
+/// The case [`case_name`] calls `name`.
+pub fn case_by_name(name: &str) -> Option<FaultCase> {
+    CASES.iter().copied().find(|c| case_name(Some(*c)) == name)
+}
+
 /// Short name of a case, as the seed spells it.
 pub fn case_name(case: Option<FaultCase>) -> &'static str {
     match case {
@@ -50,7 +66,7 @@ pub fn run_checks(scenario: &Scenario, records: &[Record]) -> Vec<String> {
             failures.push(format!("trace: no record of vm{id} ({})", spec.name));
         }
     }
-    for check in scenario.checks {
+    for check in &scenario.checks {
         if let Err(e) = eval(scenario, check, records) {
             failures.push(format!("trace: {e}"));
         }
@@ -110,7 +126,7 @@ pub fn eval(scenario: &Scenario, check: &Check, records: &[Record]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenarios::{find, SCENARIOS};
+    use crate::scenarios::tests::builtin;
     use vm::addr::{Access, Ipa};
 
     fn rec(seq: u64, vm: u16, vcpu: u16, ipa: u64, case: Option<FaultCase>, outcome: Outcome) -> Record {
@@ -134,7 +150,7 @@ mod tests {
 
     #[test]
     fn touch_passes_with_one_fault_per_page_and_fails_outside_bounds() {
-        let s = find("touch").unwrap();
+        let s = &builtin("touch");
         let good = decode(&file(&touch_trace(1, 16384))).unwrap();
         assert_eq!(run_checks(s, &good), Vec::<String>::new());
         let few = touch_trace(1, 100);
@@ -146,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_failed_fault_in_ram_fails_but_a_restart_does_not() {
-        let s = find("touch").unwrap();
+        let s = &builtin("touch");
         let mut t = touch_trace(1, 16384);
         t.push(rec(1, 1, 0, RAM_BASE, None, Outcome::Failed(FaultError::Restart)));
         assert!(run_checks(s, &t).is_empty());
@@ -156,7 +172,7 @@ mod tests {
 
     #[test]
     fn image_needs_2a_and_2b_copy_in_each_vm() {
-        let s = find("image").unwrap();
+        let s = &builtin("image");
         let mut t = vec![
             rec(0, 1, 0, RAM_BASE, Some(FaultCase::Obj2A), Outcome::Resolved),
             rec(1, 1, 0, RAM_BASE + 0x8000, Some(FaultCase::ObjCopy2B), Outcome::Resolved),
@@ -171,7 +187,7 @@ mod tests {
 
     #[test]
     fn badaddr_needs_aborts_at_both_addresses_and_missing_vms_fail() {
-        let s = find("badaddr").unwrap();
+        let s = &builtin("badaddr");
         let t = vec![rec(0, 1, 0, 0x2000_0000, None, Outcome::AbortInjected)];
         let f = run_checks(s, &t);
         assert_eq!(f.len(), 1);
@@ -181,13 +197,22 @@ mod tests {
 
     #[test]
     fn smp_needs_every_vcpu() {
-        let s = find("smp").unwrap();
+        let s = &builtin("smp");
         let mut t: Vec<Record> = (0..600)
             .map(|i| rec(i, 1, (i % 3) as u16, RAM_BASE + i * 4096, Some(FaultCase::Zero2B), Outcome::Resolved))
             .collect();
         assert!(run_checks(s, &t)[0].contains("4 vCPUs"));
         t.push(rec(999, 1, 3, RAM_BASE, Some(FaultCase::Zero2B), Outcome::Resolved));
         assert!(run_checks(s, &t).is_empty());
+    }
+
+    #[test]
+    fn every_case_has_a_name_that_finds_it() {
+        for &c in CASES {
+            assert_eq!(case_by_name(case_name(Some(c))), Some(c));
+            assert_eq!(CASES[c as usize], c, "CASES is in trace-code order");
+        }
+        assert_eq!(case_by_name("2C"), None);
     }
 
     #[test]
@@ -203,7 +228,7 @@ mod tests {
 
     #[test]
     fn every_scenario_fails_on_an_empty_trace() {
-        for s in SCENARIOS {
+        for s in &crate::scenarios::all(&crate::qemu::root()).unwrap() {
             assert!(!run_checks(s, &[]).is_empty(), "{}", s.name);
         }
     }

@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn collects_a_whole_run() {
         let out = "\
-uvmhyp: trace -> target/uvmhyp/default/uvmhyp.trace
+uvmhyp: trace -> target/uvmhyp/runs/default-20261202T123203Z/uvmhyp.trace
 [vm1] image: ok
 [vm2] image: ok
 uvmhyp: vm1 (image1) exited 0
@@ -199,7 +199,7 @@ uvmhyp: 2 VMs, 1 failed
 ";
         let mut c = Console::default();
         out.lines().for_each(|l| c.feed(l));
-        assert_eq!(c.trace_path.as_deref(), Some("target/uvmhyp/default/uvmhyp.trace"));
+        assert_eq!(c.trace_path.as_deref(), Some("target/uvmhyp/runs/default-20261202T123203Z/uvmhyp.trace"));
         assert_eq!(c.stop_of(2).unwrap().2, Stop::Exited(3));
         assert_eq!(c.summary, Some((2, 1)));
         assert_eq!(c.counters.columns, ["vm1", "vm2", "total"]);

@@ -1,64 +1,158 @@
 //! `tools`: the host side of uvmhyp — runs scenarios in QEMU, checks them, reads traces.
 //!
 //! ```text
-//! tools run [scenario]        run one scenario (default: `default`), streaming the console
-//! tools test [names...]       run scenarios (all by default), judge each, print a summary
-//! tools trace <file> [-n N]   decode a trace: per-VM case counts and the first N records
-//! tools debug [scenario]      QEMU halted with a gdb stub on :1234; prints the gdb command
+//! tools run [FILE|NAME]       run one scenario (default: `default`), streaming the console
+//! tools test [FILE|NAME...]   run scenarios (all of scenarios/ by default), judge each, print a summary
+//! tools trace FILE [-n N]     decode a trace: per-VM case counts and the first N records
+//! tools debug [FILE|NAME]     QEMU halted with a gdb stub on :1234; prints the gdb command
 //! tools list                  the scenarios
 //! ```
 //! The tool builds nothing (the Makefile does) and runs QEMU in the workspace root (`$UVMHYP_ROOT`
-//! overrides), where the scenario's trace and console log land under `target/uvmhyp/<scenario>/`.
+//! overrides); each run's scenario file, QEMU command, console log and trace land in a folder of
+//! its own, `target/uvmhyp/runs/<scenario>-<time>/` ([`runs`]), `target/uvmhyp/runs/latest` the newest.
+//! Its exit statuses are [`Status`].
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod out;
 mod checks;
 mod console;
 mod qemu;
+mod runs;
+mod scenario_file;
 mod scenarios;
 mod verdict;
 
+use clap::{Parser, Subcommand};
+use out::Closed;
+use scenario_file::ScenarioError;
 use scenarios::Scenario;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "usage: tools run [scenario] | test [names...] | trace <file> [-n N] | debug [scenario] | list";
+/// The host side of uvmhyp: runs scenarios in QEMU, checks them, reads traces.
+///
+/// Scenarios are the TOML files of scenarios/ (see scenarios/README.md); a NAME is one of them,
+/// a FILE (a path with a `/` or ending in .toml) any other. Exit status: 0 ok, 1 a scenario failed,
+/// 2 bad usage or a bad scenario file, 3 QEMU or a binary missing, 4 a run timed out,
+/// 101 the hypervisor panicked, 141 standard output was closed.
+#[derive(Parser)]
+#[command(name = "tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = qemu::root();
-    let r = match args.first().map(String::as_str) {
-        Some("run") => cmd_run(&root, args.get(1).map_or("default", String::as_str)),
-        Some("test") => cmd_test(&root, &args[1..]),
-        Some("trace") => cmd_trace(&args[1..]),
-        Some("debug") => cmd_debug(&root, args.get(1).map_or("default", String::as_str)),
-        Some("list") => {
-            for s in scenarios::SCENARIOS {
-                println!("{:<10} {}", s.name, s.about);
-            }
-            Ok(true)
-        }
-        _ => Err(USAGE.to_string()),
-    };
-    match r {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("tools: {e}");
-            ExitCode::from(2)
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario, streaming the console; then the trace's case table and the verdict
+    Run {
+        /// Scenario name (from scenarios/) or file
+        #[arg(default_value = "default", value_name = "FILE|NAME")]
+        scenario: String,
+    },
+    /// Run scenarios without their console (all of scenarios/ by default), judge each, print a summary
+    Test {
+        /// Scenario names or files, in the order to run them
+        #[arg(value_name = "FILE|NAME")]
+        scenarios: Vec<String>,
+    },
+    /// Decode a trace: per-VM counts of how faults ended, then the first records in sequence order
+    Trace {
+        /// A trace file (target/uvmhyp/runs/latest/uvmhyp.trace: the last run's)
+        file: PathBuf,
+        /// How many records to print
+        #[arg(short = 'n', default_value_t = 20)]
+        records: usize,
+    },
+    /// List the scenarios of scenarios/ with what each proves
+    List,
+    /// Start QEMU halted with a gdb stub on :1234 and print the gdb command
+    Debug {
+        /// Scenario name (from scenarios/) or file
+        #[arg(default_value = "default", value_name = "FILE|NAME")]
+        scenario: String,
+    },
+}
+
+/// The exit statuses (README, "The `tools` command"). When `test` runs several scenarios, the most serious
+/// one wins: 101, then 3, then 4, then 1.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Status {
+    Ok,
+    /// A scenario failed: a VM ended otherwise than expected, or a console or trace check failed.
+    Failed,
+    /// The run hit the scenario's timeout and QEMU was killed.
+    TimedOut,
+    /// QEMU could not be started or a binary is missing (`make build`).
+    CannotRun,
+    /// The hypervisor printed `uvmhyp: PANIC`.
+    HypervisorPanic,
+}
+
+impl Status {
+    fn code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Failed => 1,
+            Status::CannotRun => 3,
+            Status::TimedOut => 4,
+            Status::HypervisorPanic => 101,
         }
     }
 }
 
-fn scenario(name: &str) -> Result<&'static Scenario, String> {
-    scenarios::find(name).ok_or_else(|| {
-        let names: Vec<_> = scenarios::SCENARIOS.iter().map(|s| s.name).collect();
-        format!("no scenario {name:?} (have: {})", names.join(", "))
-    })
+/// Why a command stopped before giving a verdict.
+enum Error {
+    /// A bad argument (exit 2).
+    Usage(String),
+    /// A bad or missing scenario file (exit 2).
+    Scenario(ScenarioError),
+    /// QEMU or a binary is missing (exit 3).
+    CannotRun(String),
+    /// Standard output was closed (exit 141, the status of a process killed by SIGPIPE; nothing printed).
+    Closed,
 }
 
-fn read_trace(root: &Path, s: &Scenario, console: &console::Console) -> Result<Vec<u8>, String> {
-    let expected = qemu::trace_path(s.name);
+impl From<Closed> for Error {
+    fn from(_: Closed) -> Error {
+        Error::Closed
+    }
+}
+
+impl From<ScenarioError> for Error {
+    fn from(e: ScenarioError) -> Error {
+        Error::Scenario(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = qemu::root();
+    let r = match cli.command {
+        Command::Run { scenario } => cmd_run(&root, &scenario),
+        Command::Test { scenarios } => cmd_test(&root, &scenarios),
+        Command::Trace { file, records } => cmd_trace(&file, records),
+        Command::List => cmd_list(&root),
+        Command::Debug { scenario } => cmd_debug(&root, &scenario),
+    };
+    let (code, message) = match r {
+        Ok(status) => (status.code(), None),
+        Err(Error::Usage(m)) => (2, Some(m)),
+        Err(Error::Scenario(e)) => (2, Some(e.to_string())),
+        Err(Error::CannotRun(m)) => (3, Some(m)),
+        Err(Error::Closed) => (141, None),
+    };
+    if let Some(m) = message {
+        // stderr may be closed too: then there is no one to tell.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("tools: {m}\n").as_bytes());
+    }
+    ExitCode::from(code)
+}
+
+fn read_trace(root: &Path, run: &runs::RunDir, console: &console::Console) -> Result<Vec<u8>, String> {
+    let expected = run.trace();
     if let Some(p) = &console.trace_path {
         if *p != expected {
             return Err(format!("hypervisor wrote the trace to {p}, not {expected}"));
@@ -68,138 +162,167 @@ fn read_trace(root: &Path, s: &Scenario, console: &console::Console) -> Result<V
 }
 
 /// One scenario run and judged: QEMU's outcome, the trace as read, and every failure (empty =
-/// passed). `Err` when it could not run at all (a binary missing, QEMU not started).
+/// passed).
 struct Judged {
+    run: runs::RunDir,
     out: qemu::Outcome,
     trace: Result<Vec<u8>, String>,
     failures: Vec<String>,
 }
 
-fn run_judged(root: &Path, s: &Scenario, echo: bool) -> Result<Judged, String> {
-    qemu::check_binaries(root, s)?;
-    let out = qemu::run(root, s, echo, Duration::from_secs(s.timeout_s)).map_err(|e| format!("{}: {e}", qemu::QEMU))?;
-    let trace = read_trace(root, s, &out.console);
+impl Judged {
+    fn status(&self) -> Status {
+        if self.out.console.panic.is_some() {
+            Status::HypervisorPanic
+        } else if self.out.timed_out {
+            Status::TimedOut
+        } else if self.failures.is_empty() {
+            Status::Ok
+        } else {
+            Status::Failed
+        }
+    }
+}
+
+/// Run and judge `s`; `Err(CannotRun)` when it could not run at all (a binary missing, QEMU not started).
+fn run_judged(root: &Path, s: &Scenario, echo: bool) -> Result<Judged, Error> {
+    qemu::check_binaries(root, s).map_err(Error::CannotRun)?;
+    let run = runs::RunDir::create(root, s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
+    let out = qemu::run(root, s, &run, echo, Duration::from_secs(s.timeout_s)).map_err(|e| match e {
+        qemu::RunError::Io(e) => Error::CannotRun(format!("{}: {e}", qemu::QEMU)),
+        qemu::RunError::Closed => Error::Closed,
+    })?;
+    let trace = read_trace(root, &run, &out.console);
     let failures = verdict::judge(s, out.status, out.timed_out, &out.console, trace.clone());
-    Ok(Judged { out, trace, failures })
+    Ok(Judged { run, out, trace, failures })
 }
 
 /// `run`: stream the console; success iff the scenario's VMs all ended as expected, QEMU's status
 /// agrees (for `default`: every guest exited 0) and its console and trace checks hold.
-fn cmd_run(root: &Path, name: &str) -> Result<bool, String> {
-    let s = scenario(name)?;
-    let Judged { out, trace, failures } = run_judged(root, s, true)?;
-    if let Ok(records) = trace.and_then(|bytes| checks::decode(&bytes)) {
-        println!();
-        print_case_table(&records);
+fn cmd_run(root: &Path, arg: &str) -> Result<Status, Error> {
+    let s = scenarios::find(root, arg)?;
+    let j = run_judged(root, &s, true)?;
+    if let Ok(records) = j.trace.clone().and_then(|bytes| checks::decode(&bytes)) {
+        out!()?;
+        print_case_table(&records)?;
     }
-    println!();
-    println!(
-        "scenario {}: {} in {:.1}s (QEMU status {}); trace {}, console log {}/console.log",
+    out!()?;
+    out!(
+        "scenario {}: {} in {:.1}s (QEMU status {}); trace, console log, QEMU command and scenario in {}/",
         s.name,
-        if failures.is_empty() { "ok" } else { "FAILED" },
-        out.elapsed.as_secs_f64(),
-        out.status.map_or("none".to_string(), |c| c.to_string()),
-        qemu::trace_path(s.name),
-        qemu::out_dir(s.name)
-    );
-    for f in &failures {
-        println!("  {f}");
+        if j.failures.is_empty() { "ok" } else { "FAILED" },
+        j.out.elapsed.as_secs_f64(),
+        j.out.status.map_or("none".to_string(), |c| c.to_string()),
+        j.run.path()
+    )?;
+    for f in &j.failures {
+        out!("  {f}")?;
     }
-    Ok(failures.is_empty())
+    Ok(j.status())
 }
 
 /// `test`: every named scenario (all by default), then cargo's summary line.
-fn cmd_test(root: &Path, names: &[String]) -> Result<bool, String> {
-    let list: Vec<&Scenario> = if names.is_empty() {
-        scenarios::SCENARIOS.iter().collect()
+fn cmd_test(root: &Path, names: &[String]) -> Result<Status, Error> {
+    let list: Vec<Scenario> = if names.is_empty() {
+        scenarios::all(root)?
     } else {
-        names.iter().map(|n| scenario(n)).collect::<Result<_, _>>()?
+        names.iter().map(|n| scenarios::find(root, n)).collect::<Result<_, _>>()?
     };
     let start = Instant::now();
-    println!("\nrunning {} QEMU scenarios", list.len());
+    out!("\nrunning {} QEMU scenarios", list.len())?;
     let mut failed = Vec::new();
+    let mut worst = Status::Ok;
     for s in &list {
-        match run_judged(root, s, false) {
+        let status = match run_judged(root, s, false) {
             Ok(j) if j.failures.is_empty() => {
-                println!("test {} ... ok ({:.1}s)", s.name, j.out.elapsed.as_secs_f64());
+                out!("test {} ... ok ({:.1}s)", s.name, j.out.elapsed.as_secs_f64())?;
+                j.status()
             }
             Ok(j) => {
-                println!("test {} ... FAILED ({:.1}s)", s.name, j.out.elapsed.as_secs_f64());
+                out!("test {} ... FAILED ({:.1}s)", s.name, j.out.elapsed.as_secs_f64())?;
                 for m in &j.failures {
-                    println!("    {m}");
+                    out!("    {m}")?;
                 }
                 let tail = j.out.lines.len().saturating_sub(15);
-                println!("    --- last console lines ({}/console.log) ---", qemu::out_dir(s.name));
+                out!("    --- last console lines ({}) ---", j.run.console_log())?;
                 for l in &j.out.lines[tail..] {
-                    println!("    | {l}");
+                    out!("    | {l}")?;
                 }
-                failed.push(s.name);
+                j.status()
             }
-            Err(e) => {
-                println!("test {} ... FAILED", s.name);
-                println!("    {e}");
-                failed.push(s.name);
+            Err(Error::CannotRun(e)) => {
+                out!("test {} ... FAILED", s.name)?;
+                out!("    {e}")?;
+                Status::CannotRun
             }
+            Err(e) => return Err(e),
+        };
+        if status != Status::Ok {
+            failed.push(s.name.as_str());
         }
+        worst = worst.max(status);
     }
     if !failed.is_empty() {
-        println!("\nfailures:");
+        out!("\nfailures:")?;
         for n in &failed {
-            println!("    {n}");
+            out!("    {n}")?;
         }
     }
-    println!(
+    out!(
         "\ntest result: {}. {} passed; {} failed; finished in {:.2}s",
         if failed.is_empty() { "ok" } else { "FAILED" },
         list.len() - failed.len(),
         failed.len(),
         start.elapsed().as_secs_f64()
-    );
-    Ok(failed.is_empty())
+    )?;
+    Ok(worst)
 }
 
-fn print_case_table(records: &[vm::trace::Record]) {
+fn cmd_list(root: &Path) -> Result<Status, Error> {
+    for s in scenarios::all(root)? {
+        out!("{:<10} {}", s.name, s.about)?;
+    }
+    Ok(Status::Ok)
+}
+
+fn print_case_table(records: &[vm::trace::Record]) -> Result<(), Closed> {
     let counts = verdict::case_counts(records);
     let mut vms: Vec<u16> = counts.keys().map(|(v, _)| *v).collect();
     vms.dedup();
     let mut kinds: Vec<String> = counts.keys().map(|(_, k)| k.clone()).collect();
     kinds.sort();
     kinds.dedup();
-    print!("{:<10}", "trace");
+    let mut head = format!("{:<10}", "trace");
     for v in &vms {
-        print!("{:>9}", format!("vm{v}"));
+        head += &format!("{:>9}", format!("vm{v}"));
     }
-    println!("{:>9}", "total");
+    out!("{head}{:>9}", "total")?;
     for k in &kinds {
-        print!("{k:<10}");
+        let mut row = format!("{k:<10}");
         let mut total = 0;
         for v in &vms {
             let n = counts.get(&(*v, k.clone())).copied().unwrap_or(0);
             total += n;
-            print!("{n:>9}");
+            row += &format!("{n:>9}");
         }
-        println!("{total:>9}");
+        out!("{row}{total:>9}")?;
     }
-    println!("{:<10}{:>9}", "records", records.len());
+    out!("{:<10}{:>9}", "records", records.len())
 }
 
-/// `trace <file> [-n N]`.
-fn cmd_trace(args: &[String]) -> Result<bool, String> {
-    let file = args.first().ok_or(USAGE)?;
-    let head = match args.get(1).map(String::as_str) {
-        Some("-n") => args.get(2).and_then(|n| n.parse().ok()).ok_or("-n needs a number")?,
-        _ => 20,
-    };
-    let bytes = std::fs::read(file).map_err(|e| format!("{file}: {e}"))?;
-    let records = checks::decode(&bytes)?;
-    println!("{file}: {} records", records.len());
-    print_case_table(&records);
-    println!();
-    println!("{:>8} {:>4} {:>4} {:>14} {:<6} {:<9} {:<10} {:>5} {:>5}", "seq", "vm", "vcpu", "ipa", "access", "case", "outcome", "nbrs", "refl");
-    let mut sorted = records.clone();
+/// `trace FILE [-n N]`.
+fn cmd_trace(file: &Path, head: usize) -> Result<Status, Error> {
+    let shown = file.display();
+    let bytes = std::fs::read(file).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
+    let records = checks::decode(&bytes).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
+    out!("{shown}: {} records", records.len())?;
+    print_case_table(&records)?;
+    out!()?;
+    out!("{:>8} {:>4} {:>4} {:>14} {:<6} {:<9} {:<10} {:>5} {:>5}", "seq", "vm", "vcpu", "ipa", "access", "case", "outcome", "nbrs", "refl")?;
+    let mut sorted = records;
     sorted.sort_by_key(|r| r.seq);
     for r in sorted.iter().take(head) {
-        println!(
+        out!(
             "{:>8} {:>4} {:>4} {:>#14x} {:<6} {:<9} {:<10} {:>5} {:>5}",
             r.seq,
             r.vm,
@@ -210,28 +333,28 @@ fn cmd_trace(args: &[String]) -> Result<bool, String> {
             checks::outcome_name(r.outcome),
             r.neighbours,
             r.refaults
-        );
+        )?;
     }
-    Ok(true)
+    Ok(Status::Ok)
 }
 
-/// `debug [scenario]`: QEMU with `-s -S` in the foreground.
-fn cmd_debug(root: &Path, name: &str) -> Result<bool, String> {
-    let s = scenario(name)?;
-    qemu::check_binaries(root, s)?;
-    std::fs::create_dir_all(root.join(qemu::out_dir(s.name))).map_err(|e| e.to_string())?;
-    let args = qemu::qemu_args(&qemu::append(s, &qemu::trace_path(s.name)), true, s.machine);
-    println!("QEMU is halted with a gdb stub on :1234. In another terminal, from {}:", root.display());
-    println!(
-        "  gdb-multiarch -q -ex 'file {}' -ex 'target remote :1234'",
-        qemu::hyp_path()
-    );
-    println!("  (guest symbols: add-symbol-file {} — guests are linked at 0x40000000)", qemu::guest_path(s.vms[0].guest));
-    println!("$ {}", qemu::command_line(&args));
+/// `debug [FILE|NAME]`: QEMU with `-s -S` in the foreground.
+fn cmd_debug(root: &Path, arg: &str) -> Result<Status, Error> {
+    let s = scenarios::find(root, arg)?;
+    qemu::check_binaries(root, &s).map_err(Error::CannotRun)?;
+    let run = runs::RunDir::create(root, &s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
+    let args = qemu::qemu_args(&qemu::append(&s, &run.trace()), true, &s.machine);
+    std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", qemu::command_line(&args)))
+        .map_err(|e| Error::CannotRun(format!("{}: {e}", run.qemu_cmd())))?;
+    out!("QEMU is halted with a gdb stub on :1234. In another terminal, from {}:", root.display())?;
+    out!("  gdb-multiarch -q -ex 'file {}' -ex 'target remote :1234'", qemu::hyp_path())?;
+    out!("  (guest symbols: add-symbol-file {} — guests are linked at 0x40000000)", s.vms[0].image.path())?;
+    out!("$ {}", qemu::command_line(&args))?;
+    out!("(trace, QEMU command and scenario in {}/)", run.path())?;
     let st = std::process::Command::new(qemu::QEMU)
         .args(&args)
         .current_dir(root)
         .status()
-        .map_err(|e| format!("{}: {e}", qemu::QEMU))?;
-    Ok(st.success())
+        .map_err(|e| Error::CannotRun(format!("{}: {e}", qemu::QEMU)))?;
+    Ok(if st.success() { Status::Ok } else { Status::Failed })
 }

@@ -1,7 +1,9 @@
 //! Building the QEMU command line (README, "The QEMU line") and running it with a timeout.
 
 use crate::console::Console;
-use crate::scenarios::{Machine, Scenario};
+use crate::out::Closed;
+use crate::runs::RunDir;
+use crate::scenarios::{Machine, Scenario, VmSpec};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,8 +15,8 @@ pub const QEMU: &str = "qemu-system-aarch64";
 /// Where the bare-metal binaries are, relative to the workspace root.
 pub const BIN_DIR: &str = "target/aarch64-unknown-none/release";
 
-/// The fixed part of the QEMU line (README, "The QEMU line") but for `-cpu` and `-smp` (cortex-a72 and 4
-/// unless the scenario's [`Machine`] says otherwise); `-kernel` and `-append` follow.
+/// The fixed part of the QEMU line (README, "The QEMU line") but for `-cpu`, `-smp` and `-m`
+/// (cortex-a72, 4 and 1G unless the scenario's [`Machine`] says otherwise); `-kernel` and `-append` follow.
 ///
 /// `-serial none -monitor none` are added to the contract's line: with `-nographic` alone QEMU 7.2
 /// puts its serial/monitor mux on stdio too and refuses to start ("cannot use stdio by multiple
@@ -28,7 +30,7 @@ pub const QEMU_ARGS: &[&str] = &[
     "-smp",
     SMP_PLACEHOLDER,
     "-m",
-    "1G",
+    MEMORY_PLACEHOLDER,
     "-nographic",
     "-serial",
     "none",
@@ -52,49 +54,44 @@ pub fn guest_path(guest: &str) -> String {
     format!("{BIN_DIR}/{guest}")
 }
 
-/// Directory of a scenario's outputs (trace, console log), relative to the root.
-pub fn out_dir(scenario: &str) -> String {
-    format!("target/uvmhyp/{scenario}")
-}
-
-/// Trace file of a scenario, relative to the root (QEMU runs in the root, so semihosting resolves it there).
-pub fn trace_path(scenario: &str) -> String {
-    format!("{}/uvmhyp.trace", out_dir(scenario))
-}
-
 /// The `-append` string of a scenario (README, "The QEMU line").
 pub fn append(s: &Scenario, trace: &str) -> String {
     let mut tokens = vec![format!("trace={trace}")];
     if let Some(p) = s.pool_mib {
         tokens.push(format!("pool={p}"));
     }
-    for v in s.vms {
-        let mut t = format!("vm={}:{}", v.name, guest_path(v.guest));
-        if let Some(r) = v.ram_mib {
-            t.push_str(&format!(",ram={r}"));
-        }
-        if let Some(c) = v.cpus {
-            t.push_str(&format!(",cpus={c}"));
-        }
-        tokens.push(t);
-    }
+    tokens.extend(s.vms.iter().map(vm_token));
     tokens.join(" ")
 }
 
-/// Stand for the scenario's CPU model and count in [`QEMU_ARGS`].
+/// One VM's `vm=NAME:PATH[,ram=MIB][,cpus=N]` token.
+pub fn vm_token(v: &VmSpec) -> String {
+    let mut t = format!("vm={}:{}", v.name, v.image.path());
+    if let Some(r) = v.ram_mib {
+        t.push_str(&format!(",ram={r}"));
+    }
+    if let Some(c) = v.cpus {
+        t.push_str(&format!(",cpus={c}"));
+    }
+    t
+}
+
+/// Stand for the scenario's CPU model, CPU count and memory in [`QEMU_ARGS`].
 const CPU_PLACEHOLDER: &str = "<cpu>";
 const SMP_PLACEHOLDER: &str = "<cpus>";
+const MEMORY_PLACEHOLDER: &str = "<memory>";
 
 /// Deterministic instruction counting (DESIGN §7): 1 ns of virtual time per instruction.
 pub const ICOUNT_ARGS: &[&str] = &["-icount", "shift=0,align=off,sleep=off"];
 
 /// All arguments after the QEMU binary name.
-pub fn qemu_args(append: &str, gdb: bool, machine: Machine) -> Vec<String> {
+pub fn qemu_args(append: &str, gdb: bool, machine: &Machine) -> Vec<String> {
     let mut a: Vec<String> = QEMU_ARGS
         .iter()
         .map(|&s| match s {
-            CPU_PLACEHOLDER => machine.cpu.to_string(),
-            SMP_PLACEHOLDER => machine.cpus.to_string(),
+            CPU_PLACEHOLDER => machine.cpu.clone(),
+            SMP_PLACEHOLDER => machine.smp.to_string(),
+            MEMORY_PLACEHOLDER => machine.memory.clone(),
             _ => s.to_string(),
         })
         .collect();
@@ -138,7 +135,7 @@ pub struct Outcome {
 /// Check that the binaries a scenario needs exist (this tool builds nothing).
 pub fn check_binaries(root: &Path, s: &Scenario) -> Result<(), String> {
     let mut missing = Vec::new();
-    for p in std::iter::once(hyp_path()).chain(s.vms.iter().map(|v| guest_path(v.guest))) {
+    for p in std::iter::once(hyp_path()).chain(s.vms.iter().map(|v| v.image.path())) {
         if !root.join(&p).is_file() {
             missing.push(p);
         }
@@ -169,16 +166,29 @@ fn pump<R: Read + Send + 'static>(r: R, tx: mpsc::Sender<String>) {
     });
 }
 
-/// Run a scenario in QEMU from `root`: fresh output directory, streams lines to stdout when `echo`,
-/// kills QEMU after `timeout`. The console log is written to `<out_dir>/console.log`.
-pub fn run(root: &Path, s: &Scenario, echo: bool, timeout: Duration) -> std::io::Result<Outcome> {
-    let dir = root.join(out_dir(s.name));
-    std::fs::create_dir_all(&dir)?;
-    let trace = trace_path(s.name);
-    let _ = std::fs::remove_file(root.join(&trace));
-    let args = qemu_args(&append(s, &trace), false, s.machine);
+/// Why a run did not finish.
+#[derive(Debug)]
+pub enum RunError {
+    /// QEMU could not be started, or the output directory or console log not written.
+    Io(std::io::Error),
+    /// Standard output was closed while echoing; QEMU has been killed.
+    Closed,
+}
+
+impl From<std::io::Error> for RunError {
+    fn from(e: std::io::Error) -> RunError {
+        RunError::Io(e)
+    }
+}
+
+/// Run a scenario in QEMU from `root` with its outputs in `run`: writes the command to `qemu.cmd`,
+/// streams lines to stdout when `echo`, kills QEMU after `timeout` (or when stdout closes), and
+/// writes the console log.
+pub fn run(root: &Path, s: &Scenario, run: &RunDir, echo: bool, timeout: Duration) -> Result<Outcome, RunError> {
+    let args = qemu_args(&append(s, &run.trace()), false, &s.machine);
+    std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", command_line(&args)))?;
     if echo {
-        println!("$ {}", command_line(&args));
+        out!("$ {}", command_line(&args)).map_err(|Closed| RunError::Closed)?;
     }
     let start = Instant::now();
     let mut child = Command::new(QEMU)
@@ -205,8 +215,10 @@ pub fn run(root: &Path, s: &Scenario, echo: bool, timeout: Duration) -> std::io:
         }
         match rx.recv_timeout(deadline - now) {
             Ok(line) => {
-                if echo {
-                    println!("{line}");
+                if echo && out!("{line}").is_err() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(RunError::Closed);
                 }
                 console.feed(&line);
                 lines.push(line);
@@ -222,7 +234,7 @@ pub fn run(root: &Path, s: &Scenario, echo: bool, timeout: Duration) -> std::io:
         lines.push(line);
     }
     let elapsed = start.elapsed();
-    let mut log = std::fs::File::create(dir.join("console.log"))?;
+    let mut log = std::fs::File::create(root.join(run.console_log()))?;
     writeln!(log, "$ {}", command_line(&args))?;
     for l in &lines {
         writeln!(log, "{l}")?;
@@ -241,38 +253,38 @@ pub fn root() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenarios::{find, SCENARIOS};
+    use crate::scenarios::tests::builtin;
 
     #[test]
     fn every_scenarios_append_is_what_the_hypervisor_parses() {
-        for s in SCENARIOS {
-            let parsed = hyp::config::parse(&append(s, &trace_path(s.name)))
-                .unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
-            assert_eq!(parsed.trace_path, trace_path(s.name), "{}", s.name);
+        for s in &crate::scenarios::all(&root()).unwrap() {
+            let trace = format!("target/uvmhyp/runs/{}-20261202T143405Z/uvmhyp.trace", s.name);
+            let parsed = hyp::config::parse(&append(s, &trace)).unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
+            assert_eq!(parsed.trace_path, trace, "{}", s.name);
             assert_eq!(parsed.pool_limit, s.pool_mib.map(|m| m << 20), "{}", s.name);
             let vms: Vec<_> = parsed.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes, v.cpus)).collect();
-            let want: Vec<_> = s.vms.iter().map(|v| (v.name, v.ram_bytes(), v.cpus.unwrap_or(1))).collect();
+            let want: Vec<_> = s.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes(), v.cpus.unwrap_or(1))).collect();
             assert_eq!(vms, want, "{}", s.name);
         }
     }
 
     #[test]
     fn append_lists_trace_and_vms_in_order() {
-        let s = find("default").unwrap();
+        let s = &builtin("default");
         assert_eq!(
-            append(s, "target/uvmhyp/default/uvmhyp.trace"),
-            "trace=target/uvmhyp/default/uvmhyp.trace \
+            append(s, "target/uvmhyp/runs/default-20261202T123203Z/uvmhyp.trace"),
+            "trace=target/uvmhyp/runs/default-20261202T123203Z/uvmhyp.trace \
              vm=image1:target/aarch64-unknown-none/release/image \
              vm=image2:target/aarch64-unknown-none/release/image \
              vm=touch:target/aarch64-unknown-none/release/touch,ram=72"
         );
-        let smp = find("smp").unwrap();
+        let smp = &builtin("smp");
         assert!(append(smp, "t").ends_with("vm=smp:target/aarch64-unknown-none/release/smp,cpus=4"));
     }
 
     #[test]
     fn qemu_line_is_the_contract_line() {
-        let args = qemu_args("vm=a:b", false, Machine::DEFAULT);
+        let args = qemu_args("vm=a:b", false, &Machine::default());
         assert_eq!(
             command_line(&args),
             "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G \
@@ -280,9 +292,10 @@ mod tests {
              -semihosting-config enable=on,target=native,chardev=semi0 \
              -kernel target/aarch64-unknown-none/release/hyp -append vm=a:b"
         );
-        let counting = command_line(&qemu_args("vm=a:b", false, Machine::COUNTING));
-        assert!(counting.contains(" -smp 1 ") && counting.contains(" -icount shift=0,align=off,sleep=off "));
-        let dbg = qemu_args("x y", true, Machine::DEFAULT);
+        let counting = Machine { smp: 1, memory: "512M".into(), icount: true, ..Machine::default() };
+        let counting = command_line(&qemu_args("vm=a:b", false, &counting));
+        assert!(counting.contains(" -smp 1 -m 512M ") && counting.contains(" -icount shift=0,align=off,sleep=off "));
+        let dbg = qemu_args("x y", true, &Machine::default());
         assert!(dbg.windows(2).any(|w| w == ["-s", "-S"]));
         assert!(command_line(&dbg).ends_with("-append 'x y'"));
     }

@@ -35,7 +35,7 @@ pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
         let id = i as u16 + 1;
         match (console.stop_of(id), spec.expect) {
             (None, _) => f.push(format!("vm{id} ({}): no exit or crash line", spec.name)),
-            (Some((_, name, _)), _) if name != spec.name => {
+            (Some((_, name, _)), _) if *name != spec.name => {
                 f.push(format!("vm{id}: named {name:?}, expected {:?}", spec.name))
             }
             (Some((_, _, Stop::Exited(st))), Expect::Exit(want)) if *st == want => {}
@@ -68,20 +68,20 @@ pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
 /// One console check: `None` when it holds, else what went wrong.
 fn console_check(check: &ConsoleCheck, console: &Console) -> Option<String> {
     let lines_of = |vm: u16| console.guest_lines.iter().filter(move |(id, _)| *id == vm).map(|(_, t)| t);
-    match *check {
+    match check {
         ConsoleCheck::GuestLine { vm, text, min } => {
-            let n = lines_of(vm).filter(|t| *t == text).count();
-            (n < min).then(|| format!("vm{vm} printed {text:?} {n} times, expected at least {min}"))
+            let n = lines_of(*vm).filter(|t| *t == text).count();
+            (n < *min).then(|| format!("vm{vm} printed {text:?} {n} times, expected at least {min}"))
         }
         ConsoleCheck::GuestLinesAtMost { vm, prefix, max } => {
-            let n = lines_of(vm).filter(|t| t.starts_with(prefix)).count();
-            (n > max).then(|| format!("vm{vm} printed {n} lines starting {prefix:?}, expected at most {max}"))
+            let n = lines_of(*vm).filter(|t| t.starts_with(prefix.as_str())).count();
+            (n > *max).then(|| format!("vm{vm} printed {n} lines starting {prefix:?}, expected at most {max}"))
         }
-        ConsoleCheck::Warning { text } => (!console.warnings.iter().any(|w| w.contains(text)))
+        ConsoleCheck::Warning { text } => (!console.warnings.iter().any(|w| w.contains(text.as_str())))
             .then(|| format!("no `uvmhyp: warning:` line containing {text:?}")),
         ConsoleCheck::StopsBefore { first, then } => {
             let at = |vm: u16| console.stops.iter().position(|(id, _, _)| *id == vm);
-            match (at(first), at(then)) {
+            match (at(*first), at(*then)) {
                 (Some(a), Some(b)) if a < b => None,
                 _ => Some(format!("vm{first} did not stop before vm{then}")),
             }
@@ -105,7 +105,7 @@ pub fn case_counts(records: &[Record]) -> std::collections::BTreeMap<(u16, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenarios::find;
+    use crate::scenarios::tests::builtin;
 
     fn console(text: &str) -> Console {
         let mut c = Console::default();
@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn crash_scenario_wants_a_crash_and_an_exit_0() {
-        let s = find("crash").unwrap();
+        let s = &builtin("crash");
         let good = console("uvmhyp: vm1 (crash) crashed: instruction abort\nuvmhyp: vm2 (touch) exited 0\ncounter vm1 vm2 total\nfaults 1 2 3\nuvmhyp: 2 VMs, 1 failed");
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn forged_lines_and_console_checks() {
-        let s = find("hostile").unwrap();
+        let s = &builtin("hostile");
         let good = console(
             "[vm1] x\\x0auvmhyp: vm9 (fake) exited 0\n[vm1] x\n[vm1] uvmhyp: vm9 (fake) exited 0\n[vm1] hostile: flood 0\n\
              uvmhyp: vm1 (hostile) exited 0\nuvmhyp: warning: vm1: 488 console lines dropped\n\
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn stop_order_is_checked() {
-        let s = find("preempt").unwrap();
+        let s = &builtin("preempt");
         let tail = "counter vm1 total\nfaults 1 1\nuvmhyp: 6 VMs, 0 failed";
         let mut lines: Vec<String> = (1..=5).map(|i| format!("uvmhyp: vm{i} (spin{i}) exited 0")).collect();
         lines.insert(0, "uvmhyp: vm6 (polite) exited 0".into());
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn missing_lines_status_and_trace_are_failures() {
-        let s = find("touch").unwrap();
+        let s = &builtin("touch");
         let f = judge(s, Some(0), false, &console(""), Err("no trace file".into()));
         assert_eq!(f.len(), 4, "{f:?}");
         let f = judge(s, None, true, &console("uvmhyp: PANIC at x:1: y"), Ok(vec![]));

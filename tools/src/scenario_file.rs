@@ -1,0 +1,536 @@
+//! The scenario file format (TOML; `scenarios/README.md` shows every field with comments) and its
+//! errors. A bad file is the user's mistake: it gets `file:line:column: field F: what`, from the
+//! spans `toml` keeps, and `tools` exits 2.
+//!
+//! The file is read into the `*File` types below, which mirror the TOML shape (checks nested in the
+//! VM they are about), then turned into a [`Scenario`] whose checks name VMs by id. Whatever the
+//! hypervisor would refuse on its `-append` line (RAM and vCPU ranges, pool size) is checked here
+//! with the hypervisor's own parser, so a scenario that loads is one QEMU can start.
+
+use crate::scenarios::{Check, ConsoleCheck, Expect, Image, Machine, Scenario, VmSpec};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+use vm::fault::FaultCase;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    about: String,
+    pool_mib: Option<Spanned<u64>>,
+    #[serde(default)]
+    qemu: Machine,
+    stop: Stop,
+    vm: Vec<Spanned<VmFile>>,
+    #[serde(default)]
+    console: GlobalConsole,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stop {
+    #[serde(default)]
+    when: StopWhen,
+    timeout_s: u64,
+}
+
+/// When a run ends. The hypervisor ends QEMU when its last VM stops; that is the only condition
+/// it offers today (the timeout kills QEMU otherwise).
+#[derive(Deserialize, Default)]
+enum StopWhen {
+    #[default]
+    #[serde(rename = "all-vms-stopped")]
+    AllVmsStopped,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VmFile {
+    name: String,
+    guest: Option<String>,
+    elf: Option<String>,
+    ram_mib: Option<u64>,
+    vcpus: Option<u32>,
+    #[serde(default = "exit_0")]
+    expect: Expect,
+    #[serde(default)]
+    trace: VmTrace,
+    #[serde(default)]
+    console: VmConsole,
+}
+
+fn exit_0() -> Expect {
+    Expect::Exit(0)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VmTrace {
+    ram_faults: Option<Bounds>,
+    #[serde(default)]
+    cases: BTreeMap<CaseName, u64>,
+    vcpus: Option<u16>,
+    #[serde(default)]
+    aborts_at: Vec<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Bounds {
+    min: u64,
+    max: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VmConsole {
+    #[serde(default)]
+    lines: Vec<LineCheck>,
+    #[serde(default)]
+    at_most: Vec<PrefixCheck>,
+    #[serde(default)]
+    stops_before: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineCheck {
+    text: String,
+    #[serde(default = "one")]
+    min: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrefixCheck {
+    prefix: String,
+    max: usize,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct GlobalConsole {
+    #[serde(default)]
+    warnings: Vec<String>,
+}
+
+/// A fault case by the name the trace reader prints ([`crate::checks::case_name`]).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct CaseName(u8);
+
+impl<'de> Deserialize<'de> for CaseName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match crate::checks::case_by_name(&s) {
+            Some(c) => Ok(CaseName(c as u8)),
+            None => {
+                let names: Vec<_> = crate::checks::CASES.iter().map(|c| crate::checks::case_name(Some(*c))).collect();
+                Err(serde::de::Error::custom(format!("unknown fault case `{s}`, expected one of {}", names.join(", "))))
+            }
+        }
+    }
+}
+
+impl CaseName {
+    fn case(&self) -> FaultCase {
+        crate::checks::CASES.iter().copied().find(|c| *c as u8 == self.0).expect("built from CASES")
+    }
+}
+
+/// A scenario file that cannot be used.
+#[derive(Debug)]
+pub enum ScenarioError {
+    /// The file (or `scenarios/`) could not be read.
+    Read { file: PathBuf, error: std::io::Error },
+    /// The file is not a valid scenario: where, which field, what is wrong.
+    Invalid { file: String, at: Option<Location>, field: Option<String>, message: String },
+    /// No `scenarios/NAME.toml`.
+    Unknown { name: String, have: Vec<String> },
+}
+
+/// A place in a file, 1-based, with its line's text.
+#[derive(Debug)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+    pub text: String,
+}
+
+impl Location {
+    fn of(src: &str, offset: usize) -> Location {
+        let offset = offset.min(src.len());
+        let start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = src[offset..].find('\n').map_or(src.len(), |i| offset + i);
+        Location {
+            line: src[..offset].matches('\n').count() + 1,
+            column: src[start..offset].chars().count() + 1,
+            text: src[start..end].to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScenarioError::Read { file, error } => write!(f, "{}: {error}", file.display()),
+            ScenarioError::Invalid { file, at, field, message } => {
+                write!(f, "{file}:")?;
+                if let Some(at) = at {
+                    write!(f, "{}:{}:", at.line, at.column)?;
+                }
+                if let Some(field) = field {
+                    write!(f, " field `{field}`:")?;
+                }
+                write!(f, " {message}")?;
+                if let Some(at) = at {
+                    write!(f, "\n    | {}", at.text)?;
+                }
+                Ok(())
+            }
+            ScenarioError::Unknown { name, have } => write!(f, "no scenario {name:?} (have: {})", have.join(", ")),
+        }
+    }
+}
+
+/// Read and check one scenario file; `root` is the workspace root (file names are shown relative to it).
+pub fn load(root: &Path, file: &Path) -> Result<Scenario, ScenarioError> {
+    let src = std::fs::read_to_string(file).map_err(|error| ScenarioError::Read { file: file.to_path_buf(), error })?;
+    let shown = file.strip_prefix(root).unwrap_or(file).display().to_string();
+    let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    parse(&name, &shown, &src).map(|mut s| {
+        s.file = file.to_path_buf();
+        s
+    })
+}
+
+/// Parse a scenario called `name` from `src`; `shown` names the file in errors.
+pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioError> {
+    let invalid = |span: Option<Range<usize>>, field: Option<String>, message: String| ScenarioError::Invalid {
+        file: shown.to_string(),
+        at: span.map(|s| Location::of(src, s.start)),
+        field,
+        message,
+    };
+    if !is_name(name) {
+        return Err(invalid(None, None, format!("scenario name {name:?} (the file's name) must be letters, digits, `-` or `_`")));
+    }
+    let file: File = toml::from_str(src).map_err(|e| {
+        let field = e.span().and_then(|s| field_at(src, s));
+        invalid(e.span(), field, e.message().to_string())
+    })?;
+    let StopWhen::AllVmsStopped = file.stop.when;
+    if let Some(p) = &file.pool_mib {
+        hyp::config::parse(&format!("pool={}", p.get_ref()))
+            .map_err(|e| invalid(Some(p.span()), Some("pool_mib".into()), e.to_string()))?;
+    }
+    if file.vm.is_empty() {
+        return Err(invalid(None, Some("vm".into()), "a scenario needs at least one [[vm]]".into()));
+    }
+    let names: Vec<&str> = file.vm.iter().map(|v| v.get_ref().name.as_str()).collect();
+    let id_of = |n: &Spanned<String>, field: String| {
+        names
+            .iter()
+            .position(|v| *v == n.get_ref())
+            .map(|i| i as u16 + 1)
+            .ok_or_else(|| invalid(Some(n.span()), Some(field), format!("no VM named {:?} (have: {})", n.get_ref(), names.join(", "))))
+    };
+
+    // Names first: checks refer to VMs by name.
+    for (i, v) in file.vm.iter().enumerate() {
+        let (span, field, name) = (Some(v.span()), Some(format!("vm{}.name", i + 1)), &v.get_ref().name);
+        if !is_name(name) {
+            return Err(invalid(span, field, format!("VM name {name:?} must be letters, digits, `-` or `_`")));
+        }
+        if names[..i].contains(&name.as_str()) {
+            return Err(invalid(span, field, format!("a second VM named {name:?}")));
+        }
+    }
+
+    let mut s = Scenario {
+        name: name.to_string(),
+        about: file.about,
+        file: PathBuf::from(shown),
+        vms: Vec::new(),
+        pool_mib: file.pool_mib.map(|p| p.into_inner()),
+        checks: Vec::new(),
+        console: Vec::new(),
+        timeout_s: file.stop.timeout_s,
+        machine: file.qemu,
+    };
+    for (i, v) in file.vm.iter().enumerate() {
+        let id = i as u16 + 1;
+        let span = Some(v.span());
+        let at = |f: &str| Some(format!("vm{id}.{f}"));
+        let f = v.get_ref();
+        let image = match (&f.guest, &f.elf) {
+            (Some(g), None) if is_name(g) => Image::Guest(g.clone()),
+            (Some(g), None) => return Err(invalid(span, at("guest"), format!("test guest {g:?} must be a name from guest/, not a path (use `elf` for a path)"))),
+            (None, Some(p)) if !p.is_empty() && !p.contains(|c: char| c.is_whitespace() || c == ',') => Image::Elf(p.clone()),
+            (None, Some(p)) => return Err(invalid(span, at("elf"), format!("ELF path {p:?} must be non-empty, without spaces or commas"))),
+            _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest) and `elf` (a path)".into())),
+        };
+        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect };
+        // The hypervisor's own limits on RAM and vCPUs.
+        hyp::config::parse(&crate::qemu::vm_token(&spec)).map_err(|e| {
+            let field = if f.vcpus.is_some() && e.to_string().contains("vCPU") { "vcpus" } else { "ram_mib" };
+            invalid(span, at(field), e.to_string())
+        })?;
+        s.vms.push(spec);
+
+        if let Some(Bounds { min, max }) = f.trace.ram_faults {
+            s.checks.push(Check::RamFaults { vm: id, min, max });
+        }
+        for (case, &min) in &f.trace.cases {
+            s.checks.push(Check::CaseAtLeast { vm: id, case: case.case(), min });
+        }
+        if let Some(min) = f.trace.vcpus {
+            s.checks.push(Check::Vcpus { vm: id, min });
+        }
+        s.checks.extend(f.trace.aborts_at.iter().map(|&ipa| Check::AbortAt { vm: id, ipa }));
+        for l in &f.console.lines {
+            s.console.push(ConsoleCheck::GuestLine { vm: id, text: l.text.clone(), min: l.min });
+        }
+        for p in &f.console.at_most {
+            s.console.push(ConsoleCheck::GuestLinesAtMost { vm: id, prefix: p.prefix.clone(), max: p.max });
+        }
+        for then in &f.console.stops_before {
+            s.console.push(ConsoleCheck::StopsBefore { first: id, then: id_of(then, format!("vm{id}.console.stops_before"))? });
+        }
+    }
+    s.console.extend(file.console.warnings.into_iter().map(|text| ConsoleCheck::Warning { text }));
+    Ok(s)
+}
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The dotted field an error span points into, as the file's reader thinks of it
+/// (`vm2.trace.ram_faults.max`): the table header above the span (`[[vm]]` counted, 1-based like
+/// VM ids), then the keys open on the span's line before it, then the key the span is on, if any.
+fn field_at(src: &str, span: Range<usize>) -> Option<String> {
+    let start = span.start.min(src.len());
+    let line_start = src[..start].rfind('\n').map_or(0, |i| i + 1);
+    let mut path = Vec::new();
+    // The last header at or above the span's line; `[[vm]]` headers up to it give the VM's id.
+    let line_end = src[start..].find('\n').map_or(src.len(), |i| start + i);
+    let mut vms = 0;
+    let mut header: Option<&str> = None;
+    for line in src[..line_end].lines() {
+        let t = line.trim();
+        if t.starts_with("[[vm]]") {
+            vms += 1;
+        }
+        if t.starts_with('[') {
+            header = Some(t);
+        }
+    }
+    if let Some(h) = header {
+        let h = h.split('#').next().unwrap_or("").trim().trim_start_matches('[').trim_end_matches(']');
+        let mut parts = h.split('.').map(str::trim);
+        match parts.next() {
+            Some("vm") => path.push(format!("vm{vms}")),
+            Some(p) => path.push(p.to_string()),
+            None => {}
+        }
+        path.extend(parts.map(str::to_string));
+    }
+    let on_header = src[line_start..].trim_start().starts_with('[');
+    if !on_header {
+        path.extend(open_keys(&src[line_start..start]));
+        // The span is on a key itself (an unknown field): name it too.
+        let rest = &src[start..];
+        let key: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
+        if !key.is_empty() && rest[key.len()..].trim_start().starts_with('=') {
+            path.push(key);
+        }
+    }
+    (!path.is_empty()).then(|| path.join("."))
+}
+
+/// The keys whose values are still open at the end of `line` (a prefix of one TOML line):
+/// `a = { b = [{ c = ` gives `a`, `b`, `c`.
+fn open_keys(line: &str) -> Vec<String> {
+    let mut open: Vec<(usize, String)> = Vec::new();
+    let mut depth = 0;
+    let mut word = String::new();
+    // Whitespace ends a word: the next character starts a new one.
+    let mut gap = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                // A quoted key or a string value: its text is the word (escapes do not matter here).
+                word.clear();
+                let mut escaped = false;
+                for q in chars.by_ref() {
+                    if q == c && !(escaped && c == '"') {
+                        break;
+                    }
+                    escaped = q == '\\' && !escaped;
+                    word.push(q);
+                }
+            }
+            '=' => {
+                open.retain(|(d, _)| *d < depth);
+                open.push((depth, std::mem::take(&mut word)));
+            }
+            '{' | '[' => {
+                depth += 1;
+                word.clear();
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                open.retain(|(d, _)| *d <= depth);
+                word.clear();
+            }
+            ',' => {
+                open.retain(|(d, _)| *d < depth);
+                word.clear();
+            }
+            '#' => break,
+            c if c.is_whitespace() => gap = true,
+            c => {
+                if std::mem::take(&mut gap) {
+                    word.clear();
+                }
+                word.push(c);
+            }
+        }
+    }
+    open.into_iter().map(|(_, k)| k).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(src: &str) -> String {
+        parse("bad", "scenarios/bad.toml", src).map(|_| ()).unwrap_err().to_string()
+    }
+
+    const GOOD: &str = r#"
+about = "x"
+pool_mib = 32
+[qemu]
+smp = 2
+[stop]
+timeout_s = 5
+[[vm]]
+name = "a"
+guest = "touch"
+ram_mib = 72
+[vm.trace]
+ram_faults = { min = 1, max = 2 }
+cases = { "2B-zero" = 3, "1A" = 4 }
+aborts_at = [0x2000_0000]
+[vm.console]
+stops_before = ["b"]
+[[vm]]
+name = "b"
+elf = "somewhere/else.elf"
+vcpus = 2
+expect = "crash"
+[vm.console]
+lines = [{ text = 'a\x0ab' }, { text = "c", min = 3 }]
+"#;
+
+    #[test]
+    fn a_good_file_becomes_its_scenario() {
+        let s = parse("good", "good.toml", GOOD).unwrap();
+        assert_eq!((s.name.as_str(), s.about.as_str(), s.pool_mib, s.timeout_s), ("good", "x", Some(32), 5));
+        assert_eq!(s.machine, Machine { smp: 2, ..Machine::default() });
+        assert_eq!(
+            s.vms,
+            [
+                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0) },
+                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash },
+            ]
+        );
+        assert_eq!(
+            s.checks,
+            [
+                Check::RamFaults { vm: 1, min: 1, max: 2 },
+                Check::CaseAtLeast { vm: 1, case: FaultCase::Anon1A, min: 4 },
+                Check::CaseAtLeast { vm: 1, case: FaultCase::Zero2B, min: 3 },
+                Check::AbortAt { vm: 1, ipa: 0x2000_0000 },
+            ]
+        );
+        assert_eq!(
+            s.console,
+            [
+                ConsoleCheck::StopsBefore { first: 1, then: 2 },
+                ConsoleCheck::GuestLine { vm: 2, text: r"a\x0ab".into(), min: 1 },
+                ConsoleCheck::GuestLine { vm: 2, text: "c".into(), min: 3 },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let doc = std::fs::read_to_string(crate::qemu::root().join("scenarios/README.md")).unwrap();
+        let example = doc.split("```toml\n").nth(1).and_then(|b| b.split("```").next()).expect("a toml block");
+        let s = parse("example", "scenarios/README.md", example).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.vms.len(), 2);
+        assert_eq!(s.machine, Machine::default());
+    }
+
+    #[test]
+    fn a_wrong_type_names_line_and_field() {
+        let src = GOOD.replace("ram_mib = 72", "ram_mib = \"lots\"");
+        let e = err(&src);
+        assert!(e.starts_with("scenarios/bad.toml:11:11: field `vm1.ram_mib`: invalid type: string \"lots\", expected u64"), "{e}");
+        assert!(e.ends_with("    | ram_mib = \"lots\""), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_with_its_line() {
+        let e = err(&GOOD.replace("vcpus = 2", "vcpu = 2"));
+        assert!(e.starts_with("scenarios/bad.toml:21:1: field `vm2.vcpu`: unknown field `vcpu`, expected one of"), "{e}");
+        let e = err(&GOOD.replace("[qemu]\nsmp = 2", "[qemu]\nsmp = 2\nkvm = true"));
+        assert!(e.starts_with("scenarios/bad.toml:6:1: field `qemu.kvm`: unknown field `kvm`"), "{e}");
+        let e = err(&GOOD.replace("pool_mib = 32", "pool = 32"));
+        assert!(e.starts_with("scenarios/bad.toml:3:1: field `pool`: unknown field `pool`"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_value_inside_an_inline_table_names_its_key() {
+        let e = err(&GOOD.replace("max = 2 }", "max = -2 }"));
+        assert!(e.starts_with("scenarios/bad.toml:13:"), "{e}");
+        assert!(e.contains("field `vm1.trace.ram_faults.max`: invalid value: integer `-2`"), "{e}");
+        let e = err(&GOOD.replace("\"1A\" = 4", "\"1C\" = 4"));
+        assert!(e.contains("unknown fault case `1C`, expected one of 0, 1A, 1B, 2A, 2B-copy, 2B-zero, pgo_fault"), "{e}");
+        assert!(e.starts_with("scenarios/bad.toml:14:"), "{e}");
+        let e = err(&GOOD.replace("min = 3 }", "mn = 3 }"));
+        assert!(e.starts_with("scenarios/bad.toml:24:") && e.contains("field `vm2.console.lines.mn`: unknown field `mn`"), "{e}");
+    }
+
+    #[test]
+    fn missing_fields_and_bad_references_are_errors_with_a_place() {
+        let e = err(&GOOD.replace("[stop]\ntimeout_s = 5\n", ""));
+        assert!(e.contains("missing field `stop`"), "{e}");
+        let e = err(&GOOD.replace("stops_before = [\"b\"]", "stops_before = [\"c\"]"));
+        assert!(e.starts_with("scenarios/bad.toml:17:17: field `vm1.console.stops_before`: no VM named \"c\" (have: a, b)"), "{e}");
+        let e = err(&GOOD.replace("elf = \"somewhere/else.elf\"\n", ""));
+        assert!(e.contains("field `vm2.guest`: give exactly one of `guest`"), "{e}");
+        let e = err(&GOOD.replace("name = \"b\"", "name = \"a\""));
+        assert!(e.contains("field `vm2.name`: a second VM named \"a\""), "{e}");
+        let e = err(&GOOD.replace("vcpus = 2", "vcpus = 9"));
+        assert!(e.contains("field `vm2.vcpus`: ") && e.contains("vCPU count"), "{e}");
+        let e = err(&GOOD.replace("ram_mib = 72", "ram_mib = 0"));
+        assert!(e.contains("field `vm1.ram_mib`: ") && e.contains("ram size"), "{e}");
+        let e = err(&GOOD.replace("pool_mib = 32", "pool_mib = 0"));
+        assert!(e.starts_with("scenarios/bad.toml:3:12: field `pool_mib`:"), "{e}");
+        let e = err(&GOOD.replace("expect = \"crash\"", "expect = \"exploded\""));
+        assert!(e.starts_with("scenarios/bad.toml:22:") && e.contains("field `vm2.expect`"), "{e}");
+        assert!(err("about = ").starts_with("scenarios/bad.toml:1:"), "{}", err("about = "));
+        assert!(parse("no good", "x.toml", GOOD).is_err());
+    }
+}
