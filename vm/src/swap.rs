@@ -136,7 +136,7 @@ impl SlotMap {
 /// A swap device with its slot map (what `Uvm` holds once swap is configured).
 pub struct Swap {
     pub(crate) dev: Arc<dyn SwapDevice>,
-    pub(crate) map: spin::Mutex<SlotMap>,
+    pub(crate) map: crate::sync::Mutex<SlotMap>,
 }
 
 impl Swap {
@@ -148,7 +148,7 @@ impl Swap {
         let n = dev.slots();
         Swap {
             dev,
-            map: spin::Mutex::new(SlotMap::new(n)),
+            map: crate::sync::Mutex::new(SlotMap::new(n)),
         }
     }
 
@@ -163,7 +163,7 @@ impl Swap {
 
 /// An in-memory swap device for host tests and benches; reads and writes can be made to fail.
 pub struct MemSwap {
-    slots: spin::Mutex<Vec<Option<Box<[u8]>>>>,
+    slots: crate::sync::Mutex<Vec<Option<Box<[u8]>>>>,
     fail_reads: AtomicU32,
     fail_writes: AtomicU32,
     /// Completed reads.
@@ -179,7 +179,7 @@ impl MemSwap {
     /// None.
     pub fn new(n: u32) -> Arc<MemSwap> {
         Arc::new(MemSwap {
-            slots: spin::Mutex::new((0..n).map(|_| None).collect()),
+            slots: crate::sync::Mutex::new((0..n).map(|_| None).collect()),
             fail_reads: AtomicU32::new(0),
             fail_writes: AtomicU32::new(0),
             reads: AtomicU64::new(0),
