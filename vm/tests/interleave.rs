@@ -19,6 +19,8 @@
 //! - `fork_vs_write`: a fork of A ∥ A writing a page ∥ A's other page paged out.
 //! - `swapin_shared`: after a fork, both VMs fault in their shared swapped-out anon ∥ a third
 //!   page-out; with and without the slot's read failing (then both must see `Io`).
+//! - `swapin_vs_remove_failing`: a swap-in whose read fails ∥ the removal of the page: a slot
+//!   that failed a read ends BAD, even when the anon was freed during the read.
 //! - `wire_vs_pageout`: wiring A's pages ∥ page-outs of them ∥ the pagedaemon.
 //!
 //! The swap device ([`SlowSwap`]) yields to the scheduler in the middle of every read and write
@@ -30,7 +32,10 @@
 //! CI (`cargo test -p vm --features shuttle --test interleave`, run by `make test`) runs
 //! [`CI_SCHEDULES`] random schedules a scenario from the fixed seed [`CI_SEED`], and prints the
 //! count and time. `make soak` runs more: `UVMHYP_INTERLEAVE_SCHEDULES=<n>` schedules a scenario,
-//! `UVMHYP_INTERLEAVE_SEED=<n>` (or `random`). A failing schedule is printed by shuttle with its
+//! `UVMHYP_INTERLEAVE_SEED=<n>` (or `random`), `UVMHYP_INTERLEAVE_SCHEDULER=pct|random` (default:
+//! half each). PCT finds the bugs of this kind far sooner: a thread that yields (an I/O or copy
+//! in progress) drops to the lowest priority, so others run to completion meanwhile, as they would
+//! beside a slow device; the random scheduler interleaves step by step. A failing schedule is printed by shuttle with its
 //! encoded schedule; `UVMHYP_INTERLEAVE_REPLAY=<encoded schedule>` replays it deterministically
 //! (run with the scenario's test name as the filter).
 #![forbid(unsafe_code)]
@@ -126,6 +131,8 @@ struct SlowSwap {
     dma: Arc<SimMem>,
     slots: Mutex<Vec<Option<Vec<u8>>>>,
     failing: Mutex<Vec<u32>>,
+    /// Reads that failed.
+    failed: AtomicU64,
 }
 
 impl SlowSwap {
@@ -134,6 +141,7 @@ impl SlowSwap {
             dma,
             slots: Mutex::new(vec![None; n as usize]),
             failing: Mutex::new(Vec::new()),
+            failed: AtomicU64::new(0),
         })
     }
 
@@ -152,6 +160,7 @@ impl SwapDevice for SlowSwap {
             thread::yield_now();
         }
         if self.failing.lock().expect("lock").contains(&slot) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
             return Err(SwapIoError);
         }
         let data = {
@@ -604,6 +613,42 @@ fn swapin_shared(fail: bool) {
     w.teardown(vec![a, c]);
 }
 
+/// A's page 0 is paged out and its slot's reads fail; A faults it in ∥ A removes it. When the
+/// device failed the read, the slot must end BAD (never handed out again), whoever freed the anon.
+fn swapin_vs_remove_failing() {
+    let w = Arc::new(World::new(4));
+    let a = w.anon_map(1);
+    w.write(&a, 0, 1);
+    assert!(a.pageout(ipa(0)), "page-out before the schedule");
+    match a.anon_at(ipa(0)).expect("anon").lock().swslot {
+        vm::anon::SwapSlot::Slot(s) => w.swap.fail_reads_of(s),
+        s => panic!("paged-out anon has {s:?}"),
+    }
+    let hs = vec![
+        spawn({
+            let (w, a) = (w.clone(), a.clone());
+            move || match w.read(&a, 0) {
+                Err(FaultError::Io) | Err(FaultError::NoMapping) => {}
+                r => panic!("vm1 page 0: {:?}", r.map(|p| which(&p))),
+            }
+        }),
+        spawn({
+            let a = a.clone();
+            move || a.remove(ipa(0), ipa(1)).expect("remove")
+        }),
+    ];
+    join(hs);
+    let failed = w.swap.failed.load(Ordering::Relaxed);
+    let (_, used, bad) = w.uvm.swap().expect("swap").counts();
+    assert_eq!(
+        (used, bad),
+        (0, u32::from(failed > 0)),
+        "swap slots (used, bad) after {failed} failed reads"
+    );
+    let w = Arc::into_inner(w).expect("world");
+    w.teardown(vec![a]);
+}
+
 /// Wiring A's pages 0..2 ∥ page-outs of both ∥ the pagedaemon: once wired, both pages are mapped
 /// wired with their bytes.
 fn wire_vs_pageout() {
@@ -667,12 +712,15 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Explore `scenario` (or replay one schedule of it), printing what ran: half the schedules
-/// from shuttle's PCT scheduler (depth [`PCT_DEPTH`]), half from its random scheduler. On a
+/// from shuttle's PCT scheduler (depth [`PCT_DEPTH`]), half from its random scheduler
+/// (`UVMHYP_INTERLEAVE_SCHEDULER=pct` or `random` runs them all under one). On a
 /// failure, which scheduler found it, after how many schedules and how long.
 fn explore(name: &str, scenario: fn()) {
     if let Ok(s) = std::env::var("UVMHYP_INTERLEAVE_REPLAY") {
+        // Shuttle prints the schedule over several lines, quoted: keep only its hex digits.
+        let s: String = s.chars().filter(char::is_ascii_hexdigit).collect();
         println!("interleave {name}: replaying {s}");
-        shuttle::replay(scenario, s.trim());
+        shuttle::replay(scenario, &s);
         return;
     }
     let schedules = env_u64("UVMHYP_INTERLEAVE_SCHEDULES").map_or(CI_SCHEDULES, |n| n as usize);
@@ -688,8 +736,14 @@ fn explore(name: &str, scenario: fn()) {
             scenario();
         }
     };
-    let half = schedules.div_ceil(2);
-    for which in ["pct", "random"] {
+    let only = std::env::var("UVMHYP_INTERLEAVE_SCHEDULER").ok();
+    let schedulers: Vec<&str> = ["pct", "random"]
+        .into_iter()
+        .filter(|s| only.as_deref().is_none_or(|o| o.trim() == *s))
+        .collect();
+    assert!(!schedulers.is_empty(), "UVMHYP_INTERLEAVE_SCHEDULER={only:?}: pct or random");
+    let half = schedules.div_ceil(schedulers.len());
+    for which in schedulers {
         let r = std::panic::catch_unwind(|| match which {
             "pct" => Runner::new(
                 PctScheduler::new_from_seed(seed, PCT_DEPTH, half),
@@ -749,6 +803,11 @@ fn interleave_swapin_shared() {
 #[test]
 fn interleave_swapin_shared_failing() {
     explore("swapin_shared_failing", || swapin_shared(true));
+}
+
+#[test]
+fn interleave_swapin_vs_remove_failing() {
+    explore("swapin_vs_remove_failing", swapin_vs_remove_failing);
 }
 
 #[test]
