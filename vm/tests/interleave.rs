@@ -14,8 +14,8 @@
 //!   a new page in VM B: the copy must return A's bytes.
 //! - `loan_vs_writer`: a loan of an object page to VM B's amap ∥ VM A writing it through a shared
 //!   mapping; A's later writes must not reach B.
-//! - `install_vs_remove`: a loan installed into B (`install_anon`) ∥ the removal of that page:
-//!   whichever wins, nothing leaks.
+//! - `install_vs_remove`: a loan installed into B (`install_anon`) ∥ the removal of that page and
+//!   a new entry over it: whichever wins (an install into the hole fails), nothing leaks.
 //! - `fork_vs_write`: a fork of A ∥ A writing a page ∥ A's other page paged out.
 //! - `swapin_shared`: after a fork, both VMs fault in their shared swapped-out anon ∥ a third
 //!   page-out; with and without the slot's read failing (then both must see `Io`).
@@ -49,8 +49,8 @@ use std::time::Instant;
 use common::{anon_spec, cpu_frame, image_bytes, ipa, PAGE};
 use shuttle::scheduler::{PctScheduler, RandomScheduler};
 use shuttle::sync::Mutex;
-use shuttle::{Config, Runner};
 use shuttle::thread;
+use shuttle::{Config, Runner};
 use vm::addr::{Access, Pa, Prot};
 use vm::fault::{fault, FaultError, FaultFlags};
 use vm::map::{Advice, EntrySpec, Inherit, Map};
@@ -253,9 +253,7 @@ impl World {
                 return Ok(pa);
             }
             match fault(m, ipa(page), access, FaultFlags::empty()) {
-                Ok(_) | Err(FaultError::Restart) | Err(FaultError::NoMemory) => {
-                    thread::yield_now()
-                }
+                Ok(_) | Err(FaultError::Restart) | Err(FaultError::NoMemory) => thread::yield_now(),
                 Err(e) => return Err(e),
             }
         }
@@ -323,7 +321,12 @@ impl World {
         let World { uvm, image, .. } = self;
         drop(image);
         let (free, total) = (uvm.free_pages(), uvm.total_pages());
-        assert_eq!(free, total, "teardown: {} of {total} frames leaked", total - free);
+        assert_eq!(
+            free,
+            total,
+            "teardown: {} of {total} frames leaked",
+            total - free
+        );
         let (_, used, _) = uvm.swap().expect("swap").counts();
         assert_eq!(used, 0, "teardown: {used} swap slots still used");
     }
@@ -356,7 +359,10 @@ fn which(page: &[u8]) -> String {
             parts.push((k * CHUNK, n));
         }
     }
-    let parts: Vec<String> = parts.iter().map(|(o, n)| format!("{n} from byte {o}")).collect();
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(o, n)| format!("{n} from byte {o}"))
+        .collect();
     parts.join(", ")
 }
 
@@ -485,38 +491,51 @@ fn loan_vs_writer() {
     w.check_permissions(&[&a, &b]);
     w.write(&a, 4, 3);
     expect_page("vm1 page 4", &w.read(&a, 4).expect("read"), &pattern(3));
-    expect_page("vm2's loaned page after vm1 wrote", &w.read(&b, 0).expect("read"), &lent);
+    expect_page(
+        "vm2's loaned page after vm1 wrote",
+        &w.read(&b, 0).expect("read"),
+        &lent,
+    );
     w.check_permissions(&[&a, &b]);
     let w = Arc::into_inner(w).expect("world");
     w.teardown(vec![a, b]);
 }
 
-/// A loan of image page 1 installed into B ∥ the removal of B's page 0: whichever comes first,
-/// B reads either the image's bytes or nothing mapped, and nothing leaks.
+/// A loan of image page 1 (made before) installed into B's page 0 ∥ B's page 0 removed and mapped again as new
+/// anonymous memory: B reads the image's bytes (installed into the new entry) or zeroes (the
+/// install came first, or met the hole and failed), and nothing leaks either way.
 fn install_vs_remove() {
     let w = Arc::new(World::new(8));
     let b = w.anon_map(2);
-    let installed = Arc::new(Mutex::new(false));
+    // Lent before the schedule: reading the image page in takes long, and the race is the install.
+    let anon = loan_to_anon(&w.uvm, w.image.as_ref(), vm::addr::PAGE_SIZE).expect("loan_to_anon");
     let hs = vec![
         spawn({
-            let (w, b, installed) = (w.clone(), b.clone(), installed.clone());
-            move || {
-                let anon = loan_to_anon(&w.uvm, w.image.as_ref(), vm::addr::PAGE_SIZE)
-                    .expect("loan_to_anon");
-                *installed.lock().expect("lock") = b.install_anon(ipa(0), anon).is_ok();
+            let b = b.clone();
+            move || match b.install_anon(ipa(0), anon) {
+                Ok(()) | Err(vm::map::MapError::NoEntry) => {}
+                Err(e) => panic!("install_anon: {e:?}"),
             }
         }),
         spawn({
             let b = b.clone();
-            move || b.remove(ipa(0), ipa(1)).expect("remove")
+            move || {
+                b.remove(ipa(0), ipa(1)).expect("remove");
+                // The hypervisor does something else before mapping the hole again.
+                thread::yield_now();
+                b.insert(anon_spec(0, 1, Prot::READ | Prot::WRITE))
+                    .expect("insert");
+            }
         }),
     ];
     join(hs);
     w.check_permissions(&[&b]);
-    match w.read(&b, 0) {
-        Ok(got) => expect_page("vm2 page 0", &got, &w.image_page(1)),
-        Err(e) => assert_eq!(e, FaultError::NoMapping, "vm2 page 0"),
-    }
+    let got = w.read(&b, 0).expect("read");
+    assert!(
+        got == w.image_page(1) || got.iter().all(|&x| x == 0),
+        "vm2 page 0: {} (neither image page 1 nor zeroes)",
+        which(&got)
+    );
     let w = Arc::into_inner(w).expect("world");
     w.teardown(vec![b]);
 }
@@ -683,7 +702,10 @@ fn wire_vs_pageout() {
     ];
     join(hs);
     for pg in 0..2 {
-        assert!(a.stage2().is_wired(ipa(pg)), "vm1 page {pg} not mapped wired");
+        assert!(
+            a.stage2().is_wired(ipa(pg)),
+            "vm1 page {pg} not mapped wired"
+        );
     }
     w.check_permissions(&[&a]);
     expect_page("vm1 page 0", &w.read(&a, 0).expect("read"), &pattern(1));
@@ -741,7 +763,10 @@ fn explore(name: &str, scenario: fn()) {
         .into_iter()
         .filter(|s| only.as_deref().is_none_or(|o| o.trim() == *s))
         .collect();
-    assert!(!schedulers.is_empty(), "UVMHYP_INTERLEAVE_SCHEDULER={only:?}: pct or random");
+    assert!(
+        !schedulers.is_empty(),
+        "UVMHYP_INTERLEAVE_SCHEDULER={only:?}: pct or random"
+    );
     let half = schedules.div_ceil(schedulers.len());
     for which in schedulers {
         let r = std::panic::catch_unwind(|| match which {
@@ -750,8 +775,11 @@ fn explore(name: &str, scenario: fn()) {
                 Config::default(),
             )
             .run(counted.clone()),
-            _ => Runner::new(RandomScheduler::new_from_seed(seed, half), Config::default())
-                .run(counted.clone()),
+            _ => Runner::new(
+                RandomScheduler::new_from_seed(seed, half),
+                Config::default(),
+            )
+            .run(counted.clone()),
         });
         let ran = run.load(Ordering::Relaxed);
         let took = start.elapsed().as_secs_f64();
