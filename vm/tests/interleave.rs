@@ -1,43 +1,53 @@
 //! Interleaving explorer: two or three engine operations run concurrently under the `shuttle`
-//! scheduler, which picks the thread to run at every lock acquisition (the engine's locks are
-//! shuttle's in this build, see `vm/src/sync.rs`), in the middle of every swap read and write
-//! and of every frame copy. After each schedule the guest-visible state is checked: the bytes
-//! of every page the scenario knows (read as the guest would, through the stage-2 descriptor and
-//! faults), the permissions of every stage-2 mapping (inside its entry's protection; a frame
-//! mapped writable is mapped nowhere else), and, once every map and object is dropped, that no
-//! frame leaked and no swap slot stayed in use.
+//! scheduler, which may switch threads at every lock acquisition (the engine's locks are
+//! shuttle's in this build, see `vm/src/sync.rs`), during every swap I/O and during every bulk
+//! copy of a frame. After each schedule the guest-visible state is checked against what the
+//! scenario's operations allow in any order: the bytes of every page the scenario knows (read as
+//! the guest would, through the stage-2 descriptor and faults), the permissions of every stage-2
+//! mapping (inside its entry's protection; a frame mapped writable is mapped at no other page of
+//! any VM), and, once every map and object is dropped, that no frame leaked and no swap slot
+//! stayed in use.
 //!
-//! What it explores (one `#[test]` a scenario; `SCENARIOS` lists them):
+//! What it explores (one `#[test]` a scenario):
 //! - `slot_reuse`: a page-out of VM A ∥ the removal of that page ∥ a page-out of VM B, with one
-//!   swap slot: a slot freed while A's write is in flight must not take B's data.
+//!   swap slot: a slot freed while A's write is in flight must not end up with A's data over B's.
 //! - `copy_vs_fault`: `copy_in` of A's page ∥ a write fault on it (case 1A) ∥ a page-out of it and
 //!   a new page in VM B: the copy must return A's bytes.
-//! - `loan_vs_writer`: a loan of an object page to VM B's amap ∥ VM A writing it through a shared
-//!   mapping; A's later writes must not reach B.
+//! - `loan_vs_writer`: a loan of an object page to VM B's amap ∥ VM A writing it through a
+//!   shared (not copy-on-write) mapping; A's later writes must not reach B.
 //! - `install_vs_remove`: a loan installed into B (`install_anon`) ∥ the removal of that page and
 //!   a new entry over it: whichever wins (an install into the hole fails), nothing leaks.
 //! - `fork_vs_write`: a fork of A ∥ A writing a page ∥ A's other page paged out.
-//! - `swapin_shared`: after a fork, both VMs fault in their shared swapped-out anon ∥ a third
-//!   page-out; with and without the slot's read failing (then both must see `Io`).
+//! - `swapin_shared` / `swapin_shared_failing`: after a fork, both VMs fault in their shared
+//!   swapped-out anon ∥ another page-out; with the slot's reads failing both must see `Io`.
 //! - `swapin_vs_remove_failing`: a swap-in whose read fails ∥ the removal of the page: a slot
 //!   that failed a read ends BAD, even when the anon was freed during the read.
 //! - `wire_vs_pageout`: wiring A's pages ∥ page-outs of them ∥ the pagedaemon.
 //!
-//! The swap device ([`SlowSwap`]) yields to the scheduler in the middle of every read and write
-//! and again before the write lands, so I/Os complete late and out of order; it can fail the
-//! reads of chosen slots. The engine's physical memory ([`YieldingMem`]) yields in the middle of
-//! every bulk copy (a hypervisor copy or page copy takes time). Guest accesses use the raw
-//! memory: a guest's load or store is atomic with its stage-2 check.
+//! Devices that act during I/O: the swap device ([`SlowSwap`]) takes [`IO_STEPS`] scheduler
+//! yields between the start of an I/O and its completion (a write takes the frame's bytes at its
+//! start and lands at its end), so other operations run during it and two I/Os complete in
+//! either order; it can fail the reads of chosen slots. The engine's physical memory
+//! ([`YieldingMem`]) yields every [`CHUNK`] bytes of a bulk read, write or copy (a hypervisor
+//! copy takes time). Guest loads and stores use the raw memory: atomic with their stage-2 check.
 //!
-//! CI (`cargo test -p vm --features shuttle --test interleave`, run by `make test`) runs
-//! [`CI_SCHEDULES`] random schedules a scenario from the fixed seed [`CI_SEED`], and prints the
-//! count and time. `make soak` runs more: `UVMHYP_INTERLEAVE_SCHEDULES=<n>` schedules a scenario,
-//! `UVMHYP_INTERLEAVE_SEED=<n>` (or `random`), `UVMHYP_INTERLEAVE_SCHEDULER=pct|random` (default:
-//! half each). PCT finds the bugs of this kind far sooner: a thread that yields (an I/O or copy
-//! in progress) drops to the lowest priority, so others run to completion meanwhile, as they would
-//! beside a slow device; the random scheduler interleaves step by step. A failing schedule is printed by shuttle with its
-//! encoded schedule; `UVMHYP_INTERLEAVE_REPLAY=<encoded schedule>` replays it deterministically
-//! (run with the scenario's test name as the filter).
+//! Schedules: half from shuttle's PCT scheduler (depth [`PCT_DEPTH`]), half from its random
+//! scheduler. PCT finds this kind of bug far sooner: a thread that yields (an I/O or a copy in
+//! progress) drops to the lowest priority, so the others run to completion meanwhile, as beside a
+//! slow device; the random scheduler interleaves step by step.
+//!
+//! CI: `make test` runs `cargo test -p vm --features shuttle --test interleave` ([`CI_SCHEDULES`]
+//! schedules a scenario from the fixed seed [`CI_SEED`], a few seconds in all); each scenario
+//! prints how many schedules it ran and how long it took. Shuttle's locks only work inside a
+//! shuttle execution, so the other tests never run in this build and plain `cargo test -p vm`
+//! skips this file (`required-features`). `make soak` runs 200,000 schedules a scenario from a
+//! random seed. Knobs: `UVMHYP_INTERLEAVE_SCHEDULES=<n>` (a scenario),
+//! `UVMHYP_INTERLEAVE_SEED=<n>|random`, `UVMHYP_INTERLEAVE_SCHEDULER=pct|random`.
+//!
+//! Replay: a failure prints the seed and count that reproduce the run, and shuttle prints the
+//! failing schedule (a quoted hex string over a few lines);
+//! `UVMHYP_INTERLEAVE_REPLAY='<that string>' cargo test -p vm --features shuttle --test interleave
+//! -- --exact interleave_<scenario>` replays exactly that schedule.
 #![forbid(unsafe_code)]
 
 mod common;
