@@ -5,7 +5,7 @@
 #   make test                lints, host unit tests (vm, tools, hyp's library) + every QEMU scenario, with a summary
 #   make lint                clippy with warnings as errors, host and aarch64
 #   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
-#   make soak                the engine's model test at 1,000,000 operations
+#   make soak                the engine's model test at 1,000,000 operations, the interleaving explorer at 200,000 schedules a scenario
 #   make bench               QEMU fault-cost scenario (-icount) + criterion benches of the engine
 #   make build               build only
 
@@ -47,6 +47,7 @@ run: build
 # `unsafe` block needing its `// SAFETY:` comment.
 lint: setup
 	cargo clippy -p vm -p tools --all-targets -- -D warnings
+	cargo clippy -p vm --features shuttle --all-targets -- -D warnings
 	cargo clippy -p hyp --lib --tests -- -D warnings
 	cargo clippy --release --target $(TARGET) -p hyp -p guest -- -D warnings -D clippy::undocumented_unsafe_blocks
 
@@ -54,9 +55,10 @@ lint: setup
 test: build
 	@$(MAKE) --no-print-directory lint; lint=$$?; \
 	cargo test -p vm -p tools -p hyp; host=$$?; \
+	cargo test -p vm --features shuttle --test interleave -- --nocapture || host=1; \
 	$(TOOLS) test; qemu=$$?; \
 	if [ $$lint -ne 0 ]; then echo "lints failed (make lint)"; fi; \
-	if [ $$host -ne 0 ]; then echo "host unit tests failed (cargo test -p vm -p tools -p hyp)"; fi; \
+	if [ $$host -ne 0 ]; then echo "host unit tests failed (cargo test -p vm -p tools -p hyp, or the interleaving explorer: cargo test -p vm --features shuttle --test interleave)"; fi; \
 	exit $$(( lint != 0 || host != 0 || qemu != 0 ))
 
 debug: build
@@ -66,9 +68,13 @@ list: build
 	$(TOOLS) list
 
 # The engine's model-based test at 1,000,000 operations from a random seed (CI runs 100,000 from
-# a fixed seed in `make test`); it prints its seed: UVMHYP_MODEL_SEED=<seed> replays a run.
+# a fixed seed in `make test`); it prints its seed: UVMHYP_MODEL_SEED=<seed> replays a run. Then
+# the interleaving explorer at 200,000 schedules a scenario from a random seed (CI: 10,000 from a
+# fixed one); it prints seed and count, and shuttle prints a failing schedule to replay with
+# UVMHYP_INTERLEAVE_REPLAY (see vm/tests/interleave.rs).
 soak: setup
 	UVMHYP_MODEL_SEED=random UVMHYP_MODEL_OPS=1000000 cargo test -p vm --release --test model -- --nocapture
+	UVMHYP_INTERLEAVE_SEED=random UVMHYP_INTERLEAVE_SCHEDULES=200000 cargo test -p vm --release --features shuttle --test interleave -- --nocapture
 
 # Benchmarks, each beside its baseline measured in the same run: the QEMU `bench` scenario
 # (instructions per page under -icount: fault vs memset/copy), then the engine's criterion benches.

@@ -49,7 +49,7 @@ pub struct AmapState {
 /// An array of anon slots.
 #[derive(Debug)]
 pub struct Amap {
-    state: spin::Mutex<AmapState>,
+    state: crate::sync::Mutex<AmapState>,
 }
 
 /// An entry's reference to a run of an amap's slots (the seed's `struct vm_aref`).
@@ -75,7 +75,7 @@ impl Amap {
     /// None: the new amap is unreachable by anyone else until the caller stores it.
     pub fn new(nslots: usize) -> Arc<Amap> {
         Arc::new(Amap {
-            state: spin::Mutex::new(AmapState {
+            state: crate::sync::Mutex::new(AmapState {
                 slots: (0..nslots).map(|_| None).collect(),
                 slot_refs: None,
                 refs: 1,
@@ -89,7 +89,7 @@ impl Amap {
     /// # Locks
     /// Takes AMAP (after MAPS, before OBJECT, ANON and everything below); held until the guard
     /// drops.
-    pub fn lock(&self) -> spin::MutexGuard<'_, AmapState> {
+    pub fn lock(&self) -> crate::sync::MutexGuard<'_, AmapState> {
         self.state.lock()
     }
 }
@@ -393,7 +393,7 @@ pub(crate) fn amap_split(aref: &AmapRef, at: usize, total: usize) -> AmapRef {
         let slot_refs = st.slot_refs.as_mut().map(|v| v.split_off(cut));
         drop(st);
         let new = Arc::new(Amap {
-            state: spin::Mutex::new(AmapState {
+            state: crate::sync::Mutex::new(AmapState {
                 slots,
                 slot_refs,
                 refs: 1,

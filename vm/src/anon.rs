@@ -51,7 +51,7 @@ pub struct AnonState {
 /// One anonymous page.
 #[derive(Debug)]
 pub struct Anon {
-    state: spin::Mutex<AnonState>,
+    state: crate::sync::Mutex<AnonState>,
 }
 
 impl Anon {
@@ -61,7 +61,7 @@ impl Anon {
     /// None: the new anon is unreachable by anyone else until the caller stores it.
     pub fn new() -> Arc<Anon> {
         Arc::new(Anon {
-            state: spin::Mutex::new(AnonState {
+            state: crate::sync::Mutex::new(AnonState {
                 an_ref: 1,
                 page: None,
                 swslot: SwapSlot::None,
@@ -85,7 +85,7 @@ impl Anon {
         let anon = Arc::new_cyclic(|me| {
             busy = uvm.alloc_page(Owner::Anon(me.clone()), zero);
             Anon {
-                state: spin::Mutex::new(AnonState {
+                state: crate::sync::Mutex::new(AnonState {
                     an_ref: 1,
                     page: busy.as_ref().map(Busy::page),
                     swslot: SwapSlot::None,
@@ -100,7 +100,7 @@ impl Anon {
     /// # Locks
     /// Takes ANON (after MAPS, AMAP and OBJECT, before PMAP, PAGE and PAGE QUEUES); held until the
     /// guard drops.
-    pub fn lock(&self) -> spin::MutexGuard<'_, AnonState> {
+    pub fn lock(&self) -> crate::sync::MutexGuard<'_, AnonState> {
         self.state.lock()
     }
 }

@@ -232,8 +232,8 @@ impl From<FaultError> for Step {
 /// The locks held across the phases of one attempt: MAPS (read) and, if the entry has one, AMAP.
 struct Held<'a> {
     #[allow(dead_code, reason = "held for its lock, never read")]
-    map: spin::RwLockReadGuard<'a, MapInner>,
-    amap: Option<spin::MutexGuard<'a, AmapState>>,
+    map: crate::sync::RwLockReadGuard<'a, MapInner>,
+    amap: Option<crate::sync::MutexGuard<'a, AmapState>>,
 }
 
 /// What an attempt learned from the entry (copied out, so the map lock can come and go).

@@ -34,6 +34,7 @@ pub mod pmap;
 pub mod sim;
 pub mod stats;
 pub mod swap;
+pub mod sync;
 pub mod trace;
 pub mod uvm;
 

@@ -42,11 +42,11 @@ pub struct Map {
     vmid: Vmid,
     stats: Arc<Stats>,
     version: AtomicU64,
-    inner: spin::RwLock<MapInner>,
+    inner: crate::sync::RwLock<MapInner>,
 }
 
 /// Guard of a write-locked map; the version was bumped when it was taken.
-pub type MapWriteGuard<'a> = spin::RwLockWriteGuard<'a, MapInner>;
+pub type MapWriteGuard<'a> = crate::sync::RwLockWriteGuard<'a, MapInner>;
 
 impl Map {
     /// An empty map with a fresh stage-2 table tagged `vmid`.
@@ -68,7 +68,7 @@ impl Map {
             vmid,
             stats,
             version: AtomicU64::new(0),
-            inner: spin::RwLock::new(MapInner::default()),
+            inner: crate::sync::RwLock::new(MapInner::default()),
         }))
     }
 
@@ -98,7 +98,7 @@ impl Map {
     }
 
     /// Take the MAPS lock for reading.
-    pub fn read(&self) -> spin::RwLockReadGuard<'_, MapInner> {
+    pub fn read(&self) -> crate::sync::RwLockReadGuard<'_, MapInner> {
         self.inner.read()
     }
 

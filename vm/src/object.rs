@@ -174,7 +174,7 @@ pub struct ImageObject {
     uvm: Arc<Uvm>,
     bytes: Arc<[u8]>,
     size: u64,
-    pages: spin::Mutex<BTreeMap<u64, PageIdx>>,
+    pages: crate::sync::Mutex<BTreeMap<u64, PageIdx>>,
 }
 
 impl ImageObject {
@@ -189,7 +189,7 @@ impl ImageObject {
             uvm: uvm.clone(),
             bytes,
             size,
-            pages: spin::Mutex::new(BTreeMap::new()),
+            pages: crate::sync::Mutex::new(BTreeMap::new()),
         })
     }
 

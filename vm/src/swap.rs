@@ -138,7 +138,7 @@ impl SlotMap {
 /// A swap device with its slot map (what `Uvm` holds once swap is configured).
 pub struct Swap {
     pub(crate) dev: Arc<dyn SwapDevice>,
-    pub(crate) map: spin::Mutex<SlotMap>,
+    pub(crate) map: crate::sync::Mutex<SlotMap>,
 }
 
 impl Swap {
@@ -150,7 +150,7 @@ impl Swap {
         let n = dev.slots();
         Swap {
             dev,
-            map: spin::Mutex::new(SlotMap::new(n)),
+            map: crate::sync::Mutex::new(SlotMap::new(n)),
         }
     }
 
@@ -178,8 +178,8 @@ pub type SwapHook = dyn Fn(SwapOp, u32) -> Result<(), SwapIoError> + Send + Sync
 /// An in-memory swap device for host tests and benches; reads and writes can be made to fail, and
 /// a hook can act while an I/O is in flight.
 pub struct MemSwap {
-    slots: spin::Mutex<Vec<Option<Box<[u8]>>>>,
-    hook: spin::Mutex<Option<Arc<SwapHook>>>,
+    slots: crate::sync::Mutex<Vec<Option<Box<[u8]>>>>,
+    hook: crate::sync::Mutex<Option<Arc<SwapHook>>>,
     fail_reads: AtomicU32,
     fail_writes: AtomicU32,
     /// Completed reads.
@@ -195,8 +195,8 @@ impl MemSwap {
     /// None.
     pub fn new(n: u32) -> Arc<MemSwap> {
         Arc::new(MemSwap {
-            slots: spin::Mutex::new((0..n).map(|_| None).collect()),
-            hook: spin::Mutex::new(None),
+            slots: crate::sync::Mutex::new((0..n).map(|_| None).collect()),
+            hook: crate::sync::Mutex::new(None),
             fail_reads: AtomicU32::new(0),
             fail_writes: AtomicU32::new(0),
             reads: AtomicU64::new(0),

@@ -36,16 +36,16 @@ pub struct Uvm {
     tlb: Arc<dyn Tlb>,
     rmap: Arc<Rmap>,
     base: Pa,
-    pages: Vec<spin::Mutex<PageMeta>>,
+    pages: Vec<crate::sync::Mutex<PageMeta>>,
     /// Stands in for the metadata of an index outside the pool, so a bad index cannot panic.
-    dummy: spin::Mutex<PageMeta>,
-    queues: spin::Mutex<Queues>,
-    swap: spin::RwLock<Option<Arc<Swap>>>,
+    dummy: crate::sync::Mutex<PageMeta>,
+    queues: crate::sync::Mutex<Queues>,
+    swap: crate::sync::RwLock<Option<Arc<Swap>>>,
     reserve: core::sync::atomic::AtomicUsize,
     /// The pagedaemon's counters, and the fault counters of maps that are gone.
     stats: Stats,
     /// The counters of every live map (see [`Uvm::stats`]).
-    map_stats: spin::Mutex<Vec<Arc<Stats>>>,
+    map_stats: crate::sync::Mutex<Vec<Arc<Stats>>>,
 }
 
 impl Uvm {
@@ -68,14 +68,14 @@ impl Uvm {
             rmap: Rmap::for_frames(Pa(start), n as usize),
             base: Pa(start),
             pages: (0..n)
-                .map(|_| spin::Mutex::new(PageMeta::default()))
+                .map(|_| crate::sync::Mutex::new(PageMeta::default()))
                 .collect(),
-            dummy: spin::Mutex::new(PageMeta::default()),
-            queues: spin::Mutex::new(Queues::new(n)),
-            swap: spin::RwLock::new(None),
+            dummy: crate::sync::Mutex::new(PageMeta::default()),
+            queues: crate::sync::Mutex::new(Queues::new(n)),
+            swap: crate::sync::RwLock::new(None),
             reserve: core::sync::atomic::AtomicUsize::new(0),
             stats: Stats::default(),
-            map_stats: spin::Mutex::new(Vec::new()),
+            map_stats: crate::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -265,7 +265,7 @@ impl Uvm {
     ///
     /// # Locks
     /// Takes nothing; the caller locks the returned PAGE lock, holding no PAGE or PAGE QUEUES.
-    pub(crate) fn page_meta(&self, pg: PageIdx) -> &spin::Mutex<PageMeta> {
+    pub(crate) fn page_meta(&self, pg: PageIdx) -> &crate::sync::Mutex<PageMeta> {
         self.pages.get(pg.0 as usize).unwrap_or(&self.dummy)
     }
 

@@ -7,7 +7,7 @@ use super::{Fault, FaultError, Held, Need, Step, View};
 use crate::anon::{Anon, AnonState, SwapSlot};
 use crate::page::{Owner, PageFlags};
 
-pub(super) type AnonGuard<'a> = spin::MutexGuard<'a, AnonState>;
+pub(super) type AnonGuard<'a> = crate::sync::MutexGuard<'a, AnonState>;
 
 impl<'m> Fault<'m> {
     /// Make the anon's data resident in a page that is neither BUSY nor RELEASED (the seed's

@@ -42,7 +42,7 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::sync::atomic::AtomicU64;
 
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use super::desc::{Descriptor, Entry, Level, Stage2Attributes};
 use super::tables::TableId;

@@ -36,7 +36,7 @@ struct Inner {
 /// Every live table of one reverse map. See the module documentation.
 #[derive(Default)]
 pub(super) struct Tables {
-    inner: spin::RwLock<Inner>,
+    inner: crate::sync::RwLock<Inner>,
     generations: AtomicU64,
 }
 
