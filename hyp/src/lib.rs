@@ -15,5 +15,6 @@ pub mod config;
 pub mod dtb;
 pub mod esr;
 pub mod layout;
+pub mod limits;
 pub mod loader;
 pub mod text;
