@@ -1,5 +1,6 @@
 //! The parts of the hypervisor that need no hardware: the scenario grammar, guest ELF loading,
-//! the device-tree reader, the carving of RAM, and the console's guest-text rules (escaping, line
+//! the device-tree reader, the carving of RAM, the boot-time heap/pool limits, the line ranges of cache
+//! maintenance, and the console's guest-text rules (escaping, line
 //! budget). They are plain safe Rust over byte slices, built into the EL2 binary and unit-tested
 //! on the host (`cargo test -p hyp --lib`).
 #![no_std]
@@ -11,6 +12,7 @@ extern crate std;
 
 pub mod bits;
 pub mod budget;
+pub mod cacheline;
 pub mod config;
 pub mod dtb;
 pub mod esr;
