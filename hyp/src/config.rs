@@ -19,6 +19,7 @@ use core::fmt;
 
 use vm::Ipa;
 
+use crate::limits::LimitError;
 use crate::loader::{self, ElfError, RAM_BASE};
 
 /// Trace file used when the command line has no `trace=`.
@@ -104,6 +105,10 @@ pub enum ConfigError {
     File { vm: String, path: String, why: String },
     /// The guest file is not a loadable AArch64 ELF for its VM.
     Elf { vm: String, path: String, why: ElfError },
+    /// The guest file is larger than the heap has room for (checked before reading it).
+    FileTooBig { vm: String, path: String, bytes: u64, max: u64 },
+    /// The VMs do not fit the heap or the page pool ([`crate::limits`]).
+    Limit(LimitError),
 }
 
 impl fmt::Display for ConfigError {
@@ -123,6 +128,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Cmdline => write!(f, "cannot read the command line (semihosting SYS_GET_CMDLINE)"),
             ConfigError::File { vm, path, why } => write!(f, "vm `{vm}`: cannot read `{path}`: {why}"),
             ConfigError::Elf { vm, path, why } => write!(f, "vm `{vm}`: `{path}`: {why}"),
+            ConfigError::FileTooBig { vm, path, bytes, max } => {
+                write!(f, "vm `{vm}`: `{path}` is {bytes} bytes, more than the {max} bytes of hypervisor heap left to read it")
+            }
+            ConfigError::Limit(e) => write!(f, "{e}"),
         }
     }
 }
@@ -192,12 +201,18 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
     Ok(sc)
 }
 
-/// Reads every VM's image with `read(path) -> Result<bytes, why>` (each distinct path once) and
-/// builds the [`Config`].
-pub fn resolve(
-    sc: Scenario,
-    mut read: impl FnMut(&str) -> Result<Vec<u8>, String>,
-) -> Result<Config, ConfigError> {
+/// How [`resolve`] reads a guest file: its length (`Err(why)` when it cannot be opened), then
+/// its bytes.
+pub trait GuestFiles {
+    fn len(&mut self, path: &str) -> Result<u64, String>;
+    fn read(&mut self, path: &str) -> Result<Vec<u8>, String>;
+}
+
+/// Reads every VM's image from `files` (each distinct path once) and builds the [`Config`]. The
+/// files and the flattened images are held on the heap, which has `heap_free` bytes: each file's
+/// length and each image's size is checked against what is left before it is allocated.
+pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> Result<Config, ConfigError> {
+    let mut left = heap_free;
     // (path, raw ELF) for each distinct path, and the flattened image once validated.
     let mut files: Vec<(String, Vec<u8>, Option<loader::Image>)> = Vec::new();
     let mut vms = Vec::with_capacity(sc.vms.len());
@@ -205,23 +220,33 @@ pub fn resolve(
         let idx = match files.iter().position(|(p, _, _)| *p == spec.path) {
             Some(i) => i,
             None => {
-                let bytes = read(&spec.path).map_err(|why| ConfigError::File {
-                    vm: spec.name.clone(),
-                    path: spec.path.clone(),
-                    why,
-                })?;
+                let file_err = |why| ConfigError::File { vm: spec.name.clone(), path: spec.path.clone(), why };
+                let len = files_in.len(&spec.path).map_err(file_err)?;
+                if len > left {
+                    return Err(ConfigError::FileTooBig { vm: spec.name, path: spec.path, bytes: len, max: left });
+                }
+                let bytes = files_in.read(&spec.path).map_err(file_err)?;
+                left -= len;
                 files.push((spec.path.clone(), bytes, None));
                 files.len() - 1
             }
         };
         let (_, elf, cached) = &mut files[idx];
-        // Validate against this VM's RAM size (it may differ between VMs sharing the image).
-        let image = loader::load(elf, spec.ram_bytes).map_err(|why| ConfigError::Elf {
-            vm: spec.name.clone(),
-            path: spec.path.clone(),
-            why,
-        })?;
-        let image = cached.get_or_insert(image).clone();
+        // An image already flattened fits this VM's RAM exactly when its length does (it ends
+        // at its highest segment's end); otherwise the loader validates against this VM's RAM
+        // (it may differ between VMs sharing the image) and says why not.
+        let image = match cached {
+            Some(image) if image.bytes.len() as u64 <= spec.ram_bytes => image.clone(),
+            _ => {
+                let image = loader::load(elf, spec.ram_bytes, left).map_err(|why| ConfigError::Elf {
+                    vm: spec.name.clone(),
+                    path: spec.path.clone(),
+                    why,
+                })?;
+                left -= image.bytes.len() as u64;
+                cached.get_or_insert(image).clone()
+            }
+        };
         debug_assert!(RAM_BASE + image.bytes.len() as u64 <= RAM_BASE + spec.ram_bytes);
         vms.push(VmConfig {
             name: spec.name,
@@ -240,6 +265,7 @@ mod tests {
     use super::*;
     use crate::loader::test_elf;
     use alloc::format;
+    use alloc::vec;
 
     #[test]
     fn grammar() {
@@ -284,18 +310,28 @@ mod tests {
         assert!(format!("{}", ConfigError::TooManyVms { count: 256 }).contains("at most 255"));
     }
 
+    /// Host files for [`resolve`]: `(path, bytes)`, and the paths read so far.
+    struct Files(Vec<(&'static str, Vec<u8>)>, Vec<String>);
+
+    impl GuestFiles for Files {
+        fn len(&mut self, path: &str) -> Result<u64, String> {
+            let f = self.0.iter().find(|(p, _)| *p == path).ok_or("no such file")?;
+            Ok(f.1.len() as u64)
+        }
+        fn read(&mut self, path: &str) -> Result<Vec<u8>, String> {
+            self.1.push(path.to_string());
+            Ok(self.0.iter().find(|(p, _)| *p == path).ok_or("no such file")?.1.clone())
+        }
+    }
+
     #[test]
     fn resolve_reads_each_file_once_and_shares_images() {
         let code = test_elf(RAM_BASE, &[(RAM_BASE, b"one", 3)]);
         let other = test_elf(RAM_BASE, &[(RAM_BASE, b"two", 3)]);
         let sc = parse("vm=a:/g/one vm=b:/g/two vm=c:/g/one,ram=16").unwrap();
-        let mut reads = Vec::new();
-        let c = resolve(sc, |p| {
-            reads.push(p.to_string());
-            Ok(if p == "/g/one" { code.clone() } else { other.clone() })
-        })
-        .unwrap();
-        assert_eq!(reads, ["/g/one", "/g/two"]);
+        let mut files = Files(vec![("/g/one", code), ("/g/two", other)], Vec::new());
+        let c = resolve(sc, u64::MAX, &mut files).unwrap();
+        assert_eq!(files.1, ["/g/one", "/g/two"]);
         assert!(Arc::ptr_eq(&c.vms[0].image, &c.vms[2].image));
         assert!(!Arc::ptr_eq(&c.vms[0].image, &c.vms[1].image));
         assert_eq!(&c.vms[1].image[..], b"two");
@@ -304,12 +340,36 @@ mod tests {
 
     #[test]
     fn resolve_reports_unreadable_and_invalid_guests() {
-        let missing = resolve(parse("vm=z:/nope").unwrap(), |_| Err("no such file".into()));
+        let missing = resolve(parse("vm=z:/nope").unwrap(), u64::MAX, &mut Files(vec![], vec![]));
         assert!(matches!(&missing, Err(ConfigError::File { vm, .. }) if vm == "z"));
         let big = test_elf(RAM_BASE, &[(RAM_BASE, b"x", 2 * MIB)]);
-        let too_big = resolve(parse("vm=z:/big,ram=1").unwrap(), |_| Ok(big.clone()));
+        let too_big = resolve(parse("vm=z:/big,ram=1").unwrap(), u64::MAX, &mut Files(vec![("/big", big)], vec![]));
         assert!(matches!(too_big, Err(ConfigError::Elf { why: ElfError::SegmentOutsideRam { .. }, .. })));
         let e = format!("{}", missing.err().unwrap());
         assert!(e.contains("/nope") && e.contains("no such file"), "{e}");
+    }
+
+    #[test]
+    fn files_and_images_are_checked_against_the_heap_left_before_allocating() {
+        let elf = test_elf(RAM_BASE, &[(RAM_BASE, b"code", 4 * MIB)]);
+        let len = elf.len() as u64;
+        // The file alone does not fit: it is not read at all.
+        let mut files = Files(vec![("/g", elf.clone())], vec![]);
+        let e = resolve(parse("vm=a:/g").unwrap(), len - 1, &mut files).err().unwrap();
+        assert_eq!(e, ConfigError::FileTooBig { vm: "a".into(), path: "/g".into(), bytes: len, max: len - 1 });
+        assert!(files.1.is_empty());
+        // The file fits, its 4 MiB image does not fit in what is left.
+        let e = resolve(parse("vm=a:/g").unwrap(), len + MIB, &mut files).err().unwrap();
+        assert_eq!(
+            e,
+            ConfigError::Elf { vm: "a".into(), path: "/g".into(), why: ElfError::ImageTooBig { bytes: 4 * MIB, max: MIB } }
+        );
+        // Two files each fitting alone, but not together.
+        let other = test_elf(RAM_BASE, &[(RAM_BASE, b"code", 4 * MIB)]);
+        let mut files = Files(vec![("/g", elf), ("/h", other)], vec![]);
+        let e = resolve(parse("vm=a:/g vm=b:/h").unwrap(), len + 5 * MIB, &mut files).err().unwrap();
+        assert!(matches!(&e, ConfigError::Elf { vm, why: ElfError::ImageTooBig { .. }, .. } if vm == "b"), "{e:?}");
+        // A shared image is counted once.
+        assert!(resolve(parse("vm=a:/g vm=b:/g").unwrap(), len + 4 * MIB, &mut files).is_ok());
     }
 }

@@ -1,5 +1,6 @@
 //! The parts of the hypervisor that need no hardware: the scenario grammar, guest ELF loading,
-//! the device-tree reader, the carving of RAM, the console's guest-text rules (escaping, line
+//! the device-tree reader, the carving of RAM, the boot-time heap and pool limits (`limits`), the
+//! line ranges of cache maintenance (`cacheline`), the console's guest-text rules (escaping, line
 //! budget), and the trap policy: syndrome decoding (`esr`), abort classification (`abort`), MMIO
 //! data order and extension (`mmio`), the injected-exception loop rule (`inject`). They are plain
 //! safe Rust over bytes and register values, built into the EL2 binary and unit-tested on the
@@ -14,11 +15,13 @@ extern crate std;
 pub mod bits;
 pub mod abort;
 pub mod budget;
+pub mod cacheline;
 pub mod config;
 pub mod dtb;
 pub mod esr;
 pub mod inject;
 pub mod layout;
+pub mod limits;
 pub mod loader;
 pub mod mmio;
 pub mod text;

@@ -42,6 +42,9 @@ pub enum ElfError {
     NoSegments,
     /// The entry point is not inside a loaded segment.
     EntryOutside { entry: u64 },
+    /// The flattened image (`bytes`, from RAM base to the highest segment end) is larger than
+    /// the heap can hold (`max` bytes free).
+    ImageTooBig { bytes: u64, max: u64 },
 }
 
 impl fmt::Display for ElfError {
@@ -57,6 +60,10 @@ impl fmt::Display for ElfError {
             ),
             ElfError::NoSegments => write!(f, "no loadable segments"),
             ElfError::EntryOutside { entry } => write!(f, "entry point {entry:#x} is not in a loaded segment"),
+            ElfError::ImageTooBig { bytes, max } => write!(
+                f,
+                "the flattened image is {bytes} bytes, more than the {max} bytes of hypervisor heap left for it"
+            ),
         }
     }
 }
@@ -96,8 +103,9 @@ struct Segment {
     memsz: u64,
 }
 
-/// Validates `elf` for a VM with `ram_bytes` of RAM and flattens it (see the module docs).
-pub fn load(elf: &[u8], ram_bytes: u64) -> Result<Image, ElfError> {
+/// Validates `elf` for a VM with `ram_bytes` of RAM and flattens it (see the module docs), into
+/// at most `max_bytes` (what the heap can give it: checked before allocating).
+pub fn load(elf: &[u8], ram_bytes: u64, max_bytes: u64) -> Result<Image, ElfError> {
     if elf.len() < EHDR_SIZE || elf[0..4] != [0x7f, b'E', b'L', b'F'] || elf[4] != EI_CLASS_64 || elf[5] != EI_DATA_LE {
         return Err(ElfError::NotElf64);
     }
@@ -150,7 +158,11 @@ pub fn load(elf: &[u8], ram_bytes: u64) -> Result<Image, ElfError> {
         return Err(ElfError::EntryOutside { entry });
     }
 
-    let mut bytes = vec![0u8; (end - RAM_BASE) as usize];
+    let len = end - RAM_BASE;
+    if len > max_bytes {
+        return Err(ElfError::ImageTooBig { bytes: len, max: max_bytes });
+    }
+    let mut bytes = vec![0u8; len as usize];
     for s in &segs {
         let dst = (s.paddr - RAM_BASE) as usize;
         let src = &elf[s.offset as usize..(s.offset + s.filesz) as usize];
@@ -198,7 +210,7 @@ mod tests {
     #[test]
     fn segments_are_flattened_at_ram_base_with_zeroed_gaps_and_bss() {
         let elf = test_elf(RAM_BASE + 2, &[(RAM_BASE, b"text", 4), (RAM_BASE + 0x2000, b"data", 0x1800)]);
-        let img = load(&elf, 64 * MIB).unwrap();
+        let img = load(&elf, 64 * MIB, u64::MAX).unwrap();
         assert_eq!(img.entry, Ipa(RAM_BASE + 2));
         assert_eq!(img.bytes.len(), 0x3800);
         assert_eq!(&img.bytes[..4], b"text");
@@ -209,21 +221,21 @@ mod tests {
     #[test]
     fn malformed_files_are_refused_with_the_reason() {
         let elf = test_elf(RAM_BASE, &[(RAM_BASE, b"code", 4)]);
-        assert_eq!(load(b"not an elf", MIB).err(), Some(ElfError::NotElf64));
-        assert_eq!(load(&elf[..EHDR_SIZE + 10], MIB).err(), Some(ElfError::Truncated));
+        assert_eq!(load(b"not an elf", MIB, u64::MAX).err(), Some(ElfError::NotElf64));
+        assert_eq!(load(&elf[..EHDR_SIZE + 10], MIB, u64::MAX).err(), Some(ElfError::Truncated));
         let mut bad = elf.clone();
         bad[18] = 62;
-        assert_eq!(load(&bad, MIB).err(), Some(ElfError::NotAarch64));
+        assert_eq!(load(&bad, MIB, u64::MAX).err(), Some(ElfError::NotAarch64));
         let mut bad = elf.clone();
         bad[16] = 3;
-        assert_eq!(load(&bad, MIB).err(), Some(ElfError::NotExec));
+        assert_eq!(load(&bad, MIB, u64::MAX).err(), Some(ElfError::NotExec));
         let mut bad = elf.clone();
         // filesz larger than the file.
         bad[EHDR_SIZE + 32..EHDR_SIZE + 40].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert_eq!(load(&bad, MIB).err(), Some(ElfError::Truncated));
-        assert_eq!(load(&test_elf(RAM_BASE, &[]), MIB).err(), Some(ElfError::NoSegments));
+        assert_eq!(load(&bad, MIB, u64::MAX).err(), Some(ElfError::Truncated));
+        assert_eq!(load(&test_elf(RAM_BASE, &[]), MIB, u64::MAX).err(), Some(ElfError::NoSegments));
         assert_eq!(
-            load(&test_elf(RAM_BASE + 8, &[(RAM_BASE, b"code", 4)]), MIB).err(),
+            load(&test_elf(RAM_BASE + 8, &[(RAM_BASE, b"code", 4)]), MIB, u64::MAX).err(),
             Some(ElfError::EntryOutside { entry: RAM_BASE + 8 })
         );
     }
@@ -231,14 +243,25 @@ mod tests {
     #[test]
     fn segments_outside_the_vms_ram_are_refused() {
         let below = test_elf(0x1000, &[(0x1000, b"code", 4)]);
-        assert_eq!(load(&below, MIB).err(), Some(ElfError::SegmentOutsideRam { paddr: 0x1000, memsz: 4 }));
+        assert_eq!(load(&below, MIB, u64::MAX).err(), Some(ElfError::SegmentOutsideRam { paddr: 0x1000, memsz: 4 }));
         let beyond = test_elf(RAM_BASE, &[(RAM_BASE, b"code", 2 * MIB)]);
-        assert!(load(&beyond, 2 * MIB).is_ok());
+        assert!(load(&beyond, 2 * MIB, u64::MAX).is_ok());
         assert_eq!(
-            load(&beyond, MIB).err(),
+            load(&beyond, MIB, u64::MAX).err(),
             Some(ElfError::SegmentOutsideRam { paddr: RAM_BASE, memsz: 2 * MIB })
         );
         let wraps = test_elf(RAM_BASE, &[(u64::MAX - 1, b"code", 4)]);
-        assert!(matches!(load(&wraps, MIB), Err(ElfError::SegmentOutsideRam { .. })));
+        assert!(matches!(load(&wraps, MIB, u64::MAX), Err(ElfError::SegmentOutsideRam { .. })));
+    }
+
+    #[test]
+    fn an_image_larger_than_the_heap_is_refused_before_allocating() {
+        // 20 MiB of bss in a 32 MiB VM: the loader would allocate it all.
+        let bss = test_elf(RAM_BASE, &[(RAM_BASE, b"code", 20 * MIB)]);
+        assert_eq!(
+            load(&bss, 32 * MIB, 16 * MIB).err(),
+            Some(ElfError::ImageTooBig { bytes: 20 * MIB, max: 16 * MIB })
+        );
+        assert_eq!(load(&bss, 32 * MIB, 20 * MIB).unwrap().bytes.len() as u64, 20 * MIB);
     }
 }

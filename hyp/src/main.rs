@@ -48,7 +48,7 @@ use log::{error, info, LevelFilter};
 use alloc::string::ToString;
 use alloc::vec::Vec;
 use hyp::config::{self, Config, ConfigError};
-use hyp::{dtb, layout};
+use hyp::{dtb, layout, limits};
 
 use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer};
 
@@ -114,6 +114,21 @@ pub(crate) fn boot_main() -> ! {
         (pool.end.0 - pool.start.0) / vm::PAGE_SIZE
     );
 
+    let pool_frames = (pool.end.0 - pool.start.0) / vm::PAGE_SIZE;
+    match limits::check(&config, heap::free_bytes(), pool_frames) {
+        Ok(usage) => info!(
+            "worst case: {} KiB of {} KiB free heap, {} of {} pool frames held for stage-2 tables and vCPUs",
+            usage.heap.div_ceil(1024),
+            heap::free_bytes() / 1024,
+            usage.pool,
+            pool_frames
+        ),
+        Err(e) => {
+            error!("bad scenario: {}", ConfigError::Limit(e));
+            semihosting::exit(EXIT_BAD_SCENARIO)
+        }
+    }
+
     virt::start(config, pool);
     RELEASE.store(true, Ordering::Release);
     cpu::sev();
@@ -173,16 +188,30 @@ pub(crate) fn secondary_main(index: usize) -> ! {
     virt::cpu_main(index)
 }
 
-/// Reads the scenario (QEMU's `-append`) and the guest images it names through semihosting.
+/// Guest files on the host, through semihosting.
+struct HostFiles;
+
+impl config::GuestFiles for HostFiles {
+    fn len(&mut self, path: &str) -> Result<u64, alloc::string::String> {
+        semihosting::file_len(path).map_err(|e| e.to_string())
+    }
+
+    fn read(&mut self, path: &str) -> Result<Vec<u8>, alloc::string::String> {
+        let mut bytes = Vec::new();
+        semihosting::read_file(path, &mut bytes).map_err(|e| e.to_string())?;
+        Ok(bytes)
+    }
+}
+
+/// Reads the scenario (QEMU's `-append`) and the guest images it names through semihosting,
+/// each file and image checked against the free heap before it is allocated.
 fn load_scenario() -> Result<Config, ConfigError> {
     let mut buf = alloc::vec![0u8; 8192];
     let line = semihosting::get_cmdline(&mut buf).map_err(|_| ConfigError::Cmdline)?;
     let line = core::str::from_utf8(line).map_err(|_| ConfigError::Cmdline)?;
-    config::resolve(config::parse(line)?, |path| {
-        let mut bytes = Vec::new();
-        semihosting::read_file(path, &mut bytes).map_err(|e| e.to_string())?;
-        Ok(bytes)
-    })
+    let scenario = config::parse(line)?;
+    drop(buf);
+    config::resolve(scenario, heap::free_bytes(), &mut HostFiles)
 }
 
 #[panic_handler]

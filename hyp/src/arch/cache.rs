@@ -1,31 +1,52 @@
-//! Cache maintenance for guest memory the hypervisor writes.
+//! Cache maintenance for guest memory the hypervisor reads or writes on a guest's behalf.
 //!
-//! The hypervisor fills frames (zero fill, copy-on-write copies, image pages, hypercall writes)
-//! with cacheable EL2 stores, but a guest does not necessarily look through the cache:
+//! The hypervisor reaches every frame through its identity map, Normal Write-Back cacheable, but a
+//! guest does not necessarily look through the cache:
 //! - with its stage 1 off (SCTLR_EL1.M = 0, and HCR_EL2.DC = 0) its data accesses are
-//!   Device-nGnRnE and its fetches Non-cacheable (Arm ARM D8.2.10), so they read the point of
-//!   coherency (DRAM) and would see what was there before the fill;
+//!   Device-nGnRnE and its fetches Non-cacheable (Arm ARM D8.2.10), so they go to the point of
+//!   coherency (DRAM) whatever the caches hold; a guest may also map its memory Non-cacheable;
+//! - the two aliases then have *mismatched memory attributes* (Arm ARM B2.16, "Mismatched memory
+//!   attributes"; the stage-2 MemAttr we write is Normal WB, `vm::pmap::desc`, so the combined
+//!   attribute is the guest's stage-1 one): coherency between a cacheable and a Non-cacheable
+//!   access to one location is only guaranteed with cache maintenance by VA to the PoC between
+//!   them (the B2.16 rule: clean after writing through the cacheable alias before the
+//!   Non-cacheable one reads; invalidate before reading through the cacheable alias what the
+//!   Non-cacheable one wrote);
 //! - the instruction cache is not coherent with data stores (B2.4.4): a frame that held other
 //!   code may still be in the I-cache.
 //!
-//! So every frame the hypervisor writes is cleaned to the PoC and its lines invalidated from the
-//! I-cache before the engine maps it ([`sync_for_guest`], called by `physmem.rs`). Doing it in
-//! `PhysMem` catches every path, because the engine (safe, host-tested code) fills frames only
-//! through that trait, and costs a few line operations per 4 KiB fill. Setting HCR_EL2.DC while
-//! a vCPU's MMU is off was the alternative; it covers neither a guest that maps its memory
+//! Hence two operations, both called by `physmem.rs`, which the engine (safe, host-tested code)
+//! goes through for every byte it moves, so every path (zero fill, copy-on-write copy, image
+//! fill, hypercall writes, and later swap-out and dedup compares) is covered:
+//! - after the hypervisor writes a frame: [`sync_for_guest`], clean to the PoC (`DC CVAC`) and
+//!   I-cache invalidation, so an uncached guest read or fetch sees the new bytes;
+//! - before the hypervisor reads a frame a guest may have written uncached: [`sync_from_guest`],
+//!   clean and invalidate to the PoC (`DC CIVAC`), so the read misses and fetches DRAM instead of
+//!   a stale line (one our own earlier fill left, or a speculative fill). Clean *and* invalidate,
+//!   not `DC IVAC`: if the guest's last write went through its cache, the dirty line is the
+//!   newest data and an invalidate alone would discard it; a clean line is simply dropped.
+//!
+//! KVM does the same (arch/arm64/kvm/mmu.c): without FEAT_S2FWB it cleans and invalidates a page
+//! to the PoC before mapping it at stage 2 (`clean_dcache_guest_page`, `__clean_dcache_guest_page`
+//! → `kvm_flush_dcache_to_poc`), and flushes the guest's stage-2 range when it turns its caches
+//! on or off (set/way trapping, `kvm_toggle_cache`). With FEAT_S2FWB (HCR_EL2.FWB = 1) stage 2
+//! can force Write-Back whatever the guest's stage 1 says, the aliases no longer mismatch and
+//! KVM skips this; uvmhyp does not set HCR_EL2.FWB and writes the non-FWB MemAttr encoding, so
+//! it always maintains.
+//!
+//! QEMU does not model caches, so none of this changes what a run under QEMU shows; the line
+//! ranges are computed by `hyp::cacheline` and host-tested there. Setting HCR_EL2.DC while a
+//! vCPU's MMU is off was the alternative; it covers neither a guest that maps its memory
 //! Non-cacheable itself nor the I-cache.
 
 use core::arch::asm;
 
 use hyp::bits::Field;
+use hyp::cacheline::{dminline_bytes, iminline_bytes, line_span};
 
-/// CTR_EL0.IminLine [3:0]: log2 of the smallest I-cache line, in 4-byte words.
-const CTR_IMINLINE: Field = Field::new(3, 0);
 /// CTR_EL0.L1Ip [15:14]: 0b11 = PIPT instruction cache.
 const CTR_L1IP: Field = Field::new(15, 14);
 const L1IP_PIPT: u64 = 0b11;
-/// CTR_EL0.DminLine [19:16]: log2 of the smallest D-cache line, in 4-byte words.
-const CTR_DMINLINE: Field = Field::new(19, 16);
 /// CTR_EL0.DIC [29]: instruction cache invalidation to the PoU is not required.
 const CTR_DIC: Field = Field::bit(29);
 
@@ -74,8 +95,8 @@ impl Lines {
     fn read() -> Lines {
         let ctr = ctr_el0();
         Lines {
-            d: 4 << CTR_DMINLINE.get(ctr),
-            i: 4 << CTR_IMINLINE.get(ctr),
+            d: dminline_bytes(ctr),
+            i: iminline_bytes(ctr),
             dic: CTR_DIC.is_set(ctr),
             pipt: CTR_L1IP.get(ctr) == L1IP_PIPT,
         }
@@ -134,7 +155,8 @@ fn invalidate_icache(start: u64, end: u64, lines: Lines) {
         return;
     }
     if lines.pipt {
-        each_line!("ic ivau", start & !(lines.i - 1), end, lines.i);
+        let Some(span) = line_span(start, end - start, lines.i) else { return };
+        each_line!("ic ivau", span.start, span.end, lines.i);
     } else {
         // A VIPT I-cache may hold the frame under other virtual indexes (the guest's VAs).
         // SAFETY: IC IALLUIS only discards I-cache lines.
@@ -147,14 +169,21 @@ fn invalidate_icache(start: u64, end: u64, lines: Lines) {
 /// Make `[start, start + len)` (identity-mapped RAM the hypervisor just wrote) visible to a
 /// guest that reads it uncached or executes it: clean to the PoC, invalidate the I-cache.
 pub fn sync_for_guest(start: u64, len: usize) {
-    if len == 0 {
-        return;
-    }
     let lines = Lines::read();
-    let end = start + len as u64;
-    each_line!("dc cvac", start & !(lines.d - 1), end, lines.d);
+    let Some(span) = line_span(start, len as u64, lines.d) else { return };
+    each_line!("dc cvac", span.start, span.end, lines.d);
     dsb_ish();
-    invalidate_icache(start, end, lines);
+    invalidate_icache(start, span.end, lines);
+}
+
+/// Make a following cacheable read of `[start, start + len)` (identity-mapped RAM a guest may
+/// have written uncached) see the point of coherency: clean and invalidate to the PoC, then
+/// `DSB ISH` so the maintenance completes before the caller's loads.
+pub fn sync_from_guest(start: u64, len: usize) {
+    let lines = Lines::read();
+    let Some(span) = line_span(start, len as u64, lines.d) else { return };
+    each_line!("dc civac", span.start, span.end, lines.d);
+    dsb_ish();
 }
 
 /// Zero the 4 KiB frame at `frame` (identity-mapped RAM the caller owns) and make it visible

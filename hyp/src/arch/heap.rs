@@ -2,8 +2,9 @@
 //! region, behind a spin lock, as the `#[global_allocator]`.
 //!
 //! Allocation failure is a broken hypervisor invariant (the heap is sized at boot for the engine's
-//! per-frame metadata): `alloc` returns null and Rust's `handle_alloc_error` aborts through the
-//! panic handler.
+//! per-frame metadata, and boot refuses a scenario whose VMs' metadata would not fit,
+//! `hyp::limits`): `alloc` returns null and Rust's `handle_alloc_error` aborts through the panic
+//! handler.
 //!
 //! # Locks
 //! [`HEAP`]'s lock is a leaf: held only inside `alloc`/`dealloc`.
@@ -35,6 +36,12 @@ unsafe impl GlobalAlloc for Allocator {
             self.0.lock().dealloc(p, layout);
         }
     }
+}
+
+/// Bytes of the heap not allocated now (boot checks the scenario against it, `hyp::limits`).
+pub fn free_bytes() -> u64 {
+    let heap = HEAP.0.lock();
+    (heap.stats_total_bytes() - heap.stats_alloc_actual()) as u64
 }
 
 /// Hands `region` (page-aligned RAM, identity-mapped cacheable, used by nothing else — the caller

@@ -14,7 +14,12 @@
 //!
 //! Every write of guest-visible bytes (`zero`, `copy`, `write`) ends with
 //! [`cache::sync_for_guest`](super::cache::sync_for_guest): clean to the point of coherency and
-//! I-cache invalidation, see `cache.rs` for why it is done here.
+//! I-cache invalidation; every read of bytes a guest may have written (`copy`'s source, `read`,
+//! `same`, `hash`) starts with [`cache::sync_from_guest`](super::cache::sync_from_guest): clean
+//! and invalidate to the point of coherency, so a guest running with its caches off is seen as it
+//! wrote. See `cache.rs` for the architecture's rule and why it is done here. (Descriptor words,
+//! `read_u64`/`write_u64`, are only ever written by the hypervisor and read by its own and the
+//! hardware's cacheable table walks: VTCR_EL2 walks are inner/outer Write-Back.)
 //!
 //! Cost: these run inside every fault that fills a page, so bulk moves are assembly loops the
 //! compiler can neither split nor merge (which is what volatile asks for): `DC ZVA` for zeroing,
@@ -27,7 +32,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use vm::physmem::{PhysMem, FRAME_BYTES};
 use vm::Pa;
 
-use super::cache::{sync_for_guest, zero_frame_for_guest};
+use super::cache::{sync_for_guest, sync_from_guest, zero_frame_for_guest};
 
 /// 64-bit words in a frame.
 const FRAME_WORDS: usize = FRAME_BYTES / 8;
@@ -69,6 +74,7 @@ impl IdentityMem {
     /// Folds every word of the frame at `pa`.
     fn fold_words<T>(&self, pa: Pa, init: T, mut f: impl FnMut(T, u64) -> T) -> T {
         let p = self.frame(pa);
+        sync_from_guest(pa.0, FRAME_BYTES);
         (0..FRAME_WORDS).fold(init, |acc, i| f(acc, Self::load(p, i)))
     }
 }
@@ -82,6 +88,7 @@ impl PhysMem for IdentityMem {
     fn copy(&self, dst: Pa, src: Pa) {
         assert!(dst != src, "bad copy {dst} <- {src}");
         let (d, s) = (self.frame(dst), self.frame(src));
+        sync_from_guest(src.0, FRAME_BYTES);
         // SAFETY: two distinct whole frames inside the pool (checked), page aligned; the engine
         // owns `dst` exclusively, `src` may be written by guests meanwhile (old or new bytes).
         unsafe { copy_words(d, s, FRAME_WORDS) };
@@ -90,6 +97,7 @@ impl PhysMem for IdentityMem {
 
     fn read(&self, pa: Pa, buf: &mut [u8]) {
         let s = self.check(pa, buf.len());
+        sync_from_guest(pa.0, buf.len());
         let d = buf.as_mut_ptr();
         // SAFETY: `s` is `buf.len()` checked pool bytes (guests may write them: the copy is
         // volatile), `d` is `buf`, exclusively borrowed; they do not overlap (the pool is not
@@ -107,6 +115,8 @@ impl PhysMem for IdentityMem {
 
     fn same(&self, a: Pa, b: Pa) -> bool {
         let (pa, pb) = (self.frame(a), self.frame(b));
+        sync_from_guest(a.0, FRAME_BYTES);
+        sync_from_guest(b.0, FRAME_BYTES);
         (0..FRAME_WORDS).all(|i| Self::load(pa, i) == Self::load(pb, i))
     }
 

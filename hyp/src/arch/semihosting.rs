@@ -152,6 +152,14 @@ pub fn flen(h: Handle) -> Result<u64, Error> {
     if r as i64 == -1 { Err(Error::Host) } else { Ok(r) }
 }
 
+/// Length in bytes of the host file at `path` (opened and closed again).
+pub fn file_len(path: &str) -> Result<u64, Error> {
+    let h = open(path, Mode::ReadBinary)?;
+    let len = flen(h);
+    close(h);
+    len
+}
+
 /// Reads the whole host file at `path` into `out` (cleared first), with reads of up to 1 MiB.
 pub fn read_file(path: &str, out: &mut alloc::vec::Vec<u8>) -> Result<(), Error> {
     let h = open(path, Mode::ReadBinary)?;
