@@ -18,6 +18,13 @@
 //! with `Stage2::for_each_mapping`. At the end of each case every map and object is dropped and
 //! the pool must be entirely free (no frame leaked) with no swap slot left in use.
 //!
+//! Also after every step: a page the step moved to the inactive queue (deactivation behind a
+//! sequential fault) has no stage-2 access flag set anywhere, unless the pagedaemon ran in that
+//! step (its refill keeps the reference for its clock). And the `Alias` operation asks every
+//! public entry taking an IPA (`copy_in`, `copy_out`, `fault`, `mapped_page`, `extract`,
+//! `descriptor`, `is_wired`, `clear_access`, `pageout`) about a window page plus a multiple of
+//! 2^40, outside the IPA space: each must refuse it, and the step's check sees no low page changed.
+//!
 //! Accesses mostly pick a page inside an entry; about one in seven picks any page of the window
 //! or a few pages past it, so holes between entries and the space after them are touched and
 //! `NoMapping` is predicted and checked.
@@ -26,6 +33,9 @@
 //! `NoMapping`, `Protection`, `Io`, `NoMemory`; forks, and forks with COPY, SHARE and NONE pages;
 //! successful wires; pageouts; swap-ins; 2B zero-fill, 2B object-copy and 1B faults) and prints
 //! the counts. A run of at least 100,000 operations fails if any count is zero.
+//!
+//! A failing run prints the operation (counted over the run) and the second at which it first
+//! failed, before shrinking: how long the bug took to find.
 //!
 //! Scale: `UVMHYP_MODEL_OPS` (default 100,000) operations in cases of 500.
 //!
@@ -49,18 +59,19 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
-use vm::addr::{Access, Ipa, Pa, Prot, PAGE_SIZE};
+use vm::addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
 use vm::anon::SwapSlot;
 use vm::fault::{fault, FaultError, FaultFlags};
 use vm::map::{Advice, EntrySpec, Inherit, Map, MapError};
 use vm::object::{ImageObject, Object};
+use vm::page::Queue;
 use vm::physmem::PhysMem;
-use vm::pmap::{Pmap, Vmid};
+use vm::pmap::{Descriptor, Pmap, Stage2, Vmid};
 
 /// Pages of IPA space the maps use (entries are placed inside it, so they collide).
 const WINDOW: u64 = 64;
@@ -78,6 +89,9 @@ const OPS_PER_CASE: usize = 500;
 const FULL_EVERY: usize = 25;
 
 static OPS_RUN: AtomicU64 = AtomicU64::new(0);
+/// The first failure's operation number (counted over the whole run) and seconds into the run,
+/// before any shrinking: how long the run took to find the bug.
+static FIRST_FAILURE: OnceLock<(u64, f64)> = OnceLock::new();
 
 /// What the run exercised: printed at the end, and in a run of at least [`COVERAGE_OPS`]
 /// operations every counter must be non-zero (a run that exercises nothing fails).
@@ -119,7 +133,7 @@ const SEEN_NAMES: [&str; 15] = [
 static SEEN: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
 
 /// Operations applied, by kind (the order of [`Op`]'s variants).
-const OP_NAMES: [&str; 14] = [
+const OP_NAMES: [&str; 15] = [
     "Access",
     "Insert",
     "Remove",
@@ -134,8 +148,9 @@ const OP_NAMES: [&str; 14] = [
     "Reclaim",
     "FailRead",
     "FailWrite",
+    "Alias",
 ];
-static OPS_BY_KIND: [AtomicU64; 14] = [const { AtomicU64::new(0) }; 14];
+static OPS_BY_KIND: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
 
 /// From this many operations on, the run asserts its coverage (every `SEEN` and `OPS_BY_KIND`
 /// counter non-zero).
@@ -304,6 +319,16 @@ enum Op {
     },
     FailRead,
     FailWrite,
+    /// Every public entry taking an IPA, at page `page` of the window plus `k` whole IPA spaces
+    /// (2^40 each): all must refuse it, and no low page may change (`val` is what `copy_out`
+    /// tries to write).
+    Alias {
+        map: u8,
+        page: u8,
+        k: u64,
+        access: Access,
+        val: u16,
+    },
 }
 
 impl Op {
@@ -324,6 +349,7 @@ impl Op {
             Op::Reclaim { .. } => 11,
             Op::FailRead => 12,
             Op::FailWrite => 13,
+            Op::Alias { .. } => 14,
         }
     }
 }
@@ -358,7 +384,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let start = 0..WINDOW as u8;
     let len = 1u8..24;
     prop_oneof![
-        60 => (m, any::<u8>(), prop::bool::weighted(0.15), 0u8..OFFS.len() as u8, access, any::<u16>())
+        60 => (m, any::<u8>(), prop::bool::weighted(0.15), 0u8..OFFS.len() as u8, access.clone(), any::<u16>())
             .prop_map(|(map, page, anywhere, word, access, val)| Op::Access {
                 map, page, anywhere, word, access, val
             }),
@@ -382,6 +408,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (1u8..32).prop_map(|n| Op::Reclaim { n }),
         1 => Just(Op::FailRead),
         1 => Just(Op::FailWrite),
+        2 => (m, start.clone(), 1u64..1 << 24, access, any::<u16>())
+            .prop_map(|(map, page, k, access, val)| Op::Alias { map, page, k, access, val }),
     ]
 }
 
@@ -1047,11 +1075,99 @@ impl World {
             }
             Op::FailRead => self.env.swap.fail_next_reads(1),
             Op::FailWrite => self.env.swap.fail_next_writes(1),
+            Op::Alias {
+                map,
+                page,
+                k,
+                access,
+                val,
+            } => {
+                let mi = self.map_index(map);
+                let pg = self.pick_page(mi, page, false);
+                self.alias(mi, pg, k, access, val)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Page `pg` of map `mi` seen `k` IPA spaces higher: every public entry taking an IPA must
+    /// refuse it (the walk's level-1 index is masked, so without a range check it reaches `pg`
+    /// itself). What a refused `copy_out` or `pageout` might have changed below, the check
+    /// after the step finds.
+    fn alias(&mut self, mi: usize, pg: u64, k: u64, access: Access, val: u16) -> R {
+        let Some(high) = k
+            .checked_mul(Stage2::IPA_LIMIT)
+            .and_then(|d| ipa(pg).checked_add(d))
+        else {
+            return Ok(());
+        };
+        let map = &self.maps[mi].map;
+        let s2 = map.stage2();
+        let where_ = format!("step {} map{mi} page {pg} + {k}*2^40 ({high:?})", self.step);
+        let mut buf = [0u8; 8];
+        let copied_in = map.copy_in(high, &mut buf);
+        if copied_in != Err(FaultError::NoMapping) || buf != [0; 8] {
+            return fail(format!("{where_}: copy_in {copied_in:?}, read {buf:x?}"));
+        }
+        let copied_out = map.copy_out(high, &[val as u8 | 1; 8]);
+        if copied_out != Err(FaultError::NoMapping) {
+            return fail(format!("{where_}: copy_out {copied_out:?}"));
+        }
+        let faulted = fault(map, high, access, FaultFlags::empty());
+        if faulted.as_ref().err() != Some(&FaultError::NoMapping) {
+            return fail(format!("{where_}: {access:?} fault {faulted:?}"));
+        }
+        let mapped = map.mapped_page(high);
+        let extracted = s2.extract(high);
+        let descriptor = s2.descriptor(high);
+        if mapped.is_some() || extracted.is_some() || descriptor != Descriptor::INVALID {
+            return fail(format!(
+                "{where_}: mapped_page {mapped:?}, extract {extracted:?}, descriptor {descriptor:?}"
+            ));
+        }
+        if s2.is_wired(high) || s2.clear_access(high) || map.pageout(high) {
+            return fail(format!(
+                "{where_}: wired, an access flag cleared or paged out out there"
+            ));
         }
         Ok(())
     }
 
     // ---- invariants ----------------------------------------------------------------------------
+
+    /// The queue of every frame, and how many pages the pagedaemon has aged so far: what
+    /// [`World::check_deactivated`] compares with after a step.
+    fn queues(&self) -> (Vec<Queue>, u64) {
+        let uvm = &self.env.uvm;
+        let queues = (0..uvm.total_pages())
+            .map(|i| uvm.page_info(PageIdx(i as u32)).queue)
+            .collect();
+        (queues, uvm.stats().pddeact)
+    }
+
+    /// A page the step moved to the inactive queue was deactivated (a sequential fault's pages
+    /// behind, an object's DEACTIVATE), and deactivation clears the reference, so none of its
+    /// mappings may have its access flag set. Only the pagedaemon's refill ages pages keeping
+    /// their reference (its clock follows at once): a step in which it ran is not checked.
+    fn check_deactivated(&self, before: &(Vec<Queue>, u64)) -> R {
+        let uvm = &self.env.uvm;
+        if uvm.stats().pddeact != before.1 {
+            return Ok(());
+        }
+        for (i, was) in before.0.iter().enumerate() {
+            let pg = PageIdx(i as u32);
+            if *was != Queue::Inactive
+                && uvm.page_info(pg).queue == Queue::Inactive
+                && uvm.rmap().is_referenced(uvm.pa(pg))
+            {
+                return fail(format!(
+                    "step {}: page {i} deactivated (was {was:?}) but still referenced",
+                    self.step
+                ));
+            }
+        }
+        Ok(())
+    }
 
     fn check(&self, full: bool) -> R {
         let mem: &dyn PhysMem = self.env.mem.as_ref();
@@ -1230,7 +1346,9 @@ fn run_case(frames: usize, slots: u32, ops: &[Op]) -> Result<(), (usize, String)
     }
     for (i, op) in ops.iter().enumerate() {
         w.step = i;
+        let before = w.queues();
         w.apply(op).map_err(at(i))?;
+        w.check_deactivated(&before).map_err(at(i))?;
         w.check(i % FULL_EVERY == FULL_EVERY - 1).map_err(at(i))?;
         OPS_RUN.fetch_add(1, Ordering::Relaxed);
     }
@@ -1322,8 +1440,13 @@ fn model_fault_engine() {
     );
     let start = std::time::Instant::now();
     let result = runner.run(&strategy, |(frames, slots, ops)| {
-        run_case(frames, slots, &ops)
-            .map_err(|(i, why)| TestCaseError::fail(format!("step {i}: {why}")))
+        run_case(frames, slots, &ops).map_err(|(i, why)| {
+            FIRST_FAILURE.get_or_init(|| {
+                let n = OPS_RUN.load(Ordering::Relaxed) + 1;
+                (n, start.elapsed().as_secs_f64())
+            });
+            TestCaseError::fail(format!("step {i}: {why}"))
+        })
     });
     let ran = OPS_RUN.load(Ordering::Relaxed);
     println!(
@@ -1362,6 +1485,9 @@ fn model_fault_engine() {
             }
         }
         Err(TestError::Fail(why, (frames, slots, ops))) => {
+            if let Some((n, secs)) = FIRST_FAILURE.get() {
+                println!("model: first failure at operation {n}, {secs:.2} s into the run");
+            }
             let ops = minimise(frames, slots, ops);
             let r = run_case(frames, slots, &ops);
             let mut shown = String::new();
