@@ -15,6 +15,8 @@
 //!   a new page in VM B: the copy must return A's bytes.
 //! - `loan_vs_writer`: a loan of an object page to VM B's amap ∥ VM A writing it through a
 //!   shared (not copy-on-write) mapping; A's later writes must not reach B.
+//! - `loan_vs_wire`: a loan of an object page to VM B ∥ VM A wiring its shared mapping of it: the
+//!   loan is refused or broken by the wiring; no frame is ever wired and lent at once.
 //! - `install_vs_remove`: a loan installed into B (`install_anon`) ∥ the removal of that page and
 //!   a new entry over it: whichever wins (an install into the hole fails), nothing leaks.
 //! - `fork_vs_write`: a fork of A ∥ A writing a page ∥ A's other page paged out.
@@ -297,14 +299,27 @@ impl World {
         panic!("copy_in vm{} page {page}: Restart forever", m.vmid().0);
     }
 
-    /// Every stage-2 mapping of `maps` lies in an entry, allows no more than the entry, and a
-    /// frame mapped writable is mapped at no other (map, page).
+    /// Every stage-2 mapping of `maps` lies in an entry, allows no more than the entry, a frame
+    /// mapped writable is mapped at no other (map, page), and no mapped frame is both wired and
+    /// lent (a wiring pins a page writable in place, which a loan forbids).
     fn check_permissions(&self, maps: &[&Arc<Map>]) {
         let mut all: Vec<(u16, u64, Pa, Prot)> = Vec::new();
         for m in maps {
             m.stage2().for_each_mapping(|at, pa, prot| {
                 all.push((m.vmid().0, at.0, pa, prot));
             });
+            for &(vm, at, pa, _) in all.iter().filter(|x| x.0 == m.vmid().0) {
+                let Some(pg) = self.uvm.page_at(pa) else {
+                    continue;
+                };
+                let info = self.uvm.page_info(pg);
+                assert!(
+                    info.wire_count == 0 || info.loan_count == 0,
+                    "frame {pa:?} at vm{vm} {at:#x} is wired ({}) and lent ({})",
+                    info.wire_count,
+                    info.loan_count
+                );
+            }
             for &(vm, at, pa, prot) in all.iter().filter(|x| x.0 == m.vmid().0) {
                 match m.entry(vm::addr::Ipa(at)) {
                     Some(e) if e.prot.contains(prot) => {}
@@ -507,6 +522,58 @@ fn loan_vs_writer() {
         &lent,
     );
     w.check_permissions(&[&a, &b]);
+    let w = Arc::into_inner(w).expect("world");
+    w.teardown(vec![a, b]);
+}
+
+/// A loan of image page 0 to VM B ∥ VM A wiring its shared mapping of that page: the loan is
+/// refused (`Wired`) or the wiring's write breaks it; a page is never wired and lent at once.
+fn loan_vs_wire() {
+    let w = Arc::new(World::new(8));
+    let (a, b) = (w.anon_map(1), w.anon_map(2));
+    w.map_image_shared(&a);
+    w.write(&a, 4, 1);
+    let hs = vec![
+        spawn({
+            let (w, b) = (w.clone(), b.clone());
+            move || {
+                // `Again`: the page is BUSY for the wiring meanwhile; try again, as a caller must.
+                for _ in 0..RETRIES {
+                    match loan_to_anon(&w.uvm, w.image.as_ref(), 0) {
+                        Ok(anon) => return b.install_anon(ipa(0), anon).expect("install_anon"),
+                        Err(vm::object::PagerError::Wired) => return,
+                        Err(vm::object::PagerError::Again) => thread::yield_now(),
+                        Err(e) => panic!("loan_to_anon: {e:?}"),
+                    }
+                }
+                panic!("loan_to_anon: Again forever");
+            }
+        }),
+        spawn({
+            let a = a.clone();
+            move || {
+                // A page BUSY for the loan makes the wiring fault restart, as a guest's would.
+                for _ in 0..RETRIES {
+                    match a.wire(ipa(4), ipa(5)) {
+                        Err(vm::map::MapError::Fault(vm::fault::FaultError::Restart)) => {
+                            thread::yield_now()
+                        }
+                        r => return r.expect("wire"),
+                    }
+                }
+                panic!("wire: Restart forever");
+            }
+        }),
+    ];
+    join(hs);
+    w.check_permissions(&[&a, &b]);
+    let lent = w.read(&b, 0).expect("read");
+    assert!(
+        lent == pattern(1) || lent.iter().all(|&x| x == 0),
+        "vm2 page 0 (the image's bytes when lent, zeroes when refused): {}",
+        which(&lent)
+    );
+    a.unwire(ipa(4), ipa(5)).expect("unwire");
     let w = Arc::into_inner(w).expect("world");
     w.teardown(vec![a, b]);
 }
@@ -821,6 +888,11 @@ fn interleave_copy_vs_fault() {
 #[test]
 fn interleave_loan_vs_writer() {
     explore("loan_vs_writer", loan_vs_writer);
+}
+
+#[test]
+fn interleave_loan_vs_wire() {
+    explore("loan_vs_wire", loan_vs_wire);
 }
 
 #[test]
