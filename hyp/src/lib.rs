@@ -17,3 +17,4 @@ pub mod esr;
 pub mod layout;
 pub mod loader;
 pub mod text;
+pub mod vttbr;
