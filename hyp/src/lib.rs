@@ -14,6 +14,7 @@ pub mod budget;
 pub mod config;
 pub mod dtb;
 pub mod esr;
+pub mod idregs;
 pub mod layout;
 pub mod loader;
 pub mod text;
