@@ -5,7 +5,7 @@
 //! tables speculatively at any time (the reason for KVM's speculative-AT errata work), so VTTBR_EL2
 //! always holds either the loaded VM's root or [`EMPTY_ROOT`] with the hypervisor's reserved
 //! VMID 0 — set by [`init_cpu`] before the first vCPU and by [`unload`] after each one. The TLB
-//! maintenance of `tlb.rs` switches to a VM's real VTTBR too.
+//! maintenance of `tlb.rs` uses [`EMPTY_ROOT`] too, tagged with the target VMID.
 //!
 //! HCR_EL2 for every guest ([`HCR_GUEST`]):
 //! - VM: stage-2 translation on; RW: EL1 is AArch64.
