@@ -1,5 +1,6 @@
 //! The parts of the hypervisor that need no hardware: the scenario grammar, guest ELF loading,
 //! the device-tree reader, the carving of RAM, the boot-time heap and pool limits (`limits`), the
+//! ID-register clamps (`idregs`), the VTTBR used for TLB maintenance (`vttbr`), the
 //! line ranges of cache maintenance (`cacheline`), the console's guest-text rules (escaping, line
 //! budget), and the trap policy: syndrome decoding (`esr`), abort classification (`abort`), MMIO
 //! data order and extension (`mmio`), the injected-exception loop rule (`inject`). They are plain
@@ -19,9 +20,11 @@ pub mod cacheline;
 pub mod config;
 pub mod dtb;
 pub mod esr;
+pub mod idregs;
 pub mod inject;
 pub mod layout;
 pub mod limits;
 pub mod loader;
 pub mod mmio;
 pub mod text;
+pub mod vttbr;

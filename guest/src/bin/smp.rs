@@ -40,6 +40,25 @@ fn barrier(n: u64) {
     }
 }
 
+/// This vCPU's GIC priority mask (ICC_PMR_EL1; the hypervisor's HCR_EL2.IMO makes it the
+/// virtual interface's ICH_VMCR_EL2.VPMR, which must move with the vCPU).
+fn pmr() -> u64 {
+    let v: u64;
+    // SAFETY: reading the priority mask has no side effect.
+    unsafe { core::arch::asm!("mrs {}, icc_pmr_el1", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+fn set_pmr(v: u64) {
+    // SAFETY: this guest takes no interrupts; the mask only decides which would be signalled.
+    unsafe { core::arch::asm!("msr icc_pmr_el1, {}", "isb", in(reg) v, options(nomem, nostack)) };
+}
+
+/// A priority mask no other vCPU uses (bits [7:4]: implemented with any number of priority bits).
+fn own_pmr(vm: u64, cpu: u64) -> u64 {
+    (((vm * CPUS + cpu) % 15) + 1) << 4
+}
+
 fn shared_page(p: u64) -> u64 {
     layout::free_start() + p * PAGE_SIZE
 }
@@ -61,6 +80,10 @@ fn main(cpu: usize, _arg: u64) -> u32 {
     if let Some((field, v)) = guest::idregs::visible_hidden_feature() {
         guest::fail!(6, "vCPU {} sees {} = {} (state the hypervisor does not switch)", cpu, field, v);
     }
+    // A new vCPU's GIC CPU interface is out of reset, whatever ran on this physical CPU before;
+    // the mask it sets stays its own across yields and migrations (checked after barrier 2).
+    check!(pmr() == 0, 7, "vCPU {} starts with ICC_PMR_EL1 = {:#x}, not its reset 0", cpu, pmr());
+    set_pmr(own_pmr(info.vm, cpu));
     if cpu == 0 {
         let need = layout::free_start() + (SHARED + CPUS * PRIVATE) * PAGE_SIZE;
         check!(need <= layout::RAM_BASE + info.ram_bytes, 2, "RAM too small");
@@ -111,6 +134,8 @@ fn main(cpu: usize, _arg: u64) -> u32 {
         }
     }
 
+    let want = own_pmr(info.vm, cpu);
+    check!(pmr() == want, 7, "vCPU {}: ICC_PMR_EL1 is {:#x}, it set {:#x}", cpu, pmr(), want);
     if cpu != 0 {
         DONE.fetch_add(1, Ordering::AcqRel);
         return 0;

@@ -5,7 +5,7 @@
 //! tables speculatively at any time (the reason for KVM's speculative-AT errata work), so VTTBR_EL2
 //! always holds either the loaded VM's root or [`EMPTY_ROOT`] with the hypervisor's reserved
 //! VMID 0 — set by [`init_cpu`] before the first vCPU and by [`unload`] after each one. The TLB
-//! maintenance of `tlb.rs` switches to a VM's real VTTBR too.
+//! maintenance of `tlb.rs` uses [`EMPTY_ROOT`] too, tagged with the target VMID.
 //!
 //! HCR_EL2 for every guest ([`HCR_GUEST`]):
 //! - VM: stage-2 translation on; RW: EL1 is AArch64.
@@ -27,6 +27,8 @@
 //!   means nothing to a vCPU that migrates, so they are executed as clean+invalidate on the CPU
 //!   the vCPU happens to run on (what they would have done untrapped with SWIO), never as a bare
 //!   invalidate that would lose other VMs' and the hypervisor's dirty lines.
+//! - TLOR: the LORegion registers (FEAT_LOR, hidden from the ID registers) trap: they are not
+//!   switched (an undefined instruction; RES0 on a CPU without LOR).
 //! - PTW is not set: a guest whose page tables sit in device memory gets what it asked for.
 //!
 //! MDCR_EL2 ([`init_cpu`]): TPM, TPMCR, TDA, TDOSA, TDRA — the physical PMU and the debug
@@ -55,6 +57,7 @@ pub mod bits {
     pub const TSW: u64 = 1 << 22;
     pub const TIDCP: u64 = 1 << 20;
     pub const RW: u64 = 1 << 31;
+    pub const TLOR: u64 = 1 << 35;
 }
 
 /// HCR_EL2 while a guest runs (see the module comment for each bit).
@@ -72,7 +75,8 @@ pub const HCR_GUEST: u64 = bits::VM
     | bits::TACR
     | bits::TSW
     | bits::TIDCP
-    | bits::RW;
+    | bits::RW
+    | bits::TLOR;
 
 /// CNTHCTL_EL2: EL1PCTEN (EL1/EL0 may read the physical counter); EL1PCEN clear (the physical timer
 /// traps: guests use the virtual timer).

@@ -4,9 +4,8 @@
 //! engine may change the stage-2 table of any VM from any CPU (a COW on one VM, `page_protect`
 //! over every VM that maps a frame). So each operation:
 //! 1. masks interrupts (EL2 already runs with DAIF masked; the guard makes it a local fact),
-//! 2. writes VTTBR_EL2 = the target VM's *real* VTTBR (its root | VMID, [`HwTlb::register`]) and
-//!    ISB. TLBI only needs the VMID, but HCR_EL2.VM is 1 and the EL1&0 regime may walk
-//!    speculatively: a base of 0 would let it fill the VMID's TLB from whatever sits at PA 0.
+//! 2. writes VTTBR_EL2 = the all-invalid root tagged with the target VMID
+//!    ([`maintenance_vttbr`], which says why never the VM's real root) and ISB,
 //! 3. `DSB ISHST` (the descriptor write is visible before the invalidation), the TLBI(s),
 //!    `DSB ISH` (complete on every CPU of the inner-shareable domain), `ISB`,
 //! 4. restores the previous VTTBR_EL2 and DAIF.
@@ -20,54 +19,22 @@
 //! right value back.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
-use vm::pmap::{Stage2, Tlb, Vmid};
+use hyp::vttbr::maintenance_vttbr;
+use vm::pmap::{Tlb, Vmid};
 use vm::Ipa;
 
-/// VTTBR_EL2.VMID position.
-const VTTBR_VMID_SHIFT: u32 = 48;
-/// One slot per 8-bit VMID.
-const VMIDS: usize = Stage2::MAX_VMID as usize + 1;
-
 /// The real TLB of this machine (one instance serves every VM).
-pub struct HwTlb {
-    /// VTTBR_EL2 of each VMID's stage 2 (0 = none registered).
-    vttbr: [AtomicU64; VMIDS],
-}
+pub struct HwTlb;
 
 impl HwTlb {
     pub const fn new() -> HwTlb {
-        HwTlb { vttbr: [const { AtomicU64::new(0) }; VMIDS] }
+        HwTlb
     }
 
-    /// Record the stage 2 of `stage2.vmid()` (when the VM is built, before any vCPU runs).
-    pub fn register(&self, stage2: &Stage2) {
-        if let Some(slot) = self.vttbr.get(usize::from(stage2.vmid().0)) {
-            slot.store(stage2.vttbr(), Ordering::Release);
-        }
-    }
-
-    /// Forget `vmid`'s stage 2 (its VM stopped and its tables are about to be freed): from now
-    /// on its maintenance uses the empty root tagged with the VMID.
-    pub fn unregister(&self, vmid: Vmid) {
-        if let Some(slot) = self.vttbr.get(usize::from(vmid.0)) {
-            slot.store(0, Ordering::Release);
-        }
-    }
-
-    /// The VTTBR_EL2 to maintain `vmid` with: its stage 2's, or the empty root tagged with
-    /// `vmid` while none is registered (the engine builds a stage 2 before registering it).
-    fn vttbr_of(&self, vmid: Vmid) -> u64 {
-        match self.vttbr.get(usize::from(vmid.0)).map(|v| v.load(Ordering::Acquire)) {
-            Some(v) if v != 0 => v,
-            _ => super::hcr::idle_vttbr() | (u64::from(vmid.0) << VTTBR_VMID_SHIFT),
-        }
-    }
-
-    /// Runs `f` with VTTBR_EL2 holding `vmid`'s stage 2 and interrupts masked; restores both
-    /// afterwards.
+    /// Runs `f` with VTTBR_EL2 holding the empty root tagged with `vmid` and interrupts masked;
+    /// restores both afterwards.
     fn with_vmid(&self, vmid: Vmid, f: impl FnOnce()) {
-        with_vttbr(self.vttbr_of(vmid), f)
+        with_vttbr(maintenance_vttbr(super::hcr::idle_vttbr(), vmid), f)
     }
 }
 

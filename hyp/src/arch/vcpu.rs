@@ -5,6 +5,29 @@
 //! therefore writes the *live* registers ([`inject`]), and must only be used on the loaded vCPU.
 //! The EL2 controls that run a vCPU (HCR_EL2, stage 2) are in `hcr.rs`; address translation of
 //! guest VAs in `at.rs`.
+//!
+//! # Every register a guest can write and another guest can read
+//! (EL1/EL0-writable state of QEMU's `-cpu max`, checked against KVM's `sysreg-sr.h`.) Each is
+//! switched with the vCPU, trapped, or hidden; nothing else survives into another VM.
+//!
+//! | Registers | Handling | Why / where |
+//! |---|---|---|
+//! | x0–x30, PC, PSTATE, q0–q31, FPCR, FPSR | switched | `GuestRegs`, saved on every exit (`vectors.rs`) |
+//! | SCTLR, TTBR0/1, TCR, MAIR, AMAIR, VBAR, CONTEXTIDR, TPIDR_EL1, SP_EL1, ELR, SPSR, ESR, FAR, AFSR0/1, PAR, CPACR, CNTKCTL, CSSELR (all `_EL1`) | switched | [`El1Sysregs`] |
+//! | TPIDR_EL0, TPIDRRO_EL0, SP_EL0 | switched | [`El1Sysregs`] |
+//! | CNTV_CVAL_EL0, CNTV_CTL_EL0 | switched | [`El1Sysregs`]; CNTVOFF_EL2 per VM (`hcr.rs`) |
+//! | ICC_PMR/BPR0/BPR1/IGRPEN0/IGRPEN1/CTLR_EL1 (→ ICH_VMCR_EL2), ICC_AP0R*/AP1R*_EL1 and acknowledge/EOI (→ ICH_AP0R*/AP1R*_EL2) | switched | [`GicCpuIf`]: HCR_EL2.IMO/FMO send these to the virtual CPU interface |
+//! | ICH_HCR_EL2, ICH_LR*_EL2 | not guest-writable | the hypervisor injects no virtual interrupt through the GIC yet; when it does they join [`GicCpuIf`] |
+//! | CNTP_CTL/CVAL/TVAL_EL0 | trapped | CNTHCTL_EL2.EL1PCEN = 0 (undefined instruction) |
+//! | ACTLR_EL1 | trapped | HCR_EL2.TACR, RAZ/WI |
+//! | MDSCR_EL1, DBGB*/DBGW*, OSLAR/OSDLR, DBGCLAIM | trapped | MDCR_EL2.TDA/TDOSA/TDRA, RAZ/WI |
+//! | PMU (PMCR_EL0, PMCNTEN*, PMEV*, PMUSERENR_EL0, …) | trapped | MDCR_EL2.TPM/TPMCR, RAZ/WI |
+//! | LORSA/LOREA/LORN/LORC_EL1 | trapped | HCR_EL2.TLOR (undefined instruction); LO hidden |
+//! | SCXTNUM_EL0/EL1 | trapped | HCR_EL2.EnSCXT = 0 |
+//! | APIA/APIB/APDA/APDB/APGA keys | trapped | HCR_EL2.API/APK = 0; hidden |
+//! | TFSR/TFSRE0/RGSR/GCR_EL1 (MTE) | trapped | HCR_EL2.ATA = 0; hidden |
+//! | ZCR_EL1, SMCR_EL1, SVCR, TPIDR2_EL0 (SVE/SME) | trapped | CPTR_EL2.TZ/TSM; hidden |
+//! | DISR_EL1 (→ VDISR_EL2 under HCR_EL2.AMO) | NOT switched | RAS is hidden from the ID registers, but `-cpu max` implements it: a guest that writes DISR_EL1 anyway leaves VDISR_EL2 behind (left for a follow-up: it needs a feature check before touching VDISR_EL2) |
 
 use core::arch::asm;
 
@@ -44,6 +67,8 @@ macro_rules! el1_sysregs {
         #[derive(Clone, Default, Debug)]
         pub struct El1Sysregs {
             $(pub $field: u64,)*
+            /// The GIC virtual CPU interface (not a plain MRS/MSR pair per field).
+            pub gic: GicCpuIf,
         }
 
         impl El1Sysregs {
@@ -86,13 +111,90 @@ impl El1Sysregs {
     /// vCPU owns this CPU.
     pub fn save(&mut self) {
         self.save_plain();
+        self.gic.save();
         write_cntv_ctl(0);
     }
 
     /// Load this context (the timer's CVAL is restored before its CTL by field order).
     pub fn restore(&self) {
         self.restore_plain();
+        self.gic.restore();
         isb();
+    }
+}
+
+/// The guest-writable state of the GIC's virtual CPU interface. With HCR_EL2.IMO/FMO set, a
+/// guest's `ICC_*_EL1` accesses reach the virtual interface: PMR, BPR0/1, IGRPEN0/1 and
+/// CTLR.{EOImode, CBPR} land in ICH_VMCR_EL2, active priorities in ICH_AP0R<n>/AP1R<n>_EL2.
+/// All of it is per physical CPU, so it moves with the vCPU. Out of reset everything is 0:
+/// groups disabled, priority mask 0, no active priority.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct GicCpuIf {
+    pub vmcr: u64,
+    pub ap0r: [u64; 4],
+    pub ap1r: [u64; 4],
+}
+
+/// ICH_VTR_EL2.PREbits [31:29]: priority bits implemented, minus one.
+const ICH_VTR_PREBITS_SHIFT: u32 = 29;
+
+/// How many ICH_AP0R<n>_EL2 (and AP1R) this CPU implements: 1 for 5 priority bits, 2 for 6,
+/// 4 for 7 (Arm GICv3 spec, ICH_AP0R<n>_EL2).
+fn apr_count() -> usize {
+    let vtr: u64;
+    // SAFETY: reading ICH_VTR_EL2 (an ID register of the GIC CPU interface) has no side effect.
+    unsafe { asm!("mrs {}, ich_vtr_el2", out(reg) vtr, options(nomem, nostack, preserves_flags)) };
+    match (vtr >> ICH_VTR_PREBITS_SHIFT) & 0b111 {
+        6 => 4,
+        5 => 2,
+        _ => 1,
+    }
+}
+
+macro_rules! ich_apr {
+    ($dir:ident, $n:expr, $val:expr; $($i:literal),*) => {
+        match $n {
+            $($i => ich_apr!(@$dir $i, $val),)*
+            _ => {}
+        }
+    };
+    (@save $i:literal, $val:expr) => {{
+        let (a0, a1): (u64, u64);
+        // SAFETY: reading the active-priority registers has no side effect.
+        unsafe {
+            asm!(concat!("mrs {}, ich_ap0r", $i, "_el2"), concat!("mrs {}, ich_ap1r", $i, "_el2"),
+                 out(reg) a0, out(reg) a1, options(nomem, nostack, preserves_flags))
+        };
+        $val.ap0r[$i] = a0;
+        $val.ap1r[$i] = a1;
+    }};
+    (@restore $i:literal, $val:expr) => {{
+        // SAFETY: the virtual CPU interface only affects EL1&0, which does not run on this CPU
+        // until the next ERET.
+        unsafe {
+            asm!(concat!("msr ich_ap0r", $i, "_el2, {}"), concat!("msr ich_ap1r", $i, "_el2, {}"),
+                 in(reg) $val.ap0r[$i], in(reg) $val.ap1r[$i], options(nomem, nostack, preserves_flags))
+        };
+    }};
+}
+
+impl GicCpuIf {
+    fn save(&mut self) {
+        let vmcr: u64;
+        // SAFETY: reading ICH_VMCR_EL2 has no side effect.
+        unsafe { asm!("mrs {}, ich_vmcr_el2", out(reg) vmcr, options(nomem, nostack, preserves_flags)) };
+        self.vmcr = vmcr;
+        for n in 0..apr_count() {
+            ich_apr!(save, n, self; 0, 1, 2, 3);
+        }
+    }
+
+    fn restore(&self) {
+        // SAFETY: as in `ich_apr!`: only EL1&0 reads the virtual CPU interface.
+        unsafe { asm!("msr ich_vmcr_el2, {}", in(reg) self.vmcr, options(nomem, nostack, preserves_flags)) };
+        for n in 0..apr_count() {
+            ich_apr!(restore, n, self; 0, 1, 2, 3);
+        }
     }
 }
 

@@ -189,11 +189,16 @@ __uvmhyp_vectors:
     // the stack overflowed into its guard page, say so. Test the interrupted SP without a free
     // register (KVM's trick): the 64 KiB stack slots are 64 KiB aligned and their lowest 4 KiB
     // page is the guard, so SP[15:12] = 0 there (and at the top of an empty stack, which EL2
-    // code never runs with). The flags are free: SPSR_EL2 holds the interrupted ones.
+    // code never runs with). The flags are free: SPSR_EL2 holds the interrupted ones. SP and x0
+    // are put back before branching (SUB leaves the flags alone): `__uvmhyp_el2_bug` decides
+    // from SP whether it already is on the emergency stack, and SP + x0 would miss it, so a
+    // fault in the panic path would re-enter it forever instead of exiting with 101.
     .balign 0x80
     add sp, sp, x0
     sub x0, sp, x0
     tst x0, #{guard_mask}
+    sub x0, sp, x0
+    sub sp, sp, x0
     b.eq 1f
     mov x0, #4
     b __uvmhyp_el2_bug

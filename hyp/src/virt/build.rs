@@ -44,8 +44,7 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     outln!("uvmhyp: trace -> {}", config.trace_path);
     let trace = trace::Trace::open(&config.trace_path);
     let mem = Arc::new(IdentityMem::new(pool.clone()));
-    let tlb = Arc::new(HwTlb::new());
-    let uvm = Uvm::new(mem, tlb.clone(), pool.clone());
+    let uvm = Uvm::new(mem, Arc::new(HwTlb::new()), pool.clone());
     log::info!(
         "virt: page pool {}..{} ({} MiB), {} VM(s)",
         pool.start,
@@ -69,7 +68,6 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         };
         let map_err = |error| BuildError::Map { vm: usize::from(id), error };
         let map = Map::new(&uvm, Vmid(id)).map_err(map_err)?;
-        tlb.register(map.stage2());
         let image_len = vc.image.len() as u64;
         let image_end = RAM_BASE + image_len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let ram_end = RAM_BASE + vc.ram_bytes;
@@ -103,7 +101,6 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     Ok(Hyp {
         vms,
         uvm,
-        tlb,
         trace,
         runq: Mutex::new(runq),
         sleepers: Mutex::new(Vec::new()),

@@ -45,7 +45,6 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
-use crate::arch::tlb::HwTlb;
 use crate::arch::{cpu, semihosting, vectors};
 use ::vm::uvm::Uvm;
 use ::vm::{Ipa, Pa};
@@ -74,8 +73,6 @@ pub struct Hyp {
     /// Every VM of the run; a stopped one only as report data (its map is released).
     pub vms: Vec<Arc<Vm>>,
     pub uvm: Arc<Uvm>,
-    /// The stage-2 TLB, which knows each live VMID's root.
-    pub tlb: Arc<HwTlb>,
     pub trace: trace::Trace,
     pub runq: Mutex<VecDeque<Box<Vcpu>>>,
     /// vCPUs waiting in WFI, with the counter value they wake at.
@@ -122,11 +119,9 @@ impl Hyp {
                 }
             }
             // Then the map itself: its stage-2 tables, root and VMID go when the last vCPU
-            // holding it is dropped (at once unless one is still in a guest elsewhere). From
-            // now on TLB maintenance for the VMID walks the empty root, never a freed one.
-            if let Some(vmid) = vm.release_map() {
-                self.tlb.unregister(vmid);
-            }
+            // holding it is dropped (at once unless one is still in a guest elsewhere). TLB
+            // maintenance never walks it (it loads the empty root, `hyp::vttbr`).
+            vm.release_map();
             self.stopped.fetch_add(1, Ordering::AcqRel);
         }
         Next::Drop

@@ -28,7 +28,7 @@ use hyp::inject::LoopDetector;
 use hyp::loader::RAM_BASE;
 use crate::arch::vectors::GuestRegs;
 use vm::map::Map;
-use vm::pmap::{Stage2, Vmid};
+use vm::pmap::Stage2;
 use vm::stats::StatsSnapshot;
 
 /// Why a VM is no longer running.
@@ -109,15 +109,14 @@ impl Vm {
     }
 
     /// Drop the VM's own reference to its map after keeping its counters (the VM stopped: the
-    /// map is freed once its vCPUs are dropped too). Returns the map's VMID, for the caller to
-    /// retire, the first time.
+    /// map is freed once its vCPUs are dropped too).
     ///
     /// # Locks
     /// Takes `map`, then `final_stats`, each alone.
-    pub fn release_map(&self) -> Option<Vmid> {
-        let map = self.map.lock().take()?;
-        *self.final_stats.lock() = Some(map.stats().snapshot());
-        Some(map.vmid())
+    pub fn release_map(&self) {
+        if let Some(map) = self.map.lock().take() {
+            *self.final_stats.lock() = Some(map.stats().snapshot());
+        }
     }
 
     /// True when `ipa` is in the VM's RAM window `[RAM_BASE, RAM_BASE + ram_bytes)`.
