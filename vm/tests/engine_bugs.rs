@@ -13,35 +13,6 @@ use vm::fault::{fault, FaultFlags};
 use vm::map::Inherit;
 use vm::pmap::{Pmap, Vmid};
 
-/// Guest write of `v` at page `n` through the simulated CPU (fault until stage 2 allows it).
-fn guest_write(map: &vm::map::Map, env: &Env, n: u64, v: u64) {
-    for _ in 0..4 {
-        if let Some(pa) = cpu_frame(map, ipa(n), Access::Write) {
-            write_u64(env.mem.as_ref(), pa, v);
-            return;
-        }
-        fault(map, ipa(n), Access::Write, FaultFlags::empty()).expect("write fault");
-    }
-    panic!("write never allowed");
-}
-
-/// The first word of page `n` of image 0.
-fn image_word(n: u64) -> u64 {
-    let o = n as usize * PAGE;
-    u64::from_le_bytes(core::array::from_fn(|i| image_byte(0, o + i)))
-}
-
-/// Guest read of page `n`.
-fn guest_read(map: &vm::map::Map, env: &Env, n: u64) -> u64 {
-    for _ in 0..4 {
-        if let Some(pa) = cpu_frame(map, ipa(n), Access::Read) {
-            return read_u64(env.mem.as_ref(), pa);
-        }
-        fault(map, ipa(n), Access::Read, FaultFlags::empty()).expect("read fault");
-    }
-    panic!("read never allowed");
-}
-
 /// Bug 1, fixed: fork with COPY inheritance of an entry whose amap is shared (an
 /// earlier SHARE fork) copies the child's amap at once (anons' an_ref raised) but leaves the
 /// parent's — and every other sharer's — writable stage-2 mappings of those anons in place. The

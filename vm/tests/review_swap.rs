@@ -18,29 +18,6 @@ use vm::pdaemon::pageout_anon;
 use vm::pmap::Vmid;
 use vm::swap::{SwapIoError, SwapOp};
 
-/// Guest write of `v` at page `n` through the simulated CPU (fault until stage 2 allows it).
-fn guest_write(map: &Map, env: &Env, n: u64, v: u64) {
-    for _ in 0..4 {
-        if let Some(pa) = cpu_frame(map, ipa(n), Access::Write) {
-            write_u64(env.mem.as_ref(), pa, v);
-            return;
-        }
-        fault(map, ipa(n), Access::Write, FaultFlags::empty()).expect("write fault");
-    }
-    panic!("write never allowed");
-}
-
-/// Guest read of page `n`.
-fn guest_read(map: &Map, env: &Env, n: u64) -> u64 {
-    for _ in 0..4 {
-        if let Some(pa) = cpu_frame(map, ipa(n), Access::Read) {
-            return read_u64(env.mem.as_ref(), pa);
-        }
-        fault(map, ipa(n), Access::Read, FaultFlags::empty()).expect("read fault");
-    }
-    panic!("read never allowed");
-}
-
 /// A VM with one private page, written with `v`.
 fn vm_with_page(env: &Env, vmid: u16, v: u64) -> Arc<Map> {
     let map = Map::new(&env.uvm, Vmid(vmid)).unwrap();
@@ -199,12 +176,6 @@ fn failed_install_anon_loses_no_frame_when_the_object_goes() {
     assert_eq!(map.install_anon(ipa(0), anon), Err(MapError::NoEntry));
     drop(img);
     assert_eq!(env.uvm.free_pages(), free0, "a frame is lost for good");
-}
-
-/// The first word of page `n` of image 0.
-fn image_word(n: u64) -> u64 {
-    let o = n as usize * PAGE;
-    u64::from_le_bytes(core::array::from_fn(|i| image_byte(0, o + i)))
 }
 
 /// Found while fixing bug 1 (issue 7): freeing an anon that borrows an object page (an object →

@@ -110,3 +110,34 @@ pub const PROTS: [Prot; 6] = [
     Prot::ALL,
     Prot::EXEC,
 ];
+
+/// Guest write of `v` at page `n` through the simulated CPU (fault until stage 2 allows it).
+pub fn guest_write(map: &Map, env: &Env, n: u64, v: u64) {
+    for _ in 0..4 {
+        if let Some(pa) = cpu_frame(map, ipa(n), Access::Write) {
+            write_u64(env.mem.as_ref(), pa, v);
+            return;
+        }
+        vm::fault::fault(map, ipa(n), Access::Write, vm::fault::FaultFlags::empty())
+            .expect("write fault");
+    }
+    panic!("write never allowed");
+}
+
+/// Guest read of the first word of page `n` (fault until stage 2 allows it).
+pub fn guest_read(map: &Map, env: &Env, n: u64) -> u64 {
+    for _ in 0..4 {
+        if let Some(pa) = cpu_frame(map, ipa(n), Access::Read) {
+            return read_u64(env.mem.as_ref(), pa);
+        }
+        vm::fault::fault(map, ipa(n), Access::Read, vm::fault::FaultFlags::empty())
+            .expect("read fault");
+    }
+    panic!("read never allowed");
+}
+
+/// The first word of page `n` of image 0.
+pub fn image_word(n: u64) -> u64 {
+    let o = n as usize * PAGE;
+    u64::from_le_bytes(core::array::from_fn(|i| image_byte(0, o + i)))
+}
