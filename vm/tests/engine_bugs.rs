@@ -25,15 +25,15 @@ fn bug1_copy_fork_of_shared_amap_leaves_parent_writable() {
     let mut spec = anon_spec(0, 4, Prot::READ | Prot::WRITE);
     spec.inherit = Inherit::Share;
     parent.insert(spec).unwrap();
-    guest_write(&parent, &env, 1, 0x1111);
+    guest_write(&parent, 1, 0x1111);
     let _sharer = parent.fork(Vmid(2)).unwrap(); // the amap is now shared
     parent.set_inherit(ipa(0), ipa(4), Inherit::Copy).unwrap();
     let child = parent.fork(Vmid(3)).unwrap(); // COPY of a shared amap: copied now
-    assert_eq!(guest_read(&child, &env, 1), 0x1111);
-    guest_write(&parent, &env, 1, 0x2222); // after the fork: the child must not see it
-    assert_eq!(guest_read(&parent, &env, 1), 0x2222);
+    assert_eq!(guest_read(&child, 1), 0x1111);
+    guest_write(&parent, 1, 0x2222); // after the fork: the child must not see it
+    assert_eq!(guest_read(&parent, 1), 0x2222);
     assert_eq!(
-        guest_read(&child, &env, 1),
+        guest_read(&child, 1),
         0x1111,
         "the child sees the parent's post-fork write"
     );
@@ -80,7 +80,7 @@ fn bug3_promotion_on_wired_entry_strands_the_wiring() {
     let (objpg, _) = map.mapped_page(ipa(0)).expect("wired page is mapped");
     map.protect(ipa(0), ipa(4), Prot::READ | Prot::WRITE)
         .unwrap();
-    guest_write(&map, &env, 0, 7);
+    guest_write(&map, 0, 7);
     let (newpg, _) = map.mapped_page(ipa(0)).expect("mapped");
     map.unwire(ipa(0), ipa(1)).unwrap();
     assert_eq!(
@@ -108,12 +108,12 @@ fn bug4_writable_neighbour_object_page_stays_clean_and_is_dropped() {
     a.advise(ipa(0), ipa(8), vm::map::Advice::Random).unwrap();
     // Object page 2 resident, CLEAN; then b's fault on page 1 maps page 2 as a neighbour.
     assert_eq!(
-        guest_read(&a, &env, 2),
+        guest_read(&a, 2),
         image_word(2),
         "a reads the image's page 2"
     );
     assert_eq!(
-        guest_read(&b, &env, 1),
+        guest_read(&b, 1),
         image_word(1),
         "b reads the image's page 1"
     );
@@ -121,13 +121,13 @@ fn bug4_writable_neighbour_object_page_stays_clean_and_is_dropped() {
         b.stage2().extract(ipa(2)).is_some(),
         "page 2 not mapped into b as a neighbour"
     );
-    guest_write(&b, &env, 2, 0xdead_beef); // no fault if the neighbour mapping is writable
+    guest_write(&b, 2, 0xdead_beef); // no fault if the neighbour mapping is writable
     a.remove(ipa(0), ipa(8)).unwrap();
     for _ in 0..8 {
         env.uvm.reclaim(64);
     }
     assert_eq!(
-        guest_read(&b, &env, 2),
+        guest_read(&b, 2),
         0xdead_beef,
         "a guest write to an object page was lost"
     );
@@ -142,16 +142,16 @@ fn bug5_1b_in_shared_amap_leaves_sharers_on_the_old_page() {
     let env = Env::new(256, 16);
     let p = vm::map::Map::new(&env.uvm, Vmid(1)).unwrap();
     p.insert(anon_spec(0, 4, Prot::READ | Prot::WRITE)).unwrap();
-    guest_write(&p, &env, 0, 1);
+    guest_write(&p, 0, 1);
     let _c = p.fork(Vmid(2)).unwrap(); // COPY: the anon will have an_ref 2
     p.set_inherit(ipa(0), ipa(4), Inherit::Share).unwrap();
     let s = p.fork(Vmid(3)).unwrap(); // SHARE: p and s share one amap
-    assert_eq!(guest_read(&p, &env, 0), 1);
-    assert_eq!(guest_read(&s, &env, 0), 1);
-    guest_write(&s, &env, 0, 2); // 1B into the shared amap
-    assert_eq!(guest_read(&s, &env, 0), 2);
+    assert_eq!(guest_read(&p, 0), 1);
+    assert_eq!(guest_read(&s, 0), 1);
+    guest_write(&s, 0, 2); // 1B into the shared amap
+    assert_eq!(guest_read(&s, 0), 2);
     assert_eq!(
-        guest_read(&p, &env, 0),
+        guest_read(&p, 0),
         2,
         "a SHARE sharer still reads the old anon's page"
     );
@@ -211,7 +211,7 @@ fn bug7_failed_fork_leaves_needs_copy_without_write_protection() {
     parent
         .insert(anon_spec(2, 6, Prot::READ | Prot::WRITE))
         .unwrap();
-    guest_write(&parent, &env, 0, 0x1111);
+    guest_write(&parent, 0, 0x1111);
     parent.wire(ipa(2), ipa(8)).unwrap();
     // Another VM takes the guest frames, leaving the child's root (2 frames) and one copy. (It
     // stops short of running out: the pagedaemon would clear the parent's access flags, and the
@@ -231,10 +231,10 @@ fn bug7_failed_fork_leaves_needs_copy_without_write_protection() {
     );
     drop(hog);
     let child = parent.fork(Vmid(3)).unwrap();
-    guest_write(&parent, &env, 0, 0x2222); // after the fork: the child must not see it
-    assert_eq!(guest_read(&parent, &env, 0), 0x2222);
+    guest_write(&parent, 0, 0x2222); // after the fork: the child must not see it
+    assert_eq!(guest_read(&parent, 0), 0x2222);
     assert_eq!(
-        guest_read(&child, &env, 0),
+        guest_read(&child, 0),
         0x1111,
         "the child sees the parent's post-fork write"
     );

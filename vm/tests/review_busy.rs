@@ -137,29 +137,6 @@ fn hooked(frames: usize, slots: u32) -> (Arc<HookMem>, Arc<Uvm>) {
     (mem, uvm)
 }
 
-/// Guest write of `v` at page `n` (fault until stage 2 allows it).
-fn guest_write(map: &Map, n: u64, v: u64) {
-    for _ in 0..4 {
-        if let Some(pa) = cpu_frame(map, ipa(n), Access::Write) {
-            write_u64(map.uvm().mem().as_ref(), pa, v);
-            return;
-        }
-        fault(map, ipa(n), Access::Write, FaultFlags::empty()).expect("write fault");
-    }
-    panic!("write never allowed");
-}
-
-/// Guest read of page `n` (fault until stage 2 allows it).
-fn guest_read(map: &Map, n: u64) -> u64 {
-    for _ in 0..4 {
-        if let Some(pa) = cpu_frame(map, ipa(n), Access::Read) {
-            return read_u64(map.uvm().mem().as_ref(), pa);
-        }
-        fault(map, ipa(n), Access::Read, FaultFlags::empty()).expect("read fault");
-    }
-    panic!("read never allowed");
-}
-
 /// Run `f` on a thread named `name`.
 fn spawn<T: Send + 'static>(
     name: &'static str,

@@ -23,7 +23,7 @@ fn vm_with_page(env: &Env, vmid: u16, v: u64) -> Arc<Map> {
     let map = Map::new(&env.uvm, Vmid(vmid)).unwrap();
     map.insert(anon_spec(0, 1, Prot::READ | Prot::WRITE))
         .unwrap();
-    guest_write(&map, env, 0, v);
+    guest_write(&map, 0, v);
     map
 }
 
@@ -60,7 +60,7 @@ fn slot_of_an_anon_freed_during_its_pageout_is_not_reused_mid_write() {
     assert!(fired.load(Ordering::SeqCst));
 
     assert_eq!(
-        guest_read(&b, &env, 0),
+        guest_read(&b, 0),
         0xbbbb,
         "VM B reads VM A's data from a reused slot"
     );
@@ -71,7 +71,7 @@ fn slot_of_an_anon_freed_during_its_pageout_is_not_reused_mid_write() {
     );
     // The slot works for B now.
     assert!(pageout_anon(&env.uvm, &anon_b));
-    assert_eq!(guest_read(&b, &env, 0), 0xbbbb);
+    assert_eq!(guest_read(&b, 0), 0xbbbb);
 }
 
 /// Bug 1, same root (issue 7): a swap-in whose read failed after its anon was freed meanwhile
@@ -220,6 +220,6 @@ fn anon_freed_while_its_borrowed_page_is_busy_ends_the_loan() {
         vm::page::OwnerKind::Object { offset: 0 },
         "the object's page was freed under it (fault: {r:?})"
     );
-    assert_eq!(guest_read(&vm1, &env, 0), image_word(0));
-    assert_eq!(guest_read(&victim, &env, 0), 0x3333);
+    assert_eq!(guest_read(&vm1, 0), image_word(0));
+    assert_eq!(guest_read(&victim, 0), 0x3333);
 }

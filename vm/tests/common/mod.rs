@@ -112,10 +112,10 @@ pub const PROTS: [Prot; 6] = [
 ];
 
 /// Guest write of `v` at page `n` through the simulated CPU (fault until stage 2 allows it).
-pub fn guest_write(map: &Map, env: &Env, n: u64, v: u64) {
+pub fn guest_write(map: &Map, n: u64, v: u64) {
     for _ in 0..4 {
         if let Some(pa) = cpu_frame(map, ipa(n), Access::Write) {
-            write_u64(env.mem.as_ref(), pa, v);
+            write_u64(map.uvm().mem().as_ref(), pa, v);
             return;
         }
         vm::fault::fault(map, ipa(n), Access::Write, vm::fault::FaultFlags::empty())
@@ -125,10 +125,10 @@ pub fn guest_write(map: &Map, env: &Env, n: u64, v: u64) {
 }
 
 /// Guest read of the first word of page `n` (fault until stage 2 allows it).
-pub fn guest_read(map: &Map, env: &Env, n: u64) -> u64 {
+pub fn guest_read(map: &Map, n: u64) -> u64 {
     for _ in 0..4 {
         if let Some(pa) = cpu_frame(map, ipa(n), Access::Read) {
-            return read_u64(env.mem.as_ref(), pa);
+            return read_u64(map.uvm().mem().as_ref(), pa);
         }
         vm::fault::fault(map, ipa(n), Access::Read, vm::fault::FaultFlags::empty())
             .expect("read fault");
