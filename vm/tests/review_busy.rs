@@ -153,6 +153,62 @@ fn signal() -> (Sender<()>, Receiver<()>) {
     channel()
 }
 
+/// What the fault of [`fault_beside_a_copy`] ended with.
+type FaultResult = Result<vm::fault::Resolved, vm::fault::FaultError>;
+/// What its copy read (the first word of page 0).
+type CopyResult = Result<u64, vm::fault::FaultError>;
+
+/// `b`'s read fault of page 0 stopped at its first `at` access past anonget (flt_anon counted),
+/// while `a`'s `copy_in` of page 0 runs up to its data read, the page held BUSY; then the fault
+/// goes on and ends. Returns the fault's result, the copy (still waiting in its data read) and
+/// the signal that lets it read.
+fn fault_beside_a_copy(
+    mem: &Arc<HookMem>,
+    a: &Arc<Map>,
+    b: &Arc<Map>,
+    at: At,
+) -> (FaultResult, thread::JoinHandle<CopyResult>, Sender<()>) {
+    let (in_window, fault_waits) = signal();
+    let (copy_busy, copy_holds) = signal();
+    let (changed, copy_waits) = signal();
+    let bs = b.clone();
+    mem.hook(
+        at,
+        "fault",
+        move || bs.stats().flt_anon.load(Ordering::Relaxed) > 0,
+        move || {
+            in_window.send(()).unwrap();
+            copy_holds.recv().unwrap();
+        },
+    );
+    mem.hook(
+        At::Read,
+        "copy",
+        || true,
+        move || {
+            copy_busy.send(()).unwrap();
+            copy_waits.recv().unwrap();
+        },
+    );
+
+    let (bf, mf) = (b.clone(), mem.clone());
+    let faulter = spawn("fault", move || {
+        let r = fault(&bf, ipa(0), Access::Read, FaultFlags::empty());
+        mf.clear();
+        r
+    });
+    fault_waits
+        .recv()
+        .expect("the fault ended without reaching its window");
+    let ac = a.clone();
+    let copier = spawn("copy", move || {
+        let mut buf = [0u8; 8];
+        ac.copy_in(ipa(0), &mut buf)
+            .map(|()| u64::from_le_bytes(buf))
+    });
+    (faulter.join().unwrap(), copier, changed)
+}
+
 const OLD: u64 = 0x0123_4567_89ab_cdef;
 const OTHER: u64 = 0xbad0_bad0_bad0_bad0;
 
@@ -186,48 +242,9 @@ fn case_1a_does_not_unbusy_a_page_a_copy_holds() {
     let (a, b, c) = parent_child_other(&uvm);
     let (pg, _) = a.mapped_page(ipa(0)).expect("a maps page 0");
 
-    let (in_window, fault_waits) = signal();
-    let (copy_busy, copy_holds) = signal();
-    let (changed, copy_waits) = signal();
-    let bs = b.clone();
-    // In b's fault, past anonget (flt_anon counted), at its first descriptor store.
-    mem.hook(
-        At::WriteU64,
-        "fault",
-        move || bs.stats().flt_anon.load(Ordering::Relaxed) > 0,
-        move || {
-            in_window.send(()).unwrap();
-            copy_holds.recv().unwrap();
-        },
-    );
-    // In a's copy, page 0 held BUSY, before its data is read.
-    mem.hook(
-        At::Read,
-        "copy",
-        || true,
-        move || {
-            copy_busy.send(()).unwrap();
-            copy_waits.recv().unwrap();
-        },
-    );
-
-    let bf = b.clone();
-    let mf = mem.clone();
-    let faulter = spawn("fault", move || {
-        let r = fault(&bf, ipa(0), Access::Read, FaultFlags::empty());
-        mf.clear();
-        r
-    });
-    fault_waits
-        .recv()
-        .expect("the fault ended without reaching its window");
-    let ac = a.clone();
-    let copier = spawn("copy", move || {
-        let mut buf = [0u8; 8];
-        ac.copy_in(ipa(0), &mut buf)
-            .map(|()| u64::from_le_bytes(buf))
-    });
-    let resolved = faulter.join().unwrap().expect("b's read fault");
+    // b's fault stops at its first descriptor store past anonget.
+    let (fault, copier, changed) = fault_beside_a_copy(&mem, &a, &b, At::WriteU64);
+    let resolved = fault.expect("b's read fault");
     assert_eq!(resolved.case, vm::fault::FaultCase::Anon1A);
 
     // While the copy holds the page, the pagedaemon takes it if it can and a third VM
@@ -267,47 +284,9 @@ fn case_1_reclaim_does_not_unbusy_a_page_a_copy_holds() {
     }
     assert_eq!(uvm.free_pages(), 0);
 
-    let (in_window, fault_waits) = signal();
-    let (copy_busy, copy_holds) = signal();
-    let (changed, copy_waits) = signal();
-    let bs = b.clone();
-    // In b's fault, past anonget, walking for the tables it cannot allocate.
-    mem.hook(
-        At::ReadU64,
-        "fault",
-        move || bs.stats().flt_anon.load(Ordering::Relaxed) > 0,
-        move || {
-            in_window.send(()).unwrap();
-            copy_holds.recv().unwrap();
-        },
-    );
-    mem.hook(
-        At::Read,
-        "copy",
-        || true,
-        move || {
-            copy_busy.send(()).unwrap();
-            copy_waits.recv().unwrap();
-        },
-    );
-
-    let bf = b.clone();
-    let mf = mem.clone();
-    let faulter = spawn("fault", move || {
-        let r = fault(&bf, ipa(0), Access::Read, FaultFlags::empty());
-        mf.clear();
-        r
-    });
-    fault_waits
-        .recv()
-        .expect("the fault ended without reaching its window");
-    let ac = a.clone();
-    let copier = spawn("copy", move || {
-        let mut buf = [0u8; 8];
-        ac.copy_in(ipa(0), &mut buf)
-            .map(|()| u64::from_le_bytes(buf))
-    });
-    let _ = faulter.join().unwrap(); // NoMemory or Restart: not the point
+    // b's fault stops past anonget, walking for the tables it cannot allocate.
+    // Its result (NoMemory or Restart) is not the point.
+    let (_fault, copier, changed) = fault_beside_a_copy(&mem, &a, &b, At::ReadU64);
     let still_busy = uvm.page_info(pg).flags.contains(vm::page::PageFlags::BUSY);
     // Both VMs drop the anon while the copy holds its page; then a third VM wants a frame
     // (only a page freed here can satisfy it: the pool is still exhausted).
