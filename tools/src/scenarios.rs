@@ -19,7 +19,7 @@ pub const DIR: &str = "scenarios";
 pub enum Expect {
     /// `uvmhyp: vmN (name) exited S` with this S.
     Exit(u32),
-    /// `uvmhyp: vmN (name) crashed: ...`.
+    /// `uvmhyp: vmN (name) crashed [who]: ...` (any `hyp::stop::Cause`).
     Crash,
 }
 

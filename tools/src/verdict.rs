@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn crash_scenario_wants_a_crash_and_an_exit_0() {
         let s = &builtin("crash");
-        let good = console("uvmhyp: vm1 (crash) crashed: instruction abort\nuvmhyp: vm2 (touch) exited 0\ncounter vm1 vm2 total\nfaults 1 2 3\nuvmhyp: 2 VMs, 1 failed");
+        let good = console("uvmhyp: vm1 (crash) crashed [guest-fault]: instruction abort\nuvmhyp: vm2 (touch) exited 0\ncounter vm1 vm2 total\nfaults 1 2 3\nuvmhyp: 2 VMs, 1 failed");
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
         assert_eq!(judge_console(s, &bad).len(), 2);

@@ -31,34 +31,8 @@
 
 use core::arch::asm;
 
-/// SPSR/PSTATE fields used when starting or injecting into a vCPU.
-pub mod pstate {
-    /// M[3:0] = EL1 with SP_EL1.
-    pub const MODE_EL1H: u64 = 0b0101;
-    /// M[3:0] = EL1 with SP_EL0.
-    pub const MODE_EL1T: u64 = 0b0100;
-    /// M[3:0] = EL0.
-    pub const MODE_EL0T: u64 = 0b0000;
-    /// M[3:0] mask.
-    pub const MODE_MASK: u64 = 0b1111;
-    /// M[4]: the exception came from AArch32.
-    pub const MODE_RW_AARCH32: u64 = 1 << 4;
-    /// D, A, I, F masks (bits 9:6).
-    pub const DAIF: u64 = 0b1111 << 6;
-    /// SSBS, bit 12 (FEAT_SSBS).
-    pub const SSBS: u64 = 1 << 12;
-    /// PAN, bit 22 (FEAT_PAN).
-    pub const PAN: u64 = 1 << 22;
-}
-
 /// SCTLR_EL1 reset value for a new vCPU: the RES1 bits of ARMv8.0, MMU and caches off.
 pub const SCTLR_EL1_RESET: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
-/// SCTLR_EL1.M: stage-1 MMU enabled.
-pub const SCTLR_EL1_M: u64 = 1 << 0;
-/// SCTLR_EL1.SPAN [23]: 0 = PSTATE.PAN is set on exception entry to EL1 (RES1 without PAN).
-pub const SCTLR_EL1_SPAN: u64 = 1 << 23;
-/// SCTLR_EL1.DSSBS [44]: PSTATE.SSBS on exception entry (RES0 without FEAT_SSBS).
-pub const SCTLR_EL1_DSSBS: u64 = 1 << 44;
 /// CPACR_EL1.FPEN = 0b11: FP/SIMD does not trap at EL1/EL0 (Rust guests use NEON from the start).
 pub const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 macro_rules! el1_sysregs {

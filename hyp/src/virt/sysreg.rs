@@ -11,10 +11,12 @@
 
 use hyp::esr::{SysRegIss, Syndrome};
 
-use super::inject::Injection;
+use super::inject;
+use super::machine::Vcpu;
+use super::next::Next;
+use super::state::Hyp;
 use crate::arch::{cache, idregs};
-use super::vm::Vcpu;
-use super::{Hyp, Next};
+use hyp::exception::Injection;
 
 /// Handle a trapped MSR/MRS of the loaded vCPU `v`.
 pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
@@ -39,7 +41,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
     }
     log::debug!(
         "vm{} vcpu{}: trapped system register S{}_{}_C{}_C{}_{} at {:#x}: undefined instruction",
-        v.vm.id,
+        v.vm.number,
         v.index,
         s.op0,
         s.op1,
@@ -48,5 +50,5 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
         s.op2,
         v.regs.elr_el2
     );
-    h.inject(v, Injection::Undefined)
+    inject::deliver(h, v, Injection::Undefined)
 }

@@ -1,5 +1,5 @@
 //! Fault trace: one `vm::trace::Record` per stage-2 abort, and one per page a hypercall faults in
-//! (UVMHYP_PRINT, access Read: `hvc.rs`), buffered per physical CPU and written in bulk to the
+//! (UVMHYP_PRINT, access Read: `guestmem.rs`), buffered per physical CPU and written in bulk to the
 //! host file through semihosting, because a semihosting call costs milliseconds.
 //!
 //! # Locks
@@ -10,34 +10,12 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
-use crate::arch::cpu::MAX_CPUS;
+use hyp::platform::MAX_CPUS;
 use crate::arch::semihosting::{self, Handle, Mode};
-use super::vm::Vcpu;
-use super::Hyp;
+use super::machine::Vcpu;
 use vm::fault::{FaultError, Resolved};
 use vm::trace::{header, Outcome, Record, RECORD_BYTES};
 use vm::{Access, Ipa};
-
-/// Trace the engine's answer `r` to a fault of `v` at `ipa`: a stage-2 abort on guest RAM
-/// (`abort.rs`), or a page a hypercall faulted in (`hvc.rs`).
-pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
-    let rec = match r {
-        Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..record(h, v, ipa, access, Outcome::Resolved) },
-        Err(e) => record(h, v, ipa, access, Outcome::Failed(*e)),
-    };
-    h.trace.record(crate::arch::cpu::index(), &rec);
-}
-
-/// Trace a stage-2 abort the engine was not asked about: `outcome` is `Mmio` (emulated or
-/// skipped) or `AbortInjected`.
-pub fn abort(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
-    h.trace.record(crate::arch::cpu::index(), &record(h, v, ipa, access, outcome));
-}
-
-/// The next record of `v` at `ipa`, with no case, neighbours or refaults.
-fn record(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
-    Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0 }
-}
 
 /// Records buffered per CPU before a flush (64 KiB).
 const BUFFER_RECORDS: usize = 64 * 1024 / RECORD_BYTES;
@@ -94,12 +72,33 @@ impl Trace {
     }
 
     /// The next global sequence number.
-    pub fn next_seq(&self) -> u64 {
+    fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Trace the engine's answer `r` to a fault of `v` at `ipa`: a stage-2 abort on guest RAM
+    /// (`abort.rs`), or a page a hypercall faulted in (`guestmem.rs`).
+    pub fn fault(&self, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
+        let rec = match r {
+            Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..self.plain(v, ipa, access, Outcome::Resolved) },
+            Err(e) => self.plain(v, ipa, access, Outcome::Failed(*e)),
+        };
+        self.record(crate::arch::cpu::index(), &rec);
+    }
+
+    /// Trace a stage-2 abort the engine was not asked about: `outcome` is `Mmio` (emulated or
+    /// skipped) or `AbortInjected`.
+    pub fn abort(&self, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
+        self.record(crate::arch::cpu::index(), &self.plain(v, ipa, access, outcome));
+    }
+
+    /// The next record of `v` at `ipa`, with no case, neighbours or refaults.
+    fn plain(&self, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
+        Record { seq: self.next_seq(), ipa, vm: v.vm.number, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0 }
+    }
+
     /// Append a record to CPU `cpu`'s buffer, flushing it when full.
-    pub fn record(&self, cpu: usize, rec: &Record) {
+    fn record(&self, cpu: usize, rec: &Record) {
         let Some(buf) = self.bufs.get(cpu) else { return };
         let mut buf = buf.lock();
         buf.push(slot(rec));
