@@ -20,23 +20,15 @@ use core::fmt;
 use vm::Ipa;
 
 use crate::limits::LimitError;
-use crate::loader::{self, ElfError, RAM_BASE};
+use crate::loader::{self, ElfError};
+pub use crate::platform::{MAX_RAM_MIB, MAX_VCPUS, MAX_VMS, RAM_BASE};
 
 /// Trace file used when the command line has no `trace=`.
 pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
 /// Guest RAM when `vm=` has no `ram=` (MiB).
 pub const DEFAULT_RAM_MIB: u64 = 64;
-/// Largest guest RAM. RAM starts at 1 GiB and must end inside the stage-2 IPA space
-/// (`Stage2::IPA_LIMIT`, 40 bits = 1 TiB); below that the limit is policy: the engine keeps a slot
-/// per guest page in the VM's amap (heap memory), and 3 GiB keeps a VM's RAM in QEMU virt's low
-/// 4 GiB like a real virt machine's.
-pub const MAX_RAM_MIB: u64 = 3 * 1024;
 const _: () = assert!(RAM_BASE + MAX_RAM_MIB * MIB <= vm::pmap::Stage2::IPA_LIMIT);
-/// Largest number of VMs: VM ids are VMIDs 1..=255 (8-bit VMIDs, `Stage2::MAX_VMID`; VMID 0 is
-/// the hypervisor's empty stage 2).
-pub const MAX_VMS: usize = vm::pmap::Stage2::MAX_VMID as usize;
-/// Largest number of vCPUs per VM.
-pub const MAX_VCPUS: u32 = 8;
+const _: () = assert!(MAX_VMS == vm::pmap::Stage2::MAX_VMID as usize);
 
 const MIB: u64 = 1 << 20;
 

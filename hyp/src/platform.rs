@@ -76,6 +76,20 @@ pub const MAX_RAM_MIB: u64 = 3 * 1024;
 /// Bytes of one test-guest vCPU stack (`guest/link.ld` reserves [`MAX_VCPUS`] of them).
 pub const GUEST_STACK_SIZE: u64 = 0x1_0000;
 
+/// The machine the hypervisor itself runs on: QEMU `virt` with `gic-version=3`
+/// (`../shared/DESIGN.md` §7). The guests' platform above mirrors it, but these are physical
+/// addresses, used only by `hyp/src/arch`.
+pub mod host {
+    /// GICv3 distributor (64 KiB).
+    pub const GICD_BASE: u64 = 0x0800_0000;
+    /// GICv3 redistributors (2 × 64 KiB frames per CPU).
+    pub const GICR_BASE: u64 = 0x080A_0000;
+    /// MMIO identity-mapped as Device-nGnRE at EL2: GICD, ITS, GICR, PL011, RTC/GPIO, virtio-mmio.
+    pub const DEVICE_WINDOW: core::ops::Range<u64> = 0x0800_0000..0x0B00_0000;
+    /// Where QEMU places its DTB when `-kernel` is an ELF linked ≥ 1 MiB above RAM base.
+    pub const DTB_ADDR: u64 = 0x4000_0000;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
