@@ -2,8 +2,11 @@
 //! the device-tree reader, the carving of RAM, the boot-time heap and pool limits (`limits`), the
 //! ID-register clamps (`idregs`), the VTTBR used for TLB maintenance (`vttbr`), the
 //! line ranges of cache maintenance (`cacheline`), the console's guest-text rules (escaping, line
-//! budget), and the trap policy: syndrome decoding (`esr`), abort classification (`abort`), MMIO
-//! data order and extension (`mmio`), the injected-exception loop rule (`inject`). They are plain
+//! budget), the virtual platform's addresses and limits (`platform`), and the trap policy: syndrome
+//! decoding (`esr`), abort classification (`abort`), MMIO data order and extension (`mmio`),
+//! exception-entry state (`exception`), the injected-exception loop rule (`inject`), guest-call
+//! decoding and PSCI checks (`calls`), the device bus (`bus`), the run queue (`runq`), the VMID
+//! pool (`vmid`), stop reasons (`stop`). They are plain
 //! safe Rust over bytes and register values, built into the EL2 binary and unit-tested on the
 //! host (`cargo test -p hyp --lib`); the EL2 binary reads the registers and acts on the answers.
 #![no_std]
