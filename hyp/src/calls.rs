@@ -26,6 +26,7 @@ pub mod uvmhyp {
     pub const COUNTER: u32 = 0xC600_0002;
     pub const YIELD: u32 = 0xC600_0003;
     pub const INFO: u32 = 0xC600_0004;
+    pub const CLONE: u32 = 0xC600_0005;
 }
 
 /// Functions PSCI_FEATURES reports as implemented. SMCCC_VERSION is among them: that is how a
@@ -63,7 +64,14 @@ pub enum Uvmhyp {
     Counter { id: u64 },
     Yield,
     Info,
+    /// Clone the calling VM into `count` children (fork: 1).
+    Clone { count: u64 },
 }
+
+/// Most children one UVMHYP_CLONE makes.
+pub const MAX_CLONES: u64 = 64;
+/// UVMHYP_CLONE: no child could be made (no VMID, no memory).
+pub const DENIED: i64 = smccc::psci::error::DENIED as i64;
 
 /// Owner field of a function id.
 const fn owner(fid: u32) -> u32 {
@@ -96,6 +104,7 @@ pub fn decode(x: [u64; 4]) -> Call {
             uvmhyp::COUNTER => Call::Uvmhyp(Uvmhyp::Counter { id: x[1] }),
             uvmhyp::YIELD => Call::Uvmhyp(Uvmhyp::Yield),
             uvmhyp::INFO => Call::Uvmhyp(Uvmhyp::Info),
+            uvmhyp::CLONE => Call::Uvmhyp(Uvmhyp::Clone { count: x[1] }),
             _ => Call::Unknown(fid),
         },
         _ => Call::Unknown(fid),
@@ -178,6 +187,7 @@ mod tests {
         assert_eq!(call(PSCI_SYSTEM_OFF, 0, 0, 0), Call::Psci(Psci::SystemOff));
         assert_eq!(call(uvmhyp::PRINT, 0x4000_1000, 12, 0), Call::Uvmhyp(Uvmhyp::Print { ipa: 0x4000_1000, len: 12 }));
         assert_eq!(call(uvmhyp::EXIT, 0x1_0000_0003, 0, 0), Call::Uvmhyp(Uvmhyp::Exit { status: 3 }));
+        assert_eq!(call(uvmhyp::CLONE, 8, 0, 0), Call::Uvmhyp(Uvmhyp::Clone { count: 8 }));
     }
 
     #[test]
@@ -187,7 +197,7 @@ mod tests {
 
     #[test]
     fn unknown_functions_of_every_owner_are_unknown() {
-        for fid in [0x8000_8000, 0x8400_0009, 0xC400_0003 ^ 0x4000_0000, 0xC600_0005, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
+        for fid in [0x8000_8000, 0x8400_0009, 0xC400_0003 ^ 0x4000_0000, 0xC600_0006, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
             assert_eq!(call(fid, 0, 0, 0), Call::Unknown(fid), "{fid:#x}");
         }
     }

@@ -73,8 +73,10 @@ pub const MAX_VMS: usize = 255;
 /// policy: the engine keeps a slot per guest page in the VM's amap (heap memory), and 3 GiB keeps
 /// a VM's RAM in the low 4 GiB like a real `virt` machine's.
 pub const MAX_RAM_MIB: u64 = 3 * 1024;
-/// Bytes of one test-guest vCPU stack (`guest/link.ld` reserves [`MAX_VCPUS`] of them).
-pub const GUEST_STACK_SIZE: u64 = 0x1_0000;
+/// Bytes of one test-guest vCPU stack (`guest/link.ld` reserves [`MAX_VCPUS`] of them: 256 KiB
+/// of demand-zero RAM, touched only by vCPUs that run). The test guests' deepest use is a few KiB
+/// (formatting a console line).
+pub const GUEST_STACK_SIZE: u64 = 0x8000;
 
 /// The machine the hypervisor itself runs on: QEMU `virt` with `gic-version=3`
 /// (`../shared/DESIGN.md` §7). The guests' platform above mirrors it, but these are physical

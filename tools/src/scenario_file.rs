@@ -57,6 +57,8 @@ struct VmFile {
     #[serde(default = "exit_0")]
     expect: Expect,
     #[serde(default)]
+    clones: u32,
+    #[serde(default)]
     trace: VmTrace,
     #[serde(default)]
     console: VmConsole,
@@ -72,6 +74,10 @@ struct VmTrace {
     ram_faults: Option<Bounds>,
     #[serde(default)]
     cases: BTreeMap<CaseName, u64>,
+    /// As `cases`, over the VM and its clones together (the VM must have `clones`, and be the
+    /// only VM of the scenario that does).
+    #[serde(default)]
+    family_cases: BTreeMap<CaseName, u64>,
     vcpus: Option<u16>,
     #[serde(default)]
     aborts_at: Vec<u64>,
@@ -276,7 +282,7 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
             (None, Some(p)) => return Err(invalid(span, at("elf"), format!("ELF path {p:?} must be non-empty, without spaces or commas"))),
             _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest) and `elf` (a path)".into())),
         };
-        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect };
+        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones };
         // The hypervisor's own limits on RAM and vCPUs.
         hyp::config::parse(&crate::qemu::vm_token(&spec)).map_err(|e| {
             let field = if f.vcpus.is_some() && e.to_string().contains("vCPU") { "vcpus" } else { "ram_mib" };
@@ -289,6 +295,12 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         }
         for (case, &min) in &f.trace.cases {
             s.checks.push(Check::CaseAtLeast { vm: id, case: case.case(), min });
+        }
+        if !f.trace.family_cases.is_empty() && (f.clones == 0 || s.vms.iter().filter(|v| v.clones > 0).count() > 1) {
+            return Err(invalid(Some(v.span()), at("trace.family_cases"), "needs `clones` on this VM, and on no other VM".into()));
+        }
+        for (case, &min) in &f.trace.family_cases {
+            s.checks.push(Check::FamilyCaseAtLeast { vm: id, case: case.case(), min });
         }
         if let Some(min) = f.trace.vcpus {
             s.checks.push(Check::Vcpus { vm: id, min });
@@ -450,8 +462,8 @@ lines = [{ text = 'a\x0ab' }, { text = "c", min = 3 }]
         assert_eq!(
             s.vms,
             [
-                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0) },
-                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash },
+                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0 },
+                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0 },
             ]
         );
         assert_eq!(

@@ -53,6 +53,9 @@ pub struct VmSpec {
     /// vCPUs; `None` = 1.
     pub cpus: Option<u32>,
     pub expect: Expect,
+    /// Children the VM makes with UVMHYP_CLONE (README, "Hypercall ABI"): each is named
+    /// `<name>.<k>`, k = 1..=clones, and must exit 0.
+    pub clones: u32,
 }
 
 impl VmSpec {
@@ -70,6 +73,9 @@ pub enum Check {
     RamFaults { vm: u16, min: u64, max: u64 },
     /// At least `min` records of `vm` resolved by `case`.
     CaseAtLeast { vm: u16, case: FaultCase, min: u64 },
+    /// At least `min` records resolved by `case` of `vm` and its clones together (the VMs
+    /// numbered after the scenario's: `vm` is the scenario's only VM with clones).
+    FamilyCaseAtLeast { vm: u16, case: FaultCase, min: u64 },
     /// An `AbortInjected` record of `vm` at exactly `ipa`.
     AbortAt { vm: u16, ipa: u64 },
     /// Resolved faults of `vm` come from at least `min` distinct vCPUs.
@@ -140,6 +146,11 @@ impl Scenario {
         }
     }
 
+    /// VMs of the run: the scenario's and their clones.
+    pub fn total_vms(&self) -> usize {
+        self.vms.iter().map(|v| 1 + v.clones as usize).sum()
+    }
+
     /// How many VMs are expected to count as failed in the last line.
     pub fn expected_failed(&self) -> usize {
         self.vms.iter().filter(|v| v.expect != Expect::Exit(0)).count()
@@ -189,7 +200,7 @@ pub(crate) mod tests {
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["badaddr", "bench", "crash", "default", "hostile", "image", "max", "multi", "preempt", "smp", "touch"]
+            ["badaddr", "bench", "clone8", "crash", "default", "fork", "hostile", "image", "max", "multi", "preempt", "smp", "touch"]
         );
         for s in &all {
             assert!(!s.vms.is_empty(), "{}", s.name);
@@ -197,6 +208,7 @@ pub(crate) mod tests {
                 let vm = match *c {
                     Check::RamFaults { vm, .. }
                     | Check::CaseAtLeast { vm, .. }
+                    | Check::FamilyCaseAtLeast { vm, .. }
                     | Check::AbortAt { vm, .. }
                     | Check::Vcpus { vm, .. } => vm,
                 };
@@ -232,7 +244,7 @@ pub(crate) mod tests {
     fn an_unknown_name_lists_the_scenarios_and_a_path_is_read_as_a_file() {
         let root = crate::qemu::root();
         let e = find(&root, "nope").unwrap_err().to_string();
-        assert!(e.contains("no scenario \"nope\"") && e.contains("default, hostile"), "{e}");
+        assert!(e.contains("no scenario \"nope\"") && e.contains("default, fork, hostile"), "{e}");
         let by_path = find(&root, &root.join("scenarios/touch.toml").display().to_string()).unwrap();
         assert_eq!(by_path.vms, builtin("touch").vms);
     }

@@ -89,6 +89,14 @@ impl El1Sysregs {
         write_cntv_ctl(0);
     }
 
+    /// A copy of the live EL1 context, which stays live and untouched (the vCPU of a clone).
+    pub fn snapshot(&self) -> Self {
+        let mut copy = self.clone();
+        copy.save_plain();
+        copy.gic.save();
+        copy
+    }
+
     /// Load this context (the timer's CVAL is restored before its CTL by field order).
     pub fn restore(&self) {
         self.restore_plain();

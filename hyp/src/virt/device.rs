@@ -72,4 +72,6 @@ pub trait Device: Send + Sync {
     fn access(&self, cx: &Ctx<'_>, access: Access) -> Reply;
     /// The VM stopped: emit what is buffered (a partial console line, …).
     fn stop(&self, _cx: &Ctx<'_>) {}
+    /// A copy of this device, state included, for a clone of its VM.
+    fn fork(&self) -> alloc::boxed::Box<dyn Device>;
 }

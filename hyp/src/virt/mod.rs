@@ -9,7 +9,7 @@
 //! - [`guestmem`]: checked guest buffers; [`inject`]: exceptions into a guest; [`mmio`]: an
 //!   access on the VM's device bus; [`irq`]: physical interrupts at EL2;
 //! - one module per trap class: [`abort`] (stage-2 aborts → `vm::fault`, MMIO, SEA injection),
-//!   [`smccc`] (HVC/SMC dispatch by owner) with [`psci`] and [`uvmhyp`] (results: [`callret`]),
+//!   [`smccc`] (HVC/SMC dispatch by owner) with [`psci`] and [`uvmhyp`] (VM clone: [`clone`]; results: [`callret`]),
 //!   [`sysreg`], [`wait`]
 //!   (WFI/WFE); [`trap`] dispatches an exit to them;
 //! - [`run`]: the per-CPU run loop, with its before-entry / after-exit hooks, acting on `Next`;
@@ -22,6 +22,7 @@
 mod abort;
 mod build;
 mod callret;
+mod clone;
 mod device;
 mod guestmem;
 mod inject;

@@ -20,8 +20,10 @@ pub enum Next {
     Off,
     /// The VM stopped: drop the vCPU.
     Drop,
-    /// Re-enter the guest, and make this powered-on vCPU of the VM runnable (PSCI CPU_ON).
-    Start(Box<Vcpu>),
+    /// Re-enter the guest, and make these powered-on vCPUs runnable (PSCI CPU_ON, a clone's).
+    /// Boxed: a vCPU moves by its `Box` between queue, CPU and slots, never by copy.
+    #[allow(clippy::vec_box)]
+    Start(Vec<Box<Vcpu>>),
     /// Re-enter the guest, and wake these sleeping vCPUs (a device's event).
     Wake(Vec<VcpuId>),
 }

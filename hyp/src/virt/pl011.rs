@@ -2,6 +2,7 @@
 //! summary). Bytes written to UARTDR collect in the device's line buffer and come out as
 //! `[vm<N>] text` lines; UARTFR always says "transmit FIFO empty, receive FIFO empty".
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use spin::Mutex;
 use tock_registers::register_bitfields;
@@ -102,6 +103,12 @@ impl Device for Pl011 {
             Some(_) if IGNORED.contains(&a.offset) => Reply::Value(0),
             Some(_) => Reply::Unknown,
         }
+    }
+
+    /// # Locks
+    /// Takes the line lock alone, for the copy.
+    fn fork(&self) -> Box<dyn Device> {
+        Box::new(Pl011 { line: Mutex::new(self.line.lock().clone()) })
     }
 
     /// # Locks

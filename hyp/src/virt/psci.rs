@@ -40,5 +40,5 @@ fn cpu_on(v: &mut Vcpu, mpidr: u64, entry: u64, context: u64) -> Next {
     target.power_on(entry, context);
     v.vm.online.fetch_add(1, Ordering::AcqRel);
     set_ret(v, SUCCESS);
-    Next::Start(target)
+    Next::Start(alloc::vec![target])
 }

@@ -139,8 +139,10 @@ fn after_exit(_v: &mut Vcpu, _exit: &Exit) {}
 /// Do what a resuming handler asked for besides resuming: start or wake other vCPUs.
 fn side_effects(h: &Hyp, next: Next) -> Next {
     match next {
-        Next::Start(target) => {
-            make_runnable(h, target);
+        Next::Start(vcpus) => {
+            for v in vcpus {
+                make_runnable(h, v);
+            }
             Next::Resume
         }
         Next::Wake(ids) => {

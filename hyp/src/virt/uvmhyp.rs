@@ -1,5 +1,5 @@
 //! The UVMHYP vendor hypervisor calls (SMCCC owner 6; README, "Hypercall ABI"): exit, print a
-//! guest buffer, read a counter, yield, describe the VM.
+//! guest buffer, read a counter, yield, describe the VM, clone it (`clone.rs`).
 
 use alloc::format;
 
@@ -8,6 +8,7 @@ use super::guestmem::GuestRange;
 use super::machine::Vcpu;
 use super::next::Next;
 use super::callret::{answer, set_ret};
+use super::clone;
 use super::state::Hyp;
 use hyp::calls::{Uvmhyp, SUCCESS};
 use hyp::stop::{Cause, Stop};
@@ -39,6 +40,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, call: Uvmhyp) -> Next {
             set_ret(v, SUCCESS);
             Next::Yield
         }
+        Uvmhyp::Clone { count } => clone::handle(h, v, count),
         Uvmhyp::Info => {
             v.regs.x[0] = u64::from(v.vm.number);
             v.regs.x[1] = u64::from(v.index);
