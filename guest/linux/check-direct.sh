@@ -1,0 +1,100 @@
+#!/bin/bash
+# Boots the Linux guest artifacts directly under QEMU (no hypervisor: the kernel runs at EL1 with
+# QEMU's own DTB and PSCI) and checks what /init promises: the marker, one PASS line per
+# workload item, the summary, a clean poweroff (QEMU exit status 0), all within a timeout.
+# This is the "direct" baseline of issue 8's numbers, so it also measures:
+#   - wall time from QEMU's start to the marker (this machine, this load: indicative only);
+#   - under -icount shift=0 (one instruction = 1 ns of virtual time, deterministic), the
+#     virtual counter at the marker, i.e. instructions from QEMU's start to the marker;
+# and it checks that a bad uvmhyp.work still ends in a clean poweroff with a FAIL line.
+# QEMU runs with dtb-randomness=off: no kaslr-seed/rng-seed in its DTB, as in the DTB uvmhyp
+# generates; with them the kernel randomizes its layout and the -icount count changes run to run.
+#
+# Usage: check-direct.sh DIR (holding Image and initramfs.cpio.gz; logs are written there).
+# Environment: WORK (default tmpfs:16,anon:16), MEM (MiB, default 512), TIMEOUT (s, default 120).
+set -uo pipefail
+
+DIR=${1:?usage: check-direct.sh DIR}
+WORK=${WORK:-tmpfs:16,anon:16}
+MEM=${MEM:-512}
+TIMEOUT=${TIMEOUT:-120}
+T="uvmhyp-linux:"
+failures=0
+
+fail() {
+  echo "linux-direct: FAIL: $*"
+  failures=$((failures + 1))
+}
+
+# $1 log file, $2 kernel command line, then extra QEMU options. Prints QEMU's exit status and the
+# wall seconds from start to the marker ("-" when never seen) as "STATUS MARKER_SECONDS".
+boot() {
+  local log=$1 append=$2
+  shift 2
+  local start marker=- line now status
+  start=$EPOCHREALTIME
+  : > "$log"
+  while IFS= read -r line; do
+    line=${line%$'\r'}
+    printf '%s\n' "$line" >> "$log"
+    if [ "$marker" = - ] && [ "$line" = "$T up" ]; then
+      now=$EPOCHREALTIME
+      marker=$(awk -v a="$start" -v b="$now" 'BEGIN { printf "%.2f", b - a }')
+    fi
+  done < <(timeout "$TIMEOUT" qemu-system-aarch64 -M virt,gic-version=3,dtb-randomness=off -cpu max,pauth=off \
+             -nic none -m "$MEM" -nographic -no-reboot "$@" \
+             -kernel "$DIR/Image" -initrd "$DIR/initramfs.cpio.gz" -append "$append" 2>&1
+           echo "linux-direct-status: $?")
+  status=$(sed -n 's/^linux-direct-status: //p' "$log")
+  sed -i '/^linux-direct-status: /d' "$log"
+  echo "$status $marker"
+}
+
+# $1 log, $2 pattern (grep -E, whole line), $3 what it means.
+expect() {
+  grep -Eqx "$2" "$1" || fail "$3 (no line matching '$2' in $1)"
+}
+
+# $1 log, $2 QEMU status: the checks every boot shares.
+expect_clean_end() {
+  expect "$1" "$T up" "no boot marker"
+  expect "$1" "$T poweroff" "/init did not reach poweroff"
+  [ "$2" = 0 ] || fail "QEMU exit status $2 (0 = PSCI SYSTEM_OFF; 124 = timeout after ${TIMEOUT}s) in $1"
+}
+
+echo "linux-direct: booting $DIR/Image with uvmhyp.work=$WORK, -m $MEM"
+read -r status marker < <(boot "$DIR/direct.log" "console=ttyAMA0 uvmhyp.work=$WORK")
+expect_clean_end "$DIR/direct.log" "$status"
+items=0
+for item in ${WORK//,/ }; do
+  expect "$DIR/direct.log" "$T ${item%%:*} ${item#*:} MiB: fill [0-9.]+ MiB/s, verify [0-9.]+ MiB/s: PASS" "$item did not pass"
+  items=$((items + 1))
+done
+expect "$DIR/direct.log" "$T done: $items passed, 0 failed" "summary is not $items passed"
+grep -E "^$T (up|counter|tmpfs|anon|done)" "$DIR/direct.log" | sed 's/^/  /'
+echo "linux-direct: wall time from QEMU start to the marker: ${marker} s"
+
+echo "linux-direct: booting with a bad uvmhyp.work (it must say so and still power off)"
+read -r status _ < <(boot "$DIR/direct-bad.log" "console=ttyAMA0 quiet uvmhyp.work=tmpfs:16,swap:x")
+expect_clean_end "$DIR/direct-bad.log" "$status"
+expect "$DIR/direct-bad.log" "$T work: 'swap:x' in uvmhyp.work=tmpfs:16,swap:x: unknown kind 'swap' \(tmpfs or anon\): FAIL" "bad kind not reported"
+expect "$DIR/direct-bad.log" "$T done: 0 passed, 1 failed" "bad work not counted as a failure"
+grep -E "^$T (work|done)" "$DIR/direct-bad.log" | sed 's/^/  /'
+
+echo "linux-direct: booting under -icount shift=0 (deterministic: 1 instruction = 1 ns)"
+read -r status _ < <(boot "$DIR/direct-icount.log" "console=ttyAMA0 uvmhyp.work=$WORK" \
+                       -icount shift=0,align=off,sleep=off)
+expect_clean_end "$DIR/direct-icount.log" "$status"
+counter=$(sed -n "s/^$T counter \([0-9]*\) at \([0-9]*\) Hz.*/\1 \2/p" "$DIR/direct-icount.log")
+if [ -n "$counter" ]; then
+  read -r ticks hz <<< "$counter"
+  awk -v t="$ticks" -v f="$hz" 'BEGIN { printf "linux-direct: virtual counter at the marker: %d ticks at %d Hz = %.3f s = ~%.0f million instructions\n", t, f, t / f, t / f * 1000 }'
+else
+  fail "no counter line in $DIR/direct-icount.log"
+fi
+
+if [ "$failures" -ne 0 ]; then
+  echo "linux-direct: $failures check(s) failed; logs in $DIR/direct*.log"
+  exit 1
+fi
+echo "linux-direct: PASS (logs in $DIR/direct*.log)"
