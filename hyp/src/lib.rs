@@ -24,6 +24,7 @@ pub mod idregs;
 pub mod inject;
 pub mod layout;
 pub mod limits;
+pub mod linux_image;
 pub mod loader;
 pub mod mmio;
 pub mod text;
