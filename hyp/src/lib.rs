@@ -20,6 +20,7 @@ pub mod cacheline;
 pub mod config;
 pub mod dtb;
 pub mod esr;
+pub mod guest_fdt;
 pub mod idregs;
 pub mod inject;
 pub mod layout;
