@@ -99,6 +99,7 @@ $(LINUX)/initramfs.cpio.gz: $(LINUX)/busybox guest/linux/mkinitramfs.sh guest/li
 
 # The kernel booted by QEMU itself at EL1: the boot marker, the workload's PASS lines, a clean
 # poweroff, a bad command line handled; wall and -icount times to the marker (issue 8, point 10's
-# "direct" side).
+# "direct" side); then booted on the device tree and initrd placement of hyp's guest_fdt and
+# linux_image (the host example hyp/examples/guest_dtb.rs).
 linux-direct: setup linux-artifacts
 	guest/linux/check-direct.sh $(LINUX)

@@ -7,14 +7,20 @@
 #   - under -icount shift=0 (one instruction = 1 ns of virtual time, deterministic), the
 #     virtual counter at the marker, i.e. instructions from QEMU's start to the marker;
 # and it checks that a bad uvmhyp.work still ends in a clean poweroff with a FAIL line.
+# Last, it boots the kernel on uvmhyp's own boot pieces: the device tree hyp::guest_fdt makes
+# for QEMU virt's devices (2 vCPUs) and the initrd where hyp::linux_image places it, through
+# the host example `guest_dtb` (QEMU keeps loading the kernel itself and replaces only the
+# memory node, with the same RAM).
 # QEMU runs with dtb-randomness=off: no kaslr-seed/rng-seed in its DTB, as in the DTB uvmhyp
 # generates; with them the kernel randomizes its layout and the -icount count changes run to run.
 #
 # Usage: check-direct.sh DIR (holding Image and initramfs.cpio.gz; logs are written there).
 # Environment: WORK (default tmpfs:16,anon:16), MEM (MiB, default 512), TIMEOUT (s, default 120).
+# Run from anywhere; needs cargo for the guest_dtb example.
 set -uo pipefail
 
 DIR=${1:?usage: check-direct.sh DIR}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
 WORK=${WORK:-tmpfs:16,anon:16}
 MEM=${MEM:-512}
 TIMEOUT=${TIMEOUT:-120}
@@ -26,7 +32,8 @@ fail() {
   failures=$((failures + 1))
 }
 
-# $1 log file, $2 kernel command line, then extra QEMU options. Prints QEMU's exit status and the
+# $1 log file, $2 kernel command line (empty: the device tree's bootargs stay), then extra QEMU
+# options. Prints QEMU's exit status and the
 # wall seconds from start to the marker ("-" when never seen) as "STATUS MARKER_SECONDS".
 boot() {
   local log=$1 append=$2
@@ -91,6 +98,24 @@ if [ -n "$counter" ]; then
   awk -v t="$ticks" -v f="$hz" 'BEGIN { printf "linux-direct: virtual counter at the marker: %d ticks at %d Hz = %.3f s = ~%.0f million instructions\n", t, f, t / f, t / f * 1000 }'
 else
   fail "no counter line in $DIR/direct-icount.log"
+fi
+
+echo "linux-direct: booting with uvmhyp's device tree (hyp::guest_fdt) and initrd placement (hyp::linux_image), -smp 2"
+bootargs="console=ttyAMA0 uvmhyp.work=$WORK name=\"two words\""
+if (cd "$REPO" && cargo run -q -p hyp --example guest_dtb -- "$DIR/Image" "$DIR/initramfs.cpio.gz" \
+      "$DIR/guest.dtb" "$MEM" 2 "$bootargs") > "$DIR/guest-dtb.txt"; then
+  sed 's/^/  /' "$DIR/guest-dtb.txt"
+  initrd_at=$(sed -n 's/.*initrd-addr=\(0x[0-9a-f]*\)$/\1/p' "$DIR/guest-dtb.txt")
+  read -r status _ < <(boot "$DIR/direct-fdt.log" "" -smp 2 -dtb "$DIR/guest.dtb" \
+                         -device loader,file="$DIR/initramfs.cpio.gz",addr="$initrd_at",force-raw=on)
+  expect_clean_end "$DIR/direct-fdt.log" "$status"
+  grep -Fq "Kernel command line: $bootargs" "$DIR/direct-fdt.log" ||
+    fail "bootargs not taken from our device tree (no 'Kernel command line: $bootargs' in $DIR/direct-fdt.log)"
+  expect "$DIR/direct-fdt.log" "\[ *[0-9.]+\] SMP: Total of 2 processors activated\." "second vCPU not started through our psci node"
+  expect "$DIR/direct-fdt.log" "$T done: $items passed, 0 failed" "workload did not pass on our device tree"
+  grep -E "Kernel command line|psci: PSCIv|GICv3: CPU[01]: found|arch_timer: cp15|SMP: Total|ttyAMA0 at MMIO|^$T (up|done)" "$DIR/direct-fdt.log" | sed 's/^/  /'
+else
+  fail "guest_dtb could not make the device tree"
 fi
 
 if [ "$failures" -ne 0 ]; then

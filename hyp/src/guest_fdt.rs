@@ -12,6 +12,7 @@
 //!                             enable-method = "psci"; } ... }       (MPIDR Aff0 = N)
 //!     psci          { compatible = "arm,psci-1.0", "arm,psci-0.2"; method = "hvc"; }
 //!     intc@GICD     { compatible = "arm,gic-v3"; interrupt-controller; #interrupt-cells = <3>;
+//!                     #address-cells = <0>;
 //!                     reg = <GICD, size>, <GICR, 128 KiB x vCPUs>; }  (arm,gic-v3.yaml)
 //!     timer         { compatible = "arm,armv8-timer";                 (arm,arch_timer.yaml)
 //!                     interrupts = <PPI sec-phys>, <PPI phys>, <PPI virt>, <PPI hyp>; }
@@ -234,6 +235,8 @@ pub fn generate(p: &GuestPlatform<'_>) -> Result<Vec<u8>, FdtError> {
     fdt.property_string("compatible", "arm,gic-v3")?;
     fdt.property_null("interrupt-controller")?;
     fdt.property_u32("#interrupt-cells", 3)?;
+    // No children (no ITS): dtc wants an interrupt provider to say so.
+    fdt.property_u32("#address-cells", 0)?;
     fdt.property_array_u64("reg", &[gicd[0], gicd[1], gicr[0], gicr[1]])?;
     fdt.property_phandle(PHANDLE_GIC)?;
     fdt.end_node(gic)?;
@@ -366,6 +369,7 @@ mod tests {
             assert_eq!(raw(gic, "compatible"), b"arm,gic-v3\0");
             assert_eq!(raw(gic, "interrupt-controller"), b"");
             assert_eq!(cells(gic, "#interrupt-cells"), [3]);
+            assert_eq!(cells(gic, "#address-cells"), [0]);
             assert_eq!(cells64(gic, "reg"), [0x0800_0000, 0x1_0000, 0x080a_0000, 0x2_0000 * u64::from(vcpus)]);
             assert_eq!(cells(node(&fdt, "/"), "interrupt-parent"), cells(gic, "phandle"));
         }

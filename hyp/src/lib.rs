@@ -1,11 +1,13 @@
 //! The parts of the hypervisor that need no hardware: the scenario grammar, guest ELF loading,
-//! the device-tree reader, the carving of RAM, the boot-time heap and pool limits (`limits`), the
-//! ID-register clamps (`idregs`), the VTTBR used for TLB maintenance (`vttbr`), the
-//! line ranges of cache maintenance (`cacheline`), the console's guest-text rules (escaping, line
-//! budget), and the trap policy: syndrome decoding (`esr`), abort classification (`abort`), MMIO
-//! data order and extension (`mmio`), the injected-exception loop rule (`inject`). They are plain
-//! safe Rust over bytes and register values, built into the EL2 binary and unit-tested on the
-//! host (`cargo test -p hyp --lib`); the EL2 binary reads the registers and acts on the answers.
+//! the Linux `Image` header and boot placement (`linux_image`), the device-tree reader and the
+//! guest device-tree writer (`guest_fdt`), the carving of RAM, the boot-time heap and pool
+//! limits (`limits`), the ID-register clamps (`idregs`), the VTTBR used for TLB maintenance
+//! (`vttbr`), the line ranges of cache maintenance (`cacheline`), the console's guest-text rules
+//! (escaping, line budget), and the trap policy: syndrome decoding (`esr`), abort classification
+//! (`abort`), MMIO data order and extension (`mmio`), the injected-exception loop rule
+//! (`inject`). They are plain safe Rust over bytes and register values, built into the EL2
+//! binary and unit-tested on the host (`cargo test -p hyp --lib`); the EL2 binary reads the
+//! registers and acts on the answers.
 #![no_std]
 #![forbid(unsafe_code)]
 
