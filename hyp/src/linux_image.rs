@@ -148,15 +148,16 @@ pub struct Layout {
     pub initrd: Option<Range<Ipa>>,
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
+/// The header's little-endian field at `off` (a constant offset inside the 64 bytes).
+fn u32_at(h: &[u8; HEADER_SIZE], off: usize) -> u32 {
     let mut a = [0u8; 4];
-    a.copy_from_slice(&b[off..off + 4]);
+    a.copy_from_slice(&h[off..off + 4]);
     u32::from_le_bytes(a)
 }
 
-fn u64_at(b: &[u8], off: usize) -> u64 {
+fn u64_at(h: &[u8; HEADER_SIZE], off: usize) -> u64 {
     let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
+    a.copy_from_slice(&h[off..off + 8]);
     u64::from_le_bytes(a)
 }
 
@@ -164,7 +165,7 @@ impl ImageHeader {
     /// Parses the header at the start of `image` (the whole file, or at least its first
     /// [`HEADER_SIZE`] bytes).
     pub fn parse(image: &[u8]) -> Result<ImageHeader, ImageError> {
-        let Some(h) = image.get(..HEADER_SIZE) else {
+        let Some(h) = image.first_chunk::<HEADER_SIZE>() else {
             return Err(ImageError::Truncated { len: image.len() });
         };
         let magic = u32_at(h, MAGIC_OFFSET);
