@@ -33,12 +33,12 @@ fail() {
   failures=$((failures + 1))
 }
 
-# $1 log file, $2 kernel command line (empty: the device tree's bootargs stay), then extra QEMU
-# options. Prints QEMU's exit status and the
-# wall seconds from start to the marker ("-" when never seen) as "STATUS MARKER_SECONDS".
+# $1 log file, then QEMU's options beyond the machine, CPU, RAM and kernel (the initrd, the
+# command line, ...). Prints QEMU's exit status and the wall seconds from start to the marker
+# ("-" when never seen) as "STATUS MARKER_SECONDS".
 boot() {
-  local log=$1 append=$2
-  shift 2
+  local log=$1
+  shift
   local start marker=- line now status
   start=$EPOCHREALTIME
   : > "$log"
@@ -51,7 +51,7 @@ boot() {
     fi
   done < <(timeout "$TIMEOUT" qemu-system-aarch64 -M virt,gic-version=3,dtb-randomness=off -cpu max,pauth=off \
              -nic none -m "$MEM" -nographic -no-reboot "$@" \
-             -kernel "$DIR/Image" -initrd "$DIR/initramfs.cpio.gz" -append "$append" 2>&1
+             -kernel "$DIR/Image" 2>&1 </dev/null
            echo "linux-direct-status: $?")
   status=$(sed -n 's/^linux-direct-status: //p' "$log")
   sed -i '/^linux-direct-status: /d' "$log"
@@ -71,7 +71,8 @@ expect_clean_end() {
 }
 
 echo "linux-direct: booting $DIR/Image with uvmhyp.work=$WORK, -m $MEM"
-read -r status marker < <(boot "$DIR/direct.log" "console=ttyAMA0 uvmhyp.work=$WORK")
+initrd=(-initrd "$DIR/initramfs.cpio.gz")
+read -r status marker < <(boot "$DIR/direct.log" "${initrd[@]}" -append "console=ttyAMA0 uvmhyp.work=$WORK")
 expect_clean_end "$DIR/direct.log" "$status"
 items=0
 for item in ${WORK//,/ }; do
@@ -83,7 +84,7 @@ grep -E "^$T (up|counter|tmpfs|anon|done)" "$DIR/direct.log" | sed 's/^/  /'
 echo "linux-direct: wall time from QEMU start to the marker: ${marker} s"
 
 echo "linux-direct: booting with a bad uvmhyp.work (it must say so and still power off)"
-read -r status _ < <(boot "$DIR/direct-bad.log" "console=ttyAMA0 quiet uvmhyp.work=tmpfs:16,swap:x")
+read -r status _ < <(boot "$DIR/direct-bad.log" "${initrd[@]}" -append "console=ttyAMA0 quiet uvmhyp.work=tmpfs:16,swap:x")
 expect_clean_end "$DIR/direct-bad.log" "$status"
 expect "$DIR/direct-bad.log" "$T work: 'swap:x' in uvmhyp.work=tmpfs:16,swap:x: unknown kind 'swap' \(tmpfs or anon\): FAIL" "bad kind not reported"
 expect "$DIR/direct-bad.log" "$T done: 0 passed, 1 failed" "bad work not counted as a failure"
@@ -93,7 +94,7 @@ echo "linux-direct: booting under -icount shift=0 (1 instruction = 1 ns of virtu
 # The RTC is pinned to virtual time, or the kernel's work depends on the host's date. The count
 # then repeats exactly with -cpu cortex-a72; -cpu max still moves it by a few thousand ticks run
 # to run (its RNDR feeds the kernel's random pool).
-read -r status _ < <(boot "$DIR/direct-icount.log" "console=ttyAMA0 uvmhyp.work=$WORK" \
+read -r status _ < <(boot "$DIR/direct-icount.log" "${initrd[@]}" -append "console=ttyAMA0 uvmhyp.work=$WORK" \
                        -icount shift=0,align=off,sleep=off -rtc base=2026-01-01T00:00:00,clock=vm)
 expect_clean_end "$DIR/direct-icount.log" "$status"
 counter=$(sed -n "s/^$T counter \([0-9]*\) at \([0-9]*\) Hz.*/\1 \2/p" "$DIR/direct-icount.log")
@@ -110,7 +111,9 @@ if (cd "$REPO" && cargo run -q -p hyp --example guest_dtb -- "$DIR/Image" "$DIR/
       "$DIR/guest.dtb" "$MEM" 2 "$bootargs") > "$DIR/guest-dtb.txt"; then
   sed 's/^/  /' "$DIR/guest-dtb.txt"
   initrd_at=$(sed -n 's/.*initrd-addr=\(0x[0-9a-f]*\)$/\1/p' "$DIR/guest-dtb.txt")
-  read -r status _ < <(boot "$DIR/direct-fdt.log" "" -smp 2 -dtb "$DIR/guest.dtb" \
+  # No -initrd and no -append: QEMU would write its own initrd range and command line into
+  # /chosen. The marker can then only come from the initrd at the address our DTB names.
+  read -r status _ < <(boot "$DIR/direct-fdt.log" -smp 2 -dtb "$DIR/guest.dtb" \
                          -device loader,file="$DIR/initramfs.cpio.gz",addr="$initrd_at",force-raw=on)
   expect_clean_end "$DIR/direct-fdt.log" "$status"
   grep -Fq "Kernel command line: $bootargs" "$DIR/direct-fdt.log" ||

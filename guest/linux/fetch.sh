@@ -21,14 +21,17 @@ if ! apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
   apt-get update -q
 fi
 
-# The metapackage names the current ABI's kernel package (linux-image-6.1.0-N-arm64).
-kpkg=$(apt-cache depends linux-image-arm64:arm64 | sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\):arm64$/\1/p' | head -n1)
-if [ -z "$kpkg" ]; then
-  echo "linux-artifacts: cannot tell the kernel package from 'apt-cache depends linux-image-arm64:arm64'" >&2
-  exit 1
-fi
-kver=$(apt-cache policy "$kpkg:arm64" | sed -n 's/^ *Candidate: //p')
-bver=$(apt-cache policy busybox-static:arm64 | sed -n 's/^ *Candidate: //p')
+# The current kernel and busybox packages and their versions, from apt's lists: the metapackage
+# names the current ABI's kernel package (linux-image-6.1.0-N-arm64).
+resolve() {
+  kpkg=$(apt-cache depends linux-image-arm64:arm64 | sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*\):arm64$/\1/p' | head -n1)
+  if [ -z "$kpkg" ]; then
+    echo "linux-artifacts: cannot tell the kernel package from 'apt-cache depends linux-image-arm64:arm64'" >&2
+    exit 1
+  fi
+  kver=$(apt-cache policy "$kpkg:arm64" | sed -n 's/^ *Candidate: //p')
+  bver=$(apt-cache policy busybox-static:arm64 | sed -n 's/^ *Candidate: //p')
+}
 
 # $1 package, $2 version: the cached .deb's path on stdout, downloading it first if absent.
 # apt-get names files <pkg>_<version with ':' as %3a>_arm64.deb.
@@ -37,15 +40,26 @@ deb_of() {
   file="$DEB/$1_${2//:/%3a}_arm64.deb"
   if [ ! -s "$file" ]; then
     echo "linux-artifacts: apt-get download $1:arm64=$2" >&2
-    # Root downloads into a directory the _apt user cannot write; say so once instead of warning.
+    # apt's sandbox user (_apt) cannot write here: download as root, without apt's warning.
     (cd "$DEB" && apt-get download -q -o APT::Sandbox::User=root "$1:arm64=$2" >&2)
   fi
-  [ -s "$file" ] || { echo "linux-artifacts: $file missing after download" >&2; exit 1; }
+  [ -s "$file" ] || { echo "linux-artifacts: $file missing after download" >&2; return 1; }
   echo "$file"
 }
 
-kdeb=$(deb_of "$kpkg" "$kver")
-bdeb=$(deb_of busybox-static "$bver")
+fetch_debs() {
+  kdeb=$(deb_of "$kpkg" "$kver") || return 1
+  bdeb=$(deb_of busybox-static "$bver") || return 1
+}
+
+resolve
+if ! fetch_debs; then
+  # Old lists can name a version the archive has dropped (security updates replace kernels).
+  echo "linux-artifacts: download failed: apt-get update, then once more"
+  apt-get update -q
+  resolve
+  fetch_debs
+fi
 
 tmp=$(mktemp -d "$OUT/unpack.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
