@@ -2,7 +2,7 @@
 # build the hypervisor, the test guests and the host tools, then run.
 #
 #   make run                 default scenario: two VMs sharing the `image` guest + one `touch` VM
-#   make test                lints, host unit tests (vm, tools, hyp's library) + every QEMU scenario, with a summary
+#   make test                lints, host unit tests (vm, tools, hyp's library), linux-direct + every QEMU scenario, with a summary
 #   make lint                clippy with warnings as errors, host and aarch64
 #   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
 #   make soak                the engine's model test at 1,000,000 operations, the interleaving explorer at 200,000 schedules a scenario
@@ -53,15 +53,18 @@ lint: setup
 	cargo clippy -p hyp --lib --tests -- -D warnings
 	cargo clippy --release --target $(TARGET) -p hyp -p guest -- -D warnings -D clippy::undocumented_unsafe_blocks
 
-# Lints, host unit tests, then every QEMU scenario; the runner's summary line comes last.
+# Lints, host unit tests, the Linux artifacts booted directly, then every QEMU scenario; the
+# runner's summary line comes last.
 test: build
 	@$(MAKE) --no-print-directory lint; lint=$$?; \
 	cargo test -p vm -p tools -p hyp; host=$$?; \
 	cargo test -p vm --features shuttle --test interleave -- --nocapture || host=1; \
+	$(MAKE) --no-print-directory linux-direct; linux=$$?; \
 	$(TOOLS) test; qemu=$$?; \
 	if [ $$lint -ne 0 ]; then echo "lints failed (make lint)"; fi; \
+	if [ $$linux -ne 0 ]; then echo "the Linux artifacts failed their direct boot (make linux-direct)"; fi; \
 	if [ $$host -ne 0 ]; then echo "host unit tests failed (cargo test -p vm -p tools -p hyp, or the interleaving explorer: cargo test -p vm --features shuttle --test interleave)"; fi; \
-	exit $$(( lint != 0 || host != 0 || qemu != 0 ))
+	exit $$(( lint != 0 || host != 0 || linux != 0 || qemu != 0 ))
 
 debug: build
 	$(TOOLS) debug $(SCENARIO)
