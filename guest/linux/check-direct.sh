@@ -105,7 +105,7 @@ else
   fail "no counter line in $DIR/direct-icount.log"
 fi
 
-echo "linux-direct: booting with uvmhyp's device tree (hyp::guest_fdt) and initrd placement (hyp::linux_image), -smp 2"
+echo "linux-direct: booting with uvmhyp's boot image (hyp::linux_boot: guest_fdt device tree, linux_image placement), -smp 2"
 bootargs="console=ttyAMA0 uvmhyp.work=$WORK name=\"two words\""
 if (cd "$REPO" && cargo run -q -p hyp --example guest_dtb -- "$DIR/Image" "$DIR/initramfs.cpio.gz" \
       "$DIR/guest.dtb" "$MEM" 2 "$bootargs") > "$DIR/guest-dtb.txt"; then

@@ -1,53 +1,35 @@
-//! Host check of the Linux boot pieces on a real kernel (used by `make linux-direct`): reads an
-//! arm64 `Image` and an initrd, places them with `linux_image` in RAM at 0x4000_0000, writes the
-//! device tree `guest_fdt` makes for QEMU virt's devices, and prints the header and the layout.
-//! QEMU then boots the kernel with that device tree and the initrd where the layout puts it.
+//! Host check of the Linux boot pieces on a real kernel (used by `make linux-direct`): builds the
+//! boot image the hypervisor would (`hyp::linux_boot`: the `Image` placed by `linux_image`, the
+//! device tree `guest_fdt` makes for uvmhyp's platform, the initrd where it says), writes the
+//! device tree, and prints the header and where each piece goes. QEMU then boots the kernel with
+//! that device tree and the initrd at that address.
 //!
 //! Usage: guest_dtb IMAGE INITRD OUT.dtb RAM_MIB VCPUS BOOTARGS
 
-use std::ops::Range;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use hyp::guest_fdt::{self, Gicv3, GuestPlatform, Pl011, Ppi, Spi, TimerPpis};
+use hyp::linux_boot;
 use hyp::linux_image::ImageHeader;
-use vm::Ipa;
-
-/// QEMU virt's map (DESIGN.md section 7): what uvmhyp's platform will give a VM too.
-const RAM_BASE: u64 = 0x4000_0000;
-const GICD: Range<Ipa> = Ipa(0x0800_0000)..Ipa(0x0801_0000);
-const GICR: Ipa = Ipa(0x080a_0000);
-const PL011: Range<Ipa> = Ipa(0x0900_0000)..Ipa(0x0900_1000);
-const PL011_SPI: Spi = Spi(1);
-const PL011_CLOCK_HZ: u32 = 24_000_000;
-const TIMER: TimerPpis = TimerPpis { secure_phys: Ppi(13), phys: Ppi(14), virt: Ppi(11), hyp: Ppi(10) };
 
 fn run(args: &[String]) -> Result<(), String> {
     let [image, initrd, out, ram_mib, vcpus, bootargs] = args else {
         return Err("usage: guest_dtb IMAGE INITRD OUT.dtb RAM_MIB VCPUS BOOTARGS".into());
     };
-    let image = std::fs::read(image).map_err(|e| format!("{image}: {e}"))?;
-    let initrd_len = std::fs::metadata(initrd).map_err(|e| format!("{initrd}: {e}"))?.len();
+    let kernel: Arc<[u8]> = std::fs::read(image).map_err(|e| format!("{image}: {e}"))?.into();
+    let initrd: Arc<[u8]> = std::fs::read(initrd).map_err(|e| format!("{initrd}: {e}"))?.into();
     let ram_mib: u64 = ram_mib.parse().map_err(|_| format!("RAM_MIB {ram_mib}: not a number"))?;
     let vcpus: u32 = vcpus.parse().map_err(|_| format!("VCPUS {vcpus}: not a number"))?;
 
-    let header = ImageHeader::parse(&image).map_err(|e| e.to_string())?;
+    let header = ImageHeader::parse(&kernel).map_err(|e| e.to_string())?;
     println!("guest_dtb: Image header {header:x?}");
-    let ram = Ipa(RAM_BASE)..Ipa(RAM_BASE + (ram_mib << 20));
-    let layout = header.placement(ram.clone(), image.len() as u64, Some(initrd_len)).map_err(|e| e.to_string())?;
-    println!("guest_dtb: {layout:x?}");
-    let platform = GuestPlatform {
-        ram,
-        vcpus,
-        gic: Gicv3 { distributor: GICD, redistributors: GICR },
-        timer: TIMER,
-        uart: Pl011 { regs: PL011, irq: PL011_SPI, clock_hz: PL011_CLOCK_HZ },
-        bootargs: bootargs.as_bytes(),
-        initrd: layout.initrd.clone(),
-    };
-    let blob = guest_fdt::generate(&platform).map_err(|e| e.to_string())?;
-    std::fs::write(out, &blob).map_err(|e| format!("{out}: {e}"))?;
-    let initrd_at = layout.initrd.map_or(0, |i| i.start.0);
-    println!("guest_dtb: {out}: {} bytes; initrd-addr={initrd_at:#x}", blob.len());
+    let boot = linux_boot::boot_image(&kernel, Some(&initrd), bootargs.as_bytes(), ram_mib << 20, vcpus).map_err(|e| e.to_string())?;
+    for (what, s) in ["kernel", "dtb", "initrd"].iter().zip(&boot.segments) {
+        println!("guest_dtb: {what} at {:#x}, {} bytes", s.at.0, s.bytes.len());
+    }
+    let [_, dtb, initrd_seg] = &boot.segments[..] else { return Err("no initrd segment".into()) };
+    std::fs::write(out, &dtb.bytes[..]).map_err(|e| format!("{out}: {e}"))?;
+    println!("guest_dtb: {out}: {} bytes; initrd-addr={:#x}", dtb.bytes.len(), initrd_seg.at.0);
     Ok(())
 }
 

@@ -32,6 +32,7 @@ pub mod idregs;
 pub mod inject;
 pub mod layout;
 pub mod limits;
+pub mod linux_boot;
 pub mod linux_image;
 pub mod loader;
 pub mod mmio;

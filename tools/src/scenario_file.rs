@@ -52,6 +52,9 @@ struct VmFile {
     name: String,
     guest: Option<String>,
     elf: Option<String>,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    bootargs: Option<String>,
     ram_mib: Option<u64>,
     vcpus: Option<u32>,
     #[serde(default = "exit_0")]
@@ -275,12 +278,24 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         let span = Some(v.span());
         let at = |f: &str| Some(format!("vm{id}.{f}"));
         let f = v.get_ref();
-        let image = match (&f.guest, &f.elf) {
-            (Some(g), None) if is_name(g) => Image::Guest(g.clone()),
-            (Some(g), None) => return Err(invalid(span, at("guest"), format!("test guest {g:?} must be a name from guest/, not a path (use `elf` for a path)"))),
-            (None, Some(p)) if !p.is_empty() && !p.contains(|c: char| c.is_whitespace() || c == ',') => Image::Elf(p.clone()),
-            (None, Some(p)) => return Err(invalid(span, at("elf"), format!("ELF path {p:?} must be non-empty, without spaces or commas"))),
-            _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest) and `elf` (a path)".into())),
+        let path_ok = |p: &str| !p.is_empty() && !p.contains(|c: char| c.is_whitespace() || c == ',');
+        if f.kernel.is_none() && (f.initrd.is_some() || f.bootargs.is_some()) {
+            let field = if f.initrd.is_some() { "initrd" } else { "bootargs" };
+            return Err(invalid(span, at(field), "`initrd` and `bootargs` go with `kernel`".into()));
+        }
+        let image = match (&f.guest, &f.elf, &f.kernel) {
+            (Some(g), None, None) if is_name(g) => Image::Guest(g.clone()),
+            (Some(g), None, None) => return Err(invalid(span, at("guest"), format!("test guest {g:?} must be a name from guest/, not a path (use `elf` for a path)"))),
+            (None, Some(p), None) if path_ok(p) => Image::Elf(p.clone()),
+            (None, Some(p), None) => return Err(invalid(span, at("elf"), format!("ELF path {p:?} must be non-empty, without spaces or commas"))),
+            (None, None, Some(k)) if path_ok(k) && f.initrd.as_deref().is_none_or(path_ok) => {
+                Image::Linux { kernel: k.clone(), initrd: f.initrd.clone(), bootargs: f.bootargs.clone().unwrap_or_default() }
+            }
+            (None, None, Some(_)) => {
+                let field = if f.kernel.as_deref().is_some_and(path_ok) { "initrd" } else { "kernel" };
+                return Err(invalid(span, at(field), "kernel and initrd paths must be non-empty, without spaces or commas".into()));
+            }
+            _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest), `elf` (a path) and `kernel` (a Linux Image)".into())),
         };
         let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones };
         // The hypervisor's own limits on RAM and vCPUs.

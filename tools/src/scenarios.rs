@@ -30,14 +30,26 @@ pub enum Image {
     Guest(String),
     /// Any guest ELF, by its path relative to the workspace root.
     Elf(String),
+    /// A Linux `Image`, an optional initrd (paths relative to the root) and its command line.
+    Linux { kernel: String, initrd: Option<String>, bootargs: String },
 }
 
 impl Image {
-    /// The ELF's path relative to the root, as the hypervisor's `vm=NAME:PATH` takes it.
+    /// The ELF's or kernel's path relative to the root, as the hypervisor's `vm=NAME:PATH` /
+    /// `linux=NAME:KERNEL` takes it.
     pub fn path(&self) -> String {
         match self {
             Image::Guest(g) => crate::qemu::guest_path(g),
             Image::Elf(p) => p.clone(),
+            Image::Linux { kernel, .. } => kernel.clone(),
+        }
+    }
+
+    /// Every host file the VM needs.
+    pub fn files(&self) -> Vec<String> {
+        match self {
+            Image::Linux { initrd: Some(i), .. } => vec![self.path(), i.clone()],
+            _ => vec![self.path()],
         }
     }
 }

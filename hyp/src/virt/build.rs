@@ -1,7 +1,8 @@
 //! Building the VMs of a scenario (CPU 0, once, before any vCPU runs): the shared `vm::uvm::Uvm`
-//! over the page pool with the real `PhysMem`/`Tlb`, one `ImageObject` per distinct guest image,
-//! and per VM: a VMID from the pool, a `Map` with its RAM entries (README, "Guest memory"), its
-//! device bus (`hyp::platform` windows), its vCPUs; then the trace.
+//! over the page pool with the real `PhysMem`/`Tlb`, one `ImageObject` per distinct boot segment
+//! (a guest ELF's image, a kernel, an initrd, a device tree), and per VM: a VMID from the pool, a
+//! `Map` with its RAM entries (README, "Guest memory"), its device bus (`hyp::platform` windows),
+//! its vCPUs; then the trace.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -65,33 +66,54 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     let h = Hyp::new(uvm, trace);
     let mut images: Vec<(Arc<[u8]>, Arc<ImageObject>)> = Vec::new();
     for vc in &config.vms {
-        let object = match images.iter().find(|(b, _)| Arc::ptr_eq(b, &vc.image)) {
-            Some((_, o)) => o.clone(),
-            None => {
-                let o = ImageObject::new(&h.uvm, vc.image.clone());
-                images.push((vc.image.clone(), o.clone()));
-                o
-            }
-        };
-        add_vm(&h, vc, object)?;
+        let objects = vc
+            .boot
+            .segments
+            .iter()
+            .map(|seg| match images.iter().find(|(b, _)| Arc::ptr_eq(b, &seg.bytes)) {
+                Some((_, o)) => o.clone(),
+                None => {
+                    let o = ImageObject::new(&h.uvm, seg.bytes.clone());
+                    images.push((seg.bytes.clone(), o.clone()));
+                    o
+                }
+            })
+            .collect();
+        add_vm(&h, vc, objects)?;
     }
     Ok(h)
 }
 
-/// Build one VM of `vc` whose image is `object`, add it to the table and queue its vCPU 0.
-fn add_vm(h: &Hyp, vc: &VmConfig, object: Arc<ImageObject>) -> Result<(), BuildError> {
+/// The entries of a VM's RAM: each boot segment (page-aligned, rounded up to whole pages)
+/// copy-on-write from its object, zero-fill anonymous memory around them.
+fn insert_ram(map: &Map, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), MapError> {
+    let ram_end = RAM_BASE + vc.ram_bytes;
+    let mut at = RAM_BASE;
+    for (seg, object) in vc.boot.segments.iter().zip(objects) {
+        let start = seg.at.0;
+        let end = start + (seg.bytes.len() as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if at < start {
+            map.insert(EntrySpec::anon(Ipa(at), Ipa(start), Prot::ALL))?;
+        }
+        let object: Arc<dyn Object> = object;
+        map.insert(EntrySpec::image(object, 0, Ipa(start), Ipa(end)))?;
+        at = end;
+    }
+    if at < ram_end {
+        map.insert(EntrySpec::anon(Ipa(at), Ipa(ram_end), Prot::ALL))?;
+    }
+    Ok(())
+}
+
+/// Build one VM of `vc` whose boot segments are `objects`, add it to the table and queue its
+/// vCPU 0.
+fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), BuildError> {
     let name = || vc.name.clone();
     let map_err = |error| BuildError::Map { vm: name(), error };
     let lease = VmidLease::take(&VMIDS).ok_or_else(|| BuildError::NoVmid { vm: name() })?;
     let map = Map::new(&h.uvm, Vmid(lease.vmid)).map_err(map_err)?;
-    let image_len = vc.image.len() as u64;
-    let image_end = RAM_BASE + image_len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-    let ram_end = RAM_BASE + vc.ram_bytes;
-    let object: Arc<dyn Object> = object;
-    map.insert(EntrySpec::image(object, 0, Ipa(RAM_BASE), Ipa(image_end))).map_err(map_err)?;
-    if image_end < ram_end {
-        map.insert(EntrySpec::anon(Ipa(image_end), Ipa(ram_end), Prot::ALL)).map_err(map_err)?;
-    }
+    insert_ram(&map, vc, objects).map_err(map_err)?;
+    let image_len = vc.boot.bytes();
     let memory = Arc::new(Memory::new(map, lease));
     let nr = vc.cpus as u16;
     let number = h.take_number();
@@ -103,7 +125,7 @@ fn add_vm(h: &Hyp, vc: &VmConfig, object: Arc<ImageObject>) -> Result<(), BuildE
         }
     }
     let mut boot = Vcpu::new(vm.clone(), memory, 0);
-    boot.power_on(vc.entry.0, 0);
+    boot.power_on(vc.boot.entry.0, vc.boot.x0);
     vm.online.store(1, Ordering::Release);
     log::info!(
         "virt: vm{number} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}",
@@ -111,7 +133,7 @@ fn add_vm(h: &Hyp, vc: &VmConfig, object: Arc<ImageObject>) -> Result<(), BuildE
         vc.ram_bytes >> 20,
         image_len,
         nr,
-        vc.entry.0
+        vc.boot.entry.0
     );
     h.add_vm(vm);
     h.queue.lock().push(boot);
