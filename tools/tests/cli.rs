@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use vm::addr::{Access, Ipa};
 use vm::fault::FaultCase;
-use vm::trace::{header, Outcome, Record};
+use vm::trace::{encode, Entry, Outcome, Record, Timing};
 
 fn tools() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tools"))
@@ -31,17 +31,17 @@ fn temp_dir(what: &str) -> PathBuf {
 
 /// A trace of `n` records: 2A and 2B-copy faults of vm1, then aborts of vm2.
 fn trace_bytes(n: u64) -> Vec<u8> {
-    let mut bytes = header().to_vec();
+    let mut entries = Vec::new();
     for seq in 0..n {
         let (vm, case, outcome, ipa) = match seq {
             0 => (1u16, Some(FaultCase::Obj2A), Outcome::Resolved, 0x4000_0000u64),
             1 => (1, Some(FaultCase::ObjCopy2B), Outcome::Resolved, 0x4000_8000),
             _ => (2, None, Outcome::AbortInjected, 0x2000_0000),
         };
-        let r = Record { seq, ipa: Ipa(ipa), vm, vcpu: 0, access: Access::Read, case, outcome, neighbours: 0, refaults: 0 };
-        bytes.extend_from_slice(&r.encode());
+        let timing = Some(Timing { time: 625 * seq, cpu: 0, cost: 125 });
+        entries.push(Entry::Fault(Record { seq, ipa: Ipa(ipa), vm, vcpu: 0, access: Access::Read, case, outcome, neighbours: 0, refaults: 0, timing }));
     }
-    bytes
+    encode(62_500_000, &entries)
 }
 
 #[test]
