@@ -1,5 +1,13 @@
 //! Trace files: written by the hypervisor (buffered per physical CPU, through semihosting), read
-//! by `tools`. [`decode`] reads both versions into one typed [`Trace`].
+//! by `tools`.
+//!
+//! Reading: [`decode`] takes a whole file of either version and gives a [`Trace`]: its
+//! [`Version`], the counter frequency (`freq`, v2) and every record as an [`Entry`] in file order;
+//! [`Trace::faults`] yields the fault [`Record`]s, [`Trace::ticks_to_us`] converts counter ticks.
+//! A bad file is a [`DecodeError`] naming the record (index and byte offset) and the field; no
+//! input panics. Writing: [`header`], then each record's `words()` (a record is whole
+//! little-endian 64-bit words, so a writer appends them with plain stores); [`encode`] builds a
+//! whole file (tests, tools).
 //!
 //! # Version 2 (written today)
 //!

@@ -249,7 +249,8 @@ impl Trace {
     /// Call with no lock held; takes the accounting sample's locks, then each CPU's buffer alone.
     fn tick(&self, h: &Hyp, now: u64) {
         let last = self.sampled.load(Ordering::Relaxed);
-        if now.wrapping_sub(last) < self.period
+        // Saturating: another CPU may have moved `last` past this CPU's `now`.
+        if now.saturating_sub(last) < self.period
             || self.sampled.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
