@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use vm::addr::{Access, Ipa};
 use vm::fault::FaultCase;
-use vm::trace::{header, Outcome, Record};
+use vm::trace::{encode, Entry, Outcome, Record, Timing};
 
 fn tools() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tools"))
@@ -31,17 +31,17 @@ fn temp_dir(what: &str) -> PathBuf {
 
 /// A trace of `n` records: 2A and 2B-copy faults of vm1, then aborts of vm2.
 fn trace_bytes(n: u64) -> Vec<u8> {
-    let mut bytes = header().to_vec();
+    let mut entries = Vec::new();
     for seq in 0..n {
         let (vm, case, outcome, ipa) = match seq {
             0 => (1u16, Some(FaultCase::Obj2A), Outcome::Resolved, 0x4000_0000u64),
             1 => (1, Some(FaultCase::ObjCopy2B), Outcome::Resolved, 0x4000_8000),
             _ => (2, None, Outcome::AbortInjected, 0x2000_0000),
         };
-        let r = Record { seq, ipa: Ipa(ipa), vm, vcpu: 0, access: Access::Read, case, outcome, neighbours: 0, refaults: 0 };
-        bytes.extend_from_slice(&r.encode());
+        let timing = Some(Timing { time: 625 * seq, cpu: 0, cost: 125 });
+        entries.push(Entry::Fault(Record { seq, ipa: Ipa(ipa), vm, vcpu: 0, access: Access::Read, case, outcome, neighbours: 0, refaults: 0, timing }));
     }
-    bytes
+    encode(62_500_000, &entries)
 }
 
 #[test]
@@ -62,6 +62,28 @@ fn trace_prints_counts_and_records() {
     let out = tools().arg("trace").arg(&path).output().unwrap();
     assert!(!out.status.success(), "a short trace must fail");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The recorded traces of `tools/tests/data/` (see `checks.rs`'s tests), as `tools trace` shows them.
+#[test]
+fn trace_shows_both_versions_of_a_recorded_run() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let show = |f: &str| {
+        let out = tools().arg("trace").arg(data.join(f)).args(["-n", "3"]).output().unwrap();
+        assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v2 = show("default-v2.trace");
+    assert!(v2.contains("trace v2, counter 62500000 Hz, 1065 records (36 accounting, 6 events, 1023 faults)"), "{v2}");
+    assert!(v2.contains("cpu1  vm3  exited 0"), "{v2}");
+    let head = v2.lines().find(|l| l.trim_start().starts_with("seq")).unwrap();
+    assert!(head.ends_with("time_us  cpu   cost_ns"), "{head}");
+    let first = v2.lines().skip_while(|l| !l.trim_start().starts_with("seq")).nth(1).unwrap();
+    assert_eq!(first.split_whitespace().count(), 12, "{first}");
+    let v1 = show("default-v1.trace");
+    assert!(v1.contains("trace v1, 1526 records (1526 faults)"), "{v1}");
+    assert!(v1.lines().any(|l| l.starts_with("Restart") && l.ends_with("505")), "{v1}");
+    assert!(!v1.contains("time_us"), "{v1}");
 }
 
 #[test]

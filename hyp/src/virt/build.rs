@@ -13,7 +13,6 @@ use core::sync::atomic::Ordering;
 
 use super::device::Device;
 use super::machine::{Memory, Vcpu, Vm, VmidLease};
-use super::out::outln;
 use super::pl011::Pl011;
 use super::state::{Hyp, VMIDS};
 use super::trace;
@@ -52,8 +51,7 @@ impl core::fmt::Display for BuildError {
 /// The hypervisor state for `config`: the engine over `pool`, every VM built and added, vCPU 0
 /// of each queued, the others parked.
 pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
-    outln!("uvmhyp: trace -> {}", config.trace_path);
-    let trace = trace::Trace::open(&config.trace_path);
+    let trace = trace::Trace::open(config);
     let mem = Arc::new(IdentityMem::new(pool.clone()));
     let uvm = Uvm::new(mem, Arc::new(HwTlb::new()), pool.clone());
     log::info!(
@@ -118,6 +116,7 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     let nr = vc.cpus as u16;
     let number = h.take_number();
     let vm = Vm::new(number, vc.name.clone(), memory.clone(), vc.ram_bytes, image_len, nr, devices(vc)?);
+    h.trace.vm_started(number, &memory);
     {
         let mut parked = vm.parked.lock();
         for idx in 0..nr {

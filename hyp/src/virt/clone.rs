@@ -88,6 +88,7 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     let number = h.take_number();
     let name = format!("{}.{k}", parent.name);
     let vm = Vm::new(number, name, memory.clone(), parent.ram_bytes, parent.image_bytes, parent.nr_vcpus, bus);
+    h.trace.vm_started(number, &memory);
     {
         let mut parked = vm.parked.lock();
         for idx in 0..parent.nr_vcpus {

@@ -242,6 +242,8 @@ pub struct Vcpu {
     pub el1: El1Sysregs,
     /// Nested-abort loop detection of injected exceptions.
     pub inject_loop: LoopDetector,
+    /// The physical counter when the vCPU last exited the guest (trace records' time and cost).
+    pub exit_time: u64,
 }
 
 impl Queued for Box<Vcpu> {
@@ -253,7 +255,7 @@ impl Queued for Box<Vcpu> {
 impl Vcpu {
     /// A powered-off vCPU in its reset state.
     pub fn new(vm: Arc<Vm>, memory: Arc<Memory>, index: u16) -> Box<Vcpu> {
-        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new() })
+        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new(), exit_time: 0 })
     }
 
     /// The VM's map.

@@ -132,9 +132,11 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
 /// list registers here once the vGIC exists).
 fn before_entry(_v: &mut Vcpu) {}
 
-/// After each exit: nothing to sync yet (list-register state and the timer are read back here
-/// once the vGIC exists).
-fn after_exit(_v: &mut Vcpu, _exit: &Exit) {}
+/// After each exit: the time of the exit (trace records' time and cost); list-register state and
+/// the timer are read back here once the vGIC exists.
+fn after_exit(v: &mut Vcpu, _exit: &Exit) {
+    v.exit_time = timer::now();
+}
 
 /// Do what a resuming handler asked for besides resuming: start or wake other vCPUs.
 fn side_effects(h: &Hyp, next: Next) -> Next {

@@ -30,6 +30,7 @@ use hyp::platform::RAM_BASE;
 use hyp::runq::{RunQueue, VcpuId};
 use hyp::stop::Stop;
 use hyp::vmid::VmidPool;
+use vm::trace::StopStatus;
 
 /// VMIDs of live VMs (`hyp::vmid`; a VM's `Memory` gives its id back).
 pub static VMIDS: Mutex<VmidPool> = Mutex::new(VmidPool::new());
@@ -102,6 +103,11 @@ impl Hyp {
             d.stop(&cx);
         }
         report::vm_stopped(vm, &why);
+        let status = match &why {
+            Stop::Exited(s) => StopStatus::Exited(*s),
+            Stop::Crashed(_) => StopStatus::Crashed,
+        };
+        self.trace.vm_stopped(vm.number, status);
         // Powered-off vCPUs hold an `Arc<Vm>` inside `vm.parked` (a cycle), and queued or
         // sleeping ones would run only to be dropped: drop them all now.
         drop(core::mem::take(&mut *vm.parked.lock()));
