@@ -55,6 +55,8 @@ pub struct VmConfig {
     /// for Linux, kernel, device tree and initrd. Segments of files with equal paths share their
     /// bytes (`Arc::ptr_eq`), so they become one image object.
     pub boot: BootImage,
+    /// The VM has a GICv3 (Linux VMs; test guests run without interrupts).
+    pub irqchip: bool,
     /// Guest RAM size in bytes (a multiple of 1 MiB, ≥ the image).
     pub ram_bytes: u64,
     /// Number of vCPUs (only vCPU 0 runs until PSCI CPU_ON).
@@ -344,7 +346,8 @@ pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> 
                 boot
             }
         };
-        vms.push(VmConfig { name: spec.name, path: spec.path, boot, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
+        let irqchip = matches!(spec.kind, Kind::Linux { .. });
+        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
     }
     Ok(Config { trace_path: sc.trace_path, trace_max_bytes: sc.trace_max_bytes, vms, pool_limit: sc.pool_limit })
 }

@@ -40,6 +40,7 @@ pub mod platform;
 pub mod runq;
 pub mod stop;
 pub mod text;
+pub mod vgic;
 pub mod vmid;
 pub mod vttbr;
 #[cfg(test)]

@@ -167,6 +167,7 @@ mod tests {
             name: name.to_string(),
             path: "/g".to_string(),
             boot: BootImage { segments: vec![Segment { at: Ipa(RAM_BASE), bytes: Arc::from(vec![0u8; image_bytes]) }], entry: Ipa(RAM_BASE), x0: 0 },
+            irqchip: false,
             ram_bytes,
             cpus: 1,
         }

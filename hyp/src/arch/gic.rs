@@ -74,6 +74,7 @@ fn finish_cpu(cpu: usize) {
     GicCpuInterface::set_priority_mask(0xff);
     enable_private(cpu, HYP_TIMER_INTID);
     enable_private(cpu, KICK_SGI);
+    enable_private(cpu, super::ich::MAINTENANCE_INTID);
 }
 
 fn enable_private(cpu: usize, intid: u32) {

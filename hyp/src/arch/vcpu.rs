@@ -183,17 +183,29 @@ impl GicCpuIf {
 /// CNTV_CTL_EL0.ENABLE [0] and IMASK [1].
 const CNTV_CTL_ENABLE: u64 = 1 << 0;
 const CNTV_CTL_IMASK: u64 = 1 << 1;
+/// CNTV_CTL_EL0.ISTATUS: the timer condition is met.
+const CNTV_CTL_ISTATUS: u64 = 1 << 2;
 
-/// When the loaded vCPU's virtual timer fires, as a physical counter value (CNTVOFF_EL2 added
-/// back), or `None` when it is disabled or masked.
-pub fn live_vtimer_deadline() -> Option<u64> {
+/// The loaded vCPU's virtual timer, as its interrupt line sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Vtimer {
+    /// Enabled, unmasked, and its condition met (ISTATUS): the interrupt line is high.
+    pub firing: bool,
+    /// When it fires, as a physical counter value (CNTVOFF_EL2 added back); `None` when it is
+    /// disabled or masked.
+    pub deadline: Option<u64>,
+}
+
+/// The loaded vCPU's virtual timer.
+pub fn live_vtimer() -> Vtimer {
     let (ctl, cval, off): (u64, u64, u64);
     // SAFETY: reading the virtual timer's registers and CNTVOFF_EL2 has no side effect.
     unsafe {
         asm!("mrs {}, cntv_ctl_el0", "mrs {}, cntv_cval_el0", "mrs {}, cntvoff_el2",
              out(reg) ctl, out(reg) cval, out(reg) off, options(nomem, nostack, preserves_flags))
     };
-    (ctl & CNTV_CTL_ENABLE != 0 && ctl & CNTV_CTL_IMASK == 0).then(|| cval.saturating_add(off))
+    let armed = ctl & CNTV_CTL_ENABLE != 0 && ctl & CNTV_CTL_IMASK == 0;
+    Vtimer { firing: armed && ctl & CNTV_CTL_ISTATUS != 0, deadline: armed.then(|| cval.saturating_add(off)) }
 }
 
 fn isb() {

@@ -12,7 +12,8 @@ use core::ops::Range;
 use core::sync::atomic::Ordering;
 
 use super::device::Device;
-use super::machine::{Memory, Vcpu, Vm, VmidLease};
+use super::machine::{Memory, Shape, Vcpu, Vm, VmidLease};
+use super::vgic::{Distributor, Redistributors};
 use super::pl011::Pl011;
 use super::state::{Hyp, VMIDS};
 use super::trace;
@@ -26,6 +27,7 @@ use ::vm::{Ipa, Pa, Prot, PAGE_SIZE};
 use hyp::bus::{AttachError, Bus};
 use hyp::config::{Config, VmConfig};
 use hyp::platform::{self, RAM_BASE};
+use hyp::vgic::Vgic;
 
 /// Why a VM could not be built (a hypervisor configuration error: the run cannot start).
 #[derive(Debug)]
@@ -115,7 +117,9 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     let memory = Arc::new(Memory::new(map, lease));
     let nr = vc.cpus as u16;
     let number = h.take_number();
-    let vm = Vm::new(number, vc.name.clone(), memory.clone(), vc.ram_bytes, image_len, nr, devices(vc)?);
+    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr };
+    let gic = vc.irqchip.then(|| Vgic::new(usize::from(nr)));
+    let vm = Vm::new(number, shape, memory.clone(), devices(vc)?, gic);
     h.trace.vm_started(number, &memory);
     {
         let mut parked = vm.parked.lock();
@@ -139,9 +143,15 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     Ok(())
 }
 
-/// The device bus of a VM described by `vc`: every VM has a PL011.
+/// The device bus of a VM described by `vc`: every VM has a PL011; a VM with an interrupt
+/// controller has its distributor and one redistributor per vCPU.
 fn devices(vc: &VmConfig) -> Result<Bus<Box<dyn Device>>, BuildError> {
+    let err = |error| BuildError::Bus { vm: vc.name.clone(), error };
     let mut bus: Bus<Box<dyn Device>> = Bus::default();
-    bus.attach(platform::PL011, Box::new(Pl011::default())).map_err(|error| BuildError::Bus { vm: vc.name.clone(), error })?;
+    bus.attach(platform::PL011, Box::new(Pl011::default())).map_err(err)?;
+    if vc.irqchip {
+        bus.attach(platform::GICD, Box::new(Distributor)).map_err(err)?;
+        bus.attach(platform::gicr(vc.cpus), Box::new(Redistributors)).map_err(err)?;
+    }
     Ok(bus)
 }

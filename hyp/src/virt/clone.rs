@@ -20,7 +20,7 @@ use core::sync::atomic::Ordering;
 
 use super::callret::answer;
 use super::device::Device;
-use super::machine::{Memory, Vcpu, Vm, VmidLease};
+use super::machine::{Memory, Shape, Vcpu, Vm, VmidLease};
 use super::next::Next;
 use super::state::{Hyp, VMIDS};
 use hyp::bus::Bus;
@@ -87,7 +87,11 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     }
     let number = h.take_number();
     let name = format!("{}.{k}", parent.name);
-    let vm = Vm::new(number, name, memory.clone(), parent.ram_bytes, parent.image_bytes, parent.nr_vcpus, bus);
+    let shape = Shape { name, ram_bytes: parent.ram_bytes, image_bytes: parent.image_bytes, nr_vcpus: parent.nr_vcpus };
+    // The interrupt controller's state as the parent's exit left it (its list registers were
+    // folded back at the exit: `vgic::save`).
+    let gic = parent.gic.as_ref().map(|g| g.lock().clone());
+    let vm = Vm::new(number, shape, memory.clone(), bus, gic);
     h.trace.vm_started(number, &memory);
     {
         let mut parked = vm.parked.lock();

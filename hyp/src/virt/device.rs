@@ -48,6 +48,8 @@ pub trait VmView {
     fn number(&self) -> u16;
     /// Print one line of guest console output (rate-limited by the VM's console budget).
     fn print_line(&self, text: &[u8]);
+    /// The VM's interrupt controller, if it has one (a device raises its line there).
+    fn gic(&self) -> Option<&spin::Mutex<hyp::vgic::Vgic>>;
 }
 
 /// The hypervisor as a device sees it.

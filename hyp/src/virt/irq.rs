@@ -1,7 +1,11 @@
 //! Physical interrupts at EL2. EL2 runs with every interrupt masked; physical IRQs only arrive as
 //! guest exits (HCR_EL2.IMO) or wake an idle CPU's WFI: the hypervisor timer (end of a time
-//! slice, or an idle CPU's deadline) and the kick SGI (work was queued).
+//! slice, a guest's virtual-timer deadline, or an idle CPU's deadline), the kick SGI (work was
+//! queued, or an interrupt is waiting for a running vCPU) and the GIC maintenance interrupt
+//! (list registers ran low). Each only needs the exit it caused: the run loop's next entry
+//! reloads the list registers and re-arms the timer.
 
+use super::machine::Vcpu;
 use super::next::Next;
 use crate::arch::gic::{self, Group};
 use crate::arch::timer;
@@ -18,10 +22,10 @@ pub fn drain() -> bool {
     tick
 }
 
-/// A physical IRQ while the guest ran: the hypervisor timer ends the time slice; an SGI from
-/// another CPU only woke this one.
-pub fn irq() -> Next {
-    if drain() {
+/// A physical IRQ while vCPU `v` ran: the hypervisor timer ends the time slice once it is over
+/// (earlier, it was the guest's timer deadline); anything else only made it exit.
+pub fn irq(v: &Vcpu) -> Next {
+    if drain() && timer::now() >= v.slice_end {
         Next::Yield
     } else {
         Next::Resume

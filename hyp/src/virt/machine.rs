@@ -19,7 +19,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Deref;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 use super::device::{Device, VmView};
@@ -32,7 +32,8 @@ use hyp::budget::LineBudget;
 use hyp::bus::Bus;
 use hyp::exception::pstate;
 use hyp::inject::LoopDetector;
-use hyp::platform::RAM_BASE;
+use hyp::platform::{MAX_VCPUS, RAM_BASE};
+use hyp::vgic::Vgic;
 use hyp::runq::{Queued, VcpuId};
 use hyp::stop::Stop;
 use hyp::vmid::VmidPool;
@@ -91,6 +92,14 @@ impl Deref for Memory {
     }
 }
 
+/// What a VM is made of, besides its memory and devices.
+pub struct Shape {
+    pub name: String,
+    pub ram_bytes: u64,
+    pub image_bytes: u64,
+    pub nr_vcpus: u16,
+}
+
 /// One guest.
 pub struct Vm {
     /// Run-unique number (`vm<N>` in output and the trace; 1, 2, … in creation order).
@@ -108,6 +117,10 @@ pub struct Vm {
     pub nr_vcpus: u16,
     /// The VM's devices.
     pub bus: Bus<Box<dyn Device>>,
+    /// Its interrupt controller (VMs that boot Linux; `virt::vgic`).
+    pub gic: Option<Mutex<Vgic>>,
+    /// Physical CPU + 1 each vCPU is running on, 0 when it is not in a guest (who to kick).
+    pub running: [AtomicUsize; MAX_VCPUS as usize],
     stopped: AtomicBool,
     state: Mutex<Option<Stop>>,
     /// Powered-off vCPUs, by index (`Some` = off and available to PSCI CPU_ON).
@@ -123,16 +136,18 @@ pub struct Vm {
 }
 
 impl Vm {
-    pub fn new(number: u16, name: String, memory: Arc<Memory>, ram_bytes: u64, image_bytes: u64, nr_vcpus: u16, bus: Bus<Box<dyn Device>>) -> Arc<Vm> {
+    pub fn new(number: u16, shape: Shape, memory: Arc<Memory>, bus: Bus<Box<dyn Device>>, gic: Option<Vgic>) -> Arc<Vm> {
         Arc::new(Vm {
             number,
-            name,
+            name: shape.name,
             memory: Mutex::new(Some(memory)),
             final_stats: Mutex::new(None),
-            ram_bytes,
-            image_bytes,
-            nr_vcpus,
+            ram_bytes: shape.ram_bytes,
+            image_bytes: shape.image_bytes,
+            nr_vcpus: shape.nr_vcpus,
             bus,
+            gic: gic.map(Mutex::new),
+            running: [const { AtomicUsize::new(0) }; MAX_VCPUS as usize],
             stopped: AtomicBool::new(false),
             state: Mutex::new(None),
             parked: Mutex::new(Vec::new()),
@@ -224,6 +239,10 @@ impl VmView for Vm {
             out::guest_line(self.number, text);
         }
     }
+
+    fn gic(&self) -> Option<&Mutex<Vgic>> {
+        self.gic.as_ref()
+    }
 }
 
 /// VMPIDR_EL2 for vCPU `index`: Aff0 = index, bit 31 RES1 (multiprocessor format).
@@ -244,6 +263,10 @@ pub struct Vcpu {
     pub inject_loop: LoopDetector,
     /// The physical counter when the vCPU last exited the guest (trace records' time and cost).
     pub exit_time: u64,
+    /// The physical counter value at which its time slice ends (`run.rs`).
+    pub slice_end: u64,
+    /// List registers `vgic::load` filled for this entry.
+    pub lrs_loaded: usize,
 }
 
 impl Queued for Box<Vcpu> {
@@ -255,7 +278,7 @@ impl Queued for Box<Vcpu> {
 impl Vcpu {
     /// A powered-off vCPU in its reset state.
     pub fn new(vm: Arc<Vm>, memory: Arc<Memory>, index: u16) -> Box<Vcpu> {
-        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new(), exit_time: 0 })
+        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new(), exit_time: 0, slice_end: 0, lrs_loaded: 0 })
     }
 
     /// The VM's map.

@@ -7,7 +7,8 @@
 //!   next; [`trace`]: the fault trace; [`report`]: per-VM stop lines and the counters table;
 //! - [`state`]: the global [`state::Hyp`], the VM table and life cycle (`stop_vm`);
 //! - [`guestmem`]: checked guest buffers; [`inject`]: exceptions into a guest; [`mmio`]: an
-//!   access on the VM's device bus; [`irq`]: physical interrupts at EL2;
+//!   access on the VM's device bus; [`irq`]: physical interrupts at EL2; [`vgic`]: the VM's
+//!   GICv3 (its MMIO frames, list registers, the virtual timer's interrupt);
 //! - one module per trap class: [`abort`] (stage-2 aborts → `vm::fault`, MMIO, SEA injection),
 //!   [`smccc`] (HVC/SMC dispatch by owner) with [`psci`] and [`uvmhyp`] (VM clone: [`clone`]; results: [`callret`]),
 //!   [`sysreg`], [`wait`]
@@ -41,6 +42,7 @@ mod sysreg;
 mod trace;
 mod trap;
 mod uvmhyp;
+mod vgic;
 mod wait;
 
 use core::ops::Range;

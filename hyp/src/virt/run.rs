@@ -14,7 +14,8 @@
 use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
 
-use super::machine::Vcpu;
+use super::machine::{Vcpu, Vm};
+use super::vgic;
 use super::next::Next;
 use super::state::Hyp;
 use super::trap;
@@ -108,7 +109,9 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     // Stage 2 first, then the EL1 context (see `El2Controls::load`).
     v.controls().load();
     v.el1.restore();
-    timer::arm_in(timer::us_to_ticks(SLICE_US));
+    v.slice_end = timer::now() + timer::us_to_ticks(SLICE_US);
+    let index = usize::from(v.index);
+    v.vm.running[index].store(cpu::index() + 1, Ordering::Release);
     let next = loop {
         before_entry(v);
         let exit = vectors::enter_guest(&mut v.regs);
@@ -117,29 +120,39 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
         if v.vm.is_stopped() {
             break Next::Drop;
         }
-        let next = side_effects(h, next);
+        let next = side_effects(h, v, next);
         if !next.resumes() {
             break next;
         }
     };
+    v.vm.running[index].store(0, Ordering::Release);
     timer::disarm();
     v.el1.save();
     hcr::unload();
     next
 }
 
-/// Before each entry into the guest: nothing is pending yet (virtual interrupts go into the
-/// list registers here once the vGIC exists).
-fn before_entry(_v: &mut Vcpu) {}
-
-/// After each exit: the time of the exit (trace records' time and cost); list-register state and
-/// the timer are read back here once the vGIC exists.
-fn after_exit(v: &mut Vcpu, _exit: &Exit) {
-    v.exit_time = timer::now();
+/// Before each entry into the guest: its virtual interrupts into the list registers
+/// (`vgic::load`), and the EL2 timer at the end of the slice or, earlier, when the guest's
+/// virtual timer fires (so its tick gets an exit to be delivered at).
+fn before_entry(v: &mut Vcpu) {
+    let vm = v.vm.clone();
+    let vtimer = vm.gic.as_ref().and_then(|gic| vgic::load(gic, v));
+    timer::arm_at(vtimer.map_or(v.slice_end, |t| t.min(v.slice_end)));
 }
 
-/// Do what a resuming handler asked for besides resuming: start or wake other vCPUs.
-fn side_effects(h: &Hyp, next: Next) -> Next {
+/// After each exit: the time of the exit (trace records' time and cost), and the list registers
+/// folded back (`vgic::save`), so handlers see the whole interrupt state.
+fn after_exit(v: &mut Vcpu, _exit: &Exit) {
+    v.exit_time = timer::now();
+    let vm = v.vm.clone();
+    if let Some(gic) = &vm.gic {
+        vgic::save(gic, v);
+    }
+}
+
+/// Do what a resuming handler of `v` asked for besides resuming: start or wake other vCPUs.
+fn side_effects(h: &Hyp, v: &Vcpu, next: Next) -> Next {
     match next {
         Next::Start(vcpus) => {
             for v in vcpus {
@@ -148,24 +161,32 @@ fn side_effects(h: &Hyp, next: Next) -> Next {
             Next::Resume
         }
         Next::Wake(ids) => {
-            wake(h, &ids);
+            wake(h, &v.vm, &ids);
             Next::Resume
         }
         other => other,
     }
 }
 
-/// Make the sleeping vCPUs `ids` runnable now.
+/// Make vCPUs `ids` of `vm` look at their interrupts now: a sleeping one is made runnable, one
+/// running in a guest on another CPU is kicked out of it (its next entry loads them).
 ///
 /// # Locks
 /// Takes the run queue alone.
-pub fn wake(h: &Hyp, ids: &[VcpuId]) {
-    let woken = {
+fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
+    let asleep: alloc::vec::Vec<bool> = {
         let mut q = h.queue.lock();
-        ids.iter().filter(|id| q.wake(**id)).count()
+        ids.iter().map(|id| q.wake(*id)).collect()
     };
-    if woken != 0 {
+    if asleep.contains(&true) {
         kick_idle(h);
+    }
+    let me = cpu::index();
+    for (id, _) in ids.iter().zip(asleep).filter(|(_, woken)| !woken) {
+        match vm.running.get(usize::from(id.index)).map(|r| r.load(Ordering::Acquire)) {
+            Some(on) if on != 0 && on - 1 != me => gic::kick(on - 1),
+            _ => {}
+        }
     }
 }
 

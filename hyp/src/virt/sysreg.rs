@@ -6,6 +6,8 @@
 //! - ID registers (HCR_EL2.TID3): the real value minus what is hidden (`arch::idregs`);
 //! - ACTLR_EL1 (HCR_EL2.TACR): reads as zero, writes ignored;
 //! - DC ISW/CSW/CISW (HCR_EL2.TSW): clean and invalidate of that line on this CPU;
+//! - ICC_SGI1R/ASGI1R/SGI0R_EL1 writes (HCR_EL2.IMO) of a VM with a vGIC: the SGI goes to its
+//!   targets (`hyp::vgic::Vgic::sgi`), who are woken or kicked;
 //! - anything else (HCR_EL2.TIDCP: implementation-defined registers; writes to ID registers):
 //!   an undefined instruction.
 
@@ -17,6 +19,7 @@ use super::next::Next;
 use super::state::Hyp;
 use crate::arch::{cache, idregs};
 use hyp::exception::Injection;
+use hyp::vgic;
 
 /// Handle a trapped MSR/MRS of the loaded vCPU `v`.
 pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
@@ -32,6 +35,10 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
     } else if s.is_dc_set_way() && !s.read {
         cache::clean_invalidate_set_way(v.regs.reg(s.rt));
         true
+    } else if let (true, Some(gic)) = (vgic::is_sgi_register(&s), v.vm.gic.as_ref()) {
+        let n = gic.lock().sgi(usize::from(v.index), v.regs.reg(s.rt));
+        v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
+        return Next::Wake(super::vgic::ids(v.vm.number, n));
     } else {
         false
     };

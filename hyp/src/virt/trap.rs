@@ -18,7 +18,7 @@ use hyp::stop::{Cause, Stop};
 pub fn handle(h: &Hyp, v: &mut Vcpu, exit: Exit) -> Next {
     match exit.kind {
         ExitKind::Sync => sync(h, v, exit.from_aarch32),
-        ExitKind::Irq => irq::irq(),
+        ExitKind::Irq => irq::irq(v),
         ExitKind::Fiq => irq::fiq(),
         ExitKind::SError => {
             let vm = v.vm.clone();
