@@ -93,6 +93,7 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     let gic = parent.gic.as_ref().map(|g| g.lock().clone());
     let vm = Vm::new(number, shape, memory.clone(), bus, gic);
     h.trace.vm_started(number, &memory);
+    h.trace.vm_cloned(number, parent.number);
     {
         let mut parked = vm.parked.lock();
         for idx in 0..parent.nr_vcpus {

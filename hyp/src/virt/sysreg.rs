@@ -13,6 +13,7 @@
 
 use hyp::esr::{SysRegIss, Syndrome};
 
+use super::device::wake_ids;
 use super::inject;
 use super::machine::Vcpu;
 use super::next::Next;
@@ -38,7 +39,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
     } else if let (true, Some(gic)) = (vgic::is_sgi_register(&s), v.vm.gic.as_ref()) {
         let n = gic.lock().sgi(usize::from(v.index), v.regs.reg(s.rt));
         v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
-        return Next::Wake(super::vgic::ids(v.vm.number, n));
+        return Next::Wake(wake_ids(v.vm.number, n));
     } else {
         false
     };

@@ -19,24 +19,18 @@
 use alloc::vec::Vec;
 use spin::Mutex;
 
-use super::device::{Access, Ctx, Device, Reply};
+use super::device::{wake_ids, Access, Ctx, Device, Reply};
 use super::machine::Vcpu;
 use crate::arch::{ich, vcpu};
 use hyp::platform::GICR_STRIDE;
-use hyp::runq::VcpuId;
 use hyp::vgic::{self, Lr, Notify, Vgic};
-
-/// The vCPUs of `vm` that `n` names.
-pub fn ids(vm: u16, n: Notify) -> Vec<VcpuId> {
-    (0..64u16).filter(|i| n.0 >> i & 1 != 0).map(|index| VcpuId { vm, index }).collect()
-}
 
 /// A register access's reply, waking whoever it made an interrupt deliverable to.
 fn reply(cx: &Ctx<'_>, (a, n): (vgic::Access, Notify)) -> Reply {
     match a {
         vgic::Access::Unknown => Reply::Unknown,
         vgic::Access::Value(v) if n.0 == 0 => Reply::Value(v),
-        vgic::Access::Value(v) => Reply::Wake(v, ids(cx.vm.number(), n)),
+        vgic::Access::Value(v) => Reply::Wake(v, wake_ids(cx.vm.number(), n)),
     }
 }
 

@@ -21,6 +21,12 @@ pub fn handle(v: &mut Vcpu, syn: &Syndrome) -> Next {
     if hyp::esr::is_wfe(syn.iss) {
         return Next::Yield;
     }
+    until_interrupt(v)
+}
+
+/// Wait as WFI does (PSCI CPU_SUSPEND too): resume at once if an interrupt is deliverable, else
+/// sleep until the virtual timer's deadline (at most [`MAX_SLEEP_US`]) or a wake-up.
+pub fn until_interrupt(v: &mut Vcpu) -> Next {
     if v.vm.gic.as_ref().is_some_and(|g| g.lock().has_deliverable(usize::from(v.index))) {
         return Next::Resume;
     }
