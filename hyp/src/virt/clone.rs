@@ -103,6 +103,7 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     let mut c = Vcpu::new(vm.clone(), memory, v.index);
     c.regs = v.regs.clone();
     c.el1 = el1.clone();
+    c.ptimer = v.ptimer;
     c.regs.x[0] = 0;
     c.regs.x[1] = k;
     vm.online.store(1, Ordering::Release);

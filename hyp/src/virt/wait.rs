@@ -31,7 +31,8 @@ pub fn until_interrupt(v: &mut Vcpu) -> Next {
         return Next::Resume;
     }
     let now = timer::now();
-    let until = vcpu::live_vtimer().deadline.unwrap_or(u64::MAX).min(now + timer::us_to_ticks(MAX_SLEEP_US));
+    let timers = [vcpu::live_vtimer().deadline, v.ptimer.deadline(now)].into_iter().flatten().min();
+    let until = timers.unwrap_or(u64::MAX).min(now + timer::us_to_ticks(MAX_SLEEP_US));
     if until <= now {
         Next::Yield
     } else {
