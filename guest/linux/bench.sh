@@ -45,7 +45,12 @@ run=$(readlink -f target/uvmhyp/runs/latest)
 under="$run/console.log"
 
 read -r d_ticks freq < <(counter "$direct")
-read -r u_ticks _ < <(counter "$under")
+read -r u_virtual _ < <(counter "$under")
+# Under uvmhyp the guest's virtual counter starts at its VM's time base (CNTVOFF_EL2, the
+# physical counter when the VM was built): add it back to count from QEMU's start.
+base=$(sed -n 's/.*virt: vm1 .* time base \([0-9]*\).*/\1/p' "$under" | head -1)
+u_ticks=$(( ${u_virtual:-0} + ${base:-0} ))
+[ -n "${u_virtual:-}" ] && [ -n "$base" ] || u_ticks=
 d_fill=$(fill "$direct")
 u_fill=$(fill "$under")
 if [ -z "${d_ticks:-}" ] || [ -z "${u_ticks:-}" ] || [ -z "$d_fill" ] || [ -z "$u_fill" ]; then

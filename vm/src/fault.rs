@@ -115,7 +115,7 @@ pub use wire::{fault_wire, unwire};
 use alloc::sync::Arc;
 use core::sync::atomic::AtomicU64;
 
-use crate::addr::{Access, Ipa, Prot, PAGE_SIZE};
+use crate::addr::{Access, Ipa, Prot, PAGE_SIZE, Pa, PageIdx};
 use crate::amap::{AmapRef, AmapState, AMAP_CHUNK_PAGES, AMAP_LARGE_PAGES};
 use crate::anon::Anon;
 use crate::map::{Advice, Map, MapInner};
@@ -294,6 +294,18 @@ struct Fault<'m> {
     neighbours: u8,
     /// Pagedaemon runs in this call (see [`Fault::reclaim_or_nomem`]).
     reclaims: core::cell::Cell<u8>,
+    /// The BUSY page this call marked WANTED before giving up with `Restart`, if any.
+    waited: core::cell::Cell<Option<PageIdx>>,
+}
+
+/// A fault that did not resolve, and whether it stopped at a BUSY page.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Failure {
+    pub error: FaultError,
+    /// With `Restart`: the BUSY page the fault found (marked WANTED). The caller may wait for it
+    /// — the seed's `UVM_UNLOCK_AND_WAIT` — instead of refaulting at once: the engine tells
+    /// its [`crate::page::PageWaker`] when it is unbusied.
+    pub busy: Option<Pa>,
 }
 
 /// Resolve a stage-2 fault at `ipa` for `access` (the seed's `uvm_fault_internal`).
@@ -306,6 +318,19 @@ pub fn fault(
     access: Access,
     flags: FaultFlags,
 ) -> Result<Resolved, FaultError> {
+    fault_or_wait(map, ipa, access, flags).map_err(|f| f.error)
+}
+
+/// [`fault`], saying which BUSY page a `Restart` waits for.
+///
+/// # Locks
+/// As [`fault`].
+pub fn fault_or_wait(
+    map: &Map,
+    ipa: Ipa,
+    access: Access,
+    flags: FaultFlags,
+) -> Result<Resolved, Failure> {
     let wire = flags.intersects(FaultFlags::WIRE | FaultFlags::WIREMAX);
     let mut f = Fault {
         map,
@@ -316,6 +341,7 @@ pub fn fault(
         narrow: wire,
         neighbours: 0,
         reclaims: core::cell::Cell::new(0),
+        waited: core::cell::Cell::new(None),
     };
     f.bump(|s| &s.faults);
     let mut refaults = 0u8;
@@ -331,13 +357,16 @@ pub fn fault(
             Err(Step::ReFault) if refaults < MAX_REFAULTS => refaults += 1,
             Err(Step::ReFault) => {
                 f.bump(|s| &s.fltrestart);
-                return Err(FaultError::Restart);
+                return Err(Failure { error: FaultError::Restart, busy: None });
             }
             Err(Step::Fail(e)) => {
-                if e == FaultError::Restart {
+                let busy = if e == FaultError::Restart {
                     f.bump(|s| &s.fltrestart);
-                }
-                return Err(e);
+                    f.waited.get().map(|pg| f.uvm.pa(pg))
+                } else {
+                    None
+                };
+                return Err(Failure { error: e, busy });
             }
         }
     }

@@ -52,8 +52,8 @@ pub enum GetMode {
 /// Why a pager operation failed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PagerError {
-    /// The page is busy: try again later (`EAGAIN`).
-    Again,
+    /// The page is busy (now marked WANTED): try again once it is unbusied (`EAGAIN`).
+    Again(PageIdx),
     /// No free frame.
     NoMemory,
     /// The backing store failed.
@@ -235,7 +235,7 @@ impl ImageObject {
                 // A RELEASED page is BUSY as well: never claimed.
                 return Busy::claim(&mut m, pg).ok_or_else(|| {
                     m.flags.insert(PageFlags::WANTED);
-                    PagerError::Again
+                    PagerError::Again(pg)
                 });
             }
             let busy = uvm
@@ -391,13 +391,14 @@ impl Object for ImageObject {
             Orphan,
             Free(Busy),
         }
+        let mut wanted = false;
         let then = {
             let mut m = uvm.page_meta(pg).lock();
             if m.loan_count == 0 && matches!(m.owner, Owner::Object { .. }) {
                 // Given back meanwhile: ours alone, replaced, unmapped, still BUSY for us.
                 Then::Free(old)
             } else {
-                old.clear(&mut m);
+                wanted = old.clear(&mut m);
                 if hand_back_loan(&mut m) {
                     Then::Borrowed
                 } else {
@@ -405,6 +406,9 @@ impl Object for ImageObject {
                 }
             }
         };
+        if wanted {
+            uvm.wake_waiters(pg);
+        }
         match then {
             Then::Borrowed => {}
             Then::Orphan => uvm.dequeue(pg),
@@ -502,7 +506,7 @@ pub fn loan_to_anon(uvm: &Uvm, object: &dyn Object, offset: u64) -> Result<Arc<A
         let refused = if m.wire_count > 0 {
             Some(PagerError::Wired)
         } else if m.loan_anon.is_some() {
-            Some(PagerError::Again)
+            Some(PagerError::Again(pg))
         } else {
             None
         };

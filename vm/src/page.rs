@@ -76,16 +76,33 @@ impl Busy {
 
     /// Clear BUSY and WANTED in a PAGE lock the caller holds, for a page handed to someone else
     /// in the same step (a loan break); a RELEASED page is not freed here (`Uvm::unbusy` does).
+    /// Returns whether someone was WANTING it: the caller then calls `Uvm::wake_waiters` once
+    /// the PAGE lock is dropped.
     ///
     /// # Locks
     /// Entry and exit: this page's PAGE lock held (`m`); takes nothing.
-    pub(crate) fn clear(self, m: &mut PageMeta) {
+    #[must_use = "a WANTED page's waiters must be woken"]
+    pub(crate) fn clear(self, m: &mut PageMeta) -> bool {
         debug_assert!(
             m.flags.contains(PageFlags::BUSY),
             "a token means BUSY is set"
         );
+        let wanted = m.flags.contains(PageFlags::WANTED);
         m.flags.remove(PageFlags::BUSY | PageFlags::WANTED);
+        wanted
     }
+}
+
+/// Who the engine tells when a page someone WANTED stops being BUSY (the seed's `wakeup(pg)` in
+/// `uvm_page_unbusy`): the hypervisor, which parks a vCPU whose fault met the BUSY page
+/// ([`crate::fault::Failure::busy`]) and wakes it here.
+pub trait PageWaker: Send + Sync {
+    /// `page` is no longer BUSY (or was freed while BUSY).
+    ///
+    /// # Locks
+    /// May be called with engine locks held (a page freed under ANON): it must take no engine
+    /// lock, only leaf locks of its own.
+    fn unbusied(&self, page: crate::addr::Pa);
 }
 
 /// Who owns a frame.

@@ -46,6 +46,8 @@ pub struct Uvm {
     stats: Stats,
     /// The counters of every live map (see [`Uvm::stats`]).
     map_stats: crate::sync::Mutex<Vec<Arc<Stats>>>,
+    /// Told when a WANTED page is unbusied ([`Uvm::set_waker`]).
+    waker: crate::sync::RwLock<Option<Arc<dyn crate::page::PageWaker>>>,
 }
 
 impl Uvm {
@@ -76,6 +78,7 @@ impl Uvm {
             reserve: core::sync::atomic::AtomicUsize::new(0),
             stats: Stats::default(),
             map_stats: crate::sync::Mutex::new(Vec::new()),
+            waker: crate::sync::RwLock::new(None),
         })
     }
 
@@ -152,6 +155,25 @@ impl Uvm {
     /// Takes the swap configuration lock for writing (a leaf); no fault may be running.
     pub fn set_swap(&self, dev: Arc<dyn SwapDevice>) {
         *self.swap.write() = Some(Arc::new(Swap::new(dev)));
+    }
+
+    /// Who to tell when a page someone waited for is unbusied (the hypervisor's parking).
+    ///
+    /// # Locks
+    /// Takes the waker lock for writing (a leaf).
+    pub fn set_waker(&self, waker: Arc<dyn crate::page::PageWaker>) {
+        *self.waker.write() = Some(waker);
+    }
+
+    /// Tell the waker that `pg`, which someone WANTED, is no longer BUSY.
+    ///
+    /// # Locks
+    /// Call with no engine lock held; takes the waker lock for reading (a leaf) around the call.
+    pub(crate) fn wake_waiters(&self, pg: PageIdx) {
+        let waker = self.waker.read().clone();
+        if let Some(w) = waker {
+            w.unbusied(self.pa(pg));
+        }
     }
 
     /// The swap device and its slot map, if configured.
@@ -367,6 +389,10 @@ impl Uvm {
         if let SwapSlot::Slot(slot) = old.released_swslot {
             self.swap_free(slot);
         }
+        // Freed while BUSY and WANTED (a released page): whoever waited must look again.
+        if old.flags.contains(PageFlags::WANTED) {
+            self.wake_waiters(pg);
+        }
     }
 
     /// The I/O on RELEASED page `pg` failed: mark the swap slot it carries (see
@@ -413,13 +439,18 @@ impl Uvm {
                 "a token means BUSY is set"
             );
             let released = m.flags.contains(PageFlags::RELEASED);
+            let wanted = m.flags.contains(PageFlags::WANTED);
             m.flags
                 .remove(PageFlags::BUSY | PageFlags::WANTED | PageFlags::FAKE);
-            released
+            (released, wanted)
         };
+        let (released, wanted) = released;
         if released {
             self.page_protect(pg, Prot::NONE);
             self.free_page(busy);
+        }
+        if wanted {
+            self.wake_waiters(pg);
         }
         released
     }

@@ -542,7 +542,7 @@ fn loan_vs_wire() {
                     match loan_to_anon(&w.uvm, w.image.as_ref(), 0) {
                         Ok(anon) => return b.install_anon(ipa(0), anon).expect("install_anon"),
                         Err(vm::object::PagerError::Wired) => return,
-                        Err(vm::object::PagerError::Again) => thread::yield_now(),
+                        Err(vm::object::PagerError::Again(_)) => thread::yield_now(),
                         Err(e) => panic!("loan_to_anon: {e:?}"),
                     }
                 }

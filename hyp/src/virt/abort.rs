@@ -112,13 +112,15 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
 
 /// A fault on guest RAM: the engine decides.
 fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
-    let r = vm::fault::fault(v.map(), a.ipa, a.access, FaultFlags::empty());
+    let r = vm::fault::fault_or_wait(v.map(), a.ipa, a.access, FaultFlags::empty());
+    let busy = r.as_ref().err().and_then(|f| f.busy);
+    let r = r.map_err(|f| f.error);
     h.trace.fault(v, a.ipa, a.access, &r);
     match r {
         Ok(_) => Next::Resume,
-        // Where the seed sleeps (a busy page, memory to reclaim): let whoever holds the page run
-        // first instead of spinning on the fault; the guest retries when it is next scheduled.
-        Err(FaultError::Restart) => Next::Yield,
+        // Where the seed sleeps on a busy page, the vCPU waits for it (`parking.rs`); for the
+        // other restarts (too many refaults) whoever holds things runs first.
+        Err(FaultError::Restart) => busy.map_or(Next::Yield, Next::WaitPage),
         Err(e @ (FaultError::NoMapping | FaultError::Protection)) => {
             bad_access(h, v, a, &format!("{:?} at IPA {} refused: {e:?}", a.access, a.ipa))
         }

@@ -117,7 +117,8 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     let memory = Arc::new(Memory::new(map, lease));
     let nr = vc.cpus as u16;
     let number = h.take_number();
-    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr };
+    let time_base = crate::arch::timer::now();
+    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr, time_base };
     let gic = vc.irqchip.then(|| Vgic::new(usize::from(nr)));
     let vm = Vm::new(number, shape, memory.clone(), devices(vc)?, gic);
     h.trace.vm_started(number, &memory);
@@ -131,7 +132,7 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     boot.power_on(vc.boot.entry.0, vc.boot.x0);
     vm.online.store(1, Ordering::Release);
     log::info!(
-        "virt: vm{number} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}",
+        "virt: vm{number} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}, time base {time_base}",
         vc.name,
         vc.ram_bytes >> 20,
         image_len,

@@ -4,8 +4,10 @@
 //! parent's amap with `needs_copy`, the parent's stage 2 loses write permission, so the first
 //! write on either side is a case-1B copy-on-write, and nothing resident is copied: a clone costs
 //! O(map entries + devices), never O(resident pages). Its devices are copies of the parent's
-//! (`Device::fork`), and its vCPU 0 is a copy of the calling vCPU — registers and live EL1 state
-//! — continuing after the same HVC. As with `fork(2)`, only the calling vCPU goes on in the
+//! (`Device::fork`), its interrupt controller a copy of the parent's, its time base the parent's
+//! (`CNTVOFF_EL2`: the child's counters and timers go on from where the parent's were), and its
+//! vCPU 0 is a copy of the calling vCPU — registers, live EL1 state, physical timer — continuing
+//! after the same HVC. As with `fork(2)`, only the calling vCPU goes on in the
 //! child; its other vCPUs start powered off (PSCI CPU_ON brings them up).
 //!
 //! Return values: in the parent x0 = the first child's VM number, x1 = children made (fewer than
@@ -87,7 +89,7 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     }
     let number = h.take_number();
     let name = format!("{}.{k}", parent.name);
-    let shape = Shape { name, ram_bytes: parent.ram_bytes, image_bytes: parent.image_bytes, nr_vcpus: parent.nr_vcpus };
+    let shape = Shape { name, ram_bytes: parent.ram_bytes, image_bytes: parent.image_bytes, nr_vcpus: parent.nr_vcpus, time_base: parent.time_base };
     // The interrupt controller's state as the parent's exit left it (its list registers were
     // folded back at the exit: `vgic::save`).
     let gic = parent.gic.as_ref().map(|g| g.lock().clone());

@@ -99,6 +99,9 @@ pub struct Shape {
     pub ram_bytes: u64,
     pub image_bytes: u64,
     pub nr_vcpus: u16,
+    /// Its time base: CNTVOFF_EL2, the physical counter value its virtual counter reads 0 at
+    /// (when it was built; a clone keeps its parent's, so time goes on across the clone).
+    pub time_base: u64,
 }
 
 /// One guest.
@@ -116,6 +119,8 @@ pub struct Vm {
     pub image_bytes: u64,
     /// Number of vCPUs.
     pub nr_vcpus: u16,
+    /// CNTVOFF_EL2 of its vCPUs ([`Shape::time_base`]).
+    pub time_base: u64,
     /// The VM's devices.
     pub bus: Bus<Box<dyn Device>>,
     /// Its interrupt controller (VMs that boot Linux; `virt::vgic`).
@@ -146,6 +151,7 @@ impl Vm {
             ram_bytes: shape.ram_bytes,
             image_bytes: shape.image_bytes,
             nr_vcpus: shape.nr_vcpus,
+            time_base: shape.time_base,
             bus,
             gic: gic.map(Mutex::new),
             running: [const { AtomicUsize::new(0) }; MAX_VCPUS as usize],
@@ -270,6 +276,8 @@ pub struct Vcpu {
     pub lrs_loaded: usize,
     /// Its EL1 physical timer (emulated: `hyp::ptimer`).
     pub ptimer: PhysTimer,
+    /// It parked on a BUSY page and may still be on the waiter list (`parking.rs`).
+    pub parked_on_page: bool,
 }
 
 impl Queued for Box<Vcpu> {
@@ -281,7 +289,7 @@ impl Queued for Box<Vcpu> {
 impl Vcpu {
     /// A powered-off vCPU in its reset state.
     pub fn new(vm: Arc<Vm>, memory: Arc<Memory>, index: u16) -> Box<Vcpu> {
-        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new(), exit_time: 0, slice_end: 0, lrs_loaded: 0, ptimer: PhysTimer::default() })
+        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new(), exit_time: 0, slice_end: 0, lrs_loaded: 0, ptimer: PhysTimer::default(), parked_on_page: false })
     }
 
     /// The VM's map.
@@ -299,7 +307,7 @@ impl Vcpu {
             vttbr_el2: self.memory.stage2().vttbr(),
             vtcr_el2: Stage2::VTCR_EL2,
             vmpidr_el2: vmpidr(self.index),
-            cntvoff_el2: 0,
+            cntvoff_el2: self.vm.time_base,
         }
     }
 

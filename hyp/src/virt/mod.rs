@@ -7,7 +7,8 @@
 //!   next; [`trace`]: the fault trace; [`report`]: per-VM stop lines and the counters table;
 //! - [`state`]: the global [`state::Hyp`], the VM table and life cycle (`stop_vm`);
 //! - [`guestmem`]: checked guest buffers; [`inject`]: exceptions into a guest; [`mmio`]: an
-//!   access on the VM's device bus; [`irq`]: physical interrupts at EL2; [`vgic`]: the VM's
+//!   access on the VM's device bus; [`irq`]: physical interrupts at EL2; [`parking`]: vCPUs
+//!   waiting for BUSY pages; [`vgic`]: the VM's
 //!   GICv3 (its MMIO frames, list registers, the virtual timer's interrupt);
 //! - one module per trap class: [`abort`] (stage-2 aborts → `vm::fault`, MMIO, SEA injection),
 //!   [`smccc`] (HVC/SMC dispatch by owner) with [`psci`] and [`uvmhyp`] (VM clone: [`clone`]; results: [`callret`]),
@@ -32,6 +33,7 @@ mod machine;
 mod mmio;
 mod next;
 pub mod out;
+mod parking;
 mod pl011;
 mod psci;
 mod report;
@@ -58,7 +60,8 @@ static HYP: Once<Hyp> = Once::new();
 /// Build every VM of `config` over the page pool `pool`. Called once, on CPU 0, before any
 /// `cpu_main`.
 pub fn start(config: Config, pool: Range<Pa>) {
-    HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
+    let h: &'static Hyp = HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
+    h.uvm.set_waker(alloc::sync::Arc::new(parking::Parking(h)));
 }
 
 /// Every physical CPU, after boot: run vCPUs until the end of the run. Installs the EL2 vectors

@@ -16,6 +16,8 @@ pub enum Next {
     Sleep { until: u64 },
     /// Sleep until woken (a device parked the vCPU: `device::Reply::Park`).
     Park,
+    /// The fault met this BUSY page: sleep until it is unbusied (`parking.rs`).
+    WaitPage(vm::Pa),
     /// PSCI CPU_OFF: park the vCPU in its VM until a CPU_ON.
     Off,
     /// The VM stopped: drop the vCPU.

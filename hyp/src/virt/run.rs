@@ -17,6 +17,7 @@ use core::sync::atomic::Ordering;
 use super::machine::{Vcpu, Vm};
 use super::vgic;
 use super::next::Next;
+use super::parking;
 use super::state::Hyp;
 use super::trap;
 use super::irq;
@@ -83,6 +84,13 @@ fn put_back(h: &Hyp, v: Box<Vcpu>, next: Next) {
         Next::Resume | Next::Yield | Next::Start(_) | Next::Wake(_) => make_runnable(h, v),
         Next::Sleep { until } => h.queue.lock().sleep(v, Some(until)),
         Next::Park => h.queue.lock().sleep(v, None),
+        Next::WaitPage(page) => {
+            let mut v = v;
+            v.parked_on_page = true;
+            h.waiters.add(page, v.id());
+            let until = timer::now() + timer::us_to_ticks(parking::MAX_PARK_US);
+            h.queue.lock().sleep(v, Some(until));
+        }
         Next::Off => power_off(h, v),
         Next::Drop => drop(v),
     }
@@ -103,6 +111,10 @@ fn power_off(h: &Hyp, v: Box<Vcpu>) {
 
 /// Run `v` for one time slice (or until it yields, sleeps, powers off or its VM stops).
 fn run(h: &Hyp, v: &mut Vcpu) -> Next {
+    if core::mem::take(&mut v.parked_on_page) {
+        // Woken by the page or by its deadline: off the waiter list either way.
+        h.waiters.forget(v.id());
+    }
     if v.vm.is_stopped() {
         return Next::Drop;
     }

@@ -21,6 +21,7 @@ use spin::Mutex;
 use super::device::{Ctx, HypView};
 use super::machine::{Vcpu, Vm};
 use super::next::Next;
+use super::parking::Waiters;
 use super::report;
 use super::trace::Trace;
 use crate::arch::{semihosting, timer};
@@ -43,6 +44,8 @@ pub struct Hyp {
     pub trace: Trace,
     /// Runnable and sleeping vCPUs (`hyp::runq`).
     pub queue: Mutex<RunQueue<Box<Vcpu>>>,
+    /// vCPUs parked on BUSY pages (`parking.rs`).
+    pub waiters: Waiters,
     /// Bit i: physical CPU i is idle in WFI (kick it when there is work).
     pub idle_cpus: AtomicUsize,
     /// vCPUs taken from the queue and not yet returned.
@@ -61,6 +64,7 @@ impl Hyp {
             uvm,
             trace,
             queue: Mutex::new(RunQueue::default()),
+            waiters: Waiters::default(),
             idle_cpus: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             live: AtomicUsize::new(0),

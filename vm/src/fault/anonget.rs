@@ -51,6 +51,7 @@ impl<'m> Fault<'m> {
                 }
                 m.flags.insert(PageFlags::WANTED);
                 drop(m);
+                self.waited.set(Some(pg));
                 self.bump(|s| &s.fltpgwait);
                 return Err(FaultError::Restart.into());
             }

@@ -52,7 +52,8 @@ impl<'m> Fault<'m> {
             let [slot] = slot;
             let busy = match (got, slot) {
                 (Ok(_), PageSlot::Page(busy)) => busy,
-                (Err(PagerError::Again), _) => {
+                (Err(PagerError::Again(pg)), _) => {
+                    self.waited.set(Some(pg));
                     self.bump(|s| &s.fltpgwait);
                     return Err(FaultError::Restart.into());
                 }

@@ -333,6 +333,38 @@ fn anonget_io_error_marks_the_slot_bad() {
     assert_eq!(rd(&m, page(0)), Err(FaultError::Io));
 }
 
+/// A `PageWaker` that remembers what it was told.
+#[derive(Default)]
+struct Woken(crate::sync::Mutex<alloc::vec::Vec<crate::addr::Pa>>);
+
+impl crate::page::PageWaker for Woken {
+    fn unbusied(&self, page: crate::addr::Pa) {
+        self.0.lock().push(page);
+    }
+}
+
+#[test]
+fn a_fault_at_a_busy_page_names_it_and_its_unbusy_wakes_the_waiter() {
+    let e = env(64);
+    let woken = alloc::sync::Arc::new(Woken::default());
+    e.uvm.set_waker(woken.clone());
+    let m = e.anon_map(4);
+    m.copy_out(page(0), &[1]).unwrap();
+    m.stage2().remove(page(0), page(1));
+    let pg = m.anon_at(page(0)).unwrap().lock().page.unwrap();
+    let busy = e.uvm.try_busy(pg).unwrap();
+    let failed = super::fault_or_wait(&m, page(0), Access::Read, FaultFlags::empty()).unwrap_err();
+    assert_eq!(failed, super::Failure { error: FaultError::Restart, busy: Some(e.uvm.pa(pg)) });
+    assert!(woken.0.lock().is_empty(), "nobody unbusied it yet");
+    e.uvm.unbusy(busy);
+    assert_eq!(*woken.0.lock(), [e.uvm.pa(pg)], "the WANTED page's unbusy tells the waker");
+    // A page nobody wanted is unbusied silently.
+    let busy = e.uvm.try_busy(pg).unwrap();
+    e.uvm.unbusy(busy);
+    assert_eq!(woken.0.lock().len(), 1);
+    assert_eq!(rd(&m, page(0)).unwrap().case, FaultCase::Anon1A);
+}
+
 #[test]
 fn busy_anon_page_returns_restart() {
     let e = env(64);
