@@ -2,7 +2,8 @@
 //! README's "The QEMU line" (`-append` tokens), and the guest images it names (read through semihosting, loaded by
 //! [`crate::loader`]).
 //!
-//! Grammar (space-separated tokens, any order):
+//! Grammar (space-separated tokens, any order; [`expand`] first replaces a `scenario=PATH` token
+//! by the tokens in that host file, for scenarios longer than a command line):
 //! - `trace=PATH` — host path of the trace file (default [`DEFAULT_TRACE`]); `trace=off`: no trace
 //!   at all (nothing recorded, nothing written: the benchmark's baseline);
 //! - `trace_max=MIB` — the trace file's size cap in MiB (default [`DEFAULT_TRACE_MAX_MIB`]): when
@@ -233,6 +234,39 @@ fn parse_vm(token: &str, value: &str, linux: bool) -> Result<VmSpec, ConfigError
     Ok(spec)
 }
 
+/// The command line with a `scenario=PATH` token replaced by the host file's contents (more
+/// tokens of the same grammar, any whitespace between them): a scenario of any length, where
+/// QEMU's `-append` and the hypervisor's command-line buffer are bounded. One such file, which
+/// names no other; it must fit the `max` bytes of heap left.
+pub fn expand(cmdline: &str, files: &mut impl GuestFiles, max: u64) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(cmdline.len());
+    let mut seen = false;
+    for token in cmdline.split_ascii_whitespace() {
+        let Some(path) = token.strip_prefix("scenario=") else {
+            out.push_str(token);
+            out.push(' ');
+            continue;
+        };
+        let err = |why: String| ConfigError::File { vm: "(scenario)".to_string(), path: path.to_string(), why };
+        if seen {
+            return Err(err("a second scenario= token".to_string()));
+        }
+        seen = true;
+        let len = files.len(path).map_err(err)?;
+        if len > max {
+            return Err(ConfigError::FileTooBig { vm: "(scenario)".to_string(), path: path.to_string(), bytes: len, max });
+        }
+        let bytes = files.read(path).map_err(err)?;
+        let text = core::str::from_utf8(&bytes).map_err(|_| err("not UTF-8".to_string()))?;
+        if text.split_ascii_whitespace().any(|t| t.starts_with("scenario=")) {
+            return Err(err("it names another scenario= file".to_string()));
+        }
+        out.push_str(text);
+        out.push(' ');
+    }
+    Ok(out)
+}
+
 /// Parses the command line (no file access).
 ///
 /// A first token without `=` is skipped: QEMU's SYS_GET_CMDLINE puts the `-kernel` file name in
@@ -459,6 +493,21 @@ mod tests {
         assert!(Arc::ptr_eq(&a.segments[0].bytes, &b.segments[0].bytes), "one kernel object");
         assert_eq!((a.segments.len(), b.segments.len()), (3, 2));
         assert_eq!((a.entry, a.x0), (Ipa(RAM_BASE), a.segments[1].at.0));
+    }
+
+    #[test]
+    fn a_scenario_file_extends_the_command_line() {
+        let vms: String = (0..200).map(|i| format!("vm=v{i}:/g/one,ram=16\n")).collect();
+        let mut files = Files(vec![("/run/hyp.scenario", vms.clone().into_bytes()), ("/nested", b"scenario=/x".to_vec())], Vec::new());
+        let line = expand("hyp trace=/t scenario=/run/hyp.scenario pool=64", &mut files, u64::MAX).unwrap();
+        let sc = parse(&line).unwrap();
+        assert_eq!((sc.vms.len(), sc.trace_path.as_str(), sc.pool_limit), (200, "/t", Some(64 * MIB)));
+        assert!(vms.len() > 4096, "longer than an -append would take");
+        assert!(matches!(expand("scenario=/nested", &mut files, u64::MAX), Err(ConfigError::File { .. })));
+        assert!(matches!(expand("scenario=/run/hyp.scenario scenario=/run/hyp.scenario", &mut files, u64::MAX), Err(ConfigError::File { .. })));
+        assert!(matches!(expand("scenario=/missing", &mut files, u64::MAX), Err(ConfigError::File { .. })));
+        assert!(matches!(expand("scenario=/run/hyp.scenario", &mut files, 10), Err(ConfigError::FileTooBig { .. })));
+        assert_eq!(expand("vm=a:/b", &mut files, 0).unwrap().trim(), "vm=a:/b", "no file: unchanged");
     }
 
     #[test]

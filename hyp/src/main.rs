@@ -209,8 +209,9 @@ fn load_scenario() -> Result<Config, ConfigError> {
     let mut buf = alloc::vec![0u8; 8192];
     let line = semihosting::get_cmdline(&mut buf).map_err(|_| ConfigError::Cmdline)?;
     let line = core::str::from_utf8(line).map_err(|_| ConfigError::Cmdline)?;
-    let scenario = config::parse(line)?;
+    let line = config::expand(line, &mut HostFiles, heap::free_bytes())?;
     drop(buf);
+    let scenario = config::parse(&line)?;
     config::resolve(scenario, heap::free_bytes(), &mut HostFiles)
 }
 
