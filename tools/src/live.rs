@@ -1,0 +1,240 @@
+//! The live view of a run: each console line as it comes (guest lines prefixed by their VM's
+//! name, `[image1] image: ok`), each VM's own log (`vm-<name>.log` in the run folder), and the
+//! run's progress: elapsed time, faults and faults/s, memory mapped, VMs running. On a terminal
+//! the progress is one line redrawn in place (`indicatif`); otherwise a plain line every
+//! [`PLAIN_EVERY`] so a CI log stays readable.
+//!
+//! Progress comes from the trace file as the hypervisor flushes it (64 KiB per CPU at a time, so
+//! it lags by up to that many records) and from the console's stop lines.
+
+use crate::console::{parse_line, Line};
+use crate::out::Closed;
+use crate::runs::RunDir;
+use crate::scenarios::Scenario;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use vm::trace::{Outcome, Record, HEADER_BYTES, RECORD_BYTES};
+
+/// How often a plain progress line is printed when stdout is not a terminal.
+pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+/// How often the trace file is looked at (and the terminal's line redrawn).
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// What the run's console is shown as.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Echo {
+    /// Every line (`tools run`).
+    Console,
+    /// No console, only progress (`tools test`: one line per scenario).
+    Quiet,
+}
+
+/// The trace file read as it grows: whole records decoded, a partial one kept for the next read.
+struct Tail {
+    path: PathBuf,
+    read: u64,
+    partial: Vec<u8>,
+    faults: u64,
+    pages_mapped: u64,
+}
+
+impl Tail {
+    /// Read what was appended since the last call. A file that is not there yet, shrinks or does
+    /// not decode stops the counting, never the run: the verdict reads the whole trace at the end.
+    fn poll(&mut self) {
+        let Ok(mut f) = File::open(&self.path) else { return };
+        let start = self.read.max(HEADER_BYTES as u64);
+        if f.seek(SeekFrom::Start(start)).is_err() {
+            return;
+        }
+        let mut new = Vec::new();
+        if f.read_to_end(&mut new).is_err() {
+            return;
+        }
+        self.read = start + new.len() as u64;
+        self.partial.extend_from_slice(&new);
+        let whole = self.partial.len() / RECORD_BYTES * RECORD_BYTES;
+        for (i, chunk) in self.partial.drain(..whole).collect::<Vec<u8>>().chunks_exact(RECORD_BYTES).enumerate() {
+            let mut b = [0u8; RECORD_BYTES];
+            b.copy_from_slice(chunk);
+            if let Ok(r) = Record::decode(&b, i) {
+                self.faults += 1;
+                if r.outcome == Outcome::Resolved {
+                    self.pages_mapped += 1 + u64::from(r.neighbours);
+                }
+            }
+        }
+    }
+}
+
+/// One run's live view.
+pub struct Live {
+    echo: Echo,
+    /// Scenario VM names by id - 1.
+    names: Vec<String>,
+    logs: Vec<BufWriter<File>>,
+    stopped: usize,
+    tail: Tail,
+    start: Instant,
+    /// Faults at the last rate sample, and when.
+    rate_at: (u64, Instant),
+    rate: f64,
+    last_plain: Instant,
+    last_poll: Instant,
+    bar: Option<ProgressBar>,
+}
+
+impl Live {
+    /// The view of a run of `s` in `run` (under `root`); creates the per-VM logs.
+    pub fn new(root: &Path, s: &Scenario, run: &RunDir, echo: Echo) -> std::io::Result<Live> {
+        let names: Vec<String> = s.vms.iter().map(|v| v.name.clone()).collect();
+        let logs = names.iter().map(|n| File::create(root.join(run.vm_log(n))).map(BufWriter::new)).collect::<Result<_, _>>()?;
+        let now = Instant::now();
+        let bar = std::io::stdout().is_terminal().then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+            b.set_style(ProgressStyle::with_template("{spinner} {prefix}{wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+            if echo == Echo::Quiet {
+                b.set_prefix(format!("test {} ... ", s.name));
+            }
+            b
+        });
+        let tail = Tail { path: root.join(run.trace()), read: 0, partial: Vec::new(), faults: 0, pages_mapped: 0 };
+        Ok(Live { echo, names, logs, stopped: 0, tail, start: now, rate_at: (0, now), rate: 0.0, last_plain: now, last_poll: now, bar })
+    }
+
+    /// Show `text` above the progress line.
+    pub fn print(&self, text: &str) -> Result<(), Closed> {
+        match &self.bar {
+            Some(b) => b.suspend(|| out!("{text}")),
+            None => out!("{text}"),
+        }
+    }
+
+    /// One console line: into its VM's log, and shown when echoing.
+    pub fn line(&mut self, raw: &str) -> Result<(), Closed> {
+        let name = |vm: u16| self.names.get(usize::from(vm).wrapping_sub(1));
+        // (VM whose log gets the line, what that log gets, what is shown)
+        let (vm, logged, shown) = match parse_line(raw) {
+            Line::Guest { vm, text } => match name(vm) {
+                Some(n) => (Some(vm), text.clone(), format!("[{n}] {text}")),
+                None => (None, String::new(), raw.to_string()),
+            },
+            Line::Exited { vm, .. } | Line::Crashed { vm, .. } => {
+                self.stopped += 1;
+                (Some(vm), raw.to_string(), raw.to_string())
+            }
+            _ => (None, String::new(), raw.to_string()),
+        };
+        if let Some(log) = vm.and_then(|v| self.logs.get_mut(usize::from(v).wrapping_sub(1))) {
+            // A log that cannot be written loses lines, not the run; the console log has them all.
+            let _ = writeln!(log, "{logged}");
+        }
+        match self.echo {
+            Echo::Console => self.print(&shown),
+            Echo::Quiet => Ok(()),
+        }
+    }
+
+    /// The QEMU command line, shown when echoing the console.
+    pub fn command(&self, text: &str) -> Result<(), Closed> {
+        match self.echo {
+            Echo::Console => self.print(text),
+            Echo::Quiet => Ok(()),
+        }
+    }
+
+    /// When [`POLL`] has passed since the last look: look at the trace and show progress (redrawn
+    /// on a terminal, a plain line every [`PLAIN_EVERY`] otherwise). Called after every console
+    /// line and every [`POLL`] without one.
+    pub fn tick_due(&mut self) -> Result<(), Closed> {
+        let now = Instant::now();
+        if now.duration_since(self.last_poll) < POLL {
+            return Ok(());
+        }
+        self.last_poll = now;
+        self.tail.poll();
+        let since = now.duration_since(self.rate_at.1);
+        if since >= Duration::from_secs(1) {
+            self.rate = (self.tail.faults - self.rate_at.0) as f64 / since.as_secs_f64();
+            self.rate_at = (self.tail.faults, now);
+        }
+        match &self.bar {
+            Some(b) => {
+                b.set_message(self.progress());
+                b.tick();
+                Ok(())
+            }
+            None if now.duration_since(self.last_plain) >= PLAIN_EVERY => {
+                self.last_plain = now;
+                out!("[tools] {}", self.progress())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// `12.3 s, 16414 faults (1234/s), 64.1 MiB mapped, VMs: 1 running, 2 stopped`.
+    fn progress(&self) -> String {
+        let total = self.names.len();
+        format!(
+            "{:.1} s, {} faults traced ({:.0}/s), {:.1} MiB mapped, VMs: {} running, {} stopped",
+            self.start.elapsed().as_secs_f64(),
+            self.tail.faults,
+            self.rate,
+            self.tail.pages_mapped as f64 * 4096.0 / (1u64 << 20) as f64,
+            total.saturating_sub(self.stopped),
+            self.stopped.min(total)
+        )
+    }
+
+    /// Take the progress line away and flush the VM logs.
+    pub fn finish(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        for l in &mut self.logs {
+            let _ = l.flush();
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm::addr::{Access, Ipa};
+    use vm::fault::FaultCase;
+
+    fn rec(seq: u64, neighbours: u8, outcome: Outcome) -> [u8; RECORD_BYTES] {
+        Record { seq, ipa: Ipa(0x4000_0000), vm: 1, vcpu: 0, access: Access::Write, case: Some(FaultCase::Zero2B), outcome, neighbours, refaults: 0 }
+            .encode()
+    }
+
+    #[test]
+    fn the_tail_counts_whole_records_as_the_file_grows() {
+        let path = std::env::temp_dir().join(format!("uvmhyp-live-{}.trace", std::process::id()));
+        let mut t = Tail { path: path.clone(), read: 0, partial: Vec::new(), faults: 0, pages_mapped: 0 };
+        t.poll();
+        assert_eq!(t.faults, 0, "no file yet");
+        let mut bytes = vm::trace::header().to_vec();
+        bytes.extend_from_slice(&rec(0, 3, Outcome::Resolved));
+        bytes.extend_from_slice(&rec(1, 0, Outcome::Mmio)[..10]);
+        std::fs::write(&path, &bytes).unwrap();
+        t.poll();
+        assert_eq!((t.faults, t.pages_mapped), (1, 4));
+        bytes.truncate(bytes.len() - 10);
+        bytes.extend_from_slice(&rec(1, 0, Outcome::Mmio));
+        bytes.extend_from_slice(&rec(2, 0, Outcome::Resolved));
+        std::fs::write(&path, &bytes).unwrap();
+        t.poll();
+        assert_eq!((t.faults, t.pages_mapped), (3, 5));
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,0 +1,103 @@
+//! What `tools report` reads: a trace file, or a run folder (its trace, plus the VM names of its
+//! `scenario.toml` and the counters table of its `console.log`).
+
+use crate::checks;
+use crate::console::Console;
+use crate::runs;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use vm::trace::Record;
+
+/// Why an input could not be read as a trace or a run folder (the user's mistake: exit 2).
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file or folder could not be read.
+    Read { path: PathBuf, error: std::io::Error },
+    /// A run folder without a trace in it.
+    NoTrace { dir: PathBuf },
+    /// The bytes are not a trace (bad header, truncated, a field no writer produces).
+    BadTrace { path: PathBuf, error: String },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            LoadError::Read { path, error } => write!(f, "{}: {error}", path.display()),
+            LoadError::NoTrace { dir } => write!(f, "{}: a folder without {} (not a run folder)", dir.display(), runs::TRACE),
+            LoadError::BadTrace { path, error } => write!(f, "{}: {error}", path.display()),
+        }
+    }
+}
+
+/// A trace and what its run folder says about it.
+pub struct Loaded {
+    /// The trace file read.
+    pub trace: PathBuf,
+    /// The folder of the run (or of the trace): where the report goes unless `--out` says.
+    pub dir: PathBuf,
+    /// The scenario's name, when a `scenario.toml` is beside the trace.
+    pub scenario: Option<String>,
+    /// VM names by id, from `scenario.toml` (ids are 1, 2, … in file order).
+    pub names: BTreeMap<u16, String>,
+    /// The trace format version.
+    pub version: u32,
+    pub records: Vec<Record>,
+    /// Counter ticks per second, from the header (v2); `None` for v1.
+    pub counter_hz: Option<u64>,
+    /// Each record's time and cost in counter ticks, in `records` order (v2); `None` for v1, which
+    /// has neither.
+    pub timing: Option<Vec<Timing>>,
+    /// The counters table the hypervisor printed at the end (empty without a `console.log`).
+    pub counters: crate::console::Counters,
+}
+
+/// When a fault was taken and what it cost, in counter ticks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Timing {
+    pub time: u64,
+    pub cost: u64,
+}
+
+/// Read `input`: a trace file, or a run folder holding one.
+pub fn load(input: &Path) -> Result<Loaded, LoadError> {
+    let read_err = |error| LoadError::Read { path: input.to_path_buf(), error };
+    let meta = std::fs::metadata(input).map_err(read_err)?;
+    let (trace, dir) = if meta.is_dir() {
+        let t = input.join(runs::TRACE);
+        if !t.is_file() {
+            return Err(LoadError::NoTrace { dir: input.to_path_buf() });
+        }
+        (t, input.to_path_buf())
+    } else {
+        let dir = input.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        (input.to_path_buf(), dir.to_path_buf())
+    };
+    let bytes = std::fs::read(&trace).map_err(|error| LoadError::Read { path: trace.clone(), error })?;
+    let records = checks::decode(&bytes).map_err(|error| LoadError::BadTrace { path: trace.clone(), error })?;
+    let version = vm::trace::TRACE_VERSION;
+    let (scenario, names) = names_beside(&dir);
+    Ok(Loaded { trace, dir: dir.clone(), scenario, names, version, records, counter_hz: None, timing: None, counters: counters_beside(&dir) })
+}
+
+/// The scenario name and VM names of the `scenario.toml` in `dir`; none when there is no such
+/// file or it does not parse (a report of a bare trace names VMs `vmN`).
+fn names_beside(dir: &Path) -> (Option<String>, BTreeMap<u16, String>) {
+    let file = dir.join(runs::SCENARIO);
+    let Ok(src) = std::fs::read_to_string(&file) else { return (None, BTreeMap::new()) };
+    // The run folder's copy is called scenario.toml; the run folder's name starts with the real name.
+    let name = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('-')).map(|(s, _)| s.to_string());
+    match crate::scenario_file::parse(name.as_deref().unwrap_or("scenario"), &file.display().to_string(), &src) {
+        Ok(s) => (Some(s.name.clone()), s.vms.iter().enumerate().map(|(i, v)| (i as u16 + 1, v.name.clone())).collect()),
+        Err(_) => (None, BTreeMap::new()),
+    }
+}
+
+/// The counters table of the `console.log` in `dir` (empty when there is none).
+fn counters_beside(dir: &Path) -> crate::console::Counters {
+    let mut c = Console::default();
+    if let Ok(text) = std::fs::read_to_string(dir.join(runs::CONSOLE_LOG)) {
+        text.lines().for_each(|l| c.feed(l));
+    }
+    c.counters
+}
