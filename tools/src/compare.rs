@@ -84,12 +84,15 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 /// The table, one line each.
 pub fn table(a: &Report, b: &Report) -> Vec<String> {
-    let side = |r: &Report| r.scenario.clone().unwrap_or_else(|| r.trace.clone());
+    let side = |r: &Report| match &r.scenario {
+        Some(s) => format!("{s} ({})", r.trace),
+        None => r.trace.clone(),
+    };
     let rows = rows(a, b);
     let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0).max(6);
     let mut lines = vec![
-        format!("A: {} ({})", side(a), a.trace),
-        format!("B: {} ({})", side(b), b.trace),
+        format!("A: {}", side(a)),
+        format!("B: {}", side(b)),
         String::new(),
         format!("{:<w$} {:>12} {:>12} {:>8}", "", "A", "B", "B/A"),
     ];

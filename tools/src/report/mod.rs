@@ -74,3 +74,6 @@ pub fn make(input: &Path, out: Option<&Path>, records_csv: bool) -> Result<Writt
     write(REPORT_MD, &markdown)?;
     Ok(Written { markdown, dir, files })
 }
+
+#[cfg(test)]
+mod tests;

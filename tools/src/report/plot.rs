@@ -29,7 +29,7 @@ pub fn all(r: &Report) -> Result<Vec<(&'static str, String)>, String> {
     Ok(out)
 }
 
-fn color(i: usize) -> RGBAColor {
+pub fn color(i: usize) -> RGBAColor {
     Palette99::pick(i).mix(1.0)
 }
 

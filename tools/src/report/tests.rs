@@ -1,0 +1,144 @@
+//! The report of the small recorded traces of `tools/tests/data/` (`report-v1.trace`: a run of
+//! `report-v1.toml`, default's VMs with a 5 MiB touch VM), its numbers held against what
+//! `tools trace` counts in the same file, and its plots parsed back.
+
+use super::*;
+use crate::runs;
+use std::collections::BTreeMap;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("uvmhyp-report-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A run folder holding the v1 trace with its scenario and a console log's counters table.
+fn run_folder(what: &str) -> PathBuf {
+    let dir = temp_dir(what).join("report-v1-20261202T134911Z");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(data("report-v1.trace"), dir.join(runs::TRACE)).unwrap();
+    std::fs::copy(data("report-v1.toml"), dir.join(runs::SCENARIO)).unwrap();
+    std::fs::write(dir.join(runs::CONSOLE_LOG), "counter vm1 vm2 vm3 total\nfaults 13 275 1217 1505\npageins 0 0 7 7\nuvmhyp: 3 VMs, 0 failed\n")
+        .unwrap();
+    dir
+}
+
+fn cases(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn v1_report_counts_what_the_trace_holds() {
+    let l = load::load(&data("report-v1.trace")).unwrap();
+    let r = build::build(&l);
+    assert_eq!((r.trace_version, r.records), (1, 1505));
+    // The numbers `tools trace tools/tests/data/report-v1.trace` prints.
+    assert_eq!(r.cases, cases(&[("2A", 17), ("2B-copy", 14), ("2B-zero", 1209), ("Restart", 265)]));
+    let per_vm: Vec<_> = r.vms.iter().map(|v| (v.id, v.name.as_str(), v.records, v.resolved, v.pages_mapped)).collect();
+    assert_eq!(per_vm, [(1, "vm1", 13, 13, 14), (2, "vm2", 275, 10, 16), (3, "vm3", 1217, 1217, 1217)]);
+    assert_eq!(r.vms[2].cases, cases(&[("2A", 4), ("2B-copy", 4), ("2B-zero", 1209)]));
+    // v1 has no time: the timeline is over sequence numbers, 1505 records in buckets of 50.
+    assert_eq!((r.timeline.axis, r.timeline.width, r.timeline.buckets.len()), (model::Axis::Seq, 50.0, 31));
+    assert_eq!(r.timeline.buckets.iter().flatten().sum::<u64>(), 1505);
+    assert_eq!(r.timeline.buckets[0], [0, 50, 0], "vm2's re-faults come first in this run");
+    assert!(r.latency.is_none() && r.duration_s.is_none() && r.headline.faults_99_s.is_none());
+    assert_eq!(r.notes.len(), 3, "{:?}", r.notes);
+}
+
+#[test]
+fn a_run_folder_gives_names_scenario_and_counters() {
+    let dir = run_folder("names");
+    let w = make(&dir, None, true).unwrap();
+    assert_eq!(w.dir, dir);
+    let json: model::Report = serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
+    assert_eq!(json.scenario.as_deref(), Some("report-v1"));
+    assert_eq!(json.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["image1", "image2", "touch"]);
+    assert_eq!(json.headline.page_ins, Some(7));
+    assert_eq!(json.counters.get("faults"), Some(&1505));
+    assert_eq!(std::fs::read_to_string(dir.join(REPORT_MD)).unwrap(), w.markdown);
+    assert!(w.markdown.contains("| `2B-zero` | 0 | 0 | 1209 | 1209 |"), "{}", w.markdown);
+    assert!(w.markdown.contains("## Fault latency\n\nNone in this trace"), "{}", w.markdown);
+    for f in ["faults.svg", "cases.svg", "faults.csv", "records.csv", "report.json", "report.md"] {
+        assert!(w.files.iter().any(|x| x == f), "{f} not in {:?}", w.files);
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    assert!(!dir.join(plot::LATENCY_SVG).exists(), "no latency plot without costs");
+    let timeline = std::fs::read_to_string(dir.join(csv::FAULTS_CSV)).unwrap();
+    assert_eq!(timeline.lines().next(), Some("seq_start,image1,image2,touch,total"));
+    assert_eq!(timeline.lines().nth(1), Some("0,0,50,0,50"));
+    let records = std::fs::read_to_string(dir.join(csv::RECORDS_CSV)).unwrap();
+    assert_eq!(records.lines().count(), 1 + 1505);
+    assert_eq!(records.lines().filter(|l| l.contains(",2B-zero,resolved,")).count(), 1209);
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+/// The `polyline`s of an SVG drawn in `stroke`, as their point counts.
+fn lines_of(svg: &roxmltree::Document, stroke: &str) -> Vec<usize> {
+    svg.descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke").is_some_and(|s| s.eq_ignore_ascii_case(stroke)))
+        .map(|n| n.attribute("points").unwrap_or("").split_whitespace().count())
+        .collect()
+}
+
+fn texts(svg: &roxmltree::Document) -> Vec<String> {
+    svg.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(|t| t.trim().to_string()).collect()
+}
+
+fn hex(c: plotters::style::RGBAColor) -> String {
+    format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+}
+
+#[test]
+fn plots_parse_and_have_one_series_per_vm() {
+    let dir = run_folder("plots");
+    let r = build::build(&load::load(&dir).unwrap());
+    let plots = plot::all(&r).unwrap();
+    assert_eq!(plots.iter().map(|p| p.0).collect::<Vec<_>>(), [plot::FAULTS_SVG, plot::CASES_SVG]);
+    let faults = roxmltree::Document::parse(&plots[0].1).unwrap();
+    for (i, vm) in r.vms.iter().enumerate() {
+        // The data line (a point per bucket) and the legend's sample (2 points).
+        let mut lines = lines_of(&faults, &hex(plot::color(i)));
+        lines.sort();
+        assert_eq!(lines, [2, r.timeline.buckets.len()], "{}", vm.name);
+        assert!(texts(&faults).contains(&vm.name), "{} not in the legend", vm.name);
+    }
+    let cases = roxmltree::Document::parse(&plots[1].1).unwrap();
+    let bars = cases.descendants().filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some(hex(plot::color(0)).as_str())).count();
+    assert_eq!(bars, r.cases.len());
+    for c in r.cases.keys() {
+        assert!(texts(&cases).contains(c), "{c} not labelled");
+    }
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn bad_inputs_are_load_errors() {
+    let dir = temp_dir("bad");
+    assert!(matches!(make(&dir, None, false), Err(ReportError::Load(load::LoadError::NoTrace { .. }))));
+    let garbage = dir.join("g.trace");
+    std::fs::write(&garbage, b"not a trace").unwrap();
+    assert!(matches!(make(&garbage, None, false), Err(ReportError::Load(load::LoadError::BadTrace { .. }))));
+    let mut short = std::fs::read(data("report-v1.trace")).unwrap();
+    short.pop();
+    std::fs::write(&garbage, &short).unwrap();
+    assert!(matches!(make(&garbage, None, false), Err(ReportError::Load(load::LoadError::BadTrace { .. }))));
+    assert!(matches!(make(&dir.join("nope"), None, false), Err(ReportError::Load(load::LoadError::Read { .. }))));
+    assert!(std::fs::read_dir(&dir).unwrap().count() == 1, "nothing written for a bad input");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_empty_trace_reports_zeros() {
+    let dir = temp_dir("empty");
+    let t = dir.join("e.trace");
+    std::fs::write(&t, vm::trace::header()).unwrap();
+    let w = make(&t, None, false).unwrap();
+    assert!(w.markdown.contains("0 records"), "{}", w.markdown);
+    assert!(!dir.join(plot::FAULTS_SVG).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
