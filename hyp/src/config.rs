@@ -3,7 +3,10 @@
 //! [`crate::loader`]).
 //!
 //! Grammar (space-separated tokens, any order):
-//! - `trace=PATH` — host path of the trace file (default [`DEFAULT_TRACE`]);
+//! - `trace=PATH` — host path of the trace file (default [`DEFAULT_TRACE`]); `trace=off`: no trace
+//!   at all (nothing recorded, nothing written: the benchmark's baseline);
+//! - `trace_max=MIB` — the trace file's size cap in MiB (default [`DEFAULT_TRACE_MAX_MIB`]): when
+//!   reached, the trace ends with a "capped" record and tracing stops;
 //! - `pool=MIB` — size of the guest page pool in MiB (default: all free RAM);
 //! - `vm=NAME:PATH[,ram=MIB][,cpus=N]` — one VM; RAM default 64 MiB, vCPUs default 1.
 //!
@@ -24,6 +27,10 @@ use crate::loader::{self, ElfError, RAM_BASE};
 
 /// Trace file used when the command line has no `trace=`.
 pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
+/// The trace file's size cap when the command line has no `trace_max=` (MiB).
+pub const DEFAULT_TRACE_MAX_MIB: u64 = 256;
+/// Largest `trace_max=` (MiB): 1 TiB.
+pub const MAX_TRACE_MAX_MIB: u64 = 1 << 20;
 /// Guest RAM when `vm=` has no `ram=` (MiB).
 pub const DEFAULT_RAM_MIB: u64 = 64;
 /// Largest guest RAM. RAM starts at 1 GiB and must end inside the stage-2 IPA space
@@ -61,8 +68,10 @@ pub struct VmConfig {
 /// The whole scenario, handed to `virt::start`.
 #[derive(Clone)]
 pub struct Config {
-    /// Host path of the trace file.
-    pub trace_path: String,
+    /// Host path of the trace file; `None`: `trace=off`.
+    pub trace_path: Option<String>,
+    /// The trace file's size cap in bytes.
+    pub trace_max_bytes: u64,
     /// VMs in id order (vm1 = `vms[0]`).
     pub vms: Vec<VmConfig>,
     /// `pool=` in bytes, if given (boot has already applied it to the pool range).
@@ -81,7 +90,8 @@ pub struct VmSpec {
 /// The command line, parsed but with no file read yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scenario {
-    pub trace_path: String,
+    pub trace_path: Option<String>,
+    pub trace_max_bytes: u64,
     pub pool_limit: Option<u64>,
     pub vms: Vec<VmSpec>,
 }
@@ -115,7 +125,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::UnknownToken(t) => {
-                write!(f, "unknown token `{t}` (expected trace=PATH, pool=MIB or vm=NAME:PATH[,ram=MIB][,cpus=N])")
+                write!(f, "unknown token `{t}` (expected trace=PATH|off, trace_max=MIB, pool=MIB or vm=NAME:PATH[,ram=MIB][,cpus=N])")
             }
             ConfigError::UnknownOption { token, option } => {
                 write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB or cpus=N)")
@@ -177,7 +187,12 @@ fn parse_vm(token: &str, value: &str) -> Result<VmSpec, ConfigError> {
 /// A first token without `=` is skipped: QEMU's SYS_GET_CMDLINE puts the `-kernel` file name in
 /// front of the `-append` text.
 pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
-    let mut sc = Scenario { trace_path: DEFAULT_TRACE.to_string(), pool_limit: None, vms: Vec::new() };
+    let mut sc = Scenario {
+        trace_path: Some(DEFAULT_TRACE.to_string()),
+        trace_max_bytes: DEFAULT_TRACE_MAX_MIB * MIB,
+        pool_limit: None,
+        vms: Vec::new(),
+    };
     for (i, token) in cmdline.split_ascii_whitespace().enumerate() {
         let Some((key, value)) = token.split_once('=') else {
             if i == 0 {
@@ -189,7 +204,11 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
             "trace" if value.is_empty() => {
                 return Err(ConfigError::Missing { token: token.to_string(), what: "trace file path" })
             }
-            "trace" => sc.trace_path = value.to_string(),
+            "trace" if value == "off" => sc.trace_path = None,
+            "trace" => sc.trace_path = Some(value.to_string()),
+            "trace_max" => {
+                sc.trace_max_bytes = number(token, value, "trace size cap in MiB", "1..=1048576", 1, MAX_TRACE_MAX_MIB)? * MIB
+            }
             "pool" => sc.pool_limit = Some(number(token, value, "pool size in MiB", "1..=1048576", 1, 1 << 20)? * MIB),
             "vm" => sc.vms.push(parse_vm(token, value)?),
             _ => return Err(ConfigError::UnknownToken(token.to_string())),
@@ -257,7 +276,7 @@ pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> 
             cpus: spec.cpus,
         });
     }
-    Ok(Config { trace_path: sc.trace_path, vms, pool_limit: sc.pool_limit })
+    Ok(Config { trace_path: sc.trace_path, trace_max_bytes: sc.trace_max_bytes, vms, pool_limit: sc.pool_limit })
 }
 
 #[cfg(test)]
@@ -270,14 +289,17 @@ mod tests {
     #[test]
     fn grammar() {
         let sc = parse("hyp trace=x.tr pool=100 vm=a:/p/a,ram=32,cpus=2 vm=b:/p/b").unwrap();
-        assert_eq!(sc.trace_path, "x.tr");
+        assert_eq!(sc.trace_path.as_deref(), Some("x.tr"));
+        assert_eq!(sc.trace_max_bytes, DEFAULT_TRACE_MAX_MIB * MIB);
         assert_eq!(sc.pool_limit, Some(100 * MIB));
         assert_eq!(
             sc.vms[0],
             VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2 }
         );
         assert_eq!((sc.vms[1].ram_bytes, sc.vms[1].cpus), (DEFAULT_RAM_MIB * MIB, 1));
-        assert_eq!(parse("").unwrap().trace_path, DEFAULT_TRACE);
+        assert_eq!(parse("").unwrap().trace_path.as_deref(), Some(DEFAULT_TRACE));
+        assert_eq!(parse("trace=off").unwrap().trace_path, None);
+        assert_eq!(parse("trace_max=3").unwrap().trace_max_bytes, 3 * MIB);
         // A path may contain ':' after the name.
         assert_eq!(parse("vm=a:c:/x").unwrap().vms[0].path, "c:/x");
     }
@@ -286,7 +308,7 @@ mod tests {
     fn grammar_errors_name_the_token() {
         assert!(matches!(parse("hyp foo"), Err(ConfigError::UnknownToken(t)) if t == "foo"));
         assert!(matches!(parse("x=1"), Err(ConfigError::UnknownToken(_))));
-        for bad in ["pool=-1", "pool=0", "pool=99999999999999999999999", "vm=a:b,ram=0", "vm=a:b,cpus=9", "vm=a:b,cpus="] {
+        for bad in ["trace_max=0", "trace_max=1048577", "trace_max=", "pool=-1", "pool=0", "pool=99999999999999999999999", "vm=a:b,ram=0", "vm=a:b,cpus=9", "vm=a:b,cpus="] {
             assert!(matches!(parse(bad), Err(ConfigError::BadNumber { .. })), "{bad}");
         }
         assert!(matches!(parse("vm=a:b,x=1"), Err(ConfigError::UnknownOption { .. })));

@@ -3,13 +3,17 @@
 use crate::scenarios::{Check, Scenario, RAM_BASE};
 use std::collections::BTreeSet;
 use vm::fault::{FaultCase, FaultError};
-use vm::trace::{self, Outcome, Record};
+use vm::trace::{self, Outcome, Record, Trace};
 
-/// Decode a whole trace; any header, length or field error is an error (a short or corrupt trace
-/// fails the test).
-pub fn decode(bytes: &[u8]) -> Result<Vec<Record>, String> {
-    let it = trace::records(bytes).map_err(|e| format!("bad trace ({} bytes): {:?}", bytes.len(), e))?;
-    it.collect::<Result<Vec<_>, _>>().map_err(|e| format!("bad trace record: {e:?}"))
+/// Decode a whole trace (version 1 or 2); any header, length or field error is an error (a short
+/// or corrupt trace fails the test).
+pub fn decode(bytes: &[u8]) -> Result<Trace, String> {
+    trace::decode(bytes).map_err(|e| format!("bad trace ({} bytes): {e}", bytes.len()))
+}
+
+/// The fault records of a trace, which the checks look at.
+pub fn faults(t: &Trace) -> Vec<Record> {
+    t.faults().copied().collect()
 }
 
 /// Every fault case, in the order of their trace codes.
@@ -128,17 +132,16 @@ mod tests {
     use super::*;
     use crate::scenarios::tests::builtin;
     use vm::addr::{Access, Ipa};
+    use vm::trace::{Entry, Timing};
 
     fn rec(seq: u64, vm: u16, vcpu: u16, ipa: u64, case: Option<FaultCase>, outcome: Outcome) -> Record {
-        Record { seq, ipa: Ipa(ipa), vm, vcpu, access: Access::Write, case, outcome, neighbours: 0, refaults: 0 }
+        let timing = Some(Timing { time: seq * 100, cpu: 0, cost: 50 });
+        Record { seq, ipa: Ipa(ipa), vm, vcpu, access: Access::Write, case, outcome, neighbours: 0, refaults: 0, timing }
     }
 
     fn file(records: &[Record]) -> Vec<u8> {
-        let mut f = trace::header().to_vec();
-        for r in records {
-            f.extend_from_slice(&r.encode());
-        }
-        f
+        let entries: Vec<Entry> = records.iter().map(|r| Entry::Fault(*r)).collect();
+        trace::encode(62_500_000, &entries)
     }
 
     /// A trace that a correct hypervisor could write for `touch` (72 MiB, 16384 + 20 pages).
@@ -151,7 +154,7 @@ mod tests {
     #[test]
     fn touch_passes_with_one_fault_per_page_and_fails_outside_bounds() {
         let s = &builtin("touch");
-        let good = decode(&file(&touch_trace(1, 16384))).unwrap();
+        let good = faults(&decode(&file(&touch_trace(1, 16384))).unwrap());
         assert_eq!(run_checks(s, &good), Vec::<String>::new());
         let few = touch_trace(1, 100);
         assert_eq!(run_checks(s, &few).len(), 2, "{:?}", run_checks(s, &few));
@@ -222,7 +225,7 @@ mod tests {
         assert!(decode(&f).is_err());
         assert!(decode(b"").is_err());
         let mut f = file(&touch_trace(1, 1));
-        f[trace::HEADER_BYTES + 21] = 0x77;
+        f[trace::HEADER_BYTES + 2] = 0x77;
         assert!(decode(&f).is_err());
     }
 

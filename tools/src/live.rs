@@ -16,7 +16,8 @@ use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use vm::trace::{Outcome, Record, HEADER_BYTES, RECORD_BYTES};
+use std::collections::BTreeMap;
+use vm::trace::{decode, Accounting, Entry, Kind, Outcome, Trace, Version, HEADER_BYTES};
 
 /// How often a plain progress line is printed when stdout is not a terminal.
 pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
@@ -32,41 +33,106 @@ pub enum Echo {
     Quiet,
 }
 
-/// The trace file read as it grows: whole records decoded, a partial one kept for the next read.
+/// The trace file read as it grows: its header once, then whole records decoded as they come,
+/// a partial one kept for the next read.
 struct Tail {
     path: PathBuf,
+    /// Bytes of the file consumed so far.
     read: u64,
+    /// The v2 header, once read (each batch of records is decoded behind it).
+    header: Option<Vec<u8>>,
     partial: Vec<u8>,
+    /// Not a v2 trace, or a record that does not decode: stop counting.
+    broken: bool,
     faults: u64,
     pages_mapped: u64,
+    /// Each VM's last accounting record.
+    memory: BTreeMap<u16, Accounting>,
 }
 
 impl Tail {
-    /// Read what was appended since the last call. A file that is not there yet, shrinks or does
-    /// not decode stops the counting, never the run: the verdict reads the whole trace at the end.
+    fn new(path: PathBuf) -> Tail {
+        Tail { path, read: 0, header: None, partial: Vec::new(), broken: false, faults: 0, pages_mapped: 0, memory: BTreeMap::new() }
+    }
+
+    /// Read what was appended since the last call. A file that is not there yet or does not
+    /// decode stops the counting, never the run: the verdict reads the whole trace at the end.
     fn poll(&mut self) {
+        if self.broken {
+            return;
+        }
         let Ok(mut f) = File::open(&self.path) else { return };
-        let start = self.read.max(HEADER_BYTES as u64);
-        if f.seek(SeekFrom::Start(start)).is_err() {
-            return;
-        }
         let mut new = Vec::new();
-        if f.read_to_end(&mut new).is_err() {
+        if f.seek(SeekFrom::Start(self.read)).is_err() || f.read_to_end(&mut new).is_err() {
             return;
         }
-        self.read = start + new.len() as u64;
+        self.read += new.len() as u64;
         self.partial.extend_from_slice(&new);
-        let whole = self.partial.len() / RECORD_BYTES * RECORD_BYTES;
-        for (i, chunk) in self.partial.drain(..whole).collect::<Vec<u8>>().chunks_exact(RECORD_BYTES).enumerate() {
-            let mut b = [0u8; RECORD_BYTES];
-            b.copy_from_slice(chunk);
-            if let Ok(r) = Record::decode(&b, i) {
-                self.faults += 1;
-                if r.outcome == Outcome::Resolved {
-                    self.pages_mapped += 1 + u64::from(r.neighbours);
+        let header = match &self.header {
+            Some(h) => h.clone(),
+            None if self.partial.len() < HEADER_BYTES => return,
+            None => {
+                let h: Vec<u8> = self.partial.drain(..HEADER_BYTES).collect();
+                if !matches!(decode(&h), Ok(Trace { version: Version::V2, .. })) {
+                    self.broken = true;
+                    return;
                 }
+                self.header = Some(h.clone());
+                h
+            }
+        };
+        // The whole records at the front: each kind has its size.
+        let mut whole = 0;
+        while let Some(&tag) = self.partial.get(whole) {
+            let Some(kind) = Kind::from_tag(tag) else {
+                self.broken = true;
+                return;
+            };
+            if whole + kind.bytes() > self.partial.len() {
+                break;
+            }
+            whole += kind.bytes();
+        }
+        let batch: Vec<u8> = header.iter().copied().chain(self.partial.drain(..whole)).collect();
+        let Ok(t) = decode(&batch) else {
+            self.broken = true;
+            return;
+        };
+        for e in t.entries {
+            match e {
+                Entry::Fault(r) => {
+                    self.faults += 1;
+                    if r.outcome == Outcome::Resolved {
+                        self.pages_mapped += 1 + u64::from(r.neighbours);
+                    }
+                }
+                Entry::Accounting(a) => {
+                    let newer = self.memory.get(&a.vm).is_none_or(|old| old.time <= a.time);
+                    if newer {
+                        self.memory.insert(a.vm, a);
+                    }
+                }
+                _ => {}
             }
         }
+    }
+
+    /// `64.1 MiB resident (0.0 shared, 0.0 swapped), pool 830.2 MiB free` from the accounting
+    /// records, or the pages the faults so far mapped before the first one.
+    fn memory(&self) -> String {
+        let mib = |pages: u64| pages as f64 * 4096.0 / (1u64 << 20) as f64;
+        if self.memory.is_empty() {
+            return format!("{:.1} MiB mapped", mib(self.pages_mapped));
+        }
+        let sum = |f: fn(&Accounting) -> u32| self.memory.values().map(|a| u64::from(f(a))).sum::<u64>();
+        let pool = self.memory.values().max_by_key(|a| a.time).map_or(0, |a| u64::from(a.pool_free));
+        format!(
+            "{:.1} MiB resident ({:.1} shared, {:.1} swapped), pool {:.1} MiB free",
+            mib(sum(|a| a.resident)),
+            mib(sum(|a| a.shared)),
+            mib(sum(|a| a.swapped)),
+            mib(pool)
+        )
     }
 }
 
@@ -101,7 +167,7 @@ impl Live {
             }
             b
         });
-        let tail = Tail { path: root.join(run.trace()), read: 0, partial: Vec::new(), faults: 0, pages_mapped: 0 };
+        let tail = Tail::new(root.join(run.trace()));
         Ok(Live { echo, names, logs, stopped: 0, tail, start: now, rate_at: (0, now), rate: 0.0, last_plain: now, last_poll: now, bar })
     }
 
@@ -175,15 +241,15 @@ impl Live {
         }
     }
 
-    /// `12.3 s, 16414 faults (1234/s), 64.1 MiB mapped, VMs: 1 running, 2 stopped`.
+    /// `12.3 s, 16414 faults traced (1234/s), 64.1 MiB resident (…), VMs: 1 running, 2 stopped`.
     fn progress(&self) -> String {
         let total = self.names.len();
         format!(
-            "{:.1} s, {} faults traced ({:.0}/s), {:.1} MiB mapped, VMs: {} running, {} stopped",
+            "{:.1} s, {} faults traced ({:.0}/s), {}, VMs: {} running, {} stopped",
             self.start.elapsed().as_secs_f64(),
             self.tail.faults,
             self.rate,
-            self.tail.pages_mapped as f64 * 4096.0 / (1u64 << 20) as f64,
+            self.tail.memory(),
             total.saturating_sub(self.stopped),
             self.stopped.min(total)
         )
@@ -211,30 +277,53 @@ mod tests {
     use super::*;
     use vm::addr::{Access, Ipa};
     use vm::fault::FaultCase;
+    use vm::trace::{Record, Timing};
 
-    fn rec(seq: u64, neighbours: u8, outcome: Outcome) -> [u8; RECORD_BYTES] {
-        Record { seq, ipa: Ipa(0x4000_0000), vm: 1, vcpu: 0, access: Access::Write, case: Some(FaultCase::Zero2B), outcome, neighbours, refaults: 0 }
-            .encode()
+    fn fault(seq: u64, neighbours: u8, outcome: Outcome) -> Entry {
+        let timing = Some(Timing { time: seq, cpu: 0, cost: 1 });
+        Entry::Fault(Record { seq, ipa: Ipa(0x4000_0000), vm: 1, vcpu: 0, access: Access::Write, case: Some(FaultCase::Zero2B), outcome, neighbours, refaults: 0, timing })
+    }
+
+    fn resident(vm: u16, time: u64, resident: u32) -> Entry {
+        Entry::Accounting(Accounting { time, vm, resident, pool_free: 256, ..Accounting::default() })
     }
 
     #[test]
     fn the_tail_counts_whole_records_as_the_file_grows() {
         let path = std::env::temp_dir().join(format!("uvmhyp-live-{}.trace", std::process::id()));
-        let mut t = Tail { path: path.clone(), read: 0, partial: Vec::new(), faults: 0, pages_mapped: 0 };
+        let mut t = Tail::new(path.clone());
         t.poll();
         assert_eq!(t.faults, 0, "no file yet");
-        let mut bytes = vm::trace::header().to_vec();
-        bytes.extend_from_slice(&rec(0, 3, Outcome::Resolved));
-        bytes.extend_from_slice(&rec(1, 0, Outcome::Mmio)[..10]);
-        std::fs::write(&path, &bytes).unwrap();
+        let full = vm::trace::encode(62_500_000, &[fault(0, 3, Outcome::Resolved), resident(1, 5, 256), fault(1, 0, Outcome::Mmio), fault(2, 0, Outcome::Resolved)]);
+        // The header alone, then the first record and part of the second.
+        std::fs::write(&path, &full[..HEADER_BYTES - 4]).unwrap();
+        t.poll();
+        std::fs::write(&path, &full[..HEADER_BYTES + 40 + 10]).unwrap();
         t.poll();
         assert_eq!((t.faults, t.pages_mapped), (1, 4));
-        bytes.truncate(bytes.len() - 10);
-        bytes.extend_from_slice(&rec(1, 0, Outcome::Mmio));
-        bytes.extend_from_slice(&rec(2, 0, Outcome::Resolved));
-        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(t.memory(), "0.0 MiB mapped");
+        std::fs::write(&path, &full).unwrap();
         t.poll();
         assert_eq!((t.faults, t.pages_mapped), (3, 5));
+        assert_eq!(t.memory(), "1.0 MiB resident (0.0 shared, 0.0 swapped), pool 1.0 MiB free");
+        // A record that does not decode stops the counting, and nothing panics.
+        let mut bad = full.clone();
+        bad.push(0x77);
+        bad.extend_from_slice(&[0; 39]);
+        std::fs::write(&path, &bad).unwrap();
+        t.poll();
+        assert!(t.broken);
+        assert_eq!(t.faults, 3);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_v1_trace_is_not_counted() {
+        let path = std::env::temp_dir().join(format!("uvmhyp-live-v1-{}.trace", std::process::id()));
+        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/report-v1.trace"), &path).unwrap();
+        let mut t = Tail::new(path.clone());
+        t.poll();
+        assert!(t.broken && t.faults == 0);
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -26,6 +26,7 @@ mod report;
 mod runs;
 mod scenario_file;
 mod scenarios;
+mod show;
 mod verdict;
 
 use clap::{Parser, Subcommand};
@@ -232,9 +233,9 @@ fn run_judged(root: &Path, s: &Scenario, echo: live::Echo) -> Result<Judged, Err
 fn cmd_run(root: &Path, arg: &str) -> Result<Status, Error> {
     let s = scenarios::find(root, arg)?;
     let j = run_judged(root, &s, live::Echo::Console)?;
-    if let Ok(records) = j.trace.clone().and_then(|bytes| checks::decode(&bytes)) {
+    if let Ok(t) = j.trace.clone().and_then(|bytes| checks::decode(&bytes)) {
         out!()?;
-        print_case_table(&records)?;
+        show::case_table(&checks::faults(&t))?;
     }
     out!()?;
     out!(
@@ -315,56 +316,12 @@ fn cmd_list(root: &Path) -> Result<Status, Error> {
     Ok(Status::Ok)
 }
 
-fn print_case_table(records: &[vm::trace::Record]) -> Result<(), Closed> {
-    let counts = verdict::case_counts(records);
-    let mut vms: Vec<u16> = counts.keys().map(|(v, _)| *v).collect();
-    vms.dedup();
-    let mut kinds: Vec<String> = counts.keys().map(|(_, k)| k.clone()).collect();
-    kinds.sort();
-    kinds.dedup();
-    let mut head = format!("{:<10}", "trace");
-    for v in &vms {
-        head += &format!("{:>9}", format!("vm{v}"));
-    }
-    out!("{head}{:>9}", "total")?;
-    for k in &kinds {
-        let mut row = format!("{k:<10}");
-        let mut total = 0;
-        for v in &vms {
-            let n = counts.get(&(*v, k.clone())).copied().unwrap_or(0);
-            total += n;
-            row += &format!("{n:>9}");
-        }
-        out!("{row}{total:>9}")?;
-    }
-    out!("{:<10}{:>9}", "records", records.len())
-}
-
 /// `trace FILE [-n N]`.
 fn cmd_trace(file: &Path, head: usize) -> Result<Status, Error> {
-    let shown = file.display();
+    let shown = file.display().to_string();
     let bytes = std::fs::read(file).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
-    let records = checks::decode(&bytes).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
-    out!("{shown}: {} records", records.len())?;
-    print_case_table(&records)?;
-    out!()?;
-    out!("{:>8} {:>4} {:>4} {:>14} {:<6} {:<9} {:<10} {:>5} {:>5}", "seq", "vm", "vcpu", "ipa", "access", "case", "outcome", "nbrs", "refl")?;
-    let mut sorted = records;
-    sorted.sort_by_key(|r| r.seq);
-    for r in sorted.iter().take(head) {
-        out!(
-            "{:>8} {:>4} {:>4} {:>#14x} {:<6} {:<9} {:<10} {:>5} {:>5}",
-            r.seq,
-            r.vm,
-            r.vcpu,
-            r.ipa.0,
-            format!("{:?}", r.access).to_lowercase(),
-            checks::case_name(r.case),
-            checks::outcome_name(r.outcome),
-            r.neighbours,
-            r.refaults
-        )?;
-    }
+    let t = checks::decode(&bytes).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
+    show::trace(&shown, &t, head)?;
     Ok(Status::Ok)
 }
 

@@ -22,7 +22,7 @@ pub fn judge(s: &Scenario, status: Option<i32>, timed_out: bool, console: &Conso
     }
     f.extend(judge_console(s, console));
     match trace.and_then(|b| checks::decode(&b)) {
-        Ok(records) => f.extend(checks::run_checks(s, &records)),
+        Ok(t) => f.extend(checks::run_checks(s, &checks::faults(&t))),
         Err(e) => f.push(format!("trace: {e}")),
     }
     f

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use vm::addr::{Access, Ipa};
 use vm::fault::FaultCase;
-use vm::trace::{header, Outcome, Record};
+use vm::trace::{encode, Entry, Outcome, Record, Timing};
 
 fn tools() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tools"))
@@ -32,17 +32,17 @@ fn temp_dir(what: &str) -> PathBuf {
 
 /// A trace of `n` records: 2A and 2B-copy faults of vm1, then aborts of vm2.
 fn trace_bytes(n: u64) -> Vec<u8> {
-    let mut bytes = header().to_vec();
+    let mut entries = Vec::new();
     for seq in 0..n {
         let (vm, case, outcome, ipa) = match seq {
             0 => (1u16, Some(FaultCase::Obj2A), Outcome::Resolved, 0x4000_0000u64),
             1 => (1, Some(FaultCase::ObjCopy2B), Outcome::Resolved, 0x4000_8000),
             _ => (2, None, Outcome::AbortInjected, 0x2000_0000),
         };
-        let r = Record { seq, ipa: Ipa(ipa), vm, vcpu: 0, access: Access::Read, case, outcome, neighbours: 0, refaults: 0 };
-        bytes.extend_from_slice(&r.encode());
+        let timing = Some(Timing { time: 625 * seq, cpu: 0, cost: 125 });
+        entries.push(Entry::Fault(Record { seq, ipa: Ipa(ipa), vm, vcpu: 0, access: Access::Read, case, outcome, neighbours: 0, refaults: 0, timing }));
     }
-    bytes
+    encode(62_500_000, &entries)
 }
 
 #[test]
@@ -196,23 +196,23 @@ fn compare_puts_two_reports_side_by_side() {
     let dir = temp_dir("compare");
     let a = dir.join("a");
     assert!(tools().arg("report").arg(data("report-v1.trace")).arg("--out").arg(&a).output().unwrap().status.success());
-    // B: the same trace without its last 209 zero-fill records.
+    // B: the same faults without the last 209 zero-fills, written as v2 (time 0: no timing).
     let bytes = std::fs::read(data("report-v1.trace")).unwrap();
-    let records: Vec<Record> = vm::trace::records(&bytes).unwrap().map(Result::unwrap).collect();
-    let zero_fills = records.iter().filter(|r| r.case == Some(FaultCase::Zero2B)).count();
-    let mut kept = header().to_vec();
+    let faults: Vec<Record> = vm::trace::decode(&bytes).unwrap().faults().copied().collect();
+    let zero_fills = faults.iter().filter(|r| r.case == Some(FaultCase::Zero2B)).count();
+    let mut kept = Vec::new();
     let mut seen = 0;
-    for r in &records {
+    for r in &faults {
         if r.case == Some(FaultCase::Zero2B) {
             seen += 1;
             if seen > zero_fills - 209 {
                 continue;
             }
         }
-        kept.extend_from_slice(&r.encode());
+        kept.push(Entry::Fault(*r));
     }
     let b = dir.join("b.trace");
-    std::fs::write(&b, kept).unwrap();
+    std::fs::write(&b, encode(62_500_000, &kept)).unwrap();
     let out = tools().arg("compare").arg(a.join("report.json")).arg(&b).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();

@@ -1,35 +1,187 @@
-//! Fault trace records: written by the hypervisor (through semihosting), read by `tools`.
+//! Trace files: written by the hypervisor (buffered per physical CPU, through semihosting), read
+//! by `tools`. [`decode`] reads both versions into one typed [`Trace`].
 //!
-//! A trace file is a 16-byte header (`TRACE_MAGIC`, version, record size) followed by fixed-size
-//! little-endian records, one per stage-2 fault the hypervisor handled, in the order each physical
-//! CPU flushed them (records of one vCPU are in order; `seq` orders them globally).
+//! # Version 2 (written today)
 //!
-//! Record layout (32 bytes, little endian):
+//! A 24-byte header, then records tagged by their first byte (the [`Kind`]); each kind has a fixed
+//! size, a multiple of 8 (the writer appends whole words). Records of one physical CPU are in the
+//! order it wrote them; CPUs' buffers are interleaved in flush order, so `seq` (faults) and `time`
+//! (every record) order them globally. All integers little endian; reserved bytes are zero (a
+//! reader rejects anything else, so a later version can use them).
+//!
+//! Header (24 bytes):
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 0..8 | `seq`: global sequence number |
-//! | 8..16 | `ipa`: faulting IPA (page offset kept) |
-//! | 16..18 | `vm` id |
-//! | 18..20 | `vcpu` index in its VM |
-//! | 20 | access: 0 read, 1 write, 2 exec |
-//! | 21 | case (`FaultCase` as u8), 0xff when the fault failed before a case was chosen |
-//! | 22 | result: 0 resolved, otherwise `FaultError` as u8; 0x80 = MMIO emulated, 0x81 = abort injected |
-//! | 23 | neighbours mapped |
-//! | 24 | refaults |
-//! | 25..32 | reserved, zero |
+//! | 0..8 | [`TRACE_MAGIC`] `UVMHYPTR` |
+//! | 8..12 | version: 2 |
+//! | 12..16 | reserved |
+//! | 16..24 | `freq`: counter frequency in Hz (CNTFRQ_EL0), to turn ticks into time; never 0 |
+//!
+//! Every `time` is the physical counter (CNTPCT_EL0) in ticks of `freq`, on one clock for all CPUs.
+//!
+//! Kind 1, **fault** (40 bytes, [`Record`]): a stage-2 abort, or a page a hypercall faulted in.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 1 |
+//! | 1 | access: 0 read, 1 write, 2 exec |
+//! | 2 | case (`FaultCase` as u8), 0xff when the fault failed before a case was chosen |
+//! | 3 | outcome: 0 resolved, otherwise `FaultError` as u8; 0x80 = MMIO emulated, 0x81 = abort injected |
+//! | 4 | neighbours mapped |
+//! | 5 | refaults |
+//! | 6 | refault reason: reserved, 0 (the engine counts its refaults but does not say why yet) |
+//! | 7 | `cpu`: physical CPU that handled it |
+//! | 8..16 | `seq`: global sequence number of fault records |
+//! | 16..24 | `ipa`: faulting IPA (page offset kept) |
+//! | 24..32 | `time`: counter at trap entry (the guest's exit) |
+//! | 32..34 | `vm` id |
+//! | 34..36 | `vcpu` index in its VM |
+//! | 36..40 | `cost`: ticks from trap entry to the record being written, just before the guest is re-entered (saturating) |
+//!
+//! Kind 2, **accounting** (40 bytes, [`Accounting`]): one per running VM every accounting period
+//! (at most every 10 ms of counter time). Counts are 4 KiB pages.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 2 |
+//! | 1 | `cpu` that sampled |
+//! | 2..4 | `vm` id |
+//! | 4..8 | `pool_free`: free frames of the global page pool (`Uvm::free_pages`) |
+//! | 8..16 | `time` |
+//! | 16..20 | `resident`: pages mapped at stage 2 |
+//! | 20..24 | `private`: resident pages only this VM maps — 0 until page sharing (dedup, clones) lands |
+//! | 24..28 | `shared`: resident pages another VM maps too — 0 until page sharing lands |
+//! | 28..32 | `zero`: resident pages that are the shared zero page — 0 until page sharing lands |
+//! | 32..36 | `swapped`: pages in swap — 0 until the hypervisor has a swap device |
+//! | 36..40 | reserved |
+//!
+//! Kind 3, **event** (24 bytes, [`Event`]):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 3 |
+//! | 1 | event: 1 VM start, 2 VM exited, 3 VM crashed; reserved for the sharing and swap issues: 4 clone, 5 dedup pass, 6 page-out, 7 page-in |
+//! | 2..4 | `vm` id |
+//! | 4 | `cpu` |
+//! | 5..8 | reserved |
+//! | 8..16 | `time` |
+//! | 16..24 | argument: exit status (2), source VM id (4), pages merged (5), IPA (6, 7); 0 otherwise |
+//!
+//! Kind 4, **MMIO aggregate** (40 bytes, [`MmioCount`]): the accesses of one VM to one device
+//! register in one direction since the CPU's previous aggregates (one interval: at most an
+//! accounting period, or less when the CPU's table of counters fills).
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 4 |
+//! | 1 | `cpu` that counted them |
+//! | 2..4 | `vm` id |
+//! | 4..8 | `offset` of the register in the device window |
+//! | 8..16 | `time`: end of the interval |
+//! | 16..24 | `base`: IPA of the device window |
+//! | 24..32 | `count` of accesses |
+//! | 32 | direction: 0 read, 1 write |
+//! | 33..40 | reserved |
+//!
+//! Kind 5, **capped** (24 bytes, [`Capped`]): the file reached the run's size cap; it is the last
+//! record, and nothing after `time` was traced. The file, this record included, is at most the cap.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 5 |
+//! | 1 | `cpu` whose flush did not fit |
+//! | 2..4 | reserved |
+//! | 4..8 | `unwritten`: records of that flush that were not written |
+//! | 8..16 | `time` |
+//! | 16..24 | `cap`: the cap in bytes |
+//!
+//! # Version 1 (still read)
+//!
+//! A 16-byte header (magic, version 1, record size 32), then 32-byte fault records: `seq` 0..8,
+//! `ipa` 8..16, `vm` 16..18, `vcpu` 18..20, access 20, case 21, outcome 22, neighbours 23,
+//! refaults 24, reserved 25..32 (codes as in version 2). They decode as [`Entry::Fault`] with no
+//! [`Timing`], in a [`Trace`] without `freq`.
+
+mod decode;
+#[cfg(test)]
+mod tests;
+
+pub use decode::decode;
+
+use alloc::vec::Vec;
+use core::fmt;
 
 use crate::addr::{Access, Ipa};
 use crate::fault::{FaultCase, FaultError};
 
-/// First 8 bytes of a trace file.
+/// First 8 bytes of a trace file (both versions).
 pub const TRACE_MAGIC: [u8; 8] = *b"UVMHYPTR";
-/// Format version written after the magic.
-pub const TRACE_VERSION: u32 = 1;
-/// Size of the file header.
-pub const HEADER_BYTES: usize = 16;
-/// Size of one record.
-pub const RECORD_BYTES: usize = 32;
+/// Size of the version 2 file header.
+pub const HEADER_BYTES: usize = 24;
+/// Size of a version 1 file header.
+pub const V1_HEADER_BYTES: usize = 16;
+/// Size of a version 1 record.
+pub const V1_RECORD_BYTES: usize = 32;
+
+/// Which format a trace file is in.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Version {
+    /// Fault records only, no time.
+    V1,
+    /// Tagged records with time, CPU and cost.
+    V2,
+}
+
+impl Version {
+    /// The number in the header.
+    pub const fn number(self) -> u32 {
+        match self {
+            Version::V1 => 1,
+            Version::V2 => 2,
+        }
+    }
+}
+
+/// The tag in a version 2 record's first byte.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    Fault = 1,
+    Accounting = 2,
+    Event = 3,
+    Mmio = 4,
+    Capped = 5,
+}
+
+impl Kind {
+    /// Every kind, in tag order.
+    pub const ALL: [Kind; 5] = [Kind::Fault, Kind::Accounting, Kind::Event, Kind::Mmio, Kind::Capped];
+
+    /// Size of a record of this kind.
+    pub const fn bytes(self) -> usize {
+        match self {
+            Kind::Fault | Kind::Accounting | Kind::Mmio => 40,
+            Kind::Event | Kind::Capped => 24,
+        }
+    }
+
+    /// The kind tagged `tag`.
+    pub fn from_tag(tag: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| *k as u8 == tag)
+    }
+}
+
+/// Size of a fault record.
+pub const FAULT_BYTES: usize = Kind::Fault.bytes();
+/// Size of an accounting record.
+pub const ACCOUNTING_BYTES: usize = Kind::Accounting.bytes();
+/// Size of an event record.
+pub const EVENT_BYTES: usize = Kind::Event.bytes();
+/// Size of an MMIO aggregate record.
+pub const MMIO_BYTES: usize = Kind::Mmio.bytes();
+/// Size of a capped record.
+pub const CAPPED_BYTES: usize = Kind::Capped.bytes();
 
 /// How a trapped access ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -44,7 +196,18 @@ pub enum Outcome {
     AbortInjected,
 }
 
-/// One trace record.
+/// When, where and at what cost a fault was handled (version 2 only).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Timing {
+    /// Counter at trap entry.
+    pub time: u64,
+    /// Physical CPU.
+    pub cpu: u8,
+    /// Counter ticks from trap entry to the record (saturating).
+    pub cost: u32,
+}
+
+/// One fault record. `timing` is `None` only in a version 1 file.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Record {
     pub seq: u64,
@@ -56,170 +219,346 @@ pub struct Record {
     pub outcome: Outcome,
     pub neighbours: u8,
     pub refaults: u8,
+    pub timing: Option<Timing>,
 }
 
-/// Why bytes could not be decoded as a trace.
+/// One VM's memory at one moment (pages; see the module table for what is 0 today).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Accounting {
+    pub time: u64,
+    pub cpu: u8,
+    pub vm: u16,
+    pub resident: u32,
+    pub private: u32,
+    pub shared: u32,
+    pub zero: u32,
+    pub swapped: u32,
+    /// Free frames of the page pool (global: the same in every VM's record of one period).
+    pub pool_free: u32,
+}
+
+/// How a VM stopped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StopStatus {
+    /// UVMHYP_EXIT or PSCI SYSTEM_OFF with this status.
+    Exited(u32),
+    /// The hypervisor stopped it (the console says why).
+    Crashed,
+}
+
+/// What happened to a VM.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum EventKind {
+    /// Its vCPU 0 was queued.
+    VmStart,
+    /// It stopped.
+    VmStop(StopStatus),
+    /// Reserved: it was cloned from VM `from`.
+    Clone { from: u16 },
+    /// Reserved: a dedup pass merged `merged` pages.
+    DedupPass { merged: u64 },
+    /// Reserved: the page at `ipa` was written to swap.
+    PageOut { ipa: Ipa },
+    /// Reserved: the page at `ipa` was read from swap.
+    PageIn { ipa: Ipa },
+}
+
+/// One event record.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Event {
+    pub time: u64,
+    pub cpu: u8,
+    pub vm: u16,
+    pub what: EventKind,
+}
+
+/// Direction of an MMIO access.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Direction {
+    Read,
+    Write,
+}
+
+/// `count` accesses of VM `vm` to the register at `offset` of the device window at `base`,
+/// counted by CPU `cpu` in the interval that ended at `time`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct MmioCount {
+    pub time: u64,
+    pub cpu: u8,
+    pub vm: u16,
+    pub base: Ipa,
+    pub offset: u32,
+    pub direction: Direction,
+    pub count: u64,
+}
+
+/// The file reached its size cap at `time`: nothing later was traced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Capped {
+    pub time: u64,
+    pub cpu: u8,
+    /// Records of `cpu`'s last flush that did not fit.
+    pub unwritten: u32,
+    /// The cap in bytes.
+    pub cap: u64,
+}
+
+/// One record of any kind.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Entry {
+    Fault(Record),
+    Accounting(Accounting),
+    Event(Event),
+    Mmio(MmioCount),
+    Capped(Capped),
+}
+
+/// A decoded trace file.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Trace {
+    pub version: Version,
+    /// Counter frequency in Hz; `None` in version 1.
+    pub freq: Option<u64>,
+    /// Every record, in file order.
+    pub entries: Vec<Entry>,
+}
+
+impl Trace {
+    /// The fault records, in file order.
+    pub fn faults(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.entries.iter().filter_map(|e| match e {
+            Entry::Fault(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// The capped record, if the file reached its cap.
+    pub fn capped(&self) -> Option<&Capped> {
+        self.entries.iter().find_map(|e| match e {
+            Entry::Capped(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    /// `ticks` of the counter in microseconds (rounded down); `None` without a frequency (v1).
+    pub fn ticks_to_us(&self, ticks: u64) -> Option<u64> {
+        let f = self.freq?;
+        Some((u128::from(ticks) * 1_000_000 / u128::from(f)) as u64)
+    }
+}
+
+/// Why bytes could not be decoded as a trace. `record` counts records from 0, `offset` is the
+/// record's byte offset in the file.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DecodeError {
-    /// The header's magic, version or record size is wrong.
+    /// Shorter than a header, or the magic is wrong.
     BadHeader,
-    /// The length is not header + a whole number of records.
-    Truncated,
+    /// A version no reader knows.
+    UnknownVersion(u32),
+    /// A header field other than the version is wrong (v1 record size, v2 reserved bytes or a
+    /// zero frequency).
+    BadHeaderField(&'static str),
+    /// The file ends inside this record.
+    Truncated { record: usize, offset: usize },
+    /// The record's kind byte is not a [`Kind`].
+    BadKind { record: usize, offset: usize, tag: u8 },
     /// A field holds a value no writer produces.
-    BadField { record: usize },
+    BadField { record: usize, offset: usize, field: &'static str },
 }
 
-/// The file header.
-pub fn header() -> [u8; HEADER_BYTES] {
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::BadHeader => write!(f, "not a trace (no UVMHYPTR header)"),
+            DecodeError::UnknownVersion(v) => write!(f, "trace version {v} (this reader knows 1 and 2)"),
+            DecodeError::BadHeaderField(field) => write!(f, "bad header field `{field}`"),
+            DecodeError::Truncated { record, offset } => {
+                write!(f, "record {record} (byte {offset}): the file ends inside it")
+            }
+            DecodeError::BadKind { record, offset, tag } => {
+                write!(f, "record {record} (byte {offset}): unknown kind {tag}")
+            }
+            DecodeError::BadField { record, offset, field } => {
+                write!(f, "record {record} (byte {offset}): bad field `{field}`")
+            }
+        }
+    }
+}
+
+/// The version 2 file header for a counter at `freq` Hz.
+pub fn header(freq: u64) -> [u8; HEADER_BYTES] {
     let mut h = [0u8; HEADER_BYTES];
     h[..8].copy_from_slice(&TRACE_MAGIC);
-    h[8..12].copy_from_slice(&TRACE_VERSION.to_le_bytes());
-    h[12..16].copy_from_slice(&(RECORD_BYTES as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&Version::V2.number().to_le_bytes());
+    h[16..24].copy_from_slice(&freq.to_le_bytes());
     h
 }
 
+fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
+    b[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Access code (both versions).
+const fn access_code(a: Access) -> u8 {
+    match a {
+        Access::Read => 0,
+        Access::Write => 1,
+        Access::Exec => 2,
+    }
+}
+
+/// Case code (both versions).
+fn case_code(c: Option<FaultCase>) -> u8 {
+    c.map_or(0xff, |c| c as u8)
+}
+
+/// Outcome code (both versions).
+const fn outcome_code(o: Outcome) -> u8 {
+    match o {
+        Outcome::Resolved => 0,
+        Outcome::Failed(e) => e as u8,
+        Outcome::Mmio => 0x80,
+        Outcome::AbortInjected => 0x81,
+    }
+}
+
 impl Record {
-    /// Encode into the on-disk layout.
-    pub fn encode(&self) -> [u8; RECORD_BYTES] {
-        let mut b = [0u8; RECORD_BYTES];
-        b[0..8].copy_from_slice(&self.seq.to_le_bytes());
-        b[8..16].copy_from_slice(&self.ipa.0.to_le_bytes());
-        b[16..18].copy_from_slice(&self.vm.to_le_bytes());
-        b[18..20].copy_from_slice(&self.vcpu.to_le_bytes());
-        b[20] = match self.access {
-            Access::Read => 0,
-            Access::Write => 1,
-            Access::Exec => 2,
-        };
-        b[21] = self.case.map_or(0xff, |c| c as u8);
-        b[22] = match self.outcome {
-            Outcome::Resolved => 0,
-            Outcome::Failed(e) => e as u8,
-            Outcome::Mmio => 0x80,
-            Outcome::AbortInjected => 0x81,
-        };
-        b[23] = self.neighbours;
-        b[24] = self.refaults;
+    /// Encode as a version 2 fault record. A record without timing (read from a v1 file) is
+    /// written with time, CPU and cost 0.
+    pub fn encode(&self) -> [u8; FAULT_BYTES] {
+        let t = self.timing.unwrap_or(Timing { time: 0, cpu: 0, cost: 0 });
+        let mut b = [0u8; FAULT_BYTES];
+        b[0] = Kind::Fault as u8;
+        b[1] = access_code(self.access);
+        b[2] = case_code(self.case);
+        b[3] = outcome_code(self.outcome);
+        b[4] = self.neighbours;
+        b[5] = self.refaults;
+        b[7] = t.cpu;
+        put(&mut b, 8, &self.seq.to_le_bytes());
+        put(&mut b, 16, &self.ipa.0.to_le_bytes());
+        put(&mut b, 24, &t.time.to_le_bytes());
+        put(&mut b, 32, &self.vm.to_le_bytes());
+        put(&mut b, 34, &self.vcpu.to_le_bytes());
+        put(&mut b, 36, &t.cost.to_le_bytes());
         b
     }
+}
 
-    /// Decode one record; `index` is only used in the error.
-    pub fn decode(b: &[u8; RECORD_BYTES], index: usize) -> Result<Record, DecodeError> {
-        let bad = DecodeError::BadField { record: index };
-        let word = |r: core::ops::Range<usize>| {
-            let mut w = [0u8; 8];
-            w[..r.len()].copy_from_slice(&b[r]);
-            u64::from_le_bytes(w)
-        };
-        let access = match b[20] {
-            0 => Access::Read,
-            1 => Access::Write,
-            2 => Access::Exec,
-            _ => return Err(bad),
-        };
-        let case = match b[21] {
-            0xff => None,
-            c => Some(case_from_u8(c).ok_or(bad)?),
-        };
-        let outcome = match b[22] {
-            0 => Outcome::Resolved,
-            0x80 => Outcome::Mmio,
-            0x81 => Outcome::AbortInjected,
-            e => Outcome::Failed(error_from_u8(e).ok_or(bad)?),
-        };
-        Ok(Record {
-            seq: word(0..8),
-            ipa: Ipa(word(8..16)),
-            vm: word(16..18) as u16,
-            vcpu: word(18..20) as u16,
-            access,
-            case,
-            outcome,
-            neighbours: b[23],
-            refaults: b[24],
-        })
+impl Accounting {
+    pub fn encode(&self) -> [u8; ACCOUNTING_BYTES] {
+        let mut b = [0u8; ACCOUNTING_BYTES];
+        b[0] = Kind::Accounting as u8;
+        b[1] = self.cpu;
+        put(&mut b, 2, &self.vm.to_le_bytes());
+        put(&mut b, 4, &self.pool_free.to_le_bytes());
+        put(&mut b, 8, &self.time.to_le_bytes());
+        for (i, v) in [self.resident, self.private, self.shared, self.zero, self.swapped].into_iter().enumerate() {
+            put(&mut b, 16 + 4 * i, &v.to_le_bytes());
+        }
+        b
     }
 }
 
-/// Check a whole trace's header and length; returns the number of records.
-pub fn check(bytes: &[u8]) -> Result<usize, DecodeError> {
-    if bytes.len() < HEADER_BYTES || bytes[..HEADER_BYTES] != header() {
-        return Err(DecodeError::BadHeader);
+impl EventKind {
+    /// (event code, argument).
+    fn code(self) -> (u8, u64) {
+        match self {
+            EventKind::VmStart => (1, 0),
+            EventKind::VmStop(StopStatus::Exited(s)) => (2, u64::from(s)),
+            EventKind::VmStop(StopStatus::Crashed) => (3, 0),
+            EventKind::Clone { from } => (4, u64::from(from)),
+            EventKind::DedupPass { merged } => (5, merged),
+            EventKind::PageOut { ipa } => (6, ipa.0),
+            EventKind::PageIn { ipa } => (7, ipa.0),
+        }
     }
-    let body = bytes.len() - HEADER_BYTES;
-    if !body.is_multiple_of(RECORD_BYTES) {
-        return Err(DecodeError::Truncated);
+}
+
+impl Event {
+    pub fn encode(&self) -> [u8; EVENT_BYTES] {
+        let (code, arg) = self.what.code();
+        let mut b = [0u8; EVENT_BYTES];
+        b[0] = Kind::Event as u8;
+        b[1] = code;
+        put(&mut b, 2, &self.vm.to_le_bytes());
+        b[4] = self.cpu;
+        put(&mut b, 8, &self.time.to_le_bytes());
+        put(&mut b, 16, &arg.to_le_bytes());
+        b
     }
-    Ok(body / RECORD_BYTES)
 }
 
-/// Iterate over the records of a checked trace.
-pub fn records(
-    bytes: &[u8],
-) -> Result<impl Iterator<Item = Result<Record, DecodeError>> + '_, DecodeError> {
-    check(bytes)?;
-    Ok(bytes[HEADER_BYTES..]
-        .chunks_exact(RECORD_BYTES)
-        .enumerate()
-        .map(|(i, c)| {
-            let mut r = [0u8; RECORD_BYTES];
-            r.copy_from_slice(c);
-            Record::decode(&r, i)
-        }))
-}
-
-fn case_from_u8(v: u8) -> Option<FaultCase> {
-    use FaultCase::*;
-    [
-        Layerless0, Anon1A, AnonCow1B, Obj2A, ObjCopy2B, Zero2B, ObjFault,
-    ]
-    .into_iter()
-    .find(|c| *c as u8 == v)
-}
-
-fn error_from_u8(v: u8) -> Option<FaultError> {
-    use FaultError::*;
-    [NoMapping, Protection, NoBacking, NoMemory, Io, Restart]
-        .into_iter()
-        .find(|e| *e as u8 == v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    extern crate std;
-    use std::vec::Vec;
-
-    #[test]
-    fn record_round_trips() {
-        let r = Record {
-            seq: 7,
-            ipa: Ipa(0x4000_1234),
-            vm: 3,
-            vcpu: 1,
-            access: Access::Write,
-            case: Some(FaultCase::AnonCow1B),
-            outcome: Outcome::Resolved,
-            neighbours: 4,
-            refaults: 1,
+impl MmioCount {
+    pub fn encode(&self) -> [u8; MMIO_BYTES] {
+        let mut b = [0u8; MMIO_BYTES];
+        b[0] = Kind::Mmio as u8;
+        b[1] = self.cpu;
+        put(&mut b, 2, &self.vm.to_le_bytes());
+        put(&mut b, 4, &self.offset.to_le_bytes());
+        put(&mut b, 8, &self.time.to_le_bytes());
+        put(&mut b, 16, &self.base.0.to_le_bytes());
+        put(&mut b, 24, &self.count.to_le_bytes());
+        b[32] = match self.direction {
+            Direction::Read => 0,
+            Direction::Write => 1,
         };
-        let mut file: Vec<u8> = header().to_vec();
-        file.extend_from_slice(&r.encode());
-        let back: Vec<_> = records(&file).unwrap().collect::<Result<_, _>>().unwrap();
-        assert_eq!(back, [r]);
+        b
+    }
+}
+
+impl Capped {
+    pub fn encode(&self) -> [u8; CAPPED_BYTES] {
+        let mut b = [0u8; CAPPED_BYTES];
+        b[0] = Kind::Capped as u8;
+        b[1] = self.cpu;
+        put(&mut b, 4, &self.unwritten.to_le_bytes());
+        put(&mut b, 8, &self.time.to_le_bytes());
+        put(&mut b, 16, &self.cap.to_le_bytes());
+        b
+    }
+}
+
+impl Entry {
+    /// Append the record's version 2 bytes to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Entry::Fault(r) => out.extend_from_slice(&r.encode()),
+            Entry::Accounting(a) => out.extend_from_slice(&a.encode()),
+            Entry::Event(e) => out.extend_from_slice(&e.encode()),
+            Entry::Mmio(m) => out.extend_from_slice(&m.encode()),
+            Entry::Capped(c) => out.extend_from_slice(&c.encode()),
+        }
     }
 
-    #[test]
-    fn truncated_and_corrupt_traces_are_rejected() {
-        let mut file: Vec<u8> = header().to_vec();
-        file.extend_from_slice(&[0u8; RECORD_BYTES - 1]);
-        assert_eq!(check(&file).err(), Some(DecodeError::Truncated));
-        assert_eq!(check(b"garbage").err(), Some(DecodeError::BadHeader));
-        let mut file: Vec<u8> = header().to_vec();
-        let mut rec = [0u8; RECORD_BYTES];
-        rec[20] = 9;
-        file.extend_from_slice(&rec);
-        let first = records(&file).unwrap().next().unwrap();
-        assert_eq!(first, Err(DecodeError::BadField { record: 0 }));
+    /// The record's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::Fault(_) => Kind::Fault,
+            Entry::Accounting(_) => Kind::Accounting,
+            Entry::Event(_) => Kind::Event,
+            Entry::Mmio(_) => Kind::Mmio,
+            Entry::Capped(_) => Kind::Capped,
+        }
     }
+
+    /// The record's counter time (`None` for a v1 fault record).
+    pub fn time(&self) -> Option<u64> {
+        match self {
+            Entry::Fault(r) => r.timing.map(|t| t.time),
+            Entry::Accounting(a) => Some(a.time),
+            Entry::Event(e) => Some(e.time),
+            Entry::Mmio(m) => Some(m.time),
+            Entry::Capped(c) => Some(c.time),
+        }
+    }
+}
+
+/// A whole version 2 file: the header, then `entries`.
+pub fn encode(freq: u64, entries: &[Entry]) -> Vec<u8> {
+    let mut out = header(freq).to_vec();
+    for e in entries {
+        e.encode_into(&mut out);
+    }
+    out
 }

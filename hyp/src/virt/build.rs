@@ -9,7 +9,6 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use spin::Mutex;
 
-use super::out::outln;
 use super::trace;
 use super::vm::{Vcpu, Vm};
 use super::Hyp;
@@ -41,8 +40,7 @@ impl core::fmt::Display for BuildError {
 /// The hypervisor state for `config`: the engine over `pool`, one map per VM with its RAM
 /// entries (README, "Guest memory"), vCPU 0 of each VM queued, the others parked.
 pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
-    outln!("uvmhyp: trace -> {}", config.trace_path);
-    let trace = trace::Trace::open(&config.trace_path);
+    let trace = trace::Trace::open(config);
     let mem = Arc::new(IdentityMem::new(pool.clone()));
     let uvm = Uvm::new(mem, Arc::new(HwTlb::new()), pool.clone());
     log::info!(
@@ -88,6 +86,7 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         boot.power_on(vc.entry.0, 0);
         vm.online.store(1, Ordering::Release);
         runq.push_back(boot);
+        trace.vm_started(id);
         log::info!(
             "virt: vm{id} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}",
             vc.name,

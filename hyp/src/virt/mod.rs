@@ -100,6 +100,7 @@ impl Hyp {
                 vm.print_line(&line);
             }
             report::vm_stopped(vm, &why);
+            trace::vm_stopped(self, vm, &why);
             // Powered-off vCPUs hold an `Arc<Vm>` inside `vm.parked` (a cycle) and sleepers
             // would wake only to be dropped: drop both now.
             let parked = core::mem::take(&mut *vm.parked.lock());

@@ -122,6 +122,7 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     timer::arm_in(timer::us_to_ticks(SLICE_US));
     let next = loop {
         let exit = vectors::enter_guest(&mut v.regs);
+        v.exit_time = timer::now();
         let next = trap::handle(h, v, exit);
         if v.vm.is_stopped() {
             break Next::Drop;

@@ -1,119 +1,337 @@
-//! Fault trace: one `vm::trace::Record` per stage-2 abort, and one per page a hypercall faults in
-//! (UVMHYP_PRINT, access Read: `hvc.rs`), buffered per physical CPU and written in bulk to the
-//! host file through semihosting, because a semihosting call costs milliseconds.
+//! The trace (format: `vm::trace`, version 2): one fault record per stage-2 abort on RAM or
+//! outside RAM and devices, and per page a hypercall faults in (UVMHYP_PRINT, access Read:
+//! `hvc.rs`); counts of MMIO accesses per VM, device register and direction instead of a record
+//! each; a VM start and stop event; every [`PERIOD_US`] an accounting record per running VM.
+//! Records are buffered per physical CPU and written in bulk to the host file through
+//! semihosting, because a semihosting call costs milliseconds.
+//!
+//! Cheap on the fault path: a record is encoded into a fixed-size slot in the CPU's buffer. The
+//! only other work there is one relaxed load of the last sample's time; the record that finds a
+//! period elapsed takes the accounting sample and closes every CPU's MMIO interval (once per
+//! period, not per record).
+//!
+//! The file is capped ([`hyp::config::Config::trace_max_bytes`]): a flush that would pass the cap
+//! writes a capped record instead (the file stays within the cap), tracing stops, and the
+//! console says so once. `trace=off` records nothing at all (the benchmark's baseline).
 //!
 //! # Locks
-//! A CPU's buffer lock is only contended at the final flush; the file lock is taken inside a
-//! buffer lock (buffer → file), never the other way round.
+//! A CPU's buffer lock is only contended at a period's end (another CPU closing its MMIO
+//! interval) and at the final flush; the file lock is taken inside a buffer lock (buffer → file),
+//! never the other way round, and no two buffer locks are held at once. The accounting sample
+//! (a VM's `map` slot, its stage-2 lock, the engine's PAGE QUEUES through `Uvm::free_pages`) is
+//! taken before any trace lock, by callers that hold no lock.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 
+use super::out::outln;
+use super::vm::{Stopped, Vcpu, Vm};
+use super::{mmio, Hyp};
 use crate::arch::cpu::MAX_CPUS;
 use crate::arch::semihosting::{self, Handle, Mode};
-use super::vm::Vcpu;
-use super::Hyp;
+use crate::arch::{cpu, timer};
+use hyp::config::Config;
 use vm::fault::{FaultError, Resolved};
-use vm::trace::{header, Outcome, Record, RECORD_BYTES};
+use vm::trace::{header, Accounting, Capped, Direction, Event, EventKind, MmioCount, Outcome, Record, StopStatus, Timing};
+use vm::trace::{CAPPED_BYTES, HEADER_BYTES};
 use vm::{Access, Ipa};
+
+/// Accounting period and longest MMIO counting interval.
+pub const PERIOD_US: u64 = 10_000;
+
+/// Words buffered per CPU before a flush (64 KiB).
+const BUFFER_WORDS: usize = 64 * 1024 / 8;
+
+/// Device registers counted per CPU in one interval; one more closes the interval early.
+const MMIO_SLOTS: usize = 16;
 
 /// Trace the engine's answer `r` to a fault of `v` at `ipa`: a stage-2 abort on guest RAM
 /// (`abort.rs`), or a page a hypercall faulted in (`hvc.rs`).
+///
+/// # Locks
+/// Call with no lock held (see the module's).
 pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
+    if !h.trace.is_on() {
+        return;
+    }
     let rec = match r {
         Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..record(h, v, ipa, access, Outcome::Resolved) },
         Err(e) => record(h, v, ipa, access, Outcome::Failed(*e)),
     };
-    h.trace.record(crate::arch::cpu::index(), &rec);
+    h.trace.push(cpu::index(), &rec.encode());
+    h.trace.tick(h);
 }
 
 /// Trace a stage-2 abort the engine was not asked about: `outcome` is `Mmio` (emulated or
-/// skipped) or `AbortInjected`.
+/// skipped: counted, see [`Trace::count_mmio`]) or `AbortInjected` (a record).
+///
+/// # Locks
+/// Call with no lock held (see the module's).
 pub fn abort(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
-    h.trace.record(crate::arch::cpu::index(), &record(h, v, ipa, access, outcome));
+    if !h.trace.is_on() {
+        return;
+    }
+    if outcome == Outcome::Mmio {
+        h.trace.count_mmio(cpu::index(), mmio_key(v, ipa, access));
+    } else {
+        h.trace.push(cpu::index(), &record(h, v, ipa, access, outcome).encode());
+    }
+    h.trace.tick(h);
 }
 
-/// The next record of `v` at `ipa`, with no case, neighbours or refaults.
+/// Trace that `vm` stopped (`Hyp::stop_vm`, before its RAM is released): the stop event, and
+/// its last accounting record.
+///
+/// # Locks
+/// Call with no lock held (see the module's).
+pub fn vm_stopped(h: &Hyp, vm: &Vm, why: &Stopped) {
+    if !h.trace.is_on() {
+        return;
+    }
+    let status = match why {
+        Stopped::Exited(s) => StopStatus::Exited(*s),
+        Stopped::Crashed(_) => StopStatus::Crashed,
+    };
+    let me = cpu::index();
+    let now = timer::now();
+    let pool_free = pages(h.uvm.free_pages());
+    let sample = accounting(vm, now, pool_free);
+    let stop = Event { time: now, cpu: me as u8, vm: vm.id, what: EventKind::VmStop(status) };
+    h.trace.push(me, &sample.encode());
+    h.trace.push(me, &stop.encode());
+}
+
+/// The next fault record of `v` at `ipa`, with no case, neighbours or refaults; its cost ends now.
 fn record(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
-    Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0 }
+    let cost = u32::try_from(timer::now().saturating_sub(v.exit_time)).unwrap_or(u32::MAX);
+    let timing = Some(Timing { time: v.exit_time, cpu: cpu::index() as u8, cost });
+    Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0, timing }
 }
 
-/// Records buffered per CPU before a flush (64 KiB).
-const BUFFER_RECORDS: usize = 64 * 1024 / RECORD_BYTES;
+/// What an MMIO count is kept by: the device window and offset, or for an access skipped without
+/// a device (cache maintenance outside RAM) the page and its offset.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct MmioKey {
+    vm: u16,
+    base: Ipa,
+    offset: u32,
+    direction: Direction,
+}
 
-/// 64-bit words of one record.
-const RECORD_WORDS: usize = RECORD_BYTES / 8;
+fn mmio_key(v: &Vcpu, ipa: Ipa, access: Access) -> MmioKey {
+    let base = mmio::find(ipa).map_or(ipa.page_base(), |w| w.base);
+    let offset = u32::try_from(ipa.0 - base.0).unwrap_or(u32::MAX);
+    let direction = if access == Access::Write { Direction::Write } else { Direction::Read };
+    MmioKey { vm: v.vm.id, base, offset, direction }
+}
 
-/// One encoded record as the words of its bytes: with strict alignment at EL2 appending a byte
-/// array goes through a `memcpy` call; words are a few loads and stores (on every fault's path).
-type Slot = [u64; RECORD_WORDS];
+/// A frame count as a record's 32-bit field (saturating: 16 TiB).
+fn pages(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
-/// `rec` encoded, as words in memory order.
-fn slot(rec: &Record) -> Slot {
-    #[repr(C, align(8))]
-    struct Aligned([u8; RECORD_BYTES]);
-    let b = Aligned(rec.encode());
-    core::array::from_fn(|i| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&b.0[i * 8..i * 8 + 8]);
-        u64::from_ne_bytes(w)
-    })
+/// `vm`'s memory now (what exists today: resident pages; the rest is the sharing and swap
+/// issues', 0 until then).
+///
+/// # Locks
+/// Takes the VM's `map` slot, then its stage-2 lock, each alone.
+fn accounting(vm: &Vm, now: u64, pool_free: u32) -> Accounting {
+    let resident = vm.map().map_or(0, |m| m.stage2().resident());
+    Accounting { time: now, cpu: cpu::index() as u8, vm: vm.id, resident: pages(resident), pool_free, ..Accounting::default() }
+}
+
+/// One CPU's buffer: encoded records as words (memory order), and its MMIO counts of the
+/// current interval.
+struct CpuBuf {
+    words: Vec<u64>,
+    /// Records in `words`.
+    records: u32,
+    mmio: Vec<(MmioKey, u64)>,
+}
+
+/// The trace file and how much of the cap it has used.
+struct File {
+    handle: Option<Handle>,
+    written: u64,
+    capped: bool,
 }
 
 pub struct Trace {
-    file: Mutex<Option<Handle>>,
-    bufs: [Mutex<Vec<Slot>>; MAX_CPUS],
+    /// False with `trace=off`, without a file, and once capped: nothing is recorded.
+    on: AtomicBool,
+    file: Mutex<File>,
+    cpus: [Mutex<CpuBuf>; MAX_CPUS],
     seq: AtomicU64,
+    /// The cap in bytes.
+    cap: u64,
+    /// [`PERIOD_US`] in counter ticks.
+    period: u64,
+    /// Counter time of the last period's end.
+    sampled: AtomicU64,
+    /// Bytes lost to failed writes.
     dropped: AtomicU64,
 }
 
+/// Append `bytes` (a whole record, a multiple of 8 bytes) to `buf` as words.
+fn append(buf: &mut CpuBuf, bytes: &[u8]) {
+    buf.words.extend(bytes.chunks_exact(8).map(|c| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        u64::from_ne_bytes(w)
+    }));
+    buf.records += 1;
+}
+
 impl Trace {
-    /// Create/truncate the trace file at `path` and write the header. If the host refuses, the
-    /// trace is disabled (and said so), the run goes on.
-    pub fn open(path: &str) -> Trace {
-        let file = match semihosting::open(path, Mode::WriteBinary) {
-            Ok(h) => match semihosting::write(h, &header()) {
-                Ok(()) => Some(h),
-                Err(e) => {
-                    log::warn!("trace: cannot write {path}: {e}");
-                    None
+    /// Create/truncate the trace file `config` names and write the header, and say where it goes.
+    /// Without one (`trace=off`), or if the host refuses, nothing is traced; the run goes on.
+    pub fn open(config: &Config) -> Trace {
+        let handle = match &config.trace_path {
+            Some(path) => {
+                outln!("uvmhyp: trace -> {path}");
+                match semihosting::open(path, Mode::WriteBinary) {
+                    Ok(h) => match semihosting::write(h, &header(timer::freq())) {
+                        Ok(()) => Some(h),
+                        Err(e) => {
+                            log::warn!("trace: cannot write {path}: {e}");
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        log::warn!("trace: cannot open {path}: {e}");
+                        None
+                    }
                 }
-            },
-            Err(e) => {
-                log::warn!("trace: cannot open {path}: {e}");
+            }
+            None => {
+                outln!("uvmhyp: trace off");
                 None
             }
         };
         Trace {
-            file: Mutex::new(file),
-            bufs: core::array::from_fn(|_| Mutex::new(Vec::with_capacity(BUFFER_RECORDS))),
+            on: AtomicBool::new(handle.is_some()),
+            file: Mutex::new(File { handle, written: HEADER_BYTES as u64, capped: false }),
+            cpus: core::array::from_fn(|_| {
+                Mutex::new(CpuBuf { words: Vec::with_capacity(BUFFER_WORDS), records: 0, mmio: Vec::with_capacity(MMIO_SLOTS) })
+            }),
             seq: AtomicU64::new(0),
+            cap: config.trace_max_bytes,
+            period: timer::us_to_ticks(PERIOD_US),
+            sampled: AtomicU64::new(timer::now()),
             dropped: AtomicU64::new(0),
         }
     }
 
-    /// The next global sequence number.
-    pub fn next_seq(&self) -> u64 {
+    fn is_on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// The next global sequence number of fault records.
+    fn next_seq(&self) -> u64 {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Append a record to CPU `cpu`'s buffer, flushing it when full.
-    pub fn record(&self, cpu: usize, rec: &Record) {
-        let Some(buf) = self.bufs.get(cpu) else { return };
-        let mut buf = buf.lock();
-        buf.push(slot(rec));
-        if buf.len() >= BUFFER_RECORDS {
-            self.write_out(&mut buf);
+    /// Trace that VM `vm` was started (`build.rs`, before any CPU runs).
+    pub fn vm_started(&self, vm: u16) {
+        if self.is_on() {
+            let me = cpu::index();
+            self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::VmStart }.encode());
         }
     }
 
-    /// Write every CPU's buffer and close the file (end of run).
-    pub fn finish(&self) {
-        for b in &self.bufs {
-            self.write_out(&mut b.lock());
+    /// If a period ended since the last sample, and this CPU is the first to see it: an
+    /// accounting record per running VM, and every CPU's MMIO interval closed.
+    ///
+    /// # Locks
+    /// Call with no lock held; takes the accounting sample's locks, then each CPU's buffer alone.
+    fn tick(&self, h: &Hyp) {
+        let now = timer::now();
+        let last = self.sampled.load(Ordering::Relaxed);
+        if now.wrapping_sub(last) < self.period
+            || self.sampled.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
         }
-        if let Some(h) = self.file.lock().take() {
+        let pool_free = pages(h.uvm.free_pages());
+        let samples: Vec<Accounting> =
+            h.vms.iter().filter(|vm| !vm.is_stopped()).map(|vm| accounting(vm, now, pool_free)).collect();
+        let me = cpu::index();
+        for s in &samples {
+            self.push(me, &s.encode());
+        }
+        for c in 0..MAX_CPUS {
+            self.close_mmio(c, now);
+        }
+    }
+
+    /// Append a record to CPU `cpu`'s buffer, flushing it when full.
+    ///
+    /// # Locks
+    /// Takes `cpu`'s buffer (then the file, to flush).
+    fn push(&self, cpu: usize, bytes: &[u8]) {
+        let Some(buf) = self.cpus.get(cpu) else { return };
+        let mut buf = buf.lock();
+        append(&mut buf, bytes);
+        if buf.words.len() >= BUFFER_WORDS {
+            self.write_out(cpu, &mut buf);
+        }
+    }
+
+    /// Count one MMIO access in CPU `cpu`'s interval (closing it first if its table is full).
+    ///
+    /// # Locks
+    /// Takes `cpu`'s buffer (then the file, to flush).
+    fn count_mmio(&self, cpu: usize, key: MmioKey) {
+        let Some(buf) = self.cpus.get(cpu) else { return };
+        let mut buf = buf.lock();
+        if let Some((_, n)) = buf.mmio.iter_mut().find(|(k, _)| *k == key) {
+            *n += 1;
+            return;
+        }
+        if buf.mmio.len() >= MMIO_SLOTS {
+            self.drain_mmio(cpu, &mut buf, timer::now());
+        }
+        buf.mmio.push((key, 1));
+    }
+
+    /// End CPU `cpu`'s MMIO interval at `now`: one aggregate record per register counted.
+    ///
+    /// # Locks
+    /// Takes `cpu`'s buffer (then the file, to flush).
+    fn close_mmio(&self, cpu: usize, now: u64) {
+        if let Some(buf) = self.cpus.get(cpu) {
+            self.drain_mmio(cpu, &mut buf.lock(), now);
+        }
+    }
+
+    /// Turn `buf`'s MMIO counts into records (the buffer's lock is held by the caller).
+    fn drain_mmio(&self, cpu: usize, buf: &mut CpuBuf, now: u64) {
+        let counts = core::mem::take(&mut buf.mmio);
+        for (k, count) in &counts {
+            let m = MmioCount { time: now, cpu: cpu as u8, vm: k.vm, base: k.base, offset: k.offset, direction: k.direction, count: *count };
+            append(buf, &m.encode());
+        }
+        // Keep the table's allocation: counting never allocates.
+        buf.mmio = counts;
+        buf.mmio.clear();
+        if buf.words.len() >= BUFFER_WORDS {
+            self.write_out(cpu, buf);
+        }
+    }
+
+    /// Write every CPU's buffer (MMIO counts included) and close the file (end of run).
+    ///
+    /// # Locks
+    /// Takes each CPU's buffer alone, then the file.
+    pub fn finish(&self) {
+        let now = timer::now();
+        for (c, b) in self.cpus.iter().enumerate() {
+            let mut b = b.lock();
+            self.drain_mmio(c, &mut b, now);
+            self.write_out(c, &mut b);
+        }
+        if let Some(h) = self.file.lock().handle.take() {
             semihosting::close(h);
         }
         let dropped = self.dropped.load(Ordering::Relaxed);
@@ -122,18 +340,46 @@ impl Trace {
         }
     }
 
-    fn write_out(&self, buf: &mut Vec<Slot>) {
-        if buf.is_empty() {
+    /// Write CPU `cpu`'s buffered records, or — if they would pass the cap — a capped record
+    /// instead, and stop tracing.
+    ///
+    /// # Locks
+    /// Called with `cpu`'s buffer held; takes the file.
+    fn write_out(&self, cpu: usize, buf: &mut CpuBuf) {
+        if buf.words.is_empty() {
             return;
         }
-        let words = buf.as_flattened();
-        let file = self.file.lock();
-        match *file {
-            Some(h) if semihosting::write_words(h, words).is_ok() => {}
+        let bytes = (buf.words.len() * 8) as u64;
+        let mut file = self.file.lock();
+        let written = file.written;
+        match file.handle {
+            Some(h) if !file.capped && written + bytes + CAPPED_BYTES as u64 > self.cap => {
+                file.capped = true;
+                self.on.store(false, Ordering::Relaxed);
+                let c = Capped { time: timer::now(), cpu: cpu as u8, unwritten: buf.records, cap: self.cap };
+                let mut words = [0u64; CAPPED_BYTES / 8];
+                for (w, b) in words.iter_mut().zip(c.encode().chunks_exact(8)) {
+                    let mut x = [0u8; 8];
+                    x.copy_from_slice(b);
+                    *w = u64::from_ne_bytes(x);
+                }
+                if semihosting::write_words(h, &words).is_ok() {
+                    file.written += CAPPED_BYTES as u64;
+                }
+                log::warn!(
+                    "trace: reached its cap of {} MiB (trace_max=); tracing stopped, {} records of cpu{cpu} and everything later not written",
+                    self.cap >> 20,
+                    buf.records
+                );
+            }
+            Some(h) if !file.capped && semihosting::write_words(h, &buf.words).is_ok() => file.written += bytes,
+            // Capped: what follows is knowingly not written (the capped record says so).
+            Some(_) if file.capped => {}
             _ => {
-                self.dropped.fetch_add((words.len() * 8) as u64, Ordering::Relaxed);
+                self.dropped.fetch_add(bytes, Ordering::Relaxed);
             }
         }
-        buf.clear();
+        buf.words.clear();
+        buf.records = 0;
     }
 }

@@ -184,6 +184,8 @@ pub struct Vcpu {
     pub el1: El1Sysregs,
     /// Nested-abort loop detection of injected exceptions.
     pub inject_loop: LoopDetector,
+    /// The counter at the last guest exit (`sched::run`): trap entry, for the trace's time and cost.
+    pub exit_time: u64,
 }
 
 impl Vcpu {
@@ -196,6 +198,7 @@ impl Vcpu {
             regs: GuestRegs::zeroed(),
             el1: El1Sysregs::reset(),
             inject_loop: LoopDetector::new(),
+            exit_time: 0,
         })
     }
 

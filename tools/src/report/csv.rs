@@ -1,4 +1,5 @@
-//! CSV for pandas/R: the timeline (`faults.csv`, always) and every record (`records.csv`, `--csv`).
+//! CSV for pandas/R: the timeline (`faults.csv`, always) and every fault record (`records.csv`,
+//! `--csv`; with the counter frequency in `report.json`'s `counter_hz` to turn ticks into time).
 
 use super::load::Loaded;
 use super::model::{Axis, Report};
@@ -41,9 +42,10 @@ pub fn timeline(r: &Report) -> String {
 
 /// One row per fault record, in file order.
 pub fn records(l: &Loaded) -> String {
+    let timed = l.trace.freq.is_some();
     let mut s = String::from("seq,vm,vcpu,ipa,access,case,outcome,neighbours,refaults");
-    s.push_str(if l.timing.is_some() { ",time_ticks,cost_ticks\n" } else { "\n" });
-    for (i, r) in l.records.iter().enumerate() {
+    s.push_str(if timed { ",time_ticks,cpu,cost_ticks\n" } else { "\n" });
+    for r in &l.records {
         let _ = write!(
             s,
             "{},{},{},{:#x},{},{},{},{},{}",
@@ -57,8 +59,8 @@ pub fn records(l: &Loaded) -> String {
             r.neighbours,
             r.refaults
         );
-        if let Some(t) = l.timing.as_ref().and_then(|t| t.get(i)) {
-            let _ = write!(s, ",{},{}", t.time, t.cost);
+        if let (true, Some(t)) = (timed, r.timing) {
+            let _ = write!(s, ",{},{},{}", t.time, t.cpu, t.cost);
         }
         s.push('\n');
     }

@@ -7,7 +7,7 @@ use crate::runs;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use vm::trace::Record;
+use vm::trace::{Record, Trace};
 
 /// Why an input could not be read as a trace or a run folder (the user's mistake: exit 2).
 #[derive(Debug)]
@@ -33,37 +33,26 @@ impl fmt::Display for LoadError {
 /// A trace and what its run folder says about it.
 pub struct Loaded {
     /// The trace file read.
-    pub trace: PathBuf,
+    pub file: PathBuf,
     /// The folder of the run (or of the trace): where the report goes unless `--out` says.
     pub dir: PathBuf,
     /// The scenario's name, when a `scenario.toml` is beside the trace.
     pub scenario: Option<String>,
     /// VM names by id, from `scenario.toml` (ids are 1, 2, … in file order).
     pub names: BTreeMap<u16, String>,
-    /// The trace format version.
-    pub version: u32,
+    /// Every record, v1 or v2.
+    pub trace: Trace,
+    /// Its fault records, in file order.
     pub records: Vec<Record>,
-    /// Counter ticks per second, from the header (v2); `None` for v1.
-    pub counter_hz: Option<u64>,
-    /// Each record's time and cost in counter ticks, in `records` order (v2); `None` for v1, which
-    /// has neither.
-    pub timing: Option<Vec<Timing>>,
     /// The counters table the hypervisor printed at the end (empty without a `console.log`).
     pub counters: crate::console::Counters,
-}
-
-/// When a fault was taken and what it cost, in counter ticks.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Timing {
-    pub time: u64,
-    pub cost: u64,
 }
 
 /// Read `input`: a trace file, or a run folder holding one.
 pub fn load(input: &Path) -> Result<Loaded, LoadError> {
     let read_err = |error| LoadError::Read { path: input.to_path_buf(), error };
     let meta = std::fs::metadata(input).map_err(read_err)?;
-    let (trace, dir) = if meta.is_dir() {
+    let (file, dir) = if meta.is_dir() {
         let t = input.join(runs::TRACE);
         if !t.is_file() {
             return Err(LoadError::NoTrace { dir: input.to_path_buf() });
@@ -73,11 +62,12 @@ pub fn load(input: &Path) -> Result<Loaded, LoadError> {
         let dir = input.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         (input.to_path_buf(), dir.to_path_buf())
     };
-    let bytes = std::fs::read(&trace).map_err(|error| LoadError::Read { path: trace.clone(), error })?;
-    let records = checks::decode(&bytes).map_err(|error| LoadError::BadTrace { path: trace.clone(), error })?;
-    let version = vm::trace::TRACE_VERSION;
+    let bytes = std::fs::read(&file).map_err(|error| LoadError::Read { path: file.clone(), error })?;
+    let trace = checks::decode(&bytes).map_err(|error| LoadError::BadTrace { path: file.clone(), error })?;
+    let records = checks::faults(&trace);
     let (scenario, names) = names_beside(&dir);
-    Ok(Loaded { trace, dir: dir.clone(), scenario, names, version, records, counter_hz: None, timing: None, counters: counters_beside(&dir) })
+    let counters = counters_beside(&dir);
+    Ok(Loaded { file, dir, scenario, names, trace, records, counters })
 }
 
 /// The scenario name and VM names of the `scenario.toml` in `dir`; none when there is no such

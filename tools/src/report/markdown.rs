@@ -154,14 +154,21 @@ fn memory(m: &mut String, r: &Report, files: &[String]) {
         return;
     }
     plot(m, files, super::plot::MEMORY_SVG, "resident and shared pages over time");
-    let head = ["VM", "samples", "last resident", "last private", "last shared", "last swapped"].map(String::from);
+    let _ = writeln!(m, "Pages (4 KiB) at each VM's last accounting record, and the most it had resident:\n");
+    let head = ["VM", "samples", "resident", "private", "shared", "zero", "swapped", "peak resident"].map(String::from);
     let last = |v: &[u64]| v.last().copied().unwrap_or(0).to_string();
     let rows: Vec<Vec<String>> = r
         .memory
         .iter()
-        .map(|s| vec![s.name.clone(), s.t_s.len().to_string(), last(&s.resident), last(&s.private), last(&s.shared), last(&s.swapped)])
+        .map(|s| {
+            let peak = s.resident.iter().copied().max().unwrap_or(0).to_string();
+            vec![s.name.clone(), s.t_s.len().to_string(), last(&s.resident), last(&s.private), last(&s.shared), last(&s.zero), last(&s.swapped), peak]
+        })
         .collect();
     table(m, &head, &rows);
+    if let Some(f) = r.headline.pool_free_min {
+        let _ = writeln!(m, "Fewest free page-pool frames seen: {f}.\n");
+    }
 }
 
 fn activity(m: &mut String, r: &Report) {
@@ -177,6 +184,9 @@ fn activity(m: &mut String, r: &Report) {
     if r.events.is_empty() {
         let _ = writeln!(m, "Over time: none in this trace (no event records).\n");
         return;
+    }
+    if !r.events.iter().any(|e| ["dedup pass", "page-out", "page-in"].contains(&e.kind.as_str())) {
+        let _ = writeln!(m, "No dedup passes, page-outs or page-ins in this trace; its events per bucket:\n");
     }
     let mut head = vec!["event".to_string(), "total".to_string()];
     head.extend((0..r.timeline.buckets.len()).map(|i| axis_value(r.timeline.axis, i as f64 * r.timeline.width)));
@@ -198,7 +208,20 @@ fn mmio(m: &mut String, r: &Report) {
         let _ = writeln!(m, "None in this trace (no MMIO aggregate records).\n");
         return;
     }
-    let rows: Vec<Vec<String>> =
-        r.mmio.iter().map(|x| vec![format!("vm{}", x.vm), x.device.clone(), format!("{:#x}", x.offset), x.count.to_string()]).collect();
-    table(m, &["VM", "device", "offset", "accesses"].map(String::from), &rows);
+    let rows: Vec<Vec<String>> = r
+        .mmio
+        .iter()
+        .map(|x| vec![format!("vm{}", x.vm), format!("{:#x}", x.base), format!("{:#x}", x.offset), x.direction.clone(), x.count.to_string()])
+        .collect();
+    table(m, &["VM", "device", "register", "access", "count"].map(String::from), &rows);
+    if !r.mmio_buckets.is_empty() {
+        let _ = writeln!(m, "Accesses per bucket of {} ({}):\n", axis_value(r.timeline.axis, r.timeline.width), r.timeline.axis.label());
+        let rows: Vec<Vec<String>> = r
+            .mmio_buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| vec![axis_value(r.timeline.axis, i as f64 * r.timeline.width), n.to_string()])
+            .collect();
+        table(m, &["from".to_string(), "accesses".to_string()], &rows);
+    }
 }

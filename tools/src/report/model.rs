@@ -32,8 +32,11 @@ pub struct Report {
     pub memory: Vec<MemorySeries>,
     /// Event counts over time (dedup passes, page-outs/ins, VM start/stop …; empty without them).
     pub events: Vec<EventCount>,
-    /// Aggregated MMIO accesses per device offset (empty without them).
+    /// MMIO accesses per VM, device register and direction, summed over the run (empty without
+    /// MMIO aggregate records).
     pub mmio: Vec<MmioRow>,
+    /// MMIO accesses (all VMs) per timeline bucket (empty without MMIO aggregate records).
+    pub mmio_buckets: Vec<u64>,
     /// The hypervisor's end-of-run counters (totals column), from the run's `console.log`.
     pub counters: BTreeMap<String, u64>,
     pub headline: Headline,
@@ -104,7 +107,7 @@ pub struct CaseLatency {
     pub p99_ns: f64,
 }
 
-/// One VM's accounting samples: (seconds, pages) per kind.
+/// One VM's accounting samples in time order: seconds, and pages of each kind at that time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemorySeries {
     pub vm: u16,
@@ -113,6 +116,7 @@ pub struct MemorySeries {
     pub resident: Vec<u64>,
     pub private: Vec<u64>,
     pub shared: Vec<u64>,
+    pub zero: Vec<u64>,
     pub swapped: Vec<u64>,
 }
 
@@ -127,8 +131,12 @@ pub struct EventCount {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MmioRow {
     pub vm: u16,
-    pub device: String,
-    pub offset: u64,
+    /// IPA of the device window.
+    pub base: u64,
+    /// The register's offset in it.
+    pub offset: u32,
+    /// `read` or `write`.
+    pub direction: String,
     pub count: u64,
 }
 
@@ -141,8 +149,10 @@ pub struct Headline {
     /// Seconds by which 99 % of the resolved faults had been taken (needs time).
     pub faults_99_s: Option<f64>,
     pub p99_ns: Option<f64>,
-    /// Frames the sharing saved at the end (needs accounting records).
+    /// Frames the dedup passes saved: the pages they merged (needs dedup-pass events).
     pub frames_saved: Option<u64>,
+    /// The fewest free page-pool frames any accounting record saw (needs accounting records).
+    pub pool_free_min: Option<u64>,
     /// Pages read back from swap (the counters table, or page-in events).
     pub page_ins: Option<u64>,
 }

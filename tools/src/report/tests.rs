@@ -136,7 +136,7 @@ fn bad_inputs_are_load_errors() {
 fn an_empty_trace_reports_zeros() {
     let dir = temp_dir("empty");
     let t = dir.join("e.trace");
-    std::fs::write(&t, vm::trace::header()).unwrap();
+    std::fs::write(&t, vm::trace::header(62_500_000)).unwrap();
     let w = make(&t, None, false).unwrap();
     assert!(w.markdown.contains("0 records"), "{}", w.markdown);
     assert!(!dir.join(plot::FAULTS_SVG).exists());
