@@ -198,6 +198,7 @@ fn latency(l: &Loaded, c: &Clock) -> Option<Latency> {
         max_ns: all.last().copied().unwrap_or(0.0),
         mean_ns: all.iter().sum::<f64>() / all.len() as f64,
         histogram: stats::pow2_histogram(&all),
+        cdf: (1..=100).map(|p| (pct(&all, f64::from(p)), f64::from(p) / 100.0)).collect(),
         by_case,
     })
 }

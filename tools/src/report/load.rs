@@ -75,8 +75,10 @@ pub fn load(input: &Path) -> Result<Loaded, LoadError> {
 fn names_beside(dir: &Path) -> (Option<String>, BTreeMap<u16, String>) {
     let file = dir.join(runs::SCENARIO);
     let Ok(src) = std::fs::read_to_string(&file) else { return (None, BTreeMap::new()) };
-    // The run folder's copy is called scenario.toml; the run folder's name starts with the real name.
-    let name = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('-')).map(|(s, _)| s.to_string());
+    // The run folder's copy is called scenario.toml; the run folder's name (`latest` resolved)
+    // is `<scenario>-<time>`.
+    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let name = real.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('-')).map(|(s, _)| s.to_string());
     match crate::scenario_file::parse(name.as_deref().unwrap_or("scenario"), &file.display().to_string(), &src) {
         Ok(s) => (Some(s.name.clone()), s.vms.iter().enumerate().map(|(i, v)| (i as u16 + 1, v.name.clone())).collect()),
         Err(_) => (None, BTreeMap::new()),

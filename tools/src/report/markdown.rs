@@ -139,6 +139,7 @@ fn latency(m: &mut String, r: &Report, files: &[String]) {
         &[vec![us(l.p50_ns), us(l.p90_ns), us(l.p99_ns), us(l.max_ns), us(l.mean_ns)]],
     );
     plot(m, files, super::plot::LATENCY_SVG, "fault-latency histogram");
+    plot(m, files, super::plot::LATENCY_CDF_SVG, "fault-latency CDF");
     let rows: Vec<Vec<String>> =
         l.histogram.iter().map(|(lo, hi, n)| vec![format!("{} – {}", us(*lo), us(*hi)), n.to_string()]).collect();
     table(m, &["µs".to_string(), "faults".to_string()], &rows);
@@ -186,16 +187,15 @@ fn activity(m: &mut String, r: &Report) {
         return;
     }
     if !r.events.iter().any(|e| ["dedup pass", "page-out", "page-in"].contains(&e.kind.as_str())) {
-        let _ = writeln!(m, "No dedup passes, page-outs or page-ins in this trace; its events per bucket:\n");
+        let _ = writeln!(m, "No dedup passes, page-outs or page-ins in this trace. Its events, per bucket that has any:\n");
     }
-    let mut head = vec!["event".to_string(), "total".to_string()];
-    head.extend((0..r.timeline.buckets.len()).map(|i| axis_value(r.timeline.axis, i as f64 * r.timeline.width)));
-    let rows: Vec<Vec<String>> = r
-        .events
-        .iter()
-        .map(|e| {
-            let mut row = vec![e.kind.clone(), e.count.to_string()];
-            row.extend(e.buckets.iter().map(u64::to_string));
+    let mut head = vec![format!("from ({})", r.timeline.axis.label())];
+    head.extend(r.events.iter().map(|e| format!("{} ({})", e.kind, e.count)));
+    let rows: Vec<Vec<String>> = (0..r.timeline.buckets.len())
+        .filter(|&i| r.events.iter().any(|e| e.buckets.get(i).is_some_and(|&n| n > 0)))
+        .map(|i| {
+            let mut row = vec![axis_value(r.timeline.axis, i as f64 * r.timeline.width)];
+            row.extend(r.events.iter().map(|e| e.buckets.get(i).copied().unwrap_or(0).to_string()));
             row
         })
         .collect();
@@ -215,11 +215,17 @@ fn mmio(m: &mut String, r: &Report) {
         .collect();
     table(m, &["VM", "device", "register", "access", "count"].map(String::from), &rows);
     if !r.mmio_buckets.is_empty() {
-        let _ = writeln!(m, "Accesses per bucket of {} ({}):\n", axis_value(r.timeline.axis, r.timeline.width), r.timeline.axis.label());
+        let _ = writeln!(
+            m,
+            "Accesses per bucket of {} ({}) that has any:\n",
+            axis_value(r.timeline.axis, r.timeline.width),
+            r.timeline.axis.label()
+        );
         let rows: Vec<Vec<String>> = r
             .mmio_buckets
             .iter()
             .enumerate()
+            .filter(|(_, n)| **n > 0)
             .map(|(i, n)| vec![axis_value(r.timeline.axis, i as f64 * r.timeline.width), n.to_string()])
             .collect();
         table(m, &["from".to_string(), "accesses".to_string()], &rows);

@@ -95,6 +95,8 @@ pub struct Latency {
     pub mean_ns: f64,
     /// Power-of-two buckets: `[lo_ns, hi_ns)` and how many faults cost that much.
     pub histogram: Vec<(f64, f64, u64)>,
+    /// The CDF at every percentile 1..=100: (ns, fraction of faults at or below).
+    pub cdf: Vec<(f64, f64)>,
     /// p50/p99 per case (resolved faults only).
     pub by_case: Vec<CaseLatency>,
 }

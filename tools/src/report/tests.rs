@@ -1,6 +1,8 @@
-//! The report of the small recorded traces of `tools/tests/data/` (`report-v1.trace`: a run of
-//! `report-v1.toml`, default's VMs with a 5 MiB touch VM), its numbers held against what
-//! `tools trace` counts in the same file, and its plots parsed back.
+//! The report of the small recorded traces of `tools/tests/data/`: `report-v1.trace` (a run of
+//! `report-v1.toml`, default's VMs with a 5 MiB touch VM, before trace format v2) and
+//! `report-v2.trace` (`report-v2.toml`: the same and `hostile`, for MMIO). Their numbers are held
+//! against what `tools trace` prints for the same files and against the decoded records; their
+//! plots are parsed back.
 
 use super::*;
 use crate::runs;
@@ -17,12 +19,13 @@ fn temp_dir(what: &str) -> PathBuf {
     dir
 }
 
-/// A run folder holding the v1 trace with its scenario and a console log's counters table.
-fn run_folder(what: &str) -> PathBuf {
-    let dir = temp_dir(what).join("report-v1-20261202T134911Z");
+/// A run folder holding the `report-<version>` trace with its scenario and a console log's
+/// counters table.
+fn run_folder(what: &str, version: &str) -> PathBuf {
+    let dir = temp_dir(what).join(format!("report-{version}-20261202T134911Z"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(data("report-v1.trace"), dir.join(runs::TRACE)).unwrap();
-    std::fs::copy(data("report-v1.toml"), dir.join(runs::SCENARIO)).unwrap();
+    std::fs::copy(data(&format!("report-{version}.trace")), dir.join(runs::TRACE)).unwrap();
+    std::fs::copy(data(&format!("report-{version}.toml")), dir.join(runs::SCENARIO)).unwrap();
     std::fs::write(dir.join(runs::CONSOLE_LOG), "counter vm1 vm2 vm3 total\nfaults 13 275 1217 1505\npageins 0 0 7 7\nuvmhyp: 3 VMs, 0 failed\n")
         .unwrap();
     dir
@@ -47,12 +50,68 @@ fn v1_report_counts_what_the_trace_holds() {
     assert_eq!(r.timeline.buckets.iter().flatten().sum::<u64>(), 1505);
     assert_eq!(r.timeline.buckets[0], [0, 50, 0], "vm2's re-faults come first in this run");
     assert!(r.latency.is_none() && r.duration_s.is_none() && r.headline.faults_99_s.is_none());
+    assert!(r.memory.is_empty() && r.events.is_empty() && r.mmio.is_empty());
     assert_eq!(r.notes.len(), 3, "{:?}", r.notes);
+}
+
+/// The costs of the v2 trace's faults in ns, sorted, straight from the decoder.
+fn v2_costs_ns() -> Vec<f64> {
+    let t = vm::trace::decode(&std::fs::read(data("report-v2.trace")).unwrap()).unwrap();
+    let hz = t.freq.unwrap() as f64;
+    let mut v: Vec<f64> = t.faults().map(|r| f64::from(r.timing.unwrap().cost) * 1e9 / hz).collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+#[test]
+fn v2_report_has_time_latency_memory_events_and_mmio() {
+    let r = build::build(&load::load(&data("report-v2.trace")).unwrap());
+    // `tools trace tools/tests/data/report-v2.trace`: 1273 records (19 accounting, 8 events,
+    // 1245 faults, 1 mmio counts), and its case table.
+    assert_eq!((r.trace_version, r.records, r.counter_hz), (2, 1273, Some(62_500_000)));
+    assert_eq!(r.cases, cases(&[("2A", 19), ("2B-copy", 17), ("2B-zero", 1209)]));
+    assert_eq!(r.vms.iter().map(|v| v.records).collect::<Vec<_>>(), [14, 7, 1217, 7]);
+    assert!(r.notes.iter().all(|n| !n.contains("no time") && !n.contains("no fault cost")), "{:?}", r.notes);
+
+    // Timeline over seconds: every fault in a bucket, the run (0.079 s) in 40 buckets of 2 ms.
+    assert_eq!(r.timeline.axis, model::Axis::Seconds);
+    assert!((r.timeline.width - 0.002).abs() < 1e-12, "{}", r.timeline.width);
+    assert_eq!(r.timeline.buckets.iter().flatten().sum::<u64>(), 1245);
+    let d = r.duration_s.unwrap();
+    assert!(d > 0.07 && d < 0.08, "{d}");
+
+    // Latency: the decoder's costs, by nearest rank.
+    let costs = v2_costs_ns();
+    let l = r.latency.as_ref().unwrap();
+    assert_eq!(l.count, 1245);
+    let rank = |p: f64| costs[((p / 100.0 * costs.len() as f64).ceil() as usize) - 1];
+    assert_eq!((l.p50_ns, l.p90_ns, l.p99_ns, l.max_ns), (rank(50.0), rank(90.0), rank(99.0), costs[costs.len() - 1]));
+    assert!(l.p50_ns < l.p99_ns && l.p99_ns < l.max_ns);
+    assert_eq!(l.histogram.iter().map(|b| b.2).sum::<u64>(), 1245);
+    assert!(l.histogram.iter().all(|&(lo, hi, _)| hi == 2.0 * lo || lo == 0.0));
+    assert_eq!(l.cdf.len(), 100);
+    assert_eq!(l.cdf[49], (l.p50_ns, 0.5));
+    assert_eq!(l.by_case.iter().map(|c| (c.case.as_str(), c.count)).collect::<Vec<_>>(), [("2A", 19), ("2B-copy", 17), ("2B-zero", 1209)]);
+    assert_eq!(r.headline.p99_ns, Some(l.p99_ns));
+    assert!(r.headline.faults_99_s.is_some_and(|t| t <= d));
+
+    // Accounting: 19 samples over 4 VMs; touch ends with its 1217 pages resident.
+    assert_eq!(r.memory.iter().map(|m| m.t_s.len()).sum::<usize>(), 19);
+    let touch = r.memory.iter().find(|m| m.vm == 3).unwrap();
+    assert_eq!(touch.resident.last(), Some(&1217));
+    assert!(touch.t_s.windows(2).all(|w| w[0] <= w[1]), "samples in time order");
+    assert!(r.headline.pool_free_min.is_some());
+    // Events: each VM started and exited once; hostile's 30 PL011 writes.
+    let ev: Vec<_> = r.events.iter().map(|e| (e.kind.as_str(), e.count)).collect();
+    assert_eq!(ev, [("VM exit", 4), ("VM start", 4)]);
+    assert_eq!(r.mmio, [model::MmioRow { vm: 4, base: 0x900_0000, offset: 0, direction: "write".into(), count: 30 }]);
+    assert_eq!(r.mmio_buckets.iter().sum::<u64>(), 30);
+    assert_eq!((r.headline.frames_saved, r.headline.page_ins), (None, None), "no dedup, no swap, no counters table");
 }
 
 #[test]
 fn a_run_folder_gives_names_scenario_and_counters() {
-    let dir = run_folder("names");
+    let dir = run_folder("names", "v1");
     let w = make(&dir, None, true).unwrap();
     assert_eq!(w.dir, dir);
     let json: model::Report = serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
@@ -95,7 +154,7 @@ fn hex(c: plotters::style::RGBAColor) -> String {
 
 #[test]
 fn plots_parse_and_have_one_series_per_vm() {
-    let dir = run_folder("plots");
+    let dir = run_folder("plots", "v1");
     let r = build::build(&load::load(&dir).unwrap());
     let plots = plot::all(&r).unwrap();
     assert_eq!(plots.iter().map(|p| p.0).collect::<Vec<_>>(), [plot::FAULTS_SVG, plot::CASES_SVG]);
@@ -108,11 +167,38 @@ fn plots_parse_and_have_one_series_per_vm() {
         assert!(texts(&faults).contains(&vm.name), "{} not in the legend", vm.name);
     }
     let cases = roxmltree::Document::parse(&plots[1].1).unwrap();
+    assert_eq!(texts(&cases).iter().filter(|t| t.contains("(log)")).count(), 1, "a log axis: 16384 zero-fills beside 3 copies");
     let bars = cases.descendants().filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some(hex(plot::color(0)).as_str())).count();
     assert_eq!(bars, r.cases.len());
     for c in r.cases.keys() {
         assert!(texts(&cases).contains(c), "{c} not labelled");
     }
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn v2_plots_have_latency_and_memory_series() {
+    let dir = run_folder("plots-v2", "v2");
+    let r = build::build(&load::load(&dir).unwrap());
+    let plots: BTreeMap<&str, String> = plot::all(&r).unwrap().into_iter().collect();
+    assert_eq!(
+        plots.keys().copied().collect::<Vec<_>>(),
+        [plot::CASES_SVG, plot::FAULTS_SVG, plot::LATENCY_CDF_SVG, plot::LATENCY_SVG, plot::MEMORY_SVG]
+    );
+    let latency = roxmltree::Document::parse(&plots[plot::LATENCY_SVG]).unwrap();
+    let bars = latency.descendants().filter(|n| n.has_tag_name("rect") && n.attribute("fill") == Some(hex(plot::color(0)).as_str())).count();
+    assert_eq!(bars, r.latency.as_ref().unwrap().histogram.iter().filter(|b| b.2 > 0).count(), "a bar per non-empty bucket");
+    let cdf = roxmltree::Document::parse(&plots[plot::LATENCY_CDF_SVG]).unwrap();
+    assert_eq!(lines_of(&cdf, &hex(plot::color(0))), [100]);
+    let memory = roxmltree::Document::parse(&plots[plot::MEMORY_SVG]).unwrap();
+    for (i, s) in r.memory.iter().enumerate() {
+        let mut lines = lines_of(&memory, &hex(plot::color(i)));
+        lines.sort();
+        // Resident only (shared and swapped are 0 everywhere): the samples and the legend's sample.
+        assert_eq!(lines, [2, s.t_s.len()], "{}", s.name);
+        assert!(texts(&memory).contains(&format!("{} resident", s.name)));
+    }
+    assert!(!texts(&memory).iter().any(|t| t.ends_with(" shared")), "no line for shared pages that are all 0");
     std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
 
