@@ -327,14 +327,13 @@ fn cmd_trace(file: &Path, head: usize) -> Result<Status, Error> {
 
 /// `report TRACE|RUN_DIR [--out DIR] [--csv]`.
 fn cmd_report(input: &Path, out: Option<&Path>, csv: bool) -> Result<Status, Error> {
-    let w = report::make(input, out, csv).map_err(|e| match e {
+    let markdown = report::make(input, out, csv).map_err(|e| match e {
         report::ReportError::Load(e) => Error::Usage(e.to_string()),
         e @ report::ReportError::Write { .. } => Error::CannotRun(e.to_string()),
     })?;
-    for line in w.markdown.lines() {
+    for line in markdown.lines() {
         out!("{line}")?;
     }
-    out!("(written to {}/: {})", w.dir.display(), w.files.join(", "))?;
     Ok(Status::Ok)
 }
 

@@ -158,7 +158,9 @@ fn report_prints_the_markdown_and_writes_its_files() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# Fault report\n"), "{text}");
     assert!(text.contains("| `Restart` | 0 | 265 | 0 | 265 |"), "{text}");
-    assert_eq!(std::fs::read_to_string(dir.join("report.md")).unwrap() + &format!("(written to {}/: faults.svg, cases.svg, faults.csv, records.csv, report.json, report.md)\n", dir.display()), text);
+    assert_eq!(std::fs::read_to_string(dir.join("report.md")).unwrap(), text);
+    let files = format!("In `{}/`: `faults.svg`, `cases.svg`, `faults.csv`, `records.csv`, `report.json`, `report.md`.", dir.display());
+    assert!(text.ends_with(&format!("## Files\n\n{files}\n")), "{text}");
     for f in ["faults.svg", "cases.svg", "faults.csv", "records.csv", "report.json"] {
         assert!(dir.join(f).is_file(), "{f}");
     }

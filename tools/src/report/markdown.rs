@@ -3,8 +3,8 @@
 use super::model::*;
 use std::fmt::Write;
 
-/// The Markdown of `r`; `files` are the other files written beside it (plots are shown inline).
-pub fn render(r: &Report, files: &[String]) -> String {
+/// The Markdown of `r`; `files` are the files written into `dir` with it (plots are shown inline).
+pub fn render(r: &Report, dir: &str, files: &[String]) -> String {
     let mut m = String::new();
     let title = r.scenario.as_deref().map_or(String::new(), |s| format!(" of `{s}`"));
     let _ = writeln!(m, "# Fault report{title}\n");
@@ -30,10 +30,8 @@ pub fn render(r: &Report, files: &[String]) -> String {
     activity(&mut m, r);
     mmio(&mut m, r);
     if !files.is_empty() {
-        let _ = writeln!(m, "## Files\n");
-        for f in files {
-            let _ = writeln!(m, "- `{f}`");
-        }
+        let names: Vec<String> = files.iter().map(|f| format!("`{f}`")).collect();
+        let _ = writeln!(m, "## Files\n\nIn `{dir}/`: {}.", names.join(", "));
     }
     m
 }
@@ -102,7 +100,7 @@ pub fn axis_value(axis: Axis, x: f64) -> String {
 fn over_time(m: &mut String, r: &Report, files: &[String]) {
     let t = &r.timeline;
     let _ = writeln!(m, "## Faults over time\n");
-    let _ = writeln!(m, "Records per bucket of {} ({}); CSV: `faults.csv`.\n", axis_value(t.axis, t.width), t.axis.label());
+    let _ = writeln!(m, "Fault records per {}; CSV: `faults.csv`.\n", t.axis.bucket(t.width));
     plot(m, files, super::plot::FAULTS_SVG, "faults over time per VM");
     let mut head = vec![format!("from ({})", t.axis.label())];
     head.extend(r.vms.iter().map(|v| v.name.clone()));
@@ -187,7 +185,7 @@ fn activity(m: &mut String, r: &Report) {
         return;
     }
     if !r.events.iter().any(|e| ["dedup pass", "page-out", "page-in"].contains(&e.kind.as_str())) {
-        let _ = writeln!(m, "No dedup passes, page-outs or page-ins in this trace. Its events, per bucket that has any:\n");
+        let _ = writeln!(m, "No dedup passes, page-outs or page-ins in this trace. Its events per {}, where there are any:\n", r.timeline.axis.bucket(r.timeline.width));
     }
     let mut head = vec![format!("from ({})", r.timeline.axis.label())];
     head.extend(r.events.iter().map(|e| format!("{} ({})", e.kind, e.count)));
@@ -215,12 +213,7 @@ fn mmio(m: &mut String, r: &Report) {
         .collect();
     table(m, &["VM", "device", "register", "access", "count"].map(String::from), &rows);
     if !r.mmio_buckets.is_empty() {
-        let _ = writeln!(
-            m,
-            "Accesses per bucket of {} ({}) that has any:\n",
-            axis_value(r.timeline.axis, r.timeline.width),
-            r.timeline.axis.label()
-        );
+        let _ = writeln!(m, "Accesses per {}, where there are any:\n", r.timeline.axis.bucket(r.timeline.width));
         let rows: Vec<Vec<String>> = r
             .mmio_buckets
             .iter()

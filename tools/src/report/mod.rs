@@ -36,16 +36,9 @@ impl std::fmt::Display for ReportError {
     }
 }
 
-/// A made report: its Markdown and the files written (names, in `dir`).
-pub struct Written {
-    pub markdown: String,
-    pub dir: PathBuf,
-    pub files: Vec<String>,
-}
-
 /// Read `input`, write the report's files into `out` (default: the run folder or the trace's
-/// folder); `records_csv` adds every record as CSV.
-pub fn make(input: &Path, out: Option<&Path>, records_csv: bool) -> Result<Written, ReportError> {
+/// folder); `records_csv` adds every record as CSV. Returns the Markdown.
+pub fn make(input: &Path, out: Option<&Path>, records_csv: bool) -> Result<String, ReportError> {
     let loaded = load::load(input).map_err(ReportError::Load)?;
     let report = build::build(&loaded);
     let dir = out.map_or_else(|| loaded.dir.clone(), Path::to_path_buf);
@@ -70,9 +63,9 @@ pub fn make(input: &Path, out: Option<&Path>, records_csv: bool) -> Result<Writt
     write(REPORT_JSON, &json)?;
     files.push(REPORT_JSON.into());
     files.push(REPORT_MD.into());
-    let markdown = markdown::render(&report, &files);
+    let markdown = markdown::render(&report, &dir.display().to_string(), &files);
     write(REPORT_MD, &markdown)?;
-    Ok(Written { markdown, dir, files })
+    Ok(markdown)
 }
 
 #[cfg(test)]

@@ -67,6 +67,14 @@ pub enum Axis {
 }
 
 impl Axis {
+    /// One bucket of `width` in words: `0.005 s`, `500 records`.
+    pub fn bucket(self, width: f64) -> String {
+        match self {
+            Axis::Seconds => format!("{width} s"),
+            Axis::Seq => format!("{width} records (by sequence number)"),
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Axis::Seconds => "time (s)",
