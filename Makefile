@@ -77,7 +77,9 @@ soak: setup
 	UVMHYP_INTERLEAVE_SEED=random UVMHYP_INTERLEAVE_SCHEDULES=200000 cargo test -p vm --release --features shuttle --test interleave -- --nocapture
 
 # Benchmarks, each beside its baseline measured in the same run: the QEMU `bench` scenario
-# (instructions per page under -icount: fault vs memset/copy), then the engine's criterion benches.
+# (instructions per page under -icount: fault vs memset/copy), the same without tracing
+# (`bench-notrace`: the difference is the trace's cost per fault), then the engine's criterion benches.
 bench: build
 	$(TOOLS) run bench
+	$(TOOLS) run bench-notrace
 	cargo bench -p vm --bench fault -- --warm-up-time 1 --measurement-time 3

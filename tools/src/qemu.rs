@@ -57,7 +57,10 @@ pub fn guest_path(guest: &str) -> String {
 
 /// The `-append` string of a scenario (README, "The QEMU line").
 pub fn append(s: &Scenario, trace: &str) -> String {
-    let mut tokens = vec![format!("trace={trace}")];
+    let mut tokens = vec![if s.trace.enabled { format!("trace={trace}") } else { "trace=off".to_string() }];
+    if let Some(m) = s.trace.max_mib {
+        tokens.push(format!("trace_max={m}"));
+    }
     if let Some(p) = s.pool_mib {
         tokens.push(format!("pool={p}"));
     }
@@ -264,7 +267,9 @@ mod tests {
         for s in &crate::scenarios::all(&root()).unwrap() {
             let trace = format!("target/uvmhyp/runs/{}-20261202T143405Z/uvmhyp.trace", s.name);
             let parsed = hyp::config::parse(&append(s, &trace)).unwrap_or_else(|e| panic!("{}: {e:?}", s.name));
-            assert_eq!(parsed.trace_path.as_deref(), Some(trace.as_str()), "{}", s.name);
+            assert_eq!(parsed.trace_path.as_deref(), s.trace.enabled.then_some(trace.as_str()), "{}", s.name);
+            let cap = s.trace.max_mib.unwrap_or(hyp::config::DEFAULT_TRACE_MAX_MIB) << 20;
+            assert_eq!(parsed.trace_max_bytes, cap, "{}", s.name);
             assert_eq!(parsed.pool_limit, s.pool_mib.map(|m| m << 20), "{}", s.name);
             let vms: Vec<_> = parsed.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes, v.cpus)).collect();
             let want: Vec<_> = s.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes(), v.cpus.unwrap_or(1))).collect();
@@ -284,6 +289,8 @@ mod tests {
         );
         let smp = &builtin("smp");
         assert!(append(smp, "t").ends_with("vm=smp:target/aarch64-unknown-none/release/smp,cpus=4"));
+        assert!(append(&builtin("capped"), "t").starts_with("trace=t trace_max=1 vm="));
+        assert!(append(&builtin("bench-notrace"), "t").starts_with("trace=off vm="));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! hypervisor would refuse on its `-append` line (RAM and vCPU ranges, pool size) is checked here
 //! with the hypervisor's own parser, so a scenario that loads is one QEMU can start.
 
-use crate::scenarios::{Check, ConsoleCheck, Expect, Image, Machine, Scenario, VmSpec};
+use crate::scenarios::{Check, ConsoleCheck, Expect, Image, Machine, Scenario, TraceSettings, VmSpec};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +23,7 @@ struct File {
     pool_mib: Option<Spanned<u64>>,
     #[serde(default)]
     qemu: Machine,
+    trace: Option<Spanned<TraceSettings>>,
     stop: Stop,
     vm: Vec<Spanned<VmFile>>,
     #[serde(default)]
@@ -75,6 +76,14 @@ struct VmTrace {
     vcpus: Option<u16>,
     #[serde(default)]
     aborts_at: Vec<u64>,
+    mmio: Option<MmioBounds>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MmioBounds {
+    min_accesses: u64,
+    max_records: u64,
 }
 
 #[derive(Deserialize)]
@@ -230,6 +239,12 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         hyp::config::parse(&format!("pool={}", p.get_ref()))
             .map_err(|e| invalid(Some(p.span()), Some("pool_mib".into()), e.to_string()))?;
     }
+    let trace_span = file.trace.as_ref().map(|t| t.span());
+    let trace = file.trace.map(|t| t.into_inner()).unwrap_or_default();
+    if let Some(m) = trace.max_mib {
+        hyp::config::parse(&format!("trace_max={m}"))
+            .map_err(|e| invalid(trace_span.clone(), Some("trace.max_mib".into()), e.to_string()))?;
+    }
     if file.vm.is_empty() {
         return Err(invalid(None, Some("vm".into()), "a scenario needs at least one [[vm]]".into()));
     }
@@ -263,6 +278,7 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         console: Vec::new(),
         timeout_s: file.stop.timeout_s,
         machine: file.qemu,
+        trace,
     };
     for (i, v) in file.vm.iter().enumerate() {
         let id = i as u16 + 1;
@@ -294,6 +310,9 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
             s.checks.push(Check::Vcpus { vm: id, min });
         }
         s.checks.extend(f.trace.aborts_at.iter().map(|&ipa| Check::AbortAt { vm: id, ipa }));
+        if let Some(MmioBounds { min_accesses, max_records }) = f.trace.mmio {
+            s.checks.push(Check::Mmio { vm: id, min_accesses, max_records });
+        }
         for l in &f.console.lines {
             s.console.push(ConsoleCheck::GuestLine { vm: id, text: l.text.clone(), min: l.min });
         }
@@ -305,6 +324,13 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         }
     }
     s.console.extend(file.console.warnings.into_iter().map(|text| ConsoleCheck::Warning { text }));
+    if s.trace.capped {
+        s.checks.push(Check::Capped);
+    }
+    if !s.trace.enabled && !s.checks.is_empty() {
+        let why = "a scenario with `trace.enabled = false` has no trace: remove its trace checks (`[vm.trace]`, `trace.capped`)";
+        return Err(invalid(trace_span, Some("trace.enabled".into()), why.into()));
+    }
     Ok(s)
 }
 
@@ -532,5 +558,19 @@ lines = [{ text = 'a\x0ab' }, { text = "c", min = 3 }]
         assert!(e.starts_with("scenarios/bad.toml:22:") && e.contains("field `vm2.expect`"), "{e}");
         assert!(err("about = ").starts_with("scenarios/bad.toml:1:"), "{}", err("about = "));
         assert!(parse("no good", "x.toml", GOOD).is_err());
+    }
+
+    #[test]
+    fn trace_settings_are_checked() {
+        let with = |table: &str| GOOD.replace("[stop]\n", &format!("[trace]\n{table}\n[stop]\n"));
+        let e = err(&with("max_mib = 0"));
+        assert!(e.contains("field `trace.max_mib`") && e.contains("trace size cap"), "{e}");
+        let e = err(&with("enabled = false"));
+        assert!(e.contains("field `trace.enabled`") && e.contains("remove its trace checks"), "{e}");
+        let e = err(&with("cap = 3"));
+        assert!(e.contains("unknown field `cap`"), "{e}");
+        let s = parse("good", "good.toml", &with("max_mib = 2\ncapped = true")).unwrap();
+        assert_eq!((s.trace.max_mib, s.trace.capped), (Some(2), true));
+        assert!(s.checks.contains(&Check::Capped));
     }
 }

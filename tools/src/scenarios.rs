@@ -74,6 +74,29 @@ pub enum Check {
     AbortAt { vm: u16, ipa: u64 },
     /// Resolved faults of `vm` come from at least `min` distinct vCPUs.
     Vcpus { vm: u16, min: u16 },
+    /// `vm`'s MMIO accesses are counted, not recorded one by one: at least `min_accesses` of them
+    /// in at most `max_records` aggregate records (and no fault record with outcome `mmio`).
+    Mmio { vm: u16, min_accesses: u64, max_records: u64 },
+    /// The trace ends with a capped record, and the file is within the cap.
+    Capped,
+}
+
+/// How the hypervisor traces a run (`[trace]` of a scenario file).
+#[derive(Clone, PartialEq, Eq, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceSettings {
+    /// `false`: the hypervisor runs with `trace=off` (no trace file; no trace checks allowed).
+    pub enabled: bool,
+    /// `trace_max=MIB`, if set (the hypervisor's default: `hyp::config::DEFAULT_TRACE_MAX_MIB`).
+    pub max_mib: Option<u64>,
+    /// The trace must reach its cap (`Check::Capped`); otherwise reaching it fails the run.
+    pub capped: bool,
+}
+
+impl Default for TraceSettings {
+    fn default() -> TraceSettings {
+        TraceSettings { enabled: true, max_mib: None, capped: false }
+    }
 }
 
 /// A check on the hypervisor's console.
@@ -128,6 +151,7 @@ pub struct Scenario {
     pub timeout_s: u64,
     /// The emulated machine's settings that vary between scenarios.
     pub machine: Machine,
+    pub trace: TraceSettings,
 }
 
 impl Scenario {
@@ -189,7 +213,7 @@ pub(crate) mod tests {
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["badaddr", "bench", "crash", "default", "hostile", "image", "max", "multi", "preempt", "smp", "touch"]
+            ["badaddr", "bench-notrace", "bench", "capped", "crash", "default", "hostile", "image", "max", "multi", "poll", "preempt", "smp", "touch"]
         );
         for s in &all {
             assert!(!s.vms.is_empty(), "{}", s.name);
@@ -198,11 +222,23 @@ pub(crate) mod tests {
                     Check::RamFaults { vm, .. }
                     | Check::CaseAtLeast { vm, .. }
                     | Check::AbortAt { vm, .. }
-                    | Check::Vcpus { vm, .. } => vm,
+                    | Check::Vcpus { vm, .. }
+                    | Check::Mmio { vm, .. } => vm,
+                    Check::Capped => continue,
                 };
                 assert!(vm >= 1 && (vm as usize) <= s.vms.len(), "{}: check on vm{}", s.name, vm);
             }
         }
+    }
+
+    #[test]
+    fn trace_settings_reach_the_scenario() {
+        let capped = builtin("capped");
+        assert_eq!(capped.trace, TraceSettings { enabled: true, max_mib: Some(1), capped: true });
+        assert!(capped.checks.contains(&Check::Capped));
+        let off = builtin("bench-notrace");
+        assert!(!off.trace.enabled && off.checks.is_empty());
+        assert_eq!(builtin("default").trace, TraceSettings::default());
     }
 
     #[test]
@@ -222,7 +258,7 @@ pub(crate) mod tests {
     #[test]
     fn every_guest_of_the_issue_is_covered() {
         let all = all(&crate::qemu::root()).unwrap();
-        for g in ["touch", "image", "badaddr", "crash", "smp", "multi", "bench", "hostile", "spin", "polite"] {
+        for g in ["touch", "image", "badaddr", "crash", "smp", "multi", "bench", "hostile", "spin", "polite", "poll"] {
             let image = Image::Guest(g.into());
             assert!(all.iter().any(|s| s.vms.iter().any(|v| v.image == image)), "{g}");
         }

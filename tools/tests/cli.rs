@@ -65,6 +65,28 @@ fn trace_prints_counts_and_records() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The recorded traces of `tools/tests/data/` (see `checks.rs`'s tests), as `tools trace` shows them.
+#[test]
+fn trace_shows_both_versions_of_a_recorded_run() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let show = |f: &str| {
+        let out = tools().arg("trace").arg(data.join(f)).args(["-n", "3"]).output().unwrap();
+        assert!(out.status.success(), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v2 = show("default-v2.trace");
+    assert!(v2.contains("trace v2, counter 62500000 Hz, 1065 records (36 accounting, 6 events, 1023 faults)"), "{v2}");
+    assert!(v2.contains("cpu1  vm3  exited 0"), "{v2}");
+    let head = v2.lines().find(|l| l.trim_start().starts_with("seq")).unwrap();
+    assert!(head.ends_with("time_us  cpu   cost_ns"), "{head}");
+    let first = v2.lines().skip_while(|l| !l.trim_start().starts_with("seq")).nth(1).unwrap();
+    assert_eq!(first.split_whitespace().count(), 12, "{first}");
+    let v1 = show("default-v1.trace");
+    assert!(v1.contains("trace v1, 1526 records (1526 faults)"), "{v1}");
+    assert!(v1.lines().any(|l| l.starts_with("Restart") && l.ends_with("505")), "{v1}");
+    assert!(!v1.contains("time_us"), "{v1}");
+}
+
 #[test]
 fn unknown_scenario_and_no_command_are_errors() {
     assert_eq!(tools().output().unwrap().status.code(), Some(2));

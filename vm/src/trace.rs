@@ -1,5 +1,13 @@
 //! Trace files: written by the hypervisor (buffered per physical CPU, through semihosting), read
-//! by `tools`. [`decode`] reads both versions into one typed [`Trace`].
+//! by `tools`.
+//!
+//! Reading: [`decode`] takes a whole file of either version and gives a [`Trace`]: its
+//! [`Version`], the counter frequency (`freq`, v2) and every record as an [`Entry`] in file order;
+//! [`Trace::faults`] yields the fault [`Record`]s, [`Trace::ticks_to_us`] converts counter ticks.
+//! A bad file is a [`DecodeError`] naming the record (index and byte offset) and the field; no
+//! input panics. Writing: [`header`], then each record's `words()` (a record is whole
+//! little-endian 64-bit words, so a writer appends them with plain stores); [`encode`] builds a
+//! whole file (tests, tools).
 //!
 //! # Version 2 (written today)
 //!
@@ -394,10 +402,6 @@ pub fn header(freq: u64) -> [u8; HEADER_BYTES] {
     h
 }
 
-fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
-    b[at..at + bytes.len()].copy_from_slice(bytes);
-}
-
 /// Access code (both versions).
 const fn access_code(a: Access) -> u8 {
     match a {
@@ -422,41 +426,48 @@ const fn outcome_code(o: Outcome) -> u8 {
     }
 }
 
+/// Words of a fault record.
+pub const FAULT_WORDS: usize = FAULT_BYTES / 8;
+/// Words of an accounting record.
+pub const ACCOUNTING_WORDS: usize = ACCOUNTING_BYTES / 8;
+/// Words of an event record.
+pub const EVENT_WORDS: usize = EVENT_BYTES / 8;
+/// Words of an MMIO aggregate record.
+pub const MMIO_WORDS: usize = MMIO_BYTES / 8;
+/// Words of a capped record.
+pub const CAPPED_WORDS: usize = CAPPED_BYTES / 8;
+
+/// The word holding bytes `b[0..8]` of a record (byte 0 least significant: the file is little
+/// endian).
+const fn word(b: [u8; 8]) -> u64 {
+    u64::from_le_bytes(b)
+}
+
+/// Two 32-bit fields as one word (`lo` in bytes 0..4).
+const fn halves(lo: u32, hi: u32) -> u64 {
+    lo as u64 | (hi as u64) << 32
+}
+
+// Encoding builds each record's words (the file is a sequence of little-endian 64-bit words):
+// a writer appends them to its buffer with plain stores, no byte shuffling on the fault path.
+
 impl Record {
-    /// Encode as a version 2 fault record. A record without timing (read from a v1 file) is
+    /// The version 2 fault record's words. A record without timing (read from a v1 file) is
     /// written with time, CPU and cost 0.
-    pub fn encode(&self) -> [u8; FAULT_BYTES] {
+    pub fn words(&self) -> [u64; FAULT_WORDS] {
         let t = self.timing.unwrap_or(Timing { time: 0, cpu: 0, cost: 0 });
-        let mut b = [0u8; FAULT_BYTES];
-        b[0] = Kind::Fault as u8;
-        b[1] = access_code(self.access);
-        b[2] = case_code(self.case);
-        b[3] = outcome_code(self.outcome);
-        b[4] = self.neighbours;
-        b[5] = self.refaults;
-        b[7] = t.cpu;
-        put(&mut b, 8, &self.seq.to_le_bytes());
-        put(&mut b, 16, &self.ipa.0.to_le_bytes());
-        put(&mut b, 24, &t.time.to_le_bytes());
-        put(&mut b, 32, &self.vm.to_le_bytes());
-        put(&mut b, 34, &self.vcpu.to_le_bytes());
-        put(&mut b, 36, &t.cost.to_le_bytes());
-        b
+        let codes = [Kind::Fault as u8, access_code(self.access), case_code(self.case), outcome_code(self.outcome)];
+        let head = word([codes[0], codes[1], codes[2], codes[3], self.neighbours, self.refaults, 0, t.cpu]);
+        let ids = u32::from(self.vm) | u32::from(self.vcpu) << 16;
+        [head, self.seq, self.ipa.0, t.time, halves(ids, t.cost)]
     }
 }
 
 impl Accounting {
-    pub fn encode(&self) -> [u8; ACCOUNTING_BYTES] {
-        let mut b = [0u8; ACCOUNTING_BYTES];
-        b[0] = Kind::Accounting as u8;
-        b[1] = self.cpu;
-        put(&mut b, 2, &self.vm.to_le_bytes());
-        put(&mut b, 4, &self.pool_free.to_le_bytes());
-        put(&mut b, 8, &self.time.to_le_bytes());
-        for (i, v) in [self.resident, self.private, self.shared, self.zero, self.swapped].into_iter().enumerate() {
-            put(&mut b, 16 + 4 * i, &v.to_le_bytes());
-        }
-        b
+    pub fn words(&self) -> [u64; ACCOUNTING_WORDS] {
+        let [v0, v1] = self.vm.to_le_bytes();
+        let head = halves(u32::from_le_bytes([Kind::Accounting as u8, self.cpu, v0, v1]), self.pool_free);
+        [head, self.time, halves(self.resident, self.private), halves(self.shared, self.zero), halves(self.swapped, 0)]
     }
 }
 
@@ -476,58 +487,41 @@ impl EventKind {
 }
 
 impl Event {
-    pub fn encode(&self) -> [u8; EVENT_BYTES] {
+    pub fn words(&self) -> [u64; EVENT_WORDS] {
         let (code, arg) = self.what.code();
-        let mut b = [0u8; EVENT_BYTES];
-        b[0] = Kind::Event as u8;
-        b[1] = code;
-        put(&mut b, 2, &self.vm.to_le_bytes());
-        b[4] = self.cpu;
-        put(&mut b, 8, &self.time.to_le_bytes());
-        put(&mut b, 16, &arg.to_le_bytes());
-        b
+        let [v0, v1] = self.vm.to_le_bytes();
+        [word([Kind::Event as u8, code, v0, v1, self.cpu, 0, 0, 0]), self.time, arg]
     }
 }
 
 impl MmioCount {
-    pub fn encode(&self) -> [u8; MMIO_BYTES] {
-        let mut b = [0u8; MMIO_BYTES];
-        b[0] = Kind::Mmio as u8;
-        b[1] = self.cpu;
-        put(&mut b, 2, &self.vm.to_le_bytes());
-        put(&mut b, 4, &self.offset.to_le_bytes());
-        put(&mut b, 8, &self.time.to_le_bytes());
-        put(&mut b, 16, &self.base.0.to_le_bytes());
-        put(&mut b, 24, &self.count.to_le_bytes());
-        b[32] = match self.direction {
+    pub fn words(&self) -> [u64; MMIO_WORDS] {
+        let [v0, v1] = self.vm.to_le_bytes();
+        let head = halves(u32::from_le_bytes([Kind::Mmio as u8, self.cpu, v0, v1]), self.offset);
+        let direction = match self.direction {
             Direction::Read => 0,
             Direction::Write => 1,
         };
-        b
+        [head, self.time, self.base.0, self.count, direction]
     }
 }
 
 impl Capped {
-    pub fn encode(&self) -> [u8; CAPPED_BYTES] {
-        let mut b = [0u8; CAPPED_BYTES];
-        b[0] = Kind::Capped as u8;
-        b[1] = self.cpu;
-        put(&mut b, 4, &self.unwritten.to_le_bytes());
-        put(&mut b, 8, &self.time.to_le_bytes());
-        put(&mut b, 16, &self.cap.to_le_bytes());
-        b
+    pub fn words(&self) -> [u64; CAPPED_WORDS] {
+        [halves(u32::from(Kind::Capped as u8) | u32::from(self.cpu) << 8, self.unwritten), self.time, self.cap]
     }
 }
 
 impl Entry {
     /// Append the record's version 2 bytes to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut put = |words: &[u64]| words.iter().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
         match self {
-            Entry::Fault(r) => out.extend_from_slice(&r.encode()),
-            Entry::Accounting(a) => out.extend_from_slice(&a.encode()),
-            Entry::Event(e) => out.extend_from_slice(&e.encode()),
-            Entry::Mmio(m) => out.extend_from_slice(&m.encode()),
-            Entry::Capped(c) => out.extend_from_slice(&c.encode()),
+            Entry::Fault(r) => put(&r.words()),
+            Entry::Accounting(a) => put(&a.words()),
+            Entry::Event(e) => put(&e.words()),
+            Entry::Mmio(m) => put(&m.words()),
+            Entry::Capped(c) => put(&c.words()),
         }
     }
 

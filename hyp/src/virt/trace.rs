@@ -55,12 +55,13 @@ pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, F
     if !h.trace.is_on() {
         return;
     }
+    let (me, now) = (cpu::index(), timer::now());
     let rec = match r {
-        Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..record(h, v, ipa, access, Outcome::Resolved) },
-        Err(e) => record(h, v, ipa, access, Outcome::Failed(*e)),
+        Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..record(h, v, me, now, ipa, access, Outcome::Resolved) },
+        Err(e) => record(h, v, me, now, ipa, access, Outcome::Failed(*e)),
     };
-    h.trace.push(cpu::index(), &rec.encode());
-    h.trace.tick(h);
+    h.trace.push(me, &rec.words());
+    h.trace.tick(h, now);
 }
 
 /// Trace a stage-2 abort the engine was not asked about: `outcome` is `Mmio` (emulated or
@@ -72,12 +73,13 @@ pub fn abort(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
     if !h.trace.is_on() {
         return;
     }
+    let (me, now) = (cpu::index(), timer::now());
     if outcome == Outcome::Mmio {
-        h.trace.count_mmio(cpu::index(), mmio_key(v, ipa, access));
+        h.trace.count_mmio(me, mmio_key(v, ipa, access), now);
     } else {
-        h.trace.push(cpu::index(), &record(h, v, ipa, access, outcome).encode());
+        h.trace.push(me, &record(h, v, me, now, ipa, access, outcome).words());
     }
-    h.trace.tick(h);
+    h.trace.tick(h, now);
 }
 
 /// Trace that `vm` stopped (`Hyp::stop_vm`, before its RAM is released): the stop event, and
@@ -98,14 +100,15 @@ pub fn vm_stopped(h: &Hyp, vm: &Vm, why: &Stopped) {
     let pool_free = pages(h.uvm.free_pages());
     let sample = accounting(vm, now, pool_free);
     let stop = Event { time: now, cpu: me as u8, vm: vm.id, what: EventKind::VmStop(status) };
-    h.trace.push(me, &sample.encode());
-    h.trace.push(me, &stop.encode());
+    h.trace.push(me, &sample.words());
+    h.trace.push(me, &stop.words());
 }
 
-/// The next fault record of `v` at `ipa`, with no case, neighbours or refaults; its cost ends now.
-fn record(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
-    let cost = u32::try_from(timer::now().saturating_sub(v.exit_time)).unwrap_or(u32::MAX);
-    let timing = Some(Timing { time: v.exit_time, cpu: cpu::index() as u8, cost });
+/// The next fault record of `v` at `ipa` on CPU `cpu`, with no case, neighbours or refaults; its
+/// cost ends at `now`.
+fn record(h: &Hyp, v: &Vcpu, cpu: usize, now: u64, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
+    let cost = u32::try_from(now.saturating_sub(v.exit_time)).unwrap_or(u32::MAX);
+    let timing = Some(Timing { time: v.exit_time, cpu: cpu as u8, cost });
     Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0, timing }
 }
 
@@ -173,13 +176,12 @@ pub struct Trace {
     dropped: AtomicU64,
 }
 
-/// Append `bytes` (a whole record, a multiple of 8 bytes) to `buf` as words.
-fn append(buf: &mut CpuBuf, bytes: &[u8]) {
-    buf.words.extend(bytes.chunks_exact(8).map(|c| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        u64::from_ne_bytes(w)
-    }));
+/// Append one record's `words` to `buf`: a few stores (with strict alignment at EL2 a byte copy
+/// would be a `memcpy` call; this is on every fault's path).
+fn append(buf: &mut CpuBuf, words: &[u64]) {
+    for &w in words {
+        buf.words.push(w);
+    }
     buf.records += 1;
 }
 
@@ -236,19 +238,19 @@ impl Trace {
     pub fn vm_started(&self, vm: u16) {
         if self.is_on() {
             let me = cpu::index();
-            self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::VmStart }.encode());
+            self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::VmStart }.words());
         }
     }
 
-    /// If a period ended since the last sample, and this CPU is the first to see it: an
+    /// If a period ended by `now` since the last sample, and this CPU is the first to see it: an
     /// accounting record per running VM, and every CPU's MMIO interval closed.
     ///
     /// # Locks
     /// Call with no lock held; takes the accounting sample's locks, then each CPU's buffer alone.
-    fn tick(&self, h: &Hyp) {
-        let now = timer::now();
+    fn tick(&self, h: &Hyp, now: u64) {
         let last = self.sampled.load(Ordering::Relaxed);
-        if now.wrapping_sub(last) < self.period
+        // Saturating: another CPU may have moved `last` past this CPU's `now`.
+        if now.saturating_sub(last) < self.period
             || self.sampled.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
@@ -258,7 +260,7 @@ impl Trace {
             h.vms.iter().filter(|vm| !vm.is_stopped()).map(|vm| accounting(vm, now, pool_free)).collect();
         let me = cpu::index();
         for s in &samples {
-            self.push(me, &s.encode());
+            self.push(me, &s.words());
         }
         for c in 0..MAX_CPUS {
             self.close_mmio(c, now);
@@ -269,20 +271,21 @@ impl Trace {
     ///
     /// # Locks
     /// Takes `cpu`'s buffer (then the file, to flush).
-    fn push(&self, cpu: usize, bytes: &[u8]) {
+    fn push(&self, cpu: usize, words: &[u64]) {
         let Some(buf) = self.cpus.get(cpu) else { return };
         let mut buf = buf.lock();
-        append(&mut buf, bytes);
+        append(&mut buf, words);
         if buf.words.len() >= BUFFER_WORDS {
             self.write_out(cpu, &mut buf);
         }
     }
 
-    /// Count one MMIO access in CPU `cpu`'s interval (closing it first if its table is full).
+    /// Count one MMIO access in CPU `cpu`'s interval (closing it at `now` first if its table is
+    /// full).
     ///
     /// # Locks
     /// Takes `cpu`'s buffer (then the file, to flush).
-    fn count_mmio(&self, cpu: usize, key: MmioKey) {
+    fn count_mmio(&self, cpu: usize, key: MmioKey, now: u64) {
         let Some(buf) = self.cpus.get(cpu) else { return };
         let mut buf = buf.lock();
         if let Some((_, n)) = buf.mmio.iter_mut().find(|(k, _)| *k == key) {
@@ -290,7 +293,7 @@ impl Trace {
             return;
         }
         if buf.mmio.len() >= MMIO_SLOTS {
-            self.drain_mmio(cpu, &mut buf, timer::now());
+            self.drain_mmio(cpu, &mut buf, now);
         }
         buf.mmio.push((key, 1));
     }
@@ -310,7 +313,7 @@ impl Trace {
         let counts = core::mem::take(&mut buf.mmio);
         for (k, count) in &counts {
             let m = MmioCount { time: now, cpu: cpu as u8, vm: k.vm, base: k.base, offset: k.offset, direction: k.direction, count: *count };
-            append(buf, &m.encode());
+            append(buf, &m.words());
         }
         // Keep the table's allocation: counting never allocates.
         buf.mmio = counts;
@@ -357,13 +360,7 @@ impl Trace {
                 file.capped = true;
                 self.on.store(false, Ordering::Relaxed);
                 let c = Capped { time: timer::now(), cpu: cpu as u8, unwritten: buf.records, cap: self.cap };
-                let mut words = [0u64; CAPPED_BYTES / 8];
-                for (w, b) in words.iter_mut().zip(c.encode().chunks_exact(8)) {
-                    let mut x = [0u8; 8];
-                    x.copy_from_slice(b);
-                    *w = u64::from_ne_bytes(x);
-                }
-                if semihosting::write_words(h, &words).is_ok() {
+                if semihosting::write_words(h, &c.words()).is_ok() {
                     file.written += CAPPED_BYTES as u64;
                 }
                 log::warn!(

@@ -182,7 +182,7 @@ fn errors_read_as_sentences() {
 
 fn any_entry() -> impl Strategy<Value = Entry> {
     let access = prop_oneof![Just(Access::Read), Just(Access::Write), Just(Access::Exec)];
-    let case = prop::option::of((0u8..7).prop_map(|c| one_of_case(c)));
+    let case = prop::option::of((0u8..7).prop_map(one_of_case));
     let outcome = prop_oneof![
         Just(Outcome::Resolved),
         Just(Outcome::Mmio),
