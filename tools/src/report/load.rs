@@ -65,9 +65,25 @@ pub fn load(input: &Path) -> Result<Loaded, LoadError> {
     let bytes = std::fs::read(&file).map_err(|error| LoadError::Read { path: file.clone(), error })?;
     let trace = checks::decode(&bytes).map_err(|error| LoadError::BadTrace { path: file.clone(), error })?;
     let records = checks::faults(&trace);
+    let (file, dir) = (resolved(&file), resolved(&dir));
     let (scenario, names) = names_beside(&dir);
     let counters = counters_beside(&dir);
     Ok(Loaded { file, dir, scenario, names, trace, records, counters })
+}
+
+/// `path` with links resolved (`runs/latest` is the run folder it points at: a report or a
+/// comparison must name the run, not whichever run is latest later), relative to the current
+/// folder when it is under it.
+fn resolved(path: &Path) -> PathBuf {
+    let Ok(real) = std::fs::canonicalize(path) else { return path.to_path_buf() };
+    match std::env::current_dir() {
+        Ok(cwd) => match real.strip_prefix(&cwd) {
+            Ok(p) if p.as_os_str().is_empty() => PathBuf::from("."),
+            Ok(p) => p.to_path_buf(),
+            Err(_) => real.clone(),
+        },
+        Err(_) => real,
+    }
 }
 
 /// The scenario name and VM names of the `scenario.toml` in `dir`; none when there is no such
@@ -75,10 +91,8 @@ pub fn load(input: &Path) -> Result<Loaded, LoadError> {
 fn names_beside(dir: &Path) -> (Option<String>, BTreeMap<u16, String>) {
     let file = dir.join(runs::SCENARIO);
     let Ok(src) = std::fs::read_to_string(&file) else { return (None, BTreeMap::new()) };
-    // The run folder's copy is called scenario.toml; the run folder's name (`latest` resolved)
-    // is `<scenario>-<time>`.
-    let real = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let name = real.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('-')).map(|(s, _)| s.to_string());
+    // The run folder's copy is called scenario.toml; the run folder's name is `<scenario>-<time>`.
+    let name = dir.file_name().and_then(|n| n.to_str()).and_then(|n| n.rsplit_once('-')).map(|(s, _)| s.to_string());
     match crate::scenario_file::parse(name.as_deref().unwrap_or("scenario"), &file.display().to_string(), &src) {
         Ok(s) => (Some(s.name.clone()), s.vms.iter().enumerate().map(|(i, v)| (i as u16 + 1, v.name.clone())).collect()),
         Err(_) => (None, BTreeMap::new()),

@@ -102,7 +102,7 @@ fn over_time(m: &mut String, r: &Report, files: &[String]) {
     let _ = writeln!(m, "## Faults over time\n");
     let _ = writeln!(m, "Fault records per {}; CSV: `faults.csv`.\n", t.axis.bucket(t.width));
     plot(m, files, super::plot::FAULTS_SVG, "faults over time per VM");
-    let mut head = vec![format!("from ({})", t.axis.label())];
+    let mut head = vec![format!("from ({})", t.axis.unit())];
     head.extend(r.vms.iter().map(|v| v.name.clone()));
     head.push("total".into());
     let rows: Vec<Vec<String>> = t
@@ -187,7 +187,7 @@ fn activity(m: &mut String, r: &Report) {
     if !r.events.iter().any(|e| ["dedup pass", "page-out", "page-in"].contains(&e.kind.as_str())) {
         let _ = writeln!(m, "No dedup passes, page-outs or page-ins in this trace. Its events per {}, where there are any:\n", r.timeline.axis.bucket(r.timeline.width));
     }
-    let mut head = vec![format!("from ({})", r.timeline.axis.label())];
+    let mut head = vec![format!("from ({})", r.timeline.axis.unit())];
     head.extend(r.events.iter().map(|e| format!("{} ({})", e.kind, e.count)));
     let rows: Vec<Vec<String>> = (0..r.timeline.buckets.len())
         .filter(|&i| r.events.iter().any(|e| e.buckets.get(i).is_some_and(|&n| n > 0)))
@@ -221,6 +221,6 @@ fn mmio(m: &mut String, r: &Report) {
             .filter(|(_, n)| **n > 0)
             .map(|(i, n)| vec![axis_value(r.timeline.axis, i as f64 * r.timeline.width), n.to_string()])
             .collect();
-        table(m, &["from".to_string(), "accesses".to_string()], &rows);
+        table(m, &[format!("from ({})", r.timeline.axis.unit()), "accesses".to_string()], &rows);
     }
 }

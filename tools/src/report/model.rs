@@ -75,6 +75,14 @@ impl Axis {
         }
     }
 
+    /// The unit in a table's heading.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Axis::Seconds => "s",
+            Axis::Seq => "seq",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Axis::Seconds => "time (s)",

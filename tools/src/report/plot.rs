@@ -2,7 +2,7 @@
 //! Each plot is drawn into a string; the caller writes it. A plot the trace has no data for is not
 //! drawn (`None`).
 
-use super::markdown::{axis_value, us};
+use super::markdown::us;
 use super::model::{MemorySeries, Report};
 use plotters::prelude::*;
 
@@ -65,7 +65,7 @@ fn faults(r: &Report) -> Option<Result<String, String>> {
         chart
             .configure_mesh()
             .x_desc(t.axis.label())
-            .y_desc(format!("records per {}", axis_value(t.axis, t.width)))
+            .y_desc(format!("fault records per {}", t.axis.bucket(t.width)))
             .draw()
             .map_err(|e| e.to_string())?;
         for (i, vm) in r.vms.iter().enumerate() {

@@ -112,9 +112,13 @@ fn v2_report_has_time_latency_memory_events_and_mmio() {
 #[test]
 fn a_run_folder_gives_names_scenario_and_counters() {
     let dir = run_folder("names", "v1");
-    let markdown = make(&dir, None, true).unwrap();
+    // Through a `latest` link, as after `tools run`: the report names the run folder itself.
+    let latest = dir.parent().unwrap().join(runs::LATEST);
+    std::os::unix::fs::symlink(dir.file_name().unwrap(), &latest).unwrap();
+    let markdown = make(&latest, None, true).unwrap();
     let json: model::Report = serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
     assert_eq!(json.scenario.as_deref(), Some("report-v1"));
+    assert_eq!(Path::new(&json.trace), std::fs::canonicalize(dir.join(runs::TRACE)).unwrap());
     assert_eq!(json.vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["image1", "image2", "touch"]);
     assert_eq!(json.headline.page_ins, Some(7));
     assert_eq!(json.counters.get("faults"), Some(&1505));
