@@ -136,6 +136,35 @@ impl Tail {
     }
 }
 
+/// Where one console line goes.
+#[derive(Debug, PartialEq, Eq)]
+struct Routed {
+    /// The line as shown: a guest line with its VM's name for a prefix.
+    shown: String,
+    /// The VM whose log gets it, and what that log gets (a guest line without its prefix).
+    log: Option<(u16, String)>,
+    /// It is a VM's stop line.
+    stop: bool,
+}
+
+/// Route `raw` for a scenario whose VM ids 1, 2, … are `names`. A `[vmN]` line of a VM the
+/// scenario does not have stays as printed (the verdict reports such VMs).
+fn routed(names: &[String], raw: &str) -> Routed {
+    let vm_of = |vm: u16| names.get(usize::from(vm).wrapping_sub(1)).map(|n| (vm, n));
+    let as_is = || Routed { shown: raw.to_string(), log: None, stop: false };
+    match parse_line(raw) {
+        Line::Guest { vm, text } => match vm_of(vm) {
+            Some((vm, n)) => Routed { shown: format!("[{n}] {text}"), log: Some((vm, text)), stop: false },
+            None => as_is(),
+        },
+        Line::Exited { vm, .. } | Line::Crashed { vm, .. } => match vm_of(vm) {
+            Some((vm, _)) => Routed { shown: raw.to_string(), log: Some((vm, raw.to_string())), stop: true },
+            None => as_is(),
+        },
+        _ => as_is(),
+    }
+}
+
 /// One run's live view.
 pub struct Live {
     echo: Echo,
@@ -181,25 +210,18 @@ impl Live {
 
     /// One console line: into its VM's log, and shown when echoing.
     pub fn line(&mut self, raw: &str) -> Result<(), Closed> {
-        let name = |vm: u16| self.names.get(usize::from(vm).wrapping_sub(1));
-        // (VM whose log gets the line, what that log gets, what is shown)
-        let (vm, logged, shown) = match parse_line(raw) {
-            Line::Guest { vm, text } => match name(vm) {
-                Some(n) => (Some(vm), text.clone(), format!("[{n}] {text}")),
-                None => (None, String::new(), raw.to_string()),
-            },
-            Line::Exited { vm, .. } | Line::Crashed { vm, .. } => {
-                self.stopped += 1;
-                (Some(vm), raw.to_string(), raw.to_string())
+        let l = routed(&self.names, raw);
+        if l.stop {
+            self.stopped += 1;
+        }
+        if let Some((vm, text)) = &l.log {
+            if let Some(log) = self.logs.get_mut(usize::from(*vm).wrapping_sub(1)) {
+                // A log that cannot be written loses lines, not the run; the console log has them all.
+                let _ = writeln!(log, "{text}");
             }
-            _ => (None, String::new(), raw.to_string()),
-        };
-        if let Some(log) = vm.and_then(|v| self.logs.get_mut(usize::from(v).wrapping_sub(1))) {
-            // A log that cannot be written loses lines, not the run; the console log has them all.
-            let _ = writeln!(log, "{logged}");
         }
         match self.echo {
-            Echo::Console => self.print(&shown),
+            Echo::Console => self.print(&l.shown),
             Echo::Quiet => Ok(()),
         }
     }
@@ -315,6 +337,20 @@ mod tests {
         assert!(t.broken);
         assert_eq!(t.faults, 3);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn guest_lines_get_their_vms_name_and_go_to_its_log() {
+        let names = ["image1".to_string(), "touch".to_string()];
+        let r = routed(&names, "[vm2] touch: ok");
+        assert_eq!(r, Routed { shown: "[touch] touch: ok".into(), log: Some((2, "touch: ok".into())), stop: false });
+        let r = routed(&names, "uvmhyp: vm1 (image1) exited 0");
+        assert_eq!((r.shown.as_str(), r.log, r.stop), ("uvmhyp: vm1 (image1) exited 0", Some((1, "uvmhyp: vm1 (image1) exited 0".into())), true));
+        for as_printed in ["[vm3] not ours", "[vm0] nor this", "uvmhyp: trace -> x", "[vmx] y"] {
+            assert_eq!(routed(&names, as_printed), Routed { shown: as_printed.into(), log: None, stop: false });
+        }
+        let ghost = "uvmhyp: vm7 (ghost) exited 0";
+        assert_eq!(routed(&names, ghost), Routed { shown: ghost.into(), log: None, stop: false }, "not a VM of the scenario");
     }
 
     #[test]
