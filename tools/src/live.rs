@@ -117,17 +117,18 @@ impl Tail {
         }
     }
 
-    /// `64.1 MiB resident (0.0 shared, 0.0 swapped), pool 830.2 MiB free` from the accounting
-    /// records, or the pages the faults so far mapped before the first one.
+    /// `MiB 64.1 resident, 0.0 shared, 0.0 swapped, 830 pool free` from the accounting records,
+    /// or the pages the faults so far mapped before the first one (short: it shares a terminal
+    /// line).
     fn memory(&self) -> String {
         let mib = |pages: u64| pages as f64 * 4096.0 / (1u64 << 20) as f64;
         if self.memory.is_empty() {
-            return format!("{:.1} MiB mapped", mib(self.pages_mapped));
+            return format!("MiB {:.1} mapped", mib(self.pages_mapped));
         }
         let sum = |f: fn(&Accounting) -> u32| self.memory.values().map(|a| u64::from(f(a))).sum::<u64>();
         let pool = self.memory.values().max_by_key(|a| a.time).map_or(0, |a| u64::from(a.pool_free));
         format!(
-            "{:.1} MiB resident ({:.1} shared, {:.1} swapped), pool {:.1} MiB free",
+            "MiB {:.1} resident, {:.1} shared, {:.1} swapped, {:.0} pool free",
             mib(sum(|a| a.resident)),
             mib(sum(|a| a.shared)),
             mib(sum(|a| a.swapped)),
@@ -263,11 +264,11 @@ impl Live {
         }
     }
 
-    /// `12.3 s, 16414 faults traced (1234/s), 64.1 MiB resident (…), VMs: 1 running, 2 stopped`.
+    /// `12.3 s | 16414 faults, 1234/s | MiB 64.1 resident, … | VMs 1 running, 2 stopped`.
     fn progress(&self) -> String {
         let total = self.names.len();
         format!(
-            "{:.1} s, {} faults traced ({:.0}/s), {}, VMs: {} running, {} stopped",
+            "{:.1} s | {} faults, {:.0}/s | {} | VMs {} running, {} stopped",
             self.start.elapsed().as_secs_f64(),
             self.tail.faults,
             self.rate,
@@ -323,11 +324,11 @@ mod tests {
         std::fs::write(&path, &full[..HEADER_BYTES + 40 + 10]).unwrap();
         t.poll();
         assert_eq!((t.faults, t.pages_mapped), (1, 4));
-        assert_eq!(t.memory(), "0.0 MiB mapped");
+        assert_eq!(t.memory(), "MiB 0.0 mapped");
         std::fs::write(&path, &full).unwrap();
         t.poll();
         assert_eq!((t.faults, t.pages_mapped), (3, 5));
-        assert_eq!(t.memory(), "1.0 MiB resident (0.0 shared, 0.0 swapped), pool 1.0 MiB free");
+        assert_eq!(t.memory(), "MiB 1.0 resident, 0.0 shared, 0.0 swapped, 1 pool free");
         // A record that does not decode stops the counting, and nothing panics.
         let mut bad = full.clone();
         bad.push(0x77);
