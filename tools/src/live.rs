@@ -117,9 +117,9 @@ impl Tail {
         }
     }
 
-    /// `MiB 64.1 resident, 0.0 shared, 0.0 swapped, 830 pool free` from the accounting records,
-    /// or the pages the faults so far mapped before the first one (short: it shares a terminal
-    /// line).
+    /// `MiB 64.1 resident, 830 pool free` from the accounting records (`, 2.0 shared`,
+    /// `, 1.0 swapped` when there are any), or the pages the faults so far mapped before the first
+    /// one. Short: it shares a terminal line.
     fn memory(&self) -> String {
         let mib = |pages: u64| pages as f64 * 4096.0 / (1u64 << 20) as f64;
         if self.memory.is_empty() {
@@ -127,13 +127,13 @@ impl Tail {
         }
         let sum = |f: fn(&Accounting) -> u32| self.memory.values().map(|a| u64::from(f(a))).sum::<u64>();
         let pool = self.memory.values().max_by_key(|a| a.time).map_or(0, |a| u64::from(a.pool_free));
-        format!(
-            "MiB {:.1} resident, {:.1} shared, {:.1} swapped, {:.0} pool free",
-            mib(sum(|a| a.resident)),
-            mib(sum(|a| a.shared)),
-            mib(sum(|a| a.swapped)),
-            mib(pool)
-        )
+        let mut s = format!("MiB {:.1} resident", mib(sum(|a| a.resident)));
+        for (what, pages) in [("shared", sum(|a| a.shared)), ("swapped", sum(|a| a.swapped))] {
+            if pages > 0 {
+                s += &format!(", {:.1} {what}", mib(pages));
+            }
+        }
+        s + &format!(", {:.0} pool free", mib(pool))
     }
 }
 
@@ -328,7 +328,9 @@ mod tests {
         std::fs::write(&path, &full).unwrap();
         t.poll();
         assert_eq!((t.faults, t.pages_mapped), (3, 5));
-        assert_eq!(t.memory(), "MiB 1.0 resident, 0.0 shared, 0.0 swapped, 1 pool free");
+        assert_eq!(t.memory(), "MiB 1.0 resident, 1 pool free");
+        t.memory.get_mut(&1).unwrap().shared = 512;
+        assert_eq!(t.memory(), "MiB 1.0 resident, 2.0 shared, 1 pool free");
         // A record that does not decode stops the counting, and nothing panics.
         let mut bad = full.clone();
         bad.push(0x77);
