@@ -76,6 +76,7 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         }
         let nr = vc.cpus as u16;
         let vm = Vm::new(id, vc.name.clone(), map.clone(), vc.ram_bytes, image_len, nr);
+        trace.vm_started(id, &map);
         {
             let mut parked = vm.parked.lock();
             for idx in 0..nr {
@@ -86,7 +87,6 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         boot.power_on(vc.entry.0, 0);
         vm.online.store(1, Ordering::Release);
         runq.push_back(boot);
-        trace.vm_started(id);
         log::info!(
             "virt: vm{id} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}",
             vc.name,

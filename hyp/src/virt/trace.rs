@@ -14,13 +14,18 @@
 //! writes a capped record instead (the file stays within the cap), tracing stops, and the
 //! console says so once. `trace=off` records nothing at all (the benchmark's baseline).
 //!
+//! The trace needs nothing of the hypervisor's state but the vCPU a record is about: it keeps its
+//! own list of the running VMs' maps (weak references, from [`Trace::vm_started`] to
+//! [`Trace::vm_stopped`]) to sample.
+//!
 //! # Locks
 //! A CPU's buffer lock is only contended at a period's end (another CPU closing its MMIO
 //! interval) and at the final flush; the file lock is taken inside a buffer lock (buffer → file),
-//! never the other way round, and no two buffer locks are held at once. The accounting sample
-//! (a VM's `map` slot, its stage-2 lock, the engine's PAGE QUEUES through `Uvm::free_pages`) is
-//! taken before any trace lock, by callers that hold no lock.
+//! never the other way round, and no two buffer locks are held at once. The VM list is a leaf
+//! (held to push, remove or copy). The accounting sample (a map's stage-2 lock, the engine's PAGE
+//! QUEUES through `Uvm::free_pages`) is taken before any trace lock, by callers that hold no lock.
 
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
@@ -33,6 +38,7 @@ use crate::arch::semihosting::{self, Handle, Mode};
 use crate::arch::{cpu, timer};
 use hyp::config::Config;
 use vm::fault::{FaultError, Resolved};
+use vm::map::Map;
 use vm::trace::{header, Accounting, Capped, Direction, Event, EventKind, MmioCount, Outcome, Record, StopStatus, Timing};
 use vm::trace::{CAPPED_BYTES, HEADER_BYTES};
 use vm::{Access, Ipa};
@@ -46,70 +52,34 @@ const BUFFER_WORDS: usize = 64 * 1024 / 8;
 /// Device registers counted per CPU in one interval; one more closes the interval early.
 const MMIO_SLOTS: usize = 16;
 
-/// Trace the engine's answer `r` to a fault of `v` at `ipa`: a stage-2 abort on guest RAM
-/// (`abort.rs`), or a page a hypercall faulted in (`hvc.rs`).
-///
-/// # Locks
-/// Call with no lock held (see the module's).
+// This branch's call sites (`abort.rs`, `hvc.rs`, `Hyp::stop_vm`) call these; they only pick
+// the trace out of `h` (the methods need nothing else of the hypervisor's state).
+
+/// [`Trace::fault`] of `h`'s trace.
 pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
-    if !h.trace.is_on() {
-        return;
-    }
-    let (me, now) = (cpu::index(), timer::now());
-    let rec = match r {
-        Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..record(h, v, me, now, ipa, access, Outcome::Resolved) },
-        Err(e) => record(h, v, me, now, ipa, access, Outcome::Failed(*e)),
-    };
-    h.trace.push(me, &rec.words());
-    h.trace.tick(h, now);
+    h.trace.fault(v, ipa, access, r);
 }
 
-/// Trace a stage-2 abort the engine was not asked about: `outcome` is `Mmio` (emulated or
-/// skipped: counted, see [`Trace::count_mmio`]) or `AbortInjected` (a record).
-///
-/// # Locks
-/// Call with no lock held (see the module's).
+/// [`Trace::abort`] of `h`'s trace.
 pub fn abort(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
-    if !h.trace.is_on() {
-        return;
-    }
-    let (me, now) = (cpu::index(), timer::now());
-    if outcome == Outcome::Mmio {
-        h.trace.count_mmio(me, mmio_key(v, ipa, access), now);
-    } else {
-        h.trace.push(me, &record(h, v, me, now, ipa, access, outcome).words());
-    }
-    h.trace.tick(h, now);
+    h.trace.abort(v, ipa, access, outcome);
 }
 
-/// Trace that `vm` stopped (`Hyp::stop_vm`, before its RAM is released): the stop event, and
-/// its last accounting record.
-///
-/// # Locks
-/// Call with no lock held (see the module's).
+/// [`Trace::vm_stopped`] of `h`'s trace, for `vm` stopped as `why`.
 pub fn vm_stopped(h: &Hyp, vm: &Vm, why: &Stopped) {
-    if !h.trace.is_on() {
-        return;
-    }
     let status = match why {
         Stopped::Exited(s) => StopStatus::Exited(*s),
         Stopped::Crashed(_) => StopStatus::Crashed,
     };
-    let me = cpu::index();
-    let now = timer::now();
-    let pool_free = pages(h.uvm.free_pages());
-    let sample = accounting(vm, now, pool_free);
-    let stop = Event { time: now, cpu: me as u8, vm: vm.id, what: EventKind::VmStop(status) };
-    h.trace.push(me, &sample.words());
-    h.trace.push(me, &stop.words());
+    h.trace.vm_stopped(vm.id, status);
 }
 
-/// The next fault record of `v` at `ipa` on CPU `cpu`, with no case, neighbours or refaults; its
-/// cost ends at `now`.
-fn record(h: &Hyp, v: &Vcpu, cpu: usize, now: u64, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
+/// The fault record of `v` at `ipa` numbered `seq`, on CPU `cpu`, with no case, neighbours or
+/// refaults; its cost ends at `now`.
+fn record(seq: u64, v: &Vcpu, cpu: usize, now: u64, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
     let cost = u32::try_from(now.saturating_sub(v.exit_time)).unwrap_or(u32::MAX);
     let timing = Some(Timing { time: v.exit_time, cpu: cpu as u8, cost });
-    Record { seq: h.trace.next_seq(), ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0, timing }
+    Record { seq, ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0, timing }
 }
 
 /// What an MMIO count is kept by: the device window and offset, or for an access skipped without
@@ -134,14 +104,15 @@ fn pages(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// `vm`'s memory now (what exists today: resident pages; the rest is the sharing and swap
-/// issues', 0 until then).
+/// VM `vm`'s memory now (what exists today: resident pages and the pool's free frames; the rest
+/// is the sharing and swap issues', 0 until then).
 ///
 /// # Locks
-/// Takes the VM's `map` slot, then its stage-2 lock, each alone.
-fn accounting(vm: &Vm, now: u64, pool_free: u32) -> Accounting {
-    let resident = vm.map().map_or(0, |m| m.stage2().resident());
-    Accounting { time: now, cpu: cpu::index() as u8, vm: vm.id, resident: pages(resident), pool_free, ..Accounting::default() }
+/// Takes the map's stage-2 lock, then the engine's PAGE QUEUES, each alone.
+fn accounting(vm: u16, map: &Map, now: u64) -> Accounting {
+    let resident = pages(map.stage2().resident());
+    let pool_free = pages(map.uvm().free_pages());
+    Accounting { time: now, cpu: cpu::index() as u8, vm, resident, pool_free, ..Accounting::default() }
 }
 
 /// One CPU's buffer: encoded records as words (memory order), and its MMIO counts of the
@@ -174,6 +145,9 @@ pub struct Trace {
     sampled: AtomicU64,
     /// Bytes lost to failed writes.
     dropped: AtomicU64,
+    /// The running VMs' maps (from [`Trace::vm_started`] to [`Trace::vm_stopped`]), sampled
+    /// each period.
+    vms: Mutex<Vec<(u16, Weak<Map>)>>,
 }
 
 /// Append one record's `words` to `buf`: a few stores (with strict alignment at EL2 a byte copy
@@ -222,6 +196,7 @@ impl Trace {
             period: timer::us_to_ticks(PERIOD_US),
             sampled: AtomicU64::new(timer::now()),
             dropped: AtomicU64::new(0),
+            vms: Mutex::new(Vec::new()),
         }
     }
 
@@ -234,20 +209,82 @@ impl Trace {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Trace that VM `vm` was started (`build.rs`, before any CPU runs).
-    pub fn vm_started(&self, vm: u16) {
+    /// Trace the engine's answer `r` to a fault of `v` at `ipa`: a stage-2 abort on guest RAM
+    /// (`abort.rs`), or a page a hypercall faulted in (`hvc.rs`).
+    ///
+    /// # Locks
+    /// Call with no lock held (see the module's).
+    pub fn fault(&self, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
+        if !self.is_on() {
+            return;
+        }
+        let (me, now, seq) = (cpu::index(), timer::now(), self.next_seq());
+        let rec = match r {
+            Ok(r) => Record { case: Some(r.case), neighbours: r.neighbours, refaults: r.refaults, ..record(seq, v, me, now, ipa, access, Outcome::Resolved) },
+            Err(e) => record(seq, v, me, now, ipa, access, Outcome::Failed(*e)),
+        };
+        self.push(me, &rec.words());
+        self.tick(now);
+    }
+
+    /// Trace a stage-2 abort the engine was not asked about: `outcome` is `Mmio` (emulated or
+    /// skipped: counted, see [`Trace::count_mmio`]) or `AbortInjected` (a record).
+    ///
+    /// # Locks
+    /// Call with no lock held (see the module's).
+    pub fn abort(&self, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
+        if !self.is_on() {
+            return;
+        }
+        let (me, now) = (cpu::index(), timer::now());
+        if outcome == Outcome::Mmio {
+            self.count_mmio(me, mmio_key(v, ipa, access), now);
+        } else {
+            self.push(me, &record(self.next_seq(), v, me, now, ipa, access, outcome).words());
+        }
+        self.tick(now);
+    }
+
+    /// Trace that VM `vm` with memory `map` was started (`build.rs`), and sample it from now on.
+    ///
+    /// # Locks
+    /// Takes the VM list, then this CPU's buffer, each alone.
+    pub fn vm_started(&self, vm: u16, map: &Arc<Map>) {
         if self.is_on() {
+            self.vms.lock().push((vm, Arc::downgrade(map)));
             let me = cpu::index();
             self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::VmStart }.words());
         }
+    }
+
+    /// Trace that VM `vm` stopped (`Hyp::stop_vm`, before its RAM is released): its last
+    /// accounting record and the stop event; it is not sampled any more.
+    ///
+    /// # Locks
+    /// Call with no lock held (see the module's).
+    pub fn vm_stopped(&self, vm: u16, status: StopStatus) {
+        if !self.is_on() {
+            return;
+        }
+        let map = {
+            let mut vms = self.vms.lock();
+            let i = vms.iter().position(|(id, _)| *id == vm);
+            i.map(|i| vms.swap_remove(i).1)
+        };
+        let (me, now) = (cpu::index(), timer::now());
+        if let Some(map) = map.and_then(|m| m.upgrade()) {
+            self.push(me, &accounting(vm, &map, now).words());
+        }
+        self.push(me, &Event { time: now, cpu: me as u8, vm, what: EventKind::VmStop(status) }.words());
     }
 
     /// If a period ended by `now` since the last sample, and this CPU is the first to see it: an
     /// accounting record per running VM, and every CPU's MMIO interval closed.
     ///
     /// # Locks
-    /// Call with no lock held; takes the accounting sample's locks, then each CPU's buffer alone.
-    fn tick(&self, h: &Hyp, now: u64) {
+    /// Call with no lock held; takes the VM list alone, the sample's locks (see [`accounting`]),
+    /// then each CPU's buffer alone.
+    fn tick(&self, now: u64) {
         let last = self.sampled.load(Ordering::Relaxed);
         // Saturating: another CPU may have moved `last` past this CPU's `now`.
         if now.saturating_sub(last) < self.period
@@ -255,9 +292,9 @@ impl Trace {
         {
             return;
         }
-        let pool_free = pages(h.uvm.free_pages());
+        let vms = self.vms.lock().clone();
         let samples: Vec<Accounting> =
-            h.vms.iter().filter(|vm| !vm.is_stopped()).map(|vm| accounting(vm, now, pool_free)).collect();
+            vms.iter().filter_map(|(id, map)| map.upgrade().map(|m| accounting(*id, &m, now))).collect();
         let me = cpu::index();
         for s in &samples {
             self.push(me, &s.words());
