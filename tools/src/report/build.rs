@@ -68,10 +68,12 @@ pub fn build(l: &Loaded) -> Report {
         })
         .collect();
     let axis = if clock.is_some() { Axis::Seconds } else { Axis::Seq };
-    let span = fault_x.iter().copied().fold(0.0, f64::max);
+    // The axis covers every record: events and MMIO counts come after the last fault too.
+    let last = clock.as_ref().and_then(|c| l.trace.entries.iter().filter_map(|e| e.time()).max().map(|t| c.seconds(t)));
+    let span = fault_x.iter().copied().chain(last).fold(0.0, f64::max);
     let width = stats::nice_width(span, MAX_BUCKETS);
     let n_buckets = if l.records.is_empty() { 0 } else { (span / width).floor() as usize + 1 };
-    // Later records (an event, an MMIO count after the last fault) go to the last bucket.
+    // Clamped to the last bucket: no record lies past the span, but no index may panic either.
     let bucket = |x: f64| ((x / width).floor() as usize).min(n_buckets.saturating_sub(1));
     let column: BTreeMap<u16, usize> = vms.iter().enumerate().map(|(i, v)| (v.id, i)).collect();
     let mut buckets = vec![vec![0u64; vms.len()]; n_buckets];
@@ -153,7 +155,7 @@ pub fn build(l: &Loaded) -> Report {
         trace_version: version,
         records: l.trace.entries.len() as u64,
         counter_hz: l.trace.freq,
-        duration_s: clock.as_ref().and_then(|c| l.trace.entries.iter().filter_map(|e| e.time()).max().map(|t| c.seconds(t))),
+        duration_s: last,
         vms,
         cases,
         timeline,

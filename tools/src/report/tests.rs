@@ -206,6 +206,23 @@ fn v2_plots_have_latency_and_memory_series() {
 }
 
 #[test]
+fn the_timeline_covers_records_after_the_last_fault() {
+    use vm::addr::{Access, Ipa};
+    use vm::trace::{Direction, Entry, MmioCount, Outcome, Record, Timing};
+    let dir = temp_dir("span");
+    let fault = Record { seq: 0, ipa: Ipa(0x4000_0000), vm: 1, vcpu: 0, access: Access::Read, case: None, outcome: Outcome::Mmio, neighbours: 0, refaults: 0, timing: Some(Timing { time: 0, cpu: 0, cost: 1 }) };
+    let poll = MmioCount { time: 1000, cpu: 0, vm: 1, base: Ipa(0x900_0000), offset: 0x18, direction: Direction::Read, count: 5 };
+    let t = dir.join("t.trace");
+    // A 1 kHz counter: the fault at 0 s, a guest polling a register until 1 s.
+    std::fs::write(&t, vm::trace::encode(1000, &[Entry::Fault(fault), Entry::Mmio(poll)])).unwrap();
+    let r = build::build(&load::load(&t).unwrap());
+    assert_eq!((r.timeline.width, r.timeline.buckets.len(), r.duration_s), (0.05, 21, Some(1.0)));
+    assert_eq!(r.timeline.buckets[0], [1]);
+    assert_eq!((r.mmio_buckets[0], r.mmio_buckets[20]), (0, 5));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_inputs_are_load_errors() {
     let dir = temp_dir("bad");
     assert!(matches!(make(&dir, None, false), Err(ReportError::Load(load::LoadError::NoTrace { .. }))));
