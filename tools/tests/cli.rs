@@ -246,5 +246,8 @@ fn compare_puts_two_reports_side_by_side() {
     assert_eq!(row("case Restart"), Some(vec!["265", "265", "1.00"]), "{text}");
     assert_eq!(row("case 2A"), Some(vec!["17", "17", "1.00"]), "{text}");
     assert_eq!(row("frames saved"), Some(vec!["–", "–", "–"]), "{text}");
+    // A folder with a report.json compares as that report.
+    let again = tools().arg("compare").arg(&a).arg(&b).output().unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
     std::fs::remove_dir_all(&dir).unwrap();
 }
