@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 ///
 /// Scenarios are the TOML files of scenarios/ (see scenarios/README.md); a NAME is one of them,
 /// a FILE (a path with a `/` or ending in .toml) any other. Exit status: 0 ok, 1 a scenario failed,
-/// 2 bad usage or a bad scenario file, 3 QEMU or a binary missing, 4 a run timed out,
+/// 2 bad usage or a bad scenario, trace or report file, 3 QEMU or a binary missing, 4 a run timed out,
 /// 101 the hypervisor panicked, 141 standard output was closed.
 #[derive(Parser)]
 #[command(name = "tools")]
