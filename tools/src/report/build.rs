@@ -117,18 +117,29 @@ pub fn build(l: &Loaded) -> Report {
     let mut resolved_x: Vec<f64> =
         l.records.iter().zip(&fault_x).filter(|(r, _)| r.outcome == Outcome::Resolved).map(|(_, x)| *x).collect();
     resolved_x.sort_by(f64::total_cmp);
-    let merged: Vec<u64> = l
+    let mut passes: Vec<(u64, u64)> = l
         .trace
         .entries
         .iter()
         .filter_map(|e| match e {
             Entry::Event(ev) => match ev.what {
-                EventKind::DedupPass { merged } => Some(merged),
+                EventKind::DedupPass { merged } => Some((ev.time, merged)),
                 _ => None,
             },
             _ => None,
         })
         .collect();
+    passes.sort_by_key(|p| p.0);
+    let savings: Vec<(f64, u64)> = match &clock {
+        Some(c) => passes
+            .iter()
+            .scan(0u64, |saved, &(t, merged)| {
+                *saved += merged;
+                Some((c.seconds(t), *saved))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let page_in_events = l.trace.entries.iter().filter(|e| matches!(e, Entry::Event(ev) if matches!(ev.what, EventKind::PageIn { .. }))).count();
     let headline = Headline {
         records: l.records.len() as u64,
@@ -136,7 +147,7 @@ pub fn build(l: &Loaded) -> Report {
         pages_mapped: vms.iter().map(|v| v.pages_mapped).sum(),
         faults_99_s: clock.as_ref().and_then(|_| stats::percentile(&resolved_x, 99.0)),
         p99_ns: latency.as_ref().map(|x| x.p99_ns),
-        frames_saved: (!merged.is_empty()).then(|| merged.iter().sum()),
+        frames_saved: (!passes.is_empty()).then(|| passes.iter().map(|p| p.1).sum()),
         pool_free_min: l
             .trace
             .entries
@@ -161,6 +172,7 @@ pub fn build(l: &Loaded) -> Report {
         timeline,
         latency,
         memory,
+        savings,
         events,
         mmio,
         mmio_buckets,

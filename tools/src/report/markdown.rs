@@ -27,7 +27,7 @@ pub fn render(r: &Report, dir: &str, files: &[String]) -> String {
     over_time(&mut m, r, files);
     latency(&mut m, r, files);
     memory(&mut m, r, files);
-    activity(&mut m, r);
+    activity(&mut m, r, files);
     mmio(&mut m, r);
     if !files.is_empty() {
         let names: Vec<String> = files.iter().map(|f| format!("`{f}`")).collect();
@@ -170,8 +170,12 @@ fn memory(m: &mut String, r: &Report, files: &[String]) {
     }
 }
 
-fn activity(m: &mut String, r: &Report) {
+fn activity(m: &mut String, r: &Report, files: &[String]) {
     let _ = writeln!(m, "## Dedup and swap activity\n");
+    if let (Some(saved), Some(last)) = (r.headline.frames_saved, r.savings.last()) {
+        let _ = writeln!(m, "Dedup passes merged {saved} pages ({} passes, the last at {:.3} s).\n", r.savings.len(), last.0);
+        plot(m, files, super::plot::SAVINGS_SVG, "frames saved by dedup over time");
+    }
     let counted: Vec<Vec<String>> = ["pageins", "pageouts", "pdscans", "pdfreed"]
         .iter()
         .filter_map(|c| r.counters.get(*c).map(|v| vec![format!("`{c}`"), v.to_string()]))

@@ -30,6 +30,9 @@ pub struct Report {
     pub latency: Option<Latency>,
     /// Resident/shared/swapped pages over time, per VM, from accounting records (empty without them).
     pub memory: Vec<MemorySeries>,
+    /// Frames saved over time: (seconds, pages merged so far) at each dedup pass (empty without
+    /// dedup-pass events).
+    pub savings: Vec<(f64, u64)>,
     /// Event counts over time (dedup passes, page-outs/ins, VM start/stop …; empty without them).
     pub events: Vec<EventCount>,
     /// MMIO accesses per VM, device register and direction, summed over the run (empty without

@@ -11,6 +11,7 @@ pub const CASES_SVG: &str = "cases.svg";
 pub const LATENCY_SVG: &str = "latency.svg";
 pub const LATENCY_CDF_SVG: &str = "latency-cdf.svg";
 pub const MEMORY_SVG: &str = "memory.svg";
+pub const SAVINGS_SVG: &str = "savings.svg";
 
 const SIZE: (u32, u32) = (900, 450);
 
@@ -20,8 +21,14 @@ type Draw = fn(&Report) -> Option<Result<String, String>>;
 /// Every plot `r` has data for: (file name, SVG text).
 pub fn all(r: &Report) -> Result<Vec<(&'static str, String)>, String> {
     let mut out = Vec::new();
-    let plots: [(&'static str, Draw); 5] =
-        [(FAULTS_SVG, faults), (CASES_SVG, cases), (LATENCY_SVG, latency), (LATENCY_CDF_SVG, latency_cdf), (MEMORY_SVG, memory)];
+    let plots: [(&'static str, Draw); 6] = [
+        (FAULTS_SVG, faults),
+        (CASES_SVG, cases),
+        (LATENCY_SVG, latency),
+        (LATENCY_CDF_SVG, latency_cdf),
+        (MEMORY_SVG, memory),
+        (SAVINGS_SVG, savings),
+    ];
     for (name, draw) in plots {
         if let Some(svg) = draw(r) {
             out.push((name, svg.map_err(|e| format!("{name}: {e}"))?));
@@ -176,5 +183,30 @@ fn memory(r: &Report) -> Option<Result<String, String>> {
             }
         }
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())
+    }))
+}
+
+/// Frames the dedup passes saved so far, a step at each pass.
+fn savings(r: &Report) -> Option<Result<String, String>> {
+    let last = r.savings.last()?;
+    let xmax = last.0.max(1e-3) * 1.05;
+    let ymax = last.1.max(1);
+    // A step line: the count holds from one pass to the next.
+    let mut steps = vec![(0.0, 0)];
+    for &(t, saved) in &r.savings {
+        steps.push((t, steps.last().map_or(0, |p| p.1)));
+        steps.push((t, saved));
+    }
+    Some(svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("frames saved by dedup", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..xmax, 0u64..ymax + ymax / 10)
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc("time (s)").y_desc("pages merged so far").draw().map_err(|e| e.to_string())?;
+        chart.draw_series(LineSeries::new(steps, color(0).stroke_width(2))).map_err(|e| e.to_string())?;
+        Ok(())
     }))
 }

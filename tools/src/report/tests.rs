@@ -223,6 +223,33 @@ fn the_timeline_covers_records_after_the_last_fault() {
 }
 
 #[test]
+fn dedup_passes_give_frames_saved_and_a_savings_plot() {
+    use vm::trace::{Entry, Event, EventKind};
+    let dir = temp_dir("savings");
+    let pass = |time, merged| Entry::Event(Event { time, cpu: 0, vm: 1, what: EventKind::DedupPass { merged } });
+    // The recorded v2 run, with two dedup passes added.
+    let v2 = vm::trace::decode(&std::fs::read(data("report-v2.trace")).unwrap()).unwrap();
+    let t0 = v2.entries.iter().filter_map(|e| e.time()).min().unwrap();
+    let mut entries = v2.entries.clone();
+    // Out of time order, as two CPUs' buffers may be: 10 pages at t0 + 1 s, 5 at t0 + 0.5 s.
+    entries.push(pass(t0 + 62_500_000, 10));
+    entries.push(pass(t0 + 31_250_000, 5));
+    let t = dir.join("t.trace");
+    std::fs::write(&t, vm::trace::encode(62_500_000, &entries)).unwrap();
+    let markdown = make(&t, None, false).unwrap();
+    let r: model::Report = serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
+    assert_eq!(r.headline.frames_saved, Some(15));
+    assert_eq!(r.savings, [(0.5, 5), (1.0, 15)]);
+    assert!(markdown.contains("Dedup passes merged 15 pages (2 passes, the last at 1.000 s)."), "{markdown}");
+    let svg = std::fs::read_to_string(dir.join(plot::SAVINGS_SVG)).unwrap();
+    let svg = roxmltree::Document::parse(&svg).unwrap();
+    assert_eq!(lines_of(&svg, &hex(plot::color(0))), [5], "a step line: 0, then up at each pass");
+    let ev: BTreeMap<String, u64> = r.events.iter().map(|e| (e.kind.clone(), e.count)).collect();
+    assert_eq!((ev.get("dedup pass"), ev.get("pages merged")), (Some(&2), Some(&15)));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_inputs_are_load_errors() {
     let dir = temp_dir("bad");
     assert!(matches!(make(&dir, None, false), Err(ReportError::Load(load::LoadError::NoTrace { .. }))));
