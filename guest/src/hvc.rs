@@ -13,6 +13,8 @@ pub const UVMHYP_COUNTER: u32 = 0xC600_0002;
 pub const UVMHYP_YIELD: u32 = 0xC600_0003;
 /// UVMHYP_INFO: VM id, vCPU index, RAM size, image size.
 pub const UVMHYP_INFO: u32 = 0xC600_0004;
+/// UVMHYP_CLONE(n): n copies of this VM continue after the call.
+pub const UVMHYP_CLONE: u32 = 0xC600_0005;
 /// PSCI_VERSION.
 pub const PSCI_VERSION: u32 = 0x8400_0000;
 /// PSCI_CPU_ON (SMC64).
@@ -139,6 +141,28 @@ pub struct Info {
 pub fn info() -> Info {
     let [vm, vcpu, ram_bytes, image_bytes] = call(Conduit::Hvc, UVMHYP_INFO, 0, 0, 0);
     Info { vm, vcpu, ram_bytes, image_bytes }
+}
+
+/// Which side of a UVMHYP_CLONE this is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Cloned {
+    /// The VM that asked: its children are VMs `first..first + count`.
+    Parent { first: u64, count: u64 },
+    /// Child `index` (1-based) of the clone.
+    Child { index: u64 },
+    /// No child was made (the SMCCC error).
+    Failed(i64),
+}
+
+/// UVMHYP_CLONE: make `n` copies of this VM (memory shared copy-on-write, this vCPU's state);
+/// each continues here, told apart by the result.
+pub fn clone(n: u64) -> Cloned {
+    let [x0, x1, _, _] = call(Conduit::Hvc, UVMHYP_CLONE, n, 0, 0);
+    match x0 as i64 {
+        0 => Cloned::Child { index: x1 },
+        e if e < 0 => Cloned::Failed(e),
+        first => Cloned::Parent { first: first as u64, count: x1 },
+    }
 }
 
 /// PSCI_CPU_ON: start vCPU `index` (MPIDR Aff0) at `entry` with x0 = `context`.

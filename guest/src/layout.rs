@@ -1,14 +1,21 @@
-//! Addresses the linker script defines, and the guest-physical layout the hypervisor gives us.
+//! Addresses the linker script defines, and the guest-physical layout the hypervisor gives us:
+//! the hypervisor's platform module itself (`hyp/src/platform.rs`, dependency-free), which
+//! `build.rs` also turns into the linker script's inputs.
+
+#[path = "../../hyp/src/platform.rs"]
+#[allow(dead_code)]
+mod platform;
 
 /// Guest RAM base (IPA), where the image is linked.
-pub const RAM_BASE: u64 = 0x4000_0000;
+pub use platform::RAM_BASE;
 /// Translation granule.
-pub const PAGE_SIZE: u64 = 4096;
-/// Most vCPUs a guest supports (one stack each). Must equal `MAX_CPUS` in `link.ld`, which
-/// reserves the stacks.
-pub const MAX_CPUS: usize = 4;
-/// Bytes of one vCPU's stack. Must equal `STACK_SIZE` in `link.ld`.
-pub const STACK_SIZE: u64 = 0x10000;
+pub use platform::PAGE_SIZE;
+/// The PL011's base (IPA).
+pub const PL011_BASE: u64 = platform::PL011.base;
+/// Most vCPUs a guest supports (one stack each, reserved by `link.ld`).
+pub const MAX_CPUS: usize = platform::MAX_VCPUS as usize;
+/// Bytes of one vCPU's stack.
+pub use platform::GUEST_STACK_SIZE as STACK_SIZE;
 
 extern "C" {
     static __guest_end: u8;

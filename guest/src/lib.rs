@@ -29,6 +29,7 @@ pub mod hvc;
 pub mod idregs;
 pub mod layout;
 pub mod mmu;
+pub mod pages;
 pub mod rt;
 pub mod timer;
 

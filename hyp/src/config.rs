@@ -8,7 +8,11 @@
 //! - `trace_max=MIB` — the trace file's size cap in MiB (default [`DEFAULT_TRACE_MAX_MIB`]): when
 //!   reached, the trace ends with a "capped" record and tracing stops;
 //! - `pool=MIB` — size of the guest page pool in MiB (default: all free RAM);
-//! - `vm=NAME:PATH[,ram=MIB][,cpus=N]` — one VM; RAM default 64 MiB, vCPUs default 1.
+//! - `vm=NAME:PATH[,ram=MIB][,cpus=N]` — one VM booting a guest ELF; RAM default 64 MiB, vCPUs
+//!   default 1;
+//! - `linux=NAME:KERNEL[,initrd=PATH][,append=ARGS][,ram=MIB][,cpus=N]` — one VM booting a Linux
+//!   `Image` (`crate::linux_boot`); ARGS is the kernel command line, percent-encoded (`%20` a
+//!   space, `%2C` a comma, `%25` a percent sign: any byte as `%XX`).
 //!
 //! VM ids are 1, 2, … in command-line order, at most [`MAX_VMS`] of them (the id is the VM's
 //! 8-bit VMID). VMs naming the same PATH share one image
@@ -23,7 +27,9 @@ use core::fmt;
 use vm::Ipa;
 
 use crate::limits::LimitError;
-use crate::loader::{self, ElfError, RAM_BASE};
+use crate::linux_boot::{self, BootImage, LinuxError, Segment};
+use crate::loader::{self, ElfError};
+pub use crate::platform::{MAX_RAM_MIB, MAX_VCPUS, MAX_VMS, RAM_BASE};
 
 /// Trace file used when the command line has no `trace=`.
 pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
@@ -33,17 +39,8 @@ pub const DEFAULT_TRACE_MAX_MIB: u64 = 256;
 pub const MAX_TRACE_MAX_MIB: u64 = 1 << 20;
 /// Guest RAM when `vm=` has no `ram=` (MiB).
 pub const DEFAULT_RAM_MIB: u64 = 64;
-/// Largest guest RAM. RAM starts at 1 GiB and must end inside the stage-2 IPA space
-/// (`Stage2::IPA_LIMIT`, 40 bits = 1 TiB); below that the limit is policy: the engine keeps a slot
-/// per guest page in the VM's amap (heap memory), and 3 GiB keeps a VM's RAM in QEMU virt's low
-/// 4 GiB like a real virt machine's.
-pub const MAX_RAM_MIB: u64 = 3 * 1024;
 const _: () = assert!(RAM_BASE + MAX_RAM_MIB * MIB <= vm::pmap::Stage2::IPA_LIMIT);
-/// Largest number of VMs: VM ids are VMIDs 1..=255 (8-bit VMIDs, `Stage2::MAX_VMID`; VMID 0 is
-/// the hypervisor's empty stage 2).
-pub const MAX_VMS: usize = vm::pmap::Stage2::MAX_VMID as usize;
-/// Largest number of vCPUs per VM.
-pub const MAX_VCPUS: u32 = 8;
+const _: () = assert!(MAX_VMS == vm::pmap::Stage2::MAX_VMID as usize);
 
 const MIB: u64 = 1 << 20;
 
@@ -52,13 +49,14 @@ const MIB: u64 = 1 << 20;
 pub struct VmConfig {
     /// Name given on the command line (used in reports: `vm1 (name)`).
     pub name: String,
-    /// Host path of the guest ELF (for reports; images with equal paths are shared).
+    /// Host path of the guest ELF or kernel (for reports; files with equal paths are shared).
     pub path: String,
-    /// The flattened guest image, to be mapped at IPA 0x4000_0000 (shared between VMs with the
-    /// same `path`).
-    pub image: Arc<[u8]>,
-    /// Entry point of vCPU 0 (IPA).
-    pub entry: Ipa,
+    /// The VM's initial memory and vCPU 0's entry: for an ELF, its flattened image at RAM base;
+    /// for Linux, kernel, device tree and initrd. Segments of files with equal paths share their
+    /// bytes (`Arc::ptr_eq`), so they become one image object.
+    pub boot: BootImage,
+    /// The VM has a GICv3 (Linux VMs; test guests run without interrupts).
+    pub irqchip: bool,
     /// Guest RAM size in bytes (a multiple of 1 MiB, ≥ the image).
     pub ram_bytes: u64,
     /// Number of vCPUs (only vCPU 0 runs until PSCI CPU_ON).
@@ -85,6 +83,16 @@ pub struct VmSpec {
     pub path: String,
     pub ram_bytes: u64,
     pub cpus: u32,
+    pub kind: Kind,
+}
+
+/// What a VM boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A guest ELF (`vm=`).
+    Elf,
+    /// A Linux `Image` (`linux=`).
+    Linux { initrd: Option<String>, bootargs: Vec<u8> },
 }
 
 /// The command line, parsed but with no file read yet.
@@ -97,7 +105,7 @@ pub struct Scenario {
 }
 
 /// What is wrong with the scenario (always the user's mistake).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum ConfigError {
     /// A token that is not `trace=`, `pool=` or `vm=`.
     UnknownToken(String),
@@ -115,6 +123,10 @@ pub enum ConfigError {
     File { vm: String, path: String, why: String },
     /// The guest file is not a loadable AArch64 ELF for its VM.
     Elf { vm: String, path: String, why: ElfError },
+    /// The kernel, initrd or command line cannot make a Linux boot image for its VM.
+    Linux { vm: String, path: String, why: LinuxError },
+    /// `append=` with a `%` not followed by two hex digits.
+    BadEscape { token: String },
     /// The guest file is larger than the heap has room for (checked before reading it).
     FileTooBig { vm: String, path: String, bytes: u64, max: u64 },
     /// The VMs do not fit the heap or the page pool ([`crate::limits`]).
@@ -125,10 +137,10 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::UnknownToken(t) => {
-                write!(f, "unknown token `{t}` (expected trace=PATH|off, trace_max=MIB, pool=MIB or vm=NAME:PATH[,ram=MIB][,cpus=N])")
+                write!(f, "unknown token `{t}` (expected trace=PATH|off, trace_max=MIB, pool=MIB, vm=NAME:PATH[,ram=MIB][,cpus=N] or linux=NAME:KERNEL[,initrd=PATH][,append=ARGS][,ram=MIB][,cpus=N])")
             }
             ConfigError::UnknownOption { token, option } => {
-                write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB or cpus=N)")
+                write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB or cpus=N; initrd=PATH or append=ARGS for linux=)")
             }
             ConfigError::TooManyVms { count } => write!(f, "{count} VMs (at most {MAX_VMS})"),
             ConfigError::BadNumber { token, what, range } => {
@@ -138,6 +150,8 @@ impl fmt::Display for ConfigError {
             ConfigError::Cmdline => write!(f, "cannot read the command line (semihosting SYS_GET_CMDLINE)"),
             ConfigError::File { vm, path, why } => write!(f, "vm `{vm}`: cannot read `{path}`: {why}"),
             ConfigError::Elf { vm, path, why } => write!(f, "vm `{vm}`: `{path}`: {why}"),
+            ConfigError::Linux { vm, path, why } => write!(f, "vm `{vm}`: `{path}`: {why}"),
+            ConfigError::BadEscape { token } => write!(f, "in `{token}`: `%` must be followed by two hex digits"),
             ConfigError::FileTooBig { vm, path, bytes, max } => {
                 write!(f, "vm `{vm}`: `{path}` is {bytes} bytes, more than the {max} bytes of hypervisor heap left to read it")
             }
@@ -158,8 +172,42 @@ fn number(token: &str, text: &str, what: &'static str, range: &'static str, min:
     Ok(v)
 }
 
-/// Parses one `vm=` value (`NAME:PATH[,ram=MIB][,cpus=N]`); `token` is the whole token for errors.
-fn parse_vm(token: &str, value: &str) -> Result<VmSpec, ConfigError> {
+/// `bytes` as an `append=` value: `%XX` for every byte but letters, digits and `-_.~/=:+@`
+/// (what `tools` writes; [`unescape`] reads it back).
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.~/=:+@".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&alloc::format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `%XX`-decoded bytes of an `append=` value.
+fn unescape(token: &str, v: &str) -> Result<Vec<u8>, ConfigError> {
+    let bad = || ConfigError::BadEscape { token: token.to_string() };
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).and_then(|h| core::str::from_utf8(h).ok()).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Parses one `vm=` (`linux` false) or `linux=` value (`NAME:PATH[,option…]`); `token` is the
+/// whole token for errors.
+fn parse_vm(token: &str, value: &str, linux: bool) -> Result<VmSpec, ConfigError> {
     let mut parts = value.split(',');
     let head = parts.next().unwrap_or("");
     let (name, path) = head
@@ -171,11 +219,14 @@ fn parse_vm(token: &str, value: &str) -> Result<VmSpec, ConfigError> {
     if path.is_empty() {
         return Err(ConfigError::Missing { token: token.to_string(), what: "guest ELF path" });
     }
-    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1 };
+    let kind = if linux { Kind::Linux { initrd: None, bootargs: Vec::new() } } else { Kind::Elf };
+    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1, kind };
     for opt in parts {
-        match opt.split_once('=') {
-            Some(("ram", v)) => spec.ram_bytes = number(token, v, "ram size in MiB", "1..=3072", 1, MAX_RAM_MIB)? * MIB,
-            Some(("cpus", v)) => spec.cpus = number(token, v, "vCPU count", "1..=8", 1, MAX_VCPUS as u64)? as u32,
+        match (opt.split_once('='), &mut spec.kind) {
+            (Some(("ram", v)), _) => spec.ram_bytes = number(token, v, "ram size in MiB", "1..=3072", 1, MAX_RAM_MIB)? * MIB,
+            (Some(("cpus", v)), _) => spec.cpus = number(token, v, "vCPU count", "1..=8", 1, MAX_VCPUS as u64)? as u32,
+            (Some(("initrd", p)), Kind::Linux { initrd, .. }) if !p.is_empty() => *initrd = Some(p.to_string()),
+            (Some(("append", v)), Kind::Linux { bootargs, .. }) => *bootargs = unescape(token, v)?,
             _ => return Err(ConfigError::UnknownOption { token: token.to_string(), option: opt.to_string() }),
         }
     }
@@ -210,7 +261,8 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
                 sc.trace_max_bytes = number(token, value, "trace size cap in MiB", "1..=1048576", 1, MAX_TRACE_MAX_MIB)? * MIB
             }
             "pool" => sc.pool_limit = Some(number(token, value, "pool size in MiB", "1..=1048576", 1, 1 << 20)? * MIB),
-            "vm" => sc.vms.push(parse_vm(token, value)?),
+            "vm" => sc.vms.push(parse_vm(token, value, false)?),
+            "linux" => sc.vms.push(parse_vm(token, value, true)?),
             _ => return Err(ConfigError::UnknownToken(token.to_string())),
         }
     }
@@ -227,54 +279,75 @@ pub trait GuestFiles {
     fn read(&mut self, path: &str) -> Result<Vec<u8>, String>;
 }
 
-/// Reads every VM's image from `files` (each distinct path once) and builds the [`Config`]. The
-/// files and the flattened images are held on the heap, which has `heap_free` bytes: each file's
-/// length and each image's size is checked against what is left before it is allocated.
+/// One distinct host file read for the scenario, and (for an ELF) its flattened image.
+struct File {
+    path: String,
+    bytes: Arc<[u8]>,
+    elf: Option<loader::Image>,
+}
+
+/// The index in `files` of `path`, read through `files_in` the first time (its length checked
+/// against the `left` bytes of heap first).
+fn read_once(files: &mut Vec<File>, files_in: &mut impl GuestFiles, vm: &str, path: &str, left: &mut u64) -> Result<usize, ConfigError> {
+    if let Some(i) = files.iter().position(|f| f.path == path) {
+        return Ok(i);
+    }
+    let file_err = |why| ConfigError::File { vm: vm.to_string(), path: path.to_string(), why };
+    let len = files_in.len(path).map_err(file_err)?;
+    if len > *left {
+        return Err(ConfigError::FileTooBig { vm: vm.to_string(), path: path.to_string(), bytes: len, max: *left });
+    }
+    let bytes = files_in.read(path).map_err(file_err)?;
+    *left -= len;
+    files.push(File { path: path.to_string(), bytes: bytes.into(), elf: None });
+    Ok(files.len() - 1)
+}
+
+/// Reads every VM's files from `files` (each distinct path once) and builds the [`Config`]. The
+/// files, the flattened images and the device trees are held on the heap, which has
+/// `heap_free` bytes: each is checked against what is left before it is allocated.
 pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> Result<Config, ConfigError> {
     let mut left = heap_free;
-    // (path, raw ELF) for each distinct path, and the flattened image once validated.
-    let mut files: Vec<(String, Vec<u8>, Option<loader::Image>)> = Vec::new();
+    let mut files: Vec<File> = Vec::new();
     let mut vms = Vec::with_capacity(sc.vms.len());
     for spec in sc.vms {
-        let idx = match files.iter().position(|(p, _, _)| *p == spec.path) {
-            Some(i) => i,
-            None => {
-                let file_err = |why| ConfigError::File { vm: spec.name.clone(), path: spec.path.clone(), why };
-                let len = files_in.len(&spec.path).map_err(file_err)?;
-                if len > left {
-                    return Err(ConfigError::FileTooBig { vm: spec.name, path: spec.path, bytes: len, max: left });
-                }
-                let bytes = files_in.read(&spec.path).map_err(file_err)?;
-                left -= len;
-                files.push((spec.path.clone(), bytes, None));
-                files.len() - 1
+        let idx = read_once(&mut files, files_in, &spec.name, &spec.path, &mut left)?;
+        let boot = match &spec.kind {
+            Kind::Elf => {
+                let file = &mut files[idx];
+                // An image already flattened fits this VM's RAM exactly when its length does (it
+                // ends at its highest segment's end); otherwise the loader validates against this
+                // VM's RAM (it may differ between VMs sharing the image) and says why not.
+                let image = match &file.elf {
+                    Some(image) if image.bytes.len() as u64 <= spec.ram_bytes => image.clone(),
+                    _ => {
+                        let image = loader::load(&file.bytes, spec.ram_bytes, left).map_err(|why| ConfigError::Elf {
+                            vm: spec.name.clone(),
+                            path: spec.path.clone(),
+                            why,
+                        })?;
+                        left -= image.bytes.len() as u64;
+                        file.elf.get_or_insert(image).clone()
+                    }
+                };
+                BootImage { segments: alloc::vec![Segment { at: Ipa(RAM_BASE), bytes: image.bytes }], entry: image.entry, x0: 0 }
+            }
+            Kind::Linux { initrd, bootargs } => {
+                let initrd = match initrd {
+                    Some(p) => Some(read_once(&mut files, files_in, &spec.name, p, &mut left)?),
+                    None => None,
+                };
+                let kernel = files[idx].bytes.clone();
+                let initrd = initrd.map(|i| files[i].bytes.clone());
+                let boot = linux_boot::boot_image(&kernel, initrd.as_ref(), bootargs, spec.ram_bytes, spec.cpus)
+                    .map_err(|why| ConfigError::Linux { vm: spec.name.clone(), path: spec.path.clone(), why })?;
+                // The device tree is this VM's own allocation.
+                left = left.saturating_sub(boot.segments.get(1).map_or(0, |s| s.bytes.len() as u64));
+                boot
             }
         };
-        let (_, elf, cached) = &mut files[idx];
-        // An image already flattened fits this VM's RAM exactly when its length does (it ends
-        // at its highest segment's end); otherwise the loader validates against this VM's RAM
-        // (it may differ between VMs sharing the image) and says why not.
-        let image = match cached {
-            Some(image) if image.bytes.len() as u64 <= spec.ram_bytes => image.clone(),
-            _ => {
-                let image = loader::load(elf, spec.ram_bytes, left).map_err(|why| ConfigError::Elf {
-                    vm: spec.name.clone(),
-                    path: spec.path.clone(),
-                    why,
-                })?;
-                left -= image.bytes.len() as u64;
-                cached.get_or_insert(image).clone()
-            }
-        };
-        debug_assert!(RAM_BASE + image.bytes.len() as u64 <= RAM_BASE + spec.ram_bytes);
-        vms.push(VmConfig {
-            name: spec.name,
-            path: spec.path,
-            image: image.bytes,
-            entry: image.entry,
-            ram_bytes: spec.ram_bytes,
-            cpus: spec.cpus,
-        });
+        let irqchip = matches!(spec.kind, Kind::Linux { .. });
+        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
     }
     Ok(Config { trace_path: sc.trace_path, trace_max_bytes: sc.trace_max_bytes, vms, pool_limit: sc.pool_limit })
 }
@@ -294,7 +367,7 @@ mod tests {
         assert_eq!(sc.pool_limit, Some(100 * MIB));
         assert_eq!(
             sc.vms[0],
-            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2 }
+            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2, kind: Kind::Elf }
         );
         assert_eq!((sc.vms[1].ram_bytes, sc.vms[1].cpus), (DEFAULT_RAM_MIB * MIB, 1));
         assert_eq!(parse("").unwrap().trace_path.as_deref(), Some(DEFAULT_TRACE));
@@ -354,10 +427,63 @@ mod tests {
         let mut files = Files(vec![("/g/one", code), ("/g/two", other)], Vec::new());
         let c = resolve(sc, u64::MAX, &mut files).unwrap();
         assert_eq!(files.1, ["/g/one", "/g/two"]);
-        assert!(Arc::ptr_eq(&c.vms[0].image, &c.vms[2].image));
-        assert!(!Arc::ptr_eq(&c.vms[0].image, &c.vms[1].image));
-        assert_eq!(&c.vms[1].image[..], b"two");
-        assert_eq!((c.vms[2].entry, c.vms[2].ram_bytes), (Ipa(RAM_BASE), 16 * MIB));
+        let image = |i: usize| c.vms[i].boot.segments[0].bytes.clone();
+        assert!(Arc::ptr_eq(&image(0), &image(2)));
+        assert!(!Arc::ptr_eq(&image(0), &image(1)));
+        assert_eq!(&image(1)[..], b"two");
+        assert_eq!((c.vms[2].boot.entry, c.vms[2].ram_bytes), (Ipa(RAM_BASE), 16 * MIB));
+    }
+
+    /// A Linux `Image` of `len` bytes: header with image_size 16 MiB, little-endian, 4K pages.
+    fn kernel(len: usize) -> Vec<u8> {
+        let mut k = vec![0u8; len];
+        k[0x10..0x18].copy_from_slice(&(16u64 << 20).to_le_bytes());
+        k[0x18..0x20].copy_from_slice(&0xau64.to_le_bytes());
+        k[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        k
+    }
+
+    #[test]
+    fn linux_vms_take_kernel_initrd_and_an_escaped_command_line() {
+        let sc = parse("linux=l1:/k,initrd=/i,append=console%3DttyAMA0%20name%3D%22a%2Cb%22%25,ram=128,cpus=2 linux=l2:/k").unwrap();
+        assert_eq!(
+            sc.vms[0].kind,
+            Kind::Linux { initrd: Some("/i".into()), bootargs: b"console=ttyAMA0 name=\"a,b\"%".to_vec() }
+        );
+        assert_eq!((sc.vms[0].ram_bytes, sc.vms[0].cpus), (128 * MIB, 2));
+        assert_eq!(sc.vms[1].kind, Kind::Linux { initrd: None, bootargs: Vec::new() });
+        let mut files = Files(vec![("/k", kernel(3 * MIB as usize)), ("/i", vec![1; 100])], Vec::new());
+        let c = resolve(sc, u64::MAX, &mut files).unwrap();
+        assert_eq!(files.1, ["/k", "/i"], "the kernel is read once for both VMs");
+        let (a, b) = (&c.vms[0].boot, &c.vms[1].boot);
+        assert!(Arc::ptr_eq(&a.segments[0].bytes, &b.segments[0].bytes), "one kernel object");
+        assert_eq!((a.segments.len(), b.segments.len()), (3, 2));
+        assert_eq!((a.entry, a.x0), (Ipa(RAM_BASE), a.segments[1].at.0));
+    }
+
+    #[test]
+    fn escape_and_unescape_round_trip_every_byte() {
+        let all: Vec<u8> = (0..=255).collect();
+        let e = escape(&all);
+        assert_eq!(e.matches('%').count(), 256 - 62 - 9, "all but alphanumerics and -_.~/=:+@ are escaped");
+        assert!(!e.bytes().any(|b| b == b' ' || b == b','), "{e}");
+        assert_eq!(unescape("t", &e).unwrap(), all);
+        assert_eq!(escape(b"console=ttyAMA0 x=\"a b\""), "console=ttyAMA0%20x=%22a%20b%22");
+    }
+
+    #[test]
+    fn bad_linux_tokens_are_errors() {
+        for (t, want) in [
+            ("linux=l:/k,append=%2", "two hex digits"),
+            ("linux=l:/k,append=%zz", "two hex digits"),
+            ("vm=l:/k,initrd=/i", "unknown option"),
+            ("linux=l:/k,initrd=", "unknown option"),
+        ] {
+            let e = parse(t).unwrap_err().to_string();
+            assert!(e.contains(want), "{t}: {e}");
+        }
+        let not_linux = resolve(parse("linux=l:/k").unwrap(), u64::MAX, &mut Files(vec![("/k", vec![0; 4096])], vec![]));
+        assert!(matches!(not_linux, Err(ConfigError::Linux { .. })), "{:?}", not_linux.err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use vm::page::{PageMeta, Queue};
 use vm::pmap::Stage2;
 use vm::PAGE_SIZE;
 
-use crate::config::{Config, MAX_VMS};
+use crate::config::{Config, MAX_VMS, RAM_BASE};
 
 /// `vm::page::Queues::links`: a `{ prev: u32, next: u32 }` per pool frame (private type).
 const LINK_BYTES: u64 = 8;
@@ -129,7 +129,8 @@ pub fn check(config: &Config, heap_free: u64, pool_frames: u64) -> Result<Usage,
     }
     let mut used = Usage { heap: pool_metadata_bytes(pool_frames), pool: 0 };
     for vc in &config.vms {
-        let image_bytes = vc.image.len() as u64;
+        // RAM the boot image spans, from RAM base to the end of its last segment.
+        let image_bytes = vc.boot.segments.iter().map(|s| s.at.0 + s.bytes.len() as u64).max().unwrap_or(RAM_BASE) - RAM_BASE;
         if image_bytes > vc.ram_bytes {
             return Err(LimitError::ImageTooBig { vm: vc.name.clone(), image_bytes, ram_bytes: vc.ram_bytes });
         }
@@ -149,7 +150,7 @@ pub fn check(config: &Config, heap_free: u64, pool_frames: u64) -> Result<Usage,
 mod tests {
     use super::*;
     use crate::config::{Config, VmConfig};
-    use crate::loader::RAM_BASE;
+    use crate::linux_boot::{BootImage, Segment};
     use alloc::format;
     use alloc::string::ToString;
     use alloc::vec;
@@ -165,8 +166,8 @@ mod tests {
         VmConfig {
             name: name.to_string(),
             path: "/g".to_string(),
-            image: Arc::from(vec![0u8; image_bytes]),
-            entry: Ipa(RAM_BASE),
+            boot: BootImage { segments: vec![Segment { at: Ipa(RAM_BASE), bytes: Arc::from(vec![0u8; image_bytes]) }], entry: Ipa(RAM_BASE), x0: 0 },
+            irqchip: false,
             ram_bytes,
             cpus: 1,
         }

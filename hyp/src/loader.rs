@@ -14,8 +14,7 @@ use core::fmt;
 
 use vm::Ipa;
 
-/// Guest RAM base (QEMU virt layout, DESIGN.md section 5).
-pub const RAM_BASE: u64 = 0x4000_0000;
+pub use crate::platform::RAM_BASE;
 
 const EI_CLASS_64: u8 = 2;
 const EI_DATA_LE: u8 = 1;

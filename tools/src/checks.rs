@@ -116,6 +116,21 @@ pub fn eval(scenario: &Scenario, check: &Check, t: &Trace, records: &[Record]) -
             }
             Ok(())
         }
+        Check::FamilyCaseAtLeast { vm, case, min } => {
+            let scenario_vms = scenario.vms.len() as u16;
+            let n = records
+                .iter()
+                .filter(|r| r.vm == vm || r.vm > scenario_vms)
+                .filter(|r| r.case == Some(case) && r.outcome == Outcome::Resolved)
+                .count() as u64;
+            if n < min {
+                return Err(format!(
+                    "vm{vm} and its clones: {n} resolved {} faults, expected at least {min}",
+                    case_name(Some(case))
+                ));
+            }
+            Ok(())
+        }
         Check::AbortAt { vm, ipa } => {
             if of(vm).any(|r| r.outcome == Outcome::AbortInjected && r.ipa.0 == ipa) {
                 Ok(())

@@ -7,10 +7,8 @@ pub enum Line {
     TracePath(String),
     /// `[vmN] text`
     Guest { vm: u16, text: String },
-    /// `uvmhyp: vmN (name) exited S`
-    Exited { vm: u16, name: String, status: u32 },
-    /// `uvmhyp: vmN (name) crashed: reason`
-    Crashed { vm: u16, name: String, reason: String },
+    /// `uvmhyp: vmN (name) exited S` / `uvmhyp: vmN (name) crashed [who]: what` (`hyp::stop`)
+    Stopped { vm: u16, name: String, stop: Stop },
     /// `uvmhyp: N VMs, K failed`
     Summary { vms: usize, failed: usize },
     /// `uvmhyp: PANIC at file:line: message`
@@ -46,16 +44,11 @@ pub fn parse_line(line: &str) -> Line {
     if let Some(msg) = rest.strip_prefix("PANIC") {
         return Line::Panic(msg.trim_start_matches([' ', ':']).trim_start_matches("at ").to_string());
     }
-    // `vmN (name) exited S` / `vmN (name) crashed: reason`
+    // `vmN (name) <stop>`
     if let Some((id, after)) = rest.split_once(" (") {
         if let (Some(vm), Some((name, what))) = (parse_vm_id(id), after.split_once(") ")) {
-            if let Some(s) = what.strip_prefix("exited ") {
-                if let Ok(status) = s.trim().parse() {
-                    return Line::Exited { vm, name: name.to_string(), status };
-                }
-            }
-            if let Some(reason) = what.strip_prefix("crashed:") {
-                return Line::Crashed { vm, name: name.to_string(), reason: reason.trim().to_string() };
+            if let Some(stop) = Stop::parse(what) {
+                return Line::Stopped { vm, name: name.to_string(), stop };
             }
         }
     }
@@ -69,11 +62,7 @@ pub fn parse_line(line: &str) -> Line {
 }
 
 /// How a VM stopped, as the console said.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Stop {
-    Exited(u32),
-    Crashed(String),
-}
+pub use hyp::stop::Stop;
 
 /// The counters table: column names (`vm1`, …, `total`) and rows.
 #[derive(Clone, Default, PartialEq, Eq, Debug)]
@@ -122,8 +111,7 @@ impl Console {
         match line {
             Line::TracePath(p) => self.trace_path = Some(p),
             Line::Guest { vm, text } => self.guest_lines.push((vm, text)),
-            Line::Exited { vm, name, status } => self.stops.push((vm, name, Stop::Exited(status))),
-            Line::Crashed { vm, name, reason } => self.stops.push((vm, name, Stop::Crashed(reason))),
+            Line::Stopped { vm, name, stop } => self.stops.push((vm, name, stop)),
             Line::Summary { vms, failed } => self.summary = Some((vms, failed)),
             Line::Panic(m) => self.panic = Some(m),
             Line::Other(text) => {
@@ -168,11 +156,19 @@ mod tests {
         assert_eq!(parse_line("[vm12]"), Line::Guest { vm: 12, text: String::new() });
         assert_eq!(
             parse_line("uvmhyp: vm1 (image1) exited 0"),
-            Line::Exited { vm: 1, name: "image1".into(), status: 0 }
+            Line::Stopped { vm: 1, name: "image1".into(), stop: Stop::Exited(0) }
         );
         assert_eq!(
-            parse_line("uvmhyp: vm3 (crash) crashed: instruction abort at IPA 0x20000000"),
-            Line::Crashed { vm: 3, name: "crash".into(), reason: "instruction abort at IPA 0x20000000".into() }
+            parse_line("uvmhyp: vm3 (crash) crashed [guest-fault]: instruction abort at IPA 0x20000000"),
+            Line::Stopped {
+                vm: 3,
+                name: "crash".into(),
+                stop: Stop::crash(hyp::stop::Cause::GuestFault, "instruction abort at IPA 0x20000000")
+            }
+        );
+        assert_eq!(
+            parse_line("uvmhyp: vm3 (crash) crashed: the old form"),
+            Line::Other("uvmhyp: vm3 (crash) crashed: the old form".into())
         );
         assert_eq!(parse_line("uvmhyp: 4 VMs, 1 failed"), Line::Summary { vms: 4, failed: 1 });
         assert_eq!(

@@ -158,7 +158,7 @@ fn routed(names: &[String], raw: &str) -> Routed {
             Some((vm, n)) => Routed { shown: format!("[{n}] {text}"), log: Some((vm, text)), stop: false },
             None => as_is(),
         },
-        Line::Exited { vm, .. } | Line::Crashed { vm, .. } => match vm_of(vm) {
+        Line::Stopped { vm, .. } => match vm_of(vm) {
             Some((vm, _)) => Routed { shown: raw.to_string(), log: Some((vm, raw.to_string())), stop: true },
             None => as_is(),
         },

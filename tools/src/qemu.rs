@@ -4,7 +4,7 @@ use crate::console::Console;
 use crate::live::Live;
 use crate::out::Closed;
 use crate::runs::RunDir;
-use crate::scenarios::{Machine, Scenario, VmSpec};
+use crate::scenarios::{Image, Machine, Scenario, VmSpec};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,9 +68,22 @@ pub fn append(s: &Scenario, trace: &str) -> String {
     tokens.join(" ")
 }
 
-/// One VM's `vm=NAME:PATH[,ram=MIB][,cpus=N]` token.
+/// One VM's `vm=NAME:PATH[,ram=MIB][,cpus=N]` or
+/// `linux=NAME:KERNEL[,initrd=PATH][,append=ARGS][,ram=MIB][,cpus=N]` token.
 pub fn vm_token(v: &VmSpec) -> String {
-    let mut t = format!("vm={}:{}", v.name, v.image.path());
+    let mut t = match &v.image {
+        Image::Linux { kernel, initrd, bootargs } => {
+            let mut t = format!("linux={}:{kernel}", v.name);
+            if let Some(i) = initrd {
+                t.push_str(&format!(",initrd={i}"));
+            }
+            if !bootargs.is_empty() {
+                t.push_str(&format!(",append={}", hyp::config::escape(bootargs.as_bytes())));
+            }
+            t
+        }
+        image => format!("vm={}:{}", v.name, image.path()),
+    };
     if let Some(r) = v.ram_mib {
         t.push_str(&format!(",ram={r}"));
     }
@@ -139,7 +152,7 @@ pub struct Outcome {
 /// Check that the binaries a scenario needs exist (this tool builds nothing).
 pub fn check_binaries(root: &Path, s: &Scenario) -> Result<(), String> {
     let mut missing = Vec::new();
-    for p in std::iter::once(hyp_path()).chain(s.vms.iter().map(|v| v.image.path())) {
+    for p in std::iter::once(hyp_path()).chain(s.vms.iter().flat_map(|v| v.image.files())) {
         if !root.join(&p).is_file() {
             missing.push(p);
         }
@@ -147,7 +160,7 @@ pub fn check_binaries(root: &Path, s: &Scenario) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("missing {} (build with `make build`)", missing.join(", ")))
+        Err(format!("missing {} (build with `make build`; the Linux guest's files with `make linux-artifacts`)", missing.join(", ")))
     }
 }
 

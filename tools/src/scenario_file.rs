@@ -53,10 +53,15 @@ struct VmFile {
     name: String,
     guest: Option<String>,
     elf: Option<String>,
+    kernel: Option<String>,
+    initrd: Option<String>,
+    bootargs: Option<String>,
     ram_mib: Option<u64>,
     vcpus: Option<u32>,
     #[serde(default = "exit_0")]
     expect: Expect,
+    #[serde(default)]
+    clones: u32,
     #[serde(default)]
     trace: VmTrace,
     #[serde(default)]
@@ -73,6 +78,10 @@ struct VmTrace {
     ram_faults: Option<Bounds>,
     #[serde(default)]
     cases: BTreeMap<CaseName, u64>,
+    /// As `cases`, over the VM and its clones together (the VM must have `clones`, and be the
+    /// only VM of the scenario that does).
+    #[serde(default)]
+    family_cases: BTreeMap<CaseName, u64>,
     vcpus: Option<u16>,
     #[serde(default)]
     aborts_at: Vec<u64>,
@@ -285,14 +294,26 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         let span = Some(v.span());
         let at = |f: &str| Some(format!("vm{id}.{f}"));
         let f = v.get_ref();
-        let image = match (&f.guest, &f.elf) {
-            (Some(g), None) if is_name(g) => Image::Guest(g.clone()),
-            (Some(g), None) => return Err(invalid(span, at("guest"), format!("test guest {g:?} must be a name from guest/, not a path (use `elf` for a path)"))),
-            (None, Some(p)) if !p.is_empty() && !p.contains(|c: char| c.is_whitespace() || c == ',') => Image::Elf(p.clone()),
-            (None, Some(p)) => return Err(invalid(span, at("elf"), format!("ELF path {p:?} must be non-empty, without spaces or commas"))),
-            _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest) and `elf` (a path)".into())),
+        let path_ok = |p: &str| !p.is_empty() && !p.contains(|c: char| c.is_whitespace() || c == ',');
+        if f.kernel.is_none() && (f.initrd.is_some() || f.bootargs.is_some()) {
+            let field = if f.initrd.is_some() { "initrd" } else { "bootargs" };
+            return Err(invalid(span, at(field), "`initrd` and `bootargs` go with `kernel`".into()));
+        }
+        let image = match (&f.guest, &f.elf, &f.kernel) {
+            (Some(g), None, None) if is_name(g) => Image::Guest(g.clone()),
+            (Some(g), None, None) => return Err(invalid(span, at("guest"), format!("test guest {g:?} must be a name from guest/, not a path (use `elf` for a path)"))),
+            (None, Some(p), None) if path_ok(p) => Image::Elf(p.clone()),
+            (None, Some(p), None) => return Err(invalid(span, at("elf"), format!("ELF path {p:?} must be non-empty, without spaces or commas"))),
+            (None, None, Some(k)) if path_ok(k) && f.initrd.as_deref().is_none_or(path_ok) => {
+                Image::Linux { kernel: k.clone(), initrd: f.initrd.clone(), bootargs: f.bootargs.clone().unwrap_or_default() }
+            }
+            (None, None, Some(_)) => {
+                let field = if f.kernel.as_deref().is_some_and(path_ok) { "initrd" } else { "kernel" };
+                return Err(invalid(span, at(field), "kernel and initrd paths must be non-empty, without spaces or commas".into()));
+            }
+            _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest), `elf` (a path) and `kernel` (a Linux Image)".into())),
         };
-        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect };
+        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones };
         // The hypervisor's own limits on RAM and vCPUs.
         hyp::config::parse(&crate::qemu::vm_token(&spec)).map_err(|e| {
             let field = if f.vcpus.is_some() && e.to_string().contains("vCPU") { "vcpus" } else { "ram_mib" };
@@ -305,6 +326,12 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         }
         for (case, &min) in &f.trace.cases {
             s.checks.push(Check::CaseAtLeast { vm: id, case: case.case(), min });
+        }
+        if !f.trace.family_cases.is_empty() && (f.clones == 0 || s.vms.iter().filter(|v| v.clones > 0).count() > 1) {
+            return Err(invalid(Some(v.span()), at("trace.family_cases"), "needs `clones` on this VM, and on no other VM".into()));
+        }
+        for (case, &min) in &f.trace.family_cases {
+            s.checks.push(Check::FamilyCaseAtLeast { vm: id, case: case.case(), min });
         }
         if let Some(min) = f.trace.vcpus {
             s.checks.push(Check::Vcpus { vm: id, min });
@@ -476,8 +503,8 @@ lines = [{ text = 'a\x0ab' }, { text = "c", min = 3 }]
         assert_eq!(
             s.vms,
             [
-                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0) },
-                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash },
+                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0 },
+                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0 },
             ]
         );
         assert_eq!(

@@ -19,7 +19,7 @@ pub const DIR: &str = "scenarios";
 pub enum Expect {
     /// `uvmhyp: vmN (name) exited S` with this S.
     Exit(u32),
-    /// `uvmhyp: vmN (name) crashed: ...`.
+    /// `uvmhyp: vmN (name) crashed [who]: ...` (any `hyp::stop::Cause`).
     Crash,
 }
 
@@ -30,14 +30,26 @@ pub enum Image {
     Guest(String),
     /// Any guest ELF, by its path relative to the workspace root.
     Elf(String),
+    /// A Linux `Image`, an optional initrd (paths relative to the root) and its command line.
+    Linux { kernel: String, initrd: Option<String>, bootargs: String },
 }
 
 impl Image {
-    /// The ELF's path relative to the root, as the hypervisor's `vm=NAME:PATH` takes it.
+    /// The ELF's or kernel's path relative to the root, as the hypervisor's `vm=NAME:PATH` /
+    /// `linux=NAME:KERNEL` takes it.
     pub fn path(&self) -> String {
         match self {
             Image::Guest(g) => crate::qemu::guest_path(g),
             Image::Elf(p) => p.clone(),
+            Image::Linux { kernel, .. } => kernel.clone(),
+        }
+    }
+
+    /// Every host file the VM needs.
+    pub fn files(&self) -> Vec<String> {
+        match self {
+            Image::Linux { initrd: Some(i), .. } => vec![self.path(), i.clone()],
+            _ => vec![self.path()],
         }
     }
 }
@@ -53,6 +65,9 @@ pub struct VmSpec {
     /// vCPUs; `None` = 1.
     pub cpus: Option<u32>,
     pub expect: Expect,
+    /// Children the VM makes with UVMHYP_CLONE (README, "Hypercall ABI"): each is named
+    /// `<name>.<k>`, k = 1..=clones, and must exit 0.
+    pub clones: u32,
 }
 
 impl VmSpec {
@@ -70,6 +85,9 @@ pub enum Check {
     RamFaults { vm: u16, min: u64, max: u64 },
     /// At least `min` records of `vm` resolved by `case`.
     CaseAtLeast { vm: u16, case: FaultCase, min: u64 },
+    /// At least `min` records resolved by `case` of `vm` and its clones together (the VMs
+    /// numbered after the scenario's: `vm` is the scenario's only VM with clones).
+    FamilyCaseAtLeast { vm: u16, case: FaultCase, min: u64 },
     /// An `AbortInjected` record of `vm` at exactly `ipa`.
     AbortAt { vm: u16, ipa: u64 },
     /// Resolved faults of `vm` come from at least `min` distinct vCPUs.
@@ -164,6 +182,11 @@ impl Scenario {
         }
     }
 
+    /// VMs of the run: the scenario's and their clones.
+    pub fn total_vms(&self) -> usize {
+        self.vms.iter().map(|v| 1 + v.clones as usize).sum()
+    }
+
     /// How many VMs are expected to count as failed in the last line.
     pub fn expected_failed(&self) -> usize {
         self.vms.iter().filter(|v| v.expect != Expect::Exit(0)).count()
@@ -213,7 +236,7 @@ pub(crate) mod tests {
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["badaddr", "bench-notrace", "bench", "capped", "crash", "default", "hostile", "image", "max", "multi", "poll", "preempt", "smp", "touch"]
+            ["badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "default", "fork", "hostile", "image", "linux", "max", "multi", "poll", "preempt", "smp", "touch"]
         );
         for s in &all {
             assert!(!s.vms.is_empty(), "{}", s.name);
@@ -221,6 +244,7 @@ pub(crate) mod tests {
                 let vm = match *c {
                     Check::RamFaults { vm, .. }
                     | Check::CaseAtLeast { vm, .. }
+                    | Check::FamilyCaseAtLeast { vm, .. }
                     | Check::AbortAt { vm, .. }
                     | Check::Vcpus { vm, .. }
                     | Check::Mmio { vm, .. } => vm,
@@ -268,7 +292,7 @@ pub(crate) mod tests {
     fn an_unknown_name_lists_the_scenarios_and_a_path_is_read_as_a_file() {
         let root = crate::qemu::root();
         let e = find(&root, "nope").unwrap_err().to_string();
-        assert!(e.contains("no scenario \"nope\"") && e.contains("default, hostile"), "{e}");
+        assert!(e.contains("no scenario \"nope\"") && e.contains("default, fork, hostile"), "{e}");
         let by_path = find(&root, &root.join("scenarios/touch.toml").display().to_string()).unwrap();
         assert_eq!(by_path.vms, builtin("touch").vms);
     }

@@ -46,18 +46,35 @@ pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
             (Some((_, _, got)), want) => f.push(format!("vm{id} ({}): {got:?}, expected {want:?}", spec.name)),
         }
     }
+    // Clones: numbered after the scenario's VMs (in whatever order they were made), found by
+    // name, each must exit 0.
+    for spec in s.vms.iter().filter(|v| v.clones > 0) {
+        for k in 1..=spec.clones {
+            let child = format!("{}.{k}", spec.name);
+            match console.stops.iter().find(|(id, name, _)| *id as usize > s.vms.len() && *name == child) {
+                None => f.push(format!("clone {child}: no exit or crash line")),
+                Some((_, _, Stop::Exited(0))) => {}
+                Some((id, _, got)) => f.push(format!("vm{id} ({child}): {got:?}, expected Exit(0)")),
+            }
+        }
+    }
     // A stop line for a VM the scenario does not have: a guest forged it, or the hypervisor lies.
+    let is_clone = |name: &str| {
+        name.rsplit_once('.').is_some_and(|(parent, k)| {
+            s.vms.iter().any(|v| v.name == parent && k.parse::<u32>().is_ok_and(|k| (1..=v.clones).contains(&k)))
+        })
+    };
     for (id, name, _) in &console.stops {
-        if *id == 0 || *id as usize > s.vms.len() {
+        if *id == 0 || (*id as usize > s.vms.len() && !is_clone(name)) || *id as usize > s.total_vms() {
             f.push(format!("stop line for vm{id} ({name}), which the scenario does not have"));
         }
     }
     f.extend(s.console.iter().filter_map(|c| console_check(c, console)));
     match console.summary {
-        Some((n, k)) if n == s.vms.len() && k == s.expected_failed() => {}
+        Some((n, k)) if n == s.total_vms() && k == s.expected_failed() => {}
         Some((n, k)) => f.push(format!(
             "last line says {n} VMs, {k} failed; expected {}, {}",
-            s.vms.len(),
+            s.total_vms(),
             s.expected_failed()
         )),
         None => f.push("no `uvmhyp: N VMs, K failed` line".into()),
@@ -119,10 +136,25 @@ mod tests {
     #[test]
     fn crash_scenario_wants_a_crash_and_an_exit_0() {
         let s = &builtin("crash");
-        let good = console("uvmhyp: vm1 (crash) crashed: instruction abort\nuvmhyp: vm2 (touch) exited 0\ncounter vm1 vm2 total\nfaults 1 2 3\nuvmhyp: 2 VMs, 1 failed");
+        let good = console("uvmhyp: vm1 (crash) crashed [guest-fault]: instruction abort\nuvmhyp: vm2 (touch) exited 0\ncounter vm1 vm2 total\nfaults 1 2 3\nuvmhyp: 2 VMs, 1 failed");
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
         assert_eq!(judge_console(s, &bad).len(), 2);
+    }
+
+    #[test]
+    fn clones_are_found_by_name_and_must_exit_0() {
+        let s = &builtin("clone8");
+        let stops: String = (1..=8).map(|k| format!("uvmhyp: vm{} (template.{k}) exited 0\n", 10 - k)).collect();
+        let good = console(&format!("uvmhyp: vm1 (template) exited 0\n{stops}counter vm1 total\nfaults 1 1\nuvmhyp: 9 VMs, 0 failed"));
+        assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
+        let missing = console(&format!("uvmhyp: vm1 (template) exited 0\n{}uvmhyp: 8 VMs, 0 failed", stops.replace("(template.3) exited 0", "(other) exited 0")));
+        let f = judge_console(s, &missing);
+        assert!(f.iter().any(|m| m.contains("clone template.3: no exit")), "{f:?}");
+        assert!(f.iter().any(|m| m.contains("(other), which the scenario does not have")), "{f:?}");
+        let failed = console(&format!("uvmhyp: vm1 (template) exited 0\n{}uvmhyp: 9 VMs, 1 failed", stops.replace("(template.5) exited 0", "(template.5) exited 6")));
+        let f = judge_console(s, &failed);
+        assert!(f.iter().any(|m| m.contains("(template.5): Exited(6)")), "{f:?}");
     }
 
     #[test]

@@ -19,8 +19,8 @@ use guest::{check, println};
 guest::entry!(main);
 
 const UNKNOWN_ID: u32 = 0xC600_00FF;
-/// UARTPeriphID0 of the emulated PL011 (QEMU virt's UART at 0x0900_0000); it reads 0x11.
-const UARTPERIPHID0: u64 = 0x0900_0fe0;
+/// UARTPeriphID0 of the emulated PL011; it reads 0x11.
+const UARTPERIPHID0: u64 = guest::layout::PL011_BASE + 0xfe0;
 /// SCTLR_EL1.EE: EL1 data accesses are big-endian.
 const SCTLR_EL1_EE: u64 = 1 << 25;
 

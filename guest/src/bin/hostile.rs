@@ -20,8 +20,8 @@ guest::entry!(main);
 
 /// The forged text: one newline away from a hypervisor line.
 const FORGED: &[u8] = b"x\nuvmhyp: vm9 (fake) exited 0";
-/// The PL011 data register (UARTDR) of QEMU virt, emulated per VM.
-const UARTDR: u64 = 0x0900_0000;
+/// The PL011 data register (UARTDR), emulated per VM.
+const UARTDR: u64 = guest::layout::PL011_BASE;
 /// More lines than the hypervisor's console budget lets through at once.
 const FLOOD_LINES: u64 = 1000;
 

@@ -7,13 +7,11 @@
 
 use guest::hvc::{self, Counter};
 use guest::layout::{self, PAGE_SIZE};
-use guest::{check, println};
+use guest::{check, pages, println};
 
 guest::entry!(main);
 
 const MAX_BYTES: u64 = 64 << 20;
-/// Words written per page (one every 512 bytes).
-const WORDS: u64 = 8;
 
 fn main(_cpu: usize, _arg: u64) -> u32 {
     guest::mmu::enable();
@@ -34,30 +32,11 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     );
     let before = hvc::counter(Counter::Faults);
 
-    for p in 0..pages {
-        let base = start + p * PAGE_SIZE;
-        for w in 0..WORDS {
-            // SAFETY: [start, ram_end) is RAM beyond image, .bss and stacks: nothing lives there.
-            unsafe { guest::poke(base + w * (PAGE_SIZE / WORDS), guest::pattern(info.vm, p, w)) };
-        }
-    }
-    let mut bad = 0u64;
-    for p in 0..pages {
-        let base = start + p * PAGE_SIZE;
-        for w in 0..WORDS {
-            let addr = base + w * (PAGE_SIZE / WORDS);
-            // SAFETY: as above.
-            let got = unsafe { guest::peek(addr) };
-            let want = guest::pattern(info.vm, p, w);
-            if got != want {
-                if bad < 4 {
-                    println!("FAIL: {:#x}: read {:#018x}, wrote {:#018x}", addr, got, want);
-                }
-                bad += 1;
-            }
-        }
-    }
-    check!(bad == 0, 3, "{} of {} words differ from what was written", bad, pages * WORDS);
+    // SAFETY: [start, start + bytes) is RAM beyond image, .bss and stacks: nothing lives there.
+    unsafe { pages::fill(start, 0..pages, info.vm) };
+    // SAFETY: as above.
+    let bad = unsafe { pages::mismatches(start, 0..pages, info.vm, "touch") };
+    check!(bad == 0, 3, "{} of {} words differ from what was written", bad, pages * pages::WORDS);
 
     let faults = hvc::counter(Counter::Faults);
     let slack = layout::reserved_pages() + 16;

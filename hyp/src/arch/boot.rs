@@ -3,8 +3,7 @@
 
 use core::ops::Range;
 
-/// Where QEMU virt places its DTB when `-kernel` is an ELF linked ≥ 1 MiB above RAM base.
-pub const DTB_ADDR: u64 = 0x4000_0000;
+pub use hyp::platform::host::DTB_ADDR;
 /// Largest DTB we accept (QEMU's is about 1 MiB at most; ours ~8 KiB).
 const DTB_MAX: usize = 2 << 20;
 

@@ -9,7 +9,7 @@ use core::arch::asm;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Largest number of physical CPUs the hypervisor drives (stacks are sized for this many).
-pub const MAX_CPUS: usize = 4;
+pub const MAX_CPUS: usize = hyp::platform::MAX_CPUS;
 /// Size of each CPU's EL2 stack slot (must match `.stacks` in `hyp.ld`, which aligns the slots to
 /// it). Its lowest 4 KiB page is an unmapped guard (`mmu.rs`): 60 KiB of stack.
 pub const STACK_SIZE: usize = 64 * 1024;

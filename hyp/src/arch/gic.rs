@@ -21,10 +21,7 @@ use arm_gic::InterruptGroup;
 use arm_gic::{IntId, UniqueMmioPointer};
 use spin::{Mutex, Once};
 
-/// GIC distributor base on QEMU virt (64 KiB).
-pub const GICD_BASE: u64 = 0x0800_0000;
-/// GIC redistributor region base on QEMU virt (2 x 64 KiB frames per CPU).
-pub const GICR_BASE: u64 = 0x080A_0000;
+use hyp::platform::host::{GICD_BASE, GICR_BASE};
 /// INTID of the EL2 physical timer ("hypervisor timer", CNTHP_*): PPI 10.
 pub const HYP_TIMER_INTID: u32 = 26;
 /// SGI sent to an idle CPU when there is work for it ([`kick`]).
@@ -77,6 +74,7 @@ fn finish_cpu(cpu: usize) {
     GicCpuInterface::set_priority_mask(0xff);
     enable_private(cpu, HYP_TIMER_INTID);
     enable_private(cpu, KICK_SGI);
+    enable_private(cpu, super::ich::MAINTENANCE_INTID);
 }
 
 fn enable_private(cpu: usize, intid: u32) {

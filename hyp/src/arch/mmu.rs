@@ -24,9 +24,7 @@ use super::sysreg::{
     MAIR_EL2_VALUE, MAIR_IDX_DEVICE, MAIR_IDX_NORMAL, SCTLR_EL2_MMU_ON, TCR_EL2_VALUE,
 };
 
-/// Device MMIO window identity-mapped as Device-nGnRE: GICD 0x0800_0000, ITS, GICR 0x080A_0000
-/// (0xF6_0000), PL011 0x0900_0000, RTC/GPIO, virtio-mmio 0x0A00_0000.. (the design notes, `../shared/DESIGN.md` section 7).
-pub const DEVICE_WINDOW: Range<u64> = 0x0800_0000..0x0B00_0000;
+pub use hyp::platform::host::DEVICE_WINDOW;
 
 const ENTRIES: usize = 512;
 const L1_BLOCK: u64 = 1 << 30;

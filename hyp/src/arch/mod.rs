@@ -7,7 +7,7 @@
 //! [`gic`] (physical GICv3), [`timer`] (EL2 hypervisor timer).
 //!
 //! Virtualization: [`vectors`] (EL2 vectors, guest entry/exit), [`vcpu`] (EL1 context),
-//! [`hcr`] (EL2 controls and trap policy), [`idregs`] (the ID registers guests see), [`at`] (guest VA translation), [`tlb`] (stage-2 TLB
+//! [`hcr`] (EL2 controls and trap policy), [`ich`] (GIC list registers), [`idregs`] (the ID registers guests see), [`at`] (guest VA translation), [`tlb`] (stage-2 TLB
 //! maintenance), [`physmem`] (the engine's view of frames), [`cache`] (making hypervisor-written guest memory
 //! visible to the guest).
 
@@ -19,6 +19,7 @@ pub mod entry;
 pub mod gic;
 pub mod hcr;
 pub mod heap;
+pub mod ich;
 pub mod idregs;
 pub mod mmu;
 pub mod psci;

@@ -31,34 +31,8 @@
 
 use core::arch::asm;
 
-/// SPSR/PSTATE fields used when starting or injecting into a vCPU.
-pub mod pstate {
-    /// M[3:0] = EL1 with SP_EL1.
-    pub const MODE_EL1H: u64 = 0b0101;
-    /// M[3:0] = EL1 with SP_EL0.
-    pub const MODE_EL1T: u64 = 0b0100;
-    /// M[3:0] = EL0.
-    pub const MODE_EL0T: u64 = 0b0000;
-    /// M[3:0] mask.
-    pub const MODE_MASK: u64 = 0b1111;
-    /// M[4]: the exception came from AArch32.
-    pub const MODE_RW_AARCH32: u64 = 1 << 4;
-    /// D, A, I, F masks (bits 9:6).
-    pub const DAIF: u64 = 0b1111 << 6;
-    /// SSBS, bit 12 (FEAT_SSBS).
-    pub const SSBS: u64 = 1 << 12;
-    /// PAN, bit 22 (FEAT_PAN).
-    pub const PAN: u64 = 1 << 22;
-}
-
 /// SCTLR_EL1 reset value for a new vCPU: the RES1 bits of ARMv8.0, MMU and caches off.
 pub const SCTLR_EL1_RESET: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
-/// SCTLR_EL1.M: stage-1 MMU enabled.
-pub const SCTLR_EL1_M: u64 = 1 << 0;
-/// SCTLR_EL1.SPAN [23]: 0 = PSTATE.PAN is set on exception entry to EL1 (RES1 without PAN).
-pub const SCTLR_EL1_SPAN: u64 = 1 << 23;
-/// SCTLR_EL1.DSSBS [44]: PSTATE.SSBS on exception entry (RES0 without FEAT_SSBS).
-pub const SCTLR_EL1_DSSBS: u64 = 1 << 44;
 /// CPACR_EL1.FPEN = 0b11: FP/SIMD does not trap at EL1/EL0 (Rust guests use NEON from the start).
 pub const CPACR_EL1_FPEN: u64 = 0b11 << 20;
 macro_rules! el1_sysregs {
@@ -113,6 +87,14 @@ impl El1Sysregs {
         self.save_plain();
         self.gic.save();
         write_cntv_ctl(0);
+    }
+
+    /// A copy of the live EL1 context, which stays live and untouched (the vCPU of a clone).
+    pub fn snapshot(&self) -> Self {
+        let mut copy = self.clone();
+        copy.save_plain();
+        copy.gic.save();
+        copy
     }
 
     /// Load this context (the timer's CVAL is restored before its CTL by field order).
@@ -201,17 +183,29 @@ impl GicCpuIf {
 /// CNTV_CTL_EL0.ENABLE [0] and IMASK [1].
 const CNTV_CTL_ENABLE: u64 = 1 << 0;
 const CNTV_CTL_IMASK: u64 = 1 << 1;
+/// CNTV_CTL_EL0.ISTATUS: the timer condition is met.
+const CNTV_CTL_ISTATUS: u64 = 1 << 2;
 
-/// When the loaded vCPU's virtual timer fires, as a physical counter value (CNTVOFF_EL2 added
-/// back), or `None` when it is disabled or masked.
-pub fn live_vtimer_deadline() -> Option<u64> {
+/// The loaded vCPU's virtual timer, as its interrupt line sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Vtimer {
+    /// Enabled, unmasked, and its condition met (ISTATUS): the interrupt line is high.
+    pub firing: bool,
+    /// When it fires, as a physical counter value (CNTVOFF_EL2 added back); `None` when it is
+    /// disabled or masked.
+    pub deadline: Option<u64>,
+}
+
+/// The loaded vCPU's virtual timer.
+pub fn live_vtimer() -> Vtimer {
     let (ctl, cval, off): (u64, u64, u64);
     // SAFETY: reading the virtual timer's registers and CNTVOFF_EL2 has no side effect.
     unsafe {
         asm!("mrs {}, cntv_ctl_el0", "mrs {}, cntv_cval_el0", "mrs {}, cntvoff_el2",
              out(reg) ctl, out(reg) cval, out(reg) off, options(nomem, nostack, preserves_flags))
     };
-    (ctl & CNTV_CTL_ENABLE != 0 && ctl & CNTV_CTL_IMASK == 0).then(|| cval.saturating_add(off))
+    let armed = ctl & CNTV_CTL_ENABLE != 0 && ctl & CNTV_CTL_IMASK == 0;
+    Vtimer { firing: armed && ctl & CNTV_CTL_ISTATUS != 0, deadline: armed.then(|| cval.saturating_add(off)) }
 }
 
 fn isb() {

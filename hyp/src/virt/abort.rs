@@ -7,7 +7,8 @@
 //!   │                                                    Restart: yield, then retry
 //!   │                                                    NoMemory / Io / NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
-//!   ├─ a device window, data access, ISV=1 ─► mmio::access, skip the instruction
+//!   ├─ a device on the VM's bus, data access, ISV=1 ─► mmio::access: the device's reply
+//!   │        (value: skip the instruction; park: sleep, re-execute when woken; abort: inject)
 //!   └─ nothing (or ISV=0) ─► inject SEA into the guest (data abort, instruction abort, or on the
 //!                            stage-1 walk); the VM crashes only if it cannot be delivered
 //! ```
@@ -24,13 +25,18 @@
 
 use alloc::format;
 
-use super::inject::{self, Injection};
-use super::{mmio, trace};
-use super::vm::{Stopped, Vcpu};
-use super::{Hyp, Next};
+use super::device::{Device, Reply};
+use super::inject;
+use super::machine::Vcpu;
+use super::mmio;
+use super::next::Next;
+use super::state::Hyp;
 use crate::arch::{at, vcpu};
 use hyp::abort::{access_needed, unbacked, walker_updates_descriptors, Unbacked};
 use hyp::esr::{hpfar_page, AbortIss, FaultKind, Syndrome};
+use hyp::exception::Injection;
+use hyp::platform::Window;
+use hyp::stop::{Cause, Stop};
 use hyp::mmio::data_endian;
 use vm::fault::{FaultError, FaultFlags};
 use vm::trace::Outcome;
@@ -91,22 +97,23 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
     }
     if unbacked(&iss, fetch) == Unbacked::Skip {
         v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
-        trace::abort(h, v, a.ipa, a.access, Outcome::Mmio);
+        h.trace.abort(v, a.ipa, a.access, Outcome::Mmio);
         return Next::Resume;
     }
     if !fetch && !walk {
-        if let Some(w) = mmio::find(ipa) {
-            return device(h, v, w, &a, syn.insn_len());
+        let vm = v.vm.clone();
+        if let Some((w, d)) = vm.bus.find(ipa.0) {
+            return device(h, v, w, &**d, &a, syn.insn_len());
         }
     }
-    trace::abort(h, v, a.ipa, a.access, Outcome::AbortInjected);
+    h.trace.abort(v, a.ipa, a.access, Outcome::AbortInjected);
     bad_access(h, v, &a, &format!("{:?} at IPA {ipa} outside RAM and devices", a.access))
 }
 
 /// A fault on guest RAM: the engine decides.
 fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
-    let r = vm::fault::fault(&v.map, a.ipa, a.access, FaultFlags::empty());
-    trace::fault(h, v, a.ipa, a.access, &r);
+    let r = vm::fault::fault(v.map(), a.ipa, a.access, FaultFlags::empty());
+    h.trace.fault(v, a.ipa, a.access, &r);
     match r {
         Ok(_) => Next::Resume,
         // Where the seed sleeps (a busy page, memory to reclaim): let whoever holds the page run
@@ -116,35 +123,47 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
             bad_access(h, v, a, &format!("{:?} at IPA {} refused: {e:?}", a.access, a.ipa))
         }
         Err(e @ (FaultError::NoMemory | FaultError::Io | FaultError::NoBacking)) => {
-            h.stop_vm(&v.vm, Stopped::Crashed(format!("fault at IPA {} failed: {e:?}", a.ipa)))
+            let vm = v.vm.clone();
+            h.stop_vm(&vm, Stop::crash(Cause::of_fault(e), format!("fault at IPA {} failed: {e:?}", a.ipa)))
         }
     }
 }
 
-/// A data access to an emulated device.
-fn device(h: &Hyp, v: &mut Vcpu, w: &mmio::Window, a: &Abort, insn_len: u64) -> Next {
+/// A data access to an emulated device on the VM's bus.
+fn device(h: &Hyp, v: &mut Vcpu, w: Window, d: &dyn Device, a: &Abort, insn_len: u64) -> Next {
     let Some(acc) = a.iss.access else {
-        trace::abort(h, v, a.ipa, a.access, Outcome::AbortInjected);
+        h.trace.abort(v, a.ipa, a.access, Outcome::AbortInjected);
         return bad_access(h, v, a, "MMIO access without a valid syndrome (ISV=0)");
     };
     let value = v.regs.reg(acc.reg);
     let (_, sctlr) = vcpu::live_vbar_sctlr();
     let endian = data_endian(sctlr, v.regs.spsr_el2);
-    let loaded = mmio::access(&v.vm, w, a.ipa, &acc, endian, a.write, value);
+    let decoded = mmio::Decoded { ipa: a.ipa.0, syndrome: acc, endian, write: a.write.then_some(value) };
+    let reply = mmio::access(h, v, w, d, &decoded);
+    let (loaded, next) = match reply {
+        Reply::Value(x) => (x, Next::Resume),
+        Reply::Wake(x, ids) => (x, Next::Wake(ids)),
+        // Not stepped over: the access re-executes when the vCPU is woken.
+        Reply::Park => return Next::Park,
+        Reply::Abort | Reply::Unknown => {
+            h.trace.abort(v, a.ipa, a.access, Outcome::AbortInjected);
+            return bad_access(h, v, a, &format!("{} refused the access", d.name()));
+        }
+    };
     if !a.write {
         v.regs.set_reg(acc.reg, loaded);
     }
     v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(insn_len);
-    trace::abort(h, v, a.ipa, a.access, Outcome::Mmio);
-    Next::Resume
+    h.trace.abort(v, a.ipa, a.access, Outcome::Mmio);
+    next
 }
 
 /// The guest accessed something that is not there: it gets a synchronous external abort (data,
-/// instruction, or on its stage-1 walk); an undeliverable one stops the VM (`Hyp::inject`).
+/// instruction, or on its stage-1 walk); an undeliverable one stops the VM (`inject::deliver`).
 fn bad_access(h: &Hyp, v: &mut Vcpu, a: &Abort, what: &str) -> Next {
     log::debug!(
         "vm{}: abort at {:#x} (FAR {:x?}): {what}; injecting SEA{}",
-        v.vm.id,
+        v.vm.number,
         v.regs.elr_el2,
         a.far,
         if a.walk { " on a table walk" } else { "" }
@@ -152,6 +171,6 @@ fn bad_access(h: &Hyp, v: &mut Vcpu, a: &Abort, what: &str) -> Next {
     // The stage-1 level of the walk is not known at EL2 without walking the guest's tables
     // ourselves; level 0 (the start of any walk) is reported.
     let walk_level = a.walk.then_some(0);
-    h.inject(v, Injection::Abort { far: a.far, fetch: a.fetch, write: a.write, walk_level, il32: a.il32 })
+    inject::deliver(h, v, Injection::Abort { far: a.far, fetch: a.fetch, write: a.write, walk_level, il32: a.il32 })
 }
 

@@ -1,44 +1,57 @@
 //! Building the VMs of a scenario (CPU 0, once, before any vCPU runs): the shared `vm::uvm::Uvm`
-//! over the page pool with the real `PhysMem`/`Tlb`, one `ImageObject` per distinct guest image,
-//! one `Map` per VM with its RAM entries (README, "Guest memory"), the vCPUs, and the trace.
+//! over the page pool with the real `PhysMem`/`Tlb`, one `ImageObject` per distinct boot segment
+//! (a guest ELF's image, a kernel, an initrd, a device tree), and per VM: a VMID from the pool, a
+//! `Map` with its RAM entries (README, "Guest memory"), its device bus (`hyp::platform` windows),
+//! its vCPUs; then the trace.
 
-use alloc::collections::VecDeque;
+use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use spin::Mutex;
+use core::sync::atomic::Ordering;
 
+use super::device::Device;
+use super::machine::{Memory, Shape, Vcpu, Vm, VmidLease};
+use super::vgic::{Distributor, Redistributors};
+use super::pl011::Pl011;
+use super::state::{Hyp, VMIDS};
 use super::trace;
-use super::vm::{Vcpu, Vm};
-use super::Hyp;
 use crate::arch::physmem::IdentityMem;
 use crate::arch::tlb::HwTlb;
-use ::vm::map::{EntrySpec, Map};
+use ::vm::map::{EntrySpec, Map, MapError};
 use ::vm::object::{ImageObject, Object};
 use ::vm::pmap::Vmid;
 use ::vm::uvm::Uvm;
 use ::vm::{Ipa, Pa, Prot, PAGE_SIZE};
-use hyp::config::Config;
-use hyp::loader::RAM_BASE;
+use hyp::bus::{AttachError, Bus};
+use hyp::config::{Config, VmConfig};
+use hyp::platform::{self, RAM_BASE};
+use hyp::vgic::Vgic;
 
 /// Why a VM could not be built (a hypervisor configuration error: the run cannot start).
 #[derive(Debug)]
 pub enum BuildError {
     /// The engine refused a map or one of its entries.
-    Map { vm: usize, error: ::vm::map::MapError },
+    Map { vm: String, error: MapError },
+    /// Every VMID is in use.
+    NoVmid { vm: String },
+    /// A device window clashes with another.
+    Bus { vm: String, error: AttachError },
 }
 
 impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            BuildError::Map { vm, error } => write!(f, "vm{vm}: map: {error:?}"),
+            BuildError::Map { vm, error } => write!(f, "vm {vm}: map: {error:?}"),
+            BuildError::NoVmid { vm } => write!(f, "vm {vm}: every VMID is in use ({} VMs)", platform::MAX_VMS),
+            BuildError::Bus { vm, error } => write!(f, "vm {vm}: {error}"),
         }
     }
 }
 
-/// The hypervisor state for `config`: the engine over `pool`, one map per VM with its RAM
-/// entries (README, "Guest memory"), vCPU 0 of each VM queued, the others parked.
+/// The hypervisor state for `config`: the engine over `pool`, every VM built and added, vCPU 0
+/// of each queued, the others parked.
 pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     let trace = trace::Trace::open(config);
     let mem = Arc::new(IdentityMem::new(pool.clone()));
@@ -50,63 +63,95 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         (pool.end.0 - pool.start.0) >> 20,
         config.vms.len()
     );
-
+    let h = Hyp::new(uvm, trace);
     let mut images: Vec<(Arc<[u8]>, Arc<ImageObject>)> = Vec::new();
-    let mut vms = Vec::new();
-    let mut runq = VecDeque::new();
-    for (i, vc) in config.vms.iter().enumerate() {
-        let id = (i + 1) as u16;
-        let object = match images.iter().find(|(b, _)| Arc::ptr_eq(b, &vc.image)) {
-            Some((_, o)) => o.clone(),
-            None => {
-                let o = ImageObject::new(&uvm, vc.image.clone());
-                images.push((vc.image.clone(), o.clone()));
-                o
-            }
-        };
-        let map_err = |error| BuildError::Map { vm: usize::from(id), error };
-        let map = Map::new(&uvm, Vmid(id)).map_err(map_err)?;
-        let image_len = vc.image.len() as u64;
-        let image_end = RAM_BASE + image_len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let ram_end = RAM_BASE + vc.ram_bytes;
-        let object: Arc<dyn Object> = object;
-        map.insert(EntrySpec::image(object, 0, Ipa(RAM_BASE), Ipa(image_end))).map_err(map_err)?;
-        if image_end < ram_end {
-            map.insert(EntrySpec::anon(Ipa(image_end), Ipa(ram_end), Prot::ALL)).map_err(map_err)?;
-        }
-        let nr = vc.cpus as u16;
-        let vm = Vm::new(id, vc.name.clone(), map.clone(), vc.ram_bytes, image_len, nr);
-        trace.vm_started(id, &map);
-        {
-            let mut parked = vm.parked.lock();
-            for idx in 0..nr {
-                parked.push(if idx == 0 { None } else { Some(Vcpu::new(vm.clone(), map.clone(), idx)) });
-            }
-        }
-        let mut boot = Vcpu::new(vm.clone(), map, 0);
-        boot.power_on(vc.entry.0, 0);
-        vm.online.store(1, Ordering::Release);
-        runq.push_back(boot);
-        log::info!(
-            "virt: vm{id} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}",
-            vc.name,
-            vc.ram_bytes >> 20,
-            image_len,
-            nr,
-            vc.entry.0
-        );
-        vms.push(vm);
+    for vc in &config.vms {
+        let objects = vc
+            .boot
+            .segments
+            .iter()
+            .map(|seg| match images.iter().find(|(b, _)| Arc::ptr_eq(b, &seg.bytes)) {
+                Some((_, o)) => o.clone(),
+                None => {
+                    let o = ImageObject::new(&h.uvm, seg.bytes.clone());
+                    images.push((seg.bytes.clone(), o.clone()));
+                    o
+                }
+            })
+            .collect();
+        add_vm(&h, vc, objects)?;
     }
-    Ok(Hyp {
-        vms,
-        uvm,
-        trace,
-        runq: Mutex::new(runq),
-        sleepers: Mutex::new(Vec::new()),
-        idle_cpus: AtomicUsize::new(0),
-        busy: AtomicUsize::new(0),
-        stopped: AtomicUsize::new(0),
-        finished: AtomicBool::new(false),
-    })
+    Ok(h)
 }
 
+/// The entries of a VM's RAM: each boot segment (page-aligned, rounded up to whole pages)
+/// copy-on-write from its object, zero-fill anonymous memory around them.
+fn insert_ram(map: &Map, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), MapError> {
+    let ram_end = RAM_BASE + vc.ram_bytes;
+    let mut at = RAM_BASE;
+    for (seg, object) in vc.boot.segments.iter().zip(objects) {
+        let start = seg.at.0;
+        let end = start + (seg.bytes.len() as u64).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if at < start {
+            map.insert(EntrySpec::anon(Ipa(at), Ipa(start), Prot::ALL))?;
+        }
+        let object: Arc<dyn Object> = object;
+        map.insert(EntrySpec::image(object, 0, Ipa(start), Ipa(end)))?;
+        at = end;
+    }
+    if at < ram_end {
+        map.insert(EntrySpec::anon(Ipa(at), Ipa(ram_end), Prot::ALL))?;
+    }
+    Ok(())
+}
+
+/// Build one VM of `vc` whose boot segments are `objects`, add it to the table and queue its
+/// vCPU 0.
+fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), BuildError> {
+    let name = || vc.name.clone();
+    let map_err = |error| BuildError::Map { vm: name(), error };
+    let lease = VmidLease::take(&VMIDS).ok_or_else(|| BuildError::NoVmid { vm: name() })?;
+    let map = Map::new(&h.uvm, Vmid(lease.vmid)).map_err(map_err)?;
+    insert_ram(&map, vc, objects).map_err(map_err)?;
+    let image_len = vc.boot.bytes();
+    let memory = Arc::new(Memory::new(map, lease));
+    let nr = vc.cpus as u16;
+    let number = h.take_number();
+    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr };
+    let gic = vc.irqchip.then(|| Vgic::new(usize::from(nr)));
+    let vm = Vm::new(number, shape, memory.clone(), devices(vc)?, gic);
+    h.trace.vm_started(number, &memory);
+    {
+        let mut parked = vm.parked.lock();
+        for idx in 0..nr {
+            parked.push(if idx == 0 { None } else { Some(Vcpu::new(vm.clone(), memory.clone(), idx)) });
+        }
+    }
+    let mut boot = Vcpu::new(vm.clone(), memory, 0);
+    boot.power_on(vc.boot.entry.0, vc.boot.x0);
+    vm.online.store(1, Ordering::Release);
+    log::info!(
+        "virt: vm{number} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}",
+        vc.name,
+        vc.ram_bytes >> 20,
+        image_len,
+        nr,
+        vc.boot.entry.0
+    );
+    h.add_vm(vm);
+    h.queue.lock().push(boot);
+    Ok(())
+}
+
+/// The device bus of a VM described by `vc`: every VM has a PL011; a VM with an interrupt
+/// controller has its distributor and one redistributor per vCPU.
+fn devices(vc: &VmConfig) -> Result<Bus<Box<dyn Device>>, BuildError> {
+    let err = |error| BuildError::Bus { vm: vc.name.clone(), error };
+    let mut bus: Bus<Box<dyn Device>> = Bus::default();
+    bus.attach(platform::PL011, Box::new(Pl011::default())).map_err(err)?;
+    if vc.irqchip {
+        bus.attach(platform::GICD, Box::new(Distributor)).map_err(err)?;
+        bus.attach(platform::gicr(vc.cpus), Box::new(Redistributors)).map_err(err)?;
+    }
+    Ok(bus)
+}

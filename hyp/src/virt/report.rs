@@ -7,16 +7,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::out::outln;
-use super::vm::{Stopped, Vm};
+use super::machine::Vm;
 use alloc::sync::Arc;
+use hyp::stop::Stop;
 use vm::stats::StatsSnapshot;
 
-/// `uvmhyp: vm<N> (<name>) exited <status>` / `… crashed: <reason>`.
-pub fn vm_stopped(vm: &Vm, why: &Stopped) {
-    match why {
-        Stopped::Exited(s) => outln!("uvmhyp: vm{} ({}) exited {}", vm.id, vm.name, s),
-        Stopped::Crashed(r) => outln!("uvmhyp: vm{} ({}) crashed: {}", vm.id, vm.name, r),
-    }
+/// `uvmhyp: vm<N> (<name>) exited <status>` / `… crashed [<who>]: <what>` (`hyp::stop`).
+pub fn vm_stopped(vm: &Vm, why: &Stop) {
+    outln!("uvmhyp: vm{} ({}) {}", vm.number, vm.name, why);
 }
 
 /// Print the counters table and the summary; returns the number of failed VMs.
@@ -25,7 +23,7 @@ pub fn table(vms: &[Arc<Vm>]) -> usize {
     let total = snaps.iter().fold(StatsSnapshot::default(), |acc, s| acc.add(s));
 
     let mut header: Vec<String> = vec![String::from("counter")];
-    header.extend(vms.iter().map(|v| format!("vm{}", v.id)));
+    header.extend(vms.iter().map(|v| format!("vm{}", v.number)));
     header.push(String::from("total"));
 
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -52,7 +50,7 @@ pub fn table(vms: &[Arc<Vm>]) -> usize {
         outln!("{}", fmt_row(r));
     }
 
-    let failed = vms.iter().filter(|v| v.stopped_state() != Some(Stopped::Exited(0))).count();
+    let failed = vms.iter().filter(|v| !v.stopped_state().is_some_and(|s| s.is_success())).count();
     outln!("uvmhyp: {} VMs, {} failed", vms.len(), failed);
     failed
 }

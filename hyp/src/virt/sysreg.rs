@@ -6,15 +6,20 @@
 //! - ID registers (HCR_EL2.TID3): the real value minus what is hidden (`arch::idregs`);
 //! - ACTLR_EL1 (HCR_EL2.TACR): reads as zero, writes ignored;
 //! - DC ISW/CSW/CISW (HCR_EL2.TSW): clean and invalidate of that line on this CPU;
+//! - ICC_SGI1R/ASGI1R/SGI0R_EL1 writes (HCR_EL2.IMO) of a VM with a vGIC: the SGI goes to its
+//!   targets (`hyp::vgic::Vgic::sgi`), who are woken or kicked;
 //! - anything else (HCR_EL2.TIDCP: implementation-defined registers; writes to ID registers):
 //!   an undefined instruction.
 
 use hyp::esr::{SysRegIss, Syndrome};
 
-use super::inject::Injection;
+use super::inject;
+use super::machine::Vcpu;
+use super::next::Next;
+use super::state::Hyp;
 use crate::arch::{cache, idregs};
-use super::vm::Vcpu;
-use super::{Hyp, Next};
+use hyp::exception::Injection;
+use hyp::vgic;
 
 /// Handle a trapped MSR/MRS of the loaded vCPU `v`.
 pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
@@ -30,6 +35,10 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
     } else if s.is_dc_set_way() && !s.read {
         cache::clean_invalidate_set_way(v.regs.reg(s.rt));
         true
+    } else if let (true, Some(gic)) = (vgic::is_sgi_register(&s), v.vm.gic.as_ref()) {
+        let n = gic.lock().sgi(usize::from(v.index), v.regs.reg(s.rt));
+        v.regs.elr_el2 = v.regs.elr_el2.wrapping_add(syn.insn_len());
+        return Next::Wake(super::vgic::ids(v.vm.number, n));
     } else {
         false
     };
@@ -39,7 +48,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
     }
     log::debug!(
         "vm{} vcpu{}: trapped system register S{}_{}_C{}_C{}_{} at {:#x}: undefined instruction",
-        v.vm.id,
+        v.vm.number,
         v.index,
         s.op0,
         s.op1,
@@ -48,5 +57,5 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome) -> Next {
         s.op2,
         v.regs.elr_el2
     );
-    h.inject(v, Injection::Undefined)
+    inject::deliver(h, v, Injection::Undefined)
 }

@@ -1,6 +1,6 @@
 //! The trace (format: `vm::trace`, version 2): one fault record per stage-2 abort on RAM or
 //! outside RAM and devices, and per page a hypercall faults in (UVMHYP_PRINT, access Read:
-//! `hvc.rs`); counts of MMIO accesses per VM, device register and direction instead of a record
+//! `guestmem.rs`); counts of MMIO accesses per VM, device register and direction instead of a record
 //! each; a VM start and stop event; every [`PERIOD_US`] an accounting record per running VM.
 //! Records are buffered per physical CPU and written in bulk to the host file through
 //! semihosting, because a semihosting call costs milliseconds.
@@ -30,10 +30,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 
+use super::machine::{Memory, Vcpu};
 use super::out::outln;
-use super::vm::{Stopped, Vcpu, Vm};
-use super::{mmio, Hyp};
-use crate::arch::cpu::MAX_CPUS;
+use hyp::platform::MAX_CPUS;
 use crate::arch::semihosting::{self, Handle, Mode};
 use crate::arch::{cpu, timer};
 use hyp::config::Config;
@@ -52,34 +51,12 @@ const BUFFER_WORDS: usize = 64 * 1024 / 8;
 /// Device registers counted per CPU in one interval; one more closes the interval early.
 const MMIO_SLOTS: usize = 16;
 
-// This branch's call sites (`abort.rs`, `hvc.rs`, `Hyp::stop_vm`) call these; they only pick
-// the trace out of `h` (the methods need nothing else of the hypervisor's state).
-
-/// [`Trace::fault`] of `h`'s trace.
-pub fn fault(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, r: &Result<Resolved, FaultError>) {
-    h.trace.fault(v, ipa, access, r);
-}
-
-/// [`Trace::abort`] of `h`'s trace.
-pub fn abort(h: &Hyp, v: &Vcpu, ipa: Ipa, access: Access, outcome: Outcome) {
-    h.trace.abort(v, ipa, access, outcome);
-}
-
-/// [`Trace::vm_stopped`] of `h`'s trace, for `vm` stopped as `why`.
-pub fn vm_stopped(h: &Hyp, vm: &Vm, why: &Stopped) {
-    let status = match why {
-        Stopped::Exited(s) => StopStatus::Exited(*s),
-        Stopped::Crashed(_) => StopStatus::Crashed,
-    };
-    h.trace.vm_stopped(vm.id, status);
-}
-
 /// The fault record of `v` at `ipa` numbered `seq`, on CPU `cpu`, with no case, neighbours or
 /// refaults; its cost ends at `now`.
 fn record(seq: u64, v: &Vcpu, cpu: usize, now: u64, ipa: Ipa, access: Access, outcome: Outcome) -> Record {
     let cost = u32::try_from(now.saturating_sub(v.exit_time)).unwrap_or(u32::MAX);
     let timing = Some(Timing { time: v.exit_time, cpu: cpu as u8, cost });
-    Record { seq, ipa, vm: v.vm.id, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0, timing }
+    Record { seq, ipa, vm: v.vm.number, vcpu: v.index, access, case: None, outcome, neighbours: 0, refaults: 0, timing }
 }
 
 /// What an MMIO count is kept by: the device window and offset, or for an access skipped without
@@ -93,10 +70,10 @@ struct MmioKey {
 }
 
 fn mmio_key(v: &Vcpu, ipa: Ipa, access: Access) -> MmioKey {
-    let base = mmio::find(ipa).map_or(ipa.page_base(), |w| w.base);
+    let base = v.vm.bus.find(ipa.0).map_or(ipa.page_base(), |(w, _)| Ipa(w.base));
     let offset = u32::try_from(ipa.0 - base.0).unwrap_or(u32::MAX);
     let direction = if access == Access::Write { Direction::Write } else { Direction::Read };
-    MmioKey { vm: v.vm.id, base, offset, direction }
+    MmioKey { vm: v.vm.number, base, offset, direction }
 }
 
 /// A frame count as a record's 32-bit field (saturating: 16 TiB).
@@ -147,7 +124,7 @@ pub struct Trace {
     dropped: AtomicU64,
     /// The running VMs' maps (from [`Trace::vm_started`] to [`Trace::vm_stopped`]), sampled
     /// each period.
-    vms: Mutex<Vec<(u16, Weak<Map>)>>,
+    vms: Mutex<Vec<(u16, Weak<Memory>)>>,
 }
 
 /// Append one record's `words` to `buf`: a few stores (with strict alignment at EL2 a byte copy
@@ -249,7 +226,7 @@ impl Trace {
     ///
     /// # Locks
     /// Takes the VM list, then this CPU's buffer, each alone.
-    pub fn vm_started(&self, vm: u16, map: &Arc<Map>) {
+    pub fn vm_started(&self, vm: u16, map: &Arc<Memory>) {
         if self.is_on() {
             self.vms.lock().push((vm, Arc::downgrade(map)));
             let me = cpu::index();

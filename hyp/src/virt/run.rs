@@ -1,0 +1,210 @@
+//! The run loop: every physical CPU takes the vCPU at the head of the one global FIFO queue (of
+//! every VM, `hyp::runq`), runs it until it yields (WFE, UVMHYP_YIELD), its time slice ends (the
+//! EL2 hypervisor timer, [`SLICE_US`]), it sleeps (WFI, a parking device), it powers off, or its
+//! VM stops, then acts on the handler's [`Next`]: back to the tail, among the sleepers, into its
+//! VM's `parked` slots, or dropped. A vCPU is owned (by `Box`) by exactly one of: the queue, the
+//! CPU running it, its VM's `parked` slots.
+//!
+//! Around each guest entry, [`before_entry`] and [`after_exit`] are where per-entry state is
+//! flushed and synced (virtual interrupts into list registers, timers, pending work).
+//!
+//! Idle CPUs announce themselves in `Hyp::idle_cpus` and sleep in WFI until the earliest
+//! sleeper's deadline or the idle poll; making a vCPU runnable sends one of them the kick SGI.
+
+use alloc::boxed::Box;
+use core::sync::atomic::Ordering;
+
+use super::machine::{Vcpu, Vm};
+use super::vgic;
+use super::next::Next;
+use super::state::Hyp;
+use super::trap;
+use super::irq;
+use crate::arch::gic;
+use crate::arch::vectors::{self, Exit};
+use crate::arch::{cpu, hcr, timer};
+use hyp::runq::VcpuId;
+use hyp::stop::{Cause, Stop};
+
+/// Time slice of a vCPU.
+pub const SLICE_US: u64 = 10_000;
+/// How long an idle CPU sleeps before looking at the queue again (a kick wakes it earlier).
+const IDLE_POLL_US: u64 = 1_000;
+
+/// Every physical CPU's loop; never returns (the last CPU to see every VM stopped ends the run).
+pub fn run_cpu(h: &Hyp) -> ! {
+    loop {
+        let due = h.queue.lock().wake_due(timer::now());
+        if due != 0 {
+            kick_idle(h);
+        }
+        match take(h) {
+            Some(mut v) => {
+                let next = run(h, &mut v);
+                put_back(h, v, next);
+            }
+            None => {
+                if h.all_stopped() && h.busy.load(Ordering::Acquire) == 0 {
+                    h.finish();
+                }
+                idle(h);
+            }
+        }
+    }
+}
+
+/// Make `v` runnable (at the tail) and kick an idle CPU, if there is one.
+///
+/// # Locks
+/// Takes the run queue alone.
+pub fn make_runnable(h: &Hyp, v: Box<Vcpu>) {
+    h.queue.lock().push(v);
+    kick_idle(h);
+}
+
+/// Send the kick SGI to one idle CPU other than this one.
+fn kick_idle(h: &Hyp) {
+    let idle = h.idle_cpus.load(Ordering::Acquire) & !(1 << cpu::index());
+    if idle != 0 {
+        gic::kick(idle.trailing_zeros() as usize);
+    }
+}
+
+/// Take the head of the queue, counting it as busy until [`put_back`].
+fn take(h: &Hyp) -> Option<Box<Vcpu>> {
+    let v = h.queue.lock().pop()?;
+    h.busy.fetch_add(1, Ordering::AcqRel);
+    Some(v)
+}
+
+/// Return a vCPU that stopped running, as `next` says.
+fn put_back(h: &Hyp, v: Box<Vcpu>, next: Next) {
+    match next {
+        Next::Resume | Next::Yield | Next::Start(_) | Next::Wake(_) => make_runnable(h, v),
+        Next::Sleep { until } => h.queue.lock().sleep(v, Some(until)),
+        Next::Park => h.queue.lock().sleep(v, None),
+        Next::Off => power_off(h, v),
+        Next::Drop => drop(v),
+    }
+    h.busy.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// PSCI CPU_OFF: into the VM's `parked` slot; the last vCPU off ends the VM.
+fn power_off(h: &Hyp, v: Box<Vcpu>) {
+    let vm = v.vm.clone();
+    let index = usize::from(v.index);
+    if let Some(slot) = vm.parked.lock().get_mut(index) {
+        *slot = Some(v);
+    }
+    if vm.online.fetch_sub(1, Ordering::AcqRel) == 1 {
+        h.stop_vm(&vm, Stop::crash(Cause::GuestCall, "every vCPU is powered off"));
+    }
+}
+
+/// Run `v` for one time slice (or until it yields, sleeps, powers off or its VM stops).
+fn run(h: &Hyp, v: &mut Vcpu) -> Next {
+    if v.vm.is_stopped() {
+        return Next::Drop;
+    }
+    // Stage 2 first, then the EL1 context (see `El2Controls::load`).
+    v.controls().load();
+    v.el1.restore();
+    v.slice_end = timer::now() + timer::us_to_ticks(SLICE_US);
+    let index = usize::from(v.index);
+    v.vm.running[index].store(cpu::index() + 1, Ordering::Release);
+    let next = loop {
+        before_entry(v);
+        let exit = vectors::enter_guest(&mut v.regs);
+        after_exit(v, &exit);
+        let next = trap::handle(h, v, exit);
+        if v.vm.is_stopped() {
+            break Next::Drop;
+        }
+        let next = side_effects(h, v, next);
+        if !next.resumes() {
+            break next;
+        }
+    };
+    v.vm.running[index].store(0, Ordering::Release);
+    timer::disarm();
+    v.el1.save();
+    hcr::unload();
+    next
+}
+
+/// Before each entry into the guest: its virtual interrupts into the list registers
+/// (`vgic::load`), and the EL2 timer at the end of the slice or, earlier, when the guest's
+/// virtual timer fires (so its tick gets an exit to be delivered at).
+fn before_entry(v: &mut Vcpu) {
+    let vm = v.vm.clone();
+    let vtimer = vm.gic.as_ref().and_then(|gic| vgic::load(gic, v));
+    timer::arm_at(vtimer.map_or(v.slice_end, |t| t.min(v.slice_end)));
+}
+
+/// After each exit: the time of the exit (trace records' time and cost), and the list registers
+/// folded back (`vgic::save`), so handlers see the whole interrupt state.
+fn after_exit(v: &mut Vcpu, _exit: &Exit) {
+    v.exit_time = timer::now();
+    let vm = v.vm.clone();
+    if let Some(gic) = &vm.gic {
+        vgic::save(gic, v);
+    }
+}
+
+/// Do what a resuming handler of `v` asked for besides resuming: start or wake other vCPUs.
+fn side_effects(h: &Hyp, v: &Vcpu, next: Next) -> Next {
+    match next {
+        Next::Start(vcpus) => {
+            for v in vcpus {
+                make_runnable(h, v);
+            }
+            Next::Resume
+        }
+        Next::Wake(ids) => {
+            wake(h, &v.vm, &ids);
+            Next::Resume
+        }
+        other => other,
+    }
+}
+
+/// Make vCPUs `ids` of `vm` look at their interrupts now: a sleeping one is made runnable, one
+/// running in a guest on another CPU is kicked out of it (its next entry loads them).
+///
+/// # Locks
+/// Takes the run queue alone.
+fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
+    let asleep: alloc::vec::Vec<bool> = {
+        let mut q = h.queue.lock();
+        ids.iter().map(|id| q.wake(*id)).collect()
+    };
+    if asleep.contains(&true) {
+        kick_idle(h);
+    }
+    let me = cpu::index();
+    for (id, _) in ids.iter().zip(asleep).filter(|(_, woken)| !woken) {
+        match vm.running.get(usize::from(id.index)).map(|r| r.load(Ordering::Acquire)) {
+            Some(on) if on != 0 && on - 1 != me => gic::kick(on - 1),
+            _ => {}
+        }
+    }
+}
+
+/// Nothing to run: sleep until the idle poll, the earliest sleeper's deadline, or a kick.
+fn idle(h: &Hyp) {
+    let me = 1usize << cpu::index();
+    h.idle_cpus.fetch_or(me, Ordering::AcqRel);
+    // A vCPU pushed before this CPU announced itself sent no kick: look once more.
+    let (ready, earliest) = {
+        let q = h.queue.lock();
+        (q.has_ready(), q.earliest_deadline())
+    };
+    if !ready {
+        let poll = timer::now() + timer::us_to_ticks(IDLE_POLL_US);
+        timer::arm_at(poll.min(earliest.unwrap_or(u64::MAX)));
+        cpu::wfi();
+    }
+    h.idle_cpus.fetch_and(!me, Ordering::AcqRel);
+    irq::drain();
+    timer::disarm();
+}

@@ -1,0 +1,159 @@
+//! The hypervisor's global state ([`Hyp`]): the VM table, the engine, the trace, the run queue;
+//! and the VM life cycle — a VM is added when built (at boot, later by clone), and stopped once
+//! ([`Hyp::stop_vm`]), after which it is report data. The table grows while the hypervisor runs;
+//! the run ends when no VM is live, however many there were.
+//!
+//! # Locks
+//! **No hypervisor lock is held while calling into the engine (`vm::`)**, and no lock at all
+//! across guest entry. The hypervisor's own locks — the VM table, the run queue, the VMID pool,
+//! a VM's `state`, `parked`, `memory`, `budget`, a device's own state — are leaves: each is
+//! taken alone, for a push, a pop or a copy, and dropped before anything else is locked
+//! (`stop_vm` takes them one after the other, then calls `Map::remove` with none held). The
+//! trace takes a CPU's buffer, then the file (buffer → file). The engine's order (MAPS → AMAP →
+//! OBJECT → ANON → PMAP → PAGE → PAGE QUEUES) is documented in `vm`.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use spin::Mutex;
+
+use super::device::{Ctx, HypView};
+use super::machine::{Vcpu, Vm};
+use super::next::Next;
+use super::report;
+use super::trace::Trace;
+use crate::arch::{semihosting, timer};
+use ::vm::uvm::Uvm;
+use ::vm::Ipa;
+use hyp::platform::RAM_BASE;
+use hyp::runq::{RunQueue, VcpuId};
+use hyp::stop::Stop;
+use hyp::vmid::VmidPool;
+use vm::trace::StopStatus;
+
+/// VMIDs of live VMs (`hyp::vmid`; a VM's `Memory` gives its id back).
+pub static VMIDS: Mutex<VmidPool> = Mutex::new(VmidPool::new());
+
+/// Global hypervisor state (built once by `build.rs`).
+pub struct Hyp {
+    /// Every VM of the run, in creation order; a stopped one only as report data.
+    vms: Mutex<Vec<Arc<Vm>>>,
+    pub uvm: Arc<Uvm>,
+    pub trace: Trace,
+    /// Runnable and sleeping vCPUs (`hyp::runq`).
+    pub queue: Mutex<RunQueue<Box<Vcpu>>>,
+    /// Bit i: physical CPU i is idle in WFI (kick it when there is work).
+    pub idle_cpus: AtomicUsize,
+    /// vCPUs taken from the queue and not yet returned.
+    pub busy: AtomicUsize,
+    /// VMs added and not yet stopped.
+    live: AtomicUsize,
+    /// The next VM number.
+    numbers: AtomicU16,
+    finished: AtomicBool,
+}
+
+impl Hyp {
+    pub fn new(uvm: Arc<Uvm>, trace: Trace) -> Hyp {
+        Hyp {
+            vms: Mutex::new(Vec::new()),
+            uvm,
+            trace,
+            queue: Mutex::new(RunQueue::default()),
+            idle_cpus: AtomicUsize::new(0),
+            busy: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            numbers: AtomicU16::new(1),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    /// Add a built VM to the table (it counts as live until it stops).
+    ///
+    /// # Locks
+    /// Takes the VM table alone.
+    pub fn add_vm(&self, vm: Arc<Vm>) {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        self.vms.lock().push(vm);
+    }
+
+    /// A run-unique VM number (1, 2, … in creation order; never reused, unlike VMIDs).
+    pub fn take_number(&self) -> u16 {
+        self.numbers.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A copy of the VM table.
+    pub fn vms(&self) -> Vec<Arc<Vm>> {
+        self.vms.lock().clone()
+    }
+
+    /// Stop `vm` (first call wins), report it, release its RAM and its memory (stage 2
+    /// included), and tell the caller to drop its vCPU.
+    ///
+    /// # Locks
+    /// Call with no lock held (takes the VM's `state`, each device's state, `parked`, the run
+    /// queue, each alone, then the engine's map lock through `Map::remove`).
+    pub fn stop_vm(&self, vm: &Arc<Vm>, why: Stop) -> Next {
+        if !vm.stop(why.clone()) {
+            return Next::Drop;
+        }
+        let cx = Ctx { hyp: self, vm: &**vm, vcpu: VcpuId { vm: vm.number, index: 0 } };
+        for (_, d) in vm.bus.iter() {
+            d.stop(&cx);
+        }
+        report::vm_stopped(vm, &why);
+        let status = match &why {
+            Stop::Exited(s) => StopStatus::Exited(*s),
+            Stop::Crashed(_) => StopStatus::Crashed,
+        };
+        self.trace.vm_stopped(vm.number, status);
+        // Powered-off vCPUs hold an `Arc<Vm>` inside `vm.parked` (a cycle), and queued or
+        // sleeping ones would run only to be dropped: drop them all now.
+        drop(core::mem::take(&mut *vm.parked.lock()));
+        let queued = self.queue.lock().take_vm(vm.number);
+        drop(queued);
+        // Give the VM's pages back to the pool for the VMs still running. A vCPU of this VM still
+        // in a guest elsewhere re-faults at worst, and is dropped at that exit.
+        if let Some(memory) = vm.memory() {
+            if let Err(e) = memory.remove(Ipa(RAM_BASE), Ipa(RAM_BASE + vm.ram_bytes)) {
+                log::warn!("vm{}: cannot release its RAM: {e:?}", vm.number);
+            }
+        }
+        // Then the memory itself: its stage-2 tables, root and VMID go when the last vCPU holding
+        // it is dropped (at once unless one is still in a guest elsewhere). TLB maintenance
+        // never walks it (it loads the empty root, `hyp::vttbr`).
+        vm.release_memory();
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        Next::Drop
+    }
+
+    /// No VM is live.
+    pub fn all_stopped(&self) -> bool {
+        self.live.load(Ordering::Acquire) == 0
+    }
+
+    /// Print the report, flush the trace, and exit QEMU (once).
+    pub fn finish(&self) {
+        if self.finished.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::info!("virt: {} of {} pool pages free at exit", self.uvm.free_pages(), self.uvm.total_pages());
+        let vms = self.vms();
+        for vm in &vms {
+            let dropped = vm.dropped_lines();
+            if dropped != 0 {
+                log::warn!("vm{}: {dropped} console lines dropped (over the console budget)", vm.number);
+            }
+        }
+        let failed = report::table(&vms);
+        self.trace.finish();
+        semihosting::exit(if failed == 0 { 0 } else { 1 });
+    }
+}
+
+impl HypView for Hyp {
+    fn now(&self) -> u64 {
+        timer::now()
+    }
+}

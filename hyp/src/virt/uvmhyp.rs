@@ -1,0 +1,90 @@
+//! The UVMHYP vendor hypervisor calls (SMCCC owner 6; README, "Hypercall ABI"): exit, print a
+//! guest buffer, read a counter, yield, describe the VM, clone it (`clone.rs`).
+
+use alloc::format;
+
+use super::device::VmView;
+use super::guestmem::GuestRange;
+use super::machine::Vcpu;
+use super::next::Next;
+use super::callret::{answer, set_ret};
+use super::clone;
+use super::state::Hyp;
+use hyp::calls::{Uvmhyp, SUCCESS};
+use hyp::stop::{Cause, Stop};
+use smccc::psci::error::INVALID_PARAMETERS;
+use vm::fault::FaultError;
+
+/// Longest UVMHYP_PRINT.
+const PRINT_MAX: u64 = 1024;
+
+/// UVMHYP_COUNTER ids → uvmexp counter names.
+const COUNTERS: &[&str] =
+    &["faults", "flt_anon", "flt_acow", "flt_obj", "flt_prcopy", "flt_przero", "fltnamap", "fltnomap"];
+
+/// INVALID_PARAMETERS as an x0 value.
+const INVALID: i64 = INVALID_PARAMETERS as i64;
+
+pub fn handle(h: &Hyp, v: &mut Vcpu, call: Uvmhyp) -> Next {
+    match call {
+        Uvmhyp::Exit { status } => {
+            let vm = v.vm.clone();
+            h.stop_vm(&vm, Stop::Exited(status))
+        }
+        Uvmhyp::Print { ipa, len } => print(h, v, ipa, len),
+        Uvmhyp::Counter { id } => {
+            let r = counter(v, id);
+            answer(v, r)
+        }
+        Uvmhyp::Yield => {
+            set_ret(v, SUCCESS);
+            Next::Yield
+        }
+        Uvmhyp::Clone { count } => clone::handle(h, v, count),
+        Uvmhyp::Info => {
+            v.regs.x[0] = u64::from(v.vm.number);
+            v.regs.x[1] = u64::from(v.index);
+            v.regs.x[2] = v.vm.ram_bytes;
+            v.regs.x[3] = v.vm.image_bytes;
+            Next::Resume
+        }
+    }
+}
+
+/// UVMHYP_PRINT of `len` bytes at IPA `ipa`.
+///
+/// A page the engine reports busy (`Restart`: another vCPU is faulting it) makes the HVC
+/// re-execute, like any refault: ELR is moved back onto the HVC/SMC and the vCPU yields. Pages
+/// faulted in here are traced as reads ([`GuestRange::read`]).
+fn print(h: &Hyp, v: &mut Vcpu, ipa: u64, len: u64) -> Next {
+    if len == 0 {
+        v.vm.print_line(&[]);
+        return answer(v, SUCCESS);
+    }
+    let Some(range) = GuestRange::check(v.map(), ipa, len, PRINT_MAX) else {
+        return answer(v, INVALID);
+    };
+    match range.read(&h.trace, v) {
+        Ok(bytes) => {
+            v.vm.print_line(&bytes);
+            answer(v, SUCCESS)
+        }
+        Err(FaultError::Restart) => {
+            v.regs.elr_el2 = v.regs.elr_el2.wrapping_sub(4);
+            Next::Yield
+        }
+        Err(FaultError::NoMapping | FaultError::Protection) => answer(v, INVALID),
+        Err(e @ (FaultError::NoMemory | FaultError::Io | FaultError::NoBacking)) => {
+            let vm = v.vm.clone();
+            h.stop_vm(&vm, Stop::crash(Cause::of_fault(e), format!("UVMHYP_PRINT at IPA {ipa:#x}: fault failed: {e:?}")))
+        }
+    }
+}
+
+/// UVMHYP_COUNTER: one of this VM's uvmexp counters.
+fn counter(v: &Vcpu, id: u64) -> i64 {
+    let Some(name) = usize::try_from(id).ok().and_then(|i| COUNTERS.get(i)) else {
+        return INVALID;
+    };
+    v.map().stats().snapshot().fields().find(|(n, _)| n == name).map_or(INVALID, |(_, x)| x as i64)
+}
