@@ -21,6 +21,8 @@ use vm::trace::{decode, Accounting, Entry, Kind, Outcome, Trace, Version, HEADER
 
 /// How often a plain progress line is printed when stdout is not a terminal.
 pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
+/// The window of the faults/s on a terminal.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// How often the trace file is looked at (and the terminal's line redrawn).
 pub const POLL: Duration = Duration::from_millis(250);
 
@@ -245,8 +247,11 @@ impl Live {
         }
         self.last_poll = now;
         self.tail.poll();
+        // The trace grows in 64 KiB bursts: a rate over one second is mostly 0 or a burst. Over
+        // RATE_WINDOW on a terminal, over the interval between plain lines otherwise.
+        let window = if self.bar.is_some() { RATE_WINDOW } else { PLAIN_EVERY };
         let since = now.duration_since(self.rate_at.1);
-        if since >= Duration::from_secs(1) {
+        if since >= window {
             self.rate = (self.tail.faults - self.rate_at.0) as f64 / since.as_secs_f64();
             self.rate_at = (self.tail.faults, now);
         }
