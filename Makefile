@@ -6,10 +6,11 @@
 #   make lint                clippy with warnings as errors, host and aarch64
 #   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
 #   make soak                the engine's model test at 1,000,000 operations, the interleaving explorer at 200,000 schedules a scenario
-#   make bench               QEMU fault-cost scenario (-icount) + criterion benches of the engine
+#   make bench               QEMU fault-cost scenarios (-icount), Linux boot under uvmhyp vs direct, criterion benches
 #   make build               build only
 #   make linux-artifacts     Linux guest: Debian 12 arm64 kernel + busybox into target/linux, our initramfs
 #   make linux-direct        boot those directly under QEMU (no hypervisor): checks and baseline numbers
+#   make linux [VMS=N]       N Linux VMs (default 2, 2 vCPUs and 256 MiB each) under uvmhyp
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
@@ -19,7 +20,7 @@ TARGET   := aarch64-unknown-none
 TOOLS    := target/release/tools
 SCENARIO ?= default
 
-.PHONY: run test lint debug build setup soak bench list linux-artifacts linux-direct
+.PHONY: run test lint debug build setup soak bench list linux-artifacts linux-direct linux
 
 # Host packages and the pinned Rust toolchain (rust-toolchain.toml: version, target, components).
 setup:
@@ -84,9 +85,10 @@ soak: setup
 # Benchmarks, each beside its baseline measured in the same run: the QEMU `bench` scenario
 # (instructions per page under -icount: fault vs memset/copy), the same without tracing
 # (`bench-notrace`: the difference is the trace's cost per fault), then the engine's criterion benches.
-bench: build
+bench: build linux-artifacts
 	$(TOOLS) run bench
 	$(TOOLS) run bench-notrace
+	guest/linux/bench.sh $(LINUX)
 	cargo bench -p vm --bench fault -- --warm-up-time 1 --measurement-time 3
 
 # Linux guests (issue 8). The kernel and busybox come from Debian 12's arm64 packages (cached in
@@ -108,3 +110,10 @@ $(LINUX)/initramfs.cpio.gz: $(LINUX)/busybox guest/linux/mkinitramfs.sh guest/li
 # linux_image (the host example hyp/examples/guest_dtb.rs).
 linux-direct: setup linux-artifacts
 	guest/linux/check-direct.sh $(LINUX)
+
+# VMS Debian Linux VMs (2 vCPUs, 256 MiB, the 64 MiB workload each) at once under uvmhyp on
+# -smp 4: the `linux` scenario's VMs, VMS of them (default 2).
+VMS ?= 2
+linux: build linux-artifacts
+	guest/linux/scenario.sh $(VMS) > $(LINUX)/linux-$(VMS).toml
+	$(TOOLS) run $(LINUX)/linux-$(VMS).toml

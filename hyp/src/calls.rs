@@ -4,17 +4,25 @@
 //! SMC Calling Convention (Arm DEN0028, "Function Identifiers"): w0 bit 31 = fast call, bit 30 =
 //! SMC64, bits 29:24 = owner, bits 15:0 = function number. Calls are dispatched by owner range:
 //! - owner 0, Arm architecture: SMCCC_VERSION (1.1) and SMCCC_ARCH_FEATURES;
-//! - owner 4, standard secure services: PSCI 1.0 (`smccc::psci` ids and error codes);
+//! - owner 4, standard secure services: PSCI 1.1 (`smccc::psci` ids and error codes);
 //! - owner 6, vendor hypervisor services: the UVMHYP calls (README, "Hypercall ABI");
 //! - anything else: NOT_SUPPORTED (-1) in x0, as SMCCC requires of an unknown function.
 
 use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_VERSION};
-use smccc::psci::{PSCI_CPU_OFF, PSCI_CPU_ON_64, PSCI_FEATURES, PSCI_SYSTEM_OFF, PSCI_VERSION};
+use smccc::psci::{
+    PSCI_AFFINITY_INFO_32, PSCI_AFFINITY_INFO_64, PSCI_CPU_OFF, PSCI_CPU_ON_64, PSCI_CPU_SUSPEND_32, PSCI_CPU_SUSPEND_64,
+    PSCI_FEATURES, PSCI_MIGRATE_INFO_TYPE, PSCI_SYSTEM_OFF, PSCI_SYSTEM_RESET, PSCI_VERSION,
+};
 
 /// SMCCC_VERSION's answer: 1.1 (SMCCC_ARCH_FEATURES exists).
 pub const SMCCC_1_1: i64 = 0x0001_0001;
-/// PSCI_VERSION's answer: 1.0.
-pub const PSCI_1_0: i64 = 0x0001_0000;
+/// PSCI_VERSION's answer: 1.1.
+pub const PSCI_1_1: i64 = 0x0001_0001;
+/// MIGRATE_INFO_TYPE's answer: no Trusted OS that would need migrating (PSCI, 5.7).
+pub const MIGRATE_NONE: i64 = 2;
+/// AFFINITY_INFO's answers (PSCI, 5.6).
+pub const AFFINITY_ON: i64 = 0;
+pub const AFFINITY_OFF: i64 = 1;
 /// SMCCC's "unknown function" / PSCI's NOT_SUPPORTED.
 pub const NOT_SUPPORTED: i64 = smccc::psci::error::NOT_SUPPORTED as i64;
 pub const SUCCESS: i64 = smccc::psci::error::SUCCESS as i64;
@@ -31,7 +39,20 @@ pub mod uvmhyp {
 
 /// Functions PSCI_FEATURES reports as implemented. SMCCC_VERSION is among them: that is how a
 /// caller learns SMCCC 1.1 is there (DEN0028, "SMCCC_VERSION": discovered through PSCI_FEATURES).
-const PSCI_IMPLEMENTED: &[u32] = &[PSCI_VERSION, PSCI_CPU_OFF, PSCI_CPU_ON_64, PSCI_SYSTEM_OFF, PSCI_FEATURES, SMCCC_VERSION];
+const PSCI_IMPLEMENTED: &[u32] = &[
+    PSCI_VERSION,
+    PSCI_CPU_SUSPEND_32,
+    PSCI_CPU_SUSPEND_64,
+    PSCI_CPU_OFF,
+    PSCI_CPU_ON_64,
+    PSCI_AFFINITY_INFO_32,
+    PSCI_AFFINITY_INFO_64,
+    PSCI_MIGRATE_INFO_TYPE,
+    PSCI_SYSTEM_OFF,
+    PSCI_SYSTEM_RESET,
+    PSCI_FEATURES,
+    SMCCC_VERSION,
+];
 /// Functions SMCCC_ARCH_FEATURES reports as implemented (none of the Spectre workarounds: the
 /// hypervisor has no firmware mitigation to offer, and saying NOT_SUPPORTED is the honest answer).
 const ARCH_IMPLEMENTED: &[u32] = &[SMCCC_VERSION, SMCCC_ARCH_FEATURES];
@@ -52,9 +73,14 @@ pub enum Call {
 pub enum Psci {
     Version,
     Features(u32),
+    /// Power state ignored: every state is a WFI here (no state is lost).
+    CpuSuspend,
     CpuOn { mpidr: u64, entry: u64, context: u64 },
     CpuOff,
+    AffinityInfo { mpidr: u64, lowest_level: u64 },
+    MigrateInfoType,
     SystemOff,
+    SystemReset,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,8 +120,14 @@ pub fn decode(x: [u64; 4]) -> Call {
             PSCI_VERSION => Call::Psci(Psci::Version),
             PSCI_FEATURES => Call::Psci(Psci::Features(x[1] as u32)),
             PSCI_CPU_ON_64 => Call::Psci(Psci::CpuOn { mpidr: x[1], entry: x[2], context: x[3] }),
+            PSCI_CPU_SUSPEND_32 | PSCI_CPU_SUSPEND_64 => Call::Psci(Psci::CpuSuspend),
             PSCI_CPU_OFF => Call::Psci(Psci::CpuOff),
+            PSCI_AFFINITY_INFO_64 => Call::Psci(Psci::AffinityInfo { mpidr: x[1], lowest_level: x[2] }),
+            // The 32-bit call's arguments are w1, w2.
+            PSCI_AFFINITY_INFO_32 => Call::Psci(Psci::AffinityInfo { mpidr: x[1] & 0xffff_ffff, lowest_level: x[2] & 0xffff_ffff }),
+            PSCI_MIGRATE_INFO_TYPE => Call::Psci(Psci::MigrateInfoType),
             PSCI_SYSTEM_OFF => Call::Psci(Psci::SystemOff),
+            PSCI_SYSTEM_RESET => Call::Psci(Psci::SystemReset),
             _ => Call::Unknown(fid),
         },
         OWNER_VENDOR_HYP => match fid {
@@ -154,17 +186,17 @@ pub const ALREADY_ON: i64 = smccc::psci::error::ALREADY_ON as i64;
 const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
 const MPIDR_AFF0: u64 = 0xff;
 
+/// The vCPU index an MPIDR names (Aff0; higher affinity levels 0), if the VM has it.
+pub fn vcpu_of(mpidr: u64, nr_vcpus: u16) -> Option<u16> {
+    let index = (mpidr & MPIDR_AFF0) as u16;
+    (mpidr & MPIDR_AFFINITY & !MPIDR_AFF0 == 0 && index < nr_vcpus).then_some(index)
+}
+
 /// The vCPU index CPU_ON names, if its entry point may be used. A vCPU's MPIDR is its index in
 /// Aff0 (`VMPIDR_EL2`), so higher affinity levels must be 0; `entry` is an allegation: 4-byte
 /// aligned and inside guest RAM (`in_ram`), or the target would crash the VM on its first fetch.
 pub fn check_cpu_on(mpidr: u64, entry: u64, nr_vcpus: u16, in_ram: impl Fn(u64) -> bool) -> Result<u16, CpuOnError> {
-    if mpidr & MPIDR_AFFINITY & !MPIDR_AFF0 != 0 {
-        return Err(CpuOnError::NoSuchCpu);
-    }
-    let index = (mpidr & MPIDR_AFF0) as u16;
-    if index >= nr_vcpus {
-        return Err(CpuOnError::NoSuchCpu);
-    }
+    let index = vcpu_of(mpidr, nr_vcpus).ok_or(CpuOnError::NoSuchCpu)?;
     if !entry.is_multiple_of(4) || !in_ram(entry) {
         return Err(CpuOnError::BadEntry);
     }
@@ -185,6 +217,10 @@ mod tests {
         assert_eq!(call(SMCCC_ARCH_FEATURES, 0x8000_8000, 0, 0), Call::ArchFeatures(0x8000_8000));
         assert_eq!(call(PSCI_CPU_ON_64, 1, 0x4000_0000, 7), Call::Psci(Psci::CpuOn { mpidr: 1, entry: 0x4000_0000, context: 7 }));
         assert_eq!(call(PSCI_SYSTEM_OFF, 0, 0, 0), Call::Psci(Psci::SystemOff));
+        assert_eq!(call(PSCI_SYSTEM_RESET, 0, 0, 0), Call::Psci(Psci::SystemReset));
+        assert_eq!(call(PSCI_CPU_SUSPEND_64, 0, 0x4000_0000, 0), Call::Psci(Psci::CpuSuspend));
+        assert_eq!(call(PSCI_AFFINITY_INFO_32, 0xffff_ffff_0000_0001, 0, 0), Call::Psci(Psci::AffinityInfo { mpidr: 1, lowest_level: 0 }));
+        assert_eq!(call(PSCI_MIGRATE_INFO_TYPE, 0, 0, 0), Call::Psci(Psci::MigrateInfoType));
         assert_eq!(call(uvmhyp::PRINT, 0x4000_1000, 12, 0), Call::Uvmhyp(Uvmhyp::Print { ipa: 0x4000_1000, len: 12 }));
         assert_eq!(call(uvmhyp::EXIT, 0x1_0000_0003, 0, 0), Call::Uvmhyp(Uvmhyp::Exit { status: 3 }));
         assert_eq!(call(uvmhyp::CLONE, 8, 0, 0), Call::Uvmhyp(Uvmhyp::Clone { count: 8 }));
@@ -197,7 +233,7 @@ mod tests {
 
     #[test]
     fn unknown_functions_of_every_owner_are_unknown() {
-        for fid in [0x8000_8000, 0x8400_0009, 0xC400_0003 ^ 0x4000_0000, 0xC600_0006, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
+        for fid in [0x8000_8000, 0x8400_0012, 0xC400_0003 ^ 0x4000_0000, 0xC600_0006, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
             assert_eq!(call(fid, 0, 0, 0), Call::Unknown(fid), "{fid:#x}");
         }
     }
@@ -206,7 +242,8 @@ mod tests {
     fn features_answer_what_is_implemented() {
         assert_eq!(psci_features(PSCI_CPU_ON_64), SUCCESS);
         assert_eq!(psci_features(SMCCC_VERSION), SUCCESS);
-        assert_eq!(psci_features(0x8400_0009), NOT_SUPPORTED);
+        assert_eq!(psci_features(PSCI_SYSTEM_RESET), SUCCESS);
+        assert_eq!(psci_features(0x8400_0012), NOT_SUPPORTED, "SYSTEM_RESET2");
         assert_eq!(arch_features(SMCCC_ARCH_FEATURES), SUCCESS);
         assert_eq!(arch_features(0x8000_8000), NOT_SUPPORTED);
     }
@@ -223,6 +260,7 @@ mod tests {
         assert_eq!(check_cpu_on(1, 0x4000_0002, 4, ram), Err(CpuOnError::BadEntry));
         assert_eq!(check_cpu_on(1, 0x4400_0000, 4, ram), Err(CpuOnError::BadEntry));
         assert_eq!(CpuOnError::NoSuchCpu.code(), -2);
+        assert_eq!((vcpu_of(3, 4), vcpu_of(4, 4), vcpu_of(0x100, 4)), (Some(3), None, None));
         assert_eq!(CpuOnError::BadEntry.code(), -9);
     }
 }

@@ -37,6 +37,7 @@ pub mod linux_image;
 pub mod loader;
 pub mod mmio;
 pub mod platform;
+pub mod ptimer;
 pub mod runq;
 pub mod stop;
 pub mod text;

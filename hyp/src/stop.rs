@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! uvmhyp: vm<N> (<name>) exited <status>
+//! uvmhyp: vm<N> (<name>) reset
 //! uvmhyp: vm<N> (<name>) crashed [<who>]: <what happened>
 //! ```
+//!
+//! A guest's PSCI SYSTEM_RESET stops it as `reset` (it is not restarted: a run is a fixed set of
+//! experiments, and a rebooting guest would never end one).
 //!
 //! `<who>` says whose fault it is: `guest-fault` (the guest did something no machine survives:
 //! an exception it cannot take, every vCPU off), `guest-call` (a hypercall or PSCI call the
@@ -21,6 +25,8 @@ use vm::fault::FaultError;
 pub enum Stop {
     /// UVMHYP_EXIT with this status, or PSCI SYSTEM_OFF (status 0).
     Exited(u32),
+    /// PSCI SYSTEM_RESET.
+    Reset,
     /// The hypervisor stopped it.
     Crashed(Crash),
 }
@@ -87,6 +93,9 @@ impl Stop {
         if let Some(status) = text.strip_prefix("exited ") {
             return status.parse().ok().map(Stop::Exited);
         }
+        if text == "reset" {
+            return Some(Stop::Reset);
+        }
         let rest = text.strip_prefix("crashed [")?;
         let (word, what) = rest.split_once("]: ")?;
         Some(Stop::crash(Cause::from_word(word)?, what))
@@ -97,6 +106,7 @@ impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stop::Exited(s) => write!(f, "exited {s}"),
+            Stop::Reset => write!(f, "reset"),
             Stop::Crashed(c) => write!(f, "crashed [{}]: {}", c.cause.word(), c.what),
         }
     }
@@ -109,7 +119,7 @@ mod tests {
 
     #[test]
     fn every_stop_parses_back_from_its_line() {
-        let stops = [Stop::Exited(0), Stop::Exited(224), Stop::Exited(u32::MAX)]
+        let stops = [Stop::Exited(0), Stop::Exited(224), Stop::Exited(u32::MAX), Stop::Reset]
             .into_iter()
             .chain(Cause::ALL.into_iter().map(|c| Stop::crash(c, "data abort at 0x1000: [x]: y")));
         for s in stops {
@@ -119,7 +129,7 @@ mod tests {
 
     #[test]
     fn lines_of_other_forms_do_not_parse() {
-        for t in ["exited", "exited -1", "crashed: old form", "crashed [nobody]: x", "crashed [guest-fault] x", ""] {
+        for t in ["exited", "exited -1", "reset now", "crashed: old form", "crashed [nobody]: x", "crashed [guest-fault] x", ""] {
             assert_eq!(Stop::parse(t), None, "{t:?}");
         }
     }

@@ -21,6 +21,8 @@ pub enum Expect {
     Exit(u32),
     /// `uvmhyp: vmN (name) crashed [who]: ...` (any `hyp::stop::Cause`).
     Crash,
+    /// `uvmhyp: vmN (name) reset` (PSCI SYSTEM_RESET).
+    Reset,
 }
 
 /// What a VM runs.
@@ -236,7 +238,7 @@ pub(crate) mod tests {
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "default", "fork", "hostile", "image", "linux", "max", "multi", "poll", "preempt", "smp", "touch"]
+            ["badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "default", "fork", "hostile", "image", "linux-crash", "linux", "max", "multi", "poll", "preempt", "smp", "touch"]
         );
         for s in &all {
             assert!(!s.vms.is_empty(), "{}", s.name);

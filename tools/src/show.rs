@@ -105,6 +105,7 @@ fn events(t: &Trace) -> Result<(), Closed> {
             EventKind::VmStart => "start".to_string(),
             EventKind::VmStop(StopStatus::Exited(s)) => format!("exited {s}"),
             EventKind::VmStop(StopStatus::Crashed) => "crashed".to_string(),
+            EventKind::VmStop(StopStatus::Reset) => "reset".to_string(),
             EventKind::Clone { from } => format!("cloned from vm{from}"),
             EventKind::DedupPass { merged } => format!("dedup pass, {merged} pages merged"),
             EventKind::PageOut { ipa } => format!("page-out {ipa}"),

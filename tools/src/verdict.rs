@@ -43,6 +43,7 @@ pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
             }
             (Some((_, _, Stop::Exited(st))), Expect::Exit(want)) if *st == want => {}
             (Some((_, _, Stop::Crashed(_))), Expect::Crash) => {}
+            (Some((_, _, Stop::Reset)), Expect::Reset) => {}
             (Some((_, _, got)), want) => f.push(format!("vm{id} ({}): {got:?}, expected {want:?}", spec.name)),
         }
     }

@@ -69,7 +69,7 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | kind 3 |
-//! | 1 | event: 1 VM start, 2 VM exited, 3 VM crashed; reserved for the sharing and swap issues: 4 clone, 5 dedup pass, 6 page-out, 7 page-in |
+//! | 1 | event: 1 VM start, 2 VM exited, 3 VM crashed, 4 cloned from VM `arg`, 8 VM reset; reserved for the sharing and swap issues: 5 dedup pass, 6 page-out, 7 page-in |
 //! | 2..4 | `vm` id |
 //! | 4 | `cpu` |
 //! | 5..8 | reserved |
@@ -252,6 +252,8 @@ pub enum StopStatus {
     Exited(u32),
     /// The hypervisor stopped it (the console says why).
     Crashed,
+    /// It asked for a reset (PSCI SYSTEM_RESET) and was stopped.
+    Reset,
 }
 
 /// What happened to a VM.
@@ -261,7 +263,7 @@ pub enum EventKind {
     VmStart,
     /// It stopped.
     VmStop(StopStatus),
-    /// Reserved: it was cloned from VM `from`.
+    /// It was cloned from VM `from` (UVMHYP_CLONE), after its start event.
     Clone { from: u16 },
     /// Reserved: a dedup pass merged `merged` pages.
     DedupPass { merged: u64 },
@@ -482,6 +484,7 @@ impl EventKind {
             EventKind::DedupPass { merged } => (5, merged),
             EventKind::PageOut { ipa } => (6, ipa.0),
             EventKind::PageIn { ipa } => (7, ipa.0),
+            EventKind::VmStop(StopStatus::Reset) => (8, 0),
         }
     }
 }

@@ -18,7 +18,7 @@
 //! | CNTV_CVAL_EL0, CNTV_CTL_EL0 | switched | [`El1Sysregs`]; CNTVOFF_EL2 per VM (`hcr.rs`) |
 //! | ICC_PMR/BPR0/BPR1/IGRPEN0/IGRPEN1/CTLR_EL1 (→ ICH_VMCR_EL2), ICC_AP0R*/AP1R*_EL1 and acknowledge/EOI (→ ICH_AP0R*/AP1R*_EL2) | switched | [`GicCpuIf`]: HCR_EL2.IMO/FMO send these to the virtual CPU interface |
 //! | ICH_HCR_EL2, ICH_LR*_EL2 | not guest-writable | the hypervisor injects no virtual interrupt through the GIC yet; when it does they join [`GicCpuIf`] |
-//! | CNTP_CTL/CVAL/TVAL_EL0 | trapped | CNTHCTL_EL2.EL1PCEN = 0 (undefined instruction) |
+//! | CNTP_CTL/CVAL/TVAL_EL0 | trapped, emulated | CNTHCTL_EL2.EL1PCEN = 0; per-vCPU state in `hyp::ptimer`, switched with the vCPU |
 //! | ACTLR_EL1 | trapped | HCR_EL2.TACR, RAZ/WI |
 //! | MDSCR_EL1, DBGB*/DBGW*, OSLAR/OSDLR, DBGCLAIM | trapped | MDCR_EL2.TDA/TDOSA/TDRA, RAZ/WI |
 //! | PMU (PMCR_EL0, PMCNTEN*, PMEV*, PMUSERENR_EL0, …) | trapped | MDCR_EL2.TPM/TPMCR, RAZ/WI |

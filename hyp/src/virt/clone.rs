@@ -93,6 +93,7 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     let gic = parent.gic.as_ref().map(|g| g.lock().clone());
     let vm = Vm::new(number, shape, memory.clone(), bus, gic);
     h.trace.vm_started(number, &memory);
+    h.trace.vm_cloned(number, parent.number);
     {
         let mut parked = vm.parked.lock();
         for idx in 0..parent.nr_vcpus {
@@ -102,6 +103,7 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     let mut c = Vcpu::new(vm.clone(), memory, v.index);
     c.regs = v.regs.clone();
     c.el1 = el1.clone();
+    c.ptimer = v.ptimer;
     c.regs.x[0] = 0;
     c.regs.x[1] = k;
     vm.online.store(1, Ordering::Release);

@@ -42,6 +42,11 @@ pub enum Reply {
     Wake(u64, Vec<VcpuId>),
 }
 
+/// The vCPUs of VM `vm` that a vGIC notification names (bit i = vCPU i).
+pub fn wake_ids(vm: u16, n: hyp::vgic::Notify) -> Vec<VcpuId> {
+    (0..64u16).filter(|i| n.0 >> i & 1 != 0).map(|index| VcpuId { vm, index }).collect()
+}
+
 /// The VM as a device sees it.
 pub trait VmView {
     /// Run-unique VM number (`vm<N>` in output).

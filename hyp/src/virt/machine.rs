@@ -33,6 +33,7 @@ use hyp::bus::Bus;
 use hyp::exception::pstate;
 use hyp::inject::LoopDetector;
 use hyp::platform::{MAX_VCPUS, RAM_BASE};
+use hyp::ptimer::PhysTimer;
 use hyp::vgic::Vgic;
 use hyp::runq::{Queued, VcpuId};
 use hyp::stop::Stop;
@@ -267,6 +268,8 @@ pub struct Vcpu {
     pub slice_end: u64,
     /// List registers `vgic::load` filled for this entry.
     pub lrs_loaded: usize,
+    /// Its EL1 physical timer (emulated: `hyp::ptimer`).
+    pub ptimer: PhysTimer,
 }
 
 impl Queued for Box<Vcpu> {
@@ -278,7 +281,7 @@ impl Queued for Box<Vcpu> {
 impl Vcpu {
     /// A powered-off vCPU in its reset state.
     pub fn new(vm: Arc<Vm>, memory: Arc<Memory>, index: u16) -> Box<Vcpu> {
-        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new(), exit_time: 0, slice_end: 0, lrs_loaded: 0 })
+        Box::new(Vcpu { vm, memory, index, regs: GuestRegs::zeroed(), el1: El1Sysregs::reset(), inject_loop: LoopDetector::new(), exit_time: 0, slice_end: 0, lrs_loaded: 0, ptimer: PhysTimer::default() })
     }
 
     /// The VM's map.
@@ -308,5 +311,6 @@ impl Vcpu {
         self.regs.spsr_el2 = pstate::MODE_EL1H | pstate::DAIF;
         self.el1 = El1Sysregs::reset();
         self.inject_loop = LoopDetector::new();
+        self.ptimer = PhysTimer::default();
     }
 }

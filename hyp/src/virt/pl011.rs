@@ -1,6 +1,12 @@
-//! A PL011 UART per VM, transmit side only (ARM DDI 0183 "PrimeCell UART (PL011)", 3.2 register
+//! A PL011 UART per VM, transmit side (ARM DDI 0183 "PrimeCell UART (PL011)", 3.2 register
 //! summary). Bytes written to UARTDR collect in the device's line buffer and come out as
-//! `[vm<N>] text` lines; UARTFR always says "transmit FIFO empty, receive FIFO empty".
+//! `[vm<N>] text` lines; UARTFR always says "transmit FIFO empty, receive FIFO empty" (the
+//! host takes every byte at once; there is no input yet).
+//!
+//! Interrupts, as QEMU's model raises them (Linux's `amba-pl011` sends its tty output by them):
+//! each UARTDR write sets the transmit interrupt's raw status (the FIFO drained), UARTICR clears
+//! raw bits, UARTIMSC masks; the line to the VM's vGIC (SPI [`PL011_SPI`]) is high while
+//! UARTMIS = RIS & IMSC is not zero.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -8,7 +14,8 @@ use spin::Mutex;
 use tock_registers::register_bitfields;
 use tock_registers::LocalRegisterCopy;
 
-use super::device::{Access, Ctx, Device, Reply};
+use super::device::{wake_ids, Access, Ctx, Device, Reply};
+use hyp::platform::PL011_SPI;
 
 register_bitfields![u32,
     /// UARTFR, the flag register (offset 0x018).
@@ -17,6 +24,11 @@ register_bitfields![u32,
         RXFE OFFSET(4) NUMBITS(1) [],
         /// Transmit FIFO empty.
         TXFE OFFSET(7) NUMBITS(1) [],
+    ],
+    /// UARTIMSC/UARTRIS/UARTMIS/UARTICR: one bit per interrupt.
+    UARTINT [
+        /// Transmit.
+        TX OFFSET(5) NUMBITS(1) [],
     ]
 ];
 
@@ -24,7 +36,14 @@ register_bitfields![u32,
 const UARTDR: u64 = 0x000;
 /// Flag register.
 const UARTFR_OFFSET: u64 = 0x018;
-/// Registers accepted and ignored (baud rate, line control, control, interrupt mask/clear, …).
+/// Interrupt mask set/clear, raw and masked status, clear.
+const UARTIMSC: u64 = 0x038;
+const UARTRIS: u64 = 0x03c;
+const UARTMIS: u64 = 0x040;
+const UARTICR: u64 = 0x044;
+/// The interrupt bits this model implements (UARTINT::TX).
+const INT_BITS: u32 = 1 << 5;
+/// Registers accepted and ignored (baud rate, line control, control, DMA).
 const IGNORED: &[u64] = &[
     0x004, // UARTRSR/UARTECR
     0x024, // UARTIBRD
@@ -32,10 +51,6 @@ const IGNORED: &[u64] = &[
     0x02c, // UARTLCR_H
     0x030, // UARTCR
     0x034, // UARTIFLS
-    0x038, // UARTIMSC
-    0x03c, // UARTRIS
-    0x040, // UARTMIS
-    0x044, // UARTICR
     0x048, // UARTDMACR
 ];
 /// UARTPeriphID0..3, UARTPCellID0..3 (0xfe0..0xffc): a PL011 r1p5, as QEMU's.
@@ -44,10 +59,24 @@ const ID_VALUES: [u64; 8] = [0x11, 0x10, 0x14, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 /// A line longer than this is emitted in pieces.
 const MAX_LINE: usize = 1024;
 
-/// One VM's UART: its partial output line.
+/// One VM's UART: its partial output line and interrupt state.
 #[derive(Default)]
 pub struct Pl011 {
     line: Mutex<Vec<u8>>,
+    irq: Mutex<Irq>,
+}
+
+/// Raw interrupt status and mask (UARTINT bits).
+#[derive(Clone, Copy, Default)]
+struct Irq {
+    raw: u32,
+    mask: u32,
+}
+
+impl Irq {
+    fn line(self) -> bool {
+        self.raw & self.mask != 0
+    }
 }
 
 impl Pl011 {
@@ -58,13 +87,37 @@ impl Pl011 {
         u64::from(fr.get())
     }
 
-    fn read(offset: u64) -> Option<u64> {
+    fn read(&self, offset: u64) -> Option<u64> {
+        let irq = *self.irq.lock();
         match offset {
             UARTFR_OFFSET => Some(Self::flags()),
+            UARTIMSC => Some(u64::from(irq.mask)),
+            UARTRIS => Some(u64::from(irq.raw)),
+            UARTMIS => Some(u64::from(irq.raw & irq.mask)),
             UARTDR => Some(0),
             o if IGNORED.contains(&o) => Some(0),
             o if (ID_BASE..ID_BASE + 32).contains(&o) && o % 4 == 0 => ID_VALUES.get(((o - ID_BASE) / 4) as usize).copied(),
             _ => None,
+        }
+    }
+
+    /// Change the interrupt state and drive the line into the VM's vGIC (if it has one): the
+    /// vCPU the SPI goes to is woken or kicked when it rises.
+    ///
+    /// # Locks
+    /// Takes the interrupt state, then (after dropping it) the VM's `gic`, each alone.
+    fn set_irq(&self, cx: &Ctx<'_>, change: impl FnOnce(&mut Irq)) -> Reply {
+        let line = {
+            let mut irq = self.irq.lock();
+            change(&mut irq);
+            irq.line()
+        };
+        let Some(gic) = cx.vm.gic() else { return Reply::Value(0) };
+        let n = gic.lock().set_level(0, 32 + PL011_SPI, line);
+        if n.0 == 0 {
+            Reply::Value(0)
+        } else {
+            Reply::Wake(0, wake_ids(cx.vm.number(), n))
         }
     }
 
@@ -94,21 +147,24 @@ impl Device for Pl011 {
     }
 
     fn access(&self, cx: &Ctx<'_>, a: Access) -> Reply {
-        match a.write {
-            None => Self::read(a.offset).map_or(Reply::Unknown, Reply::Value),
-            Some(v) if a.offset == UARTDR => {
+        let change: fn(&mut Irq, u32) = match (a.write, a.offset) {
+            (None, o) => return self.read(o).map_or(Reply::Unknown, Reply::Value),
+            (Some(v), UARTDR) => {
                 self.put_byte(cx, v as u8);
-                Reply::Value(0)
+                |irq, _| irq.raw |= INT_BITS
             }
-            Some(_) if IGNORED.contains(&a.offset) => Reply::Value(0),
-            Some(_) => Reply::Unknown,
-        }
+            (Some(_), UARTIMSC) => |irq, v| irq.mask = v & INT_BITS,
+            (Some(_), UARTICR) => |irq, v| irq.raw &= !v,
+            (Some(_), o) if IGNORED.contains(&o) => return Reply::Value(0),
+            (Some(_), _) => return Reply::Unknown,
+        };
+        self.set_irq(cx, |irq| change(irq, a.write.unwrap_or(0) as u32))
     }
 
     /// # Locks
     /// Takes the line lock alone, for the copy.
     fn fork(&self) -> Box<dyn Device> {
-        Box::new(Pl011 { line: Mutex::new(self.line.lock().clone()) })
+        Box::new(Pl011 { line: Mutex::new(self.line.lock().clone()), irq: Mutex::new(*self.irq.lock()) })
     }
 
     /// # Locks

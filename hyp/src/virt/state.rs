@@ -106,6 +106,7 @@ impl Hyp {
         let status = match &why {
             Stop::Exited(s) => StopStatus::Exited(*s),
             Stop::Crashed(_) => StopStatus::Crashed,
+            Stop::Reset => StopStatus::Reset,
         };
         self.trace.vm_stopped(vm.number, status);
         // Powered-off vCPUs hold an `Arc<Vm>` inside `vm.parked` (a cycle), and queued or

@@ -234,6 +234,17 @@ impl Trace {
         }
     }
 
+    /// Trace that VM `vm` (started just before) is a clone of VM `from`.
+    ///
+    /// # Locks
+    /// Takes this CPU's buffer alone.
+    pub fn vm_cloned(&self, vm: u16, from: u16) {
+        if self.is_on() {
+            let me = cpu::index();
+            self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::Clone { from } }.words());
+        }
+    }
+
     /// Trace that VM `vm` stopped (`Hyp::stop_vm`, before its RAM is released): its last
     /// accounting record and the stop event; it is not sampled any more.
     ///

@@ -19,24 +19,19 @@
 use alloc::vec::Vec;
 use spin::Mutex;
 
-use super::device::{Access, Ctx, Device, Reply};
+use super::device::{wake_ids, Access, Ctx, Device, Reply};
 use super::machine::Vcpu;
 use crate::arch::{ich, vcpu};
 use hyp::platform::GICR_STRIDE;
-use hyp::runq::VcpuId;
+use hyp::ptimer;
 use hyp::vgic::{self, Lr, Notify, Vgic};
-
-/// The vCPUs of `vm` that `n` names.
-pub fn ids(vm: u16, n: Notify) -> Vec<VcpuId> {
-    (0..64u16).filter(|i| n.0 >> i & 1 != 0).map(|index| VcpuId { vm, index }).collect()
-}
 
 /// A register access's reply, waking whoever it made an interrupt deliverable to.
 fn reply(cx: &Ctx<'_>, (a, n): (vgic::Access, Notify)) -> Reply {
     match a {
         vgic::Access::Unknown => Reply::Unknown,
         vgic::Access::Value(v) if n.0 == 0 => Reply::Value(v),
-        vgic::Access::Value(v) => Reply::Wake(v, ids(cx.vm.number(), n)),
+        vgic::Access::Value(v) => Reply::Wake(v, wake_ids(cx.vm.number(), n)),
     }
 }
 
@@ -81,19 +76,22 @@ impl Device for Redistributors {
     }
 }
 
-/// Before entering the guest on vCPU `v`: the timer's line, the list registers, the virtual CPU
-/// interface. Returns the physical counter value at which the virtual timer fires, if it is
-/// armed and its interrupt is not already pending or active.
+/// Before entering the guest on vCPU `v`: the timers' lines (virtual: PPI 27 from the live
+/// registers; physical: PPI 30 from the emulated one), the list registers, the virtual CPU
+/// interface. Returns the physical counter value at which the next of its timers fires, if one
+/// is armed and not already firing.
 ///
 /// # Locks
 /// Takes `gic` alone.
 pub fn load(gic: &Mutex<Vgic>, v: &mut Vcpu) -> Option<u64> {
     let cpu = usize::from(v.index);
     let timer = vcpu::live_vtimer();
+    let now = crate::arch::timer::now();
     let nr = ich::nr_lrs();
     let (lrs, more) = {
         let mut g = gic.lock();
         g.set_level(cpu, vgic::VTIMER_INTID, timer.firing);
+        g.set_level(cpu, ptimer::INTID, v.ptimer.firing(now));
         g.fill_lrs(cpu, nr)
     };
     for i in 0..nr {
@@ -101,7 +99,8 @@ pub fn load(gic: &Mutex<Vgic>, v: &mut Vcpu) -> Option<u64> {
     }
     ich::write_hcr(ich::HCR_EN | if more { ich::HCR_UIE } else { 0 });
     v.lrs_loaded = lrs.len();
-    (!timer.firing).then_some(timer.deadline).flatten()
+    let vtimer = (!timer.firing).then_some(timer.deadline).flatten();
+    [vtimer, v.ptimer.deadline(now)].into_iter().flatten().min()
 }
 
 /// After an exit of vCPU `v`: fold its list registers back into the state.

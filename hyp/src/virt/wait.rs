@@ -21,11 +21,18 @@ pub fn handle(v: &mut Vcpu, syn: &Syndrome) -> Next {
     if hyp::esr::is_wfe(syn.iss) {
         return Next::Yield;
     }
+    until_interrupt(v)
+}
+
+/// Wait as WFI does (PSCI CPU_SUSPEND too): resume at once if an interrupt is deliverable, else
+/// sleep until the virtual timer's deadline (at most [`MAX_SLEEP_US`]) or a wake-up.
+pub fn until_interrupt(v: &mut Vcpu) -> Next {
     if v.vm.gic.as_ref().is_some_and(|g| g.lock().has_deliverable(usize::from(v.index))) {
         return Next::Resume;
     }
     let now = timer::now();
-    let until = vcpu::live_vtimer().deadline.unwrap_or(u64::MAX).min(now + timer::us_to_ticks(MAX_SLEEP_US));
+    let timers = [vcpu::live_vtimer().deadline, v.ptimer.deadline(now)].into_iter().flatten().min();
+    let until = timers.unwrap_or(u64::MAX).min(now + timer::us_to_ticks(MAX_SLEEP_US));
     if until <= now {
         Next::Yield
     } else {

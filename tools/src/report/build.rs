@@ -254,6 +254,7 @@ fn events(l: &Loaded, c: &Clock, n: usize, bucket: &dyn Fn(f64) -> usize) -> Vec
             EventKind::VmStart => ("VM start", 1),
             EventKind::VmStop(StopStatus::Exited(_)) => ("VM exit", 1),
             EventKind::VmStop(StopStatus::Crashed) => ("VM crash", 1),
+            EventKind::VmStop(StopStatus::Reset) => ("VM reset", 1),
             EventKind::Clone { .. } => ("clone", 1),
             EventKind::DedupPass { merged } => {
                 by_kind.entry("pages merged").or_insert_with(|| vec![0; n])[bucket(c.seconds(ev.time))] += merged;

@@ -194,9 +194,10 @@ impl Fields<'_> {
                     5 => EventKind::DedupPass { merged: arg },
                     6 => EventKind::PageOut { ipa },
                     7 => EventKind::PageIn { ipa },
+                    8 => EventKind::VmStop(StopStatus::Reset),
                     _ => return Err(self.bad("event")),
                 };
-                if matches!(what, EventKind::VmStart | EventKind::VmStop(StopStatus::Crashed)) && arg != 0 {
+                if matches!(what, EventKind::VmStart | EventKind::VmStop(StopStatus::Crashed | StopStatus::Reset)) && arg != 0 {
                     return Err(self.bad("reserved"));
                 }
                 Entry::Event(Event { time: self.u64(8), cpu: b[4], vm: self.u16(2), what })

@@ -40,6 +40,7 @@ fn one_of_each() -> Vec<Entry> {
         Entry::Mmio(MmioCount { time: 9, cpu: 3, vm: 2, base: Ipa(0x0900_0000), offset: 0x18, direction: Direction::Read, count: 123_456 }),
         Entry::Mmio(MmioCount { time: 9, cpu: 3, vm: 2, base: Ipa(0x0900_0000), offset: 0, direction: Direction::Write, count: 1 }),
         Entry::Capped(Capped { time: 10, cpu: 1, unwritten: 2048, cap: 256 << 20 }),
+        ev(EventKind::VmStop(StopStatus::Reset)),
     ]
 }
 
@@ -158,7 +159,7 @@ fn a_bad_field_is_named_with_its_record() {
     assert_eq!(poked(0, 3, 0x7f), bad("outcome"));
     assert_eq!(poked(0, 6, 1), bad("refault reason"));
     assert_eq!(poked(4, 39, 1), bad("reserved"));
-    assert_eq!(poked(5, 1, 8), bad("event"));
+    assert_eq!(poked(5, 1, 9), bad("event"));
     assert_eq!(poked(5, 1, 0), bad("event"));
     assert_eq!(poked(5, 6, 1), bad("reserved"));
     assert_eq!(poked(5, 16, 1), bad("reserved"), "a VM start has no argument");
@@ -223,6 +224,7 @@ fn any_entry() -> impl Strategy<Value = Entry> {
         Just(EventKind::VmStart),
         any::<u32>().prop_map(|s| EventKind::VmStop(StopStatus::Exited(s))),
         Just(EventKind::VmStop(StopStatus::Crashed)),
+        Just(EventKind::VmStop(StopStatus::Reset)),
         any::<u16>().prop_map(|from| EventKind::Clone { from }),
         any::<u64>().prop_map(|merged| EventKind::DedupPass { merged }),
         any::<u64>().prop_map(|a| EventKind::PageOut { ipa: Ipa(a) }),
