@@ -501,7 +501,7 @@ mod tests {
         let mut files = Files(vec![("/run/hyp.scenario", vms.clone().into_bytes()), ("/nested", b"scenario=/x".to_vec())], Vec::new());
         let line = expand("hyp trace=/t scenario=/run/hyp.scenario pool=64", &mut files, u64::MAX).unwrap();
         let sc = parse(&line).unwrap();
-        assert_eq!((sc.vms.len(), sc.trace_path.as_str(), sc.pool_limit), (200, "/t", Some(64 * MIB)));
+        assert_eq!((sc.vms.len(), sc.trace_path.as_deref(), sc.pool_limit), (200, Some("/t"), Some(64 * MIB)));
         assert!(vms.len() > 4096, "longer than an -append would take");
         assert!(matches!(expand("scenario=/nested", &mut files, u64::MAX), Err(ConfigError::File { .. })));
         assert!(matches!(expand("scenario=/run/hyp.scenario scenario=/run/hyp.scenario", &mut files, u64::MAX), Err(ConfigError::File { .. })));

@@ -4,6 +4,8 @@
 //! tools run [FILE|NAME]       run one scenario (default: `default`), streaming the console
 //! tools test [FILE|NAME...]   run scenarios (all of scenarios/ by default), judge each, print a summary
 //! tools trace FILE [-n N]     decode a trace: per-VM case counts and the first N records
+//! tools report TRACE|RUN_DIR  Markdown, JSON, CSV and SVG plots of one run's trace
+//! tools compare A B           two runs' headline numbers side by side, with the ratio B/A
 //! tools debug [FILE|NAME]     QEMU halted with a gdb stub on :1234; prints the gdb command
 //! tools list                  the scenarios
 //! ```
@@ -16,8 +18,11 @@
 #[macro_use]
 mod out;
 mod checks;
+mod compare;
 mod console;
+mod live;
 mod qemu;
+mod report;
 mod runs;
 mod scenario_file;
 mod scenarios;
@@ -36,7 +41,7 @@ use std::time::{Duration, Instant};
 ///
 /// Scenarios are the TOML files of scenarios/ (see scenarios/README.md); a NAME is one of them,
 /// a FILE (a path with a `/` or ending in .toml) any other. Exit status: 0 ok, 1 a scenario failed,
-/// 2 bad usage or a bad scenario file, 3 QEMU or a binary missing, 4 a run timed out,
+/// 2 bad usage or a bad scenario, trace or report file, 3 QEMU or a binary missing, 4 a run timed out,
 /// 101 the hypervisor panicked, 141 standard output was closed.
 #[derive(Parser)]
 #[command(name = "tools")]
@@ -66,6 +71,28 @@ enum Command {
         /// How many records to print
         #[arg(short = 'n', default_value_t = 20)]
         records: usize,
+    },
+    /// Report on one run: faults by case, by VM and over time, latency, memory, MMIO; writes
+    /// report.md, report.json, CSV and SVG plots into the run folder (or beside the trace) and
+    /// prints the Markdown
+    Report {
+        /// A run folder (target/uvmhyp/runs/latest: the last run) or a trace file
+        #[arg(value_name = "TRACE|RUN_DIR")]
+        input: PathBuf,
+        /// Write the files here instead
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Also write every record as records.csv
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Two runs' headline numbers side by side (faults by case, frames saved, time to converge,
+    /// page-ins, p99 latency) with the ratio B/A
+    Compare {
+        /// A run folder, report.json or trace file
+        a: PathBuf,
+        /// A run folder, report.json or trace file
+        b: PathBuf,
     },
     /// List the scenarios of scenarios/ with what each proves
     List,
@@ -135,6 +162,8 @@ fn main() -> ExitCode {
         Command::Run { scenario } => cmd_run(&root, &scenario),
         Command::Test { scenarios } => cmd_test(&root, &scenarios),
         Command::Trace { file, records } => cmd_trace(&file, records),
+        Command::Report { input, out, csv } => cmd_report(&input, out.as_deref(), csv),
+        Command::Compare { a, b } => cmd_compare(&a, &b),
         Command::List => cmd_list(&root),
         Command::Debug { scenario } => cmd_debug(&root, &scenario),
     };
@@ -186,10 +215,11 @@ impl Judged {
 }
 
 /// Run and judge `s`; `Err(CannotRun)` when it could not run at all (a binary missing, QEMU not started).
-fn run_judged(root: &Path, s: &Scenario, echo: bool) -> Result<Judged, Error> {
+fn run_judged(root: &Path, s: &Scenario, echo: live::Echo) -> Result<Judged, Error> {
     qemu::check_binaries(root, s).map_err(Error::CannotRun)?;
     let run = runs::RunDir::create(root, s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
-    let out = qemu::run(root, s, &run, echo, Duration::from_secs(s.timeout_s)).map_err(|e| match e {
+    let mut live = live::Live::new(root, s, &run, echo).map_err(|e| Error::CannotRun(format!("{}: {e}", run.path())))?;
+    let out = qemu::run(root, s, &run, &mut live, Duration::from_secs(s.timeout_s)).map_err(|e| match e {
         qemu::RunError::Io(e) => Error::CannotRun(format!("{}: {e}", qemu::QEMU)),
         qemu::RunError::Closed => Error::Closed,
     })?;
@@ -202,14 +232,14 @@ fn run_judged(root: &Path, s: &Scenario, echo: bool) -> Result<Judged, Error> {
 /// agrees (for `default`: every guest exited 0) and its console and trace checks hold.
 fn cmd_run(root: &Path, arg: &str) -> Result<Status, Error> {
     let s = scenarios::find(root, arg)?;
-    let j = run_judged(root, &s, true)?;
+    let j = run_judged(root, &s, live::Echo::Console)?;
     if let Ok(t) = j.trace.clone().and_then(|bytes| checks::decode(&bytes)) {
         out!()?;
         show::case_table(&checks::faults(&t))?;
     }
     out!()?;
     out!(
-        "scenario {}: {} in {:.1}s (QEMU status {}); trace, console log, QEMU command and scenario in {}/",
+        "scenario {}: {} in {:.1}s (QEMU status {}); trace, console and VM logs, QEMU command and scenario in {}/",
         s.name,
         if j.failures.is_empty() { "ok" } else { "FAILED" },
         j.out.elapsed.as_secs_f64(),
@@ -234,7 +264,7 @@ fn cmd_test(root: &Path, names: &[String]) -> Result<Status, Error> {
     let mut failed = Vec::new();
     let mut worst = Status::Ok;
     for s in &list {
-        let status = match run_judged(root, s, false) {
+        let status = match run_judged(root, s, live::Echo::Quiet) {
             Ok(j) if j.failures.is_empty() => {
                 out!("test {} ... ok ({:.1}s)", s.name, j.out.elapsed.as_secs_f64())?;
                 j.status()
@@ -292,6 +322,28 @@ fn cmd_trace(file: &Path, head: usize) -> Result<Status, Error> {
     let bytes = std::fs::read(file).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
     let t = checks::decode(&bytes).map_err(|e| Error::Usage(format!("{shown}: {e}")))?;
     show::trace(&shown, &t, head)?;
+    Ok(Status::Ok)
+}
+
+/// `report TRACE|RUN_DIR [--out DIR] [--csv]`.
+fn cmd_report(input: &Path, out: Option<&Path>, csv: bool) -> Result<Status, Error> {
+    let markdown = report::make(input, out, csv).map_err(|e| match e {
+        report::ReportError::Load(e) => Error::Usage(e.to_string()),
+        e @ report::ReportError::Write { .. } => Error::CannotRun(e.to_string()),
+    })?;
+    for line in markdown.lines() {
+        out!("{line}")?;
+    }
+    Ok(Status::Ok)
+}
+
+/// `compare A B`.
+fn cmd_compare(a: &Path, b: &Path) -> Result<Status, Error> {
+    let read = |p: &Path| compare::read(p).map_err(|e| Error::Usage(e.to_string()));
+    let (a, b) = (read(a)?, read(b)?);
+    for line in compare::table(&a, &b) {
+        out!("{line}")?;
+    }
     Ok(Status::Ok)
 }
 

@@ -1,6 +1,7 @@
 //! Building the QEMU command line (README, "The QEMU line") and running it with a timeout.
 
 use crate::console::Console;
+use crate::live::Live;
 use crate::out::Closed;
 use crate::runs::RunDir;
 use crate::scenarios::{Image, Machine, Scenario, VmSpec};
@@ -198,14 +199,12 @@ impl From<std::io::Error> for RunError {
 }
 
 /// Run a scenario in QEMU from `root` with its outputs in `run`: writes the command to `qemu.cmd`,
-/// streams lines to stdout when `echo`, kills QEMU after `timeout` (or when stdout closes), and
-/// writes the console log.
-pub fn run(root: &Path, s: &Scenario, run: &RunDir, echo: bool, timeout: Duration) -> Result<Outcome, RunError> {
+/// shows the run through `live` (console lines, per-VM logs, progress), kills QEMU after
+/// `timeout` (or when stdout closes), and writes the console log.
+pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Duration) -> Result<Outcome, RunError> {
     let args = qemu_args(&append(s, &run.trace()), false, &s.machine);
     std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", command_line(&args)))?;
-    if echo {
-        out!("$ {}", command_line(&args)).map_err(|Closed| RunError::Closed)?;
-    }
+    live.command(&format!("$ {}", command_line(&args))).map_err(|Closed| RunError::Closed)?;
     let start = Instant::now();
     let mut child = Command::new(QEMU)
         .args(&args)
@@ -229,26 +228,31 @@ pub fn run(root: &Path, s: &Scenario, run: &RunDir, echo: bool, timeout: Duratio
             let _ = child.kill();
             break;
         }
-        match rx.recv_timeout(deadline - now) {
+        let shown = match rx.recv_timeout((deadline - now).min(crate::live::POLL)) {
             Ok(line) => {
-                if echo && out!("{line}").is_err() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(RunError::Closed);
-                }
+                let shown = live.line(&line);
                 console.feed(&line);
                 lines.push(line);
+                shown
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(()),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if shown.and_then(|()| live.tick_due()).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RunError::Closed);
         }
     }
     let status = child.wait()?;
     // Lines still queued after a kill.
     for line in rx.try_iter() {
+        // The reader may be gone; the lines still go to the logs and the verdict.
+        let _ = live.line(&line);
         console.feed(&line);
         lines.push(line);
     }
+    live.finish();
     let elapsed = start.elapsed();
     let mut log = std::fs::File::create(root.join(run.console_log()))?;
     writeln!(log, "$ {}", command_line(&args))?;

@@ -1,6 +1,7 @@
 //! Run folders: each run gets `target/uvmhyp/runs/<scenario>-<UTC time>/` holding everything needed
 //! to look at it again or repeat it: the scenario file as used (`scenario.toml`), the exact QEMU
-//! command (`qemu.cmd`), the console log (`console.log`) and the trace (`uvmhyp.trace`).
+//! command (`qemu.cmd`), the console log (`console.log`), each VM's own log (`vm-<name>.log`) and
+//! the trace (`uvmhyp.trace`).
 //! `target/uvmhyp/runs/latest` links to the newest one. Nothing is overwritten; old runs stay until
 //! someone removes them.
 
@@ -13,6 +14,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const RUNS: &str = "target/uvmhyp/runs";
 /// The link to the newest run, in [`RUNS`].
 pub const LATEST: &str = "latest";
+/// The files of a run folder.
+pub const TRACE: &str = "uvmhyp.trace";
+pub const CONSOLE_LOG: &str = "console.log";
+pub const QEMU_CMD: &str = "qemu.cmd";
+pub const SCENARIO: &str = "scenario.toml";
 
 /// One run's folder, by its path relative to the root (QEMU runs in the root: the trace path the
 /// hypervisor gets through semihosting is resolved there).
@@ -56,19 +62,24 @@ impl RunDir {
     }
 
     pub fn trace(&self) -> String {
-        format!("{}/uvmhyp.trace", self.0)
+        format!("{}/{TRACE}", self.0)
     }
 
     pub fn console_log(&self) -> String {
-        format!("{}/console.log", self.0)
+        format!("{}/{CONSOLE_LOG}", self.0)
     }
 
     pub fn qemu_cmd(&self) -> String {
-        format!("{}/qemu.cmd", self.0)
+        format!("{}/{QEMU_CMD}", self.0)
+    }
+
+    /// What VM `name` printed (its guest lines and its stop line).
+    pub fn vm_log(&self, name: &str) -> String {
+        format!("{}/vm-{name}.log", self.0)
     }
 
     pub fn scenario_file(&self) -> String {
-        format!("{}/scenario.toml", self.0)
+        format!("{}/{SCENARIO}", self.0)
     }
 }
 

@@ -1,5 +1,6 @@
-//! The `tools` binary end to end, without QEMU: `list`, `trace` on a synthetic file, `--help`,
-//! usage errors and their exit statuses, bad scenario files, a closed stdout.
+//! The `tools` binary end to end, without QEMU: `list`, `trace` on a synthetic file, `report` and
+//! `compare` on the recorded trace of `tests/data/`, `--help`, usage errors and their exit
+//! statuses, bad scenario files, a closed stdout.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -96,14 +97,14 @@ fn unknown_scenario_and_no_command_are_errors() {
 
 #[test]
 fn help_exits_0_on_every_command() {
-    for args in [&["--help"][..], &["run", "--help"], &["test", "--help"], &["trace", "--help"], &["list", "--help"], &["debug", "--help"], &["help"]] {
+    for args in [&["--help"][..], &["run", "--help"], &["test", "--help"], &["trace", "--help"], &["list", "--help"], &["debug", "--help"], &["report", "--help"], &["compare", "--help"], &["help"]] {
         let out = tools().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains("Usage: tools"), "{args:?}: {text}");
     }
     let top = String::from_utf8(tools().arg("--help").output().unwrap().stdout).unwrap();
-    for command in ["run", "test", "trace", "list", "debug"] {
+    for command in ["run", "test", "trace", "report", "compare", "list", "debug"] {
         assert!(top.lines().any(|l| l.trim_start().starts_with(command)), "{command} missing from:\n{top}");
     }
     assert!(top.contains("101"), "exit statuses in --help: {top}");
@@ -111,7 +112,7 @@ fn help_exits_0_on_every_command() {
 
 #[test]
 fn unknown_arguments_and_commands_exit_2() {
-    for args in [&["list", "extra"][..], &["list", "--bogus"], &["trace"], &["trace", "f", "-n", "many"], &["frobnicate"], &["run", "a", "b"], &["--bogus"]] {
+    for args in [&["list", "extra"][..], &["list", "--bogus"], &["trace"], &["trace", "f", "-n", "many"], &["frobnicate"], &["run", "a", "b"], &["--bogus"], &["report"], &["report", "a", "b"], &["report", "a", "--svg"], &["compare", "a"], &["compare", "a", "b", "c"]] {
         let out = tools().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
@@ -142,7 +143,15 @@ fn a_closed_stdout_ends_quietly() {
     let dir = temp_dir("pipe");
     let path = dir.join("t.trace");
     std::fs::write(&path, trace_bytes(200_000)).unwrap();
-    for args in [vec!["trace".into(), path.display().to_string(), "-n".into(), "200000".into()], vec!["list".into()], vec!["--help".into()]] {
+    let recorded = data("report-v1.trace").display().to_string();
+    let out = dir.join("out").display().to_string();
+    for args in [
+        vec!["trace".into(), path.display().to_string(), "-n".into(), "200000".into()],
+        vec!["report".into(), recorded.clone(), "--out".into(), out],
+        vec!["compare".into(), recorded.clone(), recorded],
+        vec!["list".into()],
+        vec!["--help".into()],
+    ] {
         let mut child = tools().args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         // Close the read end before the tool writes: its first write gets EPIPE.
         drop(child.stdout.take());
@@ -150,10 +159,95 @@ fn a_closed_stdout_ends_quietly() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
         assert!(matches!(out.status.code(), Some(0 | 141)), "{args:?}: {:?} {err}", out.status);
-        if args[0] == "trace" {
-            assert_eq!(out.status.code(), Some(141), "trace must stop at the closed pipe");
+        if ["trace", "report", "compare"].contains(&args[0].as_str()) {
+            assert_eq!(out.status.code(), Some(141), "{} must stop at the closed pipe", args[0]);
             assert!(err.is_empty(), "{err}");
         }
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file of `tests/data/`.
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+#[test]
+fn report_prints_the_markdown_and_writes_its_files() {
+    let dir = temp_dir("report");
+    let out = tools().arg("report").arg(data("report-v1.trace")).arg("--out").arg(&dir).arg("--csv").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# Fault report\n"), "{text}");
+    assert!(text.contains("| `Restart` | 0 | 265 | 0 | 265 |"), "{text}");
+    assert_eq!(std::fs::read_to_string(dir.join("report.md")).unwrap(), text);
+    let files = format!("In `{}/`: `faults.svg`, `cases.svg`, `faults.csv`, `records.csv`, `report.json`, `report.md`.", dir.display());
+    assert!(text.ends_with(&format!("## Files\n\n{files}\n")), "{text}");
+    for f in ["faults.svg", "cases.svg", "faults.csv", "records.csv", "report.json"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn report_and_compare_refuse_bad_input_with_2() {
+    let dir = temp_dir("bad-report");
+    let garbage = dir.join("garbage.trace");
+    std::fs::write(&garbage, b"UVMHYPTR but nothing else").unwrap();
+    let not_json = dir.join("report.json");
+    std::fs::write(&not_json, "{\"report_version\": 1}").unwrap();
+    let missing = dir.join("missing");
+    let recorded = data("report-v1.trace");
+    let cases: [(&[&std::ffi::OsStr], &str); 5] = [
+        (&["report".as_ref(), garbage.as_os_str()], "bad trace"),
+        (&["report".as_ref(), missing.as_os_str()], "No such file"),
+        (&["report".as_ref(), dir.as_os_str()], "not a run folder"),
+        (&["compare".as_ref(), not_json.as_os_str(), recorded.as_os_str()], "not a report.json"),
+        (&["compare".as_ref(), recorded.as_os_str(), garbage.as_os_str()], "bad trace"),
+    ];
+    for (args, why) in cases {
+        let out = tools().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("tools: ") && err.contains(why), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn compare_puts_two_reports_side_by_side() {
+    let dir = temp_dir("compare");
+    let a = dir.join("a");
+    assert!(tools().arg("report").arg(data("report-v1.trace")).arg("--out").arg(&a).output().unwrap().status.success());
+    // B: the same faults without the last 209 zero-fills, written as v2 (time 0: no timing).
+    let bytes = std::fs::read(data("report-v1.trace")).unwrap();
+    let faults: Vec<Record> = vm::trace::decode(&bytes).unwrap().faults().copied().collect();
+    let zero_fills = faults.iter().filter(|r| r.case == Some(FaultCase::Zero2B)).count();
+    let mut kept = Vec::new();
+    let mut seen = 0;
+    for r in &faults {
+        if r.case == Some(FaultCase::Zero2B) {
+            seen += 1;
+            if seen > zero_fills - 209 {
+                continue;
+            }
+        }
+        kept.push(Entry::Fault(*r));
+    }
+    let b = dir.join("b.trace");
+    std::fs::write(&b, encode(62_500_000, &kept)).unwrap();
+    let out = tools().arg("compare").arg(a.join("report.json")).arg(&b).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = |name: &str| text.lines().find(|l| l.starts_with(name)).map(|l| l[name.len()..].split_whitespace().collect::<Vec<_>>());
+    assert_eq!(row("records"), Some(vec!["1505", "1296", "0.86"]), "{text}");
+    assert_eq!(row("case 2B-zero"), Some(vec!["1209", "1000", "0.83"]), "{text}");
+    assert_eq!(row("case Restart"), Some(vec!["265", "265", "1.00"]), "{text}");
+    assert_eq!(row("case 2A"), Some(vec!["17", "17", "1.00"]), "{text}");
+    assert_eq!(row("frames saved"), Some(vec!["–", "–", "–"]), "{text}");
+    // A folder with a report.json compares as that report.
+    let again = tools().arg("compare").arg(&a).arg(&b).output().unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -61,7 +61,7 @@ static HYP: Once<Hyp> = Once::new();
 /// `cpu_main`.
 pub fn start(config: Config, pool: Range<Pa>) {
     let h: &'static Hyp = HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
-    h.uvm.set_waker(alloc::sync::Arc::new(parking::Parking(h)));
+    h.uvm.set_waker(alloc::sync::Arc::new(parking::Parking { waiters: &h.waiters, queue: &h.queue }));
 }
 
 /// Every physical CPU, after boot: run vCPUs until the end of the run. Installs the EL2 vectors

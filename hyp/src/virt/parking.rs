@@ -15,8 +15,10 @@
 use alloc::vec::Vec;
 use spin::Mutex;
 
-use super::state::Hyp;
-use hyp::runq::VcpuId;
+use alloc::boxed::Box;
+
+use super::machine::Vcpu;
+use hyp::runq::{RunQueue, VcpuId};
 use vm::page::PageWaker;
 use vm::Pa;
 
@@ -53,14 +55,17 @@ impl Waiters {
     }
 }
 
-/// The engine's page waker: the hypervisor, once built.
-pub struct Parking(pub &'static Hyp);
+/// The engine's page waker: the hypervisor's waiter list and run queue, once built.
+pub struct Parking {
+    pub waiters: &'static Waiters,
+    pub queue: &'static Mutex<RunQueue<Box<Vcpu>>>,
+}
 
 impl PageWaker for Parking {
     fn unbusied(&self, page: Pa) {
-        let ids = self.0.waiters.take(page);
+        let ids = self.waiters.take(page);
         if !ids.is_empty() {
-            let mut q = self.0.queue.lock();
+            let mut q = self.queue.lock();
             for id in ids {
                 q.wake(id);
             }
