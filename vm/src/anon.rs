@@ -46,6 +46,25 @@ pub struct AnonState {
     pub page: Option<PageIdx>,
     /// The swap copy, if any.
     pub swslot: SwapSlot,
+    /// Of the `an_ref` references, how many a dedup merge added and still stand: the frames
+    /// dedup saves through this anon (see `dedup.rs`). Kept at most `an_ref - 1` as references
+    /// go ([`AnonState::clamp_merged`]).
+    pub merged: u32,
+}
+
+impl AnonState {
+    /// `an_ref` was just lowered: keep `merged <= an_ref - 1`. True when that ended a saving of
+    /// dedup (a merged copy-on-write reference went, so one frame is no longer saved); the
+    /// caller counts it in `dedup_unmerged`.
+    ///
+    /// # Locks
+    /// Entry and exit: the anon is locked (`self`); takes nothing.
+    pub(crate) fn clamp_merged(&mut self) -> bool {
+        let most = self.an_ref.saturating_sub(1);
+        let ended = self.merged > most;
+        self.merged = self.merged.min(most);
+        ended
+    }
 }
 
 /// One anonymous page.
@@ -65,6 +84,7 @@ impl Anon {
                 an_ref: 1,
                 page: None,
                 swslot: SwapSlot::None,
+                merged: 0,
             }),
         })
     }
@@ -89,6 +109,7 @@ impl Anon {
                     an_ref: 1,
                     page: busy.as_ref().map(Busy::page),
                     swslot: SwapSlot::None,
+                    merged: 0,
                 }),
             }
         });
@@ -118,11 +139,16 @@ pub(crate) fn anon_unref(uvm: &Uvm, anon: &Arc<Anon>) {
 /// [`anon_unref`] for a caller that holds the anon's lock (and needs it held around the drop, so
 /// that the page it saw cannot be paged out and its frame reused meanwhile).
 ///
+/// A reference a dedup merge added ends here too (counted in the engine's `dedup_unmerged`).
+///
 /// # Locks
 /// Entry and exit: the anon is locked (and the AMAP that held the reference, as for
 /// [`anon_unref`]). Takes what [`anon_free_locked`] takes.
 pub(crate) fn anon_unref_locked(uvm: &Uvm, st: &mut AnonState) {
     st.an_ref = st.an_ref.saturating_sub(1);
+    if st.clamp_merged() {
+        crate::stats::Stats::bump(&uvm.own_stats().dedup_unmerged);
+    }
     if st.an_ref == 0 {
         anon_free_locked(uvm, st);
     }
