@@ -1,5 +1,6 @@
 //! Dedup: merges happen only between identical pages, a merged page is copied on write, freed
-//! duplicates never show their old bytes, and wired, BUSY and loaned pages stay out.
+//! duplicates never show their old bytes (nor the new owner's to their old VMs), and wired, BUSY
+//! and loaned pages stay out.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -174,6 +175,8 @@ fn a_freed_duplicate_never_shows_its_bytes_to_another_vm() {
         let data = contents(&c, page(i));
         assert!(data.iter().all(|&x| x == 0), "page {i} of C shows old bytes");
         reused += usize::from(freed.contains(&c.mapped_page(page(i)).unwrap().0));
+        // And C's own bytes must not reach A or B (through a stale mapping of a freed frame).
+        fill(&c, page(i), 0xdd);
     }
     assert!(reused > 0, "C got at least one freed duplicate");
     for i in 0..4 {
