@@ -61,8 +61,12 @@ fn setup(twins: bool) -> (Env, Arc<Map>, Arc<Map>, Dedup) {
     let maps: Vec<Arc<Map>> = (1..=2u16)
         .map(|v| {
             let m = Map::new(&e.uvm, Vmid(v)).unwrap();
-            m.insert(EntrySpec::anon(ipa(0), ipa(PAIRS), Prot::READ | Prot::WRITE))
-                .unwrap();
+            m.insert(EntrySpec::anon(
+                ipa(0),
+                ipa(PAIRS),
+                Prot::READ | Prot::WRITE,
+            ))
+            .unwrap();
             m
         })
         .collect();
@@ -126,7 +130,9 @@ fn merge(c: &mut Criterion) {
 
 fn scan(c: &mut Criterion) {
     let mut g = c.benchmark_group("dedup_scan");
-    g.bench_function("per_page", |b| b.iter_custom(|iters| per_page(iters, false)));
+    g.bench_function("per_page", |b| {
+        b.iter_custom(|iters| per_page(iters, false))
+    });
     g.finish();
 }
 

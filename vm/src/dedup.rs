@@ -253,7 +253,11 @@ impl Dedup {
     /// Takes DEDUP (waits for a running scan call).
     pub fn enable_map(&self, map: &Arc<Map>) {
         let mut s = self.state.lock();
-        if !s.maps.iter().any(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(map))) {
+        if !s
+            .maps
+            .iter()
+            .any(|w| core::ptr::eq(w.as_ptr(), Arc::as_ptr(map)))
+        {
             s.maps.push(Arc::downgrade(map));
         }
     }
@@ -571,9 +575,9 @@ impl Dedup {
         }
         let zero = ask_zero && is_zero(uvm.mem().as_ref(), uvm.pa(kpg));
         let replaced = st.add(slot, keep.clone());
-        debug_assert!(replaced.as_ref().is_some_and(|o| o
+        debug_assert!(replaced
             .as_ref()
-            .is_some_and(|o| Arc::ptr_eq(o, &f.anon))));
+            .is_some_and(|o| o.as_ref().is_some_and(|o| Arc::ptr_eq(o, &f.anon))));
         k.an_ref = k.an_ref.saturating_add(1);
         k.merged = k.merged.saturating_add(1);
         // The duplicate's only reference goes: its BUSY page is RELEASED to us, and giving the

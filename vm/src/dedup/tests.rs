@@ -75,7 +75,11 @@ fn identical_pages_merge_and_a_write_stays_private() {
     passes(&d, 3);
     assert!(same_anon(&a, &b, page(0)), "identical pages share one anon");
     assert!(!same_anon(&a, &b, page(1)), "different pages do not");
-    assert_eq!(e.uvm.free_pages(), free + 1, "the duplicate's frame was freed");
+    assert_eq!(
+        e.uvm.free_pages(),
+        free + 1,
+        "the duplicate's frame was freed"
+    );
     let anon = a.anon_at(page(0)).unwrap();
     let (an_ref, merged) = {
         let st = anon.lock();
@@ -87,7 +91,10 @@ fn identical_pages_merge_and_a_write_stays_private() {
         assert_eq!(contents(m, page(0)), vec![0x5a; PAGE]);
         let (pg, p) = m.mapped_page(page(0)).unwrap();
         assert_eq!(Some(pg), anon.lock().page);
-        assert!(!p.contains(Prot::WRITE), "a merged page is mapped read-only");
+        assert!(
+            !p.contains(Prot::WRITE),
+            "a merged page is mapped read-only"
+        );
     }
     let usage = d.usage();
     assert_eq!(usage.len(), 2);
@@ -102,7 +109,11 @@ fn identical_pages_merge_and_a_write_stays_private() {
     want[..8].fill(0x77);
     assert_eq!(contents(&a, page(0)), want);
     assert_eq!(contents(&b, page(0)), vec![0x5a; PAGE]);
-    assert_eq!(e.uvm.stats().dedup_saved(), 0, "the saving ended with the copy");
+    assert_eq!(
+        e.uvm.stats().dedup_saved(),
+        0,
+        "the saving ended with the copy"
+    );
     assert_eq!(contents(&a, page(1)), vec![0x11; PAGE]);
     assert_eq!(contents(&b, page(1)), vec![0x22; PAGE]);
 }
@@ -161,7 +172,9 @@ fn a_freed_duplicate_never_shows_its_bytes_to_another_vm() {
         .collect();
     passes(&d, 3);
     assert_eq!(e.uvm.stats().dedup_merged, 4);
-    let kept: Vec<PageIdx> = (0..4).map(|i| a.anon_at(page(i)).unwrap().lock().page.unwrap()).collect();
+    let kept: Vec<PageIdx> = (0..4)
+        .map(|i| a.anon_at(page(i)).unwrap().lock().page.unwrap())
+        .collect();
     let freed: Vec<PageIdx> = before.into_iter().filter(|p| !kept.contains(p)).collect();
     assert_eq!(freed.len(), 4);
 
@@ -173,7 +186,10 @@ fn a_freed_duplicate_never_shows_its_bytes_to_another_vm() {
     let mut reused = 0;
     for i in 0..n {
         let data = contents(&c, page(i));
-        assert!(data.iter().all(|&x| x == 0), "page {i} of C shows old bytes");
+        assert!(
+            data.iter().all(|&x| x == 0),
+            "page {i} of C shows old bytes"
+        );
         reused += usize::from(freed.contains(&c.mapped_page(page(i)).unwrap().0));
         // And C's own bytes must not reach A or B (through a stale mapping of a freed frame).
         fill(&c, page(i), 0xdd);
@@ -240,11 +256,18 @@ fn zero_pages_merge_into_one_zero_anon() {
     let zero = maps[0].anon_at(page(0)).unwrap();
     for m in &maps {
         for i in (0..8).filter(|i| i % 4 != 3) {
-            assert!(Arc::ptr_eq(&m.anon_at(page(i)).unwrap(), &zero), "{m:?} page {i}");
+            assert!(
+                Arc::ptr_eq(&m.anon_at(page(i)).unwrap(), &zero),
+                "{m:?} page {i}"
+            );
         }
     }
     let s = e.uvm.stats();
-    assert_eq!((s.dedup_merged, s.dedup_zero), (17, 17), "18 zero pages, one kept");
+    assert_eq!(
+        (s.dedup_merged, s.dedup_zero),
+        (17, 17),
+        "18 zero pages, one kept"
+    );
     assert_eq!(e.uvm.free_pages(), free + 17);
     for u in d.usage() {
         assert_eq!((u.merged, u.zero, u.sharers, u.max_sharers), (6, 6, 18, 3));
