@@ -46,23 +46,25 @@ pub struct AnonState {
     pub page: Option<PageIdx>,
     /// The swap copy, if any.
     pub swslot: SwapSlot,
-    /// Of the `an_ref` references, how many a dedup merge added and still stand: the frames
-    /// dedup saves through this anon (see `dedup.rs`). Kept at most `an_ref - 1` as references
-    /// go ([`AnonState::clamp_merged`]).
+    /// Of the `an_ref` references, how many count as a dedup merge's: the frames dedup saves
+    /// through this anon (see `dedup.rs`). A reference that goes is taken from
+    /// these first ([`AnonState::unmerge_one`]): which slot's reference went is not known, and
+    /// so dedup never claims a frame that a fork's sharing may be what saves. Always at most
+    /// `an_ref - 1`.
     pub merged: u32,
 }
 
 impl AnonState {
-    /// `an_ref` was just lowered: keep `merged <= an_ref - 1`. True when that ended a saving of
-    /// dedup (a merged copy-on-write reference went, so one frame is no longer saved); the
-    /// caller counts it in `dedup_unmerged`.
+    /// `an_ref` was just lowered: count the reference against the merged ones first (see
+    /// [`AnonState::merged`]). True when that ended a saving of dedup (one frame is no longer
+    /// saved); the caller counts it in `dedup_unmerged`.
     ///
     /// # Locks
     /// Entry and exit: the anon is locked (`self`); takes nothing.
-    pub(crate) fn clamp_merged(&mut self) -> bool {
-        let most = self.an_ref.saturating_sub(1);
-        let ended = self.merged > most;
-        self.merged = self.merged.min(most);
+    pub(crate) fn unmerge_one(&mut self) -> bool {
+        let ended = self.merged > 0;
+        self.merged = self.merged.saturating_sub(1);
+        debug_assert!(self.merged < self.an_ref.max(1));
         ended
     }
 }
@@ -146,7 +148,7 @@ pub(crate) fn anon_unref(uvm: &Uvm, anon: &Arc<Anon>) {
 /// [`anon_unref`]). Takes what [`anon_free_locked`] takes.
 pub(crate) fn anon_unref_locked(uvm: &Uvm, st: &mut AnonState) {
     st.an_ref = st.an_ref.saturating_sub(1);
-    if st.clamp_merged() {
+    if st.unmerge_one() {
         crate::stats::Stats::bump(&uvm.own_stats().dedup_unmerged);
     }
     if st.an_ref == 0 {

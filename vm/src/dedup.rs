@@ -18,15 +18,18 @@
 //!
 //! Only *private* anons (`an_ref == 1`) are merged away: an anon shared already (after a fork)
 //! is reached from amaps we cannot find from it, so its slots cannot all be redirected. The anon
-//! kept may be shared already: it just gains a reference.
+//! kept may be shared already: it just gains a reference. So an anon a fork shares goes into the
+//! stable tree when the scan meets it (read-only everywhere, its contents cannot change), and
+//! private twins in other VMs merge into it: a clone family and its unrelated look-alikes end
+//! up on one frame.
 //!
 //! # The scan
 //!
 //! [`Dedup::scan`] looks at `budget` pages per call (the hypervisor calls it on idle CPU time at
 //! the rate it likes), resuming where the last call stopped: map after map of those with dedup
 //! enabled, entry after entry, slot after slot. A *pass* ends when every enabled map was walked.
-//! Each page looked at is private, resident, not BUSY, wired or loaned, in an entry that is not
-//! wired; its contents are hashed (`PhysMem::hash`, FNV-1a over the frame's words; the hasher
+//! Each page looked at is resident, not BUSY, wired or loaned, in an entry that is not wired;
+//! its contents are hashed (`PhysMem::hash`, FNV-1a over the frame's words; the hasher
 //! is a parameter, [`Dedup::with_hasher`], so tests can force collisions). Then, as KSM does:
 //!
 //! 1. **Stable tree** (anons merged already, by hash): a twin there is merged into at once.
@@ -72,9 +75,10 @@
 //!
 //! Counters in the map of each page (`stats.rs`): `dedup_scanned`, `dedup_volatile`,
 //! `dedup_merged`, `dedup_zero`, `dedup_collisions`, `dedup_busy`. Each merged reference is
-//! remembered on its anon (`AnonState::merged`); when one goes (a 1B break, a slot freed) the
-//! engine counts `dedup_unmerged`, so the frames saved now are `dedup_merged - dedup_unmerged`
-//! of the global totals ([`StatsSnapshot::dedup_saved`](crate::stats::StatsSnapshot::dedup_saved)).
+//! remembered on its anon (`AnonState::merged`); when a reference goes (a 1B break, a slot
+//! freed) it is taken from the merged ones first, counted `dedup_unmerged` (so with a fork
+//! sharing the same anon, the frame is counted as the fork's, never twice), and the frames
+//! dedup saves now are `dedup_merged - dedup_unmerged` of the global totals ([`StatsSnapshot::dedup_saved`](crate::stats::StatsSnapshot::dedup_saved)).
 //! [`Dedup::usage`] walks the enabled maps for what is shared now: per VM, pages on a merged
 //! anon, of them zero, and with how many VMs.
 //!
@@ -169,6 +173,8 @@ struct Scanner {
     /// Per anon looked at (by address: the `Weak` keeps the address unique while tracked).
     tracks: BTreeMap<usize, Track>,
     stable: BTreeMap<u64, Vec<Node>>,
+    /// The anons of `stable` (by address), so a shared anon is added once.
+    stable_anons: BTreeSet<usize>,
     unstable: BTreeMap<u64, Vec<Cand>>,
 }
 
@@ -197,6 +203,9 @@ struct Found {
     ipa: Ipa,
     anon: Arc<Anon>,
     page: PageIdx,
+    /// Shared already (`an_ref > 1`, copy-on-write after a fork): a stable node, never a
+    /// duplicate.
+    shared: bool,
 }
 
 /// How a merge attempt ended.
@@ -360,15 +369,16 @@ impl Dedup {
             let mut ipa = from.max(e.start);
             while ipa < e.end {
                 let anon = e.slot(ipa).and_then(|slot| st.lookup(slot));
-                match anon.and_then(|anon| self.mergeable(anon).map(|pg| (anon, pg))) {
-                    Some((anon, page)) => {
+                match anon.and_then(|anon| self.mergeable(anon).map(|m| (anon, m))) {
+                    Some((anon, (page, shared))) => {
                         return Walk::Page(Found {
                             ipa,
                             anon: anon.clone(),
                             page,
+                            shared,
                         })
                     }
-                    // An empty slot, or a page that cannot be merged (shared, BUSY, ...).
+                    // An empty slot, or a page that cannot take part (merged already, BUSY, ...).
                     None => {
                         *empty_left = empty_left.saturating_sub(1);
                         if *empty_left == 0 {
@@ -382,16 +392,26 @@ impl Dedup {
         Walk::End
     }
 
-    /// The page of `anon` if it is private and resident and its page is neither BUSY, wired,
-    /// loaned nor being filled (a snapshot: the merge checks again).
+    /// The page of `anon`, and whether it is shared already (`an_ref > 1`), if it is resident,
+    /// not a merge's anon already (those are in the stable tree) and its page is neither BUSY,
+    /// wired, loaned nor being filled (a snapshot: the merge checks again).
     ///
     /// # Locks
     /// Entry and exit: AMAP of a slot holding `anon`. Takes ANON, then PAGE.
-    fn mergeable(&self, anon: &Anon) -> Option<PageIdx> {
+    fn mergeable(&self, anon: &Anon) -> Option<(PageIdx, bool)> {
         let a = anon.lock();
-        let pg = a.page.filter(|_| a.an_ref == 1)?;
+        let pg = a.page.filter(|_| a.merged == 0)?;
         let m = self.uvm.page_meta(pg).lock();
-        page_mergeable(&m).then_some(pg)
+        page_mergeable(&m).then_some((pg, a.an_ref > 1))
+    }
+
+    /// True when the page of `anon` is still `page` and all zero.
+    ///
+    /// # Locks
+    /// Entry: DEDUP. Takes ANON (which keeps the frame in place). Exit: DEDUP only.
+    fn zero_page(&self, anon: &Anon, page: PageIdx) -> bool {
+        let a = anon.lock();
+        a.page == Some(page) && is_zero(self.uvm.mem().as_ref(), self.uvm.pa(page))
     }
 
     /// Hash the page of `anon` if it is still `page` (the ANON lock keeps it from being paged
@@ -415,11 +435,21 @@ impl Dedup {
         if s.tracks.get(&key).is_some_and(|t| pass < t.next) {
             return;
         }
+        if f.shared && s.stable_anons.contains(&key) {
+            return;
+        }
         let Some(hash) = self.hash(&f.anon, f.page) else {
             return;
         };
         report.hashed += 1;
         Stats::bump(&map.stats().dedup_scanned);
+        if f.shared {
+            // Shared by a fork: read-only everywhere while `an_ref > 1`, so its contents stay;
+            // private twins may merge into it.
+            let zero = self.zero_page(&f.anon, f.page);
+            s.add_stable(hash, &f.anon, zero);
+            return;
+        }
 
         // 1. A twin already merged.
         let twins: Vec<(Arc<Anon>, bool)> = s
@@ -493,10 +523,7 @@ impl Dedup {
                     if let Some(v) = s.unstable.get_mut(&hash) {
                         v.retain(|c| !core::ptr::eq(c.anon.as_ptr(), Arc::as_ptr(&keep)));
                     }
-                    s.stable.entry(hash).or_default().push(Node {
-                        anon: Arc::downgrade(&keep),
-                        zero,
-                    });
+                    s.add_stable(hash, &keep, zero);
                     return;
                 }
                 Merge::DupGone => {
@@ -673,6 +700,25 @@ impl Scanner {
             nodes.retain(|n| n.anon.upgrade().is_some_and(|a| a.lock().an_ref > 1));
             !nodes.is_empty()
         });
+        self.stable_anons = self
+            .stable
+            .values()
+            .flatten()
+            .map(|n| n.anon.as_ptr() as usize)
+            .collect();
+    }
+
+    /// Put `anon` (of contents `hash`) into the stable tree.
+    ///
+    /// # Locks
+    /// Entry and exit: DEDUP (`self`); takes nothing.
+    fn add_stable(&mut self, hash: u64, anon: &Arc<Anon>, zero: bool) {
+        if self.stable_anons.insert(Arc::as_ptr(anon) as usize) {
+            self.stable.entry(hash).or_default().push(Node {
+                anon: Arc::downgrade(anon),
+                zero,
+            });
+        }
     }
 }
 

@@ -333,3 +333,43 @@ fn a_dropped_vm_gives_its_saving_back() {
     drop(a);
     assert_eq!(e.uvm.free_pages(), e.uvm.total_pages(), "nothing leaked");
 }
+
+/// A page a fork shares (`an_ref` 2) is a stable node: a third VM's identical private page
+/// merges into it, and every VM keeps its own bytes after writes.
+#[test]
+fn a_private_twin_merges_into_a_page_a_fork_shares() {
+    let e = env(64);
+    let a = e.anon_map(2);
+    fill(&a, page(0), 0x61);
+    let child = a.fork(crate::pmap::Vmid(2)).unwrap();
+    fill(&a, page(1), 0x62); // the amap copy: page 0's anon is now shared, an_ref 2
+    let shared = a.anon_at(page(0)).unwrap();
+    assert_eq!(shared.lock().an_ref, 2);
+    let c = e.map(3);
+    c.insert(anon_spec(0, 2)).unwrap();
+    fill(&c, page(0), 0x61);
+    let d = Dedup::new(&e.uvm);
+    for m in [&a, &child, &c] {
+        d.enable_map(m);
+    }
+    let c_frame = c.mapped_page(page(0)).unwrap().0;
+    passes(&d, 2);
+    assert!(Arc::ptr_eq(&c.anon_at(page(0)).unwrap(), &shared));
+    let (an_ref, merged) = {
+        let st = shared.lock();
+        (st.an_ref, st.merged)
+    };
+    assert_eq!((an_ref, merged), (3, 1));
+    let info = e.uvm.page_info(c_frame);
+    assert_eq!(
+        info.owner,
+        crate::page::OwnerKind::Free,
+        "C's frame was freed"
+    );
+    assert_eq!(e.uvm.stats().dedup_saved(), 1);
+    fill(&c, page(0), 0x63);
+    assert_eq!(contents(&c, page(0)), vec![0x63; PAGE]);
+    assert_eq!(contents(&a, page(0)), vec![0x61; PAGE]);
+    assert_eq!(contents(&child, page(0)), vec![0x61; PAGE]);
+    assert_eq!(e.uvm.stats().dedup_saved(), 0);
+}

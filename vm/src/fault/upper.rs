@@ -78,7 +78,7 @@ impl<'m> Fault<'m> {
             }
             // The amap no longer refers to the old anon from this slot (cannot reach zero: > 1).
             a.an_ref -= 1;
-            if a.clamp_merged() {
+            if a.unmerge_one() {
                 // A page dedup merged is private again: its saving ended.
                 self.bump(|s| &s.dedup_unmerged);
             }
