@@ -272,7 +272,8 @@ fn unref_locked(uvm: &Uvm, st: &mut AmapState, slotoff: usize, npages: usize) {
 ///
 /// An anon with `an_ref > 1` is never mapped writable anywhere (1A and the neighbour loop enter
 /// it read-only; case 1B copies before writing). Raising `an_ref` from 1 is what makes an anon
-/// shared, so it is here — the one place that raises it — that a resident anon's page loses write
+/// shared, so it is here — one of the two places that raise it, with a dedup merge
+/// (`dedup.rs`, which write-protects likewise) — that a resident anon's page loses write
 /// permission, in every VM (through the reverse map): the mappings entered while the anon was
 /// private may be writable, in this map and in every other map sharing `old` (an amap shared by
 /// SHARE inheritance is copied for a COPY fork right away). The seed only write-protects the

@@ -46,6 +46,27 @@ pub struct AnonState {
     pub page: Option<PageIdx>,
     /// The swap copy, if any.
     pub swslot: SwapSlot,
+    /// Of the `an_ref` references, how many count as a dedup merge's: the frames dedup saves
+    /// through this anon (see `dedup.rs`). A reference that goes is taken from
+    /// these first ([`AnonState::unmerge_one`]): which slot's reference went is not known, and
+    /// so dedup never claims a frame that a fork's sharing may be what saves. Always at most
+    /// `an_ref - 1`.
+    pub merged: u32,
+}
+
+impl AnonState {
+    /// `an_ref` was just lowered: count the reference against the merged ones first (see
+    /// [`AnonState::merged`]). True when that ended a saving of dedup (one frame is no longer
+    /// saved); the caller counts it in `dedup_unmerged`.
+    ///
+    /// # Locks
+    /// Entry and exit: the anon is locked (`self`); takes nothing.
+    pub(crate) fn unmerge_one(&mut self) -> bool {
+        let ended = self.merged > 0;
+        self.merged = self.merged.saturating_sub(1);
+        debug_assert!(self.merged < self.an_ref.max(1));
+        ended
+    }
 }
 
 /// One anonymous page.
@@ -65,6 +86,7 @@ impl Anon {
                 an_ref: 1,
                 page: None,
                 swslot: SwapSlot::None,
+                merged: 0,
             }),
         })
     }
@@ -89,6 +111,7 @@ impl Anon {
                     an_ref: 1,
                     page: busy.as_ref().map(Busy::page),
                     swslot: SwapSlot::None,
+                    merged: 0,
                 }),
             }
         });
@@ -118,11 +141,16 @@ pub(crate) fn anon_unref(uvm: &Uvm, anon: &Arc<Anon>) {
 /// [`anon_unref`] for a caller that holds the anon's lock (and needs it held around the drop, so
 /// that the page it saw cannot be paged out and its frame reused meanwhile).
 ///
+/// A reference a dedup merge added ends here too (counted in the engine's `dedup_unmerged`).
+///
 /// # Locks
 /// Entry and exit: the anon is locked (and the AMAP that held the reference, as for
 /// [`anon_unref`]). Takes what [`anon_free_locked`] takes.
 pub(crate) fn anon_unref_locked(uvm: &Uvm, st: &mut AnonState) {
     st.an_ref = st.an_ref.saturating_sub(1);
+    if st.unmerge_one() {
+        crate::stats::Stats::bump(&uvm.own_stats().dedup_unmerged);
+    }
     if st.an_ref == 0 {
         anon_free_locked(uvm, st);
     }

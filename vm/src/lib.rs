@@ -14,7 +14,8 @@
 //!   [`pmap::Tlb`], the swap disk through [`swap::SwapDevice`]; the hypervisor implements them for
 //!   real, the host tests with simulations.
 //! - Lock order, everywhere: MAPS → AMAP → OBJECT → ANON → PMAP → PAGE → PAGE QUEUES (spin locks; no lock
-//!   is held when control returns to a guest).
+//!   is held when control returns to a guest). The dedup scanner's own lock, DEDUP, comes before
+//!   MAPS and is never taken by a fault ([`dedup`]).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ extern crate alloc;
 pub mod addr;
 pub mod amap;
 pub mod anon;
+pub mod dedup;
 pub mod fault;
 pub mod fork;
 pub mod map;

@@ -124,6 +124,33 @@ counters! {
     pdfreed,
     /// Pages moved from the active to the inactive queue.
     pddeact,
+    /// Dedup (`dedup.rs`, not in the seed; this and the next six): pages whose contents the
+    /// scanner hashed.
+    dedup_scanned,
+    /// Pages the scanner found changed since its last look (kept out of its trees, and looked
+    /// at less often while they keep changing).
+    dedup_volatile,
+    /// Pages merged: their amap slot now refers to an identical shared anon and their frame was
+    /// freed (counted in the map of the slot).
+    dedup_merged,
+    /// Of `dedup_merged`, pages that were all zero.
+    dedup_zero,
+    /// Merged references that ended (a copy-on-write break, or the slot freed): each gives back
+    /// one frame of dedup's saving. `dedup_merged - dedup_unmerged` is the saving now
+    /// ([`StatsSnapshot::dedup_saved`]).
+    dedup_unmerged,
+    /// Hash twins whose bytes differed (never merged).
+    dedup_collisions,
+    /// Merges given up because a page was BUSY, wired or loaned when the merge looked.
+    dedup_busy,
+}
+
+impl StatsSnapshot {
+    /// Frames dedup saves now: merges whose reference still stands (meaningful in the global
+    /// totals, [`crate::uvm::Uvm::stats`]; a map's own counters see only its side).
+    pub fn dedup_saved(&self) -> u64 {
+        self.dedup_merged.saturating_sub(self.dedup_unmerged)
+    }
 }
 
 impl Stats {

@@ -25,6 +25,9 @@
 //! - `swapin_vs_remove_failing`: a swap-in whose read fails ∥ the removal of the page: a slot
 //!   that failed a read ends BAD, even when the anon was freed during the read.
 //! - `wire_vs_pageout`: wiring A's pages ∥ page-outs of them ∥ the pagedaemon.
+//! - `dedup_vs_write`: a dedup pass that merges A's and B's identical pages ∥ A writing one of
+//!   them ∥ B writing the other: whether a merge comes before a write (which then copies, 1B)
+//!   or after (the compare refuses it), every write lands in its writer's VM only.
 //!
 //! Devices that act during I/O: the swap device ([`SlowSwap`]) takes [`IO_STEPS`] scheduler
 //! yields between the start of an I/O and its completion (a write takes the frame's bytes at its
@@ -64,6 +67,7 @@ use shuttle::sync::Mutex;
 use shuttle::thread;
 use shuttle::{Config, Runner};
 use vm::addr::{Access, Pa, Prot};
+use vm::dedup::Dedup;
 use vm::fault::{fault, FaultError, FaultFlags};
 use vm::map::{Advice, EntrySpec, Inherit, Map};
 use vm::object::{loan_to_anon, ImageObject, Object};
@@ -794,6 +798,54 @@ fn wire_vs_pageout() {
 
 // ---- the explorer -------------------------------------------------------------------------------
 
+/// A and B hold the same bytes in pages 0 and 1, seen once by the scanner; its merging pass ∥ A
+/// writing page 0 ∥ B writing page 1. Each VM then reads its own writes and the other's
+/// unwritten page; writes after the pass stay private too.
+fn dedup_vs_write() {
+    let w = Arc::new(World::new(1));
+    let (a, b) = (w.anon_map(1), w.anon_map(2));
+    for m in [&a, &b] {
+        w.write(m, 0, 1);
+        w.write(m, 1, 2);
+    }
+    let d = Arc::new(Dedup::new(&w.uvm));
+    d.enable_map(&a);
+    d.enable_map(&b);
+    while d.passes() == 0 {
+        d.scan(1);
+    }
+    let hs = vec![
+        spawn({
+            let d = d.clone();
+            move || {
+                d.scan(8);
+            }
+        }),
+        spawn({
+            let (w, a) = (w.clone(), a.clone());
+            move || w.write(&a, 0, 3)
+        }),
+        spawn({
+            let (w, b) = (w.clone(), b.clone());
+            move || w.write(&b, 1, 4)
+        }),
+    ];
+    join(hs);
+    w.check_permissions(&[&a, &b]);
+    expect_page("vm1 page 0", &w.read(&a, 0).expect("read"), &pattern(3));
+    expect_page("vm2 page 0", &w.read(&b, 0).expect("read"), &pattern(1));
+    expect_page("vm1 page 1", &w.read(&a, 1).expect("read"), &pattern(2));
+    expect_page("vm2 page 1", &w.read(&b, 1).expect("read"), &pattern(4));
+    w.write(&b, 0, 5);
+    w.write(&a, 1, 6);
+    expect_page("vm1 page 0", &w.read(&a, 0).expect("read"), &pattern(3));
+    expect_page("vm2 page 1", &w.read(&b, 1).expect("read"), &pattern(4));
+    w.check_permissions(&[&a, &b]);
+    drop(d);
+    let w = Arc::into_inner(w).expect("world");
+    w.teardown(vec![a, b]);
+}
+
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
     if v.trim() == "random" {
@@ -923,4 +975,9 @@ fn interleave_swapin_vs_remove_failing() {
 #[test]
 fn interleave_wire_vs_pageout() {
     explore("wire_vs_pageout", wire_vs_pageout);
+}
+
+#[test]
+fn interleave_dedup_vs_write() {
+    explore("dedup_vs_write", dedup_vs_write);
 }

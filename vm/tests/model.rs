@@ -25,6 +25,16 @@
 //! `descriptor`, `is_wired`, `clear_access`, `pageout`) about a window page plus a multiple of
 //! 2^40, outside the IPA space: each must refuse it, and the step's check sees no low page changed.
 //!
+//! Dedup: every map is enabled in one [`Dedup`] scanner, and a `Dedup` operation (a scan of
+//! [`DEDUP_BUDGET`] pages) runs after every [`DEDUP_EVERY`] operations of the cases with an odd
+//! pool size. It is not drawn by the strategy, so that the operation sequences of a seed stay
+//! what they were (a drawn operation changed the stream so that no fault met `NoMemory` any
+//! more), and the even cases keep the memory pressure that merging relieves (with scans in
+//! every case, a seed's 68 `NoMemory` faults became none). A merge changes nothing a guest may observe, so the model does nothing
+//! for it: the checks after the step (every mapped frame's words, read-only sharing) and every
+//! later access and copy-on-write are what test it. The run counts merges and merged references
+//! that ended (1B breaks, slots freed) as outcomes.
+//!
 //! Accesses mostly pick a page inside an entry; about one in seven picks any page of the window
 //! or a few pages past it, so holes between entries and the space after them are touched and
 //! `NoMapping` is predicted and checked.
@@ -66,6 +76,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 use vm::addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
 use vm::anon::SwapSlot;
+use vm::dedup::Dedup;
 use vm::fault::{fault, FaultError, FaultFlags};
 use vm::map::{Advice, EntrySpec, Inherit, Map, MapError};
 use vm::object::{ImageObject, Object};
@@ -85,6 +96,10 @@ const OFFS: [u64; 3] = [0, 2056, 4088];
 const MAX_MAPS: usize = 4;
 /// Operations per case.
 const OPS_PER_CASE: usize = 500;
+/// A dedup scan after every this many operations.
+const DEDUP_EVERY: usize = 8;
+/// Pages each of those scans looks at.
+const DEDUP_BUDGET: u8 = 48;
 /// Full-page check and full IPA-space walk every this many steps.
 const FULL_EVERY: usize = 25;
 
@@ -112,8 +127,10 @@ enum Seen {
     ObjCopy2B,
     Anon1B,
     Pageins,
+    DedupMerged,
+    DedupUnmerged,
 }
-const SEEN_NAMES: [&str; 15] = [
+const SEEN_NAMES: [&str; 17] = [
     "accesses ok",
     "NoMapping",
     "Protection",
@@ -129,11 +146,13 @@ const SEEN_NAMES: [&str; 15] = [
     "flt_prcopy (2B object copy)",
     "flt_acow (1B)",
     "pageins (swap-ins)",
+    "dedup_merged (pages merged)",
+    "dedup_unmerged (merged pages copied or freed)",
 ];
-static SEEN: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
+static SEEN: [AtomicU64; 17] = [const { AtomicU64::new(0) }; 17];
 
 /// Operations applied, by kind (the order of [`Op`]'s variants).
-const OP_NAMES: [&str; 15] = [
+const OP_NAMES: [&str; 16] = [
     "Access",
     "Insert",
     "Remove",
@@ -149,8 +168,9 @@ const OP_NAMES: [&str; 15] = [
     "FailRead",
     "FailWrite",
     "Alias",
+    "Dedup",
 ];
-static OPS_BY_KIND: [AtomicU64; 15] = [const { AtomicU64::new(0) }; 15];
+static OPS_BY_KIND: [AtomicU64; 16] = [const { AtomicU64::new(0) }; 16];
 
 /// From this many operations on, the run asserts its coverage (every `SEEN` and `OPS_BY_KIND`
 /// counter non-zero).
@@ -329,6 +349,11 @@ enum Op {
         access: Access,
         val: u16,
     },
+    /// A dedup scan of `budget` pages over every map (all are enabled). Not drawn by the
+    /// strategy: `run_case` runs one after every [`DEDUP_EVERY`] operations (see there).
+    Dedup {
+        budget: u8,
+    },
 }
 
 impl Op {
@@ -350,6 +375,7 @@ impl Op {
             Op::FailRead => 12,
             Op::FailWrite => 13,
             Op::Alias { .. } => 14,
+            Op::Dedup { .. } => 15,
         }
     }
 }
@@ -422,6 +448,11 @@ struct World {
     /// Object pages written through non-copy-on-write mappings.
     objects: Vec<BTreeMap<u64, Content>>,
     maps: Vec<MapModel>,
+    /// Scans every map (each is enabled when made): merges must leave every content as the
+    /// model says.
+    dedup: Dedup,
+    /// Dedup scans run in this case (odd pool sizes: see the module documentation).
+    dedup_on: bool,
     next_vmid: u16,
     step: usize,
 }
@@ -448,6 +479,8 @@ impl World {
             .map(|b| ImageObject::new(&env.uvm, b.clone()))
             .collect();
         World {
+            dedup: Dedup::new(&env.uvm),
+            dedup_on: frames % 2 == 1,
             env,
             images,
             bytes,
@@ -463,6 +496,7 @@ impl World {
         self.next_vmid += 1;
         match Map::new(&self.env.uvm, Vmid(vmid)) {
             Ok(map) => {
+                self.dedup.enable_map(&map);
                 self.maps.push(MapModel {
                     map,
                     pos: BTreeMap::new(),
@@ -841,6 +875,7 @@ impl World {
                 seen(what);
             }
         }
+        self.dedup.enable_map(&child);
         self.maps.push(MapModel { map: child, pos });
         seen(Seen::Forks);
         Ok(())
@@ -1073,6 +1108,9 @@ impl World {
             Op::Reclaim { n } => {
                 self.env.uvm.reclaim(usize::from(n));
             }
+            Op::Dedup { budget } => {
+                self.dedup.scan(usize::from(budget));
+            }
             Op::FailRead => self.env.swap.fail_next_reads(1),
             Op::FailWrite => self.env.swap.fail_next_writes(1),
             Op::Alias {
@@ -1254,6 +1292,8 @@ impl World {
         SEEN[Seen::ObjCopy2B as usize].fetch_add(st.flt_prcopy, Ordering::Relaxed);
         SEEN[Seen::Anon1B as usize].fetch_add(st.flt_acow, Ordering::Relaxed);
         SEEN[Seen::Pageins as usize].fetch_add(st.pageins, Ordering::Relaxed);
+        SEEN[Seen::DedupMerged as usize].fetch_add(st.dedup_merged, Ordering::Relaxed);
+        SEEN[Seen::DedupUnmerged as usize].fetch_add(st.dedup_unmerged, Ordering::Relaxed);
         // Unwire everything the model says is wired: then no frame may stay wired.
         for mi in 0..self.maps.len() {
             while let Some((&s, _)) = self.maps[mi].pos.iter().find(|(_, p)| p.wired > 0) {
@@ -1351,6 +1391,13 @@ fn run_case(frames: usize, slots: u32, ops: &[Op]) -> Result<(), (usize, String)
         w.check_deactivated(&before).map_err(at(i))?;
         w.check(i % FULL_EVERY == FULL_EVERY - 1).map_err(at(i))?;
         OPS_RUN.fetch_add(1, Ordering::Relaxed);
+        if w.dedup_on && i % DEDUP_EVERY == DEDUP_EVERY - 1 {
+            w.apply(&Op::Dedup {
+                budget: DEDUP_BUDGET,
+            })
+            .map_err(at(i))?;
+            w.check(false).map_err(at(i))?;
+        }
     }
     w.check(true).map_err(at(ops.len()))?;
     w.teardown().map_err(at(ops.len()))

@@ -12,7 +12,11 @@ use crate::page::{Busy, PageFlags};
 
 impl<'m> Fault<'m> {
     /// Deactivate the resident pages of `anons` (the seed's `uvmfault_anonflush`), clearing their
-    /// reference (see `Uvm::deactivate`); busy and wired pages are left alone.
+    /// reference (see `Uvm::deactivate`); busy and wired pages are left alone, and so are shared
+    /// ones (`an_ref > 1`; the seed deactivates them too): one slot streamed past says nothing
+    /// of the other slots using the page, in other VMs or, once dedup merged pages of this VM,
+    /// in this one — the shared zero page may even lie ahead of this very fault, which
+    /// deactivated it and mapped it again (found by the model test).
     ///
     /// # Locks
     /// Entry and exit: MAPS, AMAP held. Takes each ANON, then PAGE and PAGE QUEUES, then (with
@@ -20,7 +24,7 @@ impl<'m> Fault<'m> {
     pub(super) fn anonflush<'a>(&self, anons: impl Iterator<Item = &'a Arc<Anon>>) {
         for anon in anons {
             let a = anon.lock();
-            if let Some(pg) = a.page {
+            if let Some(pg) = a.page.filter(|_| a.an_ref == 1) {
                 // `deactivate` leaves BUSY (and wired) pages where they are.
                 let _ = self.uvm.deactivate(pg);
             }

@@ -78,6 +78,10 @@ impl<'m> Fault<'m> {
             }
             // The amap no longer refers to the old anon from this slot (cannot reach zero: > 1).
             a.an_ref -= 1;
+            if a.unmerge_one() {
+                // A page dedup merged is private again: its saving ended.
+                self.bump(|s| &s.dedup_unmerged);
+            }
             if held.amap.as_ref().is_some_and(|st| st.shared()) {
                 // Other maps share this amap (SHARE): they must find the new anon, not keep
                 // mapping the old page (the seed's `amap_add(replace)` does the same). The
