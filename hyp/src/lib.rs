@@ -17,7 +17,6 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod bits;
 pub mod abort;
 pub mod budget;
 pub mod bus;

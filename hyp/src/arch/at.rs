@@ -8,6 +8,8 @@
 
 use core::arch::asm;
 
+use aarch64_cpu::registers::{Readable, Writeable, PAR_EL1};
+
 pub use hyp::esr::AtFault;
 use vm::Ipa;
 
@@ -22,36 +24,17 @@ pub enum Regime {
 
 /// The IPA of guest VA `va` for a read at `regime`. The guest's PAR_EL1 is preserved.
 pub fn translate(va: u64, regime: Regime) -> Result<Ipa, AtFault> {
-    let (saved, par): (u64, u64);
+    let saved = PAR_EL1.get();
     // SAFETY: AT only writes PAR_EL1, which is saved before and restored after; the walk reads
     // guest tables through stage 2, which at worst reports a fault in PAR_EL1 (no exception is
     // taken at EL2 for it).
     unsafe {
         match regime {
-            Regime::El1 => asm!(
-                "mrs {saved}, par_el1",
-                "at s1e1r, {va}",
-                "isb",
-                "mrs {par}, par_el1",
-                "msr par_el1, {saved}",
-                saved = out(reg) saved,
-                par = out(reg) par,
-                va = in(reg) va,
-                options(nostack, preserves_flags),
-            ),
-            Regime::El0 => asm!(
-                "mrs {saved}, par_el1",
-                "at s1e0r, {va}",
-                "isb",
-                "mrs {par}, par_el1",
-                "msr par_el1, {saved}",
-                saved = out(reg) saved,
-                par = out(reg) par,
-                va = in(reg) va,
-                options(nostack, preserves_flags),
-            ),
+            Regime::El1 => asm!("at s1e1r, {}", "isb", in(reg) va, options(nostack, preserves_flags)),
+            Regime::El0 => asm!("at s1e0r, {}", "isb", in(reg) va, options(nostack, preserves_flags)),
         }
     };
-    let _ = saved;
+    let par = PAR_EL1.get();
+    PAR_EL1.set(saved);
     hyp::esr::par_to_ipa(par, va)
 }
