@@ -33,7 +33,7 @@ const L1_BLOCK: u64 = 1 << 30;
 const L2_BLOCK: u64 = 1 << 21;
 const L3_PAGE: u64 = 1 << 12;
 /// Highest address the 39-bit VA range (TCR_EL2.T0SZ = 25) can map.
-const VA_LIMIT: u64 = 1 << 39;
+pub(crate) const VA_LIMIT: u64 = 1 << 39;
 
 /// Stage-1 descriptor bits (Arm ARM D8.3, VMSAv8-64 descriptor formats).
 mod desc {

@@ -153,6 +153,17 @@ pub fn install() {
     unsafe { core::arch::asm!("msr vbar_el2, {0}", "isb", in(reg) base, options(nostack)) };
 }
 
+/// An address the EL2 identity map cannot cover: the end of its VA range (`mmu.rs`).
+const UNMAPPED_VA: u64 = super::mmu::VA_LIMIT;
+
+/// The `selftest=panic-fault` hook (`hyp::selftest`): fault at EL2 from the panic path. The
+/// address is in x0, pointer-sized, as the guard's old bug needed to show (it left SP + x0).
+pub fn fault_for_selftest() -> ! {
+    // SAFETY: the load faults (nothing is mapped at UNMAPPED_VA, and it reads no Rust object);
+    // the EL2 vectors take it as a hypervisor bug and never return here.
+    unsafe { core::arch::asm!("ldr x1, [x0]", "b .", in("x0") UNMAPPED_VA, options(noreturn, nostack)) }
+}
+
 /// Called by the current-EL vectors: an exception taken from EL2 itself is a hypervisor bug.
 #[unsafe(no_mangle)]
 extern "C" fn uvmhyp_el2_exception(kind: u64, esr: u64, elr: u64, far: u64) -> ! {
