@@ -319,3 +319,23 @@ pub unsafe fn run_el0(pc: u64) -> El0Exit {
     let exception = Abort { esr: ESR.load(Ordering::SeqCst), far: FAR.load(Ordering::SeqCst), elr: ELR.load(Ordering::SeqCst) };
     El0Exit { exception, x0 }
 }
+
+/// DISR_EL1 (`S3_0_C12_C1_1`), or `None` when reading it is an undefined instruction (a CPU
+/// without FEAT_RAS). Under the hypervisor's HCR_EL2.AMO the guest's DISR_EL1 is VDISR_EL2.
+pub fn probe_disr_el1() -> Option<u64> {
+    RESUME.store(0, Ordering::SeqCst);
+    TAKEN.store(false, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    let value: u64;
+    // SAFETY: reading DISR_EL1 has no side effect; an undefined-instruction exception is caught
+    // by our vector, which skips the instruction.
+    unsafe { asm!("mrs {v}, s3_0_c12_c1_1", v = out(reg) value, options(nostack)) };
+    ARMED.store(false, Ordering::SeqCst);
+    (!TAKEN.swap(false, Ordering::SeqCst)).then_some(value)
+}
+
+/// Write DISR_EL1; only where [`probe_disr_el1`] found it.
+pub fn write_disr_el1(v: u64) {
+    // SAFETY: DISR_EL1 only records deferred SErrors (nothing reads it but software).
+    unsafe { asm!("msr s3_0_c12_c1_1, {}", "isb", in(reg) v, options(nomem, nostack)) };
+}

@@ -6,7 +6,8 @@
 //! - pointer authentication (keys not switched; HCR_EL2.API/APK = 0 trap them),
 //! - MTE (tags not switched; HCR_EL2.ATA = 0 traps it), MPAM,
 //! - LORegions (LORSA/LOREA/LORN/LORC_EL1 are not switched),
-//! - RAS (the ERR* record registers and DISR_EL1 are not switched), the activity monitors (AMU),
+//! - RAS (the ERR* record registers are not switched but trapped; DISR_EL1, which the guest
+//!   reaches as VDISR_EL2, is switched, `arch::vcpu`), the activity monitors (AMU),
 //! - the PMU, statistical profiling (SPE), the trace unit, trace filter and trace buffer (TRBE),
 //!   branch records (BRBE) (MDCR_EL2 traps them, RAZ/WI);
 //! - debug: MDCR_EL2.TDA makes every breakpoint and watchpoint register RAZ/WI, so the guest is

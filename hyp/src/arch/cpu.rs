@@ -6,7 +6,7 @@
 //! what the rest of the hypervisor uses; MPIDRs are only needed to start a CPU with PSCI.
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{CurrentEL, Readable, Writeable, DAIF, MPIDR_EL1, TPIDR_EL2};
+use aarch64_cpu::registers::{CurrentEL, Readable, Writeable, DAIF, ID_AA64PFR0_EL1, MPIDR_EL1, TPIDR_EL2};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Largest number of physical CPUs the hypervisor drives (stacks are sized for this many).
@@ -131,6 +131,12 @@ pub fn count() -> usize {
 /// MPIDR_EL1 of CPU `index` (as the device tree lists it).
 pub fn mpidr_of(index: usize) -> u64 {
     MPIDRS[index].load(Ordering::Relaxed)
+}
+
+/// This CPU implements FEAT_RAS (ID_AA64PFR0_EL1.RAS, the real value): ESB, DISR_EL1,
+/// VDISR_EL2, VSESR_EL2, HCR_EL2.TERR exist.
+pub fn has_ras() -> bool {
+    hyp::idregs::has_ras(ID_AA64PFR0_EL1.get())
 }
 
 /// The current exception level (CurrentEL.EL, bits [3:2]).

@@ -29,6 +29,8 @@
 //!   invalidate that would lose other VMs' and the hypervisor's dirty lines.
 //! - TLOR: the LORegion registers (FEAT_LOR, hidden from the ID registers) trap: they are not
 //!   switched (an undefined instruction; RES0 on a CPU without LOR).
+//! - TERR (with FEAT_RAS only; RES0 without): the error record registers (ERRSELR_EL1, ERX*_EL1;
+//!   RAS is hidden from the ID registers) trap: they are not switched (an undefined instruction).
 //! - PTW is not set: a guest whose page tables sit in device memory gets what it asked for.
 //!
 //! MDCR_EL2 ([`init_cpu`]): TPM, TPMCR, TDA, TDOSA, TDRA — the physical PMU and the debug
@@ -64,6 +66,7 @@ pub fn hcr_guest() -> FieldValue<u64, HCR_EL2::Register> {
         + HCR_EL2::TIDCP::SET
         + HCR_EL2::RW::EL1IsAarch64
         + HCR_EL2::TLOR::SET
+        + if super::cpu::has_ras() { HCR_EL2::TERR::SET } else { HCR_EL2::TERR::CLEAR }
 }
 
 /// CNTHCTL_EL2: EL1PCTEN (EL1/EL0 may read the physical counter); EL1PCEN clear (the physical timer

@@ -27,7 +27,11 @@
 //! | APIA/APIB/APDA/APDB/APGA keys | trapped | HCR_EL2.API/APK = 0; hidden |
 //! | TFSR/TFSRE0/RGSR/GCR_EL1 (MTE) | trapped | HCR_EL2.ATA = 0; hidden |
 //! | ZCR_EL1, SMCR_EL1, SVCR, TPIDR2_EL0 (SVE/SME) | trapped | CPTR_EL2.TZ/TSM; hidden |
-//! | DISR_EL1 (→ VDISR_EL2 under HCR_EL2.AMO) | NOT switched | RAS is hidden from the ID registers, but `-cpu max` implements it: a guest that writes DISR_EL1 anyway leaves VDISR_EL2 behind (left for a follow-up: it needs a feature check before touching VDISR_EL2) |
+//! | DISR_EL1 (→ VDISR_EL2 under HCR_EL2.AMO, FEAT_RAS) | switched | [`El1Sysregs::vdisr_el2`], only on a CPU with FEAT_RAS (`-cpu max`; the register does not exist otherwise). RAS is hidden from the ID registers, but a guest can write DISR_EL1 anyway |
+//! | ERRSELR_EL1, ERX*_EL1 (FEAT_RAS error records) | trapped | HCR_EL2.TERR (with FEAT_RAS), undefined instruction |
+//! | VSESR_EL2 (the syndrome of a virtual SError) | not guest-writable | an EL2 register, used only with HCR_EL2.VSE, which the hypervisor never sets |
+
+use core::arch::asm;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
@@ -44,6 +48,9 @@ macro_rules! el1_sysregs {
         #[derive(Clone, Default, Debug)]
         pub struct El1Sysregs {
             $(pub $field: u64,)*
+            /// What the guest's EL1 reads and writes as DISR_EL1 (HCR_EL2.AMO redirects it),
+            /// switched only on a CPU with FEAT_RAS (0 otherwise).
+            pub vdisr_el2: u64,
             /// The GIC virtual CPU interface (not a plain MRS/MSR pair per field).
             pub gic: GicCpuIf,
         }
@@ -84,6 +91,9 @@ impl El1Sysregs {
     /// vCPU owns this CPU.
     pub fn save(&mut self) {
         self.save_plain();
+        if super::cpu::has_ras() {
+            self.vdisr_el2 = read_vdisr_el2();
+        }
         self.gic.save();
         write_cntv_ctl(0);
     }
@@ -99,6 +109,9 @@ impl El1Sysregs {
     /// Load this context (the timer's CVAL is restored before its CTL by field order).
     pub fn restore(&self) {
         self.restore_plain();
+        if super::cpu::has_ras() {
+            write_vdisr_el2(self.vdisr_el2);
+        }
         self.gic.restore();
         isb();
     }
@@ -187,6 +200,20 @@ pub fn live_vtimer() -> Vtimer {
 
 fn isb() {
     barrier::isb(barrier::SY);
+}
+
+/// VDISR_EL2 (`S3_4_C12_C1_1`, FEAT_RAS only; not in `aarch64-cpu` 11).
+fn read_vdisr_el2() -> u64 {
+    let v: u64;
+    // SAFETY: reading VDISR_EL2 has no side effect (the caller checked FEAT_RAS).
+    unsafe { asm!("mrs {}, s3_4_c12_c1_1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+fn write_vdisr_el2(v: u64) {
+    // SAFETY: VDISR_EL2 is only what EL1 reads as DISR_EL1 (the caller checked FEAT_RAS); no EL1
+    // code runs on this CPU until the next ERET.
+    unsafe { asm!("msr s3_4_c12_c1_1, {}", in(reg) v, options(nomem, nostack, preserves_flags)) };
 }
 
 fn write_cntv_ctl(v: u64) {

@@ -41,7 +41,6 @@ use core::arch::global_asm;
 use core::mem::offset_of;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use aarch64_cpu::registers::{Readable, ID_AA64PFR0_EL1};
 use hyp::serror::Seen;
 
 use super::cpu::{PerCpu, EMERGENCY_STACK_SIZE, STACK_GUARD_MASK};
@@ -182,7 +181,7 @@ pub fn enter_guest(regs: &mut GuestRegs) -> Exit {
 
 /// Point VBAR_EL2 at the vector table. Call once per CPU before entering any guest (cpu_main does).
 pub fn install() {
-    HAS_RAS.store(u64::from(hyp::idregs::has_ras(ID_AA64PFR0_EL1.get())), Ordering::Relaxed);
+    HAS_RAS.store(u64::from(super::cpu::has_ras()), Ordering::Relaxed);
     let base = core::ptr::addr_of!(__uvmhyp_vectors) as u64;
     // SAFETY: the table is 2 KiB aligned and every entry is valid code; ISB makes it effective.
     unsafe { core::arch::asm!("msr vbar_el2, {0}", "isb", in(reg) base, options(nostack)) };
