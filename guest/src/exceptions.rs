@@ -110,8 +110,17 @@ pub const EC_INSTR_ABORT_SAME_EL: u64 = 0x21;
 /// DFSC (and IFSC) of a synchronous external abort, not on a translation table walk.
 pub const DFSC_SEA: u64 = 0b01_0000;
 
+/// ESR_EL1.EC of an SVC from AArch64.
+pub const EC_SVC64: u64 = 0x15;
+
 /// Vector index of "current EL with SP_ELx, synchronous".
 const VECTOR_CURRENT_SPX_SYNC: u64 = 4;
+/// Vector index of "lower EL using AArch64, synchronous".
+const VECTOR_LOWER_A64_SYNC: u64 = 8;
+/// SPSR_EL1 of code [`run_el0`] runs: EL0t, D/A/I/F masked.
+const SPSR_EL0T_MASKED: u64 = 0b11_1100_0000;
+/// SPSR_EL1 of [`run_el0`]'s return: EL1h, D/A/I/F masked.
+const SPSR_EL1H_MASKED: u64 = 0b11_1100_0101;
 
 /// A recorded exception.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -140,6 +149,9 @@ static FAR: AtomicU64 = AtomicU64::new(0);
 static ELR: AtomicU64 = AtomicU64::new(0);
 /// Where an armed probe resumes (0: after the faulting instruction). Written by [`probe_exec`].
 static RESUME: AtomicU64 = AtomicU64::new(0);
+
+/// [`run_el0`] is running EL0 code: its first synchronous exception returns to EL1.
+static EL0_ARMED: AtomicBool = AtomicBool::new(false);
 
 /// vCPUs (bit per MPIDR_EL1.Aff0) currently reporting an unexpected exception.
 static REPORTING: AtomicU64 = AtomicU64::new(0);
@@ -179,6 +191,19 @@ extern "C" fn guest_exception(index: u64) {
         // later continues the probe's asm block, which declares its output as clobbered; or the
         // probe was a branch and `next` is the label after it in `probe_exec`'s asm block.
         unsafe { asm!("msr elr_el1, {}", in(reg) next, options(nomem, nostack)) };
+        return;
+    }
+    if index == VECTOR_LOWER_A64_SYNC && EL0_ARMED.swap(false, Ordering::SeqCst) {
+        ESR.store(a.esr, Ordering::SeqCst);
+        FAR.store(a.far, Ordering::SeqCst);
+        ELR.store(a.elr, Ordering::SeqCst);
+        TAKEN.store(true, Ordering::SeqCst);
+        let resume = RESUME.swap(0, Ordering::SeqCst);
+        // SAFETY: back to EL1 at `run_el0`'s label after its ERET, which declares every register
+        // the EL0 code may have changed as clobbered; SP_EL1 is the one it ran with.
+        unsafe {
+            asm!("msr elr_el1, {}", "msr spsr_el1, {}", in(reg) resume, in(reg) SPSR_EL1H_MASKED, options(nomem, nostack))
+        };
         return;
     }
     // An exception while reporting one (e.g. PRINT itself faults): do not recurse, just exit.
@@ -248,4 +273,69 @@ pub fn probe_exec(addr: u64) -> Result<(), Abort> {
     } else {
         Ok(())
     }
+}
+
+/// How EL0 code run by [`run_el0`] ended: its first synchronous exception (an `SVC`, or an
+/// abort), and its x0 at that point.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct El0Exit {
+    pub exception: Abort,
+    pub x0: u64,
+}
+
+/// Run the code at `pc` at EL0 (interrupts masked, the current stage-1 tables) until its first
+/// synchronous exception, which comes back here instead of to a handler.
+///
+/// # Safety
+/// `pc` is EL0 code that touches no register but x0 before it traps (`SVC`, or a fault), and
+/// uses no stack.
+pub unsafe fn run_el0(pc: u64) -> El0Exit {
+    TAKEN.store(false, Ordering::SeqCst);
+    EL0_ARMED.store(true, Ordering::SeqCst);
+    let x0: u64;
+    // SAFETY: our lower-EL vector returns to label 2 at EL1 through RESUME, written just before
+    // the ERET, with SP_EL1 as it was here; the registers the EL0 code or the vector change are
+    // declared clobbered (the vector restores the rest from its frame).
+    unsafe {
+        asm!(
+            "adr x9, 2f",
+            "str x9, [x12]",
+            "msr elr_el1, x10",
+            "msr spsr_el1, x11",
+            "eret",
+            "2:",
+            in("x10") pc,
+            in("x11") SPSR_EL0T_MASKED,
+            in("x12") RESUME.as_ptr(),
+            lateout("x0") x0,
+            clobber_abi("C"),
+            options(nostack),
+        );
+    }
+    EL0_ARMED.store(false, Ordering::SeqCst);
+    if !TAKEN.swap(false, Ordering::SeqCst) {
+        crate::fail!(crate::EXIT_UNEXPECTED_EXCEPTION, "run_el0: back at EL1 without an exception");
+    }
+    let exception = Abort { esr: ESR.load(Ordering::SeqCst), far: FAR.load(Ordering::SeqCst), elr: ELR.load(Ordering::SeqCst) };
+    El0Exit { exception, x0 }
+}
+
+/// DISR_EL1 (`S3_0_C12_C1_1`), or `None` when reading it is an undefined instruction (a CPU
+/// without FEAT_RAS). Under the hypervisor's HCR_EL2.AMO the guest's DISR_EL1 is VDISR_EL2.
+pub fn probe_disr_el1() -> Option<u64> {
+    RESUME.store(0, Ordering::SeqCst);
+    TAKEN.store(false, Ordering::SeqCst);
+    ARMED.store(true, Ordering::SeqCst);
+    let value: u64;
+    // SAFETY: reading DISR_EL1 has no side effect; an undefined-instruction exception is caught
+    // by our vector, which skips the instruction.
+    unsafe { asm!("mrs {v}, s3_0_c12_c1_1", v = out(reg) value, options(nostack)) };
+    ARMED.store(false, Ordering::SeqCst);
+    (!TAKEN.swap(false, Ordering::SeqCst)).then_some(value)
+}
+
+/// Write DISR_EL1; only where [`probe_disr_el1`] found it.
+pub fn write_disr_el1(v: u64) {
+    // SAFETY: DISR_EL1 only records deferred SErrors (nothing reads it but software).
+    unsafe { asm!("msr s3_0_c12_c1_1, {}", "isb", in(reg) v, options(nomem, nostack)) };
 }

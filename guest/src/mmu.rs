@@ -25,8 +25,10 @@ const ATTR_INDX_SHIFT: u64 = 2;
 /// A descriptor's Access flag.
 pub const AF: u64 = 1 << 10;
 const SH_INNER: u64 = 0b11 << 8;
-const PXN: u64 = 1 << 53;
-const UXN: u64 = 1 << 54;
+/// A descriptor's PXN (not executable at EL1).
+pub const PXN: u64 = 1 << 53;
+/// A descriptor's UXN (not executable at EL0).
+pub const UXN: u64 = 1 << 54;
 /// MAIR_EL1: attr 0 = Device-nGnRnE (0x00), attr 1 = Normal, inner/outer WB non-transient RA WA (0xff).
 const MAIR: u64 = 0xff << 8;
 /// TCR_EL1: T0SZ = 32 (4 GiB, walk starts at level 1), IRGN0/ORGN0 = WB WA, SH0 inner, TG0 4 KiB,
@@ -62,10 +64,19 @@ pub fn enable() {
         build();
         BUILT.store(true, Ordering::Release);
     }
-    let ttbr = L1.0.as_ptr() as u64;
     // SAFETY: the table maps all of RAM (where code, data and stacks live) at VA == IPA with
-    // Normal memory, so every address in use keeps its meaning across the switch; the sequence is
-    // the architecture's: program MAIR/TCR/TTBR0, invalidate the TLB, barriers, then SCTLR.M.
+    // Normal memory.
+    unsafe { enable_table(L1.0.as_ptr() as u64) };
+}
+
+/// Turn stage 1 on with `ttbr` as the level-1 table (this module's MAIR and TCR).
+///
+/// # Safety
+/// The table maps the code, data and stacks in use at VA == IPA with Normal memory, so every
+/// address keeps its meaning across the switch, and its lines are cleaned to memory.
+pub unsafe fn enable_table(ttbr: u64) {
+    // SAFETY: the caller's contract; the sequence is the architecture's: program
+    // MAIR/TCR/TTBR0, invalidate the TLB, barriers, then SCTLR.M.
     unsafe {
         asm!(
             "msr mair_el1, {mair}",

@@ -20,19 +20,15 @@
 //!
 //! Where an access that no RAM covers goes: see [`Unbacked`].
 
-use crate::bits::Field;
+use aarch64_cpu::registers::TCR_EL1;
 use crate::esr::{AbortIss, FaultKind};
 use vm::Access;
 
-/// TCR_EL1.HA [39]: hardware update of the stage-1 Access flag.
-const TCR_HA: Field = Field::bit(39);
-/// TCR_EL1.HD [40]: hardware update of the stage-1 dirty state (DBM).
-const TCR_HD: Field = Field::bit(40);
-
-/// True when the guest's stage-1 walker may write descriptors (TCR_EL1.HA or HD; both RES0
-/// without FEAT_HAFDBS, so false on an ARMv8.0 core).
+/// True when the guest's stage-1 walker may write descriptors (TCR_EL1.HA, hardware update of
+/// the Access flag, or HD, of the dirty state; both RES0 without FEAT_HAFDBS, so false on an
+/// ARMv8.0 core).
 pub fn walker_updates_descriptors(tcr_el1: u64) -> bool {
-    TCR_HA.is_set(tcr_el1) || TCR_HD.is_set(tcr_el1)
+    TCR_EL1::HA.is_set(tcr_el1) || TCR_EL1::HD.is_set(tcr_el1)
 }
 
 /// The access a stage-2 abort must be resolved for. `fetch`: an instruction abort (EC 0x20);
@@ -77,10 +73,18 @@ pub fn unbacked(iss: &AbortIss, fetch: bool) -> Unbacked {
 mod tests {
     use super::*;
 
+    use crate::esr::ABORT_ISS;
+
     /// A data abort ISS with the given fault kind (translation or permission, level 3) and bits.
     fn iss(permission: bool, wnr: bool, cm: bool, s1ptw: bool) -> AbortIss {
-        let fsc: u64 = if permission { 0b00_1111 } else { 0b00_0111 };
-        AbortIss::decode(fsc | u64::from(wnr) << 6 | u64::from(s1ptw) << 7 | u64::from(cm) << 8)
+        use ABORT_ISS::FSC_TYPE::{Permission, Translation};
+        let kind = if permission { Permission } else { Translation };
+        let v = kind
+            + ABORT_ISS::FSC_LEVEL.val(3)
+            + ABORT_ISS::WnR.val(u64::from(wnr))
+            + ABORT_ISS::S1PTW.val(u64::from(s1ptw))
+            + ABORT_ISS::CM.val(u64::from(cm));
+        AbortIss::decode(v.value)
     }
 
     #[test]
@@ -100,8 +104,8 @@ mod tests {
 
     #[test]
     fn a_walk_that_may_update_descriptors_is_a_write_on_a_permission_fault() {
-        let ha = 1 << 39;
-        let hd = 1 << 40;
+        let ha = TCR_EL1::HA::SET.value;
+        let hd = TCR_EL1::HD::SET.value;
         assert!(walker_updates_descriptors(ha) && walker_updates_descriptors(hd));
         // Linux's TCR_EL1 on an ARMv8.0 core (4 KiB granules, 48-bit VAs, IPS 40 bits).
         assert!(!walker_updates_descriptors(0x0000_0032_b519_3519));

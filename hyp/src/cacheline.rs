@@ -7,21 +7,38 @@
 
 use core::ops::Range;
 
-use crate::bits::Field;
+use tock_registers::register_bitfields;
 
-/// CTR_EL0.IminLine \[3:0\]: log2 of the smallest I-cache line, in 4-byte words.
-const CTR_IMINLINE: Field = Field::new(3, 0);
-/// CTR_EL0.DminLine \[19:16\]: log2 of the smallest D-cache line, in 4-byte words.
-const CTR_DMINLINE: Field = Field::new(19, 16);
+register_bitfields! {u64,
+    /// CTR_EL0 (Arm ARM D19.2.34; `aarch64-cpu` 11 does not define it).
+    pub CTR_EL0 [
+        /// DIC: instruction cache invalidation to the PoU is not required.
+        DIC OFFSET(29) NUMBITS(1) [],
+        /// DminLine: log2 of the smallest D-cache line, in 4-byte words.
+        DminLine OFFSET(16) NUMBITS(4) [],
+        /// L1Ip: the level-1 instruction cache's indexing policy.
+        L1Ip OFFSET(14) NUMBITS(2) [VPIPT = 0b00, AIVIVT = 0b01, VIPT = 0b10, PIPT = 0b11],
+        /// IminLine: log2 of the smallest I-cache line, in 4-byte words.
+        IminLine OFFSET(0) NUMBITS(4) []
+    ],
+
+    /// DCZID_EL0 (Arm ARM D19.2.36; not in `aarch64-cpu` 11).
+    pub DCZID_EL0 [
+        /// DZP: `DC ZVA` is prohibited.
+        DZP OFFSET(4) NUMBITS(1) [],
+        /// BS: log2 of the `DC ZVA` block size, in 4-byte words.
+        BS OFFSET(0) NUMBITS(4) []
+    ]
+}
 
 /// Smallest D-cache line in bytes, from a CTR_EL0 value.
 pub fn dminline_bytes(ctr: u64) -> u64 {
-    4 << CTR_DMINLINE.get(ctr)
+    4 << CTR_EL0::DminLine.read(ctr)
 }
 
 /// Smallest I-cache line in bytes, from a CTR_EL0 value.
 pub fn iminline_bytes(ctr: u64) -> u64 {
-    4 << CTR_IMINLINE.get(ctr)
+    4 << CTR_EL0::IminLine.read(ctr)
 }
 
 /// The addresses a maintenance loop over `[start, start + len)` with `line`-byte lines (a power
@@ -55,7 +72,7 @@ mod tests {
 
     /// CTR_EL0 with DminLine = `d` and IminLine = `i`.
     fn ctr(d: u64, i: u64) -> u64 {
-        (d << 16) | i
+        (CTR_EL0::DminLine.val(d) + CTR_EL0::IminLine.val(i)).value
     }
 
     #[test]

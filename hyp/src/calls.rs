@@ -182,14 +182,11 @@ impl CpuOnError {
 /// PSCI ALREADY_ON.
 pub const ALREADY_ON: i64 = smccc::psci::error::ALREADY_ON as i64;
 
-/// Affinity fields of an MPIDR (Aff3 at 39:32, Aff2..Aff0 at 23:0).
-const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
-const MPIDR_AFF0: u64 = 0xff;
-
 /// The vCPU index an MPIDR names (Aff0; higher affinity levels 0), if the VM has it.
 pub fn vcpu_of(mpidr: u64, nr_vcpus: u16) -> Option<u16> {
-    let index = (mpidr & MPIDR_AFF0) as u16;
-    (mpidr & MPIDR_AFFINITY & !MPIDR_AFF0 == 0 && index < nr_vcpus).then_some(index)
+    use aarch64_cpu::registers::MPIDR_EL1::{Aff0, Aff1, Aff2, Aff3};
+    let index = Aff0.read(mpidr) as u16;
+    (!(Aff3::SET + Aff2::SET + Aff1::SET).any_matching_bits_set(mpidr) && index < nr_vcpus).then_some(index)
 }
 
 /// The vCPU index CPU_ON names, if its entry point may be used. A vCPU's MPIDR is its index in

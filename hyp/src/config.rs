@@ -14,6 +14,7 @@
 //! - `linux=NAME:KERNEL[,initrd=PATH][,append=ARGS][,ram=MIB][,cpus=N]` — one VM booting a Linux
 //!   `Image` (`crate::linux_boot`); ARGS is the kernel command line, percent-encoded (`%20` a
 //!   space, `%2C` a comma, `%25` a percent sign: any byte as `%XX`).
+//! - `selftest=NAME` — a test hook for the scenarios ([`crate::selftest`]; none by default).
 //!
 //! VM ids are 1, 2, … in command-line order, at most [`MAX_VMS`] of them (the id is the VM's
 //! 8-bit VMID). VMs naming the same PATH share one image
@@ -31,6 +32,7 @@ use crate::limits::LimitError;
 use crate::linux_boot::{self, BootImage, LinuxError, Segment};
 use crate::loader::{self, ElfError};
 pub use crate::platform::{MAX_RAM_MIB, MAX_VCPUS, MAX_VMS, RAM_BASE};
+use crate::selftest::{SelfTest, SelfTests};
 
 /// Trace file used when the command line has no `trace=`.
 pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
@@ -75,6 +77,8 @@ pub struct Config {
     pub vms: Vec<VmConfig>,
     /// `pool=` in bytes, if given (boot has already applied it to the pool range).
     pub pool_limit: Option<u64>,
+    /// The `selftest=` hooks.
+    pub selftest: SelfTests,
 }
 
 /// A VM as written on the command line, before its image is read.
@@ -103,6 +107,7 @@ pub struct Scenario {
     pub trace_max_bytes: u64,
     pub pool_limit: Option<u64>,
     pub vms: Vec<VmSpec>,
+    pub selftest: SelfTests,
 }
 
 /// What is wrong with the scenario (always the user's mistake).
@@ -110,6 +115,8 @@ pub struct Scenario {
 pub enum ConfigError {
     /// A token that is not `trace=`, `pool=` or `vm=`.
     UnknownToken(String),
+    /// A `selftest=` name that is no hook.
+    UnknownSelfTest(String),
     /// A `vm=` option other than `ram=` / `cpus=`.
     UnknownOption { token: String, option: String },
     /// More `vm=` tokens than [`MAX_VMS`].
@@ -138,7 +145,12 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::UnknownToken(t) => {
-                write!(f, "unknown token `{t}` (expected trace=PATH|off, trace_max=MIB, pool=MIB, vm=NAME:PATH[,ram=MIB][,cpus=N] or linux=NAME:KERNEL[,initrd=PATH][,append=ARGS][,ram=MIB][,cpus=N])")
+                write!(f, "unknown token `{t}` (expected trace=PATH|off, trace_max=MIB, pool=MIB, vm=NAME:PATH[,ram=MIB][,cpus=N], linux=NAME:KERNEL[,initrd=PATH][,append=ARGS][,ram=MIB][,cpus=N] or selftest=NAME)")
+            }
+            ConfigError::UnknownSelfTest(name) => {
+                write!(f, "unknown test hook `selftest={name}` (expected one of:")?;
+                SelfTest::names().try_for_each(|n| write!(f, " {n}"))?;
+                write!(f, ")")
             }
             ConfigError::UnknownOption { token, option } => {
                 write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB or cpus=N; initrd=PATH or append=ARGS for linux=)")
@@ -277,6 +289,7 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
         trace_max_bytes: DEFAULT_TRACE_MAX_MIB * MIB,
         pool_limit: None,
         vms: Vec::new(),
+        selftest: SelfTests::default(),
     };
     for (i, token) in cmdline.split_ascii_whitespace().enumerate() {
         let Some((key, value)) = token.split_once('=') else {
@@ -297,6 +310,10 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
             "pool" => sc.pool_limit = Some(number(token, value, "pool size in MiB", "1..=1048576", 1, 1 << 20)? * MIB),
             "vm" => sc.vms.push(parse_vm(token, value, false)?),
             "linux" => sc.vms.push(parse_vm(token, value, true)?),
+            "selftest" => match SelfTest::named(value) {
+                Some(t) => sc.selftest = sc.selftest.with(t),
+                None => return Err(ConfigError::UnknownSelfTest(value.to_string())),
+            },
             _ => return Err(ConfigError::UnknownToken(token.to_string())),
         }
     }
@@ -383,7 +400,7 @@ pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> 
         let irqchip = matches!(spec.kind, Kind::Linux { .. });
         vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
     }
-    Ok(Config { trace_path: sc.trace_path, trace_max_bytes: sc.trace_max_bytes, vms, pool_limit: sc.pool_limit })
+    Ok(Config { trace_path: sc.trace_path, trace_max_bytes: sc.trace_max_bytes, vms, pool_limit: sc.pool_limit, selftest: sc.selftest })
 }
 
 #[cfg(test)]
@@ -409,6 +426,10 @@ mod tests {
         assert_eq!(parse("trace_max=3").unwrap().trace_max_bytes, 3 * MIB);
         // A path may contain ':' after the name.
         assert_eq!(parse("vm=a:c:/x").unwrap().vms[0].path, "c:/x");
+        // Test hooks: none unless named.
+        assert_eq!(sc.selftest, SelfTests::default());
+        let hooks = parse("selftest=panic-fault vm=a:/p selftest=data-pages-nx").unwrap().selftest;
+        assert!(hooks.contains(SelfTest::PanicFault) && hooks.contains(SelfTest::DataPagesNx));
     }
 
     #[test]
@@ -419,6 +440,8 @@ mod tests {
             assert!(matches!(parse(bad), Err(ConfigError::BadNumber { .. })), "{bad}");
         }
         assert!(matches!(parse("vm=a:b,x=1"), Err(ConfigError::UnknownOption { .. })));
+        assert_eq!(parse("selftest=everything"), Err(ConfigError::UnknownSelfTest("everything".into())));
+        assert!(format!("{}", ConfigError::UnknownSelfTest("x".into())).contains("panic-fault data-pages-nx"));
         for bad in ["vm=ab", "vm=a:", "vm=:p", "trace="] {
             assert!(matches!(parse(bad), Err(ConfigError::Missing { .. })), "{bad}");
         }

@@ -1,18 +1,81 @@
 //! Decoding of ESR_EL2, HPFAR_EL2 and PAR_EL1 by named fields (Arm ARM D19.2.41 ESR_EL2,
 //! D19.2.53 HPFAR_EL2, D19.2.106 PAR_EL1), and the ESR_EL1 encodings used to inject exceptions.
 //! The one place where syndrome bits are named; pure functions, unit-tested on the host.
+//!
+//! The register-level fields (EC, IL, ISS, HPFAR_EL2.FIPA, PAR_EL1.F/PA) are `aarch64-cpu`'s; the
+//! ISS encodings of each exception class, which it does not define, are declared here with the
+//! same `tock-registers` macro (one "register" per ISS encoding, as the Arm ARM lays them out).
 
-pub use crate::bits::Field;
+use aarch64_cpu::registers::{ESR_EL1, ESR_EL2, HPFAR_EL2, PAR_EL1};
+use tock_registers::{register_bitfields, LocalRegisterCopy};
 use vm::{Ipa, PAGE_SHIFT};
 
-/// ESR_ELx.EC [31:26].
-pub const EC: Field = Field::new(31, 26);
-/// ESR_ELx.IL [25]: the trapped instruction is 32 bits (0: a 16-bit T32 instruction).
-pub const IL: Field = Field::bit(25);
-/// ESR_ELx.ISS [24:0].
-pub const ISS: Field = Field::new(24, 0);
-/// ISS of an HVC/SMC trap (EC 0x16/0x17): imm16 [15:0], the instruction's immediate.
-pub const IMM16: Field = Field::new(15, 0);
+register_bitfields! {u64,
+    /// ISS of a data or instruction abort (EC 0x20/0x21/0x24/0x25, Arm ARM D19.2.41 "ISS
+    /// encoding for an exception from a Data Abort").
+    pub ABORT_ISS [
+        /// Instruction syndrome valid (SAS, SSE, SRT, SF hold).
+        ISV OFFSET(24) NUMBITS(1) [],
+        /// Syndrome access size.
+        SAS OFFSET(22) NUMBITS(2) [Byte = 0, Halfword = 1, Word = 2, Doubleword = 3],
+        /// Syndrome sign extend.
+        SSE OFFSET(21) NUMBITS(1) [],
+        /// Syndrome register transfer (Xt/Wt; 31 = XZR).
+        SRT OFFSET(16) NUMBITS(5) [],
+        /// Sixty-four bit register (Xt rather than Wt).
+        SF OFFSET(15) NUMBITS(1) [],
+        /// FAR not valid.
+        FnV OFFSET(10) NUMBITS(1) [],
+        /// Cache maintenance or address translation instruction.
+        CM OFFSET(8) NUMBITS(1) [],
+        /// Stage-2 fault on a stage-1 translation table walk.
+        S1PTW OFFSET(7) NUMBITS(1) [],
+        /// Write, not read.
+        WnR OFFSET(6) NUMBITS(1) [],
+        /// Data/instruction fault status code.
+        FSC OFFSET(0) NUMBITS(6) [
+            /// Synchronous external abort, not on a translation table walk.
+            SyncExternal = 0b01_0000,
+            /// Synchronous external abort on a translation table walk, level 0 (+ level).
+            SyncExternalWalkL0 = 0b01_0100
+        ],
+        /// FSC[5:2]: the fault type.
+        FSC_TYPE OFFSET(2) NUMBITS(4) [Translation = 0b0001, AccessFlag = 0b0010, Permission = 0b0011],
+        /// FSC[1:0]: the level.
+        FSC_LEVEL OFFSET(0) NUMBITS(2) []
+    ],
+
+    /// ISS of a trapped MSR/MRS or system instruction (EC 0x18, Arm ARM D19.2.41 "ISS encoding
+    /// for an exception from MSR, MRS, or System instruction execution in AArch64 state").
+    pub SYSREG_ISS [
+        Op0 OFFSET(20) NUMBITS(2) [],
+        Op2 OFFSET(17) NUMBITS(3) [],
+        Op1 OFFSET(14) NUMBITS(3) [],
+        CRn OFFSET(10) NUMBITS(4) [],
+        Rt OFFSET(5) NUMBITS(5) [],
+        CRm OFFSET(1) NUMBITS(4) [],
+        /// Direction: 1 = read (MRS), 0 = write (MSR).
+        Direction OFFSET(0) NUMBITS(1) [Write = 0, Read = 1]
+    ],
+
+    /// ISS of a trapped WFI/WFE (EC 0x01).
+    pub WFX_ISS [
+        /// TI: which instruction (the 0b1x forms are FEAT_WFxT's, with a timeout).
+        TI OFFSET(0) NUMBITS(2) [WFI = 0b00, WFE = 0b01, WFIT = 0b10, WFET = 0b11]
+    ],
+
+    /// ISS of an HVC or SMC (EC 0x16/0x17).
+    pub HVC_ISS [
+        /// The instruction's immediate.
+        imm16 OFFSET(0) NUMBITS(16) []
+    ],
+
+    /// PAR_EL1 after a failed AT (F = 1), the field `aarch64-cpu` does not name.
+    pub PAR_EL1_FAULT [
+        /// S: the fault was at stage 2 (on the stage-1 walk, for AT S1E*).
+        S OFFSET(9) NUMBITS(1) []
+    ]
+}
 
 /// Exception classes the hypervisor distinguishes (ESR_ELx.EC).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -38,21 +101,20 @@ pub enum ExceptionClass {
 }
 
 impl ExceptionClass {
-    /// The table of ESR EC encodings.
-    const TABLE: &'static [(u8, ExceptionClass)] = &[
-        (0x00, ExceptionClass::Unknown),
-        (0x01, ExceptionClass::WfiWfe),
-        (0x07, ExceptionClass::FpSimd),
-        (0x16, ExceptionClass::Hvc64),
-        (0x17, ExceptionClass::Smc64),
-        (0x18, ExceptionClass::SysReg),
-        (0x20, ExceptionClass::InstrAbortLower),
-        (0x24, ExceptionClass::DataAbortLower),
-    ];
-
-    /// The class of EC value `ec`.
-    pub fn decode(ec: u8) -> ExceptionClass {
-        Self::TABLE.iter().find(|(v, _)| *v == ec).map_or(ExceptionClass::Other(ec), |(_, c)| *c)
+    /// The class of ESR_EL2 value `esr`.
+    pub fn of(esr: u64) -> ExceptionClass {
+        use ESR_EL2::EC::Value as Ec;
+        match ESR_EL2::EC.read_as_enum(esr) {
+            Some(Ec::Unknown) => ExceptionClass::Unknown,
+            Some(Ec::TrappedWFIorWFE) => ExceptionClass::WfiWfe,
+            Some(Ec::TrappedFP) => ExceptionClass::FpSimd,
+            Some(Ec::HVC64) => ExceptionClass::Hvc64,
+            Some(Ec::SMC64) => ExceptionClass::Smc64,
+            Some(Ec::TrappedMsrMrs) => ExceptionClass::SysReg,
+            Some(Ec::InstrAbortLowerEL) => ExceptionClass::InstrAbortLower,
+            Some(Ec::DataAbortLowerEL) => ExceptionClass::DataAbortLower,
+            _ => ExceptionClass::Other(ESR_EL2::EC.read(esr) as u8),
+        }
     }
 }
 
@@ -74,44 +136,28 @@ pub struct ExternalAbort {
     pub il32: bool,
 }
 
-/// ESR_ELx.EC values used when injecting.
-mod inject_ec {
-    pub const UNKNOWN: u64 = 0x00;
-    pub const INSTR_ABORT_LOWER_EL: u64 = 0x20;
-    pub const INSTR_ABORT_SAME_EL: u64 = 0x21;
-    pub const DATA_ABORT_LOWER_EL: u64 = 0x24;
-    pub const DATA_ABORT_SAME_EL: u64 = 0x25;
-}
-
-/// FSC = 0b010000: synchronous external abort, not on a translation table walk.
-const FSC_SEA: u64 = 0b01_0000;
-/// FSC = 0b0101LL: synchronous external abort on a translation table walk at level LL.
-const FSC_SEA_WALK: u64 = 0b01_0100;
-
 impl ExternalAbort {
     /// ESR_EL1 for this abort.
     pub fn esr(self) -> u64 {
-        use abort_iss::*;
+        use ESR_EL1::EC::Value as Ec;
         let ec = match (self.fetch, self.same_el) {
-            (true, true) => inject_ec::INSTR_ABORT_SAME_EL,
-            (true, false) => inject_ec::INSTR_ABORT_LOWER_EL,
-            (false, true) => inject_ec::DATA_ABORT_SAME_EL,
-            (false, false) => inject_ec::DATA_ABORT_LOWER_EL,
+            (true, true) => Ec::InstrAbortCurrentEL,
+            (true, false) => Ec::InstrAbortLowerEL,
+            (false, true) => Ec::DataAbortCurrentEL,
+            (false, false) => Ec::DataAbortLowerEL,
         };
         let fsc = match self.walk_level {
-            Some(level) => FSC_SEA_WALK | FSC_LEVEL.place(u64::from(level)),
-            None => FSC_SEA,
+            Some(level) => ABORT_ISS::FSC::SyncExternalWalkL0.value + u64::from(level),
+            None => ABORT_ISS::FSC::SyncExternal.value,
         };
-        EC.place(ec)
-            | IL.place(u64::from(self.il32))
-            | FSC.place(fsc)
-            | FNV.place(u64::from(self.far_unknown))
-            | WNR.place(u64::from(self.write && !self.fetch))
+        let mut iss = LocalRegisterCopy::<u64, ABORT_ISS::Register>::new(fsc);
+        iss.modify(ABORT_ISS::FnV.val(u64::from(self.far_unknown)) + ABORT_ISS::WnR.val(u64::from(self.write && !self.fetch)));
+        (ESR_EL1::EC.val(ec as u64) + ESR_EL1::IL.val(u64::from(self.il32)) + ESR_EL1::ISS.val(iss.get())).value
     }
 }
 
 /// ESR_EL1 of an undefined instruction (EC 0x00, IL = 1).
-pub const ESR_UNDEFINED: u64 = EC.place(inject_ec::UNKNOWN) | IL.place(1);
+pub const ESR_UNDEFINED: u64 = ESR_EL1::EC::Unknown.value | ESR_EL1::IL::SET.value;
 
 /// A decoded ESR_EL2.
 #[derive(Clone, Copy, Debug)]
@@ -127,9 +173,9 @@ impl Syndrome {
     pub fn decode(esr: u64) -> Syndrome {
         Syndrome {
             raw: esr,
-            class: ExceptionClass::decode(EC.get(esr) as u8),
-            iss: ISS.get(esr),
-            il32: IL.is_set(esr),
+            class: ExceptionClass::of(esr),
+            iss: ESR_EL2::ISS.read(esr),
+            il32: ESR_EL2::IL.is_set(esr),
         }
     }
 
@@ -144,45 +190,13 @@ impl Syndrome {
 
     /// The immediate of a trapped `HVC #imm16` / `SMC #imm16`.
     pub fn imm16(&self) -> u64 {
-        IMM16.get(self.iss)
+        HVC_ISS::imm16.read(self.iss)
     }
 }
 
-/// ISS of a trapped WFI/WFE (EC 0x01): TI [1:0], 0b00 = WFI, 0b01 = WFE (0b1x: the FEAT_WFxT
-/// forms with a timeout, WFIT/WFET).
-const WFX_TI: Field = Field::new(1, 0);
-
 /// True when a trapped WFx (EC 0x01) is a WFE or WFET rather than a WFI or WFIT.
 pub fn is_wfe(iss: u64) -> bool {
-    WFX_TI.get(iss) & 1 != 0
-}
-
-/// ISS fields of a data or instruction abort (ISS encoding for EC 0x20/0x24).
-mod abort_iss {
-    use super::Field;
-    /// Instruction syndrome valid.
-    pub const ISV: Field = Field::bit(24);
-    /// Syndrome access size: 0 byte, 1 halfword, 2 word, 3 doubleword.
-    pub const SAS: Field = Field::new(23, 22);
-    /// Syndrome sign extend.
-    pub const SSE: Field = Field::bit(21);
-    /// Syndrome register transfer (Xt/Wt; 31 = XZR).
-    pub const SRT: Field = Field::new(20, 16);
-    /// Sixty-four bit register (Xt rather than Wt).
-    pub const SF: Field = Field::bit(15);
-    /// FAR not valid.
-    pub const FNV: Field = Field::bit(10);
-    /// Cache maintenance or address translation instruction.
-    pub const CM: Field = Field::bit(8);
-    /// Stage-2 fault on a stage-1 translation table walk.
-    pub const S1PTW: Field = Field::bit(7);
-    /// Write, not read.
-    pub const WNR: Field = Field::bit(6);
-    /// Data/instruction fault status code.
-    pub const FSC: Field = Field::new(5, 0);
-    /// FSC[5:2]: the fault type; FSC[1:0]: the level.
-    pub const FSC_TYPE: Field = Field::new(5, 2);
-    pub const FSC_LEVEL: Field = Field::new(1, 0);
+    matches!(WFX_ISS::TI.read_as_enum(iss), Some(WFX_ISS::TI::Value::WFE | WFX_ISS::TI::Value::WFET))
 }
 
 /// The fault-status classes a stage-2 abort can report.
@@ -199,18 +213,14 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    /// FSC[5:2] encodings.
-    const TRANSLATION: u64 = 0b0001;
-    const ACCESS_FLAG: u64 = 0b0010;
-    const PERMISSION: u64 = 0b0011;
-
     fn decode(iss: u64) -> FaultKind {
-        let level = abort_iss::FSC_LEVEL.get(iss) as u8;
-        match abort_iss::FSC_TYPE.get(iss) {
-            Self::TRANSLATION => FaultKind::Translation(level),
-            Self::ACCESS_FLAG => FaultKind::AccessFlag(level),
-            Self::PERMISSION => FaultKind::Permission(level),
-            _ => FaultKind::Other(abort_iss::FSC.get(iss) as u8),
+        use ABORT_ISS::FSC_TYPE::Value as Type;
+        let level = ABORT_ISS::FSC_LEVEL.read(iss) as u8;
+        match ABORT_ISS::FSC_TYPE.read_as_enum(iss) {
+            Some(Type::Translation) => FaultKind::Translation(level),
+            Some(Type::AccessFlag) => FaultKind::AccessFlag(level),
+            Some(Type::Permission) => FaultKind::Permission(level),
+            None => FaultKind::Other(ABORT_ISS::FSC.read(iss) as u8),
         }
     }
 }
@@ -242,36 +252,23 @@ pub struct AbortIss {
 
 impl AbortIss {
     pub fn decode(iss: u64) -> AbortIss {
-        use abort_iss::*;
-        let access = ISV.is_set(iss).then(|| AccessSyndrome {
-            size: 1 << SAS.get(iss),
-            sign_extend: SSE.is_set(iss),
-            reg: SRT.get(iss) as u8,
-            sixty_four: SF.is_set(iss),
+        use ABORT_ISS::*;
+        let r = LocalRegisterCopy::<u64, Register>::new(iss);
+        let access = r.is_set(ISV).then(|| AccessSyndrome {
+            size: 1 << r.read(SAS),
+            sign_extend: r.is_set(SSE),
+            reg: r.read(SRT) as u8,
+            sixty_four: r.is_set(SF),
         });
         AbortIss {
             kind: FaultKind::decode(iss),
-            write: WNR.is_set(iss),
-            s1ptw: S1PTW.is_set(iss),
-            cache_maintenance: CM.is_set(iss),
-            far_valid: !FNV.is_set(iss),
+            write: r.is_set(WnR),
+            s1ptw: r.is_set(S1PTW),
+            cache_maintenance: r.is_set(CM),
+            far_valid: !r.is_set(FnV),
             access,
         }
     }
-}
-
-/// ISS fields of a trapped MSR/MRS (EC 0x18, Arm ARM D19.2.41 "ISS encoding for an exception
-/// from MSR, MRS, or System instruction execution in AArch64 state").
-mod sysreg_iss {
-    use super::Field;
-    pub const OP0: Field = Field::new(21, 20);
-    pub const OP2: Field = Field::new(19, 17);
-    pub const OP1: Field = Field::new(16, 14);
-    pub const CRN: Field = Field::new(13, 10);
-    pub const RT: Field = Field::new(9, 5);
-    pub const CRM: Field = Field::new(4, 1);
-    /// Direction [0]: 1 = read (MRS), 0 = write (MSR).
-    pub const DIRECTION: Field = Field::bit(0);
 }
 
 /// A decoded trapped system-register access.
@@ -290,15 +287,16 @@ pub struct SysRegIss {
 
 impl SysRegIss {
     pub fn decode(iss: u64) -> SysRegIss {
-        use sysreg_iss::*;
+        use SYSREG_ISS::*;
+        let r = LocalRegisterCopy::<u64, Register>::new(iss);
         SysRegIss {
-            op0: OP0.get(iss) as u8,
-            op1: OP1.get(iss) as u8,
-            crn: CRN.get(iss) as u8,
-            crm: CRM.get(iss) as u8,
-            op2: OP2.get(iss) as u8,
-            rt: RT.get(iss) as u8,
-            read: DIRECTION.is_set(iss),
+            op0: r.read(Op0) as u8,
+            op1: r.read(Op1) as u8,
+            crn: r.read(CRn) as u8,
+            crm: r.read(CRm) as u8,
+            op2: r.read(Op2) as u8,
+            rt: r.read(Rt) as u8,
+            read: r.matches_all(Direction::Read),
         }
     }
 
@@ -331,23 +329,9 @@ impl SysRegIss {
     }
 }
 
-/// HPFAR_EL2.FIPA [43:4]: IPA[51:12] of the faulting access.
-const HPFAR_FIPA: Field = Field::new(43, 4);
-
-/// The faulting IPA's page base from HPFAR_EL2.
+/// The faulting IPA's page base from HPFAR_EL2 (FIPA holds IPA[51:12]).
 pub fn hpfar_page(hpfar: u64) -> Ipa {
-    Ipa(HPFAR_FIPA.get(hpfar) << PAGE_SHIFT)
-}
-
-/// PAR_EL1 after an address-translation (AT) instruction.
-mod par {
-    use super::Field;
-    /// F [0]: the translation failed.
-    pub const F: Field = Field::bit(0);
-    /// S [9] (F = 1): the fault was at stage 2 (on the stage-1 walk, for AT S1E*).
-    pub const S: Field = Field::bit(9);
-    /// PA [51:12] (F = 0): the output address (an IPA for AT S1E*).
-    pub const PA: Field = Field::new(51, 12);
+    Ipa(HPFAR_EL2::FIPA.read(hpfar) << PAGE_SHIFT)
 }
 
 /// Why an AT S1E* instruction did not translate.
@@ -361,10 +345,10 @@ pub enum AtFault {
 
 /// The IPA an AT S1E* instruction reported in PAR_EL1 for `va`.
 pub fn par_to_ipa(par_el1: u64, va: u64) -> Result<Ipa, AtFault> {
-    if par::F.is_set(par_el1) {
-        Err(if par::S.is_set(par_el1) { AtFault::Stage2Walk } else { AtFault::Stage1 })
+    if PAR_EL1::F.is_set(par_el1) {
+        Err(if PAR_EL1_FAULT::S.is_set(par_el1) { AtFault::Stage2Walk } else { AtFault::Stage1 })
     } else {
-        Ok(Ipa((par::PA.get(par_el1) << PAGE_SHIFT) | Ipa(va).page_offset()))
+        Ok(Ipa((PAR_EL1::PA.read(par_el1) << PAGE_SHIFT) | Ipa(va).page_offset()))
     }
 }
 
@@ -395,24 +379,49 @@ mod tests {
         assert_eq!(ESR_UNDEFINED, 0x0200_0000);
     }
 
+    /// The ISS of a trapped `S<op0>_<op1>_C<crn>_C<crm>_<op2>` access with Xt = `rt`.
+    fn sysreg(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool) -> u64 {
+        use SYSREG_ISS::*;
+        let dir = if read { Direction::Read } else { Direction::Write };
+        (Op0.val(op0) + Op1.val(op1) + CRn.val(crn) + CRm.val(crm) + Op2.val(op2) + Rt.val(rt) + dir).value
+    }
+
     #[test]
     fn trapped_system_registers() {
-        // MRS x3, PMCCNTR_EL0 (S3_3_C9_C13_0).
-        let s = SysRegIss::decode((3 << 20) | (3 << 14) | (9 << 10) | (3 << 5) | (13 << 1) | 1);
+        // MRS x3, PMCCNTR_EL0 (S3_3_C9_C13_0): the Arm ARM's bit positions, spelled out once.
+        let iss = (3 << 20) | (3 << 14) | (9 << 10) | (3 << 5) | (13 << 1) | 1;
+        assert_eq!(sysreg(3, 3, 9, 13, 0, 3, true), iss);
+        let s = SysRegIss::decode(iss);
         assert_eq!((s.op0, s.op1, s.crn, s.crm, s.op2, s.rt, s.read), (3, 3, 9, 13, 0, 3, true));
         assert!(s.is_pmu() && !s.is_debug());
         // MSR MDSCR_EL1, x0 (S2_0_C0_C2_2).
-        let s = SysRegIss::decode((2 << 20) | (2 << 17) | (2 << 1));
+        let s = SysRegIss::decode(sysreg(2, 0, 0, 2, 2, 0, false));
         assert!(s.is_debug() && !s.read);
         // MRS x0, MIDR_EL1 (S3_0_C0_C0_0) is neither.
-        let s = SysRegIss::decode((3 << 20) | 1);
+        let s = SysRegIss::decode(sysreg(3, 0, 0, 0, 0, 0, true));
         assert!(!s.is_pmu() && !s.is_debug());
         // MRS x1, ID_AA64PFR0_EL1 (S3_0_C0_C4_0); MSR ACTLR_EL1, x0; DC CISW, x2.
-        assert!(SysRegIss::decode((3 << 20) | (4 << 1) | (1 << 5) | 1).is_id_register());
-        assert!(SysRegIss::decode((3 << 20) | (1 << 17) | (1 << 10)).is_actlr_el1());
-        assert!(SysRegIss::decode((1 << 20) | (2 << 17) | (7 << 10) | (14 << 1) | (2 << 5)).is_dc_set_way());
+        assert!(SysRegIss::decode(sysreg(3, 0, 0, 4, 0, 1, true)).is_id_register());
+        assert!(SysRegIss::decode(sysreg(3, 0, 1, 0, 1, 0, false)).is_actlr_el1());
+        assert!(SysRegIss::decode(sysreg(1, 0, 7, 14, 2, 2, false)).is_dc_set_way());
         // PMEVTYPER3_EL0 (S3_3_C14_C12_3).
-        assert!(SysRegIss::decode((3 << 20) | (3 << 17) | (3 << 14) | (14 << 10) | (12 << 1)).is_pmu());
+        assert!(SysRegIss::decode(sysreg(3, 3, 14, 12, 3, 0, false)).is_pmu());
+    }
+
+    #[test]
+    fn exception_classes_and_wfx() {
+        assert_eq!(Syndrome::decode(0x93c6_8046).class, ExceptionClass::DataAbortLower);
+        assert_eq!(Syndrome::decode(0x8200_0007).class, ExceptionClass::InstrAbortLower);
+        assert_eq!(Syndrome::decode(0x5e00_0000).class, ExceptionClass::Smc64);
+        assert_eq!(Syndrome::decode(0x6200_0001).class, ExceptionClass::SysReg);
+        // EC 0x2f, an SError: not a class the trap path dispatches on.
+        assert_eq!(Syndrome::decode(0xbe00_0000).class, ExceptionClass::Other(0x2f));
+        assert_eq!(Syndrome::decode(0x0000_0000).class, ExceptionClass::Unknown);
+        // TI: 0b00 WFI, 0b01 WFE, 0b10 WFIT, 0b11 WFET.
+        assert_eq!([0, 1, 2, 3].map(is_wfe), [false, true, false, true]);
+        // A 16-bit trapped instruction (IL = 0).
+        assert_eq!(Syndrome::decode(0x0400_0000).insn_len(), 2);
+        assert_eq!(Syndrome::decode(0x0600_0000).insn_len(), 4);
     }
 
     #[test]

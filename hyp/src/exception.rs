@@ -14,36 +14,70 @@
 //! An abort's EC depends on where it was taken from: "same EL" (0x21/0x25) from EL1, "lower EL"
 //! (0x20/0x24) from EL0 ([`crate::esr::ExternalAbort`]).
 
+use aarch64_cpu::registers::{SCTLR_EL1, SPSR_EL2};
+use tock_registers::register_bitfields;
+
 use crate::esr::{ExternalAbort, ESR_UNDEFINED};
 
-/// PSTATE as saved in SPSR_EL2/SPSR_EL1 (AArch64 format, Arm ARM C5.2.19).
+register_bitfields! {u64,
+    /// The SPSR fields `aarch64-cpu`'s SPSR_EL2 does not name (it has the AArch64 M[3:0] and
+    /// D, A, I, F, NZCV, SS, IL).
+    pub SPSR [
+        /// PAN (FEAT_PAN).
+        PAN OFFSET(22) NUMBITS(1) [],
+        /// SSBS (FEAT_SSBS).
+        SSBS OFFSET(12) NUMBITS(1) [],
+        /// E (AArch32): PSTATE.E, the data endianness.
+        E OFFSET(9) NUMBITS(1) [],
+        /// M[4]: the exception was taken from AArch32.
+        M4 OFFSET(4) NUMBITS(1) [AArch64 = 0, AArch32 = 1],
+        /// M[3:2] (AArch64): the exception level it was taken from.
+        EL OFFSET(2) NUMBITS(2) [EL0 = 0, EL1 = 1, EL2 = 2]
+    ],
+
+    /// The SCTLR_EL1 fields `aarch64-cpu` does not name.
+    pub SCTLR_EL1_MORE [
+        /// DSSBS: PSTATE.SSBS on exception entry (RES0 without FEAT_SSBS).
+        DSSBS OFFSET(44) NUMBITS(1) [],
+        /// SPAN: 0 = PSTATE.PAN is set on exception entry to EL1 (RES1 without PAN).
+        SPAN OFFSET(23) NUMBITS(1) []
+    ]
+}
+
+/// PSTATE as saved in SPSR_EL2/SPSR_EL1 (AArch64 format, Arm ARM C5.2.19), by `aarch64-cpu`'s
+/// SPSR_EL2 fields and [`SPSR`].
 pub mod pstate {
+    use super::{SPSR, SPSR_EL2};
+
     /// M[3:0] = EL1 with SP_EL1.
-    pub const MODE_EL1H: u64 = 0b0101;
+    pub const MODE_EL1H: u64 = SPSR_EL2::M::EL1h.value;
     /// M[3:0] = EL1 with SP_EL0.
-    pub const MODE_EL1T: u64 = 0b0100;
+    pub const MODE_EL1T: u64 = SPSR_EL2::M::EL1t.value;
     /// M[3:0] = EL0.
-    pub const MODE_EL0T: u64 = 0b0000;
+    pub const MODE_EL0T: u64 = SPSR_EL2::M::EL0t.value;
     /// M[3:0] mask.
-    pub const MODE_MASK: u64 = 0b1111;
+    pub const MODE_MASK: u64 = SPSR_EL2::M::SET.value;
     /// M[4]: the exception came from AArch32.
-    pub const MODE_RW_AARCH32: u64 = 1 << 4;
-    /// D, A, I, F masks (bits 9:6).
-    pub const DAIF: u64 = 0b1111 << 6;
-    /// SSBS, bit 12 (FEAT_SSBS).
-    pub const SSBS: u64 = 1 << 12;
-    /// PAN, bit 22 (FEAT_PAN).
-    pub const PAN: u64 = 1 << 22;
+    pub const MODE_RW_AARCH32: u64 = SPSR::M4::AArch32.value;
+    /// D, A, I, F masks.
+    pub const DAIF: u64 =
+        SPSR_EL2::D::Masked.value | SPSR_EL2::A::Masked.value | SPSR_EL2::I::Masked.value | SPSR_EL2::F::Masked.value;
+    /// SSBS (FEAT_SSBS).
+    pub const SSBS: u64 = SPSR::SSBS::SET.value;
+    /// PAN (FEAT_PAN).
+    pub const PAN: u64 = SPSR::PAN::SET.value;
 }
 
 /// SCTLR_EL1 bits exception entry depends on.
 pub mod sctlr {
+    use super::{SCTLR_EL1, SCTLR_EL1_MORE};
+
     /// M: stage-1 MMU enabled (VBAR_EL1 is then a VA).
-    pub const M: u64 = 1 << 0;
-    /// SPAN [23]: 0 = PSTATE.PAN is set on exception entry to EL1 (RES1 without PAN).
-    pub const SPAN: u64 = 1 << 23;
-    /// DSSBS [44]: PSTATE.SSBS on exception entry (RES0 without FEAT_SSBS).
-    pub const DSSBS: u64 = 1 << 44;
+    pub const M: u64 = SCTLR_EL1::M::SET.value;
+    /// SPAN: 0 = PSTATE.PAN is set on exception entry to EL1 (RES1 without PAN).
+    pub const SPAN: u64 = SCTLR_EL1_MORE::SPAN::SET.value;
+    /// DSSBS: PSTATE.SSBS on exception entry (RES0 without FEAT_SSBS).
+    pub const DSSBS: u64 = SCTLR_EL1_MORE::DSSBS::SET.value;
 }
 
 /// Offsets of the synchronous entries inside the EL1 vector table.

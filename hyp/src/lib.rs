@@ -7,7 +7,8 @@
 //! syndrome decoding (`esr`), abort classification (`abort`), MMIO data order and extension
 //! (`mmio`), exception-entry state (`exception`), the injected-exception loop rule (`inject`),
 //! guest-call decoding and PSCI checks (`calls`), the device bus (`bus`), the run queue (`runq`),
-//! the VMID pool (`vmid`), stop reasons (`stop`). They are plain
+//! the VMID pool (`vmid`), stop reasons (`stop`), whom an SError is blamed on (`serror`); and the
+//! test hooks a scenario may switch on (`selftest`). They are plain
 //! safe Rust over bytes and register values, built into the EL2 binary and unit-tested on the
 //! host (`cargo test -p hyp --lib`); the EL2 binary reads the registers and acts on the answers.
 #![no_std]
@@ -17,7 +18,6 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
-pub mod bits;
 pub mod abort;
 pub mod budget;
 pub mod bus;
@@ -39,6 +39,8 @@ pub mod mmio;
 pub mod platform;
 pub mod ptimer;
 pub mod runq;
+pub mod selftest;
+pub mod serror;
 pub mod stop;
 pub mod text;
 pub mod vgic;

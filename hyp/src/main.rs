@@ -48,6 +48,7 @@ use log::{error, info, LevelFilter};
 use alloc::string::ToString;
 use alloc::vec::Vec;
 use hyp::config::{self, Config, ConfigError};
+use hyp::selftest::SelfTest;
 use hyp::{dtb, layout, limits};
 
 use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer};
@@ -102,6 +103,12 @@ pub(crate) fn boot_main() -> ! {
         error!("bad scenario: {e}");
         semihosting::exit(EXIT_BAD_SCENARIO)
     });
+    hyp::selftest::enable(config.selftest);
+    if config.selftest.contains(SelfTest::PanicFault) {
+        // The run's EL2 vectors (with the nested-fault guard), as `virt::cpu_main` installs them.
+        arch::vectors::install();
+        panic!("selftest=panic-fault: a deliberate panic, whose handler faults");
+    }
     let (pool, clamped) = layout::limit_pool(carving.pool, config.pool_limit);
     if clamped {
         log::warn!("pool= exceeds the free RAM; using all {} MiB of it", (pool.end.0 - pool.start.0) >> 20);
@@ -226,6 +233,9 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             info.message()
         )),
         None => console::write_line_forced(format_args!("uvmhyp: PANIC at unknown location: {}", info.message())),
+    }
+    if hyp::selftest::enabled(SelfTest::PanicFault) {
+        arch::vectors::fault_for_selftest();
     }
     semihosting::exit(EXIT_PANIC)
 }

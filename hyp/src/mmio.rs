@@ -9,19 +9,10 @@
 //! Which accesses are big-endian (Arm ARM D5 "Endianness"): at EL1 SCTLR_EL1.EE, at AArch64
 //! EL0 SCTLR_EL1.E0E, at AArch32 EL0 PSTATE.E (SPSR.E, set by SETEND).
 
-use crate::bits::Field;
-use crate::esr::AccessSyndrome;
+use aarch64_cpu::registers::SCTLR_EL1;
 
-/// SCTLR_EL1.EE [25]: explicit data accesses at EL1 are big-endian.
-const SCTLR_EE: Field = Field::bit(25);
-/// SCTLR_EL1.E0E [24]: explicit data accesses at EL0 (AArch64) are big-endian.
-const SCTLR_E0E: Field = Field::bit(24);
-/// SPSR.M[4]: the exception was taken from AArch32.
-const SPSR_M4: Field = Field::bit(4);
-/// SPSR.M[3:2] (AArch64): the exception level it was taken from.
-const SPSR_EL: Field = Field::new(3, 2);
-/// SPSR.E [9] (AArch32): PSTATE.E, the data endianness.
-const SPSR_E32: Field = Field::bit(9);
+use crate::esr::AccessSyndrome;
+use crate::exception::SPSR;
 
 /// The byte order of a guest's data access.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -33,12 +24,13 @@ pub enum Endian {
 /// The endianness of the data access that trapped, from the guest's SCTLR_EL1 and the SPSR of
 /// the trap (the interrupted PSTATE).
 pub fn data_endian(sctlr_el1: u64, spsr: u64) -> Endian {
-    let big = if SPSR_M4.is_set(spsr) {
-        SPSR_E32.is_set(spsr)
-    } else if SPSR_EL.get(spsr) == 0 {
-        SCTLR_E0E.is_set(sctlr_el1)
+    // SCTLR_EL1.EE: explicit data accesses at EL1 are big-endian; E0E: at AArch64 EL0.
+    let big = if SPSR::M4::AArch32.matches_all(spsr) {
+        SPSR::E.is_set(spsr)
+    } else if SPSR::EL::EL0.matches_all(spsr) {
+        SCTLR_EL1::E0E.is_set(sctlr_el1)
     } else {
-        SCTLR_EE.is_set(sctlr_el1)
+        SCTLR_EL1::EE.is_set(sctlr_el1)
     };
     if big {
         Endian::Big
@@ -98,8 +90,8 @@ mod tests {
 
     const EL1H: u64 = 0b0101;
     const EL0T: u64 = 0b0000;
-    const EE: u64 = 1 << 25;
-    const E0E: u64 = 1 << 24;
+    const EE: u64 = SCTLR_EL1::EE::SET.value;
+    const E0E: u64 = SCTLR_EL1::E0E::SET.value;
 
     #[test]
     fn which_accesses_are_big_endian() {
@@ -110,7 +102,7 @@ mod tests {
         assert_eq!(data_endian(EE, EL0T), Endian::Little);
         // AArch32 EL0 (M = 0b10000, usr): PSTATE.E decides.
         assert_eq!(data_endian(EE | E0E, 0b1_0000), Endian::Little);
-        assert_eq!(data_endian(0, 0b1_0000 | 1 << 9), Endian::Big);
+        assert_eq!(data_endian(0, 0b1_0000 | SPSR::E::SET.value), Endian::Big);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //! CNTP_CTL_EL0, CNTP_CVAL_EL0 and CNTP_TVAL_EL0 are kept here per vCPU against the physical
 //! counter. Its interrupt is a level line the vGIC raises while it fires (`virt::vgic::load`).
 
-/// CNTP_CTL_EL0 bits.
-const ENABLE: u64 = 1 << 0;
-const IMASK: u64 = 1 << 1;
-const ISTATUS: u64 = 1 << 2;
+use aarch64_cpu::registers::CNTP_CTL_EL0;
+
+/// CNTP_CTL_EL0 bits (`aarch64-cpu`'s fields).
+const ENABLE: u64 = CNTP_CTL_EL0::ENABLE::SET.value;
+const IMASK: u64 = CNTP_CTL_EL0::IMASK::SET.value;
+const ISTATUS: u64 = CNTP_CTL_EL0::ISTATUS::SET.value;
 
 /// The physical timer's interrupt (PPI 14).
 pub const INTID: u32 = 30;

@@ -201,13 +201,14 @@ struct Judged {
 }
 
 impl Judged {
+    /// A run without failures is Ok, even one that was to panic (`hypervisor-panic` scenarios).
     fn status(&self) -> Status {
-        if self.out.console.panic.is_some() {
+        if self.failures.is_empty() {
+            Status::Ok
+        } else if self.out.console.panic.is_some() {
             Status::HypervisorPanic
         } else if self.out.timed_out {
             Status::TimedOut
-        } else if self.failures.is_empty() {
-            Status::Ok
         } else {
             Status::Failed
         }

@@ -64,6 +64,7 @@ pub fn append(s: &Scenario, trace: &str) -> String {
     if let Some(p) = s.pool_mib {
         tokens.push(format!("pool={p}"));
     }
+    tokens.extend(s.selftest.iter().map(|t| format!("selftest={t}")));
     tokens.extend(s.vms.iter().map(vm_token));
     tokens.join(" ")
 }
@@ -287,6 +288,10 @@ mod tests {
             let vms: Vec<_> = parsed.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes, v.cpus)).collect();
             let want: Vec<_> = s.vms.iter().map(|v| (v.name.as_str(), v.ram_bytes(), v.cpus.unwrap_or(1))).collect();
             assert_eq!(vms, want, "{}", s.name);
+            let hooks = s.selftest.iter().fold(hyp::selftest::SelfTests::default(), |set, t| {
+                set.with(hyp::selftest::SelfTest::named(t).unwrap_or_else(|| panic!("{}: {t}", s.name)))
+            });
+            assert_eq!(parsed.selftest, hooks, "{}", s.name);
         }
     }
 

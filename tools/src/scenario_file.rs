@@ -7,7 +7,7 @@
 //! hypervisor would refuse on its `-append` line (RAM and vCPU ranges, pool size) is checked here
 //! with the hypervisor's own parser, so a scenario that loads is one QEMU can start.
 
-use crate::scenarios::{Check, ConsoleCheck, Expect, Image, Machine, Scenario, TraceSettings, VmSpec};
+use crate::scenarios::{Check, ConsoleCheck, Expect, Image, Machine, Scenario, StopWhen, TraceSettings, VmSpec};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +21,8 @@ use vm::fault::FaultCase;
 struct File {
     about: String,
     pool_mib: Option<Spanned<u64>>,
+    #[serde(default)]
+    selftest: Vec<Spanned<String>>,
     #[serde(default)]
     qemu: Machine,
     trace: Option<Spanned<TraceSettings>>,
@@ -36,15 +38,6 @@ struct Stop {
     #[serde(default)]
     when: StopWhen,
     timeout_s: u64,
-}
-
-/// When a run ends. The hypervisor ends QEMU when its last VM stops; that is the only condition
-/// it offers today (the timeout kills QEMU otherwise).
-#[derive(Deserialize, Default)]
-enum StopWhen {
-    #[default]
-    #[serde(rename = "all-vms-stopped")]
-    AllVmsStopped,
 }
 
 #[derive(Deserialize)]
@@ -243,7 +236,10 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         let field = e.span().and_then(|s| field_at(src, s));
         invalid(e.span(), field, e.message().to_string())
     })?;
-    let StopWhen::AllVmsStopped = file.stop.when;
+    for t in &file.selftest {
+        hyp::config::parse(&format!("selftest={}", t.get_ref()))
+            .map_err(|e| invalid(Some(t.span()), Some("selftest".into()), e.to_string()))?;
+    }
     if let Some(p) = &file.pool_mib {
         hyp::config::parse(&format!("pool={}", p.get_ref()))
             .map_err(|e| invalid(Some(p.span()), Some("pool_mib".into()), e.to_string()))?;
@@ -286,6 +282,8 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         checks: Vec::new(),
         console: Vec::new(),
         timeout_s: file.stop.timeout_s,
+        stop: file.stop.when,
+        selftest: file.selftest.into_iter().map(Spanned::into_inner).collect(),
         machine: file.qemu,
         trace,
     };

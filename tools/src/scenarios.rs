@@ -155,6 +155,22 @@ impl Default for Machine {
     }
 }
 
+/// When a run ends (the timeout kills QEMU otherwise).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, serde::Deserialize)]
+pub enum StopWhen {
+    /// The hypervisor ends QEMU when its last VM stops.
+    #[default]
+    #[serde(rename = "all-vms-stopped")]
+    AllVmsStopped,
+    /// The hypervisor panics, and ends QEMU with the panic status (101): for the scenarios of a
+    /// `selftest=` hook that makes it panic. No VM needs to stop, no trace is checked.
+    #[serde(rename = "hypervisor-panic")]
+    HypervisorPanic,
+}
+
+/// QEMU's exit status after a hypervisor panic (`hyp`'s `EXIT_PANIC`).
+pub const PANIC_STATUS: i32 = 101;
+
 /// A scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
@@ -169,6 +185,10 @@ pub struct Scenario {
     pub checks: Vec<Check>,
     pub console: Vec<ConsoleCheck>,
     pub timeout_s: u64,
+    /// When the run ends.
+    pub stop: StopWhen,
+    /// The hypervisor's `selftest=` hooks (`hyp::selftest`), by name.
+    pub selftest: Vec<String>,
     /// The emulated machine's settings that vary between scenarios.
     pub machine: Machine,
     pub trace: TraceSettings,
@@ -177,7 +197,9 @@ pub struct Scenario {
 impl Scenario {
     /// QEMU's exit status when the scenario goes as expected (README, "What a run prints": 0 iff every VM exited 0).
     pub fn expected_status(&self) -> i32 {
-        if self.vms.iter().all(|v| v.expect == Expect::Exit(0)) {
+        if self.stop == StopWhen::HypervisorPanic {
+            PANIC_STATUS
+        } else if self.vms.iter().all(|v| v.expect == Expect::Exit(0)) {
             0
         } else {
             1
@@ -238,7 +260,10 @@ pub(crate) mod tests {
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            ["badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "default", "fork", "hostile", "image", "linux-crash", "linux", "max", "multi", "poll", "preempt", "smp", "touch"]
+            [
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "default", "fork", "hostile", "image",
+                "linux-crash", "linux", "max", "multi", "panic-fault", "poll", "preempt", "smp", "touch", "xonly"
+            ]
         );
         for s in &all {
             assert!(!s.vms.is_empty(), "{}", s.name);

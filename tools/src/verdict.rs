@@ -2,7 +2,7 @@
 
 use crate::checks;
 use crate::console::{Console, Stop};
-use crate::scenarios::{ConsoleCheck, Expect, Scenario};
+use crate::scenarios::{ConsoleCheck, Expect, Scenario, StopWhen};
 use vm::trace::Record;
 
 /// Everything that went wrong in a run, one message each (empty = passed).
@@ -11,14 +11,21 @@ pub fn judge(s: &Scenario, status: Option<i32>, timed_out: bool, console: &Conso
     if timed_out {
         f.push(format!("timed out after {} s", s.timeout_s));
     }
-    if let Some(p) = &console.panic {
-        f.push(format!("hypervisor panic: {p}"));
+    let panic_expected = s.stop == StopWhen::HypervisorPanic;
+    match (&console.panic, panic_expected) {
+        (Some(p), false) => f.push(format!("hypervisor panic: {p}")),
+        (None, true) => f.push("no `uvmhyp: PANIC` line".into()),
+        _ => {}
     }
     match status {
         Some(st) if st == s.expected_status() => {}
         Some(st) => f.push(format!("QEMU exited {st}, expected {}", s.expected_status())),
         None if !timed_out => f.push("QEMU was killed by a signal".into()),
         None => {}
+    }
+    if panic_expected {
+        // The run ends at the panic: no VM stops, the trace is not flushed.
+        return f;
     }
     f.extend(judge_console(s, console));
     // Without a trace (`trace.enabled = false`) the scenario has no trace checks.
@@ -200,5 +207,18 @@ mod tests {
         assert!(f.iter().any(|m| m.contains("timed out")));
         assert!(f.iter().any(|m| m.contains("panic")));
         assert!(f.iter().any(|m| m.contains("bad trace")));
+    }
+
+    #[test]
+    fn a_panic_scenario_wants_the_panic_and_status_101_only() {
+        let s = &builtin("panic-fault");
+        let panicked = console("uvmhyp: PANIC at hyp/src/main.rs:1: selftest=panic-fault");
+        assert!(judge(s, Some(101), false, &panicked, Err("no trace file".into())).is_empty());
+        // Hung in the panic path: the timeout, no status.
+        let f = judge(s, None, true, &panicked, Err("no trace file".into()));
+        assert_eq!(f, ["timed out after 20 s"]);
+        // A run that did not panic fails, whatever its VMs did.
+        let f = judge(s, Some(0), false, &console("uvmhyp: vm1 (spin) exited 0"), Ok(vec![]));
+        assert!(f.iter().any(|m| m.contains("no `uvmhyp: PANIC` line")) && f.iter().any(|m| m.contains("expected 101")), "{f:?}");
     }
 }

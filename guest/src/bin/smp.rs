@@ -8,11 +8,13 @@
 //! then, after a second barrier, verifies every slot of every shared page and every vCPU's private
 //! range. vCPU 0 waits for the others to finish and exits 0. Every vCPU also checks that the ID
 //! registers hide SVE, SME, MTE and pointer authentication (the `max` scenario runs it on
-//! `-cpu max`).
+//! `-cpu max`), and that its GIC priority mask and (with FEAT_RAS) DISR_EL1 start at reset and
+//! stay its own.
 #![no_std]
 #![no_main]
 
 use core::sync::atomic::{AtomicU64, Ordering};
+use guest::exceptions;
 use guest::hvc::{self, Counter};
 use guest::layout::{self, PAGE_SIZE};
 use guest::{check, println};
@@ -54,6 +56,11 @@ fn set_pmr(v: u64) {
     unsafe { core::arch::asm!("msr icc_pmr_el1, {}", "isb", in(reg) v, options(nomem, nostack)) };
 }
 
+/// A DISR_EL1 value no other vCPU uses (syndrome bits [5:0], never 0).
+fn own_disr(vm: u64, cpu: u64) -> u64 {
+    ((vm * CPUS + cpu) % 63) + 1
+}
+
 /// A priority mask no other vCPU uses (bits [7:4]: implemented with any number of priority bits).
 fn own_pmr(vm: u64, cpu: u64) -> u64 {
     (((vm * CPUS + cpu) % 15) + 1) << 4
@@ -84,6 +91,13 @@ fn main(cpu: usize, _arg: u64) -> u32 {
     // the mask it sets stays its own across yields and migrations (checked after barrier 2).
     check!(pmr() == 0, 7, "vCPU {} starts with ICC_PMR_EL1 = {:#x}, not its reset 0", cpu, pmr());
     set_pmr(own_pmr(info.vm, cpu));
+    // The same for DISR_EL1 where it exists (FEAT_RAS, `-cpu max`; hidden from the ID registers,
+    // but there): the hypervisor's HCR_EL2.AMO makes it VDISR_EL2, which must move with the vCPU.
+    let disr = exceptions::probe_disr_el1();
+    if let Some(d) = disr {
+        check!(d == 0, 8, "vCPU {} starts with DISR_EL1 = {:#x}, not its reset 0", cpu, d);
+        exceptions::write_disr_el1(own_disr(info.vm, cpu));
+    }
     if cpu == 0 {
         let need = layout::free_start() + (SHARED + CPUS * PRIVATE) * PAGE_SIZE;
         check!(need <= layout::RAM_BASE + info.ram_bytes, 2, "RAM too small");
@@ -136,6 +150,10 @@ fn main(cpu: usize, _arg: u64) -> u32 {
 
     let want = own_pmr(info.vm, cpu);
     check!(pmr() == want, 7, "vCPU {}: ICC_PMR_EL1 is {:#x}, it set {:#x}", cpu, pmr(), want);
+    if disr.is_some() {
+        let (got, want) = (exceptions::probe_disr_el1(), Some(own_disr(info.vm, cpu)));
+        check!(got == want, 8, "vCPU {}: DISR_EL1 is {:x?}, it set {:x?}", cpu, got, want);
+    }
     if cpu != 0 {
         DONE.fetch_add(1, Ordering::AcqRel);
         return 0;

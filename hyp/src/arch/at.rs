@@ -1,4 +1,4 @@
-//! Address translation of guest VAs with the loaded vCPU's stage-1 tables (`AT S1E1R`/`AT S1E0R`),
+//! Address translation of guest VAs with the loaded vCPU's stage-1 tables (`AT S1E1R`),
 //! for when HPFAR_EL2 does not give the IPA (stage-2 permission faults) and to check where the
 //! guest's vectors are.
 //!
@@ -8,50 +8,28 @@
 
 use core::arch::asm;
 
+use aarch64_cpu::registers::{Readable, Writeable, PAR_EL1};
+
 pub use hyp::esr::AtFault;
 use vm::Ipa;
 
-/// Which stage-1 permissions to walk with.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Regime {
-    /// EL1 (AT S1E1R; PAN does not apply to it).
-    El1,
-    /// EL0 (AT S1E0R): for an access the guest made at EL0.
-    El0,
-}
-
-/// The IPA of guest VA `va` for a read at `regime`. The guest's PAR_EL1 is preserved.
-pub fn translate(va: u64, regime: Regime) -> Result<Ipa, AtFault> {
-    let (saved, par): (u64, u64);
+/// The IPA of guest VA `va` (`AT S1E1R`). The guest's PAR_EL1 is preserved.
+///
+/// Always the EL1 read permission check, whatever EL the access came from: every stage-1 AP
+/// encoding grants EL1 read (Arm ARM D8.4.1, "Stage 1 data access permissions"), and `AT S1E1R`
+/// is not subject to PSTATE.PAN (only AT S1E1RP is, FEAT_PAN2), so it reports the IPA of any
+/// valid stage-1 mapping. `AT S1E0R` would fail for an EL0 *execute-only* page (AP = 0b00, UXN = 0:
+/// no EL0 read) and the stage-2 permission fault of a fetch from it could never be resolved (the
+/// guest would refault forever: `scenarios/xonly.toml`). KVM re-walks with S1E1R too
+/// (`__translate_far_to_hpfar`). Whether the access itself was allowed at stage 1 is the
+/// hardware's business: it took the stage-2 fault after its own stage-1 checks passed.
+pub fn translate(va: u64) -> Result<Ipa, AtFault> {
+    let saved = PAR_EL1.get();
     // SAFETY: AT only writes PAR_EL1, which is saved before and restored after; the walk reads
     // guest tables through stage 2, which at worst reports a fault in PAR_EL1 (no exception is
     // taken at EL2 for it).
-    unsafe {
-        match regime {
-            Regime::El1 => asm!(
-                "mrs {saved}, par_el1",
-                "at s1e1r, {va}",
-                "isb",
-                "mrs {par}, par_el1",
-                "msr par_el1, {saved}",
-                saved = out(reg) saved,
-                par = out(reg) par,
-                va = in(reg) va,
-                options(nostack, preserves_flags),
-            ),
-            Regime::El0 => asm!(
-                "mrs {saved}, par_el1",
-                "at s1e0r, {va}",
-                "isb",
-                "mrs {par}, par_el1",
-                "msr par_el1, {saved}",
-                saved = out(reg) saved,
-                par = out(reg) par,
-                va = in(reg) va,
-                options(nostack, preserves_flags),
-            ),
-        }
-    };
-    let _ = saved;
+    unsafe { asm!("at s1e1r, {}", "isb", in(reg) va, options(nostack, preserves_flags)) };
+    let par = PAR_EL1.get();
+    PAR_EL1.set(saved);
     hyp::esr::par_to_ipa(par, va)
 }

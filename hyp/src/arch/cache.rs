@@ -41,15 +41,9 @@
 
 use core::arch::asm;
 
-use hyp::bits::Field;
-use hyp::cacheline::{dminline_bytes, iminline_bytes, line_span};
+use hyp::cacheline::{dminline_bytes, iminline_bytes, line_span, CTR_EL0, DCZID_EL0};
 
-/// CTR_EL0.L1Ip [15:14]: 0b11 = PIPT instruction cache.
-const CTR_L1IP: Field = Field::new(15, 14);
-const L1IP_PIPT: u64 = 0b11;
-/// CTR_EL0.DIC [29]: instruction cache invalidation to the PoU is not required.
-const CTR_DIC: Field = Field::bit(29);
-
+/// CTR_EL0 (not in `aarch64-cpu` 11).
 fn ctr_el0() -> u64 {
     let v: u64;
     // SAFETY: reading CTR_EL0 has no side effect.
@@ -65,11 +59,7 @@ pub fn clean_invalidate_set_way(set_way: u64) {
     unsafe { asm!("dc cisw, {}", "dsb ish", in(reg) set_way, options(nostack, preserves_flags)) };
 }
 
-/// DCZID_EL0.BS [3:0]: log2 of the `DC ZVA` block size, in 4-byte words.
-const DCZID_BS: Field = Field::new(3, 0);
-/// DCZID_EL0.DZP [4]: `DC ZVA` is prohibited.
-const DCZID_DZP: Field = Field::bit(4);
-
+/// DCZID_EL0 (not in `aarch64-cpu` 11).
 fn dczid_el0() -> u64 {
     let v: u64;
     // SAFETY: reading DCZID_EL0 has no side effect.
@@ -97,8 +87,8 @@ impl Lines {
         Lines {
             d: dminline_bytes(ctr),
             i: iminline_bytes(ctr),
-            dic: CTR_DIC.is_set(ctr),
-            pipt: CTR_L1IP.get(ctr) == L1IP_PIPT,
+            dic: CTR_EL0::DIC.is_set(ctr),
+            pipt: CTR_EL0::L1Ip::PIPT.matches_all(ctr),
         }
     }
 }
@@ -195,9 +185,9 @@ pub fn zero_frame_for_guest(frame: u64) {
     debug_assert!(frame.is_multiple_of(FRAME));
     let lines = Lines::read();
     let dczid = dczid_el0();
-    let zva = 4u64 << DCZID_BS.get(dczid);
+    let zva = 4u64 << DCZID_EL0::BS.read(dczid);
     let end = frame + FRAME;
-    if DCZID_DZP.is_set(dczid) || zva > FRAME {
+    if DCZID_EL0::DZP.is_set(dczid) || zva > FRAME {
         // SAFETY: 16-byte aligned stores inside the caller's frame.
         unsafe {
             asm!(

@@ -5,7 +5,8 @@
 //! it afterwards. CPU *indices* are dense (0 = the boot CPU, 1.. = secondaries in DTB order) and are
 //! what the rest of the hypervisor uses; MPIDRs are only needed to start a CPU with PSCI.
 
-use core::arch::asm;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{CurrentEL, Readable, Writeable, DAIF, ID_AA64PFR0_EL1, MPIDR_EL1, TPIDR_EL2};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Largest number of physical CPUs the hypervisor drives (stacks are sized for this many).
@@ -54,9 +55,7 @@ static ONLINE: AtomicUsize = AtomicUsize::new(1);
 
 /// The calling CPU's [`PerCpu`].
 pub fn current() -> &'static PerCpu {
-    let p: usize;
-    // SAFETY: reading TPIDR_EL2 has no side effects.
-    unsafe { asm!("mrs {}, tpidr_el2", out(reg) p, options(nomem, nostack, preserves_flags)) };
+    let p = TPIDR_EL2.get() as usize;
     debug_assert!(p != 0, "TPIDR_EL2 not set up");
     // SAFETY: entry.rs sets TPIDR_EL2 to `&PERCPU[i]` before any Rust code runs on this CPU and
     // never changes it; PERCPU is a `static`, so the reference is valid for 'static.
@@ -79,32 +78,30 @@ pub(crate) fn mark_online() {
 }
 
 /// The affinity fields (Aff3..Aff0) of an MPIDR value, as PSCI CPU_ON expects them.
-pub const fn mpidr_affinity(mpidr: u64) -> u64 {
-    mpidr & hyp::bits::mpidr::AFFINITY_MASK
+pub fn mpidr_affinity(mpidr: u64) -> u64 {
+    use MPIDR_EL1::{Aff0, Aff1, Aff2, Aff3};
+    mpidr & (Aff3::SET + Aff2::SET + Aff1::SET + Aff0::SET).value
 }
 
 /// Waits for an interrupt (or any event that wakes the core).
 pub fn wfi() {
-    // SAFETY: WFI only suspends execution until a wake-up event.
-    unsafe { asm!("wfi", options(nomem, nostack, preserves_flags)) };
+    aarch64_cpu::asm::wfi();
 }
 
 /// Waits for an event (SEV from another CPU, or an interrupt).
 pub fn wfe() {
-    // SAFETY: WFE only suspends execution until an event.
-    unsafe { asm!("wfe", options(nomem, nostack, preserves_flags)) };
+    aarch64_cpu::asm::wfe();
 }
 
 /// Signals an event to every CPU (wakes CPUs in `wfe`).
 pub fn sev() {
-    // SAFETY: SEV has no effect other than setting the event register of every PE.
-    unsafe { asm!("dsb ish", "sev", options(nostack, preserves_flags)) };
+    barrier::dsb(barrier::ISH);
+    aarch64_cpu::asm::sev();
 }
 
 /// Masks IRQ, FIQ, SError and debug exceptions at EL2 (PSTATE.DAIF = 0b1111).
 pub fn mask_interrupts() {
-    // SAFETY: masking exceptions cannot break memory safety.
-    unsafe { asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
+    DAIF.write(DAIF::D::Masked + DAIF::A::Masked + DAIF::I::Masked + DAIF::F::Masked);
 }
 
 // entry.rs stores the initial SP at offset 8.
@@ -136,12 +133,13 @@ pub fn mpidr_of(index: usize) -> u64 {
     MPIDRS[index].load(Ordering::Relaxed)
 }
 
+/// This CPU implements FEAT_RAS (ID_AA64PFR0_EL1.RAS, the real value): ESB, DISR_EL1,
+/// VDISR_EL2, VSESR_EL2, HCR_EL2.TERR exist.
+pub fn has_ras() -> bool {
+    hyp::idregs::has_ras(ID_AA64PFR0_EL1.get())
+}
+
 /// The current exception level (CurrentEL.EL, bits [3:2]).
 pub fn current_el() -> u8 {
-    let v: u64;
-    // SAFETY: reading CurrentEL has no side effects.
-    unsafe { asm!("mrs {}, currentel", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    /// CurrentEL.EL [3:2].
-    const EL: hyp::bits::Field = hyp::bits::Field::new(3, 2);
-    EL.get(v) as u8
+    CurrentEL.read(CurrentEL::EL) as u8
 }

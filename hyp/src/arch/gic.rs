@@ -117,15 +117,15 @@ pub fn drain(group: Group, mut f: impl FnMut(u32)) {
 
 /// Sends the kick SGI to physical CPU `cpu` (dense index), to wake it from an idle `WFI`.
 pub fn kick(cpu: usize) {
-    use hyp::bits::mpidr;
+    use aarch64_cpu::registers::MPIDR_EL1::{Aff0, Aff1, Aff2, Aff3};
     let m = super::cpu::mpidr_of(cpu);
-    let aff0 = mpidr::AFF0.get(m);
+    let aff0 = Aff0.read(m);
     // SGI target lists address Aff0 values 0..15 of one Aff3.Aff2.Aff1 cluster.
     debug_assert!(aff0 < 16, "kick: MPIDR {m:#x} has Aff0 >= 16 (needs range selection)");
     let target = SgiTarget::List {
-        affinity3: mpidr::AFF3.get(m) as u8,
-        affinity2: mpidr::AFF2.get(m) as u8,
-        affinity1: mpidr::AFF1.get(m) as u8,
+        affinity3: Aff3.read(m) as u8,
+        affinity2: Aff2.read(m) as u8,
+        affinity1: Aff1.read(m) as u8,
         target_list: 1 << (aff0 & 0xf),
     };
     let _ = GicCpuInterface::send_sgi(IntId::sgi(KICK_SGI), target, SgiTargetGroup::CurrentGroup1);

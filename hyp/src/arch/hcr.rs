@@ -7,7 +7,7 @@
 //! VMID 0 — set by [`init_cpu`] before the first vCPU and by [`unload`] after each one. The TLB
 //! maintenance of `tlb.rs` uses [`EMPTY_ROOT`] too, tagged with the target VMID.
 //!
-//! HCR_EL2 for every guest ([`HCR_GUEST`]):
+//! HCR_EL2 for every guest ([`hcr_guest`]):
 //! - VM: stage-2 translation on; RW: EL1 is AArch64.
 //! - SWIO: set/way invalidation by EL1 is upgraded to clean+invalidate (guest RAM frames are
 //!   shared with the hypervisor, which must never lose a dirty line).
@@ -29,6 +29,8 @@
 //!   invalidate that would lose other VMs' and the hypervisor's dirty lines.
 //! - TLOR: the LORegion registers (FEAT_LOR, hidden from the ID registers) trap: they are not
 //!   switched (an undefined instruction; RES0 on a CPU without LOR).
+//! - TERR (with FEAT_RAS only; RES0 without): the error record registers (ERRSELR_EL1, ERX*_EL1;
+//!   RAS is hidden from the ID registers) trap: they are not switched (an undefined instruction).
 //! - PTW is not set: a guest whose page tables sit in device memory gets what it asked for.
 //!
 //! MDCR_EL2 ([`init_cpu`]): TPM, TPMCR, TDA, TDOSA, TDRA — the physical PMU and the debug
@@ -38,69 +40,68 @@
 
 use core::arch::asm;
 
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MDSCR_EL1, MIDR_EL1, VMPIDR_EL2, VTCR_EL2,
+    VTTBR_EL2,
+};
+use tock_registers::fields::FieldValue;
+use tock_registers::register_bitfields;
 use vm::pmap::Stage2;
 
-/// Named HCR_EL2 bits (Arm ARM D19.2.48).
-pub mod bits {
-    pub const VM: u64 = 1 << 0;
-    pub const SWIO: u64 = 1 << 1;
-    pub const FMO: u64 = 1 << 3;
-    pub const IMO: u64 = 1 << 4;
-    pub const AMO: u64 = 1 << 5;
-    pub const FB: u64 = 1 << 9;
-    pub const BSU_INNER: u64 = 0b01 << 10;
-    pub const TWI: u64 = 1 << 13;
-    pub const TWE: u64 = 1 << 14;
-    pub const TID3: u64 = 1 << 18;
-    pub const TSC: u64 = 1 << 19;
-    pub const TACR: u64 = 1 << 21;
-    pub const TSW: u64 = 1 << 22;
-    pub const TIDCP: u64 = 1 << 20;
-    pub const RW: u64 = 1 << 31;
-    pub const TLOR: u64 = 1 << 35;
-}
-
 /// HCR_EL2 while a guest runs (see the module comment for each bit).
-pub const HCR_GUEST: u64 = bits::VM
-    | bits::SWIO
-    | bits::FMO
-    | bits::IMO
-    | bits::AMO
-    | bits::FB
-    | bits::BSU_INNER
-    | bits::TWI
-    | bits::TWE
-    | bits::TID3
-    | bits::TSC
-    | bits::TACR
-    | bits::TSW
-    | bits::TIDCP
-    | bits::RW
-    | bits::TLOR;
+pub fn hcr_guest() -> FieldValue<u64, HCR_EL2::Register> {
+    HCR_EL2::VM::SET
+        + HCR_EL2::SWIO::SET
+        + HCR_EL2::FMO::SET
+        + HCR_EL2::IMO::SET
+        + HCR_EL2::AMO::SET
+        + HCR_EL2::FB::SET
+        + HCR_EL2::BSU::InnerShareable
+        + HCR_EL2::TWI::SET
+        + HCR_EL2::TWE::SET
+        + HCR_EL2::TID3::SET
+        + HCR_EL2::TSC::SET
+        + HCR_EL2::TACR::SET
+        + HCR_EL2::TSW::SET
+        + HCR_EL2::TIDCP::SET
+        + HCR_EL2::RW::EL1IsAarch64
+        + HCR_EL2::TLOR::SET
+        + if super::cpu::has_ras() { HCR_EL2::TERR::SET } else { HCR_EL2::TERR::CLEAR }
+}
 
 /// CNTHCTL_EL2: EL1PCTEN (EL1/EL0 may read the physical counter); EL1PCEN clear (the physical timer
 /// traps: guests use the virtual timer).
-pub const CNTHCTL_EL2_GUEST: u64 = 1 << 0;
-
-/// MDCR_EL2 fields (Arm ARM D19.2.75, E2H = 0).
-mod mdcr {
-    use hyp::esr::Field;
-    /// HPMN [4:0]: event counters accessible from EL1/EL0 (the rest reserved for EL2).
-    pub const HPMN: Field = Field::new(4, 0);
-    /// TPMCR [5]: trap PMCR_EL0.
-    pub const TPMCR: u64 = 1 << 5;
-    /// TPM [6]: trap every PMU register.
-    pub const TPM: u64 = 1 << 6;
-    /// TDA [9]: trap debug registers (MDSCR_EL1, DBGB*, DBGW*, …).
-    pub const TDA: u64 = 1 << 9;
-    /// TDOSA [10]: trap the OS lock/double-lock and power-down registers.
-    pub const TDOSA: u64 = 1 << 10;
-    /// TDRA [11]: trap the debug ROM address registers.
-    pub const TDRA: u64 = 1 << 11;
+fn cnthctl_guest() -> FieldValue<u64, CNTHCTL_EL2::Register> {
+    CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::CLEAR
 }
 
-/// PMCR_EL0.N [15:11]: number of event counters implemented.
-const PMCR_EL0_N: hyp::esr::Field = hyp::esr::Field::new(15, 11);
+register_bitfields! {u64,
+    /// PMCR_EL0 (not in `aarch64-cpu` 11).
+    PMCR_EL0 [
+        /// N: number of event counters implemented.
+        N OFFSET(11) NUMBITS(5) []
+    ]
+}
+
+/// PMCR_EL0: the PMU register is not in `aarch64-cpu`.
+fn pmcr_el0() -> u64 {
+    let v: u64;
+    // SAFETY: reading PMU configuration has no side effect.
+    unsafe { asm!("mrs {}, pmcr_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// VPIDR_EL2 = `midr` (not in `aarch64-cpu` 11).
+fn write_vpidr_el2(midr: u64) {
+    // SAFETY: VPIDR_EL2 is what EL1 reads as MIDR_EL1; no EL1 code runs on this CPU until the
+    // next ERET.
+    unsafe { asm!("msr vpidr_el2, {}", in(reg) midr, options(nomem, nostack, preserves_flags)) };
+}
+
+/// `ISB`.
+fn isb() {
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
 
 /// An all-invalid stage-2 root (the concatenated level-1 pair of a 40-bit IPA space, 8 KiB
 /// aligned): what VTTBR_EL2 points at, with VMID 0, whenever no vCPU is loaded. Never written.
@@ -124,83 +125,56 @@ pub struct El2Controls {
 }
 
 impl El2Controls {
-    /// Load them, with HCR_EL2 = [`HCR_GUEST`], and drop this CPU's EL1&0 TLB entries of the VM
+    /// Load them, with HCR_EL2 = [`hcr_guest`], and drop this CPU's EL1&0 TLB entries of the VM
     /// (a different vCPU of the same VM may have run here with other stage-1 tables; the guest's
     /// own TLBIs are broadcast by HCR_EL2.FB but entries left from an earlier vCPU are not covered).
     ///
     /// Call *before* restoring the vCPU's EL1 registers, so that the new SCTLR/TTBR/TCR_EL1 are
     /// never combined with the previous VM's stage 2 (KVM's `__load_stage2` comes first too).
     pub fn load(&self) {
-        // SAFETY: these registers configure EL1&0 translation and identification only; no EL1&0
-        // code runs on this CPU until the next ERET, and EL2's own regime does not use them.
+        // These registers configure EL1&0 translation and identification only; no EL1&0 code
+        // runs on this CPU until the next ERET, and EL2's own regime does not use them.
         // VTTBR_EL2 holds a valid root of the VM (its stage 2 outlives every loaded vCPU).
-        unsafe {
-            asm!(
-                "msr vtcr_el2, {vtcr}",
-                "msr vttbr_el2, {vttbr}",
-                "msr vmpidr_el2, {vmpidr}",
-                "msr cntvoff_el2, {cntvoff}",
-                "msr hcr_el2, {hcr}",
-                "msr cnthctl_el2, {cnthctl}",
-                "isb",
-                "tlbi vmalle1",
-                "dsb nsh",
-                "isb",
-                vtcr = in(reg) self.vtcr_el2,
-                vttbr = in(reg) self.vttbr_el2,
-                vmpidr = in(reg) self.vmpidr_el2,
-                cntvoff = in(reg) self.cntvoff_el2,
-                hcr = in(reg) HCR_GUEST,
-                cnthctl = in(reg) CNTHCTL_EL2_GUEST,
-                options(nostack, preserves_flags),
-            )
-        };
+        VTCR_EL2.set(self.vtcr_el2);
+        VTTBR_EL2.set(self.vttbr_el2);
+        VMPIDR_EL2.set(self.vmpidr_el2);
+        CNTVOFF_EL2.set(self.cntvoff_el2);
+        HCR_EL2.write(hcr_guest());
+        CNTHCTL_EL2.write(cnthctl_guest());
+        isb();
+        // SAFETY: TLBI VMALLE1 only drops this CPU's EL1&0 TLB entries of the loaded VMID.
+        unsafe { asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack, preserves_flags)) };
     }
 }
 
 /// After a vCPU's EL1 context was saved: stage 2 back to the empty root (VMID 0), so nothing the
 /// CPU does until the next [`El2Controls::load`] can walk a VM's tables — which may be freed.
 pub fn unload() {
-    // SAFETY: the empty root is a valid, all-invalid table; no EL1&0 code runs on this CPU.
-    unsafe { asm!("msr vttbr_el2, {}", "isb", in(reg) idle_vttbr(), options(nostack, preserves_flags)) };
+    // The empty root is a valid, all-invalid table; no EL1&0 code runs on this CPU.
+    VTTBR_EL2.set(idle_vttbr());
+    isb();
 }
 
 /// Per-CPU setup before the first guest:
 /// - VPIDR_EL2 = MIDR_EL1 (its reset value is UNKNOWN; guests read MIDR_EL1 from it);
 /// - MDCR_EL2 as in the module comment, MDSCR_EL1 = 0 (guests cannot change it: TDA);
-/// - VTCR_EL2 and VTTBR_EL2 = the empty root, *then* HCR_EL2 = [`HCR_GUEST`] (so that physical
+/// - VTCR_EL2 and VTTBR_EL2 = the empty root, *then* HCR_EL2 = [`hcr_guest`] (so that physical
 ///   IRQs are routed to EL2 and wake an idle `WFI` before any vCPU was loaded on this CPU).
 pub fn init_cpu() {
-    let (midr, pmcr): (u64, u64);
-    // SAFETY: reading identification and PMU configuration registers has no side effect.
-    unsafe {
-        asm!("mrs {}, midr_el1", "mrs {}, pmcr_el0", out(reg) midr, out(reg) pmcr,
-             options(nomem, nostack, preserves_flags))
-    };
-    let mdcr = mdcr::HPMN.place(PMCR_EL0_N.get(pmcr))
-        | mdcr::TPMCR
-        | mdcr::TPM
-        | mdcr::TDA
-        | mdcr::TDOSA
-        | mdcr::TDRA;
-    // SAFETY: these registers configure EL1&0 only (no E2H/TGE); no EL1&0 code runs on this CPU
-    // until a vCPU is loaded with `El2Controls::load`; the empty root is valid.
-    unsafe {
-        asm!(
-            "msr vpidr_el2, {midr}",
-            "msr mdcr_el2, {mdcr}",
-            "msr mdscr_el1, xzr",
-            "msr vtcr_el2, {vtcr}",
-            "msr vttbr_el2, {vttbr}",
-            "isb",
-            "msr hcr_el2, {hcr}",
-            "isb",
-            midr = in(reg) midr,
-            mdcr = in(reg) mdcr,
-            vtcr = in(reg) Stage2::VTCR_EL2,
-            vttbr = in(reg) idle_vttbr(),
-            hcr = in(reg) HCR_GUEST,
-            options(nostack, preserves_flags),
-        )
-    };
+    let mdcr = MDCR_EL2::HPMN.val(PMCR_EL0::N.read(pmcr_el0()))
+        + MDCR_EL2::TPMCR::SET
+        + MDCR_EL2::TPM::SET
+        + MDCR_EL2::TDA::SET
+        + MDCR_EL2::TDOSA::SET
+        + MDCR_EL2::TDRA::SET;
+    // These registers configure EL1&0 only (no E2H/TGE); no EL1&0 code runs on this CPU until a
+    // vCPU is loaded with `El2Controls::load`; the empty root is valid.
+    write_vpidr_el2(MIDR_EL1.get());
+    MDCR_EL2.write(mdcr);
+    MDSCR_EL1.set(0);
+    VTCR_EL2.set(Stage2::VTCR_EL2);
+    VTTBR_EL2.set(idle_vttbr());
+    isb();
+    HCR_EL2.write(hcr_guest());
+    isb();
 }

@@ -20,6 +20,8 @@ use core::arch::asm;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use aarch64_cpu::registers::{Readable, SCTLR_EL2};
+
 use super::sysreg::{
     MAIR_EL2_VALUE, MAIR_IDX_DEVICE, MAIR_IDX_NORMAL, SCTLR_EL2_MMU_ON, TCR_EL2_VALUE,
 };
@@ -31,7 +33,7 @@ const L1_BLOCK: u64 = 1 << 30;
 const L2_BLOCK: u64 = 1 << 21;
 const L3_PAGE: u64 = 1 << 12;
 /// Highest address the 39-bit VA range (TCR_EL2.T0SZ = 25) can map.
-const VA_LIMIT: u64 = 1 << 39;
+pub(crate) const VA_LIMIT: u64 = 1 << 39;
 
 /// Stage-1 descriptor bits (Arm ARM D8.3, VMSAv8-64 descriptor formats).
 mod desc {
@@ -196,8 +198,5 @@ pub fn enable() {
 
 /// True once the calling CPU runs with its MMU on.
 pub fn is_enabled() -> bool {
-    let v: u64;
-    // SAFETY: reading SCTLR_EL2 has no side effects.
-    unsafe { asm!("mrs {}, sctlr_el2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v & super::sysreg::SCTLR_EL2_M != 0
+    SCTLR_EL2.is_set(SCTLR_EL2::M)
 }

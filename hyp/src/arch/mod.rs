@@ -1,6 +1,12 @@
 //! The only place with `asm!`, system registers and raw pointers. One facade over AArch64 / QEMU
 //! virt for the rest of the hypervisor.
 //!
+//! System registers are read and written through `aarch64-cpu`
+//! (`HCR_EL2.write(HCR_EL2::VM::SET + …)`), their fields named by its `tock-registers`
+//! definitions (the library's decoders use the same ones). `asm!` is left for what no crate has: TLBI, DC/IC, AT, barriers inside one
+//! sequence, the MMU switch, and the registers `aarch64-cpu` 11 lacks (CTR_EL0, DCZID_EL0,
+//! PMCR_EL0, VPIDR_EL2, CNTHP_CVAL_EL2, DISR_EL1/VDISR_EL2/VSESR_EL2, the ID space by encoding).
+//!
 //! Boot and platform: [`entry`] (EL2 entry points, boot vectors), [`boot`] (DTB and
 //! image extent), [`sysreg`] (boot register values), [`mmu`] (EL2 stage-1 identity map),
 //! [`cpu`] (per-CPU state via TPIDR_EL2), [`heap`], [`semihosting`], [`psci`] (caller side),

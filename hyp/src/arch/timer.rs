@@ -7,25 +7,18 @@
 
 use core::arch::asm;
 
-/// CNTHP_CTL_EL2.ENABLE, bit [0].
-const CTL_ENABLE: u64 = 1 << 0;
-/// CNTHP_CTL_EL2.IMASK, bit [1]: interrupt masked.
-const CTL_IMASK: u64 = 1 << 1;
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTHP_CTL_EL2, CNTPCT_EL0};
 
 /// Counter frequency in Hz (CNTFRQ_EL0; 62.5 MHz on QEMU virt).
 pub fn freq() -> u64 {
-    let f: u64;
-    // SAFETY: reading CNTFRQ_EL0 has no side effects.
-    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) f, options(nomem, nostack, preserves_flags)) };
-    f
+    CNTFRQ_EL0.get()
 }
 
 /// Current system counter value (CNTPCT_EL0, ordered after earlier instructions by an ISB).
 pub fn now() -> u64 {
-    let t: u64;
-    // SAFETY: ISB + reading CNTPCT_EL0 have no side effects.
-    unsafe { asm!("isb", "mrs {}, cntpct_el0", out(reg) t, options(nomem, nostack, preserves_flags)) };
-    t
+    barrier::isb(barrier::SY);
+    CNTPCT_EL0.get()
 }
 
 /// Fires the hypervisor timer interrupt `ticks` counter ticks from now (replaces any earlier
@@ -37,25 +30,17 @@ pub fn arm_in(ticks: u64) {
 /// Fires the hypervisor timer interrupt when the counter reaches `deadline`.
 pub fn arm_at(deadline: u64) {
     // SAFETY: programming the EL2 physical timer only affects when INTID 26 is raised.
-    unsafe {
-        asm!(
-            "msr cnthp_cval_el2, {cval}",
-            "msr cnthp_ctl_el2, {ctl}",
-            "isb",
-            cval = in(reg) deadline,
-            ctl = in(reg) CTL_ENABLE,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
+    // (CNTHP_CVAL_EL2 is not in `aarch64-cpu` 11.)
+    unsafe { asm!("msr cnthp_cval_el2, {}", in(reg) deadline, options(nomem, nostack, preserves_flags)) };
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+    barrier::isb(barrier::SY);
 }
 
 /// Stops the hypervisor timer (no interrupt until the next [`arm_in`]).
 pub fn disarm() {
-    // SAFETY: disabling the EL2 physical timer only deasserts INTID 26.
-    unsafe {
-        asm!("msr cnthp_ctl_el2, {ctl}", "isb", ctl = in(reg) CTL_IMASK,
-            options(nomem, nostack, preserves_flags));
-    }
+    // Disabling the EL2 physical timer only deasserts INTID 26.
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::SET);
+    barrier::isb(barrier::SY);
 }
 
 /// Converts microseconds to counter ticks.

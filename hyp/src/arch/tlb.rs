@@ -19,6 +19,9 @@
 //! right value back.
 
 use core::arch::asm;
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{Readable, Writeable, DAIF, VTTBR_EL2};
 use hyp::vttbr::maintenance_vttbr;
 use vm::pmap::{Tlb, Vmid};
 use vm::Ipa;
@@ -38,35 +41,18 @@ impl HwTlb {
     }
 }
 
+/// Masking interrupts and switching stage 2 (to a valid root) only affects EL1&0 translation,
+/// which does not run on this CPU inside this function; both are restored after `f`.
 fn with_vttbr(vttbr: u64, f: impl FnOnce()) {
-    let (daif, saved): (u64, u64);
-    // SAFETY: masking interrupts and switching stage 2 (to a valid root) only affects EL1&0
-    // translation, which does not run on this CPU inside this function.
-    unsafe {
-        asm!(
-            "mrs {daif}, daif",
-            "msr daifset, #0xf",
-            "mrs {saved}, vttbr_el2",
-            "msr vttbr_el2, {new}",
-            "isb",
-            daif = out(reg) daif,
-            saved = out(reg) saved,
-            new = in(reg) vttbr,
-            options(nostack),
-        )
-    };
+    let daif = DAIF.get();
+    DAIF.write(DAIF::D::Masked + DAIF::A::Masked + DAIF::I::Masked + DAIF::F::Masked);
+    let saved = VTTBR_EL2.get();
+    VTTBR_EL2.set(vttbr);
+    barrier::isb(barrier::SY);
     f();
-    // SAFETY: restores the values read above.
-    unsafe {
-        asm!(
-            "msr vttbr_el2, {saved}",
-            "isb",
-            "msr daif, {daif}",
-            saved = in(reg) saved,
-            daif = in(reg) daif,
-            options(nostack),
-        )
-    };
+    VTTBR_EL2.set(saved);
+    barrier::isb(barrier::SY);
+    DAIF.set(daif);
 }
 
 impl Tlb for HwTlb {

@@ -27,20 +27,30 @@
 //! | APIA/APIB/APDA/APDB/APGA keys | trapped | HCR_EL2.API/APK = 0; hidden |
 //! | TFSR/TFSRE0/RGSR/GCR_EL1 (MTE) | trapped | HCR_EL2.ATA = 0; hidden |
 //! | ZCR_EL1, SMCR_EL1, SVCR, TPIDR2_EL0 (SVE/SME) | trapped | CPTR_EL2.TZ/TSM; hidden |
-//! | DISR_EL1 (→ VDISR_EL2 under HCR_EL2.AMO) | NOT switched | RAS is hidden from the ID registers, but `-cpu max` implements it: a guest that writes DISR_EL1 anyway leaves VDISR_EL2 behind (left for a follow-up: it needs a feature check before touching VDISR_EL2) |
+//! | DISR_EL1 (→ VDISR_EL2 under HCR_EL2.AMO, FEAT_RAS) | switched | [`El1Sysregs::vdisr_el2`], only on a CPU with FEAT_RAS (`-cpu max`; the register does not exist otherwise). RAS is hidden from the ID registers, but a guest can write DISR_EL1 anyway |
+//! | ERRSELR_EL1, ERX*_EL1 (FEAT_RAS error records) | trapped | HCR_EL2.TERR (with FEAT_RAS), undefined instruction |
+//! | VSESR_EL2 (the syndrome of a virtual SError) | not guest-writable | an EL2 register, used only with HCR_EL2.VSE, which the hypervisor never sets |
 
 use core::arch::asm;
 
-/// SCTLR_EL1 reset value for a new vCPU: the RES1 bits of ARMv8.0, MMU and caches off.
-pub const SCTLR_EL1_RESET: u64 = (1 << 29) | (1 << 28) | (1 << 23) | (1 << 22) | (1 << 20) | (1 << 11);
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+
+/// SCTLR_EL1 reset value for a new vCPU: the RES1 bits of ARMv8.0 ([29:28], [23:22], [20],
+/// [11]), MMU and caches off.
+pub const SCTLR_EL1_RESET: u64 = 0x30d0_0800;
 /// CPACR_EL1.FPEN = 0b11: FP/SIMD does not trap at EL1/EL0 (Rust guests use NEON from the start).
-pub const CPACR_EL1_FPEN: u64 = 0b11 << 20;
+pub const CPACR_EL1_FPEN: u64 = CPACR_EL1::FPEN::TrapNothing.value;
+
 macro_rules! el1_sysregs {
-    ($($field:ident),* $(,)?) => {
+    ($($field:ident: $reg:ident),* $(,)?) => {
         /// Every EL1/EL0 system register a guest owns, named as the Arm ARM names them.
         #[derive(Clone, Default, Debug)]
         pub struct El1Sysregs {
             $(pub $field: u64,)*
+            /// What the guest's EL1 reads and writes as DISR_EL1 (HCR_EL2.AMO redirects it),
+            /// switched only on a CPU with FEAT_RAS (0 otherwise).
+            pub vdisr_el2: u64,
             /// The GIC virtual CPU interface (not a plain MRS/MSR pair per field).
             pub gic: GicCpuIf,
         }
@@ -48,31 +58,27 @@ macro_rules! el1_sysregs {
         impl El1Sysregs {
             /// Copy the live registers out of this CPU.
             fn save_plain(&mut self) {
-                $(
-                    let v: u64;
-                    // SAFETY: reading an EL1/EL0 system register at EL2 has no side effect.
-                    unsafe { asm!(concat!("mrs {}, ", stringify!($field)), out(reg) v, options(nomem, nostack, preserves_flags)) };
-                    self.$field = v;
-                )*
+                $(self.$field = $reg.get();)*
             }
 
-            /// Load the registers into this CPU.
+            /// Load the registers into this CPU. EL1/EL0 registers only affect EL1&0 execution,
+            /// which does not run on this CPU until the next ERET; EL2's own translation regime
+            /// is separate.
             fn restore_plain(&self) {
-                $(
-                    // SAFETY: EL1/EL0 registers only affect EL1&0 execution, which does not run
-                    // on this CPU until the next ERET; EL2's own translation regime is separate.
-                    unsafe { asm!(concat!("msr ", stringify!($field), ", {}"), in(reg) self.$field, options(nomem, nostack, preserves_flags)) };
-                )*
+                $($reg.set(self.$field);)*
             }
         }
     };
 }
 
 el1_sysregs!(
-    sctlr_el1, ttbr0_el1, ttbr1_el1, tcr_el1, mair_el1, amair_el1, vbar_el1, contextidr_el1,
-    tpidr_el0, tpidr_el1, tpidrro_el0, sp_el0, sp_el1, elr_el1, spsr_el1, esr_el1, far_el1,
-    afsr0_el1, afsr1_el1, par_el1, cpacr_el1, cntkctl_el1, csselr_el1,
-    cntv_cval_el0, cntv_ctl_el0,
+    sctlr_el1: SCTLR_EL1, ttbr0_el1: TTBR0_EL1, ttbr1_el1: TTBR1_EL1, tcr_el1: TCR_EL1,
+    mair_el1: MAIR_EL1, amair_el1: AMAIR_EL1, vbar_el1: VBAR_EL1, contextidr_el1: CONTEXTIDR_EL1,
+    tpidr_el0: TPIDR_EL0, tpidr_el1: TPIDR_EL1, tpidrro_el0: TPIDRRO_EL0, sp_el0: SP_EL0,
+    sp_el1: SP_EL1, elr_el1: ELR_EL1, spsr_el1: SPSR_EL1, esr_el1: ESR_EL1, far_el1: FAR_EL1,
+    afsr0_el1: AFSR0_EL1, afsr1_el1: AFSR1_EL1, par_el1: PAR_EL1, cpacr_el1: CPACR_EL1,
+    cntkctl_el1: CNTKCTL_EL1, csselr_el1: CSSELR_EL1,
+    cntv_cval_el0: CNTV_CVAL_EL0, cntv_ctl_el0: CNTV_CTL_EL0,
 );
 
 impl El1Sysregs {
@@ -85,6 +91,9 @@ impl El1Sysregs {
     /// vCPU owns this CPU.
     pub fn save(&mut self) {
         self.save_plain();
+        if super::cpu::has_ras() {
+            self.vdisr_el2 = read_vdisr_el2();
+        }
         self.gic.save();
         write_cntv_ctl(0);
     }
@@ -100,6 +109,9 @@ impl El1Sysregs {
     /// Load this context (the timer's CVAL is restored before its CTL by field order).
     pub fn restore(&self) {
         self.restore_plain();
+        if super::cpu::has_ras() {
+            write_vdisr_el2(self.vdisr_el2);
+        }
         self.gic.restore();
         isb();
     }
@@ -117,74 +129,54 @@ pub struct GicCpuIf {
     pub ap1r: [u64; 4],
 }
 
-/// ICH_VTR_EL2.PREbits [31:29]: priority bits implemented, minus one.
-const ICH_VTR_PREBITS_SHIFT: u32 = 29;
-
-/// How many ICH_AP0R<n>_EL2 (and AP1R) this CPU implements: 1 for 5 priority bits, 2 for 6,
-/// 4 for 7 (Arm GICv3 spec, ICH_AP0R<n>_EL2).
+/// How many ICH_AP0R<n>_EL2 (and AP1R) this CPU implements: 1 for 5 preemption bits, 2 for 6,
+/// 4 for 7 (Arm GICv3 spec, ICH_AP0R<n>_EL2; ICH_VTR_EL2.PREbits holds the count minus one).
 fn apr_count() -> usize {
-    let vtr: u64;
-    // SAFETY: reading ICH_VTR_EL2 (an ID register of the GIC CPU interface) has no side effect.
-    unsafe { asm!("mrs {}, ich_vtr_el2", out(reg) vtr, options(nomem, nostack, preserves_flags)) };
-    match (vtr >> ICH_VTR_PREBITS_SHIFT) & 0b111 {
+    match ICH_VTR_EL2.read(ICH_VTR_EL2::PREbits) {
         6 => 4,
         5 => 2,
         _ => 1,
     }
 }
 
-macro_rules! ich_apr {
-    ($dir:ident, $n:expr, $val:expr; $($i:literal),*) => {
-        match $n {
-            $($i => ich_apr!(@$dir $i, $val),)*
-            _ => {}
-        }
-    };
-    (@save $i:literal, $val:expr) => {{
-        let (a0, a1): (u64, u64);
-        // SAFETY: reading the active-priority registers has no side effect.
-        unsafe {
-            asm!(concat!("mrs {}, ich_ap0r", $i, "_el2"), concat!("mrs {}, ich_ap1r", $i, "_el2"),
-                 out(reg) a0, out(reg) a1, options(nomem, nostack, preserves_flags))
-        };
-        $val.ap0r[$i] = a0;
-        $val.ap1r[$i] = a1;
-    }};
-    (@restore $i:literal, $val:expr) => {{
-        // SAFETY: the virtual CPU interface only affects EL1&0, which does not run on this CPU
-        // until the next ERET.
-        unsafe {
-            asm!(concat!("msr ich_ap0r", $i, "_el2, {}"), concat!("msr ich_ap1r", $i, "_el2, {}"),
-                 in(reg) $val.ap0r[$i], in(reg) $val.ap1r[$i], options(nomem, nostack, preserves_flags))
-        };
-    }};
-}
-
 impl GicCpuIf {
+    /// Only the implemented active-priority registers are touched: the others are UNDEFINED.
     fn save(&mut self) {
-        let vmcr: u64;
-        // SAFETY: reading ICH_VMCR_EL2 has no side effect.
-        unsafe { asm!("mrs {}, ich_vmcr_el2", out(reg) vmcr, options(nomem, nostack, preserves_flags)) };
-        self.vmcr = vmcr;
-        for n in 0..apr_count() {
-            ich_apr!(save, n, self; 0, 1, 2, 3);
+        self.vmcr = ICH_VMCR_EL2.get();
+        let n = apr_count();
+        self.ap0r[0] = ICH_AP0R0_EL2.get();
+        self.ap1r[0] = ICH_AP1R0_EL2.get();
+        if n > 1 {
+            self.ap0r[1] = ICH_AP0R1_EL2.get();
+            self.ap1r[1] = ICH_AP1R1_EL2.get();
+        }
+        if n > 2 {
+            self.ap0r[2] = ICH_AP0R2_EL2.get();
+            self.ap1r[2] = ICH_AP1R2_EL2.get();
+            self.ap0r[3] = ICH_AP0R3_EL2.get();
+            self.ap1r[3] = ICH_AP1R3_EL2.get();
         }
     }
 
+    /// Only EL1&0 reads the virtual CPU interface, which does not run on this CPU until the next
+    /// ERET.
     fn restore(&self) {
-        // SAFETY: as in `ich_apr!`: only EL1&0 reads the virtual CPU interface.
-        unsafe { asm!("msr ich_vmcr_el2, {}", in(reg) self.vmcr, options(nomem, nostack, preserves_flags)) };
-        for n in 0..apr_count() {
-            ich_apr!(restore, n, self; 0, 1, 2, 3);
+        ICH_VMCR_EL2.set(self.vmcr);
+        let n = apr_count();
+        ICH_AP0R0_EL2.set(self.ap0r[0]);
+        ICH_AP1R0_EL2.set(self.ap1r[0]);
+        if n > 1 {
+            ICH_AP0R1_EL2.set(self.ap0r[1]);
+            ICH_AP1R1_EL2.set(self.ap1r[1]);
+        }
+        if n > 2 {
+            ICH_AP0R2_EL2.set(self.ap0r[2]);
+            ICH_AP1R2_EL2.set(self.ap1r[2]);
+            ICH_AP0R3_EL2.set(self.ap0r[3]);
+            ICH_AP1R3_EL2.set(self.ap1r[3]);
         }
     }
 }
-
-/// CNTV_CTL_EL0.ENABLE [0] and IMASK [1].
-const CNTV_CTL_ENABLE: u64 = 1 << 0;
-const CNTV_CTL_IMASK: u64 = 1 << 1;
-/// CNTV_CTL_EL0.ISTATUS: the timer condition is met.
-const CNTV_CTL_ISTATUS: u64 = 1 << 2;
 
 /// The loaded vCPU's virtual timer, as its interrupt line sees it.
 #[derive(Clone, Copy, Debug)]
@@ -198,43 +190,46 @@ pub struct Vtimer {
 
 /// The loaded vCPU's virtual timer.
 pub fn live_vtimer() -> Vtimer {
-    let (ctl, cval, off): (u64, u64, u64);
-    // SAFETY: reading the virtual timer's registers and CNTVOFF_EL2 has no side effect.
-    unsafe {
-        asm!("mrs {}, cntv_ctl_el0", "mrs {}, cntv_cval_el0", "mrs {}, cntvoff_el2",
-             out(reg) ctl, out(reg) cval, out(reg) off, options(nomem, nostack, preserves_flags))
-    };
-    let armed = ctl & CNTV_CTL_ENABLE != 0 && ctl & CNTV_CTL_IMASK == 0;
-    Vtimer { firing: armed && ctl & CNTV_CTL_ISTATUS != 0, deadline: armed.then(|| cval.saturating_add(off)) }
+    let ctl = CNTV_CTL_EL0.extract();
+    let armed = ctl.is_set(CNTV_CTL_EL0::ENABLE) && !ctl.is_set(CNTV_CTL_EL0::IMASK);
+    Vtimer {
+        firing: armed && ctl.is_set(CNTV_CTL_EL0::ISTATUS),
+        deadline: armed.then(|| CNTV_CVAL_EL0.get().saturating_add(CNTVOFF_EL2.get())),
+    }
 }
 
 fn isb() {
-    // SAFETY: a barrier has no memory-safety effect.
-    unsafe { asm!("isb", options(nomem, nostack, preserves_flags)) };
+    barrier::isb(barrier::SY);
+}
+
+/// VDISR_EL2 (`S3_4_C12_C1_1`, FEAT_RAS only; not in `aarch64-cpu` 11).
+fn read_vdisr_el2() -> u64 {
+    let v: u64;
+    // SAFETY: reading VDISR_EL2 has no side effect (the caller checked FEAT_RAS).
+    unsafe { asm!("mrs {}, s3_4_c12_c1_1", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+fn write_vdisr_el2(v: u64) {
+    // SAFETY: VDISR_EL2 is only what EL1 reads as DISR_EL1 (the caller checked FEAT_RAS); no EL1
+    // code runs on this CPU until the next ERET.
+    unsafe { asm!("msr s3_4_c12_c1_1, {}", in(reg) v, options(nomem, nostack, preserves_flags)) };
 }
 
 fn write_cntv_ctl(v: u64) {
-    // SAFETY: writing the EL1 virtual timer control only affects the virtual timer interrupt.
-    unsafe { asm!("msr cntv_ctl_el0, {}", "isb", in(reg) v, options(nomem, nostack, preserves_flags)) };
+    // Writing the EL1 virtual timer control only affects the virtual timer interrupt.
+    CNTV_CTL_EL0.set(v);
+    isb();
 }
 
 /// The loaded vCPU's VBAR_EL1 and SCTLR_EL1.
 pub fn live_vbar_sctlr() -> (u64, u64) {
-    let (vbar, sctlr): (u64, u64);
-    // SAFETY: reading EL1 system registers has no side effect.
-    unsafe {
-        asm!("mrs {}, vbar_el1", "mrs {}, sctlr_el1", out(reg) vbar, out(reg) sctlr,
-             options(nomem, nostack, preserves_flags))
-    };
-    (vbar, sctlr)
+    (VBAR_EL1.get(), SCTLR_EL1.get())
 }
 
 /// The loaded vCPU's TCR_EL1.
 pub fn live_tcr_el1() -> u64 {
-    let tcr: u64;
-    // SAFETY: reading an EL1 system register has no side effect.
-    unsafe { asm!("mrs {}, tcr_el1", out(reg) tcr, options(nomem, nostack, preserves_flags)) };
-    tcr
+    TCR_EL1.get()
 }
 
 /// The exception-entry registers of EL1, written when the hypervisor injects an exception.
@@ -249,19 +244,10 @@ pub struct El1Exception {
 /// Write the loaded vCPU's ESR/FAR/ELR/SPSR_EL1 (the rest of injection — the new PC and PSTATE —
 /// is in the vCPU's `GuestRegs`).
 pub fn inject(e: &El1Exception) {
-    // SAFETY: these EL1 registers are only consumed by guest code after the next ERET.
-    unsafe {
-        asm!(
-            "msr esr_el1, {esr}",
-            "msr far_el1, {far}",
-            "msr elr_el1, {elr}",
-            "msr spsr_el1, {spsr}",
-            esr = in(reg) e.esr_el1,
-            far = in(reg) e.far_el1,
-            elr = in(reg) e.elr_el1,
-            spsr = in(reg) e.spsr_el1,
-            options(nomem, nostack, preserves_flags),
-        )
-    };
+    // These EL1 registers are only consumed by guest code after the next ERET.
+    ESR_EL1.set(e.esr_el1);
+    FAR_EL1.set(e.far_el1);
+    ELR_EL1.set(e.elr_el1);
+    SPSR_EL1.set(e.spsr_el1);
 }
 

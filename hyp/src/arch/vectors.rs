@@ -22,6 +22,14 @@
 //! guard page under it, `mmu.rs`). A fault taken while already on the emergency stack exits QEMU
 //! with the panic status directly (semihosting SYS_EXIT), so nothing recurses or hangs.
 //!
+//! SErrors are collected at two points so that each has one possible author (`hyp::serror`
+//! says why, after KVM's `__guest_enter`/`__guest_exit`): every lower-EL vector starts with `ESB`
+//! and the exit path reads DISR_EL1 (FEAT_RAS), or without FEAT_RAS opens PSTATE.A for one
+//! instruction if ISR_EL1.A says one is pending — what it finds was pending when the guest left;
+//! and the entry path does the same check after `DSB SY` before it enters the guest — what it
+//! finds came from the hypervisor's work, and the guest is not entered. The EL2 SError vector
+//! accepts an SError only inside those two windows (by ELR_EL2); anywhere else is a bug.
+//!
 //! Stack frame of `enter_guest` while the guest runs (EL2 runs on SP_EL2, EL2h):
 //! ```text
 //!   sp+0    *mut GuestRegs
@@ -31,6 +39,9 @@
 
 use core::arch::global_asm;
 use core::mem::offset_of;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hyp::serror::Seen;
 
 use super::cpu::{PerCpu, EMERGENCY_STACK_SIZE, STACK_GUARD_MASK};
 
@@ -54,6 +65,10 @@ pub struct GuestRegs {
     pub fpsr: u64,
     /// q0..q31.
     pub q: [u128; 32],
+    /// The syndrome of an SError found on the way out or in (DISR_EL1, or ESR_EL2 when it was
+    /// taken at EL2); meaningful with an [`ExitKind::SError`] exit of [`Seen::AtExit`] or
+    /// [`Seen::BeforeEntry`].
+    pub serror: u64,
 }
 
 impl GuestRegs {
@@ -69,6 +84,7 @@ impl GuestRegs {
             fpcr: 0,
             fpsr: 0,
             q: [0; 32],
+            serror: 0,
         }
     }
 
@@ -94,8 +110,10 @@ pub enum ExitKind {
     Irq,
     /// Physical FIQ (HCR_EL2.FMO).
     Fiq,
-    /// SError (HCR_EL2.AMO).
-    SError,
+    /// An SError (HCR_EL2.AMO routes physical ones to EL2), and where it was found: through the
+    /// guest's SError vector, pending at its exit (whatever the exit was otherwise), or pending
+    /// before entry (the guest did not run).
+    SError(Seen),
 }
 
 /// Why `enter_guest` returned.
@@ -108,11 +126,18 @@ pub struct Exit {
 
 impl Exit {
     fn from_code(code: u64) -> Exit {
-        let kind = match code & EXIT_KIND_MASK {
-            EXIT_SYNC => ExitKind::Sync,
-            EXIT_IRQ => ExitKind::Irq,
-            EXIT_FIQ => ExitKind::Fiq,
-            _ => ExitKind::SError,
+        let kind = if code & EXIT_HYP_SERROR != 0 {
+            ExitKind::SError(Seen::BeforeEntry)
+        } else if code & EXIT_SERROR_AT_EXIT != 0 {
+            // It stops the VM: the exit it came with needs no handling.
+            ExitKind::SError(Seen::AtExit)
+        } else {
+            match code & EXIT_KIND_MASK {
+                EXIT_SYNC => ExitKind::Sync,
+                EXIT_IRQ => ExitKind::Irq,
+                EXIT_FIQ => ExitKind::Fiq,
+                _ => ExitKind::SError(Seen::GuestVector),
+            }
         };
         Exit { kind, from_aarch32: code & EXIT_AARCH32 != 0 }
     }
@@ -126,6 +151,14 @@ const EXIT_FIQ: u64 = 2;
 const EXIT_SERROR: u64 = 3;
 const EXIT_KIND_MASK: u64 = 3;
 const EXIT_AARCH32: u64 = 4;
+/// Or-ed in by the exit path: an SError was pending when the guest exited.
+const EXIT_SERROR_AT_EXIT: u64 = 8;
+/// Returned by the entry path instead of entering: an SError from the hypervisor's work.
+const EXIT_HYP_SERROR: u64 = 16;
+
+/// FEAT_RAS is implemented (ID_AA64PFR0_EL1.RAS): the entry and exit paths use ESB and
+/// DISR_EL1. Set by [`install`], read by the trampolines.
+static HAS_RAS: AtomicU64 = AtomicU64::new(0);
 
 unsafe extern "C" {
     fn __uvmhyp_guest_enter(regs: *mut GuestRegs) -> u64;
@@ -148,9 +181,21 @@ pub fn enter_guest(regs: &mut GuestRegs) -> Exit {
 
 /// Point VBAR_EL2 at the vector table. Call once per CPU before entering any guest (cpu_main does).
 pub fn install() {
+    HAS_RAS.store(u64::from(super::cpu::has_ras()), Ordering::Relaxed);
     let base = core::ptr::addr_of!(__uvmhyp_vectors) as u64;
     // SAFETY: the table is 2 KiB aligned and every entry is valid code; ISB makes it effective.
     unsafe { core::arch::asm!("msr vbar_el2, {0}", "isb", in(reg) base, options(nostack)) };
+}
+
+/// An address the EL2 identity map cannot cover: the end of its VA range (`mmu.rs`).
+const UNMAPPED_VA: u64 = super::mmu::VA_LIMIT;
+
+/// The `selftest=panic-fault` hook (`hyp::selftest`): fault at EL2 from the panic path. The
+/// address is in x0, pointer-sized, as the guard's old bug needed to show (it left SP + x0).
+pub fn fault_for_selftest() -> ! {
+    // SAFETY: the load faults (nothing is mapped at UNMAPPED_VA, and it reads no Rust object);
+    // the EL2 vectors take it as a hypervisor bug and never return here.
+    unsafe { core::arch::asm!("ldr x1, [x0]", "b .", in("x0") UNMAPPED_VA, options(noreturn, nostack)) }
 }
 
 /// Called by the current-EL vectors: an exception taken from EL2 itself is a hypervisor bug.
@@ -172,6 +217,7 @@ global_asm!(
 .endm
 .macro lower code
     .balign 0x80
+    hint #16                        // ESB: defer an SError pending now into DISR_EL1 (FEAT_RAS)
     stp x0, x1, [sp, #-16]!
     mov x1, #\code
     b __uvmhyp_guest_exit
@@ -206,7 +252,8 @@ __uvmhyp_vectors:
     b __uvmhyp_el2_bug
     el2_bug 5
     el2_bug 6
-    el2_bug 7
+    .balign 0x80
+    b __uvmhyp_el2_serror
     // Lower EL, AArch64.
     lower {sync}
     lower {irq}
@@ -248,6 +295,30 @@ __uvmhyp_el2_bug:
     .balign 8
 3:  .quad 0x20026, 101
 
+// An SError taken at EL2. EL2 unmasks PSTATE.A only in the one-instruction windows of the entry
+// and exit paths, where x0 = the GuestRegs and x1 = the exit code (x2, x3 are free): record the
+// syndrome, mark an exit-window SError as the guest's, and return into the window (an
+// entry-window one already has its code, EXIT_HYP_SERROR). ELR_EL2 is the window's ISB or the
+// instruction after it. Anywhere else it is a bug.
+__uvmhyp_el2_serror:
+    mrs x2, elr_el2
+    adr x3, __uvmhyp_exit_window
+    cmp x2, x3
+    adr x3, __uvmhyp_exit_window_end
+    ccmp x2, x3, #4, ne
+    b.eq 1f
+    adr x3, __uvmhyp_entry_window
+    cmp x2, x3
+    adr x3, __uvmhyp_entry_window_end
+    ccmp x2, x3, #4, ne
+    b.eq 2f
+    mov x0, #7
+    b __uvmhyp_el2_bug
+1:  orr x1, x1, #{serror_at_exit}
+2:  mrs x2, esr_el2
+    str x2, [x0, #{regs_serror}]
+    eret
+
 // u64 __uvmhyp_guest_enter(GuestRegs *x0)
 .global __uvmhyp_guest_enter
 __uvmhyp_guest_enter:
@@ -264,7 +335,31 @@ __uvmhyp_guest_enter:
     stp d14, d15, [sp, #160]
     str x0, [sp]
 
-    ldr x1, [x0, #{elr}]
+    // An SError pending now arose from the hypervisor's work since the last exit (that exit
+    // collected the guest's): collect it here and do not enter, or the guest would take it.
+    dsb sy
+    isb
+    mov x1, #{hyp_serror}
+    str xzr, [x0, #{regs_serror}]
+    adrp x2, {has_ras}
+    ldr x2, [x2, :lo12:{has_ras}]
+    cbz x2, 4f
+    hint #16                        // ESB
+    mrs x2, s3_0_c12_c1_1           // DISR_EL1
+    cbz x2, 5f
+    msr s3_0_c12_c1_1, xzr
+    str x2, [x0, #{regs_serror}]
+    b __uvmhyp_return
+4:  mrs x2, isr_el1
+    tbz x2, #8, 5f                  // ISR_EL1.A: none pending
+    msr daifclr, #4
+__uvmhyp_entry_window:
+    isb
+__uvmhyp_entry_window_end:
+    msr daifset, #4
+    b __uvmhyp_return
+
+5:  ldr x1, [x0, #{elr}]
     msr elr_el2, x1
     ldr x1, [x0, #{spsr}]
     msr spsr_el2, x1
@@ -363,6 +458,28 @@ __uvmhyp_guest_exit:
     stp q26, q27, [x2, #416]
     stp q28, q29, [x2, #448]
     stp q30, q31, [x2, #480]
+    // An SError pending now was pending when the guest left (the vector's ESB deferred it into
+    // DISR_EL1; without FEAT_RAS it is still pending): the guest's. Collect it before EL2 does
+    // any work of its own.
+    adrp x2, {has_ras}
+    ldr x2, [x2, :lo12:{has_ras}]
+    cbz x2, 6f
+    mrs x2, s3_0_c12_c1_1           // DISR_EL1
+    cbz x2, __uvmhyp_return
+    msr s3_0_c12_c1_1, xzr
+    str x2, [x0, #{regs_serror}]
+    orr x1, x1, #{serror_at_exit}
+    b __uvmhyp_return
+6:  dsb sy
+    isb
+    mrs x2, isr_el1
+    tbz x2, #8, __uvmhyp_return     // ISR_EL1.A: none pending
+    msr daifclr, #4
+__uvmhyp_exit_window:
+    isb
+__uvmhyp_exit_window_end:
+    msr daifset, #4
+__uvmhyp_return:
     ldp x19, x20, [sp, #16]
     ldp x21, x22, [sp, #32]
     ldp x23, x24, [sp, #48]
@@ -394,6 +511,10 @@ __uvmhyp_guest_exit:
     fpcr = const offset_of!(GuestRegs, fpcr),
     fpsr = const offset_of!(GuestRegs, fpsr),
     q = const offset_of!(GuestRegs, q),
+    regs_serror = const offset_of!(GuestRegs, serror),
+    serror_at_exit = const EXIT_SERROR_AT_EXIT,
+    hyp_serror = const EXIT_HYP_SERROR,
+    has_ras = sym HAS_RAS,
     percpu_index = const offset_of!(PerCpu, index),
     emergency_size = const EMERGENCY_STACK_SIZE,
     guard_mask = const STACK_GUARD_MASK,

@@ -2,7 +2,7 @@
 //! table does not map (or maps with too little permission).
 //!
 //! ```text
-//! IPA = HPFAR_EL2.FIPA | FAR_EL2[11:0]   (permission fault, not on a walk: AT S1E1R/S1E0R of FAR)
+//! IPA = HPFAR_EL2.FIPA | FAR_EL2[11:0]   (permission fault, not on a walk: AT S1E1R of FAR)
 //!   ├─ guest RAM (a map entry covers it) ─► vm::fault ─► Resolved: re-enter
 //!   │                                                    Restart: yield, then retry
 //!   │                                                    NoMemory / Io / NoBacking: VM crashed
@@ -71,7 +71,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, syn: &Syndrome, fetch: bool) -> Next {
         FaultKind::Translation(_) | FaultKind::AccessFlag(_) => hpfar_page(v.regs.hpfar_el2),
         // HPFAR_EL2 may be invalid for a permission fault that is not on a stage-1 walk.
         FaultKind::Permission(_) if walk => hpfar_page(v.regs.hpfar_el2),
-        FaultKind::Permission(_) => match far.map(|va| at::translate(va, inject::regime(v.regs.spsr_el2))) {
+        FaultKind::Permission(_) => match far.map(at::translate) {
             Some(Ok(ipa)) => ipa.page_base(),
             // The guest's stage 1 changed under us, or its walk is not mapped at stage 2:
             // re-execute; the access faults again with a syndrome that says more.
@@ -117,7 +117,10 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
     let r = r.map_err(|f| f.error);
     h.trace.fault(v, a.ipa, a.access, &r);
     match r {
-        Ok(_) => Next::Resume,
+        Ok(_) => {
+            hyp::selftest::after_fault(v.map(), a.ipa, a.access);
+            Next::Resume
+        }
         // Where the seed sleeps on a busy page, the vCPU waits for it (`parking.rs`); for the
         // other restarts (too many refaults) whoever holds things runs first.
         Err(FaultError::Restart) => busy.map_or(Next::Yield, Next::WaitPage),

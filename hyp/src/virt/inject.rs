@@ -13,22 +13,12 @@ use super::guestmem::GuestRange;
 use super::machine::Vcpu;
 use super::next::Next;
 use super::state::Hyp;
-use crate::arch::at::{self, AtFault, Regime};
+use crate::arch::at::{self, AtFault};
 use crate::arch::vcpu::{self, El1Exception};
-use hyp::exception::{enter_el1, pstate, sctlr, From, Injection};
+use hyp::exception::{enter_el1, sctlr, From, Injection};
 use hyp::inject::{Injected, VECTOR_TABLE_BYTES};
 use hyp::stop::{Cause, Stop};
 use vm::Ipa;
-
-/// The stage-1 regime the vCPU was running in when it trapped (from SPSR_EL2.M).
-pub fn regime(spsr: u64) -> Regime {
-    let el0 = spsr & pstate::MODE_RW_AARCH32 != 0 || spsr & pstate::MODE_MASK == pstate::MODE_EL0T;
-    if el0 {
-        Regime::El0
-    } else {
-        Regime::El1
-    }
-}
 
 /// Deliver `what` to the loaded vCPU `v` (its EL1 registers are live on this CPU); if it cannot
 /// be delivered, the VM crashes (the guest's fault).
@@ -70,7 +60,7 @@ fn try_deliver(v: &mut Vcpu, what: Injection) -> Result<(), String> {
 /// faults the tables in, and a vector that really is not RAM ends in the nested-abort rule (its
 /// fetch aborts at a PC inside the vector table).
 fn check_vector(v: &Vcpu, vbar: u64, sctlr_el1: u64) -> Result<(), String> {
-    let ipa = if sctlr_el1 & sctlr::M == 0 { Ok(Ipa(vbar)) } else { at::translate(vbar, Regime::El1) };
+    let ipa = if sctlr_el1 & sctlr::M == 0 { Ok(Ipa(vbar)) } else { at::translate(vbar) };
     let in_ram = match ipa {
         Ok(ipa) => GuestRange::check(v.map(), ipa.0, VECTOR_TABLE_BYTES, VECTOR_TABLE_BYTES).is_some(),
         Err(AtFault::Stage2Walk) => true,

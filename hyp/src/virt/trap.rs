@@ -20,10 +20,17 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, exit: Exit) -> Next {
         ExitKind::Sync => sync(h, v, exit.from_aarch32),
         ExitKind::Irq => irq::irq(v),
         ExitKind::Fiq => irq::fiq(),
-        ExitKind::SError => {
-            let vm = v.vm.clone();
-            h.stop_vm(&vm, Stop::crash(Cause::GuestFault, "SError"))
-        }
+        ExitKind::SError(seen) => match hyp::serror::origin(seen) {
+            hyp::serror::Origin::Guest => {
+                let vm = v.vm.clone();
+                h.stop_vm(&vm, Stop::crash(Cause::GuestFault, "SError"))
+            }
+            hyp::serror::Origin::Hypervisor => {
+                let cpu = crate::arch::cpu::index();
+                log::warn!("{}", hyp::serror::HypervisorSError { cpu, syndrome: v.regs.serror });
+                Next::Resume
+            }
+        },
     }
 }
 
