@@ -159,8 +159,13 @@ fn a_closed_stdout_ends_quietly() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
         assert!(matches!(out.status.code(), Some(0 | 141)), "{args:?}: {:?} {err}", out.status);
-        if ["trace", "report", "compare"].contains(&args[0].as_str()) {
+        // `trace -n 200000` writes far more than a pipe holds, so it always meets the closed
+        // pipe; `report`'s and `compare`'s output may fit the pipe's buffer before the read end
+        // is dropped (then they exit 0), so for them only the quiet end is certain.
+        if args[0] == "trace" {
             assert_eq!(out.status.code(), Some(141), "{} must stop at the closed pipe", args[0]);
+        }
+        if ["trace", "report", "compare"].contains(&args[0].as_str()) {
             assert!(err.is_empty(), "{err}");
         }
     }
