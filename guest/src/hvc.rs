@@ -111,6 +111,16 @@ pub enum Counter {
     FltPrzero = 5,
     Fltnamap = 6,
     Fltnomap = 7,
+    /// This VM's pages merged away by dedup.
+    DedupMerged = 8,
+    /// Of those, all-zero pages.
+    DedupZero = 9,
+    /// Merged references since ended (a write copied the page).
+    DedupUnmerged = 10,
+    /// Frames dedup saves now, over every VM.
+    DedupSavedAll = 11,
+    /// Passes the dedup scanner has completed.
+    DedupPasses = 12,
 }
 
 /// UVMHYP_COUNTER: the counter's value for this VM.

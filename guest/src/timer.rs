@@ -44,3 +44,10 @@ pub mod phys {
         unsafe { asm!("msr cntp_tval_el0, {}", "msr cntp_ctl_el0, {}", "isb", in(reg) u64::from(ticks), in(reg) ctl, options(nomem, nostack)) };
     }
 }
+
+/// WFI: the hypervisor traps it and lets the physical CPU idle (for at most its WFI sleep, or
+/// until the virtual timer's deadline when the guest armed it).
+pub fn wfi() {
+    // SAFETY: WFI only waits; it touches no memory.
+    unsafe { asm!("wfi", options(nomem, nostack)) };
+}

@@ -6,6 +6,8 @@
 //! by the tokens in that host file, for scenarios longer than a command line):
 //! - `trace=PATH` — host path of the trace file (default [`DEFAULT_TRACE`]); `trace=off`: no trace
 //!   at all (nothing recorded, nothing written: the benchmark's baseline);
+//! - `dedup=PAGES` — run the content-dedup scanner (`vm::dedup`) on idle CPU time, PAGES pages a
+//!   tick, over the VMs with the `,dedup` option;
 //! - `trace_max=MIB` — the trace file's size cap in MiB (default [`DEFAULT_TRACE_MAX_MIB`]): when
 //!   reached, the trace ends with a "capped" record and tracing stops;
 //! - `pool=MIB` — size of the guest page pool in MiB (default: all free RAM);
@@ -60,6 +62,8 @@ pub struct VmConfig {
     pub boot: BootImage,
     /// The VM has a GICv3 (Linux VMs; test guests run without interrupts).
     pub irqchip: bool,
+    /// Its pages are offered to the dedup scanner.
+    pub dedup: bool,
     /// Guest RAM size in bytes (a multiple of 1 MiB, ≥ the image).
     pub ram_bytes: u64,
     /// Number of vCPUs (only vCPU 0 runs until PSCI CPU_ON).
@@ -79,6 +83,8 @@ pub struct Config {
     pub pool_limit: Option<u64>,
     /// The `selftest=` hooks.
     pub selftest: SelfTests,
+    /// The dedup scanner's pages per tick, if it runs.
+    pub dedup_rate: Option<u64>,
 }
 
 /// A VM as written on the command line, before its image is read.
@@ -89,6 +95,8 @@ pub struct VmSpec {
     pub ram_bytes: u64,
     pub cpus: u32,
     pub kind: Kind,
+    /// `,dedup`: its pages are merged with identical ones (needs `dedup=`).
+    pub dedup: bool,
 }
 
 /// What a VM boots.
@@ -108,6 +116,8 @@ pub struct Scenario {
     pub pool_limit: Option<u64>,
     pub vms: Vec<VmSpec>,
     pub selftest: SelfTests,
+    /// `dedup=PAGES`: the scanner's pages per tick (`None`: no scanner).
+    pub dedup_rate: Option<u64>,
 }
 
 /// What is wrong with the scenario (always the user's mistake).
@@ -233,11 +243,12 @@ fn parse_vm(token: &str, value: &str, linux: bool) -> Result<VmSpec, ConfigError
         return Err(ConfigError::Missing { token: token.to_string(), what: "guest ELF path" });
     }
     let kind = if linux { Kind::Linux { initrd: None, bootargs: Vec::new() } } else { Kind::Elf };
-    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1, kind };
+    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1, kind, dedup: false };
     for opt in parts {
         match (opt.split_once('='), &mut spec.kind) {
             (Some(("ram", v)), _) => spec.ram_bytes = number(token, v, "ram size in MiB", "1..=3072", 1, MAX_RAM_MIB)? * MIB,
             (Some(("cpus", v)), _) => spec.cpus = number(token, v, "vCPU count", "1..=8", 1, MAX_VCPUS as u64)? as u32,
+            (None, _) if opt == "dedup" => spec.dedup = true,
             (Some(("initrd", p)), Kind::Linux { initrd, .. }) if !p.is_empty() => *initrd = Some(p.to_string()),
             (Some(("append", v)), Kind::Linux { bootargs, .. }) => *bootargs = unescape(token, v)?,
             _ => return Err(ConfigError::UnknownOption { token: token.to_string(), option: opt.to_string() }),
@@ -290,6 +301,7 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
         pool_limit: None,
         vms: Vec::new(),
         selftest: SelfTests::default(),
+        dedup_rate: None,
     };
     for (i, token) in cmdline.split_ascii_whitespace().enumerate() {
         let Some((key, value)) = token.split_once('=') else {
@@ -307,6 +319,7 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
             "trace_max" => {
                 sc.trace_max_bytes = number(token, value, "trace size cap in MiB", "1..=1048576", 1, MAX_TRACE_MAX_MIB)? * MIB
             }
+            "dedup" => sc.dedup_rate = Some(number(token, value, "dedup scan rate in pages per tick", "1..=65536", 1, 65536)?),
             "pool" => sc.pool_limit = Some(number(token, value, "pool size in MiB", "1..=1048576", 1, 1 << 20)? * MIB),
             "vm" => sc.vms.push(parse_vm(token, value, false)?),
             "linux" => sc.vms.push(parse_vm(token, value, true)?),
@@ -319,6 +332,11 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
     }
     if sc.vms.len() > MAX_VMS {
         return Err(ConfigError::TooManyVms { count: sc.vms.len() });
+    }
+    if sc.dedup_rate.is_none() {
+        if let Some(v) = sc.vms.iter().find(|v| v.dedup) {
+            return Err(ConfigError::Missing { token: alloc::format!("vm {},dedup", v.name), what: "dedup=PAGES (the scanner's rate)" });
+        }
     }
     Ok(sc)
 }
@@ -398,9 +416,16 @@ pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> 
             }
         };
         let irqchip = matches!(spec.kind, Kind::Linux { .. });
-        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
+        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, dedup: spec.dedup, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
     }
-    Ok(Config { trace_path: sc.trace_path, trace_max_bytes: sc.trace_max_bytes, vms, pool_limit: sc.pool_limit, selftest: sc.selftest })
+    Ok(Config {
+        trace_path: sc.trace_path,
+        trace_max_bytes: sc.trace_max_bytes,
+        vms,
+        pool_limit: sc.pool_limit,
+        selftest: sc.selftest,
+        dedup_rate: sc.dedup_rate,
+    })
 }
 
 #[cfg(test)]
@@ -418,7 +443,7 @@ mod tests {
         assert_eq!(sc.pool_limit, Some(100 * MIB));
         assert_eq!(
             sc.vms[0],
-            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2, kind: Kind::Elf }
+            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2, kind: Kind::Elf, dedup: false }
         );
         assert_eq!((sc.vms[1].ram_bytes, sc.vms[1].cpus), (DEFAULT_RAM_MIB * MIB, 1));
         assert_eq!(parse("").unwrap().trace_path.as_deref(), Some(DEFAULT_TRACE));
@@ -531,6 +556,15 @@ mod tests {
         assert!(matches!(expand("scenario=/missing", &mut files, u64::MAX), Err(ConfigError::File { .. })));
         assert!(matches!(expand("scenario=/run/hyp.scenario", &mut files, 10), Err(ConfigError::FileTooBig { .. })));
         assert_eq!(expand("vm=a:/b", &mut files, 0).unwrap().trim(), "vm=a:/b", "no file: unchanged");
+    }
+
+    #[test]
+    fn dedup_needs_a_rate_and_marks_its_vms() {
+        let sc = parse("dedup=128 vm=a:/g,dedup,ram=16 vm=b:/g").unwrap();
+        assert_eq!(sc.dedup_rate, Some(128));
+        assert_eq!((sc.vms[0].dedup, sc.vms[1].dedup), (true, false));
+        assert!(parse("vm=a:/g,dedup").unwrap_err().to_string().contains("dedup=PAGES"));
+        assert!(matches!(parse("dedup=0"), Err(ConfigError::BadNumber { .. })));
     }
 
     #[test]

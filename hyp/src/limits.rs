@@ -168,13 +168,14 @@ mod tests {
             path: "/g".to_string(),
             boot: BootImage { segments: vec![Segment { at: Ipa(RAM_BASE), bytes: Arc::from(vec![0u8; image_bytes]) }], entry: Ipa(RAM_BASE), x0: 0 },
             irqchip: false,
+            dedup: false,
             ram_bytes,
             cpus: 1,
         }
     }
 
     fn config(vms: Vec<VmConfig>) -> Config {
-        Config { trace_path: Some("t".to_string()), trace_max_bytes: 1 << 20, vms, pool_limit: None, selftest: Default::default() }
+        Config { trace_path: Some("t".to_string()), trace_max_bytes: 1 << 20, vms, pool_limit: None, selftest: Default::default(), dedup_rate: None }
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub fn append(s: &Scenario, trace: &str) -> String {
     if let Some(p) = s.pool_mib {
         tokens.push(format!("pool={p}"));
     }
+    if let Some(r) = s.dedup_rate {
+        tokens.push(format!("dedup={r}"));
+    }
     tokens.extend(s.selftest.iter().map(|t| format!("selftest={t}")));
     tokens.extend(s.vms.iter().map(vm_token));
     tokens.join(" ")
@@ -90,6 +93,9 @@ pub fn vm_token(v: &VmSpec) -> String {
     }
     if let Some(c) = v.cpus {
         t.push_str(&format!(",cpus={c}"));
+    }
+    if v.dedup {
+        t.push_str(",dedup");
     }
     t
 }

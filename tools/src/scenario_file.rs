@@ -27,9 +27,27 @@ struct File {
     qemu: Machine,
     trace: Option<Spanned<TraceSettings>>,
     stop: Stop,
+    dedup: Option<DedupFile>,
+    #[serde(default)]
+    counters: CountersFile,
     vm: Vec<Spanned<VmFile>>,
     #[serde(default)]
     console: GlobalConsole,
+}
+
+/// `[dedup]`: the hypervisor's dedup scanner runs (over the VMs with `dedup = true`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DedupFile {
+    pages_per_tick: Spanned<u64>,
+}
+
+/// `[counters]`: checks on the counters table's `total` column.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CountersFile {
+    #[serde(default)]
+    at_least: BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +73,8 @@ struct VmFile {
     expect: Expect,
     #[serde(default)]
     clones: u32,
+    #[serde(default)]
+    dedup: bool,
     #[serde(default)]
     trace: VmTrace,
     #[serde(default)]
@@ -286,7 +306,17 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         selftest: file.selftest.into_iter().map(Spanned::into_inner).collect(),
         machine: file.qemu,
         trace,
+        dedup_rate: file.dedup.as_ref().map(|d| *d.pages_per_tick.get_ref()),
     };
+    if let Some(d) = &file.dedup {
+        let rate = *d.pages_per_tick.get_ref();
+        if !(1..=65536).contains(&rate) {
+            return Err(invalid(Some(d.pages_per_tick.span()), Some("dedup.pages_per_tick".into()), format!("{rate} pages per tick: 1..=65536")));
+        }
+    }
+    for (counter, &min) in &file.counters.at_least {
+        s.console.push(ConsoleCheck::CounterAtLeast { counter: counter.clone(), min });
+    }
     for (i, v) in file.vm.iter().enumerate() {
         let id = i as u16 + 1;
         let span = Some(v.span());
@@ -311,9 +341,13 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
             }
             _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest), `elf` (a path) and `kernel` (a Linux Image)".into())),
         };
-        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones };
+        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones, dedup: f.dedup };
         // The hypervisor's own limits on RAM and vCPUs.
-        hyp::config::parse(&crate::qemu::vm_token(&spec)).map_err(|e| {
+        if spec.dedup && s.dedup_rate.is_none() {
+            return Err(invalid(span, at("dedup"), "`dedup = true` needs a `[dedup]` table with the scanner's pages_per_tick".into()));
+        }
+        // The scan rate is the scenario's, checked on its own below.
+        hyp::config::parse(&format!("dedup=1 {}", crate::qemu::vm_token(&spec))).map_err(|e| {
             let field = if f.vcpus.is_some() && e.to_string().contains("vCPU") { "vcpus" } else { "ram_mib" };
             invalid(span, at(field), e.to_string())
         })?;
@@ -467,6 +501,18 @@ mod tests {
         parse("bad", "scenarios/bad.toml", src).map(|_| ()).unwrap_err().to_string()
     }
 
+    #[test]
+    fn dedup_needs_its_table_and_a_rate_in_range() {
+        let vm = "\n[[vm]]\nname = \"a\"\nguest = \"touch\"\ndedup = true\n";
+        let base = "about = \"x\"\n[stop]\ntimeout_s = 1\n";
+        assert!(err(&format!("{base}{vm}")).contains("needs a `[dedup]` table"));
+        assert!(err(&format!("{base}[dedup]\npages_per_tick = 0\n{vm}")).contains("dedup.pages_per_tick"));
+        let s = parse("ok", "x.toml", &format!("{base}[dedup]\npages_per_tick = 64\n[counters]\nat_least = {{ dedup_merged = 5 }}\n{vm}")).unwrap();
+        assert_eq!((s.dedup_rate, s.vms[0].dedup), (Some(64), true));
+        assert!(s.console.contains(&ConsoleCheck::CounterAtLeast { counter: "dedup_merged".into(), min: 5 }));
+        assert!(crate::qemu::append(&s, "t").contains("dedup=64 vm=a:") && crate::qemu::append(&s, "t").ends_with(",dedup"));
+    }
+
     const GOOD: &str = r#"
 about = "x"
 pool_mib = 32
@@ -501,8 +547,8 @@ lines = [{ text = 'a\x0ab' }, { text = "c", min = 3 }]
         assert_eq!(
             s.vms,
             [
-                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0 },
-                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0 },
+                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0, dedup: false },
+                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0, dedup: false },
             ]
         );
         assert_eq!(

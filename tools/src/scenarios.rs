@@ -70,6 +70,8 @@ pub struct VmSpec {
     /// Children the VM makes with UVMHYP_CLONE (README, "Hypercall ABI"): each is named
     /// `<name>.<k>`, k = 1..=clones, and must exit 0.
     pub clones: u32,
+    /// Its pages are offered to the dedup scanner.
+    pub dedup: bool,
 }
 
 impl VmSpec {
@@ -130,6 +132,8 @@ pub enum ConsoleCheck {
     Warning { text: String },
     /// VM `first` stopped before VM `then` (their stop lines are in that order).
     StopsBefore { first: u16, then: u16 },
+    /// The counters table's `total` of `counter` is at least `min`.
+    CounterAtLeast { counter: String, min: u64 },
 }
 
 /// What of the QEMU line a scenario may change (README, "The QEMU line", fixes the rest).
@@ -192,6 +196,8 @@ pub struct Scenario {
     /// The emulated machine's settings that vary between scenarios.
     pub machine: Machine,
     pub trace: TraceSettings,
+    /// `[dedup] pages_per_tick`: the hypervisor's `dedup=` scan rate, if the scanner runs.
+    pub dedup_rate: Option<u64>,
 }
 
 impl Scenario {
@@ -261,7 +267,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "default", "fork", "hostile", "image",
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "dedup8", "default", "fork", "hostile", "image",
                 "linux-crash", "linux", "max", "multi", "panic-fault", "poll", "preempt", "smp", "touch", "xonly"
             ]
         );

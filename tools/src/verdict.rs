@@ -107,6 +107,11 @@ fn console_check(check: &ConsoleCheck, console: &Console) -> Option<String> {
         }
         ConsoleCheck::Warning { text } => (!console.warnings.iter().any(|w| w.contains(text.as_str())))
             .then(|| format!("no `uvmhyp: warning:` line containing {text:?}")),
+        ConsoleCheck::CounterAtLeast { counter, min } => match console.counters.get(counter, "total") {
+            Some(n) if n >= *min => None,
+            Some(n) => Some(format!("counter {counter}: total {n}, expected at least {min}")),
+            None => Some(format!("no {counter} row in the counters table")),
+        },
         ConsoleCheck::StopsBefore { first, then } => {
             let at = |vm: u16| console.stops.iter().position(|(id, _, _)| *id == vm);
             match (at(*first), at(*then)) {
@@ -148,6 +153,16 @@ mod tests {
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
         assert_eq!(judge_console(s, &bad).len(), 2);
+    }
+
+    #[test]
+    fn a_counter_total_check_reads_the_table() {
+        let c = console("counter vm1 vm2 total\ndedup_merged 3 4 7\nfaults 1 1 2");
+        let check = |min| console_check(&ConsoleCheck::CounterAtLeast { counter: "dedup_merged".into(), min }, &c);
+        assert_eq!(check(7), None);
+        assert!(check(8).is_some_and(|m| m.contains("total 7, expected at least 8")));
+        let missing = console_check(&ConsoleCheck::CounterAtLeast { counter: "nope".into(), min: 1 }, &c);
+        assert!(missing.is_some_and(|m| m.contains("no nope row")));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use super::state::{Hyp, VMIDS};
 use super::trace;
 use crate::arch::physmem::IdentityMem;
 use crate::arch::tlb::HwTlb;
+use ::vm::dedup::Dedup;
 use ::vm::map::{EntrySpec, Map, MapError};
 use ::vm::object::{ImageObject, Object};
 use ::vm::pmap::Vmid;
@@ -63,7 +64,8 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
         (pool.end.0 - pool.start.0) >> 20,
         config.vms.len()
     );
-    let h = Hyp::new(uvm, trace);
+    let dedup = config.dedup_rate.map(|rate| (Dedup::new(&uvm), rate as usize));
+    let h = Hyp::new(uvm, trace, dedup);
     let mut images: Vec<(Arc<[u8]>, Arc<ImageObject>)> = Vec::new();
     for vc in &config.vms {
         let objects = vc
@@ -122,6 +124,9 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     let gic = vc.irqchip.then(|| Vgic::new(usize::from(nr)));
     let vm = Vm::new(number, shape, memory.clone(), devices(vc)?, gic);
     h.trace.vm_started(number, &memory);
+    if let (true, Some((d, _))) = (vc.dedup, &h.dedup) {
+        d.enable_map(memory.map_arc());
+    }
     {
         let mut parked = vm.parked.lock();
         for idx in 0..nr {

@@ -96,6 +96,11 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
     let vm = Vm::new(number, shape, memory.clone(), bus, gic);
     h.trace.vm_started(number, &memory);
     h.trace.vm_cloned(number, parent.number);
+    if let Some((d, _)) = &h.dedup {
+        if d.is_enabled(v.map()) {
+            d.enable_map(memory.map_arc());
+        }
+    }
     {
         let mut parked = vm.parked.lock();
         for idx in 0..parent.nr_vcpus {

@@ -84,6 +84,12 @@ impl Memory {
     pub fn vmid(&self) -> u16 {
         self.vmid.vmid
     }
+
+    /// The map's own `Arc`, for registrations that hold it weakly (the dedup scanner): only
+    /// `Arc<Memory>` is ever kept strongly.
+    pub fn map_arc(&self) -> &Arc<Map> {
+        &self.map
+    }
 }
 
 impl Deref for Memory {

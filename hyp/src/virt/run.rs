@@ -202,8 +202,12 @@ fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
     }
 }
 
-/// Nothing to run: sleep until the idle poll, the earliest sleeper's deadline, or a kick.
+/// Nothing to run: scan for identical pages if the scenario runs the scanner and no other CPU
+/// is, else sleep until the idle poll, the earliest sleeper's deadline, or a kick.
 fn idle(h: &Hyp) {
+    if scan(h) {
+        return;
+    }
     let me = 1usize << cpu::index();
     h.idle_cpus.fetch_or(me, Ordering::AcqRel);
     // A vCPU pushed before this CPU announced itself sent no kick: look once more.
@@ -219,4 +223,24 @@ fn idle(h: &Hyp) {
     h.idle_cpus.fetch_and(!me, Ordering::AcqRel);
     irq::drain();
     timer::disarm();
+}
+
+/// One tick of the dedup scanner on this idle CPU (`vm::dedup`, its pages-per-tick budget);
+/// true if it looked at pages (then the CPU looks for vCPUs again instead of sleeping).
+///
+/// # Locks
+/// Takes no hypervisor lock; the scanner takes the engine's (none is held here).
+fn scan(h: &Hyp) -> bool {
+    let Some((dedup, rate)) = &h.dedup else { return false };
+    if h.scanning.swap(true, Ordering::Acquire) {
+        return false;
+    }
+    let r = dedup.scan(*rate);
+    h.scanning.store(false, Ordering::Release);
+    let merged = h.merged_this_pass.fetch_add(r.merged as u64, Ordering::Relaxed) + r.merged as u64;
+    if r.passes != 0 {
+        h.merged_this_pass.store(0, Ordering::Relaxed);
+        h.trace.dedup_pass(merged);
+    }
+    r.visited != 0
 }

@@ -15,7 +15,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use spin::Mutex;
 
 use super::device::{Ctx, HypView};
@@ -25,6 +25,7 @@ use super::parking::Waiters;
 use super::report;
 use super::trace::Trace;
 use crate::arch::{semihosting, timer};
+use ::vm::dedup::Dedup;
 use ::vm::uvm::Uvm;
 use ::vm::Ipa;
 use hyp::platform::RAM_BASE;
@@ -46,6 +47,12 @@ pub struct Hyp {
     pub queue: Mutex<RunQueue<Box<Vcpu>>>,
     /// vCPUs parked on BUSY pages (`parking.rs`).
     pub waiters: Waiters,
+    /// The content-dedup scanner and its pages per tick, if the scenario runs it (`dedup.rs`).
+    pub dedup: Option<(Dedup, usize)>,
+    /// A CPU is scanning (one at a time: the scanner holds its lock for the whole call).
+    pub scanning: AtomicBool,
+    /// Pages merged in the scanner's current pass (for its trace event).
+    pub merged_this_pass: AtomicU64,
     /// Bit i: physical CPU i is idle in WFI (kick it when there is work).
     pub idle_cpus: AtomicUsize,
     /// vCPUs taken from the queue and not yet returned.
@@ -58,8 +65,11 @@ pub struct Hyp {
 }
 
 impl Hyp {
-    pub fn new(uvm: Arc<Uvm>, trace: Trace) -> Hyp {
+    pub fn new(uvm: Arc<Uvm>, trace: Trace, dedup: Option<(Dedup, usize)>) -> Hyp {
         Hyp {
+            dedup,
+            scanning: AtomicBool::new(false),
+            merged_this_pass: AtomicU64::new(0),
             vms: Mutex::new(Vec::new()),
             uvm,
             trace,

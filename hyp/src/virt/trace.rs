@@ -234,6 +234,17 @@ impl Trace {
         }
     }
 
+    /// Trace the end of a dedup pass that merged `merged` pages.
+    ///
+    /// # Locks
+    /// Takes this CPU's buffer alone.
+    pub fn dedup_pass(&self, merged: u64) {
+        if self.is_on() {
+            let me = cpu::index();
+            self.push(me, &Event { time: timer::now(), cpu: me as u8, vm: 0, what: EventKind::DedupPass { merged } }.words());
+        }
+    }
+
     /// Trace that VM `vm` (started just before) is a clone of VM `from`.
     ///
     /// # Locks

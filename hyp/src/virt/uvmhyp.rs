@@ -18,9 +18,24 @@ use vm::fault::FaultError;
 /// Longest UVMHYP_PRINT.
 const PRINT_MAX: u64 = 1024;
 
-/// UVMHYP_COUNTER ids → uvmexp counter names.
-const COUNTERS: &[&str] =
-    &["faults", "flt_anon", "flt_acow", "flt_obj", "flt_prcopy", "flt_przero", "fltnamap", "fltnomap"];
+/// UVMHYP_COUNTER ids → uvmexp counter names (8.. are the VM's dedup counters, `vm::stats`).
+const COUNTERS: &[&str] = &[
+    "faults",
+    "flt_anon",
+    "flt_acow",
+    "flt_obj",
+    "flt_prcopy",
+    "flt_przero",
+    "fltnamap",
+    "fltnomap",
+    "dedup_merged",
+    "dedup_zero",
+    "dedup_unmerged",
+];
+/// The UVMHYP_COUNTER ids after [`COUNTERS`]: frames dedup saves now, over every VM; the dedup
+/// scanner's completed passes.
+const DEDUP_SAVED_ALL: usize = COUNTERS.len();
+const DEDUP_PASSES: usize = COUNTERS.len() + 1;
 
 /// INVALID_PARAMETERS as an x0 value.
 const INVALID: i64 = INVALID_PARAMETERS as i64;
@@ -33,7 +48,7 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, call: Uvmhyp) -> Next {
         }
         Uvmhyp::Print { ipa, len } => print(h, v, ipa, len),
         Uvmhyp::Counter { id } => {
-            let r = counter(v, id);
+            let r = counter(h, v, id);
             answer(v, r)
         }
         Uvmhyp::Yield => {
@@ -82,8 +97,15 @@ fn print(h: &Hyp, v: &mut Vcpu, ipa: u64, len: u64) -> Next {
 }
 
 /// UVMHYP_COUNTER: one of this VM's uvmexp counters.
-fn counter(v: &Vcpu, id: u64) -> i64 {
-    let Some(name) = usize::try_from(id).ok().and_then(|i| COUNTERS.get(i)) else {
+fn counter(h: &Hyp, v: &Vcpu, id: u64) -> i64 {
+    let id = usize::try_from(id).unwrap_or(usize::MAX);
+    if id == DEDUP_SAVED_ALL {
+        return h.uvm.stats().dedup_saved() as i64;
+    }
+    if id == DEDUP_PASSES {
+        return h.dedup.as_ref().map_or(0, |(d, _)| d.passes() as i64);
+    }
+    let Some(name) = COUNTERS.get(id) else {
         return INVALID;
     };
     v.map().stats().snapshot().fields().find(|(n, _)| n == name).map_or(INVALID, |(_, x)| x as i64)

@@ -1,0 +1,127 @@
+//! `dedup`: fills 64 MiB beyond its image with pages of three kinds — 75 % *common* (the same
+//! bytes in every VM running this guest, different from page to page), 10 % all zero, 15 % *own*
+//! (bytes only this VM has); a page's content is [`WORDS`] words one every 512 bytes, zeroes
+//! between — then waits, idle, while the hypervisor's dedup scanner merges what is identical
+//! across VMs: until [`QUIET_PASSES`] scanner passes end without a new saving. Then it verifies
+//! all of its memory, writes to every common and zero page (each write a copy of the merged page:
+//! case 1B) with its own bytes, and verifies again — a merge never lets one VM see another's
+//! data.
+#![no_std]
+#![no_main]
+
+use guest::hvc::{self, Counter};
+use guest::layout::{self, PAGE_SIZE};
+use guest::{check, println};
+
+guest::entry!(main);
+
+const PAGES: u64 = (64 << 20) / PAGE_SIZE;
+/// Words written per page, one every `PAGE_SIZE / WORDS` bytes (the rest stays zero).
+const WORDS: u64 = 8;
+/// How long one idle round lasts between looks at the scanner.
+const ROUND_MS: u64 = 50;
+/// Scanner passes without a new saving that mean "converged".
+const QUIET_PASSES: u64 = 2;
+/// Give up waiting after this many rounds (the scenario's check then fails on the saving).
+const MAX_ROUNDS: u32 = 6000;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Common,
+    Zero,
+    Own,
+}
+
+fn kind(page: u64) -> Kind {
+    match page % 20 {
+        0..=14 => Kind::Common,
+        15 | 16 => Kind::Zero,
+        _ => Kind::Own,
+    }
+}
+
+/// Word `w` of `page` in VM `vm` (`tag` 0: before the writes; else the write's tag).
+fn word(vm: u64, page: u64, w: u64, tag: u64) -> u64 {
+    match (kind(page), tag) {
+        (Kind::Common, 0) => guest::pattern(0, page, w),
+        (Kind::Zero, 0) => 0,
+        (Kind::Own, _) => guest::pattern(vm, page, w),
+        (_, t) => guest::pattern(vm ^ t, page, w),
+    }
+}
+
+/// Write every word of the pages (of `kinds`) with `tag`'s contents.
+fn fill(start: u64, vm: u64, tag: u64, only_shared: bool) {
+    for p in (0..PAGES).filter(|&p| !only_shared || kind(p) != Kind::Own) {
+        for w in 0..WORDS {
+            // SAFETY: [start, start + PAGES pages) is free RAM beyond image, .bss and stacks.
+            unsafe { guest::poke(start + p * PAGE_SIZE + w * (PAGE_SIZE / WORDS), word(vm, p, w, tag)) };
+        }
+    }
+}
+
+/// Words that differ from `tag`'s contents.
+fn mismatches(start: u64, vm: u64, tag: u64) -> u64 {
+    let mut bad = 0;
+    for p in 0..PAGES {
+        let t = if kind(p) == Kind::Own { 0 } else { tag };
+        for w in 0..WORDS {
+            // SAFETY: as in `fill`.
+            let got = unsafe { guest::peek(start + p * PAGE_SIZE + w * (PAGE_SIZE / WORDS)) };
+            if got != word(vm, p, w, t) {
+                if bad < 4 {
+                    println!("FAIL: page {} word {}: {:#x}, expected {:#x}", p, w, got, word(vm, p, w, t));
+                }
+                bad += 1;
+            }
+        }
+    }
+    bad
+}
+
+/// Idle about `ms` milliseconds in WFI: the physical CPU is free meanwhile, and the hypervisor
+/// scans.
+fn nap(ms: u64) {
+    let until = guest::timer::now() + guest::timer::frequency() * ms / 1000;
+    while guest::timer::now() < until {
+        guest::timer::wfi();
+    }
+}
+
+fn main(_cpu: usize, _arg: u64) -> u32 {
+    guest::mmu::enable();
+    let info = hvc::info();
+    let start = layout::free_start();
+    check!(layout::RAM_BASE + info.ram_bytes >= start + PAGES * PAGE_SIZE, 2, "RAM of {} bytes is too small", info.ram_bytes);
+    fill(start, info.vm, 0, false);
+    println!("dedup: vm {} filled {} pages (75% common, 10% zero, 15% own)", info.vm, PAGES);
+
+    // Converged: the saving is the same as QUIET_PASSES passes ago (and not zero).
+    let (mut saved, mut since, mut rounds) = (hvc::counter(Counter::DedupSavedAll), hvc::counter(Counter::DedupPasses), 0);
+    while rounds < MAX_ROUNDS {
+        nap(ROUND_MS);
+        rounds += 1;
+        let (now, passes) = (hvc::counter(Counter::DedupSavedAll), hvc::counter(Counter::DedupPasses));
+        if now != saved || now == 0 {
+            (saved, since) = (now, passes);
+        } else if passes >= since + QUIET_PASSES {
+            break;
+        }
+    }
+    println!(
+        "dedup: vm {} sees {} frames saved over all VMs after {} rounds; its own: {} merged ({} zero)",
+        info.vm,
+        saved,
+        rounds,
+        hvc::counter(Counter::DedupMerged),
+        hvc::counter(Counter::DedupZero)
+    );
+    let bad = mismatches(start, info.vm, 0);
+    check!(bad == 0, 3, "{} words changed by the merging", bad);
+    let copies = hvc::counter(Counter::FltAcow);
+    fill(start, info.vm, 0x5eed, true);
+    let bad = mismatches(start, info.vm, 0x5eed);
+    check!(bad == 0, 4, "{} words not this VM's after writing the shared pages", bad);
+    println!("dedup: vm {} wrote its shared pages ({} copy-on-write faults) and verified all: ok", info.vm, hvc::counter(Counter::FltAcow) - copies);
+    0
+}
