@@ -215,9 +215,21 @@ impl Judged {
     }
 }
 
+/// Wait for the next second of the clock. The two runs of a reproducible scenario must have run
+/// folders named alike in length: the trace path is on the hypervisor's command line, and parsing
+/// a longer one takes more instructions, which moves every timestamp; a run in a second of its
+/// own gets no `.1` suffix.
+fn next_second() {
+    let into = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - into) + 10_000_000));
+}
+
 /// Run and judge `s`; `Err(CannotRun)` when it could not run at all (a binary missing, QEMU not started).
 fn run_judged(root: &Path, s: &Scenario, echo: live::Echo) -> Result<Judged, Error> {
     qemu::check_binaries(root, s).map_err(Error::CannotRun)?;
+    if s.reproducible {
+        next_second();
+    }
     let run = runs::RunDir::create(root, s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
     let mut live = live::Live::new(root, s, &run, echo).map_err(|e| Error::CannotRun(format!("{}: {e}", run.path())))?;
     let out = qemu::run(root, s, &run, &mut live, Duration::from_secs(s.timeout_s)).map_err(|e| match e {
@@ -225,7 +237,17 @@ fn run_judged(root: &Path, s: &Scenario, echo: live::Echo) -> Result<Judged, Err
         qemu::RunError::Closed => Error::Closed,
     })?;
     let trace = read_trace(root, &run, &out.console);
-    let failures = verdict::judge(s, out.status, out.timed_out, &out.console, trace.clone());
+    let mut failures = verdict::judge(s, out.status, out.timed_out, &out.console, trace.clone());
+    if s.reproducible && failures.is_empty() {
+        // The same scenario again, in a run folder of its own: under -icount its trace must not
+        // differ by a byte.
+        next_second();
+        let again = run_judged(root, &Scenario { reproducible: false, ..s.clone() }, live::Echo::Quiet)?;
+        failures.extend(again.failures.iter().map(|f| format!("second run: {f}")));
+        if let (Ok(a), Ok(b)) = (&trace, &again.trace) {
+            failures.extend(verdict::same_trace(a, b).map(|m| format!("{m} ({} vs {})", run.path(), again.run.path())));
+        }
+    }
     Ok(Judged { run, out, trace, failures })
 }
 

@@ -56,6 +56,8 @@ struct Stop {
     #[serde(default)]
     when: StopWhen,
     timeout_s: u64,
+    /// Run twice: the two traces must be byte-identical (needs `[qemu] icount = true`).
+    reproducible: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -307,7 +309,12 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         machine: file.qemu,
         trace,
         dedup_rate: file.dedup.as_ref().map(|d| *d.pages_per_tick.get_ref()),
+        reproducible: file.stop.reproducible.as_ref().is_some_and(|r| *r.get_ref()),
     };
+    if let (true, false, Some(r)) = (s.reproducible, s.machine.icount, &file.stop.reproducible) {
+        let span = Some(r.span());
+        return Err(invalid(span, Some("stop.reproducible".into()), "a reproducible run needs `[qemu] icount = true`".into()));
+    }
     if let Some(d) = &file.dedup {
         let rate = *d.pages_per_tick.get_ref();
         if !(1..=65536).contains(&rate) {

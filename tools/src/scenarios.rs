@@ -198,6 +198,8 @@ pub struct Scenario {
     pub trace: TraceSettings,
     /// `[dedup] pages_per_tick`: the hypervisor's `dedup=` scan rate, if the scanner runs.
     pub dedup_rate: Option<u64>,
+    /// `[stop] reproducible`: run twice, the traces must be byte-identical.
+    pub reproducible: bool,
 }
 
 impl Scenario {
@@ -268,7 +270,7 @@ pub(crate) mod tests {
             names,
             [
                 "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "dedup8", "default", "fork", "hostile", "image",
-                "linux-crash", "linux", "max", "multi", "panic-fault", "poll", "preempt", "smp", "touch", "xonly"
+                "linux-crash", "linux", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {

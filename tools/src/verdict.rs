@@ -122,6 +122,15 @@ fn console_check(check: &ConsoleCheck, console: &Console) -> Option<String> {
     }
 }
 
+/// Two runs' traces of a reproducible scenario: `None` if byte-identical, else where they part.
+pub fn same_trace(a: &[u8], b: &[u8]) -> Option<String> {
+    if a == b {
+        return None;
+    }
+    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    Some(format!("not reproducible: the second run's trace ({} bytes) differs from the first's ({} bytes) at byte {at}", b.len(), a.len()))
+}
+
 /// Per-VM counts of each case, for reports.
 pub fn case_counts(records: &[Record]) -> std::collections::BTreeMap<(u16, String), u64> {
     let mut m = std::collections::BTreeMap::new();
@@ -153,6 +162,13 @@ mod tests {
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
         assert_eq!(judge_console(s, &bad).len(), 2);
+    }
+
+    #[test]
+    fn traces_compare_byte_for_byte() {
+        assert_eq!(same_trace(b"abc", b"abc"), None);
+        assert!(same_trace(b"abc", b"abd").is_some_and(|m| m.contains("at byte 2")));
+        assert!(same_trace(b"abc", b"ab").is_some_and(|m| m.contains("at byte 2") && m.contains("(2 bytes)")));
     }
 
     #[test]
