@@ -205,11 +205,27 @@ impl From<std::io::Error> for RunError {
     }
 }
 
+/// The longest `-append` passed as is: the hypervisor reads its command line into 8 KiB, and a
+/// longer scenario (many VMs, long kernel command lines) goes through a file instead.
+pub const APPEND_MAX: usize = 4096;
+
+/// The `-append` of `s` for `run`: the tokens themselves, or, when longer than [`APPEND_MAX`],
+/// `scenario=PATH` naming them written to the run folder (`hyp::config::expand` reads it).
+pub fn append_for_run(root: &Path, s: &Scenario, run: &RunDir) -> std::io::Result<String> {
+    let line = append(s, &run.trace());
+    if line.len() <= APPEND_MAX {
+        return Ok(line);
+    }
+    let file = format!("{}/hyp.scenario", run.path());
+    std::fs::write(root.join(&file), line.replace(' ', "\n"))?;
+    Ok(format!("scenario={file}"))
+}
+
 /// Run a scenario in QEMU from `root` with its outputs in `run`: writes the command to `qemu.cmd`,
 /// shows the run through `live` (console lines, per-VM logs, progress), kills QEMU after
 /// `timeout` (or when stdout closes), and writes the console log.
 pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Duration) -> Result<Outcome, RunError> {
-    let args = qemu_args(&append(s, &run.trace()), false, &s.machine);
+    let args = qemu_args(&append_for_run(root, s, run)?, false, &s.machine);
     std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", command_line(&args)))?;
     live.command(&format!("$ {}", command_line(&args))).map_err(|Closed| RunError::Closed)?;
     let start = Instant::now();

@@ -270,7 +270,7 @@ pub(crate) mod tests {
             names,
             [
                 "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "dedup8", "default", "fork", "hostile", "image",
-                "linux-crash", "linux", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {
