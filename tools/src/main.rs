@@ -55,8 +55,26 @@ enum Command {
     /// Run one scenario, streaming the console; then the trace's case table and the verdict
     Run {
         /// Scenario name (from scenarios/) or file
-        #[arg(default_value = "default", value_name = "FILE|NAME")]
+        #[arg(default_value = "default", value_name = "FILE|NAME", conflicts_with = "kernel")]
         scenario: String,
+        /// Instead of a scenario: boot this Linux `Image` (path from the workspace root)
+        #[arg(long, value_name = "IMAGE")]
+        kernel: Option<String>,
+        /// Its initrd
+        #[arg(long, value_name = "FILE", requires = "kernel")]
+        initrd: Option<String>,
+        /// Its kernel command line
+        #[arg(long, value_name = "ARGS", requires = "kernel", default_value = "console=ttyAMA0")]
+        append: String,
+        /// Guest RAM of each VM, MiB
+        #[arg(long, value_name = "MIB", requires = "kernel", default_value_t = 256)]
+        ram: u64,
+        /// vCPUs of each VM
+        #[arg(long, value_name = "N", requires = "kernel", default_value_t = 1)]
+        cpus: u32,
+        /// How many such VMs
+        #[arg(long, value_name = "N", requires = "kernel", default_value_t = 1)]
+        vms: u32,
     },
     /// Run scenarios without their console (all of scenarios/ by default), judge each, print a summary
     Test {
@@ -159,7 +177,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = qemu::root();
     let r = match cli.command {
-        Command::Run { scenario } => cmd_run(&root, &scenario),
+        Command::Run { kernel: Some(kernel), initrd, append, ram, cpus, vms, .. } => {
+            linux_scenario(&root, &kernel, initrd.as_deref(), &append, ram, cpus, vms).and_then(|f| cmd_run(&root, &f))
+        }
+        Command::Run { scenario, .. } => cmd_run(&root, &scenario),
         Command::Test { scenarios } => cmd_test(&root, &scenarios),
         Command::Trace { file, records } => cmd_trace(&file, records),
         Command::Report { input, out, csv } => cmd_report(&input, out.as_deref(), csv),
@@ -249,6 +270,28 @@ fn run_judged(root: &Path, s: &Scenario, echo: live::Echo) -> Result<Judged, Err
         }
     }
     Ok(Judged { run, out, trace, failures })
+}
+
+/// The scenario file of `tools run --kernel …`: `vms` Linux VMs booting `kernel`, written to
+/// `target/uvmhyp/linux-cli.toml` (the run folder keeps a copy) and read back like any other, so it
+/// is checked the same way.
+fn linux_scenario(root: &Path, kernel: &str, initrd: Option<&str>, append: &str, ram: u64, cpus: u32, vms: u32) -> Result<String, Error> {
+    let quote = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let mut f = format!(
+        "about = {}\n[stop]\ntimeout_s = {}\n[qemu]\ncpu = \"max,pauth=off\"\n",
+        quote(&format!("tools run --kernel {kernel}")),
+        300 + 60 * u64::from(vms)
+    );
+    for i in 1..=vms {
+        f.push_str(&format!("\n[[vm]]\nname = \"linux{i}\"\nkernel = {}\n", quote(kernel)));
+        if let Some(i) = initrd {
+            f.push_str(&format!("initrd = {}\n", quote(i)));
+        }
+        f.push_str(&format!("bootargs = {}\nram_mib = {ram}\nvcpus = {cpus}\n", quote(append)));
+    }
+    let path = root.join("target/uvmhyp/linux-cli.toml");
+    std::fs::create_dir_all(root.join("target/uvmhyp")).and_then(|()| std::fs::write(&path, f)).map_err(|e| Error::CannotRun(format!("{}: {e}", path.display())))?;
+    Ok(path.display().to_string())
 }
 
 /// `run`: stream the console; success iff the scenario's VMs all ended as expected, QEMU's status

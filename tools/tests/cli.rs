@@ -112,7 +112,7 @@ fn help_exits_0_on_every_command() {
 
 #[test]
 fn unknown_arguments_and_commands_exit_2() {
-    for args in [&["list", "extra"][..], &["list", "--bogus"], &["trace"], &["trace", "f", "-n", "many"], &["frobnicate"], &["run", "a", "b"], &["--bogus"], &["report"], &["report", "a", "b"], &["report", "a", "--svg"], &["compare", "a"], &["compare", "a", "b", "c"]] {
+    for args in [&["list", "extra"][..], &["list", "--bogus"], &["trace"], &["trace", "f", "-n", "many"], &["frobnicate"], &["run", "a", "b"], &["--bogus"], &["report"], &["report", "a", "b"], &["report", "a", "--svg"], &["compare", "a"], &["compare", "a", "b", "c"], &["run", "default", "--kernel", "k"], &["run", "--initrd", "i"], &["run", "--kernel", "k", "--ram", "lots"]] {
         let out = tools().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?}");
