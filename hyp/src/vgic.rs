@@ -37,6 +37,21 @@ register_bitfields![u64,
         GROUP OFFSET(60) NUMBITS(1) [],
         STATE OFFSET(62) NUMBITS(2) [Invalid = 0, Pending = 1, Active = 2, PendingActive = 3],
     ],
+    /// ICC_SGI1R_EL1 (12.2.22), as a trapped write gives it.
+    ICC_SGI1R [
+        TARGET_LIST OFFSET(0) NUMBITS(16) [],
+        AFF1 OFFSET(16) NUMBITS(8) [],
+        INTID OFFSET(24) NUMBITS(4) [],
+        AFF2 OFFSET(32) NUMBITS(8) [],
+        IRM OFFSET(40) NUMBITS(1) [],
+        RS OFFSET(44) NUMBITS(4) [],
+        AFF3 OFFSET(48) NUMBITS(8) [],
+    ],
+    /// GICD_IROUTER<n> (12.9.22).
+    GICD_IROUTER [
+        AFF0 OFFSET(0) NUMBITS(8) [],
+        ROUTING_MODE OFFSET(31) NUMBITS(1) [],
+    ],
     /// GICR_TYPER (12.11.35).
     GICR_TYPER [
         LAST OFFSET(4) NUMBITS(1) [],
@@ -263,8 +278,9 @@ impl Vgic {
 
     /// The vCPU an SPI goes to.
     fn target(&self, spi: usize) -> usize {
-        let aff0 = (self.route[spi] & 0xff) as usize;
-        if self.route[spi] & (1 << 31) != 0 || aff0 >= self.cpus.len() {
+        let route = LocalRegisterCopy::<u64, GICD_IROUTER::Register>::new(self.route[spi]);
+        let aff0 = route.read(GICD_IROUTER::AFF0) as usize;
+        if route.is_set(GICD_IROUTER::ROUTING_MODE) || aff0 >= self.cpus.len() {
             0
         } else {
             aff0
@@ -373,7 +389,9 @@ impl Vgic {
         match (offset, write) {
             (gicd::CTLR, None) => (Access::Value(u64::from(self.ctlr.get())), Notify(0)),
             (gicd::CTLR, Some(v)) => {
-                self.ctlr.set(v as u32 & 0b11);
+                let w = LocalRegisterCopy::<u32, GICD_CTLR::Register>::new(v as u32);
+                self.ctlr.set(0);
+                self.ctlr.modify(GICD_CTLR::ENABLE_GRP0.val(w.read(GICD_CTLR::ENABLE_GRP0)) + GICD_CTLR::ENABLE_GRP1.val(w.read(GICD_CTLR::ENABLE_GRP1)));
                 self.ctlr.modify(GICD_CTLR::ARE::SET + GICD_CTLR::DS::SET);
                 (Access::Value(0), self.all_cpus())
             }
@@ -455,16 +473,17 @@ impl Vgic {
     /// the vCPUs of TargetList[15:0] at Aff1..3 = 0 (ours are all there), or with IRM[40] to
     /// every vCPU but the sender.
     pub fn sgi(&mut self, from: usize, value: u64) -> Notify {
-        let intid = (value >> 24 & 0xf) as u32;
-        let irm = value >> 40 & 1 != 0;
-        let affinity_above_0 = value & (0xff << 16 | 0xff << 32 | 0xff << 48);
-        let rs = value >> 44 & 0xf;
+        let r = LocalRegisterCopy::<u64, ICC_SGI1R::Register>::new(value);
+        let intid = r.read(ICC_SGI1R::INTID) as u32;
+        let irm = r.is_set(ICC_SGI1R::IRM);
+        let affinity_above_0 = r.read(ICC_SGI1R::AFF1) | r.read(ICC_SGI1R::AFF2) | r.read(ICC_SGI1R::AFF3);
+        let rs = r.read(ICC_SGI1R::RS);
         let targets: u64 = if irm {
             ((1u64 << self.cpus.len()) - 1) & !(1 << from)
         } else if affinity_above_0 != 0 || rs != 0 {
             0
         } else {
-            value & 0xffff & ((1u64 << self.cpus.len()) - 1)
+            r.read(ICC_SGI1R::TARGET_LIST) & ((1u64 << self.cpus.len()) - 1)
         };
         let mut n = Notify(0);
         for cpu in (0..self.cpus.len()).filter(|c| targets >> c & 1 != 0) {

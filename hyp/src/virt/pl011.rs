@@ -41,8 +41,8 @@ const UARTIMSC: u64 = 0x038;
 const UARTRIS: u64 = 0x03c;
 const UARTMIS: u64 = 0x040;
 const UARTICR: u64 = 0x044;
-/// The interrupt bits this model implements (UARTINT::TX).
-const INT_BITS: u32 = 1 << 5;
+/// The interrupt bits this model implements.
+const INT_BITS: u32 = UARTINT::TX::SET.value;
 /// Registers accepted and ignored (baud rate, line control, control, DMA).
 const IGNORED: &[u64] = &[
     0x004, // UARTRSR/UARTECR
