@@ -18,34 +18,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use vm::addr::{Access, Ipa, Pa, Prot, PAGE_SIZE};
+
+mod common;
+use common::{env, ipa, Env};
+use vm::addr::{Access, Pa, Prot, PAGE_SIZE};
 use vm::dedup::Dedup;
 use vm::fault::{fault, FaultFlags};
 use vm::map::{EntrySpec, Map};
 use vm::physmem::PhysMem;
 use vm::pmap::Vmid;
-use vm::sim::{RecordingTlb, SimMem};
-use vm::uvm::Uvm;
 
-const RAM: u64 = 0x4000_0000;
 /// Identical pairs (and unique pages) of one timed batch.
 const PAIRS: u64 = 1024;
-
-fn ipa(n: u64) -> Ipa {
-    Ipa(RAM + n * PAGE_SIZE)
-}
-
-struct Env {
-    mem: Arc<SimMem>,
-    uvm: Arc<Uvm>,
-}
-
-fn env(frames: usize) -> Env {
-    let mem = Arc::new(SimMem::new(Pa(0x1_0000_0000), frames));
-    mem.materialise();
-    let uvm = Uvm::new(mem.clone(), Arc::new(RecordingTlb::counting()), mem.range());
-    Env { mem, uvm }
-}
 
 /// Page `i`'s bytes: distinct for every `i`.
 fn bytes(i: u64) -> Vec<u8> {
@@ -57,7 +41,7 @@ fn bytes(i: u64) -> Vec<u8> {
 /// VMs A and B with [`PAIRS`] pages each; B's page `i` equals A's page `i` when `twins`, and
 /// every page is different otherwise. One pass has seen them (so the next one merges).
 fn setup(twins: bool) -> (Env, Arc<Map>, Arc<Map>, Dedup) {
-    let e = env(4 * PAIRS as usize + 256);
+    let e = env(4 * PAIRS as usize + 256, true);
     let maps: Vec<Arc<Map>> = (1..=2u16)
         .map(|v| {
             let m = Map::new(&e.uvm, Vmid(v)).unwrap();
@@ -115,7 +99,7 @@ fn per_page(iters: u64, twins: bool) -> Duration {
 fn merge(c: &mut Criterion) {
     let mut g = c.benchmark_group("dedup_merge");
     g.bench_function("per_page", |b| b.iter_custom(|iters| per_page(iters, true)));
-    let e = env(4);
+    let e = env(4, true);
     let (x, y) = (e.mem.range().start, Pa(e.mem.range().start.0 + PAGE_SIZE));
     e.mem.write(x, &bytes(3));
     e.mem.write(y, &bytes(3));
@@ -168,7 +152,7 @@ fn cow(c: &mut Criterion) {
             total
         })
     });
-    let e = env(4);
+    let e = env(4, true);
     let (dst, src) = (e.mem.range().start, Pa(e.mem.range().start.0 + PAGE_SIZE));
     e.mem.write(src, &bytes(5));
     g.bench_function("baseline_copy_4k", |b| {

@@ -24,37 +24,20 @@
 #![forbid(unsafe_code)]
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+
+mod common;
+use common::{env, ipa};
 use vm::addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
 use vm::fault::{fault, FaultFlags};
 use vm::map::{Advice, EntrySpec, Map};
 use vm::object::ImageObject;
 use vm::physmem::PhysMem;
 use vm::pmap::{Entry, Level, Stage2Attributes, Vmid};
-use vm::sim::{RecordingTlb, SimMem};
-use vm::uvm::Uvm;
 
-const RAM: u64 = 0x4000_0000;
 const MIB_PAGES: u64 = (1 << 20) / PAGE_SIZE;
-
-fn ipa(n: u64) -> Ipa {
-    Ipa(RAM + n * PAGE_SIZE)
-}
-
-struct Env {
-    mem: Arc<SimMem>,
-    uvm: Arc<Uvm>,
-}
-
-fn env(frames: usize) -> Env {
-    let mem = Arc::new(SimMem::new(Pa(0x1_0000_0000), frames));
-    let tlb = Arc::new(RecordingTlb::counting());
-    let uvm = Uvm::new(mem.clone(), tlb, mem.range());
-    Env { mem, uvm }
-}
 
 fn anon(pages: u64, advice: Advice) -> EntrySpec {
     EntrySpec {
@@ -82,7 +65,7 @@ const BATCH: u64 = 16384;
 
 /// `n` (≤ [`BATCH`]) Zero2B faults in a new VM (frames materialised first).
 fn zero_faults(n: u64) -> Duration {
-    let e = env(BATCH as usize + 64);
+    let e = env(BATCH as usize + 64, false);
     e.mem.materialise();
     let map = Map::new(&e.uvm, Vmid(1)).unwrap();
     map.insert(anon(BATCH, Advice::Random)).unwrap();
@@ -98,7 +81,7 @@ fn zero_faults(n: u64) -> Duration {
 /// Zeroing `n` (≤ [`BATCH`]) frames, each in turn, of a new environment: a zero-fill fault's
 /// memory traffic without the engine.
 fn zero_frames(n: u64) -> Duration {
-    let e = env(BATCH as usize + 64);
+    let e = env(BATCH as usize + 64, false);
     e.mem.materialise();
     let base = e.mem.range().start.0;
     let t = Instant::now();
@@ -111,7 +94,7 @@ fn zero_frames(n: u64) -> Duration {
 /// `n` (< [`BATCH`]) 1B faults: the parent of a fork writes the pages it shares with the child.
 fn cow_faults(n: u64) -> Duration {
     let n = n.min(BATCH - 1);
-    let e = env(2 * BATCH as usize + 128);
+    let e = env(2 * BATCH as usize + 128, false);
     e.mem.materialise();
     let map = Map::new(&e.uvm, Vmid(1)).unwrap();
     map.insert(anon(BATCH, Advice::Random)).unwrap();
@@ -136,7 +119,7 @@ fn cow_faults(n: u64) -> Duration {
 /// fault's memory traffic without the engine.
 fn copy_frames(n: u64) -> Duration {
     let n = n.min(BATCH - 1);
-    let e = env(2 * BATCH as usize + 128);
+    let e = env(2 * BATCH as usize + 128, false);
     e.mem.materialise();
     let base = e.mem.range().start.0;
     let t = Instant::now();
@@ -169,7 +152,7 @@ fn zero_fill(c: &mut Criterion) {
     g.bench_function("fault_2b_zero", |b| {
         b.iter_custom(|iters| in_batches(iters, BATCH, zero_faults))
     });
-    let e = env(16);
+    let e = env(16, false);
     let pa = e.mem.range().start;
     g.bench_function("baseline_zero_4k", |b| b.iter(|| e.mem.zero(black_box(pa))));
     g.bench_function("baseline_zero_4k_cold", |b| {
@@ -184,7 +167,7 @@ fn cow_1b(c: &mut Criterion) {
     g.bench_function("fault_1b", |b| {
         b.iter_custom(|iters| in_batches(iters, BATCH - 1, cow_faults))
     });
-    let e = env(16);
+    let e = env(16, false);
     let (dst, src) = (e.mem.range().start, Pa(e.mem.range().start.0 + PAGE_SIZE));
     e.mem.write(src, &[0x5a; 4096]);
     g.bench_function("baseline_copy_4k", |b| {
@@ -285,7 +268,7 @@ fn paired(_c: &mut Criterion) {
 /// each advice; the neighbourhood decides how many faults that takes.
 fn seq_64m(c: &mut Criterion) {
     const PAGES: u64 = 64 * MIB_PAGES;
-    let e = env(PAGES as usize + 4096);
+    let e = env(PAGES as usize + 4096, false);
     let bytes: Vec<u8> = (0..PAGES as usize * 4096)
         .map(|i| (i >> 12) as u8 ^ i as u8)
         .collect();
@@ -362,7 +345,7 @@ fn fork(c: &mut Criterion) {
     g.sample_size(10);
     for mib in [16u64, 256] {
         let pages = mib * MIB_PAGES;
-        let e = env(2 * pages as usize + 4096);
+        let e = env(2 * pages as usize + 4096, false);
         let map = Map::new(&e.uvm, Vmid(1)).unwrap();
         map.insert(anon(FORK_MAP_MIB * MIB_PAGES, Advice::Normal))
             .unwrap();
@@ -414,7 +397,7 @@ fn fork_first_write(c: &mut Criterion) {
     let pages = MIB * MIB_PAGES;
     let mut g = c.benchmark_group("fork_first_write");
     g.sample_size(10);
-    let e = env(2 * pages as usize + 4096);
+    let e = env(2 * pages as usize + 4096, false);
     let one_run = || {
         let map = Map::new(&e.uvm, Vmid(1)).unwrap();
         map.insert(anon(pages, Advice::Normal)).unwrap();
