@@ -9,10 +9,9 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ops::Range;
-use core::sync::atomic::Ordering;
 
 use super::device::Device;
-use super::machine::{Memory, Shape, Vcpu, Vm, VmidLease};
+use super::machine::{Memory, Shape, VmidLease};
 use super::vgic::{Distributor, Redistributors};
 use super::pl011::Pl011;
 use super::state::{Hyp, VMIDS};
@@ -118,33 +117,20 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     let image_len = vc.boot.bytes();
     let memory = Arc::new(Memory::new(map, lease));
     let nr = vc.cpus as u16;
-    let number = h.take_number();
     let time_base = crate::arch::timer::now();
     let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr, time_base };
     let gic = vc.irqchip.then(|| Vgic::new(usize::from(nr)));
-    let vm = Vm::new(number, shape, memory.clone(), devices(vc)?, gic);
-    h.trace.vm_started(number, &memory);
-    if let (true, Some((d, _))) = (vc.dedup, &h.dedup) {
-        d.enable_map(memory.map_arc());
-    }
-    {
-        let mut parked = vm.parked.lock();
-        for idx in 0..nr {
-            parked.push(if idx == 0 { None } else { Some(Vcpu::new(vm.clone(), memory.clone(), idx)) });
-        }
-    }
-    let mut boot = Vcpu::new(vm.clone(), memory, 0);
+    let (vm, mut boot) = h.create_vm(shape, memory, devices(vc)?, gic, 0, vc.dedup);
     boot.power_on(vc.boot.entry.0, vc.boot.x0);
-    vm.online.store(1, Ordering::Release);
     log::info!(
-        "virt: vm{number} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}, time base {time_base}",
+        "virt: vm{} ({}) {} MiB RAM, image {} bytes, {} vCPU(s), entry {:#x}, time base {time_base}",
+        vm.number,
         vc.name,
         vc.ram_bytes >> 20,
         image_len,
         nr,
         vc.boot.entry.0
     );
-    h.add_vm(vm);
     h.queue.lock().push(boot);
     Ok(())
 }

@@ -18,7 +18,6 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 
 use super::callret::answer;
 use super::device::Device;
@@ -87,34 +86,19 @@ fn child(h: &Hyp, v: &Vcpu, el1: &crate::arch::vcpu::El1Sysregs, k: u64) -> Resu
             log::warn!("vm{}: clone: {e}", parent.number);
         }
     }
-    let number = h.take_number();
     let name = format!("{}.{k}", parent.name);
     let shape = Shape { name, ram_bytes: parent.ram_bytes, image_bytes: parent.image_bytes, nr_vcpus: parent.nr_vcpus, time_base: parent.time_base };
     // The interrupt controller's state as the parent's exit left it (its list registers were
     // folded back at the exit: `vgic::save`).
     let gic = parent.gic.as_ref().map(|g| g.lock().clone());
-    let vm = Vm::new(number, shape, memory.clone(), bus, gic);
-    h.trace.vm_started(number, &memory);
-    h.trace.vm_cloned(number, parent.number);
-    if let Some((d, _)) = &h.dedup {
-        if d.is_enabled(v.map()) {
-            d.enable_map(memory.map_arc());
-        }
-    }
-    {
-        let mut parked = vm.parked.lock();
-        for idx in 0..parent.nr_vcpus {
-            parked.push((idx != v.index).then(|| Vcpu::new(vm.clone(), memory.clone(), idx)));
-        }
-    }
-    let mut c = Vcpu::new(vm.clone(), memory, v.index);
+    let scanned = h.dedup.as_ref().is_some_and(|(d, _)| d.is_enabled(v.map()));
+    let (vm, mut c) = h.create_vm(shape, memory, bus, gic, v.index, scanned);
+    h.trace.vm_cloned(vm.number, parent.number);
     c.regs = v.regs.clone();
     c.el1 = el1.clone();
     c.ptimer = v.ptimer;
     c.regs.x[0] = 0;
     c.regs.x[1] = k;
-    vm.online.store(1, Ordering::Release);
-    log::info!("virt: vm{number} ({}) cloned from vm{} at {:#x}", vm.name, parent.number, v.regs.elr_el2);
-    h.add_vm(vm);
+    log::info!("virt: vm{} ({}) cloned from vm{} at {:#x}", vm.number, vm.name, parent.number, v.regs.elr_el2);
     Ok(c)
 }

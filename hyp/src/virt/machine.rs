@@ -288,7 +288,7 @@ pub struct Vcpu {
 
 impl Queued for Box<Vcpu> {
     fn id(&self) -> VcpuId {
-        VcpuId { vm: self.vm.number, index: self.index }
+        Vcpu::id(self)
     }
 }
 

@@ -122,6 +122,7 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     v.controls().load();
     v.el1.restore();
     v.slice_end = timer::now() + timer::us_to_ticks(SLICE_US);
+    timer::arm_at(v.slice_end);
     let index = usize::from(v.index);
     v.vm.running[index].store(cpu::index() + 1, Ordering::Release);
     let next = loop {
@@ -144,19 +145,28 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     next
 }
 
-/// Before each entry into the guest: its virtual interrupts into the list registers
-/// (`vgic::load`), and the EL2 timer at the end of the slice or, earlier, when the guest's
-/// virtual timer fires (so its tick gets an exit to be delivered at).
+/// Before each entry into the guest of a VM with a vGIC: its virtual interrupts into the list
+/// registers (`vgic::load`), and the EL2 timer at the end of the slice or, earlier, when one of
+/// the guest's timers fires (so its tick gets an exit to be delivered at). Without a vGIC the
+/// timer armed for the slice in `run` stays as it is.
 fn before_entry(v: &mut Vcpu) {
+    if v.vm.gic.is_none() {
+        return;
+    }
     let vm = v.vm.clone();
-    let vtimer = vm.gic.as_ref().and_then(|gic| vgic::load(gic, v));
-    timer::arm_at(vtimer.map_or(v.slice_end, |t| t.min(v.slice_end)));
+    if let Some(gic) = &vm.gic {
+        let deadline = vgic::load(gic, v);
+        timer::arm_at(deadline.map_or(v.slice_end, |t| t.min(v.slice_end)));
+    }
 }
 
 /// After each exit: the time of the exit (trace records' time and cost), and the list registers
 /// folded back (`vgic::save`), so handlers see the whole interrupt state.
 fn after_exit(v: &mut Vcpu, _exit: &Exit) {
     v.exit_time = timer::now();
+    if v.vm.gic.is_none() {
+        return;
+    }
     let vm = v.vm.clone();
     if let Some(gic) = &vm.gic {
         vgic::save(gic, v);

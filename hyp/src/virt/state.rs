@@ -19,7 +19,8 @@ use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering
 use spin::Mutex;
 
 use super::device::{Ctx, HypView};
-use super::machine::{Vcpu, Vm};
+use super::device::Device;
+use super::machine::{Memory, Shape, Vcpu, Vm};
 use super::next::Next;
 use super::parking::Waiters;
 use super::report;
@@ -28,9 +29,11 @@ use crate::arch::{semihosting, timer};
 use ::vm::dedup::Dedup;
 use ::vm::uvm::Uvm;
 use ::vm::Ipa;
+use hyp::bus::Bus;
 use hyp::platform::RAM_BASE;
 use hyp::runq::{RunQueue, VcpuId};
 use hyp::stop::Stop;
+use hyp::vgic::Vgic;
 use hyp::vmid::VmidPool;
 use vm::trace::StopStatus;
 
@@ -87,14 +90,35 @@ impl Hyp {
     ///
     /// # Locks
     /// Takes the VM table alone.
-    pub fn add_vm(&self, vm: Arc<Vm>) {
+    fn add_vm(&self, vm: Arc<Vm>) {
         self.live.fetch_add(1, Ordering::AcqRel);
         self.vms.lock().push(vm);
     }
 
-    /// A run-unique VM number (1, 2, … in creation order; never reused, unlike VMIDs).
-    pub fn take_number(&self) -> u16 {
-        self.numbers.fetch_add(1, Ordering::Relaxed)
+    /// Make a VM of `shape` over `memory` with `bus` and `gic` (a new VM at boot, or a clone):
+    /// its number, its start in the trace, the dedup scanner's view of it (`scanned`), its
+    /// vCPUs — all powered off in its `parked` slots but vCPU `running`, which is returned to be
+    /// given its registers and made runnable — and its place in the VM table.
+    ///
+    /// # Locks
+    /// Takes the dedup scanner's lock, the VM's `parked` and the VM table, each alone.
+    pub fn create_vm(&self, shape: Shape, memory: Arc<Memory>, bus: Bus<Box<dyn Device>>, gic: Option<Vgic>, running: u16, scanned: bool) -> (Arc<Vm>, Box<Vcpu>) {
+        let number = self.numbers.fetch_add(1, Ordering::Relaxed);
+        let vm = Vm::new(number, shape, memory.clone(), bus, gic);
+        self.trace.vm_started(number, &memory);
+        if let (true, Some((d, _))) = (scanned, &self.dedup) {
+            d.enable_map(memory.map_arc());
+        }
+        {
+            let mut parked = vm.parked.lock();
+            for idx in 0..vm.nr_vcpus {
+                parked.push((idx != running).then(|| Vcpu::new(vm.clone(), memory.clone(), idx)));
+            }
+        }
+        let vcpu = Vcpu::new(vm.clone(), memory, running);
+        vm.online.store(1, Ordering::Release);
+        self.add_vm(vm.clone());
+        (vm, vcpu)
     }
 
     /// A copy of the VM table.
