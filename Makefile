@@ -84,12 +84,20 @@ soak: setup
 
 # Benchmarks, each beside its baseline measured in the same run: the QEMU `bench` scenario
 # (instructions per page under -icount: fault vs memset/copy), the same without tracing
-# (`bench-notrace`: the difference is the trace's cost per fault), then the engine's criterion benches.
+# (`bench-notrace`: the difference is the trace's cost per fault), Linux under uvmhyp vs direct,
+# `dedup8` at its 512 pages a tick and at 64 (`tools compare`: frames saved, time to converge,
+# B/A), then the engine's criterion benches (fault paths; dedup merge, scan and COW-break costs).
+DEDUP_SLOW := target/uvmhyp/dedup8-64.toml
 bench: build linux-artifacts
 	$(TOOLS) run bench
 	$(TOOLS) run bench-notrace
 	guest/linux/bench.sh $(LINUX)
-	cargo bench -p vm --bench fault -- --warm-up-time 1 --measurement-time 3
+	$(TOOLS) run dedup8
+	fast=$$(readlink -f target/uvmhyp/runs/latest); \
+	sed 's/^pages_per_tick = 512$$/pages_per_tick = 64/' scenarios/dedup8.toml > $(DEDUP_SLOW); \
+	grep -q '^pages_per_tick = 64$$' $(DEDUP_SLOW) && $(TOOLS) run $(DEDUP_SLOW) && \
+	$(TOOLS) compare $$fast target/uvmhyp/runs/latest
+	cargo bench -p vm --bench fault --bench dedup -- --warm-up-time 1 --measurement-time 3
 
 # Linux guests (issue 8). The kernel and busybox come from Debian 12's arm64 packages (cached in
 # target/linux/deb; `rm -r target/linux` to take a newer kernel); the initramfs is built by our

@@ -29,7 +29,7 @@
 //! the rate it likes), resuming where the last call stopped: map after map of those with dedup
 //! enabled, entry after entry, slot after slot. A *pass* ends when every enabled map was walked.
 //! Each page looked at is resident, not BUSY, wired or loaned, in an entry that is not wired;
-//! its contents are hashed (`PhysMem::hash`, FNV-1a over the frame's words; the hasher
+//! its contents are hashed (`PhysMem::hash`, the frame's words through `physmem::FrameHasher`; the hasher
 //! is a parameter, [`Dedup::with_hasher`], so tests can force collisions). Then, as KSM does:
 //!
 //! 1. **Stable tree** (anons merged already, by hash): a twin there is merged into at once.
@@ -44,7 +44,8 @@
 //!    pair's anon goes to the stable tree; otherwise the page is added.
 //!
 //! Hash equality only nominates: nothing is merged unless the bytes are equal, compared under
-//! the locks and BUSY tokens the merge holds, with both pages write-protected in every VM.
+//! the locks and BUSY tokens the merge holds, with the duplicate unmapped and the kept page
+//! write-protected in every VM.
 //! A page written after it was hashed (during the scan) is therefore never merged wrongly: the
 //! compare sees the write, or the write faults and waits for the merge and then copies (1B).
 //!
@@ -52,13 +53,18 @@
 //!
 //! With MAPS (read) of the duplicate's map, its AMAP, both anons' ANON locks: check the slot
 //! still holds the duplicate (`an_ref == 1`, same page) and the kept anon is alive and resident;
-//! claim both pages BUSY (refused if BUSY, wired, loaned: skipped, counted `dedup_busy`); take
-//! write permission from every mapping of both (`Uvm::page_protect`, break-before-make in the
-//! stage-2 layer) so neither can change; compare. Equal: the slot gets the kept anon
+//! claim both pages BUSY (refused if BUSY, wired, loaned: skipped, counted `dedup_busy`); remove
+//! every mapping of the duplicate and take write permission from every mapping of the kept page
+//! (`Uvm::page_protect`) so neither can change; compare. Equal: the slot gets the kept anon
 //! (`an_ref + 1`, `merged + 1`), the duplicate loses its reference (`anon_unref_locked`: its
-//! BUSY page is RELEASED) and giving its BUSY back removes its last mappings in every VM and frees
-//! the frame (`Uvm::unbusy`). Different: both are unbusied; the pages stay write-protected
-//! until their next write fault (a spurious fault, as a failed fork's protections cost).
+//! BUSY page is RELEASED) and giving its BUSY back frees the frame (`Uvm::unbusy`).
+//! Different: both are unbusied; the duplicate is mapped again by its next access and the kept
+//! page's write-protection costs a spurious write fault, as a failed fork's protections do.
+//!
+//! Why the duplicate is unmapped rather than write-protected: each change of a live stage-2
+//! mapping costs a broadcast TLB invalidation (and under QEMU's multi-threaded TCG each one
+//! stops every vCPU thread). Write-protecting the duplicate and then freeing it took two; its
+//! removal is one, and a kept page that is read-only already (a stable anon) costs none.
 //!
 //! # All-zero pages
 //!
@@ -590,9 +596,10 @@ impl Dedup {
             Stats::bump(&map.stats().dedup_busy);
             return Merge::Busy;
         };
-        // Neither page can change now: no guest mapping may write (taken away in every VM), no
-        // fault can enter one (both ANON locks), no hypervisor copy can start (both BUSY).
-        uvm.page_protect(f.page, Prot::ALL - Prot::WRITE);
+        // Neither page can change now: no guest mapping may write (the duplicate has none left,
+        // the kept page is read-only in every VM), no fault can enter one (both ANON locks), no
+        // hypervisor copy can start (both BUSY).
+        uvm.page_protect(f.page, Prot::NONE);
         uvm.page_protect(kpg, Prot::ALL - Prot::WRITE);
         if !uvm.mem().same(uvm.pa(f.page), uvm.pa(kpg)) {
             uvm.unbusy(kbusy);

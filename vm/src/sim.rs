@@ -18,7 +18,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 
 use crate::addr::{Ipa, Pa, PAGE_SIZE};
-use crate::physmem::{PhysMem, FRAME_BYTES};
+use crate::physmem::{FrameHasher, PhysMem, FRAME_BYTES};
 use crate::pmap::{RetiredTables, TableFrames, Tlb, Vmid};
 
 /// One recorded hardware-visible event.
@@ -175,16 +175,15 @@ impl SimMem {
     }
 }
 
-/// FNV-1a over the frame's 64-bit words: deterministic, equal frames hash equal.
+/// The frame's words through the engine's [`FrameHasher`].
 fn hash_frame(bytes: &[u8; FRAME_BYTES]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FrameHasher::new();
     for w in bytes.chunks_exact(8) {
         let mut word = [0u8; 8];
         word.copy_from_slice(w);
-        h ^= u64::from_le_bytes(word);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        h.word(u64::from_le_bytes(word));
     }
-    h
+    h.finish()
 }
 
 impl PhysMem for SimMem {

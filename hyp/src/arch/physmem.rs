@@ -29,7 +29,7 @@
 
 use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
-use vm::physmem::{PhysMem, FRAME_BYTES};
+use vm::physmem::{FrameHasher, PhysMem, FRAME_BYTES};
 use vm::Pa;
 
 use super::cache::{sync_for_guest, sync_from_guest, zero_frame_for_guest};
@@ -121,10 +121,11 @@ impl PhysMem for IdentityMem {
     }
 
     fn hash(&self, frame: Pa) -> u64 {
-        // FNV-1a over 64-bit (little-endian) words: cheap, and equal frames hash equal.
-        self.fold_words(frame, 0xcbf2_9ce4_8422_2325u64, |h, w| {
-            (h ^ u64::from_le(w)).wrapping_mul(0x0000_0100_0000_01b3)
+        self.fold_words(frame, FrameHasher::new(), |mut h, w| {
+            h.word(u64::from_le(w));
+            h
         })
+        .finish()
     }
 
     fn read_u64(&self, pa: Pa) -> u64 {
