@@ -70,6 +70,9 @@ pub struct VmSpec {
     /// Children the VM makes with UVMHYP_CLONE (README, "Hypercall ABI"): each is named
     /// `<name>.<k>`, k = 1..=clones, and must exit 0.
     pub clones: u32,
+    /// The scenario's clone point (README, "Clone points"): the hypervisor clones the VM into
+    /// `clones` children at its first console line containing this text.
+    pub clone_at: Option<String>,
     /// Its pages are offered to the dedup scanner.
     pub dedup: bool,
 }
