@@ -84,10 +84,16 @@ soak: setup
 
 # Benchmarks, each beside its baseline measured in the same run: the QEMU `bench` scenario
 # (instructions per page under -icount: fault vs memset/copy), the same without tracing
-# (`bench-notrace`: the difference is the trace's cost per fault), then the engine's criterion benches.
+# (`bench-notrace`: the difference is the trace's cost per fault), clone latency at 16 and 256 MiB
+# resident (`clonebench` under -icount, `clonebench-host` in host time) and of a booted Linux VM at
+# its clone point (`linux-clone`: the hypervisor's `cloned at its clone point` line), then the
+# engine's criterion benches.
 bench: build linux-artifacts
 	$(TOOLS) run bench
 	$(TOOLS) run bench-notrace
+	$(TOOLS) run clonebench
+	$(TOOLS) run clonebench-host
+	$(TOOLS) run linux-clone
 	guest/linux/bench.sh $(LINUX)
 	cargo bench -p vm --bench fault -- --warm-up-time 1 --measurement-time 3
 

@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `0x00` | `MAGIC` | [`MAGIC`], "UVMI" |
 //! | `0x04` | `VM` | the VM's number (`vm<N>` in output) |
-//! | `0x08` | `CLONE_INDEX` | k for the k-th child of a clone (1-based); 0 when not a clone |
+//! | `0x08` | `CLONE_INDEX` | k for the k-th child made from its parent (1-based, counted over all its parent's clones); 0 when not a clone |
 //! | `0x0c` | `PARENT` | the VM number it was cloned from; 0 when not a clone |
 //! | `0x10` | `CHILDREN` | children made from this VM so far (a template sees it go from 0 to N) |
 //!
@@ -42,9 +42,10 @@ impl Identity {
         Identity { lineage, children: AtomicU32::new(0) }
     }
 
-    /// One more child was made from this VM.
-    pub fn add_child(&self) {
-        self.children.fetch_add(1, Ordering::AcqRel);
+    /// One more child is made from this VM: its clone index (1, 2, … over every clone of this
+    /// VM, so children of successive clones have distinct indexes and names).
+    pub fn add_child(&self) -> u16 {
+        (self.children.fetch_add(1, Ordering::AcqRel) + 1) as u16
     }
 
     /// Register `offset` of VM `number`, read `size` bytes wide: only aligned 32-bit reads of
@@ -76,8 +77,7 @@ mod tests {
         assert_eq!(template.read(1, REG_MAGIC, 4), Some(0x494d_5655));
         assert_eq!((template.read(1, REG_CLONE_INDEX, 4), template.read(1, REG_PARENT, 4)), (Some(0), Some(0)));
         assert_eq!(template.read(1, REG_CHILDREN, 4), Some(0));
-        template.add_child();
-        template.add_child();
+        assert_eq!((template.add_child(), template.add_child()), (1, 2));
         assert_eq!(template.read(1, REG_CHILDREN, 4), Some(2));
         assert_eq!(child.read(5, REG_VM, 4), Some(5));
         assert_eq!((child.read(5, REG_CLONE_INDEX, 4), child.read(5, REG_PARENT, 4)), (Some(3), Some(1)));

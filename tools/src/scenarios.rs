@@ -272,8 +272,8 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "dedup8", "default", "fork", "hostile", "image",
-                "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "fork", "hostile", "image",
+                "linux-clone", "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {

@@ -27,6 +27,7 @@ use super::device::Device;
 use super::machine::{Memory, Shape, Vcpu, Vm, VmidLease};
 use super::next::Next;
 use super::state::{Hyp, VMIDS};
+use crate::arch::timer;
 use crate::arch::vcpu::El1Sysregs;
 use crate::arch::vectors::GuestRegs;
 use hyp::bus::Bus;
@@ -64,12 +65,13 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, count: u64) -> Next {
     if count == 0 || count > MAX_CLONES {
         return answer(v, i64::from(INVALID_PARAMETERS));
     }
+    let start = timer::now();
     let el1 = v.el1.snapshot();
     let mut children: Vec<Box<Vcpu>> = Vec::new();
     let mut first = None;
     for k in 1..=count {
         let source = Source { index: v.index, regs: &v.regs, el1: &el1, ptimer: v.ptimer };
-        match child(h, &v.vm, v.map(), &[source], k) {
+        match child(h, &v.vm, v.map(), &[source]) {
             Ok(mut vcpus) => {
                 let Some(mut c) = vcpus.pop() else { break };
                 first.get_or_insert(c.vm.number);
@@ -89,9 +91,17 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, count: u64) -> Next {
         }
     }
     let Some(first) = first else { return answer(v, DENIED) };
+    let ticks = timer::now() - start;
+    let last = first + children.len() as u16 - 1;
+    log::info!("virt: vm{} cloned into vm{first}..=vm{last} at {:#x} in {} us ({ticks} ticks)", v.vm.number, v.regs.elr_el2, us(ticks));
     v.regs.x[0] = u64::from(first);
     v.regs.x[1] = children.len() as u64;
     Next::Start(children)
+}
+
+/// Physical-counter `ticks` in microseconds (the clone's log lines).
+pub fn us(ticks: u64) -> u64 {
+    ticks.saturating_mul(1_000_000) / timer::freq().max(1)
 }
 
 /// How often a clone of a paused VM is tried again when `Map::fork` meets a BUSY page (another
@@ -111,19 +121,19 @@ pub fn children_of_paused(h: &Hyp, parent: &Vm, vcpus: &[Box<Vcpu>], count: u32)
     let sources: Vec<Source<'_>> = vcpus.iter().map(|v| Source::saved(v)).collect();
     let mut out = Vec::new();
     let mut busy = 0;
-    let mut k = 1;
-    while k <= u64::from(count) {
-        match child(h, parent, &map, &sources, k) {
+    let mut made = 0;
+    while made < count {
+        match child(h, parent, &map, &sources) {
             Ok(c) => {
                 out.extend(c);
-                k += 1;
+                made += 1;
             }
             Err(CloneError::Map(MapError::Busy)) if busy < BUSY_RETRIES => {
                 busy += 1;
                 core::hint::spin_loop();
             }
             Err(e) => {
-                log::warn!("vm{}: clone {k} of {count} failed: {e:?}", parent.number);
+                log::warn!("vm{}: clone {} of {count} failed: {e:?}", parent.number, made + 1);
                 break;
             }
         }
@@ -131,7 +141,8 @@ pub fn children_of_paused(h: &Hyp, parent: &Vm, vcpus: &[Box<Vcpu>], count: u32)
     out
 }
 
-/// Child `k` of `parent` (whose map is `map`), its vCPUs copies of `sources` — the first is
+/// The next child of `parent` (whose map is `map`; named and numbered `<name>.k`, its k-th
+/// child over all its clones: `hyp::identity`), its vCPUs copies of `sources` — the first is
 /// made by `create_vm`, the others taken from the child's powered-off slots: built, added to the
 /// VM table, its vCPUs returned to be made runnable.
 ///
@@ -139,7 +150,7 @@ pub fn children_of_paused(h: &Hyp, parent: &Vm, vcpus: &[Box<Vcpu>], count: u32)
 /// None held on entry; `Map::fork` write-locks the parent's map (and the engine's locks under
 /// it); the VMID pool, the VM table and the new VM's slots are taken alone.
 #[allow(clippy::vec_box)]
-fn child(h: &Hyp, parent: &Vm, map: &Map, sources: &[Source<'_>], k: u64) -> Result<Vec<Box<Vcpu>>, CloneError> {
+fn child(h: &Hyp, parent: &Vm, map: &Map, sources: &[Source<'_>]) -> Result<Vec<Box<Vcpu>>, CloneError> {
     let Some(first) = sources.first() else { return Ok(Vec::new()) };
     let lease = VmidLease::take(&VMIDS).ok_or(CloneError::NoVmid)?;
     let map_copy = map.fork(Vmid(lease.vmid)).map_err(CloneError::Map)?;
@@ -151,15 +162,15 @@ fn child(h: &Hyp, parent: &Vm, map: &Map, sources: &[Source<'_>], k: u64) -> Res
             log::warn!("vm{}: clone: {e}", parent.number);
         }
     }
+    let k = parent.identity.add_child();
     let name = format!("{}.{k}", parent.name);
-    let lineage = Lineage { parent: parent.number, index: k as u16 };
+    let lineage = Lineage { parent: parent.number, index: k };
     let shape = Shape { name, ram_bytes: parent.ram_bytes, image_bytes: parent.image_bytes, nr_vcpus: parent.nr_vcpus, time_base: parent.time_base, lineage, clone_at: None };
     // The interrupt controller's state as the parent's exits left it (its list registers were
     // folded back at each exit: `vgic::save`), every vCPU's redistributor and pending state in it.
     let gic = parent.gic.as_ref().map(|g| g.lock().clone());
     let scanned = h.dedup.as_ref().is_some_and(|(d, _)| d.is_enabled(map));
     let (vm, mut c) = h.create_vm(shape, memory, bus, gic, first.index, scanned);
-    parent.identity.add_child();
     h.trace.vm_cloned(vm.number, parent.number);
     let copy = |c: &mut Vcpu, s: &Source<'_>| {
         c.regs = s.regs.clone();
@@ -177,6 +188,6 @@ fn child(h: &Hyp, parent: &Vm, map: &Map, sources: &[Source<'_>], k: u64) -> Res
             vcpus.push(c);
         }
     }
-    log::info!("virt: vm{} ({}) cloned from vm{} at {:#x} ({} vCPUs)", vm.number, vm.name, parent.number, first.regs.elr_el2, vcpus.len());
+    log::debug!("virt: vm{} ({}) cloned from vm{} at {:#x} ({} vCPUs)", vm.number, vm.name, parent.number, first.regs.elr_el2, vcpus.len());
     Ok(vcpus)
 }

@@ -92,14 +92,14 @@ fn clone_and_resume(h: &Hyp, vm: &Arc<Vm>, vcpus: Vec<Box<Vcpu>>) -> Vec<Box<Vcp
     let children = clone::children_of_paused(h, vm, &vcpus, vm.pause.children);
     let end = timer::now();
     vm.pause.finish();
-    let us = |ticks: u64| ticks.saturating_mul(1_000_000) / timer::freq().max(1);
+    let n = children.len() / vcpus.len().max(1);
+    let first = children.first().map_or(0, |c| c.vm.number);
     log::info!(
-        "virt: vm{} cloned at its clone point into {} children ({} vCPUs each): request to resumed {} us, clone {} us",
+        "virt: vm{} cloned at its clone point into {n} children from vm{first} ({} vCPUs each): request to resumed {} us, clone {} us",
         vm.number,
-        children.len() / vcpus.len().max(1),
         vcpus.len(),
-        us(end.saturating_sub(vm.pause.requested_at())),
-        us(end - start.min(end))
+        clone::us(end.saturating_sub(vm.pause.requested_at())),
+        clone::us(end - start.min(end))
     );
     let mut out = vcpus;
     out.extend(children);
