@@ -61,18 +61,30 @@ fn arrive(h: &Hyp, vm: &Arc<Vm>, v: Option<Box<Vcpu>>) -> Vec<Box<Vcpu>> {
     }
 }
 
-/// The first arrival: the VM's queued and sleeping vCPUs are taken from the run queue and set
-/// aside; running ones are kicked out of their guests (they arrive at that exit).
+/// The held VM's queued and sleeping vCPUs, taken from the run queue and set aside (by the round-up,
+/// and by a CPU that put one to sleep as the VM was being held: `run.rs`). Returns what
+/// [`set_aside`] does.
 ///
 /// # Locks
 /// Takes the run queue alone, then each arrival's set-aside list alone.
 #[allow(clippy::vec_box)]
-fn round_up(h: &Hyp, vm: &Arc<Vm>) -> Vec<Box<Vcpu>> {
+pub fn collect_queued(h: &Hyp, vm: &Arc<Vm>) -> Vec<Box<Vcpu>> {
     let queued = h.queue.lock().take_vm(vm.number);
     let mut out = Vec::new();
     for v in queued {
         out.extend(arrive(h, vm, Some(v)));
     }
+    out
+}
+
+/// The first arrival: the VM's queued and sleeping vCPUs are set aside ([`collect_queued`]);
+/// running ones are kicked out of their guests (they arrive at that exit).
+///
+/// # Locks
+/// As [`collect_queued`].
+#[allow(clippy::vec_box)]
+fn round_up(h: &Hyp, vm: &Arc<Vm>) -> Vec<Box<Vcpu>> {
+    let out = collect_queued(h, vm);
     let me = cpu::index();
     for slot in &vm.running {
         match slot.load(Ordering::SeqCst) {

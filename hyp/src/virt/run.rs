@@ -101,19 +101,33 @@ fn put_back(h: &Hyp, v: Box<Vcpu>, next: Next) {
             resume_all(h, pause::set_aside(h, v));
         }
         Next::Resume | Next::Yield | Next::Start(_) | Next::Wake(_) => make_runnable(h, v),
-        Next::Sleep { until } => h.queue.lock().sleep(v, Some(until)),
-        Next::Park => h.queue.lock().sleep(v, None),
+        Next::Sleep { until } => sleep(h, v, Some(until)),
+        Next::Park => sleep(h, v, None),
         Next::WaitPage(page) => {
             let mut v = v;
             v.parked_on_page = true;
             h.waiters.add(page, v.id());
             let until = timer::now() + timer::us_to_ticks(parking::MAX_PARK_US);
-            h.queue.lock().sleep(v, Some(until));
+            sleep(h, v, Some(until));
         }
         Next::Off => power_off(h, v),
         Next::Drop => drop(v),
     }
     h.busy.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Put `v` among the sleepers until `until` (or a wake-up). If its VM was held at a clone point
+/// meanwhile, the round-up may have emptied the queue of its vCPUs before this one got there:
+/// set the VM's queued vCPUs aside again (`pause.rs`), so none sleeps through the pause.
+///
+/// # Locks
+/// Takes the run queue alone, then (after dropping it) what `pause::collect_queued` takes.
+fn sleep(h: &Hyp, v: Box<Vcpu>, until: Option<u64>) {
+    let vm = v.vm.clone();
+    h.queue.lock().sleep(v, until);
+    if vm.pause.held() {
+        resume_all(h, pause::collect_queued(h, &vm));
+    }
 }
 
 /// PSCI CPU_OFF: into the VM's `parked` slot; the last vCPU off ends the VM.
