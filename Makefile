@@ -85,12 +85,18 @@ soak: setup
 # Benchmarks, each beside its baseline measured in the same run: the QEMU `bench` scenario
 # (instructions per page under -icount: fault vs memset/copy), the same without tracing
 # (`bench-notrace`: the difference is the trace's cost per fault), Linux under uvmhyp vs direct,
-# `dedup8` at its 512 pages a tick and at 64 (`tools compare`: frames saved, time to converge,
-# B/A), then the engine's criterion benches (fault paths; dedup merge, scan and COW-break costs).
+# clone latency at 16 and 256 MiB resident (`clonebench` under -icount, `clonebench-host` in host
+# time) and of a booted Linux VM at its clone point (`linux-clone`: the hypervisor's `cloned at its
+# clone point` line), `dedup8` at its 512 pages a tick and at 64 (`tools compare`: frames saved,
+# time to converge, B/A), then the engine's criterion benches (fault paths; dedup merge, scan and
+# COW-break costs).
 DEDUP_SLOW := target/uvmhyp/dedup8-64.toml
 bench: build linux-artifacts
 	$(TOOLS) run bench
 	$(TOOLS) run bench-notrace
+	$(TOOLS) run clonebench
+	$(TOOLS) run clonebench-host
+	$(TOOLS) run linux-clone
 	guest/linux/bench.sh $(LINUX)
 	$(TOOLS) run dedup8
 	fast=$$(readlink -f target/uvmhyp/runs/latest); \

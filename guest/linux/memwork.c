@@ -1,13 +1,14 @@
 /*
  * memwork: the Linux guest's memory workload (uvmhyp, issue 8), run by /init.
  *
- *   memwork anon MIB         fill MIB MiB of fresh anonymous memory (mmap), then verify it
- *   memwork tmpfs PATH MIB   write MIB MiB to a new file PATH on a tmpfs, then read it back
+ *   memwork anon MIB [SEED]        fill MIB MiB of fresh anonymous memory (mmap), then verify it
+ *   memwork tmpfs PATH MIB [SEED]  write MIB MiB to a new file PATH on a tmpfs, then read it back
  *   memwork counter          print the virtual counter (CNTVCT_EL0) and its frequency
  *
  * Every 4 KiB page gets its own pattern: each 64-bit word holds the page's index, the word's
  * index and a salt, so a page mapped at the wrong place, a lost write or a page read back as
- * zeroes all fail the check. Rates come from the guest's own clock (CLOCK_MONOTONIC). Output:
+ * zeroes all fail the check. SEED (0..65535, default 0) goes into every word too: clones of one
+ * VM given different seeds write different data, so one clone's write seen by another fails. Rates come from the guest's own clock (CLOCK_MONOTONIC). Output:
  *   uvmhyp-linux: anon 64 MiB: fill 812.3 MiB/s, verify 1523.9 MiB/s: PASS
  * or a FAIL line naming the first bad page; exit status 0 only on PASS.
  *
@@ -40,10 +41,12 @@
 #define CHUNK_PAGES 16u
 
 static const char *tag = "uvmhyp-linux:";
+/* SEED << 32, in every word. */
+static uint64_t seed_bits;
 
 static uint64_t word(uint64_t salt, uint64_t page, uint64_t i)
 {
-	return salt ^ (page << 16) ^ i;
+	return salt ^ seed_bits ^ (page << 16) ^ i;
 }
 
 static void fill_page(uint64_t *p, uint64_t salt, uint64_t page)
@@ -208,9 +211,21 @@ static int counter(void)
 
 static int usage(void)
 {
-	printf("%s memwork: usage: memwork anon MIB | memwork tmpfs PATH MIB | memwork counter"
-	       " (MIB 1..%lu): FAIL\n", tag, MAX_MIB);
+	printf("%s memwork: usage: memwork anon MIB [SEED] | memwork tmpfs PATH MIB [SEED] |"
+	       " memwork counter (MIB 1..%lu, SEED 0..65535): FAIL\n", tag, MAX_MIB);
 	return 2;
+}
+
+/* Parses SEED (decimal 0..65535) into seed_bits; 0 on success, -1 on anything else. */
+static int parse_seed(const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v > 65535)
+		return -1;
+	seed_bits = (uint64_t)v << 32;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -218,12 +233,12 @@ int main(int argc, char **argv)
 	int rc;
 	/* Lines must reach the console in order with the shell's, even through a pipe. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (argc == 3 && strcmp(argv[1], "anon") == 0) {
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "anon") == 0) {
 		unsigned long mib = parse_mib(argv[2]);
-		rc = mib ? anon(mib) : usage();
-	} else if (argc == 4 && strcmp(argv[1], "tmpfs") == 0) {
+		rc = mib && (argc == 3 || parse_seed(argv[3]) == 0) ? anon(mib) : usage();
+	} else if ((argc == 4 || argc == 5) && strcmp(argv[1], "tmpfs") == 0) {
 		unsigned long mib = parse_mib(argv[3]);
-		rc = mib ? tmpfs(argv[2], mib) : usage();
+		rc = mib && (argc == 4 || parse_seed(argv[4]) == 0) ? tmpfs(argv[2], mib) : usage();
 	} else if (argc == 2 && strcmp(argv[1], "counter") == 0) {
 		rc = counter();
 	} else {

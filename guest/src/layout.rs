@@ -12,6 +12,8 @@ pub use platform::RAM_BASE;
 pub use platform::PAGE_SIZE;
 /// The PL011's base (IPA).
 pub const PL011_BASE: u64 = platform::PL011.base;
+/// The identity registers' base (IPA).
+pub const IDENTITY_BASE: u64 = platform::IDENTITY.base;
 /// Most vCPUs a guest supports (one stack each, reserved by `link.ld`).
 pub const MAX_CPUS: usize = platform::MAX_VCPUS as usize;
 /// Bytes of one vCPU's stack.

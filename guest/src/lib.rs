@@ -26,6 +26,7 @@
 pub mod console;
 pub mod exceptions;
 pub mod hvc;
+pub mod identity;
 pub mod idregs;
 pub mod layout;
 pub mod mmu;

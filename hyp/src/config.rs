@@ -16,6 +16,9 @@
 //! - `linux=NAME:KERNEL[,initrd=PATH][,append=ARGS][,ram=MIB][,cpus=N]` — one VM booting a Linux
 //!   `Image` (`crate::linux_boot`); ARGS is the kernel command line, percent-encoded (`%20` a
 //!   space, `%2C` a comma, `%25` a percent sign: any byte as `%XX`).
+//! - a VM's `clones=N,clone_at=TEXT` — the scenario's clone point: at the first console line
+//!   of the VM containing TEXT (percent-encoded as `append=`), the hypervisor pauses all its
+//!   vCPUs and clones it into N children (1..=64; `virt::pause`);
 //! - `selftest=NAME` — a test hook for the scenarios ([`crate::selftest`]; none by default).
 //!
 //! VM ids are 1, 2, … in command-line order, at most [`MAX_VMS`] of them (the id is the VM's
@@ -64,6 +67,8 @@ pub struct VmConfig {
     pub irqchip: bool,
     /// Its pages are offered to the dedup scanner.
     pub dedup: bool,
+    /// Its clone point, if the scenario clones it.
+    pub clone: Option<ClonePoint>,
     /// Guest RAM size in bytes (a multiple of 1 MiB, ≥ the image).
     pub ram_bytes: u64,
     /// Number of vCPUs (only vCPU 0 runs until PSCI CPU_ON).
@@ -97,6 +102,15 @@ pub struct VmSpec {
     pub kind: Kind,
     /// `,dedup`: its pages are merged with identical ones (needs `dedup=`).
     pub dedup: bool,
+    /// `,clones=N,clone_at=TEXT`: the scenario clones it at a console line.
+    pub clone: Option<ClonePoint>,
+}
+
+/// Where the scenario clones a VM: at its first console line containing `at`, into `children`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClonePoint {
+    pub at: Vec<u8>,
+    pub children: u32,
 }
 
 /// What a VM boots.
@@ -163,7 +177,7 @@ impl fmt::Display for ConfigError {
                 write!(f, ")")
             }
             ConfigError::UnknownOption { token, option } => {
-                write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB or cpus=N; initrd=PATH or append=ARGS for linux=)")
+                write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB, cpus=N, dedup, clones=N with clone_at=TEXT; initrd=PATH or append=ARGS for linux=)")
             }
             ConfigError::TooManyVms { count } => write!(f, "{count} VMs (at most {MAX_VMS})"),
             ConfigError::BadNumber { token, what, range } => {
@@ -243,9 +257,12 @@ fn parse_vm(token: &str, value: &str, linux: bool) -> Result<VmSpec, ConfigError
         return Err(ConfigError::Missing { token: token.to_string(), what: "guest ELF path" });
     }
     let kind = if linux { Kind::Linux { initrd: None, bootargs: Vec::new() } } else { Kind::Elf };
-    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1, kind, dedup: false };
+    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1, kind, dedup: false, clone: None };
+    let (mut children, mut at) = (None, None);
     for opt in parts {
         match (opt.split_once('='), &mut spec.kind) {
+            (Some(("clones", v)), _) => children = Some(number(token, v, "clone count", "1..=64", 1, crate::calls::MAX_CLONES)? as u32),
+            (Some(("clone_at", v)), _) if !v.is_empty() => at = Some(unescape(token, v)?),
             (Some(("ram", v)), _) => spec.ram_bytes = number(token, v, "ram size in MiB", "1..=3072", 1, MAX_RAM_MIB)? * MIB,
             (Some(("cpus", v)), _) => spec.cpus = number(token, v, "vCPU count", "1..=8", 1, MAX_VCPUS as u64)? as u32,
             (None, _) if opt == "dedup" => spec.dedup = true,
@@ -254,6 +271,12 @@ fn parse_vm(token: &str, value: &str, linux: bool) -> Result<VmSpec, ConfigError
             _ => return Err(ConfigError::UnknownOption { token: token.to_string(), option: opt.to_string() }),
         }
     }
+    spec.clone = match (at, children) {
+        (Some(at), Some(children)) => Some(ClonePoint { at, children }),
+        (None, None) => None,
+        (None, Some(_)) => return Err(ConfigError::Missing { token: token.to_string(), what: "clone_at=TEXT (the console line to clone at)" }),
+        (Some(_), None) => return Err(ConfigError::Missing { token: token.to_string(), what: "clones=N (how many children)" }),
+    };
     Ok(spec)
 }
 
@@ -416,7 +439,7 @@ pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> 
             }
         };
         let irqchip = matches!(spec.kind, Kind::Linux { .. });
-        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, dedup: spec.dedup, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
+        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, dedup: spec.dedup, clone: spec.clone, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
     }
     Ok(Config {
         trace_path: sc.trace_path,
@@ -443,7 +466,7 @@ mod tests {
         assert_eq!(sc.pool_limit, Some(100 * MIB));
         assert_eq!(
             sc.vms[0],
-            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2, kind: Kind::Elf, dedup: false }
+            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2, kind: Kind::Elf, dedup: false, clone: None }
         );
         assert_eq!((sc.vms[1].ram_bytes, sc.vms[1].cpus), (DEFAULT_RAM_MIB * MIB, 1));
         assert_eq!(parse("").unwrap().trace_path.as_deref(), Some(DEFAULT_TRACE));
@@ -556,6 +579,17 @@ mod tests {
         assert!(matches!(expand("scenario=/missing", &mut files, u64::MAX), Err(ConfigError::File { .. })));
         assert!(matches!(expand("scenario=/run/hyp.scenario", &mut files, 10), Err(ConfigError::FileTooBig { .. })));
         assert_eq!(expand("vm=a:/b", &mut files, 0).unwrap().trim(), "vm=a:/b", "no file: unchanged");
+    }
+
+    #[test]
+    fn a_clone_point_needs_its_text_and_count() {
+        let sc = parse("linux=t:/k,clones=4,clone_at=uvmhyp-linux:%20clone-point,cpus=2").unwrap();
+        assert_eq!(sc.vms[0].clone, Some(ClonePoint { at: b"uvmhyp-linux: clone-point".to_vec(), children: 4 }));
+        assert!(parse("vm=a:/g,clones=2").unwrap_err().to_string().contains("clone_at=TEXT"));
+        assert!(parse("vm=a:/g,clone_at=x").unwrap_err().to_string().contains("clones=N"));
+        assert!(matches!(parse("vm=a:/g,clones=65,clone_at=x"), Err(ConfigError::BadNumber { .. })));
+        assert!(matches!(parse("vm=a:/g,clones=0,clone_at=x"), Err(ConfigError::BadNumber { .. })));
+        assert!(matches!(parse("vm=a:/g,clones=1,clone_at="), Err(ConfigError::UnknownOption { .. })));
     }
 
     #[test]

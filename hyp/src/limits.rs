@@ -169,6 +169,7 @@ mod tests {
             boot: BootImage { segments: vec![Segment { at: Ipa(RAM_BASE), bytes: Arc::from(vec![0u8; image_bytes]) }], entry: Ipa(RAM_BASE), x0: 0 },
             irqchip: false,
             dedup: false,
+            clone: None,
             ram_bytes,
             cpus: 1,
         }

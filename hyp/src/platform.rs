@@ -11,6 +11,7 @@
 //! | `0x080A_0000` + 128 KiB per vCPU | GICv3 redistributors (RD + SGI frame each) |
 //! | `0x0900_0000` + 4 KiB | PL011 UART, SPI 1 |
 //! | `0x0A00_0000` + 512 B × 32 | virtio-mmio slots, SPIs 16.. |
+//! | `0x0B00_0000` + 4 KiB | the VM's identity registers (`hyp::identity`; not in the DTB) |
 //! | `0x4000_0000` + the VM's RAM | RAM (the image is linked at its base) |
 //!
 //! This file has no dependencies (only `core`): the test guests include it too
@@ -55,6 +56,11 @@ pub const VIRTIO_BASE: u64 = 0x0A00_0000;
 pub const VIRTIO_STRIDE: u64 = 0x200;
 pub const VIRTIO_SLOTS: u64 = 32;
 
+/// The VM's identity registers (`crate::identity`). Free in QEMU's `virt` map (between the
+/// virtio-mmio slots and the platform bus at `0x0C00_0000`) and outside RAM, so Linux's
+/// `/dev/mem` maps it as device memory; no DTB node: no driver needs it, userspace reads it.
+pub const IDENTITY: Window = Window { base: 0x0B00_0000, size: 0x1000 };
+
 /// The redistributor region of a VM with `vcpus` vCPUs.
 pub const fn gicr(vcpus: u32) -> Window {
     Window { base: GICR_BASE, size: GICR_STRIDE * vcpus as u64 }
@@ -98,12 +104,12 @@ mod tests {
 
     #[test]
     fn device_windows_are_below_ram_and_do_not_overlap() {
-        let mut w = [GICD, gicr(MAX_VCPUS), PL011, Window { base: VIRTIO_BASE, size: VIRTIO_STRIDE * VIRTIO_SLOTS }];
+        let mut w = [GICD, gicr(MAX_VCPUS), PL011, Window { base: VIRTIO_BASE, size: VIRTIO_STRIDE * VIRTIO_SLOTS }, IDENTITY];
         w.sort_by_key(|w| w.base);
         for pair in w.windows(2) {
             assert!(pair[0].end() <= pair[1].base, "{:?} overlaps {:?}", pair[0], pair[1]);
         }
-        assert!(w[3].end() <= RAM_BASE);
+        assert!(w[4].end() <= RAM_BASE);
     }
 
     #[test]

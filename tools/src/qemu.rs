@@ -97,6 +97,9 @@ pub fn vm_token(v: &VmSpec) -> String {
     if v.dedup {
         t.push_str(",dedup");
     }
+    if let Some(at) = &v.clone_at {
+        t.push_str(&format!(",clones={},clone_at={}", v.clones, hyp::config::escape(at.as_bytes())));
+    }
     t
 }
 

@@ -75,6 +75,9 @@ struct VmFile {
     expect: Expect,
     #[serde(default)]
     clones: u32,
+    /// The scenario's clone point: at its first console line containing this text, the
+    /// hypervisor pauses the VM and clones it into `clones` children.
+    clone_at: Option<String>,
     #[serde(default)]
     dedup: bool,
     #[serde(default)]
@@ -348,7 +351,13 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
             }
             _ => return Err(invalid(span, at("guest"), "give exactly one of `guest` (a test guest), `elf` (a path) and `kernel` (a Linux Image)".into())),
         };
-        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones, dedup: f.dedup };
+        if f.clone_at.is_some() && f.clones == 0 {
+            return Err(invalid(span, at("clone_at"), "a clone point needs `clones` (how many children, 1..=64)".into()));
+        }
+        if f.clone_at.as_deref() == Some("") {
+            return Err(invalid(span, at("clone_at"), "the clone point's text must not be empty".into()));
+        }
+        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones, clone_at: f.clone_at.clone(), dedup: f.dedup };
         // The hypervisor's own limits on RAM and vCPUs.
         if spec.dedup && s.dedup_rate.is_none() {
             return Err(invalid(span, at("dedup"), "`dedup = true` needs a `[dedup]` table with the scanner's pages_per_tick".into()));
@@ -509,6 +518,17 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_point_needs_clones_and_reaches_the_hypervisor_line() {
+        let base = "about = \"x\"\n[stop]\ntimeout_s = 1\n[[vm]]\nname = \"t\"\nguest = \"touch\"\n";
+        assert!(err(&format!("{base}clone_at = \"go\"\n")).contains("needs `clones`"));
+        assert!(err(&format!("{base}clones = 2\nclone_at = \"\"\n")).contains("must not be empty"));
+        assert!(err(&format!("{base}clones = 65\nclone_at = \"go\"\n")).contains("clone count"));
+        let s = parse("ok", "x.toml", &format!("{base}clones = 4\nclone_at = \"uvmhyp-linux: clone-point\"\n")).unwrap();
+        assert_eq!(s.vms[0].clone_at.as_deref(), Some("uvmhyp-linux: clone-point"));
+        assert!(crate::qemu::append(&s, "t").contains(",clones=4,clone_at=uvmhyp-linux:%20clone-point"));
+    }
+
+    #[test]
     fn dedup_needs_its_table_and_a_rate_in_range() {
         let vm = "\n[[vm]]\nname = \"a\"\nguest = \"touch\"\ndedup = true\n";
         let base = "about = \"x\"\n[stop]\ntimeout_s = 1\n";
@@ -554,8 +574,8 @@ lines = [{ text = 'a\x0ab' }, { text = "c", min = 3 }]
         assert_eq!(
             s.vms,
             [
-                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0, dedup: false },
-                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0, dedup: false },
+                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0, clone_at: None, dedup: false },
+                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0, clone_at: None, dedup: false },
             ]
         );
         assert_eq!(

@@ -70,6 +70,9 @@ pub struct VmSpec {
     /// Children the VM makes with UVMHYP_CLONE (README, "Hypercall ABI"): each is named
     /// `<name>.<k>`, k = 1..=clones, and must exit 0.
     pub clones: u32,
+    /// The scenario's clone point (README, "Clone points"): the hypervisor clones the VM into
+    /// `clones` children at its first console line containing this text.
+    pub clone_at: Option<String>,
     /// Its pages are offered to the dedup scanner.
     pub dedup: bool,
 }
@@ -269,8 +272,8 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "dedup8", "default", "fork", "hostile", "image",
-                "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "fork", "hostile", "image",
+                "linux-clone", "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {

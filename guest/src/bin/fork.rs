@@ -4,12 +4,14 @@
 //! other writes. Neither side may ever see the other's data. For each page, whichever side writes
 //! it first copies it (case 1B); the other then owns the original alone (an_ref 1) and writes it
 //! in place (1A), so the two sides' 1B faults add up to one per page (the scenario checks it).
+//! Both sides also check the identity registers: the child's say clone 1 of the parent, the
+//! parent's one child.
 #![no_std]
 #![no_main]
 
 use guest::hvc::{self, Cloned, Counter};
 use guest::layout::{self, PAGE_SIZE};
-use guest::{check, pages, println};
+use guest::{check, identity, pages, println};
 
 guest::entry!(main);
 
@@ -30,11 +32,16 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     let (side, tag) = match hvc::clone(1) {
         Cloned::Parent { first, count } => {
             check!(count == 1, 3, "asked for one child, got {}", count);
+            let (index, children) = (identity::read(identity::CLONE_INDEX), identity::read(identity::CHILDREN));
+            check!(index == 0 && children == 1, 7, "parent: identity says clone {}, {} children", index, children);
             println!("fork: parent vm {} made vm {}", info.vm, first);
             ("parent", PARENT)
         }
         Cloned::Child { index } => {
             check!(index == 1, 3, "child index {}", index);
+            let id = [identity::MAGIC, identity::VM, identity::CLONE_INDEX, identity::PARENT].map(identity::read);
+            let want = [identity::MAGIC_VALUE, hvc::info().vm as u32, 1, info.vm as u32];
+            check!(id == want, 7, "child: identity registers {:x?}, expected {:x?}", id, want);
             println!("fork: child of vm {} is vm {}", info.vm, hvc::info().vm);
             ("child", CHILD)
         }

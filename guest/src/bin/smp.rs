@@ -111,6 +111,10 @@ fn main(cpu: usize, _arg: u64) -> u32 {
     }
 
     barrier(1);
+    if cpu == 0 {
+        // The `clonepoint` scenario clones the VM at this line, while the others write.
+        println!("smp: all {} vCPUs writing", CPUS);
+    }
     for p in 0..SHARED {
         for w in 0..WORDS {
             // SAFETY: free RAM; each vCPU writes only its own 8-byte slots.

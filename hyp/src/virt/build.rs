@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::device::Device;
+use super::identity::IdentityDevice;
 use super::machine::{Memory, Shape, VmidLease};
 use super::vgic::{Distributor, Redistributors};
 use super::pl011::Pl011;
@@ -118,7 +119,7 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     let memory = Arc::new(Memory::new(map, lease));
     let nr = vc.cpus as u16;
     let time_base = crate::arch::timer::now();
-    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr, time_base };
+    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr, time_base, lineage: Default::default(), clone_at: vc.clone.clone() };
     let gic = vc.irqchip.then(|| Vgic::new(usize::from(nr)));
     let (vm, mut boot) = h.create_vm(shape, memory, devices(vc)?, gic, 0, vc.dedup);
     boot.power_on(vc.boot.entry.0, vc.boot.x0);
@@ -135,12 +136,13 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), 
     Ok(())
 }
 
-/// The device bus of a VM described by `vc`: every VM has a PL011; a VM with an interrupt
+/// The device bus of a VM described by `vc`: every VM has a PL011 and its identity registers; a VM with an interrupt
 /// controller has its distributor and one redistributor per vCPU.
 fn devices(vc: &VmConfig) -> Result<Bus<Box<dyn Device>>, BuildError> {
     let err = |error| BuildError::Bus { vm: vc.name.clone(), error };
     let mut bus: Bus<Box<dyn Device>> = Bus::default();
     bus.attach(platform::PL011, Box::new(Pl011::default())).map_err(err)?;
+    bus.attach(platform::IDENTITY, Box::new(IdentityDevice)).map_err(err)?;
     if vc.irqchip {
         bus.attach(platform::GICD, Box::new(Distributor)).map_err(err)?;
         bus.attach(platform::gicr(vc.cpus), Box::new(Redistributors)).map_err(err)?;

@@ -55,6 +55,8 @@ pub trait VmView {
     fn print_line(&self, text: &[u8]);
     /// The VM's interrupt controller, if it has one (a device raises its line there).
     fn gic(&self) -> Option<&spin::Mutex<hyp::vgic::Vgic>>;
+    /// The VM's identity (number, lineage, children: `hyp::identity`).
+    fn identity(&self) -> &hyp::identity::Identity;
 }
 
 /// The hypervisor as a device sees it.

@@ -30,7 +30,10 @@ use crate::arch::vcpu::El1Sysregs;
 use crate::arch::vectors::GuestRegs;
 use hyp::budget::LineBudget;
 use hyp::bus::Bus;
+use hyp::config::ClonePoint;
 use hyp::exception::pstate;
+use hyp::identity::{Identity, Lineage};
+use hyp::pause::Pause;
 use hyp::inject::LoopDetector;
 use hyp::platform::{MAX_VCPUS, RAM_BASE};
 use hyp::ptimer::PhysTimer;
@@ -108,6 +111,10 @@ pub struct Shape {
     /// Its time base: CNTVOFF_EL2, the physical counter value its virtual counter reads 0 at
     /// (when it was built; a clone keeps its parent's, so time goes on across the clone).
     pub time_base: u64,
+    /// What it was cloned from (default: a VM of the scenario).
+    pub lineage: Lineage,
+    /// The scenario's clone point of a template (`hyp::pause`).
+    pub clone_at: Option<ClonePoint>,
 }
 
 /// One guest.
@@ -145,11 +152,21 @@ pub struct Vm {
     pub mmio_unknown: AtomicU64,
     /// Set once the first unknown MMIO access has been logged.
     pub mmio_logged: AtomicBool,
+    /// Its identity registers' values (`virt::identity`).
+    pub identity: Identity,
+    /// The scenario's clone point and the rendezvous of its vCPUs there (`virt::pause`).
+    pub pause: Pause<Box<Vcpu>>,
 }
 
 impl Vm {
     pub fn new(number: u16, shape: Shape, memory: Arc<Memory>, bus: Bus<Box<dyn Device>>, gic: Option<Vgic>) -> Arc<Vm> {
+        let pause = match shape.clone_at {
+            Some(c) => Pause::new(Some(c.at), c.children),
+            None => Pause::new(None, 0),
+        };
         Arc::new(Vm {
+            identity: Identity::new(shape.lineage),
+            pause,
             number,
             name: shape.name,
             memory: Mutex::new(Some(memory)),
@@ -247,6 +264,9 @@ impl VmView for Vm {
     /// Takes `budget` alone, and prints with no lock held (a semihosting call takes
     /// milliseconds).
     fn print_line(&self, text: &[u8]) {
+        if self.pause.on_line(text, timer::now()) {
+            log::info!("virt: vm{} reached its clone point: pausing it", self.number);
+        }
         let ok = self.budget.lock().take(timer::now(), timer::freq());
         if ok {
             out::guest_line(self.number, text);
@@ -255,6 +275,10 @@ impl VmView for Vm {
 
     fn gic(&self) -> Option<&Mutex<Vgic>> {
         self.gic.as_ref()
+    }
+
+    fn identity(&self) -> &Identity {
+        &self.identity
     }
 }
 

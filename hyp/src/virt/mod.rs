@@ -2,7 +2,8 @@
 //! modules above it in this list; README, "How the hypervisor works"):
 //!
 //! - [`out`]: the hypervisor's parsed console lines; [`device`]: what an emulated device is
-//!   (trait, access, reply, context views); [`pl011`]: the UART;
+//!   (trait, access, reply, context views); [`pl011`]: the UART; [`identity`]: the identity
+//!   registers;
 //! - [`machine`]: the VM and vCPU types, a VM's memory and VMID; [`next`]: what a handler wants
 //!   next; [`trace`]: the fault trace; [`report`]: per-VM stop lines and the counters table;
 //! - [`state`]: the global [`state::Hyp`], the VM table and life cycle (`stop_vm`);
@@ -27,6 +28,7 @@ mod callret;
 mod clone;
 mod device;
 mod guestmem;
+mod identity;
 mod inject;
 mod irq;
 mod machine;
@@ -34,6 +36,7 @@ mod mmio;
 mod next;
 pub mod out;
 mod parking;
+mod pause;
 mod pl011;
 mod psci;
 mod report;

@@ -18,6 +18,7 @@ use super::machine::{Vcpu, Vm};
 use super::vgic;
 use super::next::Next;
 use super::parking;
+use super::pause;
 use super::state::Hyp;
 use super::trap;
 use super::irq;
@@ -71,30 +72,62 @@ fn kick_idle(h: &Hyp) {
     }
 }
 
-/// Take the head of the queue, counting it as busy until [`put_back`].
+/// Take the head of the queue, counting it as busy until [`put_back`]; a vCPU of a VM held at
+/// its clone point is set aside instead (`pause.rs`).
 fn take(h: &Hyp) -> Option<Box<Vcpu>> {
-    let v = h.queue.lock().pop()?;
-    h.busy.fetch_add(1, Ordering::AcqRel);
-    Some(v)
+    loop {
+        let v = h.queue.lock().pop()?;
+        if !v.vm.pause.held() {
+            h.busy.fetch_add(1, Ordering::AcqRel);
+            return Some(v);
+        }
+        resume_all(h, pause::set_aside(h, v));
+    }
+}
+
+/// Make every vCPU of a finished clone point runnable.
+#[allow(clippy::vec_box)]
+fn resume_all(h: &Hyp, vcpus: alloc::vec::Vec<Box<Vcpu>>) {
+    for v in vcpus {
+        make_runnable(h, v);
+    }
 }
 
 /// Return a vCPU that stopped running, as `next` says.
 fn put_back(h: &Hyp, v: Box<Vcpu>, next: Next) {
     match next {
+        // Held at its VM's clone point: whatever it was to do next, it is set aside (`pause.rs`).
+        Next::Resume | Next::Yield | Next::Start(_) | Next::Wake(_) | Next::Sleep { .. } | Next::Park | Next::WaitPage(_) if v.vm.pause.held() => {
+            resume_all(h, pause::set_aside(h, v));
+        }
         Next::Resume | Next::Yield | Next::Start(_) | Next::Wake(_) => make_runnable(h, v),
-        Next::Sleep { until } => h.queue.lock().sleep(v, Some(until)),
-        Next::Park => h.queue.lock().sleep(v, None),
+        Next::Sleep { until } => sleep(h, v, Some(until)),
+        Next::Park => sleep(h, v, None),
         Next::WaitPage(page) => {
             let mut v = v;
             v.parked_on_page = true;
             h.waiters.add(page, v.id());
             let until = timer::now() + timer::us_to_ticks(parking::MAX_PARK_US);
-            h.queue.lock().sleep(v, Some(until));
+            sleep(h, v, Some(until));
         }
         Next::Off => power_off(h, v),
         Next::Drop => drop(v),
     }
     h.busy.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Put `v` among the sleepers until `until` (or a wake-up). If its VM was held at a clone point
+/// meanwhile, the round-up may have emptied the queue of its vCPUs before this one got there:
+/// set the VM's queued vCPUs aside again (`pause.rs`), so none sleeps through the pause.
+///
+/// # Locks
+/// Takes the run queue alone, then (after dropping it) what `pause::collect_queued` takes.
+fn sleep(h: &Hyp, v: Box<Vcpu>, until: Option<u64>) {
+    let vm = v.vm.clone();
+    h.queue.lock().sleep(v, until);
+    if vm.pause.held() {
+        resume_all(h, pause::collect_queued(h, &vm));
+    }
 }
 
 /// PSCI CPU_OFF: into the VM's `parked` slot; the last vCPU off ends the VM.
@@ -106,6 +139,8 @@ fn power_off(h: &Hyp, v: Box<Vcpu>) {
     }
     if vm.online.fetch_sub(1, Ordering::AcqRel) == 1 {
         h.stop_vm(&vm, Stop::crash(Cause::GuestCall, "every vCPU is powered off"));
+    } else if vm.pause.held() {
+        resume_all(h, pause::powered_off(h, &vm));
     }
 }
 
@@ -124,8 +159,13 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     v.slice_end = timer::now() + timer::us_to_ticks(SLICE_US);
     timer::arm_at(v.slice_end);
     let index = usize::from(v.index);
-    v.vm.running[index].store(cpu::index() + 1, Ordering::Release);
+    // SeqCst, before the `held` check: a clone point's round-up either sees this vCPU running
+    // (and kicks it) or this CPU sees the VM held (`pause.rs`).
+    v.vm.running[index].store(cpu::index() + 1, Ordering::SeqCst);
     let next = loop {
+        if v.vm.pause.held() {
+            break Next::Resume;
+        }
         before_entry(v);
         let exit = vectors::enter_guest(&mut v.regs);
         after_exit(v, &exit);

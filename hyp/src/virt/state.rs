@@ -150,6 +150,8 @@ impl Hyp {
         // Powered-off vCPUs hold an `Arc<Vm>` inside `vm.parked` (a cycle), and queued or
         // sleeping ones would run only to be dropped: drop them all now.
         drop(core::mem::take(&mut *vm.parked.lock()));
+        // And vCPUs set aside at a clone point (later arrivals see the VM stopped: `hyp::pause`).
+        drop(vm.pause.drain());
         let queued = self.queue.lock().take_vm(vm.number);
         drop(queued);
         // Give the VM's pages back to the pool for the VMs still running. A vCPU of this VM still
