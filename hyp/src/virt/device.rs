@@ -55,6 +55,8 @@ pub trait VmView {
     fn print_line(&self, text: &[u8]);
     /// The VM's interrupt controller, if it has one (a device raises its line there).
     fn gic(&self) -> Option<&spin::Mutex<hyp::vgic::Vgic>>;
+    /// Host console input for the VM that its UART had no room for yet (`hyp::console_in`).
+    fn input(&self) -> &spin::Mutex<hyp::console_in::InputQueue>;
 }
 
 /// The hypervisor as a device sees it.
@@ -77,6 +79,11 @@ pub trait Device: Send + Sync {
     fn name(&self) -> &'static str;
     /// Perform `access`.
     fn access(&self, cx: &Ctx<'_>, access: Access) -> Reply;
+    /// Host console input waits in the VM's input queue ([`VmView::input`]): take what fits
+    /// (the VM's console UART does; other devices have nothing to do with it).
+    fn receive(&self, _cx: &Ctx<'_>) -> Reply {
+        Reply::Value(0)
+    }
     /// The VM stopped: emit what is buffered (a partial console line, …).
     fn stop(&self, _cx: &Ctx<'_>) {}
     /// A copy of this device, state included, for a clone of its VM.

@@ -30,6 +30,7 @@ use crate::arch::vcpu::El1Sysregs;
 use crate::arch::vectors::GuestRegs;
 use hyp::budget::LineBudget;
 use hyp::bus::Bus;
+use hyp::console_in::InputQueue;
 use hyp::exception::pstate;
 use hyp::inject::LoopDetector;
 use hyp::platform::{MAX_VCPUS, RAM_BASE};
@@ -141,6 +142,8 @@ pub struct Vm {
     pub online: AtomicU32,
     /// Rate limit of the VM's console lines (PRINT and PL011).
     budget: Mutex<LineBudget>,
+    /// Host console input its UART has no room for yet (`virt::input`).
+    pub input: Mutex<InputQueue>,
     /// MMIO accesses to unknown device registers (read 0 / write ignored).
     pub mmio_unknown: AtomicU64,
     /// Set once the first unknown MMIO access has been logged.
@@ -166,6 +169,7 @@ impl Vm {
             parked: Mutex::new(Vec::new()),
             online: AtomicU32::new(0),
             budget: Mutex::new(LineBudget::new()),
+            input: Mutex::new(InputQueue::default()),
             mmio_unknown: AtomicU64::new(0),
             mmio_logged: AtomicBool::new(false),
         })
@@ -255,6 +259,10 @@ impl VmView for Vm {
 
     fn gic(&self) -> Option<&Mutex<Vgic>> {
         self.gic.as_ref()
+    }
+
+    fn input(&self) -> &Mutex<InputQueue> {
+        &self.input
     }
 }
 

@@ -14,6 +14,7 @@
 //!   [`smccc`] (HVC/SMC dispatch by owner) with [`psci`] and [`uvmhyp`] (VM clone: [`clone`]; results: [`callret`]),
 //!   [`sysreg`], [`wait`]
 //!   (WFI/WFE); [`trap`] dispatches an exit to them;
+//! - [`input`]: host console input to the VM with focus;
 //! - [`run`]: the per-CPU run loop, with its before-entry / after-exit hooks, acting on `Next`;
 //! - [`build`]: the VMs of the scenario.
 //!
@@ -28,6 +29,7 @@ mod clone;
 mod device;
 mod guestmem;
 mod inject;
+mod input;
 mod irq;
 mod machine;
 mod mmio;

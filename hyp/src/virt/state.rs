@@ -30,6 +30,7 @@ use ::vm::dedup::Dedup;
 use ::vm::uvm::Uvm;
 use ::vm::Ipa;
 use hyp::bus::Bus;
+use hyp::console_in::Focus;
 use hyp::platform::RAM_BASE;
 use hyp::runq::{RunQueue, VcpuId};
 use hyp::stop::Stop;
@@ -65,6 +66,10 @@ pub struct Hyp {
     /// The next VM number.
     numbers: AtomicU16,
     finished: AtomicBool,
+    /// Which VM host console input goes to (`virt::input`).
+    pub focus: Mutex<Focus>,
+    /// Host console input has arrived (from then on, focus moves are printed).
+    pub typed: AtomicBool,
 }
 
 impl Hyp {
@@ -83,6 +88,8 @@ impl Hyp {
             live: AtomicUsize::new(0),
             numbers: AtomicU16::new(1),
             finished: AtomicBool::new(false),
+            focus: Mutex::new(Focus::default()),
+            typed: AtomicBool::new(false),
         }
     }
 
@@ -183,6 +190,10 @@ impl Hyp {
             let dropped = vm.dropped_lines();
             if dropped != 0 {
                 log::warn!("vm{}: {dropped} console lines dropped (over the console budget)", vm.number);
+            }
+            let lost = vm.input.lock().dropped();
+            if lost != 0 {
+                log::warn!("vm{}: {lost} input bytes dropped (its input queue was full)", vm.number);
             }
         }
         let failed = report::table(&vms);
