@@ -227,7 +227,8 @@ pub fn append_for_run(root: &Path, s: &Scenario, run: &RunDir) -> std::io::Resul
 /// What QEMU's stdin (the host console's input) is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Input {
-    /// The scenario's `[[input]]` steps, written as their `after` lines appear (nothing if it has none).
+    /// The scenario's `[[input]]` steps, in order, each written once a line containing its `after`
+    /// has appeared (nothing if it has none).
     Script,
     /// This process's stdin, when it is a terminal (`tools run`: the user types into the VMs);
     /// else as [`Input::Script`].
@@ -256,6 +257,7 @@ pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Du
     let mut typing = child.stdin.take();
     let mut steps = s.input.iter();
     let mut step = steps.next();
+    let mut looked = 0;
     let (tx, rx) = mpsc::channel();
     pump(child.stdout.take().expect("piped"), tx.clone());
     pump(child.stderr.take().expect("piped"), tx);
@@ -273,14 +275,25 @@ pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Du
         }
         let shown = match rx.recv_timeout((deadline - now).min(crate::live::POLL)) {
             Ok(line) => {
-                if let Some(st) = step.filter(|st| line.contains(st.after.as_str())) {
-                    // QEMU gone or its stdin closed: the run's checks tell what was missed.
-                    let _ = typing.as_mut().map(|t| t.write_all(st.text.as_bytes()).and_then(|()| t.flush()));
-                    step = steps.next();
-                }
                 let shown = live.line(&line);
                 console.feed(&line);
                 lines.push(line);
+                // The next step's `after` may be any line so far: look at the new ones since the
+                // last look, and at all of them again once a step was sent.
+                while let Some(st) = step {
+                    match lines[looked..].iter().position(|l| l.contains(st.after.as_str())) {
+                        Some(_) => {
+                            // QEMU gone or its stdin closed: the run's checks tell what was missed.
+                            let _ = typing.as_mut().map(|t| t.write_all(st.text.as_bytes()).and_then(|()| t.flush()));
+                            step = steps.next();
+                            looked = 0;
+                        }
+                        None => {
+                            looked = lines.len();
+                            break;
+                        }
+                    }
+                }
                 shown
             }
             Err(mpsc::RecvTimeoutError::Timeout) => Ok(()),

@@ -206,7 +206,8 @@ pub struct Scenario {
     pub input: Vec<InputStep>,
 }
 
-/// One `[[input]]` step: once a console line contains `after` (and the steps before were sent),
+/// One `[[input]]` step: once the steps before it were sent and a console line so far (before or
+/// after them) contains `after`,
 /// `text` is written to QEMU's stdin, i.e. typed at the VM with focus (README, "Typing into a VM").
 #[derive(Clone, PartialEq, Eq, Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,7 +284,7 @@ pub(crate) mod tests {
             names,
             [
                 "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "dedup8", "default", "echo", "fork", "hostile", "image",
-                "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "linux-crash", "linux-focus", "linux-input", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {
