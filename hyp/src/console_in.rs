@@ -16,7 +16,7 @@
 //! shell nor a test guest gives it a meaning.
 //!
 //! Focus starts at the first live VM; when the focused VM stops it moves to the next live one
-//! ([`Focus::follow`]).
+//! ([`Focus::follow`], which `virt::input` calls as bytes arrive).
 
 use alloc::collections::VecDeque;
 

@@ -4,14 +4,14 @@
 //! room (the device's [`Device::receive`](super::device::Device::receive)); the rest waits in the
 //! queue until the guest reads.
 //!
-//! Polled from every CPU's run loop, one CPU at a time (`arch::uart` says why polling). Moves of
-//! focus are printed (`uvmhyp: console: input to vm2 (name)`): every switch by the escape key,
-//! and, once anything was typed, a move because the focused VM stopped (a run nobody types into
-//! stays quiet).
+//! Polled from every CPU's run loop, one CPU at a time (`arch::uart` says why polling); a poll
+//! that finds no byte costs a try-lock and one UART register read. Focus is brought up to date
+//! when bytes arrive (the first VM at the first byte; the next live one if the focused VM
+//! stopped), and every move is printed (`uvmhyp: console: input to vm2 (name)`), so a run nobody
+//! types into stays quiet.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
 
 use super::device::{Ctx, Reply};
 use super::machine::Vm;
@@ -33,18 +33,17 @@ const POLL_BYTES: usize = 256;
 /// device's `receive`).
 pub fn poll(h: &Hyp, wake: impl Fn(&Vm, &[VcpuId])) {
     let Some(mut focus) = h.focus.try_lock() else { return };
+    let Some(first) = uart::read_byte() else { return };
     let vms = h.vms();
     let live: Vec<u16> = vms.iter().filter(|v| !v.is_stopped()).map(|v| v.number).collect();
     let by_number = |n: u16| vms.iter().find(|v| v.number == n);
     if let Some(moved) = focus.follow(&live) {
-        if h.typed.load(Ordering::Relaxed) {
-            announce(by_number(moved));
-        }
+        announce(by_number(moved));
     }
     let mut fed: Vec<&Arc<Vm>> = Vec::new();
+    let mut next = Some(first);
     for _ in 0..POLL_BYTES {
-        let Some(byte) = uart::read_byte() else { break };
-        h.typed.store(true, Ordering::Relaxed);
+        let Some(byte) = next.take().or_else(uart::read_byte) else { break };
         match focus.feed(byte, &live) {
             Action::Deliver { vm, byte } => {
                 if let Some(vm) = by_number(vm) {

@@ -68,8 +68,6 @@ pub struct Hyp {
     finished: AtomicBool,
     /// Which VM host console input goes to (`virt::input`).
     pub focus: Mutex<Focus>,
-    /// Host console input has arrived (from then on, focus moves are printed).
-    pub typed: AtomicBool,
 }
 
 impl Hyp {
@@ -89,7 +87,6 @@ impl Hyp {
             numbers: AtomicU16::new(1),
             finished: AtomicBool::new(false),
             focus: Mutex::new(Focus::default()),
-            typed: AtomicBool::new(false),
         }
     }
 
