@@ -7,7 +7,7 @@
 //! **No hypervisor lock is held while calling into the engine (`vm::`)**, and no lock at all
 //! across guest entry. The hypervisor's own locks — the VM table, the run queue, the VMID pool,
 //! a VM's `state`, `parked`, `memory`, `budget`, a device's own state — are leaves: each is
-//! taken alone, for a push, a pop or a copy, and dropped before anything else is locked
+//! taken alone (one pair nests: a PL011's state, then its VM's `input` queue, `virt::pl011`), for a push, a pop or a copy, and dropped before anything else is locked
 //! (`stop_vm` takes them one after the other, then calls `Map::remove` with none held). The
 //! trace takes a CPU's buffer, then the file (buffer → file). The engine's order (MAPS → AMAP →
 //! OBJECT → ANON → PMAP → PAGE → PAGE QUEUES) is documented in `vm`.
