@@ -51,7 +51,7 @@ use hyp::config::{self, Config, ConfigError};
 use hyp::selftest::SelfTest;
 use hyp::{dtb, layout, limits};
 
-use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer};
+use arch::{boot, cpu, gic, heap, mmu, psci, semihosting, timer, uart};
 
 /// QEMU exit status for a bad scenario (command line or guest file).
 const EXIT_BAD_SCENARIO: u32 = 2;
@@ -83,6 +83,7 @@ pub(crate) fn boot_main() -> ! {
     cpu::set_present(mpidrs);
     timer::disarm();
     gic::init(cpu::count());
+    uart::init();
 
     info!(
         "EL2 up: RAM {:#x}..{:#x} ({} MiB), image {:#x}..{:#x}, heap {} MiB, {} CPU(s), timer {} Hz",

@@ -92,6 +92,8 @@ pub mod host {
     pub const GICD_BASE: u64 = 0x0800_0000;
     /// GICv3 redistributors (2 × 64 KiB frames per CPU).
     pub const GICR_BASE: u64 = 0x080A_0000;
+    /// The PL011 UART QEMU connects to `-serial` (the host console's input, `arch::uart`).
+    pub const PL011_BASE: u64 = 0x0900_0000;
     /// MMIO identity-mapped as Device-nGnRE at EL2: GICD, ITS, GICR, PL011, RTC/GPIO, virtio-mmio.
     pub const DEVICE_WINDOW: core::ops::Range<u64> = 0x0800_0000..0x0B00_0000;
     /// Where QEMU places its DTB when `-kernel` is an ELF linked ≥ 1 MiB above RAM base.

@@ -253,7 +253,8 @@ fn run_judged(root: &Path, s: &Scenario, echo: live::Echo) -> Result<Judged, Err
     }
     let run = runs::RunDir::create(root, s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
     let mut live = live::Live::new(root, s, &run, echo).map_err(|e| Error::CannotRun(format!("{}: {e}", run.path())))?;
-    let out = qemu::run(root, s, &run, &mut live, Duration::from_secs(s.timeout_s)).map_err(|e| match e {
+    let input = if echo == live::Echo::Console { qemu::Input::Terminal } else { qemu::Input::Script };
+    let out = qemu::run(root, s, &run, &mut live, Duration::from_secs(s.timeout_s), input).map_err(|e| match e {
         qemu::RunError::Io(e) => Error::CannotRun(format!("{}: {e}", qemu::QEMU)),
         qemu::RunError::Closed => Error::Closed,
     })?;

@@ -5,7 +5,7 @@ use crate::live::Live;
 use crate::out::Closed;
 use crate::runs::RunDir;
 use crate::scenarios::{Image, Machine, Scenario, VmSpec};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -19,10 +19,11 @@ pub const BIN_DIR: &str = "target/aarch64-unknown-none/release";
 /// The fixed part of the QEMU line (README, "The QEMU line") but for `-cpu`, `-smp` and `-m`
 /// (cortex-a72, 4 and 1G unless the scenario's [`Machine`] says otherwise); `-kernel` and `-append` follow.
 ///
-/// `-serial none -monitor none` are added to the contract's line: with `-nographic` alone QEMU 7.2
-/// puts its serial/monitor mux on stdio too and refuses to start ("cannot use stdio by multiple
-/// character devices") next to the semihosting `-chardev stdio`. The hypervisor's console is
-/// semihosting, so nothing is lost.
+/// The console: QEMU's stdin goes to the board's PL011 (`-chardev stdio` as `-serial`), which the
+/// hypervisor reads as host console input (README, "Typing into a VM"); its output is
+/// semihosting, written to QEMU's stdout by a `file` chardev (one `stdio` chardev is all QEMU
+/// allows, and semihosting's would take stdin too). `-monitor none`: with `-nographic` QEMU would
+/// otherwise put its monitor on stdio as well.
 pub const QEMU_ARGS: &[&str] = &[
     "-M",
     "virt,virtualization=on,gic-version=3",
@@ -33,14 +34,16 @@ pub const QEMU_ARGS: &[&str] = &[
     "-m",
     MEMORY_PLACEHOLDER,
     "-nographic",
-    "-serial",
-    "none",
     "-monitor",
     "none",
     "-nic",
     "none",
     "-chardev",
-    "stdio,id=semi0",
+    "stdio,id=con0",
+    "-serial",
+    "chardev:con0",
+    "-chardev",
+    "file,id=semi0,path=/dev/stdout,append=on",
     "-semihosting-config",
     "enable=on,target=native,chardev=semi0",
 ];
@@ -224,21 +227,40 @@ pub fn append_for_run(root: &Path, s: &Scenario, run: &RunDir) -> std::io::Resul
     Ok(format!("scenario={file}"))
 }
 
+/// What QEMU's stdin (the host console's input) is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Input {
+    /// The scenario's `[[input]]` steps, in order, each written once a line containing its `after`
+    /// has appeared (nothing if it has none).
+    Script,
+    /// This process's stdin, when it is a terminal (`tools run`: the user types into the VMs);
+    /// else as [`Input::Script`].
+    Terminal,
+}
+
 /// Run a scenario in QEMU from `root` with its outputs in `run`: writes the command to `qemu.cmd`,
-/// shows the run through `live` (console lines, per-VM logs, progress), kills QEMU after
-/// `timeout` (or when stdout closes), and writes the console log.
-pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Duration) -> Result<Outcome, RunError> {
+/// shows the run through `live` (console lines, per-VM logs, progress), feeds QEMU's stdin as
+/// `input` says, kills QEMU after `timeout` (or when stdout closes), and writes the console log.
+pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Duration, input: Input) -> Result<Outcome, RunError> {
     let args = qemu_args(&append_for_run(root, s, run)?, false, &s.machine);
     std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", command_line(&args)))?;
     live.command(&format!("$ {}", command_line(&args))).map_err(|Closed| RunError::Closed)?;
+    let terminal = input == Input::Terminal && s.input.is_empty() && std::io::stdin().is_terminal();
+    let stdin = if terminal {
+        Stdio::inherit()
+    } else if s.input.is_empty() {
+        Stdio::null()
+    } else {
+        Stdio::piped()
+    };
+    // QEMU puts a terminal in raw mode and restores it when it exits, not when it is killed.
+    let saved_tty = terminal.then(tty_settings).flatten();
     let start = Instant::now();
-    let mut child = Command::new(QEMU)
-        .args(&args)
-        .current_dir(root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = Command::new(QEMU).args(&args).current_dir(root).stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut typing = child.stdin.take();
+    let mut steps = s.input.iter();
+    let mut step = steps.next();
+    let mut looked = 0;
     let (tx, rx) = mpsc::channel();
     pump(child.stdout.take().expect("piped"), tx.clone());
     pump(child.stderr.take().expect("piped"), tx);
@@ -259,6 +281,22 @@ pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Du
                 let shown = live.line(&line);
                 console.feed(&line);
                 lines.push(line);
+                // The next step's `after` may be any line so far: look at the new ones since the
+                // last look, and at all of them again once a step was sent.
+                while let Some(st) = step {
+                    match lines[looked..].iter().position(|l| l.contains(st.after.as_str())) {
+                        Some(_) => {
+                            // QEMU gone or its stdin closed: the run's checks tell what was missed.
+                            let _ = typing.as_mut().map(|t| t.write_all(st.text.as_bytes()).and_then(|()| t.flush()));
+                            step = steps.next();
+                            looked = 0;
+                        }
+                        None => {
+                            looked = lines.len();
+                            break;
+                        }
+                    }
+                }
                 shown
             }
             Err(mpsc::RecvTimeoutError::Timeout) => Ok(()),
@@ -271,6 +309,10 @@ pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Du
         }
     }
     let status = child.wait()?;
+    drop(typing);
+    if let Some(saved) = saved_tty {
+        restore_tty(&saved);
+    }
     // Lines still queued after a kill.
     for line in rx.try_iter() {
         // The reader may be gone; the lines still go to the logs and the verdict.
@@ -286,6 +328,16 @@ pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Du
         writeln!(log, "{l}")?;
     }
     Ok(Outcome { status: if timed_out { None } else { status.code() }, timed_out, console, lines, elapsed })
+}
+
+/// The terminal's settings (`stty -g` on our stdin), to put back after QEMU.
+fn tty_settings() -> Option<String> {
+    let out = Command::new("stty").arg("-g").stdin(Stdio::inherit()).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn restore_tty(saved: &str) {
+    let _ = Command::new("stty").arg(saved).stdin(Stdio::inherit()).status();
 }
 
 /// The workspace root: `$UVMHYP_ROOT`, else the parent of this crate's manifest directory.
@@ -342,7 +394,8 @@ mod tests {
         assert_eq!(
             command_line(&args),
             "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G \
-             -nographic -serial none -monitor none -nic none -chardev stdio,id=semi0 \
+             -nographic -monitor none -nic none -chardev stdio,id=con0 -serial chardev:con0 \
+             -chardev file,id=semi0,path=/dev/stdout,append=on \
              -semihosting-config enable=on,target=native,chardev=semi0 \
              -kernel target/aarch64-unknown-none/release/hyp -append vm=a:b"
         );

@@ -7,7 +7,7 @@
 //! hypervisor would refuse on its `-append` line (RAM and vCPU ranges, pool size) is checked here
 //! with the hypervisor's own parser, so a scenario that loads is one QEMU can start.
 
-use crate::scenarios::{Check, ConsoleCheck, Expect, Image, Machine, Scenario, StopWhen, TraceSettings, VmSpec};
+use crate::scenarios::{Check, ConsoleCheck, Expect, Image, InputStep, Machine, Scenario, StopWhen, TraceSettings, VmSpec};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,6 +33,8 @@ struct File {
     vm: Vec<Spanned<VmFile>>,
     #[serde(default)]
     console: GlobalConsole,
+    #[serde(default)]
+    input: Vec<InputStep>,
 }
 
 /// `[dedup]`: the hypervisor's dedup scanner runs (over the VMs with `dedup = true`).
@@ -155,6 +157,8 @@ struct PrefixCheck {
 struct GlobalConsole {
     #[serde(default)]
     warnings: Vec<String>,
+    #[serde(default)]
+    no_warnings: Vec<String>,
 }
 
 /// A fault case by the name the trace reader prints ([`crate::checks::case_name`]).
@@ -313,6 +317,7 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         trace,
         dedup_rate: file.dedup.as_ref().map(|d| *d.pages_per_tick.get_ref()),
         reproducible: file.stop.reproducible.as_ref().is_some_and(|r| *r.get_ref()),
+        input: file.input,
     };
     if let (true, false, Some(r)) = (s.reproducible, s.machine.icount, &file.stop.reproducible) {
         let span = Some(r.span());
@@ -399,6 +404,7 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         }
     }
     s.console.extend(file.console.warnings.into_iter().map(|text| ConsoleCheck::Warning { text }));
+    s.console.extend(file.console.no_warnings.into_iter().map(|text| ConsoleCheck::NoWarning { text }));
     if s.trace.capped {
         s.checks.push(Check::Capped);
     }

@@ -133,6 +133,8 @@ pub enum ConsoleCheck {
     GuestLinesAtMost { vm: u16, prefix: String, max: usize },
     /// A `uvmhyp: warning:` line contains `text`.
     Warning { text: String },
+    /// No `uvmhyp: warning:` line contains `text`.
+    NoWarning { text: String },
     /// VM `first` stopped before VM `then` (their stop lines are in that order).
     StopsBefore { first: u16, then: u16 },
     /// The counters table's `total` of `counter` is at least `min`.
@@ -203,6 +205,18 @@ pub struct Scenario {
     pub dedup_rate: Option<u64>,
     /// `[stop] reproducible`: run twice, the traces must be byte-identical.
     pub reproducible: bool,
+    /// `[[input]]`: what the runner types into the host console (QEMU's stdin), in order.
+    pub input: Vec<InputStep>,
+}
+
+/// One `[[input]]` step: once the steps before it were sent and a console line so far (before or
+/// after them) contains `after`,
+/// `text` is written to QEMU's stdin, i.e. typed at the VM with focus (README, "Typing into a VM").
+#[derive(Clone, PartialEq, Eq, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputStep {
+    pub after: String,
+    pub text: String,
 }
 
 impl Scenario {
@@ -272,8 +286,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "fork", "hostile", "image",
-                "linux-clone", "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {
@@ -330,7 +343,7 @@ pub(crate) mod tests {
     fn an_unknown_name_lists_the_scenarios_and_a_path_is_read_as_a_file() {
         let root = crate::qemu::root();
         let e = find(&root, "nope").unwrap_err().to_string();
-        assert!(e.contains("no scenario \"nope\"") && e.contains("default, fork, hostile"), "{e}");
+        assert!(e.contains("no scenario \"nope\"") && e.contains("default, echo, fork, hostile"), "{e}");
         let by_path = find(&root, &root.join("scenarios/touch.toml").display().to_string()).unwrap();
         assert_eq!(by_path.vms, builtin("touch").vms);
     }

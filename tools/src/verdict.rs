@@ -107,6 +107,11 @@ fn console_check(check: &ConsoleCheck, console: &Console) -> Option<String> {
         }
         ConsoleCheck::Warning { text } => (!console.warnings.iter().any(|w| w.contains(text.as_str())))
             .then(|| format!("no `uvmhyp: warning:` line containing {text:?}")),
+        ConsoleCheck::NoWarning { text } => console
+            .warnings
+            .iter()
+            .find(|w| w.contains(text.as_str()))
+            .map(|w| format!("a `uvmhyp: warning:` line contains {text:?}: {w}")),
         ConsoleCheck::CounterAtLeast { counter, min } => match console.counters.get(counter, "total") {
             Some(n) if n >= *min => None,
             Some(n) => Some(format!("counter {counter}: total {n}, expected at least {min}")),

@@ -23,7 +23,7 @@ const FORGED: &[u8] = b"x\nuvmhyp: vm9 (fake) exited 0";
 /// The PL011 data register (UARTDR), emulated per VM.
 const UARTDR: u64 = guest::layout::PL011_BASE;
 /// More lines than the hypervisor's console budget lets through at once.
-const FLOOD_LINES: u64 = 1000;
+const FLOOD_LINES: u64 = 10_000;
 
 static SECOND_VCPU_RAN: AtomicBool = AtomicBool::new(false);
 

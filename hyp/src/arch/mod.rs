@@ -10,7 +10,7 @@
 //! Boot and platform: [`entry`] (EL2 entry points, boot vectors), [`boot`] (DTB and
 //! image extent), [`sysreg`] (boot register values), [`mmu`] (EL2 stage-1 identity map),
 //! [`cpu`] (per-CPU state via TPIDR_EL2), [`heap`], [`semihosting`], [`psci`] (caller side),
-//! [`gic`] (physical GICv3), [`timer`] (EL2 hypervisor timer).
+//! [`gic`] (physical GICv3), [`timer`] (EL2 hypervisor timer), [`uart`] (host console input).
 //!
 //! Virtualization: [`vectors`] (EL2 vectors, guest entry/exit), [`vcpu`] (EL1 context),
 //! [`hcr`] (EL2 controls and trap policy), [`ich`] (GIC list registers), [`idregs`] (the ID registers guests see), [`at`] (guest VA translation), [`tlb`] (stage-2 TLB
@@ -34,5 +34,6 @@ pub mod sysreg;
 pub mod timer;
 pub mod physmem;
 pub mod tlb;
+pub mod uart;
 pub mod vcpu;
 pub mod vectors;

@@ -57,6 +57,8 @@ pub trait VmView {
     fn gic(&self) -> Option<&spin::Mutex<hyp::vgic::Vgic>>;
     /// The VM's identity (number, lineage, children: `hyp::identity`).
     fn identity(&self) -> &hyp::identity::Identity;
+    /// Host console input for the VM that its UART had no room for yet (`hyp::console_in`).
+    fn input(&self) -> &spin::Mutex<hyp::console_in::InputQueue>;
 }
 
 /// The hypervisor as a device sees it.
@@ -79,6 +81,11 @@ pub trait Device: Send + Sync {
     fn name(&self) -> &'static str;
     /// Perform `access`.
     fn access(&self, cx: &Ctx<'_>, access: Access) -> Reply;
+    /// Host console input waits in the VM's input queue ([`VmView::input`]): take what fits
+    /// (the VM's console UART does; other devices have nothing to do with it).
+    fn receive(&self, _cx: &Ctx<'_>) -> Reply {
+        Reply::Value(0)
+    }
     /// The VM stopped: emit what is buffered (a partial console line, …).
     fn stop(&self, _cx: &Ctx<'_>) {}
     /// A copy of this device, state included, for a clone of its VM.

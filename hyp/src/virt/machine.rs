@@ -31,6 +31,7 @@ use crate::arch::vectors::GuestRegs;
 use hyp::budget::LineBudget;
 use hyp::bus::Bus;
 use hyp::config::ClonePoint;
+use hyp::console_in::InputQueue;
 use hyp::exception::pstate;
 use hyp::identity::{Identity, Lineage};
 use hyp::pause::Pause;
@@ -148,6 +149,8 @@ pub struct Vm {
     pub online: AtomicU32,
     /// Rate limit of the VM's console lines (PRINT and PL011).
     budget: Mutex<LineBudget>,
+    /// Host console input its UART has no room for yet (`virt::input`).
+    pub input: Mutex<InputQueue>,
     /// MMIO accesses to unknown device registers (read 0 / write ignored).
     pub mmio_unknown: AtomicU64,
     /// Set once the first unknown MMIO access has been logged.
@@ -183,6 +186,7 @@ impl Vm {
             parked: Mutex::new(Vec::new()),
             online: AtomicU32::new(0),
             budget: Mutex::new(LineBudget::new()),
+            input: Mutex::new(InputQueue::default()),
             mmio_unknown: AtomicU64::new(0),
             mmio_logged: AtomicBool::new(false),
         })
@@ -279,6 +283,10 @@ impl VmView for Vm {
 
     fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    fn input(&self) -> &Mutex<InputQueue> {
+        &self.input
     }
 }
 

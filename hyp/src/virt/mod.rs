@@ -15,6 +15,7 @@
 //!   [`smccc`] (HVC/SMC dispatch by owner) with [`psci`] and [`uvmhyp`] (VM clone: [`clone`]; results: [`callret`]),
 //!   [`sysreg`], [`wait`]
 //!   (WFI/WFE); [`trap`] dispatches an exit to them;
+//! - [`input`]: host console input to the VM with focus;
 //! - [`run`]: the per-CPU run loop, with its before-entry / after-exit hooks, acting on `Next`;
 //! - [`build`]: the VMs of the scenario.
 //!
@@ -30,6 +31,7 @@ mod device;
 mod guestmem;
 mod identity;
 mod inject;
+mod input;
 mod irq;
 mod machine;
 mod mmio;

@@ -8,6 +8,8 @@
 //! Around each guest entry, [`before_entry`] and [`after_exit`] are where per-entry state is
 //! flushed and synced (virtual interrupts into list registers, timers, pending work).
 //!
+//! Each pass of the loop first polls the host console's input (`virt::input`).
+//!
 //! Idle CPUs announce themselves in `Hyp::idle_cpus` and sleep in WFI until the earliest
 //! sleeper's deadline or the idle poll; making a vCPU runnable sends one of them the kick SGI.
 
@@ -22,6 +24,7 @@ use super::pause;
 use super::state::Hyp;
 use super::trap;
 use super::irq;
+use super::input;
 use crate::arch::gic;
 use crate::arch::vectors::{self, Exit};
 use crate::arch::{cpu, hcr, timer};
@@ -36,6 +39,7 @@ const IDLE_POLL_US: u64 = 1_000;
 /// Every physical CPU's loop; never returns (the last CPU to see every VM stopped ends the run).
 pub fn run_cpu(h: &Hyp) -> ! {
     loop {
+        input::poll(h, |vm, ids| wake(h, vm, ids));
         let due = h.queue.lock().wake_due(timer::now());
         if due != 0 {
             kick_idle(h);

@@ -7,7 +7,7 @@
 //! **No hypervisor lock is held while calling into the engine (`vm::`)**, and no lock at all
 //! across guest entry. The hypervisor's own locks — the VM table, the run queue, the VMID pool,
 //! a VM's `state`, `parked`, `memory`, `budget`, a device's own state — are leaves: each is
-//! taken alone, for a push, a pop or a copy, and dropped before anything else is locked
+//! taken alone (one pair nests: a PL011's state, then its VM's `input` queue, `virt::pl011`), for a push, a pop or a copy, and dropped before anything else is locked
 //! (`stop_vm` takes them one after the other, then calls `Map::remove` with none held). The
 //! trace takes a CPU's buffer, then the file (buffer → file). The engine's order (MAPS → AMAP →
 //! OBJECT → ANON → PMAP → PAGE → PAGE QUEUES) is documented in `vm`.
@@ -30,6 +30,7 @@ use ::vm::dedup::Dedup;
 use ::vm::uvm::Uvm;
 use ::vm::Ipa;
 use hyp::bus::Bus;
+use hyp::console_in::Focus;
 use hyp::platform::RAM_BASE;
 use hyp::runq::{RunQueue, VcpuId};
 use hyp::stop::Stop;
@@ -65,6 +66,8 @@ pub struct Hyp {
     /// The next VM number.
     numbers: AtomicU16,
     finished: AtomicBool,
+    /// Which VM host console input goes to (`virt::input`).
+    pub focus: Mutex<Focus>,
 }
 
 impl Hyp {
@@ -83,6 +86,7 @@ impl Hyp {
             live: AtomicUsize::new(0),
             numbers: AtomicU16::new(1),
             finished: AtomicBool::new(false),
+            focus: Mutex::new(Focus::default()),
         }
     }
 
@@ -185,6 +189,10 @@ impl Hyp {
             let dropped = vm.dropped_lines();
             if dropped != 0 {
                 log::warn!("vm{}: {dropped} console lines dropped (over the console budget)", vm.number);
+            }
+            let lost = vm.input.lock().dropped();
+            if lost != 0 {
+                log::warn!("vm{}: {lost} input bytes dropped (its input queue was full)", vm.number);
             }
         }
         let failed = report::table(&vms);
