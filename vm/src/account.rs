@@ -1,0 +1,326 @@
+//! Memory accounting across VMs: which frames each VM reaches, which of them it shares with
+//! other VMs, and how many frames the sharing saves, by cause (beyond the seed; its `uvmexp`
+//! counts pages globally, not who shares them).
+//!
+//! # Definitions
+//!
+//! [`account`] walks the maps it is given (the *VMs*) and, for every page of every entry, finds
+//! the frame that backs it now, if any: the page is *resident* when
+//! - its amap slot holds an anon whose page is resident (the anon's page, which may be an object
+//!   page lent to it), or
+//! - its slot is empty (or the entry has no amap) and the entry's object has the page resident
+//!   (`Object::resident` at the entry's offset): the page a read would map (2A).
+//!
+//! An anon in the slot hides the object page below it, resident or not. A page is *swapped*
+//! when its anon has a swap slot and no resident page (0 until the hypervisor has a swap device,
+//! but computed). Counts are 4 KiB pages, per VM:
+//!
+//! - `resident`: the VM's resident pages, a frame counted once per IPA page that reaches it (what
+//!   the VM would use with no sharing at all);
+//! - `private`: those whose frame no other VM reaches (a frame reached twice inside one VM, a
+//!   merge of two of its own pages, is private);
+//! - `shared`: those whose frame at least one other VM reaches; `private + shared = resident`.
+//!   `sharers` sums, over those pages, the number of VMs reaching the frame (this one included):
+//!   `sharers / shared` is the mean;
+//! - `zero`: resident pages on the zero anon of the dedup scanner (the anon its stable tree
+//!   marks all-zero: see `dedup.rs`, "All-zero pages"), given by [`ZeroAnons`];
+//! - `swapped`: as above.
+//!
+//! Global ([`Global`]): `distinct` frames reached by the VMs; `shared_frames`, those reached by
+//! two VMs or more, each counted once, with `max_sharers` the most VMs reaching one frame; the
+//! pool's `total`, `free` (`Uvm::free_pages`) and `used = total - free` (which also counts the
+//! stage-2 tables, object pages no VM reaches and the frames of VMs not given);
+//! and the frames saved:
+//!
+//! ```text
+//!   saved = sum over VMs of resident - distinct = sum over frames f of (refs(f) - 1)
+//! ```
+//!
+//! where `refs(f)` is the number of (VM, IPA page) pairs that reach `f`. Each frame's saving is
+//! split by cause, in this order:
+//! 1. **dedup**: up to the `merged` count of the frame's anon (`AnonState::merged`: its
+//!    references a merge made), so a merged anon a fork also shares is counted as dedup's only
+//!    for the references dedup made, as `dedup_saved` does;
+//! 2. **image**: the rest, when some page reaches the frame through an object (an image page
+//!    mapped by several VMs, or several IPAs);
+//! 3. **clone**: the rest otherwise: an anon several VMs reach through one amap (a clone before
+//!    its first write: `needs_copy`, or SHARE inheritance) or through amaps a fork copied
+//!    (`an_ref > 1`).
+//!
+//! So `saved.clone + saved.image + saved.dedup = saved = Σ resident - distinct`. A frame is on
+//! one anon, except an object page lent to anons (a loan: never merged); its `merged` is the
+//! most of those anons'.
+//!
+//! # Concurrency
+//!
+//! The walk runs while other CPUs fault: each page's answer is what its locks said at that
+//! moment, and faults, merges and frees go on between pages, so a pass under load is a sample,
+//! not an atomic snapshot (a page promoted during the walk can be missed or counted on either
+//! frame). Each map's entries cannot change during its walk (MAPS read).
+//!
+//! # Cost
+//!
+//! O(pages of the entries) lock round trips (an AMAP per [`CHUNK`] slots, an ANON per anon, an
+//! OBJECT per object page looked up), and a table of 16 bytes per pool frame plus 4 bytes per
+//! resident page: for reports and a periodic trace record, not per fault.
+//!
+//! # Locks
+//!
+//! Per VM, in the order given: MAPS (read) for the walk of that map; under it, per [`CHUNK`]
+//! slots of an entry, its AMAP; under that, per slot, the anon's ANON (copying its page, swap
+//! slot and merged count, then dropped), or with no anon the object's OBJECT
+//! (`Object::resident`). Then PAGE QUEUES alone (`Uvm::free_pages`). Nothing is held on return.
+//! The dedup scanner's DEDUP lock is not taken here: [`ZeroAnons`] comes from
+//! `Dedup::zero_anons`, called before (DEDUP before MAPS).
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::addr::{PageIdx, PAGE_SIZE};
+use crate::anon::{Anon, SwapSlot};
+use crate::map::{Entry, Map};
+use crate::uvm::Uvm;
+
+/// Amap slots looked at per AMAP lock hold: a fault in the same amap waits at most this many
+/// slot look-ups.
+pub const CHUNK: usize = 64;
+
+/// One VM's figures (pages; see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct VmAccount {
+    /// The id the caller gave the VM.
+    pub vm: u16,
+    pub resident: u64,
+    pub private: u64,
+    pub shared: u64,
+    /// Sum over the shared pages of the VMs reaching their frame.
+    pub sharers: u64,
+    pub zero: u64,
+    pub swapped: u64,
+}
+
+/// Frames saved by sharing, by cause (see the module documentation).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Saved {
+    pub clone: u64,
+    pub image: u64,
+    pub dedup: u64,
+}
+
+impl Saved {
+    /// Every cause together: `Σ resident - distinct`.
+    pub fn total(&self) -> u64 {
+        self.clone + self.image + self.dedup
+    }
+}
+
+/// The figures over every VM given, and the pool's.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Global {
+    /// Frames reached by at least one VM.
+    pub distinct: u64,
+    /// Frames reached by two VMs or more.
+    pub shared_frames: u64,
+    /// Most VMs reaching one frame.
+    pub max_sharers: u32,
+    pub saved: Saved,
+    /// Frames of the pool.
+    pub pool_total: u64,
+    /// Free frames (`Uvm::free_pages`).
+    pub pool_free: u64,
+}
+
+impl Global {
+    /// Frames of the pool in use: `pool_total - pool_free`.
+    pub fn pool_used(&self) -> u64 {
+        self.pool_total.saturating_sub(self.pool_free)
+    }
+}
+
+/// What [`account`] found.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Account {
+    /// Per VM, in the order given.
+    pub vms: Vec<VmAccount>,
+    pub global: Global,
+}
+
+impl Account {
+    /// Sum over the VMs of `resident`.
+    pub fn resident_sum(&self) -> u64 {
+        self.vms.iter().map(|v| v.resident).sum()
+    }
+}
+
+/// The dedup scanner's zero anons (`Dedup::zero_anons`); none without a scanner. Holding them
+/// keeps their addresses from being reused while an account runs.
+#[derive(Default)]
+pub struct ZeroAnons(Vec<Arc<Anon>>);
+
+impl ZeroAnons {
+    /// The set of `anons`.
+    pub fn new(mut anons: Vec<Arc<Anon>>) -> ZeroAnons {
+        anons.sort_by_key(|a| Arc::as_ptr(a) as usize);
+        anons.dedup_by_key(|a| Arc::as_ptr(a) as usize);
+        ZeroAnons(anons)
+    }
+
+    /// True when `anon` is one of them.
+    pub fn contains(&self, anon: &Arc<Anon>) -> bool {
+        let key = Arc::as_ptr(anon) as usize;
+        self.0
+            .binary_search_by_key(&key, |a| Arc::as_ptr(a) as usize)
+            .is_ok()
+    }
+}
+
+/// What the walk learnt of one frame.
+#[derive(Clone, Copy, Default)]
+struct Frame {
+    /// (VM, IPA page) pairs reaching it.
+    refs: u32,
+    /// VMs reaching it.
+    vms: u32,
+    /// 1 + index of the last VM that reached it (0: none yet); VMs are walked one after another.
+    last: u32,
+    /// The `merged` count of its anon (the most, for a lent page).
+    merged: u32,
+    /// Reached through an object.
+    object: bool,
+}
+
+/// The frame tables of one walk.
+struct Walk {
+    frames: Vec<Frame>,
+    /// Per VM, the frame of each resident page.
+    pages: Vec<Vec<PageIdx>>,
+}
+
+impl Walk {
+    /// Count a reference of VM `vm` (an index) to `pg`.
+    fn reach(&mut self, vm: usize, pg: PageIdx, merged: u32, object: bool) {
+        let Some(f) = self.frames.get_mut(pg.0 as usize) else {
+            return;
+        };
+        let tag = u32::try_from(vm + 1).unwrap_or(u32::MAX);
+        if f.last != tag {
+            f.last = tag;
+            f.vms += 1;
+        }
+        f.refs += 1;
+        f.merged = f.merged.max(merged);
+        f.object |= object;
+        if let Some(p) = self.pages.get_mut(vm) {
+            p.push(pg);
+        }
+    }
+}
+
+/// Account for `vms` (an id and a map each) now: see the module documentation for what each
+/// figure means and what the walk costs.
+///
+/// # Locks
+/// Entry: nothing held. Takes per map MAPS (read), under it AMAP per [`CHUNK`] slots, under that
+/// ANON per anon or OBJECT per object page; then PAGE QUEUES. Exit: nothing.
+pub fn account(uvm: &Uvm, vms: &[(u16, &Map)], zero: &ZeroAnons) -> Account {
+    let mut walk = Walk {
+        frames: vec![Frame::default(); uvm.total_pages()],
+        pages: vms.iter().map(|_| Vec::new()).collect(),
+    };
+    let mut out: Vec<VmAccount> = vms
+        .iter()
+        .map(|(vm, _)| VmAccount {
+            vm: *vm,
+            ..VmAccount::default()
+        })
+        .collect();
+    for (i, ((_, map), acc)) in vms.iter().zip(out.iter_mut()).enumerate() {
+        let g = map.read();
+        for e in g.entries.values() {
+            walk_entry(&mut walk, i, e, zero, acc);
+        }
+    }
+    let mut global = Global {
+        pool_total: uvm.total_pages() as u64,
+        pool_free: uvm.free_pages() as u64,
+        ..Global::default()
+    };
+    for f in walk.frames.iter().filter(|f| f.refs > 0) {
+        global.distinct += 1;
+        if f.vms >= 2 {
+            global.shared_frames += 1;
+        }
+        global.max_sharers = global.max_sharers.max(f.vms);
+        let saved = u64::from(f.refs - 1);
+        let dedup = saved.min(u64::from(f.merged));
+        global.saved.dedup += dedup;
+        if f.object {
+            global.saved.image += saved - dedup;
+        } else {
+            global.saved.clone += saved - dedup;
+        }
+    }
+    for (acc, pages) in out.iter_mut().zip(&walk.pages) {
+        acc.resident = pages.len() as u64;
+        for pg in pages {
+            let vms = walk.frames.get(pg.0 as usize).map_or(1, |f| f.vms);
+            if vms >= 2 {
+                acc.shared += 1;
+                acc.sharers += u64::from(vms);
+            }
+        }
+        acc.private = acc.resident - acc.shared;
+    }
+    Account { vms: out, global }
+}
+
+/// Walk the pages of entry `e` of VM `vm` (an index into the walk's tables), counting its swapped
+/// and zero pages into `acc`.
+///
+/// # Locks
+/// Entry: the entry's map read-locked (MAPS). Takes AMAP per [`CHUNK`] slots and under it ANON
+/// per anon or OBJECT per object page. Exit: as on entry.
+fn walk_entry(walk: &mut Walk, vm: usize, e: &Entry, zero: &ZeroAnons, acc: &mut VmAccount) {
+    let n = e.npages();
+    let mut first = 0;
+    while first < n {
+        let last = first.saturating_add(CHUNK).min(n);
+        let amap = e.aref.as_ref().map(|a| (a.slotoff, a.amap.lock()));
+        for i in first..last {
+            let anon = amap
+                .as_ref()
+                .and_then(|(off, st)| st.lookup(off.checked_add(i)?));
+            if let Some(anon) = anon {
+                let (page, swslot, merged) = {
+                    let a = anon.lock();
+                    (a.page, a.swslot, a.merged)
+                };
+                match page {
+                    Some(pg) => {
+                        walk.reach(vm, pg, merged, false);
+                        if zero.contains(anon) {
+                            acc.zero += 1;
+                        }
+                    }
+                    None if matches!(swslot, SwapSlot::Slot(_)) => acc.swapped += 1,
+                    None => {}
+                }
+                continue;
+            }
+            let Some((obj, off)) = &e.object else {
+                continue;
+            };
+            let at = (i as u64)
+                .checked_mul(PAGE_SIZE)
+                .and_then(|b| off.checked_add(b));
+            if let Some(pg) = at.and_then(|at| obj.resident(at)) {
+                walk.reach(vm, pg, 0, true);
+            }
+        }
+        first = last;
+    }
+}
+
+#[cfg(test)]
+mod tests;
