@@ -80,6 +80,7 @@ use alloc::vec::Vec;
 use crate::addr::{PageIdx, PAGE_SIZE};
 use crate::anon::{Anon, SwapSlot};
 use crate::map::{Entry, Map};
+use crate::trace;
 use crate::uvm::Uvm;
 
 /// Amap slots looked at per AMAP lock hold: a fault in the same amap waits at most this many
@@ -150,6 +151,41 @@ impl Account {
     /// Sum over the VMs of `resident`.
     pub fn resident_sum(&self) -> u64 {
         self.vms.iter().map(|v| v.resident).sum()
+    }
+
+    /// The trace records of this account taken at `time` on `cpu`: one accounting record per
+    /// VM and the savings record (counts saturate at `u32::MAX`: 16 TiB of pages).
+    pub fn records(&self, time: u64, cpu: u8) -> (Vec<trace::Accounting>, trace::Savings) {
+        let n = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
+        let g = &self.global;
+        let vms = self
+            .vms
+            .iter()
+            .map(|v| trace::Accounting {
+                time,
+                cpu,
+                vm: v.vm,
+                resident: n(v.resident),
+                private: n(v.private),
+                shared: n(v.shared),
+                zero: n(v.zero),
+                swapped: n(v.swapped),
+                pool_free: n(g.pool_free),
+            })
+            .collect();
+        let savings = trace::Savings {
+            time,
+            cpu,
+            max_sharers: u16::try_from(g.max_sharers).unwrap_or(u16::MAX),
+            distinct: n(g.distinct),
+            shared_frames: n(g.shared_frames),
+            saved_clone: n(g.saved.clone),
+            saved_image: n(g.saved.image),
+            saved_dedup: n(g.saved.dedup),
+            pool_used: n(g.pool_used()),
+            pool_free: n(g.pool_free),
+        };
+        (vms, savings)
     }
 }
 

@@ -82,6 +82,23 @@ fn a_fork_shares_every_page_until_written() {
             dedup: 0
         }
     );
+    let (recs, g) = a.records(99, 1);
+    assert_eq!(recs.len(), 2);
+    assert_eq!(
+        (
+            recs[1].vm,
+            recs[1].resident,
+            recs[1].private,
+            recs[1].shared,
+            recs[1].time
+        ),
+        (2, 8, 3, 5, 99)
+    );
+    assert_eq!(
+        (g.distinct, g.shared_frames, g.saved_clone, g.max_sharers),
+        (11, 5, 5, 2)
+    );
+    assert_eq!(u64::from(g.pool_used + g.pool_free), a.global.pool_total);
     // Only the VMs given are counted: the parent alone shares nothing.
     let alone = account(&e.uvm, &[(1, &p)], &none);
     assert_eq!(figures(&alone.vms[0]), (8, 8, 0, 0, 0, 0));
