@@ -50,6 +50,10 @@ pub struct Accountant {
     book: Mutex<Book>,
 }
 
+/// One figure of a VM's account, and of a pass's global figures (the report's rows).
+type PerVm = fn(&VmAccount) -> u64;
+type PerPass = fn(&Global) -> u64;
+
 /// What the passes leave for the report.
 #[derive(Default)]
 struct Book {
@@ -142,14 +146,14 @@ impl Accountant {
         let b = self.book.lock();
         let at = |vm: u16| b.at_stop.iter().find(|(id, _, _)| *id == vm);
         let peak = b.peak.map(|(_, g, _)| g).unwrap_or_default();
-        let per_vm: [(&str, fn(&VmAccount) -> u64); 5] = [
+        let per_vm: [(&str, PerVm); 5] = [
             ("resident", |v| v.resident),
             ("private", |v| v.private),
             ("shared", |v| v.shared),
             ("zero", |v| v.zero),
             ("swapped", |v| v.swapped),
         ];
-        let global: [(&str, fn(&Global) -> u64); 4] = [
+        let global: [(&str, PerPass); 4] = [
             ("saved_clone", |g| g.saved.clone),
             ("saved_image", |g| g.saved.image),
             ("saved_dedup", |g| g.saved.dedup),

@@ -213,6 +213,9 @@ fn savings(r: &Report) -> Option<Result<String, String>> {
     }))
 }
 
+/// One figure of a sharing point.
+type Figure = fn(&super::model::SharingPoint) -> u64;
+
 /// Frames saved by sharing at each accounting pass: by clone, image and dedup (thin) and all
 /// together (thick).
 fn sharing(r: &Report) -> Option<Result<String, String>> {
@@ -228,7 +231,7 @@ fn sharing(r: &Report) -> Option<Result<String, String>> {
             .build_cartesian_2d(0f64..xmax, 0u64..ymax + ymax / 10)
             .map_err(|e| e.to_string())?;
         chart.configure_mesh().x_desc("time (s)").y_desc("frames saved").draw().map_err(|e| e.to_string())?;
-        let lines: [(&str, fn(&super::model::SharingPoint) -> u64, u32); 4] =
+        let lines: [(&str, Figure, u32); 4] =
             [("all", |p| p.saved(), 2), ("clone", |p| p.clone, 1), ("image", |p| p.image, 1), ("dedup", |p| p.dedup, 1)];
         for (i, (what, f, width)) in lines.into_iter().enumerate() {
             let c = color(i);
