@@ -15,6 +15,7 @@ pub const UVMHYP_YIELD: u32 = 0xC600_0003;
 pub const UVMHYP_INFO: u32 = 0xC600_0004;
 /// UVMHYP_CLONE(n): n copies of this VM continue after the call.
 pub const UVMHYP_CLONE: u32 = 0xC600_0005;
+pub const UVMHYP_ACCOUNT: u32 = 0xC600_0006;
 /// PSCI_VERSION.
 pub const PSCI_VERSION: u32 = 0x8400_0000;
 /// PSCI_CPU_ON (SMC64).
@@ -136,6 +137,13 @@ pub fn counter_raw(id: u64) -> i64 {
 /// UVMHYP_YIELD.
 pub fn yield_now() {
     hvc(UVMHYP_YIELD, 0, 0, 0);
+}
+
+/// UVMHYP_ACCOUNT of `group` (0: this VM's resident, private, shared, zero pages; 1: its swapped
+/// pages, sharers, the pool's used and free frames; 2: frames saved by clone, image, dedup
+/// sharing, distinct frames); x0 = -2 (INVALID_PARAMETERS) for another group.
+pub fn account(group: u64) -> [u64; 4] {
+    call(Conduit::Hvc, UVMHYP_ACCOUNT, group, 0, 0)
 }
 
 /// What UVMHYP_INFO tells about this VM and vCPU.

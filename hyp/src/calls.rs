@@ -35,6 +35,33 @@ pub mod uvmhyp {
     pub const YIELD: u32 = 0xC600_0003;
     pub const INFO: u32 = 0xC600_0004;
     pub const CLONE: u32 = 0xC600_0005;
+    /// UVMHYP_ACCOUNT: the memory accounting of the calling VM and the global savings, from a
+    /// fresh pass of `vm::account` over every VM (see [`super::AccountGroup`]).
+    pub const ACCOUNT: u32 = 0xC600_0006;
+}
+
+/// UVMHYP_ACCOUNT's x1: which four figures come back in x0..x3 (pages or frames; SMCCC 1.1
+/// returns up to four values). The definitions are `vm::account`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountGroup {
+    /// 0: the caller's resident, private, shared, zero pages.
+    Pages,
+    /// 1: the caller's swapped pages and `sharers`; the pool's used and free frames.
+    SwapAndPool,
+    /// 2: frames saved by clone sharing, by image sharing, by dedup; distinct frames of all VMs.
+    Saved,
+}
+
+impl AccountGroup {
+    /// The group x1 names; `None` for any other value (the call answers INVALID_PARAMETERS).
+    pub fn of(x1: u64) -> Option<AccountGroup> {
+        match x1 {
+            0 => Some(AccountGroup::Pages),
+            1 => Some(AccountGroup::SwapAndPool),
+            2 => Some(AccountGroup::Saved),
+            _ => None,
+        }
+    }
 }
 
 /// Functions PSCI_FEATURES reports as implemented. SMCCC_VERSION is among them: that is how a
@@ -92,6 +119,8 @@ pub enum Uvmhyp {
     Info,
     /// Clone the calling VM into `count` children (fork: 1).
     Clone { count: u64 },
+    /// The caller's memory accounting (`None`: a group that does not exist).
+    Account { group: Option<AccountGroup> },
 }
 
 /// Most children one UVMHYP_CLONE makes.
@@ -137,6 +166,7 @@ pub fn decode(x: [u64; 4]) -> Call {
             uvmhyp::YIELD => Call::Uvmhyp(Uvmhyp::Yield),
             uvmhyp::INFO => Call::Uvmhyp(Uvmhyp::Info),
             uvmhyp::CLONE => Call::Uvmhyp(Uvmhyp::Clone { count: x[1] }),
+            uvmhyp::ACCOUNT => Call::Uvmhyp(Uvmhyp::Account { group: AccountGroup::of(x[1]) }),
             _ => Call::Unknown(fid),
         },
         _ => Call::Unknown(fid),
@@ -221,6 +251,9 @@ mod tests {
         assert_eq!(call(uvmhyp::PRINT, 0x4000_1000, 12, 0), Call::Uvmhyp(Uvmhyp::Print { ipa: 0x4000_1000, len: 12 }));
         assert_eq!(call(uvmhyp::EXIT, 0x1_0000_0003, 0, 0), Call::Uvmhyp(Uvmhyp::Exit { status: 3 }));
         assert_eq!(call(uvmhyp::CLONE, 8, 0, 0), Call::Uvmhyp(Uvmhyp::Clone { count: 8 }));
+        assert_eq!(call(uvmhyp::ACCOUNT, 2, 0, 0), Call::Uvmhyp(Uvmhyp::Account { group: Some(AccountGroup::Saved) }));
+        assert_eq!(call(uvmhyp::ACCOUNT, 0, 0, 0), Call::Uvmhyp(Uvmhyp::Account { group: Some(AccountGroup::Pages) }));
+        assert_eq!(call(uvmhyp::ACCOUNT, 3, 0, 0), Call::Uvmhyp(Uvmhyp::Account { group: None }));
     }
 
     #[test]
@@ -230,7 +263,7 @@ mod tests {
 
     #[test]
     fn unknown_functions_of_every_owner_are_unknown() {
-        for fid in [0x8000_8000, 0x8400_0012, 0xC400_0003 ^ 0x4000_0000, 0xC600_0006, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
+        for fid in [0x8000_8000, 0x8400_0012, 0xC400_0003 ^ 0x4000_0000, 0xC600_0007, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
             assert_eq!(call(fid, 0, 0, 0), Call::Unknown(fid), "{fid:#x}");
         }
     }

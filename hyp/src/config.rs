@@ -8,6 +8,9 @@
 //!   at all (nothing recorded, nothing written: the benchmark's baseline);
 //! - `dedup=PAGES` — run the content-dedup scanner (`vm::dedup`) on idle CPU time, PAGES pages a
 //!   tick, over the VMs with the `,dedup` option;
+//! - `account=MS` — the period of the memory accounting pass (`vm::account`: a trace record per
+//!   VM and the global savings, [`DEFAULT_ACCOUNT_MS`] by default), in milliseconds of host
+//!   counter time; `account=off`: no periodic pass (still one at each VM stop and at the end);
 //! - `trace_max=MIB` — the trace file's size cap in MiB (default [`DEFAULT_TRACE_MAX_MIB`]): when
 //!   reached, the trace ends with a "capped" record and tracing stops;
 //! - `pool=MIB` — size of the guest page pool in MiB (default: all free RAM);
@@ -43,6 +46,9 @@ use crate::selftest::{SelfTest, SelfTests};
 pub const DEFAULT_TRACE: &str = "target/uvmhyp.trace";
 /// The trace file's size cap when the command line has no `trace_max=` (MiB).
 pub const DEFAULT_TRACE_MAX_MIB: u64 = 256;
+/// The accounting period used when the command line has no `account=` (see `virt::account` for
+/// what one pass costs).
+pub const DEFAULT_ACCOUNT_MS: u64 = 100;
 /// Largest `trace_max=` (MiB): 1 TiB.
 pub const MAX_TRACE_MAX_MIB: u64 = 1 << 20;
 /// Guest RAM when `vm=` has no `ram=` (MiB).
@@ -90,6 +96,8 @@ pub struct Config {
     pub selftest: SelfTests,
     /// The dedup scanner's pages per tick, if it runs.
     pub dedup_rate: Option<u64>,
+    /// `account=`: the accounting period in ms (`None`: off).
+    pub account_ms: Option<u64>,
 }
 
 /// A VM as written on the command line, before its image is read.
@@ -132,6 +140,8 @@ pub struct Scenario {
     pub selftest: SelfTests,
     /// `dedup=PAGES`: the scanner's pages per tick (`None`: no scanner).
     pub dedup_rate: Option<u64>,
+    /// `account=MS`: the accounting period (`None`: `account=off`).
+    pub account_ms: Option<u64>,
 }
 
 /// What is wrong with the scenario (always the user's mistake).
@@ -325,6 +335,7 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
         vms: Vec::new(),
         selftest: SelfTests::default(),
         dedup_rate: None,
+        account_ms: Some(DEFAULT_ACCOUNT_MS),
     };
     for (i, token) in cmdline.split_ascii_whitespace().enumerate() {
         let Some((key, value)) = token.split_once('=') else {
@@ -343,6 +354,8 @@ pub fn parse(cmdline: &str) -> Result<Scenario, ConfigError> {
                 sc.trace_max_bytes = number(token, value, "trace size cap in MiB", "1..=1048576", 1, MAX_TRACE_MAX_MIB)? * MIB
             }
             "dedup" => sc.dedup_rate = Some(number(token, value, "dedup scan rate in pages per tick", "1..=65536", 1, 65536)?),
+            "account" if value == "off" => sc.account_ms = None,
+            "account" => sc.account_ms = Some(number(token, value, "accounting period in ms", "1..=3600000", 1, 3_600_000)?),
             "pool" => sc.pool_limit = Some(number(token, value, "pool size in MiB", "1..=1048576", 1, 1 << 20)? * MIB),
             "vm" => sc.vms.push(parse_vm(token, value, false)?),
             "linux" => sc.vms.push(parse_vm(token, value, true)?),
@@ -448,6 +461,7 @@ pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> 
         pool_limit: sc.pool_limit,
         selftest: sc.selftest,
         dedup_rate: sc.dedup_rate,
+        account_ms: sc.account_ms,
     })
 }
 
@@ -590,6 +604,15 @@ mod tests {
         assert!(matches!(parse("vm=a:/g,clones=65,clone_at=x"), Err(ConfigError::BadNumber { .. })));
         assert!(matches!(parse("vm=a:/g,clones=0,clone_at=x"), Err(ConfigError::BadNumber { .. })));
         assert!(matches!(parse("vm=a:/g,clones=1,clone_at="), Err(ConfigError::UnknownOption { .. })));
+    }
+
+    #[test]
+    fn the_accounting_period_has_a_default_and_can_be_off() {
+        assert_eq!(parse("vm=a:/g").unwrap().account_ms, Some(DEFAULT_ACCOUNT_MS));
+        assert_eq!(parse("account=250 vm=a:/g").unwrap().account_ms, Some(250));
+        assert_eq!(parse("account=off vm=a:/g").unwrap().account_ms, None);
+        assert!(matches!(parse("account=0"), Err(ConfigError::BadNumber { .. })));
+        assert!(matches!(parse("account=x"), Err(ConfigError::BadNumber { .. })));
     }
 
     #[test]

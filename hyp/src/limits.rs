@@ -176,7 +176,7 @@ mod tests {
     }
 
     fn config(vms: Vec<VmConfig>) -> Config {
-        Config { trace_path: Some("t".to_string()), trace_max_bytes: 1 << 20, vms, pool_limit: None, selftest: Default::default(), dedup_rate: None }
+        Config { trace_path: Some("t".to_string()), trace_max_bytes: 1 << 20, vms, pool_limit: None, selftest: Default::default(), dedup_rate: None, account_ms: None }
     }
 
     #[test]

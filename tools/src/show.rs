@@ -46,6 +46,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Event => "events",
         Kind::Mmio => "mmio counts",
         Kind::Capped => "capped",
+        Kind::Savings => "savings",
     }
 }
 
@@ -155,7 +156,7 @@ fn accounting(t: &Trace) -> Result<(), Closed> {
         return Ok(());
     }
     out!()?;
-    out!("accounting (pages; each VM's latest sample; private/shared/zero/swapped stay 0 until sharing and swap land):")?;
+    out!("accounting (pages; each VM's latest sample, vm::account's definitions):")?;
     out!(
         "  {:>4} {:>14} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>8}",
         "vm", "time", "resident", "private", "shared", "zero", "swapped", "pool free", "samples"
@@ -170,6 +171,32 @@ fn accounting(t: &Trace) -> Result<(), Closed> {
             a.zero,
             a.swapped,
             a.pool_free
+        )?;
+    }
+    savings(t)
+}
+
+/// The savings record with the most frames saved, and the last one.
+fn savings(t: &Trace) -> Result<(), Closed> {
+    let all: Vec<&vm::trace::Savings> = t.entries.iter().filter_map(|e| if let Entry::Savings(g) = e { Some(g) } else { None }).collect();
+    let (Some(peak), Some(last)) = (all.iter().max_by_key(|g| (g.saved(), g.time)), all.iter().max_by_key(|g| g.time)) else {
+        return Ok(());
+    };
+    out!("frames saved ({} passes; distinct frames vs the sum of the VMs' resident pages):", all.len())?;
+    for (what, g) in [("most", peak), ("last", last)] {
+        out!(
+            "  {what} at {}: {} saved (clone {}, image {}, dedup {}), {} distinct of {} resident, {} shared by up to {} VMs, pool {} used {} free",
+            time(t, g.time),
+            g.saved(),
+            g.saved_clone,
+            g.saved_image,
+            g.saved_dedup,
+            g.distinct,
+            u64::from(g.distinct) + g.saved(),
+            g.shared_frames,
+            g.max_sharers,
+            g.pool_used,
+            g.pool_free
         )?;
     }
     Ok(())

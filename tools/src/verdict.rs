@@ -190,7 +190,7 @@ mod tests {
     fn clones_are_found_by_name_and_must_exit_0() {
         let s = &builtin("clone8");
         let stops: String = (1..=8).map(|k| format!("uvmhyp: vm{} (template.{k}) exited 0\n", 10 - k)).collect();
-        let good = console(&format!("uvmhyp: vm1 (template) exited 0\n{stops}counter vm1 total\nfaults 1 1\nuvmhyp: 9 VMs, 0 failed"));
+        let good = console(&format!("uvmhyp: vm1 (template) exited 0\n{stops}counter vm1 total\nfaults 1 1\nsaved_clone 114688 114688\nuvmhyp: 9 VMs, 0 failed"));
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let missing = console(&format!("uvmhyp: vm1 (template) exited 0\n{}uvmhyp: 8 VMs, 0 failed", stops.replace("(template.3) exited 0", "(other) exited 0")));
         let f = judge_console(s, &missing);

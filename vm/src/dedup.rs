@@ -636,6 +636,17 @@ impl Dedup {
         Busy::claim(&mut m, pg)
     }
 
+    /// The zero anons of the stable tree (all-zero content, merged), for [`crate::account`]:
+    /// held, so that their addresses stay theirs while an account runs.
+    ///
+    /// # Locks
+    /// Takes DEDUP alone. Exit: nothing.
+    pub fn zero_anons(&self) -> crate::account::ZeroAnons {
+        let s = self.state.lock();
+        let anons = s.stable.values().flatten().filter(|n| n.zero);
+        crate::account::ZeroAnons::new(anons.filter_map(|n| n.anon.upgrade()).collect())
+    }
+
     /// What dedup shares now, per enabled VM (see [`MapUsage`]). Cost: a walk of every amap
     /// slot of the enabled maps (O(resident pages), an ANON lock round trip each): for reports
     /// at exit or at the trace's record rate, not per tick.

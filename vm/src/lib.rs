@@ -15,12 +15,14 @@
 //!   real, the host tests with simulations.
 //! - Lock order, everywhere: MAPS → AMAP → OBJECT → ANON → PMAP → PAGE → PAGE QUEUES (spin locks; no lock
 //!   is held when control returns to a guest). The dedup scanner's own lock, DEDUP, comes before
-//!   MAPS and is never taken by a fault ([`dedup`]).
+//!   MAPS and is never taken by a fault ([`dedup`]). The accounting walk ([`account`]) takes the
+//!   same order, one map at a time, and no DEDUP under MAPS.
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod account;
 pub mod addr;
 pub mod amap;
 pub mod anon;

@@ -47,8 +47,10 @@
 //! | 34..36 | `vcpu` index in its VM |
 //! | 36..40 | `cost`: ticks from trap entry to the record being written, just before the guest is re-entered (saturating) |
 //!
-//! Kind 2, **accounting** (40 bytes, [`Accounting`]): one per running VM every accounting period
-//! (at most every 10 ms of counter time). Counts are 4 KiB pages.
+//! Kind 2, **accounting** (40 bytes, [`Accounting`]): one per running VM every accounting
+//! period (`account=MS` on the hypervisor's command line), at each VM's stop (before its RAM is
+//! released) and at the end of the run, from one pass of `vm::account` over every VM (the
+//! figures are defined there). Counts are 4 KiB pages.
 //!
 //! | bytes | field |
 //! |---|---|
@@ -57,12 +59,30 @@
 //! | 2..4 | `vm` id |
 //! | 4..8 | `pool_free`: free frames of the global page pool (`Uvm::free_pages`) |
 //! | 8..16 | `time` |
-//! | 16..20 | `resident`: pages mapped at stage 2 |
-//! | 20..24 | `private`: resident pages only this VM maps — 0 until page sharing (dedup, clones) lands |
-//! | 24..28 | `shared`: resident pages another VM maps too — 0 until page sharing lands |
-//! | 28..32 | `zero`: resident pages that are the shared zero page — 0 until page sharing lands |
-//! | 32..36 | `swapped`: pages in swap — 0 until the hypervisor has a swap device |
+//! | 16..20 | `resident`: pages backed by a resident frame (before page sharing: pages mapped at stage 2) |
+//! | 20..24 | `private`: resident pages on frames no other VM reaches |
+//! | 24..28 | `shared`: resident pages on frames another VM reaches too |
+//! | 28..32 | `zero`: resident pages on the dedup scanner's zero anon |
+//! | 32..36 | `swapped`: pages in swap and not resident |
 //! | 36..40 | reserved |
+//!
+//! Kind 6, **savings** (40 bytes, [`Savings`]): the global figures of the same pass, once per
+//! pass, after its accounting records (new in this version's second revision: a file without
+//! them is still version 2, and an older reader stops at the first with `BadKind`).
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 6 |
+//! | 1 | `cpu` that sampled |
+//! | 2..4 | `max_sharers`: most VMs reaching one frame (saturating) |
+//! | 4..8 | `pool_free` |
+//! | 8..16 | `time` |
+//! | 16..20 | `distinct`: frames reached by at least one VM |
+//! | 20..24 | `shared_frames`: frames reached by two VMs or more |
+//! | 24..28 | `saved_clone`: frames saved by clone sharing |
+//! | 28..32 | `saved_image`: frames saved by image (object) sharing |
+//! | 32..36 | `saved_dedup`: frames saved by dedup merges |
+//! | 36..40 | `pool_used`: frames of the pool in use |
 //!
 //! Kind 3, **event** (24 bytes, [`Event`]):
 //!
@@ -160,16 +180,17 @@ pub enum Kind {
     Event = 3,
     Mmio = 4,
     Capped = 5,
+    Savings = 6,
 }
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; 5] = [Kind::Fault, Kind::Accounting, Kind::Event, Kind::Mmio, Kind::Capped];
+    pub const ALL: [Kind; 6] = [Kind::Fault, Kind::Accounting, Kind::Event, Kind::Mmio, Kind::Capped, Kind::Savings];
 
     /// Size of a record of this kind.
     pub const fn bytes(self) -> usize {
         match self {
-            Kind::Fault | Kind::Accounting | Kind::Mmio => 40,
+            Kind::Fault | Kind::Accounting | Kind::Mmio | Kind::Savings => 40,
             Kind::Event | Kind::Capped => 24,
         }
     }
@@ -190,6 +211,8 @@ pub const EVENT_BYTES: usize = Kind::Event.bytes();
 pub const MMIO_BYTES: usize = Kind::Mmio.bytes();
 /// Size of a capped record.
 pub const CAPPED_BYTES: usize = Kind::Capped.bytes();
+/// Size of a savings record.
+pub const SAVINGS_BYTES: usize = Kind::Savings.bytes();
 
 /// How a trapped access ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -230,7 +253,7 @@ pub struct Record {
     pub timing: Option<Timing>,
 }
 
-/// One VM's memory at one moment (pages; see the module table for what is 0 today).
+/// One VM's memory at one moment (pages; see the module table).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Accounting {
     pub time: u64,
@@ -243,6 +266,28 @@ pub struct Accounting {
     pub swapped: u32,
     /// Free frames of the page pool (global: the same in every VM's record of one period).
     pub pool_free: u32,
+}
+
+/// The global memory figures of one accounting pass (frames; see the module table).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Savings {
+    pub time: u64,
+    pub cpu: u8,
+    pub max_sharers: u16,
+    pub distinct: u32,
+    pub shared_frames: u32,
+    pub saved_clone: u32,
+    pub saved_image: u32,
+    pub saved_dedup: u32,
+    pub pool_used: u32,
+    pub pool_free: u32,
+}
+
+impl Savings {
+    /// Frames saved by every cause: `Σ resident − distinct` of the pass.
+    pub fn saved(&self) -> u64 {
+        u64::from(self.saved_clone) + u64::from(self.saved_image) + u64::from(self.saved_dedup)
+    }
 }
 
 /// How a VM stopped.
@@ -321,6 +366,7 @@ pub enum Entry {
     Event(Event),
     Mmio(MmioCount),
     Capped(Capped),
+    Savings(Savings),
 }
 
 /// A decoded trace file.
@@ -438,6 +484,8 @@ pub const EVENT_WORDS: usize = EVENT_BYTES / 8;
 pub const MMIO_WORDS: usize = MMIO_BYTES / 8;
 /// Words of a capped record.
 pub const CAPPED_WORDS: usize = CAPPED_BYTES / 8;
+/// Words of a savings record.
+pub const SAVINGS_WORDS: usize = SAVINGS_BYTES / 8;
 
 /// The word holding bytes `b[0..8]` of a record (byte 0 least significant: the file is little
 /// endian).
@@ -515,6 +563,20 @@ impl Capped {
     }
 }
 
+impl Savings {
+    pub fn words(&self) -> [u64; SAVINGS_WORDS] {
+        let [s0, s1] = self.max_sharers.to_le_bytes();
+        let head = halves(u32::from_le_bytes([Kind::Savings as u8, self.cpu, s0, s1]), self.pool_free);
+        [
+            head,
+            self.time,
+            halves(self.distinct, self.shared_frames),
+            halves(self.saved_clone, self.saved_image),
+            halves(self.saved_dedup, self.pool_used),
+        ]
+    }
+}
+
 impl Entry {
     /// Append the record's version 2 bytes to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
@@ -525,6 +587,7 @@ impl Entry {
             Entry::Event(e) => put(&e.words()),
             Entry::Mmio(m) => put(&m.words()),
             Entry::Capped(c) => put(&c.words()),
+            Entry::Savings(g) => put(&g.words()),
         }
     }
 
@@ -536,6 +599,7 @@ impl Entry {
             Entry::Event(_) => Kind::Event,
             Entry::Mmio(_) => Kind::Mmio,
             Entry::Capped(_) => Kind::Capped,
+            Entry::Savings(_) => Kind::Savings,
         }
     }
 
@@ -547,6 +611,7 @@ impl Entry {
             Entry::Event(e) => Some(e.time),
             Entry::Mmio(m) => Some(m.time),
             Entry::Capped(c) => Some(c.time),
+            Entry::Savings(g) => Some(g.time),
         }
     }
 }

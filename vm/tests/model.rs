@@ -35,6 +35,11 @@
 //! later access and copy-on-write are what test it. The run counts merges and merged references
 //! that ended (1B breaks, slots freed) as outcomes.
 //!
+//! Accounting: at every full check, `vm::account` over every map is checked against the model
+//! (a map reaches at most the pages its entries cover) and the stage-2 walk (every mapped page
+//! is resident; a frame two maps map is shared in both), and its identities (see
+//! `World::check_account`).
+//!
 //! Accesses mostly pick a page inside an entry; about one in seven picks any page of the window
 //! or a few pages past it, so holes between entries and the space after them are touched and
 //! `NoMapping` is predicted and checked.
@@ -74,6 +79,7 @@ use std::sync::{Arc, OnceLock};
 use common::*;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
+use vm::account::account;
 use vm::addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
 use vm::anon::SwapSlot;
 use vm::dedup::Dedup;
@@ -129,8 +135,9 @@ enum Seen {
     Pageins,
     DedupMerged,
     DedupUnmerged,
+    Accounted,
 }
-const SEEN_NAMES: [&str; 17] = [
+const SEEN_NAMES: [&str; 18] = [
     "accesses ok",
     "NoMapping",
     "Protection",
@@ -148,8 +155,9 @@ const SEEN_NAMES: [&str; 17] = [
     "pageins (swap-ins)",
     "dedup_merged (pages merged)",
     "dedup_unmerged (merged pages copied or freed)",
+    "accounts checked (vm::account)",
 ];
-static SEEN: [AtomicU64; 17] = [const { AtomicU64::new(0) }; 17];
+static SEEN: [AtomicU64; 18] = [const { AtomicU64::new(0) }; 18];
 
 /// Operations applied, by kind (the order of [`Op`]'s variants).
 const OP_NAMES: [&str; 16] = [
@@ -1281,6 +1289,51 @@ impl World {
                 ));
             }
         }
+        if full {
+            self.check_account(&by_pa)?;
+        }
+        Ok(())
+    }
+
+    /// The accounting walk (`vm::account`) against the model and the stage-2 walk of this step
+    /// (`by_pa`: every mapping, by frame). The model knows contents, not residency, so what it
+    /// can check are bounds: a map reaches at most the pages its entries cover (resident and
+    /// swapped together), every mapped page is resident, a frame two maps map is shared in
+    /// both, the distinct and shared frames are at least those the stage-2 tables show; and the
+    /// identities (`private + shared = resident`, the savings by cause add up to
+    /// `Σ resident − distinct`, zero pages are resident).
+    fn check_account(&self, by_pa: &HashMap<u64, Vec<(usize, u64, Prot, Ident)>>) -> R {
+        let vms: Vec<(u16, &Map)> = self.maps.iter().enumerate().map(|(i, m)| (i as u16, &*m.map)).collect();
+        let acc = account(&self.env.uvm, &vms, &self.dedup.zero_anons());
+        let at = format!("step {}: account", self.step);
+        let mut mapped = vec![0u64; self.maps.len()];
+        let mut shared = vec![0u64; self.maps.len()];
+        let mut shared_frames = 0;
+        for users in by_pa.values() {
+            let many = users.iter().any(|u| u.0 != users[0].0);
+            shared_frames += u64::from(many);
+            for u in users {
+                mapped[u.0] += 1;
+                shared[u.0] += u64::from(many);
+            }
+        }
+        for (mi, (v, m)) in acc.vms.iter().zip(&self.maps).enumerate() {
+            let pages = m.pos.len() as u64;
+            if v.resident + v.swapped > pages || v.private + v.shared != v.resident || v.zero > v.resident {
+                return fail(format!("{at}: map{mi} {v:?} with {pages} pages in entries"));
+            }
+            if v.resident < mapped[mi] || v.shared < shared[mi] {
+                return fail(format!("{at}: map{mi} {v:?}, but {} pages mapped, {} of them on frames another map maps", mapped[mi], shared[mi]));
+            }
+        }
+        let g = &acc.global;
+        if g.saved.total() != acc.resident_sum() - g.distinct {
+            return fail(format!("{at}: saved {:?} but Σ resident {} − distinct {}", g.saved, acc.resident_sum(), g.distinct));
+        }
+        if g.distinct < by_pa.len() as u64 || g.shared_frames < shared_frames {
+            return fail(format!("{at}: {g:?}, but {} frames mapped, {shared_frames} by two maps", by_pa.len()));
+        }
+        seen(Seen::Accounted);
         Ok(())
     }
 

@@ -116,6 +116,14 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
         hvc::counter(Counter::DedupMerged),
         hvc::counter(Counter::DedupZero)
     );
+    // Merged pages are shared with the other VMs; the accounting must see them as such.
+    let [resident, private, shared, zero] = hvc::account(0);
+    let [_, _, by_dedup, distinct] = hvc::account(2);
+    println!(
+        "dedup: vm {} account: {} resident, {} private, {} shared, {} zero; all VMs: {} frames saved by dedup, {} distinct",
+        info.vm, resident, private, shared, zero, by_dedup, distinct
+    );
+    check!(resident == private + shared && shared > 0 && by_dedup > 0, 5, "UVMHYP_ACCOUNT: {} resident, {} private, {} shared, {} saved", resident, private, shared, by_dedup);
     let bad = mismatches(start, info.vm, 0);
     check!(bad == 0, 3, "{} words changed by the merging", bad);
     let copies = hvc::counter(Counter::FltAcow);

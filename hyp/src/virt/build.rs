@@ -66,6 +66,7 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
     );
     let dedup = config.dedup_rate.map(|rate| (Dedup::new(&uvm), rate as usize));
     let h = Hyp::new(uvm, trace, dedup);
+    h.account.set_period_ms(config.account_ms);
     let mut images: Vec<(Arc<[u8]>, Arc<ImageObject>)> = Vec::new();
     for vc in &config.vms {
         let objects = vc

@@ -6,6 +6,7 @@
 //!   registers;
 //! - [`machine`]: the VM and vCPU types, a VM's memory and VMID; [`next`]: what a handler wants
 //!   next; [`trace`]: the fault trace; [`report`]: per-VM stop lines and the counters table;
+//!   [`account`]: memory accounting passes (`vm::account`) for the trace, the report and guests;
 //! - [`state`]: the global [`state::Hyp`], the VM table and life cycle (`stop_vm`);
 //! - [`guestmem`]: checked guest buffers; [`inject`]: exceptions into a guest; [`mmio`]: an
 //!   access on the VM's device bus; [`irq`]: physical interrupts at EL2; [`parking`]: vCPUs
@@ -24,6 +25,7 @@
 //! Lock rules: `state.rs`.
 
 mod abort;
+mod account;
 mod build;
 mod callret;
 mod clone;

@@ -17,8 +17,10 @@ pub fn vm_stopped(vm: &Vm, why: &Stop) {
     outln!("uvmhyp: vm{} ({}) {}", vm.number, vm.name, why);
 }
 
-/// Print the counters table and the summary; returns the number of failed VMs.
-pub fn table(vms: &[Arc<Vm>]) -> usize {
+/// Print the counters table (with `extra` rows after the counters: a name, one value per VM and
+/// the total, as the memory accounting gives them) and the summary; returns the number of failed
+/// VMs.
+pub fn table(vms: &[Arc<Vm>], extra: &[(String, Vec<u64>, u64)]) -> usize {
     let snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.stats()).collect();
     let total = snaps.iter().fold(StatsSnapshot::default(), |acc, s| acc.add(s));
 
@@ -31,6 +33,12 @@ pub fn table(vms: &[Arc<Vm>]) -> usize {
         let mut row = vec![String::from(name)];
         row.extend(snaps.iter().map(|s| s.fields().nth(i).map_or(0, |(_, x)| x).to_string()));
         row.push(t.to_string());
+        rows.push(row);
+    }
+    for (name, per_vm, total) in extra {
+        let mut row = vec![name.clone()];
+        row.extend(per_vm.iter().map(u64::to_string));
+        row.push(total.to_string());
         rows.push(row);
     }
 

@@ -173,6 +173,7 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
         before_entry(v);
         let exit = vectors::enter_guest(&mut v.regs);
         after_exit(v, &exit);
+        h.account_tick();
         let next = trap::handle(h, v, exit);
         if v.vm.is_stopped() {
             break Next::Drop;
@@ -259,6 +260,7 @@ fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
 /// Nothing to run: scan for identical pages if the scenario runs the scanner and no other CPU
 /// is, else sleep until the idle poll, the earliest sleeper's deadline, or a kick.
 fn idle(h: &Hyp) {
+    h.account_tick();
     if scan(h) {
         return;
     }

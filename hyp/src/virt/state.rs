@@ -23,6 +23,7 @@ use super::device::Device;
 use super::machine::{Memory, Shape, Vcpu, Vm};
 use super::next::Next;
 use super::parking::Waiters;
+use super::account::Accountant;
 use super::report;
 use super::trace::Trace;
 use crate::arch::{semihosting, timer};
@@ -65,6 +66,8 @@ pub struct Hyp {
     live: AtomicUsize,
     /// The next VM number.
     numbers: AtomicU16,
+    /// Memory accounting passes and what the report keeps of them (`account.rs`).
+    pub account: Accountant,
     finished: AtomicBool,
     /// Which VM host console input goes to (`virt::input`).
     pub focus: Mutex<Focus>,
@@ -85,6 +88,7 @@ impl Hyp {
             busy: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             numbers: AtomicU16::new(1),
+            account: Accountant::new(),
             finished: AtomicBool::new(false),
             focus: Mutex::new(Focus::default()),
         }
@@ -109,7 +113,7 @@ impl Hyp {
     pub fn create_vm(&self, shape: Shape, memory: Arc<Memory>, bus: Bus<Box<dyn Device>>, gic: Option<Vgic>, running: u16, scanned: bool) -> (Arc<Vm>, Box<Vcpu>) {
         let number = self.numbers.fetch_add(1, Ordering::Relaxed);
         let vm = Vm::new(number, shape, memory.clone(), bus, gic);
-        self.trace.vm_started(number, &memory);
+        self.trace.vm_started(number);
         if let (true, Some((d, _))) = (scanned, &self.dedup) {
             d.enable_map(memory.map_arc());
         }
@@ -145,6 +149,9 @@ impl Hyp {
             d.stop(&cx);
         }
         report::vm_stopped(vm, &why);
+        let acc = self.account_now();
+        self.account.stopped(vm.number, &acc);
+        self.account.record(&self.trace, &acc);
         let status = match &why {
             Stop::Exited(s) => StopStatus::Exited(*s),
             Stop::Crashed(_) => StopStatus::Crashed,
@@ -173,6 +180,28 @@ impl Hyp {
         Next::Drop
     }
 
+    /// A memory accounting pass over every VM that has memory (`account.rs`).
+    ///
+    /// # Locks
+    /// Call with no lock held: takes the dedup scanner's lock alone (its zero anons), the VM
+    /// table alone, then the engine's locks.
+    pub fn account_now(&self) -> ::vm::account::Account {
+        let zero = self.dedup.as_ref().map(|(d, _)| d.zero_anons()).unwrap_or_default();
+        self.account.pass(&self.uvm, &zero, &self.vms())
+    }
+
+    /// The periodic accounting pass, if one is due (after each guest exit and idle tick).
+    ///
+    /// # Locks
+    /// As [`Hyp::account_now`] when due; nothing otherwise.
+    pub fn account_tick(&self) {
+        if self.account.due(timer::now()) {
+            let acc = self.account_now();
+            self.account.record(&self.trace, &acc);
+            self.account.done();
+        }
+    }
+
     /// No VM is live.
     pub fn all_stopped(&self) -> bool {
         self.live.load(Ordering::Acquire) == 0
@@ -195,7 +224,10 @@ impl Hyp {
                 log::warn!("vm{}: {lost} input bytes dropped (its input queue was full)", vm.number);
             }
         }
-        let failed = report::table(&vms);
+        let acc = self.account_now();
+        self.account.record(&self.trace, &acc);
+        self.account.print_summary();
+        let failed = report::table(&vms, &self.account.rows(&vms));
         self.trace.finish();
         semihosting::exit(if failed == 0 { 0 } else { 1 });
     }

@@ -1,48 +1,42 @@
 //! The trace (format: `vm::trace`, version 2): one fault record per stage-2 abort on RAM or
 //! outside RAM and devices, and per page a hypercall faults in (UVMHYP_PRINT, access Read:
 //! `guestmem.rs`); counts of MMIO accesses per VM, device register and direction instead of a record
-//! each; a VM start and stop event; every [`PERIOD_US`] an accounting record per running VM.
+//! each; a VM start and stop event; the accounting and savings records of each accounting pass
+//! (`account.rs` runs them and hands the records over: [`Trace::accounting`]).
 //! Records are buffered per physical CPU and written in bulk to the host file through
 //! semihosting, because a semihosting call costs milliseconds.
 //!
 //! Cheap on the fault path: a record is encoded into a fixed-size slot in the CPU's buffer. The
-//! only other work there is one relaxed load of the last sample's time; the record that finds a
-//! period elapsed takes the accounting sample and closes every CPU's MMIO interval (once per
-//! period, not per record).
+//! only other work there is one relaxed load of the last interval's end; the record that finds
+//! [`PERIOD_US`] elapsed closes every CPU's MMIO interval (once per period, not per record).
 //!
 //! The file is capped ([`hyp::config::Config::trace_max_bytes`]): a flush that would pass the cap
 //! writes a capped record instead (the file stays within the cap), tracing stops, and the
 //! console says so once. `trace=off` records nothing at all (the benchmark's baseline).
 //!
-//! The trace needs nothing of the hypervisor's state but the vCPU a record is about: it keeps its
-//! own list of the running VMs' maps (weak references, from [`Trace::vm_started`] to
-//! [`Trace::vm_stopped`]) to sample.
+//! The trace needs nothing of the hypervisor's state but the vCPU a record is about.
 //!
 //! # Locks
 //! A CPU's buffer lock is only contended at a period's end (another CPU closing its MMIO
 //! interval) and at the final flush; the file lock is taken inside a buffer lock (buffer → file),
-//! never the other way round, and no two buffer locks are held at once. The VM list is a leaf
-//! (held to push, remove or copy). The accounting sample (a map's stage-2 lock, the engine's PAGE
-//! QUEUES through `Uvm::free_pages`) is taken before any trace lock, by callers that hold no lock.
+//! never the other way round, and no two buffer locks are held at once.
 
-use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use spin::Mutex;
 
-use super::machine::{Memory, Vcpu};
+use super::machine::Vcpu;
 use super::out::outln;
 use hyp::platform::MAX_CPUS;
 use crate::arch::semihosting::{self, Handle, Mode};
 use crate::arch::{cpu, timer};
 use hyp::config::Config;
 use vm::fault::{FaultError, Resolved};
-use vm::map::Map;
-use vm::trace::{header, Accounting, Capped, Direction, Event, EventKind, MmioCount, Outcome, Record, StopStatus, Timing};
+use vm::trace::{header, Accounting, Capped, Direction, Event, EventKind, MmioCount, Outcome, Record, Savings, StopStatus, Timing};
 use vm::trace::{CAPPED_BYTES, HEADER_BYTES};
 use vm::{Access, Ipa};
 
-/// Accounting period and longest MMIO counting interval.
+/// Longest MMIO counting interval.
 pub const PERIOD_US: u64 = 10_000;
 
 /// Words buffered per CPU before a flush (64 KiB).
@@ -76,22 +70,6 @@ fn mmio_key(v: &Vcpu, ipa: Ipa, access: Access) -> MmioKey {
     MmioKey { vm: v.vm.number, base, offset, direction }
 }
 
-/// A frame count as a record's 32-bit field (saturating: 16 TiB).
-fn pages(n: usize) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// VM `vm`'s memory now (what exists today: resident pages and the pool's free frames; the rest
-/// is the sharing and swap issues', 0 until then).
-///
-/// # Locks
-/// Takes the map's stage-2 lock, then the engine's PAGE QUEUES, each alone.
-fn accounting(vm: u16, map: &Map, now: u64) -> Accounting {
-    let resident = pages(map.stage2().resident());
-    let pool_free = pages(map.uvm().free_pages());
-    Accounting { time: now, cpu: cpu::index() as u8, vm, resident, pool_free, ..Accounting::default() }
-}
-
 /// One CPU's buffer: encoded records as words (memory order), and its MMIO counts of the
 /// current interval.
 struct CpuBuf {
@@ -118,13 +96,10 @@ pub struct Trace {
     cap: u64,
     /// [`PERIOD_US`] in counter ticks.
     period: u64,
-    /// Counter time of the last period's end.
+    /// Counter time of the last MMIO interval's end.
     sampled: AtomicU64,
     /// Bytes lost to failed writes.
     dropped: AtomicU64,
-    /// The running VMs' maps (from [`Trace::vm_started`] to [`Trace::vm_stopped`]), sampled
-    /// each period.
-    vms: Mutex<Vec<(u16, Weak<Memory>)>>,
 }
 
 /// Append one record's `words` to `buf`: a few stores (with strict alignment at EL2 a byte copy
@@ -173,7 +148,6 @@ impl Trace {
             period: timer::us_to_ticks(PERIOD_US),
             sampled: AtomicU64::new(timer::now()),
             dropped: AtomicU64::new(0),
-            vms: Mutex::new(Vec::new()),
         }
     }
 
@@ -222,13 +196,12 @@ impl Trace {
         self.tick(now);
     }
 
-    /// Trace that VM `vm` with memory `map` was started (`build.rs`), and sample it from now on.
+    /// Trace that VM `vm` was started (`build.rs`).
     ///
     /// # Locks
-    /// Takes the VM list, then this CPU's buffer, each alone.
-    pub fn vm_started(&self, vm: u16, map: &Arc<Memory>) {
+    /// Takes this CPU's buffer alone.
+    pub fn vm_started(&self, vm: u16) {
         if self.is_on() {
-            self.vms.lock().push((vm, Arc::downgrade(map)));
             let me = cpu::index();
             self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::VmStart }.words());
         }
@@ -256,33 +229,36 @@ impl Trace {
         }
     }
 
-    /// Trace that VM `vm` stopped (`Hyp::stop_vm`, before its RAM is released): its last
-    /// accounting record and the stop event; it is not sampled any more.
+    /// Trace that VM `vm` stopped (`Hyp::stop_vm`, after the accounting pass of its stop).
     ///
     /// # Locks
-    /// Call with no lock held (see the module's).
+    /// Takes this CPU's buffer alone.
     pub fn vm_stopped(&self, vm: u16, status: StopStatus) {
-        if !self.is_on() {
-            return;
+        if self.is_on() {
+            let me = cpu::index();
+            self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::VmStop(status) }.words());
         }
-        let map = {
-            let mut vms = self.vms.lock();
-            let i = vms.iter().position(|(id, _)| *id == vm);
-            i.map(|i| vms.swap_remove(i).1)
-        };
-        let (me, now) = (cpu::index(), timer::now());
-        if let Some(map) = map.and_then(|m| m.upgrade()) {
-            self.push(me, &accounting(vm, &map, now).words());
-        }
-        self.push(me, &Event { time: now, cpu: me as u8, vm, what: EventKind::VmStop(status) }.words());
     }
 
-    /// If a period ended by `now` since the last sample, and this CPU is the first to see it: an
-    /// accounting record per running VM, and every CPU's MMIO interval closed.
+    /// Trace one accounting pass (`account.rs`): a record per VM, then the global one.
     ///
     /// # Locks
-    /// Call with no lock held; takes the VM list alone, the sample's locks (see [`accounting`]),
-    /// then each CPU's buffer alone.
+    /// Takes this CPU's buffer alone (then the file, to flush).
+    pub fn accounting(&self, vms: &[Accounting], savings: &Savings) {
+        if self.is_on() {
+            let me = cpu::index();
+            for a in vms {
+                self.push(me, &a.words());
+            }
+            self.push(me, &savings.words());
+        }
+    }
+
+    /// If [`PERIOD_US`] ended by `now` since the last interval's end, and this CPU is the first
+    /// to see it: every CPU's MMIO interval closed.
+    ///
+    /// # Locks
+    /// Call with no lock held; takes each CPU's buffer alone.
     fn tick(&self, now: u64) {
         let last = self.sampled.load(Ordering::Relaxed);
         // Saturating: another CPU may have moved `last` past this CPU's `now`.
@@ -290,13 +266,6 @@ impl Trace {
             || self.sampled.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
-        }
-        let vms = self.vms.lock().clone();
-        let samples: Vec<Accounting> =
-            vms.iter().filter_map(|(id, map)| map.upgrade().map(|m| accounting(*id, &m, now))).collect();
-        let me = cpu::index();
-        for s in &samples {
-            self.push(me, &s.words());
         }
         for c in 0..MAX_CPUS {
             self.close_mmio(c, now);

@@ -1,5 +1,6 @@
 //! The UVMHYP vendor hypervisor calls (SMCCC owner 6; README, "Hypercall ABI"): exit, print a
-//! guest buffer, read a counter, yield, describe the VM, clone it (`clone.rs`).
+//! guest buffer, read a counter, yield, describe the VM, clone it (`clone.rs`), read its memory
+//! accounting (a pass of `account.rs`).
 
 use alloc::format;
 
@@ -10,7 +11,7 @@ use super::next::Next;
 use super::callret::{answer, set_ret};
 use super::clone;
 use super::state::Hyp;
-use hyp::calls::{Uvmhyp, SUCCESS};
+use hyp::calls::{AccountGroup, Uvmhyp, SUCCESS};
 use hyp::stop::{Cause, Stop};
 use smccc::psci::error::INVALID_PARAMETERS;
 use vm::fault::FaultError;
@@ -56,6 +57,11 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, call: Uvmhyp) -> Next {
             Next::Yield
         }
         Uvmhyp::Clone { count } => clone::handle(h, v, count),
+        Uvmhyp::Account { group: None } => answer(v, INVALID),
+        Uvmhyp::Account { group: Some(group) } => {
+            account(h, v, group);
+            Next::Resume
+        }
         Uvmhyp::Info => {
             v.regs.x[0] = u64::from(v.vm.number);
             v.regs.x[1] = u64::from(v.index);
@@ -109,4 +115,22 @@ fn counter(h: &Hyp, v: &Vcpu, id: u64) -> i64 {
         return INVALID;
     };
     v.map().stats().snapshot().fields().find(|(n, _)| n == name).map_or(INVALID, |(_, x)| x as i64)
+}
+
+/// UVMHYP_ACCOUNT: four figures of a fresh accounting pass in x0..x3 (`hyp::calls::AccountGroup`).
+/// The pass walks every VM's memory on this CPU: a guest calling it in a loop slows itself most,
+/// and the others only by the engine's per-page lock holds.
+///
+/// # Locks
+/// Call with no lock held (see [`Hyp::account_now`]).
+fn account(h: &Hyp, v: &mut Vcpu, group: AccountGroup) {
+    let acc = h.account_now();
+    let me = acc.vms.iter().find(|a| a.vm == v.vm.number).copied().unwrap_or_default();
+    let g = &acc.global;
+    let x = match group {
+        AccountGroup::Pages => [me.resident, me.private, me.shared, me.zero],
+        AccountGroup::SwapAndPool => [me.swapped, me.sharers, g.pool_used(), g.pool_free],
+        AccountGroup::Saved => [g.saved.clone, g.saved.image, g.saved.dedup, g.distinct],
+    };
+    v.regs.x[..4].copy_from_slice(&x);
 }

@@ -173,6 +173,7 @@ pub fn build(l: &Loaded) -> Report {
         latency,
         memory,
         savings,
+        sharing: sharing(l, clock.as_ref()),
         events,
         mmio,
         mmio_buckets,
@@ -215,6 +216,25 @@ fn latency(l: &Loaded, c: &Clock) -> Option<Latency> {
         cdf: (1..=100).map(|p| (pct(&all, f64::from(p)), f64::from(p) / 100.0)).collect(),
         by_case,
     })
+}
+
+/// The savings records in time order (none without a clock: v1 has no such records).
+fn sharing(l: &Loaded, c: Option<&Clock>) -> Vec<super::model::SharingPoint> {
+    let Some(c) = c else { return Vec::new() };
+    let mut all: Vec<&vm::trace::Savings> = l.trace.entries.iter().filter_map(|e| if let Entry::Savings(g) = e { Some(g) } else { None }).collect();
+    all.sort_by_key(|g| g.time);
+    all.iter()
+        .map(|g| super::model::SharingPoint {
+            t_s: c.seconds(g.time),
+            clone: u64::from(g.saved_clone),
+            image: u64::from(g.saved_image),
+            dedup: u64::from(g.saved_dedup),
+            distinct: u64::from(g.distinct),
+            resident_sum: u64::from(g.distinct) + g.saved(),
+            pool_used: u64::from(g.pool_used),
+            pool_free: u64::from(g.pool_free),
+        })
+        .collect()
 }
 
 /// Each VM's accounting records in time order (CPUs' buffers are interleaved in flush order).

@@ -168,6 +168,23 @@ fn memory(m: &mut String, r: &Report, files: &[String]) {
     if let Some(f) = r.headline.pool_free_min {
         let _ = writeln!(m, "Fewest free page-pool frames seen: {f}.\n");
     }
+    sharing(m, r, files);
+}
+
+/// The frames sharing saved (savings records): the pass that saved the most, and the last.
+fn sharing(m: &mut String, r: &Report, files: &[String]) {
+    let (Some(peak), Some(last)) = (r.sharing.iter().max_by_key(|p| p.saved()), r.sharing.last()) else { return };
+    let _ = writeln!(m, "### Frames saved by sharing\n");
+    plot(m, files, super::plot::SHARING_SVG, "frames saved by clone, image and dedup sharing over time");
+    let _ = writeln!(m, "Frames the VMs reach (distinct) against the sum of their resident pages, at {} accounting passes:\n", r.sharing.len());
+    let head = ["pass", "time (s)", "saved", "clone", "image", "dedup", "distinct", "Σ resident", "pool used", "pool free"].map(String::from);
+    let row = |what: &str, p: &super::model::SharingPoint| {
+        [what.to_string(), format!("{:.3}", p.t_s)]
+            .into_iter()
+            .chain([p.saved(), p.clone, p.image, p.dedup, p.distinct, p.resident_sum, p.pool_used, p.pool_free].map(|x| x.to_string()))
+            .collect::<Vec<String>>()
+    };
+    table(m, &head, &[row("most saved", peak), row("last", last)]);
 }
 
 fn activity(m: &mut String, r: &Report, files: &[String]) {

@@ -33,6 +33,10 @@ pub struct Report {
     /// Frames saved over time: (seconds, pages merged so far) at each dedup pass (empty without
     /// dedup-pass events).
     pub savings: Vec<(f64, u64)>,
+    /// Frames saved by sharing, by cause, at each accounting pass (savings records, `vm::account`;
+    /// empty in traces without them).
+    #[serde(default)]
+    pub sharing: Vec<SharingPoint>,
     /// Event counts over time (dedup passes, page-outs/ins, VM start/stop …; empty without them).
     pub events: Vec<EventCount>,
     /// MMIO accesses per VM, device register and direction, summed over the run (empty without
@@ -129,6 +133,27 @@ pub struct CaseLatency {
 }
 
 /// One VM's accounting samples in time order: seconds, and pages of each kind at that time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SharingPoint {
+    pub t_s: f64,
+    pub clone: u64,
+    pub image: u64,
+    pub dedup: u64,
+    /// Frames the VMs reach (each once).
+    pub distinct: u64,
+    /// Σ over the VMs of their resident pages: `distinct` + the three savings.
+    pub resident_sum: u64,
+    pub pool_used: u64,
+    pub pool_free: u64,
+}
+
+impl SharingPoint {
+    /// Every cause together.
+    pub fn saved(&self) -> u64 {
+        self.clone + self.image + self.dedup
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemorySeries {
     pub vm: u16,

@@ -12,6 +12,7 @@ pub const LATENCY_SVG: &str = "latency.svg";
 pub const LATENCY_CDF_SVG: &str = "latency-cdf.svg";
 pub const MEMORY_SVG: &str = "memory.svg";
 pub const SAVINGS_SVG: &str = "savings.svg";
+pub const SHARING_SVG: &str = "sharing.svg";
 
 const SIZE: (u32, u32) = (900, 450);
 
@@ -21,13 +22,14 @@ type Draw = fn(&Report) -> Option<Result<String, String>>;
 /// Every plot `r` has data for: (file name, SVG text).
 pub fn all(r: &Report) -> Result<Vec<(&'static str, String)>, String> {
     let mut out = Vec::new();
-    let plots: [(&'static str, Draw); 6] = [
+    let plots: [(&'static str, Draw); 7] = [
         (FAULTS_SVG, faults),
         (CASES_SVG, cases),
         (LATENCY_SVG, latency),
         (LATENCY_CDF_SVG, latency_cdf),
         (MEMORY_SVG, memory),
         (SAVINGS_SVG, savings),
+        (SHARING_SVG, sharing),
     ];
     for (name, draw) in plots {
         if let Some(svg) = draw(r) {
@@ -208,5 +210,37 @@ fn savings(r: &Report) -> Option<Result<String, String>> {
         chart.configure_mesh().x_desc("time (s)").y_desc("pages merged so far").draw().map_err(|e| e.to_string())?;
         chart.draw_series(LineSeries::new(steps, color(0).stroke_width(2))).map_err(|e| e.to_string())?;
         Ok(())
+    }))
+}
+
+/// One figure of a sharing point.
+type Figure = fn(&super::model::SharingPoint) -> u64;
+
+/// Frames saved by sharing at each accounting pass: by clone, image and dedup (thin) and all
+/// together (thick).
+fn sharing(r: &Report) -> Option<Result<String, String>> {
+    let last = r.sharing.last()?;
+    let xmax = last.t_s.max(1e-3) * 1.05;
+    let ymax = r.sharing.iter().map(|p| p.saved()).max().unwrap_or(0).max(1);
+    Some(svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("frames saved by sharing", ("sans-serif", 20))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..xmax, 0u64..ymax + ymax / 10)
+            .map_err(|e| e.to_string())?;
+        chart.configure_mesh().x_desc("time (s)").y_desc("frames saved").draw().map_err(|e| e.to_string())?;
+        let lines: [(&str, Figure, u32); 4] =
+            [("all", |p| p.saved(), 2), ("clone", |p| p.clone, 1), ("image", |p| p.image, 1), ("dedup", |p| p.dedup, 1)];
+        for (i, (what, f, width)) in lines.into_iter().enumerate() {
+            let c = color(i);
+            chart
+                .draw_series(LineSeries::new(r.sharing.iter().map(|p| (p.t_s, f(p))), c.stroke_width(width)))
+                .map_err(|e| e.to_string())?
+                .label(what)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(width)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(|e| e.to_string())
     }))
 }

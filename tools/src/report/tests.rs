@@ -250,6 +250,33 @@ fn dedup_passes_give_frames_saved_and_a_savings_plot() {
 }
 
 #[test]
+fn savings_records_give_the_sharing_table_and_plot() {
+    use vm::trace::{Entry, Savings};
+    let dir = temp_dir("sharing");
+    let v2 = vm::trace::decode(&std::fs::read(data("report-v2.trace")).unwrap()).unwrap();
+    let t0 = v2.entries.iter().filter_map(|e| e.time()).min().unwrap();
+    let pass = |time, clone, dedup| {
+        Entry::Savings(Savings { time, cpu: 0, max_sharers: 2, distinct: 100, shared_frames: 10, saved_clone: clone, saved_image: 3, saved_dedup: dedup, pool_used: 150, pool_free: 850 })
+    };
+    let mut entries = v2.entries.clone();
+    // Out of time order: the later pass (t0 + 1 s) saved less than the one at t0 + 0.5 s.
+    entries.push(pass(t0 + 62_500_000, 5, 1));
+    entries.push(pass(t0 + 31_250_000, 20, 7));
+    let t = dir.join("t.trace");
+    std::fs::write(&t, vm::trace::encode(62_500_000, &entries)).unwrap();
+    let markdown = make(&t, None, false).unwrap();
+    let r: model::Report = serde_json::from_str(&std::fs::read_to_string(dir.join(REPORT_JSON)).unwrap()).unwrap();
+    let saved: Vec<(f64, u64, u64)> = r.sharing.iter().map(|p| (p.t_s, p.saved(), p.resident_sum)).collect();
+    assert_eq!(saved, [(0.5, 30, 130), (1.0, 9, 109)]);
+    assert!(markdown.contains("| most saved | 0.500 | 30 | 20 | 3 | 7 | 100 | 130 | 150 | 850 |"), "{markdown}");
+    assert!(markdown.contains("| last | 1.000 | 9 | 5 | 3 | 1 | 100 | 109 | 150 | 850 |"), "{markdown}");
+    let svg = std::fs::read_to_string(dir.join(plot::SHARING_SVG)).unwrap();
+    let svg = roxmltree::Document::parse(&svg).unwrap();
+    assert_eq!(lines_of(&svg, &hex(plot::color(0))), [2, 2], "the total, one point per pass, and its legend");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bad_inputs_are_load_errors() {
     let dir = temp_dir("bad");
     assert!(matches!(make(&dir, None, false), Err(ReportError::Load(load::LoadError::NoTrace { .. }))));

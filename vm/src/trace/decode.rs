@@ -223,6 +223,18 @@ impl Fields<'_> {
                 self.reserved(2..4)?;
                 Entry::Capped(Capped { time: self.u64(8), cpu: b[1], unwritten: self.u32(4), cap: self.u64(16) })
             }
+            Kind::Savings => Entry::Savings(Savings {
+                time: self.u64(8),
+                cpu: b[1],
+                max_sharers: self.u16(2),
+                pool_free: self.u32(4),
+                distinct: self.u32(16),
+                shared_frames: self.u32(20),
+                saved_clone: self.u32(24),
+                saved_image: self.u32(28),
+                saved_dedup: self.u32(32),
+                pool_used: self.u32(36),
+            }),
         })
     }
 }

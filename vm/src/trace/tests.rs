@@ -41,6 +41,18 @@ fn one_of_each() -> Vec<Entry> {
         Entry::Mmio(MmioCount { time: 9, cpu: 3, vm: 2, base: Ipa(0x0900_0000), offset: 0, direction: Direction::Write, count: 1 }),
         Entry::Capped(Capped { time: 10, cpu: 1, unwritten: 2048, cap: 256 << 20 }),
         ev(EventKind::VmStop(StopStatus::Reset)),
+        Entry::Savings(Savings {
+            time: 11,
+            cpu: 2,
+            max_sharers: 8,
+            distinct: 20_000,
+            shared_frames: 12_000,
+            saved_clone: 84_000,
+            saved_image: 3,
+            saved_dedup: 99_122,
+            pool_used: 21_000,
+            pool_free: 300_000,
+        }),
     ]
 }
 
@@ -131,6 +143,34 @@ fn a_file_ending_inside_a_record_names_it() {
     assert_eq!(decode(cut), Err(DecodeError::Truncated { record: 2, offset: last }));
     // Only the kind byte of a record.
     assert_eq!(decode(&file[..last + 1]), Err(DecodeError::Truncated { record: 2, offset: last }));
+}
+
+/// The savings record's fields sit where the module table says.
+#[test]
+fn a_savings_record_has_the_documented_layout() {
+    let g = Savings {
+        time: 0x0102_0304_0506_0708,
+        cpu: 3,
+        max_sharers: 0x0a0b,
+        distinct: 10,
+        shared_frames: 11,
+        saved_clone: 12,
+        saved_image: 13,
+        saved_dedup: 14,
+        pool_used: 15,
+        pool_free: 16,
+    };
+    let file = encode(FREQ, &[Entry::Savings(g)]);
+    let b = &file[HEADER_BYTES..];
+    assert_eq!(b.len(), SAVINGS_BYTES);
+    assert_eq!(&b[..4], &[6, 3, 0x0b, 0x0a]);
+    let u32s: Vec<u32> = (0..10).map(|i| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap())).collect();
+    assert_eq!(u32s[1], 16, "pool_free");
+    assert_eq!(&u32s[4..], &[10, 11, 12, 13, 14, 15]);
+    assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), g.time);
+    assert_eq!(g.saved(), 39);
+    // A file of the first revision (no savings record) reads as before; one with it, too.
+    assert_eq!(decode(&file).unwrap().entries, [Entry::Savings(g)]);
 }
 
 #[test]
@@ -240,7 +280,21 @@ fn any_entry() -> impl Strategy<Value = Entry> {
     );
     let capped = (any::<[u64; 2]>(), any::<u8>(), any::<u32>())
         .prop_map(|([time, cap], cpu, unwritten)| Entry::Capped(Capped { time, cpu, unwritten, cap }));
-    prop_oneof![fault, accounting, event, mmio, capped]
+    let savings = (any::<u64>(), any::<u8>(), any::<u16>(), any::<[u32; 7]>()).prop_map(|(time, cpu, max_sharers, n)| {
+        Entry::Savings(Savings {
+            time,
+            cpu,
+            max_sharers,
+            distinct: n[0],
+            shared_frames: n[1],
+            saved_clone: n[2],
+            saved_image: n[3],
+            saved_dedup: n[4],
+            pool_used: n[5],
+            pool_free: n[6],
+        })
+    });
+    prop_oneof![fault, accounting, event, mmio, capped, savings]
 }
 
 fn one_of_case(c: u8) -> FaultCase {
