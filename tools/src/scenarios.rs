@@ -200,6 +200,8 @@ pub struct Scenario {
     pub dedup_rate: Option<u64>,
     /// `[stop] reproducible`: run twice, the traces must be byte-identical.
     pub reproducible: bool,
+    /// `[swap] mib`: the size of the swap disk the runner attaches, if any.
+    pub swap_mib: Option<u64>,
 }
 
 impl Scenario {
@@ -270,7 +272,7 @@ pub(crate) mod tests {
             names,
             [
                 "badaddr", "bench-notrace", "bench", "capped", "clone8", "crash", "dedup8", "default", "fork", "hostile", "image",
-                "linux-crash", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "linux-crash", "linux", "many", "max", "multi", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {

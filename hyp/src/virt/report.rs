@@ -17,13 +17,18 @@ pub fn vm_stopped(vm: &Vm, why: &Stop) {
     outln!("uvmhyp: vm{} ({}) {}", vm.number, vm.name, why);
 }
 
-/// Print the counters table and the summary; returns the number of failed VMs.
-pub fn table(vms: &[Arc<Vm>]) -> usize {
-    let snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.stats()).collect();
+/// Print the counters table and the summary; returns the number of failed VMs. `daemon`, when
+/// given (a run with swap), is the pagedaemon's own column, counted in the total.
+pub fn table(vms: &[Arc<Vm>], daemon: Option<StatsSnapshot>) -> usize {
+    let mut snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.stats()).collect();
+    snaps.extend(daemon);
     let total = snaps.iter().fold(StatsSnapshot::default(), |acc, s| acc.add(s));
 
     let mut header: Vec<String> = vec![String::from("counter")];
     header.extend(vms.iter().map(|v| format!("vm{}", v.number)));
+    if daemon.is_some() {
+        header.push(String::from("pdaemon"));
+    }
     header.push(String::from("total"));
 
     let mut rows: Vec<Vec<String>> = Vec::new();

@@ -215,7 +215,7 @@ fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
 /// Nothing to run: scan for identical pages if the scenario runs the scanner and no other CPU
 /// is, else sleep until the idle poll, the earliest sleeper's deadline, or a kick.
 fn idle(h: &Hyp) {
-    if scan(h) {
+    if scan(h) || super::pdaemon::on_idle(h) {
         return;
     }
     let me = 1usize << cpu::index();

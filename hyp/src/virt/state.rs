@@ -185,7 +185,7 @@ impl Hyp {
                 log::warn!("vm{}: {dropped} console lines dropped (over the console budget)", vm.number);
             }
         }
-        let failed = report::table(&vms);
+        let failed = report::table(&vms, self.uvm.swap().map(|_| self.uvm.daemon_stats()));
         self.trace.finish();
         semihosting::exit(if failed == 0 { 0 } else { 1 });
     }
