@@ -419,7 +419,8 @@ fn cmd_debug(root: &Path, arg: &str) -> Result<Status, Error> {
     let s = scenarios::find(root, arg)?;
     qemu::check_binaries(root, &s).map_err(Error::CannotRun)?;
     let run = runs::RunDir::create(root, &s).map_err(|e| Error::CannotRun(format!("{}: {e}", runs::RUNS)))?;
-    let args = qemu::qemu_args(&qemu::append_for_run(root, &s, &run).map_err(|e| Error::CannotRun(format!("{}: {e}", run.path())))?, true, &s.machine);
+    let mut args = qemu::qemu_args(&qemu::append_for_run(root, &s, &run).map_err(|e| Error::CannotRun(format!("{}: {e}", run.path())))?, true, &s.machine);
+    args.extend(qemu::prepare_swap(root, &s, &run).map_err(|e| Error::CannotRun(format!("{}: {e}", run.path())))?);
     std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", qemu::command_line(&args)))
         .map_err(|e| Error::CannotRun(format!("{}: {e}", run.qemu_cmd())))?;
     out!("QEMU is halted with a gdb stub on :1234. In another terminal, from {}:", root.display())?;

@@ -136,6 +136,29 @@ pub fn qemu_args(append: &str, gdb: bool, machine: &Machine) -> Vec<String> {
     a
 }
 
+/// The swap disk's image in a run folder.
+pub const SWAP_IMAGE: &str = "swap.img";
+
+/// QEMU's arguments attaching `image` as the hypervisor's swap disk: a raw virtio-blk device on
+/// the board's virtio-mmio bus.
+pub fn swap_args(image: &str) -> Vec<String> {
+    vec![
+        "-drive".into(),
+        format!("if=none,file={image},format=raw,id=swap"),
+        "-device".into(),
+        "virtio-blk-device,drive=swap".into(),
+    ]
+}
+
+/// When `s` asks for swap: create its disk image in `run` (a sparse file of the size asked for,
+/// new every run) and return the QEMU arguments attaching it; else nothing.
+pub fn prepare_swap(root: &Path, s: &Scenario, run: &RunDir) -> std::io::Result<Vec<String>> {
+    let Some(mib) = s.swap_mib else { return Ok(Vec::new()) };
+    let image = format!("{}/{SWAP_IMAGE}", run.path());
+    std::fs::File::create(root.join(&image))?.set_len(mib << 20)?;
+    Ok(swap_args(&image))
+}
+
 /// Quote an argument for a shell line shown to people.
 pub fn shell_quote(a: &str) -> String {
     if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c)) {
@@ -242,7 +265,8 @@ pub enum Input {
 /// shows the run through `live` (console lines, per-VM logs, progress), feeds QEMU's stdin as
 /// `input` says, kills QEMU after `timeout` (or when stdout closes), and writes the console log.
 pub fn run(root: &Path, s: &Scenario, run: &RunDir, live: &mut Live, timeout: Duration, input: Input) -> Result<Outcome, RunError> {
-    let args = qemu_args(&append_for_run(root, s, run)?, false, &s.machine);
+    let mut args = qemu_args(&append_for_run(root, s, run)?, false, &s.machine);
+    args.extend(prepare_swap(root, s, run)?);
     std::fs::write(root.join(run.qemu_cmd()), format!("{}\n", command_line(&args)))?;
     live.command(&format!("$ {}", command_line(&args))).map_err(|Closed| RunError::Closed)?;
     let terminal = input == Input::Terminal && s.input.is_empty() && std::io::stdin().is_terminal();

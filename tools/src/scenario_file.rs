@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use vm::fault::FaultCase;
 
+/// The largest swap disk (MiB): 16 GiB, 4 Mi slots of 4 KiB.
+const SWAP_MAX_MIB: u64 = 16 * 1024;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -28,6 +31,7 @@ struct File {
     trace: Option<Spanned<TraceSettings>>,
     stop: Stop,
     dedup: Option<DedupFile>,
+    swap: Option<SwapFile>,
     #[serde(default)]
     counters: CountersFile,
     vm: Vec<Spanned<VmFile>>,
@@ -42,6 +46,13 @@ struct File {
 #[serde(deny_unknown_fields)]
 struct DedupFile {
     pages_per_tick: Spanned<u64>,
+}
+
+/// `[swap]`: the runner attaches a swap disk of `mib` MiB (a sparse file in the run folder).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwapFile {
+    mib: Spanned<u64>,
 }
 
 /// `[counters]`: checks on the counters table's `total` column.
@@ -318,7 +329,14 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         dedup_rate: file.dedup.as_ref().map(|d| *d.pages_per_tick.get_ref()),
         reproducible: file.stop.reproducible.as_ref().is_some_and(|r| *r.get_ref()),
         input: file.input,
+        swap_mib: file.swap.as_ref().map(|w| *w.mib.get_ref()),
     };
+    if let Some(w) = &file.swap {
+        let mib = *w.mib.get_ref();
+        if !(1..=SWAP_MAX_MIB).contains(&mib) {
+            return Err(invalid(Some(w.mib.span()), Some("swap.mib".into()), format!("{mib} MiB of swap: 1..={SWAP_MAX_MIB}")));
+        }
+    }
     if let (true, false, Some(r)) = (s.reproducible, s.machine.icount, &file.stop.reproducible) {
         let span = Some(r.span());
         return Err(invalid(span, Some("stop.reproducible".into()), "a reproducible run needs `[qemu] icount = true`".into()));
@@ -544,6 +562,17 @@ mod tests {
         assert_eq!((s.dedup_rate, s.vms[0].dedup), (Some(64), true));
         assert!(s.console.contains(&ConsoleCheck::CounterAtLeast { counter: "dedup_merged".into(), min: 5 }));
         assert!(crate::qemu::append(&s, "t").contains("dedup=64 vm=a:") && crate::qemu::append(&s, "t").ends_with(",dedup"));
+    }
+
+    #[test]
+    fn swap_asks_for_a_disk_in_range_and_the_runner_attaches_it() {
+        let base = "about = \"x\"\n[stop]\ntimeout_s = 1\n[[vm]]\nname = \"a\"\nguest = \"touch\"\n";
+        assert_eq!(parse("ok", "x.toml", base).unwrap().swap_mib, None);
+        assert_eq!(parse("ok", "x.toml", &format!("{base}[swap]\nmib = 512\n")).unwrap().swap_mib, Some(512));
+        assert!(err(&format!("{base}[swap]\nmib = 0\n")).contains("swap.mib"));
+        assert!(err(&format!("{base}[swap]\nmib = 16385\n")).contains("swap.mib"));
+        let args = crate::qemu::swap_args("run/swap.img").join(" ");
+        assert_eq!(args, "-drive if=none,file=run/swap.img,format=raw,id=swap -device virtio-blk-device,drive=swap");
     }
 
     const GOOD: &str = r#"

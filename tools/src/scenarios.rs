@@ -207,6 +207,8 @@ pub struct Scenario {
     pub reproducible: bool,
     /// `[[input]]`: what the runner types into the host console (QEMU's stdin), in order.
     pub input: Vec<InputStep>,
+    /// `[swap] mib`: the size of the swap disk the runner attaches, if any.
+    pub swap_mib: Option<u64>,
 }
 
 /// One `[[input]]` step: once the steps before it were sent and a console line so far (before or
@@ -286,7 +288,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux", "many", "max", "multi", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux", "many", "max", "multi", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
             ]
         );
         for s in &all {

@@ -53,7 +53,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
         uvm.page_protect(pg, Prot::NONE);
         a.page = None;
         uvm.free_page(busy);
-        Stats::bump(&uvm.own_stats().pdfreed);
+        Stats::bump(&uvm.daemon().pdfreed);
         return true;
     }
     let slot = match a.swslot {
@@ -71,22 +71,22 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     drop(a);
 
     let result = swap.dev.write(slot, uvm.mem().as_ref(), uvm.pa(pg));
-    Stats::bump(&uvm.own_stats().pageouts);
+    Stats::bump(&uvm.daemon().pageouts);
 
     let mut a = anon.lock();
     let released = uvm.page_has(pg, PageFlags::RELEASED);
     if released {
         // The anon was freed during the write and left its page and slot to us.
         if result.is_err() && uvm.mark_released_slot_bad(pg) {
-            Stats::bump(&uvm.own_stats().swpgbad);
+            Stats::bump(&uvm.daemon().swpgbad);
         }
         uvm.unbusy(busy);
-        Stats::bump(&uvm.own_stats().pdfreed);
+        Stats::bump(&uvm.daemon().pdfreed);
         return true;
     }
     if result.is_err() {
         uvm.swap_mark_bad(slot);
-        Stats::bump(&uvm.own_stats().swpgbad);
+        Stats::bump(&uvm.daemon().swpgbad);
         if a.swslot == SwapSlot::Slot(slot) {
             a.swslot = SwapSlot::None;
         }
@@ -96,7 +96,7 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     }
     a.page = None;
     uvm.free_page(busy);
-    Stats::bump(&uvm.own_stats().pdfreed);
+    Stats::bump(&uvm.daemon().pdfreed);
     true
 }
 
@@ -134,7 +134,7 @@ fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
     }
     let freed = object.resident(offset) != Some(pg);
     if freed {
-        Stats::bump(&uvm.own_stats().pdfreed);
+        Stats::bump(&uvm.daemon().pdfreed);
     }
     freed
 }
@@ -142,22 +142,27 @@ fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
 impl Uvm {
     /// Try to free `target` frames (the pagedaemon's policy): refill the inactive queue from the
     /// oldest active pages, then sweep it like a clock — referenced pages get a second chance,
-    /// anon pages go to swap, clean object pages are dropped. Returns how many frames were freed.
+    /// anon pages go to swap, clean object pages are dropped — for at most two turns of the clock
+    /// (twice the queued pages scanned). Returns how many frames were freed.
     ///
     /// # Locks
     /// Entry: nothing held. Exit: nothing.
     pub fn reclaim(&self, target: usize) -> usize {
         let mut freed = 0;
-        for _round in 0..3 {
-            if freed >= target {
-                break;
-            }
+        // Up to two turns of the clock: when every queued page was touched since it was queued
+        // (a guest that just wrote all its memory), the first turn only clears references and
+        // the second finds the pages the first cleared. A short sweep would give up with
+        // reclaimable memory left.
+        let (_, active, inactive) = self.queue_counts();
+        let budget = active.saturating_add(inactive).saturating_mul(2).max(16);
+        let mut scanned = 0usize;
+        while freed < target && scanned < budget {
             let want = target.saturating_mul(2);
             let (_, _, inactive) = self.queue_counts();
             if inactive < want {
                 for pg in self.oldest(Queue::Active, want - inactive) {
                     if self.age(pg) {
-                        Stats::bump(&self.own_stats().pddeact);
+                        Stats::bump(&self.daemon().pddeact);
                     }
                 }
             }
@@ -165,11 +170,12 @@ impl Uvm {
             if scan.is_empty() {
                 break;
             }
+            scanned = scanned.saturating_add(scan.len());
             for pg in scan {
                 if freed >= target {
                     break;
                 }
-                Stats::bump(&self.own_stats().pdscans);
+                Stats::bump(&self.daemon().pdscans);
                 if self.rmap().clear_reference(self.pa(pg)) {
                     self.activate(pg);
                     continue;

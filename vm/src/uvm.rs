@@ -42,8 +42,10 @@ pub struct Uvm {
     queues: crate::sync::Mutex<Queues>,
     swap: crate::sync::RwLock<Option<Arc<Swap>>>,
     reserve: core::sync::atomic::AtomicUsize,
-    /// The pagedaemon's counters, and the fault counters of maps that are gone.
+    /// The fault counters of maps that are gone (and dedup's unmerges).
     stats: Stats,
+    /// The pagedaemon's counters (page-outs, scans, frees).
+    daemon: Stats,
     /// The counters of every live map (see [`Uvm::stats`]).
     map_stats: crate::sync::Mutex<Vec<Arc<Stats>>>,
     /// Told when a WANTED page is unbusied ([`Uvm::set_waker`]).
@@ -77,6 +79,7 @@ impl Uvm {
             swap: crate::sync::RwLock::new(None),
             reserve: core::sync::atomic::AtomicUsize::new(0),
             stats: Stats::default(),
+            daemon: Stats::default(),
             map_stats: crate::sync::Mutex::new(Vec::new()),
             waker: crate::sync::RwLock::new(None),
         })
@@ -92,7 +95,23 @@ impl Uvm {
     pub fn stats(&self) -> StatsSnapshot {
         let maps = self.map_stats.lock();
         maps.iter()
-            .fold(self.stats.snapshot(), |sum, m| sum.add(&m.snapshot()))
+            .fold(self.stats.snapshot().add(&self.daemon.snapshot()), |sum, m| sum.add(&m.snapshot()))
+    }
+
+    /// The pagedaemon's counters alone (they count in no VM's: a page-out serves the pool).
+    ///
+    /// # Locks
+    /// None (relaxed atomics).
+    pub fn daemon_stats(&self) -> StatsSnapshot {
+        self.daemon.snapshot()
+    }
+
+    /// The pagedaemon's live counters.
+    ///
+    /// # Locks
+    /// None.
+    pub(crate) fn daemon(&self) -> &Stats {
+        &self.daemon
     }
 
     /// The engine's own counters (the pagedaemon's; see [`Uvm::stats`] for the totals).

@@ -16,6 +16,8 @@
 //! [`hcr`] (EL2 controls and trap policy), [`ich`] (GIC list registers), [`idregs`] (the ID registers guests see), [`at`] (guest VA translation), [`tlb`] (stage-2 TLB
 //! maintenance), [`physmem`] (the engine's view of frames), [`cache`] (making hypervisor-written guest memory
 //! visible to the guest).
+//!
+//! Devices of the hypervisor's own: [`virtio`] (the swap disk, virtio-blk on virtio-mmio).
 
 pub mod at;
 pub mod boot;
@@ -37,3 +39,4 @@ pub mod tlb;
 pub mod uart;
 pub mod vcpu;
 pub mod vectors;
+pub mod virtio;

@@ -30,6 +30,7 @@ use super::inject;
 use super::machine::Vcpu;
 use super::mmio;
 use super::next::Next;
+use super::pdaemon;
 use super::state::Hyp;
 use crate::arch::{at, vcpu};
 use hyp::abort::{access_needed, unbacked, walker_updates_descriptors, Unbacked};
@@ -119,6 +120,7 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
     match r {
         Ok(_) => {
             hyp::selftest::after_fault(v.map(), a.ipa, a.access);
+            pdaemon::after_fault(h);
             Next::Resume
         }
         // Where the seed sleeps on a busy page, the vCPU waits for it (`parking.rs`); for the
@@ -127,6 +129,8 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
         Err(e @ (FaultError::NoMapping | FaultError::Protection)) => {
             bad_access(h, v, a, &format!("{:?} at IPA {} refused: {e:?}", a.access, a.ipa))
         }
+        // The pool ran dry under the fault's feet but the daemon can free frames: refault.
+        Err(FaultError::NoMemory) if pdaemon::retry_after_no_memory(h) => Next::Yield,
         Err(e @ (FaultError::NoMemory | FaultError::Io | FaultError::NoBacking)) => {
             let vm = v.vm.clone();
             h.stop_vm(&vm, Stop::crash(Cause::of_fault(e), format!("fault at IPA {} failed: {e:?}", a.ipa)))

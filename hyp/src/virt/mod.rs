@@ -18,7 +18,7 @@
 //!   (WFI/WFE); [`trap`] dispatches an exit to them;
 //! - [`input`]: host console input to the VM with focus;
 //! - [`run`]: the per-CPU run loop, with its before-entry / after-exit hooks, acting on `Next`;
-//! - [`build`]: the VMs of the scenario.
+//! - [`build`]: the VMs of the scenario; [`swapdisk`]: the engine's swap device on the virtio-blk disk.
 //!
 //! [`start`] (CPU 0, once) builds; [`cpu_main`] (every CPU) runs vCPUs until every VM has
 //! stopped, then one CPU prints the report and ends QEMU. EL2 runs with every interrupt masked.
@@ -41,12 +41,14 @@ mod next;
 pub mod out;
 mod parking;
 mod pause;
+mod pdaemon;
 mod pl011;
 mod psci;
 mod report;
 mod run;
 mod smccc;
 mod state;
+mod swapdisk;
 mod sysreg;
 mod trace;
 mod trap;
@@ -68,6 +70,7 @@ static HYP: Once<Hyp> = Once::new();
 /// `cpu_main`.
 pub fn start(config: Config, pool: Range<Pa>) {
     let h: &'static Hyp = HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
+    swapdisk::attach(&h.uvm);
     h.uvm.set_waker(alloc::sync::Arc::new(parking::Parking { waiters: &h.waiters, queue: &h.queue }));
 }
 

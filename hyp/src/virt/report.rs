@@ -19,13 +19,18 @@ pub fn vm_stopped(vm: &Vm, why: &Stop) {
 
 /// Print the counters table (with `extra` rows after the counters: a name, one value per VM and
 /// the total, as the memory accounting gives them) and the summary; returns the number of failed
-/// VMs.
-pub fn table(vms: &[Arc<Vm>], extra: &[(String, Vec<u64>, u64)]) -> usize {
-    let snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.stats()).collect();
+/// VMs. `daemon`, when given (a run with swap), is the pagedaemon's own column, counted in the
+/// total (the accounting rows have nothing in it: the pagedaemon has no memory of its own).
+pub fn table(vms: &[Arc<Vm>], extra: &[(String, Vec<u64>, u64)], daemon: Option<StatsSnapshot>) -> usize {
+    let mut snaps: Vec<StatsSnapshot> = vms.iter().map(|v| v.stats()).collect();
+    snaps.extend(daemon);
     let total = snaps.iter().fold(StatsSnapshot::default(), |acc, s| acc.add(s));
 
     let mut header: Vec<String> = vec![String::from("counter")];
     header.extend(vms.iter().map(|v| format!("vm{}", v.number)));
+    if daemon.is_some() {
+        header.push(String::from("pdaemon"));
+    }
     header.push(String::from("total"));
 
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -38,6 +43,9 @@ pub fn table(vms: &[Arc<Vm>], extra: &[(String, Vec<u64>, u64)]) -> usize {
     for (name, per_vm, total) in extra {
         let mut row = vec![name.clone()];
         row.extend(per_vm.iter().map(u64::to_string));
+        if daemon.is_some() {
+            row.push(String::new());
+        }
         row.push(total.to_string());
         rows.push(row);
     }

@@ -261,7 +261,7 @@ fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
 /// is, else sleep until the idle poll, the earliest sleeper's deadline, or a kick.
 fn idle(h: &Hyp) {
     h.account_tick();
-    if scan(h) {
+    if scan(h) || super::pdaemon::on_idle(h) {
         return;
     }
     let me = 1usize << cpu::index();

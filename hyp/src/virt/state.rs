@@ -227,7 +227,7 @@ impl Hyp {
         let acc = self.account_now();
         self.account.record(&self.trace, &acc);
         self.account.print_summary();
-        let failed = report::table(&vms, &self.account.rows(&vms));
+        let failed = report::table(&vms, &self.account.rows(&vms), self.uvm.swap().map(|_| self.uvm.daemon_stats()));
         self.trace.finish();
         semihosting::exit(if failed == 0 { 0 } else { 1 });
     }

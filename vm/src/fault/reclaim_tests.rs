@@ -111,3 +111,25 @@ fn a_fault_reclaims_a_bounded_number_of_times() {
     assert_eq!(err, FaultError::NoMemory);
     assert_eq!(m.stats().snapshot().fltrestart, 0);
 }
+
+/// A guest that touched every resident page since it was queued (every access flag set, as after
+/// writing all of its memory once) still gets frames: the pagedaemon keeps sweeping until it has
+/// cleared the references, then pages out. A sweep shorter than the queues would find only
+/// referenced pages and end the fault with `NoMemory` while almost everything is reclaimable.
+#[test]
+fn reclaim_pages_out_when_every_resident_page_was_referenced() {
+    let e = env(1024);
+    e.uvm.set_swap(MemSwap::new(4096));
+    let m = e.anon_map(2048);
+    for i in 0..2048u64 {
+        assert!(wr(&m, page(i)).is_ok(), "write fault on page {i} of 2048 with 1024 frames and swap");
+        m.copy_out(page(i), &i.to_le_bytes()).unwrap();
+    }
+    for i in 0..2048u64 {
+        let mut b = [0u8; 8];
+        m.copy_in(page(i), &mut b).unwrap();
+        assert_eq!(u64::from_le_bytes(b), i, "page {i}");
+    }
+    assert!(e.uvm.daemon_stats().pageouts >= 1024);
+    assert!(m.stats().snapshot().pageins >= 1024);
+}

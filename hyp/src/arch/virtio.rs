@@ -1,0 +1,209 @@
+//! The swap disk's hardware edge: a virtio-blk device on QEMU virt's virtio-mmio bus, driven by
+//! the `virtio-drivers` crate.
+//!
+//! QEMU's `-device virtio-blk-device` plugs into one of the board's 32 virtio-mmio transports
+//! (`platform::VIRTIO_BASE + n × VIRTIO_STRIDE`; QEMU fills them from the top, so the first device
+//! is usually in slot 31). [`probe`] looks at all 32 and takes the first block device. The
+//! transports are inside EL2's device window (`mmu.rs`) and on no VM's bus: a guest touching them
+//! gets an external abort like for any unassigned IPA.
+//!
+//! The crate's [`Hal`] is over the hypervisor's own memory: DMA buffers come from the heap, and
+//! EL2's identity map (VA == PA, `mmu.rs`) makes every RAM address its own bus address, so sharing
+//! a buffer is naming it. QEMU's virtio devices are cache-coherent with the CPUs (they access
+//! guest RAM through the same memory model TCG uses), so no cache maintenance is done here; the
+//! bytes reach pool frames through `PhysMem`, which does what the guest needs (`physmem.rs`).
+//!
+//! A request never waits forever: [`Disk::transfer`] polls the used ring until a deadline, and a
+//! device that misses it is dead from then on ([`DiskError::Dead`]). Its request buffers are then
+//! leaked, never freed, because the device may still write them.
+//!
+//! # Locks
+//! None here: the caller serialises access to a [`Disk`] (`&mut self`).
+
+use alloc::boxed::Box;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+use hyp::platform::{VIRTIO_BASE, VIRTIO_SLOTS, VIRTIO_STRIDE};
+use virtio_drivers::device::blk::{BlkReq, BlkResp, RespStatus, VirtIOBlk, SECTOR_SIZE};
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
+
+use super::timer;
+
+/// Bytes one request moves: one frame.
+pub const BLOCK_BYTES: usize = 4096;
+/// Sectors of one request.
+pub const BLOCK_SECTORS: u64 = (BLOCK_BYTES / SECTOR_SIZE) as u64;
+/// How long a request may take before the device is declared dead.
+const REQUEST_TIMEOUT_US: u64 = 5_000_000;
+
+/// The `virtio-drivers` HAL over the heap and EL2's identity map.
+pub struct HypHal;
+
+// SAFETY: `dma_alloc` returns zeroed, page-aligned heap blocks owned by nobody else until
+// `dma_dealloc`; addresses are identity-mapped (mmu.rs), so a buffer's address is what the device
+// must use, for the heap, the stacks and the image alike (all RAM).
+unsafe impl Hal for HypHal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let Some(layout) = dma_layout(pages) else { return (0, NonNull::dangling()) };
+        // SAFETY: `layout` has a non-zero size (pages ≥ 1, checked by `dma_layout`).
+        let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        match NonNull::new(p) {
+            Some(p) => (p.as_ptr() as PhysAddr, p),
+            None => (0, NonNull::dangling()),
+        }
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        let Some(layout) = dma_layout(pages) else { return -1 };
+        // SAFETY: the crate passes back a block `dma_alloc` returned for the same page count.
+        unsafe { alloc::alloc::dealloc(vaddr.as_ptr(), layout) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        // Identity map; only the PCI transport calls this.
+        NonNull::new(paddr as *mut u8).unwrap_or(NonNull::dangling())
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        buffer.as_ptr().cast::<u8>() as PhysAddr
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+fn dma_layout(pages: usize) -> Option<Layout> {
+    if pages == 0 {
+        return None;
+    }
+    Layout::from_size_align(pages.checked_mul(PAGE_SIZE)?, PAGE_SIZE).ok()
+}
+
+/// Which way a request moves data.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Dir {
+    /// Disk to memory.
+    Read,
+    /// Memory to disk.
+    Write,
+}
+
+/// Why a request failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DiskError {
+    /// The sector range is beyond the disk.
+    OutOfRange,
+    /// The device answered with an error status (or the driver refused the request).
+    Device,
+    /// The device missed a deadline earlier or now: it is never used again.
+    Dead,
+}
+
+/// One request's memory (header, data, status), in the heap so that it can outlive a dead
+/// device's request (leaked then).
+#[repr(C, align(4096))]
+pub struct IoBuf {
+    /// The data: what a write sends, where a read lands.
+    pub data: [u8; BLOCK_BYTES],
+    req: BlkReq,
+    resp: BlkResp,
+}
+
+impl IoBuf {
+    /// A zeroed buffer.
+    pub fn new() -> Box<IoBuf> {
+        Box::new(IoBuf { data: [0; BLOCK_BYTES], req: BlkReq::default(), resp: BlkResp::default() })
+    }
+}
+
+/// A virtio-blk disk on the virtio-mmio bus.
+pub struct Disk {
+    blk: Option<VirtIOBlk<HypHal, MmioTransport<'static>>>,
+    /// The transport's slot (0..32) on the bus.
+    pub slot: u64,
+    /// Capacity in sectors.
+    pub sectors: u64,
+}
+
+// SAFETY: the transport's registers and the queue's DMA memory belong to this `Disk` alone (probe
+// hands each transport out once); moving it to another CPU moves that ownership, and every use
+// goes through `&mut self`.
+unsafe impl Send for Disk {}
+
+/// The first virtio-blk device on the bus, initialised (features negotiated, queue set up,
+/// interrupts off: completion is polled). `None` when there is none or it cannot be set up.
+pub fn probe() -> Option<Disk> {
+    for slot in 0..VIRTIO_SLOTS {
+        let base = VIRTIO_BASE + slot * VIRTIO_STRIDE;
+        let Some(header) = NonNull::new(base as *mut VirtIOHeader) else { continue };
+        // SAFETY: `base` is a virtio-mmio transport of QEMU virt (`VIRTIO_STRIDE` bytes of
+        // registers, mapped Device-nGnRE by mmu.rs), used by nothing else: only `probe` touches
+        // the bus, once, on CPU 0 at boot. An empty slot answers device id 0 (an `Err`).
+        let Ok(transport) = (unsafe { MmioTransport::new(header, VIRTIO_STRIDE as usize) }) else { continue };
+        if transport.device_type() != DeviceType::Block {
+            continue;
+        }
+        match VirtIOBlk::<HypHal, _>::new(transport) {
+            Ok(mut blk) => {
+                blk.disable_interrupts();
+                let sectors = blk.capacity();
+                return Some(Disk { blk: Some(blk), slot, sectors });
+            }
+            Err(e) => log::warn!("swap: virtio-blk in virtio-mmio slot {slot} cannot be set up: {e}"),
+        }
+    }
+    None
+}
+
+impl Disk {
+    /// The transport's registers' address.
+    pub fn base(&self) -> u64 {
+        VIRTIO_BASE + self.slot * VIRTIO_STRIDE
+    }
+
+    /// Move one block at `sector` between the disk and `buf.data`, waiting (polling) for the
+    /// device at most [`REQUEST_TIMEOUT_US`]. On [`DiskError::Dead`] `buf` was leaked to the
+    /// device (the caller gets a fresh one back).
+    pub fn transfer(&mut self, dir: Dir, sector: u64, buf: &mut Box<IoBuf>) -> Result<(), DiskError> {
+        if sector.checked_add(BLOCK_SECTORS).is_none_or(|end| end > self.sectors) {
+            return Err(DiskError::OutOfRange);
+        }
+        let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
+        let sector = usize::try_from(sector).map_err(|_| DiskError::OutOfRange)?;
+        let b: &mut IoBuf = buf;
+        // SAFETY: `req`, `data` and `resp` are this heap buffer's, not touched again before the
+        // `complete_*` call below with the same three, or ever (leaked) if the device dies.
+        let token = unsafe {
+            match dir {
+                Dir::Read => blk.read_blocks_nb(sector, &mut b.req, &mut b.data, &mut b.resp),
+                Dir::Write => blk.write_blocks_nb(sector, &mut b.req, &b.data, &mut b.resp),
+            }
+        }
+        .map_err(|_| DiskError::Device)?;
+        let deadline = timer::now().saturating_add(timer::us_to_ticks(REQUEST_TIMEOUT_US));
+        while blk.peek_used() != Some(token) {
+            if timer::now() > deadline {
+                // The device may still write the buffer and its queue: leak both.
+                core::mem::forget(self.blk.take());
+                Box::leak(core::mem::replace(buf, IoBuf::new()));
+                log::warn!("swap: the virtio-blk disk did not answer within {} ms; swap I/O is off", REQUEST_TIMEOUT_US / 1000);
+                return Err(DiskError::Dead);
+            }
+            core::hint::spin_loop();
+        }
+        // SAFETY: the same buffers as the `*_nb` call that returned `token`, which is now used.
+        let done = unsafe {
+            match dir {
+                Dir::Read => blk.complete_read_blocks(token, &b.req, &mut b.data, &mut b.resp),
+                Dir::Write => blk.complete_write_blocks(token, &b.req, &b.data, &mut b.resp),
+            }
+        };
+        match (done, b.resp.status()) {
+            (Ok(()), RespStatus::OK) => Ok(()),
+            _ => Err(DiskError::Device),
+        }
+    }
+}

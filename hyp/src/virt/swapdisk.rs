@@ -1,0 +1,137 @@
+//! The engine's swap device (`vm::swap::SwapDevice`) over the virtio-blk disk (`arch::virtio`).
+//!
+//! Slot `s` (1-based, as the engine numbers them) is the 4 KiB block at sector `(s - 1) × 8`; the
+//! disk's size fixes the slot count. Data moves through one DMA buffer (a bounce buffer): the
+//! device never writes a pool frame directly, so every guest-visible byte still goes through
+//! `PhysMem` and its cache maintenance. The engine calls `read`/`write` with none of its locks
+//! held (the page is BUSY instead); one request is in flight at a time.
+//!
+//! [`attach`] runs a self-test first — write two patterns to the last slot, read them back — and
+//! leaves swap off (with a console line saying why) when there is no disk or it fails.
+//!
+//! # Locks
+//! The disk's lock is a leaf: held for one request, with nothing else taken under it.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+
+use spin::Mutex;
+use vm::physmem::PhysMem;
+use vm::swap::{SwapDevice, SwapIoError};
+use vm::Pa;
+
+use crate::arch::virtio::{self, Dir, Disk, DiskError, IoBuf, BLOCK_SECTORS};
+
+/// The disk and its bounce buffer.
+struct Locked {
+    disk: Disk,
+    buf: Box<IoBuf>,
+}
+
+/// Swap slots on the virtio-blk disk.
+pub struct SwapDisk {
+    inner: Mutex<Locked>,
+    slots: u32,
+}
+
+impl SwapDisk {
+    /// Move slot `slot` between the disk and the bounce buffer, then run `after` on the buffer.
+    ///
+    /// # Locks
+    /// Takes and releases the disk's lock (a leaf).
+    fn io(&self, dir: Dir, slot: u32, before: impl FnOnce(&mut [u8]), after: impl FnOnce(&[u8])) -> Result<(), SwapIoError> {
+        if slot == 0 || slot > self.slots {
+            return Err(SwapIoError);
+        }
+        let sector = u64::from(slot - 1) * BLOCK_SECTORS;
+        let mut l = self.inner.lock();
+        let Locked { disk, buf } = &mut *l;
+        before(&mut buf.data);
+        disk.transfer(dir, sector, buf).map_err(|_| SwapIoError)?;
+        after(&buf.data);
+        Ok(())
+    }
+}
+
+impl SwapDevice for SwapDisk {
+    fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        self.io(Dir::Read, slot, |_| {}, |data| mem.write(frame, data))
+    }
+
+    fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+        self.io(Dir::Write, slot, |data| mem.read(frame, data), |_| {})
+    }
+}
+
+/// Why swap is off (the doc comments are the console's words).
+#[derive(Clone, Copy, Debug)]
+enum Off {
+    /// No virtio-blk device on the virtio-mmio bus.
+    NoDisk,
+    /// The disk is smaller than one slot.
+    TooSmall,
+    /// The self-test's write or read failed.
+    Io(DiskError),
+    /// The self-test read back other bytes than it wrote.
+    Mismatch,
+}
+
+impl core::fmt::Display for Off {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Off::NoDisk => f.write_str("no virtio-blk disk on the virtio-mmio bus"),
+            Off::TooSmall => f.write_str("the virtio-blk disk is smaller than 4 KiB"),
+            Off::Io(e) => write!(f, "the disk's self-test failed: {e:?}"),
+            Off::Mismatch => f.write_str("the disk's self-test read back other bytes than it wrote"),
+        }
+    }
+}
+
+/// Find the disk, test it, and give it to `uvm` as its swap device. Prints one console line either
+/// way. CPU 0 at boot, before any vCPU runs.
+///
+/// # Locks
+/// Takes the engine's swap configuration lock (`Uvm::set_swap`); nothing held.
+pub fn attach(uvm: &vm::uvm::Uvm) {
+    match open() {
+        Ok(dev) => {
+            let (slot, base, sectors) = {
+                let l = dev.inner.lock();
+                (l.disk.slot, l.disk.base(), l.disk.sectors)
+            };
+            log::info!(
+                "swap: virtio-blk in virtio-mmio slot {slot} ({base:#x}), {} MiB, {} slots of 4 KiB, self-test passed",
+                sectors >> 11,
+                dev.slots
+            );
+            uvm.set_swap(dev);
+        }
+        Err(why) => log::info!("swap: off ({why})"),
+    }
+}
+
+/// The disk, self-tested.
+fn open() -> Result<Arc<SwapDisk>, Off> {
+    let disk = virtio::probe().ok_or(Off::NoDisk)?;
+    let slots = u32::try_from(disk.sectors / BLOCK_SECTORS).unwrap_or(u32::MAX);
+    if slots == 0 {
+        return Err(Off::TooSmall);
+    }
+    let mut l = Locked { disk, buf: IoBuf::new() };
+    let sector = u64::from(slots - 1) * BLOCK_SECTORS;
+    for seed in [0x5a_u8, 0xa5] {
+        let pattern = |i: usize| (i as u8).wrapping_mul(31) ^ seed;
+        l.buf.data.iter_mut().enumerate().for_each(|(i, b)| *b = pattern(i));
+        l.disk.transfer(Dir::Write, sector, &mut l.buf).map_err(Off::Io)?;
+        l.buf.data.fill(0);
+        l.disk.transfer(Dir::Read, sector, &mut l.buf).map_err(Off::Io)?;
+        if l.buf.data.iter().enumerate().any(|(i, &b)| b != pattern(i)) {
+            return Err(Off::Mismatch);
+        }
+    }
+    Ok(Arc::new(SwapDisk { inner: Mutex::new(l), slots }))
+}
