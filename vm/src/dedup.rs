@@ -85,14 +85,14 @@
 //! freed) it is taken from the merged ones first, counted `dedup_unmerged` (so with a fork
 //! sharing the same anon, the frame is counted as the fork's, never twice), and the frames
 //! dedup saves now are `dedup_merged - dedup_unmerged` of the global totals ([`StatsSnapshot::dedup_saved`](crate::stats::StatsSnapshot::dedup_saved)).
-//! [`Dedup::usage`] walks the enabled maps for what is shared now: per VM, pages on a merged
-//! anon, of them zero, and with how many VMs.
+//! What is shared now, per VM and by cause, is `vm::account`'s walk ([`crate::account`]); its
+//! zero pages are the scanner's [`Dedup::zero_anons`].
 //!
 //! # Locks
 //!
 //! DEDUP (the scanner's state) comes before MAPS: it is held for a whole [`Dedup::scan`] call,
 //! and taken by nothing else but the configuration calls ([`Dedup::enable_map`], ...) and
-//! [`Dedup::usage`]; no fault ever takes it. Under it a page is looked at with MAPS (read), AMAP,
+//! [`Dedup::zero_anons`]; no fault ever takes it. Under it a page is looked at with MAPS (read), AMAP,
 //! ANON, PAGE taken and dropped per page; a merge holds MAPS (read), AMAP, two ANON locks (the
 //! duplicate's, then the kept one's: no other path holds two anon locks, so no order between
 //! them is needed), then PMAP and PAGE through the reverse map. The longest hold is one 4 KiB
@@ -108,7 +108,6 @@ use crate::anon::{anon_unref_locked, Anon};
 use crate::map::Map;
 use crate::page::{Busy, Owner, PageFlags};
 use crate::physmem::PhysMem;
-use crate::pmap::Vmid;
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
@@ -152,21 +151,6 @@ pub struct ScanReport {
     pub merged: usize,
     /// Passes completed during the call.
     pub passes: u64,
-}
-
-/// What one VM shares through dedup now ([`Dedup::usage`]).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct MapUsage {
-    pub vmid: Vmid,
-    /// Amap slots of the VM on an anon that a merge shares.
-    pub merged: u64,
-    /// Of those, on an all-zero anon of the stable tree.
-    pub zero: u64,
-    /// Sum over those pages of the number of enabled VMs sharing the anon (this one included):
-    /// `sharers / merged` is the mean.
-    pub sharers: u64,
-    /// Most VMs sharing one of those anons.
-    pub max_sharers: u32,
 }
 
 /// The scanner's state, behind the DEDUP lock.
@@ -645,61 +629,6 @@ impl Dedup {
         let s = self.state.lock();
         let anons = s.stable.values().flatten().filter(|n| n.zero);
         crate::account::ZeroAnons::new(anons.filter_map(|n| n.anon.upgrade()).collect())
-    }
-
-    /// What dedup shares now, per enabled VM (see [`MapUsage`]). Cost: a walk of every amap
-    /// slot of the enabled maps (O(resident pages), an ANON lock round trip each): for reports
-    /// at exit or at the trace's record rate, not per tick.
-    ///
-    /// # Locks
-    /// Takes DEDUP, then per map MAPS (read) and AMAP, and per slot ANON. Exit: nothing.
-    pub fn usage(&self) -> Vec<MapUsage> {
-        let s = self.state.lock();
-        let zero: BTreeSet<usize> = s
-            .stable
-            .values()
-            .flatten()
-            .filter(|n| n.zero)
-            .map(|n| n.anon.as_ptr() as usize)
-            .collect();
-        let maps: Vec<Arc<Map>> = s.maps.iter().filter_map(Weak::upgrade).collect();
-        // Per map, the merged anon of each of its slots on one; per anon, how many maps.
-        let mut slots: Vec<Vec<usize>> = Vec::new();
-        let mut sharers: BTreeMap<usize, u32> = BTreeMap::new();
-        for map in &maps {
-            let (mut mine, mut seen) = (Vec::new(), BTreeSet::new());
-            let g = map.read();
-            for e in g.entries.values() {
-                let Some(aref) = &e.aref else { continue };
-                let st = aref.amap.lock();
-                for slot in aref.slotoff..aref.slotoff.saturating_add(e.npages()) {
-                    let Some(anon) = st.lookup(slot) else {
-                        continue;
-                    };
-                    if anon.lock().merged > 0 {
-                        let key = Arc::as_ptr(anon) as usize;
-                        mine.push(key);
-                        if seen.insert(key) {
-                            *sharers.entry(key).or_default() += 1;
-                        }
-                    }
-                }
-            }
-            slots.push(mine);
-        }
-        maps.iter()
-            .zip(&slots)
-            .map(|(map, mine)| {
-                let n = |k: &usize| sharers.get(k).copied().unwrap_or(0);
-                MapUsage {
-                    vmid: map.vmid(),
-                    merged: mine.len() as u64,
-                    zero: mine.iter().filter(|k| zero.contains(k)).count() as u64,
-                    sharers: mine.iter().map(|k| u64::from(n(k))).sum(),
-                    max_sharers: mine.iter().map(n).max().unwrap_or(0),
-                }
-            })
-            .collect()
     }
 }
 

@@ -6,6 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
+use crate::account::account;
 use crate::map::Map;
 use crate::testenv::*;
 
@@ -96,11 +97,11 @@ fn identical_pages_merge_and_a_write_stays_private() {
             "a merged page is mapped read-only"
         );
     }
-    let usage = d.usage();
-    assert_eq!(usage.len(), 2);
-    for u in &usage {
-        assert_eq!((u.merged, u.zero, u.sharers, u.max_sharers), (1, 0, 2, 2));
+    let acc = account(&e.uvm, &[(1, &a), (2, &b)], &d.zero_anons());
+    for v in &acc.vms {
+        assert_eq!((v.resident, v.shared, v.sharers, v.zero), (2, 1, 2, 0), "{v:?}");
     }
+    assert_eq!((acc.global.saved.dedup, acc.global.max_sharers), (1, 2));
 
     // A write by A is a 1B copy: B keeps the merged bytes.
     a.copy_out(page(0), &[0x77; 8]).unwrap();
@@ -269,9 +270,12 @@ fn zero_pages_merge_into_one_zero_anon() {
         "18 zero pages, one kept"
     );
     assert_eq!(e.uvm.free_pages(), free + 17);
-    for u in d.usage() {
-        assert_eq!((u.merged, u.zero, u.sharers, u.max_sharers), (6, 6, 18, 3));
+    let vms: Vec<(u16, &Map)> = maps.iter().map(|m| (m.vmid().0, m.as_ref())).collect();
+    let acc = account(&e.uvm, &vms, &d.zero_anons());
+    for v in &acc.vms {
+        assert_eq!((v.zero, v.shared), (6, 6), "{v:?}");
     }
+    assert_eq!((acc.global.saved.dedup, acc.global.max_sharers), (17, 3));
     // A write to a zero page copies it; the others still read zero.
     fill(&maps[1], page(0), 0x99);
     assert_eq!(contents(&maps[1], page(0)), vec![0x99; PAGE]);
@@ -327,7 +331,6 @@ fn a_dropped_vm_gives_its_saving_back() {
     assert_eq!(e.uvm.stats().dedup_saved(), 2);
     drop(b);
     assert_eq!(e.uvm.stats().dedup_saved(), 0);
-    assert_eq!(d.usage().len(), 1, "the dropped map left the scan");
     assert_eq!(contents(&a, page(0)), vec![3; PAGE]);
     d.scan(100);
     drop(a);
