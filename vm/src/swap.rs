@@ -226,6 +226,15 @@ impl Swap {
         Started::Done(busy, result)
     }
 
+    /// True when an asynchronous read may be in flight (the poller's fast path: nothing to ask
+    /// the device otherwise).
+    ///
+    /// # Locks
+    /// Takes the in-flight list's lock (a leaf).
+    pub(crate) fn reading(&self) -> bool {
+        !self.in_flight.lock().is_empty()
+    }
+
     /// The token of the in-flight read named `tag` (`None`: no such read).
     ///
     /// # Locks

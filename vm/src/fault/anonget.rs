@@ -188,6 +188,9 @@ impl Uvm {
     /// [`Uvm::unbusy`] do.
     pub fn swap_poll(&self) -> usize {
         let Some(swap) = self.swap() else { return 0 };
+        if !swap.reading() {
+            return 0;
+        }
         let done = swap.dev.poll(self.mem().as_ref());
         let n = done.len();
         for (tag, result) in done {
