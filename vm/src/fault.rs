@@ -94,6 +94,8 @@
 //! and `PQ_AOBJ` swap dropping (our only object is a read-only image).
 
 mod anonget;
+#[cfg(test)]
+mod async_swap_tests;
 mod lower;
 mod neighbours;
 #[cfg(test)]

@@ -95,7 +95,8 @@ counters! {
     fltnoanon,
     /// A busy page was found (the seed sleeps; we restart). Also counted, unlike the seed, when
     /// the case-2 SYNC get finds the object page BUSY (`Again`, the seed's "fltagain2" sleep):
-    /// both are a fault that waits on another's I/O.
+    /// both are a fault that waits on another's I/O. And a swap-in whose read the device took
+    /// asynchronously: that fault waits on its own read.
     fltpgwait,
     /// A page was released while we had it busy. The seed counts it only in case 2 (the object
     /// page released during the SYNC get); we also count the anon page released during a

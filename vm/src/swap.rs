@@ -7,6 +7,16 @@
 //! exactly the window a real, slow device leaves open. A read that fails marks the slot BAD (the seed's
 //! `uvm_swap_markbad` + `SWSLOT_BAD`): it is never allocated again and the anon's data is lost.
 //!
+//! # Asynchronous reads
+//! A device may also start a read and finish it later ([`SwapDevice::submit_read`], then
+//! [`SwapDevice::poll`]): a swap-in then leaves its page BUSY and WANTED, and the fault returns
+//! `Restart` naming the page, so that the hypervisor parks the vCPU instead of spinning on the
+//! read. Whoever polls hands the finished reads to `Uvm::swap_poll`, which ends each swap-in as
+//! the synchronous path would (unbusy, waking the waiters; or mark the slot bad and free the
+//! page). The engine names each read by its page ([`PageIdx`]): a page is BUSY for one I/O at a
+//! time, so the name is unique while the read is in flight. A device that declines
+//! (the default, and [`MemSwap`] unless [`MemSwap::set_async`]) is read synchronously.
+//!
 //! # Locks
 //! The slot map's lock is a leaf: nothing is locked while it is held. Device I/O is done with no
 //! engine lock held (the page being read or written is BUSY instead).
@@ -16,7 +26,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use crate::addr::Pa;
+use crate::addr::{Pa, PageIdx};
+use crate::page::Busy;
 use crate::physmem::{PhysMem, FRAME_BYTES};
 
 /// A swap I/O failed (device error, or the slot is out of the device's range).
@@ -31,6 +42,39 @@ pub trait SwapDevice: Send + Sync {
     fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError>;
     /// Write `frame` to slot `slot`.
     fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError>;
+    /// Start reading slot `slot` into `frame` without waiting for it. [`Submit::InFlight`]: its
+    /// result comes later from [`SwapDevice::poll`], named `tag`; [`Submit::Declined`]: nothing
+    /// was started (a synchronous device, or its queue is full) and the caller uses
+    /// [`SwapDevice::read`]; `Err`: it failed at once, as `read` would have. The default
+    /// declines.
+    fn submit_read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
+        let _ = (slot, mem, frame, tag);
+        Ok(Submit::Declined)
+    }
+    /// The reads started by [`SwapDevice::submit_read`] that finished since the last call, by
+    /// tag, with their results (on `Ok` the data is in the frame), in any order. The default
+    /// (no read is ever in flight) has none.
+    fn poll(&self, mem: &dyn PhysMem) -> Vec<(PageIdx, Result<(), SwapIoError>)> {
+        let _ = mem;
+        Vec::new()
+    }
+}
+
+/// What [`SwapDevice::submit_read`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Submit {
+    /// The read is in flight; [`SwapDevice::poll`] reports it.
+    InFlight,
+    /// Nothing started: read synchronously.
+    Declined,
+}
+
+/// How [`Swap::start_read`] left a read.
+pub(crate) enum Started {
+    /// In flight: the swap keeps the page's BUSY token until the read is polled.
+    InFlight,
+    /// Finished (synchronously, or failed at submission): the caller has the token back.
+    Done(Busy, Result<(), SwapIoError>),
 }
 
 /// State of one slot.
@@ -139,6 +183,8 @@ impl SlotMap {
 pub struct Swap {
     pub(crate) dev: Arc<dyn SwapDevice>,
     pub(crate) map: crate::sync::Mutex<SlotMap>,
+    /// The BUSY tokens of the pages asynchronous reads are filling (a leaf lock).
+    in_flight: crate::sync::Mutex<Vec<Busy>>,
 }
 
 impl Swap {
@@ -151,7 +197,52 @@ impl Swap {
         Swap {
             dev,
             map: crate::sync::Mutex::new(SlotMap::new(n)),
+            in_flight: crate::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Read slot `slot` into the page `busy` holds: asynchronously when the device takes it
+    /// (the token is kept until [`Swap::take_in_flight`] hands it to the poller), else at once.
+    /// The token is stored before the device sees the read, so a completion polled on another
+    /// CPU at once finds it.
+    ///
+    /// # Locks
+    /// Entry and exit: no engine lock held (the page is BUSY instead). Takes the in-flight
+    /// list's lock (a leaf) and the device's, one after the other.
+    pub(crate) fn start_read(&self, busy: Busy, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Started {
+        let pg = busy.page();
+        self.in_flight.lock().push(busy);
+        let result = match self.dev.submit_read(slot, mem, frame, pg) {
+            Ok(Submit::InFlight) => return Started::InFlight,
+            Ok(Submit::Declined) => None,
+            Err(e) => Some(Err(e)),
+        };
+        // Not in flight, so nobody polled it: the token is still ours. (Only a device that
+        // reported a read it declined could have taken it; its poller then finishes it.)
+        let Some(busy) = self.take_in_flight(pg) else {
+            return Started::InFlight;
+        };
+        let result = result.unwrap_or_else(|| self.dev.read(slot, mem, frame));
+        Started::Done(busy, result)
+    }
+
+    /// True when an asynchronous read may be in flight (the poller's fast path: nothing to ask
+    /// the device otherwise).
+    ///
+    /// # Locks
+    /// Takes the in-flight list's lock (a leaf).
+    pub(crate) fn reading(&self) -> bool {
+        !self.in_flight.lock().is_empty()
+    }
+
+    /// The token of the in-flight read named `tag` (`None`: no such read).
+    ///
+    /// # Locks
+    /// Takes the in-flight list's lock (a leaf).
+    pub(crate) fn take_in_flight(&self, tag: PageIdx) -> Option<Busy> {
+        let mut l = self.in_flight.lock();
+        let i = l.iter().position(|b| b.page() == tag)?;
+        Some(l.swap_remove(i))
     }
 
     /// (free, used, bad) slot counts.
@@ -175,11 +266,25 @@ pub enum SwapOp {
 /// `Err` for them).
 pub type SwapHook = dyn Fn(SwapOp, u32) -> Result<(), SwapIoError> + Send + Sync;
 
+/// An asynchronous read [`MemSwap`] holds: its tag, slot and frame, and whether the test let it
+/// finish.
+#[derive(Clone, Copy)]
+struct Queued {
+    tag: PageIdx,
+    slot: u32,
+    frame: Pa,
+    finished: bool,
+}
+
 /// An in-memory swap device for host tests and benches; reads and writes can be made to fail, and
-/// a hook can act while an I/O is in flight.
+/// a hook can act while an I/O is in flight. Made asynchronous ([`MemSwap::set_async`]), it
+/// takes reads and finishes each only when the test says so ([`MemSwap::finish`]), in whatever
+/// order the test picks.
 pub struct MemSwap {
     slots: crate::sync::Mutex<Vec<Option<Box<[u8]>>>>,
     hook: crate::sync::Mutex<Option<Arc<SwapHook>>>,
+    asynchronous: core::sync::atomic::AtomicBool,
+    queued: crate::sync::Mutex<Vec<Queued>>,
     fail_reads: AtomicU32,
     fail_writes: AtomicU32,
     /// Completed reads.
@@ -197,11 +302,41 @@ impl MemSwap {
         Arc::new(MemSwap {
             slots: crate::sync::Mutex::new((0..n).map(|_| None).collect()),
             hook: crate::sync::Mutex::new(None),
+            asynchronous: core::sync::atomic::AtomicBool::new(false),
+            queued: crate::sync::Mutex::new(Vec::new()),
             fail_reads: AtomicU32::new(0),
             fail_writes: AtomicU32::new(0),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         })
+    }
+
+    /// Take later reads asynchronously (`true`) or read at once (`false`, the default).
+    ///
+    /// # Locks
+    /// None (an atomic).
+    pub fn set_async(&self, on: bool) {
+        self.asynchronous.store(on, Ordering::SeqCst);
+    }
+
+    /// Let the queued read of slot `slot` finish at the next [`SwapDevice::poll`]; false when
+    /// no read of it is queued. (The read itself — data, hook, injected failure — happens in
+    /// the poll.)
+    ///
+    /// # Locks
+    /// Takes the queue's lock (a leaf).
+    pub fn finish(&self, slot: u32) -> bool {
+        let mut q = self.queued.lock();
+        let hit = q.iter_mut().find(|r| r.slot == slot && !r.finished);
+        hit.map(|r| r.finished = true).is_some()
+    }
+
+    /// Reads queued and not yet polled.
+    ///
+    /// # Locks
+    /// Takes the queue's lock (a leaf).
+    pub fn queued_reads(&self) -> usize {
+        self.queued.lock().len()
     }
 
     /// Make the next `n` reads fail.
@@ -279,6 +414,27 @@ impl SwapDevice for MemSwap {
         *s = Some(buf);
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn submit_read(&self, slot: u32, _mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
+        if !self.asynchronous.load(Ordering::SeqCst) {
+            return Ok(Submit::Declined);
+        }
+        if slot == 0 || slot > self.slots() {
+            return Err(SwapIoError);
+        }
+        self.queued.lock().push(Queued { tag, slot, frame, finished: false });
+        Ok(Submit::InFlight)
+    }
+
+    fn poll(&self, mem: &dyn PhysMem) -> Vec<(PageIdx, Result<(), SwapIoError>)> {
+        let done: Vec<Queued> = {
+            let mut q = self.queued.lock();
+            let (done, rest) = q.iter().partition(|r| r.finished);
+            *q = rest;
+            done
+        };
+        done.into_iter().map(|r| (r.tag, self.read(r.slot, mem, r.frame))).collect()
     }
 }
 

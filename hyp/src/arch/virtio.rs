@@ -17,10 +17,19 @@
 //! device that misses it is dead from then on ([`DiskError::Dead`]). Its request buffers are then
 //! leaked, never freed, because the device may still write them.
 //!
+//! Reads may also be left in flight ([`Disk::submit_read`], at most [`MAX_IN_FLIGHT`], each with
+//! its own buffer) and collected later ([`Disk::poll`]). Completion is polled, as for
+//! [`Disk::transfer`], not taken from the device's interrupt: that would need the disk's SPI
+//! routed to EL2 and handled beside the vCPUs' (today EL2 takes only its timer and the kick
+//! SGI), and the run loop already passes here before every guest entry and on every idle tick.
+//! An in-flight read past its deadline kills the disk like a synchronous one, and every read in
+//! flight then fails.
+//!
 //! # Locks
 //! None here: the caller serialises access to a [`Disk`] (`&mut self`).
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
@@ -38,6 +47,9 @@ pub const BLOCK_BYTES: usize = 4096;
 pub const BLOCK_SECTORS: u64 = (BLOCK_BYTES / SECTOR_SIZE) as u64;
 /// How long a request may take before the device is declared dead.
 const REQUEST_TIMEOUT_US: u64 = 5_000_000;
+/// Most reads in flight at once: with a synchronous request's three descriptors they still fit
+/// the crate's 16-descriptor queue even when the device offers no indirect descriptors.
+pub const MAX_IN_FLIGHT: usize = 4;
 
 /// The `virtio-drivers` HAL over the heap and EL2's identity map.
 pub struct HypHal;
@@ -119,6 +131,17 @@ impl IoBuf {
     }
 }
 
+/// A read left in flight by [`Disk::submit_read`].
+struct Pending {
+    tag: u64,
+    token: u16,
+    buf: Box<IoBuf>,
+    deadline: u64,
+}
+
+/// A read [`Disk::poll`] collected: its tag, and its buffer holding the data or why it failed.
+pub type Finished = (u64, Result<Box<IoBuf>, DiskError>);
+
 /// A virtio-blk disk on the virtio-mmio bus.
 pub struct Disk {
     blk: Option<VirtIOBlk<HypHal, MmioTransport<'static>>>,
@@ -126,6 +149,8 @@ pub struct Disk {
     pub slot: u64,
     /// Capacity in sectors.
     pub sectors: u64,
+    pending: Vec<Pending>,
+    finished: Vec<Finished>,
 }
 
 // SAFETY: the transport's registers and the queue's DMA memory belong to this `Disk` alone (probe
@@ -150,7 +175,7 @@ pub fn probe() -> Option<Disk> {
             Ok(mut blk) => {
                 blk.disable_interrupts();
                 let sectors = blk.capacity();
-                return Some(Disk { blk: Some(blk), slot, sectors });
+                return Some(Disk { blk: Some(blk), slot, sectors, pending: Vec::new(), finished: Vec::new() });
             }
             Err(e) => log::warn!("swap: virtio-blk in virtio-mmio slot {slot} cannot be set up: {e}"),
         }
@@ -165,14 +190,12 @@ impl Disk {
     }
 
     /// Move one block at `sector` between the disk and `buf.data`, waiting (polling) for the
-    /// device at most [`REQUEST_TIMEOUT_US`]. On [`DiskError::Dead`] `buf` was leaked to the
-    /// device (the caller gets a fresh one back).
+    /// device at most [`REQUEST_TIMEOUT_US`]; reads in flight that finish meanwhile are
+    /// collected for [`Disk::poll`]. On [`DiskError::Dead`] `buf` was leaked to the device (the
+    /// caller gets a fresh one back).
     pub fn transfer(&mut self, dir: Dir, sector: u64, buf: &mut Box<IoBuf>) -> Result<(), DiskError> {
-        if sector.checked_add(BLOCK_SECTORS).is_none_or(|end| end > self.sectors) {
-            return Err(DiskError::OutOfRange);
-        }
+        let sector = self.check(sector)?;
         let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
-        let sector = usize::try_from(sector).map_err(|_| DiskError::OutOfRange)?;
         let b: &mut IoBuf = buf;
         // SAFETY: `req`, `data` and `resp` are this heap buffer's, not touched again before the
         // `complete_*` call below with the same three, or ever (leaked) if the device dies.
@@ -184,16 +207,21 @@ impl Disk {
         }
         .map_err(|_| DiskError::Device)?;
         let deadline = timer::now().saturating_add(timer::us_to_ticks(REQUEST_TIMEOUT_US));
-        while blk.peek_used() != Some(token) {
+        loop {
+            self.reap();
+            let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
+            if blk.peek_used() == Some(token) {
+                break;
+            }
             if timer::now() > deadline {
-                // The device may still write the buffer and its queue: leak both.
-                core::mem::forget(self.blk.take());
+                self.die();
                 Box::leak(core::mem::replace(buf, IoBuf::new()));
-                log::warn!("swap: the virtio-blk disk did not answer within {} ms; swap I/O is off", REQUEST_TIMEOUT_US / 1000);
                 return Err(DiskError::Dead);
             }
             core::hint::spin_loop();
         }
+        let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
+        let b: &mut IoBuf = buf;
         // SAFETY: the same buffers as the `*_nb` call that returned `token`, which is now used.
         let done = unsafe {
             match dir {
@@ -205,5 +233,78 @@ impl Disk {
             (Ok(()), RespStatus::OK) => Ok(()),
             _ => Err(DiskError::Device),
         }
+    }
+
+    /// Start reading the block at `sector` into a buffer of its own, named `tag` for
+    /// [`Disk::poll`]. `Ok(false)`: [`MAX_IN_FLIGHT`] reads are in flight already, or the queue
+    /// is full (the caller reads synchronously).
+    pub fn submit_read(&mut self, sector: u64, tag: u64) -> Result<bool, DiskError> {
+        let sector = self.check(sector)?;
+        if self.pending.len() >= MAX_IN_FLIGHT {
+            return Ok(false);
+        }
+        let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
+        let mut buf = IoBuf::new();
+        let b: &mut IoBuf = &mut buf;
+        // SAFETY: the buffer is this request's alone, in the heap (moving the `Box` into
+        // `pending` does not move it), and not touched before `reap` completes the request with
+        // the same three, or ever (leaked) if the device dies.
+        let token = match unsafe { blk.read_blocks_nb(sector, &mut b.req, &mut b.data, &mut b.resp) } {
+            Ok(t) => t,
+            Err(virtio_drivers::Error::QueueFull) => return Ok(false),
+            Err(_) => return Err(DiskError::Device),
+        };
+        let deadline = timer::now().saturating_add(timer::us_to_ticks(REQUEST_TIMEOUT_US));
+        self.pending.push(Pending { tag, token, buf, deadline });
+        Ok(true)
+    }
+
+    /// The reads in flight that finished since the last call; when one is past its deadline the
+    /// disk dies and every read in flight is among them, failed ([`DiskError::Dead`]).
+    pub fn poll(&mut self) -> Vec<Finished> {
+        self.reap();
+        let now = timer::now();
+        if self.pending.iter().any(|p| now > p.deadline) {
+            self.die();
+        }
+        core::mem::take(&mut self.finished)
+    }
+
+    /// Complete every read in flight at the head of the used ring, into `finished`; stop at a
+    /// token that is none of theirs (a synchronous request's: its waiter takes it).
+    fn reap(&mut self) {
+        let Some(blk) = self.blk.as_mut() else { return };
+        while let Some(token) = blk.peek_used() {
+            let Some(i) = self.pending.iter().position(|p| p.token == token) else { break };
+            let mut p = self.pending.swap_remove(i);
+            let b: &mut IoBuf = &mut p.buf;
+            // SAFETY: the same buffers as the `read_blocks_nb` call that returned `token`, which
+            // is now used.
+            let done = unsafe { blk.complete_read_blocks(token, &b.req, &mut b.data, &mut b.resp) };
+            let result = match (done, b.resp.status()) {
+                (Ok(()), RespStatus::OK) => Ok(p.buf),
+                _ => Err(DiskError::Device),
+            };
+            self.finished.push((p.tag, result));
+        }
+    }
+
+    /// A deadline was missed: never use the device again, leak its queue and every buffer it may
+    /// still write, and fail the reads in flight.
+    fn die(&mut self) {
+        core::mem::forget(self.blk.take());
+        for p in self.pending.drain(..) {
+            Box::leak(p.buf);
+            self.finished.push((p.tag, Err(DiskError::Dead)));
+        }
+        log::warn!("swap: the virtio-blk disk did not answer within {} ms; swap I/O is off", REQUEST_TIMEOUT_US / 1000);
+    }
+
+    /// `sector` as the crate's block number, when one block from it fits the disk.
+    fn check(&self, sector: u64) -> Result<usize, DiskError> {
+        if sector.checked_add(BLOCK_SECTORS).is_none_or(|end| end > self.sectors) {
+            return Err(DiskError::OutOfRange);
+        }
+        usize::try_from(sector).map_err(|_| DiskError::OutOfRange)
     }
 }

@@ -170,6 +170,7 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
         if v.vm.pause.held() {
             break Next::Resume;
         }
+        super::swapdisk::poll(&h.uvm);
         before_entry(v);
         let exit = vectors::enter_guest(&mut v.regs);
         after_exit(v, &exit);
@@ -261,6 +262,7 @@ fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
 /// is, else sleep until the idle poll, the earliest sleeper's deadline, or a kick.
 fn idle(h: &Hyp) {
     h.account_tick();
+    super::swapdisk::poll(&h.uvm);
     if scan(h) || super::pdaemon::on_idle(h) {
         return;
     }

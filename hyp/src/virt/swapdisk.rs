@@ -4,7 +4,13 @@
 //! disk's size fixes the slot count. Data moves through one DMA buffer (a bounce buffer): the
 //! device never writes a pool frame directly, so every guest-visible byte still goes through
 //! `PhysMem` and its cache maintenance. The engine calls `read`/`write` with none of its locks
-//! held (the page is BUSY instead); one request is in flight at a time.
+//! held (the page is BUSY instead).
+//!
+//! Swap-in reads are asynchronous (`SwapDevice::submit_read`): up to `virtio::MAX_IN_FLIGHT` are
+//! left in flight, each with its own buffer, and the faulting vCPU parks on its BUSY page; the run
+//! loop calls [`poll`] before every guest entry and on every idle tick, which copies the finished
+//! reads into their frames and hands them to the engine (`Uvm::swap_poll`), waking the parked
+//! vCPUs. With the queue full a read waits synchronously, as writes always do.
 //!
 //! [`attach`] runs a self-test first — write two patterns to the last slot, read them back — and
 //! leaves swap off (with a console line saying why) when there is no disk or it fails.
@@ -14,18 +20,20 @@
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use spin::Mutex;
 use vm::physmem::PhysMem;
-use vm::swap::{SwapDevice, SwapIoError};
-use vm::Pa;
+use vm::swap::{Submit, SwapDevice, SwapIoError};
+use vm::{Pa, PageIdx};
 
 use crate::arch::virtio::{self, Dir, Disk, DiskError, IoBuf, BLOCK_SECTORS};
 
-/// The disk and its bounce buffer.
+/// The disk, its bounce buffer, and the frames of the reads in flight (by the engine's tag).
 struct Locked {
     disk: Disk,
     buf: Box<IoBuf>,
+    targets: Vec<(PageIdx, Pa)>,
 }
 
 /// Swap slots on the virtio-blk disk.
@@ -40,16 +48,21 @@ impl SwapDisk {
     /// # Locks
     /// Takes and releases the disk's lock (a leaf).
     fn io(&self, dir: Dir, slot: u32, before: impl FnOnce(&mut [u8]), after: impl FnOnce(&[u8])) -> Result<(), SwapIoError> {
-        if slot == 0 || slot > self.slots {
-            return Err(SwapIoError);
-        }
-        let sector = u64::from(slot - 1) * BLOCK_SECTORS;
+        let sector = self.sector(slot)?;
         let mut l = self.inner.lock();
-        let Locked { disk, buf } = &mut *l;
+        let Locked { disk, buf, .. } = &mut *l;
         before(&mut buf.data);
         disk.transfer(dir, sector, buf).map_err(|_| SwapIoError)?;
         after(&buf.data);
         Ok(())
+    }
+
+    /// The first sector of slot `slot`.
+    fn sector(&self, slot: u32) -> Result<u64, SwapIoError> {
+        if slot == 0 || slot > self.slots {
+            return Err(SwapIoError);
+        }
+        Ok(u64::from(slot - 1) * BLOCK_SECTORS)
     }
 }
 
@@ -65,6 +78,41 @@ impl SwapDevice for SwapDisk {
     fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
         self.io(Dir::Write, slot, |data| mem.read(frame, data), |_| {})
     }
+
+    fn submit_read(&self, slot: u32, _mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
+        let sector = self.sector(slot)?;
+        let mut l = self.inner.lock();
+        match l.disk.submit_read(sector, u64::from(tag.0)) {
+            Ok(true) => {
+                l.targets.push((tag, frame));
+                Ok(Submit::InFlight)
+            }
+            Ok(false) => Ok(Submit::Declined),
+            Err(_) => Err(SwapIoError),
+        }
+    }
+
+    fn poll(&self, mem: &dyn PhysMem) -> Vec<(PageIdx, Result<(), SwapIoError>)> {
+        // Another CPU holding the disk polls (or waits in a transfer, which collects): skip.
+        let Some(mut l) = self.inner.try_lock() else { return Vec::new() };
+        let finished = l.disk.poll();
+        let mut out = Vec::with_capacity(finished.len());
+        for (tag, result) in finished {
+            let Some(i) = l.targets.iter().position(|(pg, _)| u64::from(pg.0) == tag) else { continue };
+            let (pg, frame) = l.targets.swap_remove(i);
+            out.push((pg, result.map(|buf| mem.write(frame, &buf.data)).map_err(|_| SwapIoError)));
+        }
+        out
+    }
+}
+
+/// Finish the swap-ins whose reads completed (see the module documentation). Called by the run
+/// loop before entering a guest and when idle; cheap when nothing is in flight.
+///
+/// # Locks
+/// Entry and exit: nothing held. Takes what `Uvm::swap_poll` takes, the disk's lock with `try_lock`.
+pub fn poll(uvm: &vm::uvm::Uvm) {
+    uvm.swap_poll();
 }
 
 /// Why swap is off (the doc comments are the console's words).
@@ -121,7 +169,7 @@ fn open() -> Result<Arc<SwapDisk>, Off> {
     if slots == 0 {
         return Err(Off::TooSmall);
     }
-    let mut l = Locked { disk, buf: IoBuf::new() };
+    let mut l = Locked { disk, buf: IoBuf::new(), targets: Vec::new() };
     let sector = u64::from(slots - 1) * BLOCK_SECTORS;
     for seed in [0x5a_u8, 0xa5] {
         let pattern = |i: usize| (i as u8).wrapping_mul(31) ^ seed;

@@ -5,7 +5,10 @@ use alloc::sync::Arc;
 
 use super::{Fault, FaultError, Held, Need, Step, View};
 use crate::anon::{Anon, AnonState, SwapSlot};
-use crate::page::{Owner, PageFlags};
+use crate::page::{Busy, Owner, PageFlags};
+use crate::stats::Stats;
+use crate::swap::{Started, SwapIoError};
+use crate::uvm::Uvm;
 
 pub(super) type AnonGuard<'a> = crate::sync::MutexGuard<'a, AnonState>;
 
@@ -14,8 +17,10 @@ impl<'m> Fault<'m> {
     /// `uvmfault_anonget`), reading it from swap if needed.
     ///
     /// A BUSY page means someone else is doing I/O on it: the seed sleeps, we return `Restart`
-    /// (after setting WANTED). A swap-in allocates a BUSY|FAKE|CLEAN page, unlocks everything,
-    /// reads, relocks (version check), and then: read error → mark the slot bad (the anon's, or
+    /// (after setting WANTED). A swap-in allocates a BUSY|FAKE|CLEAN|WANTED page, unlocks
+    /// everything and reads. When the device took the read asynchronously, we return `Restart`
+    /// naming the page at once (the seed sleeps on it; [`Uvm::swap_poll`] ends the swap-in).
+    /// Otherwise we relock (version check), and then: read error → mark the slot bad (the anon's, or
     /// when the anon was freed meanwhile the one it left with the RELEASED page), free the page,
     /// fail with `Io`; released meanwhile → free the page and its slot and refault; success →
     /// unbusy and loop.
@@ -74,41 +79,39 @@ impl<'m> Fault<'m> {
                 return Err(self.reclaim_or_nomem(None, Need::Page));
             };
             let pg = busy.page();
-            self.uvm.page_meta(pg).lock().flags.insert(PageFlags::CLEAN);
+            // WANTED before the read starts: an asynchronous read may finish (and unbusy the page)
+            // on another CPU before this fault returns, and that unbusy must tell the waker.
+            self.uvm
+                .page_meta(pg)
+                .lock()
+                .flags
+                .insert(PageFlags::CLEAN | PageFlags::WANTED);
             a.page = Some(pg);
             drop(a);
             drop(held);
 
             // Everything is unlocked; the BUSY page stands for us.
             self.bump(|s| &s.pageins);
-            let result = swap
-                .dev
-                .read(slot, self.uvm.mem().as_ref(), self.uvm.pa(pg));
+            let mem = self.uvm.mem();
+            let (busy, result) = match swap.start_read(busy, slot, mem.as_ref(), self.uvm.pa(pg)) {
+                Started::InFlight => {
+                    // `Uvm::swap_poll` ends the swap-in; wait for the page like any BUSY one.
+                    self.waited.set(Some(pg));
+                    self.bump(|s| &s.fltpgwait);
+                    return Err(FaultError::Restart.into());
+                }
+                Started::Done(busy, result) => (busy, result),
+            };
 
             let relocked = self.relock(view);
             let mut a2 = anon.lock();
-            let released = self.uvm.page_has(pg, PageFlags::RELEASED);
             if result.is_err() {
-                if released {
-                    // The anon was freed while we read: its slot came with the page.
-                    if self.uvm.mark_released_slot_bad(pg) {
-                        self.bump(|s| &s.swpgbad);
-                    }
-                    self.uvm.unbusy(busy);
-                    return Err(FaultError::Io.into());
-                }
-                if let SwapSlot::Slot(s) = a2.swslot {
-                    self.uvm.swap_mark_bad(s);
+                if fail_swap_in(self.uvm, busy, Some(&mut a2)) {
                     self.bump(|s| &s.swpgbad);
                 }
-                a2.swslot = SwapSlot::Bad;
-                if a2.page == Some(pg) {
-                    a2.page = None;
-                }
-                // Never unbusied, so never mapped: free it.
-                self.uvm.free_page(busy);
                 return Err(FaultError::Io.into());
             }
+            let released = self.uvm.page_has(pg, PageFlags::RELEASED);
             if released {
                 // The anon was freed while we read: drop the page (and the slot it carries) and
                 // refault.
@@ -133,6 +136,91 @@ impl<'m> Fault<'m> {
             held = h;
             a = a2;
             self.bump(|s| &s.fltanretry);
+        }
+    }
+}
+
+/// A swap-in's read into `busy`'s page failed: mark the slot bad — the anon's, or, when the anon
+/// was freed during the read, the one it left with the RELEASED page — and give the page up (the
+/// seed's `uvmfault_anonget` error path). `a` is the page's anon, `None` when it is gone. True
+/// when a slot was marked bad.
+///
+/// # Locks
+/// Entry and exit: the anon locked (`a`), nothing else. Takes PAGE, the swap map's lock, PAGE
+/// QUEUES, and for a RELEASED page PMAP (`Uvm::unbusy`), one after the other.
+fn fail_swap_in(uvm: &Uvm, busy: Busy, a: Option<&mut AnonState>) -> bool {
+    let pg = busy.page();
+    match a {
+        Some(a) if !uvm.page_has(pg, PageFlags::RELEASED) => {
+            let bad = matches!(a.swslot, SwapSlot::Slot(_));
+            if let SwapSlot::Slot(s) = a.swslot {
+                uvm.swap_mark_bad(s);
+            }
+            a.swslot = SwapSlot::Bad;
+            if a.page == Some(pg) {
+                a.page = None;
+            }
+            // Never unbusied, so never mapped: free it.
+            uvm.free_page(busy);
+            bad
+        }
+        _ => {
+            // The anon was freed while we read: its slot came with the page.
+            let bad = uvm.mark_released_slot_bad(pg);
+            uvm.unbusy(busy);
+            bad
+        }
+    }
+}
+
+impl Uvm {
+    /// Finish the asynchronous swap-ins the device reports done (its [`SwapDevice::poll`]):
+    /// each page is unbusied with its data (waking the vCPUs parked on it; a page whose anon
+    /// was freed meanwhile is freed with its slot), or, when the read failed, its slot is marked
+    /// bad and the page freed, as the synchronous path does — the waiters' refault then fails
+    /// with `Io`. Returns how many reads finished. Called by the hypervisor's run loop.
+    ///
+    /// [`SwapDevice::poll`]: crate::swap::SwapDevice::poll
+    ///
+    /// # Locks
+    /// Entry and exit: nothing held. Takes the device's locks, the in-flight list's, then per
+    /// read ANON, PAGE, PAGE QUEUES, the swap map's and PMAP as [`fail_swap_in`] and
+    /// [`Uvm::unbusy`] do.
+    pub fn swap_poll(&self) -> usize {
+        let Some(swap) = self.swap() else { return 0 };
+        if !swap.reading() {
+            return 0;
+        }
+        let done = swap.dev.poll(self.mem().as_ref());
+        let n = done.len();
+        for (tag, result) in done {
+            if let Some(busy) = swap.take_in_flight(tag) {
+                self.finish_swap_in(busy, result);
+            }
+        }
+        n
+    }
+
+    /// End one asynchronous swap-in (see [`Uvm::swap_poll`]).
+    ///
+    /// # Locks
+    /// As [`Uvm::swap_poll`], for one read.
+    fn finish_swap_in(&self, busy: Busy, result: Result<(), SwapIoError>) {
+        if result.is_ok() {
+            // Already on the active queue (`alloc_page`); a RELEASED page goes with its slot.
+            self.unbusy(busy);
+            return;
+        }
+        let owner = match &self.page_meta(busy.page()).lock().owner {
+            Owner::Anon(w) => w.upgrade(),
+            _ => None,
+        };
+        let bad = match &owner {
+            Some(anon) => fail_swap_in(self, busy, Some(&mut anon.lock())),
+            None => fail_swap_in(self, busy, None),
+        };
+        if bad {
+            Stats::bump(&self.own_stats().swpgbad);
         }
     }
 }

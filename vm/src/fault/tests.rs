@@ -335,7 +335,7 @@ fn anonget_io_error_marks_the_slot_bad() {
 
 /// A `PageWaker` that remembers what it was told.
 #[derive(Default)]
-struct Woken(crate::sync::Mutex<alloc::vec::Vec<crate::addr::Pa>>);
+pub(super) struct Woken(pub(super) crate::sync::Mutex<alloc::vec::Vec<crate::addr::Pa>>);
 
 impl crate::page::PageWaker for Woken {
     fn unbusied(&self, page: crate::addr::Pa) {
