@@ -117,7 +117,7 @@ pub use wire::{fault_wire, unwire};
 use alloc::sync::Arc;
 use core::sync::atomic::AtomicU64;
 
-use crate::addr::{Access, Ipa, Prot, PAGE_SIZE, Pa, PageIdx};
+use crate::addr::{Access, Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
 use crate::amap::{AmapRef, AmapState, AMAP_CHUNK_PAGES, AMAP_LARGE_PAGES};
 use crate::anon::Anon;
 use crate::map::{Advice, Map, MapInner};
@@ -359,7 +359,10 @@ pub fn fault_or_wait(
             Err(Step::ReFault) if refaults < MAX_REFAULTS => refaults += 1,
             Err(Step::ReFault) => {
                 f.bump(|s| &s.fltrestart);
-                return Err(Failure { error: FaultError::Restart, busy: None });
+                return Err(Failure {
+                    error: FaultError::Restart,
+                    busy: None,
+                });
             }
             Err(Step::Fail(e)) => {
                 let busy = if e == FaultError::Restart {

@@ -101,7 +101,9 @@ mod tests {
         let mut collisions = 0;
         for vm in 0..8u64 {
             for page in 0..2048u64 {
-                let words = core::array::from_fn(|w| (page.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (vm << 56) ^ ((w as u64) << 40)) | 1);
+                let words = core::array::from_fn(|w| {
+                    (page.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (vm << 56) ^ ((w as u64) << 40)) | 1
+                });
                 if !seen.insert(sparse(words)) {
                     collisions += 1;
                 }

@@ -47,7 +47,13 @@ pub trait SwapDevice: Send + Sync {
     /// was started (a synchronous device, or its queue is full) and the caller uses
     /// [`SwapDevice::read`]; `Err`: it failed at once, as `read` would have. The default
     /// declines.
-    fn submit_read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
+    fn submit_read(
+        &self,
+        slot: u32,
+        mem: &dyn PhysMem,
+        frame: Pa,
+        tag: PageIdx,
+    ) -> Result<Submit, SwapIoError> {
         let _ = (slot, mem, frame, tag);
         Ok(Submit::Declined)
     }
@@ -209,7 +215,13 @@ impl Swap {
     /// # Locks
     /// Entry and exit: no engine lock held (the page is BUSY instead). Takes the in-flight
     /// list's lock (a leaf) and the device's, one after the other.
-    pub(crate) fn start_read(&self, busy: Busy, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Started {
+    pub(crate) fn start_read(
+        &self,
+        busy: Busy,
+        slot: u32,
+        mem: &dyn PhysMem,
+        frame: Pa,
+    ) -> Started {
         let pg = busy.page();
         self.in_flight.lock().push(busy);
         let result = match self.dev.submit_read(slot, mem, frame, pg) {
@@ -416,14 +428,25 @@ impl SwapDevice for MemSwap {
         Ok(())
     }
 
-    fn submit_read(&self, slot: u32, _mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
+    fn submit_read(
+        &self,
+        slot: u32,
+        _mem: &dyn PhysMem,
+        frame: Pa,
+        tag: PageIdx,
+    ) -> Result<Submit, SwapIoError> {
         if !self.asynchronous.load(Ordering::SeqCst) {
             return Ok(Submit::Declined);
         }
         if slot == 0 || slot > self.slots() {
             return Err(SwapIoError);
         }
-        self.queued.lock().push(Queued { tag, slot, frame, finished: false });
+        self.queued.lock().push(Queued {
+            tag,
+            slot,
+            frame,
+            finished: false,
+        });
         Ok(Submit::InFlight)
     }
 
@@ -434,7 +457,9 @@ impl SwapDevice for MemSwap {
             *q = rest;
             done
         };
-        done.into_iter().map(|r| (r.tag, self.read(r.slot, mem, r.frame))).collect()
+        done.into_iter()
+            .map(|r| (r.tag, self.read(r.slot, mem, r.frame)))
+            .collect()
     }
 }
 

@@ -185,7 +185,14 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; 6] = [Kind::Fault, Kind::Accounting, Kind::Event, Kind::Mmio, Kind::Capped, Kind::Savings];
+    pub const ALL: [Kind; 6] = [
+        Kind::Fault,
+        Kind::Accounting,
+        Kind::Event,
+        Kind::Mmio,
+        Kind::Capped,
+        Kind::Savings,
+    ];
 
     /// Size of a record of this kind.
     pub const fn bytes(self) -> usize {
@@ -417,24 +424,45 @@ pub enum DecodeError {
     /// The file ends inside this record.
     Truncated { record: usize, offset: usize },
     /// The record's kind byte is not a [`Kind`].
-    BadKind { record: usize, offset: usize, tag: u8 },
+    BadKind {
+        record: usize,
+        offset: usize,
+        tag: u8,
+    },
     /// A field holds a value no writer produces.
-    BadField { record: usize, offset: usize, field: &'static str },
+    BadField {
+        record: usize,
+        offset: usize,
+        field: &'static str,
+    },
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             DecodeError::BadHeader => write!(f, "not a trace (no UVMHYPTR header)"),
-            DecodeError::UnknownVersion(v) => write!(f, "trace version {v} (this reader knows 1 and 2)"),
+            DecodeError::UnknownVersion(v) => {
+                write!(f, "trace version {v} (this reader knows 1 and 2)")
+            }
             DecodeError::BadHeaderField(field) => write!(f, "bad header field `{field}`"),
             DecodeError::Truncated { record, offset } => {
-                write!(f, "record {record} (byte {offset}): the file ends inside it")
+                write!(
+                    f,
+                    "record {record} (byte {offset}): the file ends inside it"
+                )
             }
-            DecodeError::BadKind { record, offset, tag } => {
+            DecodeError::BadKind {
+                record,
+                offset,
+                tag,
+            } => {
                 write!(f, "record {record} (byte {offset}): unknown kind {tag}")
             }
-            DecodeError::BadField { record, offset, field } => {
+            DecodeError::BadField {
+                record,
+                offset,
+                field,
+            } => {
                 write!(f, "record {record} (byte {offset}): bad field `{field}`")
             }
         }
@@ -505,9 +533,27 @@ impl Record {
     /// The version 2 fault record's words. A record without timing (read from a v1 file) is
     /// written with time, CPU and cost 0.
     pub fn words(&self) -> [u64; FAULT_WORDS] {
-        let t = self.timing.unwrap_or(Timing { time: 0, cpu: 0, cost: 0 });
-        let codes = [Kind::Fault as u8, access_code(self.access), case_code(self.case), outcome_code(self.outcome)];
-        let head = word([codes[0], codes[1], codes[2], codes[3], self.neighbours, self.refaults, 0, t.cpu]);
+        let t = self.timing.unwrap_or(Timing {
+            time: 0,
+            cpu: 0,
+            cost: 0,
+        });
+        let codes = [
+            Kind::Fault as u8,
+            access_code(self.access),
+            case_code(self.case),
+            outcome_code(self.outcome),
+        ];
+        let head = word([
+            codes[0],
+            codes[1],
+            codes[2],
+            codes[3],
+            self.neighbours,
+            self.refaults,
+            0,
+            t.cpu,
+        ]);
         let ids = u32::from(self.vm) | u32::from(self.vcpu) << 16;
         [head, self.seq, self.ipa.0, t.time, halves(ids, t.cost)]
     }
@@ -516,8 +562,17 @@ impl Record {
 impl Accounting {
     pub fn words(&self) -> [u64; ACCOUNTING_WORDS] {
         let [v0, v1] = self.vm.to_le_bytes();
-        let head = halves(u32::from_le_bytes([Kind::Accounting as u8, self.cpu, v0, v1]), self.pool_free);
-        [head, self.time, halves(self.resident, self.private), halves(self.shared, self.zero), halves(self.swapped, 0)]
+        let head = halves(
+            u32::from_le_bytes([Kind::Accounting as u8, self.cpu, v0, v1]),
+            self.pool_free,
+        );
+        [
+            head,
+            self.time,
+            halves(self.resident, self.private),
+            halves(self.shared, self.zero),
+            halves(self.swapped, 0),
+        ]
     }
 }
 
@@ -541,14 +596,21 @@ impl Event {
     pub fn words(&self) -> [u64; EVENT_WORDS] {
         let (code, arg) = self.what.code();
         let [v0, v1] = self.vm.to_le_bytes();
-        [word([Kind::Event as u8, code, v0, v1, self.cpu, 0, 0, 0]), self.time, arg]
+        [
+            word([Kind::Event as u8, code, v0, v1, self.cpu, 0, 0, 0]),
+            self.time,
+            arg,
+        ]
     }
 }
 
 impl MmioCount {
     pub fn words(&self) -> [u64; MMIO_WORDS] {
         let [v0, v1] = self.vm.to_le_bytes();
-        let head = halves(u32::from_le_bytes([Kind::Mmio as u8, self.cpu, v0, v1]), self.offset);
+        let head = halves(
+            u32::from_le_bytes([Kind::Mmio as u8, self.cpu, v0, v1]),
+            self.offset,
+        );
         let direction = match self.direction {
             Direction::Read => 0,
             Direction::Write => 1,
@@ -559,14 +621,24 @@ impl MmioCount {
 
 impl Capped {
     pub fn words(&self) -> [u64; CAPPED_WORDS] {
-        [halves(u32::from(Kind::Capped as u8) | u32::from(self.cpu) << 8, self.unwritten), self.time, self.cap]
+        [
+            halves(
+                u32::from(Kind::Capped as u8) | u32::from(self.cpu) << 8,
+                self.unwritten,
+            ),
+            self.time,
+            self.cap,
+        ]
     }
 }
 
 impl Savings {
     pub fn words(&self) -> [u64; SAVINGS_WORDS] {
         let [s0, s1] = self.max_sharers.to_le_bytes();
-        let head = halves(u32::from_le_bytes([Kind::Savings as u8, self.cpu, s0, s1]), self.pool_free);
+        let head = halves(
+            u32::from_le_bytes([Kind::Savings as u8, self.cpu, s0, s1]),
+            self.pool_free,
+        );
         [
             head,
             self.time,
@@ -580,7 +652,11 @@ impl Savings {
 impl Entry {
     /// Append the record's version 2 bytes to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let mut put = |words: &[u64]| words.iter().for_each(|w| out.extend_from_slice(&w.to_le_bytes()));
+        let mut put = |words: &[u64]| {
+            words
+                .iter()
+                .for_each(|w| out.extend_from_slice(&w.to_le_bytes()))
+        };
         match self {
             Entry::Fault(r) => put(&r.words()),
             Entry::Accounting(a) => put(&a.words()),

@@ -94,8 +94,10 @@ impl Uvm {
     /// Takes the map-statistics list lock (a leaf lock).
     pub fn stats(&self) -> StatsSnapshot {
         let maps = self.map_stats.lock();
-        maps.iter()
-            .fold(self.stats.snapshot().add(&self.daemon.snapshot()), |sum, m| sum.add(&m.snapshot()))
+        maps.iter().fold(
+            self.stats.snapshot().add(&self.daemon.snapshot()),
+            |sum, m| sum.add(&m.snapshot()),
+        )
     }
 
     /// The pagedaemon's counters alone (they count in no VM's: a page-out serves the pool).

@@ -1303,7 +1303,12 @@ impl World {
     /// identities (`private + shared = resident`, the savings by cause add up to
     /// `Σ resident − distinct`, zero pages are resident).
     fn check_account(&self, by_pa: &HashMap<u64, Vec<(usize, u64, Prot, Ident)>>) -> R {
-        let vms: Vec<(u16, &Map)> = self.maps.iter().enumerate().map(|(i, m)| (i as u16, &*m.map)).collect();
+        let vms: Vec<(u16, &Map)> = self
+            .maps
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u16, &*m.map))
+            .collect();
         let acc = account(&self.env.uvm, &vms, &self.dedup.zero_anons());
         let at = format!("step {}: account", self.step);
         let mut mapped = vec![0u64; self.maps.len()];
@@ -1319,7 +1324,10 @@ impl World {
         }
         for (mi, (v, m)) in acc.vms.iter().zip(&self.maps).enumerate() {
             let pages = m.pos.len() as u64;
-            if v.resident + v.swapped > pages || v.private + v.shared != v.resident || v.zero > v.resident {
+            if v.resident + v.swapped > pages
+                || v.private + v.shared != v.resident
+                || v.zero > v.resident
+            {
                 return fail(format!("{at}: map{mi} {v:?} with {pages} pages in entries"));
             }
             if v.resident < mapped[mi] || v.shared < shared[mi] {
@@ -1328,10 +1336,18 @@ impl World {
         }
         let g = &acc.global;
         if g.saved.total() != acc.resident_sum() - g.distinct {
-            return fail(format!("{at}: saved {:?} but Σ resident {} − distinct {}", g.saved, acc.resident_sum(), g.distinct));
+            return fail(format!(
+                "{at}: saved {:?} but Σ resident {} − distinct {}",
+                g.saved,
+                acc.resident_sum(),
+                g.distinct
+            ));
         }
         if g.distinct < by_pa.len() as u64 || g.shared_frames < shared_frames {
-            return fail(format!("{at}: {g:?}, but {} frames mapped, {shared_frames} by two maps", by_pa.len()));
+            return fail(format!(
+                "{at}: {g:?}, but {} frames mapped, {shared_frames} by two maps",
+                by_pa.len()
+            ));
         }
         seen(Seen::Accounted);
         Ok(())

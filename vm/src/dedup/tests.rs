@@ -99,7 +99,11 @@ fn identical_pages_merge_and_a_write_stays_private() {
     }
     let acc = account(&e.uvm, &[(1, &a), (2, &b)], &d.zero_anons());
     for v in &acc.vms {
-        assert_eq!((v.resident, v.shared, v.sharers, v.zero), (2, 1, 2, 0), "{v:?}");
+        assert_eq!(
+            (v.resident, v.shared, v.sharers, v.zero),
+            (2, 1, 2, 0),
+            "{v:?}"
+        );
     }
     assert_eq!((acc.global.saved.dedup, acc.global.max_sharers), (1, 2));
 

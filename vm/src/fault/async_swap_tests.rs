@@ -51,7 +51,11 @@ fn two_faults_on_one_swapped_anon_wait_on_one_read() {
     assert!(woken.0.lock().is_empty());
     assert!(swap.finish(slot_of(&m, 0)));
     assert_eq!(e.uvm.swap_poll(), 1);
-    assert_eq!(*woken.0.lock(), [first.busy.unwrap()], "the unbusy tells the waker");
+    assert_eq!(
+        *woken.0.lock(),
+        [first.busy.unwrap()],
+        "the unbusy tells the waker"
+    );
     for _ in 0..2 {
         assert_eq!(rd(&m, page(0)).unwrap().case, FaultCase::Anon1A);
     }
@@ -90,12 +94,24 @@ fn a_failed_async_read_marks_the_slot_bad_and_fails_as_the_synchronous_one() {
     assert!(swap.finish(slot_of(&m, 0)));
     swap.fail_next_reads(1);
     assert_eq!(e.uvm.swap_poll(), 1);
-    assert_eq!(*woken.0.lock(), [failed.busy.unwrap()], "the waiters are told");
+    assert_eq!(
+        *woken.0.lock(),
+        [failed.busy.unwrap()],
+        "the waiters are told"
+    );
     assert_eq!(e.uvm.free_pages(), free, "the page was freed");
     assert_eq!(m.anon_at(page(0)).unwrap().lock().swslot, SwapSlot::Bad);
-    assert_eq!(e.uvm.swap().unwrap().counts(), (14, 1, 1), "slot 1 bad, slot 2 still used");
+    assert_eq!(
+        e.uvm.swap().unwrap().counts(),
+        (14, 1, 1),
+        "slot 1 bad, slot 2 still used"
+    );
     assert_eq!(e.uvm.stats().swpgbad, 1);
-    assert_eq!(rd(&m, page(0)), Err(FaultError::Io), "the refault fails as a synchronous read's");
+    assert_eq!(
+        rd(&m, page(0)),
+        Err(FaultError::Io),
+        "the refault fails as a synchronous read's"
+    );
     // The other page still comes back.
     wait(&m, 1);
     assert!(swap.finish(slot_of(&m, 1)));

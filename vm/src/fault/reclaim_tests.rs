@@ -122,7 +122,10 @@ fn reclaim_pages_out_when_every_resident_page_was_referenced() {
     e.uvm.set_swap(MemSwap::new(4096));
     let m = e.anon_map(2048);
     for i in 0..2048u64 {
-        assert!(wr(&m, page(i)).is_ok(), "write fault on page {i} of 2048 with 1024 frames and swap");
+        assert!(
+            wr(&m, page(i)).is_ok(),
+            "write fault on page {i} of 2048 with 1024 frames and swap"
+        );
         m.copy_out(page(i), &i.to_le_bytes()).unwrap();
     }
     for i in 0..2048u64 {

@@ -354,10 +354,20 @@ fn a_fault_at_a_busy_page_names_it_and_its_unbusy_wakes_the_waiter() {
     let pg = m.anon_at(page(0)).unwrap().lock().page.unwrap();
     let busy = e.uvm.try_busy(pg).unwrap();
     let failed = super::fault_or_wait(&m, page(0), Access::Read, FaultFlags::empty()).unwrap_err();
-    assert_eq!(failed, super::Failure { error: FaultError::Restart, busy: Some(e.uvm.pa(pg)) });
+    assert_eq!(
+        failed,
+        super::Failure {
+            error: FaultError::Restart,
+            busy: Some(e.uvm.pa(pg))
+        }
+    );
     assert!(woken.0.lock().is_empty(), "nobody unbusied it yet");
     e.uvm.unbusy(busy);
-    assert_eq!(*woken.0.lock(), [e.uvm.pa(pg)], "the WANTED page's unbusy tells the waker");
+    assert_eq!(
+        *woken.0.lock(),
+        [e.uvm.pa(pg)],
+        "the WANTED page's unbusy tells the waker"
+    );
     // A page nobody wanted is unbusied silently.
     let busy = e.uvm.try_busy(pg).unwrap();
     e.uvm.unbusy(busy);

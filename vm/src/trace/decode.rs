@@ -28,7 +28,11 @@ fn decode_v1(bytes: &[u8]) -> Result<Trace, DecodeError> {
     let body = &bytes[V1_HEADER_BYTES..];
     let mut entries = Vec::with_capacity(body.len() / V1_RECORD_BYTES);
     for (record, b) in body.chunks(V1_RECORD_BYTES).enumerate() {
-        let f = Fields { b, record, offset: V1_HEADER_BYTES + record * V1_RECORD_BYTES };
+        let f = Fields {
+            b,
+            record,
+            offset: V1_HEADER_BYTES + record * V1_RECORD_BYTES,
+        };
         if b.len() < V1_RECORD_BYTES {
             return Err(f.truncated());
         }
@@ -46,7 +50,11 @@ fn decode_v1(bytes: &[u8]) -> Result<Trace, DecodeError> {
             timing: None,
         }));
     }
-    Ok(Trace { version: Version::V1, freq: None, entries })
+    Ok(Trace {
+        version: Version::V1,
+        freq: None,
+        entries,
+    })
 }
 
 fn decode_v2(bytes: &[u8]) -> Result<Trace, DecodeError> {
@@ -65,9 +73,17 @@ fn decode_v2(bytes: &[u8]) -> Result<Trace, DecodeError> {
     let mut record = 0;
     while offset < bytes.len() {
         let tag = bytes[offset];
-        let kind = Kind::from_tag(tag).ok_or(DecodeError::BadKind { record, offset, tag })?;
+        let kind = Kind::from_tag(tag).ok_or(DecodeError::BadKind {
+            record,
+            offset,
+            tag,
+        })?;
         let end = offset + kind.bytes();
-        let f = Fields { b: &bytes[offset..end.min(bytes.len())], record, offset };
+        let f = Fields {
+            b: &bytes[offset..end.min(bytes.len())],
+            record,
+            offset,
+        };
         if end > bytes.len() {
             return Err(f.truncated());
         }
@@ -75,7 +91,11 @@ fn decode_v2(bytes: &[u8]) -> Result<Trace, DecodeError> {
         offset = end;
         record += 1;
     }
-    Ok(Trace { version: Version::V2, freq: Some(freq), entries })
+    Ok(Trace {
+        version: Version::V2,
+        freq: Some(freq),
+        entries,
+    })
 }
 
 /// One record's bytes (exactly its kind's size, once checked), and where it is for errors.
@@ -87,11 +107,18 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn truncated(&self) -> DecodeError {
-        DecodeError::Truncated { record: self.record, offset: self.offset }
+        DecodeError::Truncated {
+            record: self.record,
+            offset: self.offset,
+        }
     }
 
     fn bad(&self, field: &'static str) -> DecodeError {
-        DecodeError::BadField { record: self.record, offset: self.offset, field }
+        DecodeError::BadField {
+            record: self.record,
+            offset: self.offset,
+            field,
+        }
     }
 
     fn u16(&self, at: usize) -> u16 {
@@ -125,11 +152,13 @@ impl Fields<'_> {
         use FaultCase::*;
         match self.b[at] {
             0xff => Ok(None),
-            c => [Layerless0, Anon1A, AnonCow1B, Obj2A, ObjCopy2B, Zero2B, ObjFault]
-                .into_iter()
-                .find(|k| *k as u8 == c)
-                .map(Some)
-                .ok_or(self.bad("case")),
+            c => [
+                Layerless0, Anon1A, AnonCow1B, Obj2A, ObjCopy2B, Zero2B, ObjFault,
+            ]
+            .into_iter()
+            .find(|k| *k as u8 == c)
+            .map(Some)
+            .ok_or(self.bad("case")),
         }
     }
 
@@ -165,7 +194,11 @@ impl Fields<'_> {
                     outcome: self.outcome(3)?,
                     neighbours: b[4],
                     refaults: b[5],
-                    timing: Some(Timing { time: self.u64(24), cpu: b[7], cost: self.u32(36) }),
+                    timing: Some(Timing {
+                        time: self.u64(24),
+                        cpu: b[7],
+                        cost: self.u32(36),
+                    }),
                 })
             }
             Kind::Accounting => {
@@ -188,19 +221,32 @@ impl Fields<'_> {
                 let ipa = Ipa(arg);
                 let what = match b[1] {
                     1 => EventKind::VmStart,
-                    2 => EventKind::VmStop(StopStatus::Exited(u32::try_from(arg).map_err(|_| self.bad("exit status"))?)),
+                    2 => EventKind::VmStop(StopStatus::Exited(
+                        u32::try_from(arg).map_err(|_| self.bad("exit status"))?,
+                    )),
                     3 => EventKind::VmStop(StopStatus::Crashed),
-                    4 => EventKind::Clone { from: u16::try_from(arg).map_err(|_| self.bad("clone source"))? },
+                    4 => EventKind::Clone {
+                        from: u16::try_from(arg).map_err(|_| self.bad("clone source"))?,
+                    },
                     5 => EventKind::DedupPass { merged: arg },
                     6 => EventKind::PageOut { ipa },
                     7 => EventKind::PageIn { ipa },
                     8 => EventKind::VmStop(StopStatus::Reset),
                     _ => return Err(self.bad("event")),
                 };
-                if matches!(what, EventKind::VmStart | EventKind::VmStop(StopStatus::Crashed | StopStatus::Reset)) && arg != 0 {
+                if matches!(
+                    what,
+                    EventKind::VmStart | EventKind::VmStop(StopStatus::Crashed | StopStatus::Reset)
+                ) && arg != 0
+                {
                     return Err(self.bad("reserved"));
                 }
-                Entry::Event(Event { time: self.u64(8), cpu: b[4], vm: self.u16(2), what })
+                Entry::Event(Event {
+                    time: self.u64(8),
+                    cpu: b[4],
+                    vm: self.u16(2),
+                    what,
+                })
             }
             Kind::Mmio => {
                 self.reserved(33..40)?;
@@ -221,7 +267,12 @@ impl Fields<'_> {
             }
             Kind::Capped => {
                 self.reserved(2..4)?;
-                Entry::Capped(Capped { time: self.u64(8), cpu: b[1], unwritten: self.u32(4), cap: self.u64(16) })
+                Entry::Capped(Capped {
+                    time: self.u64(8),
+                    cpu: b[1],
+                    unwritten: self.u32(4),
+                    cap: self.u64(16),
+                })
             }
             Kind::Savings => Entry::Savings(Savings {
                 time: self.u64(8),

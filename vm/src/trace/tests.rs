@@ -17,29 +17,89 @@ fn fault(seq: u64) -> Record {
         outcome: Outcome::Resolved,
         neighbours: 4,
         refaults: 1,
-        timing: Some(Timing { time: 1_000_000 + seq, cpu: 2, cost: 625 }),
+        timing: Some(Timing {
+            time: 1_000_000 + seq,
+            cpu: 2,
+            cost: 625,
+        }),
     }
 }
 
 /// One record of every kind (and every event).
 fn one_of_each() -> Vec<Entry> {
-    let ev = |what| Entry::Event(Event { time: 77, cpu: 1, vm: 2, what });
+    let ev = |what| {
+        Entry::Event(Event {
+            time: 77,
+            cpu: 1,
+            vm: 2,
+            what,
+        })
+    };
     vec![
         Entry::Fault(fault(0)),
-        Entry::Fault(Record { case: None, outcome: Outcome::Failed(FaultError::Restart), access: Access::Exec, ..fault(1) }),
-        Entry::Fault(Record { case: None, outcome: Outcome::Mmio, access: Access::Read, ..fault(2) }),
-        Entry::Fault(Record { case: None, outcome: Outcome::AbortInjected, ..fault(3) }),
-        Entry::Accounting(Accounting { time: 5, cpu: 0, vm: 1, resident: 100, private: 60, shared: 30, zero: 10, swapped: 7, pool_free: 9000 }),
+        Entry::Fault(Record {
+            case: None,
+            outcome: Outcome::Failed(FaultError::Restart),
+            access: Access::Exec,
+            ..fault(1)
+        }),
+        Entry::Fault(Record {
+            case: None,
+            outcome: Outcome::Mmio,
+            access: Access::Read,
+            ..fault(2)
+        }),
+        Entry::Fault(Record {
+            case: None,
+            outcome: Outcome::AbortInjected,
+            ..fault(3)
+        }),
+        Entry::Accounting(Accounting {
+            time: 5,
+            cpu: 0,
+            vm: 1,
+            resident: 100,
+            private: 60,
+            shared: 30,
+            zero: 10,
+            swapped: 7,
+            pool_free: 9000,
+        }),
         ev(EventKind::VmStart),
         ev(EventKind::VmStop(StopStatus::Exited(u32::MAX))),
         ev(EventKind::VmStop(StopStatus::Crashed)),
         ev(EventKind::Clone { from: 1 }),
         ev(EventKind::DedupPass { merged: 1 << 40 }),
-        ev(EventKind::PageOut { ipa: Ipa(0x4123_4000) }),
-        ev(EventKind::PageIn { ipa: Ipa(0x4123_4000) }),
-        Entry::Mmio(MmioCount { time: 9, cpu: 3, vm: 2, base: Ipa(0x0900_0000), offset: 0x18, direction: Direction::Read, count: 123_456 }),
-        Entry::Mmio(MmioCount { time: 9, cpu: 3, vm: 2, base: Ipa(0x0900_0000), offset: 0, direction: Direction::Write, count: 1 }),
-        Entry::Capped(Capped { time: 10, cpu: 1, unwritten: 2048, cap: 256 << 20 }),
+        ev(EventKind::PageOut {
+            ipa: Ipa(0x4123_4000),
+        }),
+        ev(EventKind::PageIn {
+            ipa: Ipa(0x4123_4000),
+        }),
+        Entry::Mmio(MmioCount {
+            time: 9,
+            cpu: 3,
+            vm: 2,
+            base: Ipa(0x0900_0000),
+            offset: 0x18,
+            direction: Direction::Read,
+            count: 123_456,
+        }),
+        Entry::Mmio(MmioCount {
+            time: 9,
+            cpu: 3,
+            vm: 2,
+            base: Ipa(0x0900_0000),
+            offset: 0,
+            direction: Direction::Write,
+            count: 1,
+        }),
+        Entry::Capped(Capped {
+            time: 10,
+            cpu: 1,
+            unwritten: 2048,
+            cap: 256 << 20,
+        }),
         ev(EventKind::VmStop(StopStatus::Reset)),
         Entry::Savings(Savings {
             time: 11,
@@ -74,7 +134,10 @@ fn every_kind_round_trips() {
 fn ticks_convert_with_the_header_frequency() {
     let t = decode(&encode(FREQ, &[])).unwrap();
     assert_eq!(t.ticks_to_us(625), Some(10));
-    assert_eq!(t.ticks_to_us(u64::MAX), Some((u128::from(u64::MAX) * 1_000_000 / u128::from(FREQ)) as u64));
+    assert_eq!(
+        t.ticks_to_us(u64::MAX),
+        Some((u128::from(u64::MAX) * 1_000_000 / u128::from(FREQ)) as u64)
+    );
 }
 
 /// A version 1 file as the v1 hypervisor wrote it (header, then two 32-byte records).
@@ -94,38 +157,67 @@ fn a_version_1_file_decodes_without_timing() {
     assert_eq!(t.freq, None);
     assert_eq!(t.ticks_to_us(100), None);
     let faults: Vec<Record> = t.faults().copied().collect();
-    assert_eq!(faults, [
-        Record { seq: 7, timing: None, ..fault(7) },
-        Record {
-            seq: 8,
-            ipa: Ipa(0x2000_0000),
-            vm: 1,
-            vcpu: 0,
-            access: Access::Read,
-            case: None,
-            outcome: Outcome::AbortInjected,
-            neighbours: 0,
-            refaults: 0,
-            timing: None,
-        },
-    ]);
+    assert_eq!(
+        faults,
+        [
+            Record {
+                seq: 7,
+                timing: None,
+                ..fault(7)
+            },
+            Record {
+                seq: 8,
+                ipa: Ipa(0x2000_0000),
+                vm: 1,
+                vcpu: 0,
+                access: Access::Read,
+                case: None,
+                outcome: Outcome::AbortInjected,
+                neighbours: 0,
+                refaults: 0,
+                timing: None,
+            },
+        ]
+    );
     let mut short = V1_SAMPLE.to_vec();
     short.pop();
-    assert_eq!(decode(&short), Err(DecodeError::Truncated { record: 1, offset: 48 }));
+    assert_eq!(
+        decode(&short),
+        Err(DecodeError::Truncated {
+            record: 1,
+            offset: 48
+        })
+    );
     let mut bad = V1_SAMPLE;
     bad[16 + 20] = 9;
-    assert_eq!(decode(&bad), Err(DecodeError::BadField { record: 0, offset: 16, field: "access" }));
+    assert_eq!(
+        decode(&bad),
+        Err(DecodeError::BadField {
+            record: 0,
+            offset: 16,
+            field: "access"
+        })
+    );
     let mut bad = V1_SAMPLE;
     bad[12] = 40;
-    assert_eq!(decode(&bad), Err(DecodeError::BadHeaderField("record size")));
+    assert_eq!(
+        decode(&bad),
+        Err(DecodeError::BadHeaderField("record size"))
+    );
 }
 
 #[test]
 fn bad_headers_are_rejected() {
     assert_eq!(decode(b""), Err(DecodeError::BadHeader));
-    assert_eq!(decode(b"garbage garbage garbage!"), Err(DecodeError::BadHeader));
+    assert_eq!(
+        decode(b"garbage garbage garbage!"),
+        Err(DecodeError::BadHeader)
+    );
     let good = header(FREQ);
-    assert_eq!(decode(&good[..HEADER_BYTES - 1]), Err(DecodeError::BadHeader));
+    assert_eq!(
+        decode(&good[..HEADER_BYTES - 1]),
+        Err(DecodeError::BadHeader)
+    );
     let mut h = good;
     h[8] = 3;
     assert_eq!(decode(&h), Err(DecodeError::UnknownVersion(3)));
@@ -140,9 +232,21 @@ fn a_file_ending_inside_a_record_names_it() {
     let file = encode(FREQ, &one_of_each()[..3]);
     let cut = &file[..file.len() - 1];
     let last = HEADER_BYTES + 2 * FAULT_BYTES;
-    assert_eq!(decode(cut), Err(DecodeError::Truncated { record: 2, offset: last }));
+    assert_eq!(
+        decode(cut),
+        Err(DecodeError::Truncated {
+            record: 2,
+            offset: last
+        })
+    );
     // Only the kind byte of a record.
-    assert_eq!(decode(&file[..last + 1]), Err(DecodeError::Truncated { record: 2, offset: last }));
+    assert_eq!(
+        decode(&file[..last + 1]),
+        Err(DecodeError::Truncated {
+            record: 2,
+            offset: last
+        })
+    );
 }
 
 /// The savings record's fields sit where the module table says.
@@ -164,7 +268,9 @@ fn a_savings_record_has_the_documented_layout() {
     let b = &file[HEADER_BYTES..];
     assert_eq!(b.len(), SAVINGS_BYTES);
     assert_eq!(&b[..4], &[6, 3, 0x0b, 0x0a]);
-    let u32s: Vec<u32> = (0..10).map(|i| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap())).collect();
+    let u32s: Vec<u32> = (0..10)
+        .map(|i| u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap()))
+        .collect();
     assert_eq!(u32s[1], 16, "pool_free");
     assert_eq!(&u32s[4..], &[10, 11, 12, 13, 14, 15]);
     assert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), g.time);
@@ -178,10 +284,24 @@ fn an_unknown_kind_names_its_record() {
     let mut file = encode(FREQ, &one_of_each()[..2]);
     file.extend_from_slice(&[0x09; 24]);
     let offset = HEADER_BYTES + 2 * FAULT_BYTES;
-    assert_eq!(decode(&file), Err(DecodeError::BadKind { record: 2, offset, tag: 9 }));
+    assert_eq!(
+        decode(&file),
+        Err(DecodeError::BadKind {
+            record: 2,
+            offset,
+            tag: 9
+        })
+    );
     file.truncate(HEADER_BYTES);
     file.push(0);
-    assert_eq!(decode(&file), Err(DecodeError::BadKind { record: 0, offset: HEADER_BYTES, tag: 0 }));
+    assert_eq!(
+        decode(&file),
+        Err(DecodeError::BadKind {
+            record: 0,
+            offset: HEADER_BYTES,
+            tag: 0
+        })
+    );
 }
 
 /// The file of `one_of_each()[i]` alone, with byte `at` of the record set to `v`.
@@ -193,7 +313,13 @@ fn poked(i: usize, at: usize, v: u8) -> Result<Trace, DecodeError> {
 
 #[test]
 fn a_bad_field_is_named_with_its_record() {
-    let bad = |field| Err(DecodeError::BadField { record: 0, offset: HEADER_BYTES, field });
+    let bad = |field| {
+        Err(DecodeError::BadField {
+            record: 0,
+            offset: HEADER_BYTES,
+            field,
+        })
+    };
     assert_eq!(poked(0, 1, 3), bad("access"));
     assert_eq!(poked(0, 2, 7), bad("case"));
     assert_eq!(poked(0, 3, 0x7f), bad("outcome"));
@@ -202,8 +328,16 @@ fn a_bad_field_is_named_with_its_record() {
     assert_eq!(poked(5, 1, 9), bad("event"));
     assert_eq!(poked(5, 1, 0), bad("event"));
     assert_eq!(poked(5, 6, 1), bad("reserved"));
-    assert_eq!(poked(5, 16, 1), bad("reserved"), "a VM start has no argument");
-    assert_eq!(poked(6, 20, 1), bad("exit status"), "an exit status is 32 bits");
+    assert_eq!(
+        poked(5, 16, 1),
+        bad("reserved"),
+        "a VM start has no argument"
+    );
+    assert_eq!(
+        poked(6, 20, 1),
+        bad("exit status"),
+        "an exit status is 32 bits"
+    );
     assert_eq!(poked(8, 18, 1), bad("clone source"), "a VM id is 16 bits");
     assert_eq!(poked(12, 32, 2), bad("direction"));
     assert_eq!(poked(12, 35, 1), bad("reserved"));
@@ -212,13 +346,27 @@ fn a_bad_field_is_named_with_its_record() {
     let mut file = encode(FREQ, &one_of_each());
     let at = HEADER_BYTES + 4 * FAULT_BYTES + ACCOUNTING_BYTES + 1;
     file[at] = 0;
-    assert_eq!(decode(&file), Err(DecodeError::BadField { record: 5, offset: at - 1, field: "event" }));
+    assert_eq!(
+        decode(&file),
+        Err(DecodeError::BadField {
+            record: 5,
+            offset: at - 1,
+            field: "event"
+        })
+    );
 }
 
 #[test]
 fn errors_read_as_sentences() {
-    let e = DecodeError::BadField { record: 5, offset: 208, field: "event" };
-    assert_eq!(std::format!("{e}"), "record 5 (byte 208): bad field `event`");
+    let e = DecodeError::BadField {
+        record: 5,
+        offset: 208,
+        field: "event",
+    };
+    assert_eq!(
+        std::format!("{e}"),
+        "record 5 (byte 208): bad field `event`"
+    );
 }
 
 fn any_entry() -> impl Strategy<Value = Entry> {
@@ -231,35 +379,54 @@ fn any_entry() -> impl Strategy<Value = Entry> {
         Just(Outcome::Failed(FaultError::Restart)),
         Just(Outcome::Failed(FaultError::NoMemory)),
     ];
-    let fault = (any::<[u64; 3]>(), any::<[u16; 2]>(), access, case, outcome, any::<[u8; 3]>(), any::<u32>()).prop_map(
-        |([seq, ipa, time], [vm, vcpu], access, case, outcome, [neighbours, refaults, cpu], cost)| {
-            Entry::Fault(Record {
-                seq,
-                ipa: Ipa(ipa),
-                vm,
-                vcpu,
+    let fault = (
+        any::<[u64; 3]>(),
+        any::<[u16; 2]>(),
+        access,
+        case,
+        outcome,
+        any::<[u8; 3]>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(
+                [seq, ipa, time],
+                [vm, vcpu],
                 access,
                 case,
                 outcome,
-                neighbours,
-                refaults,
-                timing: Some(Timing { time, cpu, cost }),
+                [neighbours, refaults, cpu],
+                cost,
+            )| {
+                Entry::Fault(Record {
+                    seq,
+                    ipa: Ipa(ipa),
+                    vm,
+                    vcpu,
+                    access,
+                    case,
+                    outcome,
+                    neighbours,
+                    refaults,
+                    timing: Some(Timing { time, cpu, cost }),
+                })
+            },
+        );
+    let accounting = (any::<u64>(), any::<u8>(), any::<u16>(), any::<[u32; 6]>()).prop_map(
+        |(time, cpu, vm, n)| {
+            Entry::Accounting(Accounting {
+                time,
+                cpu,
+                vm,
+                resident: n[0],
+                private: n[1],
+                shared: n[2],
+                zero: n[3],
+                swapped: n[4],
+                pool_free: n[5],
             })
         },
     );
-    let accounting = (any::<u64>(), any::<u8>(), any::<u16>(), any::<[u32; 6]>()).prop_map(|(time, cpu, vm, n)| {
-        Entry::Accounting(Accounting {
-            time,
-            cpu,
-            vm,
-            resident: n[0],
-            private: n[1],
-            shared: n[2],
-            zero: n[3],
-            swapped: n[4],
-            pool_free: n[5],
-        })
-    });
     let what = prop_oneof![
         Just(EventKind::VmStart),
         any::<u32>().prop_map(|s| EventKind::VmStop(StopStatus::Exited(s))),
@@ -270,36 +437,71 @@ fn any_entry() -> impl Strategy<Value = Entry> {
         any::<u64>().prop_map(|a| EventKind::PageOut { ipa: Ipa(a) }),
         any::<u64>().prop_map(|a| EventKind::PageIn { ipa: Ipa(a) }),
     ];
-    let event = (any::<u64>(), any::<u8>(), any::<u16>(), what)
-        .prop_map(|(time, cpu, vm, what)| Entry::Event(Event { time, cpu, vm, what }));
-    let mmio = (any::<[u64; 3]>(), any::<u8>(), any::<u16>(), any::<u32>(), any::<bool>()).prop_map(
-        |([time, base, count], cpu, vm, offset, write)| {
-            let direction = if write { Direction::Write } else { Direction::Read };
-            Entry::Mmio(MmioCount { time, cpu, vm, base: Ipa(base), offset, direction, count })
+    let event =
+        (any::<u64>(), any::<u8>(), any::<u16>(), what).prop_map(|(time, cpu, vm, what)| {
+            Entry::Event(Event {
+                time,
+                cpu,
+                vm,
+                what,
+            })
+        });
+    let mmio = (
+        any::<[u64; 3]>(),
+        any::<u8>(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<bool>(),
+    )
+        .prop_map(|([time, base, count], cpu, vm, offset, write)| {
+            let direction = if write {
+                Direction::Write
+            } else {
+                Direction::Read
+            };
+            Entry::Mmio(MmioCount {
+                time,
+                cpu,
+                vm,
+                base: Ipa(base),
+                offset,
+                direction,
+                count,
+            })
+        });
+    let capped =
+        (any::<[u64; 2]>(), any::<u8>(), any::<u32>()).prop_map(|([time, cap], cpu, unwritten)| {
+            Entry::Capped(Capped {
+                time,
+                cpu,
+                unwritten,
+                cap,
+            })
+        });
+    let savings = (any::<u64>(), any::<u8>(), any::<u16>(), any::<[u32; 7]>()).prop_map(
+        |(time, cpu, max_sharers, n)| {
+            Entry::Savings(Savings {
+                time,
+                cpu,
+                max_sharers,
+                distinct: n[0],
+                shared_frames: n[1],
+                saved_clone: n[2],
+                saved_image: n[3],
+                saved_dedup: n[4],
+                pool_used: n[5],
+                pool_free: n[6],
+            })
         },
     );
-    let capped = (any::<[u64; 2]>(), any::<u8>(), any::<u32>())
-        .prop_map(|([time, cap], cpu, unwritten)| Entry::Capped(Capped { time, cpu, unwritten, cap }));
-    let savings = (any::<u64>(), any::<u8>(), any::<u16>(), any::<[u32; 7]>()).prop_map(|(time, cpu, max_sharers, n)| {
-        Entry::Savings(Savings {
-            time,
-            cpu,
-            max_sharers,
-            distinct: n[0],
-            shared_frames: n[1],
-            saved_clone: n[2],
-            saved_image: n[3],
-            saved_dedup: n[4],
-            pool_used: n[5],
-            pool_free: n[6],
-        })
-    });
     prop_oneof![fault, accounting, event, mmio, capped, savings]
 }
 
 fn one_of_case(c: u8) -> FaultCase {
     use FaultCase::*;
-    [Layerless0, Anon1A, AnonCow1B, Obj2A, ObjCopy2B, Zero2B, ObjFault][usize::from(c)]
+    [
+        Layerless0, Anon1A, AnonCow1B, Obj2A, ObjCopy2B, Zero2B, ObjFault,
+    ][usize::from(c)]
 }
 
 proptest! {
