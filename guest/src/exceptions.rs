@@ -142,6 +142,10 @@ impl Abort {
 }
 
 // One armed probe at a time, on vCPU 0 only (the probing programs are single-vCPU).
+/// Held by the CPU whose probe owns ARMED, TAKEN, RESUME and the recorded ESR/FAR/ELR: they are
+/// one set for the program, and vCPUs probing at once (each `smp` vCPU probes DISR_EL1 as it
+/// starts) would otherwise take each other's exception for their own.
+static PROBING: AtomicBool = AtomicBool::new(false);
 static ARMED: AtomicBool = AtomicBool::new(false);
 static TAKEN: AtomicBool = AtomicBool::new(false);
 static ESR: AtomicU64 = AtomicU64::new(0);
@@ -222,9 +226,28 @@ extern "C" fn guest_exception(index: u64) {
     crate::hvc::exit(crate::EXIT_UNEXPECTED_EXCEPTION)
 }
 
+/// The probe state for this CPU until dropped ([`PROBING`]).
+struct ProbeGuard;
+
+impl ProbeGuard {
+    fn take() -> ProbeGuard {
+        while PROBING.swap(true, Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        ProbeGuard
+    }
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        PROBING.store(false, Ordering::Release);
+    }
+}
+
 /// Load 8 bytes from `addr` with an abort expected or allowed: `Ok(value)` if the load completed,
 /// `Err(abort)` with the recorded ESR/FAR/ELR if it took a synchronous exception.
 pub fn probe_read(addr: u64) -> Result<u64, Abort> {
+    let _probe = ProbeGuard::take();
     RESUME.store(0, Ordering::SeqCst);
     TAKEN.store(false, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
@@ -249,6 +272,7 @@ pub fn probe_read(addr: u64) -> Result<u64, Abort> {
 /// Branch to `addr`, which must hold no code, with an instruction abort expected: `Err(abort)`
 /// with the recorded ESR/FAR/ELR when the fetch aborted, `Ok(())` if the branch came back.
 pub fn probe_exec(addr: u64) -> Result<(), Abort> {
+    let _probe = ProbeGuard::take();
     TAKEN.store(false, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
     // SAFETY: the fetch from `addr` aborts (the caller's contract) and our vector resumes at
@@ -290,6 +314,7 @@ pub struct El0Exit {
 /// `pc` is EL0 code that touches no register but x0 before it traps (`SVC`, or a fault), and
 /// uses no stack.
 pub unsafe fn run_el0(pc: u64) -> El0Exit {
+    let _probe = ProbeGuard::take();
     TAKEN.store(false, Ordering::SeqCst);
     EL0_ARMED.store(true, Ordering::SeqCst);
     let x0: u64;
@@ -323,6 +348,7 @@ pub unsafe fn run_el0(pc: u64) -> El0Exit {
 /// DISR_EL1 (`S3_0_C12_C1_1`), or `None` when reading it is an undefined instruction (a CPU
 /// without FEAT_RAS). Under the hypervisor's HCR_EL2.AMO the guest's DISR_EL1 is VDISR_EL2.
 pub fn probe_disr_el1() -> Option<u64> {
+    let _probe = ProbeGuard::take();
     RESUME.store(0, Ordering::SeqCst);
     TAKEN.store(false, Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
