@@ -1,4 +1,4 @@
-//! Swap: the device trait, the slot allocator, and an in-memory device for host tests.
+//! Swap: the device trait, the slot allocator (`slots.rs`), and an in-memory device for host tests.
 //!
 //! A swap device stores whole frames in numbered slots (1-based, as the seed's `an_swslot`; 0 is
 //! "no slot"). The hypervisor implements [`SwapDevice`] over virtio-blk; the host tests use
@@ -29,6 +29,9 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::addr::{Pa, PageIdx};
 use crate::page::Busy;
 use crate::physmem::{PhysMem, FRAME_BYTES};
+
+mod slots;
+pub use slots::{SlotMap, SlotState};
 
 /// A swap I/O failed (device error, or the slot is out of the device's range).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -81,108 +84,6 @@ pub(crate) enum Started {
     InFlight,
     /// Finished (synchronously, or failed at submission): the caller has the token back.
     Done(Busy, Result<(), SwapIoError>),
-}
-
-/// State of one slot.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum SlotState {
-    Free,
-    Used,
-    /// An I/O error happened on it: never used again.
-    Bad,
-}
-
-/// Slot allocator (next-fit over a state array).
-#[derive(Debug)]
-pub struct SlotMap {
-    state: Vec<SlotState>,
-    hint: usize,
-    used: u32,
-    bad: u32,
-}
-
-impl SlotMap {
-    /// `n` free slots, numbered `1..=n`.
-    ///
-    /// # Locks
-    /// None: the map is unreachable by anyone else until the caller stores it.
-    pub fn new(n: u32) -> SlotMap {
-        SlotMap {
-            state: alloc::vec![SlotState::Free; n as usize],
-            hint: 0,
-            used: 0,
-            bad: 0,
-        }
-    }
-
-    /// A free slot, now used; `None` when the device is full.
-    ///
-    /// # Locks
-    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
-    pub fn alloc(&mut self) -> Option<u32> {
-        let n = self.state.len();
-        for k in 0..n {
-            let i = (self.hint + k) % n;
-            if let Some(s @ SlotState::Free) = self.state.get_mut(i) {
-                *s = SlotState::Used;
-                self.hint = (i + 1) % n;
-                self.used += 1;
-                return u32::try_from(i + 1).ok();
-            }
-        }
-        None
-    }
-
-    /// Return a used slot (a free or bad slot is left as it is).
-    ///
-    /// # Locks
-    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
-    pub fn free(&mut self, slot: u32) {
-        if let Some(s @ SlotState::Used) = self.slot_mut(slot) {
-            *s = SlotState::Free;
-            self.used -= 1;
-        }
-    }
-
-    /// Mark a slot bad: it stays allocated forever.
-    ///
-    /// # Locks
-    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
-    pub fn mark_bad(&mut self, slot: u32) {
-        match self.slot_mut(slot) {
-            Some(s @ SlotState::Used) => {
-                *s = SlotState::Bad;
-                self.used -= 1;
-                self.bad += 1;
-            }
-            Some(s @ SlotState::Free) => {
-                *s = SlotState::Bad;
-                self.bad += 1;
-            }
-            _ => {}
-        }
-    }
-
-    /// State of a slot (`None` when out of range).
-    ///
-    /// # Locks
-    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
-    pub fn state(&self, slot: u32) -> Option<SlotState> {
-        self.state.get((slot as usize).checked_sub(1)?).copied()
-    }
-
-    /// (free, used, bad) slot counts.
-    ///
-    /// # Locks
-    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
-    pub fn counts(&self) -> (u32, u32, u32) {
-        let total = u32::try_from(self.state.len()).unwrap_or(u32::MAX);
-        (total - self.used - self.bad, self.used, self.bad)
-    }
-
-    fn slot_mut(&mut self, slot: u32) -> Option<&mut SlotState> {
-        self.state.get_mut((slot as usize).checked_sub(1)?)
-    }
 }
 
 /// A swap device with its slot map (what `Uvm` holds once swap is configured).
@@ -466,25 +367,6 @@ impl SwapDevice for MemSwap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn slot_map_alloc_free_bad() {
-        let mut m = SlotMap::new(3);
-        let a = m.alloc().unwrap();
-        let b = m.alloc().unwrap();
-        let c = m.alloc().unwrap();
-        assert_eq!((a, b, c), (1, 2, 3));
-        assert_eq!(m.alloc(), None);
-        m.mark_bad(b);
-        m.free(b); // a bad slot is never freed
-        m.free(a);
-        assert_eq!(m.counts(), (1, 1, 1));
-        assert_eq!(m.alloc(), Some(1));
-        assert_eq!(m.alloc(), None);
-        assert_eq!(m.state(2), Some(SlotState::Bad));
-        assert_eq!(m.state(0), None);
-        assert_eq!(m.state(9), None);
-    }
 
     /// The hook runs before the data moves (a write it starts lands first and is overwritten),
     /// sees the direction and slot, and fails the I/O it returns `Err` for.
