@@ -1,6 +1,7 @@
 //! The pagedaemon: freeing frames by paging anons out to swap and dropping clean object pages.
 //!
-//! Mechanism ([`pageout_anon`]) is apart from policy ([`Uvm::reclaim`]), as the seed keeps
+//! Mechanism ([`pageout_anon`], and clusters of anons written by one request, `cluster.rs`) is
+//! apart from policy ([`Uvm::reclaim`]), as the seed keeps
 //! `uvm_pdaemon.c` apart from `uvm_pdpolicy_clock.c`. The policy is a clock over the inactive
 //! queue with a second chance: a page whose stage-2 access flag is set (in any VM) goes back to
 //! the active queue and loses the flag; the next pass may take it. The inactive queue is refilled
@@ -18,86 +19,34 @@
 
 use alloc::sync::Arc;
 
-use crate::addr::{PageIdx, Prot, PAGE_SIZE};
-use crate::anon::{Anon, SwapSlot};
-use crate::page::{Busy, Owner, PageFlags, Queue};
+use crate::addr::{PageIdx, PAGE_SIZE};
+use crate::anon::Anon;
+use crate::page::{Owner, PageFlags, Queue};
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
-/// Write `anon`'s page to swap and free it (the seed's pageout of an anon page). Returns true when
-/// the frame was freed. Refuses (false) when there is no swap or no free slot, or the page is
-/// BUSY, wired or loaned. A CLEAN page that already has a slot is freed without writing. A write
-/// error keeps the page (its slot is marked bad). An anon freed during the write leaves its page
-/// and slot to us: both are freed after the write (the slot is marked bad if the write failed).
+mod cluster;
+pub use cluster::CLUSTER_PAGES;
+use cluster::{Added, SwapCluster};
+
+/// Write `anon`'s page to swap and free it (the seed's pageout of an anon page): a cluster of
+/// one (`cluster.rs`). Returns true when the frame was freed. Refuses (false) when there is no
+/// swap or no free slot, or the page is BUSY, wired or loaned. A CLEAN page that already has a
+/// slot is freed without writing. A write error keeps the page (its slot is marked bad). An anon
+/// freed during the write leaves its page and slot to us: both are freed after the write (the
+/// slot is marked bad if the write failed).
 ///
 /// # Locks
 /// Entry: nothing. Takes ANON (dropped during the write), PMAP, PAGE, PAGE QUEUES. Exit: nothing.
 pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
-    let Some(swap) = uvm.swap() else { return false };
-    let mut a = anon.lock();
-    let Some(pg) = a.page else { return false };
-    // Check and claim the page (BUSY) in one step: nobody may start using it in between.
-    let (busy, clean) = {
-        let mut m = uvm.page_meta(pg).lock();
-        let pageable = m.wire_count == 0 && m.loan_count == 0 && matches!(m.owner, Owner::Anon(_));
-        if !pageable {
-            return false;
-        }
-        let Some(busy) = Busy::claim(&mut m, pg) else {
-            return false;
-        };
-        (busy, m.flags.contains(PageFlags::CLEAN))
-    };
-    if let (SwapSlot::Slot(_), true) = (a.swslot, clean) {
-        // The swap copy is current: just drop the frame.
-        uvm.page_protect(pg, Prot::NONE);
-        a.page = None;
-        uvm.free_page(busy);
-        Stats::bump(&uvm.daemon().pdfreed);
-        return true;
-    }
-    let slot = match a.swslot {
-        SwapSlot::Slot(s) => s,
-        SwapSlot::None | SwapSlot::Bad => match swap.map.lock().alloc() {
-            Some(s) => s,
-            None => {
-                uvm.unbusy(busy);
-                return false;
-            }
-        },
-    };
-    a.swslot = SwapSlot::Slot(slot);
-    uvm.page_protect(pg, Prot::NONE);
-    drop(a);
-
-    let result = swap.dev.write(slot, uvm.mem().as_ref(), uvm.pa(pg));
-    Stats::bump(&uvm.daemon().pageouts);
-
-    let mut a = anon.lock();
-    let released = uvm.page_has(pg, PageFlags::RELEASED);
-    if released {
-        // The anon was freed during the write and left its page and slot to us.
-        if result.is_err() && uvm.mark_released_slot_bad(pg) {
-            Stats::bump(&uvm.daemon().swpgbad);
-        }
-        uvm.unbusy(busy);
-        Stats::bump(&uvm.daemon().pdfreed);
-        return true;
-    }
-    if result.is_err() {
-        uvm.swap_mark_bad(slot);
-        Stats::bump(&uvm.daemon().swpgbad);
-        if a.swslot == SwapSlot::Slot(slot) {
-            a.swslot = SwapSlot::None;
-        }
-        uvm.activate(pg);
-        uvm.unbusy(busy);
+    let Some(mut cluster) = SwapCluster::new(uvm, 1) else {
         return false;
+    };
+    match cluster.add(anon) {
+        (Added::Freed, _) => true,
+        (Added::Queued, freed) => freed == 1,
+        (Added::Refused, _) => false,
     }
-    a.page = None;
-    uvm.free_page(busy);
-    Stats::bump(&uvm.daemon().pdfreed);
-    true
 }
 
 /// Drop a clean, unmapped-able object page through its pager (`put` with FREE). True when freed.
@@ -156,6 +105,8 @@ impl Uvm {
         let (_, active, inactive) = self.queue_counts();
         let budget = active.saturating_add(inactive).saturating_mul(2).max(16);
         let mut scanned = 0usize;
+        // Anon pages go out in clusters of consecutive scanned pages (`cluster.rs`).
+        let mut cluster = SwapCluster::new(self, CLUSTER_PAGES);
         while freed < target && scanned < budget {
             let want = target.saturating_mul(2);
             let (_, _, inactive) = self.queue_counts();
@@ -172,7 +123,7 @@ impl Uvm {
             }
             scanned = scanned.saturating_add(scan.len());
             for pg in scan {
-                if freed >= target {
+                if freed + cluster.as_ref().map_or(0, SwapCluster::pending) >= target {
                     break;
                 }
                 Stats::bump(&self.daemon().pdscans);
@@ -184,15 +135,18 @@ impl Uvm {
                     Owner::Anon(w) => Some(w.upgrade()),
                     _ => None,
                 };
-                let ok = match anon {
-                    Some(Some(anon)) => pageout_anon(self, &anon),
-                    Some(None) => false,
-                    None => free_object_page(self, pg),
+                freed += match (anon, cluster.as_mut()) {
+                    (Some(Some(anon)), Some(cluster)) => match cluster.add(&anon) {
+                        (Added::Freed, flushed) => 1 + flushed,
+                        (_, flushed) => flushed,
+                    },
+                    (Some(_), _) => 0,
+                    (None, _) => usize::from(free_object_page(self, pg)),
                 };
-                if ok {
-                    freed += 1;
-                }
             }
+            // Written before the next batch ages pages and before returning: nothing stays
+            // BUSY longer than one scan.
+            freed += cluster.as_mut().map_or(0, SwapCluster::flush);
         }
         freed
     }

@@ -110,6 +110,9 @@ counters! {
     pageins,
     /// Pages written to swap.
     pageouts,
+    /// Page-out requests: one for each cluster of `pageouts` written together (the seed's
+    /// `uvmexp.pdpageouts`).
+    pdpageouts,
     /// Loaned pages whose loan was broken by a write. Not in the seed (ours, as are the next
     /// three).
     fltloanbreak,

@@ -45,6 +45,25 @@ pub trait SwapDevice: Send + Sync {
     fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError>;
     /// Write `frame` to slot `slot`.
     fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError>;
+    /// Write `frames` to the contiguous slots `first..first + frames.len()`, as one request
+    /// where the device can (a page-out cluster, `pdaemon/cluster.rs`). `Err`: the request
+    /// failed, and which of its slots hold their frame is not known. The default writes one
+    /// frame at a time with [`SwapDevice::write`], stopping at the first error.
+    fn write_cluster(
+        &self,
+        first: u32,
+        mem: &dyn PhysMem,
+        frames: &[Pa],
+    ) -> Result<(), SwapIoError> {
+        for (k, &frame) in frames.iter().enumerate() {
+            let slot = u32::try_from(k)
+                .ok()
+                .and_then(|k| first.checked_add(k))
+                .ok_or(SwapIoError)?;
+            self.write(slot, mem, frame)?;
+        }
+        Ok(())
+    }
     /// Start reading slot `slot` into `frame` without waiting for it. [`Submit::InFlight`]: its
     /// result comes later from [`SwapDevice::poll`], named `tag`; [`Submit::Declined`]: nothing
     /// was started (a synchronous device, or its queue is full) and the caller uses
@@ -202,8 +221,11 @@ pub struct MemSwap {
     fail_writes: AtomicU32,
     /// Completed reads.
     pub reads: AtomicU64,
-    /// Completed writes.
+    /// Completed writes (pages).
     pub writes: AtomicU64,
+    /// Completed write requests: one a [`SwapDevice::write`], one a
+    /// [`SwapDevice::write_cluster`] of any length.
+    pub write_requests: AtomicU64,
 }
 
 impl MemSwap {
@@ -221,6 +243,7 @@ impl MemSwap {
             fail_writes: AtomicU32::new(0),
             reads: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            write_requests: AtomicU64::new(0),
         })
     }
 
@@ -260,7 +283,7 @@ impl MemSwap {
         self.fail_reads.store(n, Ordering::SeqCst);
     }
 
-    /// Make the next `n` writes fail.
+    /// Make the next `n` write requests fail (a cluster's is one).
     ///
     /// # Locks
     /// None (an atomic).
@@ -315,17 +338,41 @@ impl SwapDevice for MemSwap {
     }
 
     fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
-        self.mid_io(SwapOp::Write, slot)?;
+        self.write_cluster(slot, mem, &[frame])
+    }
+
+    /// One request: the hook runs for every slot before any data moves, and an injected
+    /// failure or any slot out of range fails the whole request with nothing stored.
+    fn write_cluster(
+        &self,
+        first: u32,
+        mem: &dyn PhysMem,
+        frames: &[Pa],
+    ) -> Result<(), SwapIoError> {
+        let n = u32::try_from(frames.len()).map_err(|_| SwapIoError)?;
+        let last = first.checked_add(n).ok_or(SwapIoError)?;
+        for slot in first..last {
+            self.mid_io(SwapOp::Write, slot)?;
+        }
         if Self::take_failure(&self.fail_writes) {
             return Err(SwapIoError);
         }
-        let mut buf = alloc::vec![0u8; FRAME_BYTES].into_boxed_slice();
-        mem.read(frame, &mut buf);
+        let data: Vec<Box<[u8]>> = frames
+            .iter()
+            .map(|&frame| {
+                let mut buf = alloc::vec![0u8; FRAME_BYTES].into_boxed_slice();
+                mem.read(frame, &mut buf);
+                buf
+            })
+            .collect();
         let mut slots = self.slots.lock();
-        let i = (slot as usize).checked_sub(1).ok_or(SwapIoError)?;
-        let s = slots.get_mut(i).ok_or(SwapIoError)?;
-        *s = Some(buf);
-        self.writes.fetch_add(1, Ordering::Relaxed);
+        let range = (first as usize).checked_sub(1).ok_or(SwapIoError)?..(last as usize - 1);
+        let dest = slots.get_mut(range).ok_or(SwapIoError)?;
+        for (d, buf) in dest.iter_mut().zip(data) {
+            *d = Some(buf);
+        }
+        self.writes.fetch_add(u64::from(n), Ordering::Relaxed);
+        self.write_requests.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -1,0 +1,277 @@
+//! Page-out clusters: anons paged out together, into contiguous swap slots, by one write
+//! request (the seed's `swapcluster_*` in `uvm_pdaemon.c` with `uvm_pager`'s clustered I/O).
+//!
+//! # Which pages make a cluster
+//! The consecutive pageable anons of the pagedaemon's inactive-queue scan, as NetBSD's
+//! `uvmpd_scan_inactive` fills its swap cluster. The alternative, an anon's neighbours in its
+//! amap, needs the way back from a page to its amap slot, which the engine does not keep (an
+//! anon knows neither its amaps nor its slots in them), and would take AMAP locks from the
+//! daemon, against the lock order it already walks backwards. The scan order is close to what
+//! the amap order would give anyway: the inactive queue is refilled from the oldest active
+//! pages, and a guest touching its memory in order faulted them in that order, so neighbouring
+//! guest pages land in neighbouring slots and a sequential swap-in reads neighbouring sectors.
+//!
+//! # A cluster's life
+//! [`SwapCluster::add`] claims a page (BUSY), gives its anon the cluster's next slot (a dirty
+//! page's old slot is freed first: its copy is stale, as the seed's `uvmpd_dropswap`), unmaps it
+//! everywhere and unlocks the anon. Slots are reserved [`CLUSTER_PAGES`] at a time (fewer when
+//! the device has no run that long, down to one); a full cluster is written at once.
+//! [`SwapCluster::flush`] writes the pages with one [`SwapDevice::write_cluster`], no lock held,
+//! then, for each page, frees the frame (or, when the anon was freed meanwhile, the frame and
+//! the slot it left, `anon.rs`), and gives back the reserved slots no page took.
+//!
+//! A failed write: which of the request's sectors hold data is not known, so every page stays
+//! resident and dirty with no slot (the next sweep may page it out elsewhere), and every slot of
+//! the request is marked bad, as the seed's `uvm_swap_markbad(swslot, npages)` after a failed
+//! cluster write: never handed out again, so the sector that failed is never used again either.
+//! The slots reserved and not written are freed unused.
+//!
+//! # Locks
+//! Entry and exit of every function here: nothing held. While a cluster gathers, its pages are
+//! BUSY (not locked): a fault on one restarts and waits, as during the write itself.
+//!
+//! [`SwapDevice::write_cluster`]: crate::swap::SwapDevice::write_cluster
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::addr::{Pa, Prot};
+use crate::anon::{Anon, SwapSlot};
+use crate::page::{Busy, Owner, PageFlags};
+use crate::stats::Stats;
+use crate::swap::Swap;
+use crate::uvm::Uvm;
+
+/// Most pages in one page-out request (64 KiB; the hypervisor's disk takes up to this many in
+/// one virtio request).
+pub const CLUSTER_PAGES: usize = 16;
+
+/// One page of a cluster: its anon, and the BUSY claim on its page.
+struct Member {
+    anon: Arc<Anon>,
+    busy: Busy,
+}
+
+/// What [`SwapCluster::add`] did with an anon.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Added {
+    /// Its page is in the cluster, to be written by the next flush.
+    Queued,
+    /// Its page was clean and already had a slot: the frame was freed at once.
+    Freed,
+    /// Nothing: no resident page, not pageable (BUSY, wired, loaned), or no swap slot free.
+    Refused,
+}
+
+/// Pages claimed for one page-out request, and the run of slots reserved for them.
+pub(crate) struct SwapCluster<'u> {
+    uvm: &'u Uvm,
+    swap: Arc<Swap>,
+    /// Most pages before a flush.
+    capacity: usize,
+    /// The first reserved slot (meaningful when `reserved > 0`).
+    first: u32,
+    /// Slots reserved from `first`; the first `members.len()` are taken.
+    reserved: usize,
+    members: Vec<Member>,
+}
+
+impl<'u> SwapCluster<'u> {
+    /// An empty cluster of at most `capacity` pages (at least 1); `None` without swap.
+    ///
+    /// # Locks
+    /// Takes the swap configuration lock (a leaf).
+    pub(crate) fn new(uvm: &'u Uvm, capacity: usize) -> Option<SwapCluster<'u>> {
+        Some(SwapCluster {
+            uvm,
+            swap: uvm.swap()?,
+            capacity: capacity.clamp(1, CLUSTER_PAGES),
+            first: 0,
+            reserved: 0,
+            members: Vec::with_capacity(capacity),
+        })
+    }
+
+    /// Pages queued and not yet written.
+    pub(crate) fn pending(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Add `anon`'s page (see the module documentation); a cluster that is then full is
+    /// written at once. Returns what happened to `anon`, and how many frames a flush freed.
+    ///
+    /// # Locks
+    /// Entry: nothing. Takes ANON, and under it PAGE, the swap map's lock, PMAP and PAGE QUEUES
+    /// one after the other; a flush as [`SwapCluster::flush`]. Exit: nothing.
+    pub(crate) fn add(&mut self, anon: &Arc<Anon>) -> (Added, usize) {
+        let added = self.add_one(anon);
+        let full = self.reserved > 0 && self.members.len() >= self.reserved;
+        (added, if full { self.flush() } else { 0 })
+    }
+
+    /// [`SwapCluster::add`] without the flush.
+    ///
+    /// # Locks
+    /// As [`SwapCluster::add`], without the flush's.
+    fn add_one(&mut self, anon: &Arc<Anon>) -> Added {
+        let uvm = self.uvm;
+        let mut a = anon.lock();
+        let Some(pg) = a.page else {
+            return Added::Refused;
+        };
+        // Check and claim the page (BUSY) in one step: nobody may start using it in between.
+        let (busy, clean) = {
+            let mut m = uvm.page_meta(pg).lock();
+            let pageable =
+                m.wire_count == 0 && m.loan_count == 0 && matches!(m.owner, Owner::Anon(_));
+            if !pageable {
+                return Added::Refused;
+            }
+            let Some(busy) = Busy::claim(&mut m, pg) else {
+                return Added::Refused;
+            };
+            (busy, m.flags.contains(PageFlags::CLEAN))
+        };
+        if let (SwapSlot::Slot(_), true) = (a.swslot, clean) {
+            // The swap copy is current: just drop the frame.
+            uvm.page_protect(pg, Prot::NONE);
+            a.page = None;
+            uvm.free_page(busy);
+            Stats::bump(&uvm.daemon().pdfreed);
+            return Added::Freed;
+        }
+        if let SwapSlot::Slot(old) = a.swslot {
+            // Dirty since it was written there: that copy is stale. Freed first, so that a full
+            // device can hand it out again (as the seed drops it before allocating).
+            uvm.swap_free(old);
+            a.swslot = SwapSlot::None;
+        }
+        let Some(slot) = self.next_slot() else {
+            uvm.unbusy(busy);
+            return Added::Refused;
+        };
+        a.swslot = SwapSlot::Slot(slot);
+        uvm.page_protect(pg, Prot::NONE);
+        drop(a);
+        self.members.push(Member {
+            anon: anon.clone(),
+            busy,
+        });
+        Added::Queued
+    }
+
+    /// The slot for the next member: the next reserved one, reserving a run first when none is
+    /// left (the longest the map has, from `capacity` down by halves to 1).
+    ///
+    /// # Locks
+    /// Takes the swap map's lock (a leaf); the caller may hold ANON.
+    fn next_slot(&mut self) -> Option<u32> {
+        if self.reserved == 0 {
+            let mut map = self.swap.map.lock();
+            let mut want = self.capacity;
+            let first = loop {
+                if let Some(first) = map.alloc_cluster(want) {
+                    break first;
+                }
+                if want == 1 {
+                    return None;
+                }
+                want /= 2;
+            };
+            self.first = first;
+            self.reserved = want;
+        }
+        debug_assert!(
+            self.members.len() < self.reserved,
+            "a full cluster is flushed at once"
+        );
+        u32::try_from(self.members.len())
+            .ok()
+            .and_then(|k| self.first.checked_add(k))
+    }
+
+    /// Write the queued pages as one request and finish each (see the module documentation).
+    /// Returns how many frames were freed.
+    ///
+    /// # Locks
+    /// Entry: nothing. The write with nothing held; then per page ANON, PAGE, PMAP, PAGE QUEUES
+    /// and the swap map's lock, as `Uvm::unbusy`, `Uvm::free_page` and `Uvm::swap_mark_bad` take
+    /// them. Exit: nothing.
+    pub(crate) fn flush(&mut self) -> usize {
+        let uvm = self.uvm;
+        let members = core::mem::take(&mut self.members);
+        let (first, reserved) = (self.first, core::mem::take(&mut self.reserved));
+        let written = members.len();
+        let result = if written == 0 {
+            Ok(())
+        } else {
+            let frames: Vec<Pa> = members.iter().map(|m| uvm.pa(m.busy.page())).collect();
+            let r = self
+                .swap
+                .dev
+                .write_cluster(first, uvm.mem().as_ref(), &frames);
+            Stats::bump(&uvm.daemon().pdpageouts);
+            r
+        };
+        let mut freed = 0;
+        for (k, Member { anon, busy }) in members.into_iter().enumerate() {
+            Stats::bump(&uvm.daemon().pageouts);
+            let slot = first + k as u32;
+            if finish(uvm, &anon, busy, slot, result.is_ok()) {
+                freed += 1;
+            }
+        }
+        // The reserved slots no page took were never written.
+        for k in written..reserved {
+            uvm.swap_free(first + k as u32);
+        }
+        freed
+    }
+}
+
+impl Drop for SwapCluster<'_> {
+    /// A cluster dropped with pages queued writes them: their pages are BUSY and unmapped, and
+    /// only the flush gives them back.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// End one page's page-out after its request: free the frame on success; on failure keep the
+/// page resident with no slot and mark `slot` bad. An anon freed during the write left its page
+/// and slot to us: both are freed (the slot marked bad when the write failed). True when the
+/// frame was freed.
+///
+/// # Locks
+/// Entry: nothing. Takes ANON, and under it PAGE, PMAP, PAGE QUEUES and the swap map's lock
+/// (`Uvm::unbusy`, `Uvm::free_page`, `Uvm::swap_mark_bad`). Exit: nothing.
+fn finish(uvm: &Uvm, anon: &Arc<Anon>, busy: Busy, slot: u32, ok: bool) -> bool {
+    let pg = busy.page();
+    let mut a = anon.lock();
+    if uvm.page_has(pg, PageFlags::RELEASED) {
+        if !ok && uvm.mark_released_slot_bad(pg) {
+            Stats::bump(&uvm.daemon().swpgbad);
+        }
+        uvm.unbusy(busy);
+        Stats::bump(&uvm.daemon().pdfreed);
+        return true;
+    }
+    if !ok {
+        uvm.swap_mark_bad(slot);
+        Stats::bump(&uvm.daemon().swpgbad);
+        if a.swslot == SwapSlot::Slot(slot) {
+            a.swslot = SwapSlot::None;
+        }
+        uvm.activate(pg);
+        uvm.unbusy(busy);
+        return false;
+    }
+    a.page = None;
+    uvm.free_page(busy);
+    Stats::bump(&uvm.daemon().pdfreed);
+    true
+}
+
+#[cfg(test)]
+#[path = "cluster_tests.rs"]
+mod tests;
