@@ -41,9 +41,9 @@ use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
 use super::timer;
 
-/// Bytes one request moves: one frame.
+/// Bytes of one block: one frame.
 pub const BLOCK_BYTES: usize = 4096;
-/// Sectors of one request.
+/// Sectors of one block.
 pub const BLOCK_SECTORS: u64 = (BLOCK_BYTES / SECTOR_SIZE) as u64;
 /// How long a request may take before the device is declared dead.
 const REQUEST_TIMEOUT_US: u64 = 5_000_000;
@@ -115,19 +115,25 @@ pub enum DiskError {
 }
 
 /// One request's memory (header, data, status), in the heap so that it can outlive a dead
-/// device's request (leaked then).
-#[repr(C, align(4096))]
+/// device's request (leaked then, data and all).
 pub struct IoBuf {
-    /// The data: what a write sends, where a read lands.
-    pub data: [u8; BLOCK_BYTES],
+    /// The data, whole blocks: what a write sends, where a read lands. A request moves a
+    /// prefix of it (one virtio descriptor: the heap block is contiguous in the identity map).
+    pub data: Box<[u8]>,
     req: BlkReq,
     resp: BlkResp,
 }
 
 impl IoBuf {
-    /// A zeroed buffer.
-    pub fn new() -> Box<IoBuf> {
-        Box::new(IoBuf { data: [0; BLOCK_BYTES], req: BlkReq::default(), resp: BlkResp::default() })
+    /// A zeroed buffer of `blocks` blocks (at least one).
+    pub fn new(blocks: usize) -> Box<IoBuf> {
+        let data = alloc::vec![0; blocks.max(1) * BLOCK_BYTES].into_boxed_slice();
+        Box::new(IoBuf { data, req: BlkReq::default(), resp: BlkResp::default() })
+    }
+
+    /// A fresh buffer as big as this one (to replace one leaked to a dead device).
+    fn like(&self) -> Box<IoBuf> {
+        IoBuf::new(self.data.len() / BLOCK_BYTES)
     }
 }
 
@@ -189,20 +195,21 @@ impl Disk {
         VIRTIO_BASE + self.slot * VIRTIO_STRIDE
     }
 
-    /// Move one block at `sector` between the disk and `buf.data`, waiting (polling) for the
-    /// device at most [`REQUEST_TIMEOUT_US`]; reads in flight that finish meanwhile are
-    /// collected for [`Disk::poll`]. On [`DiskError::Dead`] `buf` was leaked to the device (the
-    /// caller gets a fresh one back).
-    pub fn transfer(&mut self, dir: Dir, sector: u64, buf: &mut Box<IoBuf>) -> Result<(), DiskError> {
-        let sector = self.check(sector)?;
+    /// Move `blocks` blocks at `sector` between the disk and the start of `buf.data`, as one
+    /// request, waiting (polling) for the device at most [`REQUEST_TIMEOUT_US`]; reads in flight
+    /// that finish meanwhile are collected for [`Disk::poll`]. On [`DiskError::Dead`] `buf` was
+    /// leaked to the device (the caller gets a fresh one back).
+    pub fn transfer(&mut self, dir: Dir, sector: u64, blocks: usize, buf: &mut Box<IoBuf>) -> Result<(), DiskError> {
+        let sector = self.check(sector, blocks)?;
+        let len = blocks.checked_mul(BLOCK_BYTES).filter(|&n| n > 0 && n <= buf.data.len()).ok_or(DiskError::OutOfRange)?;
         let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
         let b: &mut IoBuf = buf;
         // SAFETY: `req`, `data` and `resp` are this heap buffer's, not touched again before the
         // `complete_*` call below with the same three, or ever (leaked) if the device dies.
         let token = unsafe {
             match dir {
-                Dir::Read => blk.read_blocks_nb(sector, &mut b.req, &mut b.data, &mut b.resp),
-                Dir::Write => blk.write_blocks_nb(sector, &mut b.req, &b.data, &mut b.resp),
+                Dir::Read => blk.read_blocks_nb(sector, &mut b.req, &mut b.data[..len], &mut b.resp),
+                Dir::Write => blk.write_blocks_nb(sector, &mut b.req, &b.data[..len], &mut b.resp),
             }
         }
         .map_err(|_| DiskError::Device)?;
@@ -215,7 +222,8 @@ impl Disk {
             }
             if timer::now() > deadline {
                 self.die();
-                Box::leak(core::mem::replace(buf, IoBuf::new()));
+                let fresh = buf.like();
+                Box::leak(core::mem::replace(buf, fresh));
                 return Err(DiskError::Dead);
             }
             core::hint::spin_loop();
@@ -225,8 +233,8 @@ impl Disk {
         // SAFETY: the same buffers as the `*_nb` call that returned `token`, which is now used.
         let done = unsafe {
             match dir {
-                Dir::Read => blk.complete_read_blocks(token, &b.req, &mut b.data, &mut b.resp),
-                Dir::Write => blk.complete_write_blocks(token, &b.req, &b.data, &mut b.resp),
+                Dir::Read => blk.complete_read_blocks(token, &b.req, &mut b.data[..len], &mut b.resp),
+                Dir::Write => blk.complete_write_blocks(token, &b.req, &b.data[..len], &mut b.resp),
             }
         };
         match (done, b.resp.status()) {
@@ -239,12 +247,12 @@ impl Disk {
     /// [`Disk::poll`]. `Ok(false)`: [`MAX_IN_FLIGHT`] reads are in flight already, or the queue
     /// is full (the caller reads synchronously).
     pub fn submit_read(&mut self, sector: u64, tag: u64) -> Result<bool, DiskError> {
-        let sector = self.check(sector)?;
+        let sector = self.check(sector, 1)?;
         if self.pending.len() >= MAX_IN_FLIGHT {
             return Ok(false);
         }
         let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
-        let mut buf = IoBuf::new();
+        let mut buf = IoBuf::new(1);
         let b: &mut IoBuf = &mut buf;
         // SAFETY: the buffer is this request's alone, in the heap (moving the `Box` into
         // `pending` does not move it), and not touched before `reap` completes the request with
@@ -300,9 +308,10 @@ impl Disk {
         log::warn!("swap: the virtio-blk disk did not answer within {} ms; swap I/O is off", REQUEST_TIMEOUT_US / 1000);
     }
 
-    /// `sector` as the crate's block number, when one block from it fits the disk.
-    fn check(&self, sector: u64) -> Result<usize, DiskError> {
-        if sector.checked_add(BLOCK_SECTORS).is_none_or(|end| end > self.sectors) {
+    /// `sector` as the crate's block number, when `blocks` blocks from it fit the disk.
+    fn check(&self, sector: u64, blocks: usize) -> Result<usize, DiskError> {
+        let len = u64::try_from(blocks).ok().and_then(|n| n.checked_mul(BLOCK_SECTORS));
+        if len.and_then(|len| sector.checked_add(len)).is_none_or(|end| end > self.sectors) {
             return Err(DiskError::OutOfRange);
         }
         usize::try_from(sector).map_err(|_| DiskError::OutOfRange)

@@ -1,10 +1,12 @@
 //! The engine's swap device (`vm::swap::SwapDevice`) over the virtio-blk disk (`arch::virtio`).
 //!
 //! Slot `s` (1-based, as the engine numbers them) is the 4 KiB block at sector `(s - 1) × 8`; the
-//! disk's size fixes the slot count. Data moves through one DMA buffer (a bounce buffer): the
-//! device never writes a pool frame directly, so every guest-visible byte still goes through
-//! `PhysMem` and its cache maintenance. The engine calls `read`/`write` with none of its locks
-//! held (the page is BUSY instead).
+//! disk's size fixes the slot count. Data moves through one DMA buffer (a bounce buffer) of
+//! [`CLUSTER_BLOCKS`] blocks: the device never writes a pool frame directly, so every
+//! guest-visible byte still goes through `PhysMem` and its cache maintenance. A page-out cluster
+//! (`SwapDevice::write_cluster`, contiguous slots) is one virtio request of `8 × n` sectors. The
+//! engine calls `read`/`write`/`write_cluster` with none of its locks held (the pages are BUSY
+//! instead).
 //!
 //! Swap-in reads are asynchronous (`SwapDevice::submit_read`): up to `virtio::MAX_IN_FLIGHT` are
 //! left in flight, each with its own buffer, and the faulting vCPU parks on its BUSY page; the run
@@ -27,7 +29,11 @@ use vm::physmem::PhysMem;
 use vm::swap::{Submit, SwapDevice, SwapIoError};
 use vm::{Pa, PageIdx};
 
-use crate::arch::virtio::{self, Dir, Disk, DiskError, IoBuf, BLOCK_SECTORS};
+use crate::arch::virtio::{self, Dir, Disk, DiskError, IoBuf, BLOCK_BYTES, BLOCK_SECTORS};
+
+/// Blocks of the bounce buffer, and so most slots of one write request: the engine's page-out
+/// cluster (64 KiB).
+const CLUSTER_BLOCKS: usize = vm::pdaemon::CLUSTER_PAGES;
 
 /// The disk, its bounce buffer, and the frames of the reads in flight (by the engine's tag).
 struct Locked {
@@ -43,17 +49,20 @@ pub struct SwapDisk {
 }
 
 impl SwapDisk {
-    /// Move slot `slot` between the disk and the bounce buffer, then run `after` on the buffer.
+    /// Move the `blocks` slots from `slot` (at most [`CLUSTER_BLOCKS`]) between the disk and
+    /// the bounce buffer as one request, after `before` and before `after` ran on the buffer's
+    /// first `blocks` blocks.
     ///
     /// # Locks
     /// Takes and releases the disk's lock (a leaf).
-    fn io(&self, dir: Dir, slot: u32, before: impl FnOnce(&mut [u8]), after: impl FnOnce(&[u8])) -> Result<(), SwapIoError> {
+    fn io(&self, dir: Dir, slot: u32, blocks: usize, before: impl FnOnce(&mut [u8]), after: impl FnOnce(&[u8])) -> Result<(), SwapIoError> {
         let sector = self.sector(slot)?;
+        let len = blocks.checked_mul(BLOCK_BYTES).filter(|_| (1..=CLUSTER_BLOCKS).contains(&blocks)).ok_or(SwapIoError)?;
         let mut l = self.inner.lock();
         let Locked { disk, buf, .. } = &mut *l;
-        before(&mut buf.data);
-        disk.transfer(dir, sector, buf).map_err(|_| SwapIoError)?;
-        after(&buf.data);
+        before(&mut buf.data[..len]);
+        disk.transfer(dir, sector, blocks, buf).map_err(|_| SwapIoError)?;
+        after(&buf.data[..len]);
         Ok(())
     }
 
@@ -72,11 +81,27 @@ impl SwapDevice for SwapDisk {
     }
 
     fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
-        self.io(Dir::Read, slot, |_| {}, |data| mem.write(frame, data))
+        self.io(Dir::Read, slot, 1, |_| {}, |data| mem.write(frame, data))
     }
 
     fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
-        self.io(Dir::Write, slot, |data| mem.read(frame, data), |_| {})
+        self.io(Dir::Write, slot, 1, |data| mem.read(frame, data), |_| {})
+    }
+
+    /// One request for each [`CLUSTER_BLOCKS`] frames (the engine never asks for more).
+    fn write_cluster(&self, first: u32, mem: &dyn PhysMem, frames: &[Pa]) -> Result<(), SwapIoError> {
+        for (k, chunk) in frames.chunks(CLUSTER_BLOCKS).enumerate() {
+            let slot = u32::try_from(k * CLUSTER_BLOCKS).ok().and_then(|d| first.checked_add(d)).ok_or(SwapIoError)?;
+            let last = u32::try_from(chunk.len() - 1).ok().and_then(|d| slot.checked_add(d)).ok_or(SwapIoError)?;
+            self.sector(last)?;
+            let fill = |data: &mut [u8]| {
+                for (block, &frame) in data.chunks_exact_mut(BLOCK_BYTES).zip(chunk) {
+                    mem.read(frame, block);
+                }
+            };
+            self.io(Dir::Write, slot, chunk.len(), fill, |_| {})?;
+        }
+        Ok(())
     }
 
     fn submit_read(&self, slot: u32, _mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
@@ -169,15 +194,16 @@ fn open() -> Result<Arc<SwapDisk>, Off> {
     if slots == 0 {
         return Err(Off::TooSmall);
     }
-    let mut l = Locked { disk, buf: IoBuf::new(), targets: Vec::new() };
+    let mut l = Locked { disk, buf: IoBuf::new(CLUSTER_BLOCKS), targets: Vec::new() };
     let sector = u64::from(slots - 1) * BLOCK_SECTORS;
     for seed in [0x5a_u8, 0xa5] {
         let pattern = |i: usize| (i as u8).wrapping_mul(31) ^ seed;
-        l.buf.data.iter_mut().enumerate().for_each(|(i, b)| *b = pattern(i));
-        l.disk.transfer(Dir::Write, sector, &mut l.buf).map_err(Off::Io)?;
-        l.buf.data.fill(0);
-        l.disk.transfer(Dir::Read, sector, &mut l.buf).map_err(Off::Io)?;
-        if l.buf.data.iter().enumerate().any(|(i, &b)| b != pattern(i)) {
+        let block = ..BLOCK_BYTES;
+        l.buf.data[block].iter_mut().enumerate().for_each(|(i, b)| *b = pattern(i));
+        l.disk.transfer(Dir::Write, sector, 1, &mut l.buf).map_err(Off::Io)?;
+        l.buf.data[block].fill(0);
+        l.disk.transfer(Dir::Read, sector, 1, &mut l.buf).map_err(Off::Io)?;
+        if l.buf.data[block].iter().enumerate().any(|(i, &b)| b != pattern(i)) {
             return Err(Off::Mismatch);
         }
     }
