@@ -100,6 +100,9 @@ mod lower;
 mod neighbours;
 #[cfg(test)]
 mod path_tests;
+mod readahead;
+#[cfg(test)]
+mod readahead_tests;
 #[cfg(test)]
 mod reclaim_tests;
 #[cfg(test)]

@@ -108,6 +108,9 @@ counters! {
     fltrelckok,
     /// Pages read from swap.
     pageins,
+    /// Swap reads started ahead of the faults, for the following anons of a SEQUENTIAL entry's
+    /// amap (`fault/readahead.rs`; not in the seed). Each is a read request as a page-in is.
+    readaheads,
     /// Pages written to swap.
     pageouts,
     /// Page-out requests: one for each cluster of `pageouts` written together (the seed's

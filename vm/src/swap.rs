@@ -105,12 +105,22 @@ pub(crate) enum Started {
     Done(Busy, Result<(), SwapIoError>),
 }
 
+/// Why a read is in flight.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ReadKind {
+    /// A fault needs the page (`anonget`): a failure marks the slot bad.
+    Demand,
+    /// Read ahead of the faults (SEQUENTIAL advice, `fault/readahead.rs`): a failure just
+    /// drops the page; the slot and its data stay for the fault that needs them.
+    Ahead,
+}
+
 /// A swap device with its slot map (what `Uvm` holds once swap is configured).
 pub struct Swap {
     pub(crate) dev: Arc<dyn SwapDevice>,
     pub(crate) map: crate::sync::Mutex<SlotMap>,
-    /// The BUSY tokens of the pages asynchronous reads are filling (a leaf lock).
-    in_flight: crate::sync::Mutex<Vec<Busy>>,
+    /// The BUSY tokens of the pages asynchronous reads are filling, and why (a leaf lock).
+    in_flight: crate::sync::Mutex<Vec<(Busy, ReadKind)>>,
 }
 
 impl Swap {
@@ -143,7 +153,7 @@ impl Swap {
         frame: Pa,
     ) -> Started {
         let pg = busy.page();
-        self.in_flight.lock().push(busy);
+        self.in_flight.lock().push((busy, ReadKind::Demand));
         let result = match self.dev.submit_read(slot, mem, frame, pg) {
             Ok(Submit::InFlight) => return Started::InFlight,
             Ok(Submit::Declined) => None,
@@ -151,11 +161,37 @@ impl Swap {
         };
         // Not in flight, so nobody polled it: the token is still ours. (Only a device that
         // reported a read it declined could have taken it; its poller then finishes it.)
-        let Some(busy) = self.take_in_flight(pg) else {
+        let Some((busy, _)) = self.take_in_flight(pg) else {
             return Started::InFlight;
         };
         let result = result.unwrap_or_else(|| self.dev.read(slot, mem, frame));
         Started::Done(busy, result)
+    }
+
+    /// Read slot `slot` ahead into the page `busy` holds, asynchronously only: `Err` gives the
+    /// token back when the device declined or failed at once (nothing was read; the caller
+    /// drops the page). As [`Swap::start_read`], the token is stored before the device sees
+    /// the read.
+    ///
+    /// # Locks
+    /// As [`Swap::start_read`].
+    pub(crate) fn start_readahead(
+        &self,
+        busy: Busy,
+        slot: u32,
+        mem: &dyn PhysMem,
+        frame: Pa,
+    ) -> Result<(), Busy> {
+        let pg = busy.page();
+        self.in_flight.lock().push((busy, ReadKind::Ahead));
+        if let Ok(Submit::InFlight) = self.dev.submit_read(slot, mem, frame, pg) {
+            return Ok(());
+        }
+        match self.take_in_flight(pg) {
+            Some((busy, _)) => Err(busy),
+            // Only a device that reported a read it declined could have taken it (see above).
+            None => Ok(()),
+        }
     }
 
     /// True when an asynchronous read may be in flight (the poller's fast path: nothing to ask
@@ -171,9 +207,9 @@ impl Swap {
     ///
     /// # Locks
     /// Takes the in-flight list's lock (a leaf).
-    pub(crate) fn take_in_flight(&self, tag: PageIdx) -> Option<Busy> {
+    pub(crate) fn take_in_flight(&self, tag: PageIdx) -> Option<(Busy, ReadKind)> {
         let mut l = self.in_flight.lock();
-        let i = l.iter().position(|b| b.page() == tag)?;
+        let i = l.iter().position(|(b, _)| b.page() == tag)?;
         Some(l.swap_remove(i))
     }
 

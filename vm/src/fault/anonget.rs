@@ -2,12 +2,16 @@
 //! with every lock dropped and re-verifying the world afterwards.
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use super::{Fault, FaultError, Held, Need, Step, View};
 use crate::anon::{Anon, AnonState, SwapSlot};
 use crate::page::{Busy, Owner, PageFlags};
 use crate::stats::Stats;
-use crate::swap::{Started, SwapIoError};
+use crate::swap::{ReadKind, Started, SwapIoError};
+
+use super::readahead::{self, drop_readahead};
+use crate::map::Advice;
 use crate::uvm::Uvm;
 
 pub(super) type AnonGuard<'a> = crate::sync::MutexGuard<'a, AnonState>;
@@ -24,6 +28,9 @@ impl<'m> Fault<'m> {
     /// when the anon was freed meanwhile the one it left with the RELEASED page), free the page,
     /// fail with `Io`; released meanwhile → free the page and its slot and refault; success →
     /// unbusy and loop.
+    ///
+    /// With the entry's advice SEQUENTIAL, a swap-in also starts reads of the following anons
+    /// of the amap, after every lock is dropped (`readahead.rs`).
     ///
     /// Also returns whether the page is loaned (read in the same PAGE lock round trip).
     ///
@@ -87,13 +94,21 @@ impl<'m> Fault<'m> {
                 .flags
                 .insert(PageFlags::CLEAN | PageFlags::WANTED);
             a.page = Some(pg);
+            let ahead = match (view.advice, &held.amap, view.slot(self.ipa)) {
+                (Advice::Sequential, Some(amap), Some(slot)) => readahead::following(amap, slot),
+                _ => Vec::new(),
+            };
             drop(a);
             drop(held);
 
             // Everything is unlocked; the BUSY page stands for us.
             self.bump(|s| &s.pageins);
             let mem = self.uvm.mem();
-            let (busy, result) = match swap.start_read(busy, slot, mem.as_ref(), self.uvm.pa(pg)) {
+            let started = swap.start_read(busy, slot, mem.as_ref(), self.uvm.pa(pg));
+            for _ in 0..readahead::read_ahead(self.uvm, &swap, &ahead) {
+                self.bump(|s| &s.readaheads);
+            }
+            let (busy, result) = match started {
                 Started::InFlight => {
                     // `Uvm::swap_poll` ends the swap-in; wait for the page like any BUSY one.
                     self.waited.set(Some(pg));
@@ -194,8 +209,14 @@ impl Uvm {
         let done = swap.dev.poll(self.mem().as_ref());
         let n = done.len();
         for (tag, result) in done {
-            if let Some(busy) = swap.take_in_flight(tag) {
-                self.finish_swap_in(busy, result);
+            match swap.take_in_flight(tag) {
+                Some((busy, ReadKind::Demand)) => self.finish_swap_in(busy, result),
+                Some((busy, ReadKind::Ahead)) if result.is_err() => drop_readahead(self, busy),
+                // Read ahead: resident, clean, with its slot; unmapped until a fault maps it.
+                Some((busy, ReadKind::Ahead)) => {
+                    self.unbusy(busy);
+                }
+                None => {}
             }
         }
         n

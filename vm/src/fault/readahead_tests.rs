@@ -1,0 +1,126 @@
+//! Swap readahead (`readahead.rs`) over an asynchronous [`MemSwap`]: what SEQUENTIAL reads
+//! ahead, completion out of order, and a failed read ahead that loses nothing.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::readahead::READAHEAD_PAGES;
+use super::*;
+use crate::anon::SwapSlot;
+use crate::swap::{MemSwap, SwapIoError, SwapOp};
+use crate::testenv::*;
+
+/// Pages in the test map: more than one readahead's worth after page 0.
+const PAGES: u64 = 12;
+
+/// A map of [`PAGES`] anon pages with `advice`, page `n` holding `n + 1`, all paged out to an
+/// asynchronous device.
+fn swapped(e: &Env, advice: Advice) -> (Arc<Map>, Arc<MemSwap>) {
+    let swap = MemSwap::new(64);
+    e.uvm.set_swap(swap.clone());
+    let m = e.anon_map(PAGES);
+    m.advise(page(0), page(PAGES), advice).unwrap();
+    for n in 0..PAGES {
+        m.copy_out(page(n), &(n + 1).to_le_bytes()).unwrap();
+        assert!(m.pageout(page(n)));
+    }
+    swap.set_async(true);
+    (m, swap)
+}
+
+/// The swap slot of page `n`'s anon, and whether it is resident.
+fn anon_state(m: &Map, n: u64) -> (bool, SwapSlot) {
+    let anon = m.anon_at(page(n)).unwrap();
+    let a = anon.lock();
+    (a.page.is_some(), a.swslot)
+}
+
+fn slot_of(m: &Map, n: u64) -> u32 {
+    match anon_state(m, n).1 {
+        SwapSlot::Slot(s) => s,
+        other => panic!("page {n} has no slot: {other:?}"),
+    }
+}
+
+fn value(m: &Map, n: u64) -> u64 {
+    let mut b = [0u8; 8];
+    m.copy_in(page(n), &mut b).unwrap();
+    u64::from_le_bytes(b)
+}
+
+/// Without SEQUENTIAL a swap-in reads its page only.
+#[test]
+fn normal_advice_reads_one_page() {
+    let e = env(64);
+    let (m, swap) = swapped(&e, Advice::Normal);
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    assert_eq!(swap.queued_reads(), 1);
+    assert_eq!(m.stats().snapshot().readaheads, 0);
+}
+
+/// With SEQUENTIAL the fault on page 0 also starts the reads of the next `READAHEAD_PAGES`
+/// anons; finished in reverse order, each page gets its own data, and the faults on them find
+/// them resident: no further read.
+#[test]
+fn sequential_reads_the_following_anons_ahead_in_any_order() {
+    let e = env(64);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    let ahead = READAHEAD_PAGES as u64;
+    assert_eq!(swap.queued_reads() as u64, 1 + ahead);
+    assert_eq!(m.stats().snapshot().readaheads, ahead);
+    for n in (0..=ahead).rev() {
+        assert!(swap.finish(slot_of(&m, n)), "page {n} is being read");
+        assert_eq!(e.uvm.swap_poll(), 1);
+    }
+    for n in 0..=ahead {
+        assert_eq!(rd(&m, page(n)).unwrap().case, FaultCase::Anon1A, "page {n}");
+        assert_eq!(value(&m, n), n + 1, "page {n}");
+    }
+    assert_eq!(swap.reads.load(Ordering::Relaxed), 1 + ahead);
+    assert_eq!(m.stats().snapshot().pageins, 1);
+    assert!(
+        !anon_state(&m, ahead + 1).0,
+        "beyond the readahead: still out"
+    );
+}
+
+/// A read ahead that fails drops its page and nothing else: the anon keeps its slot (not bad),
+/// and the fault that needs the page reads it again and gets the data.
+#[test]
+fn a_failed_readahead_loses_nothing_and_marks_nothing_bad() {
+    let e = env(64);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    let victim = slot_of(&m, 3);
+    swap.set_hook(Some(Arc::new(move |op, slot| {
+        if op == SwapOp::Read && slot == victim {
+            return Err(SwapIoError);
+        }
+        Ok(())
+    })));
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    for n in 0..=READAHEAD_PAGES as u64 {
+        assert!(swap.finish(slot_of(&m, n)));
+    }
+    assert_eq!(e.uvm.swap_poll(), 1 + READAHEAD_PAGES);
+    swap.set_hook(None);
+    assert_eq!(anon_state(&m, 3), (false, SwapSlot::Slot(victim)));
+    assert_eq!(e.uvm.swap().unwrap().counts().2, 0, "no slot is bad");
+    assert_eq!(e.uvm.stats().swpgbad, 0);
+    assert_eq!(
+        rd(&m, page(3)),
+        Err(FaultError::Restart),
+        "read again, on demand"
+    );
+    // That fault reads ahead too: the pages after the first readahead's.
+    let rest = 1 + READAHEAD_PAGES as u64..PAGES;
+    assert_eq!(swap.queued_reads(), 1 + rest.clone().count());
+    assert!(swap.finish(victim));
+    for n in rest.clone() {
+        assert!(swap.finish(slot_of(&m, n)));
+    }
+    assert_eq!(e.uvm.swap_poll(), 1 + rest.count());
+    for n in 0..PAGES {
+        assert_eq!(value(&m, n), n + 1, "page {n}");
+    }
+}
