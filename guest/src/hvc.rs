@@ -16,6 +16,8 @@ pub const UVMHYP_INFO: u32 = 0xC600_0004;
 /// UVMHYP_CLONE(n): n copies of this VM continue after the call.
 pub const UVMHYP_CLONE: u32 = 0xC600_0005;
 pub const UVMHYP_ACCOUNT: u32 = 0xC600_0006;
+/// UVMHYP_ADVISE (x1 IPA, x2 length, x3 advice: 0 normal, 1 random, 2 sequential).
+pub const UVMHYP_ADVISE: u32 = 0xC600_0007;
 /// PSCI_VERSION.
 pub const PSCI_VERSION: u32 = 0x8400_0000;
 /// PSCI_CPU_ON (SMC64).
@@ -144,6 +146,21 @@ pub fn yield_now() {
 /// sharing, distinct frames); x0 = -2 (INVALID_PARAMETERS) for another group.
 pub fn account(group: u64) -> [u64; 4] {
     call(Conduit::Hvc, UVMHYP_ACCOUNT, group, 0, 0)
+}
+
+/// Paging advice for [`advise`] (UVMHYP_ADVISE's x3, numbered as `POSIX_MADV_*`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Advice {
+    Normal = 0,
+    Random = 1,
+    /// A wider fault neighbourhood ahead, and swap readahead.
+    Sequential = 2,
+}
+
+/// UVMHYP_ADVISE of `len` bytes at `ipa` with raw advice `advice` (0..=2, [`Advice`]): 0, or
+/// -2 (INVALID_PARAMETERS) for an unaligned, empty or unmapped range or another advice value.
+pub fn advise(ipa: u64, len: u64, advice: u64) -> i64 {
+    hvc(UVMHYP_ADVISE, ipa, len, advice)
 }
 
 /// What UVMHYP_INFO tells about this VM and vCPU.

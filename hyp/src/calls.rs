@@ -38,6 +38,32 @@ pub mod uvmhyp {
     /// UVMHYP_ACCOUNT: the memory accounting of the calling VM and the global savings, from a
     /// fresh pass of `vm::account` over every VM (see [`super::AccountGroup`]).
     pub const ACCOUNT: u32 = 0xC600_0006;
+    /// UVMHYP_ADVISE: set the paging advice of a range of the caller's RAM (x1 IPA, x2 length
+    /// in bytes, both page-aligned; x3 the advice, see [`super::GuestAdvice`]).
+    pub const ADVISE: u32 = 0xC600_0007;
+}
+
+/// UVMHYP_ADVISE's x3: the advice, numbered as `POSIX_MADV_*` (the engine's `vm::map::Advice`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestAdvice {
+    /// 0: the default neighbourhood.
+    Normal,
+    /// 1: the faulting page only.
+    Random,
+    /// 2: a wider neighbourhood ahead, and swap readahead.
+    Sequential,
+}
+
+impl GuestAdvice {
+    /// The advice x3 names; `None` for any other value (the call answers INVALID_PARAMETERS).
+    pub fn of(x3: u64) -> Option<GuestAdvice> {
+        match x3 {
+            0 => Some(GuestAdvice::Normal),
+            1 => Some(GuestAdvice::Random),
+            2 => Some(GuestAdvice::Sequential),
+            _ => None,
+        }
+    }
 }
 
 /// UVMHYP_ACCOUNT's x1: which four figures come back in x0..x3 (pages or frames; SMCCC 1.1
@@ -121,6 +147,8 @@ pub enum Uvmhyp {
     Clone { count: u64 },
     /// The caller's memory accounting (`None`: a group that does not exist).
     Account { group: Option<AccountGroup> },
+    /// Set the advice of `[ipa, ipa + len)` (`None`: an advice that does not exist).
+    Advise { ipa: u64, len: u64, advice: Option<GuestAdvice> },
 }
 
 /// Most children one UVMHYP_CLONE makes.
@@ -167,6 +195,7 @@ pub fn decode(x: [u64; 4]) -> Call {
             uvmhyp::INFO => Call::Uvmhyp(Uvmhyp::Info),
             uvmhyp::CLONE => Call::Uvmhyp(Uvmhyp::Clone { count: x[1] }),
             uvmhyp::ACCOUNT => Call::Uvmhyp(Uvmhyp::Account { group: AccountGroup::of(x[1]) }),
+            uvmhyp::ADVISE => Call::Uvmhyp(Uvmhyp::Advise { ipa: x[1], len: x[2], advice: GuestAdvice::of(x[3]) }),
             _ => Call::Unknown(fid),
         },
         _ => Call::Unknown(fid),
@@ -254,6 +283,10 @@ mod tests {
         assert_eq!(call(uvmhyp::ACCOUNT, 2, 0, 0), Call::Uvmhyp(Uvmhyp::Account { group: Some(AccountGroup::Saved) }));
         assert_eq!(call(uvmhyp::ACCOUNT, 0, 0, 0), Call::Uvmhyp(Uvmhyp::Account { group: Some(AccountGroup::Pages) }));
         assert_eq!(call(uvmhyp::ACCOUNT, 3, 0, 0), Call::Uvmhyp(Uvmhyp::Account { group: None }));
+        let advise = |advice| Call::Uvmhyp(Uvmhyp::Advise { ipa: 0x4000_0000, len: 0x2000, advice });
+        assert_eq!(call(uvmhyp::ADVISE, 0x4000_0000, 0x2000, 2), advise(Some(GuestAdvice::Sequential)));
+        assert_eq!(call(uvmhyp::ADVISE, 0x4000_0000, 0x2000, 0), advise(Some(GuestAdvice::Normal)));
+        assert_eq!(call(uvmhyp::ADVISE, 0x4000_0000, 0x2000, 3), advise(None));
     }
 
     #[test]
@@ -263,7 +296,7 @@ mod tests {
 
     #[test]
     fn unknown_functions_of_every_owner_are_unknown() {
-        for fid in [0x8000_8000, 0x8400_0012, 0xC400_0003 ^ 0x4000_0000, 0xC600_0007, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
+        for fid in [0x8000_8000, 0x8400_0012, 0xC400_0003 ^ 0x4000_0000, 0xC600_0008, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
             assert_eq!(call(fid, 0, 0, 0), Call::Unknown(fid), "{fid:#x}");
         }
     }

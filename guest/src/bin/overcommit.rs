@@ -3,7 +3,10 @@
 //! first ascending, then by a stride that visits every page once in an order unlike both the
 //! write and the first pass. Run with more guest RAM than the hypervisor's page pool (scenario
 //! `overcommit`), most pages have been to the swap disk and back by the end: a page that came back
-//! wrong, from another page or another VM, fails the check.
+//! wrong, from another page or another VM, fails the check. The ascending pass runs with the
+//! range advised SEQUENTIAL (UVMHYP_ADVISE: the hypervisor reads swapped pages ahead of it), the
+//! strided one NORMAL again (readahead would only read pages it does not want next); a bad
+//! range or advice value must be refused.
 #![no_std]
 #![no_main]
 
@@ -16,6 +19,9 @@ guest::entry!(main);
 /// The second pass's stride in pages: odd, so it is coprime with a power-of-two page count and,
 /// for any count, `visit` below falls back to every page once.
 const STRIDE: u64 = 7919;
+
+/// UVMHYP_ADVISE's answer to a bad argument (INVALID_PARAMETERS).
+const INVALID: i64 = -2;
 
 /// The page visited `i`-th in the strided order: `i × STRIDE mod pages` when that is a
 /// permutation (STRIDE coprime with `pages`), else plain descending order.
@@ -45,10 +51,17 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     // SAFETY: [start, end) is RAM beyond image, .bss and stacks.
     unsafe { pages::fill(start, 0..count, info.vm) };
     println!("overcommit: vm {} wrote {} pages", info.vm, count);
+    let len = end - start;
+    let refused = [hvc::advise(start, len, 3), hvc::advise(start, 0, 2), hvc::advise(start + 1, len, 2), hvc::advise(end, PAGE_SIZE, 2)];
+    check!(refused.iter().all(|&r| r == INVALID), 5, "UVMHYP_ADVISE took bad arguments: {:?}", refused);
+    let r = hvc::advise(start, len, hvc::Advice::Sequential as u64);
+    check!(r == 0, 5, "UVMHYP_ADVISE SEQUENTIAL answered {}", r);
     // SAFETY: as above.
     let bad = unsafe { pages::mismatches(start, 0..count, info.vm, "ascending") };
     check!(bad == 0, 3, "{} words wrong in the ascending pass", bad);
     println!("overcommit: vm {} verified {} pages ascending", info.vm, count);
+    let r = hvc::advise(start, len, hvc::Advice::Normal as u64);
+    check!(r == 0, 5, "UVMHYP_ADVISE NORMAL answered {}", r);
     let bad: u64 = (0..count)
         .map(|i| visit(i, count))
         // SAFETY: as above; `visit` stays below `count`.

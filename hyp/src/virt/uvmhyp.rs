@@ -1,6 +1,6 @@
 //! The UVMHYP vendor hypervisor calls (SMCCC owner 6; README, "Hypercall ABI"): exit, print a
 //! guest buffer, read a counter, yield, describe the VM, clone it (`clone.rs`), read its memory
-//! accounting (a pass of `account.rs`).
+//! accounting (a pass of `account.rs`), set the paging advice of a range of its RAM.
 
 use alloc::format;
 
@@ -11,10 +11,12 @@ use super::next::Next;
 use super::callret::{answer, set_ret};
 use super::clone;
 use super::state::Hyp;
-use hyp::calls::{AccountGroup, Uvmhyp, SUCCESS};
+use hyp::calls::{AccountGroup, GuestAdvice, Uvmhyp, SUCCESS};
 use hyp::stop::{Cause, Stop};
 use smccc::psci::error::INVALID_PARAMETERS;
 use vm::fault::FaultError;
+use vm::map::Advice;
+use vm::Ipa;
 
 /// Longest UVMHYP_PRINT.
 const PRINT_MAX: u64 = 1024;
@@ -61,6 +63,10 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, call: Uvmhyp) -> Next {
         Uvmhyp::Account { group: Some(group) } => {
             account(h, v, group);
             Next::Resume
+        }
+        Uvmhyp::Advise { ipa, len, advice } => {
+            let r = advise(v, ipa, len, advice);
+            answer(v, r)
         }
         Uvmhyp::Info => {
             v.regs.x[0] = u64::from(v.vm.number);
@@ -133,4 +139,35 @@ fn account(h: &Hyp, v: &mut Vcpu, group: AccountGroup) {
         AccountGroup::Saved => [g.saved.clone, g.saved.image, g.saved.dedup, g.distinct],
     };
     v.regs.x[..4].copy_from_slice(&x);
+}
+
+/// UVMHYP_ADVISE: set the advice of `[ipa, ipa + len)`, which must be page-aligned, non-empty
+/// and covered by the VM's map entries; INVALID_PARAMETERS otherwise, or for an advice that does
+/// not exist. SEQUENTIAL turns on swap readahead there (`vm::fault::readahead`).
+///
+/// # Locks
+/// Call with no lock held; takes the VM's map for writing (`Map::advise`).
+fn advise(v: &Vcpu, ipa: u64, len: u64, advice: Option<GuestAdvice>) -> i64 {
+    let Some(advice) = advice else { return INVALID };
+    let Some(end) = ipa.checked_add(len).filter(|_| len > 0) else { return INVALID };
+    let map = v.map();
+    // Entries in address order: walk them while they continue the range.
+    let mut covered = ipa;
+    for e in map.entries() {
+        if e.start.0 <= covered && covered < e.end.0 {
+            covered = e.end.0;
+        }
+    }
+    if covered < end {
+        return INVALID;
+    }
+    let advice = match advice {
+        GuestAdvice::Normal => Advice::Normal,
+        GuestAdvice::Random => Advice::Random,
+        GuestAdvice::Sequential => Advice::Sequential,
+    };
+    match map.advise(Ipa(ipa), Ipa(end), advice) {
+        Ok(()) => SUCCESS,
+        Err(_) => INVALID,
+    }
 }
