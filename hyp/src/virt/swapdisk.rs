@@ -49,12 +49,23 @@ impl SwapDisk {
     /// Takes and releases the disk's lock (a leaf).
     fn io(&self, dir: Dir, slot: u32, before: impl FnOnce(&mut [u8]), after: impl FnOnce(&[u8])) -> Result<(), SwapIoError> {
         let sector = self.sector(slot)?;
-        let mut l = self.inner.lock();
+        let mut l = self.lock();
         let Locked { disk, buf, .. } = &mut *l;
         before(&mut buf.data);
         disk.transfer(dir, sector, buf).map_err(|_| SwapIoError)?;
         after(&buf.data);
         Ok(())
+    }
+
+    /// The disk's lock, napping between tries: its holder waits on QEMU's I/O thread, which a
+    /// spinning waiter would keep off a host CPU (`virtio::NAP_US`).
+    fn lock(&self) -> spin::MutexGuard<'_, Locked> {
+        loop {
+            if let Some(l) = self.inner.try_lock() {
+                return l;
+            }
+            crate::arch::timer::nap(virtio::NAP_US);
+        }
     }
 
     /// The first sector of slot `slot`.
@@ -81,7 +92,7 @@ impl SwapDevice for SwapDisk {
 
     fn submit_read(&self, slot: u32, _mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
         let sector = self.sector(slot)?;
-        let mut l = self.inner.lock();
+        let mut l = self.lock();
         match l.disk.submit_read(sector, u64::from(tag.0)) {
             Ok(true) => {
                 l.targets.push((tag, frame));
