@@ -89,8 +89,9 @@ soak: setup
 # clone latency at 16 and 256 MiB resident (`clonebench` under -icount, `clonebench-host` in host
 # time) and of a booted Linux VM at its clone point (`linux-clone`: the hypervisor's `cloned at its
 # clone point` line), `dedup8` at its 512 pages a tick and at 64 (`tools compare`: frames saved,
-# time to converge, B/A), then the engine's criterion benches (fault paths; dedup merge, scan and
-# COW-break costs).
+# time to converge, B/A), the swap benchmarks (`tools/swapbench.sh`: swap-in and page-out
+# throughput over the raw disk's, overcommit's time over the same VMs with room), then the
+# engine's criterion benches (fault paths; dedup merge, scan and COW-break costs).
 DEDUP_SLOW := target/uvmhyp/dedup8-64.toml
 bench: build linux-artifacts
 	$(TOOLS) run bench
@@ -104,6 +105,7 @@ bench: build linux-artifacts
 	sed 's/^pages_per_tick = 512$$/pages_per_tick = 64/' scenarios/dedup8.toml > $(DEDUP_SLOW); \
 	grep -q '^pages_per_tick = 64$$' $(DEDUP_SLOW) && $(TOOLS) run $(DEDUP_SLOW) && \
 	$(TOOLS) compare $$fast target/uvmhyp/runs/latest
+	TOOLS=$(TOOLS) tools/swapbench.sh
 	cargo bench -p vm --bench fault --bench dedup -- --warm-up-time 1 --measurement-time 3
 
 # The issue's full-size overcommit, outside `make test` (too slow for CI under TCG): scenario

@@ -3,13 +3,14 @@
 //! first ascending, then by a stride that visits every page once in an order unlike both the
 //! write and the first pass. Run with more guest RAM than the hypervisor's page pool (scenario
 //! `overcommit`), most pages have been to the swap disk and back by the end: a page that came back
-//! wrong, from another page or another VM, fails the check.
+//! wrong, from another page or another VM, fails the check. Each phase prints its time in
+//! milliseconds of the virtual counter (`make bench` turns them into swap throughputs).
 #![no_std]
 #![no_main]
 
 use guest::hvc;
 use guest::layout::{self, PAGE_SIZE};
-use guest::{check, pages, println};
+use guest::{check, pages, println, timer};
 
 guest::entry!(main);
 
@@ -42,19 +43,25 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     let end = layout::RAM_BASE + info.ram_bytes;
     check!(end > start, 2, "RAM of {} bytes is too small", info.ram_bytes);
     let count = (end - start) / PAGE_SIZE;
+    let ms = |since: u64| (timer::now() - since) * 1000 / timer::frequency();
+    let t = timer::now();
     // SAFETY: [start, end) is RAM beyond image, .bss and stacks.
     unsafe { pages::fill(start, 0..count, info.vm) };
-    println!("overcommit: vm {} wrote {} pages", info.vm, count);
+    // This VM's pages in swap now: what the fill paged out (nothing came back yet).
+    let [swapped, ..] = hvc::account(1);
+    println!("overcommit: vm {} wrote {} pages in {} ms, {} swapped", info.vm, count, ms(t), swapped);
+    let t = timer::now();
     // SAFETY: as above.
     let bad = unsafe { pages::mismatches(start, 0..count, info.vm, "ascending") };
     check!(bad == 0, 3, "{} words wrong in the ascending pass", bad);
-    println!("overcommit: vm {} verified {} pages ascending", info.vm, count);
+    println!("overcommit: vm {} verified {} pages ascending in {} ms", info.vm, count, ms(t));
+    let t = timer::now();
     let bad: u64 = (0..count)
         .map(|i| visit(i, count))
         // SAFETY: as above; `visit` stays below `count`.
         .map(|p| unsafe { pages::mismatches(start, p..p + 1, info.vm, "strided") })
         .sum();
     check!(bad == 0, 4, "{} words wrong in the strided pass", bad);
-    println!("overcommit: vm {} verified {} pages strided: ok", info.vm, count);
+    println!("overcommit: vm {} verified {} pages strided in {} ms: ok", info.vm, count, ms(t));
     0
 }

@@ -157,7 +157,7 @@ impl core::fmt::Display for Off {
 /// Takes the engine's swap configuration lock (`Uvm::set_swap`); nothing held.
 pub fn attach(uvm: &vm::uvm::Uvm) {
     match open() {
-        Ok(dev) => {
+        Ok((dev, raw)) => {
             let (slot, base, sectors) = {
                 let l = dev.inner.lock();
                 (l.disk.slot, l.disk.base(), l.disk.sectors)
@@ -167,14 +167,25 @@ pub fn attach(uvm: &vm::uvm::Uvm) {
                 sectors >> 11,
                 dev.slots
             );
+            if let Some(raw) = raw {
+                let rate = |us: u64| raw.bytes() * 1_000_000 / us.max(1) / 1024;
+                log::info!(
+                    "swap: raw sequential 4 KiB requests: {} KiB written in {} us ({} KiB/s), read in {} us ({} KiB/s)",
+                    raw.bytes() / 1024,
+                    raw.write_us,
+                    rate(raw.write_us),
+                    raw.read_us,
+                    rate(raw.read_us)
+                );
+            }
             uvm.set_swap(dev);
         }
         Err(why) => log::info!("swap: off ({why})"),
     }
 }
 
-/// The disk, self-tested.
-fn open() -> Result<Arc<SwapDisk>, Off> {
+/// The disk, self-tested, and its raw speed (`swapbench`).
+fn open() -> Result<(Arc<SwapDisk>, Option<super::swapbench::Raw>), Off> {
     let disk = virtio::probe().ok_or(Off::NoDisk)?;
     let slots = u32::try_from(disk.sectors / BLOCK_SECTORS).unwrap_or(u32::MAX);
     if slots == 0 {
@@ -192,5 +203,6 @@ fn open() -> Result<Arc<SwapDisk>, Off> {
             return Err(Off::Mismatch);
         }
     }
-    Ok(Arc::new(SwapDisk { inner: Mutex::new(l), slots }))
+    let raw = super::swapbench::measure(&mut l.disk, &mut l.buf).map_err(Off::Io)?;
+    Ok((Arc::new(SwapDisk { inner: Mutex::new(l), slots }), raw))
 }
