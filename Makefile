@@ -6,6 +6,7 @@
 #   make lint                clippy with warnings as errors, host and aarch64
 #   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
 #   make soak                the engine's model test at 1,000,000 operations, the interleaving explorer at 200,000 schedules a scenario
+#   make overcommit-full     the issue's 4 x 256 MiB on 320 MiB overcommit (not in make test; tens of minutes)
 #   make bench               QEMU fault-cost scenarios (-icount), Linux boot under uvmhyp vs direct, criterion benches
 #   make build               build only
 #   make linux-artifacts     Linux guest: Debian 12 arm64 kernel + busybox into target/linux, our initramfs
@@ -20,7 +21,7 @@ TARGET   := aarch64-unknown-none
 TOOLS    := target/release/tools
 SCENARIO ?= default
 
-.PHONY: run test lint debug build setup soak bench list linux-artifacts linux-direct linux
+.PHONY: run test lint debug build setup soak bench list linux-artifacts linux-direct linux overcommit-full
 
 # Host packages and the pinned Rust toolchain (rust-toolchain.toml: version, target, components).
 setup:
@@ -88,8 +89,9 @@ soak: setup
 # clone latency at 16 and 256 MiB resident (`clonebench` under -icount, `clonebench-host` in host
 # time) and of a booted Linux VM at its clone point (`linux-clone`: the hypervisor's `cloned at its
 # clone point` line), `dedup8` at its 512 pages a tick and at 64 (`tools compare`: frames saved,
-# time to converge, B/A), then the engine's criterion benches (fault paths; dedup merge, scan and
-# COW-break costs).
+# time to converge, B/A), the swap benchmarks (`tools/swapbench.sh`: swap-in and page-out
+# throughput over the raw disk's, overcommit's time over the same VMs with room), then the
+# engine's criterion benches (fault paths; dedup merge, scan and COW-break costs).
 DEDUP_SLOW := target/uvmhyp/dedup8-64.toml
 bench: build linux-artifacts
 	$(TOOLS) run bench
@@ -103,7 +105,17 @@ bench: build linux-artifacts
 	sed 's/^pages_per_tick = 512$$/pages_per_tick = 64/' scenarios/dedup8.toml > $(DEDUP_SLOW); \
 	grep -q '^pages_per_tick = 64$$' $(DEDUP_SLOW) && $(TOOLS) run $(DEDUP_SLOW) && \
 	$(TOOLS) compare $$fast target/uvmhyp/runs/latest
+	TOOLS=$(TOOLS) tools/swapbench.sh
 	cargo bench -p vm --bench fault --bench dedup -- --warm-up-time 1 --measurement-time 3
+
+# The issue's full-size overcommit, outside `make test` (too slow for CI under TCG): scenario
+# `overcommit` at 4 VMs x 256 MiB on a 320 MiB pool (3.2 : 1) with a 1.5 GiB swap disk.
+OVERCOMMIT_FULL := target/uvmhyp/overcommit-full.toml
+overcommit-full: build
+	mkdir -p target/uvmhyp
+	sed -e 's/^pool_mib = .*/pool_mib = 320/' -e 's/^ram_mib = .*/ram_mib = 256/' -e 's/^mib = .*/mib = 1536/' \
+	  -e 's/^timeout_s = .*/timeout_s = 2400/' scenarios/overcommit.toml > $(OVERCOMMIT_FULL)
+	$(TOOLS) run $(OVERCOMMIT_FULL)
 
 # Linux guests (issue 8). The kernel and busybox come from Debian 12's arm64 packages (cached in
 # target/linux/deb; `rm -r target/linux` to take a newer kernel); the initramfs is built by our

@@ -135,7 +135,12 @@ impl Console {
         let mut words = text.split_whitespace();
         let name = words.next()?;
         let values: Result<Vec<u64>, _> = words.map(str::parse).collect();
-        let values = values.ok()?;
+        let mut values = values.ok()?;
+        // The memory rows leave the pagedaemon's column blank (it has no memory): read it as 0.
+        let daemon = self.counters.columns.iter().position(|c| c == "pdaemon");
+        if let (Some(at), true) = (daemon, values.len() + 1 == self.counters.columns.len()) {
+            values.insert(at, 0);
+        }
         (values.len() == self.counters.columns.len()).then(|| (name.to_string(), values))
     }
 
@@ -215,5 +220,17 @@ uvmhyp: 2 VMs, 1 failed
             c.feed(l);
         }
         assert_eq!(c.counters.rows.len(), 1);
+    }
+
+    #[test]
+    fn memory_rows_leave_the_pagedaemon_column_blank() {
+        let mut c = Console::default();
+        for l in ["counter vm1 vm2 pdaemon total", "pageouts 0 0 7 7", "resident 3 4 7", "saved_clone 1 1 2"] {
+            c.feed(l);
+        }
+        assert_eq!(c.counters.get("pageouts", "pdaemon"), Some(7));
+        assert_eq!(c.counters.get("resident", "total"), Some(7));
+        assert_eq!(c.counters.get("saved_clone", "vm2"), Some(1));
+        assert_eq!(c.counters.get("saved_clone", "pdaemon"), Some(0));
     }
 }

@@ -288,7 +288,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux", "many", "max", "multi", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "touch", "xonly"
             ]
         );
         for s in &all {

@@ -43,6 +43,24 @@ pub fn disarm() {
     barrier::isb(barrier::SY);
 }
 
+/// Sleeps this CPU in WFI for about `us` microseconds, or less when an interrupt is pending, then
+/// puts back whatever deadline was armed (a vCPU's time slice). For waits on a device that QEMU's
+/// I/O thread completes: under TCG a WFI gives the host thread up, where a spin keeps a host CPU
+/// from that I/O thread (on 2 host cores, spinning waiters made each swap request take
+/// milliseconds).
+pub fn nap(us: u64) {
+    let ctl = CNTHP_CTL_EL2.get();
+    let cval: u64;
+    // SAFETY: reading the EL2 physical timer's compare value has no side effect.
+    unsafe { asm!("mrs {}, cnthp_cval_el2", out(reg) cval, options(nomem, nostack, preserves_flags)) };
+    arm_in(us_to_ticks(us));
+    aarch64_cpu::asm::wfi();
+    // SAFETY: as in `arm_at`: only when INTID 26 is raised changes.
+    unsafe { asm!("msr cnthp_cval_el2, {}", in(reg) cval, options(nomem, nostack, preserves_flags)) };
+    CNTHP_CTL_EL2.set(ctl);
+    barrier::isb(barrier::SY);
+}
+
 /// Converts microseconds to counter ticks.
 pub fn us_to_ticks(us: u64) -> u64 {
     us.saturating_mul(freq()) / 1_000_000

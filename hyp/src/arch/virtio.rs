@@ -47,6 +47,8 @@ pub const BLOCK_BYTES: usize = 4096;
 pub const BLOCK_SECTORS: u64 = (BLOCK_BYTES / SECTOR_SIZE) as u64;
 /// How long a request may take before the device is declared dead.
 const REQUEST_TIMEOUT_US: u64 = 5_000_000;
+/// How long a waiter sleeps between two looks at the used ring ([`timer::nap`]).
+pub const NAP_US: u64 = 50;
 /// Most reads in flight at once: with a synchronous request's three descriptors they still fit
 /// the crate's 16-descriptor queue even when the device offers no indirect descriptors.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -226,7 +228,7 @@ impl Disk {
                 Box::leak(core::mem::replace(buf, fresh));
                 return Err(DiskError::Dead);
             }
-            core::hint::spin_loop();
+            timer::nap(NAP_US);
         }
         let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
         let b: &mut IoBuf = buf;

@@ -48,6 +48,7 @@ mod report;
 mod run;
 mod smccc;
 mod state;
+mod swapbench;
 mod swapdisk;
 mod sysreg;
 mod trace;

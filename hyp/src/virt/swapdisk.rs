@@ -58,12 +58,23 @@ impl SwapDisk {
     fn io(&self, dir: Dir, slot: u32, blocks: usize, before: impl FnOnce(&mut [u8]), after: impl FnOnce(&[u8])) -> Result<(), SwapIoError> {
         let sector = self.sector(slot)?;
         let len = blocks.checked_mul(BLOCK_BYTES).filter(|_| (1..=CLUSTER_BLOCKS).contains(&blocks)).ok_or(SwapIoError)?;
-        let mut l = self.inner.lock();
+        let mut l = self.lock();
         let Locked { disk, buf, .. } = &mut *l;
         before(&mut buf.data[..len]);
         disk.transfer(dir, sector, blocks, buf).map_err(|_| SwapIoError)?;
         after(&buf.data[..len]);
         Ok(())
+    }
+
+    /// The disk's lock, napping between tries: its holder waits on QEMU's I/O thread, which a
+    /// spinning waiter would keep off a host CPU (`virtio::NAP_US`).
+    fn lock(&self) -> spin::MutexGuard<'_, Locked> {
+        loop {
+            if let Some(l) = self.inner.try_lock() {
+                return l;
+            }
+            crate::arch::timer::nap(virtio::NAP_US);
+        }
     }
 
     /// The first sector of slot `slot`.
@@ -106,7 +117,7 @@ impl SwapDevice for SwapDisk {
 
     fn submit_read(&self, slot: u32, _mem: &dyn PhysMem, frame: Pa, tag: PageIdx) -> Result<Submit, SwapIoError> {
         let sector = self.sector(slot)?;
-        let mut l = self.inner.lock();
+        let mut l = self.lock();
         match l.disk.submit_read(sector, u64::from(tag.0)) {
             Ok(true) => {
                 l.targets.push((tag, frame));
@@ -171,7 +182,7 @@ impl core::fmt::Display for Off {
 /// Takes the engine's swap configuration lock (`Uvm::set_swap`); nothing held.
 pub fn attach(uvm: &vm::uvm::Uvm) {
     match open() {
-        Ok(dev) => {
+        Ok((dev, raw)) => {
             let (slot, base, sectors) = {
                 let l = dev.inner.lock();
                 (l.disk.slot, l.disk.base(), l.disk.sectors)
@@ -181,14 +192,25 @@ pub fn attach(uvm: &vm::uvm::Uvm) {
                 sectors >> 11,
                 dev.slots
             );
+            if let Some(raw) = raw {
+                let rate = |us: u64| raw.bytes() * 1_000_000 / us.max(1) / 1024;
+                log::info!(
+                    "swap: raw sequential 4 KiB requests: {} KiB written in {} us ({} KiB/s), read in {} us ({} KiB/s)",
+                    raw.bytes() / 1024,
+                    raw.write_us,
+                    rate(raw.write_us),
+                    raw.read_us,
+                    rate(raw.read_us)
+                );
+            }
             uvm.set_swap(dev);
         }
         Err(why) => log::info!("swap: off ({why})"),
     }
 }
 
-/// The disk, self-tested.
-fn open() -> Result<Arc<SwapDisk>, Off> {
+/// The disk, self-tested, and its raw speed (`swapbench`).
+fn open() -> Result<(Arc<SwapDisk>, Option<super::swapbench::Raw>), Off> {
     let disk = virtio::probe().ok_or(Off::NoDisk)?;
     let slots = u32::try_from(disk.sectors / BLOCK_SECTORS).unwrap_or(u32::MAX);
     if slots == 0 {
@@ -207,5 +229,6 @@ fn open() -> Result<Arc<SwapDisk>, Off> {
             return Err(Off::Mismatch);
         }
     }
-    Ok(Arc::new(SwapDisk { inner: Mutex::new(l), slots }))
+    let raw = super::swapbench::measure(&mut l.disk, &mut l.buf).map_err(Off::Io)?;
+    Ok((Arc::new(SwapDisk { inner: Mutex::new(l), slots }), raw))
 }
