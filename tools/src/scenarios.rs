@@ -209,6 +209,8 @@ pub struct Scenario {
     pub input: Vec<InputStep>,
     /// `[swap] mib`: the size of the swap disk the runner attaches, if any.
     pub swap_mib: Option<u64>,
+    /// `[swap] fail_*`: the swap disk's injected I/O errors (through blkdebug).
+    pub swap_faults: crate::blkdebug::SwapFaults,
 }
 
 /// One `[[input]]` step: once the steps before it were sent and a console line so far (before or
