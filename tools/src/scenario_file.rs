@@ -596,6 +596,9 @@ mod tests {
         assert!(err(&format!("{base}[swap]\nmib = 1\nfail_read_slots = [257]\n")).contains("swap.fail_read_slots"));
         assert!(err(&format!("{base}[swap]\nmib = 1\nfail_write_slots = [0]\n")).contains("swap.fail_write_slots"));
         assert!(parse("ok", "x.toml", &format!("{base}[swap]\nmib = 1\nfail_all = true\n")).unwrap().swap_faults.all);
+        let oom = parse("ok", "x.toml", &base.replace("\"touch\"\n", "\"touch\"\nexpect = { crashed = \"out-of-memory\" }\n")).unwrap();
+        assert_eq!(oom.vms[0].expect, crate::scenarios::Expect::Crashed(crate::scenarios::CrashCause(hyp::stop::Cause::OutOfMemory)));
+        assert!(err(&base.replace("\"touch\"\n", "\"touch\"\nexpect = { crashed = \"tired\" }\n")).contains("no crash cause"));
         let args = crate::qemu::swap_args("run/swap.img", None).join(" ");
         assert_eq!(args, "-drive if=none,file=run/swap.img,format=raw,id=swap -device virtio-blk-device,drive=swap");
     }

@@ -21,8 +21,22 @@ pub enum Expect {
     Exit(u32),
     /// `uvmhyp: vmN (name) crashed [who]: ...` (any `hyp::stop::Cause`).
     Crash,
+    /// `uvmhyp: vmN (name) crashed [who]: ...` with this `who` (`expect = { crashed = "out-of-memory" }`).
+    Crashed(CrashCause),
     /// `uvmhyp: vmN (name) reset` (PSCI SYSTEM_RESET).
     Reset,
+}
+
+/// The `who` of an expected crash line, by its word (`hyp::stop::Cause::word`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct CrashCause(pub hyp::stop::Cause);
+
+impl TryFrom<String> for CrashCause {
+    type Error = String;
+    fn try_from(w: String) -> Result<Self, String> {
+        hyp::stop::Cause::from_word(&w).map(CrashCause).ok_or_else(|| format!("no crash cause {w:?} (guest-fault, guest-call, out-of-memory, swap-io, hypervisor)"))
+    }
 }
 
 /// What a VM runs.
@@ -290,7 +304,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux", "many", "max", "multi", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux", "many", "max", "multi", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
             ]
         );
         for s in &all {
