@@ -17,6 +17,7 @@
 
 #[macro_use]
 mod out;
+mod blkdebug;
 mod checks;
 mod compare;
 mod console;

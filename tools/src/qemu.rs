@@ -139,24 +139,33 @@ pub fn qemu_args(append: &str, gdb: bool, machine: &Machine) -> Vec<String> {
 /// The swap disk's image in a run folder.
 pub const SWAP_IMAGE: &str = "swap.img";
 
+/// The swap disk's blkdebug configuration in a run folder (only with injected faults).
+pub const BLKDEBUG_CONFIG: &str = "blkdebug.conf";
+
 /// QEMU's arguments attaching `image` as the hypervisor's swap disk: a raw virtio-blk device on
-/// the board's virtio-mmio bus.
-pub fn swap_args(image: &str) -> Vec<String> {
+/// the board's virtio-mmio bus, through blkdebug configured by the file `faults` when given.
+pub fn swap_args(image: &str, faults: Option<&str>) -> Vec<String> {
     vec![
         "-drive".into(),
-        format!("if=none,file={image},format=raw,id=swap"),
+        crate::blkdebug::drive(image, faults),
         "-device".into(),
         "virtio-blk-device,drive=swap".into(),
     ]
 }
 
 /// When `s` asks for swap: create its disk image in `run` (a sparse file of the size asked for,
-/// new every run) and return the QEMU arguments attaching it; else nothing.
+/// new every run) and, with injected faults, its blkdebug configuration, and return the QEMU
+/// arguments attaching it; else nothing.
 pub fn prepare_swap(root: &Path, s: &Scenario, run: &RunDir) -> std::io::Result<Vec<String>> {
     let Some(mib) = s.swap_mib else { return Ok(Vec::new()) };
     let image = format!("{}/{SWAP_IMAGE}", run.path());
     std::fs::File::create(root.join(&image))?.set_len(mib << 20)?;
-    Ok(swap_args(&image))
+    if s.swap_faults.is_empty() {
+        return Ok(swap_args(&image, None));
+    }
+    let config = format!("{}/{BLKDEBUG_CONFIG}", run.path());
+    std::fs::write(root.join(&config), s.swap_faults.config())?;
+    Ok(swap_args(&image, Some(&config)))
 }
 
 /// Quote an argument for a shell line shown to people.

@@ -7,6 +7,7 @@
 //! hypervisor would refuse on its `-append` line (RAM and vCPU ranges, pool size) is checked here
 //! with the hypervisor's own parser, so a scenario that loads is one QEMU can start.
 
+use crate::blkdebug::SwapFaults;
 use crate::scenarios::{Check, ConsoleCheck, Expect, Image, InputStep, Machine, Scenario, StopWhen, TraceSettings, VmSpec};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -53,6 +54,13 @@ struct DedupFile {
 #[serde(deny_unknown_fields)]
 struct SwapFile {
     mib: Spanned<u64>,
+    /// Reads of these slots fail (`crate::blkdebug`).
+    fail_read_slots: Option<Spanned<Vec<u32>>>,
+    /// Writes of these slots fail.
+    fail_write_slots: Option<Spanned<Vec<u32>>>,
+    /// Every request fails.
+    #[serde(default)]
+    fail_all: bool,
 }
 
 /// `[counters]`: checks on the counters table's `total` column.
@@ -330,11 +338,23 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         reproducible: file.stop.reproducible.as_ref().is_some_and(|r| *r.get_ref()),
         input: file.input,
         swap_mib: file.swap.as_ref().map(|w| *w.mib.get_ref()),
+        swap_faults: file.swap.as_ref().map_or_else(SwapFaults::default, |w| SwapFaults {
+            read_slots: w.fail_read_slots.as_ref().map_or_else(Vec::new, |l| l.get_ref().clone()),
+            write_slots: w.fail_write_slots.as_ref().map_or_else(Vec::new, |l| l.get_ref().clone()),
+            all: w.fail_all,
+        }),
     };
     if let Some(w) = &file.swap {
         let mib = *w.mib.get_ref();
         if !(1..=SWAP_MAX_MIB).contains(&mib) {
             return Err(invalid(Some(w.mib.span()), Some("swap.mib".into()), format!("{mib} MiB of swap: 1..={SWAP_MAX_MIB}")));
+        }
+        let slots = mib << 20 >> 12;
+        for (field, list) in [("swap.fail_read_slots", &w.fail_read_slots), ("swap.fail_write_slots", &w.fail_write_slots)] {
+            let Some(list) = list else { continue };
+            if let Some(bad) = list.get_ref().iter().find(|&&s| s == 0 || u64::from(s) > slots) {
+                return Err(invalid(Some(list.span()), Some(field.into()), format!("slot {bad}: the disk's slots are 1..={slots}")));
+            }
         }
     }
     if let (true, false, Some(r)) = (s.reproducible, s.machine.icount, &file.stop.reproducible) {
@@ -571,7 +591,15 @@ mod tests {
         assert_eq!(parse("ok", "x.toml", &format!("{base}[swap]\nmib = 512\n")).unwrap().swap_mib, Some(512));
         assert!(err(&format!("{base}[swap]\nmib = 0\n")).contains("swap.mib"));
         assert!(err(&format!("{base}[swap]\nmib = 16385\n")).contains("swap.mib"));
-        let args = crate::qemu::swap_args("run/swap.img").join(" ");
+        let f = parse("ok", "x.toml", &format!("{base}[swap]\nmib = 1\nfail_read_slots = [1, 256]\nfail_write_slots = [2]\n")).unwrap();
+        assert_eq!(f.swap_faults, SwapFaults { read_slots: vec![1, 256], write_slots: vec![2], all: false });
+        assert!(err(&format!("{base}[swap]\nmib = 1\nfail_read_slots = [257]\n")).contains("swap.fail_read_slots"));
+        assert!(err(&format!("{base}[swap]\nmib = 1\nfail_write_slots = [0]\n")).contains("swap.fail_write_slots"));
+        assert!(parse("ok", "x.toml", &format!("{base}[swap]\nmib = 1\nfail_all = true\n")).unwrap().swap_faults.all);
+        let oom = parse("ok", "x.toml", &base.replace("\"touch\"\n", "\"touch\"\nexpect = { crashed = \"out-of-memory\" }\n")).unwrap();
+        assert_eq!(oom.vms[0].expect, crate::scenarios::Expect::Crashed(crate::scenarios::CrashCause(hyp::stop::Cause::OutOfMemory)));
+        assert!(err(&base.replace("\"touch\"\n", "\"touch\"\nexpect = { crashed = \"tired\" }\n")).contains("no crash cause"));
+        let args = crate::qemu::swap_args("run/swap.img", None).join(" ");
         assert_eq!(args, "-drive if=none,file=run/swap.img,format=raw,id=swap -device virtio-blk-device,drive=swap");
     }
 

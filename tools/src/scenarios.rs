@@ -21,8 +21,22 @@ pub enum Expect {
     Exit(u32),
     /// `uvmhyp: vmN (name) crashed [who]: ...` (any `hyp::stop::Cause`).
     Crash,
+    /// `uvmhyp: vmN (name) crashed [who]: ...` with this `who` (`expect = { crashed = "out-of-memory" }`).
+    Crashed(CrashCause),
     /// `uvmhyp: vmN (name) reset` (PSCI SYSTEM_RESET).
     Reset,
+}
+
+/// The `who` of an expected crash line, by its word (`hyp::stop::Cause::word`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct CrashCause(pub hyp::stop::Cause);
+
+impl TryFrom<String> for CrashCause {
+    type Error = String;
+    fn try_from(w: String) -> Result<Self, String> {
+        hyp::stop::Cause::from_word(&w).map(CrashCause).ok_or_else(|| format!("no crash cause {w:?} (guest-fault, guest-call, out-of-memory, swap-io, hypervisor)"))
+    }
 }
 
 /// What a VM runs.
@@ -209,6 +223,8 @@ pub struct Scenario {
     pub input: Vec<InputStep>,
     /// `[swap] mib`: the size of the swap disk the runner attaches, if any.
     pub swap_mib: Option<u64>,
+    /// `[swap] fail_*`: the swap disk's injected I/O errors (through blkdebug).
+    pub swap_faults: crate::blkdebug::SwapFaults,
 }
 
 /// One `[[input]]` step: once the steps before it were sent and a console line so far (before or
@@ -288,7 +304,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
             ]
         );
         for s in &all {

@@ -50,6 +50,7 @@ pub fn judge_console(s: &Scenario, console: &Console) -> Vec<String> {
             }
             (Some((_, _, Stop::Exited(st))), Expect::Exit(want)) if *st == want => {}
             (Some((_, _, Stop::Crashed(_))), Expect::Crash) => {}
+            (Some((_, _, Stop::Crashed(c))), Expect::Crashed(want)) if c.cause == want.0 => {}
             (Some((_, _, Stop::Reset)), Expect::Reset) => {}
             (Some((_, _, got)), want) => f.push(format!("vm{id} ({}): {got:?}, expected {want:?}", spec.name)),
         }
@@ -167,6 +168,16 @@ mod tests {
         assert!(judge_console(s, &good).is_empty(), "{:?}", judge_console(s, &good));
         let bad = console("uvmhyp: vm1 (crash) exited 224\nuvmhyp: vm2 (touch) exited 0\nuvmhyp: 2 VMs, 1 failed");
         assert_eq!(judge_console(s, &bad).len(), 2);
+    }
+
+    /// `expect = { crashed = WHO }` wants that `[who]` and no other.
+    #[test]
+    fn a_crash_of_a_named_cause_must_have_that_cause() {
+        let mut s = builtin("crash");
+        s.vms[0].expect = Expect::Crashed(crate::scenarios::CrashCause(hyp::stop::Cause::OutOfMemory));
+        let line = |who: &str| console(&format!("uvmhyp: vm1 (crash) crashed [{who}]: x\nuvmhyp: vm2 (touch) exited 0\ncounter vm1 vm2 total\nfaults 1 2 3\nuvmhyp: 2 VMs, 1 failed"));
+        assert!(judge_console(&s, &line("out-of-memory")).is_empty(), "{:?}", judge_console(&s, &line("out-of-memory")));
+        assert_eq!(judge_console(&s, &line("guest-fault")).len(), 1);
     }
 
     #[test]

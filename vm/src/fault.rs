@@ -108,6 +108,8 @@ mod reclaim_tests;
 #[cfg(test)]
 mod sharing_tests;
 #[cfg(test)]
+mod swap_fault_tests;
+#[cfg(test)]
 mod tests;
 mod upper;
 mod wire;

@@ -5,7 +5,8 @@
 //! IPA = HPFAR_EL2.FIPA | FAR_EL2[11:0]   (permission fault, not on a walk: AT S1E1R of FAR)
 //!   ├─ guest RAM (a map entry covers it) ─► vm::fault ─► Resolved: re-enter
 //!   │                                                    Restart: yield, then retry
-//!   │                                                    NoMemory / Io / NoBacking: VM crashed
+//!   │                                                    Io (swap-in failed): inject SEA
+//!   │                                                    NoMemory / NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
 //!   ├─ a device on the VM's bus, data access, ISV=1 ─► mmio::access: the device's reply
 //!   │        (value: skip the instruction; park: sleep, re-execute when woken; abort: inject)
@@ -24,6 +25,7 @@
 //! instruction length (ESR.IL) when stepping over an emulated access.
 
 use alloc::format;
+use alloc::string::String;
 
 use super::device::{Device, Reply};
 use super::inject;
@@ -131,9 +133,34 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
         }
         // The pool ran dry under the fault's feet but the daemon can free frames: refault.
         Err(FaultError::NoMemory) if pdaemon::retry_after_no_memory(h) => Next::Yield,
-        Err(e @ (FaultError::NoMemory | FaultError::Io | FaultError::NoBacking)) => {
+        // The page's swap copy could not be read (its slot is now bad, the data gone): this
+        // page alone fails, as a machine check on a bad DIMM row would — the guest gets a
+        // synchronous external abort on it, every later access too, and nothing else is lost.
+        Err(FaultError::Io) => {
+            log::warn!("vm{} ({}): swap-in of IPA {} failed: injecting SEA", v.vm.number, v.vm.name, a.ipa.page_base());
+            h.trace.abort(v, a.ipa, a.access, Outcome::AbortInjected);
+            bad_access(h, v, a, "its swap copy could not be read")
+        }
+        Err(FaultError::NoMemory) => {
+            let vm = v.vm.clone();
+            h.stop_vm(&vm, Stop::crash(Cause::OutOfMemory, no_memory(h, a.ipa)))
+        }
+        Err(e @ FaultError::NoBacking) => {
             let vm = v.vm.clone();
             h.stop_vm(&vm, Stop::crash(Cause::of_fault(e), format!("fault at IPA {} failed: {e:?}", a.ipa)))
+        }
+    }
+}
+
+/// Why a fault found no frame: the pool is empty and reclaim freed nothing — with swap, usually
+/// because the disk is full too (its slot counts say whether it is).
+fn no_memory(h: &Hyp, ipa: Ipa) -> String {
+    match h.uvm.swap() {
+        None => format!("fault at IPA {ipa}: the page pool is empty and there is no swap disk"),
+        Some(s) => {
+            let (free, used, bad) = s.counts();
+            let full = if free == 0 { "the swap disk is full" } else { "nothing could be paged out" };
+            format!("fault at IPA {ipa}: the page pool is empty and {full} ({used} swap slots used, {bad} bad, {free} free)")
         }
     }
 }

@@ -205,7 +205,9 @@ pub fn attach(uvm: &vm::uvm::Uvm) {
             }
             uvm.set_swap(dev);
         }
-        Err(why) => log::info!("swap: off ({why})"),
+        Err(why @ Off::NoDisk) => log::info!("swap: off ({why})"),
+        // A disk is there but cannot be trusted with guest memory: say so loudly, run without.
+        Err(why) => log::warn!("swap: off ({why})"),
     }
 }
 

@@ -241,7 +241,9 @@ impl Uvm {
             None => fail_swap_in(self, busy, None),
         };
         if bad {
-            Stats::bump(&self.own_stats().swpgbad);
+            // No VM's fault is running here: counted with the pagedaemon's swap work (its own
+            // column in the hypervisor's counters table, where the engine's other counters are not).
+            Stats::bump(&self.daemon().swpgbad);
         }
     }
 }

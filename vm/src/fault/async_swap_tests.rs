@@ -107,6 +107,7 @@ fn a_failed_async_read_marks_the_slot_bad_and_fails_as_the_synchronous_one() {
         "slot 1 bad, slot 2 still used"
     );
     assert_eq!(e.uvm.stats().swpgbad, 1);
+    assert_eq!(e.uvm.daemon_stats().swpgbad, 1, "in the table's pdaemon column");
     assert_eq!(
         rd(&m, page(0)),
         Err(FaultError::Io),
