@@ -235,6 +235,9 @@ struct Member {
 #[derive(Default)]
 pub struct Shares {
     members: crate::sync::Mutex<Vec<Member>>,
+    /// Some member has a limit: [`Shares::limit`], asked after every fault, takes SHARES only
+    /// then (a global lock on every fault of every run would serialize the CPUs' faults).
+    limited: core::sync::atomic::AtomicBool,
 }
 
 impl Shares {
@@ -248,6 +251,10 @@ impl Shares {
             claim: Claim { share, ram },
             stage2: Arc::downgrade(map.stage2()),
         };
+        if share.max.is_some() {
+            self.limited
+                .store(true, core::sync::atomic::Ordering::Relaxed);
+        }
         self.members.lock().push(member);
     }
 
@@ -269,6 +276,17 @@ impl Shares {
             .iter()
             .find(|m| m.vmid == vmid)
             .map(|m| m.claim)
+    }
+
+    /// The limit of `vmid`'s VM in frames, if it takes part and has one.
+    ///
+    /// # Locks
+    /// None when no member has a limit; otherwise takes SHARES (a leaf).
+    pub fn limit(&self, vmid: Vmid) -> Option<usize> {
+        if !self.limited.load(core::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        self.claim(vmid)?.share.max
     }
 
     /// Every member's standing now, entitlements out of `pool` frames (empty when the policy is

@@ -5,7 +5,8 @@
 //! IPA = HPFAR_EL2.FIPA | FAR_EL2[11:0]   (permission fault, not on a walk: AT S1E1R of FAR)
 //!   ├─ guest RAM (a map entry covers it) ─► vm::fault ─► Resolved: re-enter
 //!   │                                                    Restart: yield, then retry
-//!   │                                                    NoMemory / Io / NoBacking: VM crashed
+//!   │                                                    NoMemory: a VM over its share, else this one, crashed
+//!   │                                                    Io / NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
 //!   ├─ a device on the VM's bus, data access, ISV=1 ─► mmio::access: the device's reply
 //!   │        (value: skip the instruction; park: sleep, re-execute when woken; abort: inject)
@@ -26,6 +27,7 @@
 use alloc::format;
 
 use super::device::{Device, Reply};
+use super::fairmem;
 use super::inject;
 use super::machine::Vcpu;
 use super::mmio;
@@ -121,7 +123,13 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
         Ok(_) => {
             hyp::selftest::after_fault(v.map(), a.ipa, a.access);
             pdaemon::after_fault(h);
-            Next::Resume
+            match fairmem::over_limit(h, v) {
+                Some(why) => {
+                    let vm = v.vm.clone();
+                    h.stop_vm(&vm, Stop::crash(Cause::OutOfMemory, why))
+                }
+                None => Next::Resume,
+            }
         }
         // Where the seed sleeps on a busy page, the vCPU waits for it (`parking.rs`); for the
         // other restarts (too many refaults) whoever holds things runs first.
@@ -131,6 +139,8 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
         }
         // The pool ran dry under the fault's feet but the daemon can free frames: refault.
         Err(FaultError::NoMemory) if pdaemon::retry_after_no_memory(h) => Next::Yield,
+        // Reclaim cannot help, but a VM over its share can give its frames back (`fairmem`).
+        Err(FaultError::NoMemory) if fairmem::stop_hog(h, v) => Next::Yield,
         Err(e @ (FaultError::NoMemory | FaultError::Io | FaultError::NoBacking)) => {
             let vm = v.vm.clone();
             h.stop_vm(&vm, Stop::crash(Cause::of_fault(e), format!("fault at IPA {} failed: {e:?}", a.ipa)))

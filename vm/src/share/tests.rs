@@ -151,8 +151,23 @@ fn residents_are_the_stage2_mappings_of_each_vm() {
         [(Vmid(1), 60), (Vmid(2), 10)]
     );
     assert_eq!(e.uvm.shares().claim(Vmid(2)).map(|c| c.share.min), Some(50));
+    assert_eq!(e.uvm.shares().limit(Vmid(2)), None, "no member has a limit");
+    let k = e.map(3);
+    e.uvm.shares().join(
+        &k,
+        MemShare {
+            min: 0,
+            max: Some(30),
+            shares: 10,
+        },
+        256,
+    );
+    assert_eq!(
+        (e.uvm.shares().limit(Vmid(3)), e.uvm.shares().limit(Vmid(2))),
+        (Some(30), None)
+    );
     e.uvm.shares().leave(Vmid(1));
-    assert_eq!(e.uvm.shares().standings(200).len(), 1);
+    assert_eq!(e.uvm.shares().standings(200).len(), 2);
     assert_eq!(e.uvm.shares().claim(Vmid(1)), None);
 }
 
