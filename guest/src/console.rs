@@ -1,4 +1,5 @@
-//! `println!` over UVMHYP_PRINT: text is collected in a stack buffer and sent one line per call.
+//! `println!` over UVMHYP_PRINT: text is collected in a stack buffer and sent one line per call;
+//! and input from the PL011 ([`read_byte`]).
 
 use core::fmt;
 
@@ -64,4 +65,27 @@ macro_rules! println {
     ($($arg:tt)*) => {
         $crate::console::print_line(format_args!($($arg)*))
     };
+}
+
+const UARTDR: u64 = crate::layout::PL011_BASE;
+const UARTFR: u64 = crate::layout::PL011_BASE + 0x018;
+/// UARTFR.RXFE.
+const RXFE: u32 = 1 << 4;
+/// UARTDR's error bits: overrun, break, parity, framing.
+pub const DR_ERRORS: u32 = 0xf00;
+
+fn read_reg(addr: u64) -> u32 {
+    // SAFETY: `addr` is a register of the hypervisor-emulated PL011, mapped as device memory
+    // with the MMU on (`mmu.rs`) and flat with it off (no Rust object lives there); a UARTDR read
+    // pops the receive FIFO, which only this guest reads.
+    unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+/// The next UARTDR entry (a byte and its error bits, [`DR_ERRORS`]) from the PL011, yielding the
+/// CPU while there is none.
+pub fn read_byte() -> u32 {
+    while read_reg(UARTFR) & RXFE != 0 {
+        crate::hvc::yield_now();
+    }
+    read_reg(UARTDR)
 }

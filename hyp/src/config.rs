@@ -22,6 +22,9 @@
 //! - a VM's `clones=N,clone_at=TEXT` — the scenario's clone point: at the first console line
 //!   of the VM containing TEXT (percent-encoded as `append=`), the hypervisor pauses all its
 //!   vCPUs and clones it into N children (1..=64; `virt::pause`);
+//! - a VM's `min=MIB`, `max=MIB`, `shares=N` — its claim on the page pool (`vm::share`: a
+//!   reservation, a limit, a weight, as VMware ESX's); when any VM has one, every VM takes part,
+//!   the others with `vm::share::MemShare::normal`;
 //! - `selftest=NAME` — a test hook for the scenarios ([`crate::selftest`]; none by default).
 //!
 //! VM ids are 1, 2, … in command-line order, at most [`MAX_VMS`] of them (the id is the VM's
@@ -79,6 +82,8 @@ pub struct VmConfig {
     pub ram_bytes: u64,
     /// Number of vCPUs (only vCPU 0 runs until PSCI CPU_ON).
     pub cpus: u32,
+    /// Its claim on the page pool (`min=`, `max=`, `shares=`), if it has one.
+    pub share: Option<vm::share::MemShare>,
 }
 
 /// The whole scenario, handed to `virt::start`.
@@ -112,6 +117,8 @@ pub struct VmSpec {
     pub dedup: bool,
     /// `,clones=N,clone_at=TEXT`: the scenario clones it at a console line.
     pub clone: Option<ClonePoint>,
+    /// `,min=MIB,max=MIB,shares=N` (any of them): its claim on the page pool.
+    pub share: Option<vm::share::MemShare>,
 }
 
 /// Where the scenario clones a VM: at its first console line containing `at`, into `children`.
@@ -187,7 +194,7 @@ impl fmt::Display for ConfigError {
                 write!(f, ")")
             }
             ConfigError::UnknownOption { token, option } => {
-                write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB, cpus=N, dedup, clones=N with clone_at=TEXT; initrd=PATH or append=ARGS for linux=)")
+                write!(f, "in `{token}`: unknown option `{option}` (expected ram=MIB, cpus=N, dedup, min=MIB, max=MIB, shares=N, clones=N with clone_at=TEXT; initrd=PATH or append=ARGS for linux=)")
             }
             ConfigError::TooManyVms { count } => write!(f, "{count} VMs (at most {MAX_VMS})"),
             ConfigError::BadNumber { token, what, range } => {
@@ -267,8 +274,9 @@ fn parse_vm(token: &str, value: &str, linux: bool) -> Result<VmSpec, ConfigError
         return Err(ConfigError::Missing { token: token.to_string(), what: "guest ELF path" });
     }
     let kind = if linux { Kind::Linux { initrd: None, bootargs: Vec::new() } } else { Kind::Elf };
-    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1, kind, dedup: false, clone: None };
+    let mut spec = VmSpec { name: name.to_string(), path: path.to_string(), ram_bytes: DEFAULT_RAM_MIB * MIB, cpus: 1, kind, dedup: false, clone: None, share: None };
     let (mut children, mut at) = (None, None);
+    let (mut min, mut max, mut shares) = (None, None, None);
     for opt in parts {
         match (opt.split_once('='), &mut spec.kind) {
             (Some(("clones", v)), _) => children = Some(number(token, v, "clone count", "1..=64", 1, crate::calls::MAX_CLONES)? as u32),
@@ -276,10 +284,22 @@ fn parse_vm(token: &str, value: &str, linux: bool) -> Result<VmSpec, ConfigError
             (Some(("ram", v)), _) => spec.ram_bytes = number(token, v, "ram size in MiB", "1..=3072", 1, MAX_RAM_MIB)? * MIB,
             (Some(("cpus", v)), _) => spec.cpus = number(token, v, "vCPU count", "1..=8", 1, MAX_VCPUS as u64)? as u32,
             (None, _) if opt == "dedup" => spec.dedup = true,
+            (Some(("min", v)), _) => min = Some(number(token, v, "memory reservation in MiB", "0..=3072", 0, MAX_RAM_MIB)?),
+            (Some(("max", v)), _) => max = Some(number(token, v, "memory limit in MiB", "1..=3072", 1, MAX_RAM_MIB)?),
+            (Some(("shares", v)), _) => shares = Some(number(token, v, "memory shares", "1..=1000000", 1, 1_000_000)? as u32),
             (Some(("initrd", p)), Kind::Linux { initrd, .. }) if !p.is_empty() => *initrd = Some(p.to_string()),
             (Some(("append", v)), Kind::Linux { bootargs, .. }) => *bootargs = unescape(token, v)?,
             _ => return Err(ConfigError::UnknownOption { token: token.to_string(), option: opt.to_string() }),
         }
+    }
+    if min.is_some() || max.is_some() || shares.is_some() {
+        let frames = |mib: u64| (mib * MIB / vm::PAGE_SIZE) as usize;
+        let ram_mib = spec.ram_bytes / MIB;
+        if min.is_some_and(|m| m > ram_mib) || max.is_some_and(|m| m < min.unwrap_or(0)) {
+            return Err(ConfigError::BadNumber { token: token.to_string(), what: "memory claim", range: "min <= max, min <= ram" });
+        }
+        let normal = vm::share::MemShare::normal(frames(ram_mib));
+        spec.share = Some(vm::share::MemShare { min: frames(min.unwrap_or(0)), max: max.map(frames), shares: shares.unwrap_or(normal.shares) });
     }
     spec.clone = match (at, children) {
         (Some(at), Some(children)) => Some(ClonePoint { at, children }),
@@ -452,7 +472,7 @@ pub fn resolve(sc: Scenario, heap_free: u64, files_in: &mut impl GuestFiles) -> 
             }
         };
         let irqchip = matches!(spec.kind, Kind::Linux { .. });
-        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, dedup: spec.dedup, clone: spec.clone, ram_bytes: spec.ram_bytes, cpus: spec.cpus });
+        vms.push(VmConfig { name: spec.name, path: spec.path, boot, irqchip, dedup: spec.dedup, clone: spec.clone, ram_bytes: spec.ram_bytes, cpus: spec.cpus, share: spec.share });
     }
     Ok(Config {
         trace_path: sc.trace_path,
@@ -480,7 +500,7 @@ mod tests {
         assert_eq!(sc.pool_limit, Some(100 * MIB));
         assert_eq!(
             sc.vms[0],
-            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2, kind: Kind::Elf, dedup: false, clone: None }
+            VmSpec { name: "a".into(), path: "/p/a".into(), ram_bytes: 32 * MIB, cpus: 2, kind: Kind::Elf, dedup: false, clone: None, share: None }
         );
         assert_eq!((sc.vms[1].ram_bytes, sc.vms[1].cpus), (DEFAULT_RAM_MIB * MIB, 1));
         assert_eq!(parse("").unwrap().trace_path.as_deref(), Some(DEFAULT_TRACE));
@@ -604,6 +624,19 @@ mod tests {
         assert!(matches!(parse("vm=a:/g,clones=65,clone_at=x"), Err(ConfigError::BadNumber { .. })));
         assert!(matches!(parse("vm=a:/g,clones=0,clone_at=x"), Err(ConfigError::BadNumber { .. })));
         assert!(matches!(parse("vm=a:/g,clones=1,clone_at="), Err(ConfigError::UnknownOption { .. })));
+    }
+
+    #[test]
+    fn a_memory_claim_is_in_frames_with_normal_shares_by_default() {
+        use vm::share::MemShare;
+        let sc = parse("vm=a:/g,min=16,ram=32 vm=b:/g,max=8,shares=50 vm=c:/g").unwrap();
+        assert_eq!(sc.vms[0].share, Some(MemShare { min: 4096, max: None, shares: 320 }));
+        assert_eq!(sc.vms[1].share, Some(MemShare { min: 0, max: Some(2048), shares: 50 }));
+        assert_eq!(sc.vms[2].share, None);
+        assert!(matches!(parse("vm=a:/g,min=8,max=4"), Err(ConfigError::BadNumber { .. })));
+        assert!(matches!(parse("vm=a:/g,ram=16,min=17"), Err(ConfigError::BadNumber { .. })));
+        assert!(matches!(parse("vm=a:/g,shares=0"), Err(ConfigError::BadNumber { .. })));
+        assert!(matches!(parse("vm=a:/g,max=0"), Err(ConfigError::BadNumber { .. })));
     }
 
     #[test]

@@ -172,6 +172,7 @@ mod tests {
             clone: None,
             ram_bytes,
             cpus: 1,
+            share: None,
         }
     }
 

@@ -100,6 +100,12 @@ pub fn vm_token(v: &VmSpec) -> String {
     if v.dedup {
         t.push_str(",dedup");
     }
+    let claim = [("min", v.mem.min_mib), ("max", v.mem.max_mib), ("shares", v.mem.shares.map(u64::from))];
+    for (key, value) in claim {
+        if let Some(x) = value {
+            t.push_str(&format!(",{key}={x}"));
+        }
+    }
     if let Some(at) = &v.clone_at {
         t.push_str(&format!(",clones={},clone_at={}", v.clones, hyp::config::escape(at.as_bytes())));
     }

@@ -8,7 +8,7 @@
 //! with the hypervisor's own parser, so a scenario that loads is one QEMU can start.
 
 use crate::blkdebug::SwapFaults;
-use crate::scenarios::{Check, ConsoleCheck, Expect, Image, InputStep, Machine, Scenario, StopWhen, TraceSettings, VmSpec};
+use crate::scenarios::{Check, ConsoleCheck, Expect, Image, InputStep, MemClaim, Machine, Scenario, StopWhen, TraceSettings, VmSpec};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,6 +101,10 @@ struct VmFile {
     clone_at: Option<String>,
     #[serde(default)]
     dedup: bool,
+    /// Its claim on the page pool (the hypervisor's `min=`, `max=`, `shares=`).
+    mem_min_mib: Option<u64>,
+    mem_max_mib: Option<u64>,
+    shares: Option<u32>,
     #[serde(default)]
     trace: VmTrace,
     #[serde(default)]
@@ -400,14 +404,20 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         if f.clone_at.as_deref() == Some("") {
             return Err(invalid(span, at("clone_at"), "the clone point's text must not be empty".into()));
         }
-        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones, clone_at: f.clone_at.clone(), dedup: f.dedup };
+        let spec = VmSpec { name: f.name.clone(), image, ram_mib: f.ram_mib, cpus: f.vcpus, expect: f.expect, clones: f.clones, clone_at: f.clone_at.clone(), dedup: f.dedup, mem: MemClaim { min_mib: f.mem_min_mib, max_mib: f.mem_max_mib, shares: f.shares } };
         // The hypervisor's own limits on RAM and vCPUs.
         if spec.dedup && s.dedup_rate.is_none() {
             return Err(invalid(span, at("dedup"), "`dedup = true` needs a `[dedup]` table with the scanner's pages_per_tick".into()));
         }
         // The scan rate is the scenario's, checked on its own below.
         hyp::config::parse(&format!("dedup=1 {}", crate::qemu::vm_token(&spec))).map_err(|e| {
-            let field = if f.vcpus.is_some() && e.to_string().contains("vCPU") { "vcpus" } else { "ram_mib" };
+            let field = match e.to_string() {
+                t if f.vcpus.is_some() && t.contains("vCPU") => "vcpus",
+                t if t.contains("memory limit") => "mem_max_mib",
+                t if t.contains("memory shares") => "shares",
+                t if t.contains("memory") => "mem_min_mib",
+                _ => "ram_mib",
+            };
             invalid(span, at(field), e.to_string())
         })?;
         s.vms.push(spec);
@@ -562,6 +572,18 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_claim_reaches_the_hypervisor_line_and_is_checked() {
+        let base = "about = \"x\"\n[stop]\ntimeout_s = 1\n[[vm]]\nname = \"t\"\nguest = \"touch\"\nram_mib = 32\n";
+        let s = parse("ok", "x.toml", &format!("{base}mem_min_mib = 16\nshares = 500\n")).unwrap();
+        assert_eq!(s.vms[0].mem, MemClaim { min_mib: Some(16), max_mib: None, shares: Some(500) });
+        assert!(crate::qemu::append(&s, "t").ends_with(",ram=32,min=16,shares=500"));
+        assert!(err(&format!("{base}mem_min_mib = 33\n")).contains("field `vm1.mem_min_mib`"));
+        assert!(err(&format!("{base}mem_min_mib = 8\nmem_max_mib = 4\n")).contains("field `vm1.mem_min_mib`"));
+        assert!(err(&format!("{base}mem_max_mib = 0\n")).contains("field `vm1.mem_max_mib`"));
+        assert!(err(&format!("{base}shares = 0\n")).contains("field `vm1.shares`"));
+    }
+
+    #[test]
     fn a_clone_point_needs_clones_and_reaches_the_hypervisor_line() {
         let base = "about = \"x\"\n[stop]\ntimeout_s = 1\n[[vm]]\nname = \"t\"\nguest = \"touch\"\n";
         assert!(err(&format!("{base}clone_at = \"go\"\n")).contains("needs `clones`"));
@@ -637,8 +659,8 @@ lines = [{ text = 'a\x0ab' }, { text = "c", min = 3 }]
         assert_eq!(
             s.vms,
             [
-                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0, clone_at: None, dedup: false },
-                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0, clone_at: None, dedup: false },
+                VmSpec { name: "a".into(), image: Image::Guest("touch".into()), ram_mib: Some(72), cpus: None, expect: Expect::Exit(0), clones: 0, clone_at: None, dedup: false, mem: Default::default() },
+                VmSpec { name: "b".into(), image: Image::Elf("somewhere/else.elf".into()), ram_mib: None, cpus: Some(2), expect: Expect::Crash, clones: 0, clone_at: None, dedup: false, mem: Default::default() },
             ]
         );
         assert_eq!(

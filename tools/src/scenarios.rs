@@ -89,6 +89,16 @@ pub struct VmSpec {
     pub clone_at: Option<String>,
     /// Its pages are offered to the dedup scanner.
     pub dedup: bool,
+    /// Its claim on the page pool.
+    pub mem: MemClaim,
+}
+
+/// A VM's claim on the hypervisor's page pool (`vm::share`); all `None`: no claim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemClaim {
+    pub min_mib: Option<u64>,
+    pub max_mib: Option<u64>,
+    pub shares: Option<u32>,
 }
 
 impl VmSpec {
@@ -304,7 +314,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fairmem-off", "fairmem-swap", "fairmem", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
             ]
         );
         for s in &all {
@@ -361,7 +371,7 @@ pub(crate) mod tests {
     fn an_unknown_name_lists_the_scenarios_and_a_path_is_read_as_a_file() {
         let root = crate::qemu::root();
         let e = find(&root, "nope").unwrap_err().to_string();
-        assert!(e.contains("no scenario \"nope\"") && e.contains("default, echo, fork, hostile"), "{e}");
+        assert!(e.contains("no scenario \"nope\"") && e.contains("default, echo, fairmem-off, fairmem-swap, fairmem, fork, hostile"), "{e}");
         let by_path = find(&root, &root.join("scenarios/touch.toml").display().to_string()).unwrap();
         assert_eq!(by_path.vms, builtin("touch").vms);
     }

@@ -35,6 +35,7 @@ pub mod page;
 pub mod pdaemon;
 pub mod physmem;
 pub mod pmap;
+pub mod share;
 pub mod sim;
 pub mod stats;
 pub mod swap;

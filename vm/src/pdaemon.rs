@@ -92,11 +92,21 @@ impl Uvm {
     /// Try to free `target` frames (the pagedaemon's policy): refill the inactive queue from the
     /// oldest active pages, then sweep it like a clock — referenced pages get a second chance,
     /// anon pages go to swap, clean object pages are dropped — for at most two turns of the clock
-    /// (twice the queued pages scanned). Returns how many frames were freed.
+    /// (twice the queued pages scanned). Returns how many frames were freed. While VMs have
+    /// claims on the pool, pages of VMs at or under their entitlement are passed over as if
+    /// referenced when some VM is over its own (`crate::share::Spare`).
     ///
     /// # Locks
     /// Entry: nothing held. Exit: nothing.
     pub fn reclaim(&self, target: usize) -> usize {
+        self.reclaim_sparing(target, crate::share::Spare::for_reclaim(self))
+    }
+
+    /// [`Uvm::reclaim`], passing over the pages `spare` spares (`crate::share`).
+    ///
+    /// # Locks
+    /// Entry: nothing held. Exit: nothing.
+    pub fn reclaim_sparing(&self, target: usize, spare: crate::share::Spare) -> usize {
         let mut freed = 0;
         // Up to two turns of the clock: when every queued page was touched since it was queued
         // (a guest that just wrote all its memory), the first turn only clears references and
@@ -127,7 +137,7 @@ impl Uvm {
                     break;
                 }
                 Stats::bump(&self.daemon().pdscans);
-                if self.rmap().clear_reference(self.pa(pg)) {
+                if spare.spares(self, pg) || self.rmap().clear_reference(self.pa(pg)) {
                     self.activate(pg);
                     continue;
                 }

@@ -50,6 +50,8 @@ pub struct Uvm {
     map_stats: crate::sync::Mutex<Vec<Arc<Stats>>>,
     /// Told when a WANTED page is unbusied ([`Uvm::set_waker`]).
     waker: crate::sync::RwLock<Option<Arc<dyn crate::page::PageWaker>>>,
+    /// The VMs' claims on the pool ([`crate::share`]).
+    shares: crate::share::Shares,
 }
 
 impl Uvm {
@@ -82,6 +84,7 @@ impl Uvm {
             daemon: Stats::default(),
             map_stats: crate::sync::Mutex::new(Vec::new()),
             waker: crate::sync::RwLock::new(None),
+            shares: crate::share::Shares::default(),
         })
     }
 
@@ -195,6 +198,14 @@ impl Uvm {
         if let Some(w) = waker {
             w.unbusied(self.pa(pg));
         }
+    }
+
+    /// The VMs' claims on the pool: empty (first come, first served) until VMs join.
+    ///
+    /// # Locks
+    /// None.
+    pub fn shares(&self) -> &crate::share::Shares {
+        &self.shares
     }
 
     /// The swap device and its slot map, if configured.

@@ -7,33 +7,17 @@
 #![no_std]
 #![no_main]
 
-use guest::hvc;
 use guest::{check, println};
 
 guest::entry!(main);
 
-const UARTDR: u64 = guest::layout::PL011_BASE;
-const UARTFR: u64 = guest::layout::PL011_BASE + 0x018;
-/// UARTFR.RXFE.
-const RXFE: u32 = 1 << 4;
-/// UARTDR's error bits: overrun, break, parity, framing.
-const DR_ERRORS: u32 = 0xf00;
 /// Longest line the guest takes.
 const LINE: usize = 64;
 
-fn read_reg(addr: u64) -> u32 {
-    // SAFETY: with the MMU off, `addr` is a register of the hypervisor-emulated PL011 (no Rust
-    // object lives there); a UARTDR read pops the receive FIFO, which only this guest reads.
-    unsafe { core::ptr::read_volatile(addr as *const u32) }
-}
-
 /// The next byte from the UART, yielding the CPU while there is none.
 fn read_byte() -> u8 {
-    while read_reg(UARTFR) & RXFE != 0 {
-        hvc::yield_now();
-    }
-    let dr = read_reg(UARTDR);
-    check!(dr & DR_ERRORS == 0, 2, "UARTDR {:#x} has error bits set", dr);
+    let dr = guest::console::read_byte();
+    check!(dr & guest::console::DR_ERRORS == 0, 2, "UARTDR {:#x} has error bits set", dr);
     dr as u8
 }
 

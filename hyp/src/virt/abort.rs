@@ -6,7 +6,8 @@
 //!   ├─ guest RAM (a map entry covers it) ─► vm::fault ─► Resolved: re-enter
 //!   │                                                    Restart: yield, then retry
 //!   │                                                    Io (swap-in failed): inject SEA
-//!   │                                                    NoMemory / NoBacking: VM crashed
+//!   │                                                    NoMemory: a VM over its share, else this one, crashed
+//!   │                                                    NoBacking: VM crashed
 //!   │                                                    NoMapping / Protection: as "nothing"
 //!   ├─ a device on the VM's bus, data access, ISV=1 ─► mmio::access: the device's reply
 //!   │        (value: skip the instruction; park: sleep, re-execute when woken; abort: inject)
@@ -28,6 +29,7 @@ use alloc::format;
 use alloc::string::String;
 
 use super::device::{Device, Reply};
+use super::fairmem;
 use super::inject;
 use super::machine::Vcpu;
 use super::mmio;
@@ -123,7 +125,13 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
         Ok(_) => {
             hyp::selftest::after_fault(v.map(), a.ipa, a.access);
             pdaemon::after_fault(h);
-            Next::Resume
+            match fairmem::over_limit(h, v) {
+                Some(why) => {
+                    let vm = v.vm.clone();
+                    h.stop_vm(&vm, Stop::crash(Cause::OutOfMemory, why))
+                }
+                None => Next::Resume,
+            }
         }
         // Where the seed sleeps on a busy page, the vCPU waits for it (`parking.rs`); for the
         // other restarts (too many refaults) whoever holds things runs first.
@@ -141,6 +149,8 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
             h.trace.abort(v, a.ipa, a.access, Outcome::AbortInjected);
             bad_access(h, v, a, "its swap copy could not be read")
         }
+        // Reclaim cannot help, but a VM over its share can give its frames back (`fairmem`).
+        Err(FaultError::NoMemory) if fairmem::stop_hog(h, v) => Next::Yield,
         Err(FaultError::NoMemory) => {
             let vm = v.vm.clone();
             h.stop_vm(&vm, Stop::crash(Cause::OutOfMemory, no_memory(h, a.ipa)))

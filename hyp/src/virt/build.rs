@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use super::device::Device;
+use super::fairmem;
 use super::identity::IdentityDevice;
 use super::machine::{Memory, Shape, VmidLease};
 use super::vgic::{Distributor, Redistributors};
@@ -82,7 +83,7 @@ pub fn build(config: &Config, pool: Range<Pa>) -> Result<Hyp, BuildError> {
                 }
             })
             .collect();
-        add_vm(&h, vc, objects)?;
+        add_vm(&h, vc, objects, fairmem::claims_on(config))?;
     }
     Ok(h)
 }
@@ -108,14 +109,16 @@ fn insert_ram(map: &Map, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Resul
     Ok(())
 }
 
-/// Build one VM of `vc` whose boot segments are `objects`, add it to the table and queue its
+/// Build one VM of `vc` whose boot segments are `objects` (joining the memory claims when
+/// `claims`: `fairmem`), add it to the table and queue its
 /// vCPU 0.
-fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>) -> Result<(), BuildError> {
+fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>, claims: bool) -> Result<(), BuildError> {
     let name = || vc.name.clone();
     let map_err = |error| BuildError::Map { vm: name(), error };
     let lease = VmidLease::take(&VMIDS).ok_or_else(|| BuildError::NoVmid { vm: name() })?;
     let map = Map::new(&h.uvm, Vmid(lease.vmid)).map_err(map_err)?;
     insert_ram(&map, vc, objects).map_err(map_err)?;
+    fairmem::join(h, &map, vc, claims);
     let image_len = vc.boot.bytes();
     let memory = Arc::new(Memory::new(map, lease));
     let nr = vc.cpus as u16;

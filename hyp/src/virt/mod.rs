@@ -30,6 +30,7 @@ mod build;
 mod callret;
 mod clone;
 mod device;
+mod fairmem;
 mod guestmem;
 mod identity;
 mod inject;

@@ -10,11 +10,27 @@ use super::out::outln;
 use super::machine::Vm;
 use alloc::sync::Arc;
 use hyp::stop::Stop;
+use vm::share::Standing;
 use vm::stats::StatsSnapshot;
 
 /// `uvmhyp: vm<N> (<name>) exited <status>` / `… crashed [<who>]: <what>` (`hyp::stop`).
 pub fn vm_stopped(vm: &Vm, why: &Stop) {
     outln!("uvmhyp: vm{} ({}) {}", vm.number, vm.name, why);
+}
+
+/// The memory claim of `vm` as it stops (a run where VMs have claims, `vm::share`): what it held
+/// against what it was entitled to.
+pub fn share_at_stop(vm: &Vm, s: &Standing) {
+    let max = s.claim.share.max.map_or_else(|| String::from("-"), |m| m.to_string());
+    outln!(
+        "uvmhyp: share: vm{} ({}) held {} pages at its stop, entitled to {} (min {}, max {max}, shares {})",
+        vm.number,
+        vm.name,
+        s.resident,
+        s.entitlement,
+        s.claim.share.min,
+        s.claim.share.shares
+    );
 }
 
 /// Print the counters table (with `extra` rows after the counters: a name, one value per VM and

@@ -165,6 +165,14 @@ impl Hyp {
         drop(vm.pause.drain());
         let queued = self.queue.lock().take_vm(vm.number);
         drop(queued);
+        // Its claim on the pool goes (reported with what it held), so the others' grow.
+        if let Some(memory) = vm.memory() {
+            let vmid = ::vm::pmap::Vmid(memory.vmid());
+            if let Some(s) = self.uvm.shares().standings(self.uvm.total_pages()).iter().find(|s| s.vmid == vmid) {
+                report::share_at_stop(vm, s);
+            }
+            self.uvm.shares().leave(vmid);
+        }
         // Give the VM's pages back to the pool for the VMs still running. A vCPU of this VM still
         // in a guest elsewhere re-faults at worst, and is dropped at that exit.
         if let Some(memory) = vm.memory() {
