@@ -52,7 +52,13 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     unsafe { pages::fill(start, 0..count, info.vm) };
     println!("overcommit: vm {} wrote {} pages", info.vm, count);
     let len = end - start;
-    let refused = [hvc::advise(start, len, 3), hvc::advise(start, 0, 2), hvc::advise(start + 1, len, 2), hvc::advise(end, PAGE_SIZE, 2)];
+    // Another advice value, an empty range, an unaligned one, one beyond RAM.
+    let refused = [
+        hvc::advise(start, len, 3),
+        hvc::advise(start, 0, 2),
+        hvc::advise(start + 1, len, 2),
+        hvc::advise(end, PAGE_SIZE, 2),
+    ];
     check!(refused.iter().all(|&r| r == INVALID), 5, "UVMHYP_ADVISE took bad arguments: {:?}", refused);
     let r = hvc::advise(start, len, hvc::Advice::Sequential as u64);
     check!(r == 0, 5, "UVMHYP_ADVISE SEQUENTIAL answered {}", r);
