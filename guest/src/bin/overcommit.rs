@@ -57,7 +57,13 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     let [swapped, ..] = hvc::account(1);
     println!("overcommit: vm {} wrote {} pages in {} ms, {} swapped", info.vm, count, ms(t), swapped);
     let len = end - start;
-    let refused = [hvc::advise(start, len, 3), hvc::advise(start, 0, 2), hvc::advise(start + 1, len, 2), hvc::advise(end, PAGE_SIZE, 2)];
+    // Another advice value, an empty range, an unaligned one, one beyond RAM.
+    let refused = [
+        hvc::advise(start, len, 3),
+        hvc::advise(start, 0, 2),
+        hvc::advise(start + 1, len, 2),
+        hvc::advise(end, PAGE_SIZE, 2),
+    ];
     check!(refused.iter().all(|&r| r == INVALID), 5, "UVMHYP_ADVISE took bad arguments: {:?}", refused);
     let r = hvc::advise(start, len, hvc::Advice::Sequential as u64);
     check!(r == 0, 5, "UVMHYP_ADVISE SEQUENTIAL answered {}", r);
