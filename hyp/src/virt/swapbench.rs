@@ -37,7 +37,7 @@ pub fn measure(disk: &mut Disk, buf: &mut Box<IoBuf>) -> Result<Option<Raw>, Dis
     let mut pass = |dir: Dir| -> Result<u64, DiskError> {
         let t = timer::now();
         for block in 0..RAW_BLOCKS {
-            disk.transfer(dir, block * BLOCK_SECTORS, buf)?;
+            disk.transfer(dir, block * BLOCK_SECTORS, 1, buf)?;
         }
         Ok((timer::now() - t) * 1_000_000 / timer::freq().max(1))
     };
