@@ -233,6 +233,15 @@ pub fn attach(uvm: &vm::uvm::Uvm) {
                     raw.read_us,
                     rate(raw.read_us)
                 );
+                log::info!(
+                    "swap: raw sequential {} KiB requests: {} KiB written in {} us ({} KiB/s), read in {} us ({} KiB/s)",
+                    raw.blocks * BLOCK_BYTES / 1024,
+                    raw.bytes() / 1024,
+                    raw.big_write_us,
+                    rate(raw.big_write_us),
+                    raw.big_read_us,
+                    rate(raw.big_read_us)
+                );
             }
             uvm.set_swap(dev);
         }
@@ -262,6 +271,6 @@ fn open() -> Result<(Arc<SwapDisk>, Option<super::swapbench::Raw>), Off> {
             return Err(Off::Mismatch);
         }
     }
-    let raw = super::swapbench::measure(&mut l.disk, &mut l.buf).map_err(Off::Io)?;
+    let raw = super::swapbench::measure(&mut l.disk, &mut l.buf, CLUSTER_BLOCKS).map_err(Off::Io)?;
     Ok((Arc::new(SwapDisk { inner: Mutex::new(l), slots }), raw))
 }
