@@ -538,3 +538,70 @@ mod tests {
         assert_eq!(dev.writes.load(Ordering::Relaxed), 2);
     }
 }
+
+#[cfg(test)]
+mod cluster_default_tests {
+    use super::*;
+    use crate::sim::SimMem;
+
+    /// A device with only the one-slot [`SwapDevice::submit_read`] (over a [`MemSwap`]): the
+    /// trait's default `submit_read_cluster`.
+    struct OneByOne(Arc<MemSwap>);
+
+    impl SwapDevice for OneByOne {
+        fn slots(&self) -> u32 {
+            self.0.slots()
+        }
+        fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+            self.0.read(slot, mem, frame)
+        }
+        fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+            self.0.write(slot, mem, frame)
+        }
+        fn submit_read(
+            &self,
+            slot: u32,
+            mem: &dyn PhysMem,
+            frame: Pa,
+            tag: PageIdx,
+        ) -> Result<Submit, SwapIoError> {
+            self.0.submit_read(slot, mem, frame, tag)
+        }
+        fn poll(&self, mem: &dyn PhysMem) -> Vec<(PageIdx, Result<(), SwapIoError>)> {
+            self.0.poll(mem)
+        }
+    }
+
+    /// The default submits one read a slot and stops at the first out of range: the reads
+    /// before it are in flight, each under its own tag; nothing is one request.
+    #[test]
+    fn the_default_cluster_read_submits_slot_by_slot_up_to_the_first_refused() {
+        let mem = SimMem::new(Pa(0), 4);
+        let inner = MemSwap::new(3);
+        inner.set_async(true);
+        let dev = OneByOne(inner.clone());
+        let reads: Vec<(Pa, PageIdx)> = (0..3u32)
+            .map(|k| (Pa(u64::from(k) * 4096), PageIdx(k)))
+            .collect();
+        assert_eq!(
+            dev.submit_read_cluster(2, &mem, &reads),
+            2,
+            "slots 2 and 3; 4 is out of range"
+        );
+        assert_eq!(inner.queued_reads(), 2);
+        assert_eq!(inner.read_clusters.load(Ordering::Relaxed), 0);
+        assert!(inner.finish(3) && inner.finish(2));
+        let mut tags: Vec<u32> = dev
+            .poll(&mem)
+            .into_iter()
+            .map(|(t, r)| {
+                assert_eq!(r, Ok(()));
+                t.0
+            })
+            .collect();
+        tags.sort_unstable();
+        assert_eq!(tags, [0, 1]);
+        inner.set_async(false);
+        assert_eq!(dev.submit_read_cluster(1, &mem, &reads[..1]), 0, "declined");
+    }
+}
