@@ -79,6 +79,23 @@ pub trait SwapDevice: Send + Sync {
         let _ = (slot, mem, frame, tag);
         Ok(Submit::Declined)
     }
+    /// Start reading the contiguous slots `first..first + reads.len()` into the frames of
+    /// `reads`, the read of slot `first + k` named by `reads[k]`'s tag, as one request where
+    /// the device can (a readahead, `fault/readahead.rs`). Returns how many of the reads, from
+    /// the first, are in flight, each reported by [`SwapDevice::poll`] under its own tag; the
+    /// others were not started (declined, or failed at once: a readahead drops them alike).
+    /// The default submits one [`SwapDevice::submit_read`] a slot, stopping at the first not
+    /// in flight.
+    fn submit_read_cluster(&self, first: u32, mem: &dyn PhysMem, reads: &[(Pa, PageIdx)]) -> usize {
+        for (k, &(frame, tag)) in reads.iter().enumerate() {
+            let slot = u32::try_from(k).ok().and_then(|k| first.checked_add(k));
+            let started = slot.map(|slot| self.submit_read(slot, mem, frame, tag));
+            if started != Some(Ok(Submit::InFlight)) {
+                return k;
+            }
+        }
+        reads.len()
+    }
     /// The reads started by [`SwapDevice::submit_read`] that finished since the last call, by
     /// tag, with their results (on `Ok` the data is in the frame), in any order. The default
     /// (no read is ever in flight) has none.
@@ -168,30 +185,36 @@ impl Swap {
         Started::Done(busy, result)
     }
 
-    /// Read slot `slot` ahead into the page `busy` holds, asynchronously only: `Err` gives the
-    /// token back when the device declined or failed at once (nothing was read; the caller
-    /// drops the page). As [`Swap::start_read`], the token is stored before the device sees
-    /// the read.
+    /// Read the contiguous slots from `first` ahead into the pages `busies` hold (`frames`
+    /// their frames), asynchronously only, as one request where the device can
+    /// ([`SwapDevice::submit_read_cluster`]). Returns the tokens of the reads not started (the
+    /// caller drops their pages), in order. As [`Swap::start_read`], the tokens are stored
+    /// before the device sees the reads.
     ///
     /// # Locks
     /// As [`Swap::start_read`].
-    pub(crate) fn start_readahead(
+    pub(crate) fn start_readahead_cluster(
         &self,
-        busy: Busy,
-        slot: u32,
+        busies: Vec<Busy>,
+        first: u32,
         mem: &dyn PhysMem,
-        frame: Pa,
-    ) -> Result<(), Busy> {
-        let pg = busy.page();
-        self.in_flight.lock().push((busy, ReadKind::Ahead));
-        if let Ok(Submit::InFlight) = self.dev.submit_read(slot, mem, frame, pg) {
-            return Ok(());
-        }
-        match self.take_in_flight(pg) {
-            Some((busy, _)) => Err(busy),
-            // Only a device that reported a read it declined could have taken it (see above).
-            None => Ok(()),
-        }
+        frames: &[Pa],
+    ) -> Vec<Busy> {
+        let reads: Vec<(Pa, PageIdx)> = frames
+            .iter()
+            .zip(&busies)
+            .map(|(&frame, b)| (frame, b.page()))
+            .collect();
+        self.in_flight
+            .lock()
+            .extend(busies.into_iter().map(|b| (b, ReadKind::Ahead)));
+        let started = self.dev.submit_read_cluster(first, mem, &reads);
+        // Only a device that reported a read it did not start could have taken its token (see
+        // `start_read`): such a read is the poller's.
+        reads[started.min(reads.len())..]
+            .iter()
+            .filter_map(|&(_, tag)| self.take_in_flight(tag).map(|(b, _)| b))
+            .collect()
     }
 
     /// True when an asynchronous read may be in flight (the poller's fast path: nothing to ask
@@ -257,6 +280,9 @@ pub struct MemSwap {
     fail_writes: AtomicU32,
     /// Completed reads.
     pub reads: AtomicU64,
+    /// Read requests that [`SwapDevice::submit_read_cluster`] queued (one a call, of any
+    /// length; the reads still finish one by one, as the test picks).
+    pub read_clusters: AtomicU64,
     /// Completed writes (pages).
     pub writes: AtomicU64,
     /// Completed write requests: one a [`SwapDevice::write`], one a
@@ -278,6 +304,7 @@ impl MemSwap {
             fail_reads: AtomicU32::new(0),
             fail_writes: AtomicU32::new(0),
             reads: AtomicU64::new(0),
+            read_clusters: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             write_requests: AtomicU64::new(0),
         })
@@ -434,6 +461,33 @@ impl SwapDevice for MemSwap {
         Ok(Submit::InFlight)
     }
 
+    /// One request queued whole or not at all (declined when not asynchronous, or when a slot
+    /// is out of range); each read then finishes on its own ([`MemSwap::finish`]).
+    fn submit_read_cluster(
+        &self,
+        first: u32,
+        _mem: &dyn PhysMem,
+        reads: &[(Pa, PageIdx)],
+    ) -> usize {
+        let n = u32::try_from(reads.len()).ok();
+        let last = n.and_then(|n| first.checked_add(n)).map(|end| end - 1);
+        let in_range = first > 0 && last.is_some_and(|last| last <= self.slots());
+        if !self.asynchronous.load(Ordering::SeqCst) || !in_range {
+            return 0;
+        }
+        let mut q = self.queued.lock();
+        for (slot, &(frame, tag)) in (first..).zip(reads) {
+            q.push(Queued {
+                tag,
+                slot,
+                frame,
+                finished: false,
+            });
+        }
+        self.read_clusters.fetch_add(1, Ordering::Relaxed);
+        reads.len()
+    }
+
     fn poll(&self, mem: &dyn PhysMem) -> Vec<(PageIdx, Result<(), SwapIoError>)> {
         let done: Vec<Queued> = {
             let mut q = self.queued.lock();
@@ -482,5 +536,72 @@ mod tests {
         dev.set_hook(None);
         assert_eq!(dev.read(2, mem.as_ref(), b), Ok(()));
         assert_eq!(dev.writes.load(Ordering::Relaxed), 2);
+    }
+}
+
+#[cfg(test)]
+mod cluster_default_tests {
+    use super::*;
+    use crate::sim::SimMem;
+
+    /// A device with only the one-slot [`SwapDevice::submit_read`] (over a [`MemSwap`]): the
+    /// trait's default `submit_read_cluster`.
+    struct OneByOne(Arc<MemSwap>);
+
+    impl SwapDevice for OneByOne {
+        fn slots(&self) -> u32 {
+            self.0.slots()
+        }
+        fn read(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+            self.0.read(slot, mem, frame)
+        }
+        fn write(&self, slot: u32, mem: &dyn PhysMem, frame: Pa) -> Result<(), SwapIoError> {
+            self.0.write(slot, mem, frame)
+        }
+        fn submit_read(
+            &self,
+            slot: u32,
+            mem: &dyn PhysMem,
+            frame: Pa,
+            tag: PageIdx,
+        ) -> Result<Submit, SwapIoError> {
+            self.0.submit_read(slot, mem, frame, tag)
+        }
+        fn poll(&self, mem: &dyn PhysMem) -> Vec<(PageIdx, Result<(), SwapIoError>)> {
+            self.0.poll(mem)
+        }
+    }
+
+    /// The default submits one read a slot and stops at the first out of range: the reads
+    /// before it are in flight, each under its own tag; nothing is one request.
+    #[test]
+    fn the_default_cluster_read_submits_slot_by_slot_up_to_the_first_refused() {
+        let mem = SimMem::new(Pa(0), 4);
+        let inner = MemSwap::new(3);
+        inner.set_async(true);
+        let dev = OneByOne(inner.clone());
+        let reads: Vec<(Pa, PageIdx)> = (0..3u32)
+            .map(|k| (Pa(u64::from(k) * 4096), PageIdx(k)))
+            .collect();
+        assert_eq!(
+            dev.submit_read_cluster(2, &mem, &reads),
+            2,
+            "slots 2 and 3; 4 is out of range"
+        );
+        assert_eq!(inner.queued_reads(), 2);
+        assert_eq!(inner.read_clusters.load(Ordering::Relaxed), 0);
+        assert!(inner.finish(3) && inner.finish(2));
+        let mut tags: Vec<u32> = dev
+            .poll(&mem)
+            .into_iter()
+            .map(|(t, r)| {
+                assert_eq!(r, Ok(()));
+                t.0
+            })
+            .collect();
+        tags.sort_unstable();
+        assert_eq!(tags, [0, 1]);
+        inner.set_async(false);
+        assert_eq!(dev.submit_read_cluster(1, &mem, &reads[..1]), 0, "declined");
     }
 }

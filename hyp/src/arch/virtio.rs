@@ -245,16 +245,19 @@ impl Disk {
         }
     }
 
-    /// Start reading the block at `sector` into a buffer of its own, named `tag` for
-    /// [`Disk::poll`]. `Ok(false)`: [`MAX_IN_FLIGHT`] reads are in flight already, or the queue
-    /// is full (the caller reads synchronously).
-    pub fn submit_read(&mut self, sector: u64, tag: u64) -> Result<bool, DiskError> {
-        let sector = self.check(sector, 1)?;
+    /// Start reading the `blocks` blocks at `sector` into a buffer of their own, as one
+    /// request, named `tag` for [`Disk::poll`]. `Ok(false)`: [`MAX_IN_FLIGHT`] reads are in
+    /// flight already, or the queue is full (the caller reads synchronously).
+    pub fn submit_read(&mut self, sector: u64, blocks: usize, tag: u64) -> Result<bool, DiskError> {
+        let sector = self.check(sector, blocks)?;
+        if blocks == 0 {
+            return Err(DiskError::OutOfRange);
+        }
         if self.pending.len() >= MAX_IN_FLIGHT {
             return Ok(false);
         }
         let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
-        let mut buf = IoBuf::new(1);
+        let mut buf = IoBuf::new(blocks);
         let b: &mut IoBuf = &mut buf;
         // SAFETY: the buffer is this request's alone, in the heap (moving the `Box` into
         // `pending` does not move it), and not touched before `reap` completes the request with

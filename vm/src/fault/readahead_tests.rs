@@ -69,6 +69,11 @@ fn sequential_reads_the_following_anons_ahead_in_any_order() {
     let ahead = READAHEAD_PAGES as u64;
     assert_eq!(swap.queued_reads() as u64, 1 + ahead);
     assert_eq!(m.stats().snapshot().readaheads, ahead);
+    assert_eq!(
+        swap.read_clusters.load(Ordering::Relaxed),
+        1,
+        "consecutive slots: one request"
+    );
     for n in (0..=ahead).rev() {
         assert!(swap.finish(slot_of(&m, n)), "page {n} is being read");
         assert_eq!(e.uvm.swap_poll(), 1);
@@ -121,6 +126,36 @@ fn a_failed_readahead_loses_nothing_and_marks_nothing_bad() {
     }
     assert_eq!(e.uvm.swap_poll(), 1 + rest.count());
     for n in 0..PAGES {
+        assert_eq!(value(&m, n), n + 1, "page {n}");
+    }
+}
+
+/// Anons whose slots are not consecutive (paged out in descending order) are still all read
+/// ahead, one request each, and each page gets its own data.
+#[test]
+fn sequential_reads_scattered_slots_one_request_each() {
+    let e = env(64);
+    let swap = MemSwap::new(64);
+    e.uvm.set_swap(swap.clone());
+    let m = e.anon_map(PAGES);
+    m.advise(page(0), page(PAGES), Advice::Sequential).unwrap();
+    for n in (0..PAGES).rev() {
+        m.copy_out(page(n), &(n + 1).to_le_bytes()).unwrap();
+    }
+    for n in (0..PAGES).rev() {
+        assert!(m.pageout(page(n)));
+    }
+    assert_eq!(slot_of(&m, 1), slot_of(&m, 2) + 1, "descending slots");
+    swap.set_async(true);
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    let ahead = READAHEAD_PAGES as u64;
+    assert_eq!(swap.queued_reads() as u64, 1 + ahead);
+    assert_eq!(swap.read_clusters.load(Ordering::Relaxed), ahead);
+    for n in 0..=ahead {
+        assert!(swap.finish(slot_of(&m, n)));
+    }
+    assert_eq!(e.uvm.swap_poll() as u64, 1 + ahead);
+    for n in 0..=ahead {
         assert_eq!(value(&m, n), n + 1, "page {n}");
     }
 }
