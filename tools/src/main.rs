@@ -28,6 +28,7 @@ mod runs;
 mod scenario_file;
 mod scenarios;
 mod show;
+mod swapcheck;
 mod verdict;
 
 use clap::{Parser, Subcommand};

@@ -23,6 +23,7 @@ pub fn trace(shown: &str, t: &Trace, head: usize) -> Result<(), Closed> {
     let faults = checks::faults(t);
     case_table(&faults)?;
     events(t)?;
+    swap(t)?;
     mmio(t)?;
     accounting(t)?;
     if let Some(c) = t.capped() {
@@ -47,6 +48,8 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Mmio => "mmio counts",
         Kind::Capped => "capped",
         Kind::Savings => "savings",
+        Kind::Swap => "swap",
+        Kind::Scan => "pd scans",
     }
 }
 
@@ -109,12 +112,39 @@ fn events(t: &Trace) -> Result<(), Closed> {
             EventKind::VmStop(StopStatus::Reset) => "reset".to_string(),
             EventKind::Clone { from } => format!("cloned from vm{from}"),
             EventKind::DedupPass { merged } => format!("dedup pass, {merged} pages merged"),
-            EventKind::PageOut { ipa } => format!("page-out {ipa}"),
-            EventKind::PageIn { ipa } => format!("page-in {ipa}"),
         };
         out!("  {:>14}  cpu{}  vm{}  {what}", time(t, ev.time), ev.cpu, ev.vm)?;
     }
     Ok(())
+}
+
+/// The swap records counted per VM (`vm0`: no VM — bad slots, page-outs of pages no VM
+/// mapped), and the pagedaemon's passes summed.
+fn swap(t: &Trace) -> Result<(), Closed> {
+    let counts = swap_counts(t);
+    let scans: Vec<&vm::trace::PdScan> = t.entries.iter().filter_map(|e| if let Entry::Scan(p) = e { Some(p) } else { None }).collect();
+    if counts.is_empty() && scans.is_empty() {
+        return Ok(());
+    }
+    out!()?;
+    out!("swap:")?;
+    for (vm, n) in &counts {
+        out!("  vm{vm:<5} {:>8} page-outs {:>8} page-ins {:>6} bad reads {:>6} bad writes", n[0], n[1], n[2], n[3])?;
+    }
+    let sum = |f: fn(&vm::trace::PdScan) -> u32| scans.iter().map(|p| u64::from(f(p))).sum::<u64>();
+    out!("  {} pagedaemon passes: {} scanned, {} freed, {} deactivated", scans.len(), sum(|p| p.scanned), sum(|p| p.freed), sum(|p| p.deactivated))
+}
+
+/// Per VM, the swap records of each op (in `SwapOp::ALL` order).
+fn swap_counts(t: &Trace) -> BTreeMap<u16, [u64; 4]> {
+    let mut counts: BTreeMap<u16, [u64; 4]> = BTreeMap::new();
+    for e in &t.entries {
+        if let Entry::Swap(w) = e {
+            let k = vm::trace::SwapOp::ALL.iter().position(|o| *o == w.op).unwrap_or(0);
+            counts.entry(w.vm).or_default()[k] += 1;
+        }
+    }
+    counts
 }
 
 /// MMIO counts summed over the run, per VM, device register and direction.

@@ -31,7 +31,10 @@ pub fn judge(s: &Scenario, status: Option<i32>, timed_out: bool, console: &Conso
     // Without a trace (`trace.enabled = false`) the scenario has no trace checks.
     if s.trace.enabled {
         match trace.and_then(|b| checks::decode(&b)) {
-            Ok(t) => f.extend(checks::run_checks(s, &t)),
+            Ok(t) => {
+                f.extend(checks::run_checks(s, &t));
+                f.extend(crate::swapcheck::check(&t, &console.counters));
+            }
             Err(e) => f.push(format!("trace: {e}")),
         }
     }

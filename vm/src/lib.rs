@@ -39,6 +39,7 @@ pub mod share;
 pub mod sim;
 pub mod stats;
 pub mod swap;
+pub mod swapevents;
 pub mod sync;
 pub mod trace;
 pub mod uvm;

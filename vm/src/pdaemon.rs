@@ -102,7 +102,8 @@ impl Uvm {
         self.reclaim_sparing(target, crate::share::Spare::for_reclaim(self))
     }
 
-    /// [`Uvm::reclaim`], passing over the pages `spare` spares (`crate::share`).
+    /// [`Uvm::reclaim`], passing over the pages `spare` spares (`crate::share`). The pass ends
+    /// by telling the swap listener what it scanned, freed and deactivated.
     ///
     /// # Locks
     /// Entry: nothing held. Exit: nothing.
@@ -115,6 +116,8 @@ impl Uvm {
         let (_, active, inactive) = self.queue_counts();
         let budget = active.saturating_add(inactive).saturating_mul(2).max(16);
         let mut scanned = 0usize;
+        // This pass's share of `pdscans` and `pddeact`, for the listener.
+        let (mut examined, mut deactivated) = (0u32, 0u32);
         // Anon pages go out in clusters of consecutive scanned pages (`cluster.rs`).
         let mut cluster = SwapCluster::new(self, CLUSTER_PAGES);
         while freed < target && scanned < budget {
@@ -124,6 +127,7 @@ impl Uvm {
                 for pg in self.oldest(Queue::Active, want - inactive) {
                     if self.age(pg) {
                         Stats::bump(&self.daemon().pddeact);
+                        deactivated = deactivated.saturating_add(1);
                     }
                 }
             }
@@ -137,6 +141,7 @@ impl Uvm {
                     break;
                 }
                 Stats::bump(&self.daemon().pdscans);
+                examined = examined.saturating_add(1);
                 if spare.spares(self, pg) || self.rmap().clear_reference(self.pa(pg)) {
                     self.activate(pg);
                     continue;
@@ -157,6 +162,13 @@ impl Uvm {
             // Written before the next batch ages pages and before returning: nothing stays
             // BUSY longer than one scan.
             freed += cluster.as_mut().map_or(0, SwapCluster::flush);
+        }
+        if examined != 0 || deactivated != 0 {
+            self.swap_event(crate::swapevents::SwapEvent::Scan {
+                scanned: examined,
+                freed: u32::try_from(freed).unwrap_or(u32::MAX),
+                deactivated,
+            });
         }
         freed
     }

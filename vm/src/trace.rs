@@ -89,12 +89,12 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0 | kind 3 |
-//! | 1 | event: 1 VM start, 2 VM exited, 3 VM crashed, 4 cloned from VM `arg`, 8 VM reset; reserved for the sharing and swap issues: 5 dedup pass, 6 page-out, 7 page-in |
+//! | 1 | event: 1 VM start, 2 VM exited, 3 VM crashed, 4 cloned from VM `arg`, 5 dedup pass, 8 VM reset; 6 and 7 unused (swap has its own kinds, 7 and 8) |
 //! | 2..4 | `vm` id |
 //! | 4 | `cpu` |
 //! | 5..8 | reserved |
 //! | 8..16 | `time` |
-//! | 16..24 | argument: exit status (2), source VM id (4), pages merged (5), IPA (6, 7); 0 otherwise |
+//! | 16..24 | argument: exit status (2), source VM id (4), pages merged (5); 0 otherwise |
 //!
 //! Kind 4, **MMIO aggregate** (40 bytes, [`MmioCount`]): the accesses of one VM to one device
 //! register in one direction since the CPU's previous aggregates (one interval: at most an
@@ -123,6 +123,36 @@
 //! | 4..8 | `unwritten`: records of that flush that were not written |
 //! | 8..16 | `time` |
 //! | 16..24 | `cap`: the cap in bytes |
+//!
+//! Kind 7, **swap** (32 bytes, [`SwapRecord`]): one page written to swap (one per `pageouts`
+//! whose write succeeded), one page-in started by a fault (one per `pageins`; pages read ahead
+//! have none), or one slot marked bad (one per `swpgbad`). Kinds 7 and 8 are new in this
+//! version's third revision: a file without them is still version 2, and an older reader stops
+//! at the first with `BadKind`.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 7 |
+//! | 1 | what: 1 page-out, 2 page-in, 3 bad slot (a read failed), 4 bad slot (a write failed) |
+//! | 2..4 | `vm` id; 0 for a bad slot, and for a page-out of a page no VM mapped |
+//! | 4..8 | `slot`: swap slot (4 KiB pages from the start of the swap disk) |
+//! | 8..16 | `time` |
+//! | 16..24 | `ipa`: the page's IPA in `vm` (page aligned); 0 when `vm` is 0 |
+//! | 24 | `cpu` |
+//! | 25..32 | reserved |
+//!
+//! Kind 8, **pagedaemon scan** (24 bytes, [`PdScan`]): one pass of `Uvm::reclaim` that examined
+//! or deactivated a page.
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0 | kind 8 |
+//! | 1 | `cpu` |
+//! | 2..4 | reserved |
+//! | 4..8 | `scanned`: inactive pages examined (this pass's `pdscans`) |
+//! | 8..16 | `time`: the pass's end |
+//! | 16..20 | `freed`: frames freed |
+//! | 20..24 | `deactivated`: active pages moved to the inactive queue (this pass's `pddeact`) |
 //!
 //! # Version 1 (still read)
 //!
@@ -181,24 +211,29 @@ pub enum Kind {
     Mmio = 4,
     Capped = 5,
     Savings = 6,
+    Swap = 7,
+    Scan = 8,
 }
 
 impl Kind {
     /// Every kind, in tag order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Fault,
         Kind::Accounting,
         Kind::Event,
         Kind::Mmio,
         Kind::Capped,
         Kind::Savings,
+        Kind::Swap,
+        Kind::Scan,
     ];
 
     /// Size of a record of this kind.
     pub const fn bytes(self) -> usize {
         match self {
             Kind::Fault | Kind::Accounting | Kind::Mmio | Kind::Savings => 40,
-            Kind::Event | Kind::Capped => 24,
+            Kind::Swap => 32,
+            Kind::Event | Kind::Capped | Kind::Scan => 24,
         }
     }
 
@@ -220,6 +255,10 @@ pub const MMIO_BYTES: usize = Kind::Mmio.bytes();
 pub const CAPPED_BYTES: usize = Kind::Capped.bytes();
 /// Size of a savings record.
 pub const SAVINGS_BYTES: usize = Kind::Savings.bytes();
+/// Size of a swap record.
+pub const SWAP_BYTES: usize = Kind::Swap.bytes();
+/// Size of a pagedaemon scan record.
+pub const SCAN_BYTES: usize = Kind::Scan.bytes();
 
 /// How a trapped access ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -317,12 +356,8 @@ pub enum EventKind {
     VmStop(StopStatus),
     /// It was cloned from VM `from` (UVMHYP_CLONE), after its start event.
     Clone { from: u16 },
-    /// Reserved: a dedup pass merged `merged` pages.
+    /// A dedup pass merged `merged` pages.
     DedupPass { merged: u64 },
-    /// Reserved: the page at `ipa` was written to swap.
-    PageOut { ipa: Ipa },
-    /// Reserved: the page at `ipa` was read from swap.
-    PageIn { ipa: Ipa },
 }
 
 /// One event record.
@@ -332,6 +367,61 @@ pub struct Event {
     pub cpu: u8,
     pub vm: u16,
     pub what: EventKind,
+}
+
+/// What a swap record is about.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum SwapOp {
+    /// The page was written to its slot and its frame freed.
+    PageOut,
+    /// A fault started reading the page from its slot.
+    PageIn,
+    /// The slot was marked bad: reading it failed.
+    BadRead,
+    /// The slot was marked bad: writing it failed.
+    BadWrite,
+}
+
+impl SwapOp {
+    /// Every op, in code order.
+    pub const ALL: [SwapOp; 4] = [
+        SwapOp::PageOut,
+        SwapOp::PageIn,
+        SwapOp::BadRead,
+        SwapOp::BadWrite,
+    ];
+
+    /// The code in the record.
+    pub const fn code(self) -> u8 {
+        match self {
+            SwapOp::PageOut => 1,
+            SwapOp::PageIn => 2,
+            SwapOp::BadRead => 3,
+            SwapOp::BadWrite => 4,
+        }
+    }
+}
+
+/// One page-out, page-in or bad slot (see the module table). `vm` 0: no VM (a bad slot, or a
+/// page-out of a page no VM mapped).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SwapRecord {
+    pub time: u64,
+    pub cpu: u8,
+    pub vm: u16,
+    pub op: SwapOp,
+    pub slot: u32,
+    pub ipa: Ipa,
+}
+
+/// One pass of the pagedaemon (see the module table).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PdScan {
+    pub time: u64,
+    pub cpu: u8,
+    pub scanned: u32,
+    pub freed: u32,
+    pub deactivated: u32,
 }
 
 /// Direction of an MMIO access.
@@ -374,6 +464,8 @@ pub enum Entry {
     Mmio(MmioCount),
     Capped(Capped),
     Savings(Savings),
+    Swap(SwapRecord),
+    Scan(PdScan),
 }
 
 /// A decoded trace file.
@@ -514,6 +606,10 @@ pub const MMIO_WORDS: usize = MMIO_BYTES / 8;
 pub const CAPPED_WORDS: usize = CAPPED_BYTES / 8;
 /// Words of a savings record.
 pub const SAVINGS_WORDS: usize = SAVINGS_BYTES / 8;
+/// Words of a swap record.
+pub const SWAP_WORDS: usize = SWAP_BYTES / 8;
+/// Words of a pagedaemon scan record.
+pub const SCAN_WORDS: usize = SCAN_BYTES / 8;
 
 /// The word holding bytes `b[0..8]` of a record (byte 0 least significant: the file is little
 /// endian).
@@ -585,8 +681,6 @@ impl EventKind {
             EventKind::VmStop(StopStatus::Crashed) => (3, 0),
             EventKind::Clone { from } => (4, u64::from(from)),
             EventKind::DedupPass { merged } => (5, merged),
-            EventKind::PageOut { ipa } => (6, ipa.0),
-            EventKind::PageIn { ipa } => (7, ipa.0),
             EventKind::VmStop(StopStatus::Reset) => (8, 0),
         }
     }
@@ -649,6 +743,27 @@ impl Savings {
     }
 }
 
+impl SwapRecord {
+    pub fn words(&self) -> [u64; SWAP_WORDS] {
+        let [v0, v1] = self.vm.to_le_bytes();
+        let head = halves(
+            u32::from_le_bytes([Kind::Swap as u8, self.op.code(), v0, v1]),
+            self.slot,
+        );
+        [head, self.time, self.ipa.0, u64::from(self.cpu)]
+    }
+}
+
+impl PdScan {
+    pub fn words(&self) -> [u64; SCAN_WORDS] {
+        let head = halves(
+            u32::from(Kind::Scan as u8) | u32::from(self.cpu) << 8,
+            self.scanned,
+        );
+        [head, self.time, halves(self.freed, self.deactivated)]
+    }
+}
+
 impl Entry {
     /// Append the record's version 2 bytes to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
@@ -664,6 +779,8 @@ impl Entry {
             Entry::Mmio(m) => put(&m.words()),
             Entry::Capped(c) => put(&c.words()),
             Entry::Savings(g) => put(&g.words()),
+            Entry::Swap(w) => put(&w.words()),
+            Entry::Scan(p) => put(&p.words()),
         }
     }
 
@@ -676,6 +793,8 @@ impl Entry {
             Entry::Mmio(_) => Kind::Mmio,
             Entry::Capped(_) => Kind::Capped,
             Entry::Savings(_) => Kind::Savings,
+            Entry::Swap(_) => Kind::Swap,
+            Entry::Scan(_) => Kind::Scan,
         }
     }
 
@@ -688,6 +807,8 @@ impl Entry {
             Entry::Mmio(m) => Some(m.time),
             Entry::Capped(c) => Some(c.time),
             Entry::Savings(g) => Some(g.time),
+            Entry::Swap(w) => Some(w.time),
+            Entry::Scan(p) => Some(p.time),
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct Uvm {
     map_stats: crate::sync::Mutex<Vec<Arc<Stats>>>,
     /// Told when a WANTED page is unbusied ([`Uvm::set_waker`]).
     waker: crate::sync::RwLock<Option<Arc<dyn crate::page::PageWaker>>>,
+    /// Told of page-outs, page-ins, bad slots and scans ([`Uvm::set_swap_events`]).
+    swap_events: crate::sync::RwLock<Option<Arc<dyn crate::swapevents::SwapEvents>>>,
     /// The VMs' claims on the pool ([`crate::share`]).
     shares: crate::share::Shares,
 }
@@ -84,6 +86,7 @@ impl Uvm {
             daemon: Stats::default(),
             map_stats: crate::sync::Mutex::new(Vec::new()),
             waker: crate::sync::RwLock::new(None),
+            swap_events: crate::sync::RwLock::new(None),
             shares: crate::share::Shares::default(),
         })
     }
@@ -187,6 +190,35 @@ impl Uvm {
     /// Takes the waker lock for writing (a leaf).
     pub fn set_waker(&self, waker: Arc<dyn crate::page::PageWaker>) {
         *self.waker.write() = Some(waker);
+    }
+
+    /// Who to tell of the pagedaemon's and swap-in's events (the hypervisor's trace).
+    ///
+    /// # Locks
+    /// Takes the listener lock for writing (a leaf).
+    pub fn set_swap_events(&self, events: Arc<dyn crate::swapevents::SwapEvents>) {
+        *self.swap_events.write() = Some(events);
+    }
+
+    /// Whether a listener is installed: the callers skip the reverse-map lookup that names a
+    /// page without one.
+    ///
+    /// # Locks
+    /// Takes the listener lock for reading (a leaf); the caller may hold any engine lock.
+    pub(crate) fn swap_events_on(&self) -> bool {
+        self.swap_events.read().is_some()
+    }
+
+    /// Tell the listener, if any, of `event`.
+    ///
+    /// # Locks
+    /// Call with no engine lock held (see [`crate::swapevents::SwapEvents`]); takes the
+    /// listener lock for reading (a leaf) around the call.
+    pub(crate) fn swap_event(&self, event: crate::swapevents::SwapEvent) {
+        let events = self.swap_events.read().clone();
+        if let Some(e) = events {
+            e.swap_event(event);
+        }
     }
 
     /// Tell the waker that `pg`, which someone WANTED, is no longer BUSY.
@@ -428,18 +460,17 @@ impl Uvm {
     }
 
     /// The I/O on RELEASED page `pg` failed: mark the swap slot it carries (see
-    /// [`Uvm::free_page`]) bad instead of letting it be freed with the page. True when there
-    /// was one.
+    /// [`Uvm::free_page`]) bad instead of letting it be freed with the page. Returns that slot,
+    /// if there was one.
     ///
     /// # Locks
     /// Takes PAGE, then the swap map's lock (not nested); the caller holds neither. The caller
     /// holds `pg` BUSY.
-    pub(crate) fn mark_released_slot_bad(&self, pg: PageIdx) -> bool {
+    pub(crate) fn mark_released_slot_bad(&self, pg: PageIdx) -> Option<u32> {
         let slot = core::mem::take(&mut self.page_meta(pg).lock().released_swslot);
-        if let SwapSlot::Slot(s) = slot {
-            self.swap_mark_bad(s);
-        }
-        matches!(slot, SwapSlot::Slot(_))
+        let SwapSlot::Slot(s) = slot else { return None };
+        self.swap_mark_bad(s);
+        Some(s)
     }
 
     /// Clear BUSY (and WANTED, FAKE) on a page the caller made BUSY (its token). A page RELEASED

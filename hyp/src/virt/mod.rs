@@ -74,6 +74,9 @@ pub fn start(config: Config, pool: Range<Pa>) {
     let h: &'static Hyp = HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
     swapdisk::attach(&h.uvm);
     h.uvm.set_waker(alloc::sync::Arc::new(parking::Parking { waiters: &h.waiters, queue: &h.queue }));
+    if h.trace.is_on() {
+        h.uvm.set_swap_events(alloc::sync::Arc::new(trace::SwapListener(&h.trace)));
+    }
 }
 
 /// Every physical CPU, after boot: run vCPUs until the end of the run. Installs the EL2 vectors

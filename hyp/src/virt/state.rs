@@ -113,7 +113,7 @@ impl Hyp {
     pub fn create_vm(&self, shape: Shape, memory: Arc<Memory>, bus: Bus<Box<dyn Device>>, gic: Option<Vgic>, running: u16, scanned: bool) -> (Arc<Vm>, Box<Vcpu>) {
         let number = self.numbers.fetch_add(1, Ordering::Relaxed);
         let vm = Vm::new(number, shape, memory.clone(), bus, gic);
-        self.trace.vm_started(number);
+        self.trace.vm_started(number, memory.vmid());
         if let (true, Some((d, _))) = (scanned, &self.dedup) {
             d.enable_map(memory.map_arc());
         }

@@ -2,7 +2,9 @@
 //! outside RAM and devices, and per page a hypercall faults in (UVMHYP_PRINT, access Read:
 //! `guestmem.rs`); counts of MMIO accesses per VM, device register and direction instead of a record
 //! each; a VM start and stop event; the accounting and savings records of each accounting pass
-//! (`account.rs` runs them and hands the records over: [`Trace::accounting`]).
+//! (`account.rs` runs them and hands the records over: [`Trace::accounting`]); the engine's
+//! page-outs, page-ins, bad swap slots and pagedaemon passes ([`SwapListener`], installed in the
+//! engine only while tracing: without it the engine skips naming pages).
 //! Records are buffered per physical CPU and written in bulk to the host file through
 //! semihosting, because a semihosting call costs milliseconds.
 //!
@@ -22,7 +24,7 @@
 //! never the other way round, and no two buffer locks are held at once.
 
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use spin::Mutex;
 
 use super::machine::Vcpu;
@@ -33,7 +35,9 @@ use crate::arch::{cpu, timer};
 use hyp::config::Config;
 use vm::fault::{FaultError, Resolved};
 use vm::trace::{header, Accounting, Capped, Direction, Event, EventKind, MmioCount, Outcome, Record, Savings, StopStatus, Timing};
-use vm::trace::{CAPPED_BYTES, HEADER_BYTES};
+use vm::trace::{PdScan, SwapOp, SwapRecord, CAPPED_BYTES, HEADER_BYTES};
+use vm::swapevents::{SlotIo, SwapEvent, SwapEvents};
+use vm::pmap::Stage2;
 use vm::{Access, Ipa};
 
 /// Longest MMIO counting interval.
@@ -100,6 +104,10 @@ pub struct Trace {
     sampled: AtomicU64,
     /// Bytes lost to failed writes.
     dropped: AtomicU64,
+    /// The VM number of each VMID, set at each VM's start (a VMID is reused only after its VM's
+    /// map is gone, so a swap event never names a stale one): lock-free, because the engine
+    /// tells of swap events where the VM table must not be taken.
+    vm_of_vmid: [AtomicU16; Stage2::MAX_VMID as usize + 1],
 }
 
 /// Append one record's `words` to `buf`: a few stores (with strict alignment at EL2 a byte copy
@@ -148,10 +156,12 @@ impl Trace {
             period: timer::us_to_ticks(PERIOD_US),
             sampled: AtomicU64::new(timer::now()),
             dropped: AtomicU64::new(0),
+            vm_of_vmid: core::array::from_fn(|_| AtomicU16::new(0)),
         }
     }
 
-    fn is_on(&self) -> bool {
+    /// Whether records are being written (not `trace=off`, the file open, not capped).
+    pub fn is_on(&self) -> bool {
         self.on.load(Ordering::Relaxed)
     }
 
@@ -196,11 +206,14 @@ impl Trace {
         self.tick(now);
     }
 
-    /// Trace that VM `vm` was started (`build.rs`).
+    /// Trace that VM `vm`, its stage 2 tagged `vmid`, was started (`build.rs`).
     ///
     /// # Locks
     /// Takes this CPU's buffer alone.
-    pub fn vm_started(&self, vm: u16) {
+    pub fn vm_started(&self, vm: u16, vmid: u16) {
+        if let Some(slot) = self.vm_of_vmid.get(usize::from(vmid)) {
+            slot.store(vm, Ordering::Relaxed);
+        }
         if self.is_on() {
             let me = cpu::index();
             self.push(me, &Event { time: timer::now(), cpu: me as u8, vm, what: EventKind::VmStart }.words());
@@ -251,6 +264,34 @@ impl Trace {
                 self.push(me, &a.words());
             }
             self.push(me, &savings.words());
+        }
+    }
+
+    /// Trace one of the engine's swap events (see [`SwapListener`]).
+    ///
+    /// # Locks
+    /// Takes this CPU's buffer alone (then the file, to flush).
+    fn swap(&self, event: SwapEvent) {
+        if !self.is_on() {
+            return;
+        }
+        let (me, time) = (cpu::index(), timer::now());
+        let cpu = me as u8;
+        let record = |op, slot, at: Option<(vm::pmap::Vmid, Ipa)>| {
+            let vm = at.and_then(|(id, _)| self.vm_of_vmid.get(usize::from(id.0))).map_or(0, |v| v.load(Ordering::Relaxed));
+            let ipa = if vm == 0 { Ipa(0) } else { at.map_or(Ipa(0), |(_, ipa)| ipa.page_base()) };
+            SwapRecord { time, cpu, vm, op, slot, ipa }
+        };
+        match event {
+            SwapEvent::PageOut { at, slot } => self.push(me, &record(SwapOp::PageOut, slot, at).words()),
+            SwapEvent::PageIn { at, slot } => self.push(me, &record(SwapOp::PageIn, slot, at).words()),
+            SwapEvent::BadSlot { slot, io } => {
+                let op = if io == SlotIo::Read { SwapOp::BadRead } else { SwapOp::BadWrite };
+                self.push(me, &record(op, slot, None).words());
+            }
+            SwapEvent::Scan { scanned, freed, deactivated } => {
+                self.push(me, &PdScan { time, cpu, scanned, freed, deactivated }.words());
+            }
         }
     }
 
@@ -383,5 +424,19 @@ impl Trace {
         }
         buf.words.clear();
         buf.records = 0;
+    }
+}
+
+/// The engine's swap listener (`Uvm::set_swap_events`): each event becomes a swap or scan record
+/// on the CPU that saw it, the VMID turned into the VM's number through the trace's own table.
+///
+/// # Locks
+/// Called with no engine lock held (possibly inside a fault); takes this CPU's buffer (then the
+/// file), never the VM table.
+pub struct SwapListener(pub &'static Trace);
+
+impl SwapEvents for SwapListener {
+    fn swap_event(&self, event: SwapEvent) {
+        self.0.swap(event);
     }
 }

@@ -140,7 +140,7 @@ pub fn build(l: &Loaded) -> Report {
             .collect(),
         None => Vec::new(),
     };
-    let page_in_events = l.trace.entries.iter().filter(|e| matches!(e, Entry::Event(ev) if matches!(ev.what, EventKind::PageIn { .. }))).count();
+    let page_in_events = l.trace.entries.iter().filter(|e| matches!(e, Entry::Swap(w) if w.op == vm::trace::SwapOp::PageIn)).count();
     let headline = Headline {
         records: l.records.len() as u64,
         resolved: vms.iter().map(|v| v.resolved).sum(),
@@ -269,6 +269,15 @@ fn memory(l: &Loaded, c: &Clock, name_of: &dyn Fn(u16) -> String) -> Vec<MemoryS
 fn events(l: &Loaded, c: &Clock, n: usize, bucket: &dyn Fn(f64) -> usize) -> Vec<EventCount> {
     let mut by_kind: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
     for e in &l.trace.entries {
+        let swap_kind = match e {
+            Entry::Swap(w) => Some((w.time, swap_op_name(w.op))),
+            Entry::Scan(p) => Some((p.time, "pagedaemon pass")),
+            _ => None,
+        };
+        if let Some((time, kind)) = swap_kind {
+            by_kind.entry(kind).or_insert_with(|| vec![0; n])[bucket(c.seconds(time))] += 1;
+            continue;
+        }
         let Entry::Event(ev) = e else { continue };
         let (kind, weight) = match ev.what {
             EventKind::VmStart => ("VM start", 1),
@@ -280,8 +289,6 @@ fn events(l: &Loaded, c: &Clock, n: usize, bucket: &dyn Fn(f64) -> usize) -> Vec
                 by_kind.entry("pages merged").or_insert_with(|| vec![0; n])[bucket(c.seconds(ev.time))] += merged;
                 ("dedup pass", 1)
             }
-            EventKind::PageOut { .. } => ("page-out", 1),
-            EventKind::PageIn { .. } => ("page-in", 1),
         };
         by_kind.entry(kind).or_insert_with(|| vec![0; n])[bucket(c.seconds(ev.time))] += weight;
     }
@@ -324,4 +331,14 @@ fn mmio_rows(l: &Loaded) -> Vec<MmioRow> {
             count,
         })
         .collect()
+}
+
+/// A swap record's row in the timeline's event counts.
+fn swap_op_name(op: vm::trace::SwapOp) -> &'static str {
+    match op {
+        vm::trace::SwapOp::PageOut => "page-out",
+        vm::trace::SwapOp::PageIn => "page-in",
+        vm::trace::SwapOp::BadRead => "bad slot (read)",
+        vm::trace::SwapOp::BadWrite => "bad slot (write)",
+    }
 }

@@ -9,6 +9,7 @@ use crate::anon::{Anon, AnonState, SwapSlot};
 use crate::page::{Busy, Owner, PageFlags};
 use crate::stats::Stats;
 use crate::swap::{ReadKind, Started, SwapIoError};
+use crate::swapevents::{SlotIo, SwapEvent};
 
 use super::readahead::{self, drop_readahead};
 use crate::map::Advice;
@@ -103,6 +104,8 @@ impl<'m> Fault<'m> {
 
             // Everything is unlocked; the BUSY page stands for us.
             self.bump(|s| &s.pageins);
+            let at = Some((self.map.vmid(), self.ipa.page_base()));
+            self.uvm.swap_event(SwapEvent::PageIn { at, slot });
             let mem = self.uvm.mem();
             let started = swap.start_read(busy, slot, mem.as_ref(), self.uvm.pa(pg));
             for _ in 0..readahead::read_ahead(self.uvm, &swap, &ahead) {
@@ -121,8 +124,12 @@ impl<'m> Fault<'m> {
             let relocked = self.relock(view);
             let mut a2 = anon.lock();
             if result.is_err() {
-                if fail_swap_in(self.uvm, busy, Some(&mut a2)) {
+                let bad = fail_swap_in(self.uvm, busy, Some(&mut a2));
+                drop(a2);
+                drop(relocked);
+                if let Some(slot) = bad {
                     self.bump(|s| &s.swpgbad);
+                    self.uvm.swap_event(SwapEvent::BadSlot { slot, io: SlotIo::Read });
                 }
                 return Err(FaultError::Io.into());
             }
@@ -157,18 +164,21 @@ impl<'m> Fault<'m> {
 
 /// A swap-in's read into `busy`'s page failed: mark the slot bad — the anon's, or, when the anon
 /// was freed during the read, the one it left with the RELEASED page — and give the page up (the
-/// seed's `uvmfault_anonget` error path). `a` is the page's anon, `None` when it is gone. True
-/// when a slot was marked bad.
+/// seed's `uvmfault_anonget` error path). `a` is the page's anon, `None` when it is gone.
+/// Returns the slot marked bad, if one was.
 ///
 /// # Locks
 /// Entry and exit: the anon locked (`a`), nothing else. Takes PAGE, the swap map's lock, PAGE
 /// QUEUES, and for a RELEASED page PMAP (`Uvm::unbusy`), one after the other.
-fn fail_swap_in(uvm: &Uvm, busy: Busy, a: Option<&mut AnonState>) -> bool {
+fn fail_swap_in(uvm: &Uvm, busy: Busy, a: Option<&mut AnonState>) -> Option<u32> {
     let pg = busy.page();
     match a {
         Some(a) if !uvm.page_has(pg, PageFlags::RELEASED) => {
-            let bad = matches!(a.swslot, SwapSlot::Slot(_));
-            if let SwapSlot::Slot(s) = a.swslot {
+            let bad = match a.swslot {
+                SwapSlot::Slot(s) => Some(s),
+                SwapSlot::Bad | SwapSlot::None => None,
+            };
+            if let Some(s) = bad {
                 uvm.swap_mark_bad(s);
             }
             a.swslot = SwapSlot::Bad;
@@ -240,10 +250,11 @@ impl Uvm {
             Some(anon) => fail_swap_in(self, busy, Some(&mut anon.lock())),
             None => fail_swap_in(self, busy, None),
         };
-        if bad {
+        if let Some(slot) = bad {
             // No VM's fault is running here: counted with the pagedaemon's swap work (its own
             // column in the hypervisor's counters table, where the engine's other counters are not).
             Stats::bump(&self.daemon().swpgbad);
+            self.swap_event(SwapEvent::BadSlot { slot, io: SlotIo::Read });
         }
     }
 }

@@ -40,16 +40,19 @@ use crate::anon::{Anon, SwapSlot};
 use crate::page::{Busy, Owner, PageFlags};
 use crate::stats::Stats;
 use crate::swap::Swap;
+use crate::swapevents::{Place, SlotIo, SwapEvent};
 use crate::uvm::Uvm;
 
 /// Most pages in one page-out request (64 KiB; the hypervisor's disk takes up to this many in
 /// one virtio request).
 pub const CLUSTER_PAGES: usize = 16;
 
-/// One page of a cluster: its anon, and the BUSY claim on its page.
+/// One page of a cluster: its anon, the BUSY claim on its page, and where it was mapped (for
+/// the swap listener; `None` without one).
 struct Member {
     anon: Arc<Anon>,
     busy: Busy,
+    at: Place,
 }
 
 /// What [`SwapCluster::add`] did with an anon.
@@ -151,11 +154,18 @@ impl<'u> SwapCluster<'u> {
             return Added::Refused;
         };
         a.swslot = SwapSlot::Slot(slot);
+        // Named before it is unmapped: afterwards no mapping says where it was.
+        let at = if uvm.swap_events_on() {
+            uvm.rmap().first_mapping(uvm.pa(pg))
+        } else {
+            None
+        };
         uvm.page_protect(pg, Prot::NONE);
         drop(a);
         self.members.push(Member {
             anon: anon.clone(),
             busy,
+            at,
         });
         Added::Queued
     }
@@ -190,13 +200,14 @@ impl<'u> SwapCluster<'u> {
             .and_then(|k| self.first.checked_add(k))
     }
 
-    /// Write the queued pages as one request and finish each (see the module documentation).
-    /// Returns how many frames were freed.
+    /// Write the queued pages as one request and finish each (see the module documentation),
+    /// telling the swap listener of each page written or slot marked bad once the page is
+    /// finished. Returns how many frames were freed.
     ///
     /// # Locks
     /// Entry: nothing. The write with nothing held; then per page ANON, PAGE, PMAP, PAGE QUEUES
     /// and the swap map's lock, as `Uvm::unbusy`, `Uvm::free_page` and `Uvm::swap_mark_bad` take
-    /// them. Exit: nothing.
+    /// them, and the listener with nothing held. Exit: nothing.
     pub(crate) fn flush(&mut self) -> usize {
         let uvm = self.uvm;
         let members = core::mem::take(&mut self.members);
@@ -214,11 +225,20 @@ impl<'u> SwapCluster<'u> {
             r
         };
         let mut freed = 0;
-        for (k, Member { anon, busy }) in members.into_iter().enumerate() {
+        for (k, Member { anon, busy, at }) in members.into_iter().enumerate() {
             Stats::bump(&uvm.daemon().pageouts);
             let slot = first + k as u32;
-            if finish(uvm, &anon, busy, slot, result.is_ok()) {
+            let end = finish(uvm, &anon, busy, slot, result.is_ok());
+            if end.freed {
                 freed += 1;
+            }
+            if result.is_ok() {
+                uvm.swap_event(SwapEvent::PageOut { at, slot });
+            } else if end.bad {
+                uvm.swap_event(SwapEvent::BadSlot {
+                    slot,
+                    io: SlotIo::Write,
+                });
             }
         }
         // The reserved slots no page took were never written.
@@ -237,24 +257,32 @@ impl Drop for SwapCluster<'_> {
     }
 }
 
+/// How one page's page-out ended.
+struct Ended {
+    /// The frame was freed.
+    freed: bool,
+    /// A slot was marked bad (counted in `swpgbad`).
+    bad: bool,
+}
+
 /// End one page's page-out after its request: free the frame on success; on failure keep the
 /// page resident with no slot and mark `slot` bad. An anon freed during the write left its page
-/// and slot to us: both are freed (the slot marked bad when the write failed). True when the
-/// frame was freed.
+/// and slot to us: both are freed (the slot marked bad when the write failed).
 ///
 /// # Locks
 /// Entry: nothing. Takes ANON, and under it PAGE, PMAP, PAGE QUEUES and the swap map's lock
 /// (`Uvm::unbusy`, `Uvm::free_page`, `Uvm::swap_mark_bad`). Exit: nothing.
-fn finish(uvm: &Uvm, anon: &Arc<Anon>, busy: Busy, slot: u32, ok: bool) -> bool {
+fn finish(uvm: &Uvm, anon: &Arc<Anon>, busy: Busy, slot: u32, ok: bool) -> Ended {
     let pg = busy.page();
     let mut a = anon.lock();
     if uvm.page_has(pg, PageFlags::RELEASED) {
-        if !ok && uvm.mark_released_slot_bad(pg) {
+        let bad = !ok && uvm.mark_released_slot_bad(pg).is_some();
+        if bad {
             Stats::bump(&uvm.daemon().swpgbad);
         }
         uvm.unbusy(busy);
         Stats::bump(&uvm.daemon().pdfreed);
-        return true;
+        return Ended { freed: true, bad };
     }
     if !ok {
         uvm.swap_mark_bad(slot);
@@ -264,12 +292,18 @@ fn finish(uvm: &Uvm, anon: &Arc<Anon>, busy: Busy, slot: u32, ok: bool) -> bool 
         }
         uvm.activate(pg);
         uvm.unbusy(busy);
-        return false;
+        return Ended {
+            freed: false,
+            bad: true,
+        };
     }
     a.page = None;
     uvm.free_page(busy);
     Stats::bump(&uvm.daemon().pdfreed);
-    true
+    Ended {
+        freed: true,
+        bad: false,
+    }
 }
 
 #[cfg(test)]

@@ -181,6 +181,17 @@ impl Rmap {
             .collect()
     }
 
+    /// One (VM, IPA) mapping `pa`, if any (the first live one; the swap trace names a page by
+    /// it: `crate::swapevents`).
+    ///
+    /// # Locks
+    /// Takes the rmap lock.
+    pub fn first_mapping(&self, pa: Pa) -> Option<(Vmid, Ipa)> {
+        self.snapshot(pa)
+            .iter()
+            .find_map(|e| self.live(e).map(|s2| (s2.vmid(), e.ipa)))
+    }
+
     /// Number of frames with at least one mapping (prunes every stale entry).
     ///
     /// # Locks

@@ -218,7 +218,6 @@ impl Fields<'_> {
             Kind::Event => {
                 self.reserved(5..8)?;
                 let arg = self.u64(16);
-                let ipa = Ipa(arg);
                 let what = match b[1] {
                     1 => EventKind::VmStart,
                     2 => EventKind::VmStop(StopStatus::Exited(
@@ -229,8 +228,6 @@ impl Fields<'_> {
                         from: u16::try_from(arg).map_err(|_| self.bad("clone source"))?,
                     },
                     5 => EventKind::DedupPass { merged: arg },
-                    6 => EventKind::PageOut { ipa },
-                    7 => EventKind::PageIn { ipa },
                     8 => EventKind::VmStop(StopStatus::Reset),
                     _ => return Err(self.bad("event")),
                 };
@@ -286,6 +283,35 @@ impl Fields<'_> {
                 saved_dedup: self.u32(32),
                 pool_used: self.u32(36),
             }),
+            Kind::Swap => {
+                self.reserved(25..32)?;
+                let op = SwapOp::ALL
+                    .into_iter()
+                    .find(|o| o.code() == b[1])
+                    .ok_or(self.bad("swap op"))?;
+                let (vm, ipa) = (self.u16(2), Ipa(self.u64(16)));
+                if vm == 0 && ipa.0 != 0 {
+                    return Err(self.bad("ipa"));
+                }
+                Entry::Swap(SwapRecord {
+                    time: self.u64(8),
+                    cpu: b[24],
+                    vm,
+                    op,
+                    slot: self.u32(4),
+                    ipa,
+                })
+            }
+            Kind::Scan => {
+                self.reserved(2..4)?;
+                Entry::Scan(PdScan {
+                    time: self.u64(8),
+                    cpu: b[1],
+                    scanned: self.u32(4),
+                    freed: self.u32(16),
+                    deactivated: self.u32(20),
+                })
+            }
         })
     }
 }

@@ -70,12 +70,6 @@ fn one_of_each() -> Vec<Entry> {
         ev(EventKind::VmStop(StopStatus::Crashed)),
         ev(EventKind::Clone { from: 1 }),
         ev(EventKind::DedupPass { merged: 1 << 40 }),
-        ev(EventKind::PageOut {
-            ipa: Ipa(0x4123_4000),
-        }),
-        ev(EventKind::PageIn {
-            ipa: Ipa(0x4123_4000),
-        }),
         Entry::Mmio(MmioCount {
             time: 9,
             cpu: 3,
@@ -112,6 +106,29 @@ fn one_of_each() -> Vec<Entry> {
             saved_dedup: 99_122,
             pool_used: 21_000,
             pool_free: 300_000,
+        }),
+        Entry::Swap(SwapRecord {
+            time: 12,
+            cpu: 1,
+            vm: 3,
+            op: SwapOp::PageOut,
+            slot: 77,
+            ipa: Ipa(0x4123_4000),
+        }),
+        Entry::Swap(SwapRecord {
+            time: 13,
+            cpu: 2,
+            vm: 0,
+            op: SwapOp::BadWrite,
+            slot: u32::MAX,
+            ipa: Ipa(0),
+        }),
+        Entry::Scan(PdScan {
+            time: 14,
+            cpu: 0,
+            scanned: 64,
+            freed: 16,
+            deactivated: 32,
         }),
     ]
 }
@@ -279,6 +296,50 @@ fn a_savings_record_has_the_documented_layout() {
     assert_eq!(decode(&file).unwrap().entries, [Entry::Savings(g)]);
 }
 
+/// The swap and scan records' fields sit where the module table says, and a swap record
+/// naming an IPA without a VM is refused.
+#[test]
+fn swap_and_scan_records_have_the_documented_layout() {
+    let w = SwapRecord {
+        time: 0x0102_0304_0506_0708,
+        cpu: 5,
+        vm: 0x0a0b,
+        op: SwapOp::PageIn,
+        slot: 0x1122_3344,
+        ipa: Ipa(0x4000_1000),
+    };
+    let p = PdScan {
+        time: 9,
+        cpu: 6,
+        scanned: 100,
+        freed: 7,
+        deactivated: 50,
+    };
+    let file = encode(FREQ, &[Entry::Swap(w), Entry::Scan(p)]);
+    let b = &file[HEADER_BYTES..];
+    assert_eq!(b.len(), SWAP_BYTES + SCAN_BYTES);
+    assert_eq!(&b[..8], &[7, 2, 0x0b, 0x0a, 0x44, 0x33, 0x22, 0x11]);
+    assert_eq!(u64::from_le_bytes(b[16..24].try_into().unwrap()), w.ipa.0);
+    assert_eq!(b[24], 5, "cpu");
+    let s = &b[SWAP_BYTES..];
+    assert_eq!(&s[..8], &[8, 6, 0, 0, 100, 0, 0, 0]);
+    assert_eq!(&s[16..24], &[7, 0, 0, 0, 50, 0, 0, 0]);
+    assert_eq!(
+        decode(&file).unwrap().entries,
+        [Entry::Swap(w), Entry::Scan(p)]
+    );
+    let nowhere = SwapRecord { vm: 0, ..w };
+    let file = encode(FREQ, &[Entry::Swap(nowhere)]);
+    assert_eq!(
+        decode(&file),
+        Err(DecodeError::BadField {
+            record: 0,
+            offset: HEADER_BYTES,
+            field: "ipa"
+        })
+    );
+}
+
 #[test]
 fn an_unknown_kind_names_its_record() {
     let mut file = encode(FREQ, &one_of_each()[..2]);
@@ -339,9 +400,15 @@ fn a_bad_field_is_named_with_its_record() {
         "an exit status is 32 bits"
     );
     assert_eq!(poked(8, 18, 1), bad("clone source"), "a VM id is 16 bits");
-    assert_eq!(poked(12, 32, 2), bad("direction"));
-    assert_eq!(poked(12, 35, 1), bad("reserved"));
-    assert_eq!(poked(14, 3, 1), bad("reserved"));
+    assert_eq!(poked(10, 32, 2), bad("direction"));
+    assert_eq!(poked(10, 35, 1), bad("reserved"));
+    assert_eq!(poked(12, 3, 1), bad("reserved"));
+    assert_eq!(poked(5, 1, 6), bad("event"), "page-out is a swap record");
+    assert_eq!(poked(15, 1, 5), bad("swap op"));
+    assert_eq!(poked(15, 1, 0), bad("swap op"));
+    assert_eq!(poked(15, 31, 1), bad("reserved"));
+    assert_eq!(poked(16, 16, 1), bad("ipa"), "no IPA without a VM");
+    assert_eq!(poked(17, 3, 1), bad("reserved"));
     // The error names the record, not just the file.
     let mut file = encode(FREQ, &one_of_each());
     let at = HEADER_BYTES + 4 * FAULT_BYTES + ACCOUNTING_BYTES + 1;
@@ -434,8 +501,6 @@ fn any_entry() -> impl Strategy<Value = Entry> {
         Just(EventKind::VmStop(StopStatus::Reset)),
         any::<u16>().prop_map(|from| EventKind::Clone { from }),
         any::<u64>().prop_map(|merged| EventKind::DedupPass { merged }),
-        any::<u64>().prop_map(|a| EventKind::PageOut { ipa: Ipa(a) }),
-        any::<u64>().prop_map(|a| EventKind::PageIn { ipa: Ipa(a) }),
     ];
     let event =
         (any::<u64>(), any::<u8>(), any::<u16>(), what).prop_map(|(time, cpu, vm, what)| {
@@ -494,7 +559,34 @@ fn any_entry() -> impl Strategy<Value = Entry> {
             })
         },
     );
-    prop_oneof![fault, accounting, event, mmio, capped, savings]
+    let swap = (
+        any::<u64>(),
+        any::<u8>(),
+        1u16..,
+        prop::sample::select(SwapOp::ALL.to_vec()),
+        any::<u32>(),
+        any::<u64>(),
+    )
+        .prop_map(|(time, cpu, vm, op, slot, ipa)| {
+            Entry::Swap(SwapRecord {
+                time,
+                cpu,
+                vm,
+                op,
+                slot,
+                ipa: Ipa(ipa),
+            })
+        });
+    let scan = (any::<u64>(), any::<u8>(), any::<[u32; 3]>()).prop_map(|(time, cpu, n)| {
+        Entry::Scan(PdScan {
+            time,
+            cpu,
+            scanned: n[0],
+            freed: n[1],
+            deactivated: n[2],
+        })
+    });
+    prop_oneof![fault, accounting, event, mmio, capped, savings, swap, scan]
 }
 
 fn one_of_case(c: u8) -> FaultCase {
