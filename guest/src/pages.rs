@@ -8,6 +8,21 @@ use crate::{pattern, println};
 /// Words written and checked per page.
 pub const WORDS: u64 = 8;
 
+/// The stride of [`strided`]'s order, in pages: a prime, so coprime with any page count that is
+/// not its multiple (a power of two in particular).
+const STRIDE: u64 = 7919;
+
+/// The page visited `i`-th of `count` in the memory programs' second pass: `i × STRIDE mod
+/// count`, an order unlike ascending, descending and the fill's, which visits every page once
+/// while `count` is no multiple of the prime `STRIDE`; plain descending order when it is.
+pub fn strided(i: u64, count: u64) -> u64 {
+    if count.is_multiple_of(STRIDE) {
+        count - 1 - i
+    } else {
+        (i * STRIDE) % count
+    }
+}
+
 fn word_addr(start: u64, page: u64, word: u64) -> u64 {
     start + page * PAGE_SIZE + word * (PAGE_SIZE / WORDS)
 }

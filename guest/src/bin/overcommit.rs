@@ -17,30 +17,8 @@ use guest::{check, pages, println, timer};
 
 guest::entry!(main);
 
-/// The second pass's stride in pages: odd, so it is coprime with a power-of-two page count and,
-/// for any count, `visit` below falls back to every page once.
-const STRIDE: u64 = 7919;
-
 /// UVMHYP_ADVISE's answer to a bad argument (INVALID_PARAMETERS).
 const INVALID: i64 = -2;
-
-/// The page visited `i`-th in the strided order: `i × STRIDE mod pages` when that is a
-/// permutation (STRIDE coprime with `pages`), else plain descending order.
-fn visit(i: u64, pages: u64) -> u64 {
-    if gcd(STRIDE, pages) == 1 {
-        (i * STRIDE) % pages
-    } else {
-        pages - 1 - i
-    }
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
 
 fn main(_cpu: usize, _arg: u64) -> u32 {
     guest::mmu::enable();
@@ -76,8 +54,8 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     check!(r == 0, 5, "UVMHYP_ADVISE NORMAL answered {}", r);
     let t = timer::now();
     let bad: u64 = (0..count)
-        .map(|i| visit(i, count))
-        // SAFETY: as above; `visit` stays below `count`.
+        .map(|i| pages::strided(i, count))
+        // SAFETY: as above; `strided` stays below `count`.
         .map(|p| unsafe { pages::mismatches(start, p..p + 1, info.vm, "strided") })
         .sum();
     check!(bad == 0, 4, "{} words wrong in the strided pass", bad);

@@ -19,8 +19,6 @@ guest::entry!(main);
 const CHILDREN: u64 = 3;
 /// The template's tag: what every page holds until a child writes its own eighth.
 const TEMPLATE: u64 = 0x5e;
-/// The second pass's stride in pages (as `overcommit`'s): odd, so coprime with a power of two.
-const STRIDE: u64 = 7919;
 
 /// The tag page `p` holds in the VM whose own eighth is `mine`.
 fn tag_of(p: u64, mine: &core::ops::Range<u64>, own: u64) -> u64 {
@@ -68,7 +66,7 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     // SAFETY: as above, for both passes; every page index is below `count`.
     let bad: u64 = (0..count).map(|p| unsafe { check_page(start, p, &mine, own, "ascending") }).sum();
     check!(bad == 0, 4, "{} words wrong in the ascending pass", bad);
-    let strided = (0..count).map(|i| if !count.is_multiple_of(STRIDE) { (i * STRIDE) % count } else { count - 1 - i });
+    let strided = (0..count).map(|i| pages::strided(i, count));
     // SAFETY: as above.
     let bad: u64 = strided.map(|p| unsafe { check_page(start, p, &mine, own, "strided") }).sum();
     check!(bad == 0, 5, "{} words wrong in the strided pass", bad);

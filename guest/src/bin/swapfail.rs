@@ -18,9 +18,6 @@ guest::entry!(main);
 /// Pages a run may lose (more: the disk failed more than any scenario asks for).
 const MAX_LOST: usize = 64;
 
-/// The second pass's stride in pages (as `overcommit`'s).
-const STRIDE: u64 = 7919;
-
 /// The pages found lost so far.
 struct Lost {
     pages: [u64; MAX_LOST],
@@ -84,19 +81,11 @@ fn run(start: u64, count: u64, tag: u64) -> Result<Lost, u32> {
     for p in 0..count {
         visit(start, p, tag, "ascending", &mut lost)?;
     }
-    let strided = |i: u64| if gcd(STRIDE, count) == 1 { (i * STRIDE) % count } else { count - 1 - i };
+    let strided = |i: u64| pages::strided(i, count);
     for i in 0..count {
         visit(start, strided(i), tag, "strided", &mut lost)?;
     }
     Ok(lost)
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 fn main(_cpu: usize, _arg: u64) -> u32 {
