@@ -1,7 +1,8 @@
 //! The parts of the hypervisor that need no hardware: the scenario grammar, guest ELF loading,
 //! the Linux `Image` header and boot placement (`linux_image`), the device-tree reader and the
 //! guest device-tree writer (`guest_fdt`), the carving of RAM, the boot-time heap and pool limits
-//! (`limits`), the ID-register clamps (`idregs`), the VTTBR used for TLB maintenance (`vttbr`),
+//! (`limits`), the ID-register clamps (`idregs`), the VTTBR used for TLB maintenance (`vttbr`) and how far
+//! an invalidation must reach (`tlb_scope`),
 //! the line ranges of cache maintenance (`cacheline`), the console's guest-text rules (escaping,
 //! line budget), the virtual platform's addresses and limits (`platform`), and the trap policy:
 //! syndrome decoding (`esr`), abort classification (`abort`), MMIO data order and extension
@@ -47,6 +48,7 @@ pub mod selftest;
 pub mod serror;
 pub mod stop;
 pub mod text;
+pub mod tlb_scope;
 pub mod vgic;
 pub mod vmid;
 pub mod vttbr;

@@ -101,7 +101,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::addr::{Ipa, Pa, PageIdx, Prot, PAGE_SIZE};
 use crate::anon::{anon_unref_locked, Anon};
@@ -137,6 +137,9 @@ pub struct Dedup {
     uvm: Arc<Uvm>,
     hasher: Hasher,
     on: AtomicBool,
+    /// `Scanner::pass`, published after each pass ends: guests poll it (UVMHYP_COUNTER) while
+    /// the scanner holds DEDUP for a whole `scan` call, and must not spin on that lock meanwhile.
+    passes: AtomicU64,
     state: crate::sync::Mutex<Scanner>,
 }
 
@@ -232,6 +235,7 @@ impl Dedup {
             uvm: uvm.clone(),
             hasher,
             on: AtomicBool::new(true),
+            passes: AtomicU64::new(0),
             state: crate::sync::Mutex::new(Scanner::default()),
         }
     }
@@ -289,9 +293,9 @@ impl Dedup {
     /// Passes completed so far.
     ///
     /// # Locks
-    /// Takes DEDUP.
+    /// Takes none (a counter the scanner publishes under DEDUP).
     pub fn passes(&self) -> u64 {
-        self.state.lock().pass
+        self.passes.load(Ordering::Acquire)
     }
 
     /// Look at up to `budget` private pages (and step over at most 64 empty or unmergeable
@@ -315,6 +319,7 @@ impl Dedup {
             let (mi, from) = s.cursor;
             if mi >= s.maps.len() {
                 s.end_pass();
+                self.passes.store(s.pass, Ordering::Release);
                 report.passes += 1;
                 if report.visited == visited_at_pass_start {
                     break;

@@ -3,16 +3,26 @@
 //! `TLBI IPAS2E1IS` and `TLBI VMALLS12E1IS` act on the VMID *currently in VTTBR_EL2*, but the
 //! engine may change the stage-2 table of any VM from any CPU (a COW on one VM, `page_protect`
 //! over every VM that maps a frame). So each operation:
-//! 1. masks interrupts (EL2 already runs with DAIF masked; the guard makes it a local fact),
-//! 2. writes VTTBR_EL2 = the all-invalid root tagged with the target VMID
+//! 1. `DSB ISH` (the descriptor write is complete before the mask of `hyp::tlb_scope` is read
+//!    and before any invalidation),
+//! 2. masks interrupts (EL2 already runs with DAIF masked; the guard makes it a local fact),
+//! 3. writes VTTBR_EL2 = the all-invalid root tagged with the target VMID
 //!    ([`maintenance_vttbr`], which says why never the VM's real root) and ISB,
-//! 3. `DSB ISHST` (the descriptor write is visible before the invalidation), the TLBI(s),
-//!    `DSB ISH` (complete on every CPU of the inner-shareable domain), `ISB`,
-//! 4. restores the previous VTTBR_EL2 and DAIF.
+//! 4. the TLBI(s), `DSB ISH` (complete on every CPU of the inner-shareable domain; `DSB NSH`
+//!    for a local one), `ISB`,
+//! 5. restores the previous VTTBR_EL2 and DAIF.
 //!
 //! By IPA (Arm ARM D8.13 "TLB maintenance requirements for stage 2"): `TLBI IPAS2E1IS` removes
 //! the stage-2-only entries; combined stage-1+2 entries derived from it may remain, hence the
 //! following `DSB ISH; TLBI VMALLE1IS` for that VMID. `TLBI VMALLS12E1IS` drops both kinds at once.
+//!
+//! How far each invalidation reaches is `hyp::tlb_scope`'s rule: a CPU is in a VMID's mask from
+//! [`entering`] (before it loads a vCPU of the VM) to [`left`] (after it unloaded it and dropped
+//! its own entries of the VMID); an invalidation broadcasts only when another CPU is in the
+//! mask, is local (`TLBI IPAS2E1`, `VMALLE1`, `VMALLS12E1`; `DSB NSH`) when only this one is, and
+//! is skipped when none is. The `DSB ISH` before the mask is read (after the descriptor write)
+//! and the one after an entering CPU sets its bit make the two sides see each other
+//! (`tlb_scope.rs`).
 //!
 //! Nothing else on this CPU can observe the temporary VTTBR: EL2 never takes an interrupt and no
 //! EL1&0 code runs until the next ERET, before which `El2Controls::load` or the restore puts the
@@ -22,9 +32,13 @@ use core::arch::asm;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, Writeable, DAIF, VTTBR_EL2};
+use hyp::tlb_scope::{Scope, VcpuTlbs};
 use hyp::vttbr::maintenance_vttbr;
 use vm::pmap::{Tlb, Vmid};
 use vm::Ipa;
+
+/// Which CPUs may hold each VMID's entries (one set for the machine, like the TLBs).
+static HOLDERS: VcpuTlbs = VcpuTlbs::new();
 
 /// The real TLB of this machine (one instance serves every VM).
 pub struct HwTlb;
@@ -39,6 +53,29 @@ impl HwTlb {
     fn with_vmid(&self, vmid: Vmid, f: impl FnOnce()) {
         with_vttbr(maintenance_vttbr(super::hcr::idle_vttbr(), vmid), f)
     }
+}
+
+/// This CPU is about to load a vCPU of `vmid`: into its mask, and (`DSB ISH`) the bit visible
+/// before this CPU's first walk of the VM's tables.
+pub fn entering(vmid: Vmid) {
+    HOLDERS.entering(vmid, super::cpu::index());
+    barrier::dsb(barrier::ISH);
+}
+
+/// This CPU unloaded its vCPU of `vmid` (`hcr::unload`): drop its own entries of the VMID,
+/// stage 1+2 and stage 2 alike, and only then leave the mask.
+pub fn left(vmid: Vmid) {
+    HwTlb.with_vmid(vmid, || {
+        // SAFETY: a local invalidation never makes memory unsafe; the DSB completes it.
+        unsafe { asm!("tlbi vmalls12e1", "dsb nsh", options(nostack, preserves_flags)) };
+    });
+    HOLDERS.left(vmid, super::cpu::index());
+}
+
+/// The completed descriptor write (`DSB ISH`) orders this CPU's read of the mask after it.
+fn scope(vmid: Vmid) -> Scope {
+    barrier::dsb(barrier::ISH);
+    HOLDERS.scope(vmid, super::cpu::index())
 }
 
 /// Masking interrupts and switching stage 2 (to a valid root) only affects EL1&0 translation,
@@ -57,36 +94,52 @@ fn with_vttbr(vttbr: u64, f: impl FnOnce()) {
 
 impl Tlb for HwTlb {
     fn invalidate_ipa(&self, vmid: Vmid, ipa: Ipa) {
-        let operand = ipa.0 >> 12; // TLBI IPAS2E1IS Xt: IPA[51:12] in bits [39:0]
-        self.with_vmid(vmid, || {
-            // SAFETY: TLB invalidation never makes memory unsafe; barriers per the module comment.
-            unsafe {
-                asm!(
-                    "dsb ishst",
-                    "tlbi ipas2e1is, {x}",
-                    "dsb ish",
-                    "tlbi vmalle1is",
-                    "dsb ish",
-                    "isb",
-                    x = in(reg) operand,
-                    options(nostack, preserves_flags),
-                )
-            };
-        });
+        let operand = ipa.0 >> 12; // TLBI IPAS2E1{IS} Xt: IPA[51:12] in bits [39:0]
+        match scope(vmid) {
+            Scope::Nowhere => {}
+            Scope::Local => self.with_vmid(vmid, || {
+                // SAFETY: TLB invalidation never makes memory unsafe; barriers per the module
+                // comment.
+                unsafe {
+                    asm!(
+                        "tlbi ipas2e1, {x}",
+                        "dsb nsh",
+                        "tlbi vmalle1",
+                        "dsb nsh",
+                        "isb",
+                        x = in(reg) operand,
+                        options(nostack, preserves_flags),
+                    )
+                }
+            }),
+            Scope::Broadcast => self.with_vmid(vmid, || {
+                // SAFETY: as above.
+                unsafe {
+                    asm!(
+                        "tlbi ipas2e1is, {x}",
+                        "dsb ish",
+                        "tlbi vmalle1is",
+                        "dsb ish",
+                        "isb",
+                        x = in(reg) operand,
+                        options(nostack, preserves_flags),
+                    )
+                }
+            }),
+        }
     }
 
     fn invalidate_vm(&self, vmid: Vmid) {
-        self.with_vmid(vmid, || {
-            // SAFETY: as above.
-            unsafe {
-                asm!(
-                    "dsb ishst",
-                    "tlbi vmalls12e1is",
-                    "dsb ish",
-                    "isb",
-                    options(nostack, preserves_flags),
-                )
-            };
-        });
+        match scope(vmid) {
+            Scope::Nowhere => {}
+            Scope::Local => self.with_vmid(vmid, || {
+                // SAFETY: as above.
+                unsafe { asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack, preserves_flags)) }
+            }),
+            Scope::Broadcast => self.with_vmid(vmid, || {
+                // SAFETY: as above.
+                unsafe { asm!("tlbi vmalls12e1is", "dsb ish", "isb", options(nostack, preserves_flags)) }
+            }),
+        }
     }
 }

@@ -27,7 +27,7 @@ use super::irq;
 use super::input;
 use crate::arch::gic;
 use crate::arch::vectors::{self, Exit};
-use crate::arch::{cpu, hcr, timer};
+use crate::arch::{cpu, hcr, timer, tlb};
 use hyp::runq::VcpuId;
 use hyp::stop::{Cause, Stop};
 
@@ -157,7 +157,10 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     if v.vm.is_stopped() {
         return Next::Drop;
     }
-    // Stage 2 first, then the EL1 context (see `El2Controls::load`).
+    // Stage 2 first, then the EL1 context (see `El2Controls::load`); this CPU may hold the
+    // VM's TLB entries from here until `tlb::left`.
+    let vmid = ::vm::pmap::Vmid(v.memory.vmid());
+    tlb::entering(vmid);
     v.controls().load();
     v.el1.restore();
     v.slice_end = timer::now() + timer::us_to_ticks(SLICE_US);
@@ -188,6 +191,7 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     timer::disarm();
     v.el1.save();
     hcr::unload();
+    tlb::left(vmid);
     next
 }
 
