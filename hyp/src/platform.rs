@@ -55,6 +55,9 @@ pub const PL011_SPI: u32 = 1;
 pub const VIRTIO_BASE: u64 = 0x0A00_0000;
 pub const VIRTIO_STRIDE: u64 = 0x200;
 pub const VIRTIO_SLOTS: u64 = 32;
+/// INTID of virtio-mmio slot 0's interrupt: SPI 16 (QEMU virt's `VIRT_MMIO` irq base) + 32;
+/// slot `n` has `VIRTIO_INTID_BASE + n`, level-triggered.
+pub const VIRTIO_INTID_BASE: u32 = 32 + 16;
 
 /// The VM's identity registers (`crate::identity`). Free in QEMU's `virt` map (between the
 /// virtio-mmio slots and the platform bus at `0x0C00_0000`) and outside RAM, so Linux's

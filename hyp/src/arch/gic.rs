@@ -87,6 +87,20 @@ fn enable_private(cpu: usize, intid: u32) {
         .unwrap_or_else(|e| panic!("GIC: enabling INTID {intid} on CPU {cpu}: {e:?}"));
 }
 
+/// Enable shared peripheral interrupt `intid` (level-triggered, Group 1, the default priority),
+/// routed to physical CPU `cpu`: a device of the hypervisor's own (the swap disk). QEMU's GICv3
+/// does not implement 1-of-N routing (IRM = 1), so an SPI goes to one named CPU.
+pub fn enable_spi(intid: u32, cpu: usize) -> Result<(), arm_gic::gicv3::GicError> {
+    let id = IntId::try_from(intid).expect("valid INTID");
+    debug_assert!(id.is_spi(), "INTID {intid} is no SPI");
+    let mut g = gic().lock();
+    g.set_group(id, None, arm_gic::gicv3::Group::Group1NS)?;
+    g.set_trigger(id, None, arm_gic::Trigger::Level)?;
+    g.set_interrupt_priority(id, None, DEFAULT_PRIORITY)?;
+    g.distributor().set_routing(id, Some(super::cpu::mpidr_of(cpu)))?;
+    g.enable_interrupt(id, None, true)
+}
+
 /// Interrupt groups of the CPU interface.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Group {

@@ -18,12 +18,12 @@
 //! leaked, never freed, because the device may still write them.
 //!
 //! Reads may also be left in flight ([`Disk::submit_read`], at most [`MAX_IN_FLIGHT`], each with
-//! its own buffer) and collected later ([`Disk::poll`]). Completion is polled, as for
-//! [`Disk::transfer`], not taken from the device's interrupt: that would need the disk's SPI
-//! routed to EL2 and handled beside the vCPUs' (today EL2 takes only its timer and the kick
-//! SGI), and the run loop already passes here before every guest entry and on every idle tick.
-//! An in-flight read past its deadline kills the disk like a synchronous one, and every read in
-//! flight then fails.
+//! its own buffer) and collected later ([`Disk::poll`]), which the run loop does before every
+//! guest entry and on every idle tick. The device's interrupt (its virtio-mmio slot's SPI,
+//! routed to EL2 on CPU 0 by `virt::swapdisk`) only makes that happen at once: it wakes CPU 0
+//! from an idle WFI (or makes its guest exit), [`ack_interrupt`] quietens it, and the run loop's
+//! next poll collects. An in-flight read past its deadline kills the disk like a synchronous
+//! one, and every read in flight then fails.
 //!
 //! # Locks
 //! None here: the caller serialises access to a [`Disk`] (`&mut self`).
@@ -166,8 +166,8 @@ pub struct Disk {
 // goes through `&mut self`.
 unsafe impl Send for Disk {}
 
-/// The first virtio-blk device on the bus, initialised (features negotiated, queue set up,
-/// interrupts off: completion is polled). `None` when there is none or it cannot be set up.
+/// The first virtio-blk device on the bus, initialised (features negotiated, queue set up, its
+/// used-ring interrupts on). `None` when there is none or it cannot be set up.
 pub fn probe() -> Option<Disk> {
     for slot in 0..VIRTIO_SLOTS {
         let base = VIRTIO_BASE + slot * VIRTIO_STRIDE;
@@ -181,7 +181,7 @@ pub fn probe() -> Option<Disk> {
         }
         match VirtIOBlk::<HypHal, _>::new(transport) {
             Ok(mut blk) => {
-                blk.disable_interrupts();
+                blk.enable_interrupts();
                 let sectors = blk.capacity();
                 return Some(Disk { blk: Some(blk), slot, sectors, pending: Vec::new(), finished: Vec::new() });
             }
@@ -191,7 +191,36 @@ pub fn probe() -> Option<Disk> {
     None
 }
 
+/// Offsets of virtio-mmio's InterruptStatus and InterruptACK registers (virtio 1.2 §4.2.2).
+const INTERRUPT_STATUS: u64 = 0x60;
+const INTERRUPT_ACK: u64 = 0x64;
+
+/// Quieten the level interrupt of the transport at `base`: acknowledge every cause
+/// InterruptStatus shows. Two registers by hand, not the crate's `Transport::ack_interrupt`:
+/// that needs `&mut` of the transport, which the [`Disk`] owns behind the swap disk's lock, and
+/// the IRQ path must not wait for that lock (its holder may be polling for a long request) — an
+/// unacknowledged level interrupt would be pending again the moment it is ended. The two
+/// registers have nothing to do with the queue the lock protects.
+pub fn ack_interrupt(base: u64) {
+    let status = (base + INTERRUPT_STATUS) as *const u32;
+    let ack = (base + INTERRUPT_ACK) as *mut u32;
+    // SAFETY: `base` is the swap disk's virtio-mmio transport (`Disk::base`, inside EL2's
+    // Device-nGnRE window, mmu.rs); reading InterruptStatus and writing InterruptACK have no
+    // effect but clearing the interrupt causes written.
+    unsafe {
+        let causes = status.read_volatile();
+        if causes != 0 {
+            ack.write_volatile(causes);
+        }
+    }
+}
+
 impl Disk {
+    /// The INTID of the transport's interrupt.
+    pub fn intid(&self) -> u32 {
+        hyp::platform::VIRTIO_INTID_BASE + self.slot as u32
+    }
+
     /// The transport's registers' address.
     pub fn base(&self) -> u64 {
         VIRTIO_BASE + self.slot * VIRTIO_STRIDE

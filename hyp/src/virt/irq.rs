@@ -1,9 +1,10 @@
 //! Physical interrupts at EL2. EL2 runs with every interrupt masked; physical IRQs only arrive as
 //! guest exits (HCR_EL2.IMO) or wake an idle CPU's WFI: the hypervisor timer (end of a time
 //! slice, a guest's virtual-timer deadline, or an idle CPU's deadline), the kick SGI (work was
-//! queued, or an interrupt is waiting for a running vCPU) and the GIC maintenance interrupt
-//! (list registers ran low). Each only needs the exit it caused: the run loop's next entry
-//! reloads the list registers and re-arms the timer.
+//! queued, or an interrupt is waiting for a running vCPU), the GIC maintenance interrupt
+//! (list registers ran low) and, on CPU 0, the swap disk's (a request completed:
+//! `swapdisk::on_irq`). Each only needs the exit it caused: the run loop's next entry reloads
+//! the list registers, re-arms the timer and polls the disk.
 
 use super::machine::Vcpu;
 use super::next::Next;
@@ -17,6 +18,8 @@ pub fn drain() -> bool {
         if intid == gic::HYP_TIMER_INTID {
             timer::disarm();
             tick = true;
+        } else {
+            super::swapdisk::on_irq(intid);
         }
     });
     tick
