@@ -164,6 +164,13 @@ pub fn eval(scenario: &Scenario, check: &Check, t: &Trace, records: &[Record]) -
             }
             Ok(())
         }
+        Check::SharedPageIns { vm, min } => {
+            let n = crate::swapcheck::shared_pageins(t).get(&vm).copied().unwrap_or(0);
+            if n < min {
+                return Err(format!("vm{vm}: {n} page-ins of slots another VM's page-out wrote, expected at least {min}"));
+            }
+            Ok(())
+        }
         Check::Capped => {
             let Some(c) = t.capped() else { return Err("not capped, expected to reach trace.max_mib".into()) };
             let last_is_capped = matches!(t.entries.last(), Some(Entry::Capped(_)));

@@ -129,6 +129,8 @@ struct VmTrace {
     #[serde(default)]
     aborts_at: Vec<u64>,
     mmio: Option<MmioBounds>,
+    /// At least N page-ins of slots another VM's page-out wrote (`Check::SharedPageIns`).
+    shared_pageins: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -440,6 +442,9 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         s.checks.extend(f.trace.aborts_at.iter().map(|&ipa| Check::AbortAt { vm: id, ipa }));
         if let Some(MmioBounds { min_accesses, max_records }) = f.trace.mmio {
             s.checks.push(Check::Mmio { vm: id, min_accesses, max_records });
+        }
+        if let Some(min) = f.trace.shared_pageins {
+            s.checks.push(Check::SharedPageIns { vm: id, min });
         }
         for l in &f.console.lines {
             s.console.push(ConsoleCheck::GuestLine { vm: id, text: l.text.clone(), min: l.min });

@@ -126,6 +126,9 @@ pub enum Check {
     /// `vm`'s MMIO accesses are counted, not recorded one by one: at least `min_accesses` of them
     /// in at most `max_records` aggregate records (and no fault record with outcome `mmio`).
     Mmio { vm: u16, min_accesses: u64, max_records: u64 },
+    /// At least `min` of `vm`'s page-ins read a slot whose latest page-out was traced for another
+    /// VM (`swapcheck::shared_pageins`): a shared anon written once, come back here.
+    SharedPageIns { vm: u16, min: u64 },
     /// The trace ends with a capped record, and the file is within the cap.
     Capped,
 }
@@ -314,7 +317,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup8", "default", "echo", "fairmem-off", "fairmem-swap", "fairmem", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup-swap", "dedup8", "default", "echo", "fairmem-off", "fairmem-swap", "fairmem", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
             ]
         );
         for s in &all {
@@ -326,7 +329,8 @@ pub(crate) mod tests {
                     | Check::FamilyCaseAtLeast { vm, .. }
                     | Check::AbortAt { vm, .. }
                     | Check::Vcpus { vm, .. }
-                    | Check::Mmio { vm, .. } => vm,
+                    | Check::Mmio { vm, .. }
+                    | Check::SharedPageIns { vm, .. } => vm,
                     Check::Capped => continue,
                 };
                 assert!(vm >= 1 && (vm as usize) <= s.vms.len(), "{}: check on vm{}", s.name, vm);

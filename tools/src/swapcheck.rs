@@ -4,7 +4,8 @@
 //! whose scans and deactivations add up to `pdscans` and `pddeact`.
 
 use crate::console::Counters;
-use vm::trace::{Entry, SwapOp, Trace};
+use std::collections::BTreeMap;
+use vm::trace::{Entry, SwapOp, SwapRecord, Trace};
 
 /// What the trace's records add up to.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
@@ -35,6 +36,41 @@ fn sums(t: &Trace) -> Sums {
         }
     }
     s
+}
+
+/// Per VM, its page-ins of a slot whose latest page-out before them was traced for another VM
+/// (not VM 0, a page no VM mapped): the anon that went out was mapped in that VM and comes back
+/// in this one, so both reach it — a shared anon (a dedup merge's, a clone's), written to swap
+/// once for all its VMs. Records are taken in time order (the CPUs' buffers are flushed
+/// interleaved); a slot freed and used again starts over at its next page-out.
+pub fn shared_pageins(t: &Trace) -> BTreeMap<u16, u64> {
+    let mut swaps: Vec<&SwapRecord> = t
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Swap(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    swaps.sort_by_key(|w| w.time);
+    let mut written_for: BTreeMap<u32, u16> = BTreeMap::new();
+    let mut n = BTreeMap::new();
+    for w in swaps {
+        match w.op {
+            SwapOp::PageOut => {
+                written_for.insert(w.slot, w.vm);
+            }
+            SwapOp::PageIn => {
+                if written_for.get(&w.slot).is_some_and(|&by| by != 0 && by != w.vm) {
+                    *n.entry(w.vm).or_insert(0) += 1;
+                }
+            }
+            SwapOp::BadRead | SwapOp::BadWrite => {
+                written_for.remove(&w.slot);
+            }
+        }
+    }
+    n
 }
 
 /// One message per disagreement; none when the trace is capped (records are missing by design)
@@ -78,7 +114,37 @@ mod tests {
     }
 
     fn swap(op: SwapOp, vm: u16) -> Entry {
-        Entry::Swap(SwapRecord { time: 1, cpu: 0, vm, op, slot: 5, ipa: Ipa(if vm == 0 { 0 } else { 0x4000_0000 }) })
+        swap_at(1, op, vm, 5)
+    }
+
+    fn swap_at(time: u64, op: SwapOp, vm: u16, slot: u32) -> Entry {
+        Entry::Swap(SwapRecord { time, cpu: 0, vm, op, slot, ipa: Ipa(if vm == 0 { 0 } else { 0x4000_0000 }) })
+    }
+
+    #[test]
+    fn a_page_in_of_a_slot_another_vm_wrote_is_a_shared_one() {
+        let entries = [
+            // Slot 5: written for VM 1, read back by VM 2 and VM 3 (shared), then by VM 1 (its own).
+            swap_at(10, SwapOp::PageOut, 1, 5),
+            swap_at(11, SwapOp::PageIn, 2, 5),
+            swap_at(12, SwapOp::PageIn, 1, 5),
+            // Out of order in the file (another CPU's buffer), in time order it is VM 3's read of
+            // VM 1's write.
+            swap_at(14, SwapOp::PageIn, 3, 5),
+            swap_at(13, SwapOp::PageOut, 1, 5),
+            // Slot 6: used again for VM 2 after VM 1: VM 2's read is of its own write.
+            swap_at(20, SwapOp::PageOut, 1, 6),
+            swap_at(21, SwapOp::PageOut, 2, 6),
+            swap_at(22, SwapOp::PageIn, 2, 6),
+            // Slot 7: written for no VM, or gone bad: nobody's page-in counts.
+            swap_at(30, SwapOp::PageOut, 0, 7),
+            swap_at(31, SwapOp::PageIn, 2, 7),
+            swap_at(32, SwapOp::PageOut, 1, 8),
+            swap_at(33, SwapOp::BadRead, 0, 8),
+            swap_at(34, SwapOp::PageIn, 2, 8),
+        ];
+        assert_eq!(shared_pageins(&trace(&entries)), BTreeMap::from([(2, 1), (3, 1)]));
+        assert!(shared_pageins(&trace(&[])).is_empty());
     }
 
     fn trace(entries: &[Entry]) -> Trace {
