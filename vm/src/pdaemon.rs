@@ -1,11 +1,15 @@
 //! The pagedaemon: freeing frames by paging anons out to swap and dropping clean object pages.
 //!
-//! Mechanism ([`pageout_anon`], and clusters of anons written by one request, `cluster.rs`) is
-//! apart from policy ([`Uvm::reclaim`]), as the seed keeps
+//! Mechanism ([`pageout_anon`], clusters of anons written by one request, `cluster.rs`, and
+//! batches of clean object pages dropped, `objdrop.rs`) is apart from policy ([`Uvm::reclaim`]), as the seed keeps
 //! `uvm_pdaemon.c` apart from `uvm_pdpolicy_clock.c`. The policy is a clock over the inactive
 //! queue with a second chance: a page whose stage-2 access flag is set (in any VM) goes back to
 //! the active queue and loses the flag; the next pass may take it. The inactive queue is refilled
 //! from the oldest active pages.
+//!
+//! The unmaps of a cluster or of a batch of dropped pages share one TLB invalidation per VM
+//! (`pmap::TlbBatch`), run before any of their frames is written or freed; aging clears access
+//! flags with none at all (`Stage2::clear_access_flag`).
 //!
 //! The daemon runs synchronously: when a fault runs out of memory it calls `reclaim` with nothing
 //! locked (the seed wakes a thread and sleeps); tests and the hypervisor may call it any time.
@@ -19,15 +23,19 @@
 
 use alloc::sync::Arc;
 
-use crate::addr::{PageIdx, PAGE_SIZE};
 use crate::anon::Anon;
-use crate::page::{Owner, PageFlags, Queue};
+use crate::page::{Owner, Queue};
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
 mod cluster;
+mod objdrop;
 pub use cluster::CLUSTER_PAGES;
+#[cfg(test)]
+#[path = "pdaemon/tlb_tests.rs"]
+mod tlb_tests;
 use cluster::{Added, SwapCluster};
+use objdrop::ObjectDrops;
 
 /// Write `anon`'s page to swap and free it (the seed's pageout of an anon page): a cluster of
 /// one (`cluster.rs`). Returns true when the frame was freed. Refuses (false) when there is no
@@ -42,50 +50,11 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     let Some(mut cluster) = SwapCluster::new(uvm, 1) else {
         return false;
     };
+    // A cluster of one is flushed by the `add` that fills it (written, or dropped when clean).
     match cluster.add(anon) {
-        (Added::Freed, _) => true,
-        (Added::Queued, freed) => freed == 1,
+        (Added::Queued | Added::Dropped, freed) => freed == 1,
         (Added::Refused, _) => false,
     }
-}
-
-/// Drop a clean, unmapped-able object page through its pager (`put` with FREE). True when freed.
-///
-/// # Locks
-/// Entry: nothing held (the pagedaemon runs outside every fault lock). Takes PAGE to check the
-/// page, releases it, then OBJECT through the pager's `put` (and under it PAGE, PMAP, PAGE QUEUES).
-/// Exit: nothing. The page may change between the check and the `put`; `put` checks CLEAN, BUSY and
-/// wiring again under PAGE, so a page that stopped qualifying is kept (false).
-fn free_object_page(uvm: &Uvm, pg: PageIdx) -> bool {
-    let (object, offset) = {
-        let m = uvm.page_meta(pg).lock();
-        let Owner::Object { object, offset } = &m.owner else {
-            return false;
-        };
-        let ok = m.flags.contains(PageFlags::CLEAN)
-            && !m.flags.contains(PageFlags::BUSY)
-            && m.loan_count == 0
-            && m.wire_count == 0;
-        if !ok {
-            return false;
-        }
-        (object.clone(), *offset)
-    };
-    let Some(object) = object.upgrade() else {
-        return false;
-    };
-    let end = offset.saturating_add(PAGE_SIZE);
-    if object
-        .put(uvm, offset, end, crate::object::PutFlags::FREE)
-        .is_err()
-    {
-        return false;
-    }
-    let freed = object.resident(offset) != Some(pg);
-    if freed {
-        Stats::bump(&uvm.daemon().pdfreed);
-    }
-    freed
 }
 
 impl Uvm {
@@ -120,6 +89,8 @@ impl Uvm {
         let (mut examined, mut deactivated) = (0u32, 0u32);
         // Anon pages go out in clusters of consecutive scanned pages (`cluster.rs`).
         let mut cluster = SwapCluster::new(self, CLUSTER_PAGES);
+        // Clean object pages are dropped in batches too (`objdrop.rs`).
+        let mut objects = ObjectDrops::new(self);
         while freed < target && scanned < budget {
             let want = target.saturating_mul(2);
             let (_, _, inactive) = self.queue_counts();
@@ -137,7 +108,8 @@ impl Uvm {
             }
             scanned = scanned.saturating_add(scan.len());
             for pg in scan {
-                if freed + cluster.as_ref().map_or(0, SwapCluster::pending) >= target {
+                let pending = cluster.as_ref().map_or(0, SwapCluster::pending) + objects.pending();
+                if freed + pending >= target {
                     break;
                 }
                 Stats::bump(&self.daemon().pdscans);
@@ -151,17 +123,15 @@ impl Uvm {
                     _ => None,
                 };
                 freed += match (anon, cluster.as_mut()) {
-                    (Some(Some(anon)), Some(cluster)) => match cluster.add(&anon) {
-                        (Added::Freed, flushed) => 1 + flushed,
-                        (_, flushed) => flushed,
-                    },
+                    (Some(Some(anon)), Some(cluster)) => cluster.add(&anon).1,
                     (Some(_), _) => 0,
-                    (None, _) => usize::from(free_object_page(self, pg)),
+                    (None, _) => objects.add(pg),
                 };
             }
             // Written before the next batch ages pages and before returning: nothing stays
             // BUSY longer than one scan.
             freed += cluster.as_mut().map_or(0, SwapCluster::flush);
+            freed += objects.flush();
         }
         if examined != 0 || deactivated != 0 {
             self.swap_event(crate::swapevents::SwapEvent::Scan {

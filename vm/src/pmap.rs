@@ -7,8 +7,8 @@
 //! kept here, like a pmap's pv lists, so that `page_protect` can find every mapping of a frame.
 //!
 //! Files: `desc` (descriptor encoding, the break-before-make rule), `stage2` (the table, split
-//! into `stage2/{walk,leaf,clear,remove}.rs`),
-//! `rmap` (the reverse map).
+//! into `stage2/{walk,leaf,clear,remove,owed}.rs`),
+//! `rmap` (the reverse map), `batch` (`TlbBatch`: one invalidation for a run of unmaps).
 //!
 //! # Locks
 //! A `Stage2`'s own lock is taken after ANON and before PAGE QUEUES; the reverse-map locks come
@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{Ipa, Pa, Prot, PAGE_SIZE};
 
+mod batch;
 pub mod desc;
 pub mod rmap;
 pub mod stage2;
@@ -30,6 +31,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use batch::TlbBatch;
 pub use desc::{Descriptor, Entry, Level, MemAttr, Stage2Attributes};
 pub use rmap::Rmap;
 pub use stage2::Stage2;

@@ -26,7 +26,7 @@ use crate::addr::{Pa, PageIdx, Prot, PAGE_SHIFT, PAGE_SIZE};
 use crate::anon::SwapSlot;
 use crate::page::{Busy, Owner, PageFlags, PageInfo, PageMeta, Queue, Queues};
 use crate::physmem::PhysMem;
-use crate::pmap::{RetiredTables, Rmap, TableFrames, Tlb};
+use crate::pmap::{RetiredTables, Rmap, TableFrames, Tlb, TlbBatch};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::swap::{Swap, SwapDevice};
 
@@ -658,6 +658,18 @@ impl Uvm {
     /// and PAGE QUEUES.
     pub(crate) fn page_protect(&self, pg: PageIdx, prot: Prot) {
         for _ in 0..self.rmap.page_protect_wired(self.pa(pg), prot) {
+            self.unwire(pg);
+        }
+    }
+
+    /// [`Uvm::page_protect`], the invalidation of each mapping it removes left to `batch`
+    /// (`pmap/batch.rs`): the caller holds the page (BUSY) and flushes the batch before the
+    /// frame is written out, freed or reused.
+    ///
+    /// # Locks
+    /// As [`Uvm::page_protect`].
+    pub(crate) fn page_protect_batched(&self, pg: PageIdx, prot: Prot, batch: &mut TlbBatch) {
+        for _ in 0..self.rmap.page_protect_batched(self.pa(pg), prot, batch) {
             self.unwire(pg);
         }
     }

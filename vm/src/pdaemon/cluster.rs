@@ -15,10 +15,23 @@
 //! [`SwapCluster::add`] claims a page (BUSY), gives its anon the cluster's next slot (a dirty
 //! page's old slot is freed first: its copy is stale, as the seed's `uvmpd_dropswap`), unmaps it
 //! everywhere and unlocks the anon. Slots are reserved [`CLUSTER_PAGES`] at a time (fewer when
-//! the device has no run that long, down to one); a full cluster is written at once.
-//! [`SwapCluster::flush`] writes the pages with one [`SwapDevice::write_cluster`], no lock held,
-//! then, for each page, frees the frame (or, when the anon was freed meanwhile, the frame and
-//! the slot it left, `anon.rs`), and gives back the reserved slots no page took.
+//! the device has no run that long, down to one); a full cluster is written at once. A clean
+//! page whose swap copy is current is unmapped the same way and kept BUSY, to be dropped by
+//! the next flush (at most [`CLUSTER_PAGES`] of them wait).
+//! [`SwapCluster::flush`] first runs the TLB invalidations the unmaps left to the cluster's
+//! [`TlbBatch`], then frees the dropped clean pages, writes the others with one
+//! [`SwapDevice::write_cluster`], no lock held, then, for each page written, frees the frame
+//! (or, when the anon was freed meanwhile, the frame and the slot it left, `anon.rs`), and
+//! gives back the reserved slots no page took.
+//!
+//! # TLB invalidation
+//! The unmaps of a cluster are not invalidated one by one (a broadcast TLBI each, which under
+//! QEMU TCG stops every vCPU thread): they go to the cluster's [`TlbBatch`], invalidated once
+//! per VM at the flush (`pmap/batch.rs`). That is safe because, until then, every page
+//! unmapped is BUSY and still its anon's page: a fault on it waits, no fault can map another
+//! frame for it, and its frame is neither written out nor freed; the flush invalidates before
+//! it does either (a guest write through a stale entry after the copy was taken would be
+//! lost, and a freed frame could be reused while a TLB still maps it).
 //!
 //! A failed write: which of the request's sectors hold data is not known, so every page stays
 //! resident and dirty with no slot (the next sweep may page it out elsewhere), and every slot of
@@ -38,6 +51,7 @@ use alloc::vec::Vec;
 use crate::addr::{Pa, Prot};
 use crate::anon::{Anon, SwapSlot};
 use crate::page::{Busy, Owner, PageFlags};
+use crate::pmap::TlbBatch;
 use crate::stats::Stats;
 use crate::swap::Swap;
 use crate::swapevents::{Place, SlotIo, SwapEvent};
@@ -55,13 +69,21 @@ struct Member {
     at: Place,
 }
 
+/// A clean page whose swap copy is current, unmapped and waiting (BUSY) for the flush's TLB
+/// invalidation to be freed.
+struct Dropped {
+    anon: Arc<Anon>,
+    busy: Busy,
+}
+
 /// What [`SwapCluster::add`] did with an anon.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Added {
     /// Its page is in the cluster, to be written by the next flush.
     Queued,
-    /// Its page was clean and already had a slot: the frame was freed at once.
-    Freed,
+    /// Its page was clean and already had a slot: unmapped, the frame is freed by the next
+    /// flush (once the TLBs no longer map it), without writing.
+    Dropped,
     /// Nothing: no resident page, not pageable (BUSY, wired, loaned), or no swap slot free.
     Refused,
 }
@@ -77,6 +99,10 @@ pub(crate) struct SwapCluster<'u> {
     /// Slots reserved from `first`; the first `members.len()` are taken.
     reserved: usize,
     members: Vec<Member>,
+    /// Clean pages to free at the flush.
+    dropped: Vec<Dropped>,
+    /// The invalidations the unmaps of `members` and `dropped` owe (see the module docs).
+    tlb: TlbBatch,
 }
 
 impl<'u> SwapCluster<'u> {
@@ -92,12 +118,15 @@ impl<'u> SwapCluster<'u> {
             first: 0,
             reserved: 0,
             members: Vec::with_capacity(capacity),
+            dropped: Vec::new(),
+            tlb: TlbBatch::new(),
         })
     }
 
-    /// Pages queued and not yet written.
+    /// Pages queued and not yet written or dropped: the frames the next flush frees if all
+    /// goes well.
     pub(crate) fn pending(&self) -> usize {
-        self.members.len()
+        self.members.len() + self.dropped.len()
     }
 
     /// Add `anon`'s page (see the module documentation); a cluster that is then full is
@@ -108,8 +137,15 @@ impl<'u> SwapCluster<'u> {
     /// one after the other; a flush as [`SwapCluster::flush`]. Exit: nothing.
     pub(crate) fn add(&mut self, anon: &Arc<Anon>) -> (Added, usize) {
         let added = self.add_one(anon);
-        let full = self.reserved > 0 && self.members.len() >= self.reserved;
-        (added, if full { self.flush() } else { 0 })
+        let freed = if self.reserved > 0 && self.members.len() >= self.reserved {
+            self.flush()
+        } else if self.dropped.len() >= self.capacity {
+            // Enough clean pages held BUSY: free them, leaving the write to fill up.
+            self.flush_dropped()
+        } else {
+            0
+        };
+        (added, freed)
     }
 
     /// [`SwapCluster::add`] without the flush.
@@ -136,12 +172,16 @@ impl<'u> SwapCluster<'u> {
             (busy, m.flags.contains(PageFlags::CLEAN))
         };
         if let (SwapSlot::Slot(_), true) = (a.swslot, clean) {
-            // The swap copy is current: just drop the frame.
-            uvm.page_protect(pg, Prot::NONE);
-            a.page = None;
-            uvm.free_page(busy);
-            Stats::bump(&uvm.daemon().pdfreed);
-            return Added::Freed;
+            // The swap copy is current: the frame is dropped, once no TLB maps it (the flush).
+            // The anon keeps its BUSY page until then, so a fault waits rather than reading the
+            // slot into another frame while a stale entry still reaches this one.
+            uvm.page_protect_batched(pg, Prot::NONE, &mut self.tlb);
+            drop(a);
+            self.dropped.push(Dropped {
+                anon: anon.clone(),
+                busy,
+            });
+            return Added::Dropped;
         }
         if let SwapSlot::Slot(old) = a.swslot {
             // Dirty since it was written there: that copy is stale. Freed first, so that a full
@@ -160,7 +200,7 @@ impl<'u> SwapCluster<'u> {
         } else {
             None
         };
-        uvm.page_protect(pg, Prot::NONE);
+        uvm.page_protect_batched(pg, Prot::NONE, &mut self.tlb);
         drop(a);
         self.members.push(Member {
             anon: anon.clone(),
@@ -200,16 +240,21 @@ impl<'u> SwapCluster<'u> {
             .and_then(|k| self.first.checked_add(k))
     }
 
-    /// Write the queued pages as one request and finish each (see the module documentation),
-    /// telling the swap listener of each page written or slot marked bad once the page is
-    /// finished. Returns how many frames were freed.
+    /// Invalidate what the unmaps owe, free the dropped clean pages, write the queued pages as
+    /// one request and finish each (see the module documentation), telling the swap listener
+    /// of each page written or slot marked bad once the page is finished. Returns how many
+    /// frames were freed.
     ///
     /// # Locks
-    /// Entry: nothing. The write with nothing held; then per page ANON, PAGE, PMAP, PAGE QUEUES
-    /// and the swap map's lock, as `Uvm::unbusy`, `Uvm::free_page` and `Uvm::swap_mark_bad` take
-    /// them, and the listener with nothing held. Exit: nothing.
+    /// Entry: nothing. The invalidations take PMAP locks one at a time; the write with nothing
+    /// held; then per page ANON, PAGE, PMAP, PAGE QUEUES and the swap map's lock, as
+    /// `Uvm::unbusy`, `Uvm::free_page` and `Uvm::swap_mark_bad` take them, and the listener
+    /// with nothing held. Exit: nothing.
     pub(crate) fn flush(&mut self) -> usize {
         let uvm = self.uvm;
+        // Invalidates before any frame is freed and before the write is submitted: afterwards
+        // no guest can reach (let alone write) a page of the cluster.
+        let mut freed = self.flush_dropped();
         let members = core::mem::take(&mut self.members);
         let (first, reserved) = (self.first, core::mem::take(&mut self.reserved));
         let written = members.len();
@@ -224,11 +269,11 @@ impl<'u> SwapCluster<'u> {
             Stats::bump(&uvm.daemon().pdpageouts);
             r
         };
-        let mut freed = 0;
         for (k, Member { anon, busy, at }) in members.into_iter().enumerate() {
             Stats::bump(&uvm.daemon().pageouts);
             let slot = first + k as u32;
-            let end = finish(uvm, &anon, busy, slot, result.is_ok());
+            let failed = result.is_err().then_some(slot);
+            let end = finish(uvm, &anon, busy, failed);
             if end.freed {
                 freed += 1;
             }
@@ -249,9 +294,30 @@ impl<'u> SwapCluster<'u> {
     }
 }
 
+impl SwapCluster<'_> {
+    /// Run the invalidations the cluster's unmaps owe (the queued pages' too), then free the
+    /// dropped clean pages. Returns how many frames were freed.
+    ///
+    /// # Locks
+    /// Entry: nothing. PMAP locks one at a time (the batch's flush), then per page as
+    /// [`finish`]. Exit: nothing.
+    fn flush_dropped(&mut self) -> usize {
+        self.tlb.flush();
+        let mut freed = 0;
+        for Dropped { anon, busy } in core::mem::take(&mut self.dropped) {
+            // A successful end without I/O: frees the frame, or the frame and the slot an anon
+            // freed meanwhile left (`anon.rs`); the slot is not ours otherwise.
+            if finish(self.uvm, &anon, busy, None).freed {
+                freed += 1;
+            }
+        }
+        freed
+    }
+}
+
 impl Drop for SwapCluster<'_> {
-    /// A cluster dropped with pages queued writes them: their pages are BUSY and unmapped, and
-    /// only the flush gives them back.
+    /// A cluster dropped with pages queued writes (or drops) them: their pages are BUSY and
+    /// unmapped, and only the flush gives them back.
     fn drop(&mut self) {
         self.flush();
     }
@@ -265,15 +331,17 @@ struct Ended {
     bad: bool,
 }
 
-/// End one page's page-out after its request: free the frame on success; on failure keep the
-/// page resident with no slot and mark `slot` bad. An anon freed during the write left its page
-/// and slot to us: both are freed (the slot marked bad when the write failed).
+/// End one page's page-out after its request (or, for a dropped clean page, after the TLB
+/// flush): free the frame on success; when the write to `failed` failed, keep the page resident
+/// with no slot and mark that slot bad. An anon freed during the write left its page and slot
+/// to us: both are freed (the slot marked bad when the write failed).
 ///
 /// # Locks
 /// Entry: nothing. Takes ANON, and under it PAGE, PMAP, PAGE QUEUES and the swap map's lock
 /// (`Uvm::unbusy`, `Uvm::free_page`, `Uvm::swap_mark_bad`). Exit: nothing.
-fn finish(uvm: &Uvm, anon: &Arc<Anon>, busy: Busy, slot: u32, ok: bool) -> Ended {
+fn finish(uvm: &Uvm, anon: &Arc<Anon>, busy: Busy, failed: Option<u32>) -> Ended {
     let pg = busy.page();
+    let ok = failed.is_none();
     let mut a = anon.lock();
     if uvm.page_has(pg, PageFlags::RELEASED) {
         let bad = !ok && uvm.mark_released_slot_bad(pg).is_some();
@@ -284,7 +352,7 @@ fn finish(uvm: &Uvm, anon: &Arc<Anon>, busy: Busy, slot: u32, ok: bool) -> Ended
         Stats::bump(&uvm.daemon().pdfreed);
         return Ended { freed: true, bad };
     }
-    if !ok {
+    if let Some(slot) = failed {
         uvm.swap_mark_bad(slot);
         Stats::bump(&uvm.daemon().swpgbad);
         if a.swslot == SwapSlot::Slot(slot) {

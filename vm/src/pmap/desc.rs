@@ -279,16 +279,26 @@ impl Descriptor {
         (old.0 ^ new.0) & must_match != 0
     }
 
-    /// True when replacing `old` by `new` requires a TLB invalidation: `old` was valid, had its
-    /// access flag set, and something the hardware reads changed (software bits \[58:55\] are
-    /// ignored by it). A descriptor with AF = 0 is never held in a TLB ("the architecture
-    /// guarantees that a translation table entry that generates a Translation fault, an Address
-    /// size fault, or an Access flag fault is not cached in a TLB"; VTCR_EL2.HA = 0), so setting
-    /// AF again after the pagedaemon cleared it costs no TLBI.
+    /// True when replacing `old` by `new` requires a TLB invalidation: `old` was valid and
+    /// something the hardware reads other than the access flag changed (software bits
+    /// \[58:55\] are ignored by it).
+    ///
+    /// The access flag is left out both ways. Clearing it is done without a TLBI on purpose
+    /// (the pagedaemon's aging, see `Stage2::clear_access_flag`), so a TLB may
+    /// still hold the entry as it was with AF = 1, and that entry equals the descriptor in every
+    /// other bit. Setting AF again therefore needs none either: the new descriptor is what the
+    /// stale entry already says. What this rule may *not* do is trust "AF = 0 is never cached"
+    /// (true only of entries written with AF = 0, Arm ARM D8.13, not of a descriptor whose AF
+    /// was cleared under a live TLB entry): any other change of an AF = 0 descriptor (a
+    /// permission lowered or raised) is invalidated like that of an AF = 1 one. Skipping the
+    /// flush on "not accessed" after clearing AF lazily is the data corruption Linux's reviewers
+    /// warn about for x86's lazy `ptep_clear_flush_young` ("If anyone ever implements the
+    /// optimization of skipping the flush when unmapping a !accessed page, then this will cause
+    /// data corruption"); a stale lower permission would also fault forever, as the
+    /// hypervisor does no TLBI on a spurious permission fault.
     pub fn needs_tlb_invalidation(old: Descriptor, new: Descriptor) -> bool {
         old.is_valid()
-            && old.attributes().contains(Stage2Attributes::AF)
-            && (old.0 ^ new.0) & !Stage2Attributes::SW_MASK != 0
+            && (old.0 ^ new.0) & !(Stage2Attributes::SW_MASK | Stage2Attributes::AF.bits()) != 0
     }
 }
 
@@ -421,5 +431,21 @@ mod tests {
             a,
             a.with_attributes(rw.with_prot(Prot::READ))
         ));
+    }
+
+    /// The access flag alone never costs a TLBI (aging is lazy), but a descriptor whose AF was
+    /// cleared is still invalidated when anything else changes: a TLB may hold it with AF = 1.
+    #[test]
+    fn tlb_rule_ignores_the_access_flag_but_not_what_an_old_entry_permits() {
+        let rw = Stage2Attributes::for_prot(Prot::READ | Prot::WRITE, MemAttr::NormalWriteBack);
+        let young = Descriptor::page(PA, rw);
+        let old = young.with_attributes(young.attributes() - Stage2Attributes::AF);
+        let tlbi = Descriptor::needs_tlb_invalidation;
+        assert!(!tlbi(young, old), "clearing AF (aging)");
+        assert!(!tlbi(old, young), "setting AF again");
+        let ro_old = old.with_attributes(old.attributes().with_prot(Prot::READ));
+        assert!(tlbi(old, ro_old), "write protecting an old mapping");
+        assert!(tlbi(ro_old, young), "raising the permission of an old mapping");
+        assert!(tlbi(old, Descriptor::INVALID), "unmapping an old mapping");
     }
 }

@@ -28,7 +28,7 @@ use alloc::vec::Vec;
 use crate::sync::Mutex;
 
 use super::tables::{TableId, Tables};
-use super::{Stage2, Vmid};
+use super::{Stage2, TlbBatch, Vmid};
 use crate::addr::{Ipa, Pa, Prot, PAGE_SHIFT};
 
 #[derive(Clone)]
@@ -240,6 +240,27 @@ impl Rmap {
         wired
     }
 
+    /// [`Rmap::page_protect_wired`], leaving the invalidation of every mapping it removes to
+    /// `batch` (`pmap/batch.rs`): the descriptors and rmap entries go now, the TLB entries when
+    /// the caller flushes the batch, which it must do before `pa` is written out, freed or
+    /// reused. A mapping only lowered (not removed) is invalidated at once.
+    ///
+    /// # Locks
+    /// As [`Rmap::page_protect`].
+    pub fn page_protect_batched(&self, pa: Pa, prot: Prot, batch: &mut TlbBatch) -> usize {
+        let mut wired = 0;
+        for e in self.snapshot(pa).iter() {
+            if let Some(s2) = self.tables.get(e.table) {
+                let (w, owed) = s2.rmap_protect_batched(e.ipa, pa.page_base(), prot, e.generation);
+                wired += usize::from(w);
+                if let Some(token) = owed {
+                    batch.push(&s2, e.ipa, token);
+                }
+            }
+        }
+        wired
+    }
+
     /// True when some mapping of `pa` has its access flag set (the pagedaemon's reference bit).
     ///
     /// # Locks
@@ -254,7 +275,9 @@ impl Rmap {
 
     /// Clear the access flag of every mapping of `pa`; true when any was set. The next guest
     /// access to such a mapping takes an access-flag fault, which the fault path resolves by
-    /// entering the mapping again.
+    /// entering the mapping again, unless a TLB still holds the mapping from before: the flag
+    /// is cleared with no TLB invalidation (`Stage2::clear_access_flag`), so an access through
+    /// such an entry goes unnoticed (aging is approximate, as in Linux; never unsafe).
     ///
     /// # Locks
     /// As [`Rmap::page_protect`].

@@ -20,9 +20,13 @@
 //! free a table the moment it empties (after invalidating its table descriptor and the TLB).
 //!
 //! TLB maintenance: invalid → valid needs none (the architecture caches no faulting entry, and
-//! the TLBI is the dominant cost of a fault under QEMU). Any change of a valid descriptor that the
-//! hardware reads is followed by `Tlb::invalidate_ipa`; a change that needs break-before-make
-//! writes the invalid descriptor, invalidates, and only then writes the new one.
+//! the TLBI is the dominant cost of a fault under QEMU), except at an IPA a `TlbBatch` still owes
+//! an invalidation (see `owed.rs`). Any change of a valid descriptor that the hardware reads is
+//! followed by `Tlb::invalidate_ipa`, except clearing the access flag for aging, which is lazy
+//! (`leaf.rs`, `Stage2::clear_access_flag`), and an unmap fed to a `TlbBatch`
+//! (`pmap/batch.rs`), whose owner invalidates before the frame goes; a change that needs
+//! break-before-make writes the invalid descriptor, invalidates, and only then writes the new
+//! one.
 //!
 //! Clearing the whole table in one step (fork) is in `clear`, with the generations that make its
 //! reverse-map entries stale; its table frames go back to `TableFrames` as one retired set
@@ -31,7 +35,7 @@
 //! Files: this one (the table, its geometry and the `Pmap` operations), `walk` (descriptor slots,
 //! walks, allocating and releasing tables), `leaf` (changing level-3 descriptors:
 //! enter, protect, unwire, the rmap's operations), `clear` (the one-step clear with generations),
-//! `remove` (the batched `remove`).
+//! `remove` (the batched `remove`), `owed` (the invalidations a `TlbBatch` owes this table).
 //!
 //! # Locks
 //! One spin lock per `Stage2` serialises every change and walk of its tables. Order: this lock,
@@ -52,6 +56,7 @@ use crate::physmem::PhysMem;
 
 mod clear;
 mod leaf;
+mod owed;
 mod remove;
 mod walk;
 
@@ -95,6 +100,15 @@ struct Inner {
     last_walk: Option<walk::Cached>,
     /// Which level-1 slots of the root hold a table descriptor: what `clear` invalidates.
     root_used: RootSlots,
+    /// IPAs unmapped into a `TlbBatch` whose invalidation has not run yet, each with the token
+    /// the batch holds for it: what must be invalidated before another mapping of the IPA is
+    /// entered (see `pmap/batch.rs`).
+    owed: BTreeMap<u64, u64>,
+    /// Set for the length of one batched unmap (`rmap_protect_batched`): the token the removal
+    /// records in `owed` instead of invalidating. `remove_leaf` takes it.
+    batching: Option<u64>,
+    /// The next token for `owed`.
+    next_token: u64,
 }
 
 /// A set of level-1 slots of the root, one bit each.
@@ -223,6 +237,9 @@ impl Stage2 {
                 deferred: None,
                 last_walk: None,
                 root_used: RootSlots::default(),
+                owed: BTreeMap::new(),
+                batching: None,
+                next_token: 0,
             }),
         }))
     }
@@ -366,6 +383,7 @@ impl Pmap for Stage2 {
     /// Takes this table's lock, then the rmap lock.
     fn protect(&self, start: Ipa, end: Ipa, prot: Prot) {
         let mut inner = self.inner.lock();
+        self.settle_owed_in(&mut inner, start.0, end.0);
         self.for_each_leaf(start.0, end.0, |ipa, path, d| {
             self.protect_leaf(&mut inner, ipa, path, d, prot, true);
         });
@@ -389,8 +407,8 @@ impl Pmap for Stage2 {
         if !d.is_valid() || !d.attributes().contains(Stage2Attributes::AF) {
             return false;
         }
-        let new = d.with_attributes(d.attributes() - Stage2Attributes::AF);
-        self.replace(path.l3_slot, ipa.page_base().0, d, new);
+        // No TLBI: see `Stage2::clear_access_flag`.
+        self.clear_access_flag(path.l3_slot, d);
         true
     }
 }

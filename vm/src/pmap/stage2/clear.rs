@@ -66,6 +66,8 @@ impl Stage2 {
             self.write(self.root_slot(index), Descriptor::INVALID);
         }
         self.tlb.invalidate_vm(self.vmid);
+        // That covered every IPA a `TlbBatch` still owes (`owed.rs`).
+        inner.owed.clear();
         // Only now may a table frame be reused: hand the whole index over, untouched (O(1)).
         let tables = core::mem::take(&mut inner.live);
         inner.last_walk = None;

@@ -38,9 +38,17 @@ impl Stage2 {
             inner.wired = inner.wired.saturating_sub(1);
         }
         if let Entry::Leaf { oa, .. } = old.decode(Level::L3) {
-            match inner.deferred.as_mut() {
-                Some(deferred) => deferred.unmapped.push((oa, ipa)),
-                None => {
+            match (inner.deferred.as_mut(), inner.batching.take()) {
+                (Some(deferred), _) => deferred.unmapped.push((oa, ipa)),
+                (None, Some(token)) => {
+                    // A batched unmap (`pmap/batch.rs`): the batch's owner invalidates before
+                    // the frame goes; the table remembers the debt for a new mapping of `ipa`.
+                    // The rmap entry goes now: the table no longer maps the frame, and the
+                    // owner holds the frame until the flush, so nobody acts on the early news.
+                    inner.owed.insert(ipa, token);
+                    self.rmap.remove(oa, self.id, Ipa(ipa), self.generation());
+                }
+                (None, None) => {
                     self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
                     self.rmap.remove(oa, self.id, Ipa(ipa), self.generation());
                 }
@@ -116,6 +124,36 @@ impl Stage2 {
         }
     }
 
+    /// [`Stage2::rmap_protect`] for a [`TlbBatch`](crate::pmap::TlbBatch): a mapping it removes
+    /// is not invalidated; returns, beside the wired flag, the token of the invalidation this
+    /// table now owes for `ipa` (`None` when nothing was removed, or a lowered mapping was
+    /// invalidated at once). The caller pushes it to its batch.
+    ///
+    /// # Locks
+    /// As [`Stage2::rmap_protect`].
+    pub(in crate::pmap) fn rmap_protect_batched(
+        &self,
+        ipa: Ipa,
+        pa: Pa,
+        prot: Prot,
+        generation: u64,
+    ) -> (bool, Option<u64>) {
+        let mut inner = self.inner.lock();
+        if generation != self.generation() {
+            return (false, None);
+        }
+        let Some((path, old)) = self.leaf_mapping(ipa, pa) else {
+            return (false, None);
+        };
+        let token = inner.next_token;
+        inner.next_token = token.wrapping_add(1);
+        inner.batching = Some(token);
+        let wired = self.protect_leaf(&mut inner, ipa.0, path, old, prot, false);
+        // `remove_leaf` took the token if it removed the leaf without invalidating.
+        let owed = inner.batching.take().is_none().then_some(token);
+        (wired, owed)
+    }
+
     /// [`Pmap::enter`], returning the leaf it replaced: its frame and whether it was wired. The
     /// fault routine moves page wiring along with wired mappings through this (see
     /// `fault::wire`), so reading the old leaf and writing the new one is one step under this
@@ -138,6 +176,8 @@ impl Stage2 {
             return Err(PmapError::OutOfRange);
         }
         let mut inner = self.inner.lock();
+        // A stale entry a `TlbBatch` still owes must go before `ipa` maps anything new.
+        self.settle_owed_at(&mut inner, ipa);
         // No access: nothing to map, unless the mapping is wired, which keeps a no-access leaf
         // (see `protect`: the leaf is what remembers the wired frame).
         if prot.is_empty() && !flags.contains(EnterFlags::WIRED) {
@@ -246,14 +286,39 @@ impl Stage2 {
         };
         let was = old.attributes().contains(Stage2Attributes::AF);
         if was && clear {
-            self.replace(
-                path.l3_slot,
-                ipa.0,
-                old,
-                old.with_attributes(old.attributes() - Stage2Attributes::AF),
-            );
+            self.clear_access_flag(path.l3_slot, old);
         }
         was
+    }
+
+    /// Clear the access flag of the valid leaf `old` at `slot`, with no TLB invalidation.
+    ///
+    /// The pagedaemon's clock clears the access flag of every mapping of a page it ages and
+    /// tests it on the next pass ("test and clear young"). A TLB entry cached while AF was 1
+    /// may survive the clear, and accesses through it neither fault nor set AF (VTCR_EL2.HA =
+    /// 0), so the page may look unreferenced while it is in use: aging is less accurate, never
+    /// unsafe. Nothing relies on an AF = 0 entry faulting for correctness: dirty state is not
+    /// tracked through faults (a page is no longer CLEAN once it is entered writable,
+    /// `fault.rs`), copy-on-write and write protection lower S2AP, which is always invalidated
+    /// whatever AF says (`Descriptor::needs_tlb_invalidation`), and every unmap invalidates.
+    ///
+    /// This is what Linux does. KVM arm64's `kvm_pgtable_stage2_mkold` (now
+    /// `kvm_pgtable_stage2_test_clear_young`) issues no TLBI ("But where's the TLBI?!" ... "Over
+    /// in the core code"), and the core code's aging path, `kvm_mmu_notifier_clear_young`,
+    /// "never issue[s] secondary TLB flushes from clear_young, leaving this job up to the
+    /// regular system cadence"; x86's `ptep_clear_flush_young` (and arm64's since 2023) dropped
+    /// its flush for the same reason: "clearing the accessed bit without a TLB flush doesn't
+    /// cause data corruption. [ It could cause incorrect page aging and the (mistaken) reclaim
+    /// of hot pages, but the chance of that should be relatively low. ]" Under QEMU TCG every
+    /// broadcast TLBI stops all vCPU threads, and the clock clears the flag of each page it
+    /// looks at: one TLBI per scanned page was a large part of the swap benchmark's time.
+    ///
+    /// # Locks
+    /// The table's lock is held by the caller.
+    pub(super) fn clear_access_flag(&self, slot: Pa, old: Descriptor) {
+        let new = old.with_attributes(old.attributes() - Stage2Attributes::AF);
+        debug_assert!(!Descriptor::needs_tlb_invalidation(old, new));
+        self.write(slot, new);
     }
 
     /// The valid leaf at `ipa` if it maps `pa`. Lock held by the caller.

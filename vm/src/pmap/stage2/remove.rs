@@ -29,6 +29,7 @@ impl Stage2 {
     /// Takes this table's lock, then the rmap lock.
     pub(super) fn remove_range(&self, start: Ipa, end: Ipa) {
         let mut inner = self.inner.lock();
+        self.settle_owed_in(&mut inner, start.0, end.0);
         let first = start.0 & !(PAGE_SIZE - 1);
         if end.0.min(Self::IPA_LIMIT).saturating_sub(first) > Self::BATCH_REMOVE_PAGES * PAGE_SIZE {
             inner.deferred = Some(Deferred::default());
