@@ -1,6 +1,7 @@
 //! What the pagedaemon and swap-in tell a listener (the hypervisor's trace): each page written
 //! to or read from swap, each slot marked bad, and each reclaim pass's scan — the records behind
-//! the counters `pageouts`, `pageins`, `swpgbad`, `pdscans`, `pdfreed` and `pddeact`.
+//! the counters `pageouts`, `pageins` and `readaheads`, `swpgbad`, `pdscans`, `pdfreed` and
+//! `pddeact`.
 //!
 //! The engine names a page by a stage-2 mapping of it (the VMID and IPA the reverse map gives
 //! before the page is unmapped), not by the hypervisor's VM number: turning a VMID into a VM is
@@ -30,7 +31,9 @@ pub enum SwapEvent {
     /// The page mapped at `at` was written to `slot` and its frame freed (one per `pageouts`
     /// that succeeded).
     PageOut { at: Place, slot: u32 },
-    /// A fault at `at` started reading its page from `slot` (one per `pageins`).
+    /// A read of the page mapped at `at` from `slot` started: a fault's swap-in (one per
+    /// `pageins`) or a read ahead of a following page by a SEQUENTIAL fault (one per
+    /// `readaheads`, `at` where the faulting entry maps that page).
     PageIn { at: Place, slot: u32 },
     /// `slot` was marked bad after a failed transfer (one per `swpgbad`).
     BadSlot { slot: u32, io: SlotIo },

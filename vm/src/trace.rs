@@ -125,8 +125,8 @@
 //! | 16..24 | `cap`: the cap in bytes |
 //!
 //! Kind 7, **swap** (32 bytes, [`SwapRecord`]): one page written to swap (one per `pageouts`
-//! whose write succeeded), one page-in started by a fault (one per `pageins`; pages read ahead
-//! have none), or one slot marked bad (one per `swpgbad`). Kinds 7 and 8 are new in this
+//! whose write succeeded), one page-in started by a fault or read ahead for it (one per
+//! `pageins` plus one per `readaheads`), or one slot marked bad (one per `swpgbad`). Kinds 7 and 8 are new in this
 //! version's third revision: a file without them is still version 2, and an older reader stops
 //! at the first with `BadKind`.
 //!
@@ -374,7 +374,7 @@ pub struct Event {
 pub enum SwapOp {
     /// The page was written to its slot and its frame freed.
     PageOut,
-    /// A fault started reading the page from its slot.
+    /// A read of the page from its slot started: a fault's own, or one read ahead.
     PageIn,
     /// The slot was marked bad: reading it failed.
     BadRead,

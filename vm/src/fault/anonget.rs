@@ -108,7 +108,7 @@ impl<'m> Fault<'m> {
             self.uvm.swap_event(SwapEvent::PageIn { at, slot });
             let mem = self.uvm.mem();
             let started = swap.start_read(busy, slot, mem.as_ref(), self.uvm.pa(pg));
-            for _ in 0..readahead::read_ahead(self.uvm, &swap, &ahead) {
+            for _ in 0..readahead::read_ahead(self.uvm, &swap, &ahead, at) {
                 self.bump(|s| &s.readaheads);
             }
             let (busy, result) = match started {

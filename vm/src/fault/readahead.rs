@@ -16,6 +16,11 @@
 //! fault waited for; a speculative read's failure (a transient error, a disk that died with it in
 //! flight) is no evidence the guest's data is gone, and must not cost it.
 //!
+//! Each read started ahead is told to the swap listener as a page-in (`SwapEvent::PageIn`, the
+//! trace's swap record), as a demand swap-in is, placed at the IPA the faulting entry maps its
+//! amap slot at: the trace then has one page-in record per `pageins` plus one per `readaheads`.
+//! A read the device declined was never started and is not told.
+//!
 //! # Locks
 //! The anons are collected under AMAP (the fault's locks); the reads start after every lock is
 //! dropped, each anon locked alone to give it its BUSY page (ANON, then PAGE QUEUES and PAGE).
@@ -23,77 +28,122 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::addr::Pa;
+use crate::addr::{Ipa, Pa};
 use crate::amap::AmapState;
 use crate::anon::{Anon, SwapSlot};
 use crate::page::{Busy, Owner, PageFlags};
 use crate::pdaemon::CLUSTER_PAGES;
 use crate::swap::Swap;
+use crate::swapevents::{Place, SwapEvent};
 use crate::uvm::Uvm;
+use crate::PAGE_SIZE;
 
 /// Most pages read ahead by one fault.
 pub const READAHEAD_PAGES: usize = 8;
+
+/// An anon to read ahead, and how many pages after the faulting one its amap slot is (so
+/// where the faulting entry maps it, for the swap listener).
+pub(super) struct Ahead {
+    anon: Arc<Anon>,
+    after: u64,
+}
 
 /// The anons of the [`READAHEAD_PAGES`] amap slots after `slot` (empty slots skipped).
 ///
 /// # Locks
 /// Entry and exit: AMAP held (`amap`); takes nothing, the anons are not locked.
-pub(super) fn following(amap: &AmapState, slot: usize) -> Vec<Arc<Anon>> {
+pub(super) fn following(amap: &AmapState, slot: usize) -> Vec<Ahead> {
     let Some(next) = slot.checked_add(1) else {
         return Vec::new();
     };
-    amap.lookups(next, READAHEAD_PAGES)
-        .into_iter()
-        .flatten()
+    (1u64..)
+        .zip(amap.lookups(next, READAHEAD_PAGES))
+        .filter_map(|(after, anon)| Some(Ahead { anon: anon?, after }))
         .collect()
+}
+
+/// Where the page `after` pages past the faulting one (mapped at `at`) is mapped: the same
+/// entry, `after` pages on (amap slots follow the entry's pages one to one). `None` when `at`
+/// is, or past the end of the IPA space.
+fn place_after(at: Place, after: u64) -> Place {
+    let (vmid, ipa) = at?;
+    let ipa = after
+        .checked_mul(PAGE_SIZE)
+        .and_then(|d| ipa.page_base().0.checked_add(d))?;
+    Some((vmid, Ipa(ipa)))
 }
 
 /// Start reading ahead the swapped-out ones of `anons`, in order, until the device declines one
 /// or no frame is free. Anons in consecutive slots (as the pagedaemon's clusters leave them) are
 /// read as one request ([`Swap::start_readahead_cluster`]): a guest's ascending pass then costs
-/// the device one request a run instead of one a page. Returns how many reads were started.
+/// the device one request a run instead of one a page. Each read started is told to the swap
+/// listener as a page-in, placed from `at`, where the faulting page is mapped (see the module
+/// documentation). Returns how many reads were started.
 ///
 /// # Locks
 /// Entry and exit: nothing held. Takes each anon's ANON alone, under it PAGE QUEUES and PAGE
-/// (`Uvm::alloc_page`); then the in-flight list's and the device's locks (leaves).
-pub(super) fn read_ahead(uvm: &Uvm, swap: &Swap, anons: &[Arc<Anon>]) -> usize {
+/// (`Uvm::alloc_page`); then the in-flight list's and the device's locks (leaves); the listener
+/// with nothing held.
+pub(super) fn read_ahead(uvm: &Uvm, swap: &Swap, anons: &[Ahead], at: Place) -> usize {
     let mut started = 0;
     let mut pages = claim(uvm, anons).into_iter().peekable();
-    while let Some((busy, first)) = pages.next() {
-        let mut run = alloc::vec![busy];
+    while let Some(c) = pages.next() {
+        let first = c.slot;
+        let mut run = alloc::vec![c];
         while run.len() < CLUSTER_PAGES {
             let next = u32::try_from(run.len())
                 .ok()
                 .and_then(|k| first.checked_add(k));
-            match pages.next_if(|(_, slot)| Some(*slot) == next) {
-                Some((busy, _)) => run.push(busy),
+            match pages.next_if(|c| Some(c.slot) == next) {
+                Some(c) => run.push(c),
                 None => break,
             }
         }
         let asked = run.len();
-        let frames: Vec<Pa> = run.iter().map(|b| uvm.pa(b.page())).collect();
-        let declined = swap.start_readahead_cluster(run, first, uvm.mem().as_ref(), &frames);
+        let frames: Vec<Pa> = run.iter().map(|c| uvm.pa(c.busy.page())).collect();
+        let told: Vec<_> = run
+            .iter()
+            .map(|c| (c.busy.page(), c.slot, c.after))
+            .collect();
+        let busies = run.into_iter().map(|c| c.busy).collect();
+        let declined = swap.start_readahead_cluster(busies, first, uvm.mem().as_ref(), &frames);
         started += asked - declined.len();
+        // Told once started (before, a read the device then declined could not be left out):
+        // one event a read whose token did not come back.
+        for (pg, slot, after) in told {
+            if !declined.iter().any(|b| b.page() == pg) {
+                let at = place_after(at, after);
+                uvm.swap_event(SwapEvent::PageIn { at, slot });
+            }
+        }
         if !declined.is_empty() {
             declined
                 .into_iter()
                 .for_each(|busy| drop_readahead(uvm, busy));
-            pages.for_each(|(busy, _)| drop_readahead(uvm, busy));
+            pages.for_each(|c| drop_readahead(uvm, c.busy));
             break;
         }
     }
     started
 }
 
+/// A page claimed for a read ahead: its BUSY token, its anon's slot, and how many pages after
+/// the faulting one it is ([`Ahead`]).
+struct Claimed {
+    busy: Busy,
+    slot: u32,
+    after: u64,
+}
+
 /// Give each swapped-out, non-resident one of `anons` a BUSY page for its read ahead, in
-/// order, until no frame is free: the pages and their anons' slots.
+/// order, until no frame is free.
 ///
 /// # Locks
 /// Entry and exit: nothing held. Takes each anon's ANON alone, under it PAGE QUEUES and PAGE
 /// (`Uvm::alloc_page`).
-fn claim(uvm: &Uvm, anons: &[Arc<Anon>]) -> Vec<(Busy, u32)> {
+fn claim(uvm: &Uvm, anons: &[Ahead]) -> Vec<Claimed> {
     let mut out = Vec::with_capacity(anons.len());
-    for anon in anons {
+    for &Ahead { ref anon, after } in anons {
         let mut a = anon.lock();
         let SwapSlot::Slot(slot) = a.swslot else {
             continue;
@@ -110,7 +160,7 @@ fn claim(uvm: &Uvm, anons: &[Arc<Anon>]) -> Vec<(Busy, u32)> {
             .flags
             .insert(PageFlags::CLEAN);
         a.page = Some(busy.page());
-        out.push((busy, slot));
+        out.push(Claimed { busy, slot, after });
     }
     out
 }

@@ -8,6 +8,7 @@ use super::readahead::READAHEAD_PAGES;
 use super::*;
 use crate::anon::SwapSlot;
 use crate::swap::{MemSwap, SwapIoError, SwapOp};
+use crate::swapevents::{SwapEvent, SwapEvents};
 use crate::testenv::*;
 
 /// Pages in the test map: more than one readahead's worth after page 0.
@@ -158,4 +159,73 @@ fn sequential_reads_scattered_slots_one_request_each() {
     for n in 0..=ahead {
         assert_eq!(value(&m, n), n + 1, "page {n}");
     }
+}
+
+/// Keeps every swap event it is told.
+#[derive(Default)]
+struct Recorder(crate::sync::Mutex<alloc::vec::Vec<SwapEvent>>);
+
+impl SwapEvents for Recorder {
+    fn swap_event(&self, event: SwapEvent) {
+        self.0.lock().push(event);
+    }
+}
+
+impl Recorder {
+    fn page_ins(&self) -> alloc::vec::Vec<SwapEvent> {
+        let mut l = self.0.lock();
+        let ins = l
+            .iter()
+            .copied()
+            .filter(|e| matches!(e, SwapEvent::PageIn { .. }))
+            .collect();
+        l.clear();
+        ins
+    }
+}
+
+/// Each page read ahead is a page-in event, as the demand read is, at the page's own IPA and
+/// slot: one event per `pageins` plus one per `readaheads`. A readahead the device declines (a
+/// synchronous one) starts no read and tells nothing.
+#[test]
+fn each_page_read_ahead_is_a_page_in_event_where_it_is_mapped() {
+    let e = env(64);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    let rec = Arc::new(Recorder::default());
+    e.uvm.set_swap_events(rec.clone());
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    let ahead = READAHEAD_PAGES as u64;
+    // The fault's own first, then the reads ahead in slot order.
+    let ins = rec.page_ins();
+    let want: alloc::vec::Vec<SwapEvent> = (0..=ahead)
+        .map(|n| SwapEvent::PageIn {
+            at: Some((m.vmid(), page(n))),
+            slot: slot_of(&m, n),
+        })
+        .collect();
+    assert_eq!(ins, want);
+    let s = m.stats().snapshot();
+    assert_eq!((s.pageins, s.readaheads), (1, ahead));
+    assert_eq!(ins.len() as u64, s.pageins + s.readaheads);
+    for n in 0..=ahead {
+        assert!(swap.finish(slot_of(&m, n)));
+    }
+    assert_eq!(e.uvm.swap_poll() as u64, 1 + ahead);
+
+    // Synchronous now: the next fault's readahead is declined, its own read is the only event.
+    swap.set_async(false);
+    let next = ahead + 1;
+    assert_eq!(rd(&m, page(next)).unwrap().case, FaultCase::Anon1A);
+    assert_eq!(
+        rec.page_ins(),
+        [SwapEvent::PageIn {
+            at: Some((m.vmid(), page(next))),
+            slot: slot_of(&m, next)
+        }]
+    );
+    assert_eq!(
+        m.stats().snapshot().readaheads,
+        ahead,
+        "nothing more read ahead"
+    );
 }
