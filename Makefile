@@ -6,7 +6,6 @@
 #   make lint                clippy with warnings as errors, host and aarch64
 #   make debug SCENARIO=x    QEMU halted with a gdb stub; prints the gdb-multiarch command
 #   make soak                the engine's model test at 1,000,000 operations, the interleaving explorer at 200,000 schedules a scenario
-#   make overcommit-full     the issue's 4 x 256 MiB on 320 MiB overcommit (not in make test; tens of minutes)
 #   make bench               QEMU fault-cost scenarios (-icount), Linux boot under uvmhyp vs direct, criterion benches
 #   make build               build only
 #   make linux-artifacts     Linux guest: Debian 12 arm64 kernel + busybox into target/linux, our initramfs
@@ -21,7 +20,7 @@ TARGET   := aarch64-unknown-none
 TOOLS    := target/release/tools
 SCENARIO ?= default
 
-.PHONY: run test lint debug build setup soak bench list linux-artifacts linux-direct linux overcommit-full
+.PHONY: run test lint debug build setup soak bench list linux-artifacts linux-direct linux
 
 # Host packages and the pinned Rust toolchain (rust-toolchain.toml: version, target, components).
 setup:
@@ -107,15 +106,6 @@ bench: build linux-artifacts
 	$(TOOLS) compare $$fast target/uvmhyp/runs/latest
 	TOOLS=$(TOOLS) tools/swapbench.sh
 	cargo bench -p vm --bench fault --bench dedup -- --warm-up-time 1 --measurement-time 3
-
-# The issue's full-size overcommit, outside `make test` (too slow for CI under TCG): scenario
-# `overcommit` at 4 VMs x 256 MiB on a 320 MiB pool (3.2 : 1) with a 1.5 GiB swap disk.
-OVERCOMMIT_FULL := target/uvmhyp/overcommit-full.toml
-overcommit-full: build
-	mkdir -p target/uvmhyp
-	sed -e 's/^pool_mib = .*/pool_mib = 320/' -e 's/^ram_mib = .*/ram_mib = 256/' -e 's/^mib = .*/mib = 1536/' \
-	  -e 's/^timeout_s = .*/timeout_s = 2400/' scenarios/overcommit.toml > $(OVERCOMMIT_FULL)
-	$(TOOLS) run $(OVERCOMMIT_FULL)
 
 # Linux guests (issue 8). The kernel and busybox come from Debian 12's arm64 packages (cached in
 # target/linux/deb; `rm -r target/linux` to take a newer kernel); the initramfs is built by our
