@@ -277,7 +277,7 @@ impl Rmap {
     /// access to such a mapping takes an access-flag fault, which the fault path resolves by
     /// entering the mapping again, unless a TLB still holds the mapping from before: the flag
     /// is cleared with no TLB invalidation (`Stage2::clear_access_flag`), so an access through
-    /// such an entry goes unnoticed (aging is approximate, as in Linux; never unsafe).
+    /// such an entry goes unnoticed (aging is approximate, as in Linux; never wrong).
     ///
     /// # Locks
     /// As [`Rmap::page_protect`].

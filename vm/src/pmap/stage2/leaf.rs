@@ -297,7 +297,7 @@ impl Stage2 {
     /// tests it on the next pass ("test and clear young"). A TLB entry cached while AF was 1
     /// may survive the clear, and accesses through it neither fault nor set AF (VTCR_EL2.HA =
     /// 0), so the page may look unreferenced while it is in use: aging is less accurate, never
-    /// unsafe. Nothing relies on an AF = 0 entry faulting for correctness: dirty state is not
+    /// wrong. Nothing relies on an AF = 0 entry faulting for correctness: dirty state is not
     /// tracked through faults (a page is no longer CLEAN once it is entered writable,
     /// `fault.rs`), copy-on-write and write protection lower S2AP, which is always invalidated
     /// whatever AF says (`Descriptor::needs_tlb_invalidation`), and every unmap invalidates.
