@@ -12,8 +12,10 @@
 //! is refused with the VM and the limit that it exceeds: boot reports it as a bad scenario
 //! (exit status 2).
 //!
-//! Heap blocks come from a buddy allocator, which rounds every block up to a power of two, so each
-//! array and each object is counted at its rounded size. Sizes are `core::mem::size_of` of the
+//! Heap blocks come from `talc` (`arch/heap.rs`), which adds a one-word tag to each block and
+//! rounds it to a word ([`TALC_TAG`]); each array and each object is counted at the larger of
+//! that and its size rounded up to a power of two — the bound this module was written against
+//! (with a buddy allocator), which also covers a `Vec` that grew by doubling. Sizes are `core::mem::size_of` of the
 //! engine's types where they are public; the two private per-frame arrays (`Queues::links`, two
 //! `u32` a frame, and the reverse map's per-frame list, an inline entry and a `Vec`) are written
 //! out below. All arithmetic saturates: a size too large to represent exceeds every limit.
@@ -87,9 +89,16 @@ pub struct Usage {
     pub pool: u64,
 }
 
-/// Size of a heap block holding `bytes` (the buddy allocator's power-of-two rounding).
+/// Bytes `talc` adds to each block (its tag), also the word it rounds blocks to; its smallest
+/// block is three words.
+const TALC_TAG: u64 = 8;
+
+/// Heap bytes of a block holding `bytes`: what talc takes for it (tag and rounding), but never
+/// less than the power-of-two bound (see the module comment).
 fn block(bytes: u64) -> u64 {
-    bytes.checked_next_power_of_two().unwrap_or(u64::MAX)
+    let talc = bytes.saturating_add(2 * TALC_TAG - 1) & !(TALC_TAG - 1);
+    let pow2 = bytes.checked_next_power_of_two().unwrap_or(u64::MAX);
+    talc.max(pow2).max(3 * TALC_TAG)
 }
 
 /// Heap bytes of an array of `n` elements of `each` bytes (one block).
@@ -190,7 +199,7 @@ mod tests {
     }
 
     #[test]
-    fn estimates_use_the_engines_sizes_rounded_to_buddy_blocks() {
+    fn estimates_use_the_engines_sizes_rounded_to_power_of_two_blocks() {
         let pages = 3 * 1024 * MIB / PAGE_SIZE;
         let anon = (2 * size_of::<usize>() + size_of::<Anon>()).next_power_of_two() as u64;
         let slots = (pages * size_of::<Option<Arc<Anon>>>() as u64).next_power_of_two();
@@ -241,6 +250,15 @@ mod tests {
     fn an_image_bigger_than_its_ram_is_refused() {
         let e = check(&config(vec![vm("fat", MIB, (MIB + 1) as usize)]), HEAP, POOL).unwrap_err();
         assert_eq!(e, LimitError::ImageTooBig { vm: "fat".to_string(), image_bytes: MIB + 1, ram_bytes: MIB });
+    }
+
+    #[test]
+    fn a_block_is_never_counted_below_what_talc_takes_for_it() {
+        // Talc: the size plus a one-word tag, rounded to a word, at least three words.
+        assert_eq!(block(1), 24);
+        assert_eq!(block(44), 64, "an anon's Arc block: the power-of-two bound is larger");
+        assert_eq!(block(512 * 1024), 512 * 1024 + 8, "an exact power of two gets its tag on top");
+        assert_eq!(block(600 * 1024), 1024 * 1024);
     }
 
     #[test]
