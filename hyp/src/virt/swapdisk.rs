@@ -196,8 +196,7 @@ static DISK_IRQ: Once<(u32, u64)> = Once::new();
 /// # Locks
 /// Takes none (the disk's lock may be held elsewhere: `virtio::ack_interrupt`).
 pub fn on_irq(intid: u32) {
-    if let Some(&(id, base)) = DISK_IRQ.get().filter(|&&(id, _)| id == intid) {
-        debug_assert_eq!(id, intid);
+    if let Some(&(_, base)) = DISK_IRQ.get().filter(|&&(id, _)| id == intid) {
         virtio::ack_interrupt(base);
     }
 }

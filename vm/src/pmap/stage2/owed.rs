@@ -34,15 +34,25 @@ impl Stage2 {
         }
         let first = start & !(PAGE_SIZE - 1);
         let ipas: alloc::vec::Vec<u64> = inner.owed.range(first..end).map(|(&i, _)| i).collect();
+        if self.invalidate_pages(ipas.iter().copied()) {
+            inner.owed.clear();
+        } else {
+            for ipa in &ipas {
+                inner.owed.remove(ipa);
+            }
+        }
+    }
+
+    /// Invalidate the pages at `ipas`: one `invalidate_vm` when there are more than
+    /// [`TlbBatch::VM_PAGES`] (true: every entry of the VMID went), else one `invalidate_ipa`
+    /// each.
+    fn invalidate_pages(&self, ipas: impl ExactSizeIterator<Item = u64>) -> bool {
         if ipas.len() > TlbBatch::VM_PAGES {
             self.tlb.invalidate_vm(self.vmid);
-            inner.owed.clear();
-            return;
+            return true;
         }
-        for ipa in ipas {
-            inner.owed.remove(&ipa);
-            self.tlb.invalidate_ipa(self.vmid, Ipa(ipa));
-        }
+        ipas.for_each(|ipa| self.tlb.invalidate_ipa(self.vmid, Ipa(ipa)));
+        false
     }
 
     /// A batch's flush of what it owes this table: invalidate `ipas` (one `invalidate_vm` when
@@ -54,13 +64,7 @@ impl Stage2 {
     /// # Locks
     /// Takes this table's lock after the invalidation; the caller holds no PMAP-or-later lock.
     pub(in crate::pmap) fn pay(&self, ipas: &[(Ipa, u64)]) {
-        if ipas.len() > TlbBatch::VM_PAGES {
-            self.tlb.invalidate_vm(self.vmid);
-        } else {
-            for &(ipa, _) in ipas {
-                self.tlb.invalidate_ipa(self.vmid, ipa);
-            }
-        }
+        self.invalidate_pages(ipas.iter().map(|(ipa, _)| ipa.0));
         let mut inner = self.inner.lock();
         for &(ipa, token) in ipas {
             if inner.owed.get(&ipa.0) == Some(&token) {
