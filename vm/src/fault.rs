@@ -303,6 +303,8 @@ struct Fault<'m> {
     reclaims: core::cell::Cell<u8>,
     /// The BUSY page this call marked WANTED before giving up with `Restart`, if any.
     waited: core::cell::Cell<Option<PageIdx>>,
+    /// A readahead window an attempt collected, started once it dropped its locks.
+    window: core::cell::Cell<Option<readahead::Window>>,
 }
 
 /// A fault that did not resolve, and whether it stopped at a BUSY page.
@@ -349,11 +351,14 @@ pub fn fault_or_wait(
         neighbours: 0,
         reclaims: core::cell::Cell::new(0),
         waited: core::cell::Cell::new(None),
+        window: core::cell::Cell::new(None),
     };
     f.bump(|s| &s.faults);
     let mut refaults = 0u8;
     loop {
-        match f.attempt() {
+        let step = f.attempt();
+        f.start_readahead();
+        match step {
             Ok(case) => {
                 return Ok(Resolved {
                     case,
@@ -389,6 +394,31 @@ impl<'m> Fault<'m> {
     /// None taken (atomic counters); callable with any lock held.
     fn bump(&self, counter: impl Fn(&Stats) -> &AtomicU64) {
         Stats::bump(counter(self.map.stats()));
+    }
+
+    /// Start the readahead window the last attempt collected, if any (`readahead.rs`).
+    ///
+    /// # Locks
+    /// Entry and exit: nothing held. Takes what [`readahead::read_ahead`] takes.
+    fn start_readahead(&self) {
+        let (Some(window), Some(swap)) = (self.window.take(), self.uvm.swap()) else {
+            return;
+        };
+        for _ in 0..readahead::read_ahead(self.uvm, &swap, window) {
+            self.bump(|s| &s.readaheads);
+        }
+    }
+
+    /// Collect the readahead window after the page of amap slot `slot`, mapped at `ipa`, to be
+    /// started when the attempt has dropped its locks: only for a SEQUENTIAL entry.
+    ///
+    /// # Locks
+    /// Entry and exit: AMAP held (`amap`); takes nothing.
+    fn read_ahead_after(&self, view: &View, amap: &AmapState, slot: usize, ipa: Ipa) {
+        if view.advice == Advice::Sequential {
+            let at = Some((self.map.vmid(), ipa));
+            self.window.set(Some(readahead::following(amap, slot, at)));
+        }
     }
 
     /// This map's stage-2 table.
@@ -520,9 +550,16 @@ impl<'m> Fault<'m> {
         let mut pages_buf = [const { PageSlot::Empty }; MAXRANGE];
         let pages = pages_buf.get_mut(..npages).unwrap_or(&mut []);
         let mut shadowed = false;
-        // Which neighbours are mapped already (the centre is not asked: it faulted).
+        // A neighbour that carried the readahead mark (see `readahead.rs`).
+        let mut marked = None;
+        // Which neighbours are mapped already (the centre is not asked: it faulted). Under
+        // SEQUENTIAL an old mapping (access flag clear, the pagedaemon's aging) counts as not
+        // mapped: the guest is about to touch the page, and re-entering it now saves the
+        // access-flag fault per page that would follow (an ascending pass over memory aged
+        // while the guest was elsewhere took one fault a page).
         let mapped = if npages > 1 {
-            self.pmap().mapped_pages(startva, npages)
+            let young = view.advice == Advice::Sequential;
+            self.pmap().mapped_pages(startva, npages, young)
         } else {
             0
         };
@@ -539,7 +576,14 @@ impl<'m> Fault<'m> {
                 shadowed = true;
                 continue;
             }
-            self.map_neighbour_anon(anon, currva, want.enter_prot, view.wired_entry);
+            if self.map_neighbour_anon(anon, currva, want.enter_prot, view.wired_entry) {
+                marked = Some((first + lcv, currva));
+            }
+        }
+        if let (Some((i, ipa)), Some(amap)) = (marked, &held.amap) {
+            if let Some(slot) = first_slot.and_then(|s| s.checked_add(i)) {
+                self.read_ahead_after(&view, amap, slot, ipa);
+            }
         }
 
         // Object: its own fault routine, or resident neighbours from a LOCKED get.

@@ -43,6 +43,9 @@ bitflags::bitflags! {
         const FAKE = 1 << 4;
         /// The page must never be mapped writable.
         const RDONLY = 1 << 5;
+        /// Read ahead of a SEQUENTIAL guest, and the fault that maps it starts the next
+        /// readahead window (Linux's `PG_readahead`; `fault/readahead.rs`). Not in the seed.
+        const READAHEAD = 1 << 6;
     }
 }
 

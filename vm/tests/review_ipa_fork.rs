@@ -99,7 +99,7 @@ fn public_entries_refuse_ipas_outside_the_ipa_space() {
         map.stage2().enter(high, pa, rw, EnterFlags::empty()),
         Err(PmapError::OutOfRange)
     );
-    assert_eq!(map.stage2().mapped_pages(high, 4), 0);
+    assert_eq!(map.stage2().mapped_pages(high, 4, false), 0);
     let mut b = [0u8];
     map.copy_in(ipa(0), &mut b).unwrap();
     assert_eq!(b, [1]);

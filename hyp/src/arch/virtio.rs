@@ -139,11 +139,12 @@ impl IoBuf {
     }
 }
 
-/// A read left in flight by [`Disk::submit_read`].
+/// A read left in flight by [`Disk::submit_read`]: into the first `len` bytes of `buf`.
 struct Pending {
     tag: u64,
     token: u16,
     buf: Box<IoBuf>,
+    len: usize,
     deadline: u64,
 }
 
@@ -274,10 +275,11 @@ impl Disk {
         }
     }
 
-    /// Start reading the `blocks` blocks at `sector` into a buffer of their own, as one
-    /// request, named `tag` for [`Disk::poll`]. `Ok(false)`: [`MAX_IN_FLIGHT`] reads are in
-    /// flight already, or the queue is full (the caller reads synchronously).
-    pub fn submit_read(&mut self, sector: u64, blocks: usize, tag: u64) -> Result<bool, DiskError> {
+    /// Start reading the `blocks` blocks at `sector` into the start of `buf` (the request's
+    /// own, handed back by [`Disk::poll`]), as one request, named `tag` for [`Disk::poll`].
+    /// `Ok(false)`: [`MAX_IN_FLIGHT`] reads are in flight already, or the queue is full (the
+    /// caller reads synchronously); `buf` is dropped then, as on an error.
+    pub fn submit_read(&mut self, sector: u64, blocks: usize, tag: u64, mut buf: Box<IoBuf>) -> Result<bool, DiskError> {
         let sector = self.check(sector, blocks)?;
         if blocks == 0 {
             return Err(DiskError::OutOfRange);
@@ -286,18 +288,18 @@ impl Disk {
             return Ok(false);
         }
         let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
-        let mut buf = IoBuf::new(blocks);
+        let len = blocks.checked_mul(BLOCK_BYTES).filter(|&n| n <= buf.data.len()).ok_or(DiskError::OutOfRange)?;
         let b: &mut IoBuf = &mut buf;
         // SAFETY: the buffer is this request's alone, in the heap (moving the `Box` into
         // `pending` does not move it), and not touched before `reap` completes the request with
         // the same three, or ever (leaked) if the device dies.
-        let token = match unsafe { blk.read_blocks_nb(sector, &mut b.req, &mut b.data, &mut b.resp) } {
+        let token = match unsafe { blk.read_blocks_nb(sector, &mut b.req, &mut b.data[..len], &mut b.resp) } {
             Ok(t) => t,
             Err(virtio_drivers::Error::QueueFull) => return Ok(false),
             Err(_) => return Err(DiskError::Device),
         };
         let deadline = timer::now().saturating_add(timer::us_to_ticks(REQUEST_TIMEOUT_US));
-        self.pending.push(Pending { tag, token, buf, deadline });
+        self.pending.push(Pending { tag, token, buf, len, deadline });
         Ok(true)
     }
 
@@ -322,7 +324,7 @@ impl Disk {
             let b: &mut IoBuf = &mut p.buf;
             // SAFETY: the same buffers as the `read_blocks_nb` call that returned `token`, which
             // is now used.
-            let done = unsafe { blk.complete_read_blocks(token, &b.req, &mut b.data, &mut b.resp) };
+            let done = unsafe { blk.complete_read_blocks(token, &b.req, &mut b.data[..p.len], &mut b.resp) };
             let result = match (done, b.resp.status()) {
                 (Ok(()), RespStatus::OK) => Ok(p.buf),
                 _ => Err(DiskError::Device),

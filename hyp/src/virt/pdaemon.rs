@@ -1,10 +1,16 @@
 //! The pagedaemon's hypervisor side: when the engine's clock (`vm::pdaemon`, `Uvm::reclaim`)
-//! runs. The policy of what to free is the engine's; here is only the *when*:
+//! runs. The policy of what to free is the engine's; here is only the *when*, two watermarks as
+//! Linux's kswapd and direct reclaim have:
 //!
-//! - **watermarks**: below [`low_water`] free frames the daemon frees up to [`high_water`], a
-//!   bounded batch at a time ([`BATCH`]), after each fault that mapped a page ([`after_fault`])
-//!   and on idle CPU time ([`on_idle`]) — so most faults find a free frame and never reclaim
-//!   themselves. One CPU at a time runs it ([`RUNNING`]): several would only race for the same
+//! - **background**: below [`high_water`] free frames, idle CPUs free frames up to it, a bounded
+//!   batch at a time ([`BATCH`], [`on_idle`]); a fault that sees the pool below it kicks an idle
+//!   CPU to do so ([`after_fault`]). A guest streaming through swapped memory (readahead takes
+//!   half a window of frames at a time, `vm::fault::readahead`) then finds its frames freed by
+//!   the other CPU, not by its own.
+//! - **direct**: below [`low_water`] (no CPU idle, or the background cannot keep up) the CPU of
+//!   the fault that mapped a page frees up to the high watermark itself, a batch at a time
+//!   ([`after_fault`]) — so most faults find a free frame and never reclaim themselves.
+//! - One CPU at a time runs the daemon ([`RUNNING`]): several would only race for the same
 //!   inactive pages.
 //! - **empty pool**: a fault that still ended `NoMemory` (it reclaims itself, `reclaim_or_nomem`,
 //!   but other CPUs took the frames it freed) is retried when the daemon can free something now
@@ -24,21 +30,23 @@ pub const BATCH: usize = 64;
 /// The daemon runs on one CPU at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
-/// Below this many free frames the daemon runs: 1/64 of the pool (5 MiB of 320 MiB).
+/// Below this many free frames a fault's CPU frees frames itself: 1/64 of the pool (5 MiB of
+/// 320 MiB).
 pub fn low_water(total: usize) -> usize {
     total / 64
 }
 
-/// The daemon stops freeing at this many free frames: 1/32 of the pool.
+/// Below this many free frames idle CPUs free frames, and every run of the daemon stops here:
+/// 1/16 of the pool (20 MiB of 320 MiB; 256 frames of a 16 MiB pool, four readahead windows).
 pub fn high_water(total: usize) -> usize {
-    total / 32
+    total / 16
 }
 
-/// Free frames up to the high watermark when below the low one, at most [`BATCH`]; returns how
+/// Free frames up to the high watermark when below `below`, at most [`BATCH`]; returns how
 /// many were freed (0 also when another CPU runs the daemon).
-fn balance(h: &Hyp) -> usize {
+fn balance(h: &Hyp, below: fn(usize) -> usize) -> usize {
     let (free, total) = (h.uvm.free_pages(), h.uvm.total_pages());
-    if free >= low_water(total) || RUNNING.swap(true, Ordering::Acquire) {
+    if free >= below(total) || RUNNING.swap(true, Ordering::Acquire) {
         return 0;
     }
     let freed = h.uvm.reclaim((high_water(total) - free).min(BATCH));
@@ -46,16 +54,21 @@ fn balance(h: &Hyp) -> usize {
     freed
 }
 
-/// After a fault mapped a page: keep the free frames above the low watermark.
+/// After a fault mapped a page: below the low watermark free frames now; below the high one
+/// have an idle CPU do it, if there is one.
 pub fn after_fault(h: &Hyp) {
-    if h.uvm.swap().is_some() {
-        balance(h);
+    if h.uvm.swap().is_none() {
+        return;
+    }
+    if balance(h, low_water) == 0 && h.uvm.free_pages() < high_water(h.uvm.total_pages()) {
+        h.kick_idle();
     }
 }
 
-/// An idle CPU: true if it freed frames (then it looks for vCPUs again instead of sleeping).
+/// An idle CPU: below the high watermark free frames; true if it freed some (then it looks
+/// for vCPUs again instead of sleeping).
 pub fn on_idle(h: &Hyp) -> bool {
-    h.uvm.swap().is_some() && balance(h) != 0
+    h.uvm.swap().is_some() && balance(h, high_water) != 0
 }
 
 /// A fault ended `NoMemory`: true when it is worth retrying, because the daemon freed frames

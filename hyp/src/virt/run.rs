@@ -42,7 +42,7 @@ pub fn run_cpu(h: &Hyp) -> ! {
         input::poll(h, |vm, ids| wake(h, vm, ids));
         let due = h.queue.lock().wake_due(timer::now());
         if due != 0 {
-            kick_idle(h);
+            h.kick_idle();
         }
         match take(h) {
             Some(mut v) => {
@@ -65,15 +65,7 @@ pub fn run_cpu(h: &Hyp) -> ! {
 /// Takes the run queue alone.
 pub fn make_runnable(h: &Hyp, v: Box<Vcpu>) {
     h.queue.lock().push(v);
-    kick_idle(h);
-}
-
-/// Send the kick SGI to one idle CPU other than this one.
-fn kick_idle(h: &Hyp) {
-    let idle = h.idle_cpus.load(Ordering::Acquire) & !(1 << cpu::index());
-    if idle != 0 {
-        gic::kick(idle.trailing_zeros() as usize);
-    }
+    h.kick_idle();
 }
 
 /// Take the head of the queue, counting it as busy until [`put_back`]; a vCPU of a VM held at
@@ -251,7 +243,7 @@ fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
         ids.iter().map(|id| q.wake(*id)).collect()
     };
     if asleep.contains(&true) {
-        kick_idle(h);
+        h.kick_idle();
     }
     let me = cpu::index();
     for (id, _) in ids.iter().zip(asleep).filter(|(_, woken)| !woken) {

@@ -26,7 +26,7 @@ use super::parking::Waiters;
 use super::account::Accountant;
 use super::report;
 use super::trace::Trace;
-use crate::arch::{semihosting, timer};
+use crate::arch::{cpu, gic, semihosting, timer};
 use ::vm::dedup::Dedup;
 use ::vm::uvm::Uvm;
 use ::vm::Ipa;
@@ -74,6 +74,15 @@ pub struct Hyp {
 }
 
 impl Hyp {
+    /// Send the kick SGI to one idle CPU other than this one, if there is one (it announces
+    /// itself in `idle_cpus` before it sleeps: `run.rs`).
+    pub fn kick_idle(&self) {
+        let idle = self.idle_cpus.load(Ordering::Acquire) & !(1 << cpu::index());
+        if idle != 0 {
+            gic::kick(idle.trailing_zeros() as usize);
+        }
+    }
+
     pub fn new(uvm: Arc<Uvm>, trace: Trace, dedup: Option<(Dedup, usize)>) -> Hyp {
         Hyp {
             dedup,

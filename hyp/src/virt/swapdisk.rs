@@ -58,6 +58,11 @@ struct Target {
 /// Swap slots on the virtio-blk disk.
 pub struct SwapDisk {
     inner: Mutex<Locked>,
+    /// Buffers of finished reads (of [`CLUSTER_BLOCKS`], so any serves any read), kept for the
+    /// next ones: allocating and zeroing 64 KiB for each read cost under TCG about as much as
+    /// submitting it (36 µs of ~80). A leaf lock of its own, so that no one waits for the
+    /// disk's to give a buffer back.
+    spare: Mutex<Vec<Box<IoBuf>>>,
     slots: u32,
 }
 
@@ -101,8 +106,9 @@ impl SwapDisk {
         let sector = self.sector(first)?;
         let Some(&(_, head)) = reads.first().filter(|_| reads.len() <= CLUSTER_BLOCKS) else { return Err(SwapIoError) };
         let tag = u64::from(head.0);
+        let buf = self.spare.lock().pop().unwrap_or_else(|| IoBuf::new(CLUSTER_BLOCKS));
         let mut l = self.lock();
-        if !l.disk.submit_read(sector, reads.len(), tag).map_err(|_| SwapIoError)? {
+        if !l.disk.submit_read(sector, reads.len(), tag, buf).map_err(|_| SwapIoError)? {
             return Ok(false);
         }
         l.targets.push(Target { tag, frames: reads.iter().map(|&(frame, pg)| (pg, frame)).collect() });
@@ -162,16 +168,31 @@ impl SwapDevice for SwapDisk {
     }
 
     fn poll(&self, mem: &dyn PhysMem) -> Vec<(PageIdx, Result<(), SwapIoError>)> {
-        // Another CPU holding the disk polls (or waits in a transfer, which collects): skip.
-        let Some(mut l) = self.inner.try_lock() else { return Vec::new() };
-        let finished = l.disk.poll();
-        let mut out = Vec::with_capacity(finished.len());
-        for (tag, result) in finished {
-            let Some(i) = l.targets.iter().position(|t| t.tag == tag) else { continue };
-            let target = l.targets.swap_remove(i);
+        // The finished reads and their targets are taken under the disk's lock, their data
+        // copied into the frames after it: a submit on another CPU (a readahead) must not wait
+        // for these copies.
+        let finished: Vec<(Target, Result<Box<IoBuf>, DiskError>)> = {
+            // Another CPU holding the disk polls (or waits in a transfer, which collects): skip.
+            let Some(mut l) = self.inner.try_lock() else { return Vec::new() };
+            let done = l.disk.poll();
+            done.into_iter()
+                .filter_map(|(tag, result)| {
+                    let i = l.targets.iter().position(|t| t.tag == tag)?;
+                    Some((l.targets.swap_remove(i), result))
+                })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(finished.iter().map(|(t, _)| t.frames.len()).sum());
+        for (target, result) in finished {
             for (k, (pg, frame)) in target.frames.into_iter().enumerate() {
                 let block = result.as_ref().ok().and_then(|buf| buf.data.chunks_exact(BLOCK_BYTES).nth(k));
                 out.push((pg, block.map(|data| mem.write(frame, data)).ok_or(SwapIoError)));
+            }
+            if let Ok(buf) = result {
+                let mut spare = self.spare.lock();
+                if spare.len() < virtio::MAX_IN_FLIGHT {
+                    spare.push(buf);
+                }
             }
         }
         out
@@ -306,5 +327,5 @@ fn open() -> Result<(Arc<SwapDisk>, Option<super::swapbench::Raw>), Off> {
             None
         }
     };
-    Ok((Arc::new(SwapDisk { inner: Mutex::new(l), slots }), raw))
+    Ok((Arc::new(SwapDisk { inner: Mutex::new(l), spare: Mutex::new(Vec::new()), slots }), raw))
 }

@@ -2,7 +2,6 @@
 //! with every lock dropped and re-verifying the world afterwards.
 
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 
 use super::{Fault, FaultError, Held, Need, Step, View};
 use crate::anon::{Anon, AnonState, SwapSlot};
@@ -11,8 +10,7 @@ use crate::stats::Stats;
 use crate::swap::{ReadKind, Started, SwapIoError};
 use crate::swapevents::{SlotIo, SwapEvent};
 
-use super::readahead::{self, drop_readahead};
-use crate::map::Advice;
+use super::readahead::drop_readahead;
 use crate::uvm::Uvm;
 
 pub(super) type AnonGuard<'a> = crate::sync::MutexGuard<'a, AnonState>;
@@ -30,8 +28,9 @@ impl<'m> Fault<'m> {
     /// fail with `Io`; released meanwhile → free the page and its slot and refault; success →
     /// unbusy and loop.
     ///
-    /// With the entry's advice SEQUENTIAL, a swap-in also starts reads of the following anons
-    /// of the amap, after every lock is dropped (`readahead.rs`).
+    /// With the entry's advice SEQUENTIAL, a swap-in, or finding the readahead mark on the
+    /// resident page, also collects the readahead window after the page, which the fault starts
+    /// once every lock is dropped (`readahead.rs`).
     ///
     /// Also returns whether the page is loaned (read in the same PAGE lock round trip).
     ///
@@ -59,7 +58,12 @@ impl<'m> Fault<'m> {
                 let mut m = self.uvm.page_meta(pg).lock();
                 if !m.flags.contains(PageFlags::BUSY) {
                     let loaned = m.loan_count > 0;
+                    let marked = m.flags.contains(PageFlags::READAHEAD);
+                    m.flags.remove(PageFlags::READAHEAD);
                     drop(m);
+                    if let (true, Some(amap), Some(slot)) = (marked, &held.amap, view.slot(self.ipa)) {
+                        self.read_ahead_after(view, amap, slot, self.ipa);
+                    }
                     return Ok((held, a, loaned));
                 }
                 m.flags.insert(PageFlags::WANTED);
@@ -95,10 +99,9 @@ impl<'m> Fault<'m> {
                 .flags
                 .insert(PageFlags::CLEAN | PageFlags::WANTED);
             a.page = Some(pg);
-            let ahead = match (view.advice, &held.amap, view.slot(self.ipa)) {
-                (Advice::Sequential, Some(amap), Some(slot)) => readahead::following(amap, slot),
-                _ => Vec::new(),
-            };
+            if let (Some(amap), Some(slot)) = (&held.amap, view.slot(self.ipa)) {
+                self.read_ahead_after(view, amap, slot, self.ipa);
+            }
             drop(a);
             drop(held);
 
@@ -108,9 +111,6 @@ impl<'m> Fault<'m> {
             self.uvm.swap_event(SwapEvent::PageIn { at, slot });
             let mem = self.uvm.mem();
             let started = swap.start_read(busy, slot, mem.as_ref(), self.uvm.pa(pg));
-            for _ in 0..readahead::read_ahead(self.uvm, &swap, &ahead, at) {
-                self.bump(|s| &s.readaheads);
-            }
             let (busy, result) = match started {
                 Started::InFlight => {
                     // `Uvm::swap_poll` ends the swap-in; wait for the page like any BUSY one.

@@ -31,8 +31,10 @@ impl<'m> Fault<'m> {
         }
     }
 
-    /// Map a resident, unloaned, non-busy neighbour anon page (read-only while shared). A pmap
-    /// failure is ignored: this page is not the one faulting.
+    /// Map a resident, unloaned, non-busy neighbour anon page (read-only while shared or
+    /// clean). A pmap
+    /// failure is ignored: this page is not the one faulting. Returns whether the page carried
+    /// the readahead mark, which it clears (the caller starts the next window: `readahead.rs`).
     ///
     /// # Locks
     /// Entry and exit: MAPS, AMAP held. Takes the ANON lock, then PMAP, PAGE, PAGE QUEUES.
@@ -42,18 +44,24 @@ impl<'m> Fault<'m> {
         currva: Ipa,
         enter_prot: Prot,
         wired: bool,
-    ) {
+    ) -> bool {
         let a = anon.lock();
-        let Some(pg) = a.page else { return };
-        let ok = {
-            let m = self.uvm.page_meta(pg).lock();
-            m.loan_count == 0 && !m.flags.contains(PageFlags::BUSY)
+        let Some(pg) = a.page else { return false };
+        let (ok, marked, clean) = {
+            let mut m = self.uvm.page_meta(pg).lock();
+            let ok = m.loan_count == 0 && !m.flags.contains(PageFlags::BUSY);
+            let marked = ok && m.flags.contains(PageFlags::READAHEAD);
+            if marked {
+                m.flags.remove(PageFlags::READAHEAD);
+            }
+            (ok, marked, m.flags.contains(PageFlags::CLEAN))
         };
         if !ok {
-            return;
+            return false;
         }
         self.bump(|s| &s.fltnamap);
-        let prot = if a.an_ref > 1 {
+        // Clean: read-only until a write faults, as in 1A (`upper.rs`).
+        let prot = if a.an_ref > 1 || clean {
             enter_prot - Prot::WRITE
         } else {
             enter_prot
@@ -64,6 +72,7 @@ impl<'m> Fault<'m> {
                 self.uvm.mark_dirty(pg);
             }
         }
+        marked
     }
 
     /// Map the neighbour pages a LOCKED get found (taking them out of `pages`), giving their BUSY

@@ -5,10 +5,20 @@
 //! The pagedaemon writes consecutive pages into consecutive slots (`pdaemon/cluster.rs`), so the
 //! following amap slots' anons are mostly in the following swap slots: a guest reading its memory
 //! in order finds the next pages resident (or their reads in flight) instead of faulting and
-//! parking on each. At most [`READAHEAD_PAGES`] a fault, anons in consecutive slots as one
-//! request, and only what the device takes asynchronously ([`Swap::start_readahead_cluster`]):
-//! a declined read ends the readahead, nothing is ever read ahead synchronously, and a fault
-//! never waits for a read it did not need.
+//! parking on each. A window is the [`READAHEAD_PAGES`] amap slots after a page, anons in
+//! consecutive slots read as one request, and only what the device takes asynchronously
+//! ([`Swap::start_readahead_cluster`]): a declined read ends the readahead, nothing is ever read
+//! ahead synchronously, and a fault never waits for a read it did not need.
+//!
+//! # Keeping ahead of the guest
+//! Reading ahead only when a fault has to page in would leave the guest waiting at the end of
+//! every window: it catches up with the reads it just started. So, as Linux's `PG_readahead`
+//! does, a window marks one of the pages it reads ([`PageFlags::READAHEAD`]): the first one at
+//! least half a window after the page that started it. A fault that finds the mark on a page it
+//! maps — the faulting page or a neighbour, resident by then — clears it and starts the window
+//! after that page, whose first half is resident or in flight already, so only its second half
+//! is read, and marked again. In a steady ascending pass each window reads half a window of
+//! pages, started half a window before the guest needs the first of them.
 //!
 //! A read ahead that fails is dropped: its page is freed and the anon keeps its slot, so the
 //! data is still there for the fault that needs it, which reads it again and, if that read fails
@@ -23,7 +33,8 @@
 //!
 //! # Locks
 //! The anons are collected under AMAP (the fault's locks); the reads start after every lock is
-//! dropped, each anon locked alone to give it its BUSY page (ANON, then PAGE QUEUES and PAGE).
+//! dropped (`Fault::start_readahead`), each anon locked alone to give it its BUSY page (ANON,
+//! then PAGE QUEUES and PAGE).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -38,8 +49,19 @@ use crate::swapevents::{Place, SwapEvent};
 use crate::uvm::Uvm;
 use crate::PAGE_SIZE;
 
-/// Most pages read ahead by one fault.
-pub const READAHEAD_PAGES: usize = 8;
+/// The readahead window: how many amap slots after a page one readahead looks at.
+pub const READAHEAD_PAGES: usize = 64;
+
+/// Where in a window the next one is triggered (see the module documentation): the first page
+/// read at least this many slots after the page that started the window carries the mark.
+pub const MARK_AFTER: u64 = READAHEAD_PAGES as u64 / 2;
+
+/// A window to read, collected under the fault's locks and started after they are dropped.
+pub(super) struct Window {
+    anons: Vec<Ahead>,
+    /// Where the page the window follows is mapped (see [`read_ahead`]).
+    at: Place,
+}
 
 /// An anon to read ahead, and how many pages after the faulting one its amap slot is (so
 /// where the faulting entry maps it, for the swap listener).
@@ -48,18 +70,20 @@ pub(super) struct Ahead {
     after: u64,
 }
 
-/// The anons of the [`READAHEAD_PAGES`] amap slots after `slot` (empty slots skipped).
+/// The window after `slot`, the page mapped at `at`: the anons of the [`READAHEAD_PAGES`] amap
+/// slots after it (empty slots skipped).
 ///
 /// # Locks
 /// Entry and exit: AMAP held (`amap`); takes nothing, the anons are not locked.
-pub(super) fn following(amap: &AmapState, slot: usize) -> Vec<Ahead> {
-    let Some(next) = slot.checked_add(1) else {
-        return Vec::new();
+pub(super) fn following(amap: &AmapState, slot: usize, at: Place) -> Window {
+    let anons = match slot.checked_add(1) {
+        Some(next) => (1u64..)
+            .zip(amap.lookups(next, READAHEAD_PAGES))
+            .filter_map(|(after, anon)| Some(Ahead { anon: anon?, after }))
+            .collect(),
+        None => Vec::new(),
     };
-    (1u64..)
-        .zip(amap.lookups(next, READAHEAD_PAGES))
-        .filter_map(|(after, anon)| Some(Ahead { anon: anon?, after }))
-        .collect()
+    Window { anons, at }
 }
 
 /// Where the page `after` pages past the faulting one (mapped at `at`) is mapped: the same
@@ -73,20 +97,22 @@ fn place_after(at: Place, after: u64) -> Place {
     Some((vmid, Ipa(ipa)))
 }
 
-/// Start reading ahead the swapped-out ones of `anons`, in order, until the device declines one
-/// or no frame is free. Anons in consecutive slots (as the pagedaemon's clusters leave them) are
-/// read as one request ([`Swap::start_readahead_cluster`]): a guest's ascending pass then costs
-/// the device one request a run instead of one a page. Each read started is told to the swap
-/// listener as a page-in, placed from `at`, where the faulting page is mapped (see the module
+/// Start reading the swapped-out, non-resident anons of `window`, in order, until the device
+/// declines one or no frame is free, marking the first at least [`MARK_AFTER`] slots on (see
+/// the module documentation). Anons in consecutive slots (as the pagedaemon's clusters leave
+/// them) are read as one request ([`Swap::start_readahead_cluster`]): a guest's ascending pass
+/// then costs the device one request a run instead of one a page. Each read started is told to
+/// the swap listener as a page-in, placed from the window's `at` (see the module
 /// documentation). Returns how many reads were started.
 ///
 /// # Locks
 /// Entry and exit: nothing held. Takes each anon's ANON alone, under it PAGE QUEUES and PAGE
 /// (`Uvm::alloc_page`); then the in-flight list's and the device's locks (leaves); the listener
 /// with nothing held.
-pub(super) fn read_ahead(uvm: &Uvm, swap: &Swap, anons: &[Ahead], at: Place) -> usize {
+pub(super) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) -> usize {
+    let Window { anons, at } = window;
     let mut started = 0;
-    let mut pages = claim(uvm, anons).into_iter().peekable();
+    let mut pages = claim(uvm, &anons).into_iter().peekable();
     while let Some(c) = pages.next() {
         let first = c.slot;
         let mut run = alloc::vec![c];
@@ -136,13 +162,15 @@ struct Claimed {
 }
 
 /// Give each swapped-out, non-resident one of `anons` a BUSY page for its read ahead, in
-/// order, until no frame is free.
+/// order, until no frame is free; the first at least [`MARK_AFTER`] slots after the window's
+/// page gets the mark.
 ///
 /// # Locks
 /// Entry and exit: nothing held. Takes each anon's ANON alone, under it PAGE QUEUES and PAGE
 /// (`Uvm::alloc_page`).
 fn claim(uvm: &Uvm, anons: &[Ahead]) -> Vec<Claimed> {
     let mut out = Vec::with_capacity(anons.len());
+    let mut marked = false;
     for &Ahead { ref anon, after } in anons {
         let mut a = anon.lock();
         let SwapSlot::Slot(slot) = a.swslot else {
@@ -155,10 +183,11 @@ fn claim(uvm: &Uvm, anons: &[Ahead]) -> Vec<Claimed> {
             break;
         };
         // Its contents are the slot's: clean as a swap-in's page (and FAKE until read).
-        uvm.page_meta(busy.page())
-            .lock()
-            .flags
-            .insert(PageFlags::CLEAN);
+        let mark = !marked && after >= MARK_AFTER;
+        marked |= mark;
+        let mut flags = PageFlags::CLEAN;
+        flags.set(PageFlags::READAHEAD, mark);
+        uvm.page_meta(busy.page()).lock().flags.insert(flags);
         a.page = Some(busy.page());
         out.push(Claimed { busy, slot, after });
     }

@@ -4,20 +4,24 @@
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
-use super::readahead::READAHEAD_PAGES;
+use super::readahead::{MARK_AFTER, READAHEAD_PAGES};
 use super::*;
+use crate::pdaemon::CLUSTER_PAGES;
 use crate::anon::SwapSlot;
 use crate::swap::{MemSwap, SwapIoError, SwapOp};
 use crate::swapevents::{SwapEvent, SwapEvents};
 use crate::testenv::*;
 
-/// Pages in the test map: more than one readahead's worth after page 0.
-const PAGES: u64 = 12;
+/// Pages in the test map: more than two readahead windows after page 0.
+const PAGES: u64 = 2 * READAHEAD_PAGES as u64 + 16;
+
+/// Frames and swap slots of the tests: room for the whole map.
+const FRAMES: usize = 2 * PAGES as usize;
 
 /// A map of [`PAGES`] anon pages with `advice`, page `n` holding `n + 1`, all paged out to an
 /// asynchronous device.
 fn swapped(e: &Env, advice: Advice) -> (Arc<Map>, Arc<MemSwap>) {
-    let swap = MemSwap::new(64);
+    let swap = MemSwap::new(FRAMES as u32);
     e.uvm.set_swap(swap.clone());
     let m = e.anon_map(PAGES);
     m.advise(page(0), page(PAGES), advice).unwrap();
@@ -52,7 +56,7 @@ fn value(m: &Map, n: u64) -> u64 {
 /// Without SEQUENTIAL a swap-in reads its page only.
 #[test]
 fn normal_advice_reads_one_page() {
-    let e = env(64);
+    let e = env(FRAMES);
     let (m, swap) = swapped(&e, Advice::Normal);
     assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
     assert_eq!(swap.queued_reads(), 1);
@@ -60,11 +64,11 @@ fn normal_advice_reads_one_page() {
 }
 
 /// With SEQUENTIAL the fault on page 0 also starts the reads of the next `READAHEAD_PAGES`
-/// anons; finished in reverse order, each page gets its own data, and the faults on them find
-/// them resident: no further read.
+/// anons, a request a cluster of consecutive slots; finished in reverse order, each page gets
+/// its own data, and the faults on them find them resident: no further read.
 #[test]
 fn sequential_reads_the_following_anons_ahead_in_any_order() {
-    let e = env(64);
+    let e = env(FRAMES);
     let (m, swap) = swapped(&e, Advice::Sequential);
     assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
     let ahead = READAHEAD_PAGES as u64;
@@ -72,16 +76,17 @@ fn sequential_reads_the_following_anons_ahead_in_any_order() {
     assert_eq!(m.stats().snapshot().readaheads, ahead);
     assert_eq!(
         swap.read_clusters.load(Ordering::Relaxed),
-        1,
-        "consecutive slots: one request"
+        READAHEAD_PAGES.div_ceil(CLUSTER_PAGES) as u64,
+        "consecutive slots: one request a cluster"
     );
     for n in (0..=ahead).rev() {
         assert!(swap.finish(slot_of(&m, n)), "page {n} is being read");
         assert_eq!(e.uvm.swap_poll(), 1);
     }
-    for n in 0..=ahead {
+    // Up to the mark (and its neighbourhood short of it) every page is there: no read.
+    let (_, forward) = Advice::Sequential.range();
+    for n in 0..MARK_AFTER - forward {
         assert_eq!(rd(&m, page(n)).unwrap().case, FaultCase::Anon1A, "page {n}");
-        assert_eq!(value(&m, n), n + 1, "page {n}");
     }
     assert_eq!(swap.reads.load(Ordering::Relaxed), 1 + ahead);
     assert_eq!(m.stats().snapshot().pageins, 1);
@@ -89,13 +94,101 @@ fn sequential_reads_the_following_anons_ahead_in_any_order() {
         !anon_state(&m, ahead + 1).0,
         "beyond the readahead: still out"
     );
+    for n in 0..=ahead {
+        assert_eq!(value(&m, n), n + 1, "page {n}");
+    }
+}
+
+/// Pages 0 ..= `READAHEAD_PAGES` read as the first test does, and resident.
+fn first_window_read(e: &Env, m: &Map, swap: &MemSwap) {
+    assert_eq!(rd(m, page(0)), Err(FaultError::Restart));
+    for n in 0..=READAHEAD_PAGES as u64 {
+        assert!(swap.finish(slot_of(m, n)));
+    }
+    assert_eq!(e.uvm.swap_poll(), 1 + READAHEAD_PAGES);
+}
+
+/// The fault that maps the marked page (half a window on) starts the next window from there:
+/// only its pages not resident yet are read, and its own mark is half a window after the
+/// fault again, so a guest reading on in order never waits for a read it could have started
+/// earlier. The pages before the mark start nothing.
+#[test]
+fn the_marked_page_starts_the_next_window_half_a_window_ahead() {
+    let e = env(FRAMES);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    first_window_read(&e, &m, &swap);
+    let ahead = READAHEAD_PAGES as u64;
+    // The centre of each fault, with the faults' neighbourhoods, ends just short of the mark.
+    let (_, forward) = Advice::Sequential.range();
+    for n in (0..MARK_AFTER - forward).step_by(forward as usize + 1) {
+        assert_eq!(rd(&m, page(n)).unwrap().case, FaultCase::Anon1A);
+    }
+    assert_eq!(swap.queued_reads(), 0, "nothing before the mark");
+    assert_eq!(rd(&m, page(MARK_AFTER)).unwrap().case, FaultCase::Anon1A);
+    let second = ahead + 1..=MARK_AFTER + ahead;
+    assert_eq!(swap.queued_reads() as u64, second.clone().count() as u64);
+    for n in second.clone() {
+        assert!(swap.finish(slot_of(&m, n)), "page {n} is read by the second window");
+    }
+    e.uvm.swap_poll();
+    // Its mark is its first page: the one at least half a window after page MARK_AFTER.
+    assert_eq!(rd(&m, page(ahead - forward)).unwrap().case, FaultCase::Anon1A);
+    assert_eq!(swap.queued_reads(), 0, "pages up to {ahead} are not marked");
+    assert_eq!(rd(&m, page(ahead + 1)).unwrap().case, FaultCase::Anon1A);
+    let third = MARK_AFTER + ahead + 1..=ahead + 1 + ahead;
+    assert_eq!(swap.queued_reads() as u64, third.clone().count() as u64);
+    for n in third {
+        assert!(swap.finish(slot_of(&m, n)));
+    }
+    e.uvm.swap_poll();
+    assert_eq!(m.stats().snapshot().pageins, 1, "one demand read in all");
+    for n in 0..=ahead + 1 + ahead {
+        assert_eq!(value(&m, n), n + 1, "page {n}");
+    }
+}
+
+/// A mark on a neighbour the fault maps starts the window as well: the guest may never fault
+/// on the marked page itself.
+#[test]
+fn a_marked_neighbour_starts_the_next_window() {
+    let e = env(FRAMES);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    first_window_read(&e, &m, &swap);
+    let (_, forward) = Advice::Sequential.range();
+    let r = rd(&m, page(MARK_AFTER - forward)).unwrap();
+    assert_eq!(r.neighbours as u64, forward, "the marked page is mapped on the way");
+    let ahead = READAHEAD_PAGES as u64;
+    assert_eq!(
+        swap.queued_reads() as u64,
+        MARK_AFTER,
+        "the window after the marked page, less what is resident"
+    );
+    for n in ahead + 1..=MARK_AFTER + ahead {
+        assert!(swap.finish(slot_of(&m, n)));
+    }
+    e.uvm.swap_poll();
+    // Mapped by the fault, the page is not marked any more: faulting on it reads nothing.
+    assert_eq!(rd(&m, page(MARK_AFTER)).unwrap().case, FaultCase::Anon1A);
+    assert_eq!(swap.queued_reads(), 0);
+}
+
+/// NORMAL advice reads nothing ahead, marked pages or not.
+#[test]
+fn a_mark_under_normal_advice_starts_nothing() {
+    let e = env(FRAMES);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    first_window_read(&e, &m, &swap);
+    m.advise(page(0), page(PAGES), Advice::Normal).unwrap();
+    assert_eq!(rd(&m, page(MARK_AFTER)).unwrap().case, FaultCase::Anon1A);
+    assert_eq!(swap.queued_reads(), 0);
+    assert_eq!(m.stats().snapshot().readaheads, READAHEAD_PAGES as u64);
 }
 
 /// A read ahead that fails drops its page and nothing else: the anon keeps its slot (not bad),
 /// and the fault that needs the page reads it again and gets the data.
 #[test]
 fn a_failed_readahead_loses_nothing_and_marks_nothing_bad() {
-    let e = env(64);
+    let e = env(FRAMES);
     let (m, swap) = swapped(&e, Advice::Sequential);
     let victim = slot_of(&m, 3);
     swap.set_hook(Some(Arc::new(move |op, slot| {
@@ -118,15 +211,15 @@ fn a_failed_readahead_loses_nothing_and_marks_nothing_bad() {
         Err(FaultError::Restart),
         "read again, on demand"
     );
-    // That fault reads ahead too: the pages after the first readahead's.
-    let rest = 1 + READAHEAD_PAGES as u64..PAGES;
+    // That fault reads ahead too: its window's pages after the first readahead's.
+    let rest = 1 + READAHEAD_PAGES as u64..4 + READAHEAD_PAGES as u64;
     assert_eq!(swap.queued_reads(), 1 + rest.clone().count());
     assert!(swap.finish(victim));
     for n in rest.clone() {
         assert!(swap.finish(slot_of(&m, n)));
     }
     assert_eq!(e.uvm.swap_poll(), 1 + rest.count());
-    for n in 0..PAGES {
+    for n in 0..4 + READAHEAD_PAGES as u64 {
         assert_eq!(value(&m, n), n + 1, "page {n}");
     }
 }
@@ -135,8 +228,8 @@ fn a_failed_readahead_loses_nothing_and_marks_nothing_bad() {
 /// ahead, one request each, and each page gets its own data.
 #[test]
 fn sequential_reads_scattered_slots_one_request_each() {
-    let e = env(64);
-    let swap = MemSwap::new(64);
+    let e = env(FRAMES);
+    let swap = MemSwap::new(FRAMES as u32);
     e.uvm.set_swap(swap.clone());
     let m = e.anon_map(PAGES);
     m.advise(page(0), page(PAGES), Advice::Sequential).unwrap();
@@ -189,7 +282,7 @@ impl Recorder {
 /// synchronous one) starts no read and tells nothing.
 #[test]
 fn each_page_read_ahead_is_a_page_in_event_where_it_is_mapped() {
-    let e = env(64);
+    let e = env(FRAMES);
     let (m, swap) = swapped(&e, Advice::Sequential);
     let rec = Arc::new(Recorder::default());
     e.uvm.set_swap_events(rec.clone());

@@ -293,23 +293,32 @@ fn anonget_swaps_the_page_back_in() {
         ),
         (1, 1, 1, 1, 1)
     );
-    // Mapped writable: dirty, written again.
-    let writes = swap.writes.load(core::sync::atomic::Ordering::Relaxed);
+    let writes = || swap.writes.load(core::sync::atomic::Ordering::Relaxed);
+    // Read back: CLEAN with its slot and mapped read-only though the entry is writable (the
+    // write must fault to dirty it), so dropped without writing again.
+    assert_eq!(prot(&m, page(1)), Some(Prot::READ));
+    let before = writes();
     assert!(m.pageout(page(1)));
-    assert_eq!(
-        swap.writes.load(core::sync::atomic::Ordering::Relaxed),
-        writes + 1
-    );
+    assert_eq!(writes(), before, "a page only read is not written again");
+    // Read back again, then written: the write faults, maps it writable, and the page is
+    // dirty: written again (to a new slot) when paged out, with the written data.
+    rd(&m, page(1)).unwrap();
+    assert_eq!(prot(&m, page(1)), Some(Prot::READ));
+    assert_eq!(wr(&m, page(1)).unwrap().case, FaultCase::Anon1A);
+    assert_eq!(prot(&m, page(1)), Some(Prot::READ | Prot::WRITE));
+    m.copy_out(page(1), &[0x6b]).unwrap();
+    assert!(m.pageout(page(1)));
+    assert_eq!(writes(), before + 1, "dirty: written again");
+    rd(&m, page(1)).unwrap();
+    assert_eq!(e.byte(&m, page(1)), 0x6b);
     // Swapped in for a read-only entry: CLEAN with a slot, dropped without writing again.
     m.protect(page(0), page(4), Prot::READ).unwrap();
+    assert!(m.pageout(page(1)));
+    let before = writes();
     rd(&m, page(1)).unwrap();
     assert_eq!(prot(&m, page(1)), Some(Prot::READ));
     assert!(m.pageout(page(1)));
-    let writes = writes + 1;
-    assert_eq!(
-        swap.writes.load(core::sync::atomic::Ordering::Relaxed),
-        writes
-    );
+    assert_eq!(writes(), before);
 }
 
 #[test]

@@ -5,11 +5,17 @@ use alloc::sync::Arc;
 use super::{Fault, FaultCase, Held, Need, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_dropswap_locked, Anon, AnonState};
-use crate::page::Owner;
+use crate::page::{Owner, PageFlags};
 
 impl<'m> Fault<'m> {
     /// Handle case 1: make the anon's data resident, handle loans, then 1A (map it) or 1B (copy
     /// it into a new anon and map that).
+    ///
+    /// 1A maps a CLEAN page (its swap copy current) read-only unless the fault writes: the
+    /// stage 2 keeps no modified bit, so the write that dirties the page must fault (then 1A maps
+    /// it writable and clears CLEAN), as NetBSD's pmaps emulate the modified bit where the MMU
+    /// has none. Mapped writable at once, every page read back from swap would count as dirty
+    /// and be written again when paged out, though the guest only read it.
     ///
     /// # Locks
     /// Entry: MAPS (read) and AMAP held in `held`. Takes the ANON lock (not the new anon's in 1B:
@@ -103,9 +109,9 @@ impl<'m> Fault<'m> {
             return Ok(FaultCase::AnonCow1B);
         }
 
-        // Case 1A: map the anon's own page (read-only while shared).
+        // Case 1A: map the anon's own page (read-only while shared, or while clean).
         self.bump(|s| &s.flt_anon);
-        if a.an_ref > 1 {
+        if a.an_ref > 1 || (!want.cow_now && self.uvm.page_has(pg, PageFlags::CLEAN)) {
             want.enter_prot -= Prot::WRITE;
         }
         if !self.enter(pg, want.enter_prot, want) {

@@ -285,13 +285,14 @@ impl Stage2 {
     }
 
     /// Which of the `n` (≤ 32) pages from `start` are mapped: bit `i` set when page `i` has a
-    /// valid leaf (as [`Pmap::extract`] would find it). One lock round trip and one walk per
-    /// level-3 table for the whole range, where `n` calls of `extract` would take `n` of each:
-    /// this is how a fault asks which of its neighbours need no work.
+    /// valid leaf (as [`Pmap::extract`] would find it) and, with `young`, its access flag set
+    /// (an old leaf's next access faults). One lock round trip and one walk per level-3 table
+    /// for the whole range, where `n` calls of `extract` would take `n` of each: this is how a
+    /// fault asks which of its neighbours need no work.
     ///
     /// # Locks
     /// Takes this table's lock.
-    pub fn mapped_pages(&self, start: Ipa, n: usize) -> u32 {
+    pub fn mapped_pages(&self, start: Ipa, n: usize, young: bool) -> u32 {
         let inner = self.inner.lock();
         let mut mask = 0;
         let mut path = None;
@@ -308,8 +309,10 @@ impl Stage2 {
             }
             let Some(l3_table) = path else { continue };
             let d = self.read(Self::slot(l3_table, ipa, Level::L3));
-            if matches!(d.decode(Level::L3), Entry::Leaf { .. }) {
-                mask |= 1 << i;
+            if let Entry::Leaf { attrs, .. } = d.decode(Level::L3) {
+                if !young || attrs.contains(Stage2Attributes::AF) {
+                    mask |= 1 << i;
+                }
             }
         }
         mask

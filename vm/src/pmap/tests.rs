@@ -222,15 +222,23 @@ fn mapped_pages_agrees_with_extract_across_tables() {
         .filter(|&i| s2.extract(below.add_pages(i)).is_some())
         .fold(0u32, |m, i| m | 1 << i);
     assert_eq!(want, 0b101_1101);
-    assert_eq!(s2.mapped_pages(below, 16), want);
-    assert_eq!(s2.mapped_pages(below.add_pages(2), 3), 0b111);
+    assert_eq!(s2.mapped_pages(below, 16, false), want);
+    assert_eq!(s2.mapped_pages(below.add_pages(2), 3, false), 0b111);
     // The same through the walk cache (the last enter was in the range's first table).
     s2.enter(below, P1, Prot::READ, EnterFlags::empty())
         .unwrap();
-    assert_eq!(s2.mapped_pages(below, 16), want);
+    assert_eq!(s2.mapped_pages(below, 16, false), want);
     // Nothing mapped there, and nothing past the IPA space.
-    assert_eq!(s2.mapped_pages(Ipa(0x1_0000_0000), 16), 0);
-    assert_eq!(s2.mapped_pages(Ipa((1 << 40) - 0x1000), 16), 0);
+    assert_eq!(s2.mapped_pages(Ipa(0x1_0000_0000), 16, false), 0);
+    assert_eq!(s2.mapped_pages(Ipa((1 << 40) - 0x1000), 16, false), 0);
+    // All young so far; once page 2's access flag is cleared (P1's other mappings too), only
+    // the leaves still young count when asked for them.
+    assert_eq!(s2.mapped_pages(below, 16, true), want);
+    s2.enter(below.add_pages(2), P2, Prot::READ, EnterFlags::empty())
+        .unwrap();
+    assert!(fx.rmap.clear_reference(P2));
+    assert_eq!(s2.mapped_pages(below, 16, false), want);
+    assert_eq!(s2.mapped_pages(below, 16, true), want & !(1 << 2));
     fx.clean();
 }
 
