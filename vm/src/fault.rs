@@ -117,6 +117,8 @@ mod wire;
 mod wiring_tests;
 
 pub(crate) use wire::unwire_pages;
+pub use readahead::ReadaheadOffload;
+pub(crate) use readahead::ReadaheadQueue;
 pub use wire::{fault_wire, unwire};
 
 use alloc::sync::Arc;
@@ -396,16 +398,20 @@ impl<'m> Fault<'m> {
         Stats::bump(counter(self.map.stats()));
     }
 
-    /// Start the readahead window the last attempt collected, if any (`readahead.rs`).
+    /// Start the readahead window the last attempt collected, if any, or hand it to another CPU
+    /// (`readahead.rs`).
     ///
     /// # Locks
-    /// Entry and exit: nothing held. Takes what [`readahead::read_ahead`] takes.
+    /// Entry and exit: nothing held. Takes the readahead queue's lock (a leaf), or what
+    /// [`readahead::read_ahead`] takes.
     fn start_readahead(&self) {
-        let (Some(window), Some(swap)) = (self.window.take(), self.uvm.swap()) else {
+        let Some(window) = self.window.take() else {
             return;
         };
-        for _ in 0..readahead::read_ahead(self.uvm, &swap, window) {
-            self.bump(|s| &s.readaheads);
+        if let (Some(window), Some(swap)) = (self.uvm.readaheads.offer(window), self.uvm.swap()) {
+            for _ in 0..readahead::read_ahead(self.uvm, &swap, window) {
+                self.bump(|s| &s.readaheads);
+            }
         }
     }
 
@@ -417,7 +423,9 @@ impl<'m> Fault<'m> {
     fn read_ahead_after(&self, view: &View, amap: &AmapState, slot: usize, ipa: Ipa) {
         if view.advice == Advice::Sequential {
             let at = Some((self.map.vmid(), ipa));
-            self.window.set(Some(readahead::following(amap, slot, at)));
+            let stats = self.map.stats_arc();
+            self.window
+                .set(Some(readahead::following(amap, slot, at, stats)));
         }
     }
 

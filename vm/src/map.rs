@@ -92,6 +92,11 @@ impl Map {
         &self.stats
     }
 
+    /// The per-VM counters, to count in after the fault (a readahead another CPU starts).
+    pub(crate) fn stats_arc(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
     /// Current version (bumped by every write lock).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)

@@ -50,9 +50,10 @@ pub fn pageout_anon(uvm: &Uvm, anon: &Arc<Anon>) -> bool {
     let Some(mut cluster) = SwapCluster::new(uvm, 1) else {
         return false;
     };
-    // A cluster of one is flushed by the `add` that fills it (written, or dropped when clean).
+    // A cluster of one is written by the `add` that fills it; a clean page dropped waits for
+    // the flush.
     match cluster.add(anon) {
-        (Added::Queued | Added::Dropped, freed) => freed == 1,
+        (Added::Queued | Added::Dropped, freed) => freed + cluster.flush() == 1,
         (Added::Refused, _) => false,
     }
 }

@@ -52,6 +52,8 @@ pub struct Uvm {
     waker: crate::sync::RwLock<Option<Arc<dyn crate::page::PageWaker>>>,
     /// Told of page-outs, page-ins, bad slots and scans ([`Uvm::set_swap_events`]).
     swap_events: crate::sync::RwLock<Option<Arc<dyn crate::swapevents::SwapEvents>>>,
+    /// Readahead windows handed to another CPU ([`Uvm::set_readahead_offload`]).
+    pub(crate) readaheads: crate::fault::ReadaheadQueue,
     /// The VMs' claims on the pool ([`crate::share`]).
     shares: crate::share::Shares,
 }
@@ -87,6 +89,7 @@ impl Uvm {
             map_stats: crate::sync::Mutex::new(Vec::new()),
             waker: crate::sync::RwLock::new(None),
             swap_events: crate::sync::RwLock::new(None),
+            readaheads: crate::fault::ReadaheadQueue::default(),
             shares: crate::share::Shares::default(),
         })
     }

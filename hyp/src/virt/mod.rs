@@ -45,6 +45,7 @@ mod pause;
 mod pdaemon;
 mod pl011;
 mod psci;
+mod readahead;
 mod report;
 mod run;
 mod smccc;
@@ -74,6 +75,7 @@ pub fn start(config: Config, pool: Range<Pa>) {
     let h: &'static Hyp = HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
     swapdisk::attach(&h.uvm);
     h.uvm.set_waker(alloc::sync::Arc::new(parking::Parking { waiters: &h.waiters, queue: &h.queue }));
+    h.uvm.set_readahead_offload(alloc::sync::Arc::new(readahead::IdleCpus(h)));
     if h.trace.is_on() {
         h.uvm.set_swap_events(alloc::sync::Arc::new(trace::SwapListener(&h.trace)));
     }

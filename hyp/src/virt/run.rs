@@ -165,7 +165,13 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
         if v.vm.pause.held() {
             break Next::Resume;
         }
-        super::swapdisk::poll(&h.uvm);
+        // Reads the disk interrupted for are copied into their frames by an idle CPU when
+        // there is one (kicked; `idle` polls): this one goes back to the guest at once.
+        if super::swapdisk::take_interrupted() && h.idle_others() != 0 {
+            h.kick_idle();
+        } else {
+            super::swapdisk::poll(&h.uvm);
+        }
         before_entry(v);
         let exit = vectors::enter_guest(&mut v.regs);
         after_exit(v, &exit);
@@ -254,16 +260,20 @@ fn wake(h: &Hyp, vm: &Vm, ids: &[VcpuId]) {
     }
 }
 
-/// Nothing to run: scan for identical pages if the scenario runs the scanner and no other CPU
-/// is, else sleep until the idle poll, the earliest sleeper's deadline, or a kick.
+/// Nothing to run: start the readahead windows faults queued (`readahead.rs`), scan for
+/// identical pages if the scenario runs the scanner and no other CPU is, free frames below the
+/// high watermark (`pdaemon.rs`), else sleep until the idle poll, the earliest sleeper's deadline, or a kick.
 fn idle(h: &Hyp) {
-    h.account_tick();
-    super::swapdisk::poll(&h.uvm);
-    if scan(h) || super::pdaemon::on_idle(h) {
-        return;
-    }
+    // Announced for all of its idle work, not only the sleep: kicks (and the readahead windows
+    // faults hand over, `readahead.rs`) then come here while it works.
     let me = 1usize << cpu::index();
     h.idle_cpus.fetch_or(me, Ordering::AcqRel);
+    h.account_tick();
+    super::swapdisk::poll(&h.uvm);
+    if h.uvm.run_readaheads() != 0 || scan(h) || super::pdaemon::on_idle(h) {
+        h.idle_cpus.fetch_and(!me, Ordering::AcqRel);
+        return;
+    }
     // A vCPU pushed before this CPU announced itself sent no kick: look once more.
     let (ready, earliest) = {
         let q = h.queue.lock();

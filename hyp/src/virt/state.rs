@@ -77,10 +77,15 @@ impl Hyp {
     /// Send the kick SGI to one idle CPU other than this one, if there is one (it announces
     /// itself in `idle_cpus` before it sleeps: `run.rs`).
     pub fn kick_idle(&self) {
-        let idle = self.idle_cpus.load(Ordering::Acquire) & !(1 << cpu::index());
+        let idle = self.idle_others();
         if idle != 0 {
             gic::kick(idle.trailing_zeros() as usize);
         }
+    }
+
+    /// The idle CPUs other than this one, as a mask.
+    pub fn idle_others(&self) -> usize {
+        self.idle_cpus.load(Ordering::Acquire) & !(1 << cpu::index())
     }
 
     pub fn new(uvm: Arc<Uvm>, trace: Trace, dedup: Option<(Dedup, usize)>) -> Hyp {

@@ -17,7 +17,9 @@
 //!
 //! The disk's interrupt is routed to CPU 0 ([`attach`]): a completion wakes it from an idle WFI,
 //! or makes its guest exit, so the next [`poll`] comes at once instead of at the next idle tick
-//! (up to 1 ms) or guest exit. [`on_irq`] only quietens the device; [`poll`] does the work.
+//! (up to 1 ms) or guest exit. [`on_irq`] only quietens the device (and notes it,
+//! [`take_interrupted`]); [`poll`] does the work — on an idle CPU when there is one: a guest's
+//! CPU that took the interrupt kicks that CPU rather than copy the reads itself (`run.rs`).
 //!
 //! [`attach`] runs a self-test first — write two patterns to the last slot, read them back — and
 //! leaves swap off (with a console line saying why) when there is no disk or it fails.
@@ -29,6 +31,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use spin::{Mutex, Once};
 use vm::physmem::PhysMem;
 use vm::swap::{Submit, SwapDevice, SwapIoError};
@@ -219,7 +222,16 @@ static DISK_IRQ: Once<(u32, u64)> = Once::new();
 pub fn on_irq(intid: u32) {
     if let Some(&(_, base)) = DISK_IRQ.get().filter(|&&(id, _)| id == intid) {
         virtio::ack_interrupt(base);
+        INTERRUPTED.store(true, Ordering::Release);
     }
+}
+
+/// The disk interrupted since the last [`take_interrupted`].
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the disk interrupted (requests completed) since the last call.
+pub fn take_interrupted() -> bool {
+    INTERRUPTED.swap(false, Ordering::AcqRel)
 }
 
 /// Why swap is off (the doc comments are the console's words).

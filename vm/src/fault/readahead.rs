@@ -31,11 +31,22 @@
 //! amap slot at: the trace then has one page-in record per `pageins` plus one per `readaheads`.
 //! A read the device declined was never started and is not told.
 //!
+//! # Another CPU starts it
+//! Starting a window costs its CPU the frames' claims and a request or two to the device (under
+//! TCG a virtio notify is ~50-120 µs), and that CPU is the one the guest is waiting on. When the
+//! hypervisor has an idle CPU it says so ([`ReadaheadOffload`]): the fault queues the window
+//! ([`ReadaheadQueue`], at most [`QUEUED_WINDOWS`]) and the idle CPU starts it
+//! ([`Uvm::run_readaheads`]) while the guest runs on through the half window still ahead of it.
+//! Otherwise, or with the queue full (nobody is draining it), the fault starts it itself.
+//! A queued window is only anons and counters: a page it names that became resident, or an anon
+//! freed meanwhile, is skipped when it runs, as in any window.
+//!
 //! # Locks
 //! The anons are collected under AMAP (the fault's locks); the reads start after every lock is
-//! dropped (`Fault::start_readahead`), each anon locked alone to give it its BUSY page (ANON,
-//! then PAGE QUEUES and PAGE).
+//! dropped (`Fault::start_readahead`, or [`Uvm::run_readaheads`]), each anon locked alone to
+//! give it its BUSY page (ANON, then PAGE QUEUES and PAGE). The queue's lock is a leaf.
 
+use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -44,6 +55,7 @@ use crate::amap::AmapState;
 use crate::anon::{Anon, SwapSlot};
 use crate::page::{Busy, Owner, PageFlags};
 use crate::pdaemon::CLUSTER_PAGES;
+use crate::stats::Stats;
 use crate::swap::Swap;
 use crate::swapevents::{Place, SwapEvent};
 use crate::uvm::Uvm;
@@ -56,11 +68,93 @@ pub const READAHEAD_PAGES: usize = 64;
 /// read at least this many slots after the page that started the window carries the mark.
 pub const MARK_AFTER: u64 = READAHEAD_PAGES as u64 / 2;
 
+/// Most windows queued for another CPU ([`ReadaheadQueue`]); a fault that finds the queue full
+/// starts its window itself.
+pub const QUEUED_WINDOWS: usize = 4;
+
 /// A window to read, collected under the fault's locks and started after they are dropped.
-pub(super) struct Window {
+pub(crate) struct Window {
     anons: Vec<Ahead>,
     /// Where the page the window follows is mapped (see [`read_ahead`]).
     at: Place,
+    /// The faulting VM's counters (`readaheads`).
+    stats: Arc<Stats>,
+}
+
+/// The hypervisor's say in who starts a readahead window (see the module documentation).
+pub trait ReadaheadOffload: Send + Sync {
+    /// Whether another CPU can start a window soon (one is idle).
+    ///
+    /// # Locks
+    /// Called with nothing held, or the readahead queue's lock; takes none of the engine's.
+    fn can_offload(&self) -> bool;
+    /// A window was queued: have that CPU call [`Uvm::run_readaheads`] (wake it).
+    ///
+    /// # Locks
+    /// Called with nothing held.
+    fn kick(&self);
+}
+
+/// Windows faults handed to another CPU, and who says whether to ([`Uvm::set_readahead_offload`]).
+#[derive(Default)]
+pub(crate) struct ReadaheadQueue {
+    windows: crate::sync::Mutex<VecDeque<Window>>,
+    offload: crate::sync::RwLock<Option<Arc<dyn ReadaheadOffload>>>,
+}
+
+impl ReadaheadQueue {
+    /// Queue `window` for another CPU when the hypervisor has one to spare and the queue has
+    /// room, and wake that CPU; otherwise give it back, for the fault to start.
+    ///
+    /// # Locks
+    /// Entry and exit: nothing held. Takes the offload lock (reading) and the queue's, leaves.
+    pub(super) fn offer(&self, window: Window) -> Option<Window> {
+        let Some(offload) = self.offload.read().clone() else {
+            return Some(window);
+        };
+        {
+            let mut q = self.windows.lock();
+            if q.len() >= QUEUED_WINDOWS || !offload.can_offload() {
+                return Some(window);
+            }
+            q.push_back(window);
+        }
+        offload.kick();
+        None
+    }
+}
+
+impl Uvm {
+    /// Have readahead windows started by another CPU when `offload` says one can
+    /// ([`ReadaheadOffload`], `fault/readahead.rs`).
+    ///
+    /// # Locks
+    /// Takes the offload lock for writing (a leaf).
+    pub fn set_readahead_offload(&self, offload: Arc<dyn ReadaheadOffload>) {
+        *self.readaheads.offload.write() = Some(offload);
+    }
+
+    /// Start the readahead windows faults queued for another CPU (see the module
+    /// documentation), counting each read in the faulting VM's `readaheads`. Returns how many
+    /// windows ran. Called by the hypervisor on an idle CPU.
+    ///
+    /// # Locks
+    /// Entry and exit: nothing held. Takes the queue's lock alone, then for each window what
+    /// [`read_ahead`] takes.
+    pub fn run_readaheads(&self) -> usize {
+        let mut ran = 0;
+        loop {
+            let Some(window) = self.readaheads.windows.lock().pop_front() else {
+                return ran;
+            };
+            ran += 1;
+            let Some(swap) = self.swap() else { continue };
+            let stats = window.stats.clone();
+            for _ in 0..read_ahead(self, &swap, window) {
+                Stats::bump(&stats.readaheads);
+            }
+        }
+    }
 }
 
 /// An anon to read ahead, and how many pages after the faulting one its amap slot is (so
@@ -75,7 +169,7 @@ pub(super) struct Ahead {
 ///
 /// # Locks
 /// Entry and exit: AMAP held (`amap`); takes nothing, the anons are not locked.
-pub(super) fn following(amap: &AmapState, slot: usize, at: Place) -> Window {
+pub(super) fn following(amap: &AmapState, slot: usize, at: Place, stats: Arc<Stats>) -> Window {
     let anons = match slot.checked_add(1) {
         Some(next) => (1u64..)
             .zip(amap.lookups(next, READAHEAD_PAGES))
@@ -83,7 +177,7 @@ pub(super) fn following(amap: &AmapState, slot: usize, at: Place) -> Window {
             .collect(),
         None => Vec::new(),
     };
-    Window { anons, at }
+    Window { anons, at, stats }
 }
 
 /// Where the page `after` pages past the faulting one (mapped at `at`) is mapped: the same
@@ -109,8 +203,8 @@ fn place_after(at: Place, after: u64) -> Place {
 /// Entry and exit: nothing held. Takes each anon's ANON alone, under it PAGE QUEUES and PAGE
 /// (`Uvm::alloc_page`); then the in-flight list's and the device's locks (leaves); the listener
 /// with nothing held.
-pub(super) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) -> usize {
-    let Window { anons, at } = window;
+pub(crate) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) -> usize {
+    let Window { anons, at, .. } = window;
     let mut started = 0;
     let mut pages = claim(uvm, &anons).into_iter().peekable();
     while let Some(c) = pages.next() {

@@ -322,3 +322,80 @@ fn each_page_read_ahead_is_a_page_in_event_where_it_is_mapped() {
         "nothing more read ahead"
     );
 }
+
+/// An idle CPU to hand windows to, or none; counts its kicks.
+struct Offload {
+    idle: core::sync::atomic::AtomicBool,
+    kicks: core::sync::atomic::AtomicUsize,
+}
+
+impl super::ReadaheadOffload for Offload {
+    fn can_offload(&self) -> bool {
+        self.idle.load(Ordering::Relaxed)
+    }
+    fn kick(&self) {
+        self.kicks.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn offload(e: &Env, idle: bool) -> Arc<Offload> {
+    let o = Arc::new(Offload {
+        idle: core::sync::atomic::AtomicBool::new(idle),
+        kicks: core::sync::atomic::AtomicUsize::new(0),
+    });
+    e.uvm.set_readahead_offload(o.clone());
+    o
+}
+
+/// With a CPU to spare, the fault reads only its own page and queues its window (waking that
+/// CPU); the window's reads start when that CPU runs the queue, counted for the faulting VM.
+#[test]
+fn a_spare_cpu_starts_the_window_the_fault_queued() {
+    let e = env(FRAMES);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    let o = offload(&e, true);
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    assert_eq!(swap.queued_reads(), 1, "the fault's own read only");
+    assert_eq!(o.kicks.load(Ordering::Relaxed), 1);
+    assert_eq!(m.stats().snapshot().readaheads, 0);
+    assert_eq!(e.uvm.run_readaheads(), 1);
+    assert_eq!(e.uvm.run_readaheads(), 0, "the queue is empty again");
+    let ahead = READAHEAD_PAGES as u64;
+    assert_eq!(swap.queued_reads() as u64, 1 + ahead);
+    assert_eq!(m.stats().snapshot().readaheads, ahead);
+    for n in 0..=ahead {
+        assert!(swap.finish(slot_of(&m, n)));
+    }
+    e.uvm.swap_poll();
+    for n in 0..=ahead {
+        assert_eq!(value(&m, n), n + 1, "page {n}");
+    }
+}
+
+/// No CPU to spare, or the queue full (nobody drains it): the fault starts its window itself.
+#[test]
+fn without_a_spare_cpu_or_with_the_queue_full_the_fault_reads_ahead_itself() {
+    let e = env(FRAMES);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    let o = offload(&e, false);
+    assert_eq!(rd(&m, page(0)), Err(FaultError::Restart));
+    let ahead = READAHEAD_PAGES as u64;
+    assert_eq!(swap.queued_reads() as u64, 1 + ahead);
+    assert_eq!(o.kicks.load(Ordering::Relaxed), 0);
+    assert_eq!(e.uvm.run_readaheads(), 0);
+
+    // Idle now, but nobody runs the queue: the faults after the QUEUED_WINDOWS-th read ahead
+    // themselves. Each fault is on a page of its own window's end (swapped out, no reads
+    // overlapping), so every window has something to read.
+    let e = env(FRAMES);
+    let (m, swap) = swapped(&e, Advice::Sequential);
+    let o = offload(&e, true);
+    for k in 0..=super::readahead::QUEUED_WINDOWS as u64 {
+        assert_eq!(rd(&m, page(k)), Err(FaultError::Restart));
+    }
+    let queued = super::readahead::QUEUED_WINDOWS;
+    assert_eq!(o.kicks.load(Ordering::Relaxed), queued);
+    // The last fault's window was read at once: from page QUEUED_WINDOWS on.
+    assert_eq!(swap.queued_reads() as u64, queued as u64 + 1 + ahead);
+    assert_eq!(e.uvm.run_readaheads(), queued);
+}

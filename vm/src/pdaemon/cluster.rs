@@ -61,6 +61,12 @@ use crate::uvm::Uvm;
 /// one virtio request).
 pub const CLUSTER_PAGES: usize = 16;
 
+/// Most clean pages held BUSY for one flush: their unmaps cost one TLB invalidation per VM
+/// (`pmap/batch.rs`). Under TCG a broadcast one stops every vCPU thread; at 16 pages a flush, a
+/// guest reading its swapped memory back in order (its pages clean, dropped again behind it)
+/// had one every few dozen µs. 64: the hypervisor's reclaim batch, one invalidation a batch.
+pub const DROP_PAGES: usize = 64;
+
 /// One page of a cluster: its anon, the BUSY claim on its page, and where it was mapped (for
 /// the swap listener; `None` without one).
 struct Member {
@@ -139,7 +145,7 @@ impl<'u> SwapCluster<'u> {
         let added = self.add_one(anon);
         let freed = if self.reserved > 0 && self.members.len() >= self.reserved {
             self.flush()
-        } else if self.dropped.len() >= self.capacity {
+        } else if self.dropped.len() >= DROP_PAGES {
             // Enough clean pages held BUSY: free them, leaving the write to fill up.
             self.flush_dropped()
         } else {
