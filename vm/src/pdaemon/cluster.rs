@@ -293,8 +293,8 @@ impl<'u> SwapCluster<'u> {
             }
         }
         // The reserved slots no page took were never written.
-        for k in written..reserved {
-            uvm.swap_free(first + k as u32);
+        if reserved > written {
+            self.swap.map.lock().unreserve(first + written as u32, reserved - written);
         }
         freed
     }

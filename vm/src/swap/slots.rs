@@ -99,6 +99,24 @@ impl SlotMap {
         }
     }
 
+    /// Give back the `n` slots from `first`, the unused tail of a run [`SlotMap::alloc_cluster`]
+    /// handed out: freed, and when nothing was allocated after the run, the cursor goes back to
+    /// them, so the next run continues where the used part ended. Otherwise the tail of every
+    /// part-filled page-out cluster stayed a hole behind the cursor until it wrapped, and the
+    /// pages written after it were no longer the neighbours of those before.
+    ///
+    /// # Locks
+    /// Entry and exit: the slot map's lock held (`self` is the locked map, a leaf); takes nothing.
+    pub fn unreserve(&mut self, first: u32, n: usize) {
+        let Some(start) = (first as usize).checked_sub(1) else { return };
+        for slot in (first..).take(n) {
+            self.free(slot);
+        }
+        if n > 0 && (start + n) % self.len.max(1) == self.cursor {
+            self.cursor = start;
+        }
+    }
+
     /// Mark a slot bad: it stays allocated forever.
     ///
     /// # Locks
@@ -223,6 +241,23 @@ mod tests {
         assert_eq!(m.alloc_cluster(2), None, "only slot 10 is left");
         assert_eq!(m.alloc(), Some(10));
         assert_eq!(m.alloc(), None);
+    }
+
+    /// An unused tail given back right after its run is where the next run starts; one given
+    /// back after something else was allocated is only freed.
+    #[test]
+    fn an_unreserved_tail_is_where_the_next_run_starts() {
+        let mut m = SlotMap::new(64);
+        assert_eq!(m.alloc_cluster(16), Some(1));
+        m.unreserve(15, 2);
+        assert_eq!(m.alloc_cluster(16), Some(15), "continues after slot 14");
+        assert_eq!(m.alloc_cluster(16), Some(31));
+        m.unreserve(20, 11);
+        assert_eq!(m.state(20), Some(SlotState::Free));
+        assert_eq!(m.alloc_cluster(4), Some(47), "the cursor stays past slot 46");
+        m.unreserve(0, 4);
+        m.unreserve(63, 0);
+        assert_eq!(m.counts(), (25, 39, 0), "used: 1..=19, 31..=50");
     }
 
     /// Fragmented free space: a cluster takes the first hole big enough, skipping smaller ones.
