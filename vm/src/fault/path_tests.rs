@@ -349,3 +349,35 @@ fn wire_fault_on_a_swapped_out_anon_drops_its_swap_slot() {
     assert_eq!(e.uvm.swap().unwrap().counts(), (8, 0, 0));
     assert_eq!(e.byte(&m, page(1)), 0x3c);
 }
+
+/// Under SEQUENTIAL, neighbours whose mappings the pagedaemon aged (access flag clear) are
+/// entered again, young, by the fault: the guest is about to touch them, and each would
+/// otherwise take an access-flag fault of its own. Under NORMAL they count as mapped, and the
+/// fault maps nothing but its own page (their reference bits stay the pagedaemon's).
+#[test]
+fn sequential_faults_map_aged_neighbours_again() {
+    for (advice, want) in [(Advice::Sequential, 7), (Advice::Normal, 0)] {
+        let e = env(64);
+        let m = e.anon_map(16);
+        m.advise(page(0), page(16), advice).unwrap();
+        for n in 0..16 {
+            m.copy_out(page(n), &[n as u8]).unwrap();
+        }
+        // Aged (the SEQUENTIAL faults of the writes deactivated those behind them already).
+        for n in 0..16 {
+            let pa = m.stage2().extract(page(n)).unwrap().0;
+            e.uvm.rmap().clear_reference(pa);
+            assert!(!e.uvm.rmap().is_referenced(pa), "page {n} old");
+        }
+        let r = rd(&m, page(0)).unwrap();
+        assert_eq!(r.case, FaultCase::Anon1A);
+        assert_eq!(r.neighbours, want, "{advice:?}");
+        let young = (1..8)
+            .filter(|&n| {
+                let pa = m.stage2().extract(page(n)).unwrap().0;
+                e.uvm.rmap().is_referenced(pa)
+            })
+            .count();
+        assert_eq!(young, usize::from(want), "{advice:?}: neighbours young again");
+    }
+}
