@@ -15,6 +15,14 @@ use crate::uvm::Uvm;
 
 pub(super) type AnonGuard<'a> = crate::sync::MutexGuard<'a, AnonState>;
 
+/// What [`Fault::anonget`] saw of the resident page.
+pub(super) struct Resident {
+    /// Loaned (never written in place).
+    pub loaned: bool,
+    /// Its swap copy is current (mapped read-only until written: `upper.rs`).
+    pub clean: bool,
+}
+
 impl<'m> Fault<'m> {
     /// Make the anon's data resident in a page that is neither BUSY nor RELEASED (the seed's
     /// `uvmfault_anonget`), reading it from swap if needed.
@@ -32,7 +40,9 @@ impl<'m> Fault<'m> {
     /// resident page, also collects the readahead window after the page, which the fault starts
     /// once every lock is dropped (`readahead.rs`).
     ///
-    /// Also returns whether the page is loaned (read in the same PAGE lock round trip).
+    /// Also returns whether the page is loaned and whether it is CLEAN (read in the same PAGE
+    /// lock round trip; the ANON lock held keeps both: a loan or a writable mapping is made
+    /// under it).
     ///
     /// The page comes back without a BUSY token: the ANON lock is what keeps it in place. A
     /// `copy_in` may make it BUSY after this looked (it takes no ANON lock); that BUSY is the
@@ -47,7 +57,7 @@ impl<'m> Fault<'m> {
         view: &'a View,
         anon: &'a Arc<Anon>,
         a: AnonGuard<'a>,
-    ) -> Result<(Held<'a>, AnonGuard<'a>, bool), Step>
+    ) -> Result<(Held<'a>, AnonGuard<'a>, Resident), Step>
     where
         'm: 'a,
     {
@@ -57,14 +67,17 @@ impl<'m> Fault<'m> {
             if let Some(pg) = a.page {
                 let mut m = self.uvm.page_meta(pg).lock();
                 if !m.flags.contains(PageFlags::BUSY) {
-                    let loaned = m.loan_count > 0;
+                    let resident = Resident {
+                        loaned: m.loan_count > 0,
+                        clean: m.flags.contains(PageFlags::CLEAN),
+                    };
                     let marked = m.flags.contains(PageFlags::READAHEAD);
                     m.flags.remove(PageFlags::READAHEAD);
                     drop(m);
                     if let (true, Some(amap), Some(slot)) = (marked, &held.amap, view.slot(self.ipa)) {
                         self.read_ahead_after(view, amap, slot, self.ipa);
                     }
-                    return Ok((held, a, loaned));
+                    return Ok((held, a, resident));
                 }
                 m.flags.insert(PageFlags::WANTED);
                 drop(m);

@@ -5,7 +5,7 @@ use alloc::sync::Arc;
 use super::{Fault, FaultCase, Held, Need, Step, View, Want};
 use crate::addr::{PageIdx, Prot};
 use crate::anon::{anon_dropswap_locked, Anon, AnonState};
-use crate::page::{Owner, PageFlags};
+use crate::page::Owner;
 
 impl<'m> Fault<'m> {
     /// Handle case 1: make the anon's data resident, handle loans, then 1A (map it) or 1B (copy
@@ -35,13 +35,13 @@ impl<'m> Fault<'m> {
         'm: 'a,
     {
         let a = anon.lock();
-        let (mut held, mut a, loaned) = self.anonget(held, view, anon, a)?;
+        let (mut held, mut a, resident) = self.anonget(held, view, anon, a)?;
         let Some(mut pg) = a.page else {
             return Err(Step::ReFault);
         };
 
         // Loaned page: never written in place.
-        if loaned {
+        if resident.loaned {
             if !want.cow_now {
                 want.enter_prot -= Prot::WRITE;
             } else if a.an_ref == 1 {
@@ -111,7 +111,7 @@ impl<'m> Fault<'m> {
 
         // Case 1A: map the anon's own page (read-only while shared, or while clean).
         self.bump(|s| &s.flt_anon);
-        if a.an_ref > 1 || (!want.cow_now && self.uvm.page_has(pg, PageFlags::CLEAN)) {
+        if a.an_ref > 1 || (!want.cow_now && resident.clean) {
             want.enter_prot -= Prot::WRITE;
         }
         if !self.enter(pg, want.enter_prot, want) {
