@@ -65,6 +65,7 @@ pub struct SwapDisk {
     /// next ones: allocating and zeroing 64 KiB for each read cost under TCG about as much as
     /// submitting it (36 µs of ~80). A leaf lock of its own, so that no one waits for the
     /// disk's to give a buffer back.
+    #[allow(clippy::vec_box, reason = "the disk takes and gives back a Box (a request's header and status must not move while in flight): unboxed here, each read would allocate one again")]
     spare: Mutex<Vec<Box<IoBuf>>>,
     slots: u32,
 }

@@ -164,7 +164,7 @@ fn dropping_clean_swapped_pages_invalidates_once_before_the_frees() {
         assert_eq!(added, Added::Dropped);
         assert_eq!(n, 0, "held BUSY for the flush (fewer than DROP_PAGES)");
     }
-    assert!(CLUSTER_PAGES < super::cluster::DROP_PAGES);
+    const { assert!(CLUSTER_PAGES < super::cluster::DROP_PAGES) };
     assert_eq!(f.tlb.rec.ops(), [], "nothing invalidated before the flush");
     assert_eq!(cluster.flush(), CLUSTER_PAGES);
     assert_eq!(f.swap.writes.load(Ordering::Relaxed), writes, "nothing written");
