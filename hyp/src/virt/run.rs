@@ -10,8 +10,9 @@
 //!
 //! Each pass of the loop first polls the host console's input (`virt::input`).
 //!
-//! Idle CPUs announce themselves in `Hyp::idle_cpus` and sleep in WFI until the earliest
-//! sleeper's deadline or the idle poll; making a vCPU runnable sends one of them the kick SGI.
+//! Idle CPUs announce themselves in `Hyp::idle_cpus` (and `Hyp::asleep_cpus` in WFI) and sleep
+//! in WFI until the earliest sleeper's deadline or the idle poll; making a vCPU runnable sends
+//! one of them the kick SGI, an asleep one first.
 
 use alloc::boxed::Box;
 use core::sync::atomic::Ordering;
@@ -282,7 +283,9 @@ fn idle(h: &Hyp) {
     if !ready {
         let poll = timer::now() + timer::us_to_ticks(IDLE_POLL_US);
         timer::arm_at(poll.min(earliest.unwrap_or(u64::MAX)));
+        h.asleep_cpus.fetch_or(me, Ordering::AcqRel);
         cpu::wfi();
+        h.asleep_cpus.fetch_and(!me, Ordering::AcqRel);
     }
     h.idle_cpus.fetch_and(!me, Ordering::AcqRel);
     irq::drain();

@@ -58,8 +58,11 @@ pub struct Hyp {
     pub scanning: AtomicBool,
     /// Pages merged in the scanner's current pass (for its trace event).
     pub merged_this_pass: AtomicU64,
-    /// Bit i: physical CPU i is idle in WFI (kick it when there is work).
+    /// Bit i: physical CPU i is in its idle loop, working (readahead, scanner, pagedaemon) or
+    /// asleep: it will look for queued work soon.
     pub idle_cpus: AtomicUsize,
+    /// Bit i: physical CPU i is asleep in WFI (a subset of `idle_cpus`).
+    pub asleep_cpus: AtomicUsize,
     /// vCPUs taken from the queue and not yet returned.
     pub busy: AtomicUsize,
     /// VMs added and not yet stopped.
@@ -74,10 +77,13 @@ pub struct Hyp {
 }
 
 impl Hyp {
-    /// Send the kick SGI to one idle CPU other than this one, if there is one (it announces
-    /// itself in `idle_cpus` before it sleeps: `run.rs`).
+    /// Send the kick SGI to one idle CPU other than this one, if there is one: an asleep one
+    /// first (a working one may be busy for a scanner tick); it announces itself in
+    /// `idle_cpus` and `asleep_cpus` (`run.rs`).
     pub fn kick_idle(&self) {
-        let idle = self.idle_others();
+        let me = !(1 << cpu::index());
+        let asleep = self.asleep_cpus.load(Ordering::Acquire) & me;
+        let idle = if asleep != 0 { asleep } else { self.idle_others() };
         if idle != 0 {
             gic::kick(idle.trailing_zeros() as usize);
         }
@@ -99,6 +105,7 @@ impl Hyp {
             queue: Mutex::new(RunQueue::default()),
             waiters: Waiters::default(),
             idle_cpus: AtomicUsize::new(0),
+            asleep_cpus: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
             numbers: AtomicU16::new(1),
