@@ -37,7 +37,7 @@ pub fn low_water(total: usize) -> usize {
 }
 
 /// Below this many free frames idle CPUs free frames, and every run of the daemon stops here:
-/// 1/16 of the pool (20 MiB of 320 MiB; 256 frames of a 16 MiB pool, four readahead windows).
+/// 1/16 of the pool (20 MiB of 320 MiB; 256 frames of a 16 MiB pool, two readahead windows).
 pub fn high_water(total: usize) -> usize {
     total / 16
 }

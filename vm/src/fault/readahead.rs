@@ -62,7 +62,7 @@ use crate::uvm::Uvm;
 use crate::PAGE_SIZE;
 
 /// The readahead window: how many amap slots after a page one readahead looks at.
-pub const READAHEAD_PAGES: usize = 64;
+pub const READAHEAD_PAGES: usize = 128;
 
 /// Where in a window the next one is triggered (see the module documentation): the first page
 /// read at least this many slots after the page that started the window carries the mark.
