@@ -409,9 +409,7 @@ impl<'m> Fault<'m> {
             return;
         };
         if let (Some(window), Some(swap)) = (self.uvm.readaheads.offer(window), self.uvm.swap()) {
-            for _ in 0..readahead::read_ahead(self.uvm, &swap, window) {
-                self.bump(|s| &s.readaheads);
-            }
+            readahead::read_ahead(self.uvm, &swap, window);
         }
     }
 

@@ -10,7 +10,7 @@ use crate::stats::Stats;
 use crate::swap::{ReadKind, Started, SwapIoError};
 use crate::swapevents::{SlotIo, SwapEvent};
 
-use super::readahead::drop_readahead;
+use super::readahead::{self, drop_readahead};
 use crate::uvm::Uvm;
 
 pub(super) type AnonGuard<'a> = crate::sync::MutexGuard<'a, AnonState>;
@@ -71,8 +71,7 @@ impl<'m> Fault<'m> {
                         loaned: m.loan_count > 0,
                         clean: m.flags.contains(PageFlags::CLEAN),
                     };
-                    let marked = m.flags.contains(PageFlags::READAHEAD);
-                    m.flags.remove(PageFlags::READAHEAD);
+                    let marked = readahead::take_mark(&mut m.flags);
                     drop(m);
                     if let (true, Some(amap), Some(slot)) = (marked, &held.amap, view.slot(self.ipa)) {
                         self.read_ahead_after(view, amap, slot, self.ipa);

@@ -32,9 +32,9 @@ impl<'m> Fault<'m> {
     }
 
     /// Map a resident, unloaned, non-busy neighbour anon page (read-only while shared or
-    /// clean). A pmap
-    /// failure is ignored: this page is not the one faulting. Returns whether the page carried
-    /// the readahead mark, which it clears (the caller starts the next window: `readahead.rs`).
+    /// clean). A pmap failure is ignored: this page is not the one faulting. Returns whether the
+    /// page carried the readahead mark, which it clears (the caller starts the next window:
+    /// `readahead.rs`).
     ///
     /// # Locks
     /// Entry and exit: MAPS, AMAP held. Takes the ANON lock, then PMAP, PAGE, PAGE QUEUES.
@@ -50,10 +50,7 @@ impl<'m> Fault<'m> {
         let (ok, marked, clean) = {
             let mut m = self.uvm.page_meta(pg).lock();
             let ok = m.loan_count == 0 && !m.flags.contains(PageFlags::BUSY);
-            let marked = ok && m.flags.contains(PageFlags::READAHEAD);
-            if marked {
-                m.flags.remove(PageFlags::READAHEAD);
-            }
+            let marked = ok && super::readahead::take_mark(&mut m.flags);
             (ok, marked, m.flags.contains(PageFlags::CLEAN))
         };
         if !ok {

@@ -72,6 +72,17 @@ pub const MARK_AFTER: u64 = READAHEAD_PAGES as u64 / 2;
 /// starts its window itself.
 pub const QUEUED_WINDOWS: usize = 4;
 
+/// Clear the readahead mark of a page a fault maps; true if it was there (the fault then
+/// starts the next window: see the module documentation).
+///
+/// # Locks
+/// Entry and exit: the page's PAGE lock held (`flags` is its metadata's); takes nothing.
+pub(super) fn take_mark(flags: &mut PageFlags) -> bool {
+    let marked = flags.contains(PageFlags::READAHEAD);
+    flags.remove(PageFlags::READAHEAD);
+    marked
+}
+
 /// A window to read, collected under the fault's locks and started after they are dropped.
 pub(crate) struct Window {
     anons: Vec<Ahead>,
@@ -135,8 +146,8 @@ impl Uvm {
     }
 
     /// Start the readahead windows faults queued for another CPU (see the module
-    /// documentation), counting each read in the faulting VM's `readaheads`. Returns how many
-    /// windows ran. Called by the hypervisor on an idle CPU.
+    /// documentation), each read counted in the faulting VM's `readaheads` ([`read_ahead`]).
+    /// Returns how many windows ran. Called by the hypervisor on an idle CPU.
     ///
     /// # Locks
     /// Entry and exit: nothing held. Takes the queue's lock alone, then for each window what
@@ -148,10 +159,8 @@ impl Uvm {
                 return ran;
             };
             ran += 1;
-            let Some(swap) = self.swap() else { continue };
-            let stats = window.stats.clone();
-            for _ in 0..read_ahead(self, &swap, window) {
-                Stats::bump(&stats.readaheads);
+            if let Some(swap) = self.swap() {
+                read_ahead(self, &swap, window);
             }
         }
     }
@@ -197,15 +206,14 @@ fn place_after(at: Place, after: u64) -> Place {
 /// them) are read as one request ([`Swap::start_readahead_cluster`]): a guest's ascending pass
 /// then costs the device one request a run instead of one a page. Each read started is told to
 /// the swap listener as a page-in, placed from the window's `at` (see the module
-/// documentation). Returns how many reads were started.
+/// documentation), and counted in the faulting VM's `readaheads`.
 ///
 /// # Locks
 /// Entry and exit: nothing held. Takes each anon's ANON alone, under it PAGE QUEUES and PAGE
 /// (`Uvm::alloc_page`); then the in-flight list's and the device's locks (leaves); the listener
 /// with nothing held.
-pub(crate) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) -> usize {
-    let Window { anons, at, .. } = window;
-    let mut started = 0;
+pub(crate) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) {
+    let Window { anons, at, stats } = window;
     let mut pages = claim(uvm, &anons).into_iter().peekable();
     while let Some(c) = pages.next() {
         let first = c.slot;
@@ -219,7 +227,6 @@ pub(crate) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) -> usize {
                 None => break,
             }
         }
-        let asked = run.len();
         let frames: Vec<Pa> = run.iter().map(|c| uvm.pa(c.busy.page())).collect();
         let told: Vec<_> = run
             .iter()
@@ -227,11 +234,11 @@ pub(crate) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) -> usize {
             .collect();
         let busies = run.into_iter().map(|c| c.busy).collect();
         let declined = swap.start_readahead_cluster(busies, first, uvm.mem().as_ref(), &frames);
-        started += asked - declined.len();
-        // Told once started (before, a read the device then declined could not be left out):
-        // one event a read whose token did not come back.
+        // Told and counted once started (before, a read the device then declined could not be
+        // left out): one event a read whose token did not come back.
         for (pg, slot, after) in told {
             if !declined.iter().any(|b| b.page() == pg) {
+                Stats::bump(&stats.readaheads);
                 let at = place_after(at, after);
                 uvm.swap_event(SwapEvent::PageIn { at, slot });
             }
@@ -244,7 +251,6 @@ pub(crate) fn read_ahead(uvm: &Uvm, swap: &Swap, window: Window) -> usize {
             break;
         }
     }
-    started
 }
 
 /// A page claimed for a read ahead: its BUSY token, its anon's slot, and how many pages after
