@@ -6,9 +6,11 @@
 //! When: every `account=MS` of host counter time (`hyp::config::DEFAULT_ACCOUNT_MS`) from the end
 //! of the last periodic pass, but never sooner than [`COST_SHARE`] times that pass's own
 //! duration after it (so periodic passes take at most 1/[`COST_SHARE`] of one CPU's time however
-//! large the VMs are: under QEMU TCG a pass costs about 2 µs per resident page); checked after
-//! each guest exit and on each idle tick (`run.rs`): the first CPU to see it due runs the pass,
-//! between two exits of the vCPU it runs (whose guest waits for it);
+//! large the VMs are: under QEMU TCG a pass costs about 2 µs per resident page); checked on
+//! each idle tick and, when no other CPU is idle, after each guest exit (`run.rs`): the first
+//! CPU to see it due runs the pass — an idle one if there is one, else between two exits of
+//! the vCPU it runs (whose guest waits for it: a pass of ~4 ms took 15 ms of a 250 ms
+//! `swapbench` swap-in pass when guest CPUs ran them);
 //! at each VM's stop, before its RAM is released (`Hyp::stop_vm`); once at the end; and at
 //! each UVMHYP_ACCOUNT, on the caller's CPU.
 //!
