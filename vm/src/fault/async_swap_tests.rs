@@ -1,5 +1,6 @@
 //! Asynchronous swap-in (`anonget` over a device that takes reads and finishes them later,
-//! `Uvm::swap_poll`): waiting on one read, out-of-order completion, failure.
+//! `Uvm::swap_poll`): waiting on one read, out-of-order completion, failure, hand-over by a
+//! page-out.
 
 use alloc::sync::Arc;
 
@@ -119,4 +120,28 @@ fn a_failed_async_read_marks_the_slot_bad_and_fails_as_the_synchronous_one() {
     assert_eq!(e.uvm.swap_poll(), 1);
     assert_eq!(rd(&m, page(1)).unwrap().case, FaultCase::Anon1A);
     assert_eq!(e.byte(&m, page(1)), 0x41);
+}
+
+/// A page-out hands over the swap-ins that finished while its write waited for the device (a
+/// device completing requests in order collects them in that wait), without waiting for the
+/// next poll.
+#[test]
+fn a_page_out_finishes_the_swap_ins_that_completed_during_its_write() {
+    let e = env(64);
+    let woken = Arc::new(Woken::default());
+    e.uvm.set_waker(woken.clone());
+    let (m, swap) = swapped(&e);
+    let read = wait(&m, 0);
+    assert!(swap.finish(slot_of(&m, 0)));
+    m.copy_out(page(2), &[0x42]).unwrap();
+    assert!(woken.0.lock().is_empty(), "nothing polled yet");
+    assert!(m.pageout(page(2)), "page 2 written out");
+    assert_eq!(
+        *woken.0.lock(),
+        [read.busy.unwrap()],
+        "page 0's waiters woken by the page-out"
+    );
+    assert_eq!(swap.queued_reads(), 0);
+    assert_eq!(rd(&m, page(0)).unwrap().case, FaultCase::Anon1A);
+    assert_eq!(e.byte(&m, page(0)), 0x40);
 }

@@ -255,7 +255,7 @@ impl<'u> SwapCluster<'u> {
     /// Entry: nothing. The invalidations take PMAP locks one at a time; the write with nothing
     /// held; then per page ANON, PAGE, PMAP, PAGE QUEUES and the swap map's lock, as
     /// `Uvm::unbusy`, `Uvm::free_page` and `Uvm::swap_mark_bad` take them, and the listener
-    /// with nothing held. Exit: nothing.
+    /// with nothing held; after a write, what `Uvm::swap_poll` takes. Exit: nothing.
     pub(crate) fn flush(&mut self) -> usize {
         let uvm = self.uvm;
         // Invalidates before any frame is freed and before the write is submitted: afterwards
@@ -295,6 +295,12 @@ impl<'u> SwapCluster<'u> {
         // The reserved slots no page took were never written.
         if reserved > written {
             self.swap.map.lock().unreserve(first + written as u32, reserved - written);
+        }
+        // Swap-ins that finished while the write waited for the device may have been collected
+        // by it (a device completes requests in order), and their interrupt taken by a CPU that
+        // found the device busy: finish them now, not at whichever poll comes next.
+        if written != 0 {
+            uvm.swap_poll();
         }
         freed
     }
