@@ -129,8 +129,6 @@ struct VmTrace {
     #[serde(default)]
     aborts_at: Vec<u64>,
     mmio: Option<MmioBounds>,
-    /// At least N page-ins of slots another VM's page-out wrote (`Check::SharedPageIns`).
-    shared_pageins: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -443,9 +441,6 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
         if let Some(MmioBounds { min_accesses, max_records }) = f.trace.mmio {
             s.checks.push(Check::Mmio { vm: id, min_accesses, max_records });
         }
-        if let Some(min) = f.trace.shared_pageins {
-            s.checks.push(Check::SharedPageIns { vm: id, min });
-        }
         for l in &f.console.lines {
             s.console.push(ConsoleCheck::GuestLine { vm: id, text: l.text.clone(), min: l.min });
         }
@@ -461,8 +456,11 @@ pub fn parse(name: &str, shown: &str, src: &str) -> Result<Scenario, ScenarioErr
     if s.trace.capped {
         s.checks.push(Check::Capped);
     }
+    if let Some(min) = s.trace.shared_pageins {
+        s.checks.push(Check::SharedPageIns { min });
+    }
     if !s.trace.enabled && !s.checks.is_empty() {
-        let why = "a scenario with `trace.enabled = false` has no trace: remove its trace checks (`[vm.trace]`, `trace.capped`)";
+        let why = "a scenario with `trace.enabled = false` has no trace: remove its trace checks (`[vm.trace]`, `trace.capped`, `trace.shared_pageins`)";
         return Err(invalid(trace_span, Some("trace.enabled".into()), why.into()));
     }
     Ok(s)
