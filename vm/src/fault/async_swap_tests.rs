@@ -123,7 +123,7 @@ fn a_failed_async_read_marks_the_slot_bad_and_fails_as_the_synchronous_one() {
 }
 
 /// A page-out hands over the swap-ins that finished while its write waited for the device (a
-/// device completing requests in order collects them in that wait), without waiting for the
+/// device that takes completions in order collects them in that wait), without waiting for the
 /// next poll.
 #[test]
 fn a_page_out_finishes_the_swap_ins_that_completed_during_its_write() {

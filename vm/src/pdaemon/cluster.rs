@@ -297,8 +297,9 @@ impl<'u> SwapCluster<'u> {
             self.swap.map.lock().unreserve(first + written as u32, reserved - written);
         }
         // Swap-ins that finished while the write waited for the device may have been collected
-        // by it (a device completes requests in order), and their interrupt taken by a CPU that
-        // found the device busy: finish them now, not at whichever poll comes next.
+        // by that wait (the hypervisor's disk takes completions in used-ring order, so every one
+        // ahead of the write's own), their interrupt taken by a CPU that found the disk busy:
+        // finish them now, not at whichever poll comes next.
         if written != 0 {
             uvm.swap_poll();
         }
