@@ -152,8 +152,9 @@ fn ram(h: &Hyp, v: &mut Vcpu, a: &Abort) -> Next {
         // Reclaim cannot help, but a VM over its share can give its frames back (`fairmem`).
         Err(FaultError::NoMemory) if fairmem::stop_hog(h, v) => Next::Yield,
         Err(FaultError::NoMemory) => {
+            let why = fairmem::over_entitlement(h, v).unwrap_or_else(|| no_memory(h, a.ipa));
             let vm = v.vm.clone();
-            h.stop_vm(&vm, Stop::crash(Cause::OutOfMemory, no_memory(h, a.ipa)))
+            h.stop_vm(&vm, Stop::crash(Cause::OutOfMemory, why))
         }
         Err(e @ FaultError::NoBacking) => {
             let vm = v.vm.clone();

@@ -4,7 +4,8 @@
 //!   scenario has one ([`join`]); without any, nothing changes: first come, first served;
 //! - a fault that ends `NoMemory` after the pagedaemon could not help: when its VM is under its
 //!   entitlement, the VM most over its own is stopped instead and the fault is retried
-//!   ([`stop_hog`]); otherwise the faulting VM is stopped, as before;
+//!   ([`stop_hog`]); otherwise the faulting VM is stopped, as before, saying so when it is over
+//!   its own entitlement ([`over_entitlement`]);
 //! - after a fault mapped a page, a VM over its limit gives back its own pages when there is
 //!   swap; when it stays over, it is stopped ([`over_limit`]).
 //!
@@ -60,6 +61,18 @@ pub fn stop_hog(h: &Hyp, v: &Vcpu) -> bool {
     log::warn!("share: vm{} ({}) stopped so that vm{} ({}) can fault: {why}", vm.number, vm.name, v.vm.number, v.vm.name);
     h.stop_vm(&vm, Stop::crash(Cause::OutOfMemory, why));
     true
+}
+
+/// A fault of `v` ended `NoMemory`, the pagedaemon cannot help, and no other VM was stopped for
+/// it ([`stop_hog`]): when `v`'s VM is itself at or over its entitlement, why it is stopped (said
+/// on the console as a `share:` warning, as [`stop_hog`]'s stop is). `None`: policy off, or the
+/// VM under its entitlement (nobody over theirs either).
+pub fn over_entitlement(h: &Hyp, v: &Vcpu) -> Option<alloc::string::String> {
+    let standings = h.uvm.shares().standings(h.uvm.total_pages());
+    let mine = standings.iter().find(|s| s.vmid == v.map().vmid()).filter(|s| s.resident >= s.entitlement)?;
+    let why = format!("over its memory entitlement ({} of {} pages) when it found the pool empty", mine.resident, mine.entitlement);
+    log::warn!("share: vm{} ({}) stopped: {why}", v.vm.number, v.vm.name);
+    Some(why)
 }
 
 /// Frames below its limit a VM over it is brought back to (with swap), so that a VM at its limit
