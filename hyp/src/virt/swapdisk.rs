@@ -110,7 +110,11 @@ impl SwapDisk {
         let sector = self.sector(first)?;
         let Some(&(_, head)) = reads.first().filter(|_| reads.len() <= CLUSTER_BLOCKS) else { return Err(SwapIoError) };
         let tag = u64::from(head.0);
-        let buf = self.spare.lock().pop().unwrap_or_else(|| IoBuf::new(CLUSTER_BLOCKS));
+        // Popped in a statement of its own: a `lock()` temporary in the `let` below would keep
+        // the spare lock held across `IoBuf::new` (64 KiB allocated and zeroed), where `poll`
+        // on another CPU spins on it.
+        let spare = self.spare.lock().pop();
+        let buf = spare.unwrap_or_else(|| IoBuf::new(CLUSTER_BLOCKS));
         let mut l = self.lock();
         if !l.disk.submit_read(sector, reads.len(), tag, buf).map_err(|_| SwapIoError)? {
             return Ok(false);
@@ -193,10 +197,16 @@ impl SwapDevice for SwapDisk {
                 out.push((pg, block.map(|data| mem.write(frame, data)).ok_or(SwapIoError)));
             }
             if let Ok(buf) = result {
-                let mut spare = self.spare.lock();
-                if spare.len() < virtio::MAX_IN_FLIGHT {
-                    spare.push(buf);
-                }
+                // A buffer not kept is freed after the lock is dropped, not under it.
+                let _unkept = {
+                    let mut spare = self.spare.lock();
+                    if spare.len() < virtio::MAX_IN_FLIGHT {
+                        spare.push(buf);
+                        None
+                    } else {
+                        Some(buf)
+                    }
+                };
             }
         }
         out
