@@ -9,7 +9,7 @@
 //!
 //! Boot and platform: [`entry`] (EL2 entry points, boot vectors), [`boot`] (DTB and
 //! image extent), [`sysreg`] (boot register values), [`mmu`] (EL2 stage-1 identity map),
-//! [`cpu`] (per-CPU state via TPIDR_EL2), [`heap`], [`semihosting`], [`psci`] (caller side),
+//! [`cpu`] (per-CPU state via TPIDR_EL2), [`lockwait`] (how a CPU waits for a taken engine lock), [`heap`], [`semihosting`], [`psci`] (caller side),
 //! [`gic`] (physical GICv3), [`timer`] (EL2 hypervisor timer), [`uart`] (host console input).
 //!
 //! Virtualization: [`vectors`] (EL2 vectors, guest entry/exit), [`vcpu`] (EL1 context),
@@ -28,6 +28,7 @@ pub mod gic;
 pub mod hcr;
 pub mod heap;
 pub mod ich;
+pub mod lockwait;
 pub mod idregs;
 pub mod mmu;
 pub mod psci;

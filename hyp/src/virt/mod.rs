@@ -72,6 +72,8 @@ static HYP: Once<Hyp> = Once::new();
 /// Build every VM of `config` over the page pool `pool`. Called once, on CPU 0, before any
 /// `cpu_main`.
 pub fn start(config: Config, pool: Range<Pa>) {
+    // Before any other CPU takes an engine lock.
+    ::vm::sync::set_relax(crate::arch::lockwait::relax);
     let h: &'static Hyp = HYP.call_once(|| build::build(&config, pool).unwrap_or_else(|e| panic!("cannot build the VMs: {e}")));
     swapdisk::attach(&h.uvm);
     h.uvm.set_waker(alloc::sync::Arc::new(parking::Parking { waiters: &h.waiters, queue: &h.queue }));
