@@ -175,8 +175,11 @@ impl VmSet {
             .is_some_and(|w| w & (1 << (v.0 % 64)) != 0)
     }
 
+    /// Word by word: `== [0; 4]` compiles to a call of the byte-wise `memcmp` of
+    /// `compiler_builtins` at EL2, 3 % of the instructions of a swap-in pass (the pagedaemon's
+    /// clock asks once a page).
     pub fn is_empty(&self) -> bool {
-        self.0 == [0; 4]
+        self.0.iter().all(|&w| w == 0)
     }
 }
 
