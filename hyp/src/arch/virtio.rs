@@ -148,6 +148,14 @@ struct Pending {
     deadline: u64,
 }
 
+/// What [`Disk::submit_read`] did with a read.
+pub enum Submitted {
+    /// Started; [`Disk::poll`] reports it.
+    InFlight,
+    /// Not started (too many in flight, or the queue is full): the buffer, unused.
+    Declined(Box<IoBuf>),
+}
+
 /// A read [`Disk::poll`] collected: its tag, and its buffer holding the data or why it failed.
 pub type Finished = (u64, Result<Box<IoBuf>, DiskError>);
 
@@ -277,15 +285,15 @@ impl Disk {
 
     /// Start reading the `blocks` blocks at `sector` into the start of `buf` (the request's
     /// own, handed back by [`Disk::poll`]), as one request, named `tag` for [`Disk::poll`].
-    /// `Ok(false)`: [`MAX_IN_FLIGHT`] reads are in flight already, or the queue is full (the
-    /// caller reads synchronously); `buf` is dropped then, as on an error.
-    pub fn submit_read(&mut self, sector: u64, blocks: usize, tag: u64, mut buf: Box<IoBuf>) -> Result<bool, DiskError> {
+    /// [`Submitted::Declined`]: [`MAX_IN_FLIGHT`] reads are in flight already, or the queue is
+    /// full (the caller reads synchronously), and `buf` comes back; on an error it is dropped.
+    pub fn submit_read(&mut self, sector: u64, blocks: usize, tag: u64, mut buf: Box<IoBuf>) -> Result<Submitted, DiskError> {
         let sector = self.check(sector, blocks)?;
         if blocks == 0 {
             return Err(DiskError::OutOfRange);
         }
         if self.pending.len() >= MAX_IN_FLIGHT {
-            return Ok(false);
+            return Ok(Submitted::Declined(buf));
         }
         let blk = self.blk.as_mut().ok_or(DiskError::Dead)?;
         let len = blocks.checked_mul(BLOCK_BYTES).filter(|&n| n <= buf.data.len()).ok_or(DiskError::OutOfRange)?;
@@ -295,12 +303,12 @@ impl Disk {
         // the same three, or ever (leaked) if the device dies.
         let token = match unsafe { blk.read_blocks_nb(sector, &mut b.req, &mut b.data[..len], &mut b.resp) } {
             Ok(t) => t,
-            Err(virtio_drivers::Error::QueueFull) => return Ok(false),
+            Err(virtio_drivers::Error::QueueFull) => return Ok(Submitted::Declined(buf)),
             Err(_) => return Err(DiskError::Device),
         };
         let deadline = timer::now().saturating_add(timer::us_to_ticks(REQUEST_TIMEOUT_US));
         self.pending.push(Pending { tag, token, buf, len, deadline });
-        Ok(true)
+        Ok(Submitted::InFlight)
     }
 
     /// The reads in flight that finished since the last call; when one is past its deadline the
