@@ -11,7 +11,7 @@
 #
 # The swap-in and page-out ratios come from RUNS runs of swapbench (each ratio's two numbers
 # from the same run): under QEMU on a noisy 2-core host one run's ratio ranges over nearly 2x
-# (0.45-0.84 for the same build), so each run is printed and the median is the figure.
+# (0.32-0.62 over 15 runs of one build), so each run is printed and the median is the figure.
 set -euo pipefail
 TOOLS=${TOOLS:-target/release/tools}
 RUNS=${RUNS:-3}
