@@ -7,12 +7,15 @@
 # ascending pass: 'pages in' 'ascending in'), then prints the TOP (default 40) functions of the
 # hypervisor's ELF by instructions executed ("guest": blocks outside its text). Counts, not time:
 # under TCG an MMIO access, a TLB flush or a page walk costs far more than its one instruction.
+# With CALLERS=NAME (a function's name as printed, e.g. memset) it then prints which functions
+# call NAME how often (by BL or tail-call B).
 # Needs gcc and binutils' nm (Debian: apt-get install gcc binutils).
 set -euo pipefail
 run=${1:?usage: tools/tcgprof/run.sh RUN_DIR START STOP [TOP]}
 start=${2:?start text}
 stop=${3:?stop text}
 top=${4:-40}
+callers=${CALLERS:-}
 out=target/tcgprof
 mkdir -p "$out"
 rm -f "$out/start" "$out/stop" "$out/blocks" "$out/console"
@@ -55,4 +58,19 @@ NR == FNR { a[++ns] = hex($1); z[ns] = hex($2); $1 = $2 = $3 = ""; sub(/^ +/, ""
 END {
   printf "tcgprof: %.1f million instructions between the two lines\n", total / 1e6
   for (w in sum) printf "%.2f%% %.2fM %s\n", 100 * sum[w] / total, sum[w] / 1e6, w | "sort -rn | head -" top
+}' "$out/symbols" "$out/blocks"
+
+[ -n "$callers" ] || exit 0
+awk -v want="$callers" '
+function hex(s,   i, n, c) { n = 0; s = tolower(s); for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; n = n * 16 + c } return n }
+NR == FNR { a[++ns] = hex($1); z[ns] = hex($2); $1 = $2 = $3 = ""; sub(/^ +/, ""); sub(/::h[0-9a-f]+$/, ""); name[ns] = $0; if ($0 == want) target[a[ns]] = 1; next }
+($4 != "0") && (hex($4) in target) {
+  v = hex($1); lo = 1; hi = ns; f = 0
+  while (lo <= hi) { mid = int((lo + hi) / 2); if (a[mid] <= v) { f = mid; lo = mid + 1 } else hi = mid - 1 }
+  who = (f && v < a[f] + (z[f] > 0 ? z[f] : 1)) ? name[f] : "guest"
+  calls[who] += $3; total += $3
+}
+END {
+  printf "tcgprof: %d calls of %s\n", total, want
+  for (w in calls) printf "%d %s\n", calls[w], w | "sort -rn | head -20"
 }' "$out/symbols" "$out/blocks"

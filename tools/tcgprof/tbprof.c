@@ -9,7 +9,9 @@
  *
  * Arguments (-plugin tbprof.so,ctl=DIR,out=FILE): counting starts when DIR/start exists and
  * stops when DIR/stop exists (a watcher thread looks every 2 ms); FILE then gets one line per
- * block that ran meanwhile: "vaddr instructions executions" (hex, decimal, decimal). Executions
+ * block that ran meanwhile: "vaddr instructions executions callee" (hex, decimal, decimal, hex), the
+ * callee being the target of the block's last instruction when that is a BL or a B (0 if not), so
+ * that the script can say who calls a function how often. Executions
  * are counted by inline adds from every vCPU thread, unsynchronised: a race loses a count now
  * and then, which a profile can afford.
  */
@@ -23,6 +25,7 @@
 typedef uint64_t qemu_plugin_id_t;
 typedef struct qemu_info_t qemu_info_t;
 struct qemu_plugin_tb;
+struct qemu_plugin_insn;
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
@@ -30,13 +33,33 @@ void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qe
                                               void *ptr, uint64_t imm);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
+const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
+size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
 
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 /* One translation of a block (a block translated again gets another record). */
 struct block {
-    uint64_t vaddr, insns, runs, at_start;
+    uint64_t vaddr, insns, runs, at_start, callee;
 };
+
+/* The target of the block's last instruction if it is an A64 BL or B (imm26, PC-relative). */
+static uint64_t branch_target(const struct qemu_plugin_tb *tb, size_t n)
+{
+    if (n == 0)
+        return 0;
+    const struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, n - 1);
+    if (qemu_plugin_insn_size(insn) != 4)
+        return 0;
+    uint32_t op;
+    memcpy(&op, qemu_plugin_insn_data(insn), 4);
+    if ((op & 0x7c000000) != 0x14000000) /* B 000101, BL 100101 */
+        return 0;
+    int64_t off = (int64_t)((uint64_t)(op & 0x03ffffff) << 38) >> 36;
+    return qemu_plugin_insn_vaddr(insn) + off;
+}
 
 #define MAX_BLOCKS (1 << 22)
 static struct block *blocks;
@@ -52,6 +75,7 @@ static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
         struct block *b = &blocks[nblocks++];
         b->vaddr = qemu_plugin_tb_vaddr(tb);
         b->insns = qemu_plugin_tb_n_insns(tb);
+        b->callee = branch_target(tb, b->insns);
         qemu_plugin_register_vcpu_tb_exec_inline(tb, QEMU_PLUGIN_INLINE_ADD_U64, &b->runs, 1);
     }
     pthread_mutex_unlock(&blocks_lock);
@@ -85,8 +109,8 @@ static void *watch(void *arg)
     }
     for (int i = 0; i < n; i++)
         if (blocks[i].runs > blocks[i].at_start)
-            fprintf(f, "%lx %lu %lu\n", (unsigned long)blocks[i].vaddr, (unsigned long)blocks[i].insns,
-                    (unsigned long)(blocks[i].runs - blocks[i].at_start));
+            fprintf(f, "%lx %lu %lu %lx\n", (unsigned long)blocks[i].vaddr, (unsigned long)blocks[i].insns,
+                    (unsigned long)(blocks[i].runs - blocks[i].at_start), (unsigned long)blocks[i].callee);
     fclose(f);
     rename(tmp, out_path); /* whole or not at all, for the script that waits for it */
     return NULL;
