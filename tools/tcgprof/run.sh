@@ -8,7 +8,8 @@
 # hypervisor's ELF by instructions executed ("guest": blocks outside its text). Counts, not time:
 # under TCG an MMIO access, a TLB flush or a page walk costs far more than its one instruction.
 # With CALLERS=NAME (a function's name as printed, e.g. memset) it then prints which functions
-# call NAME how often (by BL or tail-call B).
+# call NAME how often (by BL or tail-call B), and how often NAME was entered at all (indirect
+# calls, through a trait object's BLR, included).
 # Needs gcc and binutils' nm (Debian: apt-get install gcc binutils).
 set -euo pipefail
 run=${1:?usage: tools/tcgprof/run.sh RUN_DIR START STOP [TOP]}
@@ -64,6 +65,7 @@ END {
 awk -v want="$callers" '
 function hex(s,   i, n, c) { n = 0; s = tolower(s); for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; n = n * 16 + c } return n }
 NR == FNR { a[++ns] = hex($1); z[ns] = hex($2); $1 = $2 = $3 = ""; sub(/^ +/, ""); sub(/::h[0-9a-f]+$/, ""); name[ns] = $0; if ($0 == want) target[a[ns]] = 1; next }
+(hex($1) in target) { entered += $3 }
 ($4 != "0") && (hex($4) in target) {
   v = hex($1); lo = 1; hi = ns; f = 0
   while (lo <= hi) { mid = int((lo + hi) / 2); if (a[mid] <= v) { f = mid; lo = mid + 1 } else hi = mid - 1 }
@@ -71,6 +73,6 @@ NR == FNR { a[++ns] = hex($1); z[ns] = hex($2); $1 = $2 = $3 = ""; sub(/^ +/, ""
   calls[who] += $3; total += $3
 }
 END {
-  printf "tcgprof: %d calls of %s\n", total, want
+  printf "tcgprof: %s entered %d times, %d of them by a BL or B from (the rest: indirect calls, BLR):\n", want, entered, total
   for (w in calls) printf "%d %s\n", calls[w], w | "sort -rn | head -20"
 }' "$out/symbols" "$out/blocks"
