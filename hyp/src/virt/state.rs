@@ -81,12 +81,23 @@ impl Hyp {
     /// first (a working one may be busy for a scanner tick); it announces itself in
     /// `idle_cpus` and `asleep_cpus` (`run.rs`).
     pub fn kick_idle(&self) {
-        let me = !(1 << cpu::index());
-        let asleep = self.asleep_cpus.load(Ordering::Acquire) & me;
-        let idle = if asleep != 0 { asleep } else { self.idle_others() };
-        if idle != 0 {
-            gic::kick(idle.trailing_zeros() as usize);
+        if !self.kick_asleep() {
+            let idle = self.idle_others();
+            if idle != 0 {
+                gic::kick(idle.trailing_zeros() as usize);
+            }
         }
+    }
+
+    /// Send the kick SGI to one CPU other than this one that is asleep in WFI, if there is one;
+    /// true if one was kicked. For work an idle CPU looks for each time round (`run.rs`): one
+    /// that is working through its idle work finds it without an SGI.
+    pub fn kick_asleep(&self) -> bool {
+        let asleep = self.asleep_cpus.load(Ordering::Acquire) & !(1 << cpu::index());
+        if asleep != 0 {
+            gic::kick(asleep.trailing_zeros() as usize);
+        }
+        asleep != 0
     }
 
     /// The idle CPUs other than this one, as a mask.
