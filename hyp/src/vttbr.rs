@@ -16,10 +16,24 @@ pub fn maintenance_vttbr(empty_root: u64, vmid: Vmid) -> u64 {
     VTTBR_EL2::VMID.val(u64::from(vmid.0)).modify(empty_root)
 }
 
+/// Whether `vttbr` points at `empty_root` (whatever its VMID): no vCPU is loaded, and any VMID
+/// may stay there (nothing can walk the empty root; see `arch::tlb`'s use).
+pub fn is_empty_root(vttbr: u64, empty_root: u64) -> bool {
+    VTTBR_EL2::BADDR.read(vttbr) << 1 == empty_root
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn only_the_empty_root_is_empty_whatever_its_vmid() {
+        let empty = 0x4008_2000;
+        assert!(is_empty_root(empty, empty), "VMID 0");
+        assert!(is_empty_root(maintenance_vttbr(empty, Vmid(9)), empty));
+        let vm_root = VTTBR_EL2::VMID.val(9).modify(0x4010_0000);
+        assert!(!is_empty_root(vm_root, empty), "a VM's root");
+    }
 
     #[test]
     fn maintenance_walks_the_empty_root_tagged_with_the_vmid() {

@@ -3,9 +3,10 @@
 //!
 //! Stage 2 is never left pointing at garbage while HCR_EL2.VM = 1: a CPU's EL1&0 regime may walk
 //! tables speculatively at any time (the reason for KVM's speculative-AT errata work), so VTTBR_EL2
-//! always holds either the loaded VM's root or [`EMPTY_ROOT`] with the hypervisor's reserved
-//! VMID 0 — set by [`init_cpu`] before the first vCPU and by [`unload`] after each one. The TLB
-//! maintenance of `tlb.rs` uses [`EMPTY_ROOT`] too, tagged with the target VMID.
+//! always holds either the loaded VM's root or [`EMPTY_ROOT`]: with the hypervisor's reserved
+//! VMID 0 from [`init_cpu`] to the first vCPU, then tagged with the VMID of the last VM the CPU
+//! ran ([`unload`]) or invalidated for (the TLB maintenance of `tlb.rs`, which runs on
+//! [`EMPTY_ROOT`] tagged with its target VMID and leaves it there on a CPU with no vCPU loaded).
 //!
 //! HCR_EL2 for every guest ([`hcr_guest`]):
 //! - VM: stage-2 translation on; RW: EL1 is AArch64.
@@ -46,7 +47,7 @@ use aarch64_cpu::registers::{
 };
 use tock_registers::fields::FieldValue;
 use tock_registers::register_bitfields;
-use vm::pmap::Stage2;
+use vm::pmap::{Stage2, Vmid};
 
 /// HCR_EL2 while a guest runs (see the module comment for each bit).
 pub fn hcr_guest() -> FieldValue<u64, HCR_EL2::Register> {
@@ -104,13 +105,13 @@ fn isb() {
 }
 
 /// An all-invalid stage-2 root (the concatenated level-1 pair of a 40-bit IPA space, 8 KiB
-/// aligned): what VTTBR_EL2 points at, with VMID 0, whenever no vCPU is loaded. Never written.
+/// aligned): what VTTBR_EL2 points at whenever no vCPU is loaded. Never written.
 #[repr(C, align(8192))]
 struct EmptyRoot([u64; 2 * 512]);
 static EMPTY_ROOT: EmptyRoot = EmptyRoot([0; 2 * 512]);
 const _: () = assert!(Stage2::ROOT_FRAMES == 2);
 
-/// VTTBR_EL2 value of "no VM": [`EMPTY_ROOT`], VMID 0 (no VM uses it: VM ids start at 1).
+/// VTTBR_EL2 value of "no VM yet": [`EMPTY_ROOT`], VMID 0 (no VM uses it: VM ids start at 1).
 pub fn idle_vttbr() -> u64 {
     core::ptr::addr_of!(EMPTY_ROOT) as u64
 }
@@ -147,11 +148,20 @@ impl El2Controls {
     }
 }
 
-/// After a vCPU's EL1 context was saved: stage 2 back to the empty root (VMID 0), so nothing the
-/// CPU does until the next [`El2Controls::load`] can walk a VM's tables — which may be freed.
-pub fn unload() {
+/// After a vCPU of `vmid` was saved: stage 2 back to the empty root, so nothing the CPU does
+/// until the next [`El2Controls::load`] can walk a VM's tables — which may be freed.
+///
+/// Tagged with the VM's own VMID, not 0: QEMU's TLB holds no VMIDs, so a write of VTTBR_EL2 that
+/// changes the VMID flushes the CPU's EL1&0 TLB and its whole jump cache (`vttbr_write`). Going
+/// back to VMID 0 here and to the VM's at the next load, and switching VMIDs around each of an
+/// idle CPU's invalidations (`tlb.rs`), cost 910 of the 1,982 flushes of `swapbench`'s
+/// ascending pass (QEMU's counts); its strided pass, a park and a resume per swapped page, went
+/// from a median of 5.00 to 4.64 s over 8 interleaved runs. Keeping the VMID changes nothing
+/// the CPU holds: `tlb::left` drops its entries of the VMID next, and the empty root lets no
+/// walk make new ones.
+pub fn unload(vmid: Vmid) {
     // The empty root is a valid, all-invalid table; no EL1&0 code runs on this CPU.
-    VTTBR_EL2.set(idle_vttbr());
+    VTTBR_EL2.set(hyp::vttbr::maintenance_vttbr(idle_vttbr(), vmid));
     isb();
 }
 

@@ -10,7 +10,8 @@
 //!    ([`maintenance_vttbr`], which says why never the VM's real root) and ISB,
 //! 4. the TLBI(s), `DSB ISH` (complete on every CPU of the inner-shareable domain; `DSB NSH`
 //!    for a local one), `ISB`,
-//! 5. restores the previous VTTBR_EL2 and DAIF.
+//! 5. restores the previous VTTBR_EL2 — unless that was the empty root too (no vCPU loaded:
+//!    the new VMID may stay, see `hcr::unload`) — and DAIF.
 //!
 //! By IPA (Arm ARM D8.13 "TLB maintenance requirements for stage 2"): `TLBI IPAS2E1IS` removes
 //! the stage-2-only entries; combined stage-1+2 entries derived from it may remain, hence the
@@ -26,14 +27,14 @@
 //!
 //! Nothing else on this CPU can observe the temporary VTTBR: EL2 never takes an interrupt and no
 //! EL1&0 code runs until the next ERET, before which `El2Controls::load` or the restore puts the
-//! right value back.
+//! right value back. Steps 3 and 5 are skipped when VTTBR_EL2 holds the value already.
 
 use core::arch::asm;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, Writeable, DAIF, VTTBR_EL2};
 use hyp::tlb_scope::{Scope, VcpuTlbs};
-use hyp::vttbr::maintenance_vttbr;
+use hyp::vttbr::{is_empty_root, maintenance_vttbr};
 use vm::pmap::{Tlb, Vmid};
 use vm::Ipa;
 
@@ -84,11 +85,19 @@ fn with_vttbr(vttbr: u64, f: impl FnOnce()) {
     let daif = DAIF.get();
     DAIF.write(DAIF::D::Masked + DAIF::A::Masked + DAIF::I::Masked + DAIF::F::Masked);
     let saved = VTTBR_EL2.get();
-    VTTBR_EL2.set(vttbr);
-    barrier::isb(barrier::SY);
+    let switch = saved != vttbr;
+    if switch {
+        VTTBR_EL2.set(vttbr);
+        barrier::isb(barrier::SY);
+    }
     f();
-    VTTBR_EL2.set(saved);
-    barrier::isb(barrier::SY);
+    // With no vCPU loaded (the empty root, any VMID) the maintenance value is as good an idle
+    // one: it stays, and the next maintenance of the same VM finds its VMID loaded already
+    // (`hcr::unload`, which says what that saves under QEMU).
+    if switch && !is_empty_root(saved, super::hcr::idle_vttbr()) {
+        VTTBR_EL2.set(saved);
+        barrier::isb(barrier::SY);
+    }
     DAIF.set(daif);
 }
 

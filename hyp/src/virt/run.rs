@@ -193,7 +193,7 @@ fn run(h: &Hyp, v: &mut Vcpu) -> Next {
     v.vm.running[index].store(0, Ordering::Release);
     timer::disarm();
     v.el1.save();
-    hcr::unload();
+    hcr::unload(vmid);
     tlb::left(vmid);
     next
 }
