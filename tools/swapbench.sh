@@ -10,11 +10,13 @@
 # Both throughputs are the guest's view (faults, reclaim and parking included).
 #
 # The swap-in and page-out ratios come from RUNS runs of swapbench (each ratio's two numbers
-# from the same run): under QEMU on a noisy 2-core host one run's ratio ranges over nearly 2x
-# (0.32-0.62 over 15 runs of one build), so each run is printed and the median is the figure.
+# from the same run): under QEMU on a noisy 2-core host one run's ratio ranges over 2x and more
+# (0.32-0.62 over 15 runs of one build, 0.3-0.97 over 20 on another host), so each run is
+# printed and the median of nine is the figure (one 9-run bench's three consecutive triples had
+# medians of 0.53, 0.46 and 0.66).
 set -euo pipefail
 TOOLS=${TOOLS:-target/release/tools}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-9}
 num() { sed -E "s|$1|\\1|" <<<"$2"; }
 ok_secs() { sed -nE "s/^scenario $1: ok in ([0-9.]+)s.*/\\1/p"; }
 
