@@ -126,9 +126,11 @@ pub struct El2Controls {
 }
 
 impl El2Controls {
-    /// Load them, with HCR_EL2 = [`hcr_guest`], and drop this CPU's EL1&0 TLB entries of the VM
-    /// (a different vCPU of the same VM may have run here with other stage-1 tables; the guest's
-    /// own TLBIs are broadcast by HCR_EL2.FB but entries left from an earlier vCPU are not covered).
+    /// Load them, with HCR_EL2 = [`hcr_guest`]. The CPU holds no EL1&0 TLB entries here: the
+    /// last vCPU it ran (of this VM or another, with other stage-1 tables) had them dropped by
+    /// `tlb::left` when it was unloaded, boot dropped what reset left (`mmu.rs`), and TLB
+    /// maintenance on an idle CPU makes none (`tlb.rs`, "One VMID per CPU"). (A `TLBI VMALLE1`
+    /// here was a second flush of QEMU's TLB per park and resume.)
     ///
     /// Call *before* restoring the vCPU's EL1 registers, so that the new SCTLR/TTBR/TCR_EL1 are
     /// never combined with the previous VM's stage 2 (KVM's `__load_stage2` comes first too).
@@ -143,8 +145,6 @@ impl El2Controls {
         HCR_EL2.write(hcr_guest());
         CNTHCTL_EL2.write(cnthctl_guest());
         isb();
-        // SAFETY: TLBI VMALLE1 only drops this CPU's EL1&0 TLB entries of the loaded VMID.
-        unsafe { asm!("tlbi vmalle1", "dsb nsh", "isb", options(nostack, preserves_flags)) };
     }
 }
 
