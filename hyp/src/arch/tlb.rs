@@ -30,9 +30,10 @@
 //! execution on a real root makes entries (maintenance runs on the empty root), and [`left`]
 //! drops them all when the vCPU is unloaded (boot dropped whatever reset left, `mmu.rs`). So a
 //! local "all of this VMID" is a local `TLBI ALLE1`, which drops the same entries as
-//! `VMALLS12E1` here — and which QEMU does on the one CPU, where it turns `VMALLS12E1` into a
-//! flush of every CPU's EL1&0 TLB, all vCPUs stopped until it is done (`tlbi_aa64_alle1is_write`):
-//! one such stop per park and resume was 16,007 of `swapbench`'s strided pass, 68 are left.
+//! `VMALLS12E1` here — and which QEMU 7.2 does on the one CPU, where it runs `VMALLS12E1` as a
+//! flush of every CPU's EL1&0 TLB with all vCPUs stopped until it is done (counted with uprobes
+//! on QEMU's flush functions: one per park and resume, 16,007 in `swapbench`'s strided pass; a
+//! few dozen are left, the pagedaemon's broadcasts).
 //!
 //! Nothing else on this CPU can observe the temporary VTTBR: EL2 never takes an interrupt and no
 //! EL1&0 code runs until the next ERET, before which `El2Controls::load` or the restore puts the
