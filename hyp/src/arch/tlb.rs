@@ -27,13 +27,14 @@
 //!
 //! # One VMID per CPU
 //! A CPU holds EL1&0 entries of one VMID at most: the VM whose vCPU it has loaded. Only EL1&0
-//! execution on a real root makes entries (maintenance runs on the empty root), and [`left`]
-//! drops them all when the vCPU is unloaded (boot dropped whatever reset left, `mmu.rs`). So a
-//! local "all of this VMID" is a local `TLBI ALLE1`, which drops the same entries as
-//! `VMALLS12E1` here — and which QEMU 7.2 does on the one CPU, where it runs `VMALLS12E1` as a
-//! flush of every CPU's EL1&0 TLB with all vCPUs stopped until it is done (counted with uprobes
-//! on QEMU's flush functions: one per park and resume, 16,007 in `swapbench`'s strided pass; a
-//! few dozen are left, the pagedaemon's broadcasts).
+//! execution and walks (the guest's, `at.rs`'s) on a real root make entries (maintenance runs on
+//! the empty root), and [`left`] drops them all when the vCPU is unloaded (boot dropped whatever
+//! reset left, `mmu.rs`). So a local "all of this VMID" is a local `TLBI ALLE1` (no VMID needed:
+//! steps 3 and 5 above do not apply), which drops the same entries as `VMALLS12E1` here — and which
+//! QEMU 7.2 does on the one CPU, where it runs `VMALLS12E1` as a flush of every CPU's EL1&0 TLB
+//! with all vCPUs stopped until it is done (counted with uprobes on QEMU's flush functions: one per
+//! park and resume, 16,007 in `swapbench`'s strided pass; a few dozen are left, the pagedaemon's
+//! broadcasts).
 //!
 //! Nothing else on this CPU can observe the temporary VTTBR: EL2 never takes an interrupt and no
 //! EL1&0 code runs until the next ERET, before which `El2Controls::load` or the restore puts the
