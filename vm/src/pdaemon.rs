@@ -25,6 +25,7 @@ use alloc::sync::Arc;
 
 use crate::anon::Anon;
 use crate::page::{Owner, Queue};
+use crate::pmap::AgedTables;
 use crate::stats::Stats;
 use crate::uvm::Uvm;
 
@@ -92,6 +93,8 @@ impl Uvm {
         let mut cluster = SwapCluster::new(self, CLUSTER_PAGES);
         // Clean object pages are dropped in batches too (`objdrop.rs`).
         let mut objects = ObjectDrops::new(self);
+        // The VMs whose access flags the scan clears, invalidated once when the pass ends.
+        let mut aged = AgedTables::new();
         while freed < target && scanned < budget {
             let want = target.saturating_mul(2);
             let (_, _, inactive) = self.queue_counts();
@@ -115,7 +118,8 @@ impl Uvm {
                 }
                 Stats::bump(&self.daemon().pdscans);
                 examined = examined.saturating_add(1);
-                if spare.spares(self, pg) || self.rmap().clear_reference(self.pa(pg)) {
+                let pa = self.pa(pg);
+                if spare.spares(self, pg) || self.rmap().clear_reference_aging(pa, &mut aged) {
                     self.activate(pg);
                     continue;
                 }
@@ -134,6 +138,7 @@ impl Uvm {
             freed += cluster.as_mut().map_or(0, SwapCluster::flush);
             freed += objects.flush();
         }
+        aged.flush();
         if examined != 0 || deactivated != 0 {
             self.swap_event(crate::swapevents::SwapEvent::Scan {
                 scanned: examined,

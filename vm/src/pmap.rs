@@ -23,6 +23,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{Ipa, Pa, Prot, PAGE_SIZE};
 
+mod aged;
 mod batch;
 pub mod desc;
 pub mod rmap;
@@ -31,6 +32,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use aged::AgedTables;
 pub use batch::TlbBatch;
 pub use desc::{Descriptor, Entry, Level, MemAttr, Stage2Attributes};
 pub use rmap::Rmap;

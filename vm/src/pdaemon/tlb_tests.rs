@@ -1,7 +1,8 @@
 //! The pagedaemon's TLB maintenance, counted with a recording `Tlb`: a 16-page cluster page-out
 //! costs one invalidation for its VM, issued before the write is submitted and before any frame
 //! is freed; dropping 16 clean swapped pages, or 16 clean object pages, the same; aging costs
-//! none.
+//! one invalidation per aged VM at the end of the clock's pass, none when the VM was
+//! invalidated whole after its flags were cleared, and none outside the clock (deactivation).
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -178,16 +179,43 @@ fn dropping_clean_swapped_pages_invalidates_once_before_the_frees() {
 
 /// The pagedaemon's clock over pages the guest has just written (every access flag set): it
 /// ages them, clears their references (the first turn) and pages 16 of them out (the second).
-/// The whole pass costs one TLBI: the cluster's. Before lazy aging and batching it cost one a
+/// The whole pass costs one TLBI: the cluster's, which came after the flags were cleared and
+/// so also serves the aging (`pmap/aged.rs`). Before lazy aging and batching it cost one a
 /// reference cleared plus one a page unmapped.
 #[test]
-fn a_reclaim_pass_costs_one_tlbi_per_cluster_and_none_for_aging() {
+fn a_reclaim_pass_costs_one_tlbi_per_cluster_which_serves_the_aging_too() {
     let f = fx();
     f.forget_tlb();
     assert_eq!(f.uvm.reclaim(CLUSTER_PAGES), CLUSTER_PAGES);
     assert_eq!(f.swap.write_requests.load(Ordering::Relaxed), 1);
     assert!(f.uvm.daemon_stats().pddeact > 0, "the refill aged pages");
     assert_eq!(f.tlb.rec.ops(), [TlbOp::Vm(Vmid(1))]);
+}
+
+/// A clock pass that clears access flags and frees nothing of that VM (no swap device: its
+/// anon pages cannot go) ends with one `invalidate_vm` of it, so that what the guest touches
+/// next sets the flags again even through a TLB entry from before; the flags are clear, and
+/// the next access to each page sets its flag again.
+#[test]
+fn a_pass_that_ages_a_vm_and_frees_nothing_of_it_invalidates_it_once() {
+    let mem = Arc::new(SimMem::new(Pa(0x8000_0000), 256));
+    let tlb = Arc::new(WatchTlb::default());
+    let uvm = Uvm::new(mem.clone(), tlb.clone(), mem.range());
+    let map = Map::new(&uvm, Vmid(1)).unwrap();
+    map.insert(anon_spec(0, 64)).unwrap();
+    for i in 0..64 {
+        wr(&map, page(i)).unwrap();
+    }
+    tlb.rec.clear();
+    assert_eq!(uvm.reclaim(CLUSTER_PAGES), 0, "anon pages and no swap: nothing to free");
+    assert_eq!(tlb.rec.ops(), [TlbOp::Vm(Vmid(1))]);
+    let pa = |i| uvm.pa(map.anon_at(page(i)).unwrap().lock().page.unwrap());
+    let cleared = (0..64).filter(|&i| !uvm.rmap().is_referenced(pa(i))).count();
+    assert!(cleared > 0, "the pass cleared flags");
+    for i in 0..64 {
+        rd(&map, page(i)).unwrap();
+        assert!(uvm.rmap().is_referenced(pa(i)), "page {i} referenced again");
+    }
 }
 
 /// Aging alone (deactivating pages, which clears every mapping's access flag) issues no TLBI;

@@ -28,7 +28,7 @@ use alloc::vec::Vec;
 use crate::sync::Mutex;
 
 use super::tables::{TableId, Tables};
-use super::{Stage2, TlbBatch, Vmid};
+use super::{AgedTables, Stage2, TlbBatch, Vmid};
 use crate::addr::{Ipa, Pa, Prot, PAGE_SHIFT};
 
 #[derive(Clone)]
@@ -277,15 +277,34 @@ impl Rmap {
     /// access to such a mapping takes an access-flag fault, which the fault path resolves by
     /// entering the mapping again, unless a TLB still holds the mapping from before: the flag
     /// is cleared with no TLB invalidation (`Stage2::clear_access_flag`), so an access through
-    /// such an entry goes unnoticed (aging is approximate, as in Linux; never wrong).
+    /// such an entry goes unnoticed (aging is approximate, as in Linux; never wrong). The
+    /// pagedaemon's clock uses [`Rmap::clear_reference_aging`] instead.
     ///
     /// # Locks
     /// As [`Rmap::page_protect`].
     pub fn clear_reference(&self, pa: Pa) -> bool {
+        self.clear_reference_noting(pa, |_| {})
+    }
+
+    /// [`Rmap::clear_reference`], noting in `aged` each table where a flag was set, for the
+    /// invalidation that ends the clock's pass (`pmap/aged.rs`).
+    ///
+    /// # Locks
+    /// As [`Rmap::page_protect`].
+    pub fn clear_reference_aging(&self, pa: Pa, aged: &mut AgedTables) -> bool {
+        self.clear_reference_noting(pa, |s2| aged.note(s2))
+    }
+
+    /// Clear the access flag of every mapping of `pa`, calling `note` with each table where it
+    /// was set; true when any was.
+    fn clear_reference_noting(&self, pa: Pa, mut note: impl FnMut(&Arc<Stage2>)) -> bool {
         let mut any = false;
         for e in self.snapshot(pa).iter() {
             if let Some(s2) = self.tables.get(e.table) {
-                any |= s2.rmap_reference(e.ipa, pa.page_base(), true, e.generation);
+                if s2.rmap_reference(e.ipa, pa.page_base(), true, e.generation) {
+                    note(&s2);
+                    any = true;
+                }
             }
         }
         any

@@ -155,6 +155,9 @@ pub struct Stage2 {
     /// Renewed (under the lock) by [`Stage2::clear`]: reverse-map entries of an older generation
     /// are stale (see `stage2/clear.rs`).
     generation: AtomicU64,
+    /// Invalidations of the whole VMID so far ([`Stage2::invalidate_all`]): one the clock's
+    /// aging would owe is already done when this moved (`pmap/aged.rs`).
+    whole_invalidations: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -230,6 +233,7 @@ impl Stage2 {
             vmid,
             root,
             generation: AtomicU64::new(generation),
+            whole_invalidations: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 live: BTreeMap::new(),
                 resident: 0,
@@ -422,7 +426,7 @@ impl Drop for Stage2 {
     /// stale and pruned lazily (see `pmap/tables.rs`).
     fn drop(&mut self) {
         self.rmap.tables.unregister(self.id);
-        self.tlb.invalidate_vm(self.vmid);
+        self.invalidate_all();
         let inner = self.inner.get_mut();
         for (&frame, _) in inner.live.iter() {
             self.frames.free_table(Pa(frame));

@@ -65,7 +65,7 @@ impl Stage2 {
         for index in inner.root_used.take() {
             self.write(self.root_slot(index), Descriptor::INVALID);
         }
-        self.tlb.invalidate_vm(self.vmid);
+        self.invalidate_all();
         // That covered every IPA a `TlbBatch` still owes (`owed.rs`).
         inner.owed.clear();
         // Only now may a table frame be reused: hand the whole index over, untouched (O(1)).

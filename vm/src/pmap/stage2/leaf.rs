@@ -9,6 +9,7 @@
 
 use super::walk::{Path, Walk};
 use super::{Inner, Stage2};
+use core::sync::atomic::Ordering;
 use crate::addr::{Ipa, Pa, Prot};
 use crate::pmap::desc::{Descriptor, Entry, Level, MemAttr, Stage2Attributes};
 #[cfg(doc)]
@@ -311,7 +312,10 @@ impl Stage2 {
     /// cause data corruption. [ It could cause incorrect page aging and the (mistaken) reclaim
     /// of hot pages, but the chance of that should be relatively low. ]" Under QEMU TCG every
     /// broadcast TLBI stops all vCPU threads, and the clock clears the flag of each page it
-    /// looks at: one TLBI per scanned page was a large part of the swap benchmark's time.
+    /// looks at: one TLBI per scanned page was a large part of the swap benchmark's time. The
+    /// cadence that stale entries need is the clock's own: each pass ends with one
+    /// invalidation of every VM whose flags it cleared ([`Stage2::invalidate_aged`],
+    /// `pmap/aged.rs`).
     ///
     /// # Locks
     /// The table's lock is held by the caller.
@@ -319,6 +323,23 @@ impl Stage2 {
         let new = old.with_attributes(old.attributes() - Stage2Attributes::AF);
         debug_assert!(!Descriptor::needs_tlb_invalidation(old, new));
         self.write(slot, new);
+    }
+
+    /// Drop every TLB entry of the VMID (`Tlb::invalidate_vm`), and count it: the clock's aging
+    /// asks [`Stage2::whole_invalidations`] whether one came after its last cleared flag
+    /// (`pmap/aged.rs`).
+    ///
+    /// # Locks
+    /// Takes none of the engine's (nor does the `Tlb`); called with or without this table's
+    /// lock.
+    pub(in crate::pmap) fn invalidate_all(&self) {
+        self.tlb.invalidate_vm(self.vmid);
+        self.whole_invalidations.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times [`Stage2::invalidate_all`] ran.
+    pub(in crate::pmap) fn whole_invalidations(&self) -> u64 {
+        self.whole_invalidations.load(Ordering::Acquire)
     }
 
     /// The valid leaf at `ipa` if it maps `pa`. Lock held by the caller.

@@ -48,7 +48,7 @@ impl Stage2 {
     /// each.
     fn invalidate_pages(&self, ipas: impl ExactSizeIterator<Item = u64>) -> bool {
         if ipas.len() > TlbBatch::VM_PAGES {
-            self.tlb.invalidate_vm(self.vmid);
+            self.invalidate_all();
             return true;
         }
         ipas.for_each(|ipa| self.tlb.invalidate_ipa(self.vmid, Ipa(ipa)));

@@ -48,7 +48,7 @@ impl Stage2 {
         if deferred.unmapped.is_empty() && deferred.tables.is_empty() {
             return;
         }
-        self.tlb.invalidate_vm(self.vmid);
+        self.invalidate_all();
         for (oa, ipa) in deferred.unmapped {
             self.rmap.remove(oa, self.id, Ipa(ipa), self.generation());
         }
