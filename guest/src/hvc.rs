@@ -18,6 +18,8 @@ pub const UVMHYP_CLONE: u32 = 0xC600_0005;
 pub const UVMHYP_ACCOUNT: u32 = 0xC600_0006;
 /// UVMHYP_ADVISE (x1 IPA, x2 length, x3 advice: 0 normal, 1 random, 2 sequential).
 pub const UVMHYP_ADVISE: u32 = 0xC600_0007;
+/// UVMHYP_PHASE(n): this VM has reached phase n; the lowest phase of the running VMs.
+pub const UVMHYP_PHASE: u32 = 0xC600_0008;
 /// PSCI_VERSION.
 pub const PSCI_VERSION: u32 = 0x8400_0000;
 /// PSCI_CPU_ON (SMC64).
@@ -161,6 +163,12 @@ pub enum Advice {
 /// -2 (INVALID_PARAMETERS) for an unaligned, empty or unmapped range or another advice value.
 pub fn advise(ipa: u64, len: u64, advice: u64) -> i64 {
     hvc(UVMHYP_ADVISE, ipa, len, advice)
+}
+
+/// UVMHYP_PHASE: this VM has reached phase `n`; the lowest phase any running VM has reached
+/// (every other VM has got at least that far).
+pub fn phase(n: u64) -> u64 {
+    hvc(UVMHYP_PHASE, n, 0, 0) as u64
 }
 
 /// What UVMHYP_INFO tells about this VM and vCPU.

@@ -41,6 +41,9 @@ pub mod uvmhyp {
     /// UVMHYP_ADVISE: set the paging advice of a range of the caller's RAM (x1 IPA, x2 length
     /// in bytes, both page-aligned; x3 the advice, see [`super::GuestAdvice`]).
     pub const ADVISE: u32 = 0xC600_0007;
+    /// UVMHYP_PHASE: the caller has reached phase x1; x0 = the lowest phase of the running VMs
+    /// (`crate::phase`).
+    pub const PHASE: u32 = 0xC600_0008;
 }
 
 /// UVMHYP_ADVISE's x3: the advice, numbered as `POSIX_MADV_*` (the engine's `vm::map::Advice`).
@@ -149,6 +152,8 @@ pub enum Uvmhyp {
     Account { group: Option<AccountGroup> },
     /// Set the advice of `[ipa, ipa + len)` (`None`: an advice that does not exist).
     Advise { ipa: u64, len: u64, advice: Option<GuestAdvice> },
+    /// The caller has reached phase `n`.
+    Phase { n: u64 },
 }
 
 /// Most children one UVMHYP_CLONE makes.
@@ -196,6 +201,7 @@ pub fn decode(x: [u64; 4]) -> Call {
             uvmhyp::CLONE => Call::Uvmhyp(Uvmhyp::Clone { count: x[1] }),
             uvmhyp::ACCOUNT => Call::Uvmhyp(Uvmhyp::Account { group: AccountGroup::of(x[1]) }),
             uvmhyp::ADVISE => Call::Uvmhyp(Uvmhyp::Advise { ipa: x[1], len: x[2], advice: GuestAdvice::of(x[3]) }),
+            uvmhyp::PHASE => Call::Uvmhyp(Uvmhyp::Phase { n: x[1] }),
             _ => Call::Unknown(fid),
         },
         _ => Call::Unknown(fid),
@@ -287,6 +293,7 @@ mod tests {
         assert_eq!(call(uvmhyp::ADVISE, 0x4000_0000, 0x2000, 2), advise(Some(GuestAdvice::Sequential)));
         assert_eq!(call(uvmhyp::ADVISE, 0x4000_0000, 0x2000, 0), advise(Some(GuestAdvice::Normal)));
         assert_eq!(call(uvmhyp::ADVISE, 0x4000_0000, 0x2000, 3), advise(None));
+        assert_eq!(call(uvmhyp::PHASE, 2, 0, 0), Call::Uvmhyp(Uvmhyp::Phase { n: 2 }));
     }
 
     #[test]
@@ -296,7 +303,7 @@ mod tests {
 
     #[test]
     fn unknown_functions_of_every_owner_are_unknown() {
-        for fid in [0x8000_8000, 0x8400_0012, 0xC400_0003 ^ 0x4000_0000, 0xC600_0008, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
+        for fid in [0x8000_8000, 0x8400_0012, 0xC400_0003 ^ 0x4000_0000, 0xC600_0009, 0xC500_0000, 0x8200_0000, 0xBF00_0000] {
             assert_eq!(call(fid, 0, 0, 0), Call::Unknown(fid), "{fid:#x}");
         }
     }

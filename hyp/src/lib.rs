@@ -7,7 +7,7 @@
 //! line budget), the virtual platform's addresses and limits (`platform`), and the trap policy:
 //! syndrome decoding (`esr`), abort classification (`abort`), MMIO data order and extension
 //! (`mmio`), exception-entry state (`exception`), the injected-exception loop rule (`inject`),
-//! guest-call decoding and PSCI checks (`calls`), the device bus (`bus`), the run queue (`runq`),
+//! guest-call decoding and PSCI checks (`calls`), the VMs' rendezvous (`phase`), the device bus (`bus`), the run queue (`runq`),
 //! the VMID pool (`vmid`), stop reasons (`stop`), whom an SError is blamed on (`serror`); and the
 //! test hooks a scenario may switch on (`selftest`). They are plain
 //! safe Rust over bytes and register values, built into the EL2 binary and unit-tested on the
@@ -40,6 +40,7 @@ pub mod linux_image;
 pub mod loader;
 pub mod mmio;
 pub mod pause;
+pub mod phase;
 pub mod pl011_rx;
 pub mod platform;
 pub mod ptimer;

@@ -9,6 +9,12 @@
 //! than the VMs' pages, merged anons have been to swap and back: `dedup-swap`), writes to every
 //! common and zero page (each write a copy of the merged page: case 1B) with its own bytes, and
 //! verifies again — a merge never lets one VM see another's data.
+//!
+//! The VMs go through these steps together: each step ends at a UVMHYP_PHASE rendezvous of all
+//! the run's VMs ([`Phase`]). Without it the first VM to see the saving settle starts verifying,
+//! its page-ins change the saving the others watch, and they wait on while it verifies alone
+//! and writes its common pages private: 8 runs of `dedup-swap` merged 10,787-10,864 pages when
+//! the four left the wait together and 4,911-8,297 when they did not.
 #![no_std]
 #![no_main]
 
@@ -30,6 +36,23 @@ const ROUND_MS: u64 = 50;
 const QUIET_PASSES: u64 = 2;
 /// Give up waiting after this many rounds (the scenario's check then fails on the saving).
 const MAX_ROUNDS: u32 = 6000;
+/// How long one idle round lasts between looks at the rendezvous: the VMs leave it within this
+/// much of each other.
+const MEET_MS: u64 = 5;
+/// Give up meeting the other VMs after this many of those rounds (120 s; a VM that stops no
+/// longer counts, so only a VM that never gets there makes a guest wait this long).
+const MAX_MEET_ROUNDS: u64 = 120_000 / MEET_MS;
+
+/// The steps every VM running this guest ends together (UVMHYP_PHASE's numbers).
+#[derive(Clone, Copy)]
+enum Phase {
+    /// Its memory is written.
+    Filled = 1,
+    /// The scanner has merged what was resident.
+    Converged = 2,
+    /// It has verified all of its memory (before any VM writes its common pages).
+    Verified = 3,
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -94,6 +117,19 @@ fn nap(ms: u64) {
     }
 }
 
+/// Wait, idle, until every running VM has reached `phase`; false if they do not within
+/// [`MAX_MEET_ROUNDS`].
+fn meet(phase: Phase) -> bool {
+    let n = phase as u64;
+    for _ in 0..MAX_MEET_ROUNDS {
+        if hvc::phase(n) >= n {
+            return true;
+        }
+        nap(MEET_MS);
+    }
+    false
+}
+
 fn main(_cpu: usize, _arg: u64) -> u32 {
     guest::mmu::enable();
     let info = hvc::info();
@@ -102,6 +138,7 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     check!(pages > 0, 2, "RAM of {} bytes is too small", info.ram_bytes);
     fill(start, pages, info.vm, 0, false);
     println!("dedup: vm {} filled {} pages (75% common, 10% zero, 15% own)", info.vm, pages);
+    check!(meet(Phase::Filled), 6, "the other VMs did not fill their memory within 120 s");
 
     // Converged: the saving is the same as QUIET_PASSES passes ago (and not zero).
     let (mut saved, mut since, mut rounds) = (hvc::counter(Counter::DedupSavedAll), hvc::counter(Counter::DedupPasses), 0);
@@ -115,6 +152,7 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
             break;
         }
     }
+    check!(meet(Phase::Converged), 6, "the other VMs did not see the scanner converge within 120 s");
     println!(
         "dedup: vm {} sees {} frames saved over all VMs after {} rounds; its own: {} merged ({} zero)",
         info.vm,
@@ -138,6 +176,7 @@ fn main(_cpu: usize, _arg: u64) -> u32 {
     let [swapped, ..] = hvc::account(1);
     let [_, _, by_dedup, _] = hvc::account(2);
     println!("dedup: vm {} verified all: {} resident ({} shared), {} swapped; all VMs: {} frames saved by dedup", info.vm, resident, shared, swapped, by_dedup);
+    check!(meet(Phase::Verified), 6, "the other VMs did not verify their memory within 120 s");
     let copies = hvc::counter(Counter::FltAcow);
     fill(start, pages, info.vm, 0x5eed, true);
     let bad = mismatches(start, pages, info.vm, 0x5eed);

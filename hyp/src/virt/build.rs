@@ -123,7 +123,7 @@ fn add_vm(h: &Hyp, vc: &VmConfig, objects: Vec<Arc<ImageObject>>, claims: bool) 
     let memory = Arc::new(Memory::new(map, lease));
     let nr = vc.cpus as u16;
     let time_base = crate::arch::timer::now();
-    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr, time_base, lineage: Default::default(), clone_at: vc.clone.clone() };
+    let shape = Shape { name: vc.name.clone(), ram_bytes: vc.ram_bytes, image_bytes: image_len, nr_vcpus: nr, time_base, lineage: Default::default(), clone_at: vc.clone.clone(), phase: 0 };
     let gic = vc.irqchip.then(|| Vgic::new(usize::from(nr)));
     let (vm, mut boot) = h.create_vm(shape, memory, devices(vc)?, gic, 0, vc.dedup);
     boot.power_on(vc.boot.entry.0, vc.boot.x0);

@@ -165,7 +165,7 @@ fn child(h: &Hyp, parent: &Vm, map: &Map, sources: &[Source<'_>]) -> Result<Vec<
     let k = parent.identity.add_child();
     let name = format!("{}.{k}", parent.name);
     let lineage = Lineage { parent: parent.number, index: k };
-    let shape = Shape { name, ram_bytes: parent.ram_bytes, image_bytes: parent.image_bytes, nr_vcpus: parent.nr_vcpus, time_base: parent.time_base, lineage, clone_at: None };
+    let shape = Shape { name, ram_bytes: parent.ram_bytes, image_bytes: parent.image_bytes, nr_vcpus: parent.nr_vcpus, time_base: parent.time_base, lineage, clone_at: None, phase: parent.phase.get() };
     // The interrupt controller's state as the parent's exits left it (its list registers were
     // folded back at each exit: `vgic::save`), every vCPU's redistributor and pending state in it.
     let gic = parent.gic.as_ref().map(|g| g.lock().clone());

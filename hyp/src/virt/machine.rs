@@ -35,6 +35,7 @@ use hyp::console_in::InputQueue;
 use hyp::exception::pstate;
 use hyp::identity::{Identity, Lineage};
 use hyp::pause::Pause;
+use hyp::phase::Phase;
 use hyp::inject::LoopDetector;
 use hyp::platform::{MAX_VCPUS, RAM_BASE};
 use hyp::ptimer::PhysTimer;
@@ -116,6 +117,8 @@ pub struct Shape {
     pub lineage: Lineage,
     /// The scenario's clone point of a template (`hyp::pause`).
     pub clone_at: Option<ClonePoint>,
+    /// The UVMHYP_PHASE it starts at (0; a clone its parent's: `hyp::phase`).
+    pub phase: u64,
 }
 
 /// One guest.
@@ -159,6 +162,8 @@ pub struct Vm {
     pub identity: Identity,
     /// The scenario's clone point and the rendezvous of its vCPUs there (`virt::pause`).
     pub pause: Pause<Box<Vcpu>>,
+    /// How far its guest has got in the run's rendezvous (UVMHYP_PHASE, `hyp::phase`).
+    pub phase: Phase,
 }
 
 impl Vm {
@@ -189,6 +194,7 @@ impl Vm {
             input: Mutex::new(InputQueue::default()),
             mmio_unknown: AtomicU64::new(0),
             mmio_logged: AtomicBool::new(false),
+            phase: Phase::new(shape.phase),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The UVMHYP vendor hypervisor calls (SMCCC owner 6; README, "Hypercall ABI"): exit, print a
 //! guest buffer, read a counter, yield, describe the VM, clone it (`clone.rs`), read its memory
-//! accounting (a pass of `account.rs`), set the paging advice of a range of its RAM.
+//! accounting (a pass of `account.rs`), set the paging advice of a range of its RAM, meet the
+//! other VMs at a phase (`hyp::phase`).
 
 use alloc::format;
 
@@ -12,6 +13,7 @@ use super::callret::{answer, set_ret};
 use super::clone;
 use super::state::Hyp;
 use hyp::calls::{AccountGroup, GuestAdvice, Uvmhyp, SUCCESS};
+use hyp::phase::least;
 use hyp::stop::{Cause, Stop};
 use smccc::psci::error::INVALID_PARAMETERS;
 use vm::fault::FaultError;
@@ -68,6 +70,10 @@ pub fn handle(h: &Hyp, v: &mut Vcpu, call: Uvmhyp) -> Next {
             let r = advise(v, ipa, len, advice);
             answer(v, r)
         }
+        Uvmhyp::Phase { n } => {
+            let r = phase(h, v, n);
+            answer(v, r)
+        }
         Uvmhyp::Info => {
             v.regs.x[0] = u64::from(v.vm.number);
             v.regs.x[1] = u64::from(v.index);
@@ -106,6 +112,17 @@ fn print(h: &Hyp, v: &mut Vcpu, ipa: u64, len: u64) -> Next {
             h.stop_vm(&vm, Stop::crash(Cause::of_fault(e), format!("UVMHYP_PRINT at IPA {ipa:#x}: fault failed: {e:?}")))
         }
     }
+}
+
+/// UVMHYP_PHASE: raise the caller's phase to `n`; the lowest phase of the VMs not stopped.
+///
+/// # Locks
+/// Takes the VM table alone (for its copy).
+fn phase(h: &Hyp, v: &Vcpu, n: u64) -> i64 {
+    v.vm.phase.reach(n);
+    let running = h.vms().into_iter().filter(|vm| !vm.is_stopped()).map(|vm| vm.phase.get());
+    // Phases a guest names are small; one above i64::MAX would read as an error code.
+    least(v.vm.phase.get(), running).min(i64::MAX as u64) as i64
 }
 
 /// UVMHYP_COUNTER: one of this VM's uvmexp counters.
