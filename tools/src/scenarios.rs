@@ -321,7 +321,7 @@ pub(crate) mod tests {
         assert_eq!(
             names,
             [
-                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup-swap", "dedup8", "default", "echo", "fairmem-off", "fairmem-swap", "fairmem", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "poll", "preempt", "repro", "smp", "swapbench", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
+                "badaddr", "bench-notrace", "bench", "capped", "clone8", "clonebench-host", "clonebench", "clonepoint", "crash", "dedup-swap", "dedup8", "default", "echo", "fairmem-off", "fairmem-swap", "fairmem", "fork", "hostile", "image", "linux-clone", "linux-crash", "linux-focus", "linux-input", "linux-swap", "linux", "many", "max", "multi", "overcommit-shared", "overcommit", "panic-fault", "phase", "poll", "preempt", "repro", "smp", "swapbench", "swapdead", "swapfail-read", "swapfail-write", "swapfull", "touch", "xonly"
             ]
         );
         for s in &all {
