@@ -8,7 +8,7 @@
 //! leaves its CPU sees no such cadence here — none at all once the hypervisor stopped making
 //! QEMU flush every CPU at each park (`hyp/src/arch/tlb.rs`), after which scenario
 //! `fairmem-off`'s hog lost the frame of its own hot code to the latecomer's reclaim and was
-//! the VM stopped. One invalidation per aged VM per pass is that cadence: what a guest touches
+//! stopped. One invalidation per aged VM per pass is that cadence: what a guest touches
 //! after a pass sets the flag again (an access-flag fault), and the next pass sees it. A table
 //! whose whole VMID was invalidated after its last cleared flag (the pass's own page-out
 //! cluster, say) is not invalidated again.

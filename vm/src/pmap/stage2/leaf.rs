@@ -306,7 +306,7 @@ impl Stage2 {
     /// This is what Linux does. KVM arm64's `kvm_pgtable_stage2_mkold` (now
     /// `kvm_pgtable_stage2_test_clear_young`) issues no TLBI ("But where's the TLBI?!" ... "Over
     /// in the core code"), and the core code's aging path, `kvm_mmu_notifier_clear_young`,
-    /// "never issue[s] secondary TLB flushes from clear_young, leaving this job up to the
+    /// "never issue\[s\] secondary TLB flushes from clear_young, leaving this job up to the
     /// regular system cadence"; x86's `ptep_clear_flush_young` (and arm64's since 2023) dropped
     /// its flush for the same reason: "clearing the accessed bit without a TLB flush doesn't
     /// cause data corruption. [ It could cause incorrect page aging and the (mistaken) reclaim
@@ -314,7 +314,7 @@ impl Stage2 {
     /// broadcast TLBI stops all vCPU threads, and the clock clears the flag of each page it
     /// looks at: one TLBI per scanned page was a large part of the swap benchmark's time. The
     /// cadence that stale entries need is the clock's own: each pass ends with one
-    /// invalidation of every VM whose flags it cleared ([`Stage2::invalidate_aged`],
+    /// invalidation of every VM whose flags it cleared ([`Stage2::invalidate_all`],
     /// `pmap/aged.rs`).
     ///
     /// # Locks
